@@ -1,0 +1,253 @@
+import * as core from '@actions/core';
+import * as github from '@actions/github';
+import * as crypto from 'crypto';
+import * as semver from 'semver';
+import { buildImages, registryLogin } from './build';
+import { checkStack, reportFindings } from './checks';
+import { InputError } from './errors';
+import { LocalRunner } from './exec';
+import { Inputs } from './inputs';
+import { findTarget, readLedger } from './ledger';
+import { LayerOutcome, LayerPlan, RunContext, releaseDirFor, runLayer, watchesFor } from './pipeline';
+import { Remote, shellJoin } from './remote';
+import { LoadedStack, loadStack, prepareStack } from './stack';
+import { Service, readServices, releaseTagMismatches, versionEnv } from './versions';
+
+export interface Outcome {
+  result: 'deployed' | 'rolled-back' | 'failed' | 'checked' | 'built';
+  release: string;
+  versions: Record<string, string>;
+  images: Record<string, string>;
+  layers: LayerOutcome[];
+  checks?: string;
+  error?: string;
+  notes: string[];
+}
+
+export const STATE_LOCKS = 'locks';
+export const STATE_LOGIN = 'registry-login';
+
+function context() {
+  const c = github.context;
+  const server = process.env.GITHUB_SERVER_URL || 'https://github.com';
+  const repo = process.env.GITHUB_REPOSITORY || '';
+  const runUrl = repo && c.runId ? `${server}/${repo}/actions/runs/${c.runId}` : `local-${process.pid}-${Date.now()}`;
+  return { sha: c.sha || process.env.GITHUB_SHA || '', ref: c.ref || process.env.GITHUB_REF || '', actor: c.actor || process.env.GITHUB_ACTOR || 'unknown', runUrl };
+}
+
+function readVersions(inputs: Inputs, notes: string[]): Service[] {
+  const services = readServices(inputs.workingDirectory, inputs.services);
+  if (inputs.releaseTagCheck !== 'off') {
+    const bad = releaseTagMismatches(services, process.env.GITHUB_REF);
+    for (const m of bad) {
+      const text = `${m.versionFile} says ${m.version} but the release tag is ${m.tag}.`;
+      if (inputs.releaseTagCheck === 'strict') throw new InputError(`${text} (release-tag-check: strict)`);
+      core.warning(text, { file: m.versionFile });
+      notes.push(text);
+    }
+  }
+  core.info(`Versions: ${services.map((s) => `${s.name} ${s.version}`).join(', ')}`);
+  return services;
+}
+
+
+function runChecks(inputs: Inputs, env: Record<string, string>): { stacks: LoadedStack[]; markdown: string } {
+  const stacks = inputs.stacks.map((s) => loadStack(s, inputs.workingDirectory));
+  const findings = stacks.flatMap((s) => checkStack(s, env, { skip: inputs.skipChecks }));
+  const report = reportFindings(findings);
+  core.info(`Pre-flight: ${report.errors} error(s), ${report.warnings} warning(s), ${report.notices} notice(s) in ${stacks.length} stack(s).`);
+  if (report.errors) {
+    const err = new InputError(`Pre-flight checks found ${report.errors} error(s); nothing was deployed. See the annotations and the job summary.`);
+    (err as InputError & { markdown?: string }).markdown = report.markdown;
+    throw err;
+  }
+  return { stacks, markdown: report.markdown };
+}
+
+function variables(inputs: Inputs, services: Service[]): Record<string, string> {
+  return { ...versionEnv(services, inputs.registry, inputs.imagePrefix), ...inputs.env };
+}
+
+export async function commandCheck(inputs: Inputs): Promise<Outcome> {
+  const notes: string[] = [];
+  let versions: Record<string, string> = {};
+  let env = { ...inputs.env };
+  try {
+    const services = readVersions(inputs, notes);
+    versions = Object.fromEntries(services.map((s) => [s.name, s.version]));
+    env = variables(inputs, services);
+  } catch (e) {
+    // `check` on a repo without service folders still checks the stacks.
+    if (!(e instanceof InputError) || !/matches no service folder|does not exist/.test(e.message)) throw e;
+  }
+  const { markdown } = runChecks(inputs, env);
+  return { result: 'checked', release: inputs.release, versions, images: {}, layers: [], checks: markdown, notes };
+}
+
+export async function commandBuild(inputs: Inputs): Promise<Outcome> {
+  const notes: string[] = [];
+  const services = readVersions(inputs, notes);
+  const docker = new LocalRunner(inputs.workingDirectory);
+  if (inputs.registryUsername && inputs.registryPassword && !inputs.dryRun) {
+    await registryLogin(docker, inputs.registry, inputs.registryUsername, inputs.registryPassword);
+    core.saveState(STATE_LOGIN, inputs.registry);
+  }
+  const built = await buildImages(docker, services, {
+    registry: inputs.registry,
+    imagePrefix: inputs.imagePrefix,
+    buildArgs: inputs.buildArgs,
+    target: inputs.target,
+    sha: context().sha || '0000000',
+    push: !inputs.dryRun,
+  });
+  return {
+    result: 'built',
+    release: inputs.release,
+    versions: Object.fromEntries(services.map((s) => [s.name, s.version])),
+    images: Object.fromEntries(built.map((b) => [b.service, b.reference])),
+    layers: [],
+    notes,
+  };
+}
+
+/** Connects once, checks the host can deploy, and logs the host in to the registry if asked. */
+async function connect(inputs: Inputs): Promise<{ remote: Remote; ctx: RunContext; logout: () => Promise<void> }> {
+  const remote = await core.group(`Connect to ${inputs.user}@${inputs.host}:${inputs.port}`, async () => {
+    const r = await Remote.connect({ host: inputs.host, port: inputs.port, user: inputs.user, privateKey: inputs.sshKey, passphrase: inputs.sshPassphrase, knownHosts: inputs.knownHosts });
+    core.info(`Connected; host key matches the pinned known-hosts entry.`);
+    return r;
+  });
+  const info = await remote.sh(`docker version --format '{{.Client.Version}}' && docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.ServerVersion}}'`, { retry: true });
+  if (info.code !== 0) {
+    remote.dispose();
+    throw new Error(`Docker does not answer on ${remote.where}: ${(info.stderr || info.stdout).trim()} (is the user in the docker group?)`);
+  }
+  const [client, swarm] = info.stdout.trim().split('\n');
+  const [state, manager, server] = (swarm ?? '').split(' ');
+  if (state !== 'active' || manager !== 'true') {
+    remote.dispose();
+    throw new Error(`${remote.where} is not a Swarm manager (swarm state "${state}", manager ${manager}). Run \`docker swarm init\` there first.`);
+  }
+  core.info(`Host Docker: client ${client}, engine ${server}, Swarm manager.`);
+  const withRegistryAuth = !!(inputs.registryUsername && inputs.registryPassword);
+  let logout = async () => {};
+  if (withRegistryAuth) {
+    const res = await remote.run(['docker', 'login', inputs.registry, '--username', inputs.registryUsername, '--password-stdin'], { input: inputs.registryPassword });
+    if (res.code !== 0) throw new Error(`The host could not log in to ${inputs.registry} as ${inputs.registryUsername}: ${res.stderr.trim()}`);
+    // Swarm keeps the credentials it needs (--with-registry-auth); the host's config file need not.
+    logout = async () => void (await remote.run(['docker', 'logout', inputs.registry]).catch(() => undefined));
+  }
+  const clientVersion = semver.coerce(client);
+  const ctx: RunContext = {
+    inputs,
+    remote,
+    ...context(),
+    withRegistryAuth,
+    detachFlag: !!clientVersion && semver.gte(clientVersion, '26.0.0'),
+    pollMs: 500,
+  };
+  return { remote, ctx, logout };
+}
+
+/** Tracks the locks held so the post step can release them if this step is killed. */
+function lockTracker(runUrl: string): (dir: string, held: boolean) => void {
+  const held = new Set<string>();
+  return (dir, on) => {
+    if (on) held.add(dir);
+    else held.delete(dir);
+    core.saveState(STATE_LOCKS, JSON.stringify({ run: runUrl, dirs: [...held] }));
+  };
+}
+
+async function runLayers(ctx: RunContext, plans: LayerPlan[]): Promise<{ layers: LayerOutcome[]; error?: string }> {
+  const layers: LayerOutcome[] = [];
+  const track = lockTracker(ctx.runUrl);
+  for (const plan of plans) {
+    const outcome = await core.group(`Layer ${plan.stack} (${plan.kind} ${plan.release})`, () => runLayer(ctx, plan, track));
+    layers.push(outcome);
+    if (outcome.result !== 'deployed') {
+      const skipped = plans.slice(plans.indexOf(plan) + 1).map((p) => p.stack);
+      return { layers, error: outcome.error + (skipped.length ? `\nNot deployed (later layers): ${skipped.join(', ')}.` : '') };
+    }
+  }
+  return { layers };
+}
+
+function overall(layers: LayerOutcome[], error?: string): Outcome['result'] {
+  if (!error) return 'deployed';
+  return layers[layers.length - 1]?.result === 'rolled-back' ? 'rolled-back' : 'failed';
+}
+
+export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
+  const notes: string[] = [];
+  const services = readVersions(inputs, notes);
+  const env = variables(inputs, services);
+  const versions = Object.fromEntries(services.map((s) => [s.name, s.version]));
+  const { stacks, markdown } = await core.group('Pre-flight checks', async () => runChecks(inputs, env));
+  const prepared = stacks.map((s) => prepareStack(s, inputs.workingDirectory, env));
+  if (inputs.dryRun) {
+    for (const p of prepared) for (const u of p.uploads) core.info(`--- ${p.name}: ${u.rel}\n${u.content}`);
+    return { result: 'checked', release: inputs.release, versions, images: {}, layers: [], checks: markdown, notes: [...notes, 'dry-run: nothing was deployed.'] };
+  }
+  const { remote, ctx, logout } = await connect(inputs);
+  try {
+    // Swarm configs are immutable: a changed file under an unchanged name would fail mid-deploy.
+    const existing = await existingConfigs(remote);
+    const late = stacks.flatMap((s) => checkStack(s, env, { skip: inputs.skipChecks, existingObjects: existing })).filter((f) => f.rule === 'immutable-object');
+    if (late.length) {
+      reportFindings(late);
+      throw new InputError(`Pre-flight: ${late.length} config(s) changed under an unchanged name; nothing was deployed.\n${late.map((f) => `${f.file}:${f.line}: ${f.message}`).join('\n')}`);
+    }
+    const plans: LayerPlan[] = prepared.map((p) => ({
+      stack: p.name,
+      release: inputs.release,
+      kind: 'deploy',
+      dir: releaseDirFor(inputs.remoteDir, p.name, inputs.release),
+      composePaths: p.composePaths,
+      uploads: p.uploads,
+      versions,
+      watches: watchesFor(p, inputs.stability),
+    }));
+    const { layers, error } = await runLayers(ctx, plans);
+    const images: Record<string, string> = Object.assign({}, ...layers.map((l) => l.images));
+    return { result: overall(layers, error), release: inputs.release, versions, images, layers, checks: markdown, error, notes };
+  } finally {
+    await logout();
+    remote.dispose();
+  }
+}
+
+/** Name → sha256 of the content of the Swarm configs on the host. */
+async function existingConfigs(remote: Remote): Promise<Record<string, string>> {
+  const res = await remote.sh(`ids=$(docker config ls -q) && [ -n "$ids" ] && ${shellJoin(['docker', 'config', 'inspect', '--format', '{{json .Spec.Name}} {{json .Spec.Data}}'])} $ids; true`, { retry: true, silent: true });
+  const out: Record<string, string> = {};
+  for (const line of res.stdout.split('\n')) {
+    const m = /^(".*?") (".*")$/.exec(line.trim());
+    if (!m) continue;
+    out[JSON.parse(m[1])] = crypto.createHash('sha256').update(Buffer.from(JSON.parse(m[2]), 'base64')).digest('hex');
+  }
+  return out;
+}
+
+export async function commandRollback(inputs: Inputs): Promise<Outcome> {
+  const { remote, ctx, logout } = await connect(inputs);
+  try {
+    const plans: LayerPlan[] = [];
+    // Every target is found before anything is touched: an unknown version changes nothing.
+    for (const s of inputs.stacks) {
+      const ledger = await readLedger(remote, inputs.remoteDir, s.name);
+      if (!ledger) throw new InputError(`No deploy history for stack "${s.name}" on ${remote.where} (${inputs.remoteDir}/stacks/${s.name}/ledger.json): it was never deployed by this action, or remote-dir differs.`);
+      const target = findTarget(ledger, inputs.rollbackTo);
+      core.info(`${s.name}: rolling back to release ${target.release} of ${target.time} (${Object.entries(target.versions).map(([k, v]) => `${k} ${v}`).join(', ')}).`);
+      plans.push({ stack: s.name, release: target.release, kind: 'rollback', dir: target.dir, composePaths: target.composePaths, versions: target.versions, watches: target.watch });
+    }
+    const { layers, error } = await runLayers(ctx, plans);
+    const images: Record<string, string> = Object.assign({}, ...layers.map((l) => l.images));
+    const versions = Object.assign({}, ...plans.map((p) => p.versions));
+    const release = plans[plans.length - 1]?.release ?? '';
+    return { result: error ? 'failed' : 'rolled-back', release, versions, images, layers, error, notes: [] };
+  } finally {
+    await logout();
+    remote.dispose();
+  }
+}

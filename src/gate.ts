@@ -1,0 +1,238 @@
+import * as core from '@actions/core';
+import { Snapshot, ServiceState, TaskState, normalizeImage } from './swarm';
+
+/** What the gate expects of one service after `docker stack deploy`. */
+export interface Watch {
+  /** Full Swarm name: `<stack>_<service>`. */
+  name: string;
+  /** Image from the stack file, without digest. */
+  expectedImage: string;
+  /** The service as it was before the deploy; undefined for a new service. */
+  before?: ServiceState;
+  /** How long it must stay healthy after converging. */
+  stabilityMs: number;
+}
+
+export type Phase = 'pending' | 'rolling-back' | 'converged' | 'stable' | 'failed';
+
+export interface Verdict {
+  phase: Phase;
+  /** Human text: what the gate sees now, or why it failed. */
+  detail: string;
+  /** Swarm already rolled the service back itself. */
+  swarmRolledBack?: boolean;
+  /** The tasks whose failure explains the verdict, newest first. */
+  failedTasks?: TaskState[];
+}
+
+const FAILED_STATES = new Set(['failed', 'rejected', 'orphaned']);
+// A new service has no update policy to stop a crash loop: give up after this many failed tasks.
+const NEW_SERVICE_MAX_FAILURES = 3;
+
+/** Tasks of the current spec that failed at or after `since`, newest first. */
+function failuresSince(tasks: TaskState[], image: string, since: number): TaskState[] {
+  return tasks
+    .filter((t) => t.image === image && FAILED_STATES.has(t.state) && t.at >= since)
+    .sort((a, b) => b.at - a.at);
+}
+
+/**
+ * Follows one service through its rolling update. Pure: it is fed snapshots and a clock,
+ * so the state machine is unit-tested with fakes and driven by real Swarm state in the lab.
+ */
+export class ServiceGate {
+  convergedAt?: number;
+  private runningSet = '';
+  verdict: Verdict = { phase: 'pending', detail: 'waiting for the first poll' };
+
+  constructor(readonly watch: Watch, private readonly startedAt: number) {}
+
+  get done(): boolean {
+    return this.verdict.phase === 'stable' || this.verdict.phase === 'failed';
+  }
+
+  /** Whether this deploy changed the service (so a rollback can bring the old one back). */
+  changed(now?: ServiceState): boolean {
+    const b = this.watch.before;
+    if (!b) return false;
+    return normalizeImage(b.image) !== this.watch.expectedImage || (!!now && now.versionIndex !== b.versionIndex);
+  }
+
+  /** The UpdateStatus of an update this deploy started, not one left over from an earlier deploy. */
+  private freshUpdate(svc: ServiceState) {
+    const u = svc.update;
+    if (!u) return null;
+    const old = this.watch.before?.update;
+    if (old && old.startedAt === u.startedAt) return null;
+    return u;
+  }
+
+  observe(snap: Snapshot, now: number): Verdict {
+    if (this.done) return this.verdict;
+    this.verdict = this.evaluate(snap, now);
+    return this.verdict;
+  }
+
+  private evaluate(snap: Snapshot, now: number): Verdict {
+    const w = this.watch;
+    const svc = snap.services.get(w.name);
+    if (!svc) return { phase: 'failed', detail: 'the service does not exist after the deploy' };
+    const tasks = snap.tasks.filter((t) => t.serviceId === svc.id);
+    const upd = this.freshUpdate(svc);
+    const msg = upd?.message ? `: ${upd.message}` : '';
+
+    switch (upd?.state) {
+      case 'rollback_started':
+        this.convergedAt = undefined;
+        return { phase: 'rolling-back', detail: `Swarm is rolling the update back${msg}`, failedTasks: this.newImageFailures(tasks) };
+      case 'rollback_completed':
+        return {
+          phase: 'failed',
+          detail: `the update failed and Swarm rolled it back${msg}`,
+          swarmRolledBack: true,
+          failedTasks: this.newImageFailures(tasks),
+        };
+      case 'rollback_paused':
+        return { phase: 'failed', detail: `Swarm's rollback is paused${msg}`, failedTasks: this.newImageFailures(tasks) };
+      case 'paused':
+        return { phase: 'failed', detail: `the update is paused (failure_action: pause)${msg}`, failedTasks: this.newImageFailures(tasks) };
+      case 'updating':
+        this.convergedAt = undefined;
+        return { phase: 'pending', detail: `updating${msg}` };
+    }
+
+    if (normalizeImage(svc.image) !== w.expectedImage) {
+      return { phase: 'failed', detail: `the service runs ${svc.image}, not ${w.expectedImage} (changed by someone else?)` };
+    }
+
+    const desired = tasks.filter((t) => t.desired === 'running');
+    const current = desired.filter((t) => t.image === svc.image);
+    const running = current.filter((t) => t.state === 'running');
+    const need = svc.replicas ?? desired.length;
+
+    // A new service has no update to roll back: a crash loop is its failure.
+    if (!w.before) {
+      const failed = failuresSince(tasks, svc.image, this.startedAt);
+      if (failed.length >= NEW_SERVICE_MAX_FAILURES) {
+        return { phase: 'failed', detail: `${failed.length} tasks failed since the deploy started`, failedTasks: failed };
+      }
+    }
+
+    const converged = running.length === need && desired.length === need && (need > 0 || svc.replicas === 0);
+    if (!converged) {
+      if (this.convergedAt !== undefined) {
+        // It was healthy and lost a task: inside the stability window that is a failed release.
+        const failed = failuresSince(tasks, svc.image, this.convergedAt - 1000);
+        if (failed.length) {
+          return {
+            phase: 'failed',
+            detail: `a task of the new version failed ${Math.round((failed[0].at - this.convergedAt) / 1000)} s after the update converged (inside the ${Math.round(w.stabilityMs / 1000)} s stability window)`,
+            failedTasks: failed,
+          };
+        }
+      }
+      const states = summarize(current);
+      return { phase: 'pending', detail: `${running.length}/${need} running${states ? ` (${states})` : ''}` };
+    }
+
+    const set = running.map((t) => t.id).sort().join(',');
+    if (this.convergedAt === undefined || set !== this.runningSet) {
+      if (this.convergedAt !== undefined) {
+        const failed = failuresSince(tasks, svc.image, this.convergedAt - 1000);
+        if (failed.length) {
+          return { phase: 'failed', detail: `a task of the new version failed inside the stability window and was replaced`, failedTasks: failed };
+        }
+      }
+      this.convergedAt ??= now;
+      this.runningSet = set;
+    }
+    const left = w.stabilityMs - (now - this.convergedAt);
+    if (left <= 0) return { phase: 'stable', detail: `${running.length}/${need} running, stable for ${Math.round(w.stabilityMs / 1000)} s` };
+    return { phase: 'converged', detail: `${running.length}/${need} running; watching ${Math.ceil(left / 1000)} s more` };
+  }
+
+  private newImageFailures(tasks: TaskState[]): TaskState[] {
+    // After a Swarm rollback the spec holds the old image: the failed tasks are those of any other image.
+    const expected = this.watch.expectedImage;
+    return tasks.filter((t) => normalizeImage(t.image) === expected && FAILED_STATES.has(t.state) && t.at >= this.startedAt).sort((a, b) => b.at - a.at);
+  }
+}
+
+function summarize(tasks: TaskState[]): string {
+  const counts: Record<string, number> = {};
+  for (const t of tasks) counts[t.state] = (counts[t.state] ?? 0) + 1;
+  return Object.entries(counts).map(([s, n]) => `${n} ${s}`).join(', ');
+}
+
+export interface GateOptions {
+  timeoutMs: number;
+  pollMs: number;
+  /** Called with each snapshot read from Swarm. */
+  poll: () => Promise<Snapshot>;
+  now?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+  /** Stop at the first failure (the caller rolls back the rest); default true. */
+  stopOnFailure?: boolean;
+}
+
+export interface GateResult {
+  ok: boolean;
+  timedOut: boolean;
+  gates: ServiceGate[];
+  last: Snapshot;
+  polls: number;
+  /** When the first failure was seen (ms since epoch), for the benchmark. */
+  failedAt?: number;
+}
+
+/** Polls until every service is stable, one fails, or the time is up. Logs state changes only. */
+export async function runGate(gates: ServiceGate[], opts: GateOptions): Promise<GateResult> {
+  const now = opts.now ?? Date.now;
+  const sleep = opts.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
+  const deadline = now() + opts.timeoutMs;
+  const lastDetail = new Map<string, string>();
+  let polls = 0;
+  let pollErrors = 0;
+  let lastError = '';
+  let last: Snapshot = { services: new Map(), tasks: [], now: 0 };
+  for (;;) {
+    try {
+      last = await opts.poll();
+      pollErrors = 0;
+    } catch (e) {
+      // The engine restarting or the connection dropping is not a verdict: keep trying until the deadline.
+      pollErrors++;
+      lastError = (e as Error).message;
+      if (pollErrors === 1 || pollErrors % 10 === 0) core.warning(`Cannot read the Swarm state (${pollErrors}×): ${lastError}`);
+      if (now() >= deadline) {
+        for (const g of gates) if (!g.done) g.verdict = { phase: 'failed', detail: `could not read the Swarm state before the timeout: ${lastError}` };
+        return { ok: false, timedOut: true, gates, last, polls, failedAt: now() };
+      }
+      await sleep(Math.min(opts.pollMs * 2, 2000));
+      continue;
+    }
+    polls++;
+    const t = now();
+    for (const g of gates) {
+      // Task times are the host's: judge them with the host's clock.
+      const v = g.observe(last, last.now || t);
+      const line = `${v.phase}: ${v.detail}`;
+      // Countdowns change every poll; log the phase change, not each second.
+      const key = v.phase === 'converged' ? v.phase : line;
+      if (lastDetail.get(g.watch.name) !== key) {
+        lastDetail.set(g.watch.name, key);
+        core.info(`  ${g.watch.name}: ${line}`);
+      }
+    }
+    const failed = gates.filter((g) => g.verdict.phase === 'failed');
+    if (failed.length && (opts.stopOnFailure ?? true)) return { ok: false, timedOut: false, gates, last, polls, failedAt: t };
+    if (gates.every((g) => g.done)) return { ok: failed.length === 0, timedOut: false, gates, last, polls, failedAt: failed.length ? t : undefined };
+    if (t >= deadline) {
+      for (const g of gates) {
+        if (!g.done) g.verdict = { phase: 'failed', detail: `not healthy within the timeout (${Math.round(opts.timeoutMs / 1000)} s); last seen: ${g.verdict.detail}` };
+      }
+      return { ok: false, timedOut: true, gates, last, polls, failedAt: t };
+    }
+    await sleep(Math.min(opts.pollMs, Math.max(0, deadline - t)));
+  }
+}

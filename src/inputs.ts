@@ -1,0 +1,221 @@
+import * as core from '@actions/core';
+import * as path from 'path';
+import { InputError } from './errors';
+
+export type Command = 'deploy' | 'build' | 'check' | 'rollback';
+
+export interface StackSpec {
+  /** Swarm stack name (also the prefix of its services). */
+  name: string;
+  /** Compose files, relative to the working directory, merged in order like `docker stack deploy -c a -c b`. */
+  files: string[];
+}
+
+export interface Inputs {
+  command: Command;
+  workingDirectory: string;
+  services: string;
+  registry: string;
+  registryUsername: string;
+  registryPassword: string;
+  imagePrefix: string;
+  buildArgs: Record<string, string>;
+  target: string;
+  releaseTagCheck: 'warn' | 'strict' | 'off';
+  host: string;
+  port: number;
+  user: string;
+  sshKey: string;
+  sshPassphrase: string;
+  knownHosts: string;
+  stacks: StackSpec[];
+  env: Record<string, string>;
+  timeout: number;
+  /** Seconds, or undefined for `auto` (derived per service from its update_config and healthcheck). */
+  stability?: number;
+  rollbackTo: string;
+  release: string;
+  keepReleases: number;
+  lockTimeout: number;
+  remoteDir: string;
+  skipChecks: string[];
+  dryRun: boolean;
+}
+
+// Docker stack names become service, network and label prefixes: keep them boring.
+const STACK_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
+const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const HOST = /^[A-Za-z0-9.:_[\]-]+$/;
+const USER = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/;
+const REMOTE_DIR = /^[A-Za-z0-9_./~-]+$/;
+const RELEASE = /^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$/;
+
+type Get = (name: string) => string;
+
+/** The runner fills these from action.yml; repeated here so a missing variable behaves the same (a unit test keeps them equal). */
+export const DEFAULTS: Record<string, string> = {
+  command: 'deploy',
+  'working-directory': '.',
+  services: 'service/*',
+  'release-tag-check': 'warn',
+  port: '22',
+  timeout: '300',
+  stability: 'auto',
+  'rollback-to': 'previous',
+  'keep-releases': '10',
+  'lock-timeout': '300',
+  'remote-dir': '.deploy-action',
+  'dry-run': 'false',
+};
+
+function positiveInt(get: Get, name: string, min = 1): number {
+  const raw = get(name).trim();
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < min) throw new InputError(`Input \`${name}\` must be a whole number ≥ ${min}, got "${raw}".`);
+  return n;
+}
+
+function oneOf<T extends string>(get: Get, name: string, allowed: readonly T[]): T {
+  const v = get(name).trim() as T;
+  if (!allowed.includes(v)) throw new InputError(`Input \`${name}\` must be one of ${allowed.join(', ')}; got "${v}".`);
+  return v;
+}
+
+/** `KEY=VALUE` lines; blank lines and `#` comments are skipped; a value may contain `=`. */
+export function parseKeyValues(text: string, inputName: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  text.split(/\r?\n/).forEach((line, i) => {
+    if (!line.trim() || line.trim().startsWith('#')) return;
+    const eq = line.indexOf('=');
+    const key = eq > 0 ? line.slice(0, eq).trim() : '';
+    if (!ENV_KEY.test(key)) {
+      throw new InputError(`Input \`${inputName}\` line ${i + 1}: expected KEY=VALUE with KEY made of letters, digits and _, got "${line.slice(0, 40)}".`);
+    }
+    out[key] = line.slice(eq + 1);
+  });
+  return out;
+}
+
+export function parseStacks(text: string): StackSpec[] {
+  const stacks: StackSpec[] = [];
+  text.split(/\r?\n/).forEach((line, i) => {
+    if (!line.trim() || line.trim().startsWith('#')) return;
+    const eq = line.indexOf('=');
+    const name = eq > 0 ? line.slice(0, eq).trim() : '';
+    if (!STACK_NAME.test(name)) {
+      throw new InputError(
+        `Input \`stacks\` line ${i + 1}: "${line.trim().slice(0, 60)}" is not STACK_NAME=compose-file[,compose-file…]; a stack name is letters, digits, _ and - (at most 63, starting with a letter or digit).`,
+      );
+    }
+    const files = line.slice(eq + 1).split(',').map((f) => f.trim()).filter(Boolean);
+    if (!files.length) throw new InputError(`Input \`stacks\` line ${i + 1}: stack "${name}" names no compose file.`);
+    for (const f of files) {
+      if (path.isAbsolute(f) || path.normalize(f).startsWith('..') || /[\0\n]/.test(f)) {
+        throw new InputError(`Input \`stacks\`: compose file "${f}" of stack "${name}" must be a path inside working-directory.`);
+      }
+    }
+    if (stacks.some((s) => s.name === name)) throw new InputError(`Input \`stacks\`: stack "${name}" is listed twice.`);
+    stacks.push({ name, files });
+  });
+  return stacks;
+}
+
+/** Release tag: `refs/tags/v1.2.3` → `1.2.3`; otherwise `sha-<7>`. */
+export function defaultRelease(ref: string | undefined, sha: string | undefined): string {
+  const m = /^refs\/tags\/v?(.+)$/.exec(ref ?? '');
+  if (m && RELEASE.test(m[1])) return m[1];
+  return `sha-${(sha ?? 'unknown').slice(0, 7)}`;
+}
+
+/** Parses and validates every input once; `get` is injectable for tests. */
+export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.ProcessEnv = process.env): Inputs {
+  const get: Get = (n) => raw(n) || DEFAULTS[n] || '';
+  const command = oneOf(get, 'command', ['deploy', 'build', 'check', 'rollback'] as const);
+  const workspace = env.GITHUB_WORKSPACE || process.cwd();
+  const workingDirectory = path.resolve(workspace, get('working-directory') || '.');
+
+  // Secrets are masked before anything could print them.
+  for (const secret of ['registry-password', 'ssh-key', 'ssh-passphrase']) {
+    const v = get(secret);
+    if (v) {
+      core.setSecret(v);
+      for (const line of v.split(/\r?\n/)) if (line.trim().length > 8) core.setSecret(line.trim());
+    }
+  }
+
+  const host = get('host').trim();
+  const user = get('user').trim();
+  const needsHost = command === 'deploy' || command === 'rollback';
+  if (needsHost) {
+    if (!host) throw new InputError('Input `host` is required for command ' + command + '.');
+    if (!HOST.test(host)) throw new InputError(`Input \`host\` "${host}" is not a host name or address.`);
+    if (!USER.test(user)) throw new InputError(`Input \`user\` must be a user name (letters, digits, _ . -), got "${user}".`);
+    if (!get('ssh-key').trim()) throw new InputError('Input `ssh-key` is required for command ' + command + '.');
+    if (!get('known-hosts').trim()) {
+      throw new InputError('Input `known-hosts` is required: the pinned host key line(s), e.g. from `ssh-keyscan -p PORT HOST`. The action never accepts an unknown host key.');
+    }
+  }
+  const port = positiveInt(get, 'port');
+  if (port > 65535) throw new InputError('Input `port` must be ≤ 65535.');
+
+  const stacks = parseStacks(get('stacks'));
+  if ((needsHost || command === 'check') && !stacks.length) {
+    throw new InputError(`Input \`stacks\` is required for command ${command}: one layer per line, STACK_NAME=compose-file.`);
+  }
+
+  const registry = get('registry').trim();
+  if (registry && !/^[A-Za-z0-9.-]+(:\d+)?$/.test(registry)) throw new InputError(`Input \`registry\` "${registry}" is not a registry host[:port].`);
+  const imagePrefix = get('image-prefix').trim().replace(/^\/+|\/+$/g, '');
+  if (imagePrefix && !/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/.test(imagePrefix)) {
+    throw new InputError(`Input \`image-prefix\` "${imagePrefix}" is not a valid image repository path (lower-case letters, digits, . _ - and /).`);
+  }
+
+  const stabilityRaw = (get('stability') || 'auto').trim();
+  let stability: number | undefined;
+  if (stabilityRaw !== 'auto') {
+    if (!/^\d+$/.test(stabilityRaw)) throw new InputError(`Input \`stability\` must be \`auto\` or a number of seconds, got "${stabilityRaw}".`);
+    stability = Number(stabilityRaw);
+  }
+
+  const release = get('release').trim() || defaultRelease(env.GITHUB_REF, env.GITHUB_SHA);
+  if (!RELEASE.test(release)) throw new InputError(`Input \`release\` "${release}" must be letters, digits, . _ + - (at most 128).`);
+
+  // The SSH session starts in the user's home, and quoting would keep a leading ~ literal.
+  const remoteDir = (get('remote-dir') || '.deploy-action').trim().replace(/^~\/?/, '') || '.';
+  if (!REMOTE_DIR.test(remoteDir) || remoteDir.split('/').includes('..')) {
+    throw new InputError(`Input \`remote-dir\` "${remoteDir}" must be a plain path (letters, digits, . _ - / ~) without "..".`);
+  }
+
+  const dryRun = get('dry-run').trim().toLowerCase();
+  if (!['', 'true', 'false'].includes(dryRun)) throw new InputError('Input `dry-run` must be true or false.');
+
+  return {
+    command,
+    workingDirectory,
+    services: (get('services') || 'service/*').trim(),
+    registry,
+    registryUsername: get('registry-username').trim(),
+    registryPassword: get('registry-password'),
+    imagePrefix,
+    buildArgs: parseKeyValues(get('build-args'), 'build-args'),
+    target: get('target').trim(),
+    releaseTagCheck: oneOf(get, 'release-tag-check', ['warn', 'strict', 'off'] as const),
+    host,
+    port,
+    user,
+    sshKey: get('ssh-key'),
+    sshPassphrase: get('ssh-passphrase'),
+    knownHosts: get('known-hosts'),
+    stacks,
+    env: parseKeyValues(get('env'), 'env'),
+    timeout: positiveInt(get, 'timeout'),
+    stability,
+    rollbackTo: (get('rollback-to') || 'previous').trim(),
+    release,
+    keepReleases: positiveInt(get, 'keep-releases'),
+    lockTimeout: positiveInt(get, 'lock-timeout', 0),
+    remoteDir,
+    skipChecks: get('skip-checks').split(/[,\s]+/).map((s) => s.trim()).filter(Boolean),
+    dryRun: dryRun === 'true',
+  };
+}

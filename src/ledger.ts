@@ -1,0 +1,101 @@
+import { InputError } from './errors';
+import { Remote, shellJoin } from './remote';
+
+/** One deploy or rollback of one stack, as the host remembers it. */
+export interface ReleaseRecord {
+  id: string;
+  release: string;
+  kind: 'deploy' | 'rollback';
+  result: 'deployed' | 'rolled-back' | 'failed';
+  time: string;
+  /** Folder on the host with the interpolated stack files of this release. */
+  dir: string;
+  composePaths: string[];
+  versions: Record<string, string>;
+  /** Full service name → image reference with digest, as Swarm ran it. */
+  images: Record<string, string>;
+  /** What the gate watches when this release is deployed again. */
+  watch: { name: string; expectedImage: string; stabilityMs: number }[];
+  sha: string;
+  ref: string;
+  actor: string;
+  runUrl: string;
+}
+
+export interface Ledger {
+  version: 1;
+  stack: string;
+  releases: ReleaseRecord[];
+}
+
+export function stackDir(remoteDir: string, stack: string): string {
+  return `${remoteDir}/stacks/${stack}`;
+}
+
+export function parseLedger(text: string, where: string, stack: string): Ledger {
+  let data: Ledger;
+  try {
+    data = JSON.parse(text) as Ledger;
+  } catch (e) {
+    throw new InputError(`The deploy history ${where} of stack "${stack}" is corrupt (${(e as Error).message}). Nothing was changed. Fix or move the file by hand; each release folder next to it holds its stack files.`);
+  }
+  if (data?.version !== 1 || !Array.isArray(data.releases)) {
+    throw new InputError(`The deploy history ${where} of stack "${stack}" is not a deploy-action ledger (version 1). Nothing was changed.`);
+  }
+  return data;
+}
+
+export async function readLedger(remote: Remote, remoteDir: string, stack: string): Promise<Ledger | null> {
+  const file = `${stackDir(remoteDir, stack)}/ledger.json`;
+  const res = await remote.sh(`if [ -f ${shellJoin([file])} ]; then cat ${shellJoin([file])}; else echo '@@none@@'; fi`, { retry: true });
+  if (res.code !== 0) throw new Error(`${remote.where}: cannot read ${file}: ${res.stderr.trim()}`);
+  if (res.stdout.trim() === '@@none@@') return null;
+  return parseLedger(res.stdout, `${remote.where}:${file}`, stack);
+}
+
+/**
+ * Appends a record and keeps the newest `keep` release folders: written to a temp file and renamed,
+ * so a reader never sees half a ledger.
+ */
+export async function appendRecord(remote: Remote, remoteDir: string, stack: string, ledger: Ledger | null, rec: ReleaseRecord, keep: number): Promise<Ledger> {
+  const next: Ledger = { version: 1, stack, releases: [...(ledger?.releases ?? []), rec] };
+  // Folders still referenced by the newest `keep` records stay; older ones go.
+  const keptDirs = new Set(next.releases.slice(-keep).map((r) => r.dir));
+  const dropped = [...new Set(next.releases.map((r) => r.dir))].filter((d) => !keptDirs.has(d));
+  next.releases = next.releases.filter((r) => keptDirs.has(r.dir));
+  await remote.writeFile(`${stackDir(remoteDir, stack)}/ledger.json`, JSON.stringify(next, null, 2) + '\n');
+  if (dropped.length) await remote.run(['rm', '-rf', '--', ...dropped]);
+  return next;
+}
+
+/** The release that runs now: the newest record that deployed. */
+export function currentRelease(ledger: Ledger): ReleaseRecord | undefined {
+  return [...ledger.releases].reverse().find((r) => r.result === 'deployed');
+}
+
+/**
+ * `previous`: the release deployed before the current one in forward history, so that two
+ * rollbacks in a row walk back 1.2 → 1.1 → 1.0 rather than bouncing. A label or service version otherwise.
+ */
+export function findTarget(ledger: Ledger, to: string): ReleaseRecord {
+  const ok = ledger.releases.filter((r) => r.result === 'deployed');
+  const current = currentRelease(ledger);
+  if (to === 'previous') {
+    if (!current) throw new InputError(`Stack "${ledger.stack}" has no successful release on record to roll back from.`);
+    const forward = ok.filter((r) => r.kind === 'deploy');
+    const at = forward.map((r) => r.release).lastIndexOf(current.release);
+    const before = forward.slice(0, at < 0 ? forward.length : at).reverse().find((r) => r.release !== current.release);
+    if (!before) throw new InputError(`Stack "${ledger.stack}" has no release before ${current.release} on record. ${available(ledger)}`);
+    return before;
+  }
+  const byLabel = [...ok].reverse().find((r) => r.release === to || r.release === to.replace(/^v/, ''));
+  const byVersion = [...ok].reverse().find((r) => Object.values(r.versions).includes(to.replace(/^v/, '')));
+  const hit = byLabel ?? byVersion;
+  if (!hit) throw new InputError(`Stack "${ledger.stack}" has no successful release "${to}" on record. ${available(ledger)}`);
+  return hit;
+}
+
+function available(ledger: Ledger): string {
+  const labels = [...new Set(ledger.releases.filter((r) => r.result === 'deployed').map((r) => r.release))];
+  return labels.length ? `Available: ${labels.join(', ')}.` : 'No release on record.';
+}

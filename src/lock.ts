@@ -1,0 +1,77 @@
+import * as core from '@actions/core';
+import { Remote, shellJoin } from './remote';
+
+export interface Holder {
+  run: string;
+  actor: string;
+  release: string;
+  since: string;
+  pid?: number;
+}
+
+/** Older than this, a lock is from a run that died without its post step: it is broken, loudly. */
+export const STALE_LOCK_SECONDS = 3600;
+
+/**
+ * A per-stack lock on the host: `mkdir` is atomic, so two deploys can never both take it.
+ * The holder file says who has it, for the error the loser gets.
+ */
+export class HostLock {
+  constructor(private readonly remote: Remote, readonly dir: string, private readonly holder: Holder) {}
+
+  private async tryTake(): Promise<{ taken: boolean; holder?: string; ageSeconds?: number }> {
+    const d = shellJoin([this.dir]);
+    const script = [
+      `mkdir -p "$(dirname ${d})"`,
+      `if mkdir ${d} 2>/dev/null; then printf '%s' ${shellJoin([JSON.stringify(this.holder)])} > ${d}/holder.json && echo TAKEN; exit 0; fi`,
+      `echo HELD; echo $(( $(date +%s) - $(stat -c %Y ${d}) )); cat ${d}/holder.json 2>/dev/null`,
+    ].join('\n');
+    const res = await this.remote.sh(script, { retry: false });
+    if (res.code !== 0) throw new Error(`${this.remote.where}: cannot take the deploy lock ${this.dir}: ${(res.stderr || res.stdout).trim()}`);
+    const lines = res.stdout.trim().split('\n');
+    if (lines[0] === 'TAKEN') return { taken: true };
+    return { taken: false, ageSeconds: Number(lines[1]), holder: lines.slice(2).join('\n') };
+  }
+
+  /** Waits up to `timeoutSeconds` for the lock; fails naming the holder. */
+  async acquire(timeoutSeconds: number, sleepMs = 2000): Promise<void> {
+    const deadline = Date.now() + timeoutSeconds * 1000;
+    let said = false;
+    for (;;) {
+      const r = await this.tryTake();
+      if (r.taken) return;
+      const who = describe(r.holder);
+      if ((r.ageSeconds ?? 0) > STALE_LOCK_SECONDS) {
+        core.warning(`Breaking a stale deploy lock ${this.dir} (${r.ageSeconds} s old, held by ${who}): its run is long gone.`);
+        await this.remote.run(['rm', '-rf', this.dir]);
+        continue;
+      }
+      if (Date.now() >= deadline) {
+        throw new Error(`Another deploy holds the lock ${this.dir} on ${this.remote.where}: ${who}. Waited ${timeoutSeconds} s (input lock-timeout).`);
+      }
+      if (!said) core.info(`Waiting for the deploy lock ${this.dir}, held by ${who} (up to ${timeoutSeconds} s)…`);
+      said = true;
+      await new Promise((r) => setTimeout(r, sleepMs));
+    }
+  }
+
+  /** Removes the lock only if this run holds it. */
+  async release(): Promise<void> {
+    await releaseLock(this.remote, this.dir, this.holder.run);
+  }
+}
+
+export async function releaseLock(remote: Remote, dir: string, run: string): Promise<boolean> {
+  const d = shellJoin([dir]);
+  const res = await remote.sh(`grep -qF ${shellJoin([JSON.stringify(run)])} ${d}/holder.json 2>/dev/null && rm -rf ${d} && echo RELEASED`, { retry: true });
+  return res.stdout.includes('RELEASED');
+}
+
+function describe(holderJson?: string): string {
+  try {
+    const h = JSON.parse(holderJson ?? '') as Holder;
+    return `${h.actor} (${h.run}, release ${h.release}, since ${h.since})`;
+  } catch {
+    return 'an unknown holder (no readable holder.json)';
+  }
+}

@@ -1,0 +1,232 @@
+import * as core from '@actions/core';
+import { ServiceInfo } from './compose';
+import { GateResult, ServiceGate, Watch, runGate } from './gate';
+import { Inputs } from './inputs';
+import { Ledger, ReleaseRecord, appendRecord, readLedger, stackDir } from './ledger';
+import { HostLock } from './lock';
+import { Remote, shellJoin } from './remote';
+import { rollbackServices, servicesToRollBack, waitRolledBack } from './rollback';
+import { PreparedStack, expectedImages, fullName, stackDeploy, uploadRelease } from './stack';
+import { Snapshot, TaskState, parseSnapshot, snapshotScript } from './swarm';
+
+export interface RunContext {
+  inputs: Inputs;
+  remote: Remote;
+  sha: string;
+  ref: string;
+  actor: string;
+  runUrl: string;
+  withRegistryAuth: boolean;
+  detachFlag: boolean;
+  pollMs: number;
+}
+
+export interface ServiceRow {
+  stack: string;
+  service: string;
+  before: string;
+  after: string;
+  replicas: string;
+  state: string;
+  seconds: number;
+  detail: string;
+}
+
+export interface LayerOutcome {
+  stack: string;
+  result: 'deployed' | 'rolled-back' | 'failed';
+  rows: ServiceRow[];
+  /** Full service name → image reference with digest. */
+  images: Record<string, string>;
+  /** Why it failed: per service, state, task errors and log tail. */
+  error?: string;
+  polls: number;
+  /** Host-clock ms when Swarm's rollback was first seen completed, and when the gate reported it (benchmark). */
+  swarmRollbackSeenAt?: number;
+  reportedAt?: number;
+}
+
+/** `auto`: the service's monitor plus one healthcheck cycle, at least 10 s. */
+export function stabilitySeconds(svc: ServiceInfo, fixed?: number): number {
+  if (fixed !== undefined) return fixed;
+  const hc = svc.healthcheck && !svc.healthcheck.disabled ? svc.healthcheck.interval * svc.healthcheck.retries : 0;
+  return Math.max(10, Math.ceil(svc.update.monitor + hc));
+}
+
+export function watchesFor(stack: PreparedStack, fixedStability?: number): Watch[] {
+  const images = expectedImages(stack);
+  return Object.values(stack.services).map((s) => {
+    const name = fullName(stack.name, s.name);
+    return { name, expectedImage: images[name], stabilityMs: stabilitySeconds(s, fixedStability) * 1000 };
+  });
+}
+
+async function readSnapshot(remote: Remote, stack: string): Promise<Snapshot> {
+  const res = await remote.sh(snapshotScript(stack), { retry: true, silent: true });
+  if (res.code !== 0) throw new Error(`reading stack ${stack} failed (exit ${res.code}): ${(res.stderr || res.stdout).trim().slice(0, 300)}`);
+  return parseSnapshot(res.stdout);
+}
+
+const tag = (image?: string | null) => (image ? (image.split('@')[0].split('/').pop() ?? '').split(':').slice(1).join(':') || image : '—');
+
+function describeTask(t: TaskState): string {
+  const exit = t.exitCode !== null && t.exitCode !== undefined && t.exitCode !== 0 ? `, exit ${t.exitCode}` : '';
+  return `task ${t.id.slice(0, 12)} (slot ${t.slot}) ${t.state}${exit}: ${t.err || t.message}`;
+}
+
+/** The last lines a failed task printed, bounded so a chatty crash cannot flood the log. */
+async function logTail(remote: Remote, taskId: string, lines = 20, bytes = 4000): Promise<string> {
+  const res = await remote.sh(`${shellJoin(['docker', 'service', 'logs', '--raw', '--no-trunc', '--tail', String(lines), taskId])} 2>&1 | tail -c ${bytes}`, { retry: true, silent: true });
+  return res.stdout.trim();
+}
+
+/**
+ * One layer: `docker stack deploy` from the release folder, then the gate on Swarm's own state;
+ * on failure, the services this deploy changed go back to their previous spec, gated too.
+ */
+export async function deployLayer(ctx: RunContext, stack: string, releaseDir: string, composePaths: string[], watches: Watch[]): Promise<{ outcome: LayerOutcome; gate: GateResult }> {
+  const { remote, inputs } = ctx;
+  const poll = () => readSnapshot(remote, stack);
+  const before = await poll();
+  const out = await stackDeploy(remote, releaseDir, stack, composePaths, { withRegistryAuth: ctx.withRegistryAuth, detachFlag: ctx.detachFlag });
+  core.info(out);
+  core.info(`Gate: watching ${watches.length} service(s) of ${stack} (timeout ${inputs.timeout} s, poll ${ctx.pollMs} ms, one remote command per poll).`);
+  const started = before.now;
+  const t0 = Date.now();
+  const gates = watches.map((w) => new ServiceGate({ ...w, before: before.services.get(w.name) }, started));
+  const finishedAt = new Map<string, number>();
+  const gate = await runGate(gates, {
+    timeoutMs: inputs.timeout * 1000,
+    pollMs: ctx.pollMs,
+    poll: async () => {
+      const s = await poll();
+      for (const g of gates) if (g.done && !finishedAt.has(g.watch.name)) finishedAt.set(g.watch.name, Date.now());
+      return s;
+    },
+  });
+  const reportedAt = Date.now();
+  const rows = (snap: Snapshot, state: (g: ServiceGate) => string): ServiceRow[] =>
+    gates.map((g) => {
+      const svc = snap.services.get(g.watch.name);
+      const running = svc ? snap.tasks.filter((t) => t.serviceId === svc.id && t.desired === 'running' && t.state === 'running').length : 0;
+      return {
+        stack,
+        service: g.watch.name,
+        before: tag(g.watch.before?.image),
+        after: tag(g.watch.expectedImage),
+        replicas: svc ? `${running}/${svc.replicas ?? 'global'}` : '—',
+        state: state(g),
+        seconds: Math.round(((finishedAt.get(g.watch.name) ?? reportedAt) - t0) / 100) / 10,
+        detail: g.verdict.detail,
+      };
+    });
+
+  if (gate.ok) {
+    const images: Record<string, string> = {};
+    for (const w of watches) images[w.name] = gate.last.services.get(w.name)?.image ?? w.expectedImage;
+    return { outcome: { stack, result: 'deployed', rows: rows(gate.last, () => 'healthy'), images, polls: gate.polls }, gate };
+  }
+
+  // Explain every failed service: Swarm's words, the failing tasks, and what they printed last.
+  const failed = gates.filter((g) => g.verdict.phase === 'failed');
+  const parts: string[] = [];
+  for (const g of failed) {
+    const tasks = (g.verdict.failedTasks ?? []).slice(0, 3);
+    let text = `${g.watch.name}: ${g.verdict.detail}`;
+    for (const t of tasks) text += `\n    ${describeTask(t)}`;
+    if (tasks[0]) {
+      const tail = await logTail(remote, tasks[0].id);
+      if (tail) text += `\n    last log lines of task ${tasks[0].id.slice(0, 12)}:\n      ${tail.split('\n').slice(-10).join('\n      ')}`;
+    }
+    parts.push(text);
+  }
+  const swarmRollbackSeenAt = failed.some((g) => g.verdict.swarmRolledBack) ? gate.failedAt : undefined;
+  for (const p of parts) core.error(p, { title: `Gate failed: ${p.split(':')[0]}` });
+
+  // Bring back every service this deploy changed; those Swarm rolled back itself only need watching.
+  const toRoll = servicesToRollBack(gates, gate.last);
+  const targets = new Map<string, string>();
+  for (const g of gates) if (g.watch.before && g.changed(gate.last.services.get(g.watch.name))) targets.set(g.watch.name, g.watch.before.image);
+  let result: LayerOutcome['result'] = 'failed';
+  let rollbackNote = '';
+  if (targets.size) {
+    await core.group(`Rollback ${stack}`, async () => {
+      await rollbackServices(remote, toRoll);
+      const { notBack } = await waitRolledBack({ targets, timeoutMs: inputs.timeout * 1000, pollMs: ctx.pollMs, poll });
+      if (notBack.length) rollbackNote = `Rollback did not converge for ${notBack.join(', ')}: check the host.`;
+      else {
+        result = 'rolled-back';
+        rollbackNote = `The previous version is running again: ${[...targets].map(([n, i]) => `${n} → ${tag(i)}`).join(', ')}.`;
+      }
+      core.info(rollbackNote);
+    });
+  } else {
+    rollbackNote = 'Nothing to roll back (the failed services are new in this deploy).';
+  }
+  const after = await poll();
+  return {
+    outcome: {
+      stack,
+      result,
+      rows: rows(after, (g) => (g.verdict.phase === 'failed' ? 'failed' : targets.has(g.watch.name) ? 'rolled back' : g.verdict.phase)),
+      images: {},
+      error: `Stack ${stack} failed its health gate${gate.timedOut ? ' (timeout)' : ''}.\n  ${parts.join('\n  ')}\n${rollbackNote}`,
+      polls: gate.polls,
+      swarmRollbackSeenAt,
+      reportedAt,
+    },
+    gate,
+  };
+}
+
+export interface LayerPlan {
+  stack: string;
+  release: string;
+  kind: 'deploy' | 'rollback';
+  /** Release folder on the host; filled by the plan or created for a deploy. */
+  dir: string;
+  composePaths: string[];
+  uploads?: { rel: string; content: string }[];
+  versions: Record<string, string>;
+  watches: Watch[];
+}
+
+export function releaseDirFor(remoteDir: string, stack: string, release: string, now = new Date()): string {
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return `${stackDir(remoteDir, stack)}/releases/${stamp}-${release}`;
+}
+
+/** Lock, upload (for a deploy), deploy and gate, record in the ledger, unlock — for one layer. */
+export async function runLayer(ctx: RunContext, plan: LayerPlan, onLock: (dir: string, held: boolean) => void): Promise<LayerOutcome> {
+  const { remote, inputs } = ctx;
+  const lockDir = `${stackDir(inputs.remoteDir, plan.stack)}/lock`;
+  const lock = new HostLock(remote, lockDir, { run: ctx.runUrl, actor: ctx.actor, release: plan.release, since: new Date().toISOString() });
+  await lock.acquire(inputs.lockTimeout);
+  onLock(lockDir, true);
+  try {
+    const ledger: Ledger | null = await readLedger(remote, inputs.remoteDir, plan.stack);
+    if (plan.uploads) await uploadRelease(remote, plan.dir, plan.uploads);
+    const { outcome } = await deployLayer(ctx, plan.stack, plan.dir, plan.composePaths, plan.watches);
+    const rec: ReleaseRecord = {
+      id: plan.dir.split('/').pop() as string,
+      release: plan.release,
+      kind: plan.kind,
+      result: outcome.result,
+      time: new Date().toISOString(),
+      dir: plan.dir,
+      composePaths: plan.composePaths,
+      versions: plan.versions,
+      images: outcome.images,
+      watch: plan.watches.map((w) => ({ name: w.name, expectedImage: w.expectedImage, stabilityMs: w.stabilityMs })),
+      sha: ctx.sha,
+      ref: ctx.ref,
+      actor: ctx.actor,
+      runUrl: ctx.runUrl,
+    };
+    await appendRecord(remote, inputs.remoteDir, plan.stack, ledger, rec, inputs.keepReleases);
+    return outcome;
+  } finally {
+    await lock.release().catch((e) => core.warning(`Could not release the lock ${lockDir}: ${(e as Error).message}`));
+    onLock(lockDir, false);
+  }
+}

@@ -1,0 +1,38 @@
+import * as core from '@actions/core';
+import { STATE_LOCKS, STATE_LOGIN } from './commands';
+import { LocalRunner } from './exec';
+import { readInputs } from './inputs';
+import { releaseLock } from './lock';
+import { Remote } from './remote';
+
+/**
+ * The post step (runs even when the job failed or was cancelled): releases any deploy lock the
+ * main step still held, and logs the runner out of the registry.
+ */
+export async function post(): Promise<void> {
+  const locks = core.getState(STATE_LOCKS);
+  if (locks) {
+    const { run, dirs } = JSON.parse(locks) as { run: string; dirs: string[] };
+    if (dirs.length) {
+      try {
+        const inputs = readInputs();
+        const remote = await Remote.connect({ host: inputs.host, port: inputs.port, user: inputs.user, privateKey: inputs.sshKey, passphrase: inputs.sshPassphrase, knownHosts: inputs.knownHosts, connectTimeout: 15000 });
+        try {
+          for (const d of dirs) {
+            const released = await releaseLock(remote, d, run);
+            core.info(released ? `Released the deploy lock ${d} left by the main step.` : `Lock ${d} is no longer ours; left alone.`);
+          }
+        } finally {
+          remote.dispose();
+        }
+      } catch (e) {
+        core.warning(`Could not release deploy lock(s) ${dirs.join(', ')}: ${(e as Error).message}`);
+      }
+    }
+  }
+  const registry = core.getState(STATE_LOGIN);
+  if (registry) {
+    await new LocalRunner().run(['docker', 'logout', registry], { silent: true }).catch(() => undefined);
+    core.info(`Logged out of ${registry}.`);
+  }
+}

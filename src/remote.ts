@@ -1,0 +1,149 @@
+import * as core from '@actions/core';
+import { NodeSSH } from 'node-ssh';
+import { quote } from 'shell-quote';
+import { InputError } from './errors';
+import { RunOptions, RunResult, Runner } from './exec';
+import { fingerprint, hostKeyAlgorithms, hostToken, keysFor } from './knownhosts';
+
+export interface RemoteOptions {
+  host: string;
+  port: number;
+  user: string;
+  privateKey: string;
+  passphrase?: string;
+  knownHosts: string;
+  /** Milliseconds to wait for the handshake. */
+  connectTimeout?: number;
+}
+
+/** Shell-quotes an argv for the remote shell: every word reaches the command as one literal argument. */
+export function shellJoin(argv: string[]): string {
+  return quote(argv);
+}
+
+/**
+ * One SSH connection for the whole job (node-ssh over ssh2), with the host key pinned.
+ * Reconnects once when the connection dropped, for commands the caller marks as safe to repeat.
+ */
+export class Remote implements Runner {
+  readonly where: string;
+  private ssh = new NodeSSH();
+  /** Remote commands run, for the benchmark and the "one command per poll" promise. */
+  commands = 0;
+  reconnects = 0;
+
+  private constructor(private readonly opts: RemoteOptions) {
+    this.where = `${opts.user}@${hostToken(opts.host, opts.port)}`;
+  }
+
+  static async connect(opts: RemoteOptions): Promise<Remote> {
+    const r = new Remote(opts);
+    await r.open();
+    return r;
+  }
+
+  private async open(): Promise<void> {
+    const { host, port, user } = this.opts;
+    const { keys, revoked } = keysFor(this.opts.knownHosts, host, port);
+    if (!keys.length) {
+      throw new InputError(`Input \`known-hosts\` has no entry for ${hostToken(host, port)} (port ${port} is written [host]:port). Get it with \`ssh-keyscan -p ${port} ${host}\` from a trusted network.`);
+    }
+    let presented = '';
+    const isPinned = (blob: Buffer) => keys.some((k) => k.blob.equals(blob)) && !revoked.some((k) => k.blob.equals(blob));
+    this.ssh = new NodeSSH();
+    try {
+      await this.ssh.connect({
+        host,
+        port,
+        username: user,
+        privateKey: this.opts.privateKey,
+        passphrase: this.opts.passphrase || undefined,
+        readyTimeout: this.opts.connectTimeout ?? 20000,
+        keepaliveInterval: 10000,
+        keepaliveCountMax: 3,
+        algorithms: { serverHostKey: hostKeyAlgorithms(keys) as never },
+        hostVerifier: (key: Buffer) => {
+          presented = fingerprint(key);
+          return isPinned(key);
+        },
+      });
+    } catch (e) {
+      throw new Error(this.explain(e as Error, presented));
+    }
+  }
+
+  /** Turns ssh2's terse errors into one sentence that names host, port and user, never the key. */
+  private explain(e: Error, presented: string): string {
+    const msg = e.message || String(e);
+    const who = `${this.where}`;
+    if (/verification failed|Host denied/i.test(msg)) {
+      return `Host key verification failed for ${who}: the server presented ${presented || 'a key'} which is not pinned in \`known-hosts\`. Refusing to connect (possible man-in-the-middle, or the host was rebuilt: update known-hosts from a trusted source).`;
+    }
+    if (/authentication methods failed/i.test(msg)) {
+      return `SSH authentication failed for ${who}: the server refused the key in \`ssh-key\` (is its public key in ~${this.opts.user}/.ssh/authorized_keys?).`;
+    }
+    if (/passphrase/i.test(msg)) {
+      return `Cannot use \`ssh-key\` for ${who}: ${msg.replace(/[\r\n]+/g, ' ')}. Give \`ssh-passphrase\` or use a key without one.`;
+    }
+    if (/Cannot parse privateKey|Unsupported key format/i.test(msg)) {
+      return `Input \`ssh-key\` is not a private key ssh2 can read (OpenSSH or PEM): ${msg.replace(/[\r\n]+/g, ' ')}`;
+    }
+    if (/Timed out/i.test(msg)) return `Timed out connecting to ${who} after ${Math.round((this.opts.connectTimeout ?? 20000) / 1000)} s (host down, firewall, or wrong port).`;
+    if (/ECONNREFUSED/.test(msg)) return `Connection refused by ${hostToken(this.opts.host, this.opts.port)} (no SSH server on that port?).`;
+    if (/ENOTFOUND|EAI_AGAIN/.test(msg)) return `Cannot resolve host "${this.opts.host}".`;
+    return `SSH connection to ${who} failed: ${msg}`;
+  }
+
+  async run(argv: string[], opts: RunOptions & { retry?: boolean } = {}): Promise<RunResult> {
+    return this.sh(shellJoin(argv), opts);
+  }
+
+  /** Runs a script in the remote shell. Callers build it from shellJoin()ed parts only. */
+  async sh(script: string, opts: RunOptions & { retry?: boolean } = {}): Promise<RunResult> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (!this.ssh.isConnected()) throw Object.assign(new Error('Not connected to server'), { dropped: true });
+        this.commands++;
+        const res = await this.ssh.execCommand(script, { stdin: opts.input });
+        if (res.code === null && res.signal === null && !this.ssh.isConnected()) {
+          throw Object.assign(new Error('connection dropped'), { dropped: true });
+        }
+        if (!opts.silent && core.isDebug()) core.debug(`${this.where}$ ${script.slice(0, 300)} → ${res.code}`);
+        return { code: res.code ?? 255, stdout: res.stdout, stderr: res.stderr };
+      } catch (e) {
+        const err = e as Error & { dropped?: boolean };
+        const dropped = err.dropped || /Not connected|No response|ECONNRESET|socket|closed|Channel open failure/i.test(err.message);
+        if (!dropped || !opts.retry || attempt >= 3) {
+          if (dropped) throw new Error(`Lost the SSH connection to ${this.where}: ${err.message}`);
+          throw err;
+        }
+        core.warning(`SSH connection to ${this.where} dropped (${err.message}); reconnecting (attempt ${attempt + 1}).`);
+        this.reconnects++;
+        await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
+        try {
+          this.ssh.dispose();
+          await this.open();
+        } catch (re) {
+          core.warning(`Reconnect failed: ${(re as Error).message}`);
+        }
+      }
+    }
+  }
+
+  /** Writes content to a remote file atomically (temp file then rename), mode 600, via stdin: no SFTP needed. */
+  async writeFile(remotePath: string, content: string): Promise<void> {
+    const tmp = `${remotePath}.tmp.${process.pid}`;
+    const script = `umask 077 && mkdir -p ${shellJoin([dirname(remotePath)])} && cat > ${shellJoin([tmp])} && mv -f ${shellJoin([tmp, remotePath])}`;
+    const res = await this.sh(script, { input: content });
+    if (res.code !== 0) throw new Error(`${this.where}: cannot write ${remotePath}: ${(res.stderr || res.stdout).trim()}`);
+  }
+
+  dispose(): void {
+    this.ssh.dispose();
+  }
+}
+
+function dirname(p: string): string {
+  const i = p.lastIndexOf('/');
+  return i <= 0 ? (i === 0 ? '/' : '.') : p.slice(0, i);
+}

@@ -1,0 +1,95 @@
+import * as fs from 'fs';
+import * as path from 'path';
+import { ComposeFile, ResolvedCompose, ServiceInfo, loadComposeFile, referencedFiles, resolveCompose, stackServices } from './compose';
+import { InputError } from './errors';
+import { StackSpec } from './inputs';
+import { Remote, shellJoin } from './remote';
+import { normalizeImage } from './swarm';
+
+export interface LoadedStack {
+  name: string;
+  files: ComposeFile[];
+}
+
+export interface PreparedStack extends LoadedStack {
+  resolved: ResolvedCompose[];
+  /** By short service name (as in the compose file). */
+  services: Record<string, ServiceInfo>;
+  /** Compose files in the release folder, relative to the working directory, in `-c` order. */
+  composePaths: string[];
+  /** Everything the release folder holds: interpolated compose files and the files they reference. */
+  uploads: { rel: string; content: string }[];
+}
+
+export function loadStack(spec: StackSpec, workingDir: string): LoadedStack {
+  return { name: spec.name, files: spec.files.map((f) => loadComposeFile(path.resolve(workingDir, f), f)) };
+}
+
+/** Interpolates the stack and gathers what the host needs; refuses unset variables (Docker would deploy `app:`). */
+export function prepareStack(stack: LoadedStack, workingDir: string, env: Record<string, string | undefined>): PreparedStack {
+  const resolved = stack.files.map((f) => resolveCompose(f, env));
+  const problems: string[] = [];
+  for (const r of resolved) {
+    for (const u of r.unset) problems.push(`${r.file.path}:${u.line}:${u.col}: \${${u.name}} is not set (Docker would substitute an empty string)`);
+    for (const e of r.errors) problems.push(`${r.file.path}:${e.line}:${e.col}: ${e.message}`);
+  }
+  if (problems.length) throw new InputError(`Stack "${stack.name}" cannot be interpolated:\n  ${problems.join('\n  ')}\nSet them in the \`env\` input (KEY=VALUE lines) or give a default (\${VAR:-default}).`);
+
+  const uploads: { rel: string; content: string }[] = [];
+  const composePaths: string[] = [];
+  for (const r of resolved) {
+    const rel = path.relative(workingDir, r.file.absPath);
+    composePaths.push(rel);
+    uploads.push({ rel, content: r.text });
+    for (const ref of referencedFiles(r)) {
+      const abs = path.resolve(path.dirname(r.file.absPath), ref.file);
+      const refRel = path.relative(workingDir, abs);
+      if (refRel.startsWith('..') || path.isAbsolute(refRel)) {
+        throw new InputError(`${r.file.path}: ${ref.kind} "${ref.name}" points at ${ref.file}, outside working-directory; keep the files a stack uses inside it.`);
+      }
+      if (!fs.existsSync(abs)) throw new InputError(`${r.file.path}: ${ref.kind} "${ref.name}" file ${refRel} does not exist.`);
+      if (!uploads.some((u) => u.rel === refRel)) uploads.push({ rel: refRel, content: fs.readFileSync(abs, 'utf8') });
+    }
+  }
+  const services = stackServices(resolved);
+  for (const s of Object.values(services)) {
+    if (!s.image) throw new InputError(`Stack "${stack.name}": service "${s.name}" has no image (Swarm does not build: set image: to a registry reference).`);
+    const tag = s.image.split('@')[0].split('/').pop() ?? '';
+    if (s.image.endsWith(':') || tag.endsWith(':')) throw new InputError(`Stack "${stack.name}": service "${s.name}" image "${s.image}" has an empty tag.`);
+  }
+  return { ...stack, resolved, services, composePaths, uploads };
+}
+
+export function fullName(stack: string, service: string): string {
+  return `${stack}_${service}`;
+}
+
+export function expectedImages(stack: PreparedStack): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const s of Object.values(stack.services)) out[fullName(stack.name, s.name)] = normalizeImage(s.image as string);
+  return out;
+}
+
+/** Copies the release files into their folder on the host; returns nothing, throws with the host's words. */
+export async function uploadRelease(remote: Remote, releaseDir: string, uploads: { rel: string; content: string }[]): Promise<void> {
+  for (const u of uploads) await remote.writeFile(`${releaseDir}/${u.rel}`, u.content);
+}
+
+export interface DeployFlags {
+  withRegistryAuth: boolean;
+  /** The host's client knows --detach (Docker ≥ 26); older clients always return at once. */
+  detachFlag: boolean;
+}
+
+/** `docker stack deploy` from the release folder. The gate, not this command's exit code, says if it worked. */
+export async function stackDeploy(remote: Remote, releaseDir: string, stack: string, composePaths: string[], flags: DeployFlags): Promise<string> {
+  const argv = ['docker', 'stack', 'deploy'];
+  for (const c of composePaths) argv.push('--compose-file', c);
+  if (flags.withRegistryAuth) argv.push('--with-registry-auth');
+  if (flags.detachFlag) argv.push('--detach=true');
+  argv.push(stack);
+  const res = await remote.sh(`cd ${shellJoin([releaseDir])} && ${shellJoin(argv)}`);
+  const out = `${res.stdout}\n${res.stderr}`.trim();
+  if (res.code !== 0) throw new Error(`docker stack deploy ${stack} failed on ${remote.where} (exit ${res.code}):\n${out.split('\n').slice(-15).join('\n')}`);
+  return out;
+}
