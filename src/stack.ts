@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { ComposeFile, ResolvedCompose, ServiceInfo, loadComposeFile, referencedFiles, resolveCompose, stackServices } from './compose';
+import { ComposeFile, ResolvedCompose, ServiceInfo, loadComposeFile, referencedFiles, referencedPath, resolveCompose, stackServices } from './compose';
 import { InputError } from './errors';
 import { StackSpec } from './inputs';
 import { Remote, shellJoin } from './remote';
@@ -42,7 +42,8 @@ export function prepareStack(stack: LoadedStack, workingDir: string, env: Record
     composePaths.push(rel);
     uploads.push({ rel, content: r.text });
     for (const ref of referencedFiles(r)) {
-      const abs = path.resolve(path.dirname(r.file.absPath), ref.file);
+      // docker stack deploy resolves relative paths of every file against the first file's folder.
+      const abs = referencedPath(resolved[0].file, ref.file);
       const refRel = path.relative(workingDir, abs);
       if (refRel.startsWith('..') || path.isAbsolute(refRel)) {
         throw new InputError(`${r.file.path}: ${ref.kind} "${ref.name}" points at ${ref.file}, outside working-directory; keep the files a stack uses inside it.`);

