@@ -33,7 +33,7 @@ export async function run(): Promise<void> {
     title: TITLES[inputs?.command ?? 'deploy'],
     result: outcome.result,
     release: outcome.release,
-    host: inputs?.host ? `${inputs.user}@${inputs.host}:${inputs.port}` : '',
+    host: inputs && ['deploy', 'rollback'].includes(inputs.command) ? `${inputs.user}@${inputs.host}:${inputs.port}` : '',
     seconds,
     versions: outcome.versions,
     layers: outcome.layers,

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Every test, on a fresh machine: installs the npm packages and the lab (Debian packages,
+# dockerd in Swarm mode, registry, sshd), then runs the unit and the lab tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "The lab installs Debian packages and starts dockerd: run as root (or with sudo -E)." >&2
+  exit 1
+fi
+echo "== npm packages"
+npm ci --no-audit --no-fund --loglevel=error
+echo "== lab"
+bash lab/lab.sh up
+echo "== typecheck"
+npx tsc --noEmit -p .
+echo "== tests (unit, then lab: real dockerd, registry and sshd)"
+# One run, files in order: the lab tests share one Swarm, so they go one at a time.
+node --import tsx --test --test-concurrency=1 --test-reporter=spec \
+  __tests__/unit/*.test.ts __tests__/lab/*.test.ts
