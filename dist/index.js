@@ -59379,6 +59379,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.registryDigest = registryDigest;
 exports.buildImages = buildImages;
 exports.registryLogin = registryLogin;
 const core = __importStar(__nccwpck_require__(7484));
@@ -59402,6 +59403,27 @@ async function pushWithRetry(docker, ref, attempts, delayMs) {
     }
     throw new Error(`Could not push ${ref} after ${attempts} attempts: ${last}`);
 }
+/** Docker treats loopback registries as plain HTTP; so does the existence check. */
+function isLoopback(ref) {
+    return /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?\//.test(ref);
+}
+/** The digest of `ref` in the registry, or null when it is not there (or cannot be read: then we build). */
+async function registryDigest(docker, ref) {
+    const argv = ['docker', 'manifest', 'inspect', '--verbose'];
+    if (isLoopback(ref))
+        argv.push('--insecure');
+    const res = await docker.run([...argv, ref], { silent: true });
+    if (res.code !== 0)
+        return null;
+    try {
+        const data = JSON.parse(res.stdout);
+        const d = (Array.isArray(data) ? data[0] : data)?.Descriptor?.digest;
+        return typeof d === 'string' && /^sha256:[0-9a-f]{64}$/.test(d) ? d : null;
+    }
+    catch {
+        return null;
+    }
+}
 /**
  * Builds every service image with the previous build as layer cache, tags it with its VERSION and
  * the commit, and pushes it. The digest comes from the push itself.
@@ -59414,6 +59436,16 @@ async function buildImages(docker, services, opts) {
             throw new errors_1.InputError(`${path.join(path.dirname(s.versionFile), 'Dockerfile')}: missing. Every service folder needs a Dockerfile.`);
         const repo = (0, versions_1.imageRepository)(opts.registry, opts.imagePrefix, s.name);
         const tags = [`${repo}:${s.version}`, `${repo}:sha-${opts.sha.slice(0, 7)}`, `${repo}:${CACHE_TAG}`];
+        // A released version is immutable: rebuilding it would push a different image under the same tag
+        // and roll every replica of an unchanged service.
+        if (opts.push && !opts.rebuild) {
+            const existing = await registryDigest(docker, tags[0]);
+            if (existing) {
+                core.info(`${tags[0]} is already in the registry (${existing.slice(0, 19)}…): not rebuilt. Bump ${s.versionFile} to ship a change (or set rebuild: true).`);
+                built.push({ service: s.name, version: s.version, image: tags[0], reference: `${tags[0]}@${existing}`, digest: existing, tags: [tags[0]], reused: true });
+                continue;
+            }
+        }
         await core.group(`Build ${s.name} ${s.version}`, async () => {
             if (opts.push) {
                 // The last pushed build is the layer cache; a first build has none, which is fine.
@@ -60077,7 +60109,8 @@ function runChecks(inputs, env) {
     const report = (0, checks_1.reportFindings)(findings);
     core.info(`Pre-flight: ${report.errors} error(s), ${report.warnings} warning(s), ${report.notices} notice(s) in ${stacks.length} stack(s).`);
     if (report.errors) {
-        const err = new errors_1.InputError(`Pre-flight checks found ${report.errors} error(s); nothing was deployed. See the annotations and the job summary.`);
+        const list = findings.filter((f) => f.severity === 'error').map((f) => `  ${f.file}:${f.line}:${f.col} [${f.rule}] ${f.message}`);
+        const err = new errors_1.InputError(`Pre-flight checks found ${report.errors} error(s); nothing was deployed:\n${list.join('\n')}`);
         err.markdown = report.markdown;
         throw err;
     }
@@ -60118,6 +60151,7 @@ async function commandBuild(inputs) {
         target: inputs.target,
         sha: context().sha || '0000000',
         push: !inputs.dryRun,
+        rebuild: inputs.rebuild,
     });
     return {
         result: 'built',
@@ -61417,6 +61451,7 @@ exports.DEFAULTS = {
     'lock-timeout': '300',
     'remote-dir': '.deploy-action',
     'dry-run': 'false',
+    rebuild: 'false',
 };
 function positiveInt(get, name, min = 1) {
     const raw = get(name).trim();
@@ -61538,9 +61573,12 @@ function readInputs(raw = (n) => core.getInput(n), env = process.env) {
     if (!REMOTE_DIR.test(remoteDir) || remoteDir.split('/').includes('..')) {
         throw new errors_1.InputError(`Input \`remote-dir\` "${remoteDir}" must be a plain path (letters, digits, . _ - / ~) without "..".`);
     }
-    const dryRun = get('dry-run').trim().toLowerCase();
-    if (!['', 'true', 'false'].includes(dryRun))
-        throw new errors_1.InputError('Input `dry-run` must be true or false.');
+    const bool = (name) => {
+        const v = get(name).trim().toLowerCase();
+        if (!['', 'true', 'false'].includes(v))
+            throw new errors_1.InputError(`Input \`${name}\` must be true or false, got "${v}".`);
+        return v === 'true';
+    };
     return {
         command,
         workingDirectory,
@@ -61551,6 +61589,7 @@ function readInputs(raw = (n) => core.getInput(n), env = process.env) {
         imagePrefix,
         buildArgs: parseKeyValues(get('build-args'), 'build-args'),
         target: get('target').trim(),
+        rebuild: bool('rebuild'),
         releaseTagCheck: oneOf(get, 'release-tag-check', ['warn', 'strict', 'off']),
         host,
         port,
@@ -61568,7 +61607,7 @@ function readInputs(raw = (n) => core.getInput(n), env = process.env) {
         lockTimeout: positiveInt(get, 'lock-timeout', 0),
         remoteDir,
         skipChecks: get('skip-checks').split(/[,\s]+/).map((s) => s.trim()).filter(Boolean),
-        dryRun: dryRun === 'true',
+        dryRun: bool('dry-run'),
     };
 }
 
@@ -61762,7 +61801,9 @@ const crypto_1 = __nccwpck_require__(6982);
 const errors_1 = __nccwpck_require__(3916);
 /** How a host is written in known_hosts: `host` on port 22, `[host]:port` elsewhere. */
 function hostToken(host, port) {
-    return port === 22 ? host : `[${host}]:${port}`;
+    // OpenSSH compares host names in lower case.
+    const h = host.toLowerCase();
+    return port === 22 ? h : `[${h}]:${port}`;
 }
 function matchesPattern(pattern, token) {
     if (pattern.startsWith('|1|')) {
@@ -61773,7 +61814,7 @@ function matchesPattern(pattern, token) {
         return (0, crypto_1.createHmac)('sha1', Buffer.from(salt, 'base64')).update(token).digest('base64') === hash;
     }
     const re = new RegExp('^' + pattern.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\[/g, '\\[').replace(/\]/g, '\\]').replace(/\*/g, '.*').replace(/\?/g, '.') + '$');
-    return re.test(token);
+    return re.test(token) || re.test(token.toLowerCase()) || new RegExp(re.source, 'i').test(token);
 }
 /**
  * The pinned keys for host:port from known_hosts text (OpenSSH format, plain or hashed names,
@@ -61801,14 +61842,30 @@ function keysFor(knownHosts, host, port) {
         if (negated || !patterns.some((p) => !p.startsWith('!') && matchesPattern(p, token)))
             return;
         const blob = Buffer.from(b64, 'base64');
-        // The blob starts with its own type name: a cheap check that the line is not garbled.
-        const len = blob.length > 4 ? blob.readUInt32BE(0) : 0;
-        if (!len || blob.subarray(4, 4 + len).toString() !== type) {
+        if (!wellFormed(blob, type)) {
             throw new errors_1.InputError(`Input \`known-hosts\` line ${i + 1}: the key is not a valid ${type} key (bad base64 or truncated).`);
         }
         (marker === '@revoked' ? revoked : keys).push({ type, blob });
     });
     return { keys, revoked };
+}
+/** The blob is length-prefixed fields, the first its own type name, filling it exactly: not garbled, not cut. */
+function wellFormed(blob, type) {
+    const fields = [];
+    let at = 0;
+    while (at < blob.length) {
+        if (at + 4 > blob.length)
+            return false;
+        const len = blob.readUInt32BE(at);
+        if (at + 4 + len > blob.length)
+            return false;
+        fields.push(blob.subarray(at + 4, at + 4 + len));
+        at += 4 + len;
+    }
+    const min = type === 'ssh-ed25519' ? 2 : type.startsWith('ecdsa-') ? 3 : type === 'ssh-rsa' ? 3 : 2;
+    if (type === 'ssh-ed25519' && fields[1]?.length !== 32)
+        return false;
+    return fields.length >= min && fields[0].toString() === type;
 }
 function fingerprint(blob) {
     return 'SHA256:' + (0, crypto_1.createHash)('sha256').update(blob).digest('base64').replace(/=+$/, '');
@@ -61854,7 +61911,7 @@ function parseLedger(text, where, stack) {
         throw new errors_1.InputError(`The deploy history ${where} of stack "${stack}" is corrupt (${e.message}). Nothing was changed. Fix or move the file by hand; each release folder next to it holds its stack files.`);
     }
     if (data?.version !== 1 || !Array.isArray(data.releases)) {
-        throw new errors_1.InputError(`The deploy history ${where} of stack "${stack}" is not a deploy-action ledger (version 1). Nothing was changed.`);
+        throw new errors_1.InputError(`The deploy history ${where} of stack "${stack}" is corrupt: not a deploy-action ledger (version 1). Nothing was changed. Fix or move the file by hand; each release folder next to it holds its stack files.`);
     }
     return data;
 }
@@ -61904,7 +61961,7 @@ function findTarget(ledger, to) {
         return before;
     }
     const byLabel = [...ok].reverse().find((r) => r.release === to || r.release === to.replace(/^v/, ''));
-    const byVersion = [...ok].reverse().find((r) => Object.values(r.versions).includes(to.replace(/^v/, '')));
+    const byVersion = [...ok].reverse().find((r) => Object.values(r.versions).some((v) => v === to || v === to.replace(/^v/, '')));
     const hit = byLabel ?? byVersion;
     if (!hit)
         throw new errors_1.InputError(`Stack "${ledger.stack}" has no successful release "${to}" on record. ${available(ledger)}`);
@@ -62783,7 +62840,8 @@ function servicesToRollBack(gates, snap) {
         if (!now || !g.watch.before || !g.changed(now))
             return false;
         const state = now.update && now.update.startedAt !== g.watch.before.update?.startedAt ? now.update.state : '';
-        return !['rollback_started', 'rollback_completed'].includes(state);
+        // After rollback_paused Swarm already restored the old spec: another rollback would re-apply the new one.
+        return !['rollback_started', 'rollback_completed', 'rollback_paused'].includes(state);
     })
         .map((g) => g.watch.name);
 }
@@ -63067,7 +63125,8 @@ function snapshotScript(stack) {
         `${(0, remote_1.shellJoin)(['docker', 'service', 'inspect', '--format', SERVICE_FORMAT])} $ids || exit 1`,
         `echo ${(0, remote_1.shellJoin)([SEP])}`,
         `tids=$(${(0, remote_1.shellJoin)(['docker', 'service', 'ps', '-q', '--no-trunc'])} $ids) || exit 1`,
-        `[ -z "$tids" ] || ${(0, remote_1.shellJoin)(['docker', 'inspect', '--type', 'task', '--format', TASK_FORMAT])} $tids`,
+        // A task can vanish between the two commands: inspect prints the others, and that is enough.
+        `[ -z "$tids" ] || ${(0, remote_1.shellJoin)(['docker', 'inspect', '--type', 'task', '--format', TASK_FORMAT])} $tids 2>/dev/null; true`,
     ].join('\n');
 }
 function parseTime(s) {
@@ -63106,7 +63165,12 @@ function parseSnapshot(stdout) {
 }
 /** `docker.io/library/redis:7@sha256:…` and `redis:7` are the same image to the gate. */
 function normalizeImage(ref) {
-    let r = ref.split('@')[0];
+    const [name, digest] = ref.split('@');
+    let r = name;
+    const lastSlash0 = r.lastIndexOf('/');
+    // Pinned by digest only: the digest is the identity.
+    if (digest && !r.slice(lastSlash0 + 1).includes(':'))
+        return `${r.replace(/^docker\.io\/(library\/)?/, '').replace(/^library\//, '')}@${digest}`;
     r = r.replace(/^docker\.io\/library\//, '').replace(/^docker\.io\//, '').replace(/^library\//, '');
     const lastSlash = r.lastIndexOf('/');
     if (!r.slice(lastSlash + 1).includes(':'))
@@ -63168,7 +63232,8 @@ const errors_1 = __nccwpck_require__(3916);
 // Docker's tag grammar: what a VERSION file may contain.
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 // One path component of an image repository name.
-const IMAGE_NAME = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+// One path component of an image repository name, starting with a letter so that <NAME>_VERSION is a valid variable.
+const IMAGE_NAME = /^[a-z][a-z0-9]*(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 /** Service folders matching the `services` input: a folder, or a folder glob ending in `/*`. */
 function serviceDirs(workingDir, pattern) {
     const dirs = [];
@@ -63195,11 +63260,23 @@ function readServices(workingDir, pattern) {
     const dirs = serviceDirs(workingDir, pattern);
     if (!dirs.length)
         throw new errors_1.InputError(`Input \`services\`: "${pattern}" matches no service folder in ${workingDir}.`);
-    return dirs.map((dir) => {
+    const services = dirs.map((dir) => readService(workingDir, dir));
+    // Two folders with one image name, or one variable name, would silently overwrite each other.
+    const seen = new Map();
+    for (const s of services) {
+        const clash = seen.get(versionVariable(s.name));
+        if (clash)
+            throw new errors_1.InputError(`Service folders "${path.dirname(clash.versionFile)}" and "${path.dirname(s.versionFile)}" both give ${clash.name === s.name ? `the image name "${s.name}"` : `the variable ${versionVariable(s.name)}`}; rename one.`);
+        seen.set(versionVariable(s.name), s);
+    }
+    return services;
+}
+function readService(workingDir, dir) {
+    {
         const name = path.basename(dir);
         const versionFile = path.relative(workingDir, path.join(dir, 'VERSION'));
         if (!IMAGE_NAME.test(name)) {
-            throw new errors_1.InputError(`Service folder "${path.relative(workingDir, dir)}": "${name}" is not a valid image name (lower-case letters, digits, and . _ - between them).`);
+            throw new errors_1.InputError(`Service folder "${path.relative(workingDir, dir)}": "${name}" is not a valid service name (lower-case letters and digits, . _ - between them, starting with a letter).`);
         }
         let text;
         try {
@@ -63215,7 +63292,7 @@ function readServices(workingDir, pattern) {
             throw new errors_1.InputError(`${versionFile}: "${version.slice(0, 60)}" is not a valid image tag (letters, digits, _ . -, at most 128, not starting with . or -).`);
         }
         return { name, dir, versionFile, version };
-    });
+    }
 }
 /** `web-api` → `WEB_API_VERSION`. */
 function versionVariable(service) {
@@ -63239,6 +63316,9 @@ function releaseTagMismatches(services, ref) {
     if (!m)
         return [];
     const tag = m[1];
+    // Only tags that look like versions (v1.2.3, 2024.01.15) are compared; `nightly` is not a release.
+    if (!/^v?\d/.test(tag))
+        return [];
     const tagVersion = semver.valid(semver.clean(tag) ?? '') ?? tag.replace(/^v/, '');
     return services
         .filter((s) => (semver.valid(s.version) && semver.valid(tagVersion) ? !semver.eq(s.version, tagVersion) : s.version !== tagVersion))

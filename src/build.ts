@@ -13,6 +13,8 @@ export interface BuildOptions {
   /** Commit sha: images are also tagged `sha-<7>`. */
   sha: string;
   push: boolean;
+  /** Build even when the version tag is already in the registry (default: a VERSION is immutable, reuse it). */
+  rebuild?: boolean;
   /** Attempts per push: a registry hiccup should not fail a release. */
   pushAttempts?: number;
   retryDelayMs?: number;
@@ -27,6 +29,8 @@ export interface BuiltImage {
   reference: string;
   digest: string;
   tags: string[];
+  /** Already in the registry under this version: not rebuilt. */
+  reused?: boolean;
 }
 
 const CACHE_TAG = 'buildcache';
@@ -45,6 +49,26 @@ async function pushWithRetry(docker: Runner, ref: string, attempts: number, dela
   throw new Error(`Could not push ${ref} after ${attempts} attempts: ${last}`);
 }
 
+/** Docker treats loopback registries as plain HTTP; so does the existence check. */
+function isLoopback(ref: string): boolean {
+  return /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?\//.test(ref);
+}
+
+/** The digest of `ref` in the registry, or null when it is not there (or cannot be read: then we build). */
+export async function registryDigest(docker: Runner, ref: string): Promise<string | null> {
+  const argv = ['docker', 'manifest', 'inspect', '--verbose'];
+  if (isLoopback(ref)) argv.push('--insecure');
+  const res = await docker.run([...argv, ref], { silent: true });
+  if (res.code !== 0) return null;
+  try {
+    const data = JSON.parse(res.stdout);
+    const d = (Array.isArray(data) ? data[0] : data)?.Descriptor?.digest;
+    return typeof d === 'string' && /^sha256:[0-9a-f]{64}$/.test(d) ? d : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Builds every service image with the previous build as layer cache, tags it with its VERSION and
  * the commit, and pushes it. The digest comes from the push itself.
@@ -56,6 +80,16 @@ export async function buildImages(docker: Runner, services: Service[], opts: Bui
     if (!fs.existsSync(dockerfile)) throw new InputError(`${path.join(path.dirname(s.versionFile), 'Dockerfile')}: missing. Every service folder needs a Dockerfile.`);
     const repo = imageRepository(opts.registry, opts.imagePrefix, s.name);
     const tags = [`${repo}:${s.version}`, `${repo}:sha-${opts.sha.slice(0, 7)}`, `${repo}:${CACHE_TAG}`];
+    // A released version is immutable: rebuilding it would push a different image under the same tag
+    // and roll every replica of an unchanged service.
+    if (opts.push && !opts.rebuild) {
+      const existing = await registryDigest(docker, tags[0]);
+      if (existing) {
+        core.info(`${tags[0]} is already in the registry (${existing.slice(0, 19)}…): not rebuilt. Bump ${s.versionFile} to ship a change (or set rebuild: true).`);
+        built.push({ service: s.name, version: s.version, image: tags[0], reference: `${tags[0]}@${existing}`, digest: existing, tags: [tags[0]], reused: true });
+        continue;
+      }
+    }
     await core.group(`Build ${s.name} ${s.version}`, async () => {
       if (opts.push) {
         // The last pushed build is the layer cache; a first build has none, which is fine.

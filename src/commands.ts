@@ -57,7 +57,8 @@ function runChecks(inputs: Inputs, env: Record<string, string>): { stacks: Loade
   const report = reportFindings(findings);
   core.info(`Pre-flight: ${report.errors} error(s), ${report.warnings} warning(s), ${report.notices} notice(s) in ${stacks.length} stack(s).`);
   if (report.errors) {
-    const err = new InputError(`Pre-flight checks found ${report.errors} error(s); nothing was deployed. See the annotations and the job summary.`);
+    const list = findings.filter((f) => f.severity === 'error').map((f) => `  ${f.file}:${f.line}:${f.col} [${f.rule}] ${f.message}`);
+    const err = new InputError(`Pre-flight checks found ${report.errors} error(s); nothing was deployed:\n${list.join('\n')}`);
     (err as InputError & { markdown?: string }).markdown = report.markdown;
     throw err;
   }
@@ -99,6 +100,7 @@ export async function commandBuild(inputs: Inputs): Promise<Outcome> {
     target: inputs.target,
     sha: context().sha || '0000000',
     push: !inputs.dryRun,
+    rebuild: inputs.rebuild,
   });
   return {
     result: 'built',

@@ -21,6 +21,7 @@ export interface Inputs {
   imagePrefix: string;
   buildArgs: Record<string, string>;
   target: string;
+  rebuild: boolean;
   releaseTagCheck: 'warn' | 'strict' | 'off';
   host: string;
   port: number;
@@ -66,6 +67,7 @@ export const DEFAULTS: Record<string, string> = {
   'lock-timeout': '300',
   'remote-dir': '.deploy-action',
   'dry-run': 'false',
+  rebuild: 'false',
 };
 
 function positiveInt(get: Get, name: string, min = 1): number {
@@ -186,8 +188,11 @@ export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.Proce
     throw new InputError(`Input \`remote-dir\` "${remoteDir}" must be a plain path (letters, digits, . _ - / ~) without "..".`);
   }
 
-  const dryRun = get('dry-run').trim().toLowerCase();
-  if (!['', 'true', 'false'].includes(dryRun)) throw new InputError('Input `dry-run` must be true or false.');
+  const bool = (name: string): boolean => {
+    const v = get(name).trim().toLowerCase();
+    if (!['', 'true', 'false'].includes(v)) throw new InputError(`Input \`${name}\` must be true or false, got "${v}".`);
+    return v === 'true';
+  };
 
   return {
     command,
@@ -199,6 +204,7 @@ export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.Proce
     imagePrefix,
     buildArgs: parseKeyValues(get('build-args'), 'build-args'),
     target: get('target').trim(),
+    rebuild: bool('rebuild'),
     releaseTagCheck: oneOf(get, 'release-tag-check', ['warn', 'strict', 'off'] as const),
     host,
     port,
@@ -216,6 +222,6 @@ export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.Proce
     lockTimeout: positiveInt(get, 'lock-timeout', 0),
     remoteDir,
     skipChecks: get('skip-checks').split(/[,\s]+/).map((s) => s.trim()).filter(Boolean),
-    dryRun: dryRun === 'true',
+    dryRun: bool('dry-run'),
   };
 }

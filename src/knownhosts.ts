@@ -9,7 +9,9 @@ export interface HostKey {
 
 /** How a host is written in known_hosts: `host` on port 22, `[host]:port` elsewhere. */
 export function hostToken(host: string, port: number): string {
-  return port === 22 ? host : `[${host}]:${port}`;
+  // OpenSSH compares host names in lower case.
+  const h = host.toLowerCase();
+  return port === 22 ? h : `[${h}]:${port}`;
 }
 
 function matchesPattern(pattern: string, token: string): boolean {
@@ -20,7 +22,7 @@ function matchesPattern(pattern: string, token: string): boolean {
     return createHmac('sha1', Buffer.from(salt, 'base64')).update(token).digest('base64') === hash;
   }
   const re = new RegExp('^' + pattern.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\[/g, '\\[').replace(/\]/g, '\\]').replace(/\*/g, '.*').replace(/\?/g, '.') + '$');
-  return re.test(token);
+  return re.test(token) || re.test(token.toLowerCase()) || new RegExp(re.source, 'i').test(token);
 }
 
 /**
@@ -44,14 +46,28 @@ export function keysFor(knownHosts: string, host: string, port: number): { keys:
     const negated = patterns.some((p) => p.startsWith('!') && matchesPattern(p.slice(1), token));
     if (negated || !patterns.some((p) => !p.startsWith('!') && matchesPattern(p, token))) return;
     const blob = Buffer.from(b64, 'base64');
-    // The blob starts with its own type name: a cheap check that the line is not garbled.
-    const len = blob.length > 4 ? blob.readUInt32BE(0) : 0;
-    if (!len || blob.subarray(4, 4 + len).toString() !== type) {
+    if (!wellFormed(blob, type)) {
       throw new InputError(`Input \`known-hosts\` line ${i + 1}: the key is not a valid ${type} key (bad base64 or truncated).`);
     }
     (marker === '@revoked' ? revoked : keys).push({ type, blob });
   });
   return { keys, revoked };
+}
+
+/** The blob is length-prefixed fields, the first its own type name, filling it exactly: not garbled, not cut. */
+function wellFormed(blob: Buffer, type: string): boolean {
+  const fields: Buffer[] = [];
+  let at = 0;
+  while (at < blob.length) {
+    if (at + 4 > blob.length) return false;
+    const len = blob.readUInt32BE(at);
+    if (at + 4 + len > blob.length) return false;
+    fields.push(blob.subarray(at + 4, at + 4 + len));
+    at += 4 + len;
+  }
+  const min = type === 'ssh-ed25519' ? 2 : type.startsWith('ecdsa-') ? 3 : type === 'ssh-rsa' ? 3 : 2;
+  if (type === 'ssh-ed25519' && fields[1]?.length !== 32) return false;
+  return fields.length >= min && fields[0].toString() === type;
 }
 
 export function fingerprint(blob: Buffer): string {

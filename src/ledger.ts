@@ -40,7 +40,7 @@ export function parseLedger(text: string, where: string, stack: string): Ledger 
     throw new InputError(`The deploy history ${where} of stack "${stack}" is corrupt (${(e as Error).message}). Nothing was changed. Fix or move the file by hand; each release folder next to it holds its stack files.`);
   }
   if (data?.version !== 1 || !Array.isArray(data.releases)) {
-    throw new InputError(`The deploy history ${where} of stack "${stack}" is not a deploy-action ledger (version 1). Nothing was changed.`);
+    throw new InputError(`The deploy history ${where} of stack "${stack}" is corrupt: not a deploy-action ledger (version 1). Nothing was changed. Fix or move the file by hand; each release folder next to it holds its stack files.`);
   }
   return data;
 }
@@ -89,7 +89,7 @@ export function findTarget(ledger: Ledger, to: string): ReleaseRecord {
     return before;
   }
   const byLabel = [...ok].reverse().find((r) => r.release === to || r.release === to.replace(/^v/, ''));
-  const byVersion = [...ok].reverse().find((r) => Object.values(r.versions).includes(to.replace(/^v/, '')));
+  const byVersion = [...ok].reverse().find((r) => Object.values(r.versions).some((v) => v === to || v === to.replace(/^v/, '')));
   const hit = byLabel ?? byVersion;
   if (!hit) throw new InputError(`Stack "${ledger.stack}" has no successful release "${to}" on record. ${available(ledger)}`);
   return hit;

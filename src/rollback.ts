@@ -13,7 +13,8 @@ export function servicesToRollBack(gates: ServiceGate[], snap: Snapshot): string
       const now = snap.services.get(g.watch.name);
       if (!now || !g.watch.before || !g.changed(now)) return false;
       const state = now.update && now.update.startedAt !== g.watch.before.update?.startedAt ? now.update.state : '';
-      return !['rollback_started', 'rollback_completed'].includes(state);
+      // After rollback_paused Swarm already restored the old spec: another rollback would re-apply the new one.
+      return !['rollback_started', 'rollback_completed', 'rollback_paused'].includes(state);
     })
     .map((g) => g.watch.name);
 }

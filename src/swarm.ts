@@ -68,7 +68,8 @@ export function snapshotScript(stack: string): string {
     `${shellJoin(['docker', 'service', 'inspect', '--format', SERVICE_FORMAT])} $ids || exit 1`,
     `echo ${shellJoin([SEP])}`,
     `tids=$(${shellJoin(['docker', 'service', 'ps', '-q', '--no-trunc'])} $ids) || exit 1`,
-    `[ -z "$tids" ] || ${shellJoin(['docker', 'inspect', '--type', 'task', '--format', TASK_FORMAT])} $tids`,
+    // A task can vanish between the two commands: inspect prints the others, and that is enough.
+    `[ -z "$tids" ] || ${shellJoin(['docker', 'inspect', '--type', 'task', '--format', TASK_FORMAT])} $tids 2>/dev/null; true`,
   ].join('\n');
 }
 
@@ -107,7 +108,11 @@ export function parseSnapshot(stdout: string): Snapshot {
 
 /** `docker.io/library/redis:7@sha256:…` and `redis:7` are the same image to the gate. */
 export function normalizeImage(ref: string): string {
-  let r = ref.split('@')[0];
+  const [name, digest] = ref.split('@');
+  let r = name;
+  const lastSlash0 = r.lastIndexOf('/');
+  // Pinned by digest only: the digest is the identity.
+  if (digest && !r.slice(lastSlash0 + 1).includes(':')) return `${r.replace(/^docker\.io\/(library\/)?/, '').replace(/^library\//, '')}@${digest}`;
   r = r.replace(/^docker\.io\/library\//, '').replace(/^docker\.io\//, '').replace(/^library\//, '');
   const lastSlash = r.lastIndexOf('/');
   if (!r.slice(lastSlash + 1).includes(':')) r += ':latest';

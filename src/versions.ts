@@ -15,7 +15,8 @@ export interface Service {
 // Docker's tag grammar: what a VERSION file may contain.
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 // One path component of an image repository name.
-const IMAGE_NAME = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+// One path component of an image repository name, starting with a letter so that <NAME>_VERSION is a valid variable.
+const IMAGE_NAME = /^[a-z][a-z0-9]*(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 
 /** Service folders matching the `services` input: a folder, or a folder glob ending in `/*`. */
 function serviceDirs(workingDir: string, pattern: string): string[] {
@@ -39,11 +40,23 @@ function serviceDirs(workingDir: string, pattern: string): string[] {
 export function readServices(workingDir: string, pattern: string): Service[] {
   const dirs = serviceDirs(workingDir, pattern);
   if (!dirs.length) throw new InputError(`Input \`services\`: "${pattern}" matches no service folder in ${workingDir}.`);
-  return dirs.map((dir) => {
+  const services = dirs.map((dir) => readService(workingDir, dir));
+  // Two folders with one image name, or one variable name, would silently overwrite each other.
+  const seen = new Map<string, Service>();
+  for (const s of services) {
+    const clash = seen.get(versionVariable(s.name));
+    if (clash) throw new InputError(`Service folders "${path.dirname(clash.versionFile)}" and "${path.dirname(s.versionFile)}" both give ${clash.name === s.name ? `the image name "${s.name}"` : `the variable ${versionVariable(s.name)}`}; rename one.`);
+    seen.set(versionVariable(s.name), s);
+  }
+  return services;
+}
+
+function readService(workingDir: string, dir: string): Service {
+  {
     const name = path.basename(dir);
     const versionFile = path.relative(workingDir, path.join(dir, 'VERSION'));
     if (!IMAGE_NAME.test(name)) {
-      throw new InputError(`Service folder "${path.relative(workingDir, dir)}": "${name}" is not a valid image name (lower-case letters, digits, and . _ - between them).`);
+      throw new InputError(`Service folder "${path.relative(workingDir, dir)}": "${name}" is not a valid service name (lower-case letters and digits, . _ - between them, starting with a letter).`);
     }
     let text: string;
     try {
@@ -57,7 +70,7 @@ export function readServices(workingDir: string, pattern: string): Service[] {
       throw new InputError(`${versionFile}: "${version.slice(0, 60)}" is not a valid image tag (letters, digits, _ . -, at most 128, not starting with . or -).`);
     }
     return { name, dir, versionFile, version };
-  });
+  }
 }
 
 /** `web-api` → `WEB_API_VERSION`. */
@@ -91,6 +104,8 @@ export function releaseTagMismatches(services: Service[], ref: string | undefine
   const m = /^refs\/tags\/(.+)$/.exec(ref ?? '');
   if (!m) return [];
   const tag = m[1];
+  // Only tags that look like versions (v1.2.3, 2024.01.15) are compared; `nightly` is not a release.
+  if (!/^v?\d/.test(tag)) return [];
   const tagVersion = semver.valid(semver.clean(tag) ?? '') ?? tag.replace(/^v/, '');
   return services
     .filter((s) => (semver.valid(s.version) && semver.valid(tagVersion) ? !semver.eq(s.version, tagVersion) : s.version !== tagVersion))

@@ -1,0 +1,90 @@
+// Shared set-up of the end-to-end tests: the example app, built and deployed through dist/index.js
+// against the lab (real dockerd in Swarm mode, registry, sshd).
+import * as fs from 'node:fs';
+import { ActionRun, runAction } from '../helpers/action';
+import { LabEnv, copyExample, docker, dockerOk, removeStack, run, ServiceChange } from '../helpers/lab';
+
+export const INFRA = 'example-infra';
+export const APP = 'example-app';
+export const STACKS = `${INFRA}=stacks/infra.yml\n${APP}=stacks/app.yml`;
+
+export function baseInputs(lab: LabEnv, remoteDir: string, prefix = 'example'): Record<string, string> {
+  return {
+    registry: lab.registry,
+    'image-prefix': prefix,
+    host: lab.host,
+    port: String(lab.port),
+    user: lab.user,
+    'ssh-key': lab.sshKey,
+    'known-hosts': lab.knownHosts,
+    stacks: STACKS,
+    'remote-dir': remoteDir,
+    stability: '2',
+    timeout: '120',
+    'lock-timeout': '120',
+  };
+}
+
+/** Removes the example stacks so a test file starts from an empty swarm. */
+export async function resetExample(): Promise<void> {
+  await removeStack(APP);
+  await removeStack(INFRA);
+}
+
+/** The local copies are removed after the push: a deploy must pull from the registry. */
+export async function removeLocalImages(prefix: string, services: string[], lab: LabEnv): Promise<void> {
+  const refs = (await dockerOk(['images', '--format', '{{.Repository}}:{{.Tag}}'])).split('\n').filter((r) => !r.endsWith(':<none>') && services.some((s) => r.startsWith(`${lab.registry}/${prefix}/${s}:`)));
+  if (refs.length) await dockerOk(['rmi', '--force', ...refs]);
+}
+
+export interface Release {
+  dir: string;
+  build: ActionRun;
+  deploy: ActionRun;
+}
+
+/** Copies the example with `changes`, builds and pushes it, drops the local images, and deploys it. */
+export async function release(lab: LabEnv, inputs: Record<string, string>, version: string, changes: Record<string, ServiceChange>, extra: Record<string, string> = {}): Promise<Release> {
+  const dir = copyExample(changes);
+  try {
+    const build = await runAction({ inputs: { ...inputs, command: 'build' }, cwd: dir });
+    if (build.code !== 0) throw new Error(`build ${version} failed:\n${build.log.slice(-3000)}`);
+    await removeLocalImages(inputs['image-prefix'], Object.keys(changes).concat(['web', 'api']), lab);
+    const deploy = await runAction({ inputs: { ...inputs, command: 'deploy', release: version, ...extra }, cwd: dir });
+    return { dir, build, deploy };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The image (with digest) a service's spec runs, and how many of its tasks run. */
+export async function serviceState(name: string): Promise<{ image: string; running: number; update: string }> {
+  const image = (await dockerOk(['service', 'inspect', name, '--format', '{{.Spec.TaskTemplate.ContainerSpec.Image}}'])).trim();
+  const update = (await dockerOk(['service', 'inspect', name, '--format', '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}'])).trim();
+  const ps = await dockerOk(['service', 'ps', name, '--filter', 'desired-state=running', '--format', '{{.CurrentState}}']);
+  return { image, update, running: ps.split('\n').filter((l) => l.startsWith('Running')).length };
+}
+
+/** What a running task of the service answers on /version, asked inside its container. */
+export async function servedVersion(service: string): Promise<string> {
+  const ids = (await dockerOk(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${service}`])).trim().split('\n').filter(Boolean);
+  const versions = new Set<string>();
+  for (const id of ids) {
+    const r = await docker(['exec', id, 'wget', '-q', '-O', '-', 'http://127.0.0.1:8080/version']);
+    if (r.code === 0) versions.add(r.stdout.trim());
+  }
+  return [...versions].sort().join(',');
+}
+
+/** Spec version index and image of every service of a stack: to prove that nothing changed. */
+export async function stackFingerprint(stack: string): Promise<string> {
+  const ids = (await dockerOk(['service', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${stack}`])).trim().split('\n').filter(Boolean);
+  if (!ids.length) return '';
+  return (await dockerOk(['service', 'inspect', '--format', '{{.Spec.Name}} {{.Version.Index}} {{.Spec.TaskTemplate.ContainerSpec.Image}}', ...ids])).trim().split('\n').sort().join('\n');
+}
+
+/** Runs a command on the "VPS" over the lab's sshd, as the action's user. */
+export async function onHost(lab: LabEnv, script: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  const r = await run('ssh', ['-i', lab.sshKeyFile, '-o', `UserKnownHostsFile=${lab.knownHostsFile}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-p', String(lab.port), `${lab.user}@${lab.host}`, script]);
+  return { code: r.code ?? -1, stdout: r.stdout, stderr: r.stderr };
+}

@@ -1,0 +1,190 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { InputError } from '../../src/errors';
+import { Ledger, ReleaseRecord, currentRelease, findTarget, parseLedger, stackDir } from '../../src/ledger';
+
+let seq = 0;
+function rec(release: string, p: Partial<ReleaseRecord> = {}): ReleaseRecord {
+  seq++;
+  const dir = `.deploy-action/stacks/app/releases/20240101T0000${String(seq).padStart(2, '0')}Z-${release}`;
+  return {
+    id: dir.split('/').pop() as string,
+    release,
+    kind: 'deploy',
+    result: 'deployed',
+    time: new Date(Date.UTC(2024, 0, 1, 0, seq)).toISOString(),
+    dir,
+    composePaths: ['stack/app.yml'],
+    versions: { web: release, api: '2.0.0' },
+    images: {},
+    watch: [{ name: 'app_web', expectedImage: `web:${release}`, stabilityMs: 10_000 }],
+    sha: 'abc',
+    ref: 'refs/heads/main',
+    actor: 'me',
+    runUrl: 'https://example/run',
+    ...p,
+  };
+}
+
+const ledger = (...releases: ReleaseRecord[]): Ledger => ({ version: 1, stack: 'app', releases });
+
+/** A rollback record as runLayer writes it: the target's label and folder, kind rollback. */
+const rollbackTo = (target: ReleaseRecord, p: Partial<ReleaseRecord> = {}) => rec(target.release, { kind: 'rollback', dir: target.dir, versions: target.versions, ...p });
+
+function inputError(fn: () => unknown, ...res: RegExp[]) {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof InputError, `an InputError, got ${String(e)}`);
+    for (const re of res) assert.match(e.message, re);
+    return true;
+  });
+}
+
+// ---------- parseLedger ----------
+
+test('parseLedger: a ledger round-trips', () => {
+  const l = ledger(rec('1.0.0'), rec('1.1.0'));
+  assert.deepEqual(parseLedger(JSON.stringify(l, null, 2) + '\n', 'vps:~/x/ledger.json', 'app'), l);
+  assert.deepEqual(parseLedger('{"version":1,"stack":"app","releases":[]}', 'f', 'app').releases, []);
+});
+
+test('parseLedger: garbage and truncated JSON are an InputError that says corrupt and that nothing was changed', () => {
+  const full = JSON.stringify(ledger(rec('1.0.0')), null, 2);
+  for (const text of ['garbage', '', full.slice(0, full.length / 2), '{"version":1,', '\u0000\u0001']) {
+    inputError(() => parseLedger(text, 'vps:.deploy-action/stacks/app/ledger.json', 'app'), /corrupt/, /Nothing was changed/, /vps:\.deploy-action\/stacks\/app\/ledger\.json/, /stack "app"/);
+  }
+});
+
+test('parseLedger: valid JSON that is not a version-1 ledger is refused and nothing is changed', () => {
+  for (const text of ['null', '[]', '42', '"x"', '{}', '{"version":2,"stack":"app","releases":[]}', '{"version":"1","stack":"app","releases":[]}', '{"version":1,"stack":"app","releases":{}}']) {
+    inputError(() => parseLedger(text, 'vps:f', 'app'), /Nothing was changed/, /vps:f/, /version 1/);
+  }
+});
+
+test(
+  'parseLedger: the wrong-version message says corrupt like the others',
+  () => {
+    inputError(() => parseLedger('{"version":2,"stack":"app","releases":[]}', 'vps:f', 'app'), /corrupt/);
+  },
+);
+
+test('stackDir: per-stack folder under remote-dir', () => {
+  assert.equal(stackDir('.deploy-action', 'app'), '.deploy-action/stacks/app');
+  assert.equal(stackDir('/srv/d', 'infra'), '/srv/d/stacks/infra');
+});
+
+// ---------- currentRelease ----------
+
+test('currentRelease: the newest record that deployed, rollbacks included', () => {
+  const a = rec('1.0');
+  const b = rec('1.1');
+  const c = rec('1.2', { result: 'rolled-back' });
+  assert.equal(currentRelease(ledger(a, b, c)), b);
+  const r = rollbackTo(a);
+  assert.equal(currentRelease(ledger(a, b, c, r)), r);
+  assert.equal(currentRelease(ledger(rec('x', { result: 'failed' }))), undefined);
+  assert.equal(currentRelease(ledger()), undefined);
+});
+
+// ---------- findTarget: previous ----------
+
+test('findTarget previous: the release before the current one', () => {
+  const v10 = rec('1.0');
+  const v11 = rec('1.1');
+  const v12 = rec('1.2');
+  assert.equal(findTarget(ledger(v10, v11, v12), 'previous'), v11);
+});
+
+test('findTarget previous: two rollbacks in a row walk back 1.2 → 1.1 → 1.0', () => {
+  const v10 = rec('1.0');
+  const v11 = rec('1.1');
+  const v12 = rec('1.2');
+  const back1 = rollbackTo(v11);
+  assert.equal(findTarget(ledger(v10, v11, v12, back1), 'previous'), v10);
+  const back2 = rollbackTo(v10);
+  inputError(() => findTarget(ledger(v10, v11, v12, back1, back2), 'previous'), /no release before 1\.0/, /Available: 1\.0, 1\.1, 1\.2\./);
+});
+
+test('findTarget previous: failed and rolled-back records are skipped', () => {
+  const v10 = rec('1.0');
+  const v11 = rec('1.1');
+  const bad = rec('1.2', { result: 'rolled-back' });
+  const worse = rec('1.3', { result: 'failed' });
+  // 1.1 still runs: its previous is 1.0, not the failed releases after it.
+  assert.equal(findTarget(ledger(v10, v11, bad, worse), 'previous'), v10);
+  // A failed release in the middle of history is stepped over.
+  const v14 = rec('1.4');
+  assert.equal(findTarget(ledger(v10, v11, bad, worse, v14), 'previous'), v11);
+  // A failed rollback record does not move "current".
+  assert.equal(findTarget(ledger(v10, v11, v14, rollbackTo(v11, { result: 'failed' })), 'previous'), v11);
+});
+
+test('findTarget previous: a release deployed twice in a row is one step', () => {
+  const v10 = rec('1.0');
+  const v11 = rec('1.1');
+  const again = rec('1.1');
+  assert.equal(findTarget(ledger(v10, v11, again), 'previous'), v10);
+});
+
+test('findTarget previous: with a single release, or none, a clear error', () => {
+  inputError(() => findTarget(ledger(rec('1.0')), 'previous'), /Stack "app" has no release before 1\.0 on record/, /Available: 1\.0\./);
+  inputError(() => findTarget(ledger(), 'previous'), /Stack "app" has no successful release on record to roll back from/);
+  inputError(() => findTarget(ledger(rec('1.0', { result: 'failed' }), rec('1.1', { result: 'rolled-back' })), 'previous'), /no successful release/);
+});
+
+// ---------- findTarget: by label or version ----------
+
+test('findTarget: an explicit release label, with or without v', () => {
+  const v10 = rec('1.0.0');
+  const v11 = rec('1.1.0');
+  const l = ledger(v10, v11);
+  assert.equal(findTarget(l, '1.0.0'), v10);
+  assert.equal(findTarget(l, 'v1.0.0'), v10);
+  assert.equal(findTarget(l, '1.1.0'), v11);
+});
+
+test('findTarget: a label is found even when it is not a version (sha-…), newest record first', () => {
+  const a = rec('sha-abc1234', { versions: { web: '3.0.0' } });
+  const b = rec('sha-def5678', { versions: { web: '3.0.1' } });
+  const a2 = rec('sha-abc1234', { versions: { web: '3.0.0' } });
+  assert.equal(findTarget(ledger(a, b, a2), 'sha-abc1234'), a2);
+});
+
+test('findTarget: a service version finds the newest release that ran it', () => {
+  const a = rec('sha-1111111', { versions: { web: '1.4.1', api: '2.0.0' } });
+  const b = rec('sha-2222222', { versions: { web: '1.4.2', api: '2.0.0' } });
+  const c = rec('sha-3333333', { versions: { web: '1.5.0', api: '2.1.0' } });
+  const l = ledger(a, b, c);
+  assert.equal(findTarget(l, '1.4.1'), a);
+  assert.equal(findTarget(l, 'v1.4.2'), b);
+  assert.equal(findTarget(l, '2.0.0'), b, 'the newest of the releases with api 2.0.0');
+});
+
+test('findTarget: a label wins over a service version', () => {
+  const byVersion = rec('sha-1111111', { versions: { web: '2.0' } });
+  const byLabel = rec('2.0', { versions: { web: '9' } });
+  const newer = rec('sha-3333333', { versions: { web: '2.0' } });
+  assert.equal(findTarget(ledger(byVersion, byLabel, newer), '2.0'), byLabel);
+});
+
+test('findTarget: failed and rolled-back releases cannot be targets', () => {
+  const v10 = rec('1.0.0');
+  const bad = rec('1.1.0', { result: 'rolled-back' });
+  const worse = rec('1.2.0', { result: 'failed' });
+  inputError(() => findTarget(ledger(v10, bad, worse), '1.1.0'), /no successful release "1\.1\.0"/, /Available: 1\.0\.0\./);
+  inputError(() => findTarget(ledger(v10, bad, worse), '1.2.0'), /Available: 1\.0\.0\./);
+});
+
+test('findTarget: an unknown version is an InputError listing the available labels once each', () => {
+  const l = ledger(rec('1.0.0'), rec('1.1.0'), rec('1.0.0'), rec('1.2.0', { result: 'failed' }));
+  inputError(() => findTarget(l, '9.9.9'), /Stack "app" has no successful release "9\.9\.9" on record/, /Available: 1\.0\.0, 1\.1\.0\.$/);
+  inputError(() => findTarget(ledger(), '1.0.0'), /No release on record\./);
+});
+
+test(
+  'findTarget: a service version written with a v in its VERSION file is found by that exact text',
+  () => {
+    const a = rec('sha-1111111', { versions: { web: 'v2.0.0' } });
+    const b = rec('sha-2222222', { versions: { web: 'v2.1.0' } });
+    assert.equal(findTarget(ledger(a, b), 'v2.0.0'), a);
+  },
+);
