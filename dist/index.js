@@ -61158,12 +61158,15 @@ class ServiceGate {
     get done() {
         return this.verdict.phase === 'stable' || this.verdict.phase === 'failed';
     }
-    /** Whether this deploy changed the service (so a rollback can bring the old one back). */
+    /**
+     * Whether this deploy changed the service (so a rollback can bring the old one back): a new image,
+     * or an update Swarm started. `docker stack deploy` re-submits unchanged services too; those are left alone.
+     */
     changed(now) {
         const b = this.watch.before;
         if (!b)
             return false;
-        return (0, swarm_1.normalizeImage)(b.image) !== this.watch.expectedImage || (!!now && now.versionIndex !== b.versionIndex);
+        return (0, swarm_1.normalizeImage)(b.image) !== this.watch.expectedImage || (!!now?.update && now.update.startedAt !== b.update?.startedAt);
     }
     /** The UpdateStatus of an update this deploy started, not one left over from an earlier deploy. */
     freshUpdate(svc) {
@@ -62337,9 +62340,12 @@ async function deployLayer(ctx, stack, releaseDir, composePaths, watches) {
     // Bring back every service this deploy changed; those Swarm rolled back itself only need watching.
     const toRoll = (0, rollback_1.servicesToRollBack)(gates, gate.last);
     const targets = new Map();
-    for (const g of gates)
-        if (g.watch.before && g.changed(gate.last.services.get(g.watch.name)))
-            targets.set(g.watch.name, g.watch.before.image);
+    for (const g of gates) {
+        if (!g.watch.before || !g.changed(gate.last.services.get(g.watch.name)))
+            continue;
+        const ours = toRoll.includes(g.watch.name);
+        targets.set(g.watch.name, { image: g.watch.before.image, staleStartedAt: ours ? (gate.last.services.get(g.watch.name)?.update?.startedAt ?? '') : undefined });
+    }
     let result = 'failed';
     let rollbackNote = '';
     if (targets.size) {
@@ -62350,7 +62356,7 @@ async function deployLayer(ctx, stack, releaseDir, composePaths, watches) {
                 rollbackNote = `Rollback did not converge for ${notBack.join(', ')}: check the host.`;
             else {
                 result = 'rolled-back';
-                rollbackNote = `The previous version is running again: ${[...targets].map(([n, i]) => `${n} → ${tag(i)}`).join(', ')}.`;
+                rollbackNote = `The previous version is running again: ${[...targets].map(([n, t]) => `${n} → ${tag(t.image)}`).join(', ')}.`;
             }
             core.info(rollbackNote);
         });
@@ -62845,10 +62851,15 @@ function servicesToRollBack(gates, snap) {
     })
         .map((g) => g.watch.name);
 }
-function isBack(svc, image, snap) {
-    if (!svc || (0, swarm_1.normalizeImage)(svc.image) !== (0, swarm_1.normalizeImage)(image))
+function isBack(svc, target, snap) {
+    if (!svc || (0, swarm_1.normalizeImage)(svc.image) !== (0, swarm_1.normalizeImage)(target.image))
         return false;
-    if (svc.update && !['rollback_completed', 'completed'].includes(svc.update.state))
+    if (target.staleStartedAt !== undefined) {
+        // Until Swarm reports our rollback completed, running tasks may still be its start-first overlap.
+        if (!svc.update || svc.update.startedAt === target.staleStartedAt || svc.update.state !== 'rollback_completed')
+            return false;
+    }
+    else if (svc.update && !['rollback_completed', 'completed'].includes(svc.update.state))
         return false;
     const desired = snap.tasks.filter((t) => t.serviceId === svc.id && t.desired === 'running');
     const running = desired.filter((t) => t.state === 'running' && t.image === svc.image);
@@ -62870,7 +62881,7 @@ async function waitRolledBack(w) {
     const deadline = Date.now() + w.timeoutMs;
     for (;;) {
         const snap = await w.poll();
-        const notBack = [...w.targets].filter(([name, image]) => !isBack(snap.services.get(name), image, snap)).map(([n]) => n);
+        const notBack = [...w.targets].filter(([name, t]) => !isBack(snap.services.get(name), t, snap)).map(([n]) => n);
         if (!notBack.length || Date.now() >= deadline)
             return { notBack, snap };
         await new Promise((r) => setTimeout(r, w.pollMs));

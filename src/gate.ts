@@ -51,11 +51,14 @@ export class ServiceGate {
     return this.verdict.phase === 'stable' || this.verdict.phase === 'failed';
   }
 
-  /** Whether this deploy changed the service (so a rollback can bring the old one back). */
+  /**
+   * Whether this deploy changed the service (so a rollback can bring the old one back): a new image,
+   * or an update Swarm started. `docker stack deploy` re-submits unchanged services too; those are left alone.
+   */
   changed(now?: ServiceState): boolean {
     const b = this.watch.before;
     if (!b) return false;
-    return normalizeImage(b.image) !== this.watch.expectedImage || (!!now && now.versionIndex !== b.versionIndex);
+    return normalizeImage(b.image) !== this.watch.expectedImage || (!!now?.update && now.update.startedAt !== b.update?.startedAt);
   }
 
   /** The UpdateStatus of an update this deploy started, not one left over from an earlier deploy. */

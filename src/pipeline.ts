@@ -5,7 +5,7 @@ import { Inputs } from './inputs';
 import { Ledger, ReleaseRecord, appendRecord, readLedger, stackDir } from './ledger';
 import { HostLock } from './lock';
 import { Remote, shellJoin } from './remote';
-import { rollbackServices, servicesToRollBack, waitRolledBack } from './rollback';
+import { RollbackTarget, rollbackServices, servicesToRollBack, waitRolledBack } from './rollback';
 import { PreparedStack, expectedImages, fullName, stackDeploy, uploadRelease } from './stack';
 import { Snapshot, TaskState, parseSnapshot, snapshotScript } from './swarm';
 
@@ -145,8 +145,12 @@ export async function deployLayer(ctx: RunContext, stack: string, releaseDir: st
 
   // Bring back every service this deploy changed; those Swarm rolled back itself only need watching.
   const toRoll = servicesToRollBack(gates, gate.last);
-  const targets = new Map<string, string>();
-  for (const g of gates) if (g.watch.before && g.changed(gate.last.services.get(g.watch.name))) targets.set(g.watch.name, g.watch.before.image);
+  const targets = new Map<string, RollbackTarget>();
+  for (const g of gates) {
+    if (!g.watch.before || !g.changed(gate.last.services.get(g.watch.name))) continue;
+    const ours = toRoll.includes(g.watch.name);
+    targets.set(g.watch.name, { image: g.watch.before.image, staleStartedAt: ours ? (gate.last.services.get(g.watch.name)?.update?.startedAt ?? '') : undefined });
+  }
   let result: LayerOutcome['result'] = 'failed';
   let rollbackNote = '';
   if (targets.size) {
@@ -156,7 +160,7 @@ export async function deployLayer(ctx: RunContext, stack: string, releaseDir: st
       if (notBack.length) rollbackNote = `Rollback did not converge for ${notBack.join(', ')}: check the host.`;
       else {
         result = 'rolled-back';
-        rollbackNote = `The previous version is running again: ${[...targets].map(([n, i]) => `${n} → ${tag(i)}`).join(', ')}.`;
+        rollbackNote = `The previous version is running again: ${[...targets].map(([n, t]) => `${n} → ${tag(t.image)}`).join(', ')}.`;
       }
       core.info(rollbackNote);
     });

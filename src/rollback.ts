@@ -19,17 +19,26 @@ export function servicesToRollBack(gates: ServiceGate[], snap: Snapshot): string
     .map((g) => g.watch.name);
 }
 
+export interface RollbackTarget {
+  /** The image it must be back on. */
+  image: string;
+  /** StartedAt of the update seen when the gate failed: a rollback we asked for must be a newer one, completed. */
+  staleStartedAt?: string;
+}
+
 export interface RollbackWait {
-  /** Service name → the image it must be back on. */
-  targets: Map<string, string>;
+  targets: Map<string, RollbackTarget>;
   timeoutMs: number;
   pollMs: number;
   poll: () => Promise<Snapshot>;
 }
 
-function isBack(svc: ServiceState | undefined, image: string, snap: Snapshot): boolean {
-  if (!svc || normalizeImage(svc.image) !== normalizeImage(image)) return false;
-  if (svc.update && !['rollback_completed', 'completed'].includes(svc.update.state)) return false;
+function isBack(svc: ServiceState | undefined, target: RollbackTarget, snap: Snapshot): boolean {
+  if (!svc || normalizeImage(svc.image) !== normalizeImage(target.image)) return false;
+  if (target.staleStartedAt !== undefined) {
+    // Until Swarm reports our rollback completed, running tasks may still be its start-first overlap.
+    if (!svc.update || svc.update.startedAt === target.staleStartedAt || svc.update.state !== 'rollback_completed') return false;
+  } else if (svc.update && !['rollback_completed', 'completed'].includes(svc.update.state)) return false;
   const desired = snap.tasks.filter((t) => t.serviceId === svc.id && t.desired === 'running');
   const running = desired.filter((t) => t.state === 'running' && t.image === svc.image);
   const need = svc.replicas ?? desired.length;
@@ -50,7 +59,7 @@ export async function waitRolledBack(w: RollbackWait): Promise<{ notBack: string
   const deadline = Date.now() + w.timeoutMs;
   for (;;) {
     const snap = await w.poll();
-    const notBack = [...w.targets].filter(([name, image]) => !isBack(snap.services.get(name), image, snap)).map(([n]) => n);
+    const notBack = [...w.targets].filter(([name, t]) => !isBack(snap.services.get(name), t, snap)).map(([n]) => n);
     if (!notBack.length || Date.now() >= deadline) return { notBack, snap };
     await new Promise((r) => setTimeout(r, w.pollMs));
   }

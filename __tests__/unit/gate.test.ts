@@ -380,13 +380,15 @@ test('gate: an old-image failure inside the window is not the release\'s', () =>
 
 // ---------- changed / servicesToRollBack ----------
 
-test('gate.changed: image or spec version changed by this deploy', () => {
+test('gate.changed: a new image, or an update Swarm started for this deploy', () => {
   assert.equal(new ServiceGate(watch(), T0).changed(service()), false, 'new service');
   assert.equal(new ServiceGate(watch({ before: BEFORE }), T0).changed(), true, 'image changed');
   const same = service({ image: NEW_SPEC, versionIndex: 7 });
   const g = new ServiceGate(watch({ before: same }), T0);
   assert.equal(g.changed(same), false, 'same image, same spec version');
-  assert.equal(g.changed({ ...same, versionIndex: 8 }), true, 'same image, spec changed (env, labels…)');
+  // docker stack deploy re-submits unchanged services: a new spec version alone is not a change.
+  assert.equal(g.changed({ ...same, versionIndex: 8 }), false, 'same image, re-submitted, no update');
+  assert.equal(g.changed({ ...same, versionIndex: 8, update: { state: 'updating', startedAt: '2026-11-23T19:00:00Z', completedAt: '', message: '' } }), true, 'same image, Swarm started an update (env, labels…)');
 });
 
 function rbGate(name: string, before: ServiceState | undefined, expectedImage = NEW) {
