@@ -76,11 +76,19 @@ export async function servedVersion(service: string): Promise<string> {
   return [...versions].sort().join(',');
 }
 
-/** Spec version index and image of every service of a stack: to prove that nothing changed. */
+/**
+ * Image and running task ids of every service of a stack: a deploy changes the one or replaces the
+ * others. (Not Version.Index: Swarm bumps it on its own, e.g. "update completed" after a rollback's monitor.)
+ */
 export async function stackFingerprint(stack: string): Promise<string> {
   const ids = (await dockerOk(['service', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${stack}`])).trim().split('\n').filter(Boolean);
-  if (!ids.length) return '';
-  return (await dockerOk(['service', 'inspect', '--format', '{{.Spec.Name}} {{.Version.Index}} {{.Spec.TaskTemplate.ContainerSpec.Image}}', ...ids])).trim().split('\n').sort().join('\n');
+  const lines: string[] = [];
+  for (const id of ids) {
+    const image = (await dockerOk(['service', 'inspect', '--format', '{{.Spec.Name}} {{.Spec.TaskTemplate.ContainerSpec.Image}}', id])).trim();
+    const tasks = (await dockerOk(['service', 'ps', '-q', '--no-trunc', '--filter', 'desired-state=running', id])).trim().split('\n').sort().join(',');
+    lines.push(`${image} ${tasks}`);
+  }
+  return lines.sort().join('\n');
 }
 
 /** Runs a command on the "VPS" over the lab's sshd, as the action's user. */

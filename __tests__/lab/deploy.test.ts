@@ -112,7 +112,13 @@ test('a release healthy past monitor that then crashes: Swarm says completed, th
 test('bad input: one clear error naming the file or input, and nothing on the swarm changes', { timeout: 240_000 }, async () => {
   const fingerprint = async () => `${await stackFingerprint(INFRA)}\n${await stackFingerprint(APP)}`;
   // Start from a settled swarm: no update or rollback still in flight.
-  await waitFor(async () => !/updating|rollback_started/.test(await dockerOk(['service', 'inspect', '--format', '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}', `${APP}_web`, `${APP}_api`])), { timeoutMs: 60_000, what: 'the example services to settle' });
+  await waitFor(
+    async () => {
+      const ids = (await dockerOk(['service', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${APP}`])).trim().split('\n').filter(Boolean);
+      return !ids.length || !/updating|rollback_started/.test(await dockerOk(['service', 'inspect', '--format', '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}', ...ids]));
+    },
+    { timeoutMs: 60_000, what: 'the example services to settle' },
+  );
   const beforeAll = await fingerprint();
   const cases: { name: string; prepare?: (dir: string) => void; inputs?: Record<string, string>; error: RegExp }[] = [
     { name: 'missing VERSION', prepare: (d) => fs.rmSync(path.join(d, 'service', 'api', 'VERSION')), error: /service\/api\/VERSION: missing/ },
