@@ -8,7 +8,13 @@ export const INFRA = 'example-infra';
 export const APP = 'example-app';
 export const STACKS = `${INFRA}=stacks/infra.yml\n${APP}=stacks/app.yml`;
 
-export function baseInputs(lab: LabEnv, remoteDir: string, prefix = 'example'): Record<string, string> {
+/** The stack names of one copy of the example; `NETWORK_PREFIX` keeps copies' networks apart. */
+export function exampleStacks(name: string): { infra: string; app: string; stacks: string; env: string } {
+  return { infra: `${name}-infra`, app: `${name}-app`, stacks: `${name}-infra=stacks/infra.yml\n${name}-app=stacks/app.yml`, env: name === 'example' ? '' : `NETWORK_PREFIX=${name}` };
+}
+
+export function baseInputs(lab: LabEnv, remoteDir: string, prefix = 'example', copy = 'example'): Record<string, string> {
+  const ex = exampleStacks(copy);
   return {
     registry: lab.registry,
     'image-prefix': prefix,
@@ -17,7 +23,8 @@ export function baseInputs(lab: LabEnv, remoteDir: string, prefix = 'example'): 
     user: lab.user,
     'ssh-key': lab.sshKey,
     'known-hosts': lab.knownHosts,
-    stacks: STACKS,
+    stacks: ex.stacks,
+    env: ex.env,
     'remote-dir': remoteDir,
     stability: '2',
     timeout: '120',
