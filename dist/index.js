@@ -60077,6 +60077,7 @@ const exec_1 = __nccwpck_require__(3190);
 const ledger_1 = __nccwpck_require__(8730);
 const pipeline_1 = __nccwpck_require__(5165);
 const remote_1 = __nccwpck_require__(6473);
+const secrets_1 = __nccwpck_require__(7194);
 const stack_1 = __nccwpck_require__(3419);
 const versions_1 = __nccwpck_require__(7902);
 exports.STATE_LOCKS = 'locks';
@@ -60237,10 +60238,27 @@ async function commandDeploy(inputs) {
     const versions = Object.fromEntries(services.map((s) => [s.name, s.version]));
     const { stacks, markdown } = await core.group('Pre-flight checks', async () => runChecks(inputs, env));
     const prepared = stacks.map((s) => (0, stack_1.prepareStack)(s, inputs.workingDirectory, env));
+    const plans = prepared.map((p) => {
+        const secrets = (0, secrets_1.planSecrets)(p, inputs.secrets, inputs.generateSecrets);
+        const extra = secrets.length ? [{ rel: secrets_1.SECRETS_FILE, content: (0, secrets_1.overrideFile)(p, secrets) }] : [];
+        return {
+            stack: p.name,
+            release: inputs.release,
+            kind: 'deploy',
+            dir: (0, pipeline_1.releaseDirFor)(inputs.remoteDir, p.name, inputs.release),
+            composePaths: [...p.composePaths, ...extra.map((e) => e.rel)],
+            uploads: [...p.uploads, ...extra],
+            versions,
+            watches: (0, pipeline_1.watchesFor)(p, inputs.stability),
+            secrets,
+        };
+    });
     if (inputs.dryRun) {
+        // Only the stack files: referenced files (env_file, configs) may hold values that must not be logged.
         for (const p of prepared)
             for (const u of p.uploads)
-                core.info(`--- ${p.name}: ${u.rel}\n${u.content}`);
+                if (p.composePaths.includes(u.rel))
+                    core.info(`--- ${p.name}: ${u.rel}\n${u.content}`);
         return { result: 'checked', release: inputs.release, versions, images: {}, layers: [], checks: markdown, notes: [...notes, 'dry-run: nothing was deployed.'] };
     }
     const { remote, ctx, logout } = await connect(inputs);
@@ -60252,16 +60270,6 @@ async function commandDeploy(inputs) {
             (0, checks_1.reportFindings)(late);
             throw new errors_1.InputError(`Pre-flight: ${late.length} config(s) changed under an unchanged name; nothing was deployed.\n${late.map((f) => `${f.file}:${f.line}: ${f.message}`).join('\n')}`);
         }
-        const plans = prepared.map((p) => ({
-            stack: p.name,
-            release: inputs.release,
-            kind: 'deploy',
-            dir: (0, pipeline_1.releaseDirFor)(inputs.remoteDir, p.name, inputs.release),
-            composePaths: p.composePaths,
-            uploads: p.uploads,
-            versions,
-            watches: (0, pipeline_1.watchesFor)(p, inputs.stability),
-        }));
         const { layers, error } = await runLayers(ctx, plans);
         const images = Object.assign({}, ...layers.map((l) => l.images));
         return { result: overall(layers, error), release: inputs.release, versions, images, layers, checks: markdown, error, notes };
@@ -60294,7 +60302,7 @@ async function commandRollback(inputs) {
                 throw new errors_1.InputError(`No deploy history for stack "${s.name}" on ${remote.where} (${inputs.remoteDir}/stacks/${s.name}/ledger.json): it was never deployed by this action, or remote-dir differs.`);
             const target = (0, ledger_1.findTarget)(ledger, inputs.rollbackTo);
             core.info(`${s.name}: rolling back to release ${target.release} of ${target.time} (${Object.entries(target.versions).map(([k, v]) => `${k} ${v}`).join(', ')}).`);
-            plans.push({ stack: s.name, release: target.release, kind: 'rollback', dir: target.dir, composePaths: target.composePaths, versions: target.versions, watches: target.watch });
+            plans.push({ stack: s.name, release: target.release, kind: 'rollback', dir: target.dir, composePaths: target.composePaths, versions: target.versions, watches: target.watch, secretNames: target.secrets });
         }
         const { layers, error } = await runLayers(ctx, plans);
         const images = Object.assign({}, ...layers.map((l) => l.images));
@@ -61508,6 +61516,14 @@ function parseStacks(text) {
     });
     return stacks;
 }
+/** `KEY=VALUE` lines of secret values: each value masked before anything else happens. */
+function secretValues(text) {
+    const values = parseKeyValues(text, 'secrets');
+    for (const v of Object.values(values))
+        if (v)
+            core.setSecret(v);
+    return values;
+}
 /** Release tag: `refs/tags/v1.2.3` → `1.2.3`; otherwise `sha-<7>`. */
 function defaultRelease(ref, sha) {
     const m = /^refs\/tags\/v?(.+)$/.exec(ref ?? '');
@@ -61522,7 +61538,7 @@ function readInputs(raw = (n) => core.getInput(n), env = process.env) {
     const workspace = env.GITHUB_WORKSPACE || process.cwd();
     const workingDirectory = path.resolve(workspace, get('working-directory') || '.');
     // Secrets are masked before anything could print them.
-    for (const secret of ['registry-password', 'ssh-key', 'ssh-passphrase']) {
+    for (const secret of ['registry-password', 'ssh-key', 'ssh-passphrase', 'secrets']) {
         const v = get(secret);
         if (v) {
             core.setSecret(v);
@@ -61609,6 +61625,8 @@ function readInputs(raw = (n) => core.getInput(n), env = process.env) {
         keepReleases: positiveInt(get, 'keep-releases'),
         lockTimeout: positiveInt(get, 'lock-timeout', 0),
         remoteDir,
+        secrets: secretValues(get('secrets')),
+        generateSecrets: get('generate-secrets').split(/[,\s]+/).map((s) => s.trim()).filter(Boolean),
         skipChecks: get('skip-checks').split(/[,\s]+/).map((s) => s.trim()).filter(Boolean),
         dryRun: bool('dry-run'),
     };
@@ -62241,6 +62259,7 @@ const lock_1 = __nccwpck_require__(9188);
 const remote_1 = __nccwpck_require__(6473);
 const rollback_1 = __nccwpck_require__(3123);
 const stack_1 = __nccwpck_require__(3419);
+const secrets_1 = __nccwpck_require__(7194);
 const swarm_1 = __nccwpck_require__(3695);
 /** `auto`: the service's monitor plus one healthcheck cycle, at least 10 s. */
 function stabilitySeconds(svc, fixed) {
@@ -62394,6 +62413,11 @@ async function runLayer(ctx, plan, onLock) {
         const ledger = await (0, ledger_1.readLedger)(remote, inputs.remoteDir, plan.stack);
         if (plan.uploads)
             await (0, stack_1.uploadRelease)(remote, plan.dir, plan.uploads);
+        if (plan.secrets?.length) {
+            const s = await (0, secrets_1.ensureSecrets)(remote, plan.stack, plan.secrets);
+            const parts = [s.created.length && `created ${s.created.join(', ')}`, s.generated.length && `generated ${s.generated.join(', ')} (value never shown)`, s.reused.length && `unchanged ${s.reused.join(', ')}`].filter(Boolean);
+            core.info(`Secrets of ${plan.stack}: ${parts.join('; ')}.`);
+        }
         const { outcome } = await deployLayer(ctx, plan.stack, plan.dir, plan.composePaths, plan.watches);
         const rec = {
             id: plan.dir.split('/').pop(),
@@ -62406,12 +62430,16 @@ async function runLayer(ctx, plan, onLock) {
             versions: plan.versions,
             images: outcome.images,
             watch: plan.watches.map((w) => ({ name: w.name, expectedImage: w.expectedImage, stabilityMs: w.stabilityMs })),
+            secrets: plan.secrets?.map((s) => s.name) ?? plan.secretNames ?? [],
             sha: ctx.sha,
             ref: ctx.ref,
             actor: ctx.actor,
             runUrl: ctx.runUrl,
         };
-        await (0, ledger_1.appendRecord)(remote, inputs.remoteDir, plan.stack, ledger, rec, inputs.keepReleases);
+        const kept = await (0, ledger_1.appendRecord)(remote, inputs.remoteDir, plan.stack, ledger, rec, inputs.keepReleases);
+        // Old secrets go once no kept release uses them: a rollback within the history still finds its own.
+        if (outcome.result === 'deployed')
+            await (0, secrets_1.pruneSecrets)(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])));
         return outcome;
     }
     finally {
@@ -62886,6 +62914,163 @@ async function waitRolledBack(w) {
             return { notBack, snap };
         await new Promise((r) => setTimeout(r, w.pollMs));
     }
+}
+
+
+/***/ }),
+
+/***/ 7194:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.SECRETS_FILE = void 0;
+exports.planSecrets = planSecrets;
+exports.overrideFile = overrideFile;
+exports.ensureSecrets = ensureSecrets;
+exports.pruneSecrets = pruneSecrets;
+const core = __importStar(__nccwpck_require__(7484));
+const crypto_1 = __nccwpck_require__(6982);
+const YAML = __importStar(__nccwpck_require__(8815));
+const compose_1 = __nccwpck_require__(9763);
+const errors_1 = __nccwpck_require__(3916);
+const remote_1 = __nccwpck_require__(6473);
+/** The override file the action adds to a stack: it only names the external secrets. */
+exports.SECRETS_FILE = '.deploy-action/secrets.yml';
+const LABEL_STACK = 'deploy-action.stack';
+const LABEL_KEY = 'deploy-action.key';
+/** `db_password` in the stack is given by the input line `db_password=…` or `DB_PASSWORD=…`. */
+function lookup(values, key) {
+    return values[key] ?? values[key.toUpperCase().replace(/[^A-Z0-9]/g, '_')];
+}
+/**
+ * Which external secrets of the stack the action manages: a value from the `secrets` input gets a
+ * content-addressed name (same value, same name: nothing re-created); a key in `generate-secrets`
+ * gets a fixed name and a random value created once on the host.
+ */
+function planSecrets(stack, values, generate) {
+    const merged = (0, compose_1.mergeStack)(stack.resolved);
+    const declared = merged.secrets && typeof merged.secrets === 'object' ? merged.secrets : {};
+    const plans = [];
+    for (const [key, entry] of Object.entries(declared)) {
+        const external = entry && (entry.external === true || entry.external === 'true');
+        const value = lookup(values, key);
+        const generated = generate.includes(key);
+        if (!external) {
+            if (value !== undefined || generated)
+                throw new errors_1.InputError(`Stack "${stack.name}": secret "${key}" must be declared \`external: true\` for the action to create it (a \`file:\` secret would put the value on the host's disk).`);
+            continue;
+        }
+        if (value !== undefined && generated)
+            throw new errors_1.InputError(`Secret "${key}" is both given (input \`secrets\`) and generated (input \`generate-secrets\`): pick one.`);
+        if (value !== undefined) {
+            // A short content hash: a changed value gets a new name (Swarm secrets are immutable).
+            const hash = (0, crypto_1.createHash)('sha256').update(`${stack.name}\0${key}\0${value}`).digest('hex').slice(0, 10);
+            plans.push({ key, name: `${stack.name}_${key}_${hash}`, source: 'input', value });
+        }
+        else if (generated) {
+            plans.push({ key, name: `${stack.name}_${key}`, source: 'generated' });
+        }
+    }
+    for (const g of generate) {
+        if (!(g in declared))
+            throw new errors_1.InputError(`Input \`generate-secrets\`: stack "${stack.name}" declares no secret "${g}".`);
+    }
+    return plans;
+}
+/** The compose override that points each managed key at its Swarm name for this release. */
+function overrideFile(stack, plans) {
+    const version = String(stack.resolved[0]?.data?.version ?? '3.8');
+    const secrets = {};
+    for (const p of plans)
+        secrets[p.key] = { external: true, name: p.name };
+    return `# Written by deploy-action: the Swarm secrets of this release.\n${YAML.stringify({ version, secrets })}`;
+}
+/** Creates the secrets this release needs and does not find on the host: values through stdin only. */
+async function ensureSecrets(remote, stack, plans) {
+    const report = { created: [], reused: [], generated: [] };
+    if (!plans.length)
+        return report;
+    const ls = await remote.run(['docker', 'secret', 'ls', '--format', '{{.Name}}'], { retry: true });
+    if (ls.code !== 0)
+        throw new Error(`${remote.where}: docker secret ls failed: ${ls.stderr.trim()}`);
+    const existing = new Set(ls.stdout.split('\n').map((s) => s.trim()).filter(Boolean));
+    for (const p of plans) {
+        if (existing.has(p.name)) {
+            report.reused.push(p.key);
+            continue;
+        }
+        const labels = ['--label', `${LABEL_STACK}=${stack}`, '--label', `${LABEL_KEY}=${p.key}`];
+        if (p.source === 'input') {
+            const res = await remote.run(['docker', 'secret', 'create', ...labels, p.name, '-'], { input: p.value });
+            if (res.code !== 0)
+                throw new Error(`${remote.where}: cannot create secret ${p.name}: ${res.stderr.trim()}`);
+            report.created.push(p.key);
+        }
+        else {
+            // Generated on the host, piped straight into Docker: the value never leaves it.
+            const create = (0, remote_1.shellJoin)(['docker', 'secret', 'create', ...labels, '--label', 'deploy-action.generated=true', p.name, '-']);
+            const res = await remote.sh(`head -c 32 /dev/urandom | base64 | tr -d '\\n/+=' | ${create} >/dev/null`);
+            if (res.code !== 0)
+                throw new Error(`${remote.where}: cannot create generated secret ${p.name}: ${res.stderr.trim()}`);
+            report.generated.push(p.key);
+        }
+    }
+    return report;
+}
+/**
+ * Removes the action's secrets of a stack that no kept release uses (so a rollback still finds its
+ * secrets). `docker secret rm` refuses a secret a service still uses; that refusal is fine.
+ */
+async function pruneSecrets(remote, stack, keep) {
+    const ls = await remote.run(['docker', 'secret', 'ls', '--filter', `label=${LABEL_STACK}=${stack}`, '--format', '{{.Name}}']);
+    const stale = ls.stdout.split('\n').map((s) => s.trim()).filter((n) => n && !keep.has(n));
+    const removed = [];
+    for (const n of stale) {
+        const inspect = await remote.run(['docker', 'secret', 'inspect', '--format', '{{index .Spec.Labels "deploy-action.generated"}}', n]);
+        if (inspect.stdout.trim() === 'true')
+            continue;
+        const rm = await remote.run(['docker', 'secret', 'rm', n]);
+        if (rm.code === 0)
+            removed.push(n);
+    }
+    if (removed.length)
+        core.info(`Removed secrets no kept release uses: ${removed.join(', ')}`);
+    return removed;
 }
 
 

@@ -10,6 +10,7 @@ import { Inputs } from './inputs';
 import { findTarget, readLedger } from './ledger';
 import { LayerOutcome, LayerPlan, RunContext, releaseDirFor, runLayer, watchesFor } from './pipeline';
 import { Remote, shellJoin } from './remote';
+import { SECRETS_FILE, overrideFile, planSecrets } from './secrets';
 import { LoadedStack, loadStack, prepareStack } from './stack';
 import { Service, readServices, releaseTagMismatches, versionEnv } from './versions';
 
@@ -187,8 +188,24 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
   const versions = Object.fromEntries(services.map((s) => [s.name, s.version]));
   const { stacks, markdown } = await core.group('Pre-flight checks', async () => runChecks(inputs, env));
   const prepared = stacks.map((s) => prepareStack(s, inputs.workingDirectory, env));
+  const plans: LayerPlan[] = prepared.map((p) => {
+    const secrets = planSecrets(p, inputs.secrets, inputs.generateSecrets);
+    const extra = secrets.length ? [{ rel: SECRETS_FILE, content: overrideFile(p, secrets) }] : [];
+    return {
+      stack: p.name,
+      release: inputs.release,
+      kind: 'deploy',
+      dir: releaseDirFor(inputs.remoteDir, p.name, inputs.release),
+      composePaths: [...p.composePaths, ...extra.map((e) => e.rel)],
+      uploads: [...p.uploads, ...extra],
+      versions,
+      watches: watchesFor(p, inputs.stability),
+      secrets,
+    };
+  });
   if (inputs.dryRun) {
-    for (const p of prepared) for (const u of p.uploads) core.info(`--- ${p.name}: ${u.rel}\n${u.content}`);
+    // Only the stack files: referenced files (env_file, configs) may hold values that must not be logged.
+    for (const p of prepared) for (const u of p.uploads) if (p.composePaths.includes(u.rel)) core.info(`--- ${p.name}: ${u.rel}\n${u.content}`);
     return { result: 'checked', release: inputs.release, versions, images: {}, layers: [], checks: markdown, notes: [...notes, 'dry-run: nothing was deployed.'] };
   }
   const { remote, ctx, logout } = await connect(inputs);
@@ -200,16 +217,6 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
       reportFindings(late);
       throw new InputError(`Pre-flight: ${late.length} config(s) changed under an unchanged name; nothing was deployed.\n${late.map((f) => `${f.file}:${f.line}: ${f.message}`).join('\n')}`);
     }
-    const plans: LayerPlan[] = prepared.map((p) => ({
-      stack: p.name,
-      release: inputs.release,
-      kind: 'deploy',
-      dir: releaseDirFor(inputs.remoteDir, p.name, inputs.release),
-      composePaths: p.composePaths,
-      uploads: p.uploads,
-      versions,
-      watches: watchesFor(p, inputs.stability),
-    }));
     const { layers, error } = await runLayers(ctx, plans);
     const images: Record<string, string> = Object.assign({}, ...layers.map((l) => l.images));
     return { result: overall(layers, error), release: inputs.release, versions, images, layers, checks: markdown, error, notes };
@@ -241,7 +248,7 @@ export async function commandRollback(inputs: Inputs): Promise<Outcome> {
       if (!ledger) throw new InputError(`No deploy history for stack "${s.name}" on ${remote.where} (${inputs.remoteDir}/stacks/${s.name}/ledger.json): it was never deployed by this action, or remote-dir differs.`);
       const target = findTarget(ledger, inputs.rollbackTo);
       core.info(`${s.name}: rolling back to release ${target.release} of ${target.time} (${Object.entries(target.versions).map(([k, v]) => `${k} ${v}`).join(', ')}).`);
-      plans.push({ stack: s.name, release: target.release, kind: 'rollback', dir: target.dir, composePaths: target.composePaths, versions: target.versions, watches: target.watch });
+      plans.push({ stack: s.name, release: target.release, kind: 'rollback', dir: target.dir, composePaths: target.composePaths, versions: target.versions, watches: target.watch, secretNames: target.secrets });
     }
     const { layers, error } = await runLayers(ctx, plans);
     const images: Record<string, string> = Object.assign({}, ...layers.map((l) => l.images));

@@ -40,6 +40,9 @@ export interface Inputs {
   lockTimeout: number;
   remoteDir: string;
   skipChecks: string[];
+  /** Values for the stacks' external secrets (masked). */
+  secrets: Record<string, string>;
+  generateSecrets: string[];
   dryRun: boolean;
 }
 
@@ -122,6 +125,13 @@ export function parseStacks(text: string): StackSpec[] {
   return stacks;
 }
 
+/** `KEY=VALUE` lines of secret values: each value masked before anything else happens. */
+function secretValues(text: string): Record<string, string> {
+  const values = parseKeyValues(text, 'secrets');
+  for (const v of Object.values(values)) if (v) core.setSecret(v);
+  return values;
+}
+
 /** Release tag: `refs/tags/v1.2.3` → `1.2.3`; otherwise `sha-<7>`. */
 export function defaultRelease(ref: string | undefined, sha: string | undefined): string {
   const m = /^refs\/tags\/v?(.+)$/.exec(ref ?? '');
@@ -137,7 +147,7 @@ export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.Proce
   const workingDirectory = path.resolve(workspace, get('working-directory') || '.');
 
   // Secrets are masked before anything could print them.
-  for (const secret of ['registry-password', 'ssh-key', 'ssh-passphrase']) {
+  for (const secret of ['registry-password', 'ssh-key', 'ssh-passphrase', 'secrets']) {
     const v = get(secret);
     if (v) {
       core.setSecret(v);
@@ -221,6 +231,8 @@ export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.Proce
     keepReleases: positiveInt(get, 'keep-releases'),
     lockTimeout: positiveInt(get, 'lock-timeout', 0),
     remoteDir,
+    secrets: secretValues(get('secrets')),
+    generateSecrets: get('generate-secrets').split(/[,\s]+/).map((s) => s.trim()).filter(Boolean),
     skipChecks: get('skip-checks').split(/[,\s]+/).map((s) => s.trim()).filter(Boolean),
     dryRun: bool('dry-run'),
   };

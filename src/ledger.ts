@@ -16,6 +16,8 @@ export interface ReleaseRecord {
   images: Record<string, string>;
   /** What the gate watches when this release is deployed again. */
   watch: { name: string; expectedImage: string; stabilityMs: number }[];
+  /** Swarm secret names this release used (never values). */
+  secrets?: string[];
   sha: string;
   ref: string;
   actor: string;

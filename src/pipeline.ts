@@ -7,6 +7,7 @@ import { HostLock } from './lock';
 import { Remote, shellJoin } from './remote';
 import { RollbackTarget, rollbackServices, servicesToRollBack, waitRolledBack } from './rollback';
 import { PreparedStack, expectedImages, fullName, stackDeploy, uploadRelease } from './stack';
+import { SecretPlan, ensureSecrets, pruneSecrets } from './secrets';
 import { Snapshot, TaskState, parseSnapshot, snapshotScript } from './swarm';
 
 export interface RunContext {
@@ -193,6 +194,9 @@ export interface LayerPlan {
   uploads?: { rel: string; content: string }[];
   versions: Record<string, string>;
   watches: Watch[];
+  /** Secrets to create before deploying (deploy), or the names a recorded release used (rollback). */
+  secrets?: SecretPlan[];
+  secretNames?: string[];
 }
 
 export function releaseDirFor(remoteDir: string, stack: string, release: string, now = new Date()): string {
@@ -210,6 +214,11 @@ export async function runLayer(ctx: RunContext, plan: LayerPlan, onLock: (dir: s
   try {
     const ledger: Ledger | null = await readLedger(remote, inputs.remoteDir, plan.stack);
     if (plan.uploads) await uploadRelease(remote, plan.dir, plan.uploads);
+    if (plan.secrets?.length) {
+      const s = await ensureSecrets(remote, plan.stack, plan.secrets);
+      const parts = [s.created.length && `created ${s.created.join(', ')}`, s.generated.length && `generated ${s.generated.join(', ')} (value never shown)`, s.reused.length && `unchanged ${s.reused.join(', ')}`].filter(Boolean);
+      core.info(`Secrets of ${plan.stack}: ${parts.join('; ')}.`);
+    }
     const { outcome } = await deployLayer(ctx, plan.stack, plan.dir, plan.composePaths, plan.watches);
     const rec: ReleaseRecord = {
       id: plan.dir.split('/').pop() as string,
@@ -222,12 +231,15 @@ export async function runLayer(ctx: RunContext, plan: LayerPlan, onLock: (dir: s
       versions: plan.versions,
       images: outcome.images,
       watch: plan.watches.map((w) => ({ name: w.name, expectedImage: w.expectedImage, stabilityMs: w.stabilityMs })),
+      secrets: plan.secrets?.map((s) => s.name) ?? plan.secretNames ?? [],
       sha: ctx.sha,
       ref: ctx.ref,
       actor: ctx.actor,
       runUrl: ctx.runUrl,
     };
-    await appendRecord(remote, inputs.remoteDir, plan.stack, ledger, rec, inputs.keepReleases);
+    const kept = await appendRecord(remote, inputs.remoteDir, plan.stack, ledger, rec, inputs.keepReleases);
+    // Old secrets go once no kept release uses them: a rollback within the history still finds its own.
+    if (outcome.result === 'deployed') await pruneSecrets(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])));
     return outcome;
   } finally {
     await lock.release().catch((e) => core.warning(`Could not release the lock ${lockDir}: ${(e as Error).message}`));

@@ -1,0 +1,163 @@
+// Secrets (issue 7): values from the `secrets` input become content-addressed Docker secrets,
+// generated ones are created once, old ones go, a bad one rolls back, and no value leaks.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ActionRun, runAction } from '../helpers/action';
+import { LabEnv, copyExample, docker, dockerOk, removeStack, requireLab, uniqueName } from '../helpers/lab';
+import { onHost, removeLocalImages } from './common';
+
+const STACK = 'sec-app';
+let lab: LabEnv;
+let dir: string;
+let inputs: Record<string, string>;
+const remoteDir = `.deploy-action-test-${uniqueName('sec')}`;
+const values = { good1: `good-${randomBytes(12).toString('hex')}`, good2: `good-${randomBytes(12).toString('hex')}`, bad: `bad-${randomBytes(12).toString('hex')}` };
+const runs: ActionRun[] = [];
+
+const STACK_FILE = `version: "3.8"
+services:
+  web:
+    image: \${WEB_IMAGE}
+    secrets: [db_password, api_token]
+    healthcheck:
+      # The app needs a good db_password: a bad one never becomes healthy.
+      test: ["CMD", "sh", "-c", "grep -q '^good-' /run/secrets/db_password && test -s /run/secrets/api_token && wget -q -O /dev/null http://127.0.0.1:8080/health"]
+      interval: 1s
+      timeout: 2s
+      retries: 2
+      start_period: 2s
+    stop_grace_period: 2s
+    networks: [net]
+    deploy:
+      replicas: 2
+      endpoint_mode: dnsrr
+      update_config: { parallelism: 1, order: start-first, failure_action: rollback, monitor: 3s, delay: 0s }
+      rollback_config: { parallelism: 0, order: start-first }
+      restart_policy: { condition: any, delay: 1s }
+networks:
+  net:
+    driver: overlay
+    driver_opts: { com.docker.network.driver.mtu: "1450" }
+secrets:
+  db_password:
+    external: true
+  api_token:
+    external: true
+`;
+
+before(async () => {
+  lab = await requireLab();
+  await removeStack(STACK);
+  dir = copyExample();
+  fs.writeFileSync(path.join(dir, 'stacks', 'secrets.yml'), STACK_FILE);
+  inputs = {
+    registry: lab.registry,
+    'image-prefix': uniqueName('e2e-sec'),
+    host: lab.host,
+    port: String(lab.port),
+    user: lab.user,
+    'ssh-key': lab.sshKey,
+    'known-hosts': lab.knownHosts,
+    stacks: `${STACK}=stacks/secrets.yml`,
+    'remote-dir': remoteDir,
+    stability: '2',
+    timeout: '120',
+    'keep-releases': '1',
+    'generate-secrets': 'api_token',
+  };
+  const build = await runAction({ inputs: { ...inputs, command: 'build' }, cwd: dir });
+  assert.equal(build.code, 0, build.log.slice(-2000));
+  await removeLocalImages(inputs['image-prefix'], ['web', 'api'], lab);
+});
+
+after(async () => {
+  await removeStack(STACK);
+  const left = (await dockerOk(['secret', 'ls', '-q', '--filter', `label=deploy-action.stack=${STACK}`])).trim();
+  if (left) await docker(['secret', 'rm', ...left.split('\n')]);
+  await onHost(lab, `rm -rf ${remoteDir}`);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+async function deploy(dbPassword: string, release: string): Promise<ActionRun> {
+  const r = await runAction({ inputs: { ...inputs, command: 'deploy', release, secrets: `DB_PASSWORD=${dbPassword}` }, cwd: dir });
+  runs.push(r);
+  return r;
+}
+
+async function secretNames(): Promise<string[]> {
+  return (await dockerOk(['secret', 'ls', '--filter', `label=deploy-action.stack=${STACK}`, '--format', '{{.Name}}'])).trim().split('\n').filter(Boolean).sort();
+}
+
+/** sha256 of each secret file inside the running containers: proves the content without printing it. */
+async function inContainer(file: string): Promise<Set<string>> {
+  const ids = (await dockerOk(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${STACK}_web`])).trim().split('\n').filter(Boolean);
+  const hashes = new Set<string>();
+  for (const id of ids) hashes.add((await dockerOk(['exec', id, 'sha256sum', `/run/secrets/${file}`])).split(' ')[0]);
+  return hashes;
+}
+const sha = (v: string) => createHash('sha256').update(v).digest('hex');
+const runningTasks = async () => (await dockerOk(['service', 'ps', '-q', '--filter', 'desired-state=running', `${STACK}_web`])).trim().split('\n').sort().join(',');
+
+let tokenId = '';
+let tokenHash = '';
+
+test('a secret from the input and a generated one reach the containers', { timeout: 180_000 }, async () => {
+  const r = await deploy(values.good1, 's1');
+  assert.equal(r.code, 0, r.log.slice(-3000));
+  const names = await secretNames();
+  assert.equal(names.length, 2, names.join(','));
+  assert.ok(names.includes(`${STACK}_api_token`));
+  assert.ok(names.some((n) => /^sec-app_db_password_[0-9a-f]{10}$/.test(n)));
+  assert.deepEqual([...(await inContainer('db_password'))], [sha(values.good1)]);
+  const token = await inContainer('api_token');
+  assert.equal(token.size, 1);
+  tokenHash = [...token][0];
+  tokenId = (await dockerOk(['secret', 'inspect', '--format', '{{.ID}}', `${STACK}_api_token`])).trim();
+  assert.match(r.log, /Secrets of sec-app: created db_password; generated api_token \(value never shown\)/);
+});
+
+test('the same value again: same secret, no rolling update', { timeout: 180_000 }, async () => {
+  const before = await runningTasks();
+  const names = await secretNames();
+  const r = await deploy(values.good1, 's2');
+  assert.equal(r.code, 0, r.log.slice(-3000));
+  assert.deepEqual(await secretNames(), names);
+  assert.equal(await runningTasks(), before, 'the tasks were replaced');
+});
+
+test('a new value: a new secret, the service updated, the old secret removed; the generated one unchanged', { timeout: 180_000 }, async () => {
+  const old = (await secretNames()).find((n) => n.includes('db_password'));
+  const r = await deploy(values.good2, 's3');
+  assert.equal(r.code, 0, r.log.slice(-3000));
+  assert.deepEqual([...(await inContainer('db_password'))], [sha(values.good2)]);
+  const names = await secretNames();
+  assert.ok(!names.includes(old as string), 'the old secret is still there');
+  assert.match(r.log, /Removed secrets no kept release uses: sec-app_db_password_/);
+  // Three deploys later, the generated password is the same secret with the same content.
+  assert.equal((await dockerOk(['secret', 'inspect', '--format', '{{.ID}}', `${STACK}_api_token`])).trim(), tokenId);
+  assert.deepEqual([...(await inContainer('api_token'))], [tokenHash]);
+});
+
+test('a new secret that breaks the app: rolled back to the old secret', { timeout: 180_000 }, async () => {
+  const r = await deploy(values.bad, 's4');
+  assert.notEqual(r.code, 0);
+  assert.equal(r.outputs.result, 'rolled-back', r.log.slice(-3000));
+  assert.deepEqual([...(await inContainer('db_password'))], [sha(values.good2)]);
+  assert.ok((await secretNames()).some((n) => n.includes('db_password')));
+});
+
+test('no secret value in any log, summary, output, or file the action leaves on the host', { timeout: 60_000 }, async () => {
+  assert.equal(runs.length, 4);
+  for (const r of runs) {
+    const text = [r.log, r.postLog, r.summary, JSON.stringify(r.outputs)].join('\n').split('\n').filter((l) => !l.startsWith('::add-mask::')).join('\n');
+    for (const v of Object.values(values)) assert.ok(!text.includes(v), 'a secret value appears in the job output');
+    assert.ok(r.masks.includes(values.good1) || r.masks.includes(values.good2) || r.masks.includes(values.bad), 'the value was not masked');
+  }
+  for (const v of Object.values(values)) {
+    const host = await onHost(lab, `grep -rlF -e ${JSON.stringify(v)} ${remoteDir} ~/.docker 2>/dev/null; echo done`);
+    assert.equal(host.stdout.trim(), 'done', `a secret value is in a file on the host: ${host.stdout}`);
+  }
+});
