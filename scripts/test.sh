@@ -2,16 +2,7 @@
 # Every test, on a fresh machine: installs the npm packages and the lab (Debian packages,
 # dockerd in Swarm mode, registry, sshd), then runs the unit and the lab tests.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-
-if [ "$(id -u)" != 0 ]; then
-  echo "The lab installs Debian packages and starts dockerd: run as root (or with sudo -E)." >&2
-  exit 1
-fi
-echo "== npm packages"
-npm ci --no-audit --no-fund --loglevel=error
-echo "== lab"
-bash lab/lab.sh up
+source "$(dirname "$0")/setup.sh"
 echo "== typecheck"
 npx tsc --noEmit -p .
 echo "== tests (unit, then lab: real dockerd, registry and sshd)"
