@@ -62318,6 +62318,7 @@ async function deployLayer(ctx, stack, releaseDir, composePaths, watches) {
         },
     });
     const reportedAt = Date.now();
+    core.info(`Gate: ${gate.polls} polls in ${Math.round((reportedAt - t0) / 100) / 10} s, one remote command each (${remote.commands} remote commands so far in this job).`);
     const rows = (snap, state) => gates.map((g) => {
         const svc = snap.services.get(g.watch.name);
         const running = svc ? snap.tasks.filter((t) => t.serviceId === svc.id && t.desired === 'running' && t.state === 'running').length : 0;
@@ -62682,7 +62683,7 @@ class Remote {
                 }
                 else {
                     this.shell ??= await PersistentShell.open(this.ssh);
-                    res = await this.shell.run(script);
+                    res = await this.shell.run(script, opts.heredoc);
                 }
                 if (!opts.silent && core.isDebug())
                     core.debug(`${this.where}$ ${script.slice(0, 300)} → ${res.code}`);
@@ -62710,11 +62711,15 @@ class Remote {
             }
         }
     }
-    /** Writes content to a remote file atomically (temp file then rename), mode 600, via stdin: no SFTP needed. */
+    /**
+     * Writes content to a remote file atomically (temp file then rename), mode 600. The bytes travel
+     * base64-encoded in a here-document of the persistent shell: no SFTP, no new channel (each costs
+     * sshd ~170 ms), and the content never appears on a command line.
+     */
     async writeFile(remotePath, content) {
         const tmp = `${remotePath}.tmp.${process.pid}`;
-        const script = `umask 077 && mkdir -p ${shellJoin([dirname(remotePath)])} && cat > ${shellJoin([tmp])} && mv -f ${shellJoin([tmp, remotePath])}`;
-        const res = await this.sh(script, { input: content });
+        const write = `umask 077 && mkdir -p ${shellJoin([dirname(remotePath)])} && base64 -d > ${shellJoin([tmp])} && mv -f ${shellJoin([tmp, remotePath])}`;
+        const res = await this.sh(write, { retry: true, heredoc: Buffer.from(content, 'utf8').toString('base64') });
         if (res.code !== 0)
             throw new Error(`${this.where}: cannot write ${remotePath}: ${(res.stderr || res.stdout).trim()}`);
     }
@@ -62795,13 +62800,22 @@ class PersistentShell {
         this.waiting = undefined;
         w.resolve({ code: Number(endOut[1]), stdout, stderr });
     }
-    run(script) {
+    run(script, base64Input) {
         const next = this.queue.then(() => new Promise((resolve, reject) => {
             if (this.closed)
                 return reject(this.closed);
             this.waiting = { resolve, reject };
             const m = shellJoin([this.mark]);
-            this.ch.write(`sh -c ${shellJoin([script])} </dev/null; printf '\\n%s %d\\n' ${m} $?; printf '\\n%s\\n' ${m} >&2\n`);
+            const end = `printf '\\n%s %d\\n' ${m} $?; printf '\\n%s\\n' ${m} >&2\n`;
+            if (base64Input === undefined) {
+                this.ch.write(`sh -c ${shellJoin([script])} </dev/null; ${end}`);
+            }
+            else {
+                // Base64 lines cannot contain the delimiter, so the here-document ends where we say.
+                const eof = `DEPLOY_ACTION_EOF_${(0, crypto_1.randomBytes)(6).toString('hex')}`;
+                const lines = base64Input.replace(/(.{76})/g, '$1\n');
+                this.ch.write(`sh -c ${shellJoin([script])} <<'${eof}'\n${lines}\n${eof}\n${end}`);
+            }
         }));
         this.queue = next.catch(() => undefined);
         return next;

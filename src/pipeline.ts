@@ -106,6 +106,7 @@ export async function deployLayer(ctx: RunContext, stack: string, releaseDir: st
     },
   });
   const reportedAt = Date.now();
+  core.info(`Gate: ${gate.polls} polls in ${Math.round((reportedAt - t0) / 100) / 10} s, one remote command each (${remote.commands} remote commands so far in this job).`);
   const rows = (snap: Snapshot, state: (g: ServiceGate) => string): ServiceRow[] =>
     gates.map((g) => {
       const svc = snap.services.get(g.watch.name);

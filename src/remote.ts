@@ -19,6 +19,13 @@ export interface RemoteOptions {
   connectTimeout?: number;
 }
 
+export interface ShOptions extends RunOptions {
+  /** The command is safe to repeat: reconnect and retry when the connection dropped. */
+  retry?: boolean;
+  /** Base64 text given to the script's standard input through the persistent shell (no new channel). */
+  heredoc?: string;
+}
+
 /** Shell-quotes an argv for the remote shell: every word reaches the command as one literal argument. */
 export function shellJoin(argv: string[]): string {
   return quote(argv);
@@ -99,12 +106,12 @@ export class Remote implements Runner {
     return `SSH connection to ${who} failed: ${msg}`;
   }
 
-  async run(argv: string[], opts: RunOptions & { retry?: boolean } = {}): Promise<RunResult> {
+  async run(argv: string[], opts: ShOptions = {}): Promise<RunResult> {
     return this.sh(shellJoin(argv), opts);
   }
 
   /** Runs a script in the remote shell. Callers build it from shellJoin()ed parts only. */
-  async sh(script: string, opts: RunOptions & { retry?: boolean } = {}): Promise<RunResult> {
+  async sh(script: string, opts: ShOptions = {}): Promise<RunResult> {
     for (let attempt = 0; ; attempt++) {
       try {
         if (!this.ssh.isConnected()) throw Object.assign(new Error('Not connected to server'), { dropped: true });
@@ -117,7 +124,7 @@ export class Remote implements Runner {
           res = { code: r.code ?? 255, stdout: r.stdout, stderr: r.stderr };
         } else {
           this.shell ??= await PersistentShell.open(this.ssh);
-          res = await this.shell.run(script);
+          res = await this.shell.run(script, opts.heredoc);
         }
         if (!opts.silent && core.isDebug()) core.debug(`${this.where}$ ${script.slice(0, 300)} → ${res.code}`);
         return res;
@@ -142,11 +149,15 @@ export class Remote implements Runner {
     }
   }
 
-  /** Writes content to a remote file atomically (temp file then rename), mode 600, via stdin: no SFTP needed. */
+  /**
+   * Writes content to a remote file atomically (temp file then rename), mode 600. The bytes travel
+   * base64-encoded in a here-document of the persistent shell: no SFTP, no new channel (each costs
+   * sshd ~170 ms), and the content never appears on a command line.
+   */
   async writeFile(remotePath: string, content: string): Promise<void> {
     const tmp = `${remotePath}.tmp.${process.pid}`;
-    const script = `umask 077 && mkdir -p ${shellJoin([dirname(remotePath)])} && cat > ${shellJoin([tmp])} && mv -f ${shellJoin([tmp, remotePath])}`;
-    const res = await this.sh(script, { input: content });
+    const write = `umask 077 && mkdir -p ${shellJoin([dirname(remotePath)])} && base64 -d > ${shellJoin([tmp])} && mv -f ${shellJoin([tmp, remotePath])}`;
+    const res = await this.sh(write, { retry: true, heredoc: Buffer.from(content, 'utf8').toString('base64') });
     if (res.code !== 0) throw new Error(`${this.where}: cannot write ${remotePath}: ${(res.stderr || res.stdout).trim()}`);
   }
 
@@ -227,14 +238,22 @@ class PersistentShell {
     w.resolve({ code: Number(endOut[1]), stdout, stderr });
   }
 
-  run(script: string): Promise<RunResult> {
+  run(script: string, base64Input?: string): Promise<RunResult> {
     const next = this.queue.then(
       () =>
         new Promise<RunResult>((resolve, reject) => {
           if (this.closed) return reject(this.closed);
           this.waiting = { resolve, reject };
           const m = shellJoin([this.mark]);
-          this.ch.write(`sh -c ${shellJoin([script])} </dev/null; printf '\\n%s %d\\n' ${m} $?; printf '\\n%s\\n' ${m} >&2\n`);
+          const end = `printf '\\n%s %d\\n' ${m} $?; printf '\\n%s\\n' ${m} >&2\n`;
+          if (base64Input === undefined) {
+            this.ch.write(`sh -c ${shellJoin([script])} </dev/null; ${end}`);
+          } else {
+            // Base64 lines cannot contain the delimiter, so the here-document ends where we say.
+            const eof = `DEPLOY_ACTION_EOF_${randomBytes(6).toString('hex')}`;
+            const lines = base64Input.replace(/(.{76})/g, '$1\n');
+            this.ch.write(`sh -c ${shellJoin([script])} <<'${eof}'\n${lines}\n${eof}\n${end}`);
+          }
         }),
     );
     this.queue = next.catch(() => undefined);

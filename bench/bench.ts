@@ -1,0 +1,864 @@
+// The benchmark (issues 3 and 5): deploys stacks of 1, 5 and 10 tiny services on the lab, through
+// plain `ssh … docker stack deploy --detach=false` and through the action (dist/index.js run as the
+// runner runs it), and writes BENCHMARKS.md with what it measured in this run.
+//
+//   npm run bench                      # BENCH_RUNS=3 (median of 3)
+//   BENCH_RUNS=1 npm run bench         # a quick validation run
+//
+// Environment: BENCH_RUNS (3), BENCH_SIZES ("1,5,10"), BENCH_REPLICAS (1), BENCH_SETTLE_MS (2000,
+// pause once a stack is quiet before the next measured run), BENCH_NOTE (a line for BENCHMARKS.md).
+//
+// The lab is shared: everything here is named bench-* (stacks bench-<n>svc with their own overlay
+// network, images 127.0.0.1:5000/bench/sNN, remote-dir .deploy-action-bench, work files in .bench/),
+// and only those are removed at the end. Nothing else on the engine is touched.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ActionRun, DIST_ENTRY, readInputDefaults, runAction } from '../__tests__/helpers/action';
+import { LabEnv, REPO_ROOT, dockerOk, removeStack, requireLab, run, waitFor } from '../__tests__/helpers/lab';
+import { commandDeploy } from '../src/commands';
+import { readInputs } from '../src/inputs';
+import { Remote } from '../src/remote';
+
+// ------------------------------------------------------------------ settings
+
+function envInt(name: string, dflt: number, min: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return dflt;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer ≥ ${min}, got "${raw}"`);
+  return n;
+}
+
+const RUNS = envInt('BENCH_RUNS', 3, 1);
+const SIZES = (process.env.BENCH_SIZES ?? '1,5,10').split(',').map((s) => Number(s.trim()));
+if (!SIZES.length || SIZES.some((n) => !Number.isInteger(n) || n < 1 || n > 99)) throw new Error(`BENCH_SIZES must be a list of 1..99, got "${process.env.BENCH_SIZES}"`);
+const REPLICAS = envInt('BENCH_REPLICAS', 1, 1);
+const SETTLE_MS = envInt('BENCH_SETTLE_MS', 2000, 0);
+const NOTE = process.env.BENCH_NOTE ?? '';
+
+const PREFIX = 'bench';
+const REMOTE_DIR = '.deploy-action-bench';
+const WORK = path.join(REPO_ROOT, '.bench');
+const LOGS = path.join(WORK, 'logs');
+const OUT = path.join(REPO_ROOT, 'BENCHMARKS.md');
+const CRASH = '9.9.9-crash';
+const TARGET_FAIL_MS = 2000;
+
+const stackName = (n: number) => `bench-${n}svc`;
+const svc = (i: number) => `s${String(i).padStart(2, '0')}`;
+const svcs = (n: number) => Array.from({ length: n }, (_, i) => svc(i + 1));
+const ver = (k: number) => `1.0.${k}`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function log(msg: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+}
+
+// -------------------------------------------------------------------- images
+
+const ENTRY_SH = `#!/bin/sh
+# A tiny service: busybox httpd serving /health and /version; MODE=crash exits 3 at once.
+mode="$(cat /app/MODE 2>/dev/null || echo ok)"
+if [ "$mode" = crash ]; then
+  echo "fatal: refusing to start (MODE=crash)" >&2
+  exit 3
+fi
+httpd -f -p 8080 -h /app/www &
+pid=$!
+trap 'kill "$pid" 2>/dev/null; exit 143' TERM INT
+wait "$pid"
+`;
+
+const DOCKERFILE = `FROM lab/base:1
+COPY app /app
+ENTRYPOINT ["/bin/sh", "/app/entry.sh"]
+`;
+
+const imageRef = (lab: LabEnv, service: string, version: string) => `${lab.registry}/${PREFIX}/${service}:${version}`;
+
+async function pool<T>(items: T[], width: number, fn: (t: T) => Promise<unknown>): Promise<void> {
+  const queue = [...items];
+  await Promise.all(Array.from({ length: Math.min(width, queue.length) }, async () => {
+    for (let t = queue.shift(); t !== undefined; t = queue.shift()) await fn(t);
+  }));
+}
+
+/** One build per version, tagged and pushed for every service (the crash variant for s01 only). */
+async function buildImages(lab: LabEnv, versions: string[], maxServices: number): Promise<string[]> {
+  const pushed: string[] = [];
+  for (const v of [...versions, CRASH]) {
+    const ctx = path.join(WORK, 'images', v);
+    fs.rmSync(ctx, { recursive: true, force: true });
+    fs.mkdirSync(path.join(ctx, 'app', 'www'), { recursive: true });
+    fs.writeFileSync(path.join(ctx, 'Dockerfile'), DOCKERFILE);
+    fs.writeFileSync(path.join(ctx, 'app', 'entry.sh'), ENTRY_SH, { mode: 0o755 });
+    fs.writeFileSync(path.join(ctx, 'app', 'MODE'), v === CRASH ? 'crash\n' : 'ok\n');
+    fs.writeFileSync(path.join(ctx, 'app', 'www', 'health'), 'ok\n');
+    fs.writeFileSync(path.join(ctx, 'app', 'www', 'version'), `${v}\n`);
+    const first = imageRef(lab, svc(1), v);
+    await dockerOk(['build', '-q', '-t', first, ctx], { timeoutMs: 300_000 });
+    const tags = v === CRASH ? [first] : svcs(maxServices).map((s) => imageRef(lab, s, v));
+    for (const t of tags.slice(1)) await dockerOk(['tag', first, t]);
+    await pool(tags, 4, (t) => dockerOk(['push', '-q', t], { timeoutMs: 180_000 }));
+    pushed.push(...tags);
+  }
+  return pushed;
+}
+
+// --------------------------------------------------------------- stack files
+
+/** The stack: n services, each its own image, healthcheck every 1 s, start-first updates, own overlay network. */
+function stackYaml(n: number, image: (service: string) => string): string {
+  const out = ['version: "3.8"', '', 'services:'];
+  for (const s of svcs(n)) {
+    out.push(
+      `  ${s}:`,
+      `    image: ${image(s)}`,
+      '    healthcheck:',
+      '      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"]',
+      '      interval: 1s',
+      '      timeout: 2s',
+      '      retries: 2',
+      '    stop_grace_period: 2s',
+      '    networks: [net]',
+      '    deploy:',
+      `      replicas: ${REPLICAS}`,
+      '      endpoint_mode: dnsrr',
+      '      update_config: {parallelism: 1, order: start-first, failure_action: rollback, monitor: 2s, delay: 0s}',
+      '      rollback_config: {parallelism: 0, order: start-first}',
+      '      restart_policy: {condition: any, delay: 1s}',
+    );
+  }
+  out.push('', 'networks:', '  net:', '    driver: overlay', '    driver_opts:', '      com.docker.network.driver.mtu: "1450"', '');
+  return out.join('\n');
+}
+
+/** The action's working directory: service/sNN/{VERSION,Dockerfile} and stacks/bench.yml (with ${SNN_VERSION}). */
+function makeWorkspace(n: number): string {
+  const ws = path.join(WORK, `ws-${n}svc`);
+  fs.rmSync(ws, { recursive: true, force: true });
+  for (const s of svcs(n)) {
+    fs.mkdirSync(path.join(ws, 'service', s), { recursive: true });
+    fs.writeFileSync(path.join(ws, 'service', s, 'Dockerfile'), DOCKERFILE);
+  }
+  fs.mkdirSync(path.join(ws, 'stacks'), { recursive: true });
+  fs.writeFileSync(path.join(ws, 'stacks', 'bench.yml'), stackYaml(n, (s) => `\${REGISTRY}/\${IMAGE_PREFIX}/${s}:\${${s.toUpperCase()}_VERSION}`));
+  return ws;
+}
+
+function setVersions(ws: string, n: number, version: string, overrides: Record<string, string> = {}): void {
+  for (const s of svcs(n)) fs.writeFileSync(path.join(ws, 'service', s, 'VERSION'), `${overrides[s] ?? version}\n`);
+}
+
+/** The raw path deploys an already interpolated file that is on the host (the lab host is this machine). */
+function rawFile(lab: LabEnv, n: number, version: string): string {
+  const f = path.join(WORK, 'raw', `${stackName(n)}-${version}.yml`);
+  fs.mkdirSync(path.dirname(f), { recursive: true });
+  fs.writeFileSync(f, stackYaml(n, (s) => imageRef(lab, s, version)));
+  return f;
+}
+
+// -------------------------------------------------------------- swarm state
+
+interface SvcNow {
+  name: string;
+  image: string;
+  state: string;
+  completedAt: string;
+}
+
+async function stackIds(stack: string): Promise<string[]> {
+  return (await dockerOk(['service', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${stack}`])).trim().split(/\s+/).filter(Boolean);
+}
+
+async function stackServices(stack: string): Promise<SvcNow[]> {
+  const ids = await stackIds(stack);
+  if (!ids.length) return [];
+  const text = await dockerOk(['service', 'inspect', '--format', '[{{json .Spec.Name}},{{json .Spec.TaskTemplate.ContainerSpec.Image}},{{json .UpdateStatus}}]', ...ids]);
+  return text.trim().split('\n').filter(Boolean).map((l) => {
+    const [name, image, upd] = JSON.parse(l) as [string, string, { State?: string; CompletedAt?: string } | null];
+    return { name, image, state: upd?.State ?? '', completedAt: upd?.CompletedAt ?? '' };
+  });
+}
+
+/** Host clock (this machine) of a Go RFC 3339 time with nanoseconds. */
+const parseGoTime = (s: string): number | null => (s && !s.startsWith('0001') ? Date.parse(s.replace(/(\.\d{3})\d+/, '$1')) || null : null);
+const tagOf = (image: string) => image.split('@')[0].split(':').pop() ?? '';
+
+/** Waits until the stack is quiet: every update finished, exactly the replicas running, all healthy; then a pause. */
+async function settle(stack: string, n: number): Promise<void> {
+  await waitFor(async () => {
+    const services = await stackServices(stack);
+    if (services.length !== n) return false;
+    if (services.some((s) => ['updating', 'rollback_started', 'paused', 'rollback_paused'].includes(s.state))) return false;
+    const ps = (await dockerOk(['ps', '--filter', `label=com.docker.stack.namespace=${stack}`, '--format', '{{.Status}}'])).trim().split('\n').filter(Boolean);
+    return ps.length === n * REPLICAS && ps.every((s) => s.includes('(healthy)'));
+  }, { timeoutMs: 240_000, intervalMs: 500, what: `stack ${stack} to settle (all updates done, ${n * REPLICAS} healthy containers)` });
+  await sleep(SETTLE_MS);
+}
+
+async function expectVersions(stack: string, n: number, want: (service: string) => string, what: string): Promise<SvcNow[]> {
+  const services = await stackServices(stack);
+  const bad = svcs(n).filter((s) => tagOf(services.find((x) => x.name === `${stack}_${s}`)?.image ?? '') !== want(s));
+  if (bad.length) throw new Error(`${what}: ${bad.map((s) => `${stack}_${s} runs ${services.find((x) => x.name === `${stack}_${s}`)?.image ?? 'nothing'}, not ${want(s)}`).join('; ')}`);
+  return services;
+}
+
+/** When Swarm marked the last service's update completed, in ms after `start` (null if some service has no completed update). */
+function swarmDone(services: SvcNow[], start: number): number | null {
+  const times = services.map((s) => (s.state === 'completed' ? parseGoTime(s.completedAt) : null));
+  if (times.some((t) => t === null)) return null;
+  return Math.max(...(times as number[])) - start;
+}
+
+// ---------------------------------------------------------------- raw path
+
+function sshArgs(lab: LabEnv): string[] {
+  return ['-i', lab.sshKeyFile, '-o', `UserKnownHostsFile=${lab.knownHostsFile}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-p', String(lab.port), `${lab.user}@${lab.host}`];
+}
+
+async function onHost(lab: LabEnv, script: string): Promise<string> {
+  const r = await run('ssh', [...sshArgs(lab), script], { timeoutMs: 60_000 });
+  if (r.code !== 0) throw new Error(`on the host: ${script}: exit ${r.code}: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+// ---------------------------------------------------------- the action path
+
+/**
+ * runAction() with a thin entry in front of dist/index.js: it appends every stdout line with the
+ * wall-clock time it was written, and the process start and exit, to BENCH_STAMP_FILE; stdout
+ * itself is untouched, so runAction sees exactly what the runner would.
+ */
+const WRAPPER_JS = `'use strict';
+const fs = require('fs');
+const file = process.env.BENCH_STAMP_FILE;
+if (file) {
+  const put = (o) => fs.appendFileSync(file, JSON.stringify(o) + '\\n');
+  put({ t: Date.now(), ev: 'start' });
+  const write = process.stdout.write.bind(process.stdout);
+  let buf = '';
+  process.stdout.write = function (chunk, ...rest) {
+    const t = Date.now();
+    buf += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
+    for (let i = buf.indexOf('\\n'); i >= 0; i = buf.indexOf('\\n')) {
+      const line = buf.slice(0, i).replace(/\\r$/, '');
+      // The masked values (the SSH key) are never written to disk.
+      put({ t, line: line.startsWith('::add-mask::') ? '::add-mask::***' : line });
+      buf = buf.slice(i + 1);
+    }
+    return write(chunk, ...rest);
+  };
+  process.on('exit', (code) => put({ t: Date.now(), ev: 'exit', code }));
+}
+require(process.env.BENCH_DIST_ENTRY);
+`;
+let WRAPPER = '';
+
+interface Stamp {
+  t: number;
+  line?: string;
+  ev?: 'start' | 'exit';
+}
+
+interface Timed {
+  label: string;
+  start: number;
+  /** Main step, spawn to close, as runAction measures it. */
+  ms: number;
+  postMs: number;
+  run: ActionRun;
+  main: Stamp[];
+  load: number;
+}
+
+let seq = 0;
+
+/** Logs are kept in .bench/logs: without the `::add-mask::` lines, which carry the SSH key. */
+const scrub = (text: string) => text.split('\n').filter((l) => !/^\s*-?\d*\s*::add-mask::/.test(l)).join('\n');
+
+function baseInputs(lab: LabEnv, stack: string): Record<string, string> {
+  return {
+    registry: lab.registry,
+    'image-prefix': PREFIX,
+    host: lab.host,
+    port: String(lab.port),
+    user: lab.user,
+    'ssh-key': lab.sshKey,
+    'known-hosts': lab.knownHosts,
+    stacks: `${stack}=stacks/bench.yml`,
+    'remote-dir': REMOTE_DIR,
+    timeout: '240',
+    'lock-timeout': '120',
+  };
+}
+
+async function action(lab: LabEnv, ws: string, stack: string, label: string, inputs: Record<string, string>, env: Record<string, string> = {}): Promise<Timed> {
+  const file = path.join(WORK, 'stamps', `${String(++seq).padStart(3, '0')}-${label}.jsonl`);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const load = os.loadavg()[0];
+  const start = Date.now();
+  const r = await runAction({
+    inputs: { ...baseInputs(lab, stack), ...inputs },
+    cwd: ws,
+    entry: WRAPPER,
+    timeoutMs: 600_000,
+    env: { BENCH_STAMP_FILE: file, BENCH_DIST_ENTRY: DIST_ENTRY, ...env },
+  });
+  const stamps = fs.readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Stamp);
+  const postAt = stamps.findIndex((s, i) => i > 0 && s.ev === 'start');
+  // The log with each line's time since the command started (ms).
+  const timed = stamps.map((s) => `${String(s.t - start).padStart(6)}  ${s.ev ? `[${s.ev}${s.ev === 'exit' ? ` ${r.code}` : ''}]` : s.line}`);
+  fs.writeFileSync(path.join(LOGS, `${String(seq).padStart(3, '0')}-${label}.log`), scrub(timed.join('\n')) + '\n');
+  return { label, start, ms: r.durationMs, postMs: r.postDurationMs, run: r, main: postAt < 0 ? stamps : stamps.slice(0, postAt), load };
+}
+
+const firstAt = (stamps: Stamp[], re: RegExp) => stamps.find((s) => s.line !== undefined && re.test(s.line))?.t ?? null;
+const lastAt = (stamps: Stamp[], re: RegExp) => [...stamps].reverse().find((s) => s.line !== undefined && re.test(s.line))?.t ?? null;
+const exitAt = (stamps: Stamp[]) => stamps.find((s) => s.ev === 'exit')?.t ?? null;
+
+const GATE_START = /^Gate: watching /;
+const GATE_LINE = (verdict: string) => new RegExp(`^  \\S+: ${verdict}: `);
+
+interface Phases {
+  connect: number | null;
+  preDeploy: number | null;
+  gate: number | null;
+  after: number | null;
+  /** The last "stable" line, ms after the start. */
+  stableAt: number | null;
+}
+
+/** start → "Connected" → "Gate: watching" (docker stack deploy returned) → last "stable" → process exit. */
+function phases(t: Timed): Phases {
+  const connected = firstAt(t.main, /^Connected; host key matches/);
+  const gate = firstAt(t.main, GATE_START);
+  const stable = lastAt(t.main, GATE_LINE('stable'));
+  const exit = exitAt(t.main);
+  const d = (a: number | null, b: number | null) => (a !== null && b !== null ? b - a : null);
+  return { connect: d(t.start, connected), preDeploy: d(connected, gate), gate: d(gate, stable), after: d(stable, exit), stableAt: d(t.start, stable) };
+}
+
+function mustSucceed(t: Timed, result: string): void {
+  if (t.run.code !== 0 || t.run.outputs.result !== result) {
+    throw new Error(`${t.label}: the action exited ${t.run.code} with result "${t.run.outputs.result}" (wanted ${result}); log in ${LOGS}:\n${t.run.log.split('\n').slice(-25).join('\n')}`);
+  }
+}
+
+// ---------------------------------------------------- in-process instrumented
+
+interface Call {
+  t: number;
+  ms: number;
+  kind: string;
+}
+
+function kindOf(script: string): string {
+  if (/docker service ls -q --filter/.test(script) && /docker inspect --type task/.test(script)) return 'poll: stack snapshot';
+  if (/docker stack deploy/.test(script)) return 'docker stack deploy';
+  if (/docker version --format/.test(script)) return 'docker version + info';
+  if (/docker config ls/.test(script)) return 'Swarm configs (pre-flight)';
+  if (/holder\.json/.test(script) && /mkdir/.test(script)) return 'lock: take';
+  if (/grep -qF/.test(script) && /holder\.json/.test(script)) return 'lock: release';
+  if (/ledger\.json/.test(script) && /cat > /.test(script)) return 'ledger: write (stdin, own channel)';
+  if (/ledger\.json/.test(script)) return 'ledger: read';
+  if (/cat > /.test(script)) return 'upload stack file (stdin, own channel)';
+  if (/docker service logs/.test(script)) return 'failed task log tail';
+  if (/docker service rollback/.test(script)) return 'docker service rollback';
+  if (/^rm /.test(script)) return 'prune old releases';
+  // Anything else: its first words, so that a new command shows up under its own name.
+  return script.replace(/\s+/g, ' ').trim().split(' ').slice(0, 3).join(' ').replace(/[|`]/g, '');
+}
+
+interface Instrumented {
+  calls: Call[];
+  /** Remote.commands of the connection (counted by the action itself). */
+  remoteCommands: number;
+  /** The gate's own poll count (LayerOutcome.polls). */
+  polls: number;
+  /** Remote commands started between "Gate: watching" and the last "stable" line. */
+  gateCommands: number;
+  gateMs: number;
+  pollMs: number[];
+  totalMs: number;
+}
+
+/**
+ * The same deploy run in this process from src/ (the bundle is a build of it: __tests__/unit/dist.test.ts),
+ * with Remote.prototype.sh wrapped: every remote command is counted, classified and timed.
+ */
+async function instrumentedDeploy(lab: LabEnv, ws: string, stack: string, release: string): Promise<Instrumented> {
+  const raw: Record<string, string> = { ...readInputDefaults(), ...baseInputs(lab, stack), command: 'deploy', release, stability: '0' };
+  const proto = Remote.prototype as { sh: Remote['sh'] };
+  const origSh = proto.sh;
+  const calls: Call[] = [];
+  let remote: Remote | undefined;
+  proto.sh = async function (this: Remote, script: string, opts?: Parameters<Remote['sh']>[1]) {
+    remote = this;
+    const t = Date.now();
+    try {
+      return await origSh.call(this, script, opts);
+    } finally {
+      calls.push({ t, ms: Date.now() - t, kind: kindOf(script) });
+    }
+  };
+  const lines: Stamp[] = [];
+  let buf = '';
+  const origWrite = process.stdout.write;
+  process.stdout.write = ((chunk: string | Uint8Array) => {
+    const t = Date.now();
+    buf += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+      lines.push({ t, line: buf.slice(0, i) });
+      buf = buf.slice(i + 1);
+    }
+    return true;
+  }) as typeof process.stdout.write;
+  const start = Date.now();
+  let outcome: Awaited<ReturnType<typeof commandDeploy>>;
+  try {
+    const inputs = readInputs((n) => raw[n] ?? '', { GITHUB_WORKSPACE: ws, GITHUB_REF: 'refs/heads/main' });
+    outcome = await commandDeploy(inputs);
+  } finally {
+    process.stdout.write = origWrite;
+    proto.sh = origSh;
+    const cmds = [...calls].sort((a, b) => a.t - b.t).map((c) => `${String(c.t - start).padStart(6)}  ${String(c.ms).padStart(5)} ms  ${c.kind}`);
+    fs.writeFileSync(path.join(LOGS, `${String(++seq).padStart(3, '0')}-instrumented-${stack}.log`), `${scrub(lines.map((l) => `${String(l.t - start).padStart(6)}  ${l.line}`).join('\n'))}\n--- remote commands (start, duration, kind)\n${cmds.join('\n')}\n`);
+  }
+  const totalMs = Date.now() - start;
+  if (outcome.result !== 'deployed') throw new Error(`instrumented deploy of ${stack}: ${outcome.result}: ${outcome.error ?? ''}`);
+  calls.sort((a, b) => a.t - b.t);
+  const g0 = firstAt(lines, GATE_START);
+  const g1 = lastAt(lines, GATE_LINE('stable'));
+  if (g0 === null || g1 === null) throw new Error(`instrumented deploy of ${stack}: no gate lines in the log`);
+  // Started after the gate's first line and before its last one (the ledger write can start in the same ms as that line).
+  const inGate = calls.filter((c) => c.t >= g0 && c.t < g1);
+  return {
+    calls,
+    remoteCommands: remote?.commands ?? -1,
+    polls: outcome.layers.reduce((a, l) => a + l.polls, 0),
+    gateCommands: inGate.length,
+    gateMs: g1 - g0,
+    pollMs: calls.filter((c) => c.kind.startsWith('poll')).map((c) => c.ms),
+    totalMs,
+  };
+}
+
+// ------------------------------------------------------------------ results
+
+interface PairRun {
+  raw: { ms: number; swarmDone: number | null; load: number };
+  act: { ms: number; swarmDone: number | null; load: number; phases: Phases; postMs: number };
+}
+
+interface FailRun {
+  /** Host ms of UpdateStatus.CompletedAt of rollback_completed. */
+  swarmAt: number | null;
+  state: string;
+  gateSawAt: number | null;
+  errorAt: number | null;
+  exitAt: number | null;
+  ms: number;
+  result: string;
+  load: number;
+}
+
+interface DebugInfo {
+  listed: number;
+  listedInGate: number;
+  gateLine: string;
+}
+
+interface SizeResult {
+  n: number;
+  pairs: PairRun[];
+  rollbacks: { ms: number; swarmDone: number | null; load: number; phases: Phases }[];
+  auto?: { ms: number; swarmDone: number | null; phases: Phases; stability: string };
+  instrumented?: Instrumented;
+  debug?: DebugInfo;
+  fails: FailRun[];
+  error?: string;
+  seconds: number;
+}
+
+async function benchSize(lab: LabEnv, n: number, created: Set<string>): Promise<SizeResult> {
+  const t0 = Date.now();
+  const res: SizeResult = { n, pairs: [], rollbacks: [], fails: [], seconds: 0 };
+  const stack = stackName(n);
+  const ws = makeWorkspace(n);
+  let k = 0;
+  const forward: number[] = []; // versions deployed forward by the action, in order
+  try {
+    log(`${stack}: first deploy (not measured)`);
+    created.add(stack);
+    setVersions(ws, n, ver(k));
+    mustSucceed(await action(lab, ws, stack, `${stack}-setup`, { release: ver(k), stability: '0' }), 'deployed');
+    forward.push(k++);
+
+    const doRaw = async (): Promise<PairRun['raw']> => {
+      const v = ver(k++);
+      const file = rawFile(lab, n, v);
+      await settle(stack, n);
+      log(`${stack}: raw ssh docker stack deploy --detach=false → ${v}`);
+      const load = os.loadavg()[0];
+      const start = Date.now();
+      const r = await run('ssh', [...sshArgs(lab), 'docker', 'stack', 'deploy', '--detach=false', '-c', file, stack], { timeoutMs: 600_000 });
+      const ms = Date.now() - start;
+      fs.writeFileSync(path.join(LOGS, `${String(++seq).padStart(3, '0')}-${stack}-raw-${v}.log`), `${r.stdout}\n--- stderr\n${r.stderr}`);
+      if (r.code !== 0) throw new Error(`raw deploy ${stack} ${v}: exit ${r.code}: ${r.stderr.trim().slice(-2000)}`);
+      await settle(stack, n);
+      const services = await expectVersions(stack, n, () => v, `raw deploy ${v}`);
+      return { ms, swarmDone: swarmDone(services, start), load };
+    };
+    const doAction = async (): Promise<PairRun['act']> => {
+      const v = ver(k++);
+      setVersions(ws, n, v);
+      await settle(stack, n);
+      log(`${stack}: action deploy (stability 0) → ${v}`);
+      const t = await action(lab, ws, stack, `${stack}-deploy-${v}`, { release: v, stability: '0' });
+      mustSucceed(t, 'deployed');
+      forward.push(Number(v.split('.')[2]));
+      await settle(stack, n);
+      const services = await expectVersions(stack, n, () => v, `action deploy ${v}`);
+      return { ms: t.ms, swarmDone: swarmDone(services, t.start), load: t.load, phases: phases(t), postMs: t.postMs };
+    };
+    const doRollback = async (): Promise<void> => {
+      const target = ver(forward[forward.length - 2]);
+      await settle(stack, n);
+      log(`${stack}: action rollback-to previous → ${target}`);
+      const t = await action(lab, ws, stack, `${stack}-rollback-${target}`, { command: 'rollback', 'rollback-to': 'previous' });
+      mustSucceed(t, 'rolled-back');
+      await settle(stack, n);
+      const services = await expectVersions(stack, n, () => target, `rollback to ${target}`);
+      res.rollbacks.push({ ms: t.ms, swarmDone: swarmDone(services, t.start), load: t.load, phases: phases(t) });
+    };
+
+    for (let i = 1; i <= RUNS; i++) {
+      // Alternate which goes first, so that a drift in the machine's load does not favour one side.
+      if (i % 2 === 1) {
+        const raw = await doRaw();
+        const act = await doAction();
+        res.pairs.push({ raw, act });
+        await doRollback();
+      } else {
+        const act = await doAction();
+        await doRollback();
+        const raw = await doRaw();
+        res.pairs.push({ raw, act });
+      }
+    }
+
+    // Commands per poll, counted two ways.
+    {
+      const v = ver(k++);
+      setVersions(ws, n, v);
+      await settle(stack, n);
+      log(`${stack}: instrumented in-process deploy → ${v} (remote commands counted)`);
+      res.instrumented = await instrumentedDeploy(lab, ws, stack, v);
+      forward.push(Number(v.split('.')[2]));
+    }
+    {
+      const v = ver(k++);
+      setVersions(ws, n, v);
+      await settle(stack, n);
+      log(`${stack}: action deploy with RUNNER_DEBUG=1 (ACTIONS_STEP_DEBUG) → ${v}`);
+      const t = await action(lab, ws, stack, `${stack}-debug-${v}`, { release: v, stability: '0' }, { RUNNER_DEBUG: '1', ACTIONS_STEP_DEBUG: 'true' });
+      mustSucceed(t, 'deployed');
+      forward.push(Number(v.split('.')[2]));
+      const lines = t.run.log.split('\n');
+      const g0 = lines.findIndex((l) => GATE_START.test(l));
+      let g1 = -1;
+      lines.forEach((l, i) => { if (GATE_LINE('stable').test(l)) g1 = i; });
+      const isCmd = (l: string) => /^::debug::\S+@\S+\$ /.test(l);
+      res.debug = {
+        listed: lines.filter(isCmd).length,
+        listedInGate: lines.slice(g0, g1 + 1).filter(isCmd).length,
+        gateLine: g0 >= 0 ? lines[g0].trim() : '(no "Gate: watching" line)',
+      };
+    }
+    // The default stability window, once.
+    {
+      const v = ver(k++);
+      setVersions(ws, n, v);
+      await settle(stack, n);
+      log(`${stack}: action deploy (stability auto) → ${v}`);
+      const t = await action(lab, ws, stack, `${stack}-auto-${v}`, { release: v, stability: 'auto' });
+      mustSucceed(t, 'deployed');
+      forward.push(Number(v.split('.')[2]));
+      await settle(stack, n);
+      const services = await expectVersions(stack, n, () => v, `action deploy ${v} (auto)`);
+      const stab = /stable for (\d+) s/.exec(t.run.log)?.[1];
+      res.auto = { ms: t.ms, swarmDone: swarmDone(services, t.start), phases: phases(t), stability: stab ? `${stab} s` : '?' };
+    }
+    // Failure reporting: s01 crashes (exit 3), Swarm rolls it back; the others are unchanged.
+    const current = ver(forward[forward.length - 1]);
+    for (let i = 1; i <= RUNS; i++) {
+      setVersions(ws, n, current, { s01: CRASH });
+      await settle(stack, n);
+      log(`${stack}: crashing release ${i}/${RUNS} (s01 → ${CRASH})`);
+      const t = await action(lab, ws, stack, `${stack}-crash-${i}`, { release: `crash-${i}`, stability: '0' });
+      const services = await stackServices(stack);
+      const s01 = services.find((s) => s.name === `${stack}_s01`);
+      if (t.run.code === 0) throw new Error(`crashing release ${i} of ${stack}: the action reported success`);
+      res.fails.push({
+        swarmAt: s01?.state === 'rollback_completed' ? parseGoTime(s01.completedAt) : null,
+        state: s01?.state ?? 'missing',
+        gateSawAt: firstAt(t.main, /^  \S+_s01: failed: /),
+        errorAt: firstAt(t.main, /^::error/),
+        exitAt: exitAt(t.main),
+        ms: t.ms,
+        result: t.run.outputs.result ?? '',
+        load: t.load,
+      });
+      await settle(stack, n);
+      await expectVersions(stack, n, () => current, `after crashing release ${i}`);
+    }
+    setVersions(ws, n, current);
+  } catch (e) {
+    res.error = (e as Error).message;
+    log(`${stack}: FAILED: ${res.error.split('\n')[0]}`);
+  } finally {
+    log(`${stack}: removing the stack`);
+    await removeStack(stack, { timeoutMs: 120_000 }).then(() => created.delete(stack)).catch((e: Error) => log(`could not remove ${stack}: ${e.message}`));
+    res.seconds = Math.round((Date.now() - t0) / 1000);
+  }
+  return res;
+}
+
+// ------------------------------------------------------------------- report
+
+function median(xs: (number | null | undefined)[]): number | null {
+  const v = xs.filter((x): x is number => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
+  if (!v.length) return null;
+  const m = Math.floor(v.length / 2);
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+const s1 = (ms: number | null | undefined) => (ms === null || ms === undefined ? '—' : (ms / 1000).toFixed(1));
+const s2 = (ms: number | null | undefined) => (ms === null || ms === undefined ? '—' : (ms / 1000).toFixed(2));
+const x2 = (r: number | null) => (r === null ? '—' : `${r.toFixed(2)}×`);
+const list = (xs: (number | null)[], f: (x: number | null) => string) => xs.map(f).join(', ');
+const ok = (cond: boolean | null) => (cond === null ? '—' : cond ? 'yes' : '**no**');
+
+function sh(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return '?';
+  }
+}
+
+/** The commit, and whether src/ or dist/ differ from it (the lab is shared with sessions that edit the tree). */
+function codeState(): string {
+  const head = sh('git', ['-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD']);
+  const dirty = sh('git', ['-C', REPO_ROOT, 'status', '--porcelain', '--', 'src', 'dist', 'action.yml']);
+  if (dirty === '?' || !dirty) return `commit ${head}, \`src/\` and \`dist/\` unmodified`;
+  const files = dirty.split('\n').map((l) => l.slice(3).trim());
+  return `commit ${head} **plus uncommitted changes** in ${files.map((f) => `\`${f}\``).join(', ')} (the figures measure the \`dist/index.js\` of the working tree)`;
+}
+
+function report(results: SizeResult[], meta: { started: Date; seconds: number; loads: number[]; docker: string; errors: string[]; code: string }): string {
+  const validation = RUNS < 3;
+  const out: string[] = [];
+  const loadMin = Math.min(...meta.loads);
+  const loadMax = Math.max(...meta.loads);
+  out.push('# Benchmarks', '');
+  out.push(`Written by \`npm run bench\` (\`bench/bench.ts\`) from figures measured on the lab in this run.`, '');
+  if (validation) {
+    out.push(`> **Validation run** (BENCH_RUNS=${RUNS}): one run per figure, on the shared 2-core lab while other jobs were running (1-minute load average ${loadMin.toFixed(1)}–${loadMax.toFixed(1)} before the measured runs). It proves the script; the reference figures come from \`npm run bench\` (median of 3) on a quiet machine.`, '');
+  }
+  if (NOTE) out.push(`> ${NOTE}`, '');
+  out.push(
+    `- Date: ${meta.started.toISOString().replace(/\.\d+Z$/, 'Z')}; this run took ${Math.round(meta.seconds / 60)} min ${meta.seconds % 60} s (BENCH_RUNS=${RUNS}, sizes ${SIZES.join(', ')}).`,
+    `- Machine: ${os.cpus().length} CPU (nproc ${sh('nproc', [])}, ${os.cpus()[0]?.model ?? '?'}), ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Linux ${os.release()}, node ${process.version}.`,
+    `- Docker: ${meta.docker}. Lab: engine, registry (127.0.0.1:5000) and sshd (127.0.0.1:2222) on this machine.`,
+    `- Code: ${meta.code}.`,
+    `- Load average (1 min) before the measured runs: ${loadMin.toFixed(2)}–${loadMax.toFixed(2)}.`,
+    `- Stacks: n services (\`s01\`…), ${REPLICAS} replica${REPLICAS > 1 ? 's' : ''} each, image \`FROM lab/base:1\` (busybox httpd serving /health), healthcheck every 1 s (timeout 2 s, retries 2), \`update_config: {parallelism: 1, order: start-first, failure_action: rollback, monitor: 2s}\`, \`rollback_config: {parallelism: 0, order: start-first}\`, \`endpoint_mode: dnsrr\`, own overlay network (MTU 1450). Every measured deploy changes the version of every service.`,
+    '',
+  );
+
+  out.push('## Healthy deploy: the action against raw `docker stack deploy`', '');
+  out.push(`Median of ${RUNS} run${RUNS > 1 ? 's' : ''}; raw and action runs alternate, each starts from the same state (the stack converged, all containers healthy, ${SETTLE_MS / 1000} s pause). Times in seconds, from starting the command to its exit.`, '');
+  out.push('| services | raw `ssh … docker stack deploy --detach=false` | action, `stability: 0` | ratio action/raw | Swarm `completed` (raw run / action run) | action, `stability: auto` |');
+  out.push('| ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const r of results) {
+    const raw = median(r.pairs.map((p) => p.raw.ms));
+    const act = median(r.pairs.map((p) => p.act.ms));
+    const ratio = median(r.pairs.map((p) => p.act.ms / p.raw.ms));
+    const auto = r.auto ? `${s1(r.auto.ms)} (window ${r.auto.stability})` : '—';
+    out.push(`| ${r.n} | ${s1(raw)} | ${s1(act)} | ${x2(ratio)} | ${s1(median(r.pairs.map((p) => p.raw.swarmDone)))} / ${s1(median(r.pairs.map((p) => p.act.swarmDone)))} | ${auto} |`);
+  }
+  out.push('');
+  out.push('"Swarm `completed`": when Swarm marked the last service\'s update `completed` (`UpdateStatus.CompletedAt`), counted from the start of the command. Target (issue 3): ratio ≤ 1.05.', '');
+  if (RUNS > 1) {
+    out.push('<details><summary>Every run (s)</summary>', '', '| services | raw | action | ratio |', '| ---: | --- | --- | --- |');
+    for (const r of results) out.push(`| ${r.n} | ${list(r.pairs.map((p) => p.raw.ms), s1)} | ${list(r.pairs.map((p) => p.act.ms), s1)} | ${r.pairs.map((p) => x2(p.act.ms / p.raw.ms)).join(', ')} |`);
+    out.push('', '</details>', '');
+  }
+
+  out.push('### Where the action\'s time goes (`stability: 0`, median, s)', '');
+  out.push('From the wall-clock time of each line the action printed (a thin entry in front of `dist/index.js` records it; stdout is unchanged).', '');
+  out.push('| services | start → SSH connected | connected → `docker stack deploy` returned | gate (deploy returned → last service stable) | stable → process exit | total | post step (separate) |');
+  out.push('| ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const r of results) {
+    const p = r.pairs.map((x) => x.act.phases);
+    out.push(`| ${r.n} | ${s2(median(p.map((x) => x.connect)))} | ${s2(median(p.map((x) => x.preDeploy)))} | ${s2(median(p.map((x) => x.gate)))} | ${s2(median(p.map((x) => x.after)))} | ${s2(median(r.pairs.map((x) => x.act.ms)))} | ${s2(median(r.pairs.map((x) => x.act.postMs)))} |`);
+  }
+  out.push('');
+  out.push('Measured from the moment Swarm marked the last update `completed` (median, s; negative: before it):', '');
+  out.push('| services | raw: Swarm `completed` → `ssh` exits | action: Swarm `completed` → the gate\'s last `stable` line | action: → process exit | action: start → Swarm `completed`, minus the same for raw |');
+  out.push('| ---: | ---: | ---: | ---: | ---: |');
+  const lag = (a: number | null, b: number | null) => (a !== null && b !== null ? a - b : null);
+  for (const r of results) {
+    out.push(`| ${r.n} | ${s2(median(r.pairs.map((x) => lag(x.raw.ms, x.raw.swarmDone))))} | ${s2(median(r.pairs.map((x) => lag(x.act.phases.stableAt, x.act.swarmDone))))} | ${s2(median(r.pairs.map((x) => lag(x.act.ms, x.act.swarmDone))))} | ${s2(median(r.pairs.map((x) => lag(x.act.swarmDone, x.raw.swarmDone))))} |`);
+  }
+  out.push('');
+
+  out.push('### Remote commands of one deploy (in-process count)', '');
+  out.push('The same deploy (`stability: 0`) run in the benchmark\'s process from `src/` (of which `dist/index.js` is the ncc build), with `Remote.prototype.sh` wrapped to count, classify and time every remote command.', '');
+  const kinds = [...new Set(results.flatMap((r) => r.instrumented?.calls.map((c) => c.kind) ?? []))];
+  out.push(`| remote command | ${results.map((r) => `${r.n} svc: count, total s`).join(' | ')} |`);
+  out.push(`| --- | ${results.map(() => '---:').join(' | ')} |`);
+  for (const kind of kinds) {
+    out.push(`| ${kind} | ${results.map((r) => {
+      const c = r.instrumented?.calls.filter((x) => x.kind === kind) ?? [];
+      return c.length ? `${c.length}, ${s2(c.reduce((a, x) => a + x.ms, 0))}` : '—';
+    }).join(' | ')} |`);
+  }
+  out.push(`| **all** (\`Remote.commands\`) | ${results.map((r) => (r.instrumented ? `${r.instrumented.calls.length} (${r.instrumented.remoteCommands}), ${s2(r.instrumented.calls.reduce((a, x) => a + x.ms, 0))}` : '—')).join(' | ')} |`);
+  out.push(`| wall clock of the deploy | ${results.map((r) => s2(r.instrumented?.totalMs)).join(' | ')} |`);
+  out.push('');
+
+  out.push('## Remote commands per poll', '');
+  out.push('| services | the action\'s log says | polls (the gate\'s count) | remote commands during the gate | commands per poll | one poll, median (min–max) | commands the debug log lists: whole deploy / during the gate |');
+  out.push('| ---: | --- | ---: | ---: | ---: | ---: | ---: |');
+  for (const r of results) {
+    const i = r.instrumented;
+    const said = r.debug ? (/one remote command per poll/.test(r.debug.gateLine) ? '"poll 500 ms, one remote command per poll"' : r.debug.gateLine) : '—';
+    const pm = i?.pollMs ?? [];
+    out.push(`| ${r.n} | ${said} | ${i?.polls ?? '—'} | ${i?.gateCommands ?? '—'} | ${i && i.polls ? (i.gateCommands / i.polls).toFixed(2) : '—'} | ${pm.length ? `${s2(median(pm))} (${s2(Math.min(...pm))}–${s2(Math.max(...pm))})` : '—'} | ${r.debug ? `${r.debug.listed} / ${r.debug.listedInGate}` : '—'} |`);
+  }
+  out.push('');
+  out.push('"During the gate": commands started between the `Gate: watching` line and the last `stable` line. The debug log (`ACTIONS_STEP_DEBUG` → `RUNNER_DEBUG=1`, `core.isDebug()`) lists only the commands run without `silent`; the gate\'s polls (and the pre-deploy snapshot, the config read and a failed task\'s log tail) are silent, so the debug log cannot count polls: the in-process count above does.', '');
+
+  out.push('## Failure reporting latency', '');
+  out.push(`A release in which \`s01\` exits 3 at start (the other services unchanged), through the action (\`stability: 0\`). Swarm rolls \`s01\` back itself (\`failure_action: rollback\`). Times from Swarm's \`UpdateStatus.CompletedAt\` of the \`rollback_completed\` state (engine clock, same machine) to: the gate's \`failed\` line, the first \`::error::\` line, the action's process exit. Median of ${RUNS}; target (issue 3): \`::error::\` ≤ 2 s.`, '');
+  out.push('| services | → gate sees it | → `::error::` | → process exit | ≤ 2 s | whole run | result |');
+  out.push('| ---: | ---: | ---: | ---: | :---: | ---: | --- |');
+  for (const r of results) {
+    const d = (f: (x: FailRun) => number | null) => median(r.fails.map((x) => (x.swarmAt !== null && f(x) !== null ? (f(x) as number) - x.swarmAt : null)));
+    const err = d((x) => x.errorAt);
+    const states = [...new Set(r.fails.map((x) => x.state))].join(', ');
+    out.push(`| ${r.n} | ${s2(d((x) => x.gateSawAt))} | ${s2(err)} | ${s2(d((x) => x.exitAt))} | ${ok(err === null ? null : err <= TARGET_FAIL_MS)} | ${s1(median(r.fails.map((x) => x.ms)))} | ${[...new Set(r.fails.map((x) => x.result))].join(', ') || '—'}${states && states !== 'rollback_completed' ? ` (s01 state: ${states})` : ''} |`);
+  }
+  out.push('');
+
+  out.push('## Rollback (issue 5)', '');
+  out.push(`\`command: rollback\`, \`rollback-to: previous\` right after a forward deploy through the action: every service goes back to the release before (re-deployed from the stack files stored on the host, through the same gate; that release was deployed with \`stability: 0\`, so its gate has no window either). Against the forward deploys of the same runs. Median of ${RUNS}, s. Targets: ≤ 1.2× a forward deploy, ≤ 30 s for 10 services.`, '');
+  out.push('| services | rollback | forward deploy (action, `stability: 0`) | ratio | ≤ 1.2× | ≤ 30 s |');
+  out.push('| ---: | ---: | ---: | ---: | :---: | :---: |');
+  for (const r of results) {
+    const rb = median(r.rollbacks.map((x) => x.ms));
+    const fw = median(r.pairs.map((x) => x.act.ms));
+    const ratio = rb !== null && fw !== null ? rb / fw : null;
+    out.push(`| ${r.n} | ${s1(rb)} | ${s1(fw)} | ${x2(ratio)} | ${ok(ratio === null ? null : ratio <= 1.2)} | ${ok(rb === null ? null : rb <= 30_000)} |`);
+  }
+  out.push('');
+
+  out.push('## What the ratio includes', '');
+  out.push(
+    '- **Raw** is one `ssh` process: connect (key auth, pinned host key), then `docker stack deploy --detach=false -c FILE STACK`, whose CLI returns once every service converged and its `monitor` passed. The stack file is already interpolated and already on the host (the lab host is this machine); a user gluing ssh-action to it would also upload the file first. Raw checks nothing: it exits 0 and prints "converged" even when Swarm rolled the release back (lab/README.md).',
+    '- **The action** is a whole `node dist/index.js` step: node start and bundle load, inputs, VERSION files, pre-flight checks and interpolation, SSH connect, `docker version`/`info` on the host, a read of the Swarm configs, the host lock (take and release), a read and an atomic write of the ledger, a listing of the stack\'s Docker secrets (pruning, since aa70b5e), the upload of the stack files into a release folder, a snapshot of the stack before deploying, `docker stack deploy --detach=true`, then the gate (one remote command per poll every 0.5 s) until Swarm reports every update `completed` and every task runs the new image, and the job summary. The post step (a separate process; here it has nothing to do) is not counted.',
+    '- With `stability: auto` the gate also watches every service for its window after `completed` (here max(10 s, monitor 2 s + 1 s × 2 retries) = 10 s): that is time raw does not spend, because raw does not watch at all.',
+    '- The images are on the registry on loopback and their layers already on the engine, so pulls are cheap for both sides.',
+    '',
+  );
+
+  out.push('## Rerun', '');
+  out.push('```sh', 'bash lab/lab.sh up          # if the lab is not running', 'npm run bench               # BENCH_RUNS=3; writes BENCHMARKS.md', 'BENCH_RUNS=5 BENCH_SIZES=1,5,10 npm run bench', '```', '');
+  out.push('A run with `BENCH_RUNS=3` takes about 15 min on the 2-core lab (the validation run of 2026-11-23: 8 min for one run per figure; each further run adds about 4 min: raw, action and rollback for 1, 5 and 10 services, and a crashing release for each).', '');
+  out.push(`Stacks \`bench-<n>svc\`, images \`127.0.0.1:5000/${PREFIX}/sNN\`, remote-dir \`${REMOTE_DIR}\`; the stacks, the remote-dir and the local image tags are removed at the end. Logs of every run are kept in \`.bench/logs/\` (gitignored). Run it on a quiet machine: the figures are wall-clock times on 2 cores.`, '');
+
+  if (meta.errors.length) {
+    out.push('## Errors in this run', '', '```text', ...meta.errors, '```', '');
+  }
+  return out.join('\n');
+}
+
+// --------------------------------------------------------------------- main
+
+async function cleanup(lab: LabEnv | undefined, created: Set<string>, images: string[]): Promise<void> {
+  for (const stack of [...created]) {
+    await removeStack(stack, { timeoutMs: 120_000 }).then(() => created.delete(stack)).catch((e: Error) => log(`could not remove ${stack}: ${e.message}`));
+  }
+  if (lab) await onHost(lab, `rm -rf ${REMOTE_DIR}`).catch((e: Error) => log(`could not remove ~/${REMOTE_DIR}: ${e.message}`));
+  for (let i = 0; i < images.length; i += 50) await dockerOk(['rmi', ...images.slice(i, i + 50)]).catch(() => undefined);
+  for (const d of ['images', 'raw', 'stamps', ...SIZES.map((n) => `ws-${n}svc`)]) fs.rmSync(path.join(WORK, d), { recursive: true, force: true });
+}
+
+async function main(): Promise<void> {
+  const started = new Date();
+  const lab = await requireLab();
+  const created = new Set<string>();
+  let images: string[] = [];
+  let interrupted = false;
+  process.once('SIGINT', () => {
+    interrupted = true;
+    log('interrupted: removing the bench stacks');
+    void cleanup(lab, created, images).finally(() => process.exit(130));
+  });
+
+  fs.mkdirSync(LOGS, { recursive: true });
+  for (const f of fs.readdirSync(LOGS)) fs.rmSync(path.join(LOGS, f), { force: true });
+  WRAPPER = path.join(WORK, 'stamp-entry.cjs');
+  fs.writeFileSync(WRAPPER, WRAPPER_JS);
+
+  // Leftovers of an interrupted run are ours by name.
+  for (const n of SIZES) {
+    if ((await stackIds(stackName(n))).length) {
+      log(`removing a leftover ${stackName(n)}`);
+      await removeStack(stackName(n), { timeoutMs: 120_000 });
+    }
+  }
+  await onHost(lab, `rm -rf ${REMOTE_DIR}`);
+
+  const code = codeState();
+  const docker = `client ${sh('docker', ['version', '--format', '{{.Client.Version}}'])}, engine ${sh('docker', ['version', '--format', '{{.Server.Version}}'])}`;
+  const results: SizeResult[] = [];
+  const errors: string[] = [];
+  try {
+    const versions = Array.from({ length: 2 * RUNS + 4 }, (_, i) => ver(i));
+    log(`building and pushing ${versions.length + 1} versions × up to ${Math.max(...SIZES)} services`);
+    const t = Date.now();
+    images = await buildImages(lab, versions, Math.max(...SIZES));
+    log(`images ready in ${Math.round((Date.now() - t) / 1000)} s`);
+    for (const n of SIZES) {
+      if (interrupted) break;
+      const r = await benchSize(lab, n, created);
+      results.push(r);
+      if (r.error) errors.push(`${stackName(n)}: ${r.error}`);
+      log(`${stackName(n)} done in ${r.seconds} s`);
+    }
+  } finally {
+    if (!interrupted) await cleanup(lab, created, images);
+  }
+  if (interrupted) return;
+  const seconds = Math.round((Date.now() - started.getTime()) / 1000);
+  const loads = results.flatMap((r) => [...r.pairs.flatMap((p) => [p.raw.load, p.act.load]), ...r.fails.map((f) => f.load)]);
+  fs.writeFileSync(OUT, report(results, { started, seconds, loads: loads.length ? loads : [os.loadavg()[0]], docker, errors, code }));
+  fs.writeFileSync(path.join(WORK, 'results.json'), JSON.stringify({ started, seconds, runs: RUNS, results }, null, 1));
+  log(`wrote ${path.relative(process.cwd(), OUT)} in ${seconds} s${errors.length ? ` with ${errors.length} error(s)` : ''}`);
+  if (errors.length) process.exitCode = 1;
+}
+
+export { report, codeState, kindOf, median };
+export type { SizeResult };
+
+if (require.main === module) {
+  main().catch((e: Error) => {
+    log(`failed: ${e.stack ?? e.message}`);
+    process.exitCode = 1;
+  });
+}
