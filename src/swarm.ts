@@ -59,8 +59,9 @@ const TASK_FORMAT =
  * One remote command that reads every service of a stack and all their tasks:
  * the gate's poll costs one SSH exec whatever the number of services.
  */
-export function snapshotScript(stack: string): string {
-  const ls = shellJoin(['docker', 'service', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${stack}`]);
+export function snapshotScript(stack: string, names?: string[]): string {
+  // The gate knows its services' names: one docker call fewer per poll than listing the stack.
+  const ls = names?.length ? `echo ${shellJoin(names)}` : shellJoin(['docker', 'service', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${stack}`]);
   return [
     `date +%s%3N`,
     `ids=$(${ls}) || exit 1`,
