@@ -136,8 +136,9 @@ test('bad input: one clear error naming the file or input, and nothing on the sw
     { name: 'unsafe stack name', inputs: { stacks: `app;touch /tmp/pwned=stacks/app.yml` }, error: /Input `stacks` line 1/ },
     {
       name: 'wrong host key',
-      inputs: { 'known-hosts': `[${'127.0.0.1'}]:${'2222'} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl` },
-      error: /Host key verification failed for root@\[127\.0\.0\.1\]:2222.*not pinned/,
+      // A real ed25519 key, but not the lab host's.
+      inputs: { 'known-hosts': `[${lab.host}]:${lab.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl` },
+      error: /Host key verification failed for root@\[127\.0\.0\.1\]:\d+: the server presented SHA256:\S+ which is not pinned/,
     },
   ];
   for (const c of cases) {
