@@ -18,13 +18,17 @@ REGISTRY_ADDR=127.0.0.1:5000
 BASE_IMAGE=lab/base:1
 WAIT_SECONDS="${LAB_WAIT_SECONDS:-30}"
 
-# The sshd port: LAB_SSH_PORT, else the one the last `up` used, else 2222.
+port_in_use() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# The sshd port: LAB_SSH_PORT, else the one the last `up` used, else the first free one from 2222
+# (another checkout's lab may hold 2222 on this machine).
 if [[ -n "${LAB_SSH_PORT:-}" ]]; then
   SSH_PORT="$LAB_SSH_PORT"
 elif [[ -s "$STATE/ssh_port" ]]; then
   SSH_PORT="$(cat "$STATE/ssh_port")"
 else
   SSH_PORT=2222
+  while port_in_use "$SSH_PORT" && (( SSH_PORT < 2300 )); do SSH_PORT=$((SSH_PORT + 1)); done
 fi
 
 DEPLOY_KEY="$STATE/deploy_key"
