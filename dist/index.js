@@ -60061,7 +60061,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.STATE_LOGIN = exports.STATE_LOCKS = void 0;
+exports.STATE_HOST_LOGIN = exports.STATE_LOGIN = exports.STATE_LOCKS = void 0;
 exports.commandCheck = commandCheck;
 exports.commandBuild = commandBuild;
 exports.commandDeploy = commandDeploy;
@@ -60082,6 +60082,7 @@ const stack_1 = __nccwpck_require__(3419);
 const versions_1 = __nccwpck_require__(7902);
 exports.STATE_LOCKS = 'locks';
 exports.STATE_LOGIN = 'registry-login';
+exports.STATE_HOST_LOGIN = 'host-registry-login';
 function context() {
     const c = github.context;
     const server = process.env.GITHUB_SERVER_URL || 'https://github.com';
@@ -60185,11 +60186,19 @@ async function connect(inputs) {
     const withRegistryAuth = !!(inputs.registryUsername && inputs.registryPassword);
     let logout = async () => { };
     if (withRegistryAuth) {
+        // Saved first: if this step is cancelled, the post step logs the host out.
+        core.saveState(exports.STATE_HOST_LOGIN, inputs.registry);
         const res = await remote.run(['docker', 'login', inputs.registry, '--username', inputs.registryUsername, '--password-stdin'], { input: inputs.registryPassword });
-        if (res.code !== 0)
+        if (res.code !== 0) {
+            remote.dispose();
             throw new Error(`The host could not log in to ${inputs.registry} as ${inputs.registryUsername}: ${res.stderr.trim()}`);
+        }
         // Swarm keeps the credentials it needs (--with-registry-auth); the host's config file need not.
-        logout = async () => void (await remote.run(['docker', 'logout', inputs.registry]).catch(() => undefined));
+        logout = async () => {
+            const out = await remote.run(['docker', 'logout', inputs.registry]).catch(() => undefined);
+            if (out?.code === 0)
+                core.saveState(exports.STATE_HOST_LOGIN, '');
+        };
     }
     const clientVersion = semver.coerce(client);
     const ctx = {
@@ -61385,10 +61394,13 @@ const post_1 = __nccwpck_require__(6661);
 // One bundle serves both steps, like docker/build-push-action: the state flag tells them apart.
 if (!core.getState('isPost')) {
     core.saveState('isPost', 'true');
-    void (0, main_1.run)();
+    // Nothing may keep the step alive once it has reported (a socket left open by a failed connect).
+    void (0, main_1.run)().finally(() => setTimeout(() => process.exit(), 200).unref());
 }
 else {
-    (0, post_1.post)().catch((e) => core.warning(`post step: ${e.message}`));
+    (0, post_1.post)()
+        .catch((e) => core.warning(`post step: ${e.message}`))
+        .finally(() => setTimeout(() => process.exit(), 200).unref());
 }
 
 
@@ -61446,7 +61458,8 @@ const STACK_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const HOST = /^[A-Za-z0-9.:_[\]-]+$/;
 const USER = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/;
-const REMOTE_DIR = /^[A-Za-z0-9_./~-]+$/;
+// No leading '-': the path reaches mkdir, rm and stat on the host and must never read as an option.
+const REMOTE_DIR = /^[A-Za-z0-9_./~][A-Za-z0-9_./~-]*$/;
 const RELEASE = /^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$/;
 /** The runner fills these from action.yml; repeated here so a missing variable behaves the same (a unit test keeps them equal). */
 exports.DEFAULTS = {
@@ -61915,7 +61928,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.stackDir = stackDir;
 exports.parseLedger = parseLedger;
 exports.readLedger = readLedger;
-exports.appendRecord = appendRecord;
+exports.saveRecord = saveRecord;
 exports.currentRelease = currentRelease;
 exports.findTarget = findTarget;
 const errors_1 = __nccwpck_require__(3916);
@@ -61946,11 +61959,16 @@ async function readLedger(remote, remoteDir, stack) {
     return parseLedger(res.stdout, `${remote.where}:${file}`, stack);
 }
 /**
- * Appends a record and keeps the newest `keep` release folders: written to a temp file and renamed,
- * so a reader never sees half a ledger.
+ * Adds a record (or replaces the one with its id) and keeps the newest `keep` release folders:
+ * written to a temp file and renamed, so a reader never sees half a ledger.
  */
-async function appendRecord(remote, remoteDir, stack, ledger, rec, keep) {
-    const next = { version: 1, stack, releases: [...(ledger?.releases ?? []), rec] };
+async function saveRecord(remote, remoteDir, stack, ledger, rec, keep, prune = true) {
+    const others = (ledger?.releases ?? []).filter((r) => r.id !== rec.id);
+    const next = { version: 1, stack, releases: [...others, rec] };
+    if (!prune) {
+        await remote.writeFile(`${stackDir(remoteDir, stack)}/ledger.json`, JSON.stringify(next, null, 2) + '\n');
+        return next;
+    }
     // Folders still referenced by the newest `keep` records stay; older ones go.
     const keptDirs = new Set(next.releases.slice(-keep).map((r) => r.dir));
     const dropped = [...new Set(next.releases.map((r) => r.dir))].filter((d) => !keptDirs.has(d));
@@ -61960,9 +61978,12 @@ async function appendRecord(remote, remoteDir, stack, ledger, rec, keep) {
         await remote.run(['rm', '-rf', '--', ...dropped]);
     return next;
 }
-/** The release that runs now: the newest record that deployed. */
+/**
+ * The release that runs now: the newest record that deployed, or one whose run was interrupted
+ * after `docker stack deploy` (Swarm may have finished rolling it out).
+ */
 function currentRelease(ledger) {
-    return [...ledger.releases].reverse().find((r) => r.result === 'deployed');
+    return [...ledger.releases].reverse().find((r) => r.result === 'deployed' || r.result === 'started');
 }
 /**
  * `previous`: the release deployed before the current one in forward history, so that two
@@ -61974,7 +61995,7 @@ function findTarget(ledger, to) {
     if (to === 'previous') {
         if (!current)
             throw new errors_1.InputError(`Stack "${ledger.stack}" has no successful release on record to roll back from.`);
-        const forward = ok.filter((r) => r.kind === 'deploy');
+        const forward = ledger.releases.filter((r) => r.kind === 'deploy' && (r.result === 'deployed' || r === current));
         const at = forward.map((r) => r.release).lastIndexOf(current.release);
         const before = forward.slice(0, at < 0 ? forward.length : at).reverse().find((r) => r.release !== current.release);
         if (!before)
@@ -62420,17 +62441,16 @@ async function runLayer(ctx, plan, onLock) {
             const parts = [s.created.length && `created ${s.created.join(', ')}`, s.generated.length && `generated ${s.generated.join(', ')} (value never shown)`, s.reused.length && `unchanged ${s.reused.join(', ')}`].filter(Boolean);
             core.info(`Secrets of ${plan.stack}: ${parts.join('; ')}.`);
         }
-        const { outcome } = await deployLayer(ctx, plan.stack, plan.dir, plan.composePaths, plan.watches);
         const rec = {
-            id: plan.dir.split('/').pop(),
+            id: `${plan.dir.split('/').pop()}${plan.kind === 'rollback' ? `-rollback-${Date.now()}` : ''}`,
             release: plan.release,
             kind: plan.kind,
-            result: outcome.result,
+            result: 'started',
             time: new Date().toISOString(),
             dir: plan.dir,
             composePaths: plan.composePaths,
             versions: plan.versions,
-            images: outcome.images,
+            images: {},
             watch: plan.watches.map((w) => ({ name: w.name, expectedImage: w.expectedImage, stabilityMs: w.stabilityMs })),
             secrets: plan.secrets?.map((s) => s.name) ?? plan.secretNames ?? [],
             sha: ctx.sha,
@@ -62438,7 +62458,18 @@ async function runLayer(ctx, plan, onLock) {
             actor: ctx.actor,
             runUrl: ctx.runUrl,
         };
-        const kept = await (0, ledger_1.appendRecord)(remote, inputs.remoteDir, plan.stack, ledger, rec, inputs.keepReleases);
+        // Recorded before the deploy: a run cancelled mid-gate still leaves a trace of what may be running.
+        // Nothing is pruned yet: until the gate passes, the older releases are what a rollback needs.
+        const started = await (0, ledger_1.saveRecord)(remote, inputs.remoteDir, plan.stack, ledger, rec, inputs.keepReleases, false);
+        let outcome;
+        try {
+            ({ outcome } = await deployLayer(ctx, plan.stack, plan.dir, plan.composePaths, plan.watches));
+        }
+        catch (e) {
+            await (0, ledger_1.saveRecord)(remote, inputs.remoteDir, plan.stack, started, { ...rec, result: 'failed', time: new Date().toISOString() }, inputs.keepReleases, false).catch(() => undefined);
+            throw e;
+        }
+        const kept = await (0, ledger_1.saveRecord)(remote, inputs.remoteDir, plan.stack, started, { ...rec, result: outcome.result, images: outcome.images, time: new Date().toISOString() }, inputs.keepReleases, outcome.result === 'deployed');
         // Old secrets go once no kept release uses them: a rollback within the history still finds its own.
         if (outcome.result === 'deployed')
             await (0, secrets_1.pruneSecrets)(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])));
@@ -62505,25 +62536,29 @@ const remote_1 = __nccwpck_require__(6473);
  */
 async function post() {
     const locks = core.getState(commands_1.STATE_LOCKS);
-    if (locks) {
-        const { run, dirs } = JSON.parse(locks);
-        if (dirs.length) {
+    const { run, dirs } = locks ? JSON.parse(locks) : { run: '', dirs: [] };
+    const hostRegistry = core.getState(commands_1.STATE_HOST_LOGIN);
+    if (dirs.length || hostRegistry) {
+        try {
+            const inputs = (0, inputs_1.readInputs)();
+            const remote = await remote_1.Remote.connect({ host: inputs.host, port: inputs.port, user: inputs.user, privateKey: inputs.sshKey, passphrase: inputs.sshPassphrase, knownHosts: inputs.knownHosts, connectTimeout: 15000 });
             try {
-                const inputs = (0, inputs_1.readInputs)();
-                const remote = await remote_1.Remote.connect({ host: inputs.host, port: inputs.port, user: inputs.user, privateKey: inputs.sshKey, passphrase: inputs.sshPassphrase, knownHosts: inputs.knownHosts, connectTimeout: 15000 });
-                try {
-                    for (const d of dirs) {
-                        const released = await (0, lock_1.releaseLock)(remote, d, run);
-                        core.info(released ? `Released the deploy lock ${d} left by the main step.` : `Lock ${d} is no longer ours; left alone.`);
-                    }
+                for (const d of dirs) {
+                    const released = await (0, lock_1.releaseLock)(remote, d, run);
+                    core.info(released ? `Released the deploy lock ${d} left by the main step.` : `Lock ${d} is no longer ours; left alone.`);
                 }
-                finally {
-                    remote.dispose();
+                // The main step was stopped before it logged the host out: no credentials stay on the host.
+                if (hostRegistry) {
+                    await remote.run(['docker', 'logout', hostRegistry]);
+                    core.info(`Logged the host out of ${hostRegistry}.`);
                 }
             }
-            catch (e) {
-                core.warning(`Could not release deploy lock(s) ${dirs.join(', ')}: ${e.message}`);
+            finally {
+                remote.dispose();
             }
+        }
+        catch (e) {
+            core.warning(`Post step: could not clean up on the host (locks ${dirs.join(', ') || 'none'}): ${e.message}`);
         }
     }
     const registry = core.getState(commands_1.STATE_LOGIN);
@@ -62619,8 +62654,9 @@ class Remote {
         const isPinned = (blob) => keys.some((k) => k.blob.equals(blob)) && !revoked.some((k) => k.blob.equals(blob));
         this.ssh = new node_ssh_1.NodeSSH();
         this.shell = undefined;
+        let sock;
         try {
-            const sock = await openSocket(host, port, this.opts.connectTimeout ?? 20000);
+            sock = await openSocket(host, port, this.opts.connectTimeout ?? 20000);
             await this.ssh.connect({
                 sock,
                 username: user,
@@ -62637,6 +62673,9 @@ class Remote {
             });
         }
         catch (e) {
+            // A refused key or host leaves our socket open, and an open socket keeps node from exiting.
+            sock?.destroy();
+            this.ssh.dispose();
             throw new Error(this.explain(e, presented));
         }
     }

@@ -27,6 +27,7 @@ export interface Outcome {
 
 export const STATE_LOCKS = 'locks';
 export const STATE_LOGIN = 'registry-login';
+export const STATE_HOST_LOGIN = 'host-registry-login';
 
 function context() {
   const c = github.context;
@@ -135,10 +136,18 @@ async function connect(inputs: Inputs): Promise<{ remote: Remote; ctx: RunContex
   const withRegistryAuth = !!(inputs.registryUsername && inputs.registryPassword);
   let logout = async () => {};
   if (withRegistryAuth) {
+    // Saved first: if this step is cancelled, the post step logs the host out.
+    core.saveState(STATE_HOST_LOGIN, inputs.registry);
     const res = await remote.run(['docker', 'login', inputs.registry, '--username', inputs.registryUsername, '--password-stdin'], { input: inputs.registryPassword });
-    if (res.code !== 0) throw new Error(`The host could not log in to ${inputs.registry} as ${inputs.registryUsername}: ${res.stderr.trim()}`);
+    if (res.code !== 0) {
+      remote.dispose();
+      throw new Error(`The host could not log in to ${inputs.registry} as ${inputs.registryUsername}: ${res.stderr.trim()}`);
+    }
     // Swarm keeps the credentials it needs (--with-registry-auth); the host's config file need not.
-    logout = async () => void (await remote.run(['docker', 'logout', inputs.registry]).catch(() => undefined));
+    logout = async () => {
+      const out = await remote.run(['docker', 'logout', inputs.registry]).catch(() => undefined);
+      if (out?.code === 0) core.saveState(STATE_HOST_LOGIN, '');
+    };
   }
   const clientVersion = semver.coerce(client);
   const ctx: RunContext = {

@@ -5,7 +5,10 @@ import { post } from './post';
 // One bundle serves both steps, like docker/build-push-action: the state flag tells them apart.
 if (!core.getState('isPost')) {
   core.saveState('isPost', 'true');
-  void run();
+  // Nothing may keep the step alive once it has reported (a socket left open by a failed connect).
+  void run().finally(() => setTimeout(() => process.exit(), 200).unref());
 } else {
-  post().catch((e) => core.warning(`post step: ${(e as Error).message}`));
+  post()
+    .catch((e) => core.warning(`post step: ${(e as Error).message}`))
+    .finally(() => setTimeout(() => process.exit(), 200).unref());
 }

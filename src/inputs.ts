@@ -51,7 +51,8 @@ const STACK_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const HOST = /^[A-Za-z0-9.:_[\]-]+$/;
 const USER = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/;
-const REMOTE_DIR = /^[A-Za-z0-9_./~-]+$/;
+// No leading '-': the path reaches mkdir, rm and stat on the host and must never read as an option.
+const REMOTE_DIR = /^[A-Za-z0-9_./~][A-Za-z0-9_./~-]*$/;
 const RELEASE = /^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$/;
 
 type Get = (name: string) => string;

@@ -6,7 +6,8 @@ export interface ReleaseRecord {
   id: string;
   release: string;
   kind: 'deploy' | 'rollback';
-  result: 'deployed' | 'rolled-back' | 'failed';
+  /** `started` is written before `docker stack deploy`; a record still `started` is a run that was interrupted. */
+  result: 'started' | 'deployed' | 'rolled-back' | 'failed';
   time: string;
   /** Folder on the host with the interpolated stack files of this release. */
   dir: string;
@@ -56,11 +57,16 @@ export async function readLedger(remote: Remote, remoteDir: string, stack: strin
 }
 
 /**
- * Appends a record and keeps the newest `keep` release folders: written to a temp file and renamed,
- * so a reader never sees half a ledger.
+ * Adds a record (or replaces the one with its id) and keeps the newest `keep` release folders:
+ * written to a temp file and renamed, so a reader never sees half a ledger.
  */
-export async function appendRecord(remote: Remote, remoteDir: string, stack: string, ledger: Ledger | null, rec: ReleaseRecord, keep: number): Promise<Ledger> {
-  const next: Ledger = { version: 1, stack, releases: [...(ledger?.releases ?? []), rec] };
+export async function saveRecord(remote: Remote, remoteDir: string, stack: string, ledger: Ledger | null, rec: ReleaseRecord, keep: number, prune = true): Promise<Ledger> {
+  const others = (ledger?.releases ?? []).filter((r) => r.id !== rec.id);
+  const next: Ledger = { version: 1, stack, releases: [...others, rec] };
+  if (!prune) {
+    await remote.writeFile(`${stackDir(remoteDir, stack)}/ledger.json`, JSON.stringify(next, null, 2) + '\n');
+    return next;
+  }
   // Folders still referenced by the newest `keep` records stay; older ones go.
   const keptDirs = new Set(next.releases.slice(-keep).map((r) => r.dir));
   const dropped = [...new Set(next.releases.map((r) => r.dir))].filter((d) => !keptDirs.has(d));
@@ -70,9 +76,12 @@ export async function appendRecord(remote: Remote, remoteDir: string, stack: str
   return next;
 }
 
-/** The release that runs now: the newest record that deployed. */
+/**
+ * The release that runs now: the newest record that deployed, or one whose run was interrupted
+ * after `docker stack deploy` (Swarm may have finished rolling it out).
+ */
 export function currentRelease(ledger: Ledger): ReleaseRecord | undefined {
-  return [...ledger.releases].reverse().find((r) => r.result === 'deployed');
+  return [...ledger.releases].reverse().find((r) => r.result === 'deployed' || r.result === 'started');
 }
 
 /**
@@ -84,7 +93,7 @@ export function findTarget(ledger: Ledger, to: string): ReleaseRecord {
   const current = currentRelease(ledger);
   if (to === 'previous') {
     if (!current) throw new InputError(`Stack "${ledger.stack}" has no successful release on record to roll back from.`);
-    const forward = ok.filter((r) => r.kind === 'deploy');
+    const forward = ledger.releases.filter((r) => r.kind === 'deploy' && (r.result === 'deployed' || r === current));
     const at = forward.map((r) => r.release).lastIndexOf(current.release);
     const before = forward.slice(0, at < 0 ? forward.length : at).reverse().find((r) => r.release !== current.release);
     if (!before) throw new InputError(`Stack "${ledger.stack}" has no release before ${current.release} on record. ${available(ledger)}`);

@@ -2,7 +2,7 @@ import * as core from '@actions/core';
 import { ServiceInfo } from './compose';
 import { GateResult, ServiceGate, Watch, runGate } from './gate';
 import { Inputs } from './inputs';
-import { Ledger, ReleaseRecord, appendRecord, readLedger, stackDir } from './ledger';
+import { Ledger, ReleaseRecord, readLedger, saveRecord, stackDir } from './ledger';
 import { HostLock } from './lock';
 import { Remote, shellJoin } from './remote';
 import { RollbackTarget, rollbackServices, servicesToRollBack, waitRolledBack } from './rollback';
@@ -221,17 +221,16 @@ export async function runLayer(ctx: RunContext, plan: LayerPlan, onLock: (dir: s
       const parts = [s.created.length && `created ${s.created.join(', ')}`, s.generated.length && `generated ${s.generated.join(', ')} (value never shown)`, s.reused.length && `unchanged ${s.reused.join(', ')}`].filter(Boolean);
       core.info(`Secrets of ${plan.stack}: ${parts.join('; ')}.`);
     }
-    const { outcome } = await deployLayer(ctx, plan.stack, plan.dir, plan.composePaths, plan.watches);
     const rec: ReleaseRecord = {
-      id: plan.dir.split('/').pop() as string,
+      id: `${plan.dir.split('/').pop()}${plan.kind === 'rollback' ? `-rollback-${Date.now()}` : ''}`,
       release: plan.release,
       kind: plan.kind,
-      result: outcome.result,
+      result: 'started',
       time: new Date().toISOString(),
       dir: plan.dir,
       composePaths: plan.composePaths,
       versions: plan.versions,
-      images: outcome.images,
+      images: {},
       watch: plan.watches.map((w) => ({ name: w.name, expectedImage: w.expectedImage, stabilityMs: w.stabilityMs })),
       secrets: plan.secrets?.map((s) => s.name) ?? plan.secretNames ?? [],
       sha: ctx.sha,
@@ -239,7 +238,17 @@ export async function runLayer(ctx: RunContext, plan: LayerPlan, onLock: (dir: s
       actor: ctx.actor,
       runUrl: ctx.runUrl,
     };
-    const kept = await appendRecord(remote, inputs.remoteDir, plan.stack, ledger, rec, inputs.keepReleases);
+    // Recorded before the deploy: a run cancelled mid-gate still leaves a trace of what may be running.
+    // Nothing is pruned yet: until the gate passes, the older releases are what a rollback needs.
+    const started = await saveRecord(remote, inputs.remoteDir, plan.stack, ledger, rec, inputs.keepReleases, false);
+    let outcome: LayerOutcome;
+    try {
+      ({ outcome } = await deployLayer(ctx, plan.stack, plan.dir, plan.composePaths, plan.watches));
+    } catch (e) {
+      await saveRecord(remote, inputs.remoteDir, plan.stack, started, { ...rec, result: 'failed', time: new Date().toISOString() }, inputs.keepReleases, false).catch(() => undefined);
+      throw e;
+    }
+    const kept = await saveRecord(remote, inputs.remoteDir, plan.stack, started, { ...rec, result: outcome.result, images: outcome.images, time: new Date().toISOString() }, inputs.keepReleases, outcome.result === 'deployed');
     // Old secrets go once no kept release uses them: a rollback within the history still finds its own.
     if (outcome.result === 'deployed') await pruneSecrets(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])));
     return outcome;

@@ -1,5 +1,5 @@
 import * as core from '@actions/core';
-import { STATE_LOCKS, STATE_LOGIN } from './commands';
+import { STATE_HOST_LOGIN, STATE_LOCKS, STATE_LOGIN } from './commands';
 import { LocalRunner } from './exec';
 import { readInputs } from './inputs';
 import { releaseLock } from './lock';
@@ -11,23 +11,27 @@ import { Remote } from './remote';
  */
 export async function post(): Promise<void> {
   const locks = core.getState(STATE_LOCKS);
-  if (locks) {
-    const { run, dirs } = JSON.parse(locks) as { run: string; dirs: string[] };
-    if (dirs.length) {
+  const { run, dirs } = locks ? (JSON.parse(locks) as { run: string; dirs: string[] }) : { run: '', dirs: [] as string[] };
+  const hostRegistry = core.getState(STATE_HOST_LOGIN);
+  if (dirs.length || hostRegistry) {
+    try {
+      const inputs = readInputs();
+      const remote = await Remote.connect({ host: inputs.host, port: inputs.port, user: inputs.user, privateKey: inputs.sshKey, passphrase: inputs.sshPassphrase, knownHosts: inputs.knownHosts, connectTimeout: 15000 });
       try {
-        const inputs = readInputs();
-        const remote = await Remote.connect({ host: inputs.host, port: inputs.port, user: inputs.user, privateKey: inputs.sshKey, passphrase: inputs.sshPassphrase, knownHosts: inputs.knownHosts, connectTimeout: 15000 });
-        try {
-          for (const d of dirs) {
-            const released = await releaseLock(remote, d, run);
-            core.info(released ? `Released the deploy lock ${d} left by the main step.` : `Lock ${d} is no longer ours; left alone.`);
-          }
-        } finally {
-          remote.dispose();
+        for (const d of dirs) {
+          const released = await releaseLock(remote, d, run);
+          core.info(released ? `Released the deploy lock ${d} left by the main step.` : `Lock ${d} is no longer ours; left alone.`);
         }
-      } catch (e) {
-        core.warning(`Could not release deploy lock(s) ${dirs.join(', ')}: ${(e as Error).message}`);
+        // The main step was stopped before it logged the host out: no credentials stay on the host.
+        if (hostRegistry) {
+          await remote.run(['docker', 'logout', hostRegistry]);
+          core.info(`Logged the host out of ${hostRegistry}.`);
+        }
+      } finally {
+        remote.dispose();
       }
+    } catch (e) {
+      core.warning(`Post step: could not clean up on the host (locks ${dirs.join(', ') || 'none'}): ${(e as Error).message}`);
     }
   }
   const registry = core.getState(STATE_LOGIN);

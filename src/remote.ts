@@ -63,8 +63,9 @@ export class Remote implements Runner {
     const isPinned = (blob: Buffer) => keys.some((k) => k.blob.equals(blob)) && !revoked.some((k) => k.blob.equals(blob));
     this.ssh = new NodeSSH();
     this.shell = undefined;
+    let sock: net.Socket | undefined;
     try {
-      const sock = await openSocket(host, port, this.opts.connectTimeout ?? 20000);
+      sock = await openSocket(host, port, this.opts.connectTimeout ?? 20000);
       await this.ssh.connect({
         sock,
         username: user,
@@ -80,6 +81,9 @@ export class Remote implements Runner {
         },
       });
     } catch (e) {
+      // A refused key or host leaves our socket open, and an open socket keeps node from exiting.
+      sock?.destroy();
+      this.ssh.dispose();
       throw new Error(this.explain(e as Error, presented));
     }
   }

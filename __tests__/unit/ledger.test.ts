@@ -188,3 +188,11 @@ test(
     assert.equal(findTarget(ledger(a, b), 'v2.0.0'), a);
   },
 );
+
+test('findTarget previous: a run interrupted after docker stack deploy (still `started`) counts as what may be running', () => {
+  const l: Ledger = { version: 1, stack: 'app', releases: [rec('1.0.0'), rec('1.1.0'), rec('1.2.0', { result: 'started' })] };
+  // Swarm may have finished rolling 1.2.0 out: undoing it means going to 1.1.0, not 1.0.0.
+  assert.equal(findTarget(l, 'previous').release, '1.1.0');
+  // A started record is never a target itself.
+  assert.throws(() => findTarget(l, '1.2.0'), /no successful release "1\.2\.0"/);
+});
