@@ -61243,6 +61243,11 @@ class ServiceGate {
             }
         }
         const converged = running.length === need && desired.length === need && (need > 0 || svc.replicas === 0);
+        // A service this deploy did not touch only has to be up: a task it loses meanwhile is not the
+        // release's doing, and rolling the layer back would not bring it back.
+        const untouched = !!w.before && !!w.before.taskSpec && w.before.taskSpec === svc.taskSpec && !upd;
+        if (untouched && converged)
+            return { phase: 'stable', detail: `${running.length}/${need} running (unchanged by this deploy)` };
         if (!converged) {
             if (this.convergedAt !== undefined) {
                 // It was healthy and lost a task: inside the stability window that is a failed release.
@@ -62362,7 +62367,8 @@ async function deployLayer(ctx, stack, releaseDir, composePaths, watches) {
         return { outcome: { stack, result: 'deployed', rows: rows(gate.last, () => 'healthy'), images, polls: gate.polls }, gate };
     }
     // Explain every failed service: Swarm's words, the failing tasks, and what they printed last.
-    const failed = gates.filter((g) => g.verdict.phase === 'failed');
+    // Services Swarm is still rolling back failed too: explain them with the others.
+    const failed = gates.filter((g) => g.verdict.phase === 'failed' || g.verdict.phase === 'rolling-back');
     const parts = [];
     for (const g of failed) {
         const tasks = (g.verdict.failedTasks ?? []).slice(0, 3);
@@ -63351,6 +63357,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.snapshotScript = snapshotScript;
 exports.parseSnapshot = parseSnapshot;
 exports.normalizeImage = normalizeImage;
+const crypto_1 = __nccwpck_require__(6982);
 const remote_1 = __nccwpck_require__(6473);
 const SEP = '@@deploy-action:tasks@@';
 // One JSON array per line: robust against tabs and quotes in messages, and cheap to parse.
@@ -63358,7 +63365,7 @@ const SERVICE_FORMAT = '[{{json .ID}},{{json .Spec.Name}},{{json .Spec.TaskTempl
     '{{if .Spec.Mode.Replicated}}{{json .Spec.Mode.Replicated.Replicas}}{{else}}null{{end}},' +
     '{{if .UpdateStatus}}{{json .UpdateStatus}}{{else}}null{{end}},' +
     '{{if .PreviousSpec}}{{json .PreviousSpec.TaskTemplate.ContainerSpec.Image}}{{else}}null{{end}},' +
-    '{{json .Version.Index}}]';
+    '{{json .Version.Index}},{{json .Spec.TaskTemplate}}]';
 const TASK_FORMAT = '[{{json .ID}},{{json .ServiceID}},{{json .Slot}},{{json .DesiredState}},{{json .Status.State}},' +
     '{{json .Status.Timestamp}},{{json .Status.Err}},{{json .Spec.ContainerSpec.Image}},' +
     '{{if .Status.ContainerStatus}}{{json .Status.ContainerStatus.ExitCode}}{{else}}null{{end}},{{json .Status.Message}}]';
@@ -63394,7 +63401,7 @@ function parseSnapshot(stdout) {
     for (const line of lines.slice(1)) {
         if (!line.trim())
             continue;
-        const [id, name, image, replicas, upd, prev, index] = JSON.parse(line);
+        const [id, name, image, replicas, upd, prev, index, template] = JSON.parse(line);
         services.set(name, {
             id,
             name,
@@ -63403,6 +63410,7 @@ function parseSnapshot(stdout) {
             update: upd ? { state: upd.State ?? '', startedAt: upd.StartedAt ?? '', completedAt: upd.CompletedAt ?? '', message: upd.Message ?? '' } : null,
             previousImage: prev,
             versionIndex: index,
+            taskSpec: template === undefined ? undefined : (0, crypto_1.createHash)('sha1').update(JSON.stringify(template)).digest('hex'),
         });
     }
     const tasks = [];

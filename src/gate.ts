@@ -122,6 +122,10 @@ export class ServiceGate {
     }
 
     const converged = running.length === need && desired.length === need && (need > 0 || svc.replicas === 0);
+    // A service this deploy did not touch only has to be up: a task it loses meanwhile is not the
+    // release's doing, and rolling the layer back would not bring it back.
+    const untouched = !!w.before && !!w.before.taskSpec && w.before.taskSpec === svc.taskSpec && !upd;
+    if (untouched && converged) return { phase: 'stable', detail: `${running.length}/${need} running (unchanged by this deploy)` };
     if (!converged) {
       if (this.convergedAt !== undefined) {
         // It was healthy and lost a task: inside the stability window that is a failed release.

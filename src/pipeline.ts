@@ -131,7 +131,8 @@ export async function deployLayer(ctx: RunContext, stack: string, releaseDir: st
   }
 
   // Explain every failed service: Swarm's words, the failing tasks, and what they printed last.
-  const failed = gates.filter((g) => g.verdict.phase === 'failed');
+  // Services Swarm is still rolling back failed too: explain them with the others.
+  const failed = gates.filter((g) => g.verdict.phase === 'failed' || g.verdict.phase === 'rolling-back');
   const parts: string[] = [];
   for (const g of failed) {
     const tasks = (g.verdict.failedTasks ?? []).slice(0, 3);

@@ -1,3 +1,4 @@
+import { createHash } from 'crypto';
 import { shellJoin } from './remote';
 
 /** What the gate reads of a service (one line of `docker service inspect --format`). */
@@ -11,6 +12,8 @@ export interface ServiceState {
   update: UpdateStatus | null;
   previousImage: string | null;
   versionIndex: number;
+  /** Hash of the task template: equal before and after a deploy when it did not touch the service. */
+  taskSpec?: string;
 }
 
 export interface UpdateStatus {
@@ -49,7 +52,7 @@ const SERVICE_FORMAT =
   '{{if .Spec.Mode.Replicated}}{{json .Spec.Mode.Replicated.Replicas}}{{else}}null{{end}},' +
   '{{if .UpdateStatus}}{{json .UpdateStatus}}{{else}}null{{end}},' +
   '{{if .PreviousSpec}}{{json .PreviousSpec.TaskTemplate.ContainerSpec.Image}}{{else}}null{{end}},' +
-  '{{json .Version.Index}}]';
+  '{{json .Version.Index}},{{json .Spec.TaskTemplate}}]';
 const TASK_FORMAT =
   '[{{json .ID}},{{json .ServiceID}},{{json .Slot}},{{json .DesiredState}},{{json .Status.State}},' +
   '{{json .Status.Timestamp}},{{json .Status.Err}},{{json .Spec.ContainerSpec.Image}},' +
@@ -87,7 +90,7 @@ export function parseSnapshot(stdout: string): Snapshot {
   const services = new Map<string, ServiceState>();
   for (const line of lines.slice(1)) {
     if (!line.trim()) continue;
-    const [id, name, image, replicas, upd, prev, index] = JSON.parse(line);
+    const [id, name, image, replicas, upd, prev, index, template] = JSON.parse(line);
     services.set(name, {
       id,
       name,
@@ -96,6 +99,7 @@ export function parseSnapshot(stdout: string): Snapshot {
       update: upd ? { state: upd.State ?? '', startedAt: upd.StartedAt ?? '', completedAt: upd.CompletedAt ?? '', message: upd.Message ?? '' } : null,
       previousImage: prev,
       versionIndex: index,
+      taskSpec: template === undefined ? undefined : createHash('sha1').update(JSON.stringify(template)).digest('hex'),
     });
   }
   const tasks: TaskState[] = [];

@@ -84,17 +84,14 @@ export async function servedVersion(service: string): Promise<string> {
 }
 
 /**
- * Image and running task ids of every service of a stack: a deploy changes the one or replaces the
- * others. (Not Version.Index: Swarm bumps it on its own, e.g. "update completed" after a rollback's monitor.)
+ * The spec of every service of a stack: a deploy that changes anything changes it. (Not Version.Index
+ * nor UpdatedAt: Swarm bumps them on its own, e.g. "update completed" after a rollback's monitor;
+ * nor task ids: under load Swarm replaces a task whose healthcheck timed out.)
  */
 export async function stackFingerprint(stack: string): Promise<string> {
   const ids = (await dockerOk(['service', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${stack}`])).trim().split('\n').filter(Boolean);
   const lines: string[] = [];
-  for (const id of ids) {
-    const image = (await dockerOk(['service', 'inspect', '--format', '{{.Spec.Name}} {{.Spec.TaskTemplate.ContainerSpec.Image}}', id])).trim();
-    const tasks = (await dockerOk(['service', 'ps', '-q', '--no-trunc', '--filter', 'desired-state=running', id])).trim().split('\n').sort().join(',');
-    lines.push(`${image} ${tasks}`);
-  }
+  for (const id of ids) lines.push((await dockerOk(['service', 'inspect', '--format', '{{.Spec.Name}} {{json .Spec}}', id])).trim());
   return lines.sort().join('\n');
 }
 

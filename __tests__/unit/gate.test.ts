@@ -622,3 +622,17 @@ test(
     assert.equal(stabilitySeconds(info(5, { interval: 10, retries: 3 })), 35);
   },
 );
+
+test('a service this deploy did not touch is stable once up: a task it loses is not blamed on the release', () => {
+  const same = service({ image: NEW_SPEC, update: PREV_UPDATE, versionIndex: 7, taskSpec: 'tpl-1' });
+  const g = new ServiceGate(watch({ before: same, stabilityMs: 30_000 }), T0);
+  const up = [task({ id: 't1', image: NEW_SPEC }), task({ id: 't2', slot: 2, image: NEW_SPEC })];
+  assert.equal(g.observe(snap([{ ...same, versionIndex: 8 }], up, sec(1)), sec(1)).phase, 'stable');
+  // The same service with a fresh update of its own (env changed): watched through the window.
+  const g2 = new ServiceGate(watch({ before: same, stabilityMs: 30_000 }), T0);
+  const updated = { ...same, versionIndex: 9, update: upd('completed', THIS_UPDATE_AT) };
+  assert.equal(g2.observe(snap([updated], up, sec(1)), sec(1)).phase, 'converged');
+  // A changed template whose update Swarm has not started yet is not taken for untouched.
+  const g3 = new ServiceGate(watch({ before: same, stabilityMs: 30_000 }), T0);
+  assert.equal(g3.observe(snap([{ ...same, versionIndex: 9, taskSpec: 'tpl-2' }], up, sec(1)), sec(1)).phase, 'converged');
+});
