@@ -61196,10 +61196,15 @@ class ServiceGate {
         return u;
     }
     observe(snap, now) {
-        if (this.done)
+        if (this.verdict.phase === 'failed')
             return this.verdict;
-        this.verdict = this.evaluate(snap, now);
-        return this.verdict;
+        const v = this.evaluate(snap, now);
+        // A stable service is still watched until the layer's verdict: its new version crashing while
+        // other services converge is this release failing. Anything short of a failure keeps it stable.
+        if (this.verdict.phase === 'stable' && v.phase !== 'failed' && v.phase !== 'rolling-back')
+            return this.verdict;
+        this.verdict = v;
+        return v;
     }
     evaluate(snap, now) {
         const w = this.watch;
@@ -61527,6 +61532,9 @@ function parseStacks(text) {
             if (path.isAbsolute(f) || path.normalize(f).startsWith('..') || /[\0\n]/.test(f)) {
                 throw new errors_1.InputError(`Input \`stacks\`: compose file "${f}" of stack "${name}" must be a path inside working-directory.`);
             }
+            // docker stack deploy reads --compose-file values as CSV: a double quote cannot get through.
+            if (f.includes('"'))
+                throw new errors_1.InputError(`Input \`stacks\`: compose file "${f}" of stack "${name}" contains a double quote, which docker stack deploy cannot read; rename the file.`);
         }
         if (stacks.some((s) => s.name === name))
             throw new errors_1.InputError(`Input \`stacks\`: stack "${name}" is listed twice.`);
@@ -62696,7 +62704,8 @@ class Remote {
             return `SSH authentication failed for ${who}: the server refused the key in \`ssh-key\` (is its public key in ~${this.opts.user}/.ssh/authorized_keys?).`;
         }
         if (/passphrase/i.test(msg)) {
-            return `Cannot use \`ssh-key\` for ${who}: ${msg.replace(/[\r\n]+/g, ' ')}. Give \`ssh-passphrase\` or use a key without one.`;
+            const hint = this.opts.passphrase ? 'Check `ssh-passphrase`: it does not open this key' : 'Give `ssh-passphrase` or use a key without one';
+            return `Cannot use \`ssh-key\` for ${who}: ${msg.replace(/[\r\n]+/g, ' ')}. ${hint}.`;
         }
         if (/Cannot parse privateKey|Unsupported key format/i.test(msg)) {
             return `Input \`ssh-key\` is not a private key ssh2 can read (OpenSSH or PEM): ${msg.replace(/[\r\n]+/g, ' ')}`;

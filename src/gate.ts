@@ -71,9 +71,13 @@ export class ServiceGate {
   }
 
   observe(snap: Snapshot, now: number): Verdict {
-    if (this.done) return this.verdict;
-    this.verdict = this.evaluate(snap, now);
-    return this.verdict;
+    if (this.verdict.phase === 'failed') return this.verdict;
+    const v = this.evaluate(snap, now);
+    // A stable service is still watched until the layer's verdict: its new version crashing while
+    // other services converge is this release failing. Anything short of a failure keeps it stable.
+    if (this.verdict.phase === 'stable' && v.phase !== 'failed' && v.phase !== 'rolling-back') return this.verdict;
+    this.verdict = v;
+    return v;
   }
 
   private evaluate(snap: Snapshot, now: number): Verdict {

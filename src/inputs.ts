@@ -119,6 +119,8 @@ export function parseStacks(text: string): StackSpec[] {
       if (path.isAbsolute(f) || path.normalize(f).startsWith('..') || /[\0\n]/.test(f)) {
         throw new InputError(`Input \`stacks\`: compose file "${f}" of stack "${name}" must be a path inside working-directory.`);
       }
+      // docker stack deploy reads --compose-file values as CSV: a double quote cannot get through.
+      if (f.includes('"')) throw new InputError(`Input \`stacks\`: compose file "${f}" of stack "${name}" contains a double quote, which docker stack deploy cannot read; rename the file.`);
     }
     if (stacks.some((s) => s.name === name)) throw new InputError(`Input \`stacks\`: stack "${name}" is listed twice.`);
     stacks.push({ name, files });

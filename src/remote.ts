@@ -99,7 +99,8 @@ export class Remote implements Runner {
       return `SSH authentication failed for ${who}: the server refused the key in \`ssh-key\` (is its public key in ~${this.opts.user}/.ssh/authorized_keys?).`;
     }
     if (/passphrase/i.test(msg)) {
-      return `Cannot use \`ssh-key\` for ${who}: ${msg.replace(/[\r\n]+/g, ' ')}. Give \`ssh-passphrase\` or use a key without one.`;
+      const hint = this.opts.passphrase ? 'Check `ssh-passphrase`: it does not open this key' : 'Give `ssh-passphrase` or use a key without one';
+      return `Cannot use \`ssh-key\` for ${who}: ${msg.replace(/[\r\n]+/g, ' ')}. ${hint}.`;
     }
     if (/Cannot parse privateKey|Unsupported key format/i.test(msg)) {
       return `Input \`ssh-key\` is not a private key ssh2 can read (OpenSSH or PEM): ${msg.replace(/[\r\n]+/g, ' ')}`;

@@ -146,15 +146,15 @@ services:
       update_config: {order: start-first, failure_action: rollback, monitor: 1s}
 ${NET}`;
 
-const SCALE_N = 20;
+const SCALE_N = 30;
 function scaleYml(): string {
   const svc = (i: number) => `  s${String(i).padStart(2, '0')}:
     image: \${BASE_IMAGE}
     command: ["sh", "-c", ${JSON.stringify(`touch /tmp/ready; ${IDLE}`)}]
-    # Every second, with room for a loaded 2-core machine (40 of these run at once).
+    # Every 2 s, with room for a loaded 2-core machine (60 of these run at once).
     healthcheck:
       test: ["CMD", "test", "-f", "/tmp/ready"]
-      interval: 1s
+      interval: 2s
       timeout: 5s
       retries: 3
       start_period: 1s
@@ -673,10 +673,11 @@ test('6. injection in every input that reaches the host: rejected or passed safe
   const rel = ledger(INJ).slice(-1)[0] as LedgerRec & { dir: string };
   assert.ok(fs.existsSync(path.join(hostHome, rel.dir, NASTY_COMPOSE)), 'the compose file is not in the release folder under its own name');
 
-  // A double quote in a compose file name: passed safely, refused by docker's CSV parsing of --compose-file.
+  // A double quote in a compose file name: docker reads --compose-file as CSV, so it is refused up front.
   const q = await act('injection: compose file with a double quote', common({ command: 'deploy', stacks: `${INJ}=${QUOTED_COMPOSE}`, release: 'inj-q', env, stability: '1' }), dirs['1.0.0']);
   assert.notEqual(q.code, 0);
-  assert.match(q.errors.join('\n'), /docker stack deploy .* failed .*invalid argument "stacks\/inj \\"q\$\(touch .* for "-c, --compose-file" flag/s);
+  assert.match(q.errors.join('\n'), /Input `stacks`: compose file "stacks\/inj "q\$\(touch .* contains a double quote/s);
+  assert.doesNotMatch(q.log, /docker stack deploy/, 'the refused input reached the host');
   assert.ok(!fs.existsSync(lockPath(INJ)), 'the lock is still held');
   const running = (await svcState(`${INJ}_app`)).image;
 
@@ -879,25 +880,20 @@ test(`11. scale: ${SCALE_N} services × 2 replicas deploy and gate; one remote c
   figure({ n: '11', scenario: `scale: docker stack rm of the ${SCALE_N * 2} tasks (clean-up)`, happened: 'removed', time: secs(Date.now() - t0) });
 });
 
-const regress: { result?: string; failedDuringGate?: number } = {};
-
 test('11b. a service that fails after its own stability window while the layer gate is still open', { timeout: 120_000 }, async () => {
   const r = await act('regress', common({ command: 'deploy', stacks: `${REGRESS}=stacks/regress.yml`, release: 'regress', stability: '2', timeout: '60' }), dirs['1.0.0']);
   const verdict = r.lines.find((l) => /^Result:|^::error::Stack/.test(l.text)) ?? r.lines[r.lines.length - 1];
   const ids = (await dockerOk(['service', 'ps', '-q', '--no-trunc', `${REGRESS}_fast`])).trim().split('\n').filter(Boolean);
   const states = (await dockerOk(['inspect', '--type', 'task', '--format', '{{.Status.State}}|{{.Status.Timestamp}}', ...ids])).trim().split('\n');
-  regress.result = r.outputs.result;
-  regress.failedDuringGate = states.filter((x) => x.startsWith('failed|') && Date.parse(x.split('|')[1]) < verdict.t).length;
+  const failedDuringGate = states.filter((x) => x.startsWith('failed|') && Date.parse(x.split('|')[1]) < verdict.t).length;
   // The scenario did what it says: fast failed while the gate was open, after its own window.
   assert.match(r.log, new RegExp(`${REGRESS}_fast: stable:`));
-  assert.ok(regress.failedDuringGate >= 1, `fast did not fail during the gate: ${states.join(', ')}`);
-  figure({ n: '11b', scenario: 'one service stable, then crashing, while another one of the layer is still starting (new stack)', happened: `${r.outputs.result}; \`fast\` failed ${regress.failedDuringGate} time(s) after its own stability window but before the layer's verdict`, time: secs(r.durationMs) });
+  assert.ok(failedDuringGate >= 1, `fast did not fail during the gate: ${states.join(', ')}`);
+  // The layer verdict covers services already declared stable: fast's crash fails the deploy.
+  assert.equal(r.outputs.result, 'failed', `the layer was reported ${r.outputs.result} although fast failed while its gate was open`);
+  assert.match(r.log, new RegExp(`${REGRESS}_fast: failed:`));
+  figure({ n: '11b', scenario: 'one service stable, then crashing, while another one of the layer is still starting (new stack)', happened: `${r.outputs.result}; \`fast\` failed ${failedDuringGate} time(s) after its own stability window but before the layer's verdict`, time: secs(r.durationMs) });
   await removeStack(REGRESS, { timeoutMs: 60_000 });
-});
-
-test('11b. the layer verdict covers failures of services already declared stable', { todo: 'bug: runGate stops evaluating a service once it is stable; a crash of that service before the layer verdict is ignored and the layer is reported deployed' }, () => {
-  assert.ok(regress.result, 'scenario 11b did not run');
-  assert.notEqual(regress.result, 'deployed', `the layer was reported deployed although fast failed ${regress.failedDuringGate} time(s) while its gate was open`);
 });
 
 // ------------------------------------------------------------------ 7. secrets

@@ -361,14 +361,19 @@ test('gate: a task replaced without failing (e.g. node drained) keeps the window
   assert.equal(v.phase, 'stable');
 });
 
-test('gate: a crash after the window leaves the verdict stable', () => {
+test('gate: a crash after its own window, while the layer is still gated, fails the release', () => {
   const { g, svc, n1, n2 } = convergedUpdate();
   let v = g.observe(snap([svc], [n1, n2], sec(40)), sec(40));
   assert.equal(v.phase, 'stable');
-  const crashed = { ...n1, desired: 'shutdown', state: 'failed', at: sec(41) };
-  v = g.observe(snap([svc], [crashed, n2, task({ id: 'n3', state: 'starting' })], sec(42)), sec(42));
-  assert.equal(v.phase, 'stable');
   assert.equal(g.done, true);
+  // Still stable while nothing fails, even if a task is replaced without failing.
+  const moved = { ...n2, desired: 'shutdown', state: 'shutdown', at: sec(41) };
+  v = g.observe(snap([svc], [n1, moved, task({ id: 'n4', slot: 2, state: 'starting' })], sec(42)), sec(42));
+  assert.equal(v.phase, 'stable');
+  const crashed = { ...n1, desired: 'shutdown', state: 'failed', at: sec(43) };
+  v = g.observe(snap([svc], [crashed, moved, task({ id: 'n4', slot: 2 }), task({ id: 'n3', state: 'starting' })], sec(44)), sec(44));
+  assert.equal(v.phase, 'failed');
+  assert.deepEqual(v.failedTasks?.map((t) => t.id), ['n1']);
 });
 
 test('gate: an old-image failure inside the window is not the release\'s', () => {
@@ -628,6 +633,8 @@ test('a service this deploy did not touch is stable once up: a task it loses is 
   const g = new ServiceGate(watch({ before: same, stabilityMs: 30_000 }), T0);
   const up = [task({ id: 't1', image: NEW_SPEC }), task({ id: 't2', slot: 2, image: NEW_SPEC })];
   assert.equal(g.observe(snap([{ ...same, versionIndex: 8 }], up, sec(1)), sec(1)).phase, 'stable');
+  const lost = [{ ...up[0], desired: 'shutdown', state: 'failed', at: sec(2) }, up[1], task({ id: 't3', state: 'starting', image: NEW_SPEC })];
+  assert.equal(g.observe(snap([{ ...same, versionIndex: 8 }], lost, sec(3)), sec(3)).phase, 'stable', 'still not blamed after it was stable');
   // The same service with a fresh update of its own (env changed): watched through the window.
   const g2 = new ServiceGate(watch({ before: same, stabilityMs: 30_000 }), T0);
   const updated = { ...same, versionIndex: 9, update: upd('completed', THIS_UPDATE_AT) };

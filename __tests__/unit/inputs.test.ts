@@ -166,6 +166,11 @@ test('parseStacks: order kept, several files per stack, comments and blank lines
   assert.deepEqual(parseStacks('app=stack/../app.yml')[0].files, ['stack/../app.yml']);
 });
 
+test('parseStacks: a compose file name with a double quote is refused (docker reads -c as CSV); other odd names pass', () => {
+  assert.throws(() => parseStacks('app=stack/a "b".yml'), (e: unknown) => e instanceof InputError && /compose file "stack\/a "b".yml" of stack "app" contains a double quote/.test(e.message));
+  assert.deepEqual(parseStacks("app=stack/a;b $(x) `y` 'q'.yml")[0].files, ["stack/a;b $(x) `y` 'q'.yml"]);
+});
+
 test('parseStacks: a stack listed twice is refused', () => {
   assert.throws(() => parseStacks('app=a.yml\ninfra=i.yml\napp=b.yml'), (e: unknown) => e instanceof InputError && /stack "app" is listed twice/.test(e.message));
 });
