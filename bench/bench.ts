@@ -16,7 +16,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ActionRun, DIST_ENTRY, readInputDefaults, runAction } from '../__tests__/helpers/action';
-import { LabEnv, REPO_ROOT, dockerOk, removeStack, requireLab, run, waitFor } from '../__tests__/helpers/lab';
+import { LabEnv, REPO_ROOT, labInputs, dockerOk, removeStack, requireLab, run, waitFor } from '../__tests__/helpers/lab';
 import { commandDeploy } from '../src/commands';
 import { readInputs } from '../src/inputs';
 import { Remote } from '../src/remote';
@@ -281,15 +281,8 @@ const scrub = (text: string) => text.split('\n').filter((l) => !/^\s*-?\d*\s*::a
 
 function baseInputs(lab: LabEnv, stack: string): Record<string, string> {
   return {
-    registry: lab.registry,
-    'image-prefix': PREFIX,
-    host: lab.host,
-    port: String(lab.port),
-    user: lab.user,
-    'ssh-key': lab.sshKey,
-    'known-hosts': lab.knownHosts,
+    ...labInputs(lab, PREFIX, REMOTE_DIR),
     stacks: `${stack}=stacks/bench.yml`,
-    'remote-dir': REMOTE_DIR,
     timeout: '240',
     'lock-timeout': '120',
   };

@@ -179,6 +179,40 @@ export function readInputDefaults(actionYml: string = ACTION_YML): Record<string
 }
 
 /** The runner's variable name for an input: spaces to `_`, upper case, dashes kept. */
+/** The variables the Actions runner sets for a step (a fresh run id and sha each time). */
+export function runnerEnv(cwd: string, tmp: string, runnerTemp: string, eventPath: string): Record<string, string> {
+  return {
+    CI: 'true',
+    GITHUB_ACTIONS: 'true',
+    GITHUB_WORKSPACE: cwd,
+    GITHUB_REPOSITORY: 'glasck/example',
+    GITHUB_REPOSITORY_OWNER: 'glasck',
+    GITHUB_SHA: randomHex(20),
+    GITHUB_REF: 'refs/heads/main',
+    GITHUB_REF_NAME: 'main',
+    GITHUB_REF_TYPE: 'branch',
+    GITHUB_ACTOR: 'glasck',
+    GITHUB_RUN_ID: String(1_000_000_000 + Math.floor(Math.random() * 1_000_000_000)),
+    GITHUB_RUN_NUMBER: '1',
+    GITHUB_RUN_ATTEMPT: '1',
+    GITHUB_SERVER_URL: 'https://github.com',
+    GITHUB_API_URL: 'https://api.github.com',
+    GITHUB_GRAPHQL_URL: 'https://api.github.com/graphql',
+    GITHUB_EVENT_NAME: 'push',
+    GITHUB_EVENT_PATH: eventPath,
+    GITHUB_WORKFLOW: 'deploy',
+    GITHUB_JOB: 'deploy',
+    GITHUB_ACTION: '__run',
+    GITHUB_ACTION_REPOSITORY: 'glasck/deploy-action',
+    RUNNER_TEMP: runnerTemp,
+    RUNNER_OS: 'Linux',
+    RUNNER_ARCH: 'X64',
+    RUNNER_NAME: 'lab-runner',
+    RUNNER_ENVIRONMENT: 'self-hosted',
+    RUNNER_TOOL_CACHE: path.join(tmp, 'tool-cache'),
+  };
+}
+
 export function inputEnvName(name: string): string {
   return `INPUT_${name.replace(/ /g, '_').toUpperCase()}`;
 }
@@ -301,7 +335,7 @@ function readText(file: string): string {
 }
 
 /** Variables of the test process that must not reach the action. */
-function inheritedEnv(): Record<string, string> {
+export function inheritedEnv(): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
     if (v === undefined) continue;
@@ -349,36 +383,7 @@ export async function runAction(opts: RunActionOptions): Promise<ActionRun> {
     const inputEnv: Record<string, string> = {};
     for (const [name, value] of Object.entries(inputs)) inputEnv[inputEnvName(name)] = value;
 
-    const runner: Record<string, string> = {
-      CI: 'true',
-      GITHUB_ACTIONS: 'true',
-      GITHUB_WORKSPACE: cwd,
-      GITHUB_REPOSITORY: 'glasck/example',
-      GITHUB_REPOSITORY_OWNER: 'glasck',
-      GITHUB_SHA: randomHex(20),
-      GITHUB_REF: 'refs/heads/main',
-      GITHUB_REF_NAME: 'main',
-      GITHUB_REF_TYPE: 'branch',
-      GITHUB_ACTOR: 'glasck',
-      GITHUB_RUN_ID: String(1_000_000_000 + Math.floor(Math.random() * 1_000_000_000)),
-      GITHUB_RUN_NUMBER: '1',
-      GITHUB_RUN_ATTEMPT: '1',
-      GITHUB_SERVER_URL: 'https://github.com',
-      GITHUB_API_URL: 'https://api.github.com',
-      GITHUB_GRAPHQL_URL: 'https://api.github.com/graphql',
-      GITHUB_EVENT_NAME: 'push',
-      GITHUB_EVENT_PATH: eventPath,
-      GITHUB_WORKFLOW: 'deploy',
-      GITHUB_JOB: 'deploy',
-      GITHUB_ACTION: '__run',
-      GITHUB_ACTION_REPOSITORY: 'glasck/deploy-action',
-      RUNNER_TEMP: runnerTemp,
-      RUNNER_OS: 'Linux',
-      RUNNER_ARCH: 'X64',
-      RUNNER_NAME: 'lab-runner',
-      RUNNER_ENVIRONMENT: 'self-hosted',
-      RUNNER_TOOL_CACHE: path.join(tmp, 'tool-cache'),
-    };
+    const runner = runnerEnv(cwd, tmp, runnerTemp, eventPath);
 
     const buildEnv = (fileVars: Record<string, string>, extra: Record<string, string>) => {
       const env: Record<string, string> = { ...inheritedEnv(), ...runner, ...fileVars, ...inputEnv, ...extra };

@@ -28,6 +28,20 @@ export interface LabEnv {
   baseImage: string;
 }
 
+/** The action inputs that point it at this lab: registry, host, pinned key, remote folder. */
+export function labInputs(lab: LabEnv, prefix: string, remoteDir: string): Record<string, string> {
+  return {
+    registry: lab.registry,
+    'image-prefix': prefix,
+    host: lab.host,
+    port: String(lab.port),
+    user: lab.user,
+    'ssh-key': lab.sshKey,
+    'known-hosts': lab.knownHosts,
+    'remote-dir': remoteDir,
+  };
+}
+
 /** Parses `export NAME=value` lines (values without quotes or spaces). */
 export function parseExports(text: string): Record<string, string> {
   const out: Record<string, string> = {};

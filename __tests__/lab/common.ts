@@ -2,7 +2,7 @@
 // against the lab (real dockerd in Swarm mode, registry, sshd).
 import * as fs from 'node:fs';
 import { ActionRun, runAction } from '../helpers/action';
-import { LabEnv, copyExample, docker, dockerOk, removeStack, run, ServiceChange } from '../helpers/lab';
+import { LabEnv, copyExample, labInputs, docker, dockerOk, removeStack, run, ServiceChange } from '../helpers/lab';
 
 export const INFRA = 'example-infra';
 export const APP = 'example-app';
@@ -16,16 +16,9 @@ export function exampleStacks(name: string): { infra: string; app: string; stack
 export function baseInputs(lab: LabEnv, remoteDir: string, prefix = 'example', copy = 'example'): Record<string, string> {
   const ex = exampleStacks(copy);
   return {
-    registry: lab.registry,
-    'image-prefix': prefix,
-    host: lab.host,
-    port: String(lab.port),
-    user: lab.user,
-    'ssh-key': lab.sshKey,
-    'known-hosts': lab.knownHosts,
+    ...labInputs(lab, prefix, remoteDir),
     stacks: ex.stacks,
     env: ex.env,
-    'remote-dir': remoteDir,
     stability: '2',
     timeout: '120',
     'lock-timeout': '120',

@@ -6,8 +6,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { DIST_ENTRY, WorkflowCommand, inputEnvName, parseFileCommands, parseWorkflowCommands, readInputDefaults } from '../helpers/action';
+import { DIST_ENTRY, WorkflowCommand, inputEnvName, parseFileCommands, parseWorkflowCommands, readInputDefaults, runnerEnv, inheritedEnv } from '../helpers/action';
 import { LabEnv, docker, run, tempDir, waitFor } from '../helpers/lab';
 
 // ------------------------------------------------------------------ live action runner
@@ -50,17 +49,6 @@ export interface FinishedRun {
   postSummary: string;
 }
 
-/** Variables of the test process that must not reach the action (as in helpers/action.ts). */
-function inheritedEnv(): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (v === undefined) continue;
-    if (/^(INPUT_|STATE_|GITHUB_|RUNNER_|ACTIONS_)/.test(k)) continue;
-    out[k] = v;
-  }
-  return out;
-}
-
 function readText(file: string): string {
   try {
     return fs.readFileSync(file, 'utf8');
@@ -96,36 +84,7 @@ export class LiveAction {
     const inputs = { ...readInputDefaults(), ...opts.inputs };
     const inputEnv: Record<string, string> = {};
     for (const [k, v] of Object.entries(inputs)) inputEnv[inputEnvName(k)] = v;
-    const runner: Record<string, string> = {
-      CI: 'true',
-      GITHUB_ACTIONS: 'true',
-      GITHUB_WORKSPACE: opts.cwd,
-      GITHUB_REPOSITORY: 'glasck/example',
-      GITHUB_REPOSITORY_OWNER: 'glasck',
-      GITHUB_SHA: randomBytes(20).toString('hex'),
-      GITHUB_REF: 'refs/heads/main',
-      GITHUB_REF_NAME: 'main',
-      GITHUB_REF_TYPE: 'branch',
-      GITHUB_ACTOR: 'glasck',
-      GITHUB_RUN_ID: String(1_000_000_000 + Math.floor(Math.random() * 1_000_000_000)),
-      GITHUB_RUN_NUMBER: '1',
-      GITHUB_RUN_ATTEMPT: '1',
-      GITHUB_SERVER_URL: 'https://github.com',
-      GITHUB_API_URL: 'https://api.github.com',
-      GITHUB_GRAPHQL_URL: 'https://api.github.com/graphql',
-      GITHUB_EVENT_NAME: 'push',
-      GITHUB_EVENT_PATH: eventPath,
-      GITHUB_WORKFLOW: 'deploy',
-      GITHUB_JOB: 'deploy',
-      GITHUB_ACTION: '__run',
-      GITHUB_ACTION_REPOSITORY: 'glasck/deploy-action',
-      RUNNER_TEMP: runnerTemp,
-      RUNNER_OS: 'Linux',
-      RUNNER_ARCH: 'X64',
-      RUNNER_NAME: 'lab-runner',
-      RUNNER_ENVIRONMENT: 'self-hosted',
-      RUNNER_TOOL_CACHE: path.join(this.tmp, 'tool-cache'),
-    };
+    const runner = runnerEnv(opts.cwd, this.tmp, runnerTemp, eventPath);
     this.baseEnv = { ...inheritedEnv(), ...runner, ...inputEnv, ...(opts.env ?? {}) };
     this.files = this.stepFiles('main');
     this.child = spawn(process.execPath, [DIST_ENTRY], { cwd: opts.cwd, env: { ...this.baseEnv, ...this.files }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });

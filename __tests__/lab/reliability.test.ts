@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { LabEnv, copyExample, docker, dockerOk, removeStack, requireLab, run, setServiceMode, setServiceVersion, tempDir, uniqueName, waitFor } from '../helpers/lab';
+import { LabEnv, copyExample, docker, labInputs, dockerOk, removeStack, requireLab, run, setServiceMode, setServiceVersion, tempDir, uniqueName, waitFor } from '../helpers/lab';
 import { onHost } from './common';
 import { FinishedRun, LiveAction, OwnRegistry, OwnSshd, PROBE_SCRIPT, ProbeWindow, freePort, probeWindow, readProbe, runLive, startAction } from './reliability-helpers';
 
@@ -65,6 +65,15 @@ const NET = `networks:\n  net:\n    driver: overlay\n    driver_opts:\n      com
 // Stops at once on TERM (sh as PID 1 would otherwise wait for the grace period).
 const IDLE = `trap 'exit 0' TERM INT; while :; do sleep 1 & wait $$!; done`;
 
+/** The tail the small services of this suite share: quick stop, the stack's network, one dnsrr task. */
+const ONE_TASK = (restart = false) => `    stop_grace_period: 1s
+    networks: [net]
+    deploy:
+      replicas: 1
+      endpoint_mode: dnsrr
+      update_config: {order: start-first, failure_action: rollback, monitor: 1s}
+${restart ? '      restart_policy: {condition: any, delay: 1s}\n' : ''}`;
+
 const SERVE_YML = `version: "3.8"
 services:
   web:
@@ -87,13 +96,7 @@ services:
   probe:
     image: \${BASE_IMAGE}
     command: ["sh", "-c", ${JSON.stringify(PROBE_SCRIPT)}]
-    stop_grace_period: 1s
-    networks: [net]
-    deploy:
-      replicas: 1
-      endpoint_mode: dnsrr
-      update_config: {order: start-first, failure_action: rollback, monitor: 1s}
-${NET}`;
+${ONE_TASK()}${NET}`;
 
 const INJ_YML = `version: "3.8"
 services:
@@ -106,13 +109,7 @@ services:
       NOTE3: \${NOTE3}
       NOTE4: \${NOTE4}
       NOTE5: \${NOTE5}
-    stop_grace_period: 1s
-    networks: [net]
-    deploy:
-      replicas: 1
-      endpoint_mode: dnsrr
-      update_config: {order: start-first, failure_action: rollback, monitor: 1s}
-${NET}`;
+${ONE_TASK()}${NET}`;
 
 const NOISY_MARKER = `NOISY-END-${uniqueName('m')}`;
 // About 1 MB of base64 lines, then a single line of about 1 MB, then the marker, then exit 1.
@@ -122,14 +119,7 @@ services:
   noisy:
     image: \${BASE_IMAGE}
     command: ["sh", "-c", ${JSON.stringify(NOISY)}]
-    stop_grace_period: 1s
-    networks: [net]
-    deploy:
-      replicas: 1
-      endpoint_mode: dnsrr
-      update_config: {order: start-first, failure_action: rollback, monitor: 1s}
-      restart_policy: {condition: any, delay: 1s}
-${NET}`;
+${ONE_TASK(true)}${NET}`;
 
 const LOCK_YML = `version: "3.8"
 services:
@@ -138,13 +128,7 @@ services:
     command: ["sh", "-c", ${JSON.stringify(IDLE)}]
     environment:
       STAMP: \${STAMP}
-    stop_grace_period: 1s
-    networks: [net]
-    deploy:
-      replicas: 1
-      endpoint_mode: dnsrr
-      update_config: {order: start-first, failure_action: rollback, monitor: 1s}
-${NET}`;
+${ONE_TASK()}${NET}`;
 
 const SCALE_N = 30;
 function scaleYml(): string {
@@ -177,24 +161,11 @@ services:
     image: \${BASE_IMAGE}
     command: ["sh", "-c", "touch /tmp/ready; sleep 8 & wait $$!; echo 'fatal: fast exits after 8 s' >&2; exit 4"]
     healthcheck: {test: ["CMD", "test", "-f", "/tmp/ready"], interval: 1s, timeout: 5s, retries: 3, start_period: 1s}
-    stop_grace_period: 1s
-    networks: [net]
-    deploy:
-      replicas: 1
-      endpoint_mode: dnsrr
-      update_config: {order: start-first, failure_action: rollback, monitor: 1s}
-      restart_policy: {condition: any, delay: 1s}
-  slow:
+${ONE_TASK(true)}  slow:
     image: \${BASE_IMAGE}
     command: ["sh", "-c", ${JSON.stringify(`sleep 14 & wait $$!; touch /tmp/ready; ${IDLE}`)}]
     healthcheck: {test: ["CMD", "test", "-f", "/tmp/ready"], interval: 1s, timeout: 5s, retries: 3, start_period: 30s}
-    stop_grace_period: 1s
-    networks: [net]
-    deploy:
-      replicas: 1
-      endpoint_mode: dnsrr
-      update_config: {order: start-first, failure_action: rollback, monitor: 1s}
-${NET}`;
+${ONE_TASK()}${NET}`;
 
 // The nasty compose file names of scenario 6: they reach the host's shell as paths. A double quote
 // gets its own file: docker stack deploy parses --compose-file values as CSV.
@@ -219,14 +190,7 @@ function workDir(version: string, mode: 'ok' | 'crash' = 'ok'): string {
 
 function common(extra: Record<string, string> = {}): Record<string, string> {
   return {
-    registry: lab.registry,
-    'image-prefix': PREFIX,
-    host: lab.host,
-    port: String(lab.port),
-    user: lab.user,
-    'ssh-key': lab.sshKey,
-    'known-hosts': lab.knownHosts,
-    'remote-dir': REMOTE_DIR,
+    ...labInputs(lab, PREFIX, REMOTE_DIR),
     services: 'service/web',
     env: `BASE_IMAGE=${BASE()}`,
     stability: '2',
@@ -677,7 +641,7 @@ test('6. injection in every input that reaches the host: rejected or passed safe
   const q = await act('injection: compose file with a double quote', common({ command: 'deploy', stacks: `${INJ}=${QUOTED_COMPOSE}`, release: 'inj-q', env, stability: '1' }), dirs['1.0.0']);
   assert.notEqual(q.code, 0);
   assert.match(q.errors.join('\n'), /Input `stacks`: compose file "stacks\/inj "q\$\(touch .* contains a double quote/s);
-  assert.doesNotMatch(q.log, /docker stack deploy/, 'the refused input reached the host');
+  assert.doesNotMatch(q.log, /::group::(Build|Connect)/, 'the refused input got past input validation');
   assert.ok(!fs.existsSync(lockPath(INJ)), 'the lock is still held');
   const running = (await svcState(`${INJ}_app`)).image;
 
@@ -874,7 +838,7 @@ test(`11. scale: ${SCALE_N} services × 2 replicas deploy and gate; one remote c
   assert.ok(polls.every((c) => (c.match(/\bdocker (service|inspect|stack)/g) ?? []).length === dockerCalls), 'the polls differ in docker calls');
   const gateLine = r.lines.find((l) => /Gate: watching/.test(l.text))!;
   const stableLine = [...r.lines].reverse().find((l) => /: stable:/.test(l.text))!;
-  figure({ n: '11', scenario: `scale: ${SCALE_N} services × 2 replicas (busybox, healthcheck every 1 s), first deploy`, happened: `deployed, ${SCALE_N - short}/${SCALE_N} services 2/2 in the gate's last snapshot${short ? ` (${short} at 1/2 yet "healthy": see 11b)` : ''}; gate ${secs(stableLine.t - gateLine.t)} (stability 2 s), ${polls.length} polls (${((stableLine.t - gateLine.t) / polls.length / 1000).toFixed(1)} s each on average), ${gate.length} remote commands during the gate = ${(gate.length / polls.length).toFixed(2)} per poll, ${dockerCalls} docker CLI calls inside each poll${ended.length ? `; then ${ended.length} task(s) ended ${ended.map((e) => secs(Date.parse(e.split('|')[1]) - stableLine.t)).join(', ')} after the verdict (${[...new Set(ended.map((e) => `${e.split('|')[0]}: ${e.split('|')[2]}`))].join('; ').slice(0, 120)})` : ''}`, time: secs(r.durationMs) });
+  figure({ n: '11', scenario: `scale: ${SCALE_N} services × 2 replicas (busybox, healthcheck every 2 s), first deploy`, happened: `deployed, ${SCALE_N - short}/${SCALE_N} services 2/2 in the gate's last snapshot${short ? ` (${short} at 1/2 yet "healthy": see 11b)` : ''}; gate ${secs(stableLine.t - gateLine.t)} (stability 2 s), ${polls.length} polls (${((stableLine.t - gateLine.t) / polls.length / 1000).toFixed(1)} s each on average), ${gate.length} remote commands during the gate = ${(gate.length / polls.length).toFixed(2)} per poll, ${dockerCalls} docker CLI calls inside each poll${ended.length ? `; then ${ended.length} task(s) ended ${ended.map((e) => secs(Date.parse(e.split('|')[1]) - stableLine.t)).join(', ')} after the verdict (${[...new Set(ended.map((e) => `${e.split('|')[0]}: ${e.split('|')[2]}`))].join('; ').slice(0, 120)})` : ''}`, time: secs(r.durationMs) });
   const t0 = Date.now();
   await removeStack(SCALE, { timeoutMs: 120_000 });
   figure({ n: '11', scenario: `scale: docker stack rm of the ${SCALE_N * 2} tasks (clean-up)`, happened: 'removed', time: secs(Date.now() - t0) });

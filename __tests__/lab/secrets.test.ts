@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ActionRun, runAction } from '../helpers/action';
-import { LabEnv, copyExample, docker, dockerOk, removeStack, requireLab, uniqueName } from '../helpers/lab';
+import { LabEnv, copyExample, docker, dockerOk, labInputs, removeStack, requireLab, uniqueName } from '../helpers/lab';
 import { onHost, removeLocalImages } from './common';
 
 const STACK = 'sec-app';
@@ -54,15 +54,8 @@ before(async () => {
   dir = copyExample();
   fs.writeFileSync(path.join(dir, 'stacks', 'secrets.yml'), STACK_FILE);
   inputs = {
-    registry: lab.registry,
-    'image-prefix': uniqueName('e2e-sec'),
-    host: lab.host,
-    port: String(lab.port),
-    user: lab.user,
-    'ssh-key': lab.sshKey,
-    'known-hosts': lab.knownHosts,
+    ...labInputs(lab, uniqueName('e2e-sec'), remoteDir),
     stacks: `${STACK}=stacks/secrets.yml`,
-    'remote-dir': remoteDir,
     stability: '2',
     timeout: '120',
     'keep-releases': '1',

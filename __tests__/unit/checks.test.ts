@@ -5,6 +5,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { loadComposeFile } from '../../src/compose';
+import { captureStdout } from '../helpers/stdout';
 import { CheckOptions, Finding, RULE_IDS, checkStack, reportFindings, statefulKind, swarmNetworkName } from '../../src/checks';
 
 const FIX = path.join(__dirname, '..', 'fixtures', 'checks');
@@ -295,20 +296,15 @@ test('reportFindings: annotations with file and line, and a markdown table', () 
     { rule: 'failure-action', severity: 'warning', file: 'stacks/app.yml', line: 2, col: 3, stack: 'app', service: 'web', message: 'set rollback' },
     { rule: 'no-healthcheck', severity: 'notice', file: 'stacks/app.yml', line: 2, col: 3, stack: 'app', service: 'web', message: 'add one' },
   ];
-  const out: string[] = [];
-  const write = process.stdout.write;
-  process.stdout.write = ((chunk: string) => {
-    out.push(String(chunk));
-    return true;
-  }) as typeof process.stdout.write;
+  const stop = captureStdout();
   let r;
+  let text = '';
   try {
     r = reportFindings(findings);
   } finally {
-    process.stdout.write = write;
+    text = stop();
   }
   assert.deepEqual([r.errors, r.warnings, r.notices], [1, 1, 1]);
-  const text = out.join('');
   assert.match(text, /::error title=overlay-mtu,file=stacks\/app\.yml,line=8,col=3::\[app\] Network edge \| no MTU/);
   assert.match(text, /::warning title=failure-action,file=stacks\/app\.yml,line=2,col=3::\[app\/web\] set rollback/);
   assert.match(text, /::notice title=no-healthcheck,/);

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as YAML from 'yaml';
+import { captureStdout } from '../helpers/stdout';
 import { GateOptions, ServiceGate, Watch, runGate } from '../../src/gate';
 import { ServiceInfo } from '../../src/compose';
 import { stabilitySeconds } from '../../src/pipeline';
@@ -466,16 +467,13 @@ function fakeRun(script: (i: number, now: number) => Snapshot | Error, opts: Par
 
 /** Runs with stdout captured (core.info / core.warning write workflow commands there). */
 async function captured<T>(fn: () => Promise<T>): Promise<{ value: T; out: string }> {
-  const write = process.stdout.write;
-  let out = '';
-  process.stdout.write = ((chunk: string | Uint8Array) => {
-    out += chunk.toString();
-    return true;
-  }) as typeof process.stdout.write;
+  const stop = captureStdout();
   try {
-    return { value: await fn(), out };
-  } finally {
-    process.stdout.write = write;
+    const value = await fn();
+    return { value, out: stop() };
+  } catch (e) {
+    stop();
+    throw e;
   }
 }
 

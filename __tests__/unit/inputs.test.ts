@@ -4,6 +4,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as YAML from 'yaml';
 import { InputError } from '../../src/errors';
+import { captureStdout } from '../helpers/stdout';
 import { DEFAULTS, Inputs, defaultRelease, parseKeyValues, parseStacks, readInputs } from '../../src/inputs';
 
 const ACTION = YAML.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'action.yml'), 'utf8')) as {
@@ -33,18 +34,12 @@ function getter(values: Record<string, string>, seen?: Set<string>) {
 
 /** Runs with stdout captured: core.setSecret prints `::add-mask::` there. */
 function captured<T>(fn: () => T): { value?: T; error?: unknown; out: string } {
-  const write = process.stdout.write;
-  let out = '';
-  process.stdout.write = ((chunk: string | Uint8Array) => {
-    out += chunk.toString();
-    return true;
-  }) as typeof process.stdout.write;
+  const stop = captureStdout();
   try {
-    return { value: fn(), out };
+    const value = fn();
+    return { value, out: stop() };
   } catch (error) {
-    return { error, out };
-  } finally {
-    process.stdout.write = write;
+    return { error, out: stop() };
   }
 }
 
