@@ -62092,7 +62092,13 @@ class HostLock {
         const d = (0, remote_1.shellJoin)([this.dir]);
         const script = [
             `mkdir -p "$(dirname ${d})"`,
-            `if mkdir ${d} 2>/dev/null; then printf '%s' ${(0, remote_1.shellJoin)([JSON.stringify(this.holder)])} > ${d}/holder.json && echo TAKEN; exit 0; fi`,
+            // A lock without its holder file (disk full) would look held by nobody for an hour: undo it.
+            `if err=$(mkdir ${d} 2>&1); then`,
+            `  if printf '%s' ${(0, remote_1.shellJoin)([JSON.stringify(this.holder)])} > ${d}/holder.json; then echo TAKEN; exit 0; fi`,
+            `  rm -rf ${d}; echo "cannot write its holder file: $(df -Pk "$(dirname ${d})" | awk 'NR==2 {print $4 " kB free on " $6}')" >&2; exit 1`,
+            `fi`,
+            // Not there after a failed mkdir: not held, the folder cannot be written (read-only, permissions).
+            `if [ ! -d ${d} ]; then printf '%s\\n' "$err" >&2; exit 1; fi`,
             `echo HELD; echo $(( $(date +%s) - $(stat -c %Y ${d}) )); cat ${d}/holder.json 2>/dev/null`,
         ].join('\n');
         const res = await this.remote.sh(script, { retry: false });

@@ -30,7 +30,10 @@ const LOGS = uniqueName('rel-logs');
 const LOCK = uniqueName('rel-lock');
 const SCALE = uniqueName('rel-scale');
 const REGRESS = uniqueName('rel-regress');
-const MY_STACKS = [SERVE, INJ, LOGS, LOCK, SCALE, REGRESS];
+const FULL = uniqueName('rel-full');
+const MY_STACKS = [SERVE, INJ, LOGS, LOCK, SCALE, REGRESS, FULL];
+// Scenario 12's remote-dir: a small tmpfs mounted on the host, filled up, then made read-only.
+const SMALL_DIR = `.deploy-action-${uniqueName('rel-small')}`;
 
 const tempDirs: string[] = [];
 const dirs: Record<string, string> = {};
@@ -353,6 +356,7 @@ before(async () => {
 
 after(async () => {
   await Promise.all(MY_STACKS.map((s) => removeStack(s, { timeoutMs: 90_000 }).catch((e) => console.error(`cleanup ${s}: ${e.message}`))));
+  if (lab) await onHost(lab, `umount ${SMALL_DIR} 2>/dev/null; rm -rf ${SMALL_DIR}`);
   await own?.dispose();
   await registry?.dispose();
   silentServer?.close();
@@ -858,6 +862,53 @@ test('11b. a service that fails after its own stability window while the layer g
   assert.match(r.log, new RegExp(`${REGRESS}_fast: failed:`));
   figure({ n: '11b', scenario: 'one service stable, then crashing, while another one of the layer is still starting (new stack)', happened: `${r.outputs.result}; \`fast\` failed ${failedDuringGate} time(s) after its own stability window but before the layer's verdict`, time: secs(r.durationMs) });
   await removeStack(REGRESS, { timeoutMs: 60_000 });
+});
+
+// ------------------------------------------------------------------ 12. deploy folder full or read-only
+
+test('12. the host\'s deploy folder full, then read-only: a clear error, the ledger intact, nothing deployed', { timeout: 180_000 }, async () => {
+  const small = path.join(hostHome, SMALL_DIR);
+  fs.mkdirSync(small, { recursive: true });
+  const mounted = await run('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', small]);
+  assert.equal(mounted.code, 0, `mount: ${mounted.stderr}`);
+  const inputs = (release: string) =>
+    common({ command: 'deploy', stacks: `${FULL}=stacks/lock.yml`, release, env: `BASE_IMAGE=${BASE()}\nSTAMP=${release}`, stability: '0', 'remote-dir': SMALL_DIR });
+  const stamp = async () => (await dockerOk(['service', 'inspect', `${FULL}_idle`, '--format', '{{json .Spec.TaskTemplate.ContainerSpec.Env}}'])).trim();
+  const ledgerFile = path.join(small, 'stacks', FULL, 'ledger.json');
+  try {
+    const first = await act('small folder: first deploy', inputs('full-1'), dirs['1.0.0']);
+    assert.equal(first.code, 0, tail(first));
+    const ledgerBefore = fs.readFileSync(ledgerFile, 'utf8');
+    const running = await stamp();
+    assert.match(running, /STAMP=full-1/);
+
+    // Full: fill what is left (dd stops at ENOSPC and says so).
+    await run('sh', ['-c', `dd if=/dev/zero of=${path.join(small, 'filler')} bs=4k 2>/dev/null; df -k ${small} | tail -1`]).catch(() => undefined);
+    const full = await act('small folder: full', inputs('full-2'), dirs['1.0.0']);
+    assert.notEqual(full.code, 0);
+    const fullError = full.errors.join('\n');
+    assert.match(fullError, /No space left on device|cannot write its holder file: 0 kB free on /, fullError);
+    assert.ok(fullError.includes(SMALL_DIR), `the error does not name the folder: ${fullError}`);
+    assert.equal(fs.readFileSync(ledgerFile, 'utf8'), ledgerBefore, 'the ledger changed');
+    assert.equal(await stamp(), running, 'something was deployed');
+    assert.ok(!fs.existsSync(path.join(small, 'stacks', FULL, 'lock')), 'the lock is still held');
+
+    // Read-only: the same folder, filler gone, remounted ro.
+    fs.rmSync(path.join(small, 'filler'));
+    const remounted = await run('mount', ['-o', 'remount,ro', small]);
+    assert.equal(remounted.code, 0, `remount: ${remounted.stderr}`);
+    const ro = await act('small folder: read-only', inputs('full-3'), dirs['1.0.0']);
+    assert.notEqual(ro.code, 0);
+    const roError = ro.errors.join('\n');
+    assert.match(roError, /Read-only file system/, roError);
+    assert.equal(fs.readFileSync(ledgerFile, 'utf8'), ledgerBefore, 'the ledger changed');
+    assert.equal(await stamp(), running, 'something was deployed');
+    figure({ n: '12', scenario: 'deploy folder full (2 MB tmpfs filled up)', happened: `failed before docker stack deploy: "${fullError.replace(/\s*\n\s*/g, ' / ').slice(0, 260)}"; ledger byte for byte the same, the service still on full-1, lock released`, time: secs(full.durationMs) });
+    figure({ n: '12', scenario: 'deploy folder read-only (the same tmpfs remounted ro)', happened: `failed before docker stack deploy: "${roError.replace(/\s*\n\s*/g, ' / ').slice(0, 260)}"; ledger the same, the service still on full-1`, time: secs(ro.durationMs) });
+  } finally {
+    await run('umount', [small]).catch(() => undefined);
+  }
+  await removeStack(FULL, { timeoutMs: 60_000 });
 });
 
 // ------------------------------------------------------------------ 7. secrets
