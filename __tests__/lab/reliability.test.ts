@@ -749,12 +749,13 @@ test('9. a failing task that prints megabytes: a bounded tail in the job log, sa
 
 // ------------------------------------------------------------------ 10. concurrent deploys
 
-test('10. two deploys of one stack at the same instant, 5 times: never interleaved', { timeout: 300_000 }, async () => {
+test('10. two deploys of one stack at the same instant, 10 times in a row: never interleaved', { timeout: 400_000 }, async () => {
+  const ROUNDS = 10;
   const lockInputs = (release: string, stamp: string, extra: Record<string, string> = {}) =>
     common({ command: 'deploy', stacks: `${LOCK}=stacks/lock.yml`, release, env: `BASE_IMAGE=${BASE()}\nSTAMP=${stamp}`, stability: '0', 'keep-releases': '30', ...extra });
   const startedAt = Date.now();
   const waits: number[] = [];
-  for (let i = 1; i <= 5; i++) {
+  for (let i = 1; i <= ROUNDS; i++) {
     const ia = lockInputs(`lock-${i}a`, `${i}a`);
     const ib = lockInputs(`lock-${i}b`, `${i}b`);
     const A = startAction({ inputs: ia, cwd: dirs['1.0.0'] });
@@ -776,13 +777,13 @@ test('10. two deploys of one stack at the same instant, 5 times: never interleav
     waits.push(secondDeploy.t - wait.t);
   }
   const rec = ledger(LOCK);
-  assert.equal(rec.length, 10);
+  assert.equal(rec.length, 2 * ROUNDS);
   for (let i = 1; i < rec.length; i++) assert.ok(rec[i].time > rec[i - 1].time, 'ledger records out of order');
-  for (let i = 0; i < 5; i++) {
+  for (let i = 0; i < ROUNDS; i++) {
     const pair = rec.slice(2 * i, 2 * i + 2).map((x) => x.release).sort();
     assert.deepEqual(pair, [`lock-${i + 1}a`, `lock-${i + 1}b`], `round ${i + 1}: ledger ${rec.map((x) => x.release).join(', ')}`);
   }
-  figure({ n: '10', scenario: 'two deploys of one stack at the same instant, 5 rounds (lock-timeout 120)', happened: `10/10 deployed; in each round one logged "Waiting for the deploy lock" and started its docker stack deploy after the other's gate ended (waited ${secs(Math.min(...waits))}–${secs(Math.max(...waits))}); ledger: 10 records, one after the other`, time: secs(Date.now() - startedAt) });
+  figure({ n: '10', scenario: `two deploys of one stack at the same instant, ${ROUNDS} rounds (lock-timeout 120)`, happened: `${2 * ROUNDS}/${2 * ROUNDS} deployed; in each round one logged "Waiting for the deploy lock" and started its docker stack deploy after the other's gate ended (waited ${secs(Math.min(...waits))}–${secs(Math.max(...waits))}); ledger: ${2 * ROUNDS} records, one after the other`, time: secs(Date.now() - startedAt) });
 
   // lock-timeout 0, both at the same instant: exactly one deploys, the other fails at once naming the holder.
   const i0 = lockInputs('lock-0a', '0a', { 'lock-timeout': '0' });
@@ -798,7 +799,7 @@ test('10. two deploys of one stack at the same instant, 5 times: never interleav
   assert.match(losers[0].errors.join('\n'), /Another deploy holds the lock .*\/lock on root@\[127\.0\.0\.1\]:\d+: glasck \(https:\/\/github\.com\/glasck\/example\/actions\/runs\/\d+, release lock-0[ab], since .*\)\. Waited 0 s \(input lock-timeout\)/);
   assert.ok(losers[0].durationMs < winners[0].durationMs, 'the loser did not fail at once');
   assert.doesNotMatch(losers[0].postLog, /Released the deploy lock/);
-  assert.equal(ledger(LOCK).length, 11);
+  assert.equal(ledger(LOCK).length, 2 * ROUNDS + 1);
   figure({ n: '10', scenario: 'the same with lock-timeout 0', happened: `one deployed; the other failed in ${secs(losers[0].durationMs)}: "${losers[0].errors[0].replace(/https:\/\/\S+/, '<run url>').slice(0, 150)}"; its post step left the winner's lock alone`, time: secs(winners[0].durationMs) });
 });
 
