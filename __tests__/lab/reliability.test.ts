@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { LabEnv, copyExample, docker, labInputs, dockerOk, removeStack, requireLab, run, setServiceMode, setServiceVersion, tempDir, uniqueName, waitFor } from '../helpers/lab';
+import { LabEnv, REPO_ROOT, copyExample, docker, labInputs, dockerOk, removeStack, requireLab, run, setServiceMode, setServiceVersion, tempDir, uniqueName, waitFor } from '../helpers/lab';
 import { onHost } from './common';
 import { FinishedRun, LiveAction, OwnRegistry, OwnSshd, PROBE_SCRIPT, ProbeWindow, freePort, probeWindow, readProbe, runLive, startAction } from './reliability-helpers';
 
@@ -668,7 +668,7 @@ test('6. injection in every input that reaches the host: rejected or passed safe
   figure({
     n: '6',
     scenario: 'injection passed safely: env values, compose file names, registry-username, rollback-to',
-    happened: `deployed; the 5 env values reach the container byte for byte; the compose file keeps its name on the host; a \`"\` in a compose file name is refused by docker (CSV parsing of -c) after lock and upload; ${rb.length} rollback-to × registry-username payloads: clear error (${loginRefused} refused by docker login), nothing changed; no canary`,
+    happened: `deployed; the 5 env values reach the container byte for byte; the compose file keeps its name on the host; a \`"\` in a compose file name is refused as an input error before connecting (docker reads -c as CSV); ${rb.length} rollback-to × registry-username payloads: clear error (${loginRefused} refused by docker login), nothing changed; no canary`,
     time: secs(Date.now() - t0),
   });
 });
@@ -910,6 +910,57 @@ test('12. the host\'s deploy folder full, then read-only: a clear error, the led
     await run('umount', [small]).catch(() => undefined);
   }
   await removeStack(FULL, { timeoutMs: 60_000 });
+});
+
+// ------------------------------------------------------------------ 2c. engine restart
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+test('2c. the Docker engine restarts during the gate: no success it did not see, lock released, the stack whole', { timeout: 400_000 }, async (t) => {
+  const pidFile = path.join(REPO_ROOT, 'lab', '.state', 'dockerd.pid');
+  const pid = fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8').trim()) : 0;
+  if (!pid || !alive(pid)) {
+    // Restarting an engine this checkout's lab did not start would pull it from under whoever did.
+    t.skip('dockerd was not started by this checkout\'s lab (lab/.state/dockerd.pid)');
+    return;
+  }
+  const from = await webVersion();
+  const to = other(from);
+  const inputs = serve({ command: 'deploy', release: `engine-restart-${to}`, stability: '5', timeout: '180' });
+  const live = startAction({ inputs, cwd: dirs[to] });
+  await live.waitLine(/Gate: watching/, 90_000);
+  const down = Date.now();
+  process.kill(pid, 'SIGTERM');
+  await waitFor(async () => !alive(pid), { timeoutMs: 90_000, intervalMs: 200, what: 'dockerd to exit' });
+  const stopped = Date.now() - down;
+  const up = await run('bash', [path.join(REPO_ROOT, 'lab', 'lab.sh'), 'up'], { timeoutMs: 180_000 });
+  assert.equal(up.code, 0, `lab.sh up after the restart: ${up.stderr.slice(-2000)}`);
+  const outage = Date.now() - down;
+  const r = keep('engine restart', inputs, await live.finish(300_000));
+  // Whatever the verdict, Swarm must end whole, and the verdict must match what runs.
+  const version = versionOf((await settled(`${SERVE}_web`, 180_000)).image);
+  const last = ledger(SERVE).slice(-1)[0];
+  assert.ok(!fs.existsSync(lockPath(SERVE)), 'the lock is still held');
+  assert.match(r.log, /Cannot read the Swarm state/, 'the gate did not notice the engine going away');
+  if (r.outputs.result === 'deployed') {
+    assert.equal(r.code, 0, tail(r));
+    assert.equal(version, to, 'reported deployed, but the old version runs');
+  } else {
+    assert.notEqual(r.code, 0);
+    assert.ok(r.errors.length > 0, 'failed without an error message');
+    if (r.outputs.result === 'rolled-back') assert.equal(version, from, 'reported rolled back, but the new version runs');
+  }
+  assert.equal(last.release, `engine-restart-${to}`);
+  assert.equal(last.result, r.outputs.result, 'the ledger disagrees with the outputs');
+  const why = r.outputs.result === 'deployed' ? '' : `: "${r.errors[0].replace(/\s*\n\s*/g, ' / ').slice(0, 200)}"`;
+  figure({ n: '2c', scenario: `Docker engine stopped (SIGTERM) at "Gate: watching" and started again (down ${secs(stopped)} to exit, ${secs(outage)} until it answered)`, happened: `${r.outputs.result}${why}; web runs ${version} on every replica; lock released; ledger says ${last.result}`, time: secs(r.durationMs) });
 });
 
 // ------------------------------------------------------------------ 7. secrets
