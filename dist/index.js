@@ -60061,7 +60061,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.STATE_HOST_LOGIN = exports.STATE_LOGIN = exports.STATE_LOCKS = void 0;
+exports.STATE_HOST_LOGIN = exports.STATE_LOGIN = void 0;
 exports.commandCheck = commandCheck;
 exports.commandBuild = commandBuild;
 exports.commandDeploy = commandDeploy;
@@ -60075,12 +60075,12 @@ const checks_1 = __nccwpck_require__(2122);
 const errors_1 = __nccwpck_require__(3916);
 const exec_1 = __nccwpck_require__(3190);
 const ledger_1 = __nccwpck_require__(8730);
+const lock_1 = __nccwpck_require__(9188);
 const pipeline_1 = __nccwpck_require__(5165);
 const remote_1 = __nccwpck_require__(6473);
 const secrets_1 = __nccwpck_require__(7194);
 const stack_1 = __nccwpck_require__(3419);
 const versions_1 = __nccwpck_require__(7902);
-exports.STATE_LOCKS = 'locks';
 exports.STATE_LOGIN = 'registry-login';
 exports.STATE_HOST_LOGIN = 'host-registry-login';
 function context() {
@@ -60164,7 +60164,10 @@ async function commandBuild(inputs) {
         notes,
     };
 }
-/** Connects once, checks the host can deploy, and logs the host in to the registry if asked. */
+/**
+ * Connects once, checks the host can deploy, takes the lock of every stack of the run, and logs the
+ * host in to the registry if asked. `finish` logs out and releases the locks.
+ */
 async function connect(inputs) {
     const remote = await core.group(`Connect to ${inputs.user}@${inputs.host}:${inputs.port}`, async () => {
         const r = await remote_1.Remote.connect({ host: inputs.host, port: inputs.port, user: inputs.user, privateKey: inputs.sshKey, passphrase: inputs.sshPassphrase, knownHosts: inputs.knownHosts });
@@ -60183,6 +60186,15 @@ async function connect(inputs) {
         throw new Error(`${remote.where} is not a Swarm manager (swarm state "${state}", manager ${manager}). Run \`docker swarm init\` there first.`);
     }
     core.info(`Host Docker: client ${client}, engine ${server}, Swarm manager.`);
+    const { runUrl, actor, sha, ref } = context();
+    let unlock;
+    try {
+        unlock = await (0, lock_1.lockStacks)(remote, inputs.stacks.map((s) => (0, pipeline_1.lockDirFor)(inputs.remoteDir, s.name)), { run: runUrl, actor, release: inputs.release, since: new Date().toISOString() }, inputs.lockTimeout, (0, lock_1.lockTracker)());
+    }
+    catch (e) {
+        remote.dispose();
+        throw e;
+    }
     const withRegistryAuth = !!(inputs.registryUsername && inputs.registryPassword);
     let logout = async () => { };
     if (withRegistryAuth) {
@@ -60190,6 +60202,7 @@ async function connect(inputs) {
         core.saveState(exports.STATE_HOST_LOGIN, inputs.registry);
         const res = await remote.run(['docker', 'login', inputs.registry, '--username', inputs.registryUsername, '--password-stdin'], { input: inputs.registryPassword });
         if (res.code !== 0) {
+            await unlock();
             remote.dispose();
             throw new Error(`The host could not log in to ${inputs.registry} as ${inputs.registryUsername}: ${res.stderr.trim()}`);
         }
@@ -60204,29 +60217,24 @@ async function connect(inputs) {
     const ctx = {
         inputs,
         remote,
-        ...context(),
+        sha,
+        ref,
+        actor,
+        runUrl,
         withRegistryAuth,
         detachFlag: !!clientVersion && semver.gte(clientVersion, '26.0.0'),
         pollMs: 500,
     };
-    return { remote, ctx, logout };
-}
-/** Tracks the locks held so the post step can release them if this step is killed. */
-function lockTracker(runUrl) {
-    const held = new Set();
-    return (dir, on) => {
-        if (on)
-            held.add(dir);
-        else
-            held.delete(dir);
-        core.saveState(exports.STATE_LOCKS, JSON.stringify({ run: runUrl, dirs: [...held] }));
+    const finish = async () => {
+        await logout();
+        await unlock();
     };
+    return { remote, ctx, finish };
 }
 async function runLayers(ctx, plans) {
     const layers = [];
-    const track = lockTracker(ctx.runUrl);
     for (const plan of plans) {
-        const outcome = await core.group(`Layer ${plan.stack} (${plan.kind} ${plan.release})`, () => (0, pipeline_1.runLayer)(ctx, plan, track));
+        const outcome = await core.group(`Layer ${plan.stack} (${plan.kind} ${plan.release})`, () => (0, pipeline_1.runLayer)(ctx, plan));
         layers.push(outcome);
         if (outcome.result !== 'deployed') {
             const skipped = plans.slice(plans.indexOf(plan) + 1).map((p) => p.stack);
@@ -60270,7 +60278,7 @@ async function commandDeploy(inputs) {
                     core.info(`--- ${p.name}: ${u.rel}\n${u.content}`);
         return { result: 'checked', release: inputs.release, versions, images: {}, layers: [], checks: markdown, notes: [...notes, 'dry-run: nothing was deployed.'] };
     }
-    const { remote, ctx, logout } = await connect(inputs);
+    const { remote, ctx, finish } = await connect(inputs);
     try {
         // Swarm configs are immutable: a changed file under an unchanged name would fail mid-deploy.
         const existing = await existingConfigs(remote);
@@ -60284,7 +60292,7 @@ async function commandDeploy(inputs) {
         return { result: overall(layers, error), release: inputs.release, versions, images, layers, checks: markdown, error, notes };
     }
     finally {
-        await logout();
+        await finish();
         remote.dispose();
     }
 }
@@ -60301,7 +60309,7 @@ async function existingConfigs(remote) {
     return out;
 }
 async function commandRollback(inputs) {
-    const { remote, ctx, logout } = await connect(inputs);
+    const { remote, ctx, finish } = await connect(inputs);
     try {
         const plans = [];
         // Every target is found before anything is touched: an unknown version changes nothing.
@@ -60320,7 +60328,7 @@ async function commandRollback(inputs) {
         return { result: error ? 'failed' : 'rolled-back', release, versions, images, layers, error, notes: [] };
     }
     finally {
-        await logout();
+        await finish();
         remote.dispose();
     }
 }
@@ -62069,10 +62077,15 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.HostLock = exports.STALE_LOCK_SECONDS = void 0;
+exports.HostLock = exports.STALE_LOCK_SECONDS = exports.STATE_LOCKS = void 0;
 exports.releaseLock = releaseLock;
+exports.lockTracker = lockTracker;
+exports.lockStacks = lockStacks;
 const core = __importStar(__nccwpck_require__(7484));
+const crypto = __importStar(__nccwpck_require__(6982));
 const remote_1 = __nccwpck_require__(6473);
+/** The post step reads the locks the main step may hold from this state key. */
+exports.STATE_LOCKS = 'locks';
 /** Older than this, a lock is from a run that died without its post step: it is broken, loudly. */
 exports.STALE_LOCK_SECONDS = 3600;
 /**
@@ -62134,13 +62147,13 @@ class HostLock {
     }
     /** Removes the lock only if this run holds it. */
     async release() {
-        await releaseLock(this.remote, this.dir, this.holder.run);
+        await releaseLock(this.remote, this.dir, this.holder.token);
     }
 }
 exports.HostLock = HostLock;
-async function releaseLock(remote, dir, run) {
+async function releaseLock(remote, dir, token) {
     const d = (0, remote_1.shellJoin)([dir]);
-    const res = await remote.sh(`grep -qF ${(0, remote_1.shellJoin)([JSON.stringify(run)])} ${d}/holder.json 2>/dev/null && rm -rf ${d} && echo RELEASED`, { retry: true });
+    const res = await remote.sh(`grep -qF ${(0, remote_1.shellJoin)([JSON.stringify({ token }).slice(1, -1)])} ${d}/holder.json 2>/dev/null && rm -rf ${d} && echo RELEASED`, { retry: true });
     return res.stdout.includes('RELEASED');
 }
 function describe(holderJson) {
@@ -62151,6 +62164,48 @@ function describe(holderJson) {
     catch {
         return 'an unknown holder (no readable holder.json)';
     }
+}
+function lockTracker() {
+    const token = crypto.randomUUID();
+    const held = new Set();
+    return {
+        token,
+        track(dir, on) {
+            if (on)
+                held.add(dir);
+            else
+                held.delete(dir);
+            core.saveState(exports.STATE_LOCKS, JSON.stringify({ token, dirs: [...held] }));
+        },
+    };
+}
+/**
+ * Takes the lock of every stack this run deploys, one after the other in a fixed order (two runs
+ * cannot deadlock), before anything on the host is touched: two multi-layer deploys can then never
+ * interleave (A infra, B infra, A app, B app). Returns what releases them all.
+ */
+async function lockStacks(remote, dirs, holder, timeoutSeconds, tracker) {
+    const taken = [];
+    const releaseAll = async () => {
+        for (const lock of taken.splice(0).reverse()) {
+            await lock.release().catch((e) => core.warning(`Could not release the lock ${lock.dir}: ${e.message}`));
+            tracker.track(lock.dir, false);
+        }
+    };
+    for (const dir of [...new Set(dirs)].sort()) {
+        const lock = new HostLock(remote, dir, { ...holder, token: tracker.token });
+        tracker.track(dir, true);
+        try {
+            await lock.acquire(timeoutSeconds);
+        }
+        catch (e) {
+            tracker.track(dir, false);
+            await releaseAll();
+            throw e;
+        }
+        taken.push(lock);
+    }
+    return releaseAll;
 }
 
 
@@ -62290,12 +62345,12 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.stabilitySeconds = stabilitySeconds;
 exports.watchesFor = watchesFor;
 exports.deployLayer = deployLayer;
+exports.lockDirFor = lockDirFor;
 exports.releaseDirFor = releaseDirFor;
 exports.runLayer = runLayer;
 const core = __importStar(__nccwpck_require__(7484));
 const gate_1 = __nccwpck_require__(1956);
 const ledger_1 = __nccwpck_require__(8730);
-const lock_1 = __nccwpck_require__(9188);
 const remote_1 = __nccwpck_require__(6473);
 const rollback_1 = __nccwpck_require__(3123);
 const stack_1 = __nccwpck_require__(3419);
@@ -62441,64 +62496,57 @@ async function deployLayer(ctx, stack, releaseDir, composePaths, watches) {
         gate,
     };
 }
+function lockDirFor(remoteDir, stack) {
+    return `${(0, ledger_1.stackDir)(remoteDir, stack)}/lock`;
+}
 function releaseDirFor(remoteDir, stack, release, now = new Date()) {
     const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
     return `${(0, ledger_1.stackDir)(remoteDir, stack)}/releases/${stamp}-${release}`;
 }
-/** Lock, upload (for a deploy), deploy and gate, record in the ledger, unlock — for one layer. */
-async function runLayer(ctx, plan, onLock) {
+/** Upload (for a deploy), deploy and gate, record in the ledger — for one layer, under the run's locks. */
+async function runLayer(ctx, plan) {
     const { remote, inputs } = ctx;
-    const lockDir = `${(0, ledger_1.stackDir)(inputs.remoteDir, plan.stack)}/lock`;
-    const lock = new lock_1.HostLock(remote, lockDir, { run: ctx.runUrl, actor: ctx.actor, release: plan.release, since: new Date().toISOString() });
-    await lock.acquire(inputs.lockTimeout);
-    onLock(lockDir, true);
+    const ledger = await (0, ledger_1.readLedger)(remote, inputs.remoteDir, plan.stack);
+    if (plan.uploads)
+        await (0, stack_1.uploadRelease)(remote, plan.dir, plan.uploads);
+    if (plan.secrets?.length) {
+        const s = await (0, secrets_1.ensureSecrets)(remote, plan.stack, plan.secrets);
+        const parts = [s.created.length && `created ${s.created.join(', ')}`, s.generated.length && `generated ${s.generated.join(', ')} (value never shown)`, s.reused.length && `unchanged ${s.reused.join(', ')}`].filter(Boolean);
+        core.info(`Secrets of ${plan.stack}: ${parts.join('; ')}.`);
+    }
+    const rec = {
+        id: `${plan.dir.split('/').pop()}${plan.kind === 'rollback' ? `-rollback-${Date.now()}` : ''}`,
+        release: plan.release,
+        kind: plan.kind,
+        result: 'started',
+        time: new Date().toISOString(),
+        dir: plan.dir,
+        composePaths: plan.composePaths,
+        versions: plan.versions,
+        images: {},
+        watch: plan.watches.map((w) => ({ name: w.name, expectedImage: w.expectedImage, stabilityMs: w.stabilityMs })),
+        secrets: plan.secrets?.map((s) => s.name) ?? plan.secretNames ?? [],
+        sha: ctx.sha,
+        ref: ctx.ref,
+        actor: ctx.actor,
+        runUrl: ctx.runUrl,
+    };
+    // Recorded before the deploy: a run cancelled mid-gate still leaves a trace of what may be running.
+    // Nothing is pruned yet: until the gate passes, the older releases are what a rollback needs.
+    const started = await (0, ledger_1.saveRecord)(remote, inputs.remoteDir, plan.stack, ledger, rec, inputs.keepReleases, false);
+    let outcome;
     try {
-        const ledger = await (0, ledger_1.readLedger)(remote, inputs.remoteDir, plan.stack);
-        if (plan.uploads)
-            await (0, stack_1.uploadRelease)(remote, plan.dir, plan.uploads);
-        if (plan.secrets?.length) {
-            const s = await (0, secrets_1.ensureSecrets)(remote, plan.stack, plan.secrets);
-            const parts = [s.created.length && `created ${s.created.join(', ')}`, s.generated.length && `generated ${s.generated.join(', ')} (value never shown)`, s.reused.length && `unchanged ${s.reused.join(', ')}`].filter(Boolean);
-            core.info(`Secrets of ${plan.stack}: ${parts.join('; ')}.`);
-        }
-        const rec = {
-            id: `${plan.dir.split('/').pop()}${plan.kind === 'rollback' ? `-rollback-${Date.now()}` : ''}`,
-            release: plan.release,
-            kind: plan.kind,
-            result: 'started',
-            time: new Date().toISOString(),
-            dir: plan.dir,
-            composePaths: plan.composePaths,
-            versions: plan.versions,
-            images: {},
-            watch: plan.watches.map((w) => ({ name: w.name, expectedImage: w.expectedImage, stabilityMs: w.stabilityMs })),
-            secrets: plan.secrets?.map((s) => s.name) ?? plan.secretNames ?? [],
-            sha: ctx.sha,
-            ref: ctx.ref,
-            actor: ctx.actor,
-            runUrl: ctx.runUrl,
-        };
-        // Recorded before the deploy: a run cancelled mid-gate still leaves a trace of what may be running.
-        // Nothing is pruned yet: until the gate passes, the older releases are what a rollback needs.
-        const started = await (0, ledger_1.saveRecord)(remote, inputs.remoteDir, plan.stack, ledger, rec, inputs.keepReleases, false);
-        let outcome;
-        try {
-            ({ outcome } = await deployLayer(ctx, plan.stack, plan.dir, plan.composePaths, plan.watches));
-        }
-        catch (e) {
-            await (0, ledger_1.saveRecord)(remote, inputs.remoteDir, plan.stack, started, { ...rec, result: 'failed', time: new Date().toISOString() }, inputs.keepReleases, false).catch(() => undefined);
-            throw e;
-        }
-        const kept = await (0, ledger_1.saveRecord)(remote, inputs.remoteDir, plan.stack, started, { ...rec, result: outcome.result, images: outcome.images, time: new Date().toISOString() }, inputs.keepReleases, outcome.result === 'deployed');
-        // Old secrets go once no kept release uses them: a rollback within the history still finds its own.
-        if (outcome.result === 'deployed')
-            await (0, secrets_1.pruneSecrets)(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])));
-        return outcome;
+        ({ outcome } = await deployLayer(ctx, plan.stack, plan.dir, plan.composePaths, plan.watches));
     }
-    finally {
-        await lock.release().catch((e) => core.warning(`Could not release the lock ${lockDir}: ${e.message}`));
-        onLock(lockDir, false);
+    catch (e) {
+        await (0, ledger_1.saveRecord)(remote, inputs.remoteDir, plan.stack, started, { ...rec, result: 'failed', time: new Date().toISOString() }, inputs.keepReleases, false).catch(() => undefined);
+        throw e;
     }
+    const kept = await (0, ledger_1.saveRecord)(remote, inputs.remoteDir, plan.stack, started, { ...rec, result: outcome.result, images: outcome.images, time: new Date().toISOString() }, inputs.keepReleases, outcome.result === 'deployed');
+    // Old secrets go once no kept release uses them: a rollback within the history still finds its own.
+    if (outcome.result === 'deployed')
+        await (0, secrets_1.pruneSecrets)(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])));
+    return outcome;
 }
 
 
@@ -62555,8 +62603,8 @@ const remote_1 = __nccwpck_require__(6473);
  * main step still held, and logs the runner out of the registry.
  */
 async function post() {
-    const locks = core.getState(commands_1.STATE_LOCKS);
-    const { run, dirs } = locks ? JSON.parse(locks) : { run: '', dirs: [] };
+    const locks = core.getState(lock_1.STATE_LOCKS);
+    const { token, dirs } = locks ? JSON.parse(locks) : { token: '', dirs: [] };
     const hostRegistry = core.getState(commands_1.STATE_HOST_LOGIN);
     if (dirs.length || hostRegistry) {
         try {
@@ -62564,7 +62612,7 @@ async function post() {
             const remote = await remote_1.Remote.connect({ host: inputs.host, port: inputs.port, user: inputs.user, privateKey: inputs.sshKey, passphrase: inputs.sshPassphrase, knownHosts: inputs.knownHosts, connectTimeout: 15000 });
             try {
                 for (const d of dirs) {
-                    const released = await (0, lock_1.releaseLock)(remote, d, run);
+                    const released = await (0, lock_1.releaseLock)(remote, d, token);
                     core.info(released ? `Released the deploy lock ${d} left by the main step.` : `Lock ${d} is no longer ours; left alone.`);
                 }
                 // The main step was stopped before it logged the host out: no credentials stay on the host.

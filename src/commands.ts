@@ -8,7 +8,8 @@ import { InputError } from './errors';
 import { LocalRunner } from './exec';
 import { Inputs } from './inputs';
 import { findTarget, readLedger } from './ledger';
-import { LayerOutcome, LayerPlan, RunContext, releaseDirFor, runLayer, watchesFor } from './pipeline';
+import { lockStacks, lockTracker } from './lock';
+import { LayerOutcome, LayerPlan, RunContext, lockDirFor, releaseDirFor, runLayer, watchesFor } from './pipeline';
 import { Remote, shellJoin } from './remote';
 import { SECRETS_FILE, overrideFile, planSecrets } from './secrets';
 import { LoadedStack, loadStack, prepareStack } from './stack';
@@ -25,7 +26,6 @@ export interface Outcome {
   notes: string[];
 }
 
-export const STATE_LOCKS = 'locks';
 export const STATE_LOGIN = 'registry-login';
 export const STATE_HOST_LOGIN = 'host-registry-login';
 
@@ -114,8 +114,11 @@ export async function commandBuild(inputs: Inputs): Promise<Outcome> {
   };
 }
 
-/** Connects once, checks the host can deploy, and logs the host in to the registry if asked. */
-async function connect(inputs: Inputs): Promise<{ remote: Remote; ctx: RunContext; logout: () => Promise<void> }> {
+/**
+ * Connects once, checks the host can deploy, takes the lock of every stack of the run, and logs the
+ * host in to the registry if asked. `finish` logs out and releases the locks.
+ */
+async function connect(inputs: Inputs): Promise<{ remote: Remote; ctx: RunContext; finish: () => Promise<void> }> {
   const remote = await core.group(`Connect to ${inputs.user}@${inputs.host}:${inputs.port}`, async () => {
     const r = await Remote.connect({ host: inputs.host, port: inputs.port, user: inputs.user, privateKey: inputs.sshKey, passphrase: inputs.sshPassphrase, knownHosts: inputs.knownHosts });
     core.info(`Connected; host key matches the pinned known-hosts entry.`);
@@ -133,6 +136,14 @@ async function connect(inputs: Inputs): Promise<{ remote: Remote; ctx: RunContex
     throw new Error(`${remote.where} is not a Swarm manager (swarm state "${state}", manager ${manager}). Run \`docker swarm init\` there first.`);
   }
   core.info(`Host Docker: client ${client}, engine ${server}, Swarm manager.`);
+  const { runUrl, actor, sha, ref } = context();
+  let unlock: () => Promise<void>;
+  try {
+    unlock = await lockStacks(remote, inputs.stacks.map((s) => lockDirFor(inputs.remoteDir, s.name)), { run: runUrl, actor, release: inputs.release, since: new Date().toISOString() }, inputs.lockTimeout, lockTracker());
+  } catch (e) {
+    remote.dispose();
+    throw e;
+  }
   const withRegistryAuth = !!(inputs.registryUsername && inputs.registryPassword);
   let logout = async () => {};
   if (withRegistryAuth) {
@@ -140,6 +151,7 @@ async function connect(inputs: Inputs): Promise<{ remote: Remote; ctx: RunContex
     core.saveState(STATE_HOST_LOGIN, inputs.registry);
     const res = await remote.run(['docker', 'login', inputs.registry, '--username', inputs.registryUsername, '--password-stdin'], { input: inputs.registryPassword });
     if (res.code !== 0) {
+      await unlock();
       remote.dispose();
       throw new Error(`The host could not log in to ${inputs.registry} as ${inputs.registryUsername}: ${res.stderr.trim()}`);
     }
@@ -153,29 +165,25 @@ async function connect(inputs: Inputs): Promise<{ remote: Remote; ctx: RunContex
   const ctx: RunContext = {
     inputs,
     remote,
-    ...context(),
+    sha,
+    ref,
+    actor,
+    runUrl,
     withRegistryAuth,
     detachFlag: !!clientVersion && semver.gte(clientVersion, '26.0.0'),
     pollMs: 500,
   };
-  return { remote, ctx, logout };
-}
-
-/** Tracks the locks held so the post step can release them if this step is killed. */
-function lockTracker(runUrl: string): (dir: string, held: boolean) => void {
-  const held = new Set<string>();
-  return (dir, on) => {
-    if (on) held.add(dir);
-    else held.delete(dir);
-    core.saveState(STATE_LOCKS, JSON.stringify({ run: runUrl, dirs: [...held] }));
+  const finish = async () => {
+    await logout();
+    await unlock();
   };
+  return { remote, ctx, finish };
 }
 
 async function runLayers(ctx: RunContext, plans: LayerPlan[]): Promise<{ layers: LayerOutcome[]; error?: string }> {
   const layers: LayerOutcome[] = [];
-  const track = lockTracker(ctx.runUrl);
   for (const plan of plans) {
-    const outcome = await core.group(`Layer ${plan.stack} (${plan.kind} ${plan.release})`, () => runLayer(ctx, plan, track));
+    const outcome = await core.group(`Layer ${plan.stack} (${plan.kind} ${plan.release})`, () => runLayer(ctx, plan));
     layers.push(outcome);
     if (outcome.result !== 'deployed') {
       const skipped = plans.slice(plans.indexOf(plan) + 1).map((p) => p.stack);
@@ -217,7 +225,7 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
     for (const p of prepared) for (const u of p.uploads) if (p.composePaths.includes(u.rel)) core.info(`--- ${p.name}: ${u.rel}\n${u.content}`);
     return { result: 'checked', release: inputs.release, versions, images: {}, layers: [], checks: markdown, notes: [...notes, 'dry-run: nothing was deployed.'] };
   }
-  const { remote, ctx, logout } = await connect(inputs);
+  const { remote, ctx, finish } = await connect(inputs);
   try {
     // Swarm configs are immutable: a changed file under an unchanged name would fail mid-deploy.
     const existing = await existingConfigs(remote);
@@ -230,7 +238,7 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
     const images: Record<string, string> = Object.assign({}, ...layers.map((l) => l.images));
     return { result: overall(layers, error), release: inputs.release, versions, images, layers, checks: markdown, error, notes };
   } finally {
-    await logout();
+    await finish();
     remote.dispose();
   }
 }
@@ -248,7 +256,7 @@ async function existingConfigs(remote: Remote): Promise<Record<string, string>> 
 }
 
 export async function commandRollback(inputs: Inputs): Promise<Outcome> {
-  const { remote, ctx, logout } = await connect(inputs);
+  const { remote, ctx, finish } = await connect(inputs);
   try {
     const plans: LayerPlan[] = [];
     // Every target is found before anything is touched: an unknown version changes nothing.
@@ -265,7 +273,7 @@ export async function commandRollback(inputs: Inputs): Promise<Outcome> {
     const release = plans[plans.length - 1]?.release ?? '';
     return { result: error ? 'failed' : 'rolled-back', release, versions, images, layers, error, notes: [] };
   } finally {
-    await logout();
+    await finish();
     remote.dispose();
   }
 }

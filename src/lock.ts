@@ -1,7 +1,13 @@
 import * as core from '@actions/core';
+import * as crypto from 'crypto';
 import { Remote, shellJoin } from './remote';
 
+/** The post step reads the locks the main step may hold from this state key. */
+export const STATE_LOCKS = 'locks';
+
 export interface Holder {
+  /** Unique to one main step: two runs (or two jobs of one run) never release each other's lock. */
+  token: string;
   run: string;
   actor: string;
   release: string;
@@ -63,13 +69,13 @@ export class HostLock {
 
   /** Removes the lock only if this run holds it. */
   async release(): Promise<void> {
-    await releaseLock(this.remote, this.dir, this.holder.run);
+    await releaseLock(this.remote, this.dir, this.holder.token);
   }
 }
 
-export async function releaseLock(remote: Remote, dir: string, run: string): Promise<boolean> {
+export async function releaseLock(remote: Remote, dir: string, token: string): Promise<boolean> {
   const d = shellJoin([dir]);
-  const res = await remote.sh(`grep -qF ${shellJoin([JSON.stringify(run)])} ${d}/holder.json 2>/dev/null && rm -rf ${d} && echo RELEASED`, { retry: true });
+  const res = await remote.sh(`grep -qF ${shellJoin([JSON.stringify({ token }).slice(1, -1)])} ${d}/holder.json 2>/dev/null && rm -rf ${d} && echo RELEASED`, { retry: true });
   return res.stdout.includes('RELEASED');
 }
 
@@ -81,3 +87,56 @@ function describe(holderJson?: string): string {
     return 'an unknown holder (no readable holder.json)';
   }
 }
+
+/**
+ * Tracks the locks this step may hold, so the post step can release them if the step is killed.
+ * A lock is saved before it is taken: a step killed between `mkdir` on the host and the answer
+ * reaching it would otherwise leave a lock nobody releases (the post step only removes a lock whose
+ * holder file carries this step's token).
+ */
+export interface LockTracker {
+  token: string;
+  track(dir: string, held: boolean): void;
+}
+
+export function lockTracker(): LockTracker {
+  const token = crypto.randomUUID();
+  const held = new Set<string>();
+  return {
+    token,
+    track(dir, on) {
+      if (on) held.add(dir);
+      else held.delete(dir);
+      core.saveState(STATE_LOCKS, JSON.stringify({ token, dirs: [...held] }));
+    },
+  };
+}
+
+/**
+ * Takes the lock of every stack this run deploys, one after the other in a fixed order (two runs
+ * cannot deadlock), before anything on the host is touched: two multi-layer deploys can then never
+ * interleave (A infra, B infra, A app, B app). Returns what releases them all.
+ */
+export async function lockStacks(remote: Remote, dirs: string[], holder: Omit<Holder, 'token'>, timeoutSeconds: number, tracker: LockTracker): Promise<() => Promise<void>> {
+  const taken: HostLock[] = [];
+  const releaseAll = async () => {
+    for (const lock of taken.splice(0).reverse()) {
+      await lock.release().catch((e) => core.warning(`Could not release the lock ${lock.dir}: ${(e as Error).message}`));
+      tracker.track(lock.dir, false);
+    }
+  };
+  for (const dir of [...new Set(dirs)].sort()) {
+    const lock = new HostLock(remote, dir, { ...holder, token: tracker.token });
+    tracker.track(dir, true);
+    try {
+      await lock.acquire(timeoutSeconds);
+    } catch (e) {
+      tracker.track(dir, false);
+      await releaseAll();
+      throw e;
+    }
+    taken.push(lock);
+  }
+  return releaseAll;
+}
+

@@ -3,7 +3,6 @@ import { ServiceInfo } from './compose';
 import { GateResult, ServiceGate, Watch, runGate } from './gate';
 import { Inputs } from './inputs';
 import { Ledger, ReleaseRecord, readLedger, saveRecord, stackDir } from './ledger';
-import { HostLock } from './lock';
 import { Remote, shellJoin } from './remote';
 import { RollbackTarget, rollbackServices, servicesToRollBack, waitRolledBack } from './rollback';
 import { PreparedStack, expectedImages, fullName, stackDeploy, uploadRelease } from './stack';
@@ -202,59 +201,54 @@ export interface LayerPlan {
   secretNames?: string[];
 }
 
+export function lockDirFor(remoteDir: string, stack: string): string {
+  return `${stackDir(remoteDir, stack)}/lock`;
+}
+
 export function releaseDirFor(remoteDir: string, stack: string, release: string, now = new Date()): string {
   const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
   return `${stackDir(remoteDir, stack)}/releases/${stamp}-${release}`;
 }
 
-/** Lock, upload (for a deploy), deploy and gate, record in the ledger, unlock — for one layer. */
-export async function runLayer(ctx: RunContext, plan: LayerPlan, onLock: (dir: string, held: boolean) => void): Promise<LayerOutcome> {
+/** Upload (for a deploy), deploy and gate, record in the ledger — for one layer, under the run's locks. */
+export async function runLayer(ctx: RunContext, plan: LayerPlan): Promise<LayerOutcome> {
   const { remote, inputs } = ctx;
-  const lockDir = `${stackDir(inputs.remoteDir, plan.stack)}/lock`;
-  const lock = new HostLock(remote, lockDir, { run: ctx.runUrl, actor: ctx.actor, release: plan.release, since: new Date().toISOString() });
-  await lock.acquire(inputs.lockTimeout);
-  onLock(lockDir, true);
-  try {
-    const ledger: Ledger | null = await readLedger(remote, inputs.remoteDir, plan.stack);
-    if (plan.uploads) await uploadRelease(remote, plan.dir, plan.uploads);
-    if (plan.secrets?.length) {
-      const s = await ensureSecrets(remote, plan.stack, plan.secrets);
-      const parts = [s.created.length && `created ${s.created.join(', ')}`, s.generated.length && `generated ${s.generated.join(', ')} (value never shown)`, s.reused.length && `unchanged ${s.reused.join(', ')}`].filter(Boolean);
-      core.info(`Secrets of ${plan.stack}: ${parts.join('; ')}.`);
-    }
-    const rec: ReleaseRecord = {
-      id: `${plan.dir.split('/').pop()}${plan.kind === 'rollback' ? `-rollback-${Date.now()}` : ''}`,
-      release: plan.release,
-      kind: plan.kind,
-      result: 'started',
-      time: new Date().toISOString(),
-      dir: plan.dir,
-      composePaths: plan.composePaths,
-      versions: plan.versions,
-      images: {},
-      watch: plan.watches.map((w) => ({ name: w.name, expectedImage: w.expectedImage, stabilityMs: w.stabilityMs })),
-      secrets: plan.secrets?.map((s) => s.name) ?? plan.secretNames ?? [],
-      sha: ctx.sha,
-      ref: ctx.ref,
-      actor: ctx.actor,
-      runUrl: ctx.runUrl,
-    };
-    // Recorded before the deploy: a run cancelled mid-gate still leaves a trace of what may be running.
-    // Nothing is pruned yet: until the gate passes, the older releases are what a rollback needs.
-    const started = await saveRecord(remote, inputs.remoteDir, plan.stack, ledger, rec, inputs.keepReleases, false);
-    let outcome: LayerOutcome;
-    try {
-      ({ outcome } = await deployLayer(ctx, plan.stack, plan.dir, plan.composePaths, plan.watches));
-    } catch (e) {
-      await saveRecord(remote, inputs.remoteDir, plan.stack, started, { ...rec, result: 'failed', time: new Date().toISOString() }, inputs.keepReleases, false).catch(() => undefined);
-      throw e;
-    }
-    const kept = await saveRecord(remote, inputs.remoteDir, plan.stack, started, { ...rec, result: outcome.result, images: outcome.images, time: new Date().toISOString() }, inputs.keepReleases, outcome.result === 'deployed');
-    // Old secrets go once no kept release uses them: a rollback within the history still finds its own.
-    if (outcome.result === 'deployed') await pruneSecrets(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])));
-    return outcome;
-  } finally {
-    await lock.release().catch((e) => core.warning(`Could not release the lock ${lockDir}: ${(e as Error).message}`));
-    onLock(lockDir, false);
+  const ledger: Ledger | null = await readLedger(remote, inputs.remoteDir, plan.stack);
+  if (plan.uploads) await uploadRelease(remote, plan.dir, plan.uploads);
+  if (plan.secrets?.length) {
+    const s = await ensureSecrets(remote, plan.stack, plan.secrets);
+    const parts = [s.created.length && `created ${s.created.join(', ')}`, s.generated.length && `generated ${s.generated.join(', ')} (value never shown)`, s.reused.length && `unchanged ${s.reused.join(', ')}`].filter(Boolean);
+    core.info(`Secrets of ${plan.stack}: ${parts.join('; ')}.`);
   }
+  const rec: ReleaseRecord = {
+    id: `${plan.dir.split('/').pop()}${plan.kind === 'rollback' ? `-rollback-${Date.now()}` : ''}`,
+    release: plan.release,
+    kind: plan.kind,
+    result: 'started',
+    time: new Date().toISOString(),
+    dir: plan.dir,
+    composePaths: plan.composePaths,
+    versions: plan.versions,
+    images: {},
+    watch: plan.watches.map((w) => ({ name: w.name, expectedImage: w.expectedImage, stabilityMs: w.stabilityMs })),
+    secrets: plan.secrets?.map((s) => s.name) ?? plan.secretNames ?? [],
+    sha: ctx.sha,
+    ref: ctx.ref,
+    actor: ctx.actor,
+    runUrl: ctx.runUrl,
+  };
+  // Recorded before the deploy: a run cancelled mid-gate still leaves a trace of what may be running.
+  // Nothing is pruned yet: until the gate passes, the older releases are what a rollback needs.
+  const started = await saveRecord(remote, inputs.remoteDir, plan.stack, ledger, rec, inputs.keepReleases, false);
+  let outcome: LayerOutcome;
+  try {
+    ({ outcome } = await deployLayer(ctx, plan.stack, plan.dir, plan.composePaths, plan.watches));
+  } catch (e) {
+    await saveRecord(remote, inputs.remoteDir, plan.stack, started, { ...rec, result: 'failed', time: new Date().toISOString() }, inputs.keepReleases, false).catch(() => undefined);
+    throw e;
+  }
+  const kept = await saveRecord(remote, inputs.remoteDir, plan.stack, started, { ...rec, result: outcome.result, images: outcome.images, time: new Date().toISOString() }, inputs.keepReleases, outcome.result === 'deployed');
+  // Old secrets go once no kept release uses them: a rollback within the history still finds its own.
+  if (outcome.result === 'deployed') await pruneSecrets(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])));
+  return outcome;
 }

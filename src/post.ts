@@ -1,8 +1,8 @@
 import * as core from '@actions/core';
-import { STATE_HOST_LOGIN, STATE_LOCKS, STATE_LOGIN } from './commands';
+import { STATE_HOST_LOGIN, STATE_LOGIN } from './commands';
 import { LocalRunner } from './exec';
 import { readInputs } from './inputs';
-import { releaseLock } from './lock';
+import { STATE_LOCKS, releaseLock } from './lock';
 import { Remote } from './remote';
 
 /**
@@ -11,7 +11,7 @@ import { Remote } from './remote';
  */
 export async function post(): Promise<void> {
   const locks = core.getState(STATE_LOCKS);
-  const { run, dirs } = locks ? (JSON.parse(locks) as { run: string; dirs: string[] }) : { run: '', dirs: [] as string[] };
+  const { token, dirs } = locks ? (JSON.parse(locks) as { token: string; dirs: string[] }) : { token: '', dirs: [] as string[] };
   const hostRegistry = core.getState(STATE_HOST_LOGIN);
   if (dirs.length || hostRegistry) {
     try {
@@ -19,7 +19,7 @@ export async function post(): Promise<void> {
       const remote = await Remote.connect({ host: inputs.host, port: inputs.port, user: inputs.user, privateKey: inputs.sshKey, passphrase: inputs.sshPassphrase, knownHosts: inputs.knownHosts, connectTimeout: 15000 });
       try {
         for (const d of dirs) {
-          const released = await releaseLock(remote, d, run);
+          const released = await releaseLock(remote, d, token);
           core.info(released ? `Released the deploy lock ${d} left by the main step.` : `Lock ${d} is no longer ours; left alone.`);
         }
         // The main step was stopped before it logged the host out: no credentials stay on the host.

@@ -560,6 +560,9 @@ test('4. registry down: push fails after bounded retries naming the image; host 
 
 // ------------------------------------------------------------------ 5. unreachable host
 
+const BLACK_HOLE = '127.0.0.77';
+const DROP_RULE = (op: '-I' | '-D') => [op, 'OUTPUT', '-d', `${BLACK_HOLE}/32`, '-p', 'tcp', '--dport', '22', '-j', 'DROP'];
+
 test('5. host unreachable or wrong port: a clear error within the connect timeout', { timeout: 120_000 }, async () => {
   const refused = await freePort();
   const silent = await freePort();
@@ -569,17 +572,20 @@ test('5. host unreachable or wrong port: a clear error within the connect timeou
   const cases = [
     { what: 'wrong port (nothing listens)', host: '127.0.0.1', port: refused, error: /Connection refused by \[127\.0\.0\.1\]:\d+ \(no SSH server on that port\?\)/, maxMs: 10_000 },
     { what: 'port open, no SSH banner', host: '127.0.0.1', port: silent, error: /Timed out connecting to root@\[127\.0\.0\.1\]:\d+ after 20 s/, maxMs: 35_000 },
-    // The sandbox's network answers for any outside address and then closes: no real black hole here.
-    { what: 'outside address 10.255.255.1:22', host: '10.255.255.1', port: 22, error: /Timed out connecting to root@10\.255\.255\.1 after 20 s|EHOSTUNREACH|ENETUNREACH|SSH connection to root@10\.255\.255\.1 failed: Connection lost before handshake/, maxMs: 35_000 },
+    // A host that never answers: SYNs to a loopback address dropped by an iptables rule (a real black
+    // hole without sending anything off this machine).
+    { what: `black-holed host ${BLACK_HOLE}:22 (iptables DROP)`, host: BLACK_HOLE, port: 22, error: new RegExp(`Timed out connecting to root@${BLACK_HOLE.replace(/[.]/g, '\\.')} after 20 s`), maxMs: 35_000 },
     { what: 'unknown host name', host: 'no-such-host.invalid', port: 22, error: /Cannot resolve host "no-such-host\.invalid"/, maxMs: 15_000 },
   ];
+  const rule = await run('iptables', DROP_RULE('-I'));
+  assert.equal(rule.code, 0, `iptables: ${rule.stderr}`);
   const results = await Promise.all(
     cases.map((c) => {
       const token = c.port === 22 ? c.host : `[${c.host}]:${c.port}`;
       const inputs = common({ command: 'rollback', stacks: `${SERVE}=stacks/serve.yml`, host: c.host, port: String(c.port), 'known-hosts': `${token} ${hostKey}` });
       return act(`unreachable: ${c.what}`, inputs, dirs['1.0.0'], 60_000);
     }),
-  );
+  ).finally(() => run('iptables', DROP_RULE('-D')));
   cases.forEach((c, i) => {
     const r = results[i];
     assert.notEqual(r.code, 0, c.what);
@@ -706,6 +712,8 @@ test('8. known_hosts and key edge cases: right verdict, clear message', { timeou
     { what: 'key with a passphrase, right one given', kh: right, key: passKey.content, passphrase: PASSPHRASE, error: CONNECTED, connects: true },
     { what: 'a key the host does not know', kh: right, key: strangerKey, error: /SSH authentication failed for root@\[127\.0\.0\.1\]:\d+: the server refused the key/, connects: false },
   ];
+  const rule = await run('iptables', DROP_RULE('-I'));
+  assert.equal(rule.code, 0, `iptables: ${rule.stderr}`);
   const results = await Promise.all(
     cases.map((c) => {
       const inputs = common({ ...viaOwn(), command: 'rollback', stacks: `rel-kh-none=stacks/serve.yml`, 'known-hosts': c.kh, ...(c.key ? { 'ssh-key': c.key } : {}), ...(c.passphrase ? { 'ssh-passphrase': c.passphrase } : {}) });

@@ -35,7 +35,7 @@ async function rollback(to: string, extra: Record<string, string> = {}) {
   }
 }
 
-async function ledger(stack: string): Promise<{ releases: { release: string; kind: string; result: string; versions: Record<string, string> }[] }> {
+async function ledger(stack: string): Promise<{ releases: { release: string; kind: string; result: string; time: string; versions: Record<string, string> }[] }> {
   const r = await onHost(lab, `cat ${remoteDir}/stacks/${stack}/ledger.json`);
   assert.equal(r.code, 0, r.stderr);
   return JSON.parse(r.stdout);
@@ -147,3 +147,26 @@ test('two deploys at once never interleave: the second waits for the lock; a sta
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('two deploys of both layers at once: the second touches no layer until the first finished all of them', { timeout: 300_000 }, async () => {
+  const dir = copyExample({ web: { version: '1.2.0' } });
+  try {
+    const deploy = (label: string) => runAction({ inputs: { ...inputs, command: 'deploy', release: label }, cwd: dir });
+    const [a, b] = await Promise.all([deploy('layers-a'), deploy('layers-b')]);
+    assert.equal(a.code, 0, a.log.slice(-2000));
+    assert.equal(b.code, 0, b.log.slice(-2000));
+    const [waiter, other] = /Waiting for the deploy lock/.test(a.log) ? [a, b] : [b, a];
+    assert.doesNotMatch(other.log, /Waiting for the deploy lock/, 'both deploys waited');
+    assert.match(waiter.log, /Waiting for the deploy lock/);
+    // The waiter took every lock before its first layer: it never logged a layer before the wait.
+    assert.ok(waiter.log.indexOf('Waiting for the deploy lock') < waiter.log.indexOf('::group::Layer '), 'the waiter started a layer before it had all the locks');
+    const at = async (stack: string, label: string) => Date.parse((await ledger(stack)).releases.find((r) => r.release === label)!.time);
+    const waiterLabel = waiter === a ? 'layers-a' : 'layers-b';
+    const otherLabel = waiter === a ? 'layers-b' : 'layers-a';
+    // Interleaved (A infra, B infra, A app, B app), the waiter's infra would end before the other's app.
+    assert.ok((await at(ex.infra, waiterLabel)) > (await at(ex.app, otherLabel)), 'the layers of the two deploys interleaved');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+

@@ -1,0 +1,96 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { lockStacks, lockTracker } from '../../src/lock';
+import type { Remote } from '../../src/remote';
+
+/** A host with lock folders in a Set: answers the take and release scripts as the real shell does. */
+function fakeHost(heldByOthers: string[] = []) {
+  const held = new Map<string, string>(heldByOthers.map((d) => [d, JSON.stringify({ token: 'someone-else', run: 'r', actor: 'alice', release: '9', since: 'now' })]));
+  const calls: { op: 'take' | 'release'; dir: string; stateAtCall: string; script: string }[] = [];
+  const remote = {
+    where: 'me@vps',
+    async sh(script: string) {
+      const state = process.env.GITHUB_STATE ? fs.readFileSync(process.env.GITHUB_STATE, 'utf8') : '';
+      const take = /if err=\$\(mkdir '?([^' ]+)'? 2>&1\)/.exec(script);
+      if (take) {
+        const dir = take[1];
+        calls.push({ op: 'take', dir, stateAtCall: state, script });
+        if (held.has(dir)) return { code: 0, stdout: `HELD\n5\n${held.get(dir)}\n`, stderr: '' };
+        held.set(dir, /printf '%s' '(\{.*?\})' >/.exec(script)?.[1] ?? '');
+        return { code: 0, stdout: 'TAKEN\n', stderr: '' };
+      }
+      const rel = /^grep -qF '?(.*?)'? '?([^' ]+)'?\/holder\.json/.exec(script);
+      if (rel) {
+        const dir = rel[2];
+        calls.push({ op: 'release', dir, stateAtCall: state, script });
+        if (held.get(dir)?.includes(rel[1])) {
+          held.delete(dir);
+          return { code: 0, stdout: 'RELEASED\n', stderr: '' };
+        }
+        return { code: 1, stdout: '', stderr: '' };
+      }
+      throw new Error(`unexpected script: ${script}`);
+    },
+    async run() {
+      throw new Error('unexpected run');
+    },
+  } as unknown as Remote;
+  return { remote, held, calls };
+}
+
+function withState<T>(fn: () => Promise<T>): Promise<T> {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'lock-test-')), 'state');
+  fs.writeFileSync(file, '');
+  const prev = process.env.GITHUB_STATE;
+  process.env.GITHUB_STATE = file;
+  return fn().finally(() => {
+    if (prev === undefined) delete process.env.GITHUB_STATE;
+    else process.env.GITHUB_STATE = prev;
+  });
+}
+
+const holder = { run: 'https://github.com/o/r/actions/runs/1', actor: 'me', release: '1.2.0', since: '2026-01-01T00:00:00Z' };
+
+test('lockStacks: each lock is in the saved state before it is taken (a step killed right after mkdir is cleaned up by post)', () =>
+  withState(async () => {
+    const { remote, calls } = fakeHost();
+    const tracker = lockTracker();
+    const release = await lockStacks(remote, ['.d/stacks/infra/lock', '.d/stacks/app/lock'], holder, 0, tracker);
+    const takes = calls.filter((c) => c.op === 'take');
+    assert.equal(takes.length, 2);
+    for (const t of takes) {
+      assert.ok(t.stateAtCall.includes(t.dir), `${t.dir} was not saved before its take command ran`);
+      assert.ok(t.stateAtCall.includes(tracker.token), 'the token was not saved before the take');
+      assert.ok(t.script.includes(tracker.token), 'the holder file does not carry the token');
+    }
+    await release();
+    assert.deepEqual(calls.filter((c) => c.op === 'release').map((c) => c.dir), ['.d/stacks/infra/lock', '.d/stacks/app/lock']);
+  }));
+
+test('lockStacks: one fixed order (sorted, each once), so two runs with the same stacks cannot deadlock', () =>
+  withState(async () => {
+    const { remote, calls } = fakeHost();
+    await lockStacks(remote, ['.d/stacks/b/lock', '.d/stacks/a/lock', '.d/stacks/b/lock'], holder, 0, lockTracker());
+    assert.deepEqual(calls.map((c) => `${c.op} ${c.dir}`), ['take .d/stacks/a/lock', 'take .d/stacks/b/lock']);
+  }));
+
+test('lockStacks: a lock held by another run fails naming the holder, and the locks already taken are released', () =>
+  withState(async () => {
+    const { remote, held, calls } = fakeHost(['.d/stacks/b/lock']);
+    await assert.rejects(lockStacks(remote, ['.d/stacks/a/lock', '.d/stacks/b/lock'], holder, 0, lockTracker()), /Another deploy holds the lock \.d\/stacks\/b\/lock on me@vps: alice/);
+    assert.deepEqual(calls.map((c) => `${c.op} ${c.dir}`), ['take .d/stacks/a/lock', 'take .d/stacks/b/lock', 'release .d/stacks/a/lock']);
+    assert.deepEqual([...held.keys()], ['.d/stacks/b/lock'], "the other run's lock must stay, ours must go");
+  }));
+
+test('lockStacks: the release only removes a lock that carries this step’s token', () =>
+  withState(async () => {
+    const { remote, held } = fakeHost();
+    const release = await lockStacks(remote, ['.d/stacks/a/lock'], holder, 0, lockTracker());
+    // Another step of the same workflow run (same run URL) took it over meanwhile: not ours any more.
+    held.set('.d/stacks/a/lock', JSON.stringify({ token: 'other-step', ...holder }));
+    await release();
+    assert.ok(held.has('.d/stacks/a/lock'), 'released a lock another step holds');
+  }));
