@@ -59951,6 +59951,9 @@ function checkStack(stack, env, opts = {}) {
                     `against the folder of the stack's first compose file). Add the file or fix the path.`, entity);
                 continue;
             }
+            // A config from a file without a name of its own is named by its content at deploy (secrets.ts).
+            if (section === 'configs' && !entry.name)
+                continue;
             const swarmName = entry.name ? String(entry.name) : `${stack.name}_${key}`;
             const existing = opts.existingObjects?.[swarmName];
             if (existing !== undefined && existing.toLowerCase() !== sha256(content)) {
@@ -60257,7 +60260,8 @@ async function commandDeploy(inputs) {
     const prepared = stacks.map((s) => (0, stack_1.prepareStack)(s, inputs.workingDirectory, env));
     const plans = prepared.map((p) => {
         const secrets = (0, secrets_1.planSecrets)(p, inputs.secrets, inputs.generateSecrets);
-        const extra = secrets.length ? [{ rel: secrets_1.SECRETS_FILE, content: (0, secrets_1.overrideFile)(p, secrets) }] : [];
+        const configs = (0, secrets_1.planConfigs)(p);
+        const extra = secrets.length || configs.length ? [{ rel: secrets_1.OVERRIDE_FILE, content: (0, secrets_1.overrideFile)(p, secrets, configs) }] : [];
         return {
             stack: p.name,
             release: inputs.release,
@@ -60268,6 +60272,7 @@ async function commandDeploy(inputs) {
             versions,
             watches: (0, pipeline_1.watchesFor)(p, inputs.stability),
             secrets,
+            configs,
         };
     });
     if (inputs.dryRun) {
@@ -62423,6 +62428,7 @@ async function deployLayer(ctx, stack, releaseDir, composePaths, watches) {
             service: g.watch.name,
             before: tag(g.watch.before?.image),
             after: tag(g.watch.expectedImage),
+            image: (svc?.image ?? g.watch.expectedImage).replace(/@sha256:([0-9a-f]{12})[0-9a-f]+$/, '@sha256:$1'),
             replicas: svc ? `${running}/${svc.replicas ?? 'global'}` : '—',
             state: state(g),
             seconds: Math.round(((finishedAt.get(g.watch.name) ?? reportedAt) - t0) / 100) / 10,
@@ -62509,10 +62515,16 @@ async function runLayer(ctx, plan) {
     const ledger = await (0, ledger_1.readLedger)(remote, inputs.remoteDir, plan.stack);
     if (plan.uploads)
         await (0, stack_1.uploadRelease)(remote, plan.dir, plan.uploads);
+    const notes = [];
     if (plan.secrets?.length) {
         const s = await (0, secrets_1.ensureSecrets)(remote, plan.stack, plan.secrets);
         const parts = [s.created.length && `created ${s.created.join(', ')}`, s.generated.length && `generated ${s.generated.join(', ')} (value never shown)`, s.reused.length && `unchanged ${s.reused.join(', ')}`].filter(Boolean);
-        core.info(`Secrets of ${plan.stack}: ${parts.join('; ')}.`);
+        notes.push(`Secrets of ${plan.stack}: ${parts.join('; ')}.`);
+        core.info(notes[notes.length - 1]);
+    }
+    if (plan.configs?.length) {
+        notes.push(`Configs of ${plan.stack}, named by their content: ${plan.configs.map((c) => `${c.key} → ${c.name}`).join(', ')}.`);
+        core.info(notes[notes.length - 1]);
     }
     const rec = {
         id: `${plan.dir.split('/').pop()}${plan.kind === 'rollback' ? `-rollback-${Date.now()}` : ''}`,
@@ -62544,9 +62556,11 @@ async function runLayer(ctx, plan) {
     }
     const kept = await (0, ledger_1.saveRecord)(remote, inputs.remoteDir, plan.stack, started, { ...rec, result: outcome.result, images: outcome.images, time: new Date().toISOString() }, inputs.keepReleases, outcome.result === 'deployed');
     // Old secrets go once no kept release uses them: a rollback within the history still finds its own.
-    if (outcome.result === 'deployed')
+    if (outcome.result === 'deployed') {
         await (0, secrets_1.pruneSecrets)(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])));
-    return outcome;
+        await (0, secrets_1.pruneConfigs)(remote, plan.stack, plan.configs ?? []);
+    }
+    return notes.length ? { ...outcome, notes } : outcome;
 }
 
 
@@ -62739,6 +62753,10 @@ class Remote {
                     return isPinned(key);
                 },
             });
+            // node-ssh listens for errors only while connecting: a reset later (sshd restarted, network
+            // cut) would be an unhandled 'error' event and kill the step. The channels' close events tell
+            // the commands in flight, and `sh` reconnects.
+            this.ssh.connection?.on('error', (err) => core.debug(`SSH connection to ${this.where}: ${err.message}`));
         }
         catch (e) {
             // A refused key or host leaves our socket open, and an open socket keeps node from exiting.
@@ -63081,19 +63099,22 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.SECRETS_FILE = void 0;
+exports.OVERRIDE_FILE = void 0;
 exports.planSecrets = planSecrets;
+exports.planConfigs = planConfigs;
 exports.overrideFile = overrideFile;
 exports.ensureSecrets = ensureSecrets;
 exports.pruneSecrets = pruneSecrets;
+exports.pruneConfigs = pruneConfigs;
 const core = __importStar(__nccwpck_require__(7484));
 const crypto_1 = __nccwpck_require__(6982);
+const fs = __importStar(__nccwpck_require__(9896));
 const YAML = __importStar(__nccwpck_require__(8815));
 const compose_1 = __nccwpck_require__(9763);
 const errors_1 = __nccwpck_require__(3916);
 const remote_1 = __nccwpck_require__(6473);
-/** The override file the action adds to a stack: it only names the external secrets. */
-exports.SECRETS_FILE = '.deploy-action/secrets.yml';
+/** The override file the action adds to a stack: it only names its secrets and configs. */
+exports.OVERRIDE_FILE = '.deploy-action/objects.yml';
 const LABEL_STACK = 'deploy-action.stack';
 const LABEL_KEY = 'deploy-action.key';
 /** `db_password` in the stack is given by the input line `db_password=…` or `DB_PASSWORD=…`. */
@@ -63121,9 +63142,7 @@ function planSecrets(stack, values, generate) {
         if (value !== undefined && generated)
             throw new errors_1.InputError(`Secret "${key}" is both given (input \`secrets\`) and generated (input \`generate-secrets\`): pick one.`);
         if (value !== undefined) {
-            // A short content hash: a changed value gets a new name (Swarm secrets are immutable).
-            const hash = (0, crypto_1.createHash)('sha256').update(`${stack.name}\0${key}\0${value}`).digest('hex').slice(0, 10);
-            plans.push({ key, name: `${stack.name}_${key}_${hash}`, source: 'input', value });
+            plans.push({ key, name: contentName(stack.name, key, value), source: 'input', value });
         }
         else if (generated) {
             plans.push({ key, name: `${stack.name}_${key}`, source: 'generated' });
@@ -63135,13 +63154,42 @@ function planSecrets(stack, values, generate) {
     }
     return plans;
 }
-/** The compose override that points each managed key at its Swarm name for this release. */
-function overrideFile(stack, plans) {
+/** A short content hash: a changed value or file gets a new name (Swarm secrets and configs are immutable). */
+function contentName(stack, key, content) {
+    const hash = (0, crypto_1.createHash)('sha256').update(`${stack}\0${key}\0`).update(content).digest('hex').slice(0, 10);
+    return `${stack}_${key}_${hash}`;
+}
+/**
+ * Configs read from a `file:` (and not given a `name:` by the user) get a content-addressed name:
+ * a changed Traefik or Redis config rolls out as a new config instead of failing the deploy
+ * ("only updates to Labels are allowed"), and the same file keeps the same name, so nothing restarts.
+ */
+function planConfigs(stack) {
+    const merged = (0, compose_1.mergeStack)(stack.resolved);
+    const declared = merged.configs && typeof merged.configs === 'object' ? merged.configs : {};
+    const plans = [];
+    for (const [key, entry] of Object.entries(declared)) {
+        if (!entry || typeof entry !== 'object' || entry.external === true || entry.external === 'true' || entry.name)
+            continue;
+        if (typeof entry.file !== 'string' || !entry.file)
+            continue;
+        // prepareStack already checked that the file exists; Docker resolves it against the first file's folder.
+        const content = fs.readFileSync((0, compose_1.referencedPath)(stack.resolved[0].file, entry.file));
+        const name = contentName(stack.name, key, content);
+        plans.push({ key, name, entry: { ...entry, name } });
+    }
+    return plans;
+}
+/** The compose override that points each managed secret and config at its Swarm name for this release. */
+function overrideFile(stack, secretPlans, configPlans = []) {
     const version = String(stack.resolved[0]?.data?.version ?? '3.8');
-    const secrets = {};
-    for (const p of plans)
-        secrets[p.key] = { external: true, name: p.name };
-    return `# Written by deploy-action: the Swarm secrets of this release.\n${YAML.stringify({ version, secrets })}`;
+    const doc = { version };
+    if (secretPlans.length)
+        doc.secrets = Object.fromEntries(secretPlans.map((p) => [p.key, { external: true, name: p.name }]));
+    // The whole entry, not just its name: a -c file's entry replaces the earlier one's.
+    if (configPlans.length)
+        doc.configs = Object.fromEntries(configPlans.map((p) => [p.key, p.entry]));
+    return `# Written by deploy-action: the Swarm secrets and configs of this release.\n${YAML.stringify(doc)}`;
 }
 /** Creates the secrets this release needs and does not find on the host: values through stdin only. */
 async function ensureSecrets(remote, stack, plans) {
@@ -63193,6 +63241,26 @@ async function pruneSecrets(remote, stack, keep) {
     }
     if (removed.length)
         core.info(`Removed secrets no kept release uses: ${removed.join(', ')}`);
+    return removed;
+}
+/**
+ * Removes the configs of earlier releases: those of the stack named like a managed key's
+ * `<stack>_<key>_<hash>` that this release does not use. A rollback re-creates its own from the stack
+ * files kept with it; `docker config rm` refuses one a service still uses, which is fine.
+ */
+async function pruneConfigs(remote, stack, plans) {
+    if (!plans.length)
+        return [];
+    const ls = await remote.run(['docker', 'config', 'ls', '--filter', `label=com.docker.stack.namespace=${stack}`, '--format', '{{.Name}}']);
+    const keep = new Set(plans.map((p) => p.name));
+    const ours = (n) => plans.some((p) => n.startsWith(`${stack}_${p.key}_`) && /^[0-9a-f]{10}$/.test(n.slice(stack.length + p.key.length + 2)));
+    const stale = ls.stdout.split('\n').map((n) => n.trim()).filter((n) => n && !keep.has(n) && ours(n));
+    if (!stale.length)
+        return [];
+    const rm = await remote.sh(stale.map((n) => `${(0, remote_1.shellJoin)(['docker', 'config', 'rm', n])} >/dev/null 2>&1 && echo ${(0, remote_1.shellJoin)([n])}`).join('\n') + '\ntrue');
+    const removed = rm.stdout.split('\n').map((n) => n.trim()).filter(Boolean);
+    if (removed.length)
+        core.info(`Removed configs of earlier releases: ${removed.join(', ')}`);
     return removed;
 }
 
@@ -63389,16 +63457,16 @@ function renderSummary(s) {
     }
     const rows = s.layers.flatMap((l) => l.rows);
     if (rows.length) {
-        out.push('| layer | service | version before → after | replicas | state | time |', '| --- | --- | --- | --- | --- | --- |');
+        out.push('| layer | service | image | version before → after | replicas | state | time |', '| --- | --- | --- | --- | --- | --- | --- |');
         for (const r of rows)
-            out.push(`| ${cell(r.stack)} | ${cell(r.service)} | ${cell(r.before)} → ${cell(r.after)} | ${r.replicas} | ${cell(r.state)} | ${r.seconds} s |`);
+            out.push(`| ${cell(r.stack)} | ${cell(r.service)} | \`${cell(r.image)}\` | ${cell(r.before)} → ${cell(r.after)} | ${r.replicas} | ${cell(r.state)} | ${r.seconds} s |`);
         out.push('');
     }
     if (s.error)
         out.push('### Why it failed', '', '```text', s.error, '```', '');
     if (s.checks)
         out.push('### Pre-flight checks', '', s.checks, '');
-    for (const n of s.notes ?? [])
+    for (const n of [...s.layers.flatMap((l) => l.notes ?? []), ...(s.notes ?? [])])
         out.push(`> ${n}`, '');
     return out.join('\n');
 }

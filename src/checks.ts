@@ -558,6 +558,8 @@ export function checkStack(
         );
         continue;
       }
+      // A config from a file without a name of its own is named by its content at deploy (secrets.ts).
+      if (section === 'configs' && !entry.name) continue;
       const swarmName = entry.name ? String(entry.name) : `${stack.name}_${key}`;
       const existing = opts.existingObjects?.[swarmName];
       if (existing !== undefined && existing.toLowerCase() !== sha256(content)) {

@@ -11,7 +11,7 @@ import { findTarget, readLedger } from './ledger';
 import { lockStacks, lockTracker } from './lock';
 import { LayerOutcome, LayerPlan, RunContext, lockDirFor, releaseDirFor, runLayer, watchesFor } from './pipeline';
 import { Remote, shellJoin } from './remote';
-import { SECRETS_FILE, overrideFile, planSecrets } from './secrets';
+import { OVERRIDE_FILE, overrideFile, planConfigs, planSecrets } from './secrets';
 import { LoadedStack, loadStack, prepareStack } from './stack';
 import { Service, readServices, releaseTagMismatches, versionEnv } from './versions';
 
@@ -207,7 +207,8 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
   const prepared = stacks.map((s) => prepareStack(s, inputs.workingDirectory, env));
   const plans: LayerPlan[] = prepared.map((p) => {
     const secrets = planSecrets(p, inputs.secrets, inputs.generateSecrets);
-    const extra = secrets.length ? [{ rel: SECRETS_FILE, content: overrideFile(p, secrets) }] : [];
+    const configs = planConfigs(p);
+    const extra = secrets.length || configs.length ? [{ rel: OVERRIDE_FILE, content: overrideFile(p, secrets, configs) }] : [];
     return {
       stack: p.name,
       release: inputs.release,
@@ -218,6 +219,7 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
       versions,
       watches: watchesFor(p, inputs.stability),
       secrets,
+      configs,
     };
   });
   if (inputs.dryRun) {

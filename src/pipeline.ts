@@ -6,7 +6,7 @@ import { Ledger, ReleaseRecord, readLedger, saveRecord, stackDir } from './ledge
 import { Remote, shellJoin } from './remote';
 import { RollbackTarget, rollbackServices, servicesToRollBack, waitRolledBack } from './rollback';
 import { PreparedStack, expectedImages, fullName, stackDeploy, uploadRelease } from './stack';
-import { SecretPlan, ensureSecrets, pruneSecrets } from './secrets';
+import { ConfigPlan, SecretPlan, ensureSecrets, pruneConfigs, pruneSecrets } from './secrets';
 import { Snapshot, TaskState, parseSnapshot, snapshotScript } from './swarm';
 
 export interface RunContext {
@@ -26,6 +26,8 @@ export interface ServiceRow {
   service: string;
   before: string;
   after: string;
+  /** The image the service runs at the verdict (`repo:tag@sha256:<12 hex>`). */
+  image: string;
   replicas: string;
   state: string;
   seconds: number;
@@ -40,6 +42,8 @@ export interface LayerOutcome {
   images: Record<string, string>;
   /** Why it failed: per service, state, task errors and log tail. */
   error?: string;
+  /** What the layer did besides the gate (secrets created or generated, configs renamed): for the summary. */
+  notes?: string[];
   polls: number;
   /** Host-clock ms when Swarm's rollback was first seen completed, and when the gate reported it (benchmark). */
   swarmRollbackSeenAt?: number;
@@ -116,6 +120,7 @@ export async function deployLayer(ctx: RunContext, stack: string, releaseDir: st
         service: g.watch.name,
         before: tag(g.watch.before?.image),
         after: tag(g.watch.expectedImage),
+        image: (svc?.image ?? g.watch.expectedImage).replace(/@sha256:([0-9a-f]{12})[0-9a-f]+$/, '@sha256:$1'),
         replicas: svc ? `${running}/${svc.replicas ?? 'global'}` : '—',
         state: state(g),
         seconds: Math.round(((finishedAt.get(g.watch.name) ?? reportedAt) - t0) / 100) / 10,
@@ -198,6 +203,8 @@ export interface LayerPlan {
   watches: Watch[];
   /** Secrets to create before deploying (deploy), or the names a recorded release used (rollback). */
   secrets?: SecretPlan[];
+  /** Configs this deploy names by content (their earlier versions are removed after the gate). */
+  configs?: ConfigPlan[];
   secretNames?: string[];
 }
 
@@ -215,10 +222,16 @@ export async function runLayer(ctx: RunContext, plan: LayerPlan): Promise<LayerO
   const { remote, inputs } = ctx;
   const ledger: Ledger | null = await readLedger(remote, inputs.remoteDir, plan.stack);
   if (plan.uploads) await uploadRelease(remote, plan.dir, plan.uploads);
+  const notes: string[] = [];
   if (plan.secrets?.length) {
     const s = await ensureSecrets(remote, plan.stack, plan.secrets);
     const parts = [s.created.length && `created ${s.created.join(', ')}`, s.generated.length && `generated ${s.generated.join(', ')} (value never shown)`, s.reused.length && `unchanged ${s.reused.join(', ')}`].filter(Boolean);
-    core.info(`Secrets of ${plan.stack}: ${parts.join('; ')}.`);
+    notes.push(`Secrets of ${plan.stack}: ${parts.join('; ')}.`);
+    core.info(notes[notes.length - 1]);
+  }
+  if (plan.configs?.length) {
+    notes.push(`Configs of ${plan.stack}, named by their content: ${plan.configs.map((c) => `${c.key} → ${c.name}`).join(', ')}.`);
+    core.info(notes[notes.length - 1]);
   }
   const rec: ReleaseRecord = {
     id: `${plan.dir.split('/').pop()}${plan.kind === 'rollback' ? `-rollback-${Date.now()}` : ''}`,
@@ -249,6 +262,9 @@ export async function runLayer(ctx: RunContext, plan: LayerPlan): Promise<LayerO
   }
   const kept = await saveRecord(remote, inputs.remoteDir, plan.stack, started, { ...rec, result: outcome.result, images: outcome.images, time: new Date().toISOString() }, inputs.keepReleases, outcome.result === 'deployed');
   // Old secrets go once no kept release uses them: a rollback within the history still finds its own.
-  if (outcome.result === 'deployed') await pruneSecrets(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])));
-  return outcome;
+  if (outcome.result === 'deployed') {
+    await pruneSecrets(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])));
+    await pruneConfigs(remote, plan.stack, plan.configs ?? []);
+  }
+  return notes.length ? { ...outcome, notes } : outcome;
 }

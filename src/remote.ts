@@ -80,6 +80,10 @@ export class Remote implements Runner {
           return isPinned(key);
         },
       });
+      // node-ssh listens for errors only while connecting: a reset later (sshd restarted, network
+      // cut) would be an unhandled 'error' event and kill the step. The channels' close events tell
+      // the commands in flight, and `sh` reconnects.
+      this.ssh.connection?.on('error', (err) => core.debug(`SSH connection to ${this.where}: ${err.message}`));
     } catch (e) {
       // A refused key or host leaves our socket open, and an open socket keeps node from exiting.
       sock?.destroy();

@@ -1,13 +1,14 @@
 import * as core from '@actions/core';
 import { createHash } from 'crypto';
+import * as fs from 'fs';
 import * as YAML from 'yaml';
-import { mergeStack } from './compose';
+import { mergeStack, referencedPath } from './compose';
 import { InputError } from './errors';
 import { Remote, shellJoin } from './remote';
 import { PreparedStack } from './stack';
 
-/** The override file the action adds to a stack: it only names the external secrets. */
-export const SECRETS_FILE = '.deploy-action/secrets.yml';
+/** The override file the action adds to a stack: it only names its secrets and configs. */
+export const OVERRIDE_FILE = '.deploy-action/objects.yml';
 
 export interface SecretPlan {
   key: string;
@@ -45,9 +46,7 @@ export function planSecrets(stack: PreparedStack, values: Record<string, string>
     }
     if (value !== undefined && generated) throw new InputError(`Secret "${key}" is both given (input \`secrets\`) and generated (input \`generate-secrets\`): pick one.`);
     if (value !== undefined) {
-      // A short content hash: a changed value gets a new name (Swarm secrets are immutable).
-      const hash = createHash('sha256').update(`${stack.name}\0${key}\0${value}`).digest('hex').slice(0, 10);
-      plans.push({ key, name: `${stack.name}_${key}_${hash}`, source: 'input', value });
+      plans.push({ key, name: contentName(stack.name, key, value), source: 'input', value });
     } else if (generated) {
       plans.push({ key, name: `${stack.name}_${key}`, source: 'generated' });
     }
@@ -58,12 +57,48 @@ export function planSecrets(stack: PreparedStack, values: Record<string, string>
   return plans;
 }
 
-/** The compose override that points each managed key at its Swarm name for this release. */
-export function overrideFile(stack: PreparedStack, plans: SecretPlan[]): string {
+export interface ConfigPlan {
+  key: string;
+  /** Swarm config name of this content: `<stack>_<key>_<hash>`. */
+  name: string;
+  /** The compose entry as the stack declares it, with `name:` added. */
+  entry: Record<string, unknown>;
+}
+
+/** A short content hash: a changed value or file gets a new name (Swarm secrets and configs are immutable). */
+function contentName(stack: string, key: string, content: string | Buffer): string {
+  const hash = createHash('sha256').update(`${stack}\0${key}\0`).update(content).digest('hex').slice(0, 10);
+  return `${stack}_${key}_${hash}`;
+}
+
+/**
+ * Configs read from a `file:` (and not given a `name:` by the user) get a content-addressed name:
+ * a changed Traefik or Redis config rolls out as a new config instead of failing the deploy
+ * ("only updates to Labels are allowed"), and the same file keeps the same name, so nothing restarts.
+ */
+export function planConfigs(stack: PreparedStack): ConfigPlan[] {
+  const merged = mergeStack(stack.resolved);
+  const declared = merged.configs && typeof merged.configs === 'object' ? (merged.configs as Record<string, Record<string, unknown>>) : {};
+  const plans: ConfigPlan[] = [];
+  for (const [key, entry] of Object.entries(declared)) {
+    if (!entry || typeof entry !== 'object' || entry.external === true || entry.external === 'true' || entry.name) continue;
+    if (typeof entry.file !== 'string' || !entry.file) continue;
+    // prepareStack already checked that the file exists; Docker resolves it against the first file's folder.
+    const content = fs.readFileSync(referencedPath(stack.resolved[0].file, entry.file));
+    const name = contentName(stack.name, key, content);
+    plans.push({ key, name, entry: { ...entry, name } });
+  }
+  return plans;
+}
+
+/** The compose override that points each managed secret and config at its Swarm name for this release. */
+export function overrideFile(stack: PreparedStack, secretPlans: SecretPlan[], configPlans: ConfigPlan[] = []): string {
   const version = String(stack.resolved[0]?.data?.version ?? '3.8');
-  const secrets: Record<string, unknown> = {};
-  for (const p of plans) secrets[p.key] = { external: true, name: p.name };
-  return `# Written by deploy-action: the Swarm secrets of this release.\n${YAML.stringify({ version, secrets })}`;
+  const doc: Record<string, unknown> = { version };
+  if (secretPlans.length) doc.secrets = Object.fromEntries(secretPlans.map((p) => [p.key, { external: true, name: p.name }]));
+  // The whole entry, not just its name: a -c file's entry replaces the earlier one's.
+  if (configPlans.length) doc.configs = Object.fromEntries(configPlans.map((p) => [p.key, p.entry]));
+  return `# Written by deploy-action: the Swarm secrets and configs of this release.\n${YAML.stringify(doc)}`;
 }
 
 export interface SecretsReport {
@@ -117,3 +152,22 @@ export async function pruneSecrets(remote: Remote, stack: string, keep: Set<stri
   if (removed.length) core.info(`Removed secrets no kept release uses: ${removed.join(', ')}`);
   return removed;
 }
+
+/**
+ * Removes the configs of earlier releases: those of the stack named like a managed key's
+ * `<stack>_<key>_<hash>` that this release does not use. A rollback re-creates its own from the stack
+ * files kept with it; `docker config rm` refuses one a service still uses, which is fine.
+ */
+export async function pruneConfigs(remote: Remote, stack: string, plans: ConfigPlan[]): Promise<string[]> {
+  if (!plans.length) return [];
+  const ls = await remote.run(['docker', 'config', 'ls', '--filter', `label=com.docker.stack.namespace=${stack}`, '--format', '{{.Name}}']);
+  const keep = new Set(plans.map((p) => p.name));
+  const ours = (n: string) => plans.some((p) => n.startsWith(`${stack}_${p.key}_`) && /^[0-9a-f]{10}$/.test(n.slice(stack.length + p.key.length + 2)));
+  const stale = ls.stdout.split('\n').map((n) => n.trim()).filter((n) => n && !keep.has(n) && ours(n));
+  if (!stale.length) return [];
+  const rm = await remote.sh(stale.map((n) => `${shellJoin(['docker', 'config', 'rm', n])} >/dev/null 2>&1 && echo ${shellJoin([n])}`).join('\n') + '\ntrue');
+  const removed = rm.stdout.split('\n').map((n) => n.trim()).filter(Boolean);
+  if (removed.length) core.info(`Removed configs of earlier releases: ${removed.join(', ')}`);
+  return removed;
+}
+

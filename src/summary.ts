@@ -35,13 +35,13 @@ export function renderSummary(s: SummaryInput): string {
   }
   const rows = s.layers.flatMap((l) => l.rows);
   if (rows.length) {
-    out.push('| layer | service | version before → after | replicas | state | time |', '| --- | --- | --- | --- | --- | --- |');
-    for (const r of rows) out.push(`| ${cell(r.stack)} | ${cell(r.service)} | ${cell(r.before)} → ${cell(r.after)} | ${r.replicas} | ${cell(r.state)} | ${r.seconds} s |`);
+    out.push('| layer | service | image | version before → after | replicas | state | time |', '| --- | --- | --- | --- | --- | --- | --- |');
+    for (const r of rows) out.push(`| ${cell(r.stack)} | ${cell(r.service)} | \`${cell(r.image)}\` | ${cell(r.before)} → ${cell(r.after)} | ${r.replicas} | ${cell(r.state)} | ${r.seconds} s |`);
     out.push('');
   }
   if (s.error) out.push('### Why it failed', '', '```text', s.error, '```', '');
   if (s.checks) out.push('### Pre-flight checks', '', s.checks, '');
-  for (const n of s.notes ?? []) out.push(`> ${n}`, '');
+  for (const n of [...s.layers.flatMap((l) => l.notes ?? []), ...(s.notes ?? [])]) out.push(`> ${n}`, '');
   return out.join('\n');
 }
 

@@ -1,5 +1,6 @@
-// Secrets (issue 7): values from the `secrets` input become content-addressed Docker secrets,
-// generated ones are created once, old ones go, a bad one rolls back, and no value leaks.
+// Secrets and configs (issue 7): values from the `secrets` input become content-addressed Docker
+// secrets, generated ones are created once, configs read from files are named by their content, old
+// ones go, a bad one rolls back, and no value leaks.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -22,6 +23,9 @@ services:
   web:
     image: \${WEB_IMAGE}
     secrets: [db_password, api_token]
+    configs:
+      - source: app_conf
+        target: /etc/app.conf
     healthcheck:
       # The app needs a good db_password: a bad one never becomes healthy.
       test: ["CMD", "sh", "-c", "grep -q '^good-' /run/secrets/db_password && test -s /run/secrets/api_token && wget -q -O /dev/null http://127.0.0.1:8080/health"]
@@ -46,13 +50,19 @@ secrets:
     external: true
   api_token:
     external: true
+configs:
+  app_conf:
+    file: ./app.conf
 `;
+const CONF = { v1: 'greeting = hello\n', v2: 'greeting = hello again\n' };
+const writeConf = (text: string) => fs.writeFileSync(path.join(dir, 'stacks', 'app.conf'), text);
 
 before(async () => {
   lab = await requireLab();
   await removeStack(STACK);
   dir = copyExample();
   fs.writeFileSync(path.join(dir, 'stacks', 'secrets.yml'), STACK_FILE);
+  writeConf(CONF.v1);
   inputs = {
     ...labInputs(lab, uniqueName('e2e-sec'), remoteDir),
     stacks: `${STACK}=stacks/secrets.yml`,
@@ -70,6 +80,8 @@ after(async () => {
   await removeStack(STACK);
   const left = (await dockerOk(['secret', 'ls', '-q', '--filter', `label=deploy-action.stack=${STACK}`])).trim();
   if (left) await docker(['secret', 'rm', ...left.split('\n')]);
+  const confs = (await dockerOk(['config', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${STACK}`])).trim();
+  if (confs) await docker(['config', 'rm', ...confs.split('\n')]);
   await onHost(lab, `rm -rf ${remoteDir}`);
   fs.rmSync(dir, { recursive: true, force: true });
 });
@@ -84,11 +96,15 @@ async function secretNames(): Promise<string[]> {
   return (await dockerOk(['secret', 'ls', '--filter', `label=deploy-action.stack=${STACK}`, '--format', '{{.Name}}'])).trim().split('\n').filter(Boolean).sort();
 }
 
-/** sha256 of each secret file inside the running containers: proves the content without printing it. */
+async function configNames(): Promise<string[]> {
+  return (await dockerOk(['config', 'ls', '--filter', `label=com.docker.stack.namespace=${STACK}`, '--format', '{{.Name}}'])).trim().split('\n').filter(Boolean).sort();
+}
+
+/** sha256 of a file inside each running container (a secret by default): proves the content without printing it. */
 async function inContainer(file: string): Promise<Set<string>> {
   const ids = (await dockerOk(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${STACK}_web`])).trim().split('\n').filter(Boolean);
   const hashes = new Set<string>();
-  for (const id of ids) hashes.add((await dockerOk(['exec', id, 'sha256sum', `/run/secrets/${file}`])).split(' ')[0]);
+  for (const id of ids) hashes.add((await dockerOk(['exec', id, 'sha256sum', file.startsWith('/') ? file : `/run/secrets/${file}`])).split(' ')[0]);
   return hashes;
 }
 const sha = (v: string) => createHash('sha256').update(v).digest('hex');
@@ -110,25 +126,41 @@ test('a secret from the input and a generated one reach the containers', { timeo
   tokenHash = [...token][0];
   tokenId = (await dockerOk(['secret', 'inspect', '--format', '{{.ID}}', `${STACK}_api_token`])).trim();
   assert.match(r.log, /Secrets of sec-app: created db_password; generated api_token \(value never shown\)/);
+  assert.match(r.summary, /^> Secrets of sec-app: created db_password; generated api_token \(value never shown\)\.$/m);
+  // The config read from stacks/app.conf is named by its content, and the containers see that content.
+  const confs = await configNames();
+  assert.equal(confs.length, 1, confs.join(','));
+  assert.match(confs[0], /^sec-app_app_conf_[0-9a-f]{10}$/);
+  assert.deepEqual([...(await inContainer('/etc/app.conf'))], [sha(CONF.v1)]);
 });
 
 test('the same value again: same secret, no rolling update', { timeout: 180_000 }, async () => {
   const before = await runningTasks();
   const names = await secretNames();
+  const confs = await configNames();
   const r = await deploy(values.good1, 's2');
   assert.equal(r.code, 0, r.log.slice(-3000));
   assert.deepEqual(await secretNames(), names);
+  assert.deepEqual(await configNames(), confs, 'the same config file got a new config');
   assert.equal(await runningTasks(), before, 'the tasks were replaced');
 });
 
-test('a new value: a new secret, the service updated, the old secret removed; the generated one unchanged', { timeout: 180_000 }, async () => {
+test('a new value and a changed config file: a new secret and config, the service updated, the old ones removed; the generated one unchanged', { timeout: 180_000 }, async () => {
   const old = (await secretNames()).find((n) => n.includes('db_password'));
+  const [oldConf] = await configNames();
+  writeConf(CONF.v2);
   const r = await deploy(values.good2, 's3');
   assert.equal(r.code, 0, r.log.slice(-3000));
   assert.deepEqual([...(await inContainer('db_password'))], [sha(values.good2)]);
   const names = await secretNames();
   assert.ok(!names.includes(old as string), 'the old secret is still there');
   assert.match(r.log, /Removed secrets no kept release uses: sec-app_db_password_/);
+  // Without the content name, `docker stack deploy` would fail: "only updates to Labels are allowed".
+  assert.deepEqual([...(await inContainer('/etc/app.conf'))], [sha(CONF.v2)]);
+  const confs = await configNames();
+  assert.equal(confs.length, 1, `old config left: ${confs.join(',')}`);
+  assert.notEqual(confs[0], oldConf);
+  assert.match(r.log, new RegExp(`Removed configs of earlier releases: ${oldConf}`));
   // Three deploys later, the generated password is the same secret with the same content.
   assert.equal((await dockerOk(['secret', 'inspect', '--format', '{{.ID}}', `${STACK}_api_token`])).trim(), tokenId);
   assert.deepEqual([...(await inContainer('api_token'))], [tokenHash]);
@@ -140,6 +172,7 @@ test('a new secret that breaks the app: rolled back to the old secret', { timeou
   assert.equal(r.outputs.result, 'rolled-back', r.log.slice(-3000));
   assert.deepEqual([...(await inContainer('db_password'))], [sha(values.good2)]);
   assert.ok((await secretNames()).some((n) => n.includes('db_password')));
+  assert.deepEqual([...(await inContainer('/etc/app.conf'))], [sha(CONF.v2)]);
 });
 
 test('no secret value in any log, summary, output, or file the action leaves on the host', { timeout: 60_000 }, async () => {
