@@ -59559,6 +59559,8 @@ exports.RULES = [
     { id: 'missing-file', severity: 'error', summary: 'config/secret file or env_file that does not exist' },
     { id: 'swarm-ignored', severity: 'notice', summary: 'service keys that docker stack deploy ignores' },
     { id: 'invalid-value', severity: 'error', summary: 'a duration or number Docker would refuse' },
+    { id: 'invalid-yaml', severity: 'error', summary: 'a stack file that is not valid YAML, or whose top level is not a mapping' },
+    { id: 'unknown-key', severity: 'error', summary: 'a top-level key docker stack deploy refuses' },
 ];
 exports.RULE_IDS = exports.RULES.map((r) => r.id);
 const SKIP_LABEL = 'deploy-action.skip';
@@ -60109,8 +60111,22 @@ function readVersions(inputs, notes) {
     return services;
 }
 function runChecks(inputs, env) {
-    const stacks = inputs.stacks.map((s) => (0, stack_1.loadStack)(s, inputs.workingDirectory));
-    const findings = stacks.flatMap((s) => (0, checks_1.checkStack)(s, env, { skip: inputs.skipChecks }));
+    const stacks = [];
+    const findings = [];
+    for (const spec of inputs.stacks) {
+        try {
+            const stack = (0, stack_1.loadStack)(spec, inputs.workingDirectory);
+            stacks.push(stack);
+            findings.push(...(0, checks_1.checkStack)(stack, env, { skip: inputs.skipChecks }));
+        }
+        catch (e) {
+            // A file Docker would refuse to load is a finding like the others (annotation, summary), and the
+            // other stacks are still checked. It cannot be switched off.
+            if (!(e instanceof errors_1.ComposeFileError))
+                throw e;
+            findings.push({ rule: e.rule, severity: 'error', file: e.file, line: e.line, col: e.col, stack: spec.name, message: e.reason });
+        }
+    }
     const report = (0, checks_1.reportFindings)(findings);
     core.info(`Pre-flight: ${report.errors} error(s), ${report.warnings} warning(s), ${report.notices} notice(s) in ${stacks.length} stack(s).`);
     if (report.errors) {
@@ -60424,9 +60440,6 @@ const PARSE_OPTIONS = {
     prettyErrors: true,
     customTags: (tags) => [legacyOctal, ...tags],
 };
-function fileLoc(file, pos) {
-    return `${file.path}:${pos.line}:${pos.col}`;
-}
 /** Reads and parses one stack file; throws InputError for anything Docker would refuse to load. */
 function loadComposeFile(absPath, displayPath) {
     let text;
@@ -60449,14 +60462,12 @@ function loadComposeFile(absPath, displayPath) {
         const pos = err.linePos?.[0] ?? lineCounter.linePos(err.pos[0]);
         const reason = err.message.split(' at line ')[0].replace(/\s+$/, '');
         const more = doc.errors.length > 1 ? ` (and ${doc.errors.length - 1} more YAML error(s))` : '';
-        throw new errors_1.InputError(`${fileLoc(file, pos)}: invalid YAML: ${reason}${more}.`);
+        throw new errors_1.ComposeFileError('invalid-yaml', file.path, pos.line, pos.col, `invalid YAML: ${reason}${more}.`);
     }
     const top = doc.contents;
     if (!YAML.isMap(top)) {
         const pos = top?.range ? lineCounter.linePos(top.range[0]) : { line: 1, col: 1 };
-        throw new errors_1.InputError(`${fileLoc(file, pos)}: the top level of a stack file must be a mapping (services:, networks:, …)` +
-            (top ? '' : '; the file is empty') +
-            '.');
+        throw new errors_1.ComposeFileError('invalid-yaml', file.path, pos.line, pos.col, `the top level of a stack file must be a mapping (services:, networks:, …)${top ? '' : '; the file is empty'}.`);
     }
     for (const pair of top.items) {
         const key = YAML.isScalar(pair.key) ? pair.key.value : pair.key;
@@ -60464,8 +60475,7 @@ function loadComposeFile(absPath, displayPath) {
             continue;
         const node = pair.key;
         const pos = node?.range ? lineCounter.linePos(node.range[0]) : { line: 1, col: 1 };
-        throw new errors_1.InputError(`${fileLoc(file, pos)}: unknown top-level key "${String(key)}": a stack file has only version, services, ` +
-            'networks, volumes, configs, secrets and x-* extensions (docker stack deploy refuses anything else).');
+        throw new errors_1.ComposeFileError('unknown-key', file.path, pos.line, pos.col, `unknown top-level key "${String(key)}": a stack file has only version, services, networks, volumes, configs, secrets and x-* extensions (docker stack deploy refuses anything else).`);
     }
     return file;
 }
@@ -61032,7 +61042,7 @@ function referencedPath(file, ref) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.InputError = void 0;
+exports.ComposeFileError = exports.InputError = void 0;
 /** A mistake in what the user gave us (inputs, files): reported as one clear error, nothing deployed. */
 class InputError extends Error {
     constructor(message) {
@@ -61041,6 +61051,23 @@ class InputError extends Error {
     }
 }
 exports.InputError = InputError;
+/** A stack file Docker would refuse to load, with where: pre-flight reports it as a finding (annotation, summary). */
+class ComposeFileError extends InputError {
+    rule;
+    file;
+    line;
+    col;
+    reason;
+    constructor(rule, file, line, col, reason) {
+        super(`${file}:${line}:${col}: ${reason}`);
+        this.rule = rule;
+        this.file = file;
+        this.line = line;
+        this.col = col;
+        this.reason = reason;
+    }
+}
+exports.ComposeFileError = ComposeFileError;
 
 
 /***/ }),

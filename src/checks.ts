@@ -60,6 +60,8 @@ export const RULES: { id: string; severity: Severity; summary: string }[] = [
   { id: 'missing-file', severity: 'error', summary: 'config/secret file or env_file that does not exist' },
   { id: 'swarm-ignored', severity: 'notice', summary: 'service keys that docker stack deploy ignores' },
   { id: 'invalid-value', severity: 'error', summary: 'a duration or number Docker would refuse' },
+  { id: 'invalid-yaml', severity: 'error', summary: 'a stack file that is not valid YAML, or whose top level is not a mapping' },
+  { id: 'unknown-key', severity: 'error', summary: 'a top-level key docker stack deploy refuses' },
 ];
 
 export const RULE_IDS: string[] = RULES.map((r) => r.id);

@@ -3,8 +3,8 @@ import * as github from '@actions/github';
 import * as crypto from 'crypto';
 import * as semver from 'semver';
 import { buildImages, registryLogin } from './build';
-import { checkStack, reportFindings } from './checks';
-import { InputError } from './errors';
+import { Finding, checkStack, reportFindings } from './checks';
+import { ComposeFileError, InputError } from './errors';
 import { LocalRunner } from './exec';
 import { Inputs } from './inputs';
 import { findTarget, readLedger } from './ledger';
@@ -54,8 +54,20 @@ function readVersions(inputs: Inputs, notes: string[]): Service[] {
 
 
 function runChecks(inputs: Inputs, env: Record<string, string>): { stacks: LoadedStack[]; markdown: string } {
-  const stacks = inputs.stacks.map((s) => loadStack(s, inputs.workingDirectory));
-  const findings = stacks.flatMap((s) => checkStack(s, env, { skip: inputs.skipChecks }));
+  const stacks: LoadedStack[] = [];
+  const findings: Finding[] = [];
+  for (const spec of inputs.stacks) {
+    try {
+      const stack = loadStack(spec, inputs.workingDirectory);
+      stacks.push(stack);
+      findings.push(...checkStack(stack, env, { skip: inputs.skipChecks }));
+    } catch (e) {
+      // A file Docker would refuse to load is a finding like the others (annotation, summary), and the
+      // other stacks are still checked. It cannot be switched off.
+      if (!(e instanceof ComposeFileError)) throw e;
+      findings.push({ rule: e.rule, severity: 'error', file: e.file, line: e.line, col: e.col, stack: spec.name, message: e.reason });
+    }
+  }
   const report = reportFindings(findings);
   core.info(`Pre-flight: ${report.errors} error(s), ${report.warnings} warning(s), ${report.notices} notice(s) in ${stacks.length} stack(s).`);
   if (report.errors) {

@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as YAML from 'yaml';
 import { LineCounter } from 'yaml';
-import { InputError } from './errors';
+import { ComposeFileError, InputError } from './errors';
 import { escapeDollars, interpolateDetailed } from './interpolate';
 
 export interface ComposeFile {
@@ -91,10 +91,6 @@ const PARSE_OPTIONS: YAML.ParseOptions & YAML.DocumentOptions & YAML.SchemaOptio
   customTags: (tags) => [legacyOctal, ...tags],
 };
 
-function fileLoc(file: { path: string }, pos: { line: number; col: number }): string {
-  return `${file.path}:${pos.line}:${pos.col}`;
-}
-
 /** Reads and parses one stack file; throws InputError for anything Docker would refuse to load. */
 export function loadComposeFile(absPath: string, displayPath: string): ComposeFile {
   let text: string;
@@ -115,25 +111,24 @@ export function loadComposeFile(absPath: string, displayPath: string): ComposeFi
     const pos = err.linePos?.[0] ?? lineCounter.linePos(err.pos[0]);
     const reason = err.message.split(' at line ')[0].replace(/\s+$/, '');
     const more = doc.errors.length > 1 ? ` (and ${doc.errors.length - 1} more YAML error(s))` : '';
-    throw new InputError(`${fileLoc(file, pos)}: invalid YAML: ${reason}${more}.`);
+    throw new ComposeFileError('invalid-yaml', file.path, pos.line, pos.col, `invalid YAML: ${reason}${more}.`);
   }
   const top = doc.contents;
   if (!YAML.isMap(top)) {
     const pos = top?.range ? lineCounter.linePos(top.range[0]) : { line: 1, col: 1 };
-    throw new InputError(
-      `${fileLoc(file, pos)}: the top level of a stack file must be a mapping (services:, networks:, …)` +
-        (top ? '' : '; the file is empty') +
-        '.',
-    );
+    throw new ComposeFileError('invalid-yaml', file.path, pos.line, pos.col, `the top level of a stack file must be a mapping (services:, networks:, …)${top ? '' : '; the file is empty'}.`);
   }
   for (const pair of top.items) {
     const key = YAML.isScalar(pair.key) ? pair.key.value : pair.key;
     if (typeof key === 'string' && (TOP_LEVEL_KEYS.has(key) || key.startsWith('x-'))) continue;
     const node = pair.key as YAML.Node | null;
     const pos = node?.range ? lineCounter.linePos(node.range[0]) : { line: 1, col: 1 };
-    throw new InputError(
-      `${fileLoc(file, pos)}: unknown top-level key "${String(key)}": a stack file has only version, services, ` +
-        'networks, volumes, configs, secrets and x-* extensions (docker stack deploy refuses anything else).',
+    throw new ComposeFileError(
+      'unknown-key',
+      file.path,
+      pos.line,
+      pos.col,
+      `unknown top-level key "${String(key)}": a stack file has only version, services, networks, volumes, configs, secrets and x-* extensions (docker stack deploy refuses anything else).`,
     );
   }
   return file;

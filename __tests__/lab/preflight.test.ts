@@ -82,3 +82,29 @@ test('command: check fails on a Traefik service on two networks without traefik.
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('invalid YAML in one layer and a rule error in another: both reported with file and line, as annotations and in the summary', { timeout: 120_000 }, async () => {
+  const dir = copyExample();
+  try {
+    const infra = path.join(dir, 'stacks', 'infra.yml');
+    const text = fs.readFileSync(infra, 'utf8');
+    const broken = text.replace(/(  edge:\n(?:    .*\n)*?)    driver_opts:\n      com\.docker\.network\.driver\.mtu: "1450"\n/, '$1');
+    assert.notEqual(broken, text, 'fixture edit did not apply');
+    fs.writeFileSync(infra, broken);
+    fs.writeFileSync(path.join(dir, 'stacks', 'app.yml'), 'services:\n  web:\n    image: [unclosed\n');
+    const r = await runAction({ inputs: { command: 'check', stacks: inputs.stacks, env: inputs.env, registry: inputs.registry, 'image-prefix': inputs['image-prefix'] }, cwd: dir });
+    assert.notEqual(r.code, 0);
+    assert.equal(r.outputs.result, 'failed');
+    const yamlNote = r.commands.find((c) => c.command === 'error' && c.properties?.title === 'invalid-yaml');
+    assert.ok(yamlNote, `no invalid-yaml annotation: ${r.errors.join('\n')}`);
+    assert.equal(yamlNote.properties?.file, 'stacks/app.yml');
+    assert.match(yamlNote.message, /invalid YAML/);
+    assert.ok(Number(yamlNote.properties?.line) >= 3, `line ${yamlNote.properties?.line}`);
+    assert.ok(r.commands.some((c) => c.command === 'error' && c.properties?.title === 'overlay-mtu' && c.properties?.file === 'stacks/infra.yml'), 'the other layer was not checked');
+    assert.match(r.summary, /`invalid-yaml`/);
+    assert.match(r.summary, /`overlay-mtu`/);
+    assert.match(r.errors.join('\n'), /Pre-flight checks found 2 error\(s\); nothing was deployed/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

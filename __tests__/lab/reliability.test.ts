@@ -941,7 +941,7 @@ test('2c. the Docker engine restarts during the gate: no success it did not see,
   }
   const from = await webVersion();
   const to = other(from);
-  const inputs = serve({ command: 'deploy', release: `engine-restart-${to}`, stability: '5', timeout: '180' });
+  const inputs = serve({ command: 'deploy', release: `engine-restart-${to}`, stability: '5', timeout: '75' });
   const live = startAction({ inputs, cwd: dirs[to] });
   await live.waitLine(/Gate: watching/, 90_000);
   const down = Date.now();
