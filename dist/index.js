@@ -60242,7 +60242,7 @@ async function connect(inputs) {
         runUrl,
         withRegistryAuth,
         detachFlag: !!clientVersion && semver.gte(clientVersion, '26.0.0'),
-        pollMs: 500,
+        pollMs: 250,
     };
     const finish = async () => {
         await logout();
@@ -62402,8 +62402,8 @@ function watchesFor(stack, fixedStability) {
         return { name, expectedImage: images[name], stabilityMs: stabilitySeconds(s, fixedStability) * 1000 };
     });
 }
-async function readSnapshot(remote, stack, names) {
-    const res = await remote.sh((0, swarm_1.snapshotScript)(stack, names), { retry: true, silent: true });
+async function readSnapshot(remote, stack) {
+    const res = await remote.sh((0, swarm_1.snapshotScript)(stack), { retry: true, silent: true });
     if (res.code !== 0)
         throw new Error(`reading stack ${stack} failed (exit ${res.code}): ${(res.stderr || res.stdout).trim().slice(0, 300)}`);
     return (0, swarm_1.parseSnapshot)(res.stdout);
@@ -62425,8 +62425,7 @@ async function logTail(remote, taskId, lines = 20, bytes = 4000) {
 async function deployLayer(ctx, stack, releaseDir, composePaths, watches) {
     const { remote, inputs } = ctx;
     const before = await readSnapshot(remote, stack);
-    const names = watches.map((w) => w.name);
-    const poll = () => readSnapshot(remote, stack, names);
+    const poll = () => readSnapshot(remote, stack);
     const out = await (0, stack_1.stackDeploy)(remote, releaseDir, stack, composePaths, { withRegistryAuth: ctx.withRegistryAuth, detachFlag: ctx.detachFlag });
     core.info(out);
     core.info(`Gate: watching ${watches.length} service(s) of ${stack} (timeout ${inputs.timeout} s, poll ${ctx.pollMs} ms, one remote command per poll).`);
@@ -63518,32 +63517,42 @@ exports.normalizeImage = normalizeImage;
 const crypto_1 = __nccwpck_require__(6982);
 const remote_1 = __nccwpck_require__(6473);
 const SEP = '@@deploy-action:tasks@@';
-// One JSON array per line: robust against tabs and quotes in messages, and cheap to parse.
-const SERVICE_FORMAT = '[{{json .ID}},{{json .Spec.Name}},{{json .Spec.TaskTemplate.ContainerSpec.Image}},' +
-    '{{if .Spec.Mode.Replicated}}{{json .Spec.Mode.Replicated.Replicas}}{{else}}null{{end}},' +
-    '{{if .UpdateStatus}}{{json .UpdateStatus}}{{else}}null{{end}},' +
-    '{{if .PreviousSpec}}{{json .PreviousSpec.TaskTemplate.ContainerSpec.Image}}{{else}}null{{end}},' +
-    '{{json .Version.Index}},{{json .Spec.TaskTemplate}}]';
-const TASK_FORMAT = '[{{json .ID}},{{json .ServiceID}},{{json .Slot}},{{json .DesiredState}},{{json .Status.State}},' +
-    '{{json .Status.Timestamp}},{{json .Status.Err}},{{json .Spec.ContainerSpec.Image}},' +
-    '{{if .Status.ContainerStatus}}{{json .Status.ContainerStatus.ExitCode}}{{else}}null{{end}},{{json .Status.Message}}]';
 /**
- * One remote command that reads every service of a stack and all their tasks:
- * the gate's poll costs one SSH exec whatever the number of services.
+ * One remote command that reads every service of a stack and all their tasks: the gate's poll costs
+ * one SSH exec whatever the number of services. It asks the Engine API itself through
+ * `docker system dial-stdio` (the docker CLI on the host, no curl needed): two requests in all,
+ * where `docker inspect` of N tasks makes N (one poll of 30 services took seconds that way).
  */
-function snapshotScript(stack, names) {
-    // The gate knows its services' names: one docker call fewer per poll than listing the stack.
-    const ls = names?.length ? `echo ${(0, remote_1.shellJoin)(names)}` : (0, remote_1.shellJoin)(['docker', 'service', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${stack}`]);
+function snapshotScript(stack) {
+    const filter = encodeURIComponent(JSON.stringify({ label: [`com.docker.stack.namespace=${stack}`] }));
     return [
         `date +%s%3N`,
-        `ids=$(${ls}) || exit 1`,
-        `[ -n "$ids" ] || { echo ${(0, remote_1.shellJoin)([SEP])}; exit 0; }`,
-        `${(0, remote_1.shellJoin)(['docker', 'service', 'inspect', '--format', SERVICE_FORMAT])} $ids || exit 1`,
-        `echo ${(0, remote_1.shellJoin)([SEP])}`,
-        `tids=$(${(0, remote_1.shellJoin)(['docker', 'service', 'ps', '-q', '--no-trunc'])} $ids) || exit 1`,
-        // A task can vanish between the two commands: inspect prints the others, and that is enough.
-        `[ -z "$tids" ] || ${(0, remote_1.shellJoin)(['docker', 'inspect', '--type', 'task', '--format', TASK_FORMAT])} $tids 2>/dev/null; true`,
+        // HTTP/1.0: the engine answers without chunking and closes, so dial-stdio ends with the answer.
+        `api() { printf 'GET %s HTTP/1.0\\r\\nHost: docker\\r\\n\\r\\n' "$1" | docker system dial-stdio; }`,
+        `api ${(0, remote_1.shellJoin)([`/services?filters=${filter}`])} || exit 1`,
+        `echo; echo ${(0, remote_1.shellJoin)([SEP])}`,
+        `api ${(0, remote_1.shellJoin)([`/tasks?filters=${filter}`])} || exit 1`,
     ].join('\n');
+}
+/** The JSON body of one HTTP/1.0 answer of the engine; a refusal (not a manager, engine starting) throws. */
+function apiBody(answer, what) {
+    const text = answer.replace(/^\s+/, '');
+    const end = text.indexOf('\r\n\r\n');
+    const status = /^HTTP\/1\.[01] (\d{3})/.exec(text);
+    if (end < 0 || !status)
+        throw new Error(`the engine gave no answer to the ${what} request: ${text.slice(0, 200) || '(nothing)'}`);
+    const body = text.slice(end + 4).trim();
+    if (status[1] !== '200') {
+        let message = body;
+        try {
+            message = JSON.parse(body).message ?? body;
+        }
+        catch {
+            // not JSON: keep the text
+        }
+        throw new Error(`the engine refused the ${what} request (HTTP ${status[1]}): ${message.slice(0, 300)}`);
+    }
+    return JSON.parse(body);
 }
 function parseTime(s) {
     if (!s)
@@ -63552,32 +63561,41 @@ function parseTime(s) {
     return Date.parse(s.replace(/(\.\d{3})\d+/, '$1')) || 0;
 }
 function parseSnapshot(stdout) {
-    const [head, taskPart = ''] = stdout.split(SEP);
-    const lines = head.split('\n');
-    const clock = Number(lines[0]);
+    const at = stdout.indexOf(`\n${SEP}\n`);
+    if (at < 0)
+        throw new Error(`the snapshot has no task part: ${stdout.slice(0, 200)}`);
+    const head = stdout.slice(0, at);
+    const nl = head.indexOf('\n');
+    const clock = Number(head.slice(0, nl));
     const services = new Map();
-    for (const line of lines.slice(1)) {
-        if (!line.trim())
-            continue;
-        const [id, name, image, replicas, upd, prev, index, template] = JSON.parse(line);
-        services.set(name, {
-            id,
-            name,
-            image,
-            replicas,
+    for (const svc of apiBody(head.slice(nl + 1), 'services')) {
+        const upd = svc.UpdateStatus;
+        const template = svc.Spec.TaskTemplate;
+        services.set(svc.Spec.Name, {
+            id: svc.ID,
+            name: svc.Spec.Name,
+            image: template?.ContainerSpec?.Image ?? '',
+            // Replicated (a count) or global (null); a replicated service scaled to 0 has no Replicas field.
+            replicas: svc.Spec.Mode?.Replicated ? (svc.Spec.Mode.Replicated.Replicas ?? 0) : null,
             update: upd ? { state: upd.State ?? '', startedAt: upd.StartedAt ?? '', completedAt: upd.CompletedAt ?? '', message: upd.Message ?? '' } : null,
-            previousImage: prev,
-            versionIndex: index,
+            previousImage: svc.PreviousSpec?.TaskTemplate?.ContainerSpec?.Image ?? null,
+            versionIndex: svc.Version?.Index ?? 0,
             taskSpec: template === undefined ? undefined : (0, crypto_1.createHash)('sha1').update(JSON.stringify(template)).digest('hex'),
         });
     }
-    const tasks = [];
-    for (const line of taskPart.split('\n')) {
-        if (!line.trim())
-            continue;
-        const [id, serviceId, slot, desired, state, ts, err, image, exitCode, message] = JSON.parse(line);
-        tasks.push({ id, serviceId, slot, desired, state, at: parseTime(ts), err: err ?? '', image, exitCode, message: message ?? '' });
-    }
+    const tasks = apiBody(stdout.slice(at + SEP.length + 2), 'tasks').map((t) => ({
+        id: t.ID,
+        serviceId: t.ServiceID,
+        slot: t.Slot ?? 0,
+        desired: t.DesiredState,
+        state: t.Status?.State ?? '',
+        at: parseTime(t.Status?.Timestamp),
+        err: t.Status?.Err ?? '',
+        image: t.Spec?.ContainerSpec?.Image ?? '',
+        // The API leaves out a zero ExitCode.
+        exitCode: t.Status?.ContainerStatus ? (t.Status.ContainerStatus.ExitCode ?? 0) : null,
+        message: t.Status?.Message ?? '',
+    }));
     return { services, tasks, now: Number.isFinite(clock) && clock > 0 ? clock : Date.now() };
 }
 /** `docker.io/library/redis:7@sha256:…` and `redis:7` are the same image to the gate. */

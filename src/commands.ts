@@ -183,7 +183,7 @@ async function connect(inputs: Inputs): Promise<{ remote: Remote; ctx: RunContex
     runUrl,
     withRegistryAuth,
     detachFlag: !!clientVersion && semver.gte(clientVersion, '26.0.0'),
-    pollMs: 500,
+    pollMs: 250,
   };
   const finish = async () => {
     await logout();

@@ -65,8 +65,8 @@ export function watchesFor(stack: PreparedStack, fixedStability?: number): Watch
   });
 }
 
-async function readSnapshot(remote: Remote, stack: string, names?: string[]): Promise<Snapshot> {
-  const res = await remote.sh(snapshotScript(stack, names), { retry: true, silent: true });
+async function readSnapshot(remote: Remote, stack: string): Promise<Snapshot> {
+  const res = await remote.sh(snapshotScript(stack), { retry: true, silent: true });
   if (res.code !== 0) throw new Error(`reading stack ${stack} failed (exit ${res.code}): ${(res.stderr || res.stdout).trim().slice(0, 300)}`);
   return parseSnapshot(res.stdout);
 }
@@ -91,8 +91,7 @@ async function logTail(remote: Remote, taskId: string, lines = 20, bytes = 4000)
 export async function deployLayer(ctx: RunContext, stack: string, releaseDir: string, composePaths: string[], watches: Watch[]): Promise<{ outcome: LayerOutcome; gate: GateResult }> {
   const { remote, inputs } = ctx;
   const before = await readSnapshot(remote, stack);
-  const names = watches.map((w) => w.name);
-  const poll = () => readSnapshot(remote, stack, names);
+  const poll = () => readSnapshot(remote, stack);
   const out = await stackDeploy(remote, releaseDir, stack, composePaths, { withRegistryAuth: ctx.withRegistryAuth, detachFlag: ctx.detachFlag });
   core.info(out);
   core.info(`Gate: watching ${watches.length} service(s) of ${stack} (timeout ${inputs.timeout} s, poll ${ctx.pollMs} ms, one remote command per poll).`);
