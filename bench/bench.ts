@@ -349,7 +349,7 @@ interface Call {
 }
 
 function kindOf(script: string): string {
-  if (/docker service ls -q --filter/.test(script) && /docker inspect --type task/.test(script)) return 'poll: stack snapshot';
+  if (/@@deploy-action:tasks@@/.test(script)) return 'poll: stack snapshot';
   if (/docker stack deploy/.test(script)) return 'docker stack deploy';
   if (/docker version --format/.test(script)) return 'docker version + info';
   if (/docker config ls/.test(script)) return 'Swarm configs (pre-flight)';
@@ -729,7 +729,7 @@ function report(results: SizeResult[], meta: { started: Date; seconds: number; l
   out.push('| ---: | --- | ---: | ---: | ---: | ---: | ---: |');
   for (const r of results) {
     const i = r.instrumented;
-    const said = r.debug ? (/one remote command per poll/.test(r.debug.gateLine) ? '"poll 500 ms, one remote command per poll"' : r.debug.gateLine) : '—';
+    const said = r.debug ? (/poll \d+ ms, one remote command per poll/.exec(r.debug.gateLine)?.[0].replace(/^|$/g, '"') ?? r.debug.gateLine) : '—';
     const pm = i?.pollMs ?? [];
     out.push(`| ${r.n} | ${said} | ${i?.polls ?? '—'} | ${i?.gateCommands ?? '—'} | ${i && i.polls ? (i.gateCommands / i.polls).toFixed(2) : '—'} | ${pm.length ? `${s2(median(pm))} (${s2(Math.min(...pm))}–${s2(Math.max(...pm))})` : '—'} | ${r.debug ? `${r.debug.listed} / ${r.debug.listedInGate}` : '—'} |`);
   }

@@ -61502,6 +61502,7 @@ exports.defaultRelease = defaultRelease;
 exports.readInputs = readInputs;
 const core = __importStar(__nccwpck_require__(7484));
 const path = __importStar(__nccwpck_require__(6928));
+const checks_1 = __nccwpck_require__(2122);
 const errors_1 = __nccwpck_require__(3916);
 // Docker stack names become service, network and label prefixes: keep them boring.
 const STACK_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
@@ -61693,9 +61694,18 @@ function readInputs(raw = (n) => core.getInput(n), env = process.env) {
         remoteDir,
         secrets: secretValues(get('secrets')),
         generateSecrets: get('generate-secrets').split(/[,\s]+/).map((s) => s.trim()).filter(Boolean),
-        skipChecks: get('skip-checks').split(/[,\s]+/).map((s) => s.trim()).filter(Boolean),
+        skipChecks: ruleIds(get('skip-checks')),
         dryRun: bool('dry-run'),
     };
+}
+/** `skip-checks`: known rule ids only, so a typo does not silently leave a rule on. */
+function ruleIds(raw) {
+    const ids = raw.split(/[,\s]+/).map((s) => s.trim()).filter(Boolean);
+    for (const id of ids) {
+        if (id !== 'all' && !checks_1.RULE_IDS.includes(id))
+            throw new errors_1.InputError(`Input \`skip-checks\`: unknown rule "${id}" (rules: ${checks_1.RULE_IDS.join(', ')}, or all).`);
+    }
+    return ids;
 }
 
 
@@ -62314,6 +62324,7 @@ async function run() {
     core.setOutput('result', outcome.result);
     core.setOutput('duration', String(seconds));
     core.setOutput('release', outcome.release);
+    core.setOutput('versions-before', JSON.stringify(Object.fromEntries(outcome.layers.flatMap((l) => l.rows.map((r) => [r.service, r.before])))));
     await (0, summary_1.writeSummary)({
         title: TITLES[inputs?.command ?? 'deploy'],
         result: outcome.result,

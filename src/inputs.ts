@@ -1,5 +1,6 @@
 import * as core from '@actions/core';
 import * as path from 'path';
+import { RULE_IDS } from './checks';
 import { InputError } from './errors';
 
 export type Command = 'deploy' | 'build' | 'check' | 'rollback';
@@ -236,7 +237,17 @@ export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.Proce
     remoteDir,
     secrets: secretValues(get('secrets')),
     generateSecrets: get('generate-secrets').split(/[,\s]+/).map((s) => s.trim()).filter(Boolean),
-    skipChecks: get('skip-checks').split(/[,\s]+/).map((s) => s.trim()).filter(Boolean),
+    skipChecks: ruleIds(get('skip-checks')),
     dryRun: bool('dry-run'),
   };
 }
+
+/** `skip-checks`: known rule ids only, so a typo does not silently leave a rule on. */
+function ruleIds(raw: string): string[] {
+  const ids = raw.split(/[,\s]+/).map((s) => s.trim()).filter(Boolean);
+  for (const id of ids) {
+    if (id !== 'all' && !RULE_IDS.includes(id)) throw new InputError(`Input \`skip-checks\`: unknown rule "${id}" (rules: ${RULE_IDS.join(', ')}, or all).`);
+  }
+  return ids;
+}
+

@@ -29,6 +29,7 @@ export async function run(): Promise<void> {
   core.setOutput('result', outcome.result);
   core.setOutput('duration', String(seconds));
   core.setOutput('release', outcome.release);
+  core.setOutput('versions-before', JSON.stringify(Object.fromEntries(outcome.layers.flatMap((l) => l.rows.map((r) => [r.service, r.before])))));
   await writeSummary({
     title: TITLES[inputs?.command ?? 'deploy'],
     result: outcome.result,

@@ -50,7 +50,7 @@ test('first deploy: both layers, images pulled from the registry, gated healthy'
   assert.equal((await serviceState(`${INFRA}_cache`)).running, 1);
   // Infrastructure first, then the application.
   assert.ok(r.deploy.log.indexOf(`Layer ${INFRA}`) < r.deploy.log.indexOf(`Layer ${APP}`));
-  assert.match(r.deploy.summary, /\| example-app \| example-app_web \| — → 1\.0\.0 \| 2\/2 \| healthy \|/);
+  assert.match(r.deploy.summary, /\| example-app \| example-app_web \| `127\.0\.0\.1:5000\/[^|`]+\/web:1\.0\.0@sha256:[0-9a-f]{12}` \| — → 1\.0\.0 \| 2\/2 \| healthy \|/);
   assert.equal(r.deploy.postCode, 0);
   noSecrets(r.deploy.log + r.deploy.postLog, r.deploy.summary, 'deploy');
   noSecrets(r.build.log + r.build.postLog, r.build.summary, 'build');
@@ -65,7 +65,7 @@ test('a version bump rolls over and is served', { timeout: 240_000 }, async () =
   assert.equal(r.deploy.outputs.result, 'deployed');
   assert.match((await serviceState(`${APP}_web`)).image, /web:1\.1\.0@sha256:/);
   assert.equal(await servedVersion(`${APP}_web`), '1.1.0');
-  assert.match(r.deploy.summary, /example-app_web \| 1\.0\.0 → 1\.1\.0 \| 2\/2 \| healthy/);
+  assert.match(r.deploy.summary, /example-app_web \| `[^|`]+\/web:1\.1\.0@sha256:[0-9a-f]{12}` \| 1\.0\.0 → 1\.1\.0 \| 2\/2 \| healthy/);
 });
 
 test('a crashing release fails the job, names the task error, and 1.1.0 keeps running', { timeout: 240_000 }, async () => {

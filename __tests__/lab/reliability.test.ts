@@ -612,6 +612,11 @@ test('6. injection in every input that reaches the host: rejected or passed safe
   for (const p of payloads('v')) cases.push({ what: `VERSION ${JSON.stringify(p)}`, version: p, error: /service\/web\/VERSION: .*not a valid image tag/s });
   cases.push({ what: 'user', inputs: { user: `root;touch ${C}-u0` }, error: /Input `user`/ });
   cases.push({ what: 'host', inputs: { host: `127.0.0.1;touch ${C}-h0` }, error: /Input `host`/ });
+  // Inputs that reach the host's command lines or the stack file as parts of names.
+  for (const p of payloads('g')) cases.push({ what: `registry ${JSON.stringify(p)}`, inputs: { registry: p }, error: /Input `registry`/ });
+  for (const p of payloads('i')) cases.push({ what: `image-prefix ${JSON.stringify(p)}`, inputs: { 'image-prefix': p }, error: /Input `image-prefix`/ });
+  for (const p of payloads('k')) cases.push({ what: `generate-secrets ${JSON.stringify(p)}`, inputs: { 'generate-secrets': p }, error: /Input `generate-secrets`/ });
+  for (const p of payloads('c')) cases.push({ what: `skip-checks ${JSON.stringify(p)}`, inputs: { 'skip-checks': p }, error: /Input `skip-checks`/ });
 
   const unclear: string[] = [];
   // Six at a time: each fails within about a second.
@@ -633,7 +638,7 @@ test('6. injection in every input that reaches the host: rejected or passed safe
   }
   assert.deepEqual(await canaries(), [], 'an injected command ran');
   assert.deepEqual(unclear, [], 'not rejected before connecting, with a clear error naming the input');
-  figure({ n: '6', scenario: 'injection: stack names, compose path, release, remote-dir (also `-rf`, `--help`), VERSION, user, host', happened: `${cases.length} of ${cases.length} rejected before connecting, each error naming the input or file; no canary`, time: '—' });
+  figure({ n: '6', scenario: 'injection: stack names, compose path, release, remote-dir (also `-rf`, `--help`), VERSION, user, host, registry, image-prefix, generate-secrets, skip-checks', happened: `${cases.length} of ${cases.length} rejected before connecting, each error naming the input or file; no canary`, time: '—' });
 
   // Passed safely: env values (into the stack file, then the container), a compose file name full of
   // shell syntax (a path on the host's command lines), a registry user name (the host's docker login).

@@ -60,8 +60,9 @@ test('rollback to previous: 1.1.0 runs again, gated, recorded', { timeout: 240_0
   assert.equal(r.outputs.result, 'rolled-back');
   assert.equal(r.outputs.release, '1.1.0');
   assert.equal(JSON.parse(r.outputs.versions).web, '1.1.0');
+  assert.equal(JSON.parse(r.outputs['versions-before'])[WEB], '1.2.0');
   assert.match(r.log, /Gate: watching 2 service\(s\) of rb-app/);
-  assert.match(r.summary, /rb-app_web \| 1\.2\.0 → 1\.1\.0 \| 2\/2 \| healthy/);
+  assert.match(r.summary, /rb-app_web \| `[^|`]+\/web:1\.1\.0@sha256:[0-9a-f]{12}` \| 1\.2\.0 → 1\.1\.0 \| 2\/2 \| healthy/);
   assert.equal(await servedVersion(WEB), '1.1.0');
   assert.equal((await serviceState(WEB)).running, 2);
   const l = await ledger(ex.app);

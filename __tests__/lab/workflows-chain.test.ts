@@ -275,7 +275,7 @@ test('deploy.yml, release 1.1.0: web 1.1.0 rolls out through the same chain', { 
   const images = JSON.parse(run.outputs.images) as Record<string, string>;
   assert.match(images.web, /\/web:1\.1\.0@sha256:/);
   pushed['1.1.0'] = images.web;
-  assert.match(step(run, 'app', 'deploy').summary, /wf-app_web \| 1\.0\.0 → 1\.1\.0 \| 2\/2 \| healthy/);
+  assert.match(step(run, 'app', 'deploy').summary, /wf-app_web \| `[^|`]+\/web:1\.1\.0@sha256:[0-9a-f]{12}` \| 1\.0\.0 → 1\.1\.0 \| 2\/2 \| healthy/);
   assert.equal((await serviceState(`${APP}_web`)).image, images.web);
   assert.equal(await servedVersion(`${APP}_web`), '1.1.0');
 });

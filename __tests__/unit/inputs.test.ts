@@ -120,7 +120,7 @@ test('readInputs: a full deploy', () => {
     'keep-releases': '3',
     'lock-timeout': '0',
     'remote-dir': '/srv/deploy',
-    'skip-checks': 'no-healthcheck, latest-tag\nno-limits',
+    'skip-checks': 'no-healthcheck, overlay-mtu\nswarm-ignored',
     'dry-run': 'TRUE',
   });
   assert.equal(i.workingDirectory, path.resolve('/ws/deploy'));
@@ -136,7 +136,7 @@ test('readInputs: a full deploy', () => {
   assert.equal(i.keepReleases, 3);
   assert.equal(i.lockTimeout, 0);
   assert.equal(i.remoteDir, '/srv/deploy');
-  assert.deepEqual(i.skipChecks, ['no-healthcheck', 'latest-tag', 'no-limits']);
+  assert.deepEqual(i.skipChecks, ['no-healthcheck', 'overlay-mtu', 'swarm-ignored']);
   assert.equal(i.dryRun, true);
   assert.equal(i.sshKey, SSH_KEY);
   assert.equal(i.knownHosts, KNOWN_HOSTS);
@@ -340,4 +340,10 @@ test('readInputs: no mask is issued for empty secrets', () => {
   const r = captured(() => readInputs(getter({ command: 'build' }), ENV));
   assert.equal(r.error, undefined);
   assert.doesNotMatch(r.out, /add-mask/);
+});
+
+test('readInputs: skip-checks takes known rule ids (or all); a typo is an error naming the input', () => {
+  assert.deepEqual(deploy({ 'skip-checks': 'all' }).skipChecks, ['all']);
+  rejects(() => deploy({ 'skip-checks': 'no-healthcheck,overlay-mtuu' }), 'skip-checks', /unknown rule "overlay-mtuu"/);
+  rejects(() => deploy({ 'skip-checks': '$(touch /tmp/x)' }), 'skip-checks');
 });
