@@ -61992,6 +61992,7 @@ exports.stackDir = stackDir;
 exports.parseLedger = parseLedger;
 exports.readLedger = readLedger;
 exports.saveRecord = saveRecord;
+exports.pruneLedger = pruneLedger;
 exports.currentRelease = currentRelease;
 exports.findTarget = findTarget;
 const errors_1 = __nccwpck_require__(3916);
@@ -62032,14 +62033,24 @@ async function saveRecord(remote, remoteDir, stack, ledger, rec, keep, prune = t
         await remote.writeFile(`${stackDir(remoteDir, stack)}/ledger.json`, JSON.stringify(next, null, 2) + '\n');
         return next;
     }
-    // Folders still referenced by the newest `keep` records stay; older ones go.
-    const keptDirs = new Set(next.releases.slice(-keep).map((r) => r.dir));
-    const dropped = [...new Set(next.releases.map((r) => r.dir))].filter((d) => !keptDirs.has(d));
-    next.releases = next.releases.filter((r) => keptDirs.has(r.dir));
-    await remote.writeFile(`${stackDir(remoteDir, stack)}/ledger.json`, JSON.stringify(next, null, 2) + '\n');
+    const { ledger: pruned, dropped } = pruneLedger(next, keep);
+    await remote.writeFile(`${stackDir(remoteDir, stack)}/ledger.json`, JSON.stringify(pruned, null, 2) + '\n');
     if (dropped.length)
         await remote.run(['rm', '-rf', '--', ...dropped]);
-    return next;
+    return pruned;
+}
+/**
+ * Keeps the folders of the newest `keep` releases that deployed (what a rollback can go back to),
+ * and the records of failed attempts since the oldest of them; older records and folders go.
+ * Failed attempts do not count: two failed deploys must not push the last good release out.
+ */
+function pruneLedger(ledger, keep) {
+    const keptDirs = new Set(ledger.releases.filter((r) => r.result === 'deployed').slice(-keep).map((r) => r.dir));
+    const oldest = ledger.releases.findIndex((r) => keptDirs.has(r.dir));
+    const releases = ledger.releases.filter((r, i) => keptDirs.has(r.dir) || (oldest >= 0 && i > oldest && r.result !== 'deployed'));
+    const still = new Set(releases.map((r) => r.dir));
+    const dropped = [...new Set(ledger.releases.map((r) => r.dir))].filter((d) => !still.has(d));
+    return { ledger: { ...ledger, releases }, dropped };
 }
 /**
  * The release that runs now: the newest record that deployed, or one whose run was interrupted

@@ -175,8 +175,29 @@ test('a new secret that breaks the app: rolled back to the old secret', { timeou
   assert.deepEqual([...(await inContainer('/etc/app.conf'))], [sha(CONF.v2)]);
 });
 
+test('a manual rollback puts back the secret and config names its release used, not today\'s', { timeout: 240_000 }, async () => {
+  // s3 (good2, config v2) is the current release. s5 changes both, keeping two releases so s3 stays.
+  writeConf(CONF.v1);
+  const s5 = await runAction({ inputs: { ...inputs, command: 'deploy', release: 's5', secrets: `DB_PASSWORD=${values.good1}`, 'keep-releases': '2' }, cwd: dir });
+  runs.push(s5);
+  assert.equal(s5.code, 0, s5.log.slice(-3000));
+  assert.deepEqual([...(await inContainer('db_password'))], [sha(values.good1)]);
+  assert.deepEqual([...(await inContainer('/etc/app.conf'))], [sha(CONF.v1)]);
+  // The config of s3 is gone from the swarm (only the current one is kept); its file is in s3's release folder.
+  const back = await runAction({ inputs: { ...inputs, command: 'rollback', 'rollback-to': 'previous', 'keep-releases': '2' }, cwd: dir });
+  runs.push(back);
+  assert.equal(back.code, 0, back.log.slice(-3000));
+  assert.equal(back.outputs.release, 's3');
+  assert.deepEqual([...(await inContainer('db_password'))], [sha(values.good2)], 'the rollback did not restore the secret of s3');
+  assert.deepEqual([...(await inContainer('/etc/app.conf'))], [sha(CONF.v2)], 'the rollback did not restore the config of s3');
+  // The ledger knows secret names only.
+  const ledger = await onHost(lab, `cat ${remoteDir}/stacks/${STACK}/ledger.json`);
+  const s3 = (JSON.parse(ledger.stdout).releases as { release: string; secrets: string[] }[]).find((r) => r.release === 's3');
+  assert.ok(s3?.secrets.some((n) => /^sec-app_db_password_[0-9a-f]{10}$/.test(n)), JSON.stringify(s3));
+});
+
 test('no secret value in any log, summary, output, or file the action leaves on the host', { timeout: 60_000 }, async () => {
-  assert.equal(runs.length, 4);
+  assert.equal(runs.length, 6);
   for (const r of runs) {
     const text = [r.log, r.postLog, r.summary, JSON.stringify(r.outputs)].join('\n').split('\n').filter((l) => !l.startsWith('::add-mask::')).join('\n');
     for (const v of Object.values(values)) assert.ok(!text.includes(v), 'a secret value appears in the job output');

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InputError } from '../../src/errors';
-import { Ledger, ReleaseRecord, currentRelease, findTarget, parseLedger, stackDir } from '../../src/ledger';
+import { Ledger, ReleaseRecord, currentRelease, findTarget, parseLedger, pruneLedger, stackDir } from '../../src/ledger';
 
 let seq = 0;
 function rec(release: string, p: Partial<ReleaseRecord> = {}): ReleaseRecord {
@@ -195,4 +195,29 @@ test('findTarget previous: a run interrupted after docker stack deploy (still `s
   assert.equal(findTarget(l, 'previous').release, '1.1.0');
   // A started record is never a target itself.
   assert.throws(() => findTarget(l, '1.2.0'), /no successful release "1\.2\.0"/);
+});
+
+// ---------- pruneLedger ----------
+
+test('pruneLedger: keeps the newest `keep` releases that deployed, and the failed attempts since the oldest of them', () => {
+  const a = rec('1.0.0');
+  const b = rec('1.1.0');
+  const c = rec('1.2.0', { result: 'rolled-back' });
+  const d = rec('1.3.0', { result: 'failed' });
+  const e = rec('1.4.0');
+  const { ledger: l, dropped } = pruneLedger(ledger(a, b, c, d, e), 2);
+  assert.deepEqual(l.releases.map((r) => r.release), ['1.1.0', '1.2.0', '1.3.0', '1.4.0']);
+  assert.deepEqual(dropped, [a.dir]);
+  // Failed attempts never push the last good release out: a rollback still has somewhere to go.
+  assert.equal(findTarget(l, 'previous').release, '1.1.0');
+});
+
+test('pruneLedger: a rollback record shares its target folder; nothing kept twice or dropped while used', () => {
+  const a = rec('1.0.0');
+  const b = rec('1.1.0');
+  const back = rollbackTo(a);
+  const { ledger: l, dropped } = pruneLedger(ledger(a, b, back), 1);
+  // The newest deployed record is the rollback to a: a's folder stays, b's goes.
+  assert.deepEqual(l.releases.map((r) => `${r.release}:${r.kind}`), ['1.0.0:deploy', '1.0.0:rollback']);
+  assert.deepEqual(dropped, [b.dir]);
 });
