@@ -35,6 +35,9 @@ const RUNS = envInt('BENCH_RUNS', 3, 1);
 const SIZES = (process.env.BENCH_SIZES ?? '1,5,10').split(',').map((s) => Number(s.trim()));
 if (!SIZES.length || SIZES.some((n) => !Number.isInteger(n) || n < 1 || n > 99)) throw new Error(`BENCH_SIZES must be a list of 1..99, got "${process.env.BENCH_SIZES}"`);
 const REPLICAS = envInt('BENCH_REPLICAS', 1, 1);
+// Issue 8: one stack of BENCH_SCALE services × 2 replicas, deployed and gated once (0: skip).
+const SCALE = envInt('BENCH_SCALE', 30, 0);
+const SCALE_REPLICAS = 2;
 const SETTLE_MS = envInt('BENCH_SETTLE_MS', 2000, 0);
 const NOTE = process.env.BENCH_NOTE ?? '';
 
@@ -110,7 +113,7 @@ async function buildImages(lab: LabEnv, versions: string[], maxServices: number)
 // --------------------------------------------------------------- stack files
 
 /** The stack: n services, each its own image, healthcheck every 1 s, start-first updates, own overlay network. */
-function stackYaml(n: number, image: (service: string) => string): string {
+function stackYaml(n: number, image: (service: string) => string, replicas = REPLICAS): string {
   const out = ['version: "3.8"', '', 'services:'];
   for (const s of svcs(n)) {
     out.push(
@@ -124,7 +127,7 @@ function stackYaml(n: number, image: (service: string) => string): string {
       '    stop_grace_period: 2s',
       '    networks: [net]',
       '    deploy:',
-      `      replicas: ${REPLICAS}`,
+      `      replicas: ${replicas}`,
       '      endpoint_mode: dnsrr',
       '      update_config: {parallelism: 1, order: start-first, failure_action: rollback, monitor: 2s, delay: 0s}',
       '      rollback_config: {parallelism: 0, order: start-first}',
@@ -136,17 +139,19 @@ function stackYaml(n: number, image: (service: string) => string): string {
 }
 
 /** The action's working directory: service/sNN/{VERSION,Dockerfile} and stacks/bench.yml (with ${SNN_VERSION}). */
-function makeWorkspace(n: number): string {
-  const ws = path.join(WORK, `ws-${n}svc`);
+function makeWorkspace(n: number, replicas = REPLICAS): string {
+  const ws = path.join(WORK, wsName(n, replicas));
   fs.rmSync(ws, { recursive: true, force: true });
   for (const s of svcs(n)) {
     fs.mkdirSync(path.join(ws, 'service', s), { recursive: true });
     fs.writeFileSync(path.join(ws, 'service', s, 'Dockerfile'), DOCKERFILE);
   }
   fs.mkdirSync(path.join(ws, 'stacks'), { recursive: true });
-  fs.writeFileSync(path.join(ws, 'stacks', 'bench.yml'), stackYaml(n, (s) => `\${REGISTRY}/\${IMAGE_PREFIX}/${s}:\${${s.toUpperCase()}_VERSION}`));
+  fs.writeFileSync(path.join(ws, 'stacks', 'bench.yml'), stackYaml(n, (s) => `\${REGISTRY}/\${IMAGE_PREFIX}/${s}:\${${s.toUpperCase()}_VERSION}`, replicas));
   return ws;
 }
+
+const wsName = (n: number, replicas: number) => `ws-${n}svc${replicas === REPLICAS ? '' : `-${replicas}r`}`;
 
 function setVersions(ws: string, n: number, version: string, overrides: Record<string, string> = {}): void {
   for (const s of svcs(n)) fs.writeFileSync(path.join(ws, 'service', s, 'VERSION'), `${overrides[s] ?? version}\n`);
@@ -188,14 +193,14 @@ const parseGoTime = (s: string): number | null => (s && !s.startsWith('0001') ? 
 const tagOf = (image: string) => image.split('@')[0].split(':').pop() ?? '';
 
 /** Waits until the stack is quiet: every update finished, exactly the replicas running, all healthy; then a pause. */
-async function settle(stack: string, n: number): Promise<void> {
+async function settle(stack: string, n: number, replicas = REPLICAS): Promise<void> {
   await waitFor(async () => {
     const services = await stackServices(stack);
     if (services.length !== n) return false;
     if (services.some((s) => ['updating', 'rollback_started', 'paused', 'rollback_paused'].includes(s.state))) return false;
     const ps = (await dockerOk(['ps', '--filter', `label=com.docker.stack.namespace=${stack}`, '--format', '{{.Status}}'])).trim().split('\n').filter(Boolean);
-    return ps.length === n * REPLICAS && ps.every((s) => s.includes('(healthy)'));
-  }, { timeoutMs: 240_000, intervalMs: 500, what: `stack ${stack} to settle (all updates done, ${n * REPLICAS} healthy containers)` });
+    return ps.length === n * replicas && ps.every((s) => s.includes('(healthy)'));
+  }, { timeoutMs: 240_000, intervalMs: 500, what: `stack ${stack} to settle (all updates done, ${n * replicas} healthy containers)` });
   await sleep(SETTLE_MS);
 }
 
@@ -620,6 +625,49 @@ async function benchSize(lab: LabEnv, n: number, created: Set<string>): Promise<
   return res;
 }
 
+// -------------------------------------------------------------------- scale
+
+interface ScaleResult {
+  n: number;
+  replicas: number;
+  firstMs?: number;
+  bump?: Instrumented;
+  error?: string;
+  seconds: number;
+}
+
+const scaleStack = (n: number) => `bench-scale-${n}svc`;
+
+/** A first deploy of n services × 2 replicas through the action, then a version bump in process with its remote commands counted. */
+async function benchScale(lab: LabEnv, n: number, created: Set<string>): Promise<ScaleResult> {
+  const t0 = Date.now();
+  const res: ScaleResult = { n, replicas: SCALE_REPLICAS, seconds: 0 };
+  const stack = scaleStack(n);
+  const ws = makeWorkspace(n, SCALE_REPLICAS);
+  try {
+    created.add(stack);
+    setVersions(ws, n, ver(0));
+    log(`${stack}: first deploy, ${n} services × ${SCALE_REPLICAS} replicas`);
+    const first = await action(lab, ws, stack, `${stack}-first`, { release: ver(0), stability: '0' });
+    mustSucceed(first, 'deployed');
+    res.firstMs = first.ms;
+    await settle(stack, n, SCALE_REPLICAS);
+    setVersions(ws, n, ver(1));
+    log(`${stack}: version bump in process (remote commands counted) → ${ver(1)}`);
+    res.bump = await instrumentedDeploy(lab, ws, stack, ver(1));
+    await settle(stack, n, SCALE_REPLICAS);
+    await expectVersions(stack, n, () => ver(1), 'scale version bump');
+  } catch (e) {
+    res.error = (e as Error).message;
+    log(`${stack}: FAILED: ${res.error.split('\n')[0]}`);
+  } finally {
+    log(`${stack}: removing the stack`);
+    await removeStack(stack, { timeoutMs: 180_000 }).then(() => created.delete(stack)).catch((e: Error) => log(`could not remove ${stack}: ${e.message}`));
+    res.seconds = Math.round((Date.now() - t0) / 1000);
+  }
+  return res;
+}
+
 // ------------------------------------------------------------------- report
 
 function median(xs: (number | null | undefined)[]): number | null {
@@ -651,7 +699,7 @@ function codeState(): string {
   return `commit ${head} **plus uncommitted changes** in ${files.map((f) => `\`${f}\``).join(', ')} (the figures measure the \`dist/index.js\` of the working tree)`;
 }
 
-function report(results: SizeResult[], meta: { started: Date; seconds: number; loads: number[]; docker: string; errors: string[]; code: string }): string {
+function report(results: SizeResult[], meta: { started: Date; seconds: number; loads: number[]; docker: string; errors: string[]; code: string; scale?: ScaleResult }): string {
   const validation = RUNS < 3;
   const out: string[] = [];
   const loadMin = Math.min(...meta.loads);
@@ -760,10 +808,21 @@ function report(results: SizeResult[], meta: { started: Date; seconds: number; l
   }
   out.push('');
 
+  const sc = meta.scale;
+  if (sc) {
+    out.push(`## Scale: ${sc.n} services × ${sc.replicas} replicas (issue 8)`, '');
+    out.push(`One stack of ${sc.n} services (the stack above, ${sc.replicas} replicas each): a first deploy through the action (\`stability: 0\`), then a version bump of every service run in the benchmark's process with its remote commands counted, as in "Remote commands of one deploy". One run each.`, '');
+    out.push('| services × replicas | first deploy (action), s | version bump, s | gate, s | polls | remote commands during the gate | commands per poll | one poll, median (min–max), s |', '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+    const b = sc.bump;
+    const pm = b?.pollMs ?? [];
+    out.push(`| ${sc.n} × ${sc.replicas} | ${s1(sc.firstMs)} | ${s1(b?.totalMs)} | ${s1(b?.gateMs)} | ${b?.polls ?? '—'} | ${b?.gateCommands ?? '—'} | ${b && b.polls ? (b.gateCommands / b.polls).toFixed(2) : '—'} | ${pm.length ? `${s2(median(pm))} (${s2(Math.min(...pm))}–${s2(Math.max(...pm))})` : '—'} |`, '');
+    if (sc.error) out.push(`Failed: ${sc.error.split('\n')[0]}`, '');
+  }
+
   out.push('## What the ratio includes', '');
   out.push(
     '- **Raw** is one `ssh` process: connect (key auth, pinned host key), then `docker stack deploy --detach=false -c FILE STACK`, whose CLI returns once every service converged and its `monitor` passed. The stack file is already interpolated and already on the host (the lab host is this machine); a user gluing ssh-action to it would also upload the file first. Raw checks nothing: it exits 0 and prints "converged" even when Swarm rolled the release back (lab/README.md).',
-    '- **The action** is a whole `node dist/index.js` step: node start and bundle load, inputs, VERSION files, pre-flight checks and interpolation, SSH connect, `docker version`/`info` on the host, a read of the Swarm configs, the host lock (take and release), a read and an atomic write of the ledger, a listing of the stack\'s Docker secrets (pruning, since aa70b5e), the upload of the stack files into a release folder, a snapshot of the stack before deploying, `docker stack deploy --detach=true`, then the gate (one remote command per poll every 0.5 s) until Swarm reports every update `completed` and every task runs the new image, and the job summary. The post step (a separate process; here it has nothing to do) is not counted.',
+    '- **The action** is a whole `node dist/index.js` step: node start and bundle load, inputs, VERSION files, pre-flight checks and interpolation, SSH connect, `docker version`/`info` on the host, a read of the Swarm configs, the host lock (take and release), a read and an atomic write of the ledger, a listing of the stack\'s Docker secrets (pruning, since aa70b5e), the upload of the stack files into a release folder, a snapshot of the stack before deploying, `docker stack deploy --detach=true`, then the gate (one remote command per poll every 0.25 s: two Engine API requests through `docker system dial-stdio`) until Swarm reports every update `completed` and every task runs the new image, and the job summary. The post step (a separate process; here it has nothing to do) is not counted.',
     '- With `stability: auto` the gate also watches every service for its window after `completed` (here max(10 s, monitor 2 s + 1 s × 2 retries) = 10 s): that is time raw does not spend, because raw does not watch at all.',
     '- The images are on the registry on loopback and their layers already on the engine, so pulls are cheap for both sides.',
     '',
@@ -788,7 +847,7 @@ async function cleanup(lab: LabEnv | undefined, created: Set<string>, images: st
   }
   if (lab) await onHost(lab, `rm -rf ${REMOTE_DIR}`).catch((e: Error) => log(`could not remove ~/${REMOTE_DIR}: ${e.message}`));
   for (let i = 0; i < images.length; i += 50) await dockerOk(['rmi', ...images.slice(i, i + 50)]).catch(() => undefined);
-  for (const d of ['images', 'raw', 'stamps', ...SIZES.map((n) => `ws-${n}svc`)]) fs.rmSync(path.join(WORK, d), { recursive: true, force: true });
+  for (const d of ['images', 'raw', 'stamps', ...SIZES.map((n) => wsName(n, REPLICAS)), wsName(SCALE, SCALE_REPLICAS)]) fs.rmSync(path.join(WORK, d), { recursive: true, force: true });
 }
 
 async function main(): Promise<void> {
@@ -809,10 +868,10 @@ async function main(): Promise<void> {
   fs.writeFileSync(WRAPPER, WRAPPER_JS);
 
   // Leftovers of an interrupted run are ours by name.
-  for (const n of SIZES) {
-    if ((await stackIds(stackName(n))).length) {
-      log(`removing a leftover ${stackName(n)}`);
-      await removeStack(stackName(n), { timeoutMs: 120_000 });
+  for (const stack of [...SIZES.map(stackName), ...(SCALE ? [scaleStack(SCALE)] : [])]) {
+    if ((await stackIds(stack)).length) {
+      log(`removing a leftover ${stack}`);
+      await removeStack(stack, { timeoutMs: 120_000 });
     }
   }
   await onHost(lab, `rm -rf ${REMOTE_DIR}`);
@@ -821,11 +880,13 @@ async function main(): Promise<void> {
   const docker = `client ${sh('docker', ['version', '--format', '{{.Client.Version}}'])}, engine ${sh('docker', ['version', '--format', '{{.Server.Version}}'])}`;
   const results: SizeResult[] = [];
   const errors: string[] = [];
+  let scale: ScaleResult | undefined;
   try {
     const versions = Array.from({ length: 2 * RUNS + 4 }, (_, i) => ver(i));
-    log(`building and pushing ${versions.length + 1} versions × up to ${Math.max(...SIZES)} services`);
+    const most = Math.max(...SIZES, SCALE);
+    log(`building and pushing ${versions.length + 1} versions × up to ${most} services`);
     const t = Date.now();
-    images = await buildImages(lab, versions, Math.max(...SIZES));
+    images = await buildImages(lab, versions, most);
     log(`images ready in ${Math.round((Date.now() - t) / 1000)} s`);
     for (const n of SIZES) {
       if (interrupted) break;
@@ -834,13 +895,18 @@ async function main(): Promise<void> {
       if (r.error) errors.push(`${stackName(n)}: ${r.error}`);
       log(`${stackName(n)} done in ${r.seconds} s`);
     }
+    if (SCALE && !interrupted) {
+      scale = await benchScale(lab, SCALE, created);
+      if (scale.error) errors.push(`${scaleStack(SCALE)}: ${scale.error}`);
+      log(`${scaleStack(SCALE)} done in ${scale.seconds} s`);
+    }
   } finally {
     if (!interrupted) await cleanup(lab, created, images);
   }
   if (interrupted) return;
   const seconds = Math.round((Date.now() - started.getTime()) / 1000);
   const loads = results.flatMap((r) => [...r.pairs.flatMap((p) => [p.raw.load, p.act.load]), ...r.fails.map((f) => f.load)]);
-  fs.writeFileSync(OUT, report(results, { started, seconds, loads: loads.length ? loads : [os.loadavg()[0]], docker, errors, code }));
+  fs.writeFileSync(OUT, report(results, { started, seconds, loads: loads.length ? loads : [os.loadavg()[0]], docker, errors, code, scale }));
   fs.writeFileSync(path.join(WORK, 'results.json'), JSON.stringify({ started, seconds, runs: RUNS, results }, null, 1));
   log(`wrote ${path.relative(process.cwd(), OUT)} in ${seconds} s${errors.length ? ` with ${errors.length} error(s)` : ''}`);
   if (errors.length) process.exitCode = 1;

@@ -60208,7 +60208,7 @@ async function connect(inputs) {
     const { runUrl, actor, sha, ref } = context();
     let unlock;
     try {
-        unlock = await (0, lock_1.lockStacks)(remote, inputs.stacks.map((s) => (0, pipeline_1.lockDirFor)(inputs.remoteDir, s.name)), { run: runUrl, actor, release: inputs.release, since: new Date().toISOString() }, inputs.lockTimeout, (0, lock_1.lockTracker)());
+        unlock = await (0, lock_1.lockStacks)(remote, inputs.stacks.map((s) => (0, pipeline_1.lockDirFor)(inputs.remoteDir, s.name)), { run: runUrl, actor, release: inputs.release, since: new Date().toISOString() }, inputs.lockTimeout, (0, lock_1.lockTracker)(), inputs.lockStaleAfter);
     }
     catch (e) {
         remote.dispose();
@@ -61524,6 +61524,7 @@ exports.DEFAULTS = {
     'rollback-to': 'previous',
     'keep-releases': '10',
     'lock-timeout': '300',
+    'lock-stale-after': '3600',
     'remote-dir': '.deploy-action',
     'dry-run': 'false',
     rebuild: 'false',
@@ -61691,6 +61692,7 @@ function readInputs(raw = (n) => core.getInput(n), env = process.env) {
         release,
         keepReleases: positiveInt(get, 'keep-releases'),
         lockTimeout: positiveInt(get, 'lock-timeout', 0),
+        lockStaleAfter: positiveInt(get, 'lock-stale-after', 60),
         remoteDir,
         secrets: secretValues(get('secrets')),
         generateSecrets: get('generate-secrets').split(/[,\s]+/).map((s) => s.trim()).filter(Boolean),
@@ -62139,7 +62141,7 @@ const crypto = __importStar(__nccwpck_require__(6982));
 const remote_1 = __nccwpck_require__(6473);
 /** The post step reads the locks the main step may hold from this state key. */
 exports.STATE_LOCKS = 'locks';
-/** Older than this, a lock is from a run that died without its post step: it is broken, loudly. */
+/** Older than this (input `lock-stale-after`), a lock is from a run that died without its post step: it is broken, loudly. */
 exports.STALE_LOCK_SECONDS = 3600;
 /**
  * A per-stack lock on the host: `mkdir` is atomic, so two deploys can never both take it.
@@ -62176,7 +62178,7 @@ class HostLock {
         return { taken: false, ageSeconds: Number(lines[1]), holder: lines.slice(2).join('\n') };
     }
     /** Waits up to `timeoutSeconds` for the lock; fails naming the holder. */
-    async acquire(timeoutSeconds, sleepMs = 2000) {
+    async acquire(timeoutSeconds, staleSeconds = exports.STALE_LOCK_SECONDS, sleepMs = 2000) {
         const deadline = Date.now() + timeoutSeconds * 1000;
         let said = false;
         for (;;) {
@@ -62184,8 +62186,8 @@ class HostLock {
             if (r.taken)
                 return;
             const who = describe(r.holder);
-            if ((r.ageSeconds ?? 0) > exports.STALE_LOCK_SECONDS) {
-                core.warning(`Breaking a stale deploy lock ${this.dir} (${r.ageSeconds} s old, held by ${who}): its run is long gone.`);
+            if ((r.ageSeconds ?? 0) > staleSeconds) {
+                core.warning(`Breaking a stale deploy lock ${this.dir} (${r.ageSeconds} s old, more than lock-stale-after ${staleSeconds} s; held by ${who}): its run is long gone.`);
                 await this.remote.run(['rm', '-rf', this.dir]);
                 continue;
             }
@@ -62237,7 +62239,7 @@ function lockTracker() {
  * cannot deadlock), before anything on the host is touched: two multi-layer deploys can then never
  * interleave (A infra, B infra, A app, B app). Returns what releases them all.
  */
-async function lockStacks(remote, dirs, holder, timeoutSeconds, tracker) {
+async function lockStacks(remote, dirs, holder, timeoutSeconds, tracker, staleSeconds = exports.STALE_LOCK_SECONDS) {
     const taken = [];
     const releaseAll = async () => {
         for (const lock of taken.splice(0).reverse()) {
@@ -62249,7 +62251,7 @@ async function lockStacks(remote, dirs, holder, timeoutSeconds, tracker) {
         const lock = new HostLock(remote, dir, { ...holder, token: tracker.token });
         tracker.track(dir, true);
         try {
-            await lock.acquire(timeoutSeconds);
+            await lock.acquire(timeoutSeconds, staleSeconds);
         }
         catch (e) {
             tracker.track(dir, false);

@@ -151,7 +151,7 @@ async function connect(inputs: Inputs): Promise<{ remote: Remote; ctx: RunContex
   const { runUrl, actor, sha, ref } = context();
   let unlock: () => Promise<void>;
   try {
-    unlock = await lockStacks(remote, inputs.stacks.map((s) => lockDirFor(inputs.remoteDir, s.name)), { run: runUrl, actor, release: inputs.release, since: new Date().toISOString() }, inputs.lockTimeout, lockTracker());
+    unlock = await lockStacks(remote, inputs.stacks.map((s) => lockDirFor(inputs.remoteDir, s.name)), { run: runUrl, actor, release: inputs.release, since: new Date().toISOString() }, inputs.lockTimeout, lockTracker(), inputs.lockStaleAfter);
   } catch (e) {
     remote.dispose();
     throw e;

@@ -39,6 +39,8 @@ export interface Inputs {
   release: string;
   keepReleases: number;
   lockTimeout: number;
+  /** Seconds after which a lock whose run never released it is broken. */
+  lockStaleAfter: number;
   remoteDir: string;
   skipChecks: string[];
   /** Values for the stacks' external secrets (masked). */
@@ -70,6 +72,7 @@ export const DEFAULTS: Record<string, string> = {
   'rollback-to': 'previous',
   'keep-releases': '10',
   'lock-timeout': '300',
+  'lock-stale-after': '3600',
   'remote-dir': '.deploy-action',
   'dry-run': 'false',
   rebuild: 'false',
@@ -234,6 +237,7 @@ export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.Proce
     release,
     keepReleases: positiveInt(get, 'keep-releases'),
     lockTimeout: positiveInt(get, 'lock-timeout', 0),
+    lockStaleAfter: positiveInt(get, 'lock-stale-after', 60),
     remoteDir,
     secrets: secretValues(get('secrets')),
     generateSecrets: get('generate-secrets').split(/[,\s]+/).map((s) => s.trim()).filter(Boolean),

@@ -15,7 +15,7 @@ export interface Holder {
   pid?: number;
 }
 
-/** Older than this, a lock is from a run that died without its post step: it is broken, loudly. */
+/** Older than this (input `lock-stale-after`), a lock is from a run that died without its post step: it is broken, loudly. */
 export const STALE_LOCK_SECONDS = 3600;
 
 /**
@@ -46,15 +46,15 @@ export class HostLock {
   }
 
   /** Waits up to `timeoutSeconds` for the lock; fails naming the holder. */
-  async acquire(timeoutSeconds: number, sleepMs = 2000): Promise<void> {
+  async acquire(timeoutSeconds: number, staleSeconds = STALE_LOCK_SECONDS, sleepMs = 2000): Promise<void> {
     const deadline = Date.now() + timeoutSeconds * 1000;
     let said = false;
     for (;;) {
       const r = await this.tryTake();
       if (r.taken) return;
       const who = describe(r.holder);
-      if ((r.ageSeconds ?? 0) > STALE_LOCK_SECONDS) {
-        core.warning(`Breaking a stale deploy lock ${this.dir} (${r.ageSeconds} s old, held by ${who}): its run is long gone.`);
+      if ((r.ageSeconds ?? 0) > staleSeconds) {
+        core.warning(`Breaking a stale deploy lock ${this.dir} (${r.ageSeconds} s old, more than lock-stale-after ${staleSeconds} s; held by ${who}): its run is long gone.`);
         await this.remote.run(['rm', '-rf', this.dir]);
         continue;
       }
@@ -117,7 +117,7 @@ export function lockTracker(): LockTracker {
  * cannot deadlock), before anything on the host is touched: two multi-layer deploys can then never
  * interleave (A infra, B infra, A app, B app). Returns what releases them all.
  */
-export async function lockStacks(remote: Remote, dirs: string[], holder: Omit<Holder, 'token'>, timeoutSeconds: number, tracker: LockTracker): Promise<() => Promise<void>> {
+export async function lockStacks(remote: Remote, dirs: string[], holder: Omit<Holder, 'token'>, timeoutSeconds: number, tracker: LockTracker, staleSeconds = STALE_LOCK_SECONDS): Promise<() => Promise<void>> {
   const taken: HostLock[] = [];
   const releaseAll = async () => {
     for (const lock of taken.splice(0).reverse()) {
@@ -129,7 +129,7 @@ export async function lockStacks(remote: Remote, dirs: string[], holder: Omit<Ho
     const lock = new HostLock(remote, dir, { ...holder, token: tracker.token });
     tracker.track(dir, true);
     try {
-      await lock.acquire(timeoutSeconds);
+      await lock.acquire(timeoutSeconds, staleSeconds);
     } catch (e) {
       tracker.track(dir, false);
       await releaseAll();

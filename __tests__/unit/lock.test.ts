@@ -9,7 +9,7 @@ import type { Remote } from '../../src/remote';
 /** A host with lock folders in a Set: answers the take and release scripts as the real shell does. */
 function fakeHost(heldByOthers: string[] = []) {
   const held = new Map<string, string>(heldByOthers.map((d) => [d, JSON.stringify({ token: 'someone-else', run: 'r', actor: 'alice', release: '9', since: 'now' })]));
-  const calls: { op: 'take' | 'release'; dir: string; stateAtCall: string; script: string }[] = [];
+  const calls: { op: 'take' | 'release' | 'break'; dir: string; stateAtCall: string; script: string }[] = [];
   const remote = {
     where: 'me@vps',
     async sh(script: string) {
@@ -34,8 +34,13 @@ function fakeHost(heldByOthers: string[] = []) {
       }
       throw new Error(`unexpected script: ${script}`);
     },
-    async run() {
-      throw new Error('unexpected run');
+    async run(argv: string[]) {
+      if (argv[0] === 'rm' && argv[1] === '-rf') {
+        calls.push({ op: 'break', dir: argv[2], stateAtCall: '', script: argv.join(' ') });
+        held.delete(argv[2]);
+        return { code: 0, stdout: '', stderr: '' };
+      }
+      throw new Error(`unexpected run: ${argv.join(' ')}`);
     },
   } as unknown as Remote;
   return { remote, held, calls };
@@ -93,4 +98,15 @@ test('lockStacks: the release only removes a lock that carries this step’s tok
     held.set('.d/stacks/a/lock', JSON.stringify({ token: 'other-step', ...holder }));
     await release();
     assert.ok(held.has('.d/stacks/a/lock'), 'released a lock another step holds');
+  }));
+
+test('lockStacks: a lock older than lock-stale-after is broken (its run died without a post step); a younger one is waited for', () =>
+  withState(async () => {
+    // The fake host reports every foreign lock as 5 s old.
+    const young = fakeHost(['.d/stacks/a/lock']);
+    await assert.rejects(lockStacks(young.remote, ['.d/stacks/a/lock'], holder, 0, lockTracker(), 10), /Another deploy holds the lock/);
+    assert.ok(!young.calls.some((c) => c.op === 'break'));
+    const old = fakeHost(['.d/stacks/a/lock']);
+    await lockStacks(old.remote, ['.d/stacks/a/lock'], holder, 0, lockTracker(), 3);
+    assert.deepEqual(old.calls.map((c) => c.op), ['take', 'break', 'take']);
   }));
