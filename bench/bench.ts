@@ -113,7 +113,7 @@ async function buildImages(lab: LabEnv, versions: string[], maxServices: number)
 // --------------------------------------------------------------- stack files
 
 /** The stack: n services, each its own image, healthcheck every 1 s, start-first updates, own overlay network. */
-function stackYaml(n: number, image: (service: string) => string, replicas = REPLICAS): string {
+function stackYaml(n: number, image: (service: string) => string, replicas = REPLICAS, interval = '1s'): string {
   const out = ['version: "3.8"', '', 'services:'];
   for (const s of svcs(n)) {
     out.push(
@@ -121,7 +121,7 @@ function stackYaml(n: number, image: (service: string) => string, replicas = REP
       `    image: ${image(s)}`,
       '    healthcheck:',
       '      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"]',
-      '      interval: 1s',
+      `      interval: ${interval}`,
       '      timeout: 2s',
       '      retries: 2',
       '    stop_grace_period: 2s',
@@ -139,7 +139,7 @@ function stackYaml(n: number, image: (service: string) => string, replicas = REP
 }
 
 /** The action's working directory: service/sNN/{VERSION,Dockerfile} and stacks/bench.yml (with ${SNN_VERSION}). */
-function makeWorkspace(n: number, replicas = REPLICAS): string {
+function makeWorkspace(n: number, replicas = REPLICAS, interval = '1s'): string {
   const ws = path.join(WORK, wsName(n, replicas));
   fs.rmSync(ws, { recursive: true, force: true });
   for (const s of svcs(n)) {
@@ -147,7 +147,7 @@ function makeWorkspace(n: number, replicas = REPLICAS): string {
     fs.writeFileSync(path.join(ws, 'service', s, 'Dockerfile'), DOCKERFILE);
   }
   fs.mkdirSync(path.join(ws, 'stacks'), { recursive: true });
-  fs.writeFileSync(path.join(ws, 'stacks', 'bench.yml'), stackYaml(n, (s) => `\${REGISTRY}/\${IMAGE_PREFIX}/${s}:\${${s.toUpperCase()}_VERSION}`, replicas));
+  fs.writeFileSync(path.join(ws, 'stacks', 'bench.yml'), stackYaml(n, (s) => `\${REGISTRY}/\${IMAGE_PREFIX}/${s}:\${${s.toUpperCase()}_VERSION}`, replicas, interval));
   return ws;
 }
 
@@ -630,7 +630,7 @@ async function benchSize(lab: LabEnv, n: number, created: Set<string>): Promise<
 interface ScaleResult {
   n: number;
   replicas: number;
-  firstMs?: number;
+  /** The first deploy, in process. */
   bump?: Instrumented;
   error?: string;
   seconds: number;
@@ -638,25 +638,24 @@ interface ScaleResult {
 
 const scaleStack = (n: number) => `bench-scale-${n}svc`;
 
-/** A first deploy of n services × 2 replicas through the action, then a version bump in process with its remote commands counted. */
+/**
+ * A first deploy of n services × 2 replicas, run in process with its remote commands counted. Not a
+ * version bump: 30 × 2 start-first updates with healthchecks on 2 cores drove the load average past 50
+ * here, healthchecks timed out and Swarm rolled most services back; the healthcheck is every 2 s, as
+ * in reliability scenario 11.
+ */
 async function benchScale(lab: LabEnv, n: number, created: Set<string>): Promise<ScaleResult> {
   const t0 = Date.now();
   const res: ScaleResult = { n, replicas: SCALE_REPLICAS, seconds: 0 };
   const stack = scaleStack(n);
-  const ws = makeWorkspace(n, SCALE_REPLICAS);
+  const ws = makeWorkspace(n, SCALE_REPLICAS, '2s');
   try {
     created.add(stack);
     setVersions(ws, n, ver(0));
-    log(`${stack}: first deploy, ${n} services × ${SCALE_REPLICAS} replicas`);
-    const first = await action(lab, ws, stack, `${stack}-first`, { release: ver(0), stability: '0' });
-    mustSucceed(first, 'deployed');
-    res.firstMs = first.ms;
+    log(`${stack}: first deploy in process (remote commands counted), ${n} services × ${SCALE_REPLICAS} replicas`);
+    res.bump = await instrumentedDeploy(lab, ws, stack, ver(0));
     await settle(stack, n, SCALE_REPLICAS);
-    setVersions(ws, n, ver(1));
-    log(`${stack}: version bump in process (remote commands counted) → ${ver(1)}`);
-    res.bump = await instrumentedDeploy(lab, ws, stack, ver(1));
-    await settle(stack, n, SCALE_REPLICAS);
-    await expectVersions(stack, n, () => ver(1), 'scale version bump');
+    await expectVersions(stack, n, () => ver(0), 'scale first deploy');
   } catch (e) {
     res.error = (e as Error).message;
     log(`${stack}: FAILED: ${res.error.split('\n')[0]}`);
@@ -811,11 +810,11 @@ function report(results: SizeResult[], meta: { started: Date; seconds: number; l
   const sc = meta.scale;
   if (sc) {
     out.push(`## Scale: ${sc.n} services × ${sc.replicas} replicas (issue 8)`, '');
-    out.push(`One stack of ${sc.n} services (the stack above, ${sc.replicas} replicas each): a first deploy through the action (\`stability: 0\`), then a version bump of every service run in the benchmark's process with its remote commands counted, as in "Remote commands of one deploy". One run each.`, '');
-    out.push('| services × replicas | first deploy (action), s | version bump, s | gate, s | polls | remote commands during the gate | commands per poll | one poll, median (min–max), s |', '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+    out.push(`One stack of ${sc.n} services like the one above but with ${sc.replicas} replicas each and a healthcheck every 2 s: a first deploy (\`stability: 0\`) run in the benchmark's process with its remote commands counted, as in "Remote commands of one deploy". One run. (A version bump of all ${sc.n} × ${sc.replicas} at once, start-first, drove this 2-core lab's load average past 50: healthchecks timed out and Swarm rolled most services back, so it is not measured.)`, '');
+    out.push('| services × replicas | first deploy, s | gate, s | polls | remote commands during the gate | commands per poll | one poll, median (min–max), s |', '| ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
     const b = sc.bump;
     const pm = b?.pollMs ?? [];
-    out.push(`| ${sc.n} × ${sc.replicas} | ${s1(sc.firstMs)} | ${s1(b?.totalMs)} | ${s1(b?.gateMs)} | ${b?.polls ?? '—'} | ${b?.gateCommands ?? '—'} | ${b && b.polls ? (b.gateCommands / b.polls).toFixed(2) : '—'} | ${pm.length ? `${s2(median(pm))} (${s2(Math.min(...pm))}–${s2(Math.max(...pm))})` : '—'} |`, '');
+    out.push(`| ${sc.n} × ${sc.replicas} | ${s1(b?.totalMs)} | ${s1(b?.gateMs)} | ${b?.polls ?? '—'} | ${b?.gateCommands ?? '—'} | ${b && b.polls ? (b.gateCommands / b.polls).toFixed(2) : '—'} | ${pm.length ? `${s2(median(pm))} (${s2(Math.min(...pm))}–${s2(Math.max(...pm))})` : '—'} |`, '');
     if (sc.error) out.push(`Failed: ${sc.error.split('\n')[0]}`, '');
   }
 
