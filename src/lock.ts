@@ -25,23 +25,27 @@ export const STALE_LOCK_SECONDS = 3600;
 export class HostLock {
   constructor(private readonly remote: Remote, readonly dir: string, private readonly holder: Holder) {}
 
-  private async tryTake(): Promise<{ taken: boolean; holder?: string; ageSeconds?: number }> {
+  private async tryTake(): Promise<{ taken: boolean; gone?: boolean; holder?: string; ageSeconds?: number }> {
     const d = shellJoin([this.dir]);
     const script = [
       `mkdir -p "$(dirname ${d})"`,
       // A lock without its holder file (disk full) would look held by nobody for an hour: undo it.
-      `if err=$(mkdir ${d} 2>&1); then`,
+      `if err=$(LC_ALL=C mkdir ${d} 2>&1); then`,
       `  if printf '%s' ${shellJoin([JSON.stringify(this.holder)])} > ${d}/holder.json; then echo TAKEN; exit 0; fi`,
       `  rm -rf ${d}; echo "cannot write its holder file: $(df -Pk "$(dirname ${d})" | awk 'NR==2 {print $4 " kB free on " $6}')" >&2; exit 1`,
       `fi`,
-      // Not there after a failed mkdir: not held, the folder cannot be written (read-only, permissions).
-      `if [ ! -d ${d} ]; then printf '%s\\n' "$err" >&2; exit 1; fi`,
-      `echo HELD; echo $(( $(date +%s) - $(stat -c %Y ${d}) )); cat ${d}/holder.json 2>/dev/null`,
+      // The holder may release between our failed mkdir and the next look: that lock is free, try again.
+      `if [ ! -d ${d} ]; then case "$err" in *'File exists'*) echo GONE; exit 0;; esac`,
+      // Not there and never was: the folder cannot be written (read-only, permissions).
+      `  printf '%s\\n' "$err" >&2; exit 1; fi`,
+      `if ! mtime=$(stat -c %Y ${d} 2>/dev/null); then echo GONE; exit 0; fi`,
+      `echo HELD; echo $(( $(date +%s) - mtime )); cat ${d}/holder.json 2>/dev/null`,
     ].join('\n');
     const res = await this.remote.sh(script, { retry: false });
     if (res.code !== 0) throw new Error(`${this.remote.where}: cannot take the deploy lock ${this.dir}: ${(res.stderr || res.stdout).trim()}`);
     const lines = res.stdout.trim().split('\n');
     if (lines[0] === 'TAKEN') return { taken: true };
+    if (lines[0] === 'GONE') return { taken: false, gone: true };
     return { taken: false, ageSeconds: Number(lines[1]), holder: lines.slice(2).join('\n') };
   }
 
@@ -52,10 +56,11 @@ export class HostLock {
     for (;;) {
       const r = await this.tryTake();
       if (r.taken) return;
+      if (r.gone && Date.now() < deadline) continue;
       const who = describe(r.holder);
       if ((r.ageSeconds ?? 0) > staleSeconds) {
         core.warning(`Breaking a stale deploy lock ${this.dir} (${r.ageSeconds} s old, more than lock-stale-after ${staleSeconds} s; held by ${who}): its run is long gone.`);
-        await this.remote.run(['rm', '-rf', this.dir]);
+        if (!(await this.breakStale(r.holder))) core.info(`Lock ${this.dir} changed hands while being broken; looking again.`);
         continue;
       }
       if (Date.now() >= deadline) {
@@ -65,6 +70,28 @@ export class HostLock {
       said = true;
       await new Promise((r) => setTimeout(r, sleepMs));
     }
+  }
+
+  /**
+   * Another waiter may have broken the same stale lock and taken it anew: break it only while it still
+   * carries the holder seen stale, one breaker at a time, and rename it away before removing it.
+   */
+  private async breakStale(seen?: string): Promise<boolean> {
+    const d = shellJoin([this.dir]);
+    let token = '';
+    try {
+      token = (JSON.parse(seen ?? '') as Holder).token ?? '';
+    } catch {
+      // No readable holder file was seen: break it only if there still is none.
+    }
+    const same = token ? `grep -qF ${shellJoin([JSON.stringify({ token }).slice(1, -1)])} ${d}/holder.json 2>/dev/null` : `[ ! -s ${d}/holder.json ]`;
+    const aside = shellJoin([`${this.dir}.stale.${crypto.randomBytes(6).toString('hex')}`]);
+    const script = [
+      `mkdir ${d}/.breaking 2>/dev/null || exit 0`,
+      `if ${same}; then mv ${d} ${aside} && rm -rf ${aside} && echo BROKEN; else rmdir ${d}/.breaking; fi`,
+    ].join('\n');
+    const res = await this.remote.sh(script, { retry: false });
+    return res.stdout.includes('BROKEN');
   }
 
   /** Removes the lock only if this run holds it. */

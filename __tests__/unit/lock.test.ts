@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { quote } from 'shell-quote';
 import { lockStacks, lockTracker } from '../../src/lock';
 import type { Remote } from '../../src/remote';
 
@@ -14,13 +16,19 @@ function fakeHost(heldByOthers: string[] = []) {
     where: 'me@vps',
     async sh(script: string) {
       const state = process.env.GITHUB_STATE ? fs.readFileSync(process.env.GITHUB_STATE, 'utf8') : '';
-      const take = /if err=\$\(mkdir '?([^' ]+)'? 2>&1\)/.exec(script);
+      const take = /if err=\$\(LC_ALL=C mkdir '?([^' ]+)'? 2>&1\)/.exec(script);
       if (take) {
         const dir = take[1];
         calls.push({ op: 'take', dir, stateAtCall: state, script });
         if (held.has(dir)) return { code: 0, stdout: `HELD\n5\n${held.get(dir)}\n`, stderr: '' };
         held.set(dir, /printf '%s' '(\{.*?\})' >/.exec(script)?.[1] ?? '');
         return { code: 0, stdout: 'TAKEN\n', stderr: '' };
+      }
+      const brk = /^mkdir '?([^' ]+)'?\/\.breaking/.exec(script);
+      if (brk) {
+        calls.push({ op: 'break', dir: brk[1], stateAtCall: state, script });
+        held.delete(brk[1]);
+        return { code: 0, stdout: 'BROKEN\n', stderr: '' };
       }
       const rel = /^grep -qF '?(.*?)'? '?([^' ]+)'?\/holder\.json/.exec(script);
       if (rel) {
@@ -110,3 +118,56 @@ test('lockStacks: a lock older than lock-stale-after is broken (its run died wit
     await lockStacks(old.remote, ['.d/stacks/a/lock'], holder, 0, lockTracker(), 3);
     assert.deepEqual(old.calls.map((c) => c.op), ['take', 'break', 'take']);
   }));
+
+/** A host that is this machine's own `sh`, with shims earlier on PATH that play the other deploy. */
+function localShell(shims: Record<string, string>) {
+  const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'lock-shims-'));
+  for (const [name, body] of Object.entries(shims)) fs.writeFileSync(path.join(bin, name), `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+  const run = (script: string) => {
+    const r = spawnSync('sh', ['-c', script], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    return { code: r.status ?? 255, stdout: r.stdout, stderr: r.stderr };
+  };
+  return { where: 'me@local', sh: async (s: string) => run(s), run: async (argv: string[]) => run(quote(argv)) } as unknown as Remote;
+}
+
+function heldLock(): { dir: string; marker: string } {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'lock-race-'));
+  const dir = path.join(root, 'stacks', 'web', 'lock');
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'holder.json'), JSON.stringify({ token: 'other', run: 'r', actor: 'bob', release: '1', since: 'now' }));
+  return { dir, marker: path.join(root, 'released') };
+}
+
+// The holder releases between the waiter's failed mkdir and its look at the lock: a lock to retry, never an error.
+for (const [what, shims] of [
+  ['before the age is read (stat)', (m: string) => ({ stat: `[ -e ${m} ] || { touch ${m}; rm -rf "$3"; }\nexec /usr/bin/stat "$@"` })],
+  ['right after mkdir failed', (m: string) => ({ mkdir: `[ "$1" = -p ] || [ -e ${m} ] || { /bin/mkdir "$@"; s=$?; touch ${m}; rm -rf "$1"; exit $s; }\nexec /bin/mkdir "$@"` })],
+] as const) {
+  test(`a lock released ${what} is taken, not an error`, async () => {
+    const { dir, marker } = heldLock();
+    const remote = localShell(shims(marker));
+    await withState(async () => {
+      const unlock = await lockStacks(remote, [dir], { run: 'r2', actor: 'alice', release: '2', since: 'now' }, 5, lockTracker());
+      assert.ok(fs.existsSync(marker), 'the shim played the release');
+      assert.match(fs.readFileSync(path.join(dir, 'holder.json'), 'utf8'), /"actor":"alice"/);
+      await unlock();
+      assert.ok(!fs.existsSync(dir));
+    });
+  });
+}
+
+// Two waiters find one stale lock: the first breaks it and takes it; the second must not remove that new lock.
+test('a stale lock is broken only while it still carries the holder that was seen stale', async () => {
+  const { dir, marker } = heldLock();
+  const old = new Date(Date.now() - 7200_000);
+  fs.utimesSync(dir, old, old);
+  const fresh = JSON.stringify({ token: 'first-waiter', run: 'r3', actor: 'carol', release: '3', since: 'now' });
+  // Right after this waiter read the stale lock's holder, the other waiter broke it and took it.
+  const remote = localShell({
+    cat: `/bin/cat "$@"; s=$?\nd=$(dirname "$1")\n[ -e ${marker} ] || { touch ${marker}; rm -rf "$d"; /bin/mkdir "$d"; printf '%s' '${fresh}' > "$d/holder.json"; }\nexit $s`,
+  });
+  await withState(async () => {
+    await assert.rejects(lockStacks(remote, [dir], { run: 'r2', actor: 'alice', release: '2', since: 'now' }, 0, lockTracker(), 3600), /Another deploy holds the lock .*carol/);
+    assert.equal(fs.readFileSync(path.join(dir, 'holder.json'), 'utf8'), fresh, "the other waiter's new lock is intact");
+  });
+});
