@@ -60187,7 +60187,7 @@ async function commandBuild(inputs) {
  * Connects once, checks the host can deploy, takes the lock of every stack of the run, and logs the
  * host in to the registry if asked. `finish` logs out and releases the locks.
  */
-async function connect(inputs) {
+async function connect(inputs, readOnly = false) {
     const remote = await core.group(`Connect to ${inputs.user}@${inputs.host}:${inputs.port}`, async () => {
         const r = await remote_1.Remote.connect({ host: inputs.host, port: inputs.port, user: inputs.user, privateKey: inputs.sshKey, passphrase: inputs.sshPassphrase, knownHosts: inputs.knownHosts });
         core.info(`Connected; host key matches the pinned known-hosts entry.`);
@@ -60206,15 +60206,17 @@ async function connect(inputs) {
     }
     core.info(`Host Docker: client ${client}, engine ${server}, Swarm manager.`);
     const { runUrl, actor, sha, ref } = context();
-    let unlock;
-    try {
-        unlock = await (0, lock_1.lockStacks)(remote, inputs.stacks.map((s) => (0, pipeline_1.lockDirFor)(inputs.remoteDir, s.name)), { run: runUrl, actor, release: inputs.release, since: new Date().toISOString() }, inputs.lockTimeout, (0, lock_1.lockTracker)(), inputs.lockStaleAfter);
-    }
-    catch (e) {
-        remote.dispose();
-        throw e;
-    }
-    const withRegistryAuth = !!(inputs.registryUsername && inputs.registryPassword);
+    let unlock = async () => { };
+    // A dry run only reads: it takes no lock and logs the host in nowhere.
+    if (!readOnly)
+        try {
+            unlock = await (0, lock_1.lockStacks)(remote, inputs.stacks.map((s) => (0, pipeline_1.lockDirFor)(inputs.remoteDir, s.name)), { run: runUrl, actor, release: inputs.release, since: new Date().toISOString() }, inputs.lockTimeout, (0, lock_1.lockTracker)(), inputs.lockStaleAfter);
+        }
+        catch (e) {
+            remote.dispose();
+            throw e;
+        }
+    const withRegistryAuth = !readOnly && !!(inputs.registryUsername && inputs.registryPassword);
     let logout = async () => { };
     if (withRegistryAuth) {
         // Saved first: if this step is cancelled, the post step logs the host out.
@@ -60330,7 +60332,7 @@ async function existingConfigs(remote) {
     return out;
 }
 async function commandRollback(inputs) {
-    const { remote, ctx, finish } = await connect(inputs);
+    const { remote, ctx, finish } = await connect(inputs, inputs.dryRun);
     try {
         const plans = [];
         // Every target is found before anything is touched: an unknown version changes nothing.
@@ -60342,6 +60344,8 @@ async function commandRollback(inputs) {
             core.info(`${s.name}: rolling back to release ${target.release} of ${target.time} (${Object.entries(target.versions).map(([k, v]) => `${k} ${v}`).join(', ')}).`);
             plans.push({ stack: s.name, release: target.release, kind: 'rollback', dir: target.dir, composePaths: target.composePaths, versions: target.versions, watches: target.watch, secretNames: target.secrets });
         }
+        if (inputs.dryRun)
+            return await dryRunRollback(remote, plans);
         const { layers, error } = await runLayers(ctx, plans);
         const images = Object.assign({}, ...layers.map((l) => l.images));
         const versions = Object.assign({}, ...plans.map((p) => p.versions));
@@ -60352,6 +60356,23 @@ async function commandRollback(inputs) {
         await finish();
         remote.dispose();
     }
+}
+const shortImage = (image) => image.split('@')[0].split('/').pop() ?? image;
+/** What a rollback would change, per service (image now → image of the target release); changes nothing. */
+async function dryRunRollback(remote, plans) {
+    for (const p of plans) {
+        const res = await remote.run(['docker', 'service', 'ls', '--filter', `label=com.docker.stack.namespace=${p.stack}`, '--format', '{{.Name}} {{.Image}}'], { retry: true, silent: true });
+        if (res.code !== 0)
+            throw new Error(`Cannot list the services of ${p.stack} on ${remote.where}: ${res.stderr.trim()}`);
+        const now = new Map(res.stdout.trim().split('\n').filter(Boolean).map((l) => l.split(' ')));
+        core.info(`${p.stack}: would roll back to release ${p.release}:`);
+        for (const w of p.watches)
+            core.info(`  ${w.name}: ${now.has(w.name) ? shortImage(now.get(w.name)) : '(not running)'} → ${shortImage(w.expectedImage)}`);
+    }
+    const note = 'dry-run: nothing was rolled back (no lock, no ledger record, no file on the host).';
+    core.info(note);
+    const versions = Object.assign({}, ...plans.map((p) => p.versions));
+    return { result: 'checked', release: plans[plans.length - 1]?.release ?? '', versions, images: {}, layers: [], notes: [note] };
 }
 
 

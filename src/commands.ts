@@ -130,7 +130,7 @@ export async function commandBuild(inputs: Inputs): Promise<Outcome> {
  * Connects once, checks the host can deploy, takes the lock of every stack of the run, and logs the
  * host in to the registry if asked. `finish` logs out and releases the locks.
  */
-async function connect(inputs: Inputs): Promise<{ remote: Remote; ctx: RunContext; finish: () => Promise<void> }> {
+async function connect(inputs: Inputs, readOnly = false): Promise<{ remote: Remote; ctx: RunContext; finish: () => Promise<void> }> {
   const remote = await core.group(`Connect to ${inputs.user}@${inputs.host}:${inputs.port}`, async () => {
     const r = await Remote.connect({ host: inputs.host, port: inputs.port, user: inputs.user, privateKey: inputs.sshKey, passphrase: inputs.sshPassphrase, knownHosts: inputs.knownHosts });
     core.info(`Connected; host key matches the pinned known-hosts entry.`);
@@ -149,14 +149,15 @@ async function connect(inputs: Inputs): Promise<{ remote: Remote; ctx: RunContex
   }
   core.info(`Host Docker: client ${client}, engine ${server}, Swarm manager.`);
   const { runUrl, actor, sha, ref } = context();
-  let unlock: () => Promise<void>;
-  try {
+  let unlock: () => Promise<void> = async () => {};
+  // A dry run only reads: it takes no lock and logs the host in nowhere.
+  if (!readOnly) try {
     unlock = await lockStacks(remote, inputs.stacks.map((s) => lockDirFor(inputs.remoteDir, s.name)), { run: runUrl, actor, release: inputs.release, since: new Date().toISOString() }, inputs.lockTimeout, lockTracker(), inputs.lockStaleAfter);
   } catch (e) {
     remote.dispose();
     throw e;
   }
-  const withRegistryAuth = !!(inputs.registryUsername && inputs.registryPassword);
+  const withRegistryAuth = !readOnly && !!(inputs.registryUsername && inputs.registryPassword);
   let logout = async () => {};
   if (withRegistryAuth) {
     // Saved first: if this step is cancelled, the post step logs the host out.
@@ -270,7 +271,7 @@ async function existingConfigs(remote: Remote): Promise<Record<string, string>> 
 }
 
 export async function commandRollback(inputs: Inputs): Promise<Outcome> {
-  const { remote, ctx, finish } = await connect(inputs);
+  const { remote, ctx, finish } = await connect(inputs, inputs.dryRun);
   try {
     const plans: LayerPlan[] = [];
     // Every target is found before anything is touched: an unknown version changes nothing.
@@ -281,6 +282,7 @@ export async function commandRollback(inputs: Inputs): Promise<Outcome> {
       core.info(`${s.name}: rolling back to release ${target.release} of ${target.time} (${Object.entries(target.versions).map(([k, v]) => `${k} ${v}`).join(', ')}).`);
       plans.push({ stack: s.name, release: target.release, kind: 'rollback', dir: target.dir, composePaths: target.composePaths, versions: target.versions, watches: target.watch, secretNames: target.secrets });
     }
+    if (inputs.dryRun) return await dryRunRollback(remote, plans);
     const { layers, error } = await runLayers(ctx, plans);
     const images: Record<string, string> = Object.assign({}, ...layers.map((l) => l.images));
     const versions = Object.assign({}, ...plans.map((p) => p.versions));
@@ -290,4 +292,21 @@ export async function commandRollback(inputs: Inputs): Promise<Outcome> {
     await finish();
     remote.dispose();
   }
+}
+
+const shortImage = (image: string) => image.split('@')[0].split('/').pop() ?? image;
+
+/** What a rollback would change, per service (image now → image of the target release); changes nothing. */
+async function dryRunRollback(remote: Remote, plans: LayerPlan[]): Promise<Outcome> {
+  for (const p of plans) {
+    const res = await remote.run(['docker', 'service', 'ls', '--filter', `label=com.docker.stack.namespace=${p.stack}`, '--format', '{{.Name}} {{.Image}}'], { retry: true, silent: true });
+    if (res.code !== 0) throw new Error(`Cannot list the services of ${p.stack} on ${remote.where}: ${res.stderr.trim()}`);
+    const now = new Map(res.stdout.trim().split('\n').filter(Boolean).map((l) => l.split(' ') as [string, string]));
+    core.info(`${p.stack}: would roll back to release ${p.release}:`);
+    for (const w of p.watches) core.info(`  ${w.name}: ${now.has(w.name) ? shortImage(now.get(w.name) as string) : '(not running)'} → ${shortImage(w.expectedImage)}`);
+  }
+  const note = 'dry-run: nothing was rolled back (no lock, no ledger record, no file on the host).';
+  core.info(note);
+  const versions = Object.assign({}, ...plans.map((p) => p.versions));
+  return { result: 'checked', release: plans[plans.length - 1]?.release ?? '', versions, images: {}, layers: [], notes: [note] };
 }

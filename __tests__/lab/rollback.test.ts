@@ -54,6 +54,18 @@ test('deploy 1.0.0, 1.1.0, 1.2.0: each recorded in the ledger with its images an
   assert.match(files.stdout, /web:1\.0\.0[\s\S]*web:1\.1\.0[\s\S]*web:1\.2\.0/);
 });
 
+test('a dry-run rollback says what it would do and changes nothing: no version, ledger, lock or file', { timeout: 120_000 }, async () => {
+  const files = () => onHost(lab, `cd ${remoteDir} && find . | sort && cat stacks/*/ledger.json`);
+  const before = await files();
+  const r = await rollback('previous', { 'dry-run': 'true' });
+  assert.equal(r.code, 0, r.log.slice(-3000));
+  assert.equal(r.outputs.result, 'checked');
+  assert.match(r.log, new RegExp(`${WEB}: web:1\\.2\\.0 → web:1\\.1\\.0`));
+  assert.match(r.log, /dry-run: nothing was rolled back/);
+  assert.equal(await servedVersion(WEB), '1.2.0');
+  assert.equal((await files()).stdout, before.stdout, 'the host files and the ledger are byte for byte the same');
+});
+
 test('rollback to previous: 1.1.0 runs again, gated, recorded', { timeout: 240_000 }, async () => {
   const r = await rollback('previous');
   assert.equal(r.code, 0, r.log.slice(-3000));
