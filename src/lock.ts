@@ -25,7 +25,7 @@ export const STALE_LOCK_SECONDS = 3600;
 export class HostLock {
   constructor(private readonly remote: Remote, readonly dir: string, private readonly holder: Holder) {}
 
-  private async tryTake(): Promise<{ taken: boolean; gone?: boolean; holder?: string; ageSeconds?: number }> {
+  private async tryTake(): Promise<{ taken: boolean; gone?: boolean; holder?: string; sum?: string; ageSeconds?: number }> {
     const d = shellJoin([this.dir]);
     const script = [
       `mkdir -p "$(dirname ${d})"`,
@@ -39,20 +39,22 @@ export class HostLock {
       // Not there and never was: the folder cannot be written (read-only, permissions).
       `  printf '%s\\n' "$err" >&2; exit 1; fi`,
       `if ! mtime=$(stat -c %Y ${d} 2>/dev/null); then echo GONE; exit 0; fi`,
-      `echo HELD; echo $(( $(date +%s) - mtime )); cat ${d}/holder.json 2>/dev/null`,
+      // The holder's checksum identifies what was seen: a breaker removes only that, never a newer lock.
+      `echo HELD; echo $(( $(date +%s) - mtime )); cksum < ${d}/holder.json 2>/dev/null || echo none; cat ${d}/holder.json 2>/dev/null`,
     ].join('\n');
     const res = await this.remote.sh(script, { retry: false });
     if (res.code !== 0) throw new Error(`${this.remote.where}: cannot take the deploy lock ${this.dir}: ${(res.stderr || res.stdout).trim()}`);
     const lines = res.stdout.trim().split('\n');
     if (lines[0] === 'TAKEN') return { taken: true };
     if (lines[0] === 'GONE') return { taken: false, gone: true };
-    return { taken: false, ageSeconds: Number(lines[1]), holder: lines.slice(2).join('\n') };
+    return { taken: false, ageSeconds: Number(lines[1]), sum: lines[2], holder: lines.slice(3).join('\n') };
   }
 
   /** Waits up to `timeoutSeconds` for the lock; fails naming the holder. */
   async acquire(timeoutSeconds: number, staleSeconds = STALE_LOCK_SECONDS, sleepMs = 2000): Promise<void> {
     const deadline = Date.now() + timeoutSeconds * 1000;
     let said = false;
+    let lookedAgain = false;
     for (;;) {
       const r = await this.tryTake();
       if (r.taken) return;
@@ -60,8 +62,13 @@ export class HostLock {
       const who = describe(r.holder);
       if ((r.ageSeconds ?? 0) > staleSeconds) {
         core.warning(`Breaking a stale deploy lock ${this.dir} (${r.ageSeconds} s old, more than lock-stale-after ${staleSeconds} s; held by ${who}): its run is long gone.`);
-        if (!(await this.breakStale(r.holder))) core.info(`Lock ${this.dir} changed hands while being broken; looking again.`);
-        continue;
+        if (await this.breakStale(r.sum ?? 'none')) continue;
+        core.info(`Lock ${this.dir} changed hands while being broken; looking again.`);
+        // Look again at once, but a lock another breaker is busy with is waited for like any other.
+        if (!lookedAgain) {
+          lookedAgain = true;
+          continue;
+        }
       }
       if (Date.now() >= deadline) {
         throw new Error(`Another deploy holds the lock ${this.dir} on ${this.remote.where}: ${who}. Waited ${timeoutSeconds} s (input lock-timeout).`);
@@ -76,18 +83,15 @@ export class HostLock {
    * Another waiter may have broken the same stale lock and taken it anew: break it only while it still
    * carries the holder seen stale, one breaker at a time, and rename it away before removing it.
    */
-  private async breakStale(seen?: string): Promise<boolean> {
+  private async breakStale(seenSum: string): Promise<boolean> {
     const d = shellJoin([this.dir]);
-    let token = '';
-    try {
-      token = (JSON.parse(seen ?? '') as Holder).token ?? '';
-    } catch {
-      // No readable holder file was seen: break it only if there still is none.
-    }
-    const same = token ? `grep -qF ${shellJoin([JSON.stringify({ token }).slice(1, -1)])} ${d}/holder.json 2>/dev/null` : `[ ! -s ${d}/holder.json ]`;
+    const same = seenSum === 'none' ? `[ ! -e ${d}/holder.json ]` : `[ "$(cksum < ${d}/holder.json 2>/dev/null)" = ${shellJoin([seenSum])} ]`;
     const aside = shellJoin([`${this.dir}.stale.${crypto.randomBytes(6).toString('hex')}`]);
     const script = [
-      `mkdir ${d}/.breaking 2>/dev/null || exit 0`,
+      // One breaker at a time; a marker left by a breaker that died a minute ago is its own stale lock.
+      `if ! mkdir ${d}/.breaking 2>/dev/null; then`,
+      `  [ -n "$(find ${d}/.breaking -maxdepth 0 -mmin +1 2>/dev/null)" ] && rmdir ${d}/.breaking 2>/dev/null && mkdir ${d}/.breaking 2>/dev/null || exit 0`,
+      `fi`,
       `if ${same}; then mv ${d} ${aside} && rm -rf ${aside} && echo BROKEN; else rmdir ${d}/.breaking; fi`,
     ].join('\n');
     const res = await this.remote.sh(script, { retry: false });
@@ -148,8 +152,13 @@ export async function lockStacks(remote: Remote, dirs: string[], holder: Omit<Ho
   const taken: HostLock[] = [];
   const releaseAll = async () => {
     for (const lock of taken.splice(0).reverse()) {
-      await lock.release().catch((e) => core.warning(`Could not release the lock ${lock.dir}: ${(e as Error).message}`));
-      tracker.track(lock.dir, false);
+      try {
+        await lock.release();
+        tracker.track(lock.dir, false);
+      } catch (e) {
+        // Still in the saved state: the post step tries again.
+        core.warning(`Could not release the lock ${lock.dir}: ${(e as Error).message}`);
+      }
     }
   };
   for (const dir of [...new Set(dirs)].sort()) {
@@ -158,7 +167,14 @@ export async function lockStacks(remote: Remote, dirs: string[], holder: Omit<Ho
     try {
       await lock.acquire(timeoutSeconds, staleSeconds);
     } catch (e) {
-      tracker.track(dir, false);
+      // The take may have happened on the host with its answer lost: undo it if it is ours, and keep
+      // it in the saved state unless the host said so (the post step tries again).
+      try {
+        await releaseLock(remote, dir, tracker.token);
+        tracker.track(dir, false);
+      } catch {
+        // keep tracked
+      }
       await releaseAll();
       throw e;
     }

@@ -20,11 +20,11 @@ function fakeHost(heldByOthers: string[] = []) {
       if (take) {
         const dir = take[1];
         calls.push({ op: 'take', dir, stateAtCall: state, script });
-        if (held.has(dir)) return { code: 0, stdout: `HELD\n5\n${held.get(dir)}\n`, stderr: '' };
+        if (held.has(dir)) return { code: 0, stdout: `HELD\n5\n123 45\n${held.get(dir)}\n`, stderr: '' };
         held.set(dir, /printf '%s' '(\{.*?\})' >/.exec(script)?.[1] ?? '');
         return { code: 0, stdout: 'TAKEN\n', stderr: '' };
       }
-      const brk = /^mkdir '?([^' ]+)'?\/\.breaking/.exec(script);
+      const brk = /^if ! mkdir '?([^' ]+)'?\/\.breaking/.exec(script);
       if (brk) {
         calls.push({ op: 'break', dir: brk[1], stateAtCall: state, script });
         held.delete(brk[1]);
@@ -94,7 +94,7 @@ test('lockStacks: a lock held by another run fails naming the holder, and the lo
   withState(async () => {
     const { remote, held, calls } = fakeHost(['.d/stacks/b/lock']);
     await assert.rejects(lockStacks(remote, ['.d/stacks/a/lock', '.d/stacks/b/lock'], holder, 0, lockTracker()), /Another deploy holds the lock \.d\/stacks\/b\/lock on me@vps: alice/);
-    assert.deepEqual(calls.map((c) => `${c.op} ${c.dir}`), ['take .d/stacks/a/lock', 'take .d/stacks/b/lock', 'release .d/stacks/a/lock']);
+    assert.deepEqual(calls.map((c) => `${c.op} ${c.dir}`), ['take .d/stacks/a/lock', 'take .d/stacks/b/lock', 'release .d/stacks/b/lock', 'release .d/stacks/a/lock']);
     assert.deepEqual([...held.keys()], ['.d/stacks/b/lock'], "the other run's lock must stay, ours must go");
   }));
 
@@ -171,3 +171,63 @@ test('a stale lock is broken only while it still carries the holder that was see
     assert.equal(fs.readFileSync(path.join(dir, 'holder.json'), 'utf8'), fresh, "the other waiter's new lock is intact");
   });
 });
+
+// A lock left by a run that wrote no token (an older version of the action, or a person) must still be breakable.
+test('a stale lock whose holder file has no token is broken and taken', async () => {
+  const { dir } = heldLock();
+  fs.writeFileSync(path.join(dir, 'holder.json'), JSON.stringify({ run: 'gone', actor: 'ghost', release: 'x', since: 'then' }));
+  const old = new Date(Date.now() - 7200_000);
+  fs.utimesSync(dir, old, old);
+  await withState(async () => {
+    const unlock = await lockStacks(localShell({}), [dir], { run: 'r2', actor: 'alice', release: '2', since: 'now' }, 0, lockTracker(), 3600);
+    assert.match(fs.readFileSync(path.join(dir, 'holder.json'), 'utf8'), /"actor":"alice"/);
+    await unlock();
+    assert.ok(!fs.existsSync(dir));
+  });
+});
+
+// A breaker that died half-way must not make the lock unbreakable forever.
+test('a stale lock with a leftover break marker from a dead breaker is still broken', async () => {
+  const { dir } = heldLock();
+  fs.mkdirSync(path.join(dir, '.breaking'));
+  const old = new Date(Date.now() - 7200_000);
+  fs.utimesSync(path.join(dir, '.breaking'), old, old);
+  fs.utimesSync(dir, old, old);
+  await withState(async () => {
+    const unlock = await lockStacks(localShell({}), [dir], { run: 'r2', actor: 'alice', release: '2', since: 'now' }, 0, lockTracker(), 3600);
+    assert.match(fs.readFileSync(path.join(dir, 'holder.json'), 'utf8'), /"actor":"alice"/);
+    await unlock();
+  });
+});
+
+function stateLocks(): { token: string; dirs: string[] } {
+  const text = fs.readFileSync(process.env.GITHUB_STATE as string, 'utf8');
+  const all = [...text.matchAll(/locks<<(\S+)\n([\s\S]*?)\n\1/g)].map((m) => m[2]);
+  return JSON.parse(all[all.length - 1]);
+}
+
+test('a lock whose release failed stays in the saved state, for the post step', () =>
+  withState(async () => {
+    const { remote } = fakeHost();
+    const unlock = await lockStacks(remote, ['.d/stacks/a/lock'], holder, 0, lockTracker());
+    (remote as unknown as { sh: () => Promise<never> }).sh = async () => {
+      throw new Error('Lost the SSH connection to me@vps');
+    };
+    await unlock();
+    assert.deepEqual(stateLocks().dirs, ['.d/stacks/a/lock']);
+  }));
+
+test('a take whose answer was lost stays in the saved state (the lock may exist on the host with our token)', () =>
+  withState(async () => {
+    const { remote } = fakeHost();
+    const real = remote.sh.bind(remote);
+    (remote as unknown as { sh: (s: string) => Promise<unknown> }).sh = async (s: string) => {
+      if (/LC_ALL=C mkdir/.test(s)) {
+        await real(s);
+        throw new Error('Lost the SSH connection to me@vps: the remote shell closed');
+      }
+      throw new Error('Lost the SSH connection to me@vps');
+    };
+    await assert.rejects(lockStacks(remote, ['.d/stacks/a/lock'], holder, 0, lockTracker()), /Lost the SSH connection/);
+    assert.deepEqual(stateLocks().dirs, ['.d/stacks/a/lock']);
+  }));
