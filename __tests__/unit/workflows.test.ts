@@ -987,6 +987,14 @@ test('docs/workflows.md: every input, secret and output in the table of its work
   }
 });
 
+test('docs/workflows.md: the pinning example has the form of a stamped line, and names the release script', () => {
+  const doc = read('docs/workflows.md');
+  assert.match(doc, /\n## Pinning\n/);
+  assert.match(doc, /uses: glasck\/deploy-action\/\.github\/workflows\/deploy\.yml@<commit> # v\d+\.\d+\.\d+\n/);
+  for (const command of ['stamp', 'move-major']) assert.ok(doc.includes(`scripts/release.sh ${command} vX.Y.Z`), command);
+  assert.match(read(RELEASE_SCRIPT), /usage: \$0 stamp\|move-major vX\.Y\.Z/);
+});
+
 test('docs/workflows.md: the copy-paste examples are the starter files, verbatim', () => {
   const doc = read('docs/workflows.md');
   for (const file of ALL_TEMPLATES) {
