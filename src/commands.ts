@@ -11,7 +11,7 @@ import { findTarget, readLedger } from './ledger';
 import { lockStacks, lockTracker } from './lock';
 import { LayerOutcome, LayerPlan, RunContext, lockDirFor, releaseDirFor, runLayer, watchesFor } from './pipeline';
 import { Remote, shellJoin } from './remote';
-import { OVERRIDE_FILE, overrideFile, planConfigs, planSecrets } from './secrets';
+import { OVERRIDE_FILE, SecretPlan, overrideFile, overrideUpload, planConfigs, planSecrets } from './secrets';
 import { LoadedStack, loadStack, prepareStack } from './stack';
 import { Service, readServices, releaseTagMismatches, versionEnv } from './versions';
 
@@ -218,10 +218,13 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
   const versions = Object.fromEntries(services.map((s) => [s.name, s.version]));
   const { stacks, markdown } = await core.group('Pre-flight checks', async () => runChecks(inputs, env));
   const prepared = stacks.map((s) => prepareStack(s, inputs.workingDirectory, env));
+  // The input secrets of every layer: the first layer has the host name them all in one command.
+  const run: SecretPlan[] = [];
   const plans: LayerPlan[] = prepared.map((p) => {
-    const secrets = planSecrets(p, inputs.secrets, inputs.generateSecrets);
+    const secrets = planSecrets(p, inputs.secrets, inputs.generateSecrets, run);
     const configs = planConfigs(p);
-    const extra = secrets.length || configs.length ? [{ rel: OVERRIDE_FILE, content: overrideFile(p, secrets, configs) }] : [];
+    // Written at upload time: the secret names come from the host once connected (runLayer).
+    const extra = secrets.length || configs.length ? [overrideUpload(p, secrets, configs)] : [];
     return {
       stack: p.name,
       release: inputs.release,
@@ -238,6 +241,11 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
   if (inputs.dryRun) {
     // Only the stack files: referenced files (env_file, configs) may hold values that must not be logged.
     for (const p of prepared) for (const u of p.uploads) if (p.composePaths.includes(u.rel)) core.info(`--- ${p.name}: ${u.rel}\n${u.content}`);
+    // No connection, so no keyed hash: the host's part of each secret name shows as placeholder text.
+    prepared.forEach((p, i) => {
+      const { secrets = [], configs = [] } = plans[i];
+      if (secrets.length || configs.length) core.info(`--- ${p.name}: ${OVERRIDE_FILE}\n${overrideFile(p, secrets, configs, { placeholders: true })}`);
+    });
     return { result: 'checked', release: inputs.release, versions, images: {}, layers: [], checks: markdown, notes: [...notes, 'dry-run: nothing was deployed.'] };
   }
   const { remote, ctx, finish } = await connect(inputs);

@@ -91,15 +91,26 @@ function oneOf<T extends string>(get: Get, name: string, allowed: readonly T[]):
   return v;
 }
 
-/** `KEY=VALUE` lines; blank lines and `#` comments are skipped; a value may contain `=`. */
-export function parseKeyValues(text: string, inputName: string): Record<string, string> {
+// What a bad key of a secret line must look like to be named in the error: a word, not free text.
+const READABLE_KEY = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/**
+ * `KEY=VALUE` lines; blank lines and `#` comments are skipped; a value may contain `=`.
+ * With `secret`, an error names the line number and at most a name-like key: a line without `=`,
+ * or with free text before it, may be a pasted value, and an error reaches the log, annotation and summary.
+ */
+export function parseKeyValues(text: string, inputName: string, opts: { secret?: boolean } = {}): Record<string, string> {
   const out: Record<string, string> = {};
   text.split(/\r?\n/).forEach((line, i) => {
     if (!line.trim() || line.trim().startsWith('#')) return;
     const eq = line.indexOf('=');
     const key = eq > 0 ? line.slice(0, eq).trim() : '';
     if (!ENV_KEY.test(key)) {
-      throw new InputError(`Input \`${inputName}\` line ${i + 1}: expected KEY=VALUE with KEY made of letters, digits and _, got "${line.slice(0, 40)}".`);
+      const where = `Input \`${inputName}\` line ${i + 1}`;
+      const rule = 'expected KEY=VALUE with KEY made of letters, digits and _';
+      if (!opts.secret) throw new InputError(`${where}: ${rule}, got "${line.slice(0, 40)}".`);
+      const why = eq < 0 ? 'there is no =' : !key ? 'there is no KEY before the =' : READABLE_KEY.test(key) ? `KEY "${key}" is not allowed` : 'the text before the first = is not a KEY';
+      throw new InputError(`${where}: ${rule}; ${why} (the line is not shown: it may hold a secret).`);
     }
     out[key] = line.slice(eq + 1);
   });
@@ -134,7 +145,7 @@ export function parseStacks(text: string): StackSpec[] {
 
 /** `KEY=VALUE` lines of secret values: each value masked before anything else happens. */
 function secretValues(text: string): Record<string, string> {
-  const values = parseKeyValues(text, 'secrets');
+  const values = parseKeyValues(text, 'secrets', { secret: true });
   for (const v of Object.values(values)) if (v) core.setSecret(v);
   return values;
 }

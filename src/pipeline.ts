@@ -6,7 +6,7 @@ import { Ledger, ReleaseRecord, readLedger, saveRecord, stackDir } from './ledge
 import { Remote, shellJoin } from './remote';
 import { RollbackTarget, rollbackServices, servicesToRollBack, waitRolledBack } from './rollback';
 import { PreparedStack, expectedImages, fullName, stackDeploy, uploadRelease } from './stack';
-import { ConfigPlan, SecretPlan, ensureSecrets, pruneConfigs, pruneSecrets } from './secrets';
+import { ConfigPlan, SecretPlan, ensureSecrets, nameSecrets, pruneConfigs, pruneSecrets } from './secrets';
 import { Snapshot, TaskState, parseSnapshot, snapshotScript } from './swarm';
 
 export interface RunContext {
@@ -220,6 +220,8 @@ export function releaseDirFor(remoteDir: string, stack: string, release: string,
 export async function runLayer(ctx: RunContext, plan: LayerPlan): Promise<LayerOutcome> {
   const { remote, inputs } = ctx;
   const ledger: Ledger | null = await readLedger(remote, inputs.remoteDir, plan.stack);
+  // Named on the host (keyed hash) before the override file that carries the names is uploaded.
+  if (plan.secrets?.length) await nameSecrets(remote, inputs.remoteDir, plan.secrets);
   if (plan.uploads) await uploadRelease(remote, plan.dir, plan.uploads);
   const notes: string[] = [];
   if (plan.secrets?.length) {

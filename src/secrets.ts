@@ -4,7 +4,8 @@ import * as fs from 'fs';
 import * as YAML from 'yaml';
 import { mergeStack, referencedPath } from './compose';
 import { InputError } from './errors';
-import { Remote, shellJoin } from './remote';
+import { RunResult } from './exec';
+import { ShOptions, shellJoin } from './remote';
 import { PreparedStack } from './stack';
 
 /** The override file the action adds to a stack: it only names its secrets and configs. */
@@ -12,11 +13,25 @@ export const OVERRIDE_FILE = '.deploy-action/objects.yml';
 
 export interface SecretPlan {
   key: string;
-  /** Swarm secret name this release uses. */
+  /**
+   * Swarm secret name this release uses. For `input`, '' until nameSecrets() asks the host: the
+   * suffix is a hash keyed with a key only the host holds, so a public log cannot be used to guess the value.
+   */
   name: string;
   source: 'input' | 'generated';
-  /** Only for `input`: sent through stdin when the secret does not exist yet. Never logged. */
+  /** Only for `input`: sent through stdin, to name the secret and to create it. Never logged. */
   value?: string;
+  /** Only for `input`: the stack, hashed with the value (the same value in two stacks gets two names). */
+  stack?: string;
+  /** Only for `input`: the input secrets of the whole run, named together by the first layer. */
+  run?: SecretPlan[];
+}
+
+/** What secrets.ts needs of the host: the Remote, or a recording fake in the unit tests. */
+export interface SecretHost {
+  readonly where: string;
+  run(argv: string[], opts?: ShOptions): Promise<RunResult>;
+  sh(script: string, opts?: ShOptions): Promise<RunResult>;
 }
 
 const LABEL_STACK = 'deploy-action.stack';
@@ -29,10 +44,11 @@ function lookup(values: Record<string, string>, key: string): string | undefined
 
 /**
  * Which external secrets of the stack the action manages: a value from the `secrets` input gets a
- * content-addressed name (same value, same name: nothing re-created); a key in `generate-secrets`
- * gets a fixed name and a random value created once on the host.
+ * name from a keyed hash of its content, computed on the host once connected (same value, same
+ * name: nothing re-created); a key in `generate-secrets` gets a fixed name and a random value
+ * created once on the host. Input secrets are added to `run`, so one remote command names them all.
  */
-export function planSecrets(stack: PreparedStack, values: Record<string, string>, generate: string[]): SecretPlan[] {
+export function planSecrets(stack: PreparedStack, values: Record<string, string>, generate: string[], run: SecretPlan[] = []): SecretPlan[] {
   const merged = mergeStack(stack.resolved);
   const declared = merged.secrets && typeof merged.secrets === 'object' ? (merged.secrets as Record<string, { external?: unknown; file?: unknown }>) : {};
   const plans: SecretPlan[] = [];
@@ -46,7 +62,9 @@ export function planSecrets(stack: PreparedStack, values: Record<string, string>
     }
     if (value !== undefined && generated) throw new InputError(`Secret "${key}" is both given (input \`secrets\`) and generated (input \`generate-secrets\`): pick one.`);
     if (value !== undefined) {
-      plans.push({ key, name: contentName(stack.name, key, value), source: 'input', value });
+      const plan: SecretPlan = { key, name: '', source: 'input', value, stack: stack.name, run };
+      run.push(plan);
+      plans.push(plan);
     } else if (generated) {
       plans.push({ key, name: `${stack.name}_${key}`, source: 'generated' });
     }
@@ -57,6 +75,55 @@ export function planSecrets(stack: PreparedStack, values: Record<string, string>
   return plans;
 }
 
+/** The name a plan will have, for a dry run that does not connect: the host's part as placeholder text. */
+export function displayName(plan: SecretPlan): string {
+  return plan.name || `${plan.stack}_${plan.key}_<keyed hash computed on the host>`;
+}
+
+/** Where the host keeps the hash key of secret names; it never leaves the host. */
+export const secretKeyFile = (remoteDir: string) => `${remoteDir}/secret-key`;
+
+/**
+ * Host side of nameSecrets: creates the key if missing (random bytes, mode 600, linked into place
+ * so two runs racing agree on one key), then prints sha256(key ‖ line decoded) for each base64 line of stdin.
+ */
+function namingScript(remoteDir: string): string {
+  const key = shellJoin([secretKeyFile(remoteDir)]);
+  const script = [
+    'umask 077',
+    `k=${key}`,
+    'if [ ! -s "$k" ]; then',
+    `  mkdir -p ${shellJoin([remoteDir])} && head -c 32 /dev/urandom > "$k.tmp.$$" || exit 1`,
+    '  ln "$k.tmp.$$" "$k" 2>/dev/null; rm -f "$k.tmp.$$"',
+    'fi',
+    '[ -s "$k" ] && [ -r "$k" ] && chmod 600 "$k" || { echo "cannot read $k" >&2; exit 1; }',
+    'while IFS= read -r line; do',
+    '  h=$( { cat "$k" && printf \'%s\' "$line" | base64 -d; } | sha256sum ) || exit 1',
+    '  printf \'%s\\n\' "${h%% *}"',
+    'done',
+  ].join('\n');
+  // With stdin the script gets an exec channel of its own, run by the user's login shell: POSIX sh whatever that is.
+  return shellJoin(['sh', '-c', script]);
+}
+
+/**
+ * Names the input secrets not yet named, with those of every other layer of their run: one remote
+ * command, the values on its stdin only. The name is `<stack>_<key>_<10 hex>` of a hash keyed with
+ * the host's secret-key file.
+ */
+export async function nameSecrets(host: SecretHost, remoteDir: string, plans: SecretPlan[]): Promise<void> {
+  const mine = plans.filter((p) => p.source === 'input' && !p.name);
+  const todo = [...new Set(mine.flatMap((p) => p.run ?? [p]))].filter((p) => p.source === 'input' && !p.name);
+  if (!todo.length) return;
+  const input = todo.map((p) => Buffer.from(`${p.stack}\0${p.key}\0${p.value ?? ''}`, 'utf8').toString('base64')).join('\n') + '\n';
+  const res = await host.sh(namingScript(remoteDir), { input, retry: true, silent: true });
+  const hashes = res.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+  if (res.code !== 0 || hashes.length !== todo.length || !hashes.every((h) => /^[0-9a-f]{64}$/.test(h))) {
+    throw new Error(`${host.where}: cannot name the secrets (keyed hash with ${secretKeyFile(remoteDir)}): ${(res.stderr || res.stdout).trim().slice(0, 300)}`);
+  }
+  todo.forEach((p, i) => (p.name = `${p.stack}_${p.key}_${hashes[i].slice(0, 10)}`));
+}
+
 export interface ConfigPlan {
   key: string;
   /** Swarm config name of this content: `<stack>_<key>_<hash>`. */
@@ -65,7 +132,7 @@ export interface ConfigPlan {
   entry: Record<string, unknown>;
 }
 
-/** A short content hash: a changed value or file gets a new name (Swarm secrets and configs are immutable). */
+/** A short content hash: a changed file gets a new name (Swarm configs are immutable). */
 function contentName(stack: string, key: string, content: string | Buffer): string {
   const hash = createHash('sha256').update(`${stack}\0${key}\0`).update(content).digest('hex').slice(0, 10);
   return `${stack}_${key}_${hash}`;
@@ -91,14 +158,34 @@ export function planConfigs(stack: PreparedStack): ConfigPlan[] {
   return plans;
 }
 
-/** The compose override that points each managed secret and config at its Swarm name for this release. */
-export function overrideFile(stack: PreparedStack, secretPlans: SecretPlan[], configPlans: ConfigPlan[] = []): string {
+/**
+ * The compose override that points each managed secret and config at its Swarm name for this release.
+ * `placeholders` (dry run): a secret not named yet shows the host's part as text.
+ */
+export function overrideFile(stack: PreparedStack, secretPlans: SecretPlan[], configPlans: ConfigPlan[] = [], opts: { placeholders?: boolean } = {}): string {
   const version = String(stack.resolved[0]?.data?.version ?? '3.8');
   const doc: Record<string, unknown> = { version };
-  if (secretPlans.length) doc.secrets = Object.fromEntries(secretPlans.map((p) => [p.key, { external: true, name: p.name }]));
+  const name = (p: SecretPlan) => {
+    if (!p.name && !opts.placeholders) throw new Error(`Secret "${p.key}" of stack "${stack.name}" is not named yet (nameSecrets runs on the host first).`);
+    return displayName(p);
+  };
+  if (secretPlans.length) doc.secrets = Object.fromEntries(secretPlans.map((p) => [p.key, { external: true, name: name(p) }]));
   // The whole entry, not just its name: a -c file's entry replaces the earlier one's.
   if (configPlans.length) doc.configs = Object.fromEntries(configPlans.map((p) => [p.key, p.entry]));
   return `# Written by deploy-action: the Swarm secrets and configs of this release.\n${YAML.stringify(doc)}`;
+}
+
+/**
+ * The override file as an upload whose content is written when it is read: at upload time, after
+ * nameSecrets() got the names from the host (runLayer names them first).
+ */
+export function overrideUpload(stack: PreparedStack, secretPlans: SecretPlan[], configPlans: ConfigPlan[]): { rel: string; content: string } {
+  return {
+    rel: OVERRIDE_FILE,
+    get content() {
+      return overrideFile(stack, secretPlans, configPlans);
+    },
+  };
 }
 
 export interface SecretsReport {
@@ -108,9 +195,11 @@ export interface SecretsReport {
 }
 
 /** Creates the secrets this release needs and does not find on the host: values through stdin only. */
-export async function ensureSecrets(remote: Remote, stack: string, plans: SecretPlan[]): Promise<SecretsReport> {
+export async function ensureSecrets(remote: SecretHost, stack: string, plans: SecretPlan[]): Promise<SecretsReport> {
   const report: SecretsReport = { created: [], reused: [], generated: [] };
   if (!plans.length) return report;
+  const unnamed = plans.filter((p) => !p.name).map((p) => p.key);
+  if (unnamed.length) throw new Error(`Secrets of ${stack} not named yet (nameSecrets first): ${unnamed.join(', ')}`);
   const ls = await remote.run(['docker', 'secret', 'ls', '--format', '{{.Name}}'], { retry: true });
   if (ls.code !== 0) throw new Error(`${remote.where}: docker secret ls failed: ${ls.stderr.trim()}`);
   const existing = new Set(ls.stdout.split('\n').map((s) => s.trim()).filter(Boolean));
@@ -139,7 +228,7 @@ export async function ensureSecrets(remote: Remote, stack: string, plans: Secret
  * Removes the action's secrets of a stack that no kept release uses (so a rollback still finds its
  * secrets). `docker secret rm` refuses a secret a service still uses; that refusal is fine.
  */
-export async function pruneSecrets(remote: Remote, stack: string, keep: Set<string>): Promise<string[]> {
+export async function pruneSecrets(remote: SecretHost, stack: string, keep: Set<string>): Promise<string[]> {
   const ls = await remote.run(['docker', 'secret', 'ls', '--filter', `label=${LABEL_STACK}=${stack}`, '--format', '{{.Name}}']);
   const stale = ls.stdout.split('\n').map((s) => s.trim()).filter((n) => n && !keep.has(n));
   const removed: string[] = [];
@@ -158,7 +247,7 @@ export async function pruneSecrets(remote: Remote, stack: string, keep: Set<stri
  * `<stack>_<key>_<hash>` that this release does not use. A rollback re-creates its own from the stack
  * files kept with it; `docker config rm` refuses one a service still uses, which is fine.
  */
-export async function pruneConfigs(remote: Remote, stack: string, plans: ConfigPlan[]): Promise<string[]> {
+export async function pruneConfigs(remote: SecretHost, stack: string, plans: ConfigPlan[]): Promise<string[]> {
   if (!plans.length) return [];
   const ls = await remote.run(['docker', 'config', 'ls', '--filter', `label=com.docker.stack.namespace=${stack}`, '--format', '{{.Name}}']);
   const keep = new Set(plans.map((p) => p.name));

