@@ -139,7 +139,7 @@ test('unset-variable and interpolation: each form, with file:line:col', () => {
 test('interpolation: invalid syntax', () => {
   const f = check(['interpolation-invalid.yml']);
   assert.deepEqual(of(f, 'interpolation'), ['app@3:16 error', 'app@5:10 error', 'app@6:10 error']);
-  assert.match(f.find((x) => x.rule === 'interpolation')!.message, /invalid interpolation "\$\{\}"/);
+  assert.match(f.find((x) => x.rule === 'interpolation')!.message, /invalid interpolation format "app:\$\{\}"/);
 });
 
 test('single-replica-stop-first: one replica, stop-first; not for start-first, 2 replicas, global, host ports, databases', () => {
