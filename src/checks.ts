@@ -13,6 +13,7 @@ import {
   NodePath,
   ResolvedCompose,
   ServiceInfo,
+  envFileEntries,
   hasPath,
   locateIn,
   mergeStack,
@@ -579,23 +580,21 @@ export function checkStack(
   }
   for (const [name, svc] of Object.entries(services)) {
     if (!isPlainObject(svc)) continue;
-    const ef = svc.env_file;
-    const list = Array.isArray(ef) ? ef : ef === undefined || ef === null ? [] : [ef];
-    list.forEach((item: unknown, i: number) => {
-      const file = isPlainObject(item) ? item.path : item;
-      const required = !(isPlainObject(item) && item.required === false);
-      if (typeof file !== 'string' || !file || !required) return;
-      const abs = path.resolve(baseDir, file);
-      if (fs.existsSync(abs)) return;
+    for (const e of envFileEntries(svc.env_file)) {
+      // required: false → Docker Compose skips a missing file, and the deploy leaves it out (stack.ts).
+      if (!e.required) continue;
+      const abs = path.resolve(baseDir, e.file);
+      if (fs.existsSync(abs)) continue;
       add(
         'missing-file',
         'error',
-        Array.isArray(ef) ? ['services', name, 'env_file', i] : ['services', name, 'env_file'],
-        `Service ${name}: env_file ${file} does not exist (looked for ${abs}; Docker resolves it against the folder ` +
-          `of the stack's first compose file). Add the file or fix the path.`,
+        e.index !== undefined ? ['services', name, 'env_file', e.index] : ['services', name, 'env_file'],
+        `Service ${name}: env_file ${e.file} does not exist (looked for ${abs}; Docker resolves it against the folder ` +
+          `of the stack's first compose file). Add the file, fix the path, or make it optional ` +
+          `(env_file: [{path: ${e.file}, required: false}]).`,
         ['services', name],
       );
-    });
+    }
   }
 
   const order = new Map(files.map((f, i) => [f.path, i]));

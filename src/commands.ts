@@ -58,7 +58,8 @@ function runChecks(inputs: Inputs, env: Record<string, string>): { stacks: Loade
   const findings: Finding[] = [];
   for (const spec of inputs.stacks) {
     try {
-      const stack = loadStack(spec, inputs.workingDirectory);
+      // The deploy (prepareStack) honours the same switched-off rules as the checks.
+      const stack: LoadedStack = { ...loadStack(spec, inputs.workingDirectory), skip: inputs.skipChecks };
       stacks.push(stack);
       findings.push(...checkStack(stack, env, { skip: inputs.skipChecks }));
     } catch (e) {
