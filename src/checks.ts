@@ -7,12 +7,14 @@ import * as core from '@actions/core';
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
+import * as YAML from 'yaml';
 import {
   ComposeFile,
   ComposeValueError,
   NodePath,
   ResolvedCompose,
   ServiceInfo,
+  envFileEntries,
   hasPath,
   locateIn,
   mergeStack,
@@ -42,12 +44,19 @@ export interface CheckOptions {
   skip?: string[];
   /** Name of an existing Swarm config/secret on the host → sha256 hex of its content, when known. */
   existingObjects?: Record<string, string>;
+  /**
+   * Swarm networks Traefik uses by default (its providers.docker/swarm.network), read from every
+   * stack of the run (traefikProviderNetworks): the proxy is usually in another stack than the app.
+   * When absent, read from this stack only.
+   */
+  traefikNetworks?: string[];
 }
 
 /** Every rule, with its severity (the one it usually reports with) and what it catches. */
 export const RULES: { id: string; severity: Severity; summary: string }[] = [
-  { id: 'overlay-mtu', severity: 'error', summary: 'overlay network without com.docker.network.driver.mtu ≤ 1450' },
-  { id: 'traefik-network', severity: 'error', summary: 'Traefik-routed service on several networks without a valid traefik.docker.network' },
+  { id: 'overlay-mtu', severity: 'error', summary: 'overlay network MTU above 1450, or above the host MTU − 50 when the host is known' },
+  { id: 'undefined-network', severity: 'error', summary: 'service on a network the stack does not declare' },
+  { id: 'traefik-network', severity: 'error', summary: "Traefik-routed service on several networks without a valid traefik.docker.network or Traefik default network" },
   { id: 'traefik-labels-placement', severity: 'warning', summary: 'traefik.* labels under service labels: instead of deploy.labels' },
   { id: 'monitor-window', severity: 'warning', summary: 'update_config.monitor not longer than one healthcheck cycle / start_period with failure_action rollback' },
   { id: 'failure-action', severity: 'warning', summary: 'update_config.failure_action missing or pause' },
@@ -158,6 +167,172 @@ function isExternal(decl: unknown): boolean {
   return isPlainObject(ext) || ext === true || String(ext).toLowerCase() === 'true';
 }
 
+/** Docker's overlay MTU when none is given: 1500 − 50 bytes of VXLAN, whatever the host's interface. */
+export const DOCKER_OVERLAY_MTU = 1450;
+
+/** Named volumes a service mounts (not bind mounts, not anonymous volumes): two tasks would share them. */
+export function namedVolumes(svc: Record<string, any>): string[] {
+  const out: string[] = [];
+  for (const v of Array.isArray(svc.volumes) ? svc.volumes : []) {
+    let source: string | undefined;
+    if (typeof v === 'string') {
+      const parts = v.split(':');
+      if (parts.length >= 2) source = parts[0];
+    } else if (isPlainObject(v) && (v.type === undefined || v.type === 'volume') && v.source) {
+      source = String(v.source);
+    }
+    // A source that is a path is a bind mount.
+    if (source && !/^[./~]/.test(source) && !source.includes('/')) out.push(source);
+  }
+  return out;
+}
+
+/** `providers.docker.network` / `providers.swarm.network` of a Traefik static configuration file. */
+function staticFileNetworks(file: string, text: string): string[] {
+  if (/\.toml$/i.test(file)) {
+    // TOML: the network key of a [providers.docker] or [providers.swarm] table.
+    const out: string[] = [];
+    let inProvider = false;
+    for (const line of text.split(/\r?\n/)) {
+      const table = /^\s*\[([^\]]+)\]/.exec(line);
+      if (table) inProvider = /^\s*providers\.(docker|swarm)\s*$/i.test(table[1]);
+      const m = inProvider && /^\s*network\s*=\s*["']([^"']+)["']/.exec(line);
+      if (m) out.push(m[1]);
+    }
+    return out;
+  }
+  try {
+    const doc = YAML.parse(text);
+    const providers = isPlainObject(doc) && isPlainObject(doc.providers) ? doc.providers : {};
+    return ['docker', 'swarm'].map((k) => providers[k]?.network).filter((n): n is string => typeof n === 'string' && n !== '');
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Networks Traefik picks by default for every service it routes, from its command
+ * (`--providers.docker.network=NAME` v2, `--providers.swarm.network=NAME` v3), its environment
+ * (TRAEFIK_PROVIDERS_DOCKER_NETWORK, TRAEFIK_PROVIDERS_SWARM_NETWORK) or its static configuration
+ * file (a config or bind-mounted traefik.yml/toml), in any of the given stacks.
+ */
+export function traefikProviderNetworks(stacks: { name: string; files: ComposeFile[] }[], env: Record<string, string | undefined>): string[] {
+  const out = new Set<string>();
+  for (const stack of stacks) {
+    if (!stack.files.length) continue;
+    const merged = mergeStack(stack.files.map((f) => resolveCompose(f, env)));
+    const baseDir = path.dirname(stack.files[0].absPath);
+    const services: Record<string, any> = isPlainObject(merged.services) ? merged.services : {};
+    for (const svc of Object.values(services)) {
+      if (!isPlainObject(svc)) continue;
+      const args: string[] = Array.isArray(svc.command) ? svc.command.map(String) : typeof svc.command === 'string' ? svc.command.split(/\s+/) : [];
+      args.forEach((a, i) => {
+        const m = /^--providers\.(docker|swarm)\.network(?:=(.*))?$/i.exec(a);
+        const v = m ? (m[2] ?? args[i + 1]) : undefined;
+        if (v) out.add(v.replace(/^["']|["']$/g, ''));
+      });
+      const environment = toStringMap(svc.environment);
+      for (const k of ['TRAEFIK_PROVIDERS_DOCKER_NETWORK', 'TRAEFIK_PROVIDERS_SWARM_NETWORK']) if (environment[k]) out.add(environment[k]);
+      if (!/traefik/.test(imageRepo(svc.image))) continue;
+      // Its static configuration: files given as configs, or bind-mounted.
+      const files: string[] = [];
+      const configs = isPlainObject(merged.configs) ? merged.configs : {};
+      for (const c of Array.isArray(svc.configs) ? svc.configs : []) {
+        const entry = configs[isPlainObject(c) ? String(c.source) : String(c)];
+        if (isPlainObject(entry) && typeof entry.file === 'string') files.push(entry.file);
+      }
+      for (const v of Array.isArray(svc.volumes) ? svc.volumes : []) {
+        const source = typeof v === 'string' ? v.split(':')[0] : isPlainObject(v) && v.type === 'bind' ? String(v.source ?? '') : '';
+        if (/^[./~]/.test(source)) files.push(source);
+      }
+      for (const f of files.filter((x) => /\.(ya?ml|toml)$/i.test(x))) {
+        let text: string;
+        try {
+          text = fs.readFileSync(path.resolve(baseDir, f), 'utf8');
+        } catch {
+          continue;
+        }
+        staticFileNetworks(f, text).forEach((n) => out.add(n));
+      }
+    }
+  }
+  return [...out];
+}
+
+/** An overlay network the stack creates, with where it is declared (or first used, for `default`). */
+export interface OverlayNetwork {
+  stack: string;
+  /** Key in the stack file. */
+  key: string;
+  /** Swarm name. */
+  name: string;
+  /** Explicit com.docker.network.driver.mtu; undefined = Docker's 1450. */
+  mtu?: number;
+  file: string;
+  line: number;
+  col: number;
+}
+
+/** The overlay networks a stack creates (not external ones), the implicit `default` when a service uses it. */
+export function overlayNetworks(stack: { name: string; files: ComposeFile[] }, env: Record<string, string | undefined>): OverlayNetwork[] {
+  if (!stack.files.length) return [];
+  const merged = mergeStack(stack.files.map((f) => resolveCompose(f, env)));
+  const networks: Record<string, any> = isPlainObject(merged.networks) ? merged.networks : {};
+  const out: OverlayNetwork[] = [];
+  const at = (p: NodePath) => {
+    const l = locateIn(stack.files, p);
+    return { file: l.file.path, line: l.line, col: l.col };
+  };
+  for (const [key, decl] of Object.entries(networks)) {
+    const d = isPlainObject(decl) ? decl : {};
+    if (isExternal(decl) || String(d.driver ?? 'overlay') !== 'overlay') continue;
+    const raw = isPlainObject(d.driver_opts) ? d.driver_opts['com.docker.network.driver.mtu'] : undefined;
+    const mtu = raw === undefined || raw === null || raw === '' ? undefined : Number(String(raw).trim());
+    const where = mtu === undefined ? ['networks', key] : ['networks', key, 'driver_opts', 'com.docker.network.driver.mtu'];
+    out.push({ stack: stack.name, key, name: swarmNetworkName(stack.name, key, networks), mtu, ...at(where) });
+  }
+  if (!('default' in networks)) {
+    const services: Record<string, any> = isPlainObject(merged.services) ? merged.services : {};
+    const user = Object.entries(services).find(([, svc]) => !isPlainObject(svc) || networkKeys(svc.networks).length === 0 || networkKeys(svc.networks).includes('default'));
+    if (user) out.push({ stack: stack.name, key: 'default', name: `${stack.name}_default`, ...at(['services', user[0]]) });
+  }
+  return out;
+}
+
+/**
+ * overlay-mtu with facts from the host: VXLAN needs 50 bytes of every node's interface MTU, and
+ * Docker gives an overlay network 1450 whatever the interface, so on a node below 1500 every
+ * overlay network must set com.docker.network.driver.mtu to at most the smallest MTU − 50.
+ * `nodeMtus`: node name → MTU of the interface Swarm traffic uses.
+ */
+export function hostMtuFindings(nodeMtus: Record<string, number>, networks: OverlayNetwork[]): Finding[] {
+  const known = Object.entries(nodeMtus).filter(([, m]) => Number.isFinite(m) && m > 0);
+  if (!known.length) return [];
+  const min = Math.min(...known.map(([, m]) => m));
+  const nodes = known.filter(([, m]) => m === min).map(([n]) => n);
+  const want = min - 50;
+  const out: Finding[] = [];
+  for (const n of networks) {
+    const effective = n.mtu ?? DOCKER_OVERLAY_MTU;
+    if (Number.isInteger(effective) && effective <= want) continue;
+    out.push({
+      rule: 'overlay-mtu',
+      severity: 'error',
+      file: n.file,
+      line: n.line,
+      col: n.col,
+      stack: n.stack,
+      message:
+        `Network ${n.key} (${n.name}, overlay) has MTU ${n.mtu === undefined ? `${DOCKER_OVERLAY_MTU} (Docker's default)` : n.mtu}, ` +
+        `but node${nodes.length > 1 ? 's' : ''} ${nodes.join(', ')} ${nodes.length > 1 ? 'have' : 'has'} interface MTU ${min}: ` +
+        `VXLAN adds 50 bytes, so large packets between nodes are dropped and big requests hang. ` +
+        `${n.key === 'default' ? 'Declare it: networks: default: driver_opts:' : `Under networks.${n.key}, set driver_opts:`} ` +
+        `com.docker.network.driver.mtu: ${want}.`,
+    });
+  }
+  return out;
+}
+
 /** Runs every rule over one stack (its files merged in order, as docker stack deploy does). */
 export function checkStack(
   stack: { name: string; files: ComposeFile[] },
@@ -260,6 +435,17 @@ export function checkStack(
   }
 
   const netName = (key: string): string => swarmNetworkName(stack.name, key, networks);
+  const declared = (key: string): boolean => key === 'default' || Object.prototype.hasOwnProperty.call(networks, key);
+  const traefikDefaults = opts.traefikNetworks ?? traefikProviderNetworks([stack], env);
+  /** Path of a service's network entry in the file that names it (list or map form). */
+  const networkAt = (service: string, key: string): NodePath => {
+    for (let i = resolved.length - 1; i >= 0; i--) {
+      const n = resolved[i].data?.services?.[service]?.networks;
+      if (Array.isArray(n) && n.map(String).includes(key)) return ['services', service, 'networks', n.map(String).indexOf(key)];
+      if (isPlainObject(n) && key in n) return ['services', service, 'networks', key];
+    }
+    return ['services', service, 'networks'];
+  };
   const traefikNetworkLabel = (labels: Record<string, string>): { key: string; value: string } | undefined => {
     for (const key of ['traefik.docker.network', 'traefik.swarm.network']) {
       if (labels[key] !== undefined && labels[key] !== '') return { key, value: labels[key] };
@@ -306,6 +492,20 @@ export function checkStack(
     const u = info.update;
     // replicated-job / global-job services run to completion: no rolling update, no healthcheck to gate on.
     const job = /-job$/.test(String(svc?.deploy?.mode ?? ''));
+
+    // undefined-network: docker stack deploy refuses the whole stack ("undefined network").
+    for (const k of info.networks.filter((n) => !declared(n))) {
+      add(
+        'undefined-network',
+        'error',
+        networkAt(name, k),
+        `Service ${name} is on network ${k}, which the stack does not declare: docker stack deploy refuses it ` +
+          `("undefined network"). Declare it under the top-level networks: (external: true for one created ` +
+          `outside the stack, e.g. by the proxy's stack), or use a declared one` +
+          `${Object.keys(networks).length ? ` (${Object.keys(networks).join(', ')})` : ''}.`,
+        entity,
+      );
+    }
 
     // swarm-ignored
     const ignored = Object.keys(SWARM_IGNORED).filter((k) => svc[k] !== undefined);
@@ -391,16 +591,43 @@ export function checkStack(
     // single-replica-stop-first
     const hostPorts = Array.isArray(svc.ports) && svc.ports.some((p: unknown) => isPlainObject(p) && p.mode === 'host');
     const stateful = statefulKind(name, info.image);
-    if (info.mode === 'replicated' && !job && info.replicas === 1 && u.order === 'stop-first' && !hostPorts && !stateful) {
-      add(
-        'single-replica-stop-first',
-        'warning',
-        svc?.deploy?.update_config?.order !== undefined ? sp('deploy', 'update_config', 'order') : sp('deploy', 'replicas'),
-        `Service ${name} runs one replica with update order stop-first (Docker's default): every deploy stops the ` +
-          `old task before the new one starts, so the service is down for the whole start-up. Set ` +
-          `deploy.update_config.order: start-first (or run 2 or more replicas).`,
-        entity,
-      );
+    const volumes = namedVolumes(svc);
+    if (info.mode === 'replicated' && !job && info.replicas === 1 && !hostPorts) {
+      const orderAt = svc?.deploy?.update_config?.order !== undefined ? sp('deploy', 'update_config', 'order') : sp('deploy', 'replicas');
+      const vols = volumes.join(', ');
+      if (volumes.length && u.order === 'stop-first') {
+        // Two copies on one data folder can corrupt it (databases, Prometheus' TSDB) or fail on its lock.
+        add(
+          'single-replica-stop-first',
+          'notice',
+          orderAt,
+          `Service ${name} runs one replica with order stop-first and named volume${volumes.length > 1 ? 's' : ''} ${vols}: ` +
+            `keep stop-first. start-first would run the new task next to the old one on the same data folder, which ` +
+            `can corrupt it or fail on its lock; the price is a short downtime on each deploy of this service.`,
+          entity,
+        );
+      } else if (volumes.length && u.order === 'start-first') {
+        add(
+          'single-replica-stop-first',
+          'warning',
+          orderAt,
+          `Service ${name} has order start-first and named volume${volumes.length > 1 ? 's' : ''} ${vols}: each deploy ` +
+            `runs two copies of it on the same data folder for a while, which can corrupt it (databases, ` +
+            `Prometheus, Portainer) or leave the new one failing on the old one's lock. Use order: stop-first.`,
+          entity,
+        );
+      } else if (u.order === 'stop-first' && !stateful) {
+        add(
+          'single-replica-stop-first',
+          'warning',
+          orderAt,
+          `Service ${name} runs one replica with update order stop-first (Docker's default): every deploy stops the ` +
+            `old task before the new one starts, so the service is down for the whole start-up. Fix: ` +
+            `${hc && !hc.disabled ? '' : 'add a healthcheck (so that Swarm waits until the new task answers before stopping the old one) and '}` +
+            `set deploy.update_config.order: start-first (or run 2 or more replicas).`,
+          entity,
+        );
+      }
     }
 
     // traefik-labels-placement
@@ -423,17 +650,24 @@ export function checkStack(
       const names = info.networks.map(netName);
       const shared = names.filter((n) => proxyNets.has(n) && !/^Traefik \(via /.test(proxyNets.get(n) as string));
       const describe = info.networks.map((k) => (netName(k) === k ? k : `${k} (Swarm: ${netName(k)})`)).join(', ');
-      if (!label && info.networks.length > 1) {
-        const hint = shared[0] ?? names.find((n, i) => isExternal(networks[info.networks[i]])) ?? names[0];
+      const byDefault = names.filter((n) => traefikDefaults.includes(n));
+      if (!label && info.networks.length > 1 && !byDefault.length) {
+        // Suggest only networks the stack declares (an undeclared one is its own error).
+        const ok = names.filter((n, i) => declared(info.networks[i]));
+        const hint = shared.find((n) => ok.includes(n)) ?? ok.find((n) => isExternal(networks[info.networks[names.indexOf(n)]])) ?? ok[0];
+        const fixText = hint
+          ? `Add deploy.labels traefik.docker.network=${hint} (the Swarm name of the network Traefik shares with it; ` +
+            `traefik.swarm.network with Traefik v3's swarm provider)`
+          : `Declare its networks, then add deploy.labels traefik.docker.network=<the network Traefik shares with it>`;
         add(
           'traefik-network',
           'error',
           labelAt(name, 'traefik.enable'),
           `Service ${name} is routed by Traefik (traefik.enable=true) and is on ${info.networks.length} networks ` +
             `(${describe}) without a traefik.docker.network label: Traefik may pick a network it is not on, and ` +
-            `requests time out or get 502/504. Add deploy.labels traefik.docker.network=${hint} (the Swarm name of ` +
-            `the network Traefik shares with it; traefik.swarm.network with Traefik v3's swarm provider). If ` +
-            `Traefik's static configuration sets a default network (providers.swarm.network), skip this rule.`,
+            `requests time out or get 502/504. ${fixText}, or give Traefik a default network ` +
+            `(--providers.swarm.network / --providers.docker.network, read from every stack of the run)` +
+            `${traefikDefaults.length ? `; Traefik's default network (${traefikDefaults.join(', ')}) is not one of its networks` : ''}.`,
           entity,
         );
       } else if (label && !names.includes(label.value)) {
@@ -481,26 +715,32 @@ export function checkStack(
     const entity: NodePath = ['networks', key];
     const mtuPath: NodePath = ['networks', key, 'driver_opts', 'com.docker.network.driver.mtu'];
     const fix = 'set driver_opts: com.docker.network.driver.mtu: 1450 (or lower)';
+    // Why no MTU is only a notice: Docker gives an overlay network 1450 (1500 − 50 of VXLAN); it is
+    // too high only on a host whose interface is below 1500, which `deploy` compares (hostMtuFindings).
+    const lowHost =
+      `Docker gives it MTU 1450, right for hosts whose interface MTU is 1500; on a host below 1500 (some clouds ` +
+      `use 1450 or 1400, VPNs less) large requests between nodes hang: then set ` +
+      `driver_opts: com.docker.network.driver.mtu to that host MTU − 50`;
     if (driver === 'overlay') {
       if (mtuRaw === undefined || mtuRaw === null || mtuRaw === '') {
         add(
           'overlay-mtu',
-          'error',
+          'notice',
           entity,
           `Network ${key} (overlay${d.driver ? '' : ', the default driver in a stack'}) has no ` +
-            `com.docker.network.driver.mtu, so it uses 1500: VXLAN adds 50 bytes; at 1500 large requests hang. ` +
-            `Under networks.${key}, ${fix}.`,
+            `com.docker.network.driver.mtu: ${lowHost}.`,
           entity,
         );
       } else {
         const mtu = Number(String(mtuRaw).trim());
-        if (!Number.isInteger(mtu) || mtu > 1450 || mtu <= 0) {
+        if (!Number.isInteger(mtu) || mtu > DOCKER_OVERLAY_MTU || mtu <= 0) {
           add(
             'overlay-mtu',
             'error',
             mtuPath,
-            `Network ${key} (overlay) has com.docker.network.driver.mtu ${String(mtuRaw)}: VXLAN adds 50 bytes; ` +
-              `above 1450 large requests hang. ${fix[0].toUpperCase()}${fix.slice(1)}.`,
+            `Network ${key} (overlay) has com.docker.network.driver.mtu ${String(mtuRaw)}: VXLAN adds 50 bytes to ` +
+              `every packet, so above 1450 (host 1500 − 50) large requests between nodes hang. ` +
+              `${fix[0].toUpperCase()}${fix.slice(1)}: the host's interface MTU − 50.`,
             entity,
           );
         }
@@ -516,7 +756,7 @@ export function checkStack(
       );
     }
   }
-  // The stack's implicit `default` network is an overlay network at MTU 1500 too.
+  // The stack's implicit `default` network is an overlay network at Docker's MTU too.
   if (!('default' in networks)) {
     const users = Object.values(infos)
       .filter((i) => i.networks.includes('default'))
@@ -524,12 +764,12 @@ export function checkStack(
     if (users.length) {
       add(
         'overlay-mtu',
-        'warning',
+        'notice',
         ['services', users[0]],
         `Service${users.length > 1 ? 's' : ''} ${users.join(', ')} ${users.length > 1 ? 'are' : 'is'} on the ` +
-          `stack's implicit default network (${stack.name}_default), an overlay network at MTU 1500: VXLAN adds ` +
-          `50 bytes; at 1500 large requests between nodes hang. Declare it: networks: default: driver_opts: ` +
-          `com.docker.network.driver.mtu: 1450 (or attach the services to a declared network).`,
+          `stack's implicit default network (${stack.name}_default), an overlay network: Docker gives it MTU 1450, ` +
+          `right for hosts whose interface MTU is 1500. On a host below 1500, declare it: networks: default: ` +
+          `driver_opts: com.docker.network.driver.mtu: <host MTU − 50>.`,
         ['services', users[0]],
       );
     }
@@ -579,23 +819,21 @@ export function checkStack(
   }
   for (const [name, svc] of Object.entries(services)) {
     if (!isPlainObject(svc)) continue;
-    const ef = svc.env_file;
-    const list = Array.isArray(ef) ? ef : ef === undefined || ef === null ? [] : [ef];
-    list.forEach((item: unknown, i: number) => {
-      const file = isPlainObject(item) ? item.path : item;
-      const required = !(isPlainObject(item) && item.required === false);
-      if (typeof file !== 'string' || !file || !required) return;
-      const abs = path.resolve(baseDir, file);
-      if (fs.existsSync(abs)) return;
+    for (const e of envFileEntries(svc.env_file)) {
+      // required: false → Docker Compose skips a missing file, and the deploy leaves it out (stack.ts).
+      if (!e.required) continue;
+      const abs = path.resolve(baseDir, e.file);
+      if (fs.existsSync(abs)) continue;
       add(
         'missing-file',
         'error',
-        Array.isArray(ef) ? ['services', name, 'env_file', i] : ['services', name, 'env_file'],
-        `Service ${name}: env_file ${file} does not exist (looked for ${abs}; Docker resolves it against the folder ` +
-          `of the stack's first compose file). Add the file or fix the path.`,
+        e.index !== undefined ? ['services', name, 'env_file', e.index] : ['services', name, 'env_file'],
+        `Service ${name}: env_file ${e.file} does not exist (looked for ${abs}; Docker resolves it against the folder ` +
+          `of the stack's first compose file). Add the file, fix the path, or make it optional ` +
+          `(env_file: [{path: ${e.file}, required: false}]).`,
         ['services', name],
       );
-    });
+    }
   }
 
   const order = new Map(files.map((f, i) => [f.path, i]));

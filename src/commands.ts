@@ -3,7 +3,7 @@ import * as github from '@actions/github';
 import * as crypto from 'crypto';
 import * as semver from 'semver';
 import { buildImages, registryLogin } from './build';
-import { Finding, checkStack, reportFindings } from './checks';
+import { Finding, checkStack, reportFindings, traefikProviderNetworks } from './checks';
 import { ComposeFileError, InputError } from './errors';
 import { LocalRunner } from './exec';
 import { Inputs } from './inputs';
@@ -58,9 +58,8 @@ function runChecks(inputs: Inputs, env: Record<string, string>): { stacks: Loade
   const findings: Finding[] = [];
   for (const spec of inputs.stacks) {
     try {
-      const stack = loadStack(spec, inputs.workingDirectory);
-      stacks.push(stack);
-      findings.push(...checkStack(stack, env, { skip: inputs.skipChecks }));
+      // The deploy (prepareStack) honours the same switched-off rules as the checks.
+      stacks.push({ ...loadStack(spec, inputs.workingDirectory), skip: inputs.skipChecks });
     } catch (e) {
       // A file Docker would refuse to load is a finding like the others (annotation, summary), and the
       // other stacks are still checked. It cannot be switched off.
@@ -68,6 +67,9 @@ function runChecks(inputs: Inputs, env: Record<string, string>): { stacks: Loade
       findings.push({ rule: e.rule, severity: 'error', file: e.file, line: e.line, col: e.col, stack: spec.name, message: e.reason });
     }
   }
+  // Traefik's default network is set in the proxy's stack and applies to the services of every stack.
+  const traefikNetworks = traefikProviderNetworks(stacks, env);
+  for (const stack of stacks) findings.push(...checkStack(stack, env, { skip: inputs.skipChecks, traefikNetworks }));
   const report = reportFindings(findings);
   core.info(`Pre-flight: ${report.errors} error(s), ${report.warnings} warning(s), ${report.notices} notice(s) in ${stacks.length} stack(s).`);
   if (report.errors) {

@@ -67,6 +67,8 @@ export interface ReferencedFile {
   name: string;
   /** As written, relative to the compose file's folder. */
   file: string;
+  /** An env_file entry with `required: false`: a missing file is skipped, as Docker Compose does. */
+  optional?: true;
 }
 
 const TOP_LEVEL_KEYS = new Set(['version', 'services', 'networks', 'volumes', 'configs', 'secrets']);
@@ -676,12 +678,7 @@ export function referencedFiles(resolved: ResolvedCompose): ReferencedFile[] {
   const services = isPlainObject(data.services) ? data.services : {};
   for (const [name, svc] of Object.entries(services)) {
     if (!isPlainObject(svc)) continue;
-    const ef = svc.env_file;
-    const list = Array.isArray(ef) ? ef : ef === undefined || ef === null ? [] : [ef];
-    for (const item of list) {
-      const file = isPlainObject(item) ? item.path : item;
-      if (typeof file === 'string' && file) out.push({ kind: 'env_file', name, file });
-    }
+    for (const e of envFileEntries(svc.env_file)) out.push({ kind: 'env_file', name, file: e.file, ...(e.required ? {} : { optional: true as const }) });
   }
   return out;
 }
@@ -689,4 +686,40 @@ export function referencedFiles(resolved: ResolvedCompose): ReferencedFile[] {
 /** Absolute path of a file referenced by a compose file. */
 export function referencedPath(file: ComposeFile, ref: string): string {
   return path.resolve(path.dirname(file.absPath), ref);
+}
+
+/** A service's `env_file:`: a string, a list of strings, or (long syntax) `{path, required}` items. */
+export function envFileEntries(v: unknown): { file: string; required: boolean; index?: number }[] {
+  const list = Array.isArray(v) ? v : v === undefined || v === null ? [] : [v];
+  const out: { file: string; required: boolean; index?: number }[] = [];
+  list.forEach((item: unknown, i: number) => {
+    const file = isPlainObject(item) ? item.path : item;
+    if (typeof file !== 'string' || !file) return;
+    const required = !(isPlainObject(item) && (item.required === false || String(item.required).toLowerCase() === 'false'));
+    out.push({ file, required, ...(Array.isArray(v) ? { index: i } : {}) });
+  });
+  return out;
+}
+
+/**
+ * The stack file text with every long-syntax `env_file:` list written in the short syntax that
+ * docker stack deploy knows ("env_file.0 must be a string" otherwise), leaving out the optional
+ * (`required: false`) files that `exists` says are missing, as Docker Compose skips them.
+ */
+export function shortEnvFiles(text: string, exists: (file: string) => boolean): string {
+  const doc = YAML.parseDocument(text, PARSE_OPTIONS);
+  const services = doc.get('services', true);
+  if (!YAML.isMap(services)) return text;
+  const replacements: Replacement[] = [];
+  for (const pair of services.items) {
+    if (!YAML.isMap(pair.value)) continue;
+    const node = pair.value.get('env_file', true);
+    if (!YAML.isSeq(node) || !node.range || !node.items.some((i) => YAML.isMap(i))) continue;
+    const keep = envFileEntries(node.toJSON())
+      .filter((e) => e.required || exists(e.file))
+      .map((e) => e.file);
+    replacements.push({ start: node.range[0], end: node.range[1], text: JSON.stringify(keep) });
+  }
+  for (const r of replacements.sort((a, b) => b.start - a.start)) text = text.slice(0, r.start) + r.text + text.slice(r.end);
+  return text;
 }

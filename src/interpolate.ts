@@ -1,29 +1,31 @@
 /**
- * Docker Compose variable interpolation, with the semantics of compose-go's `template` package
- * (v2.13, what `docker compose` uses; a superset of the older docker/cli loader that
- * `docker stack deploy` uses, see the notes below).
+ * Docker stack file variable interpolation, exactly as `docker stack deploy` does it (docker/cli's
+ * `cli/compose/template`; `docker stack config -c FILE` prints its result and is the oracle of
+ * __tests__/unit/interpolate-oracle.test.ts). Its rules are narrower than `docker compose`'s:
  *
- * - `$$` is a literal `$`.
+ * - One regular expression finds the references:
+ *   `\$(?i:(\$)|(NAME(:?[-?][^}]*)?)|{(NAME(:?[-?][^}]*)?)}|())`, NAME = `[_a-z][_a-z0-9]*`.
+ * - `$$` is a literal `$` (outside a reference only).
  * - `$VAR` / `${VAR}`: the value; unset → "" (Docker warns and substitutes a blank string).
  * - `${VAR:-default}`: default when VAR is unset or empty; `${VAR-default}`: only when unset.
  * - `${VAR:?msg}`: error when unset or empty; `${VAR?msg}`: error when unset.
- * - `${VAR:+alt}`: alt when VAR is set and not empty, else ""; `${VAR+alt}`: alt when set.
- * - The argument (default, alt, message) is itself interpolated, and only when it is used:
- *   `${A:-${B:-x}}`.
- * - A `$` followed by anything else (`a $ b`, `^re$`, `$1`) stays a literal `$`.
- * - `${` without its closing brace, or whose content is not `NAME[op arg]` (`${}`, `${ x}`,
- *   `${x!}`), is an invalid template: an error.
+ * - The argument runs to the first `}` and is literal: `${P:-$2y$05$abc}` is `$2y$05$abc`,
+ *   `${A:-${B}}` is `${B` followed by `}`, `${A:-{x}}` with A=a is `a}`.
+ * - Without braces the argument runs to the first `}` or the end: `$A-b c` with A set is A's value.
+ * - The operator is found by substring, `:-` first, then `-`, `:?`, `?`: `${X:?must-be-set}` is
+ *   `be-set` (the `-` wins, and `X:?must` is no variable).
+ * - Any other `$` (`a $ b`, `^re$`, `$1`, `${}`, `${X:+y}`, `${X`) is an invalid template, but
+ *   Docker keeps only the error of the last reference: `$ ${B}` passes as ` b`.
  *
- * docker/cli's own loader (used by `docker stack deploy`) knows neither `:+`/`+` nor nested
- * defaults and rejects a lone `$`; the action therefore interpolates itself and uploads the
- * result with every literal `$` written as `$$`, so the host only unescapes it.
+ * The action interpolates itself (for the checks and the file positions) and uploads the result
+ * with every `$` written as `$$`, so the host's Docker only unescapes it.
  */
 
 export interface InterpolationResult {
   value: string;
   /** Names used without any default or check that are unset: Docker substitutes "". */
   unset: string[];
-  /** Invalid syntax and failed `${VAR:?msg}` checks, worded like Docker's. */
+  /** The invalid template or failed `${VAR:?msg}` that makes Docker refuse the value (at most one). */
   errors: string[];
 }
 
@@ -49,139 +51,80 @@ export interface DetailedInterpolationResult {
 
 type Env = Record<string, string | undefined>;
 
-const NAME_START = /[_a-zA-Z]/;
-const NAME = /^[_a-zA-Z][_a-zA-Z0-9]*/;
-
-/** Index of the `}` that closes the `{` at `open`, counting nested braces; -1 if none. */
-function closingBrace(s: string, open: number): number {
-  let depth = 0;
-  for (let i = open; i < s.length; i++) {
-    const c = s[i];
-    if (c === '{') depth++;
-    else if (c === '}') {
-      depth--;
-      if (depth === 0) return i;
-    }
-  }
-  return -1;
-}
+// docker/cli's defaultPattern; JavaScript's alternation prefers the leftmost branch as Go's does.
+const SUBST = '[_a-z][_a-z0-9]*(?::?[-?][^}]*)?';
+const PATTERN = new RegExp(`\\$(?:(\\$)|(${SUBST})|\\{(${SUBST})\\}|())`, 'gi');
 
 function lookup(env: Env, name: string): string | undefined {
   return Object.prototype.hasOwnProperty.call(env, name) ? env[name] : undefined;
 }
 
-function invalid(whole: string, fragment: string): string {
+/** `s` split at the first `sep` (docker/cli's partition). */
+function partition(s: string, sep: string): [string, string] {
+  const i = s.indexOf(sep);
+  return i < 0 ? [s, ''] : [s.slice(0, i), s.slice(i + sep.length)];
+}
+
+function invalid(whole: string): string {
   return (
-    `invalid interpolation "${fragment}" in "${whole}": use $VAR, \${VAR}, \${VAR:-default}, ` +
-    `\${VAR-default}, \${VAR:?message}, \${VAR:+alternative}; write $$ for a literal $`
+    `invalid interpolation format "${whole}" (docker stack deploy refuses it): use $VAR, \${VAR}, ` +
+    `\${VAR:-default}, \${VAR-default}, \${VAR:?message}; write $$ for a literal $ (a default is taken ` +
+    `literally up to the first })`
   );
 }
 
-/**
- * Interpolates `template`, reporting where each unset variable and each error is.
- * Offsets of references found inside a default are those of the nested `$` in `template`.
- */
-export function interpolateDetailed(template: string, env: Env): DetailedInterpolationResult {
-  const unset: UnsetRef[] = [];
-  const errors: InterpolationError[] = [];
+type Outcome = { value: string } | { error: string } | undefined;
 
-  const run = (start: number, end: number): string => {
-    let out = '';
-    let i = start;
-    while (i < end) {
-      const dollar = template.indexOf('$', i);
-      if (dollar < 0 || dollar >= end) {
-        out += template.slice(i, end);
-        break;
-      }
-      out += template.slice(i, dollar);
-      const next = dollar + 1 < end ? template[dollar + 1] : '';
-      if (next === '$') {
-        out += '$';
-        i = dollar + 2;
-        continue;
-      }
-      if (next === '{') {
-        const close = closingBrace(template, dollar + 1);
-        if (close < 0 || close >= end) {
-          errors.push({ message: invalid(template, template.slice(dollar, end)), offset: dollar });
-          i = end;
-          break;
-        }
-        out += braced(dollar, close);
-        i = close + 1;
-        continue;
-      }
-      if (next && NAME_START.test(next)) {
-        const name = (NAME.exec(template.slice(dollar + 1, end)) as RegExpExecArray)[0];
-        const value = lookup(env, name);
-        if (value === undefined) unset.push({ name, offset: dollar, braced: false });
-        out += value ?? '';
-        i = dollar + 1 + name.length;
-        continue;
-      }
-      // A `$` followed by anything else is kept as it is.
-      out += '$';
-      i = dollar + 1;
+/** docker/cli's substitute functions, in its order; undefined when none applies. */
+function substitute(sub: string, env: Env): Outcome {
+  if (sub.includes(':-')) {
+    const [name, def] = partition(sub, ':-');
+    const v = lookup(env, name);
+    return { value: v === undefined || v === '' ? def : v };
+  }
+  if (sub.includes('-')) {
+    const [name, def] = partition(sub, '-');
+    return { value: lookup(env, name) ?? def };
+  }
+  for (const sep of [':?', '?']) {
+    if (!sub.includes(sep)) continue;
+    const [name, msg] = partition(sub, sep);
+    const v = lookup(env, name);
+    if (v === undefined || (sep === ':?' && v === '')) {
+      return { error: msg ? `required variable ${name} is missing a value: ${msg}` : `required variable ${name} is missing a value` };
     }
-    return out;
-  };
-
-  /** `${...}` from `dollar` to the closing brace at `close`. */
-  const braced = (dollar: number, close: number): string => {
-    const contentStart = dollar + 2;
-    const content = template.slice(contentStart, close);
-    const m = NAME.exec(content);
-    if (!m) {
-      errors.push({ message: invalid(template, template.slice(dollar, close + 1)), offset: dollar });
-      return '';
-    }
-    const name = m[0];
-    const rest = content.slice(name.length);
-    const value = lookup(env, name);
-    if (rest === '') {
-      if (value === undefined) unset.push({ name, offset: dollar, braced: true });
-      return value ?? '';
-    }
-    const op = /^:?[-?+]/.exec(rest);
-    if (!op) {
-      errors.push({ message: invalid(template, template.slice(dollar, close + 1)), offset: dollar });
-      return '';
-    }
-    const argStart = contentStart + name.length + op[0].length;
-    const arg = (): string => run(argStart, close);
-    const empty = value === undefined || value === '';
-    switch (op[0]) {
-      case ':-':
-        return empty ? arg() : (value as string);
-      case '-':
-        return value === undefined ? arg() : value;
-      case ':+':
-        return empty ? '' : arg();
-      case '+':
-        return value === undefined ? '' : arg();
-      case ':?':
-      case '?': {
-        const missing = op[0] === ':?' ? empty : value === undefined;
-        if (!missing) return value as string;
-        const reason = arg();
-        errors.push({
-          message: reason
-            ? `required variable ${name} is missing a value: ${reason}`
-            : `required variable ${name} is missing a value`,
-          offset: dollar,
-        });
-        return '';
-      }
-    }
-    return '';
-  };
-
-  const value = run(0, template.length);
-  return { value, unset, errors };
+    return { value: v };
+  }
+  return undefined;
 }
 
-/** Interpolates one string the way Docker Compose does. */
+/** Interpolates `template` as docker stack deploy does, reporting where each unset variable and the error are. */
+export function interpolateDetailed(template: string, env: Env): DetailedInterpolationResult {
+  const unset: UnsetRef[] = [];
+  // Docker keeps one error per value, and a later valid reference clears it.
+  let error: InterpolationError | undefined;
+  const value = template.replace(PATTERN, (match, escaped: string | undefined, named: string | undefined, braced: string | undefined, _inv, offset: number) => {
+    if (escaped) return '$';
+    const sub = named || braced;
+    if (!sub) {
+      error = { message: invalid(template), offset };
+      return '';
+    }
+    const r = substitute(sub, env);
+    if (r && 'error' in r) {
+      error = { message: r.error, offset };
+      return '';
+    }
+    error = undefined;
+    if (r) return r.value;
+    const v = lookup(env, sub);
+    if (v === undefined) unset.push({ name: sub, offset, braced: braced !== undefined });
+    return v ?? '';
+  });
+  return { value, unset, errors: error ? [error] : [] };
+}
+
+/** Interpolates one string the way docker stack deploy does. */
 export function interpolateString(value: string, env: Env): InterpolationResult {
   const r = interpolateDetailed(value, env);
   return {

@@ -1,6 +1,8 @@
+import * as core from '@actions/core';
 import * as fs from 'fs';
 import * as path from 'path';
-import { ComposeFile, ResolvedCompose, ServiceInfo, loadComposeFile, referencedFiles, referencedPath, resolveCompose, stackServices } from './compose';
+import { checkStack } from './checks';
+import { ComposeFile, ResolvedCompose, ServiceInfo, loadComposeFile, referencedFiles, referencedPath, resolveCompose, shortEnvFiles, stackServices } from './compose';
 import { InputError } from './errors';
 import { StackSpec } from './inputs';
 import { Remote, shellJoin } from './remote';
@@ -9,6 +11,8 @@ import { normalizeImage } from './swarm';
 export interface LoadedStack {
   name: string;
   files: ComposeFile[];
+  /** Rule ids the run switched off (input skip-checks): the deploy honours them as the checks do. */
+  skip?: string[];
 }
 
 export interface PreparedStack extends LoadedStack {
@@ -25,12 +29,26 @@ export function loadStack(spec: StackSpec, workingDir: string): LoadedStack {
   return { name: spec.name, files: spec.files.map((f) => loadComposeFile(path.resolve(workingDir, f), f)) };
 }
 
-/** Interpolates the stack and gathers what the host needs; refuses unset variables (Docker would deploy `app:`). */
+/**
+ * Interpolates the stack and gathers what the host needs. An unset variable is refused exactly when
+ * the checks report it (Docker would deploy `app:`); switched off there (skip-checks, a service's
+ * skip label or comment), it becomes "" with a warning, as Docker does. Invalid templates are
+ * always refused.
+ */
 export function prepareStack(stack: LoadedStack, workingDir: string, env: Record<string, string | undefined>): PreparedStack {
   const resolved = stack.files.map((f) => resolveCompose(f, env));
+  const reported = new Set(
+    checkStack(stack, env, { skip: stack.skip })
+      .filter((f) => f.rule === 'unset-variable')
+      .map((f) => `${f.file}:${f.line}:${f.col}`),
+  );
   const problems: string[] = [];
   for (const r of resolved) {
-    for (const u of r.unset) problems.push(`${r.file.path}:${u.line}:${u.col}: \${${u.name}} is not set (Docker would substitute an empty string)`);
+    for (const u of r.unset) {
+      const at = `${r.file.path}:${u.line}:${u.col}`;
+      if (reported.has(at)) problems.push(`${at}: \${${u.name}} is not set (Docker would substitute an empty string)`);
+      else core.warning(`${at}: \${${u.name}} is not set: substituted an empty string, as Docker does (rule unset-variable is switched off).`, { title: 'unset-variable', file: r.file.path, startLine: u.line, startColumn: u.col });
+    }
     for (const e of r.errors) problems.push(`${r.file.path}:${e.line}:${e.col}: ${e.message}`);
   }
   if (problems.length) throw new InputError(`Stack "${stack.name}" cannot be interpolated:\n  ${problems.join('\n  ')}\nSet them in the \`env\` input (KEY=VALUE lines) or give a default (\${VAR:-default}).`);
@@ -40,14 +58,16 @@ export function prepareStack(stack: LoadedStack, workingDir: string, env: Record
   for (const r of resolved) {
     const rel = path.relative(workingDir, r.file.absPath);
     composePaths.push(rel);
-    uploads.push({ rel, content: r.text });
+    // docker stack deploy resolves relative paths of every file against the first file's folder.
+    const exists = (ref: string): boolean => fs.existsSync(referencedPath(resolved[0].file, ref));
+    uploads.push({ rel, content: shortEnvFiles(r.text, exists) });
     for (const ref of referencedFiles(r)) {
-      // docker stack deploy resolves relative paths of every file against the first file's folder.
       const abs = referencedPath(resolved[0].file, ref.file);
       const refRel = path.relative(workingDir, abs);
       if (refRel.startsWith('..') || path.isAbsolute(refRel)) {
         throw new InputError(`${r.file.path}: ${ref.kind} "${ref.name}" points at ${ref.file}, outside working-directory; keep the files a stack uses inside it.`);
       }
+      if (ref.optional && !fs.existsSync(abs)) continue; // left out of the upload by shortEnvFiles
       if (!fs.existsSync(abs)) throw new InputError(`${r.file.path}: ${ref.kind} "${ref.name}" file ${refRel} does not exist.`);
       if (!uploads.some((u) => u.rel === refRel)) uploads.push({ rel: refRel, content: fs.readFileSync(abs, 'utf8') });
     }

@@ -6,7 +6,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { loadComposeFile } from '../../src/compose';
 import { captureStdout } from '../helpers/stdout';
-import { CheckOptions, Finding, RULE_IDS, checkStack, reportFindings, statefulKind, swarmNetworkName } from '../../src/checks';
+import { CheckOptions, Finding, RULE_IDS, checkStack, hostMtuFindings, overlayNetworks, reportFindings, statefulKind, swarmNetworkName, traefikProviderNetworks } from '../../src/checks';
 
 const FIX = path.join(__dirname, '..', 'fixtures', 'checks');
 const ENV = { WEB_VERSION: '1.0.0', API_VERSION: '2.0.0', WORKER_VERSION: '3' };
@@ -42,17 +42,36 @@ test('every rule id is documented in docs/checks.md', () => {
   for (const id of RULE_IDS) assert.match(doc, new RegExp(`^## \`${id}\``, 'm'), id);
 });
 
-test('overlay-mtu: overlay without MTU or above 1450 is an error, bridge a notice, external skipped', () => {
+test('overlay-mtu: without MTU a notice (Docker gives 1450), above 1450 an error, bridge a notice, external skipped', () => {
   const f = check(['overlay-mtu-trips.yml']);
-  assert.deepEqual(of(f, 'overlay-mtu'), ['worker@5:3 warning', '-@8:3 error', '-@12:7 error', '-@13:3 notice']);
+  assert.deepEqual(of(f, 'overlay-mtu'), ['worker@5:3 notice', '-@8:3 notice', '-@12:7 error', '-@13:3 notice']);
   const byLine = (l: number) => f.find((x) => x.rule === 'overlay-mtu' && x.line === l) as Finding;
-  assert.match(byLine(8).message, /Network edge \(overlay, the default driver in a stack\).*VXLAN adds 50 bytes; at 1500 large requests hang.*com\.docker\.network\.driver\.mtu: 1450/);
-  assert.match(byLine(12).message, /mtu 1500/);
+  assert.match(byLine(8).message, /Network edge \(overlay, the default driver in a stack\).*Docker gives it MTU 1450.*below 1500.*host MTU − 50/);
+  assert.match(byLine(12).message, /mtu 1500.*above 1450/);
   assert.match(byLine(13).message, /bridge/);
   assert.match(byLine(5).message, /implicit default network \(app_default\)/);
   assert.ok(!f.some((x) => x.rule === 'overlay-mtu' && /outside/.test(x.message)), 'external networks are skipped');
   // good.yml: 1450 (number), "1400" (string), and an external network.
   assert.deepEqual(of(check(['good.yml']), 'overlay-mtu'), []);
+});
+
+test('overlay-mtu with the host MTUs: names host min − 50 for each overlay network above it', () => {
+  const stack = { name: 'app', files: [loadComposeFile(path.join(FIX, 'overlay-mtu-trips.yml'), 'overlay-mtu-trips.yml')] };
+  const nets = overlayNetworks(stack, ENV);
+  assert.deepEqual(nets.map((n) => `${n.key}:${n.name}:${n.mtu ?? '-'}@${n.line}`), ['edge:app_edge:-@8', 'big:app_big:1500@12', 'default:app_default:-@5']);
+  // A 1500 host: Docker's default 1450 is right; only the explicit 1500 is too high.
+  const at1500 = hostMtuFindings({ 'node-1': 1500, 'node-2': 1500 }, nets);
+  assert.deepEqual(at1500.map((x) => `${x.line} ${x.severity}`), ['12 error']);
+  assert.match(at1500[0].message, /com\.docker\.network\.driver\.mtu: 1450/);
+  // A 1400 node: every overlay network must be at most 1350, the default ones too.
+  const low = hostMtuFindings({ 'node-1': 1500, 'node-2': 1400 }, nets);
+  assert.deepEqual(low.map((x) => `${x.line} ${x.severity}`), ['8 error', '12 error', '5 error']);
+  for (const x of low) assert.match(x.message, /node-2.*1400.*com\.docker\.network\.driver\.mtu: 1350/);
+  assert.equal(low[0].rule, 'overlay-mtu');
+  assert.equal(low[0].file, 'overlay-mtu-trips.yml');
+  // At or below the number: nothing.
+  assert.deepEqual(hostMtuFindings({ a: 1400 }, [{ ...nets[1], mtu: 1350 }]), []);
+  assert.deepEqual(hostMtuFindings({}, nets), [], 'no MTU known: nothing to say');
 });
 
 test('traefik-network: several networks without traefik.docker.network (map labels)', () => {
@@ -139,15 +158,51 @@ test('unset-variable and interpolation: each form, with file:line:col', () => {
 test('interpolation: invalid syntax', () => {
   const f = check(['interpolation-invalid.yml']);
   assert.deepEqual(of(f, 'interpolation'), ['app@3:16 error', 'app@5:10 error', 'app@6:10 error']);
-  assert.match(f.find((x) => x.rule === 'interpolation')!.message, /invalid interpolation "\$\{\}"/);
+  assert.match(f.find((x) => x.rule === 'interpolation')!.message, /invalid interpolation format "app:\$\{\}"/);
 });
 
 test('single-replica-stop-first: one replica, stop-first; not for start-first, 2 replicas, global, host ports, databases', () => {
   const f = check(['single-replica.yml']);
   assert.deepEqual(of(f, 'single-replica-stop-first'), ['one@2:3 warning', 'one-explicit@9:9 warning']);
-  assert.match(f.find((x) => x.rule === 'single-replica-stop-first')!.message, /order: start-first/);
+  assert.match(f.find((x) => x.rule === 'single-replica-stop-first')!.message, /healthcheck.*order: start-first/);
   // A job has no rolling update: none of the update rules apply.
   assert.ok(!f.some((x) => x.service === 'migrate'), 'replicated-job');
+});
+
+test('single-replica-stop-first: a service with a named volume keeps stop-first; start-first on one is a warning', () => {
+  const f = check(['stateful-replica.yml']);
+  assert.deepEqual(of(f, 'single-replica-stop-first'), ['prometheus@2:3 notice', 'portainer@14:9 warning', 'web@15:3 warning', 'api@19:3 warning']);
+  const msg = (s: string) => f.find((x) => x.rule === 'single-replica-stop-first' && x.service === s)!.message;
+  assert.match(msg('prometheus'), /named volume prom-data.*keep stop-first/);
+  assert.doesNotMatch(msg('prometheus'), /set deploy\.update_config\.order: start-first/);
+  assert.match(msg('portainer'), /start-first and named volume portainer-data.*two copies.*same data folder/);
+  assert.match(msg('web'), /add a healthcheck.*order: start-first/, 'a bind mount is not a named volume');
+  assert.doesNotMatch(msg('api'), /add a healthcheck/, 'api has one');
+});
+
+test('undefined-network: a service on a network the stack does not declare', () => {
+  const f = check(['undefined-network.yml']);
+  assert.deepEqual(of(f, 'undefined-network'), ['web@4:22 error', 'api@9:7 error', 'front@18:16 error']);
+  assert.match(f.find((x) => x.rule === 'undefined-network' && x.service === 'web')!.message, /Service web is on network ghost.*undefined network.*edge, backend, outside/);
+  // The Traefik hint names a declared network only.
+  const t = f.find((x) => x.rule === 'traefik-network' && x.service === 'front')!;
+  assert.match(t.message, /traefik\.docker\.network=app_backend/);
+  assert.doesNotMatch(t.message, /network=app_phantom/);
+  assert.deepEqual(of(check(['good.yml']), 'undefined-network'), []);
+});
+
+test("traefik-network: Traefik's own default network (command, environment, static file) from any stack of the run", () => {
+  const load = (f: string) => ({ name: f.replace(/\W.*$/, ''), files: [loadComposeFile(path.join(FIX, 'traefik-default', f), f)] });
+  const app = load('app.yml');
+  assert.deepEqual(of(checkStack(app, {}), 'traefik-network'), ['web@6:11 error'], 'alone, the app stack trips');
+  for (const proxy of ['proxy-command.yml', 'proxy-command-v2.yml', 'proxy-env.yml', 'proxy-config.yml', 'proxy-bind.yml']) {
+    const nets = traefikProviderNetworks([app, load(proxy)], {});
+    assert.deepEqual(nets, ['traefik-public'], proxy);
+    assert.deepEqual(of(checkStack(app, {}, { traefikNetworks: nets }), 'traefik-network'), [], proxy);
+  }
+  // A default network the service is not on does not help.
+  assert.deepEqual(of(checkStack(app, {}, { traefikNetworks: ['other'] }), 'traefik-network'), ['web@6:11 error']);
+  assert.match(checkStack(app, {}, { traefikNetworks: ['other'] }).find((x) => x.rule === 'traefik-network')!.message, /default network \(other\)/);
 });
 
 test('no-healthcheck: none in the stack, or disabled', () => {

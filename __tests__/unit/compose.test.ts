@@ -99,15 +99,16 @@ test('resolveCompose: anchors and merge keys resolve in data', () => {
 
 test('resolveCompose: every interpolation form, with positions of unset variables', () => {
   const file = load('variables.yml');
-  const r = resolveCompose(file, { SOFT: '', ALT: 'x', ALT_SET: '', INNER: 'inner' });
+  const r = resolveCompose(file, { SOFT: '', ALT: 'x', INNER: 'inner' });
   const e = r.data.services.app.environment;
   assert.equal(r.data.services.app.image, 'registry.example.com/app:');
   assert.equal(e.PLAIN, '');
   assert.equal(e.SOFT, 'soft-default');
   assert.equal(e.HARD, 'hard-default');
-  assert.equal(e.ALT, 'alt-value');
-  assert.equal(e.ALT_SET, 'set-value');
-  assert.equal(e.NESTED, 'inner');
+  // As docker stack deploy: a default is literal up to the first }.
+  assert.equal(e.HASH, '$2y$05$abc');
+  assert.equal(e.BRACES, 'x}');
+  assert.equal(e.NESTED, '${INNER:-inner-default}');
   assert.equal(e.ESCAPED, '${NOT_A_VAR} and $HOME');
   assert.equal(e.PRICE, 'cost is 5$ per $ unit');
   assert.equal(e.REQUIRED, '');
@@ -138,7 +139,9 @@ test('resolveCompose: text re-parses to the same data and keeps each literal $ a
   assert.match(r.text, /image: "registry\.example\.com\/app:2\.0\.0"/);
   assert.match(r.text, /ESCAPED: "\$\$\{NOT_A_VAR\} and \$\$HOME"/, 'escapes as written are kept');
   assert.match(r.text, /PLAIN: "p\$\$q"/, 'a $ in a value is escaped');
-  assert.match(r.text, /PRICE: "cost is 5\$\$ per \$\$ unit"/);
+  assert.match(r.text, /PRICE: cost is 5\$\$ per \$\$ unit/, 'unchanged: kept as written');
+  assert.match(r.text, /HASH: "\$\$2y\$\$05\$\$abc"/, 'a $ of a default is escaped');
+  assert.match(r.text, /NESTED: "\$\$\{INNER:-inner-default\}"/);
   assert.ok(!/\$\{/.test(r.text.replace(/\$\$\{/g, '')), 'no variable reference left');
   // good.yml: comments, anchors and merge keys are kept as written.
   const good = resolveCompose(load('good.yml'), { WEB_VERSION: '1.0.0' });
