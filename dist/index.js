@@ -59528,9 +59528,13 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.RULE_IDS = exports.RULES = void 0;
+exports.DOCKER_OVERLAY_MTU = exports.RULE_IDS = exports.RULES = void 0;
 exports.statefulKind = statefulKind;
 exports.swarmNetworkName = swarmNetworkName;
+exports.namedVolumes = namedVolumes;
+exports.traefikProviderNetworks = traefikProviderNetworks;
+exports.overlayNetworks = overlayNetworks;
+exports.hostMtuFindings = hostMtuFindings;
 exports.checkStack = checkStack;
 exports.reportFindings = reportFindings;
 /**
@@ -59542,11 +59546,13 @@ const core = __importStar(__nccwpck_require__(7484));
 const crypto_1 = __nccwpck_require__(6982);
 const fs = __importStar(__nccwpck_require__(9896));
 const path = __importStar(__nccwpck_require__(6928));
+const YAML = __importStar(__nccwpck_require__(8815));
 const compose_1 = __nccwpck_require__(9763);
 /** Every rule, with its severity (the one it usually reports with) and what it catches. */
 exports.RULES = [
-    { id: 'overlay-mtu', severity: 'error', summary: 'overlay network without com.docker.network.driver.mtu ≤ 1450' },
-    { id: 'traefik-network', severity: 'error', summary: 'Traefik-routed service on several networks without a valid traefik.docker.network' },
+    { id: 'overlay-mtu', severity: 'error', summary: 'overlay network MTU above 1450, or above the host MTU − 50 when the host is known' },
+    { id: 'undefined-network', severity: 'error', summary: 'service on a network the stack does not declare' },
+    { id: 'traefik-network', severity: 'error', summary: "Traefik-routed service on several networks without a valid traefik.docker.network or Traefik default network" },
     { id: 'traefik-labels-placement', severity: 'warning', summary: 'traefik.* labels under service labels: instead of deploy.labels' },
     { id: 'monitor-window', severity: 'warning', summary: 'update_config.monitor not longer than one healthcheck cycle / start_period with failure_action rollback' },
     { id: 'failure-action', severity: 'warning', summary: 'update_config.failure_action missing or pause' },
@@ -59651,6 +59657,171 @@ function isExternal(decl) {
     const ext = decl.external;
     return isPlainObject(ext) || ext === true || String(ext).toLowerCase() === 'true';
 }
+/** Docker's overlay MTU when none is given: 1500 − 50 bytes of VXLAN, whatever the host's interface. */
+exports.DOCKER_OVERLAY_MTU = 1450;
+/** Named volumes a service mounts (not bind mounts, not anonymous volumes): two tasks would share them. */
+function namedVolumes(svc) {
+    const out = [];
+    for (const v of Array.isArray(svc.volumes) ? svc.volumes : []) {
+        let source;
+        if (typeof v === 'string') {
+            const parts = v.split(':');
+            if (parts.length >= 2)
+                source = parts[0];
+        }
+        else if (isPlainObject(v) && (v.type === undefined || v.type === 'volume') && v.source) {
+            source = String(v.source);
+        }
+        // A source that is a path is a bind mount.
+        if (source && !/^[./~]/.test(source) && !source.includes('/'))
+            out.push(source);
+    }
+    return out;
+}
+/** `providers.docker.network` / `providers.swarm.network` of a Traefik static configuration file. */
+function staticFileNetworks(file, text) {
+    if (/\.toml$/i.test(file)) {
+        // TOML: the network key of a [providers.docker] or [providers.swarm] table.
+        const out = [];
+        let inProvider = false;
+        for (const line of text.split(/\r?\n/)) {
+            const table = /^\s*\[([^\]]+)\]/.exec(line);
+            if (table)
+                inProvider = /^\s*providers\.(docker|swarm)\s*$/i.test(table[1]);
+            const m = inProvider && /^\s*network\s*=\s*["']([^"']+)["']/.exec(line);
+            if (m)
+                out.push(m[1]);
+        }
+        return out;
+    }
+    try {
+        const doc = YAML.parse(text);
+        const providers = isPlainObject(doc) && isPlainObject(doc.providers) ? doc.providers : {};
+        return ['docker', 'swarm'].map((k) => providers[k]?.network).filter((n) => typeof n === 'string' && n !== '');
+    }
+    catch {
+        return [];
+    }
+}
+/**
+ * Networks Traefik picks by default for every service it routes, from its command
+ * (`--providers.docker.network=NAME` v2, `--providers.swarm.network=NAME` v3), its environment
+ * (TRAEFIK_PROVIDERS_DOCKER_NETWORK, TRAEFIK_PROVIDERS_SWARM_NETWORK) or its static configuration
+ * file (a config or bind-mounted traefik.yml/toml), in any of the given stacks.
+ */
+function traefikProviderNetworks(stacks, env) {
+    const out = new Set();
+    for (const stack of stacks) {
+        if (!stack.files.length)
+            continue;
+        const merged = (0, compose_1.mergeStack)(stack.files.map((f) => (0, compose_1.resolveCompose)(f, env)));
+        const baseDir = path.dirname(stack.files[0].absPath);
+        const services = isPlainObject(merged.services) ? merged.services : {};
+        for (const svc of Object.values(services)) {
+            if (!isPlainObject(svc))
+                continue;
+            const args = Array.isArray(svc.command) ? svc.command.map(String) : typeof svc.command === 'string' ? svc.command.split(/\s+/) : [];
+            args.forEach((a, i) => {
+                const m = /^--providers\.(docker|swarm)\.network(?:=(.*))?$/i.exec(a);
+                const v = m ? (m[2] ?? args[i + 1]) : undefined;
+                if (v)
+                    out.add(v.replace(/^["']|["']$/g, ''));
+            });
+            const environment = (0, compose_1.toStringMap)(svc.environment);
+            for (const k of ['TRAEFIK_PROVIDERS_DOCKER_NETWORK', 'TRAEFIK_PROVIDERS_SWARM_NETWORK'])
+                if (environment[k])
+                    out.add(environment[k]);
+            if (!/traefik/.test(imageRepo(svc.image)))
+                continue;
+            // Its static configuration: files given as configs, or bind-mounted.
+            const files = [];
+            const configs = isPlainObject(merged.configs) ? merged.configs : {};
+            for (const c of Array.isArray(svc.configs) ? svc.configs : []) {
+                const entry = configs[isPlainObject(c) ? String(c.source) : String(c)];
+                if (isPlainObject(entry) && typeof entry.file === 'string')
+                    files.push(entry.file);
+            }
+            for (const v of Array.isArray(svc.volumes) ? svc.volumes : []) {
+                const source = typeof v === 'string' ? v.split(':')[0] : isPlainObject(v) && v.type === 'bind' ? String(v.source ?? '') : '';
+                if (/^[./~]/.test(source))
+                    files.push(source);
+            }
+            for (const f of files.filter((x) => /\.(ya?ml|toml)$/i.test(x))) {
+                let text;
+                try {
+                    text = fs.readFileSync(path.resolve(baseDir, f), 'utf8');
+                }
+                catch {
+                    continue;
+                }
+                staticFileNetworks(f, text).forEach((n) => out.add(n));
+            }
+        }
+    }
+    return [...out];
+}
+/** The overlay networks a stack creates (not external ones), the implicit `default` when a service uses it. */
+function overlayNetworks(stack, env) {
+    if (!stack.files.length)
+        return [];
+    const merged = (0, compose_1.mergeStack)(stack.files.map((f) => (0, compose_1.resolveCompose)(f, env)));
+    const networks = isPlainObject(merged.networks) ? merged.networks : {};
+    const out = [];
+    const at = (p) => {
+        const l = (0, compose_1.locateIn)(stack.files, p);
+        return { file: l.file.path, line: l.line, col: l.col };
+    };
+    for (const [key, decl] of Object.entries(networks)) {
+        const d = isPlainObject(decl) ? decl : {};
+        if (isExternal(decl) || String(d.driver ?? 'overlay') !== 'overlay')
+            continue;
+        const raw = isPlainObject(d.driver_opts) ? d.driver_opts['com.docker.network.driver.mtu'] : undefined;
+        const mtu = raw === undefined || raw === null || raw === '' ? undefined : Number(String(raw).trim());
+        const where = mtu === undefined ? ['networks', key] : ['networks', key, 'driver_opts', 'com.docker.network.driver.mtu'];
+        out.push({ stack: stack.name, key, name: swarmNetworkName(stack.name, key, networks), mtu, ...at(where) });
+    }
+    if (!('default' in networks)) {
+        const services = isPlainObject(merged.services) ? merged.services : {};
+        const user = Object.entries(services).find(([, svc]) => !isPlainObject(svc) || (0, compose_1.networkKeys)(svc.networks).length === 0 || (0, compose_1.networkKeys)(svc.networks).includes('default'));
+        if (user)
+            out.push({ stack: stack.name, key: 'default', name: `${stack.name}_default`, ...at(['services', user[0]]) });
+    }
+    return out;
+}
+/**
+ * overlay-mtu with facts from the host: VXLAN needs 50 bytes of every node's interface MTU, and
+ * Docker gives an overlay network 1450 whatever the interface, so on a node below 1500 every
+ * overlay network must set com.docker.network.driver.mtu to at most the smallest MTU − 50.
+ * `nodeMtus`: node name → MTU of the interface Swarm traffic uses.
+ */
+function hostMtuFindings(nodeMtus, networks) {
+    const known = Object.entries(nodeMtus).filter(([, m]) => Number.isFinite(m) && m > 0);
+    if (!known.length)
+        return [];
+    const min = Math.min(...known.map(([, m]) => m));
+    const nodes = known.filter(([, m]) => m === min).map(([n]) => n);
+    const want = min - 50;
+    const out = [];
+    for (const n of networks) {
+        const effective = n.mtu ?? exports.DOCKER_OVERLAY_MTU;
+        if (Number.isInteger(effective) && effective <= want)
+            continue;
+        out.push({
+            rule: 'overlay-mtu',
+            severity: 'error',
+            file: n.file,
+            line: n.line,
+            col: n.col,
+            stack: n.stack,
+            message: `Network ${n.key} (${n.name}, overlay) has MTU ${n.mtu === undefined ? `${exports.DOCKER_OVERLAY_MTU} (Docker's default)` : n.mtu}, ` +
+                `but node${nodes.length > 1 ? 's' : ''} ${nodes.join(', ')} ${nodes.length > 1 ? 'have' : 'has'} interface MTU ${min}: ` +
+                `VXLAN adds 50 bytes, so large packets between nodes are dropped and big requests hang. ` +
+                `${n.key === 'default' ? 'Declare it: networks: default: driver_opts:' : `Under networks.${n.key}, set driver_opts:`} ` +
+                `com.docker.network.driver.mtu: ${want}.`,
+        });
+    }
+    return out;
+}
 /** Runs every rule over one stack (its files merged in order, as docker stack deploy does). */
 function checkStack(stack, env, opts = {}) {
     const files = stack.files;
@@ -59741,6 +59912,19 @@ function checkStack(stack, env, opts = {}) {
         }
     }
     const netName = (key) => swarmNetworkName(stack.name, key, networks);
+    const declared = (key) => key === 'default' || Object.prototype.hasOwnProperty.call(networks, key);
+    const traefikDefaults = opts.traefikNetworks ?? traefikProviderNetworks([stack], env);
+    /** Path of a service's network entry in the file that names it (list or map form). */
+    const networkAt = (service, key) => {
+        for (let i = resolved.length - 1; i >= 0; i--) {
+            const n = resolved[i].data?.services?.[service]?.networks;
+            if (Array.isArray(n) && n.map(String).includes(key))
+                return ['services', service, 'networks', n.map(String).indexOf(key)];
+            if (isPlainObject(n) && key in n)
+                return ['services', service, 'networks', key];
+        }
+        return ['services', service, 'networks'];
+    };
     const traefikNetworkLabel = (labels) => {
         for (const key of ['traefik.docker.network', 'traefik.swarm.network']) {
             if (labels[key] !== undefined && labels[key] !== '')
@@ -59792,6 +59976,13 @@ function checkStack(stack, env, opts = {}) {
         const u = info.update;
         // replicated-job / global-job services run to completion: no rolling update, no healthcheck to gate on.
         const job = /-job$/.test(String(svc?.deploy?.mode ?? ''));
+        // undefined-network: docker stack deploy refuses the whole stack ("undefined network").
+        for (const k of info.networks.filter((n) => !declared(n))) {
+            add('undefined-network', 'error', networkAt(name, k), `Service ${name} is on network ${k}, which the stack does not declare: docker stack deploy refuses it ` +
+                `("undefined network"). Declare it under the top-level networks: (external: true for one created ` +
+                `outside the stack, e.g. by the proxy's stack), or use a declared one` +
+                `${Object.keys(networks).length ? ` (${Object.keys(networks).join(', ')})` : ''}.`, entity);
+        }
         // swarm-ignored
         const ignored = Object.keys(SWARM_IGNORED).filter((k) => svc[k] !== undefined);
         if (ignored.length) {
@@ -59842,10 +60033,27 @@ function checkStack(stack, env, opts = {}) {
         // single-replica-stop-first
         const hostPorts = Array.isArray(svc.ports) && svc.ports.some((p) => isPlainObject(p) && p.mode === 'host');
         const stateful = statefulKind(name, info.image);
-        if (info.mode === 'replicated' && !job && info.replicas === 1 && u.order === 'stop-first' && !hostPorts && !stateful) {
-            add('single-replica-stop-first', 'warning', svc?.deploy?.update_config?.order !== undefined ? sp('deploy', 'update_config', 'order') : sp('deploy', 'replicas'), `Service ${name} runs one replica with update order stop-first (Docker's default): every deploy stops the ` +
-                `old task before the new one starts, so the service is down for the whole start-up. Set ` +
-                `deploy.update_config.order: start-first (or run 2 or more replicas).`, entity);
+        const volumes = namedVolumes(svc);
+        if (info.mode === 'replicated' && !job && info.replicas === 1 && !hostPorts) {
+            const orderAt = svc?.deploy?.update_config?.order !== undefined ? sp('deploy', 'update_config', 'order') : sp('deploy', 'replicas');
+            const vols = volumes.join(', ');
+            if (volumes.length && u.order === 'stop-first') {
+                // Two copies on one data folder can corrupt it (databases, Prometheus' TSDB) or fail on its lock.
+                add('single-replica-stop-first', 'notice', orderAt, `Service ${name} runs one replica with order stop-first and named volume${volumes.length > 1 ? 's' : ''} ${vols}: ` +
+                    `keep stop-first. start-first would run the new task next to the old one on the same data folder, which ` +
+                    `can corrupt it or fail on its lock; the price is a short downtime on each deploy of this service.`, entity);
+            }
+            else if (volumes.length && u.order === 'start-first') {
+                add('single-replica-stop-first', 'warning', orderAt, `Service ${name} has order start-first and named volume${volumes.length > 1 ? 's' : ''} ${vols}: each deploy ` +
+                    `runs two copies of it on the same data folder for a while, which can corrupt it (databases, ` +
+                    `Prometheus, Portainer) or leave the new one failing on the old one's lock. Use order: stop-first.`, entity);
+            }
+            else if (u.order === 'stop-first' && !stateful) {
+                add('single-replica-stop-first', 'warning', orderAt, `Service ${name} runs one replica with update order stop-first (Docker's default): every deploy stops the ` +
+                    `old task before the new one starts, so the service is down for the whole start-up. Fix: ` +
+                    `${hc && !hc.disabled ? '' : 'add a healthcheck (so that Swarm waits until the new task answers before stopping the old one) and '}` +
+                    `set deploy.update_config.order: start-first (or run 2 or more replicas).`, entity);
+            }
         }
         // traefik-labels-placement
         const serviceLabels = (0, compose_1.toStringMap)(svc.labels);
@@ -59860,13 +60068,20 @@ function checkStack(stack, env, opts = {}) {
             const names = info.networks.map(netName);
             const shared = names.filter((n) => proxyNets.has(n) && !/^Traefik \(via /.test(proxyNets.get(n)));
             const describe = info.networks.map((k) => (netName(k) === k ? k : `${k} (Swarm: ${netName(k)})`)).join(', ');
-            if (!label && info.networks.length > 1) {
-                const hint = shared[0] ?? names.find((n, i) => isExternal(networks[info.networks[i]])) ?? names[0];
+            const byDefault = names.filter((n) => traefikDefaults.includes(n));
+            if (!label && info.networks.length > 1 && !byDefault.length) {
+                // Suggest only networks the stack declares (an undeclared one is its own error).
+                const ok = names.filter((n, i) => declared(info.networks[i]));
+                const hint = shared.find((n) => ok.includes(n)) ?? ok.find((n) => isExternal(networks[info.networks[names.indexOf(n)]])) ?? ok[0];
+                const fixText = hint
+                    ? `Add deploy.labels traefik.docker.network=${hint} (the Swarm name of the network Traefik shares with it; ` +
+                        `traefik.swarm.network with Traefik v3's swarm provider)`
+                    : `Declare its networks, then add deploy.labels traefik.docker.network=<the network Traefik shares with it>`;
                 add('traefik-network', 'error', labelAt(name, 'traefik.enable'), `Service ${name} is routed by Traefik (traefik.enable=true) and is on ${info.networks.length} networks ` +
                     `(${describe}) without a traefik.docker.network label: Traefik may pick a network it is not on, and ` +
-                    `requests time out or get 502/504. Add deploy.labels traefik.docker.network=${hint} (the Swarm name of ` +
-                    `the network Traefik shares with it; traefik.swarm.network with Traefik v3's swarm provider). If ` +
-                    `Traefik's static configuration sets a default network (providers.swarm.network), skip this rule.`, entity);
+                    `requests time out or get 502/504. ${fixText}, or give Traefik a default network ` +
+                    `(--providers.swarm.network / --providers.docker.network, read from every stack of the run)` +
+                    `${traefikDefaults.length ? `; Traefik's default network (${traefikDefaults.join(', ')}) is not one of its networks` : ''}.`, entity);
             }
             else if (label && !names.includes(label.value)) {
                 const byKey = info.networks.indexOf(label.value) >= 0 ? netName(label.value) : undefined;
@@ -59900,17 +60115,22 @@ function checkStack(stack, env, opts = {}) {
         const entity = ['networks', key];
         const mtuPath = ['networks', key, 'driver_opts', 'com.docker.network.driver.mtu'];
         const fix = 'set driver_opts: com.docker.network.driver.mtu: 1450 (or lower)';
+        // Why no MTU is only a notice: Docker gives an overlay network 1450 (1500 − 50 of VXLAN); it is
+        // too high only on a host whose interface is below 1500, which `deploy` compares (hostMtuFindings).
+        const lowHost = `Docker gives it MTU 1450, right for hosts whose interface MTU is 1500; on a host below 1500 (some clouds ` +
+            `use 1450 or 1400, VPNs less) large requests between nodes hang: then set ` +
+            `driver_opts: com.docker.network.driver.mtu to that host MTU − 50`;
         if (driver === 'overlay') {
             if (mtuRaw === undefined || mtuRaw === null || mtuRaw === '') {
-                add('overlay-mtu', 'error', entity, `Network ${key} (overlay${d.driver ? '' : ', the default driver in a stack'}) has no ` +
-                    `com.docker.network.driver.mtu, so it uses 1500: VXLAN adds 50 bytes; at 1500 large requests hang. ` +
-                    `Under networks.${key}, ${fix}.`, entity);
+                add('overlay-mtu', 'notice', entity, `Network ${key} (overlay${d.driver ? '' : ', the default driver in a stack'}) has no ` +
+                    `com.docker.network.driver.mtu: ${lowHost}.`, entity);
             }
             else {
                 const mtu = Number(String(mtuRaw).trim());
-                if (!Number.isInteger(mtu) || mtu > 1450 || mtu <= 0) {
-                    add('overlay-mtu', 'error', mtuPath, `Network ${key} (overlay) has com.docker.network.driver.mtu ${String(mtuRaw)}: VXLAN adds 50 bytes; ` +
-                        `above 1450 large requests hang. ${fix[0].toUpperCase()}${fix.slice(1)}.`, entity);
+                if (!Number.isInteger(mtu) || mtu > exports.DOCKER_OVERLAY_MTU || mtu <= 0) {
+                    add('overlay-mtu', 'error', mtuPath, `Network ${key} (overlay) has com.docker.network.driver.mtu ${String(mtuRaw)}: VXLAN adds 50 bytes to ` +
+                        `every packet, so above 1450 (host 1500 − 50) large requests between nodes hang. ` +
+                        `${fix[0].toUpperCase()}${fix.slice(1)}: the host's interface MTU − 50.`, entity);
                 }
             }
         }
@@ -59919,16 +60139,16 @@ function checkStack(stack, env, opts = {}) {
                 `1500 (many clouds and VPNs), large requests can hang; ${fix} to match it.`, entity);
         }
     }
-    // The stack's implicit `default` network is an overlay network at MTU 1500 too.
+    // The stack's implicit `default` network is an overlay network at Docker's MTU too.
     if (!('default' in networks)) {
         const users = Object.values(infos)
             .filter((i) => i.networks.includes('default'))
             .map((i) => i.name);
         if (users.length) {
-            add('overlay-mtu', 'warning', ['services', users[0]], `Service${users.length > 1 ? 's' : ''} ${users.join(', ')} ${users.length > 1 ? 'are' : 'is'} on the ` +
-                `stack's implicit default network (${stack.name}_default), an overlay network at MTU 1500: VXLAN adds ` +
-                `50 bytes; at 1500 large requests between nodes hang. Declare it: networks: default: driver_opts: ` +
-                `com.docker.network.driver.mtu: 1450 (or attach the services to a declared network).`, ['services', users[0]]);
+            add('overlay-mtu', 'notice', ['services', users[0]], `Service${users.length > 1 ? 's' : ''} ${users.join(', ')} ${users.length > 1 ? 'are' : 'is'} on the ` +
+                `stack's implicit default network (${stack.name}_default), an overlay network: Docker gives it MTU 1450, ` +
+                `right for hosts whose interface MTU is 1500. On a host below 1500, declare it: networks: default: ` +
+                `driver_opts: com.docker.network.driver.mtu: <host MTU − 50>.`, ['services', users[0]]);
         }
     }
     // --- configs and secrets --------------------------------------------------------------------
@@ -59968,19 +60188,17 @@ function checkStack(stack, env, opts = {}) {
     for (const [name, svc] of Object.entries(services)) {
         if (!isPlainObject(svc))
             continue;
-        const ef = svc.env_file;
-        const list = Array.isArray(ef) ? ef : ef === undefined || ef === null ? [] : [ef];
-        list.forEach((item, i) => {
-            const file = isPlainObject(item) ? item.path : item;
-            const required = !(isPlainObject(item) && item.required === false);
-            if (typeof file !== 'string' || !file || !required)
-                return;
-            const abs = path.resolve(baseDir, file);
+        for (const e of (0, compose_1.envFileEntries)(svc.env_file)) {
+            // required: false → Docker Compose skips a missing file, and the deploy leaves it out (stack.ts).
+            if (!e.required)
+                continue;
+            const abs = path.resolve(baseDir, e.file);
             if (fs.existsSync(abs))
-                return;
-            add('missing-file', 'error', Array.isArray(ef) ? ['services', name, 'env_file', i] : ['services', name, 'env_file'], `Service ${name}: env_file ${file} does not exist (looked for ${abs}; Docker resolves it against the folder ` +
-                `of the stack's first compose file). Add the file or fix the path.`, ['services', name]);
-        });
+                continue;
+            add('missing-file', 'error', e.index !== undefined ? ['services', name, 'env_file', e.index] : ['services', name, 'env_file'], `Service ${name}: env_file ${e.file} does not exist (looked for ${abs}; Docker resolves it against the folder ` +
+                `of the stack's first compose file). Add the file, fix the path, or make it optional ` +
+                `(env_file: [{path: ${e.file}, required: false}]).`, ['services', name]);
+        }
     }
     const order = new Map(files.map((f, i) => [f.path, i]));
     return findings.sort((a, b) => (order.get(a.file) ?? 0) - (order.get(b.file) ?? 0) || a.line - b.line || a.col - b.col || a.rule.localeCompare(b.rule));
@@ -60115,9 +60333,8 @@ function runChecks(inputs, env) {
     const findings = [];
     for (const spec of inputs.stacks) {
         try {
-            const stack = (0, stack_1.loadStack)(spec, inputs.workingDirectory);
-            stacks.push(stack);
-            findings.push(...(0, checks_1.checkStack)(stack, env, { skip: inputs.skipChecks }));
+            // The deploy (prepareStack) honours the same switched-off rules as the checks.
+            stacks.push({ ...(0, stack_1.loadStack)(spec, inputs.workingDirectory), skip: inputs.skipChecks });
         }
         catch (e) {
             // A file Docker would refuse to load is a finding like the others (annotation, summary), and the
@@ -60127,6 +60344,10 @@ function runChecks(inputs, env) {
             findings.push({ rule: e.rule, severity: 'error', file: e.file, line: e.line, col: e.col, stack: spec.name, message: e.reason });
         }
     }
+    // Traefik's default network is set in the proxy's stack and applies to the services of every stack.
+    const traefikNetworks = (0, checks_1.traefikProviderNetworks)(stacks, env);
+    for (const stack of stacks)
+        findings.push(...(0, checks_1.checkStack)(stack, env, { skip: inputs.skipChecks, traefikNetworks }));
     const report = (0, checks_1.reportFindings)(findings);
     core.info(`Pre-flight: ${report.errors} error(s), ${report.warnings} warning(s), ${report.notices} notice(s) in ${stacks.length} stack(s).`);
     if (report.errors) {
@@ -60276,10 +60497,13 @@ async function commandDeploy(inputs) {
     const versions = Object.fromEntries(services.map((s) => [s.name, s.version]));
     const { stacks, markdown } = await core.group('Pre-flight checks', async () => runChecks(inputs, env));
     const prepared = stacks.map((s) => (0, stack_1.prepareStack)(s, inputs.workingDirectory, env));
+    // The input secrets of every layer: the first layer has the host name them all in one command.
+    const run = [];
     const plans = prepared.map((p) => {
-        const secrets = (0, secrets_1.planSecrets)(p, inputs.secrets, inputs.generateSecrets);
+        const secrets = (0, secrets_1.planSecrets)(p, inputs.secrets, inputs.generateSecrets, run);
         const configs = (0, secrets_1.planConfigs)(p);
-        const extra = secrets.length || configs.length ? [{ rel: secrets_1.OVERRIDE_FILE, content: (0, secrets_1.overrideFile)(p, secrets, configs) }] : [];
+        // Written at upload time: the secret names come from the host once connected (runLayer).
+        const extra = secrets.length || configs.length ? [(0, secrets_1.overrideUpload)(p, secrets, configs)] : [];
         return {
             stack: p.name,
             release: inputs.release,
@@ -60299,6 +60523,12 @@ async function commandDeploy(inputs) {
             for (const u of p.uploads)
                 if (p.composePaths.includes(u.rel))
                     core.info(`--- ${p.name}: ${u.rel}\n${u.content}`);
+        // No connection, so no keyed hash: the host's part of each secret name shows as placeholder text.
+        prepared.forEach((p, i) => {
+            const { secrets = [], configs = [] } = plans[i];
+            if (secrets.length || configs.length)
+                core.info(`--- ${p.name}: ${secrets_1.OVERRIDE_FILE}\n${(0, secrets_1.overrideFile)(p, secrets, configs, { placeholders: true })}`);
+        });
         return { result: 'checked', release: inputs.release, versions, images: {}, layers: [], checks: markdown, notes: [...notes, 'dry-run: nothing was deployed.'] };
     }
     const { remote, ctx, finish } = await connect(inputs);
@@ -60431,6 +60661,8 @@ exports.serviceInfo = serviceInfo;
 exports.stackServices = stackServices;
 exports.referencedFiles = referencedFiles;
 exports.referencedPath = referencedPath;
+exports.envFileEntries = envFileEntries;
+exports.shortEnvFiles = shortEnvFiles;
 /**
  * Loading Docker stack (compose) files: parse with positions, interpolate like Docker, render the
  * file to upload, and read what the deploy and the checks need (services, update policy,
@@ -61039,19 +61271,53 @@ function referencedFiles(resolved) {
     for (const [name, svc] of Object.entries(services)) {
         if (!isPlainObject(svc))
             continue;
-        const ef = svc.env_file;
-        const list = Array.isArray(ef) ? ef : ef === undefined || ef === null ? [] : [ef];
-        for (const item of list) {
-            const file = isPlainObject(item) ? item.path : item;
-            if (typeof file === 'string' && file)
-                out.push({ kind: 'env_file', name, file });
-        }
+        for (const e of envFileEntries(svc.env_file))
+            out.push({ kind: 'env_file', name, file: e.file, ...(e.required ? {} : { optional: true }) });
     }
     return out;
 }
 /** Absolute path of a file referenced by a compose file. */
 function referencedPath(file, ref) {
     return path.resolve(path.dirname(file.absPath), ref);
+}
+/** A service's `env_file:`: a string, a list of strings, or (long syntax) `{path, required}` items. */
+function envFileEntries(v) {
+    const list = Array.isArray(v) ? v : v === undefined || v === null ? [] : [v];
+    const out = [];
+    list.forEach((item, i) => {
+        const file = isPlainObject(item) ? item.path : item;
+        if (typeof file !== 'string' || !file)
+            return;
+        const required = !(isPlainObject(item) && (item.required === false || String(item.required).toLowerCase() === 'false'));
+        out.push({ file, required, ...(Array.isArray(v) ? { index: i } : {}) });
+    });
+    return out;
+}
+/**
+ * The stack file text with every long-syntax `env_file:` list written in the short syntax that
+ * docker stack deploy knows ("env_file.0 must be a string" otherwise), leaving out the optional
+ * (`required: false`) files that `exists` says are missing, as Docker Compose skips them.
+ */
+function shortEnvFiles(text, exists) {
+    const doc = YAML.parseDocument(text, PARSE_OPTIONS);
+    const services = doc.get('services', true);
+    if (!YAML.isMap(services))
+        return text;
+    const replacements = [];
+    for (const pair of services.items) {
+        if (!YAML.isMap(pair.value))
+            continue;
+        const node = pair.value.get('env_file', true);
+        if (!YAML.isSeq(node) || !node.range || !node.items.some((i) => YAML.isMap(i)))
+            continue;
+        const keep = envFileEntries(node.toJSON())
+            .filter((e) => e.required || exists(e.file))
+            .map((e) => e.file);
+        replacements.push({ start: node.range[0], end: node.range[1], text: JSON.stringify(keep) });
+    }
+    for (const r of replacements.sort((a, b) => b.start - a.start))
+        text = text.slice(0, r.start) + r.text + text.slice(r.end);
+    return text;
 }
 
 
@@ -61563,8 +61829,14 @@ function oneOf(get, name, allowed) {
         throw new errors_1.InputError(`Input \`${name}\` must be one of ${allowed.join(', ')}; got "${v}".`);
     return v;
 }
-/** `KEY=VALUE` lines; blank lines and `#` comments are skipped; a value may contain `=`. */
-function parseKeyValues(text, inputName) {
+// What a bad key of a secret line must look like to be named in the error: a word, not free text.
+const READABLE_KEY = /^[A-Za-z0-9_.-]{1,64}$/;
+/**
+ * `KEY=VALUE` lines; blank lines and `#` comments are skipped; a value may contain `=`.
+ * With `secret`, an error names the line number and at most a name-like key: a line without `=`,
+ * or with free text before it, may be a pasted value, and an error reaches the log, annotation and summary.
+ */
+function parseKeyValues(text, inputName, opts = {}) {
     const out = {};
     text.split(/\r?\n/).forEach((line, i) => {
         if (!line.trim() || line.trim().startsWith('#'))
@@ -61572,7 +61844,12 @@ function parseKeyValues(text, inputName) {
         const eq = line.indexOf('=');
         const key = eq > 0 ? line.slice(0, eq).trim() : '';
         if (!ENV_KEY.test(key)) {
-            throw new errors_1.InputError(`Input \`${inputName}\` line ${i + 1}: expected KEY=VALUE with KEY made of letters, digits and _, got "${line.slice(0, 40)}".`);
+            const where = `Input \`${inputName}\` line ${i + 1}`;
+            const rule = 'expected KEY=VALUE with KEY made of letters, digits and _';
+            if (!opts.secret)
+                throw new errors_1.InputError(`${where}: ${rule}, got "${line.slice(0, 40)}".`);
+            const why = eq < 0 ? 'there is no =' : !key ? 'there is no KEY before the =' : READABLE_KEY.test(key) ? `KEY "${key}" is not allowed` : 'the text before the first = is not a KEY';
+            throw new errors_1.InputError(`${where}: ${rule}; ${why} (the line is not shown: it may hold a secret).`);
         }
         out[key] = line.slice(eq + 1);
     });
@@ -61607,7 +61884,7 @@ function parseStacks(text) {
 }
 /** `KEY=VALUE` lines of secret values: each value masked before anything else happens. */
 function secretValues(text) {
-    const values = parseKeyValues(text, 'secrets');
+    const values = parseKeyValues(text, 'secrets', { secret: true });
     for (const v of Object.values(values))
         if (v)
             core.setSecret(v);
@@ -61740,157 +62017,99 @@ function ruleIds(raw) {
 "use strict";
 
 /**
- * Docker Compose variable interpolation, with the semantics of compose-go's `template` package
- * (v2.13, what `docker compose` uses; a superset of the older docker/cli loader that
- * `docker stack deploy` uses, see the notes below).
+ * Docker stack file variable interpolation, exactly as `docker stack deploy` does it (docker/cli's
+ * `cli/compose/template`; `docker stack config -c FILE` prints its result and is the oracle of
+ * __tests__/unit/interpolate-oracle.test.ts). Its rules are narrower than `docker compose`'s:
  *
- * - `$$` is a literal `$`.
+ * - One regular expression finds the references:
+ *   `\$(?i:(\$)|(NAME(:?[-?][^}]*)?)|{(NAME(:?[-?][^}]*)?)}|())`, NAME = `[_a-z][_a-z0-9]*`.
+ * - `$$` is a literal `$` (outside a reference only).
  * - `$VAR` / `${VAR}`: the value; unset → "" (Docker warns and substitutes a blank string).
  * - `${VAR:-default}`: default when VAR is unset or empty; `${VAR-default}`: only when unset.
  * - `${VAR:?msg}`: error when unset or empty; `${VAR?msg}`: error when unset.
- * - `${VAR:+alt}`: alt when VAR is set and not empty, else ""; `${VAR+alt}`: alt when set.
- * - The argument (default, alt, message) is itself interpolated, and only when it is used:
- *   `${A:-${B:-x}}`.
- * - A `$` followed by anything else (`a $ b`, `^re$`, `$1`) stays a literal `$`.
- * - `${` without its closing brace, or whose content is not `NAME[op arg]` (`${}`, `${ x}`,
- *   `${x!}`), is an invalid template: an error.
+ * - The argument runs to the first `}` and is literal: `${P:-$2y$05$abc}` is `$2y$05$abc`,
+ *   `${A:-${B}}` is `${B` followed by `}`, `${A:-{x}}` with A=a is `a}`.
+ * - Without braces the argument runs to the first `}` or the end: `$A-b c` with A set is A's value.
+ * - The operator is found by substring, `:-` first, then `-`, `:?`, `?`: `${X:?must-be-set}` is
+ *   `be-set` (the `-` wins, and `X:?must` is no variable).
+ * - Any other `$` (`a $ b`, `^re$`, `$1`, `${}`, `${X:+y}`, `${X`) is an invalid template, but
+ *   Docker keeps only the error of the last reference: `$ ${B}` passes as ` b`.
  *
- * docker/cli's own loader (used by `docker stack deploy`) knows neither `:+`/`+` nor nested
- * defaults and rejects a lone `$`; the action therefore interpolates itself and uploads the
- * result with every literal `$` written as `$$`, so the host only unescapes it.
+ * The action interpolates itself (for the checks and the file positions) and uploads the result
+ * with every `$` written as `$$`, so the host's Docker only unescapes it.
  */
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.interpolateDetailed = interpolateDetailed;
 exports.interpolateString = interpolateString;
 exports.escapeDollars = escapeDollars;
-const NAME_START = /[_a-zA-Z]/;
-const NAME = /^[_a-zA-Z][_a-zA-Z0-9]*/;
-/** Index of the `}` that closes the `{` at `open`, counting nested braces; -1 if none. */
-function closingBrace(s, open) {
-    let depth = 0;
-    for (let i = open; i < s.length; i++) {
-        const c = s[i];
-        if (c === '{')
-            depth++;
-        else if (c === '}') {
-            depth--;
-            if (depth === 0)
-                return i;
-        }
-    }
-    return -1;
-}
+// docker/cli's defaultPattern; JavaScript's alternation prefers the leftmost branch as Go's does.
+const SUBST = '[_a-z][_a-z0-9]*(?::?[-?][^}]*)?';
+const PATTERN = new RegExp(`\\$(?:(\\$)|(${SUBST})|\\{(${SUBST})\\}|())`, 'gi');
 function lookup(env, name) {
     return Object.prototype.hasOwnProperty.call(env, name) ? env[name] : undefined;
 }
-function invalid(whole, fragment) {
-    return (`invalid interpolation "${fragment}" in "${whole}": use $VAR, \${VAR}, \${VAR:-default}, ` +
-        `\${VAR-default}, \${VAR:?message}, \${VAR:+alternative}; write $$ for a literal $`);
+/** `s` split at the first `sep` (docker/cli's partition). */
+function partition(s, sep) {
+    const i = s.indexOf(sep);
+    return i < 0 ? [s, ''] : [s.slice(0, i), s.slice(i + sep.length)];
 }
-/**
- * Interpolates `template`, reporting where each unset variable and each error is.
- * Offsets of references found inside a default are those of the nested `$` in `template`.
- */
+function invalid(whole) {
+    return (`invalid interpolation format "${whole}" (docker stack deploy refuses it): use $VAR, \${VAR}, ` +
+        `\${VAR:-default}, \${VAR-default}, \${VAR:?message}; write $$ for a literal $ (a default is taken ` +
+        `literally up to the first })`);
+}
+/** docker/cli's substitute functions, in its order; undefined when none applies. */
+function substitute(sub, env) {
+    if (sub.includes(':-')) {
+        const [name, def] = partition(sub, ':-');
+        const v = lookup(env, name);
+        return { value: v === undefined || v === '' ? def : v };
+    }
+    if (sub.includes('-')) {
+        const [name, def] = partition(sub, '-');
+        return { value: lookup(env, name) ?? def };
+    }
+    for (const sep of [':?', '?']) {
+        if (!sub.includes(sep))
+            continue;
+        const [name, msg] = partition(sub, sep);
+        const v = lookup(env, name);
+        if (v === undefined || (sep === ':?' && v === '')) {
+            return { error: msg ? `required variable ${name} is missing a value: ${msg}` : `required variable ${name} is missing a value` };
+        }
+        return { value: v };
+    }
+    return undefined;
+}
+/** Interpolates `template` as docker stack deploy does, reporting where each unset variable and the error are. */
 function interpolateDetailed(template, env) {
     const unset = [];
-    const errors = [];
-    const run = (start, end) => {
-        let out = '';
-        let i = start;
-        while (i < end) {
-            const dollar = template.indexOf('$', i);
-            if (dollar < 0 || dollar >= end) {
-                out += template.slice(i, end);
-                break;
-            }
-            out += template.slice(i, dollar);
-            const next = dollar + 1 < end ? template[dollar + 1] : '';
-            if (next === '$') {
-                out += '$';
-                i = dollar + 2;
-                continue;
-            }
-            if (next === '{') {
-                const close = closingBrace(template, dollar + 1);
-                if (close < 0 || close >= end) {
-                    errors.push({ message: invalid(template, template.slice(dollar, end)), offset: dollar });
-                    i = end;
-                    break;
-                }
-                out += braced(dollar, close);
-                i = close + 1;
-                continue;
-            }
-            if (next && NAME_START.test(next)) {
-                const name = NAME.exec(template.slice(dollar + 1, end))[0];
-                const value = lookup(env, name);
-                if (value === undefined)
-                    unset.push({ name, offset: dollar, braced: false });
-                out += value ?? '';
-                i = dollar + 1 + name.length;
-                continue;
-            }
-            // A `$` followed by anything else is kept as it is.
-            out += '$';
-            i = dollar + 1;
-        }
-        return out;
-    };
-    /** `${...}` from `dollar` to the closing brace at `close`. */
-    const braced = (dollar, close) => {
-        const contentStart = dollar + 2;
-        const content = template.slice(contentStart, close);
-        const m = NAME.exec(content);
-        if (!m) {
-            errors.push({ message: invalid(template, template.slice(dollar, close + 1)), offset: dollar });
+    // Docker keeps one error per value, and a later valid reference clears it.
+    let error;
+    const value = template.replace(PATTERN, (match, escaped, named, braced, _inv, offset) => {
+        if (escaped)
+            return '$';
+        const sub = named || braced;
+        if (!sub) {
+            error = { message: invalid(template), offset };
             return '';
         }
-        const name = m[0];
-        const rest = content.slice(name.length);
-        const value = lookup(env, name);
-        if (rest === '') {
-            if (value === undefined)
-                unset.push({ name, offset: dollar, braced: true });
-            return value ?? '';
-        }
-        const op = /^:?[-?+]/.exec(rest);
-        if (!op) {
-            errors.push({ message: invalid(template, template.slice(dollar, close + 1)), offset: dollar });
+        const r = substitute(sub, env);
+        if (r && 'error' in r) {
+            error = { message: r.error, offset };
             return '';
         }
-        const argStart = contentStart + name.length + op[0].length;
-        const arg = () => run(argStart, close);
-        const empty = value === undefined || value === '';
-        switch (op[0]) {
-            case ':-':
-                return empty ? arg() : value;
-            case '-':
-                return value === undefined ? arg() : value;
-            case ':+':
-                return empty ? '' : arg();
-            case '+':
-                return value === undefined ? '' : arg();
-            case ':?':
-            case '?': {
-                const missing = op[0] === ':?' ? empty : value === undefined;
-                if (!missing)
-                    return value;
-                const reason = arg();
-                errors.push({
-                    message: reason
-                        ? `required variable ${name} is missing a value: ${reason}`
-                        : `required variable ${name} is missing a value`,
-                    offset: dollar,
-                });
-                return '';
-            }
-        }
-        return '';
-    };
-    const value = run(0, template.length);
-    return { value, unset, errors };
+        error = undefined;
+        if (r)
+            return r.value;
+        const v = lookup(env, sub);
+        if (v === undefined)
+            unset.push({ name: sub, offset, braced: braced !== undefined });
+        return v ?? '';
+    });
+    return { value, unset, errors: error ? [error] : [] };
 }
-/** Interpolates one string the way Docker Compose does. */
+/** Interpolates one string the way docker stack deploy does. */
 function interpolateString(value, env) {
     const r = interpolateDetailed(value, env);
     return {
@@ -62191,7 +62410,8 @@ class HostLock {
             // Not there and never was: the folder cannot be written (read-only, permissions).
             `  printf '%s\\n' "$err" >&2; exit 1; fi`,
             `if ! mtime=$(stat -c %Y ${d} 2>/dev/null); then echo GONE; exit 0; fi`,
-            `echo HELD; echo $(( $(date +%s) - mtime )); cat ${d}/holder.json 2>/dev/null`,
+            // The holder's checksum identifies what was seen: a breaker removes only that, never a newer lock.
+            `echo HELD; echo $(( $(date +%s) - mtime )); cksum < ${d}/holder.json 2>/dev/null || echo none; cat ${d}/holder.json 2>/dev/null`,
         ].join('\n');
         const res = await this.remote.sh(script, { retry: false });
         if (res.code !== 0)
@@ -62201,12 +62421,13 @@ class HostLock {
             return { taken: true };
         if (lines[0] === 'GONE')
             return { taken: false, gone: true };
-        return { taken: false, ageSeconds: Number(lines[1]), holder: lines.slice(2).join('\n') };
+        return { taken: false, ageSeconds: Number(lines[1]), sum: lines[2], holder: lines.slice(3).join('\n') };
     }
     /** Waits up to `timeoutSeconds` for the lock; fails naming the holder. */
     async acquire(timeoutSeconds, staleSeconds = exports.STALE_LOCK_SECONDS, sleepMs = 2000) {
         const deadline = Date.now() + timeoutSeconds * 1000;
         let said = false;
+        let lookedAgain = false;
         for (;;) {
             const r = await this.tryTake();
             if (r.taken)
@@ -62216,9 +62437,14 @@ class HostLock {
             const who = describe(r.holder);
             if ((r.ageSeconds ?? 0) > staleSeconds) {
                 core.warning(`Breaking a stale deploy lock ${this.dir} (${r.ageSeconds} s old, more than lock-stale-after ${staleSeconds} s; held by ${who}): its run is long gone.`);
-                if (!(await this.breakStale(r.holder)))
-                    core.info(`Lock ${this.dir} changed hands while being broken; looking again.`);
-                continue;
+                if (await this.breakStale(r.sum ?? 'none'))
+                    continue;
+                core.info(`Lock ${this.dir} changed hands while being broken; looking again.`);
+                // Look again at once, but a lock another breaker is busy with is waited for like any other.
+                if (!lookedAgain) {
+                    lookedAgain = true;
+                    continue;
+                }
             }
             if (Date.now() >= deadline) {
                 throw new Error(`Another deploy holds the lock ${this.dir} on ${this.remote.where}: ${who}. Waited ${timeoutSeconds} s (input lock-timeout).`);
@@ -62233,19 +62459,15 @@ class HostLock {
      * Another waiter may have broken the same stale lock and taken it anew: break it only while it still
      * carries the holder seen stale, one breaker at a time, and rename it away before removing it.
      */
-    async breakStale(seen) {
+    async breakStale(seenSum) {
         const d = (0, remote_1.shellJoin)([this.dir]);
-        let token = '';
-        try {
-            token = JSON.parse(seen ?? '').token ?? '';
-        }
-        catch {
-            // No readable holder file was seen: break it only if there still is none.
-        }
-        const same = token ? `grep -qF ${(0, remote_1.shellJoin)([JSON.stringify({ token }).slice(1, -1)])} ${d}/holder.json 2>/dev/null` : `[ ! -s ${d}/holder.json ]`;
+        const same = seenSum === 'none' ? `[ ! -e ${d}/holder.json ]` : `[ "$(cksum < ${d}/holder.json 2>/dev/null)" = ${(0, remote_1.shellJoin)([seenSum])} ]`;
         const aside = (0, remote_1.shellJoin)([`${this.dir}.stale.${crypto.randomBytes(6).toString('hex')}`]);
         const script = [
-            `mkdir ${d}/.breaking 2>/dev/null || exit 0`,
+            // One breaker at a time; a marker left by a breaker that died a minute ago is its own stale lock.
+            `if ! mkdir ${d}/.breaking 2>/dev/null; then`,
+            `  [ -n "$(find ${d}/.breaking -maxdepth 0 -mmin +1 2>/dev/null)" ] && rmdir ${d}/.breaking 2>/dev/null && mkdir ${d}/.breaking 2>/dev/null || exit 0`,
+            `fi`,
             `if ${same}; then mv ${d} ${aside} && rm -rf ${aside} && echo BROKEN; else rmdir ${d}/.breaking; fi`,
         ].join('\n');
         const res = await this.remote.sh(script, { retry: false });
@@ -62294,8 +62516,14 @@ async function lockStacks(remote, dirs, holder, timeoutSeconds, tracker, staleSe
     const taken = [];
     const releaseAll = async () => {
         for (const lock of taken.splice(0).reverse()) {
-            await lock.release().catch((e) => core.warning(`Could not release the lock ${lock.dir}: ${e.message}`));
-            tracker.track(lock.dir, false);
+            try {
+                await lock.release();
+                tracker.track(lock.dir, false);
+            }
+            catch (e) {
+                // Still in the saved state: the post step tries again.
+                core.warning(`Could not release the lock ${lock.dir}: ${e.message}`);
+            }
         }
     };
     for (const dir of [...new Set(dirs)].sort()) {
@@ -62305,7 +62533,15 @@ async function lockStacks(remote, dirs, holder, timeoutSeconds, tracker, staleSe
             await lock.acquire(timeoutSeconds, staleSeconds);
         }
         catch (e) {
-            tracker.track(dir, false);
+            // The take may have happened on the host with its answer lost: undo it if it is ours, and keep
+            // it in the saved state unless the host said so (the post step tries again).
+            try {
+                await releaseLock(remote, dir, tracker.token);
+                tracker.track(dir, false);
+            }
+            catch {
+                // keep tracked
+            }
             await releaseAll();
             throw e;
         }
@@ -62614,6 +62850,9 @@ function releaseDirFor(remoteDir, stack, release, now = new Date()) {
 async function runLayer(ctx, plan) {
     const { remote, inputs } = ctx;
     const ledger = await (0, ledger_1.readLedger)(remote, inputs.remoteDir, plan.stack);
+    // Named on the host (keyed hash) before the override file that carries the names is uploaded.
+    if (plan.secrets?.length)
+        await (0, secrets_1.nameSecrets)(remote, inputs.remoteDir, plan.secrets);
     if (plan.uploads)
         await (0, stack_1.uploadRelease)(remote, plan.dir, plan.uploads);
     const notes = [];
@@ -63200,10 +63439,13 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.OVERRIDE_FILE = void 0;
+exports.secretKeyFile = exports.OVERRIDE_FILE = void 0;
 exports.planSecrets = planSecrets;
+exports.displayName = displayName;
+exports.nameSecrets = nameSecrets;
 exports.planConfigs = planConfigs;
 exports.overrideFile = overrideFile;
+exports.overrideUpload = overrideUpload;
 exports.ensureSecrets = ensureSecrets;
 exports.pruneSecrets = pruneSecrets;
 exports.pruneConfigs = pruneConfigs;
@@ -63224,10 +63466,11 @@ function lookup(values, key) {
 }
 /**
  * Which external secrets of the stack the action manages: a value from the `secrets` input gets a
- * content-addressed name (same value, same name: nothing re-created); a key in `generate-secrets`
- * gets a fixed name and a random value created once on the host.
+ * name from a keyed hash of its content, computed on the host once connected (same value, same
+ * name: nothing re-created); a key in `generate-secrets` gets a fixed name and a random value
+ * created once on the host. Input secrets are added to `run`, so one remote command names them all.
  */
-function planSecrets(stack, values, generate) {
+function planSecrets(stack, values, generate, run = []) {
     const merged = (0, compose_1.mergeStack)(stack.resolved);
     const declared = merged.secrets && typeof merged.secrets === 'object' ? merged.secrets : {};
     const plans = [];
@@ -63243,7 +63486,9 @@ function planSecrets(stack, values, generate) {
         if (value !== undefined && generated)
             throw new errors_1.InputError(`Secret "${key}" is both given (input \`secrets\`) and generated (input \`generate-secrets\`): pick one.`);
         if (value !== undefined) {
-            plans.push({ key, name: contentName(stack.name, key, value), source: 'input', value });
+            const plan = { key, name: '', source: 'input', value, stack: stack.name, run };
+            run.push(plan);
+            plans.push(plan);
         }
         else if (generated) {
             plans.push({ key, name: `${stack.name}_${key}`, source: 'generated' });
@@ -63255,7 +63500,54 @@ function planSecrets(stack, values, generate) {
     }
     return plans;
 }
-/** A short content hash: a changed value or file gets a new name (Swarm secrets and configs are immutable). */
+/** The name a plan will have, for a dry run that does not connect: the host's part as placeholder text. */
+function displayName(plan) {
+    return plan.name || `${plan.stack}_${plan.key}_<keyed hash computed on the host>`;
+}
+/** Where the host keeps the hash key of secret names; it never leaves the host. */
+const secretKeyFile = (remoteDir) => `${remoteDir}/secret-key`;
+exports.secretKeyFile = secretKeyFile;
+/**
+ * Host side of nameSecrets: creates the key if missing (random bytes, mode 600, linked into place
+ * so two runs racing agree on one key), then prints sha256(key ‖ line decoded) for each base64 line of stdin.
+ */
+function namingScript(remoteDir) {
+    const key = (0, remote_1.shellJoin)([(0, exports.secretKeyFile)(remoteDir)]);
+    const script = [
+        'umask 077',
+        `k=${key}`,
+        'if [ ! -s "$k" ]; then',
+        `  mkdir -p ${(0, remote_1.shellJoin)([remoteDir])} && head -c 32 /dev/urandom > "$k.tmp.$$" || exit 1`,
+        '  ln "$k.tmp.$$" "$k" 2>/dev/null; rm -f "$k.tmp.$$"',
+        'fi',
+        '[ -s "$k" ] && [ -r "$k" ] && chmod 600 "$k" || { echo "cannot read $k" >&2; exit 1; }',
+        'while IFS= read -r line; do',
+        '  h=$( { cat "$k" && printf \'%s\' "$line" | base64 -d; } | sha256sum ) || exit 1',
+        '  printf \'%s\\n\' "${h%% *}"',
+        'done',
+    ].join('\n');
+    // With stdin the script gets an exec channel of its own, run by the user's login shell: POSIX sh whatever that is.
+    return (0, remote_1.shellJoin)(['sh', '-c', script]);
+}
+/**
+ * Names the input secrets not yet named, with those of every other layer of their run: one remote
+ * command, the values on its stdin only. The name is `<stack>_<key>_<10 hex>` of a hash keyed with
+ * the host's secret-key file.
+ */
+async function nameSecrets(host, remoteDir, plans) {
+    const mine = plans.filter((p) => p.source === 'input' && !p.name);
+    const todo = [...new Set(mine.flatMap((p) => p.run ?? [p]))].filter((p) => p.source === 'input' && !p.name);
+    if (!todo.length)
+        return;
+    const input = todo.map((p) => Buffer.from(`${p.stack}\0${p.key}\0${p.value ?? ''}`, 'utf8').toString('base64')).join('\n') + '\n';
+    const res = await host.sh(namingScript(remoteDir), { input, retry: true, silent: true });
+    const hashes = res.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+    if (res.code !== 0 || hashes.length !== todo.length || !hashes.every((h) => /^[0-9a-f]{64}$/.test(h))) {
+        throw new Error(`${host.where}: cannot name the secrets (keyed hash with ${(0, exports.secretKeyFile)(remoteDir)}): ${(res.stderr || res.stdout).trim().slice(0, 300)}`);
+    }
+    todo.forEach((p, i) => (p.name = `${p.stack}_${p.key}_${hashes[i].slice(0, 10)}`));
+}
+/** A short content hash: a changed file gets a new name (Swarm configs are immutable). */
 function contentName(stack, key, content) {
     const hash = (0, crypto_1.createHash)('sha256').update(`${stack}\0${key}\0`).update(content).digest('hex').slice(0, 10);
     return `${stack}_${key}_${hash}`;
@@ -63281,22 +63573,45 @@ function planConfigs(stack) {
     }
     return plans;
 }
-/** The compose override that points each managed secret and config at its Swarm name for this release. */
-function overrideFile(stack, secretPlans, configPlans = []) {
+/**
+ * The compose override that points each managed secret and config at its Swarm name for this release.
+ * `placeholders` (dry run): a secret not named yet shows the host's part as text.
+ */
+function overrideFile(stack, secretPlans, configPlans = [], opts = {}) {
     const version = String(stack.resolved[0]?.data?.version ?? '3.8');
     const doc = { version };
+    const name = (p) => {
+        if (!p.name && !opts.placeholders)
+            throw new Error(`Secret "${p.key}" of stack "${stack.name}" is not named yet (nameSecrets runs on the host first).`);
+        return displayName(p);
+    };
     if (secretPlans.length)
-        doc.secrets = Object.fromEntries(secretPlans.map((p) => [p.key, { external: true, name: p.name }]));
+        doc.secrets = Object.fromEntries(secretPlans.map((p) => [p.key, { external: true, name: name(p) }]));
     // The whole entry, not just its name: a -c file's entry replaces the earlier one's.
     if (configPlans.length)
         doc.configs = Object.fromEntries(configPlans.map((p) => [p.key, p.entry]));
     return `# Written by deploy-action: the Swarm secrets and configs of this release.\n${YAML.stringify(doc)}`;
+}
+/**
+ * The override file as an upload whose content is written when it is read: at upload time, after
+ * nameSecrets() got the names from the host (runLayer names them first).
+ */
+function overrideUpload(stack, secretPlans, configPlans) {
+    return {
+        rel: exports.OVERRIDE_FILE,
+        get content() {
+            return overrideFile(stack, secretPlans, configPlans);
+        },
+    };
 }
 /** Creates the secrets this release needs and does not find on the host: values through stdin only. */
 async function ensureSecrets(remote, stack, plans) {
     const report = { created: [], reused: [], generated: [] };
     if (!plans.length)
         return report;
+    const unnamed = plans.filter((p) => !p.name).map((p) => p.key);
+    if (unnamed.length)
+        throw new Error(`Secrets of ${stack} not named yet (nameSecrets first): ${unnamed.join(', ')}`);
     const ls = await remote.run(['docker', 'secret', 'ls', '--format', '{{.Name}}'], { retry: true });
     if (ls.code !== 0)
         throw new Error(`${remote.where}: docker secret ls failed: ${ls.stderr.trim()}`);
@@ -63413,8 +63728,10 @@ exports.fullName = fullName;
 exports.expectedImages = expectedImages;
 exports.uploadRelease = uploadRelease;
 exports.stackDeploy = stackDeploy;
+const core = __importStar(__nccwpck_require__(7484));
 const fs = __importStar(__nccwpck_require__(9896));
 const path = __importStar(__nccwpck_require__(6928));
+const checks_1 = __nccwpck_require__(2122);
 const compose_1 = __nccwpck_require__(9763);
 const errors_1 = __nccwpck_require__(3916);
 const remote_1 = __nccwpck_require__(6473);
@@ -63422,13 +63739,26 @@ const swarm_1 = __nccwpck_require__(3695);
 function loadStack(spec, workingDir) {
     return { name: spec.name, files: spec.files.map((f) => (0, compose_1.loadComposeFile)(path.resolve(workingDir, f), f)) };
 }
-/** Interpolates the stack and gathers what the host needs; refuses unset variables (Docker would deploy `app:`). */
+/**
+ * Interpolates the stack and gathers what the host needs. An unset variable is refused exactly when
+ * the checks report it (Docker would deploy `app:`); switched off there (skip-checks, a service's
+ * skip label or comment), it becomes "" with a warning, as Docker does. Invalid templates are
+ * always refused.
+ */
 function prepareStack(stack, workingDir, env) {
     const resolved = stack.files.map((f) => (0, compose_1.resolveCompose)(f, env));
+    const reported = new Set((0, checks_1.checkStack)(stack, env, { skip: stack.skip })
+        .filter((f) => f.rule === 'unset-variable')
+        .map((f) => `${f.file}:${f.line}:${f.col}`));
     const problems = [];
     for (const r of resolved) {
-        for (const u of r.unset)
-            problems.push(`${r.file.path}:${u.line}:${u.col}: \${${u.name}} is not set (Docker would substitute an empty string)`);
+        for (const u of r.unset) {
+            const at = `${r.file.path}:${u.line}:${u.col}`;
+            if (reported.has(at))
+                problems.push(`${at}: \${${u.name}} is not set (Docker would substitute an empty string)`);
+            else
+                core.warning(`${at}: \${${u.name}} is not set: substituted an empty string, as Docker does (rule unset-variable is switched off).`, { title: 'unset-variable', file: r.file.path, startLine: u.line, startColumn: u.col });
+        }
         for (const e of r.errors)
             problems.push(`${r.file.path}:${e.line}:${e.col}: ${e.message}`);
     }
@@ -63439,14 +63769,17 @@ function prepareStack(stack, workingDir, env) {
     for (const r of resolved) {
         const rel = path.relative(workingDir, r.file.absPath);
         composePaths.push(rel);
-        uploads.push({ rel, content: r.text });
+        // docker stack deploy resolves relative paths of every file against the first file's folder.
+        const exists = (ref) => fs.existsSync((0, compose_1.referencedPath)(resolved[0].file, ref));
+        uploads.push({ rel, content: (0, compose_1.shortEnvFiles)(r.text, exists) });
         for (const ref of (0, compose_1.referencedFiles)(r)) {
-            // docker stack deploy resolves relative paths of every file against the first file's folder.
             const abs = (0, compose_1.referencedPath)(resolved[0].file, ref.file);
             const refRel = path.relative(workingDir, abs);
             if (refRel.startsWith('..') || path.isAbsolute(refRel)) {
                 throw new errors_1.InputError(`${r.file.path}: ${ref.kind} "${ref.name}" points at ${ref.file}, outside working-directory; keep the files a stack uses inside it.`);
             }
+            if (ref.optional && !fs.existsSync(abs))
+                continue; // left out of the upload by shortEnvFiles
             if (!fs.existsSync(abs))
                 throw new errors_1.InputError(`${r.file.path}: ${ref.kind} "${ref.name}" file ${refRel} does not exist.`);
             if (!uploads.some((u) => u.rel === refRel))
