@@ -59483,7 +59483,8 @@ async function buildImages(docker, services, opts) {
 }
 /** Logs the runner in to the registry (password through stdin); the post step logs out. */
 async function registryLogin(docker, registry, user, password) {
-    await (0, exec_1.mustRun)(docker, ['docker', 'login', registry, '--username', user, '--password-stdin'], { input: password, silent: true });
+    // No registry is Docker Hub: docker login takes no server then.
+    await (0, exec_1.mustRun)(docker, ['docker', 'login', ...(registry ? [registry] : []), '--username', user, '--password-stdin'], { input: password, silent: true });
 }
 
 
@@ -60284,9 +60285,9 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.STATE_HOST_LOGIN = exports.STATE_LOGIN = void 0;
 exports.commandCheck = commandCheck;
 exports.commandBuild = commandBuild;
+exports.removeHostConfig = removeHostConfig;
 exports.commandDeploy = commandDeploy;
 exports.commandRollback = commandRollback;
 const core = __importStar(__nccwpck_require__(7484));
@@ -60303,9 +60304,8 @@ const pipeline_1 = __nccwpck_require__(5165);
 const remote_1 = __nccwpck_require__(6473);
 const secrets_1 = __nccwpck_require__(7194);
 const stack_1 = __nccwpck_require__(3419);
+const state_1 = __nccwpck_require__(2462);
 const versions_1 = __nccwpck_require__(7902);
-exports.STATE_LOGIN = 'registry-login';
-exports.STATE_HOST_LOGIN = 'host-registry-login';
 function context() {
     const c = github.context;
     const server = process.env.GITHUB_SERVER_URL || 'https://github.com';
@@ -60384,7 +60384,7 @@ async function commandBuild(inputs) {
     const docker = new exec_1.LocalRunner(inputs.workingDirectory);
     if (inputs.registryUsername && inputs.registryPassword && !inputs.dryRun) {
         await (0, build_1.registryLogin)(docker, inputs.registry, inputs.registryUsername, inputs.registryPassword);
-        core.saveState(exports.STATE_LOGIN, inputs.registry);
+        state_1.state.saveLogin(inputs.registry);
     }
     const built = await (0, build_1.buildImages)(docker, services, {
         registry: inputs.registry,
@@ -60414,16 +60414,16 @@ async function connect(inputs, readOnly = false) {
         core.info(`Connected; host key matches the pinned known-hosts entry.`);
         return r;
     });
-    const info = await remote.sh(`docker version --format '{{.Client.Version}}' && docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.ServerVersion}}'`, { retry: true });
+    const info = await remote.sh(`docker version --format '{{.Client.Version}}' && docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.ServerVersion}}' && printf '%s\\n' "$HOME"`, { retry: true });
     if (info.code !== 0) {
         remote.dispose();
         throw new Error(`Docker does not answer on ${remote.where}: ${(info.stderr || info.stdout).trim()} (is the user in the docker group?)`);
     }
-    const [client, swarm] = info.stdout.trim().split('\n');
-    const [state, manager, server] = (swarm ?? '').split(' ');
-    if (state !== 'active' || manager !== 'true') {
+    const [client, swarm, home] = info.stdout.trim().split('\n');
+    const [swarmState, manager, server] = (swarm ?? '').split(' ');
+    if (swarmState !== 'active' || manager !== 'true') {
         remote.dispose();
-        throw new Error(`${remote.where} is not a Swarm manager (swarm state "${state}", manager ${manager}). Run \`docker swarm init\` there first.`);
+        throw new Error(`${remote.where} is not a Swarm manager (swarm state "${swarmState}", manager ${manager}). Run \`docker swarm init\` there first.`);
     }
     core.info(`Host Docker: client ${client}, engine ${server}, Swarm manager.`);
     const { runUrl, actor, sha, ref } = context();
@@ -60440,20 +60440,22 @@ async function connect(inputs, readOnly = false) {
     const withRegistryAuth = !readOnly && !!(inputs.registryUsername && inputs.registryPassword);
     let logout = async () => { };
     if (withRegistryAuth) {
-        // Saved first: if this step is cancelled, the post step logs the host out.
-        core.saveState(exports.STATE_HOST_LOGIN, inputs.registry);
-        const res = await remote.run(['docker', 'login', inputs.registry, '--username', inputs.registryUsername, '--password-stdin'], { input: inputs.registryPassword });
+        // The run's own Docker config folder: another run on this host logging out (or in as someone
+        // else) cannot touch this run's credentials, nor this run theirs. Saved first: if this step is
+        // cancelled, the post step removes it.
+        const config = `${inputs.remoteDir.startsWith('/') ? '' : `${home}/`}${inputs.remoteDir}/runs/${crypto.randomBytes(8).toString('hex')}`;
+        state_1.state.saveHostConfig(config);
+        remote.setEnv({ DOCKER_CONFIG: config });
+        const res = await remote.sh(`umask 077 && mkdir -p "$DOCKER_CONFIG" && ${(0, remote_1.shellJoin)(['docker', 'login', inputs.registry, '--username', inputs.registryUsername, '--password-stdin'].filter(Boolean))}`, { input: inputs.registryPassword });
         if (res.code !== 0) {
+            await removeHostConfig(remote, config);
             await unlock();
             remote.dispose();
-            throw new Error(`The host could not log in to ${inputs.registry} as ${inputs.registryUsername}: ${res.stderr.trim()}`);
+            throw new Error(`The host could not log in to ${inputs.registry || 'Docker Hub'} as ${inputs.registryUsername}: ${res.stderr.trim()}`);
         }
-        // Swarm keeps the credentials it needs (--with-registry-auth); the host's config file need not.
-        logout = async () => {
-            const out = await remote.run(['docker', 'logout', inputs.registry]).catch(() => undefined);
-            if (out?.code === 0)
-                core.saveState(exports.STATE_HOST_LOGIN, '');
-        };
+        core.info(`Host logged in to ${inputs.registry || 'Docker Hub'} with its own Docker config folder (removed at the end).`);
+        // Swarm keeps the credentials it needs (--with-registry-auth); the host keeps none.
+        logout = () => removeHostConfig(remote, config);
     }
     const clientVersion = semver.coerce(client);
     const ctx = {
@@ -60472,6 +60474,12 @@ async function connect(inputs, readOnly = false) {
         await unlock();
     };
     return { remote, ctx, finish };
+}
+/** Removes the run's Docker config folder on the host (its registry login with it). */
+async function removeHostConfig(remote, dir) {
+    const res = await remote.run(['rm', '-rf', dir], { retry: true }).catch(() => undefined);
+    if (res?.code === 0)
+        state_1.state.saveHostConfig('');
 }
 async function runLayers(ctx, plans) {
     const layers = [];
@@ -61472,13 +61480,16 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.ServiceGate = void 0;
+exports.ServiceGate = exports.UPDATE_START_GRACE_MS = void 0;
 exports.runGate = runGate;
 const core = __importStar(__nccwpck_require__(7484));
 const swarm_1 = __nccwpck_require__(3695);
 const FAILED_STATES = new Set(['failed', 'rejected', 'orphaned']);
 // A new service has no update policy to stop a crash loop: give up after this many failed tasks.
 const NEW_SERVICE_MAX_FAILURES = 3;
+// Swarm starts the rolling update of a changed task template within milliseconds; a change that
+// dirties no task (placement only, on nodes that still qualify) gets no update at all.
+exports.UPDATE_START_GRACE_MS = 5000;
 /** Tasks of the current spec that failed at or after `since`, newest first. */
 function failuresSince(tasks, image, since) {
     return tasks
@@ -61560,6 +61571,12 @@ class ServiceGate {
                 this.convergedAt = undefined;
                 return { phase: 'pending', detail: `updating${msg}` };
         }
+        // Same image, new env or config: the old tasks already run the image, so they only look converged
+        // until Swarm has started (and finished) the update this deploy asked for.
+        const templateChanged = !!w.before?.taskSpec && !!svc.taskSpec && w.before.taskSpec !== svc.taskSpec;
+        if (templateChanged && !upd && now - this.startedAt < exports.UPDATE_START_GRACE_MS) {
+            return { phase: 'pending', detail: 'waiting for Swarm to start the update (the task template changed)' };
+        }
         if ((0, swarm_1.normalizeImage)(svc.image) !== w.expectedImage) {
             return { phase: 'failed', detail: `the service runs ${svc.image}, not ${w.expectedImage} (changed by someone else?)` };
         }
@@ -61636,7 +61653,7 @@ async function runGate(gates, opts) {
     let last = { services: new Map(), tasks: [], now: 0 };
     for (;;) {
         try {
-            last = await opts.poll();
+            last = await opts.poll(Math.max(0, deadline - now()));
             pollErrors = 0;
         }
         catch (e) {
@@ -61728,9 +61745,10 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 const core = __importStar(__nccwpck_require__(7484));
 const main_1 = __nccwpck_require__(1730);
 const post_1 = __nccwpck_require__(6661);
+const state_1 = __nccwpck_require__(2462);
 // One bundle serves both steps, like docker/build-push-action: the state flag tells them apart.
-if (!core.getState('isPost')) {
-    core.saveState('isPost', 'true');
+if (!state_1.state.isPost()) {
+    state_1.state.markMain();
     // Nothing may keep the step alive once it has reported (a socket left open by a failed connect).
     void (0, main_1.run)().finally(() => setTimeout(() => process.exit(), 200).unref());
 }
@@ -61790,6 +61808,7 @@ exports.readInputs = readInputs;
 const core = __importStar(__nccwpck_require__(7484));
 const path = __importStar(__nccwpck_require__(6928));
 const checks_1 = __nccwpck_require__(2122);
+const mask_1 = __nccwpck_require__(5235);
 const errors_1 = __nccwpck_require__(3916);
 // Docker stack names become service, network and label prefixes: keep them boring.
 const STACK_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
@@ -61887,7 +61906,7 @@ function secretValues(text) {
     const values = parseKeyValues(text, 'secrets', { secret: true });
     for (const v of Object.values(values))
         if (v)
-            core.setSecret(v);
+            (0, mask_1.addMask)(v);
     return values;
 }
 /** Release tag: `refs/tags/v1.2.3` → `1.2.3`; otherwise `sha-<7>`. */
@@ -61906,12 +61925,8 @@ function readInputs(raw = (n) => core.getInput(n), env = process.env) {
     // Secrets are masked before anything could print them.
     for (const secret of ['registry-password', 'ssh-key', 'ssh-passphrase', 'secrets']) {
         const v = get(secret);
-        if (v) {
-            core.setSecret(v);
-            for (const line of v.split(/\r?\n/))
-                if (line.trim().length > 8)
-                    core.setSecret(line.trim());
-        }
+        if (v)
+            (0, mask_1.addMask)(v);
     }
     const host = get('host').trim();
     const user = get('user').trim();
@@ -62372,15 +62387,14 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.HostLock = exports.STALE_LOCK_SECONDS = exports.STATE_LOCKS = void 0;
+exports.HostLock = exports.STALE_LOCK_SECONDS = void 0;
 exports.releaseLock = releaseLock;
 exports.lockTracker = lockTracker;
 exports.lockStacks = lockStacks;
 const core = __importStar(__nccwpck_require__(7484));
 const crypto = __importStar(__nccwpck_require__(6982));
 const remote_1 = __nccwpck_require__(6473);
-/** The post step reads the locks the main step may hold from this state key. */
-exports.STATE_LOCKS = 'locks';
+const state_1 = __nccwpck_require__(2462);
 /** Older than this (input `lock-stale-after`), a lock is from a run that died without its post step: it is broken, loudly. */
 exports.STALE_LOCK_SECONDS = 3600;
 /**
@@ -62503,7 +62517,7 @@ function lockTracker() {
                 held.add(dir);
             else
                 held.delete(dir);
-            core.saveState(exports.STATE_LOCKS, JSON.stringify({ token, dirs: [...held] }));
+            state_1.state.saveLocks({ token, dirs: [...held] });
         },
     };
 }
@@ -62646,6 +62660,77 @@ async function run() {
 
 /***/ }),
 
+/***/ 5235:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.addMask = addMask;
+exports.redact = redact;
+const core = __importStar(__nccwpck_require__(7484));
+// Every secret the action knows, longest first when redacting: the runner masks the log, but the job
+// summary is a file it never reads, and a crashing task can print anything.
+const known = new Set();
+/** Masks a secret in the log (and each of its lines, for multi-line keys) and remembers it for redact(). */
+function addMask(value) {
+    if (!value)
+        return;
+    core.setSecret(value);
+    known.add(value);
+    for (const line of value.split(/\r?\n/)) {
+        const l = line.trim();
+        if (l.length > 8) {
+            core.setSecret(l);
+            known.add(l);
+        }
+    }
+}
+/** The text with every known secret replaced by `***`, as the runner does in the log. */
+function redact(text) {
+    let out = text;
+    for (const s of [...known].sort((a, b) => b.length - a.length))
+        if (s.length >= 4)
+            out = out.split(s).join('***');
+    return out;
+}
+
+
+/***/ }),
+
 /***/ 5165:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
@@ -62687,6 +62772,7 @@ var __importStar = (this && this.__importStar) || (function () {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.stabilitySeconds = stabilitySeconds;
 exports.watchesFor = watchesFor;
+exports.touchedServices = touchedServices;
 exports.deployLayer = deployLayer;
 exports.lockDirFor = lockDirFor;
 exports.releaseDirFor = releaseDirFor;
@@ -62695,6 +62781,7 @@ const core = __importStar(__nccwpck_require__(7484));
 const gate_1 = __nccwpck_require__(1956);
 const ledger_1 = __nccwpck_require__(8730);
 const remote_1 = __nccwpck_require__(6473);
+const mask_1 = __nccwpck_require__(5235);
 const rollback_1 = __nccwpck_require__(3123);
 const stack_1 = __nccwpck_require__(3419);
 const secrets_1 = __nccwpck_require__(7194);
@@ -62713,8 +62800,11 @@ function watchesFor(stack, fixedStability) {
         return { name, expectedImage: images[name], stabilityMs: stabilitySeconds(s, fixedStability) * 1000 };
     });
 }
-async function readSnapshot(remote, stack) {
-    const res = await remote.sh((0, swarm_1.snapshotScript)(stack), { retry: true, silent: true });
+// A poll is bounded: a wedged engine counts as a failed poll, and the gate's deadline holds.
+const POLL_BOUND_MS = 15_000;
+async function readSnapshot(remote, stack, msLeft = POLL_BOUND_MS) {
+    const timeoutMs = Math.max(1000, Math.min(POLL_BOUND_MS, msLeft));
+    const res = await remote.sh((0, swarm_1.snapshotScript)(stack), { retry: true, silent: true, timeoutMs });
     if (res.code !== 0)
         throw new Error(`reading stack ${stack} failed (exit ${res.code}): ${(res.stderr || res.stdout).trim().slice(0, 300)}`);
     return (0, swarm_1.parseSnapshot)(res.stdout);
@@ -62724,39 +62814,80 @@ function describeTask(t) {
     const exit = t.exitCode !== null && t.exitCode !== undefined && t.exitCode !== 0 ? `, exit ${t.exitCode}` : '';
     return `task ${t.id.slice(0, 12)} (slot ${t.slot}) ${t.state}${exit}: ${t.err || t.message}`;
 }
-/** The last lines a failed task printed, bounded so a chatty crash cannot flood the log. */
+/** The last lines a failed task printed, bounded so a chatty crash cannot flood the log; known secrets masked. */
 async function logTail(remote, taskId, lines = 20, bytes = 4000) {
-    const res = await remote.sh(`${(0, remote_1.shellJoin)(['docker', 'service', 'logs', '--raw', '--no-trunc', '--tail', String(lines), taskId])} 2>&1 | tail -c ${bytes}`, { retry: true, silent: true });
-    return res.stdout.trim();
+    const res = await remote.sh(`${(0, remote_1.shellJoin)(['docker', 'service', 'logs', '--raw', '--no-trunc', '--tail', String(lines), taskId])} 2>&1 | tail -c ${bytes}`, { retry: true, silent: true, timeoutMs: 30_000 });
+    return (0, mask_1.redact)(res.stdout.trim());
+}
+/** Services whose spec this deploy changed (or created), judged against the snapshot taken before it. */
+function touchedServices(gates, now) {
+    const changed = [];
+    const created = [];
+    for (const g of gates) {
+        const svc = now.services.get(g.watch.name);
+        if (!svc)
+            continue;
+        const b = g.watch.before;
+        if (!b)
+            created.push(g.watch.name);
+        else if (b.taskSpec && svc.taskSpec ? b.taskSpec !== svc.taskSpec : (0, swarm_1.normalizeImage)(b.image) !== (0, swarm_1.normalizeImage)(svc.image))
+            changed.push(g.watch.name);
+    }
+    return { changed, created };
 }
 /**
  * One layer: `docker stack deploy` from the release folder, then the gate on Swarm's own state;
- * on failure, the services this deploy changed go back to their previous spec, gated too.
+ * on failure, the services this deploy changed go back to their previous spec, gated too, and the
+ * services it created are removed.
  */
 async function deployLayer(ctx, stack, releaseDir, composePaths, watches) {
     const { remote, inputs } = ctx;
     const before = await readSnapshot(remote, stack);
-    const poll = () => readSnapshot(remote, stack);
-    const out = await (0, stack_1.stackDeploy)(remote, releaseDir, stack, composePaths, { withRegistryAuth: ctx.withRegistryAuth, detachFlag: ctx.detachFlag });
-    core.info(out);
-    core.info(`Gate: watching ${watches.length} service(s) of ${stack} (timeout ${inputs.timeout} s, poll ${ctx.pollMs} ms, one remote command per poll).`);
+    const poll = (msLeft) => readSnapshot(remote, stack, msLeft);
     const started = before.now;
     const t0 = Date.now();
     const gates = watches.map((w) => new gate_1.ServiceGate({ ...w, before: before.services.get(w.name) }, started));
     const finishedAt = new Map();
-    const gate = await (0, gate_1.runGate)(gates, {
-        timeoutMs: inputs.timeout * 1000,
-        pollMs: ctx.pollMs,
-        poll: async () => {
-            const s = await poll();
-            for (const g of gates)
-                if (g.done && !finishedAt.has(g.watch.name))
-                    finishedAt.set(g.watch.name, Date.now());
-            return s;
-        },
-    });
+    let gate;
+    let deployError;
+    try {
+        core.info(await (0, stack_1.stackDeploy)(remote, releaseDir, stack, composePaths, { withRegistryAuth: ctx.withRegistryAuth, detachFlag: ctx.detachFlag, timeoutMs: Math.max(remote_1.COMMAND_TIMEOUT_MS, inputs.timeout * 1000) }));
+    }
+    catch (e) {
+        // The CLI updates services one by one and stops at the first error: those before it run the
+        // new spec. Nothing changed: the error is the whole story. Something changed: undo it, gated.
+        deployError = (0, mask_1.redact)(e.message);
+        const now = await poll()
+            .catch(() => poll())
+            .catch(() => undefined);
+        if (!now)
+            throw new Error(`${deployError}\nThe stack could not be read afterwards: check which services changed on the host.`);
+        const touched = touchedServices(gates, now);
+        if (!touched.changed.length && !touched.created.length)
+            throw e;
+        core.error(deployError, { title: `docker stack deploy ${stack} failed part-way` });
+        for (const g of gates)
+            if ([...touched.changed, ...touched.created].includes(g.watch.name))
+                g.verdict = { phase: 'failed', detail: 'changed by a `docker stack deploy` that then failed' };
+        gate = { ok: false, timedOut: false, gates, last: now, polls: 1 };
+    }
+    if (!deployError) {
+        core.info(`Gate: watching ${watches.length} service(s) of ${stack} (timeout ${inputs.timeout} s, poll ${ctx.pollMs} ms).`);
+        gate = await (0, gate_1.runGate)(gates, {
+            timeoutMs: inputs.timeout * 1000,
+            pollMs: ctx.pollMs,
+            poll: async (msLeft) => {
+                const s = await poll(msLeft);
+                for (const g of gates)
+                    if (g.done && !finishedAt.has(g.watch.name))
+                        finishedAt.set(g.watch.name, Date.now());
+                return s;
+            },
+        });
+    }
+    gate = gate;
     const reportedAt = Date.now();
-    core.info(`Gate: ${gate.polls} polls in ${Math.round((reportedAt - t0) / 100) / 10} s, one remote command each (${remote.commands} remote commands so far in this job).`);
+    core.info(`Gate: ${gate.polls} polls in ${Math.round((reportedAt - t0) / 100) / 10} s (${remote.commands} remote commands so far in this job).`);
     const rows = (snap, state) => gates.map((g) => {
         const svc = snap.services.get(g.watch.name);
         const running = svc ? snap.tasks.filter((t) => t.serviceId === svc.id && t.desired === 'running' && t.state === 'running').length : 0;
@@ -62780,64 +62911,93 @@ async function deployLayer(ctx, stack, releaseDir, composePaths, watches) {
     }
     // Explain every failed service: Swarm's words, the failing tasks, and what they printed last.
     // Services Swarm is still rolling back failed too: explain them with the others.
-    const failed = gates.filter((g) => g.verdict.phase === 'failed' || g.verdict.phase === 'rolling-back');
     const parts = [];
-    for (const g of failed) {
-        const tasks = (g.verdict.failedTasks ?? []).slice(0, 3);
-        let text = `${g.watch.name}: ${g.verdict.detail}`;
-        for (const t of tasks)
-            text += `\n    ${describeTask(t)}`;
-        if (tasks[0]) {
-            const tail = await logTail(remote, tasks[0].id);
-            if (tail)
-                text += `\n    last log lines of task ${tasks[0].id.slice(0, 12)}:\n      ${tail.split('\n').slice(-10).join('\n      ')}`;
-        }
-        parts.push(text);
-    }
-    const swarmRollbackSeenAt = failed.some((g) => g.verdict.swarmRolledBack) ? gate.failedAt : undefined;
-    for (const p of parts)
-        core.error(p, { title: `Gate failed: ${p.split(':')[0]}` });
-    // Bring back every service this deploy changed; those Swarm rolled back itself only need watching.
-    const toRoll = (0, rollback_1.servicesToRollBack)(gates, gate.last);
-    const targets = new Map();
-    for (const g of gates) {
-        if (!g.watch.before || !g.changed(gate.last.services.get(g.watch.name)))
-            continue;
-        const ours = toRoll.includes(g.watch.name);
-        targets.set(g.watch.name, { image: g.watch.before.image, staleStartedAt: ours ? (gate.last.services.get(g.watch.name)?.update?.startedAt ?? '') : undefined });
-    }
-    let result = 'failed';
-    let rollbackNote = '';
-    if (targets.size) {
-        await core.group(`Rollback ${stack}`, async () => {
-            await (0, rollback_1.rollbackServices)(remote, toRoll);
-            const { notBack } = await (0, rollback_1.waitRolledBack)({ targets, timeoutMs: inputs.timeout * 1000, pollMs: ctx.pollMs, poll });
-            if (notBack.length)
-                rollbackNote = `Rollback did not converge for ${notBack.join(', ')}: check the host.`;
-            else {
-                result = 'rolled-back';
-                rollbackNote = `The previous version is running again: ${[...targets].map(([n, t]) => `${n} → ${tag(t.image)}`).join(', ')}.`;
-            }
-            core.info(rollbackNote);
-        });
-    }
+    if (deployError)
+        parts.push(deployError);
     else {
-        rollbackNote = 'Nothing to roll back (the failed services are new in this deploy).';
+        for (const g of gates.filter((x) => x.verdict.phase === 'failed' || x.verdict.phase === 'rolling-back')) {
+            const tasks = (g.verdict.failedTasks ?? []).slice(0, 3);
+            let text = `${g.watch.name}: ${g.verdict.detail}`;
+            for (const t of tasks)
+                text += `\n    ${describeTask(t)}`;
+            if (tasks[0]) {
+                const tail = await logTail(remote, tasks[0].id).catch(() => '');
+                if (tail)
+                    text += `\n    last log lines of task ${tasks[0].id.slice(0, 12)}:\n      ${tail.split('\n').slice(-10).join('\n      ')}`;
+            }
+            parts.push((0, mask_1.redact)(text));
+        }
+        for (const p of parts)
+            core.error(p, { title: `Gate failed: ${p.split(':')[0]}` });
     }
-    const after = await poll();
+    const { result, note, targets, removed } = await undoLayer(ctx, stack, gates, gate.last, poll);
+    const after = await poll().catch(() => gate.last);
     return {
         outcome: {
             stack,
             result,
-            rows: rows(after, (g) => (g.verdict.phase === 'failed' ? 'failed' : targets.has(g.watch.name) ? 'rolled back' : g.verdict.phase)),
+            rows: rows(after, (g) => (removed.includes(g.watch.name) ? 'removed' : g.verdict.phase === 'failed' && !targets.has(g.watch.name) ? 'failed' : targets.has(g.watch.name) ? 'rolled back' : g.verdict.phase)),
             images: {},
-            error: `Stack ${stack} failed its health gate${gate.timedOut ? ' (timeout)' : ''}.\n  ${parts.join('\n  ')}\n${rollbackNote}`,
+            error: `Stack ${stack} failed ${deployError ? 'to deploy' : `its health gate${gate.timedOut ? ' (timeout)' : ''}`}.\n  ${parts.join('\n  ')}\n${note}`,
             polls: gate.polls,
-            swarmRollbackSeenAt,
-            reportedAt,
         },
         gate,
     };
+}
+/**
+ * Brings back every service this deploy changed (those Swarm rolled back itself only need watching)
+ * and removes the services it created. Never throws: the gate's explanation stays the job's reason.
+ */
+async function undoLayer(ctx, stack, gates, last, poll) {
+    const { remote, inputs } = ctx;
+    const touched = touchedServices(gates, last);
+    const toRoll = (0, rollback_1.servicesToRollBack)(gates, last).filter((n) => touched.changed.includes(n));
+    const targets = new Map();
+    for (const g of gates) {
+        if (!g.watch.before || !(touched.changed.includes(g.watch.name) || (g.verdict.swarmRolledBack ?? false) || g.verdict.phase === 'rolling-back'))
+            continue;
+        const ours = toRoll.includes(g.watch.name);
+        targets.set(g.watch.name, { image: g.watch.before.image, staleStartedAt: ours ? (last.services.get(g.watch.name)?.update?.startedAt ?? '') : undefined });
+    }
+    const notes = [];
+    let result = 'failed';
+    let back = true;
+    await core.group(`Rollback ${stack}`, async () => {
+        if (targets.size) {
+            try {
+                const before = new Map(gates.map((g) => [g.watch.name, g.watch.before]));
+                await (0, rollback_1.rollbackServices)(remote, toRoll, { poll, before, stale: new Map([...targets].map(([n, t]) => [n, t.staleStartedAt ?? ''])) });
+                const { notBack } = await (0, rollback_1.waitRolledBack)({ targets, timeoutMs: inputs.timeout * 1000, pollMs: ctx.pollMs, poll });
+                if (notBack.length) {
+                    back = false;
+                    notes.push(`Rollback did not converge for ${notBack.join(', ')}: check the host.`);
+                }
+                else
+                    notes.push(`The previous version is running again: ${[...targets].map(([n, t]) => `${n} → ${tag(t.image)}`).join(', ')}.`);
+            }
+            catch (e) {
+                back = false;
+                notes.push(`Rollback could not be confirmed: ${e.message}`);
+            }
+        }
+        if (touched.created.length) {
+            // A new service of a failed release has nothing to go back to: it would crash-loop on.
+            const rm = await remote.sh(touched.created.map((n) => `${(0, remote_1.shellJoin)(['docker', 'service', 'rm', n])} >/dev/null 2>&1 || ! ${(0, remote_1.shellJoin)(['docker', 'service', 'inspect', n])} >/dev/null 2>&1`).join(' && '), { retry: true }).catch((e) => ({ code: 1, stdout: '', stderr: e.message }));
+            if (rm.code === 0)
+                notes.push(`Removed the service(s) this release created: ${touched.created.join(', ')}.`);
+            else {
+                back = false;
+                notes.push(`Could not remove the service(s) this release created (${touched.created.join(', ')}): ${rm.stderr.trim()}`);
+            }
+        }
+        if (!targets.size && !touched.created.length)
+            notes.push('Nothing to roll back: this deploy changed no running service.');
+        if (back && (targets.size || touched.created.length))
+            result = 'rolled-back';
+        for (const n of notes)
+            core.info(n);
+    });
+    return { result, note: notes.join('\n'), targets, removed: touched.created };
 }
 function lockDirFor(remoteDir, stack) {
     return `${(0, ledger_1.stackDir)(remoteDir, stack)}/lock`;
@@ -62947,20 +63107,20 @@ var __importStar = (this && this.__importStar) || (function () {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.post = post;
 const core = __importStar(__nccwpck_require__(7484));
-const commands_1 = __nccwpck_require__(9153);
 const exec_1 = __nccwpck_require__(3190);
 const inputs_1 = __nccwpck_require__(8422);
 const lock_1 = __nccwpck_require__(9188);
 const remote_1 = __nccwpck_require__(6473);
+const state_1 = __nccwpck_require__(2462);
 /**
  * The post step (runs even when the job failed or was cancelled): releases any deploy lock the
- * main step still held, and logs the runner out of the registry.
+ * main step still held, removes the run's Docker config folder on the host (its registry login),
+ * and logs the runner out of the registry.
  */
-async function post() {
-    const locks = core.getState(lock_1.STATE_LOCKS);
-    const { token, dirs } = locks ? JSON.parse(locks) : { token: '', dirs: [] };
-    const hostRegistry = core.getState(commands_1.STATE_HOST_LOGIN);
-    if (dirs.length || hostRegistry) {
+async function post(local = new exec_1.LocalRunner()) {
+    const { token, dirs } = state_1.state.locks();
+    const hostConfig = state_1.state.hostConfig();
+    if (dirs.length || hostConfig) {
         try {
             const inputs = (0, inputs_1.readInputs)();
             const remote = await remote_1.Remote.connect({ host: inputs.host, port: inputs.port, user: inputs.user, privateKey: inputs.sshKey, passphrase: inputs.sshPassphrase, knownHosts: inputs.knownHosts, connectTimeout: 15000 });
@@ -62969,10 +63129,10 @@ async function post() {
                     const released = await (0, lock_1.releaseLock)(remote, d, token);
                     core.info(released ? `Released the deploy lock ${d} left by the main step.` : `Lock ${d} is no longer ours; left alone.`);
                 }
-                // The main step was stopped before it logged the host out: no credentials stay on the host.
-                if (hostRegistry) {
-                    await remote.run(['docker', 'logout', hostRegistry]);
-                    core.info(`Logged the host out of ${hostRegistry}.`);
+                // The main step was stopped before it removed it: no credentials stay on the host.
+                if (hostConfig) {
+                    await remote.sh((0, remote_1.shellJoin)(['rm', '-rf', hostConfig]), { retry: true });
+                    core.info(`Removed the run's Docker config folder on the host (its registry login).`);
                 }
             }
             finally {
@@ -62983,10 +63143,11 @@ async function post() {
             core.warning(`Post step: could not clean up on the host (locks ${dirs.join(', ') || 'none'}): ${e.message}`);
         }
     }
-    const registry = core.getState(commands_1.STATE_LOGIN);
+    const registry = state_1.state.login();
     if (registry) {
-        await new exec_1.LocalRunner().run(['docker', 'logout', registry], { silent: true }).catch(() => undefined);
-        core.info(`Logged out of ${registry}.`);
+        // `-` is Docker Hub: `docker logout` without a server (matters on self-hosted runners).
+        await local.run(['docker', 'logout', ...(registry === '-' ? [] : [registry])], { silent: true }).catch(() => undefined);
+        core.info(`Logged out of ${registry === '-' ? 'Docker Hub' : registry}.`);
     }
 }
 
@@ -63032,8 +63193,9 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.Remote = void 0;
+exports.Remote = exports.CommandTimeout = exports.COMMAND_TIMEOUT_MS = void 0;
 exports.shellJoin = shellJoin;
+exports.writeFileScript = writeFileScript;
 const core = __importStar(__nccwpck_require__(7484));
 const crypto_1 = __nccwpck_require__(6982);
 const net = __importStar(__nccwpck_require__(9278));
@@ -63041,6 +63203,16 @@ const node_ssh_1 = __nccwpck_require__(1227);
 const shell_quote_1 = __nccwpck_require__(6591);
 const errors_1 = __nccwpck_require__(3916);
 const knownhosts_1 = __nccwpck_require__(4041);
+/** Every remote command is bounded: a wedged engine or a stalled registry must not hang the job. */
+exports.COMMAND_TIMEOUT_MS = 120_000;
+/** A remote command that did not answer within its bound. */
+class CommandTimeout extends Error {
+    constructor(where, script, ms) {
+        super(`${where}: a remote command did not answer within ${Math.round(ms / 1000)} s (${script.split('\n')[0].slice(0, 80)}…)`);
+        this.name = 'CommandTimeout';
+    }
+}
+exports.CommandTimeout = CommandTimeout;
 /** Shell-quotes an argv for the remote shell: every word reaches the command as one literal argument. */
 function shellJoin(argv) {
     return (0, shell_quote_1.quote)(argv);
@@ -63056,7 +63228,8 @@ class Remote {
     shell;
     /** Remote commands run, for the benchmark and the "one command per poll" promise. */
     commands = 0;
-    reconnects = 0;
+    /** Set before every script (`export K=V;`): the run's own Docker config folder on the host. */
+    prefix = '';
     constructor(opts) {
         this.opts = opts;
         this.where = `${opts.user}@${(0, knownhosts_1.hostToken)(opts.host, opts.port)}`;
@@ -63143,14 +63316,25 @@ class Remote {
                 let res;
                 if (opts.input !== undefined) {
                     // Standard input needs a channel of its own; secrets travel this way, never on a command line.
-                    const r = await this.ssh.execCommand(script, { stdin: opts.input });
+                    let channel;
+                    const r = await bounded(this.ssh.execCommand(this.prefix + script, { stdin: opts.input, onChannel: (c) => (channel = c) }), opts.timeoutMs ?? exports.COMMAND_TIMEOUT_MS, () => {
+                        channel?.close();
+                        return new CommandTimeout(this.where, script, opts.timeoutMs ?? exports.COMMAND_TIMEOUT_MS);
+                    });
                     if (r.code === null && r.signal === null && !this.ssh.isConnected())
                         throw Object.assign(new Error('connection dropped'), { dropped: true });
                     res = { code: r.code ?? 255, stdout: r.stdout, stderr: r.stderr };
                 }
                 else {
                     this.shell ??= await PersistentShell.open(this.ssh);
-                    res = await this.shell.run(script, opts.heredoc);
+                    const shell = this.shell;
+                    res = await bounded(shell.run(this.prefix + script, opts.heredoc), opts.timeoutMs ?? exports.COMMAND_TIMEOUT_MS, () => {
+                        // The shell is still busy with the stuck command: the next command gets a new one.
+                        shell.close();
+                        if (this.shell === shell)
+                            this.shell = undefined;
+                        return new CommandTimeout(this.where, script, opts.timeoutMs ?? exports.COMMAND_TIMEOUT_MS);
+                    });
                 }
                 if (!opts.silent && core.isDebug())
                     core.debug(`${this.where}$ ${script.slice(0, 300)} → ${res.code}`);
@@ -63158,6 +63342,8 @@ class Remote {
             }
             catch (e) {
                 const err = e;
+                if (err instanceof CommandTimeout)
+                    throw err;
                 const dropped = err.dropped || /Not connected|No response|ECONNRESET|socket|closed|Channel open failure/i.test(err.message);
                 if (!dropped || !opts.retry || attempt >= 3) {
                     if (dropped)
@@ -63165,7 +63351,6 @@ class Remote {
                     throw err;
                 }
                 core.warning(`SSH connection to ${this.where} dropped (${err.message}); reconnecting (attempt ${attempt + 1}).`);
-                this.reconnects++;
                 await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
                 try {
                     this.shell?.close();
@@ -63179,16 +63364,20 @@ class Remote {
         }
     }
     /**
-     * Writes content to a remote file atomically (temp file then rename), mode 600. The bytes travel
-     * base64-encoded in a here-document of the persistent shell: no SFTP, no new channel (each costs
-     * sshd ~170 ms), and the content never appears on a command line.
+     * Writes content to a remote file atomically, mode 600. The bytes travel base64-encoded in a
+     * here-document of the persistent shell: no SFTP, no new channel (each costs sshd ~170 ms), and
+     * the content never appears on a command line. A cut channel leaves a short temp file: its length
+     * and hash are checked before the rename, and every write has its own temp name.
      */
     async writeFile(remotePath, content) {
-        const tmp = `${remotePath}.tmp.${process.pid}`;
-        const write = `umask 077 && mkdir -p ${shellJoin([dirname(remotePath)])} && base64 -d > ${shellJoin([tmp])} && mv -f ${shellJoin([tmp, remotePath])}`;
-        const res = await this.sh(write, { retry: true, heredoc: Buffer.from(content, 'utf8').toString('base64') });
+        const w = writeFileScript(remotePath, content);
+        const res = await this.sh(w.script, { retry: true, heredoc: w.heredoc });
         if (res.code !== 0)
             throw new Error(`${this.where}: cannot write ${remotePath}: ${(res.stderr || res.stdout).trim()}`);
+    }
+    /** Variables every later command of this connection sees (quoted here, once). */
+    setEnv(vars) {
+        this.prefix = Object.entries(vars).map(([k, v]) => `export ${k}=${shellJoin([v])}; `).join('');
     }
     dispose() {
         this.shell?.close();
@@ -63196,6 +63385,28 @@ class Remote {
     }
 }
 exports.Remote = Remote;
+/** The script and here-document that install `content` at `remotePath` only when every byte arrived. */
+function writeFileScript(remotePath, content) {
+    const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
+    const sum = (0, crypto_1.createHash)('sha256').update(bytes).digest('hex');
+    const [dir, tmp, file] = shellJoin([dirname(remotePath), `${remotePath}.tmp.${(0, crypto_1.randomBytes)(6).toString('hex')}`, remotePath]).split(' ');
+    const script = [
+        `umask 077 && mkdir -p ${dir} && base64 -d > ${tmp} || { rm -f ${tmp}; exit 1; }`,
+        `if [ "$(wc -c < ${tmp} | tr -d ' ')" != ${bytes.length} ] || [ "$(sha256sum < ${tmp} | cut -c1-64)" != ${sum} ]; then`,
+        `  rm -f ${tmp}; echo "incomplete transfer (length or sha256 differs); the file was left as it was" >&2; exit 1`,
+        `fi`,
+        `mv -f ${tmp} ${file}`,
+    ].join('\n');
+    return { script, heredoc: bytes.toString('base64') };
+}
+/** Rejects with `onTimeout()` when the promise has not settled within `ms`. */
+function bounded(p, ms, onTimeout) {
+    let timer;
+    const t = new Promise((_, reject) => {
+        timer = setTimeout(() => reject(onTimeout()), ms);
+    });
+    return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
 function openSocket(host, port, timeoutMs) {
     return new Promise((resolve, reject) => {
         const sock = net.connect({ host, port });
@@ -63339,6 +63550,7 @@ var __importStar = (this && this.__importStar) || (function () {
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.servicesToRollBack = servicesToRollBack;
+exports.rollbackTaken = rollbackTaken;
 exports.rollbackServices = rollbackServices;
 exports.waitRolledBack = waitRolledBack;
 const core = __importStar(__nccwpck_require__(7484));
@@ -63375,22 +63587,62 @@ function isBack(svc, target, snap) {
     const need = svc.replicas ?? desired.length;
     return running.length === need && desired.length === need;
 }
-/** Asks Swarm to roll the services back to their previous spec (one remote command). */
-async function rollbackServices(remote, names) {
+/** Whether Swarm has taken the rollback of this service in (a newer rollback update, or the old spec back). */
+function rollbackTaken(svc, before, staleStartedAt) {
+    if (!svc)
+        return true;
+    const u = svc.update;
+    if (u && u.startedAt !== staleStartedAt && u.state.startsWith('rollback'))
+        return true;
+    return !!before?.taskSpec && before.taskSpec === svc.taskSpec;
+}
+const isLost = (e) => /Lost the SSH connection|did not answer within/.test(e.message);
+/**
+ * Asks Swarm to roll the services back to their previous spec (one remote command). Never repeated
+ * blindly: a second rollback would swap the failed spec back in. After a lost reply, the state says
+ * which services still need it.
+ */
+async function rollbackServices(remote, names, ctx) {
     if (!names.length)
         return;
     core.info(`Rolling back ${names.join(', ')} to the previous spec.`);
-    const script = names.map((n) => (0, remote_1.shellJoin)(['docker', 'service', 'rollback', '--detach', n])).join(' && ');
-    const res = await remote.sh(script, { retry: true });
-    if (res.code !== 0)
-        throw new Error(`docker service rollback failed on ${remote.where}: ${(res.stderr || res.stdout).trim()}`);
+    const script = (ns) => ns.map((n) => (0, remote_1.shellJoin)(['docker', 'service', 'rollback', '--detach', n])).join(' && ');
+    let pending = names;
+    for (let attempt = 0;; attempt++) {
+        try {
+            const res = await remote.sh(script(pending), { retry: false });
+            if (res.code !== 0)
+                throw new Error(`docker service rollback failed on ${remote.where}: ${(res.stderr || res.stdout).trim()}`);
+            return;
+        }
+        catch (e) {
+            if (!isLost(e) || attempt >= 2)
+                throw e;
+            const snap = await ctx.poll();
+            pending = pending.filter((n) => !rollbackTaken(snap.services.get(n), ctx.before.get(n), ctx.stale.get(n) ?? ''));
+            core.warning(`The answer to docker service rollback was lost; Swarm's state says ${pending.length ? `${pending.join(', ')} still need(s) it` : 'it was taken in'}.`);
+            if (!pending.length)
+                return;
+        }
+    }
 }
 /** Waits until every service runs its old image again, all replicas up; returns those that did not make it. */
 async function waitRolledBack(w) {
     const deadline = Date.now() + w.timeoutMs;
+    let snap;
+    let said = false;
     for (;;) {
-        const snap = await w.poll();
-        const notBack = [...w.targets].filter(([name, t]) => !isBack(snap.services.get(name), t, snap)).map(([n]) => n);
+        try {
+            snap = await w.poll();
+        }
+        catch (e) {
+            // One failed read is not a verdict: keep trying until the bound.
+            if (!said)
+                core.warning(`Cannot read the Swarm state while waiting for the rollback: ${e.message}`);
+            said = true;
+        }
+        const s = snap;
+        const notBack = [...w.targets].filter(([name, t]) => !s || !isBack(s.services.get(name), t, s)).map(([n]) => n);
         if (!notBack.length || Date.now() >= deadline)
             return { notBack, snap };
         await new Promise((r) => setTimeout(r, w.pollMs));
@@ -63820,12 +64072,85 @@ async function stackDeploy(remote, releaseDir, stack, composePaths, flags) {
     if (flags.detachFlag)
         argv.push('--detach=true');
     argv.push(stack);
-    const res = await remote.sh(`cd ${(0, remote_1.shellJoin)([releaseDir])} && ${(0, remote_1.shellJoin)(argv)}`);
+    const res = await remote.sh(`cd ${(0, remote_1.shellJoin)([releaseDir])} && ${(0, remote_1.shellJoin)(argv)}`, { timeoutMs: flags.timeoutMs });
     const out = `${res.stdout}\n${res.stderr}`.trim();
     if (res.code !== 0)
         throw new Error(`docker stack deploy ${stack} failed on ${remote.where} (exit ${res.code}):\n${out.split('\n').slice(-15).join('\n')}`);
     return out;
 }
+
+
+/***/ }),
+
+/***/ 2462:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.state = void 0;
+const core = __importStar(__nccwpck_require__(7484));
+/**
+ * Everything the post step needs from the main step, in one place. Each value is saved before the
+ * thing it undoes exists: a step killed in between still gets cleaned up.
+ */
+const KEYS = {
+    /** Set by the main step: one bundle serves both steps. */
+    isPost: 'isPost',
+    /** `{ token, dirs }`: the deploy locks this step may hold. */
+    locks: 'locks',
+    /** The registry the runner logged in to (`-` for Docker Hub). */
+    login: 'registry-login',
+    /** The run's own Docker config folder on the host (absolute), holding the host's registry login. */
+    hostConfig: 'host-docker-config',
+};
+exports.state = {
+    isPost: () => !!core.getState(KEYS.isPost),
+    markMain: () => core.saveState(KEYS.isPost, 'true'),
+    saveLocks: (l) => core.saveState(KEYS.locks, JSON.stringify(l)),
+    locks: () => {
+        const raw = core.getState(KEYS.locks);
+        return raw ? JSON.parse(raw) : { token: '', dirs: [] };
+    },
+    /** Docker Hub has no registry name: `-` still tells the post step to log out. */
+    saveLogin: (registry) => core.saveState(KEYS.login, registry || '-'),
+    login: () => core.getState(KEYS.login) || undefined,
+    saveHostConfig: (dir) => core.saveState(KEYS.hostConfig, dir),
+    hostConfig: () => core.getState(KEYS.hostConfig),
+};
 
 
 /***/ }),

@@ -123,5 +123,6 @@ export async function buildImages(docker: Runner, services: Service[], opts: Bui
 
 /** Logs the runner in to the registry (password through stdin); the post step logs out. */
 export async function registryLogin(docker: Runner, registry: string, user: string, password: string): Promise<void> {
-  await mustRun(docker, ['docker', 'login', registry, '--username', user, '--password-stdin'], { input: password, silent: true });
+  // No registry is Docker Hub: docker login takes no server then.
+  await mustRun(docker, ['docker', 'login', ...(registry ? [registry] : []), '--username', user, '--password-stdin'], { input: password, silent: true });
 }

@@ -13,6 +13,7 @@ import { LayerOutcome, LayerPlan, RunContext, lockDirFor, releaseDirFor, runLaye
 import { Remote, shellJoin } from './remote';
 import { OVERRIDE_FILE, SecretPlan, overrideFile, overrideUpload, planConfigs, planSecrets } from './secrets';
 import { LoadedStack, loadStack, prepareStack } from './stack';
+import { state } from './state';
 import { Service, readServices, releaseTagMismatches, versionEnv } from './versions';
 
 export interface Outcome {
@@ -26,8 +27,6 @@ export interface Outcome {
   notes: string[];
 }
 
-export const STATE_LOGIN = 'registry-login';
-export const STATE_HOST_LOGIN = 'host-registry-login';
 
 function context() {
   const c = github.context;
@@ -107,7 +106,7 @@ export async function commandBuild(inputs: Inputs): Promise<Outcome> {
   const docker = new LocalRunner(inputs.workingDirectory);
   if (inputs.registryUsername && inputs.registryPassword && !inputs.dryRun) {
     await registryLogin(docker, inputs.registry, inputs.registryUsername, inputs.registryPassword);
-    core.saveState(STATE_LOGIN, inputs.registry);
+    state.saveLogin(inputs.registry);
   }
   const built = await buildImages(docker, services, {
     registry: inputs.registry,
@@ -138,16 +137,16 @@ async function connect(inputs: Inputs, readOnly = false): Promise<{ remote: Remo
     core.info(`Connected; host key matches the pinned known-hosts entry.`);
     return r;
   });
-  const info = await remote.sh(`docker version --format '{{.Client.Version}}' && docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.ServerVersion}}'`, { retry: true });
+  const info = await remote.sh(`docker version --format '{{.Client.Version}}' && docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.ServerVersion}}' && printf '%s\\n' "$HOME"`, { retry: true });
   if (info.code !== 0) {
     remote.dispose();
     throw new Error(`Docker does not answer on ${remote.where}: ${(info.stderr || info.stdout).trim()} (is the user in the docker group?)`);
   }
-  const [client, swarm] = info.stdout.trim().split('\n');
-  const [state, manager, server] = (swarm ?? '').split(' ');
-  if (state !== 'active' || manager !== 'true') {
+  const [client, swarm, home] = info.stdout.trim().split('\n');
+  const [swarmState, manager, server] = (swarm ?? '').split(' ');
+  if (swarmState !== 'active' || manager !== 'true') {
     remote.dispose();
-    throw new Error(`${remote.where} is not a Swarm manager (swarm state "${state}", manager ${manager}). Run \`docker swarm init\` there first.`);
+    throw new Error(`${remote.where} is not a Swarm manager (swarm state "${swarmState}", manager ${manager}). Run \`docker swarm init\` there first.`);
   }
   core.info(`Host Docker: client ${client}, engine ${server}, Swarm manager.`);
   const { runUrl, actor, sha, ref } = context();
@@ -162,19 +161,22 @@ async function connect(inputs: Inputs, readOnly = false): Promise<{ remote: Remo
   const withRegistryAuth = !readOnly && !!(inputs.registryUsername && inputs.registryPassword);
   let logout = async () => {};
   if (withRegistryAuth) {
-    // Saved first: if this step is cancelled, the post step logs the host out.
-    core.saveState(STATE_HOST_LOGIN, inputs.registry);
-    const res = await remote.run(['docker', 'login', inputs.registry, '--username', inputs.registryUsername, '--password-stdin'], { input: inputs.registryPassword });
+    // The run's own Docker config folder: another run on this host logging out (or in as someone
+    // else) cannot touch this run's credentials, nor this run theirs. Saved first: if this step is
+    // cancelled, the post step removes it.
+    const config = `${inputs.remoteDir.startsWith('/') ? '' : `${home}/`}${inputs.remoteDir}/runs/${crypto.randomBytes(8).toString('hex')}`;
+    state.saveHostConfig(config);
+    remote.setEnv({ DOCKER_CONFIG: config });
+    const res = await remote.sh(`umask 077 && mkdir -p "$DOCKER_CONFIG" && ${shellJoin(['docker', 'login', inputs.registry, '--username', inputs.registryUsername, '--password-stdin'].filter(Boolean))}`, { input: inputs.registryPassword });
     if (res.code !== 0) {
+      await removeHostConfig(remote, config);
       await unlock();
       remote.dispose();
-      throw new Error(`The host could not log in to ${inputs.registry} as ${inputs.registryUsername}: ${res.stderr.trim()}`);
+      throw new Error(`The host could not log in to ${inputs.registry || 'Docker Hub'} as ${inputs.registryUsername}: ${res.stderr.trim()}`);
     }
-    // Swarm keeps the credentials it needs (--with-registry-auth); the host's config file need not.
-    logout = async () => {
-      const out = await remote.run(['docker', 'logout', inputs.registry]).catch(() => undefined);
-      if (out?.code === 0) core.saveState(STATE_HOST_LOGIN, '');
-    };
+    core.info(`Host logged in to ${inputs.registry || 'Docker Hub'} with its own Docker config folder (removed at the end).`);
+    // Swarm keeps the credentials it needs (--with-registry-auth); the host keeps none.
+    logout = () => removeHostConfig(remote, config);
   }
   const clientVersion = semver.coerce(client);
   const ctx: RunContext = {
@@ -193,6 +195,12 @@ async function connect(inputs: Inputs, readOnly = false): Promise<{ remote: Remo
     await unlock();
   };
   return { remote, ctx, finish };
+}
+
+/** Removes the run's Docker config folder on the host (its registry login with it). */
+export async function removeHostConfig(remote: Remote, dir: string): Promise<void> {
+  const res = await remote.run(['rm', '-rf', dir], { retry: true }).catch(() => undefined);
+  if (res?.code === 0) state.saveHostConfig('');
 }
 
 async function runLayers(ctx: RunContext, plans: LayerPlan[]): Promise<{ layers: LayerOutcome[]; error?: string }> {

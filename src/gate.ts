@@ -28,6 +28,9 @@ export interface Verdict {
 const FAILED_STATES = new Set(['failed', 'rejected', 'orphaned']);
 // A new service has no update policy to stop a crash loop: give up after this many failed tasks.
 const NEW_SERVICE_MAX_FAILURES = 3;
+// Swarm starts the rolling update of a changed task template within milliseconds; a change that
+// dirties no task (placement only, on nodes that still qualify) gets no update at all.
+export const UPDATE_START_GRACE_MS = 5000;
 
 /** Tasks of the current spec that failed at or after `since`, newest first. */
 function failuresSince(tasks: TaskState[], image: string, since: number): TaskState[] {
@@ -108,6 +111,13 @@ export class ServiceGate {
         return { phase: 'pending', detail: `updating${msg}` };
     }
 
+    // Same image, new env or config: the old tasks already run the image, so they only look converged
+    // until Swarm has started (and finished) the update this deploy asked for.
+    const templateChanged = !!w.before?.taskSpec && !!svc.taskSpec && w.before.taskSpec !== svc.taskSpec;
+    if (templateChanged && !upd && now - this.startedAt < UPDATE_START_GRACE_MS) {
+      return { phase: 'pending', detail: 'waiting for Swarm to start the update (the task template changed)' };
+    }
+
     if (normalizeImage(svc.image) !== w.expectedImage) {
       return { phase: 'failed', detail: `the service runs ${svc.image}, not ${w.expectedImage} (changed by someone else?)` };
     }
@@ -178,8 +188,8 @@ function summarize(tasks: TaskState[]): string {
 export interface GateOptions {
   timeoutMs: number;
   pollMs: number;
-  /** Called with each snapshot read from Swarm. */
-  poll: () => Promise<Snapshot>;
+  /** Reads a snapshot from Swarm; given the ms left before the deadline, to bound itself. */
+  poll: (msLeft: number) => Promise<Snapshot>;
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
   /** Stop at the first failure (the caller rolls back the rest); default true. */
@@ -208,7 +218,7 @@ export async function runGate(gates: ServiceGate[], opts: GateOptions): Promise<
   let last: Snapshot = { services: new Map(), tasks: [], now: 0 };
   for (;;) {
     try {
-      last = await opts.poll();
+      last = await opts.poll(Math.max(0, deadline - now()));
       pollErrors = 0;
     } catch (e) {
       // The engine restarting or the connection dropping is not a verdict: keep trying until the deadline.

@@ -1,6 +1,7 @@
 import * as core from '@actions/core';
 import * as path from 'path';
 import { RULE_IDS } from './checks';
+import { addMask } from './mask';
 import { InputError } from './errors';
 
 export type Command = 'deploy' | 'build' | 'check' | 'rollback';
@@ -146,7 +147,7 @@ export function parseStacks(text: string): StackSpec[] {
 /** `KEY=VALUE` lines of secret values: each value masked before anything else happens. */
 function secretValues(text: string): Record<string, string> {
   const values = parseKeyValues(text, 'secrets', { secret: true });
-  for (const v of Object.values(values)) if (v) core.setSecret(v);
+  for (const v of Object.values(values)) if (v) addMask(v);
   return values;
 }
 
@@ -167,10 +168,7 @@ export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.Proce
   // Secrets are masked before anything could print them.
   for (const secret of ['registry-password', 'ssh-key', 'ssh-passphrase', 'secrets']) {
     const v = get(secret);
-    if (v) {
-      core.setSecret(v);
-      for (const line of v.split(/\r?\n/)) if (line.trim().length > 8) core.setSecret(line.trim());
-    }
+    if (v) addMask(v);
   }
 
   const host = get('host').trim();

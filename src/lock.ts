@@ -1,9 +1,7 @@
 import * as core from '@actions/core';
 import * as crypto from 'crypto';
 import { Remote, shellJoin } from './remote';
-
-/** The post step reads the locks the main step may hold from this state key. */
-export const STATE_LOCKS = 'locks';
+import { state } from './state';
 
 export interface Holder {
   /** Unique to one main step: two runs (or two jobs of one run) never release each other's lock. */
@@ -138,7 +136,7 @@ export function lockTracker(): LockTracker {
     track(dir, on) {
       if (on) held.add(dir);
       else held.delete(dir);
-      core.saveState(STATE_LOCKS, JSON.stringify({ token, dirs: [...held] }));
+      state.saveLocks({ token, dirs: [...held] });
     },
   };
 }

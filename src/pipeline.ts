@@ -3,11 +3,12 @@ import { ServiceInfo } from './compose';
 import { GateResult, ServiceGate, Watch, runGate } from './gate';
 import { Inputs } from './inputs';
 import { Ledger, ReleaseRecord, readLedger, saveRecord, stackDir } from './ledger';
-import { Remote, shellJoin } from './remote';
+import { COMMAND_TIMEOUT_MS, Remote, shellJoin } from './remote';
+import { redact } from './mask';
 import { RollbackTarget, rollbackServices, servicesToRollBack, waitRolledBack } from './rollback';
 import { PreparedStack, expectedImages, fullName, stackDeploy, uploadRelease } from './stack';
 import { ConfigPlan, SecretPlan, ensureSecrets, nameSecrets, pruneConfigs, pruneSecrets } from './secrets';
-import { Snapshot, TaskState, parseSnapshot, snapshotScript } from './swarm';
+import { Snapshot, TaskState, normalizeImage, parseSnapshot, snapshotScript } from './swarm';
 
 export interface RunContext {
   inputs: Inputs;
@@ -45,9 +46,6 @@ export interface LayerOutcome {
   /** What the layer did besides the gate (secrets created or generated, configs renamed): for the summary. */
   notes?: string[];
   polls: number;
-  /** Host-clock ms when Swarm's rollback was first seen completed, and when the gate reported it (benchmark). */
-  swarmRollbackSeenAt?: number;
-  reportedAt?: number;
 }
 
 /** `auto`: the service's monitor plus one healthcheck cycle, at least 10 s. */
@@ -65,8 +63,12 @@ export function watchesFor(stack: PreparedStack, fixedStability?: number): Watch
   });
 }
 
-async function readSnapshot(remote: Remote, stack: string): Promise<Snapshot> {
-  const res = await remote.sh(snapshotScript(stack), { retry: true, silent: true });
+// A poll is bounded: a wedged engine counts as a failed poll, and the gate's deadline holds.
+const POLL_BOUND_MS = 15_000;
+
+async function readSnapshot(remote: Remote, stack: string, msLeft = POLL_BOUND_MS): Promise<Snapshot> {
+  const timeoutMs = Math.max(1000, Math.min(POLL_BOUND_MS, msLeft));
+  const res = await remote.sh(snapshotScript(stack), { retry: true, silent: true, timeoutMs });
   if (res.code !== 0) throw new Error(`reading stack ${stack} failed (exit ${res.code}): ${(res.stderr || res.stdout).trim().slice(0, 300)}`);
   return parseSnapshot(res.stdout);
 }
@@ -78,38 +80,72 @@ function describeTask(t: TaskState): string {
   return `task ${t.id.slice(0, 12)} (slot ${t.slot}) ${t.state}${exit}: ${t.err || t.message}`;
 }
 
-/** The last lines a failed task printed, bounded so a chatty crash cannot flood the log. */
+/** The last lines a failed task printed, bounded so a chatty crash cannot flood the log; known secrets masked. */
 async function logTail(remote: Remote, taskId: string, lines = 20, bytes = 4000): Promise<string> {
-  const res = await remote.sh(`${shellJoin(['docker', 'service', 'logs', '--raw', '--no-trunc', '--tail', String(lines), taskId])} 2>&1 | tail -c ${bytes}`, { retry: true, silent: true });
-  return res.stdout.trim();
+  const res = await remote.sh(`${shellJoin(['docker', 'service', 'logs', '--raw', '--no-trunc', '--tail', String(lines), taskId])} 2>&1 | tail -c ${bytes}`, { retry: true, silent: true, timeoutMs: 30_000 });
+  return redact(res.stdout.trim());
+}
+
+/** Services whose spec this deploy changed (or created), judged against the snapshot taken before it. */
+export function touchedServices(gates: ServiceGate[], now: Snapshot): { changed: string[]; created: string[] } {
+  const changed: string[] = [];
+  const created: string[] = [];
+  for (const g of gates) {
+    const svc = now.services.get(g.watch.name);
+    if (!svc) continue;
+    const b = g.watch.before;
+    if (!b) created.push(g.watch.name);
+    else if (b.taskSpec && svc.taskSpec ? b.taskSpec !== svc.taskSpec : normalizeImage(b.image) !== normalizeImage(svc.image)) changed.push(g.watch.name);
+  }
+  return { changed, created };
 }
 
 /**
  * One layer: `docker stack deploy` from the release folder, then the gate on Swarm's own state;
- * on failure, the services this deploy changed go back to their previous spec, gated too.
+ * on failure, the services this deploy changed go back to their previous spec, gated too, and the
+ * services it created are removed.
  */
 export async function deployLayer(ctx: RunContext, stack: string, releaseDir: string, composePaths: string[], watches: Watch[]): Promise<{ outcome: LayerOutcome; gate: GateResult }> {
   const { remote, inputs } = ctx;
   const before = await readSnapshot(remote, stack);
-  const poll = () => readSnapshot(remote, stack);
-  const out = await stackDeploy(remote, releaseDir, stack, composePaths, { withRegistryAuth: ctx.withRegistryAuth, detachFlag: ctx.detachFlag });
-  core.info(out);
-  core.info(`Gate: watching ${watches.length} service(s) of ${stack} (timeout ${inputs.timeout} s, poll ${ctx.pollMs} ms, one remote command per poll).`);
+  const poll = (msLeft?: number) => readSnapshot(remote, stack, msLeft);
   const started = before.now;
   const t0 = Date.now();
   const gates = watches.map((w) => new ServiceGate({ ...w, before: before.services.get(w.name) }, started));
   const finishedAt = new Map<string, number>();
-  const gate = await runGate(gates, {
-    timeoutMs: inputs.timeout * 1000,
-    pollMs: ctx.pollMs,
-    poll: async () => {
-      const s = await poll();
-      for (const g of gates) if (g.done && !finishedAt.has(g.watch.name)) finishedAt.set(g.watch.name, Date.now());
-      return s;
-    },
-  });
+  let gate: GateResult;
+  let deployError: string | undefined;
+  try {
+    core.info(await stackDeploy(remote, releaseDir, stack, composePaths, { withRegistryAuth: ctx.withRegistryAuth, detachFlag: ctx.detachFlag, timeoutMs: Math.max(COMMAND_TIMEOUT_MS, inputs.timeout * 1000) }));
+  } catch (e) {
+    // The CLI updates services one by one and stops at the first error: those before it run the
+    // new spec. Nothing changed: the error is the whole story. Something changed: undo it, gated.
+    deployError = redact((e as Error).message);
+    const now = await poll()
+      .catch(() => poll())
+      .catch(() => undefined);
+    if (!now) throw new Error(`${deployError}\nThe stack could not be read afterwards: check which services changed on the host.`);
+    const touched = touchedServices(gates, now);
+    if (!touched.changed.length && !touched.created.length) throw e;
+    core.error(deployError, { title: `docker stack deploy ${stack} failed part-way` });
+    for (const g of gates) if ([...touched.changed, ...touched.created].includes(g.watch.name)) g.verdict = { phase: 'failed', detail: 'changed by a `docker stack deploy` that then failed' };
+    gate = { ok: false, timedOut: false, gates, last: now, polls: 1 };
+  }
+  if (!deployError) {
+    core.info(`Gate: watching ${watches.length} service(s) of ${stack} (timeout ${inputs.timeout} s, poll ${ctx.pollMs} ms).`);
+    gate = await runGate(gates, {
+      timeoutMs: inputs.timeout * 1000,
+      pollMs: ctx.pollMs,
+      poll: async (msLeft) => {
+        const s = await poll(msLeft);
+        for (const g of gates) if (g.done && !finishedAt.has(g.watch.name)) finishedAt.set(g.watch.name, Date.now());
+        return s;
+      },
+    });
+  }
+  gate = gate!;
   const reportedAt = Date.now();
-  core.info(`Gate: ${gate.polls} polls in ${Math.round((reportedAt - t0) / 100) / 10} s, one remote command each (${remote.commands} remote commands so far in this job).`);
+  core.info(`Gate: ${gate.polls} polls in ${Math.round((reportedAt - t0) / 100) / 10} s (${remote.commands} remote commands so far in this job).`);
   const rows = (snap: Snapshot, state: (g: ServiceGate) => string): ServiceRow[] =>
     gates.map((g) => {
       const svc = snap.services.get(g.watch.name);
@@ -135,59 +171,83 @@ export async function deployLayer(ctx: RunContext, stack: string, releaseDir: st
 
   // Explain every failed service: Swarm's words, the failing tasks, and what they printed last.
   // Services Swarm is still rolling back failed too: explain them with the others.
-  const failed = gates.filter((g) => g.verdict.phase === 'failed' || g.verdict.phase === 'rolling-back');
   const parts: string[] = [];
-  for (const g of failed) {
-    const tasks = (g.verdict.failedTasks ?? []).slice(0, 3);
-    let text = `${g.watch.name}: ${g.verdict.detail}`;
-    for (const t of tasks) text += `\n    ${describeTask(t)}`;
-    if (tasks[0]) {
-      const tail = await logTail(remote, tasks[0].id);
-      if (tail) text += `\n    last log lines of task ${tasks[0].id.slice(0, 12)}:\n      ${tail.split('\n').slice(-10).join('\n      ')}`;
-    }
-    parts.push(text);
-  }
-  const swarmRollbackSeenAt = failed.some((g) => g.verdict.swarmRolledBack) ? gate.failedAt : undefined;
-  for (const p of parts) core.error(p, { title: `Gate failed: ${p.split(':')[0]}` });
-
-  // Bring back every service this deploy changed; those Swarm rolled back itself only need watching.
-  const toRoll = servicesToRollBack(gates, gate.last);
-  const targets = new Map<string, RollbackTarget>();
-  for (const g of gates) {
-    if (!g.watch.before || !g.changed(gate.last.services.get(g.watch.name))) continue;
-    const ours = toRoll.includes(g.watch.name);
-    targets.set(g.watch.name, { image: g.watch.before.image, staleStartedAt: ours ? (gate.last.services.get(g.watch.name)?.update?.startedAt ?? '') : undefined });
-  }
-  let result: LayerOutcome['result'] = 'failed';
-  let rollbackNote = '';
-  if (targets.size) {
-    await core.group(`Rollback ${stack}`, async () => {
-      await rollbackServices(remote, toRoll);
-      const { notBack } = await waitRolledBack({ targets, timeoutMs: inputs.timeout * 1000, pollMs: ctx.pollMs, poll });
-      if (notBack.length) rollbackNote = `Rollback did not converge for ${notBack.join(', ')}: check the host.`;
-      else {
-        result = 'rolled-back';
-        rollbackNote = `The previous version is running again: ${[...targets].map(([n, t]) => `${n} → ${tag(t.image)}`).join(', ')}.`;
+  if (deployError) parts.push(deployError);
+  else {
+    for (const g of gates.filter((x) => x.verdict.phase === 'failed' || x.verdict.phase === 'rolling-back')) {
+      const tasks = (g.verdict.failedTasks ?? []).slice(0, 3);
+      let text = `${g.watch.name}: ${g.verdict.detail}`;
+      for (const t of tasks) text += `\n    ${describeTask(t)}`;
+      if (tasks[0]) {
+        const tail = await logTail(remote, tasks[0].id).catch(() => '');
+        if (tail) text += `\n    last log lines of task ${tasks[0].id.slice(0, 12)}:\n      ${tail.split('\n').slice(-10).join('\n      ')}`;
       }
-      core.info(rollbackNote);
-    });
-  } else {
-    rollbackNote = 'Nothing to roll back (the failed services are new in this deploy).';
+      parts.push(redact(text));
+    }
+    for (const p of parts) core.error(p, { title: `Gate failed: ${p.split(':')[0]}` });
   }
-  const after = await poll();
+
+  const { result, note, targets, removed } = await undoLayer(ctx, stack, gates, gate.last, poll);
+  const after = await poll().catch(() => gate.last);
   return {
     outcome: {
       stack,
       result,
-      rows: rows(after, (g) => (g.verdict.phase === 'failed' ? 'failed' : targets.has(g.watch.name) ? 'rolled back' : g.verdict.phase)),
+      rows: rows(after, (g) => (removed.includes(g.watch.name) ? 'removed' : g.verdict.phase === 'failed' && !targets.has(g.watch.name) ? 'failed' : targets.has(g.watch.name) ? 'rolled back' : g.verdict.phase)),
       images: {},
-      error: `Stack ${stack} failed its health gate${gate.timedOut ? ' (timeout)' : ''}.\n  ${parts.join('\n  ')}\n${rollbackNote}`,
+      error: `Stack ${stack} failed ${deployError ? 'to deploy' : `its health gate${gate.timedOut ? ' (timeout)' : ''}`}.\n  ${parts.join('\n  ')}\n${note}`,
       polls: gate.polls,
-      swarmRollbackSeenAt,
-      reportedAt,
     },
     gate,
   };
+}
+
+/**
+ * Brings back every service this deploy changed (those Swarm rolled back itself only need watching)
+ * and removes the services it created. Never throws: the gate's explanation stays the job's reason.
+ */
+async function undoLayer(ctx: RunContext, stack: string, gates: ServiceGate[], last: Snapshot, poll: () => Promise<Snapshot>): Promise<{ result: LayerOutcome['result']; note: string; targets: Map<string, RollbackTarget>; removed: string[] }> {
+  const { remote, inputs } = ctx;
+  const touched = touchedServices(gates, last);
+  const toRoll = servicesToRollBack(gates, last).filter((n) => touched.changed.includes(n));
+  const targets = new Map<string, RollbackTarget>();
+  for (const g of gates) {
+    if (!g.watch.before || !(touched.changed.includes(g.watch.name) || (g.verdict.swarmRolledBack ?? false) || g.verdict.phase === 'rolling-back')) continue;
+    const ours = toRoll.includes(g.watch.name);
+    targets.set(g.watch.name, { image: g.watch.before.image, staleStartedAt: ours ? (last.services.get(g.watch.name)?.update?.startedAt ?? '') : undefined });
+  }
+  const notes: string[] = [];
+  let result: LayerOutcome['result'] = 'failed';
+  let back = true;
+  await core.group(`Rollback ${stack}`, async () => {
+    if (targets.size) {
+      try {
+        const before = new Map(gates.map((g) => [g.watch.name, g.watch.before]));
+        await rollbackServices(remote, toRoll, { poll, before, stale: new Map([...targets].map(([n, t]) => [n, t.staleStartedAt ?? ''])) });
+        const { notBack } = await waitRolledBack({ targets, timeoutMs: inputs.timeout * 1000, pollMs: ctx.pollMs, poll });
+        if (notBack.length) {
+          back = false;
+          notes.push(`Rollback did not converge for ${notBack.join(', ')}: check the host.`);
+        } else notes.push(`The previous version is running again: ${[...targets].map(([n, t]) => `${n} → ${tag(t.image)}`).join(', ')}.`);
+      } catch (e) {
+        back = false;
+        notes.push(`Rollback could not be confirmed: ${(e as Error).message}`);
+      }
+    }
+    if (touched.created.length) {
+      // A new service of a failed release has nothing to go back to: it would crash-loop on.
+      const rm = await remote.sh(touched.created.map((n) => `${shellJoin(['docker', 'service', 'rm', n])} >/dev/null 2>&1 || ! ${shellJoin(['docker', 'service', 'inspect', n])} >/dev/null 2>&1`).join(' && '), { retry: true }).catch((e: Error) => ({ code: 1, stdout: '', stderr: e.message }));
+      if (rm.code === 0) notes.push(`Removed the service(s) this release created: ${touched.created.join(', ')}.`);
+      else {
+        back = false;
+        notes.push(`Could not remove the service(s) this release created (${touched.created.join(', ')}): ${rm.stderr.trim()}`);
+      }
+    }
+    if (!targets.size && !touched.created.length) notes.push('Nothing to roll back: this deploy changed no running service.');
+    if (back && (targets.size || touched.created.length)) result = 'rolled-back';
+    for (const n of notes) core.info(n);
+  });
+  return { result, note: notes.join('\n'), targets, removed: touched.created };
 }
 
 export interface LayerPlan {

@@ -1,19 +1,19 @@
 import * as core from '@actions/core';
-import { STATE_HOST_LOGIN, STATE_LOGIN } from './commands';
-import { LocalRunner } from './exec';
+import { LocalRunner, Runner } from './exec';
 import { readInputs } from './inputs';
-import { STATE_LOCKS, releaseLock } from './lock';
-import { Remote } from './remote';
+import { releaseLock } from './lock';
+import { Remote, shellJoin } from './remote';
+import { state } from './state';
 
 /**
  * The post step (runs even when the job failed or was cancelled): releases any deploy lock the
- * main step still held, and logs the runner out of the registry.
+ * main step still held, removes the run's Docker config folder on the host (its registry login),
+ * and logs the runner out of the registry.
  */
-export async function post(): Promise<void> {
-  const locks = core.getState(STATE_LOCKS);
-  const { token, dirs } = locks ? (JSON.parse(locks) as { token: string; dirs: string[] }) : { token: '', dirs: [] as string[] };
-  const hostRegistry = core.getState(STATE_HOST_LOGIN);
-  if (dirs.length || hostRegistry) {
+export async function post(local: Runner = new LocalRunner()): Promise<void> {
+  const { token, dirs } = state.locks();
+  const hostConfig = state.hostConfig();
+  if (dirs.length || hostConfig) {
     try {
       const inputs = readInputs();
       const remote = await Remote.connect({ host: inputs.host, port: inputs.port, user: inputs.user, privateKey: inputs.sshKey, passphrase: inputs.sshPassphrase, knownHosts: inputs.knownHosts, connectTimeout: 15000 });
@@ -22,10 +22,10 @@ export async function post(): Promise<void> {
           const released = await releaseLock(remote, d, token);
           core.info(released ? `Released the deploy lock ${d} left by the main step.` : `Lock ${d} is no longer ours; left alone.`);
         }
-        // The main step was stopped before it logged the host out: no credentials stay on the host.
-        if (hostRegistry) {
-          await remote.run(['docker', 'logout', hostRegistry]);
-          core.info(`Logged the host out of ${hostRegistry}.`);
+        // The main step was stopped before it removed it: no credentials stay on the host.
+        if (hostConfig) {
+          await remote.sh(shellJoin(['rm', '-rf', hostConfig]), { retry: true });
+          core.info(`Removed the run's Docker config folder on the host (its registry login).`);
         }
       } finally {
         remote.dispose();
@@ -34,9 +34,10 @@ export async function post(): Promise<void> {
       core.warning(`Post step: could not clean up on the host (locks ${dirs.join(', ') || 'none'}): ${(e as Error).message}`);
     }
   }
-  const registry = core.getState(STATE_LOGIN);
+  const registry = state.login();
   if (registry) {
-    await new LocalRunner().run(['docker', 'logout', registry], { silent: true }).catch(() => undefined);
-    core.info(`Logged out of ${registry}.`);
+    // `-` is Docker Hub: `docker logout` without a server (matters on self-hosted runners).
+    await local.run(['docker', 'logout', ...(registry === '-' ? [] : [registry])], { silent: true }).catch(() => undefined);
+    core.info(`Logged out of ${registry === '-' ? 'Docker Hub' : registry}.`);
   }
 }

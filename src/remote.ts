@@ -1,5 +1,5 @@
 import * as core from '@actions/core';
-import { randomBytes } from 'crypto';
+import { createHash, randomBytes } from 'crypto';
 import * as net from 'net';
 import { NodeSSH } from 'node-ssh';
 import type { ClientChannel } from 'ssh2';
@@ -24,6 +24,19 @@ export interface ShOptions extends RunOptions {
   retry?: boolean;
   /** Base64 text given to the script's standard input through the persistent shell (no new channel). */
   heredoc?: string;
+  /** Bound on the command (ms): past it the command counts as failed and its shell is replaced. */
+  timeoutMs?: number;
+}
+
+/** Every remote command is bounded: a wedged engine or a stalled registry must not hang the job. */
+export const COMMAND_TIMEOUT_MS = 120_000;
+
+/** A remote command that did not answer within its bound. */
+export class CommandTimeout extends Error {
+  constructor(where: string, script: string, ms: number) {
+    super(`${where}: a remote command did not answer within ${Math.round(ms / 1000)} s (${script.split('\n')[0].slice(0, 80)}…)`);
+    this.name = 'CommandTimeout';
+  }
 }
 
 /** Shell-quotes an argv for the remote shell: every word reaches the command as one literal argument. */
@@ -41,7 +54,8 @@ export class Remote implements Runner {
   private shell?: PersistentShell;
   /** Remote commands run, for the benchmark and the "one command per poll" promise. */
   commands = 0;
-  reconnects = 0;
+  /** Set before every script (`export K=V;`): the run's own Docker config folder on the host. */
+  private prefix = '';
 
   private constructor(private readonly opts: RemoteOptions) {
     this.where = `${opts.user}@${hostToken(opts.host, opts.port)}`;
@@ -128,24 +142,38 @@ export class Remote implements Runner {
         let res: RunResult;
         if (opts.input !== undefined) {
           // Standard input needs a channel of its own; secrets travel this way, never on a command line.
-          const r = await this.ssh.execCommand(script, { stdin: opts.input });
+          let channel: ClientChannel | undefined;
+          const r = await bounded(
+            this.ssh.execCommand(this.prefix + script, { stdin: opts.input, onChannel: (c) => (channel = c) }),
+            opts.timeoutMs ?? COMMAND_TIMEOUT_MS,
+            () => {
+              channel?.close();
+              return new CommandTimeout(this.where, script, opts.timeoutMs ?? COMMAND_TIMEOUT_MS);
+            },
+          );
           if (r.code === null && r.signal === null && !this.ssh.isConnected()) throw Object.assign(new Error('connection dropped'), { dropped: true });
           res = { code: r.code ?? 255, stdout: r.stdout, stderr: r.stderr };
         } else {
           this.shell ??= await PersistentShell.open(this.ssh);
-          res = await this.shell.run(script, opts.heredoc);
+          const shell = this.shell;
+          res = await bounded(shell.run(this.prefix + script, opts.heredoc), opts.timeoutMs ?? COMMAND_TIMEOUT_MS, () => {
+            // The shell is still busy with the stuck command: the next command gets a new one.
+            shell.close();
+            if (this.shell === shell) this.shell = undefined;
+            return new CommandTimeout(this.where, script, opts.timeoutMs ?? COMMAND_TIMEOUT_MS);
+          });
         }
         if (!opts.silent && core.isDebug()) core.debug(`${this.where}$ ${script.slice(0, 300)} → ${res.code}`);
         return res;
       } catch (e) {
         const err = e as Error & { dropped?: boolean };
+        if (err instanceof CommandTimeout) throw err;
         const dropped = err.dropped || /Not connected|No response|ECONNRESET|socket|closed|Channel open failure/i.test(err.message);
         if (!dropped || !opts.retry || attempt >= 3) {
           if (dropped) throw new Error(`Lost the SSH connection to ${this.where}: ${err.message}`);
           throw err;
         }
         core.warning(`SSH connection to ${this.where} dropped (${err.message}); reconnecting (attempt ${attempt + 1}).`);
-        this.reconnects++;
         await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
         try {
           this.shell?.close();
@@ -159,21 +187,50 @@ export class Remote implements Runner {
   }
 
   /**
-   * Writes content to a remote file atomically (temp file then rename), mode 600. The bytes travel
-   * base64-encoded in a here-document of the persistent shell: no SFTP, no new channel (each costs
-   * sshd ~170 ms), and the content never appears on a command line.
+   * Writes content to a remote file atomically, mode 600. The bytes travel base64-encoded in a
+   * here-document of the persistent shell: no SFTP, no new channel (each costs sshd ~170 ms), and
+   * the content never appears on a command line. A cut channel leaves a short temp file: its length
+   * and hash are checked before the rename, and every write has its own temp name.
    */
-  async writeFile(remotePath: string, content: string): Promise<void> {
-    const tmp = `${remotePath}.tmp.${process.pid}`;
-    const write = `umask 077 && mkdir -p ${shellJoin([dirname(remotePath)])} && base64 -d > ${shellJoin([tmp])} && mv -f ${shellJoin([tmp, remotePath])}`;
-    const res = await this.sh(write, { retry: true, heredoc: Buffer.from(content, 'utf8').toString('base64') });
+  async writeFile(remotePath: string, content: string | Buffer): Promise<void> {
+    const w = writeFileScript(remotePath, content);
+    const res = await this.sh(w.script, { retry: true, heredoc: w.heredoc });
     if (res.code !== 0) throw new Error(`${this.where}: cannot write ${remotePath}: ${(res.stderr || res.stdout).trim()}`);
+  }
+
+  /** Variables every later command of this connection sees (quoted here, once). */
+  setEnv(vars: Record<string, string>): void {
+    this.prefix = Object.entries(vars).map(([k, v]) => `export ${k}=${shellJoin([v])}; `).join('');
   }
 
   dispose(): void {
     this.shell?.close();
     this.ssh.dispose();
   }
+}
+
+/** The script and here-document that install `content` at `remotePath` only when every byte arrived. */
+export function writeFileScript(remotePath: string, content: string | Buffer): { script: string; heredoc: string } {
+  const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
+  const sum = createHash('sha256').update(bytes).digest('hex');
+  const [dir, tmp, file] = shellJoin([dirname(remotePath), `${remotePath}.tmp.${randomBytes(6).toString('hex')}`, remotePath]).split(' ');
+  const script = [
+    `umask 077 && mkdir -p ${dir} && base64 -d > ${tmp} || { rm -f ${tmp}; exit 1; }`,
+    `if [ "$(wc -c < ${tmp} | tr -d ' ')" != ${bytes.length} ] || [ "$(sha256sum < ${tmp} | cut -c1-64)" != ${sum} ]; then`,
+    `  rm -f ${tmp}; echo "incomplete transfer (length or sha256 differs); the file was left as it was" >&2; exit 1`,
+    `fi`,
+    `mv -f ${tmp} ${file}`,
+  ].join('\n');
+  return { script, heredoc: bytes.toString('base64') };
+}
+
+/** Rejects with `onTimeout()` when the promise has not settled within `ms`. */
+function bounded<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(onTimeout()), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
 function openSocket(host: string, port: number, timeoutMs: number): Promise<net.Socket> {

@@ -1,5 +1,6 @@
 import * as core from '@actions/core';
 import { ServiceGate } from './gate';
+import { Runner } from './exec';
 import { Remote, shellJoin } from './remote';
 import { ServiceState, Snapshot, normalizeImage } from './swarm';
 
@@ -45,21 +46,65 @@ function isBack(svc: ServiceState | undefined, target: RollbackTarget, snap: Sna
   return running.length === need && desired.length === need;
 }
 
-/** Asks Swarm to roll the services back to their previous spec (one remote command). */
-export async function rollbackServices(remote: Remote, names: string[]): Promise<void> {
+export interface RollbackContext {
+  /** Reads the stack (reconnecting if it must). */
+  poll: () => Promise<Snapshot>;
+  /** Each service as it was before the deploy. */
+  before: Map<string, ServiceState | undefined>;
+  /** StartedAt of the update seen when the gate failed, per service. */
+  stale: Map<string, string>;
+}
+
+/** Whether Swarm has taken the rollback of this service in (a newer rollback update, or the old spec back). */
+export function rollbackTaken(svc: ServiceState | undefined, before: ServiceState | undefined, staleStartedAt: string): boolean {
+  if (!svc) return true;
+  const u = svc.update;
+  if (u && u.startedAt !== staleStartedAt && u.state.startsWith('rollback')) return true;
+  return !!before?.taskSpec && before.taskSpec === svc.taskSpec;
+}
+
+const isLost = (e: Error) => /Lost the SSH connection|did not answer within/.test(e.message);
+
+/**
+ * Asks Swarm to roll the services back to their previous spec (one remote command). Never repeated
+ * blindly: a second rollback would swap the failed spec back in. After a lost reply, the state says
+ * which services still need it.
+ */
+export async function rollbackServices(remote: Runner & { sh: Remote['sh'] }, names: string[], ctx: RollbackContext): Promise<void> {
   if (!names.length) return;
   core.info(`Rolling back ${names.join(', ')} to the previous spec.`);
-  const script = names.map((n) => shellJoin(['docker', 'service', 'rollback', '--detach', n])).join(' && ');
-  const res = await remote.sh(script, { retry: true });
-  if (res.code !== 0) throw new Error(`docker service rollback failed on ${remote.where}: ${(res.stderr || res.stdout).trim()}`);
+  const script = (ns: string[]) => ns.map((n) => shellJoin(['docker', 'service', 'rollback', '--detach', n])).join(' && ');
+  let pending = names;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const res = await remote.sh(script(pending), { retry: false });
+      if (res.code !== 0) throw new Error(`docker service rollback failed on ${remote.where}: ${(res.stderr || res.stdout).trim()}`);
+      return;
+    } catch (e) {
+      if (!isLost(e as Error) || attempt >= 2) throw e;
+      const snap = await ctx.poll();
+      pending = pending.filter((n) => !rollbackTaken(snap.services.get(n), ctx.before.get(n), ctx.stale.get(n) ?? ''));
+      core.warning(`The answer to docker service rollback was lost; Swarm's state says ${pending.length ? `${pending.join(', ')} still need(s) it` : 'it was taken in'}.`);
+      if (!pending.length) return;
+    }
+  }
 }
 
 /** Waits until every service runs its old image again, all replicas up; returns those that did not make it. */
-export async function waitRolledBack(w: RollbackWait): Promise<{ notBack: string[]; snap: Snapshot }> {
+export async function waitRolledBack(w: RollbackWait): Promise<{ notBack: string[]; snap?: Snapshot }> {
   const deadline = Date.now() + w.timeoutMs;
+  let snap: Snapshot | undefined;
+  let said = false;
   for (;;) {
-    const snap = await w.poll();
-    const notBack = [...w.targets].filter(([name, t]) => !isBack(snap.services.get(name), t, snap)).map(([n]) => n);
+    try {
+      snap = await w.poll();
+    } catch (e) {
+      // One failed read is not a verdict: keep trying until the bound.
+      if (!said) core.warning(`Cannot read the Swarm state while waiting for the rollback: ${(e as Error).message}`);
+      said = true;
+    }
+    const s = snap;
+    const notBack = [...w.targets].filter(([name, t]) => !s || !isBack(s.services.get(name), t, s)).map(([n]) => n);
     if (!notBack.length || Date.now() >= deadline) return { notBack, snap };
     await new Promise((r) => setTimeout(r, w.pollMs));
   }

@@ -100,6 +100,8 @@ export interface DeployFlags {
   withRegistryAuth: boolean;
   /** The host's client knows --detach (Docker ≥ 26); older clients always return at once. */
   detachFlag: boolean;
+  /** Bound on the command (a stalled registry can hold digest resolution). */
+  timeoutMs?: number;
 }
 
 /** `docker stack deploy` from the release folder. The gate, not this command's exit code, says if it worked. */
@@ -109,7 +111,7 @@ export async function stackDeploy(remote: Remote, releaseDir: string, stack: str
   if (flags.withRegistryAuth) argv.push('--with-registry-auth');
   if (flags.detachFlag) argv.push('--detach=true');
   argv.push(stack);
-  const res = await remote.sh(`cd ${shellJoin([releaseDir])} && ${shellJoin(argv)}`);
+  const res = await remote.sh(`cd ${shellJoin([releaseDir])} && ${shellJoin(argv)}`, { timeoutMs: flags.timeoutMs });
   const out = `${res.stdout}\n${res.stderr}`.trim();
   if (res.code !== 0) throw new Error(`docker stack deploy ${stack} failed on ${remote.where} (exit ${res.code}):\n${out.split('\n').slice(-15).join('\n')}`);
   return out;

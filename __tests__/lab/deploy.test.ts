@@ -68,6 +68,28 @@ test('a version bump rolls over and is served', { timeout: 240_000 }, async () =
   assert.match(r.deploy.summary, /example-app_web \| `[^|`]+\/web:1\.1\.0@sha256:[0-9a-f]{12}` \| 1\.0\.0 → 1\.1\.0 \| 2\/2 \| healthy/);
 });
 
+test("another run's registry login on the host survives this run's logout (each run has its own Docker config folder)", { timeout: 240_000 }, async () => {
+  // What a concurrent run's `docker login` left in the SSH user's config: this run must not log it out.
+  const marker = Buffer.from(`other-run:${uniqueName('token')}`).toString('base64');
+  const cfg = '~/.docker/config.json';
+  await onHost(lab, `mkdir -p ~/.docker && { [ -f ${cfg} ] && cp ${cfg} ${cfg}.bak || rm -f ${cfg}.bak; } && printf '%s' '{"auths":{"${lab.registry}":{"auth":"${marker}"}}}' > ${cfg}`);
+  try {
+    const dir = copyExample({ web: { version: '1.1.0' } });
+    try {
+      const r = await runAction({ inputs: { ...inputs, command: 'deploy', release: 'own-config' }, cwd: dir });
+      assert.equal(r.code, 0, r.log.slice(-3000));
+      assert.match(r.log, /Host logged in to .* with its own Docker config folder/);
+      assert.equal(r.postCode, 0);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    assert.match((await onHost(lab, `cat ${cfg}`)).stdout, new RegExp(marker.replace(/[+/=]/g, '\\$&')), "the other run's login was logged out");
+    assert.equal((await onHost(lab, `ls -A ${remoteDir}/runs 2>/dev/null | wc -l`)).stdout.trim(), '0', 'a run config folder was left on the host');
+  } finally {
+    await onHost(lab, `if [ -f ${cfg}.bak ]; then mv ${cfg}.bak ${cfg}; else rm -f ${cfg}; fi`);
+  }
+});
+
 test('a crashing release fails the job, names the task error, and 1.1.0 keeps running', { timeout: 240_000 }, async () => {
   const r = await release(lab, inputs, '1.2.0', { web: { version: '1.2.0', mode: 'crash' } });
   assert.notEqual(r.deploy.code, 0);

@@ -22,20 +22,20 @@ after(async () => {
   await onHost(lab, `rm -rf ${remoteDir}`);
 });
 
-/** Drops the MTU of the example's `edge` network only; returns the line of `edge:`. */
-function dropEdgeMtu(dir: string): number {
+/** Sets the MTU of the example's `edge` overlay network to 1500 (no room for VXLAN's 50 bytes); returns the line of the MTU. */
+function raiseEdgeMtu(dir: string): number {
   const infra = path.join(dir, 'stacks', 'infra.yml');
   const text = fs.readFileSync(infra, 'utf8');
-  const broken = text.replace(/(  edge:\n(?:    .*\n)*?)    driver_opts:\n      com\.docker\.network\.driver\.mtu: "1450"\n/, '$1');
+  const broken = text.replace(/(  edge:\n(?:    .*\n)*?    driver_opts:\n      com\.docker\.network\.driver\.mtu: )"1450"\n/, '$1"1500"\n');
   assert.notEqual(broken, text, 'fixture edit did not apply');
   fs.writeFileSync(infra, broken);
-  return broken.split('\n').findIndex((l) => l === '  edge:') + 1;
+  return broken.split('\n').findIndex((l) => l.includes('mtu: "1500"')) + 1;
 }
 
-test('an overlay network without MTU 1450: the deploy is refused with file, line and rule; nothing reaches the host', { timeout: 120_000 }, async () => {
+test('an overlay network with an MTU above 1450: the deploy is refused with file, line and rule; nothing reaches the host', { timeout: 120_000 }, async () => {
   const dir = copyExample();
   try {
-    const line = dropEdgeMtu(dir);
+    const line = raiseEdgeMtu(dir);
 
     const r = await runAction({ inputs: { ...inputs, command: 'deploy', release: 'pf-1' }, cwd: dir });
     assert.notEqual(r.code, 0);
@@ -90,7 +90,7 @@ test('command: check fails on a Traefik service on two networks without traefik.
 test('invalid YAML in one layer and a rule error in another: both reported with file and line, as annotations and in the summary', { timeout: 120_000 }, async () => {
   const dir = copyExample();
   try {
-    dropEdgeMtu(dir);
+    raiseEdgeMtu(dir);
     fs.writeFileSync(path.join(dir, 'stacks', 'app.yml'), 'services:\n  web:\n    image: [unclosed\n');
     const r = await runAction({ inputs: { command: 'check', stacks: inputs.stacks, env: inputs.env, registry: inputs.registry, 'image-prefix': inputs['image-prefix'] }, cwd: dir });
     assert.notEqual(r.code, 0);

@@ -639,5 +639,30 @@ test('a service this deploy did not touch is stable once up: a task it loses is 
   assert.equal(g2.observe(snap([updated], up, sec(1)), sec(1)).phase, 'converged');
   // A changed template whose update Swarm has not started yet is not taken for untouched.
   const g3 = new ServiceGate(watch({ before: same, stabilityMs: 30_000 }), T0);
-  assert.equal(g3.observe(snap([{ ...same, versionIndex: 9, taskSpec: 'tpl-2' }], up, sec(1)), sec(1)).phase, 'converged');
+  assert.equal(g3.observe(snap([{ ...same, versionIndex: 9, taskSpec: 'tpl-2' }], up, sec(1)), sec(1)).phase, 'pending');
+});
+
+// ---------- an env- or config-only change: same image, new task template ----------
+
+test('stability 0, env-only change: not stable on the old tasks before Swarm started the update this deploy asked for', () => {
+  const before = service({ image: NEW_SPEC, update: PREV_UPDATE, versionIndex: 7, taskSpec: 'template-old' });
+  const g = new ServiceGate(watch({ before, stabilityMs: 0 }), sec(0));
+  const old = [task({ slot: 1, at: sec(-100) }), task({ slot: 2, at: sec(-100) })];
+  // Just after `docker stack deploy`: the spec is new, the update has not started, old tasks run the same image.
+  const v1 = g.observe(snap([service({ update: PREV_UPDATE, taskSpec: 'template-new', versionIndex: 8 })], old, sec(0.2)), sec(0.2));
+  assert.notEqual(v1.phase, 'stable', `stable on the old tasks: ${v1.detail}`);
+  assert.match(v1.detail, /waiting for Swarm to start the update/);
+  g.observe(snap([service({ update: upd('updating', THIS_UPDATE_AT), taskSpec: 'template-new' })], old, sec(0.5)), sec(0.5));
+  const fresh = [task({ slot: 1, at: sec(2) }), task({ slot: 2, at: sec(3) })];
+  const v3 = g.observe(snap([service({ update: { ...upd('completed', THIS_UPDATE_AT), completedAt: 'x' }, taskSpec: 'template-new' })], fresh, sec(4)), sec(4));
+  assert.equal(v3.phase, 'stable', v3.detail);
+});
+
+test('a template change Swarm starts no update for (placement only) is accepted once the grace has passed', () => {
+  const before = service({ image: NEW_SPEC, update: PREV_UPDATE, taskSpec: 'template-old' });
+  const g = new ServiceGate(watch({ before, stabilityMs: 0 }), sec(0));
+  const old = [task({ slot: 1, at: sec(-100) }), task({ slot: 2, at: sec(-100) })];
+  const now = service({ update: PREV_UPDATE, taskSpec: 'template-new' });
+  assert.equal(g.observe(snap([now], old, sec(1)), sec(1)).phase, 'pending');
+  assert.equal(g.observe(snap([now], old, sec(6)), sec(6)).phase, 'stable');
 });

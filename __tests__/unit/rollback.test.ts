@@ -1,0 +1,57 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { rollbackServices, waitRolledBack } from '../../src/rollback';
+import type { ServiceState, Snapshot } from '../../src/swarm';
+
+const svc = (p: Partial<ServiceState>): ServiceState => ({ id: 'id-web', name: 'app_web', image: 'r/web:2', replicas: 1, update: null, previousImage: null, versionIndex: 1, taskSpec: 'new', ...p });
+const snap = (services: ServiceState[], tasks: Snapshot['tasks'] = []): Snapshot => ({ services: new Map(services.map((s) => [s.name, s])), tasks, now: Date.now() });
+const BEFORE = svc({ image: 'r/web:1', taskSpec: 'old' });
+const STALE = '2026-01-01T00:00:00Z';
+
+/** A host whose first rollback command runs and then loses its answer; it records every script. */
+function lossyHost() {
+  const scripts: string[] = [];
+  return {
+    scripts,
+    where: 'me@vps',
+    run: async () => ({ code: 0, stdout: '', stderr: '' }),
+    sh: async (script: string) => {
+      scripts.push(script);
+      if (scripts.length === 1) throw new Error('Lost the SSH connection to me@vps: the remote shell closed');
+      return { code: 0, stdout: '', stderr: '' };
+    },
+  };
+}
+
+test('a rollback whose answer was lost is not sent again when Swarm took it in', async () => {
+  const host = lossyHost();
+  const rolling = svc({ image: 'r/web:1', taskSpec: 'old', update: { state: 'rollback_started', startedAt: '2026-01-01T00:01:00Z', completedAt: '', message: '' } });
+  await rollbackServices(host, ['app_web'], { poll: async () => snap([rolling]), before: new Map([['app_web', BEFORE]]), stale: new Map([['app_web', STALE]]) });
+  assert.equal(host.scripts.filter((s) => s.includes('service rollback')).length, 1, `a second rollback was sent: ${host.scripts.join(' | ')}`);
+});
+
+test('a rollback whose answer was lost is sent again only for the services Swarm has not taken it for', async () => {
+  const host = lossyHost();
+  const api = svc({ id: 'id-api', name: 'app_api', update: { state: 'completed', startedAt: STALE, completedAt: '', message: '' } });
+  const web = svc({ image: 'r/web:1', taskSpec: 'old' });
+  await rollbackServices(host, ['app_web', 'app_api'], { poll: async () => snap([web, api]), before: new Map([['app_web', BEFORE], ['app_api', svc({ name: 'app_api', taskSpec: 'old' })]]), stale: new Map([['app_web', STALE], ['app_api', STALE]]) });
+  assert.equal(host.scripts.length, 2);
+  assert.match(host.scripts[1], /service rollback --detach app_api$/);
+});
+
+test('waiting for a rollback: a failed read is retried until the bound, not the end of the wait', async () => {
+  let n = 0;
+  const back = svc({ image: 'r/web:1', update: { state: 'rollback_completed', startedAt: '2026-01-01T00:01:00Z', completedAt: '', message: '' } });
+  const tasks = [{ id: 't', serviceId: 'id-web', slot: 1, desired: 'running', state: 'running', at: 0, err: '', image: 'r/web:1', exitCode: null, message: '' }];
+  const r = await waitRolledBack({
+    targets: new Map([['app_web', { image: 'r/web:1', staleStartedAt: STALE }]]),
+    timeoutMs: 5000,
+    pollMs: 10,
+    poll: async () => {
+      if (++n < 3) throw new Error('Lost the SSH connection to me@vps');
+      return snap([back], tasks);
+    },
+  });
+  assert.deepEqual(r.notBack, []);
+  assert.equal(n, 3);
+});
