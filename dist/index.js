@@ -61987,7 +61987,7 @@ function readInputs(raw = (n) => core.getInput(n), env = process.env) {
         registryUsername: get('registry-username').trim(),
         registryPassword: get('registry-password'),
         imagePrefix,
-        buildArgs: parseKeyValues(get('build-args'), 'build-args'),
+        buildArgs: parseKeyValues(get('build-args'), 'build-args', { secret: true }),
         target: get('target').trim(),
         rebuild: bool('rebuild'),
         releaseTagCheck: oneOf(get, 'release-tag-check', ['warn', 'strict', 'off']),
@@ -62948,8 +62948,10 @@ async function deployLayer(ctx, stack, releaseDir, composePaths, watches) {
  * Brings back every service this deploy changed (those Swarm rolled back itself only need watching)
  * and removes the services it created. Never throws: the gate's explanation stays the job's reason.
  */
-async function undoLayer(ctx, stack, gates, last, poll) {
+async function undoLayer(ctx, stack, gates, gateLast, poll) {
     const { remote, inputs } = ctx;
+    // The gate's last snapshot may be old (its polls failed): decide from a fresh one when it can be read.
+    const last = await poll().catch(() => gateLast);
     const touched = touchedServices(gates, last);
     const toRoll = (0, rollback_1.servicesToRollBack)(gates, last).filter((n) => touched.changed.includes(n));
     const targets = new Map();
@@ -64035,7 +64037,7 @@ function prepareStack(stack, workingDir, env) {
             if (!fs.existsSync(abs))
                 throw new errors_1.InputError(`${r.file.path}: ${ref.kind} "${ref.name}" file ${refRel} does not exist.`);
             if (!uploads.some((u) => u.rel === refRel))
-                uploads.push({ rel: refRel, content: fs.readFileSync(abs, 'utf8') });
+                uploads.push({ rel: refRel, content: fs.readFileSync(abs) });
         }
     }
     const services = (0, compose_1.stackServices)(resolved);

@@ -228,7 +228,7 @@ export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.Proce
     registryUsername: get('registry-username').trim(),
     registryPassword: get('registry-password'),
     imagePrefix,
-    buildArgs: parseKeyValues(get('build-args'), 'build-args'),
+    buildArgs: parseKeyValues(get('build-args'), 'build-args', { secret: true }),
     target: get('target').trim(),
     rebuild: bool('rebuild'),
     releaseTagCheck: oneOf(get, 'release-tag-check', ['warn', 'strict', 'off'] as const),

@@ -206,8 +206,10 @@ export async function deployLayer(ctx: RunContext, stack: string, releaseDir: st
  * Brings back every service this deploy changed (those Swarm rolled back itself only need watching)
  * and removes the services it created. Never throws: the gate's explanation stays the job's reason.
  */
-async function undoLayer(ctx: RunContext, stack: string, gates: ServiceGate[], last: Snapshot, poll: () => Promise<Snapshot>): Promise<{ result: LayerOutcome['result']; note: string; targets: Map<string, RollbackTarget>; removed: string[] }> {
+async function undoLayer(ctx: RunContext, stack: string, gates: ServiceGate[], gateLast: Snapshot, poll: () => Promise<Snapshot>): Promise<{ result: LayerOutcome['result']; note: string; targets: Map<string, RollbackTarget>; removed: string[] }> {
   const { remote, inputs } = ctx;
+  // The gate's last snapshot may be old (its polls failed): decide from a fresh one when it can be read.
+  const last = await poll().catch(() => gateLast);
   const touched = touchedServices(gates, last);
   const toRoll = servicesToRollBack(gates, last).filter((n) => touched.changed.includes(n));
   const targets = new Map<string, RollbackTarget>();
@@ -257,7 +259,7 @@ export interface LayerPlan {
   /** Release folder on the host; filled by the plan or created for a deploy. */
   dir: string;
   composePaths: string[];
-  uploads?: { rel: string; content: string }[];
+  uploads?: { rel: string; content: string | Buffer }[];
   versions: Record<string, string>;
   watches: Watch[];
   /** Secrets to create before deploying (deploy), or the names a recorded release used (rollback). */

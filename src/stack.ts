@@ -22,7 +22,7 @@ export interface PreparedStack extends LoadedStack {
   /** Compose files in the release folder, relative to the working directory, in `-c` order. */
   composePaths: string[];
   /** Everything the release folder holds: interpolated compose files and the files they reference. */
-  uploads: { rel: string; content: string }[];
+  uploads: { rel: string; content: string | Buffer }[];
 }
 
 export function loadStack(spec: StackSpec, workingDir: string): LoadedStack {
@@ -53,7 +53,7 @@ export function prepareStack(stack: LoadedStack, workingDir: string, env: Record
   }
   if (problems.length) throw new InputError(`Stack "${stack.name}" cannot be interpolated:\n  ${problems.join('\n  ')}\nSet them in the \`env\` input (KEY=VALUE lines) or give a default (\${VAR:-default}).`);
 
-  const uploads: { rel: string; content: string }[] = [];
+  const uploads: { rel: string; content: string | Buffer }[] = [];
   const composePaths: string[] = [];
   for (const r of resolved) {
     const rel = path.relative(workingDir, r.file.absPath);
@@ -69,7 +69,7 @@ export function prepareStack(stack: LoadedStack, workingDir: string, env: Record
       }
       if (ref.optional && !fs.existsSync(abs)) continue; // left out of the upload by shortEnvFiles
       if (!fs.existsSync(abs)) throw new InputError(`${r.file.path}: ${ref.kind} "${ref.name}" file ${refRel} does not exist.`);
-      if (!uploads.some((u) => u.rel === refRel)) uploads.push({ rel: refRel, content: fs.readFileSync(abs, 'utf8') });
+      if (!uploads.some((u) => u.rel === refRel)) uploads.push({ rel: refRel, content: fs.readFileSync(abs) });
     }
   }
   const services = stackServices(resolved);
@@ -92,7 +92,7 @@ export function expectedImages(stack: PreparedStack): Record<string, string> {
 }
 
 /** Copies the release files into their folder on the host; returns nothing, throws with the host's words. */
-export async function uploadRelease(remote: Remote, releaseDir: string, uploads: { rel: string; content: string }[]): Promise<void> {
+export async function uploadRelease(remote: Remote, releaseDir: string, uploads: { rel: string; content: string | Buffer }[]): Promise<void> {
   for (const u of uploads) await remote.writeFile(`${releaseDir}/${u.rel}`, u.content);
 }
 

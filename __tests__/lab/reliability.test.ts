@@ -987,6 +987,42 @@ test('2c. the Docker engine restarts during the gate: no success it did not see,
   figure({ n: '2c', scenario: `Docker engine stopped (SIGTERM) at "Gate: watching" and started again (down ${secs(stopped)} to exit, ${secs(outage)} until it answered)`, happened: `${r.outputs.result}${why}; web runs ${version} on every replica; lock released; ledger says ${last.result}`, time: secs(r.durationMs) });
 });
 
+// ------------------------------------------------------------------ 4b. engine frozen
+
+test('4b. the Docker engine freezes (SIGSTOP) during the gate: the gate\'s timeout still fires, the lock is released, the stack whole', { timeout: 300_000 }, async (t) => {
+  const pidFile = path.join(REPO_ROOT, 'lab', '.state', 'dockerd.pid');
+  const pid = fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8').trim()) : 0;
+  if (!pid || !alive(pid)) {
+    t.skip('dockerd was not started by this checkout\'s lab (lab/.state/dockerd.pid)');
+    return;
+  }
+  const from = await webVersion();
+  const to = other(from);
+  const inputs = serve({ command: 'deploy', release: `engine-frozen-${to}`, stability: '5', timeout: '20' });
+  const live = startAction({ inputs, cwd: dirs[to] });
+  await live.waitLine(/Gate: watching/, 90_000);
+  const frozen = Date.now();
+  process.kill(pid, 'SIGSTOP');
+  let verdictAfter = 0;
+  try {
+    // Without a bound on each remote command the poll waits for the engine forever and this never comes.
+    await live.waitLine(/could not read the Swarm state before the timeout|not healthy within the timeout/, 90_000);
+    verdictAfter = Date.now() - frozen;
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+  const r = keep('engine frozen', inputs, await live.finish(300_000));
+  const version = versionOf((await settled(`${SERVE}_web`, 180_000)).image);
+  const last = ledger(SERVE).slice(-1)[0];
+  assert.notEqual(r.code, 0);
+  assert.ok(['rolled-back', 'failed'].includes(r.outputs.result), r.outputs.result);
+  assert.match(r.log, /did not answer within/);
+  assert.ok(!fs.existsSync(lockPath(SERVE)), 'the lock is still held');
+  if (r.outputs.result === 'rolled-back') assert.equal(version, from, 'reported rolled back, but the new version runs');
+  assert.equal(last.result, r.outputs.result, 'the ledger disagrees with the outputs');
+  figure({ n: '4b', scenario: 'Docker engine frozen (SIGSTOP) at "Gate: watching", gate timeout 20 s; resumed (SIGCONT) once the gate gave its verdict', happened: `gate verdict ${secs(verdictAfter)} after the freeze (polls bounded, "did not answer within"); ${r.outputs.result}; web runs ${version}; lock released; ledger says ${last.result}`, time: secs(r.durationMs) });
+});
+
 // ------------------------------------------------------------------ 7. secrets
 
 test('7. secrets: SSH key, passphrase and registry password appear 0 times in logs, summaries, outputs, host files', { timeout: 60_000 }, async () => {

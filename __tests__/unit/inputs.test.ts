@@ -378,3 +378,9 @@ test('readInputs: skip-checks takes known rule ids (or all); a typo is an error 
   rejects(() => deploy({ 'skip-checks': 'no-healthcheck,overlay-mtuu' }), 'skip-checks', /unknown rule "overlay-mtuu"/);
   rejects(() => deploy({ 'skip-checks': '$(touch /tmp/x)' }), 'skip-checks');
 });
+
+test('a bad build-args line (build args often carry tokens) is named by its line, never by its text', () => {
+  const r = captured(() => deploy({ 'build-args': 'NPM_TOKEN=ok\nnpm-token ghp_s3cr3tT0ken' }));
+  assert.match(String(r.error), /Input `build-args` line 2/);
+  assert.doesNotMatch(String(r.error), /ghp_|s3cr3t|T0ken/);
+});

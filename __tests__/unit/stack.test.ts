@@ -62,7 +62,7 @@ test('unset-variable: the deploy refuses what the checks refuse, and follows ski
   const skipped: LoadedStack = { ...stack, skip: ['unset-variable'] };
   assert.deepEqual(errors(skipped), []);
   const { value: p, out } = quiet(() => prepareStack(skipped, dir, {}));
-  const data = YAML.parse(p.uploads.find((u) => u.rel === 'stack.yml')!.content);
+  const data = YAML.parse(String(p.uploads.find((u) => u.rel === 'stack.yml')!.content));
   assert.equal(data.services.web.environment.SENTRY_DSN, '');
   assert.equal(data.services.worker.environment.QUEUE, '');
   assert.match(out, /::warning.*SENTRY_DSN\} is not set.*empty string/);
@@ -86,12 +86,12 @@ test('env_file with required: false: a missing file passes the checks and is lef
   const p = quiet(() => prepareStack(stack, dir, {})).value;
   assert.deepEqual(p.uploads.map((u) => u.rel).sort(), ['conf/app.env', 'conf/extra.env', 'stack.yml']);
   // docker stack deploy knows only the short syntax ("env_file.0 must be a string"): the upload has it.
-  const up = p.uploads.find((u) => u.rel === 'stack.yml')!.content;
+  const up = String(p.uploads.find((u) => u.rel === 'stack.yml')!.content);
   assert.deepEqual(YAML.parse(up).services.web.env_file, ['./conf/app.env', './conf/extra.env']);
   // With the optional file present, it is used and uploaded.
   fs.writeFileSync(path.join(dir, 'conf', 'optional.env'), 'C=3\n');
   const q = quiet(() => prepareStack(stack, dir, {})).value;
-  assert.deepEqual(YAML.parse(q.uploads.find((u) => u.rel === 'stack.yml')!.content).services.web.env_file, ['./conf/optional.env', './conf/app.env', './conf/extra.env']);
+  assert.deepEqual(YAML.parse(String(q.uploads.find((u) => u.rel === 'stack.yml')!.content)).services.web.env_file, ['./conf/optional.env', './conf/app.env', './conf/extra.env']);
   assert.ok(q.uploads.some((u) => u.rel === 'conf/optional.env'));
   // Docker's own client reads the uploaded folder (client-side, no daemon).
   if (spawnSync('docker', ['--version']).status === 0) {
@@ -111,4 +111,13 @@ test('env_file: a missing required file fails the checks and the deploy alike', 
   const stack = loadStack({ name: 'app', files: ['stack.yml'] }, dir);
   assert.deepEqual(checkStack(stack, {}).filter((f) => f.rule === 'missing-file').map((f) => `${f.line}:${f.col}`), ['7:9']);
   assert.throws(() => quiet(() => prepareStack(stack, dir, {})), /conf\/app\.env does not exist/);
+});
+
+test('a binary file a stack references (a config, a keystore) is uploaded byte for byte, not as UTF-8 text', () => {
+  const bytes = Buffer.from([0x00, 0xff, 0xfe, 0x80, 0xc3, 0x28, 0x0a]);
+  const dir = project({ 'stack.yml': 'services:\n  web:\n    image: app/web:1\n    configs: [ks]\nconfigs:\n  ks:\n    file: ./keystore.p12\n' });
+  fs.writeFileSync(path.join(dir, 'keystore.p12'), bytes);
+  const p = quiet(() => prepareStack(loadStack({ name: 'app', files: ['stack.yml'] }, dir), dir, {})).value;
+  const up = p.uploads.find((u) => u.rel === 'keystore.p12');
+  assert.ok(up && Buffer.isBuffer(up.content) && up.content.equals(bytes), 'the keystore was not uploaded byte for byte');
 });

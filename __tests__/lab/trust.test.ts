@@ -1,0 +1,126 @@
+// What a failed or odd release leaves behind, through dist/index.js against the real lab: a
+// `docker stack deploy` that fails part-way, a new service that crash-loops, an env-only change.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { runAction } from '../helpers/action';
+import { LabEnv, copyExample, docker, dockerOk, removeStack, requireLab, uniqueName } from '../helpers/lab';
+import { baseInputs, exampleStacks, onHost, release } from './common';
+
+const ex = exampleStacks('tr');
+const WEB = `${ex.app}_web`;
+const API = `${ex.app}_api`;
+let lab: LabEnv;
+let inputs: Record<string, string>;
+const remoteDir = `.deploy-action-test-${uniqueName('tr')}`;
+const BLOCKER = uniqueName('tr-blocker');
+// An ingress port the blocker holds: a service of the release asking for it is refused by the engine.
+const PORT = 30000 + Math.floor(Math.random() * 2000);
+
+before(async () => {
+  lab = await requireLab();
+  inputs = { ...baseInputs(lab, remoteDir, uniqueName('e2e-tr'), 'tr'), stability: '0' };
+  await removeStack(ex.app);
+  await removeStack(ex.infra);
+  const r = await release(lab, inputs, '1.0.0', {});
+  assert.equal(r.deploy.code, 0, r.deploy.log.slice(-3000));
+});
+
+after(async () => {
+  await docker(['service', 'rm', BLOCKER]);
+  await removeStack(ex.app);
+  await removeStack(ex.infra);
+  await onHost(lab, `rm -rf ${remoteDir}`);
+});
+
+/** The example with `MARK` in web's and api's environment, and more services appended to app.yml. */
+function variant(extraServices = ''): string {
+  const dir = copyExample();
+  const app = path.join(dir, 'stacks', 'app.yml');
+  let text = fs.readFileSync(app, 'utf8');
+  for (const s of ['web', 'api']) text = text.replace(`  ${s}:\n    image:`, `  ${s}:\n    environment:\n      MARK: \${MARK:-none}\n    image:`);
+  text = text.replace('\nnetworks:\n', `${extraServices}\nnetworks:\n`);
+  fs.writeFileSync(app, text);
+  return dir;
+}
+
+async function deploy(dir: string, release: string, mark: string) {
+  return runAction({ inputs: { ...inputs, command: 'deploy', release, env: `${inputs.env}\nMARK=${mark}` }, cwd: dir });
+}
+
+const specEnv = async (svc: string) => (await dockerOk(['service', 'inspect', svc, '--format', '{{json .Spec.TaskTemplate.ContainerSpec.Env}}'])).trim();
+const exists = async (svc: string) => (await docker(['service', 'inspect', svc])).code === 0;
+
+/** MARK of every running container of the service. */
+async function runningMarks(svc: string): Promise<string[]> {
+  const ids = (await dockerOk(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${svc}`])).trim().split('\n').filter(Boolean);
+  const marks: string[] = [];
+  for (const id of ids) marks.push(/MARK=([^",\]]*)/.exec(await dockerOk(['inspect', id, '--format', '{{json .Config.Env}}']))?.[1] ?? '(none)');
+  return marks.sort();
+}
+
+async function ledger(): Promise<{ release: string; result: string }[]> {
+  return JSON.parse((await onHost(lab, `cat ${remoteDir}/stacks/${ex.app}/ledger.json`)).stdout).releases;
+}
+
+test('stability 0, an env-only change: "deployed" only once every running task has the new environment', { timeout: 180_000 }, async () => {
+  const dir = variant();
+  try {
+    for (const mark of ['a', 'b']) {
+      const r = await deploy(dir, `env-${mark}`, mark);
+      assert.equal(r.code, 0, r.log.slice(-3000));
+      assert.equal(r.outputs.result, 'deployed');
+      // Read the moment the action says so: the old tasks ran the same image, but not this environment.
+      assert.deepEqual(await runningMarks(WEB), [mark, mark], `deployed while web still ran the old environment (MARK=${mark} asked)`);
+      assert.deepEqual(await runningMarks(API), [mark, mark]);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a new service of the release that crash-loops: the layer fails and the service is removed, the others untouched', { timeout: 180_000 }, async () => {
+  const webBefore = await specEnv(WEB);
+  const dir = variant(`\n  worker:\n    image: ${lab.registry}/lab/base:1\n    command: ["sh", "-c", "echo worker boom; exit 3"]\n    networks: [backend]\n    deploy:\n      endpoint_mode: dnsrr\n      restart_policy: { condition: any, delay: 0s }\n`);
+  try {
+    const r = await deploy(dir, 'new-crasher', 'b');
+    assert.notEqual(r.code, 0);
+    assert.match(r.log, new RegExp(`${ex.app}_worker: [^\\n]*failed`));
+    assert.match(r.log, /worker boom/);
+    assert.match(r.log, new RegExp(`Removed the service\\(s\\) this release created: ${ex.app}_worker`));
+    assert.equal(await exists(`${ex.app}_worker`), false, 'the crash-looping new service is still there');
+    assert.equal(await specEnv(WEB), webBefore);
+    assert.deepEqual((await ledger()).slice(-1).map((l) => `${l.release}:${l.result}`), [`new-crasher:${r.outputs.result}`]);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('docker stack deploy failing part-way: what it changed is rolled back, what it created removed, nothing left on the new spec', { timeout: 400_000 }, async () => {
+  await dockerOk(['service', 'create', '--detach', '--name', BLOCKER, '--publish', `${PORT}:8080`, `${lab.registry}/lab/base:1`, 'sleep', '3600']);
+  const webBefore = await specEnv(WEB);
+  const apiBefore = await specEnv(API);
+  // The CLI creates and updates services in Go map order: the refused one comes first or after others.
+  const dir = variant(`\n  zz-port:\n    image: ${lab.registry}/lab/base:1\n    command: ["sleep", "3600"]\n    ports: ["${PORT}:8080"]\n    networks: [backend]\n`);
+  let partWay = 0;
+  try {
+    for (let attempt = 1; attempt <= 6 && partWay === 0; attempt++) {
+      const r = await deploy(dir, `part-way-${attempt}`, `c${attempt}`);
+      assert.notEqual(r.code, 0);
+      assert.match(r.errors.join('\n'), new RegExp(`${PORT}|port`, 'i'), 'the error does not name the refusal');
+      if (/failed part-way/.test(r.log)) {
+        partWay++;
+        assert.equal(r.outputs.result, 'rolled-back', r.log.slice(-3000));
+      } else assert.equal(r.outputs.result, 'failed');
+      // Whatever the order: the running services are back on their spec, no new service stays.
+      assert.equal(await specEnv(WEB), webBefore, `attempt ${attempt}: web is left on the new spec`);
+      assert.equal(await specEnv(API), apiBefore, `attempt ${attempt}: api is left on the new spec`);
+      assert.equal(await exists(`${ex.app}_zz-port`), false);
+      assert.equal((await ledger()).slice(-1)[0].result, r.outputs.result, 'the ledger disagrees with the outputs');
+    }
+    assert.ok(partWay > 0, 'in 6 attempts the CLI never changed a service before the refused one');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
