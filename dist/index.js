@@ -60537,7 +60537,18 @@ async function commandDeploy(inputs) {
             if (secrets.length || configs.length)
                 core.info(`--- ${p.name}: ${secrets_1.OVERRIDE_FILE}\n${(0, secrets_1.overrideFile)(p, secrets, configs, { placeholders: true })}`);
         });
-        return { result: 'checked', release: inputs.release, versions, images: {}, layers: [], checks: markdown, notes: [...notes, 'dry-run: nothing was deployed.'] };
+        // With a host: read-only (no lock, no login), what each service runs now and what it would run.
+        if (inputs.host) {
+            const { remote, finish } = await connect(inputs, true);
+            try {
+                await printPlan(remote, plans, 'would deploy release');
+            }
+            finally {
+                await finish();
+                remote.dispose();
+            }
+        }
+        return { result: 'checked', release: inputs.release, versions, images: {}, layers: [], checks: markdown, notes: [...notes, 'dry-run: nothing was deployed (no lock, no ledger record, no file on the host).'] };
     }
     const { remote, ctx, finish } = await connect(inputs);
     try {
@@ -60598,19 +60609,23 @@ async function commandRollback(inputs) {
 const shortImage = (image) => image.split('@')[0].split('/').pop() ?? image;
 /** What a rollback would change, per service (image now → image of the target release); changes nothing. */
 async function dryRunRollback(remote, plans) {
+    await printPlan(remote, plans, 'would roll back to release');
+    const note = 'dry-run: nothing was rolled back (no lock, no ledger record, no file on the host).';
+    core.info(note);
+    const versions = Object.assign({}, ...plans.map((p) => p.versions));
+    return { result: 'checked', release: plans[plans.length - 1]?.release ?? '', versions, images: {}, layers: [], notes: [note] };
+}
+/** Per layer and service: the image it runs now → the one the plan would give it. Reads only. */
+async function printPlan(remote, plans, verb) {
     for (const p of plans) {
         const res = await remote.run(['docker', 'service', 'ls', '--filter', `label=com.docker.stack.namespace=${p.stack}`, '--format', '{{.Name}} {{.Image}}'], { retry: true, silent: true });
         if (res.code !== 0)
             throw new Error(`Cannot list the services of ${p.stack} on ${remote.where}: ${res.stderr.trim()}`);
         const now = new Map(res.stdout.trim().split('\n').filter(Boolean).map((l) => l.split(' ')));
-        core.info(`${p.stack}: would roll back to release ${p.release}:`);
+        core.info(`${p.stack}: ${verb} ${p.release}:`);
         for (const w of p.watches)
             core.info(`  ${w.name}: ${now.has(w.name) ? shortImage(now.get(w.name)) : '(not running)'} → ${shortImage(w.expectedImage)}`);
     }
-    const note = 'dry-run: nothing was rolled back (no lock, no ledger record, no file on the host).';
-    core.info(note);
-    const versions = Object.assign({}, ...plans.map((p) => p.versions));
-    return { result: 'checked', release: plans[plans.length - 1]?.release ?? '', versions, images: {}, layers: [], notes: [note] };
 }
 
 

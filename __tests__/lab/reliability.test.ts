@@ -947,14 +947,19 @@ const alive = (pid: number) => {
   }
 };
 
-test('2c. the Docker engine restarts during the gate: no success it did not see, lock released, the stack whole', { timeout: 400_000 }, async (t) => {
+/** The pid of the dockerd this checkout's lab started, or 0 with the test skipped. */
+function ownEngine(t: { skip: (why: string) => void }): number {
   const pidFile = path.join(REPO_ROOT, 'lab', '.state', 'dockerd.pid');
   const pid = fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8').trim()) : 0;
-  if (!pid || !alive(pid)) {
-    // Restarting an engine this checkout's lab did not start would pull it from under whoever did.
-    t.skip('dockerd was not started by this checkout\'s lab (lab/.state/dockerd.pid)');
-    return;
-  }
+  if (pid && alive(pid)) return pid;
+  // Stopping an engine this checkout's lab did not start would pull it from under whoever did.
+  t.skip("dockerd was not started by this checkout's lab (lab/.state/dockerd.pid)");
+  return 0;
+}
+
+test('2c. the Docker engine restarts during the gate: no success it did not see, lock released, the stack whole', { timeout: 400_000 }, async (t) => {
+  const pid = ownEngine(t);
+  if (!pid) return;
   const from = await webVersion();
   const to = other(from);
   const inputs = serve({ command: 'deploy', release: `engine-restart-${to}`, stability: '5', timeout: '75' });
@@ -990,12 +995,8 @@ test('2c. the Docker engine restarts during the gate: no success it did not see,
 // ------------------------------------------------------------------ 4b. engine frozen
 
 test('4b. the Docker engine freezes (SIGSTOP) during the gate: the gate\'s timeout still fires, the lock is released, the stack whole', { timeout: 300_000 }, async (t) => {
-  const pidFile = path.join(REPO_ROOT, 'lab', '.state', 'dockerd.pid');
-  const pid = fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8').trim()) : 0;
-  if (!pid || !alive(pid)) {
-    t.skip('dockerd was not started by this checkout\'s lab (lab/.state/dockerd.pid)');
-    return;
-  }
+  const pid = ownEngine(t);
+  if (!pid) return;
   const from = await webVersion();
   const to = other(from);
   const inputs = serve({ command: 'deploy', release: `engine-frozen-${to}`, stability: '5', timeout: '20' });

@@ -45,8 +45,8 @@ function variant(extraServices = ''): string {
   return dir;
 }
 
-async function deploy(dir: string, release: string, mark: string) {
-  return runAction({ inputs: { ...inputs, command: 'deploy', release, env: `${inputs.env}\nMARK=${mark}` }, cwd: dir });
+async function deploy(dir: string, release: string, mark: string, extra: Record<string, string> = {}) {
+  return runAction({ inputs: { ...inputs, command: 'deploy', release, env: `${inputs.env}\nMARK=${mark}`, ...extra }, cwd: dir });
 }
 
 const specEnv = async (svc: string) => (await dockerOk(['service', 'inspect', svc, '--format', '{{json .Spec.TaskTemplate.ContainerSpec.Env}}'])).trim();
@@ -63,6 +63,24 @@ async function runningMarks(svc: string): Promise<string[]> {
 async function ledger(): Promise<{ release: string; result: string }[]> {
   return JSON.parse((await onHost(lab, `cat ${remoteDir}/stacks/${ex.app}/ledger.json`)).stdout).releases;
 }
+
+test('a dry-run deploy with a host says per service what would change, and changes nothing: no spec, ledger, lock, secret or file', { timeout: 120_000 }, async () => {
+  const files = async () => (await onHost(lab, `cd ${remoteDir} && find . | sort && cat stacks/*/ledger.json; docker secret ls -q | sort`)).stdout;
+  const before = { files: await files(), web: await specEnv(WEB) };
+  const dir = variant();
+  try {
+    const r = await deploy(dir, 'dry', 'dry', { 'dry-run': 'true' });
+    assert.equal(r.code, 0, r.log.slice(-3000));
+    assert.equal(r.outputs.result, 'checked');
+    assert.match(r.log, new RegExp(`${ex.app}: would deploy release dry:`));
+    assert.match(r.log, new RegExp(`  ${WEB}: web:1\\.0\\.0 → web:1\\.0\\.0`));
+    assert.doesNotMatch(r.log, /Waiting for the deploy lock|Host logged in/);
+    assert.equal(await files(), before.files, 'the dry run changed files, ledgers or secrets on the host');
+    assert.equal(await specEnv(WEB), before.web);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test('stability 0, an env-only change: "deployed" only once every running task has the new environment', { timeout: 180_000 }, async () => {
   const dir = variant();
@@ -84,7 +102,8 @@ test('a new service of the release that crash-loops: the layer fails and the ser
   const webBefore = await specEnv(WEB);
   const dir = variant(`\n  worker:\n    image: ${lab.registry}/lab/base:1\n    command: ["sh", "-c", "echo worker boom; exit 3"]\n    networks: [backend]\n    deploy:\n      endpoint_mode: dnsrr\n      restart_policy: { condition: any, delay: 0s }\n`);
   try {
-    const r = await deploy(dir, 'new-crasher', 'b');
+    // A window long enough to see the crash right after the first start (with 0 its first run counts).
+    const r = await deploy(dir, 'new-crasher', 'b', { stability: '5' });
     assert.notEqual(r.code, 0);
     assert.match(r.log, new RegExp(`${ex.app}_worker: [^\\n]*failed`));
     assert.match(r.log, /worker boom/);
