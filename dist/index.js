@@ -62974,7 +62974,7 @@ async function undoLayer(ctx, stack, gates, gateLast, poll) {
         if (!g.watch.before || !(touched.changed.includes(g.watch.name) || (g.verdict.swarmRolledBack ?? false) || g.verdict.phase === 'rolling-back'))
             continue;
         const ours = toRoll.includes(g.watch.name);
-        targets.set(g.watch.name, { image: g.watch.before.image, staleStartedAt: ours ? (last.services.get(g.watch.name)?.update?.startedAt ?? '') : undefined });
+        targets.set(g.watch.name, { image: g.watch.before.image, staleStartedAt: ours ? (last.services.get(g.watch.name)?.update?.startedAt ?? '') : undefined, requestedAt: ours ? last.now : undefined });
     }
     const notes = [];
     let result = 'failed';
@@ -63406,7 +63406,7 @@ exports.Remote = Remote;
 function writeFileScript(remotePath, content) {
     const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
     const sum = (0, crypto_1.createHash)('sha256').update(bytes).digest('hex');
-    const [dir, tmp, file] = shellJoin([dirname(remotePath), `${remotePath}.tmp.${(0, crypto_1.randomBytes)(6).toString('hex')}`, remotePath]).split(' ');
+    const [dir, tmp, file] = [dirname(remotePath), `${remotePath}.tmp.${(0, crypto_1.randomBytes)(6).toString('hex')}`, remotePath].map((p) => shellJoin([p]));
     const script = [
         `umask 077 && mkdir -p ${dir} && base64 -d > ${tmp} || { rm -f ${tmp}; exit 1; }`,
         `if [ "$(wc -c < ${tmp} | tr -d ' ')" != ${bytes.length} ] || [ "$(sha256sum < ${tmp} | cut -c1-64)" != ${sum} ]; then`,
@@ -63592,17 +63592,21 @@ function servicesToRollBack(gates, snap) {
 function isBack(svc, target, snap) {
     if (!svc || (0, swarm_1.normalizeImage)(svc.image) !== (0, swarm_1.normalizeImage)(target.image))
         return false;
-    if (target.staleStartedAt !== undefined) {
-        // Until Swarm reports our rollback completed, running tasks may still be its start-first overlap.
-        if (!svc.update || svc.update.startedAt === target.staleStartedAt || svc.update.state !== 'rollback_completed')
-            return false;
-    }
-    else if (svc.update && !['rollback_completed', 'completed'].includes(svc.update.state))
-        return false;
     const desired = snap.tasks.filter((t) => t.serviceId === svc.id && t.desired === 'running');
     const running = desired.filter((t) => t.state === 'running' && t.image === svc.image);
     const need = svc.replicas ?? desired.length;
-    return running.length === need && desired.length === need;
+    if (running.length !== need || desired.length !== need)
+        return false;
+    const u = svc.update;
+    if (target.staleStartedAt !== undefined) {
+        if (u && !['rollback_completed', 'completed'].includes(u.state))
+            return false;
+        // Our rollback's own status, or, once Swarm has folded it back into the older status (seen on
+        // 20.10 under load), tasks that all started running after we asked: not the old ones.
+        const ours = !!u && u.startedAt !== target.staleStartedAt;
+        return ours || (target.requestedAt !== undefined && running.every((t) => t.at >= target.requestedAt));
+    }
+    return !u || ['rollback_completed', 'completed'].includes(u.state);
 }
 /** Whether Swarm has taken the rollback of this service in (a newer rollback update, or the old spec back). */
 function rollbackTaken(svc, before, staleStartedAt) {

@@ -216,7 +216,7 @@ async function undoLayer(ctx: RunContext, stack: string, gates: ServiceGate[], g
   for (const g of gates) {
     if (!g.watch.before || !(touched.changed.includes(g.watch.name) || (g.verdict.swarmRolledBack ?? false) || g.verdict.phase === 'rolling-back')) continue;
     const ours = toRoll.includes(g.watch.name);
-    targets.set(g.watch.name, { image: g.watch.before.image, staleStartedAt: ours ? (last.services.get(g.watch.name)?.update?.startedAt ?? '') : undefined });
+    targets.set(g.watch.name, { image: g.watch.before.image, staleStartedAt: ours ? (last.services.get(g.watch.name)?.update?.startedAt ?? '') : undefined, requestedAt: ours ? last.now : undefined });
   }
   const notes: string[] = [];
   let result: LayerOutcome['result'] = 'failed';

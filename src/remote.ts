@@ -213,7 +213,7 @@ export class Remote implements Runner {
 export function writeFileScript(remotePath: string, content: string | Buffer): { script: string; heredoc: string } {
   const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
   const sum = createHash('sha256').update(bytes).digest('hex');
-  const [dir, tmp, file] = shellJoin([dirname(remotePath), `${remotePath}.tmp.${randomBytes(6).toString('hex')}`, remotePath]).split(' ');
+  const [dir, tmp, file] = [dirname(remotePath), `${remotePath}.tmp.${randomBytes(6).toString('hex')}`, remotePath].map((p) => shellJoin([p]));
   const script = [
     `umask 077 && mkdir -p ${dir} && base64 -d > ${tmp} || { rm -f ${tmp}; exit 1; }`,
     `if [ "$(wc -c < ${tmp} | tr -d ' ')" != ${bytes.length} ] || [ "$(sha256sum < ${tmp} | cut -c1-64)" != ${sum} ]; then`,

@@ -25,6 +25,8 @@ export interface RollbackTarget {
   image: string;
   /** StartedAt of the update seen when the gate failed: a rollback we asked for must be a newer one, completed. */
   staleStartedAt?: string;
+  /** Host clock (ms) when we asked for the rollback. */
+  requestedAt?: number;
 }
 
 export interface RollbackWait {
@@ -36,14 +38,19 @@ export interface RollbackWait {
 
 function isBack(svc: ServiceState | undefined, target: RollbackTarget, snap: Snapshot): boolean {
   if (!svc || normalizeImage(svc.image) !== normalizeImage(target.image)) return false;
-  if (target.staleStartedAt !== undefined) {
-    // Until Swarm reports our rollback completed, running tasks may still be its start-first overlap.
-    if (!svc.update || svc.update.startedAt === target.staleStartedAt || svc.update.state !== 'rollback_completed') return false;
-  } else if (svc.update && !['rollback_completed', 'completed'].includes(svc.update.state)) return false;
   const desired = snap.tasks.filter((t) => t.serviceId === svc.id && t.desired === 'running');
   const running = desired.filter((t) => t.state === 'running' && t.image === svc.image);
   const need = svc.replicas ?? desired.length;
-  return running.length === need && desired.length === need;
+  if (running.length !== need || desired.length !== need) return false;
+  const u = svc.update;
+  if (target.staleStartedAt !== undefined) {
+    if (u && !['rollback_completed', 'completed'].includes(u.state)) return false;
+    // Our rollback's own status, or, once Swarm has folded it back into the older status (seen on
+    // 20.10 under load), tasks that all started running after we asked: not the old ones.
+    const ours = !!u && u.startedAt !== target.staleStartedAt;
+    return ours || (target.requestedAt !== undefined && running.every((t) => t.at >= target.requestedAt!));
+  }
+  return !u || ['rollback_completed', 'completed'].includes(u.state);
 }
 
 export interface RollbackContext {

@@ -40,3 +40,13 @@ test('writeFile: two writes of one file never share a temp name', () => {
   const b = writeFileScript('/x/ledger.json', 'a').script.match(/ledger\.json\.tmp\.[0-9a-f]+/)?.[0];
   assert.ok(a && b && a !== b);
 });
+
+test('writeFile: a path with spaces, quotes and shell syntax is one literal path', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'write-'));
+  const file = path.join(dir, "inj a;b$(touch pwned)`x`'q.yml");
+  const w = writeFileScript(file, 'services: {}\n');
+  const r = sh(w.script, w.heredoc);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(fs.readFileSync(file, 'utf8'), 'services: {}\n');
+  assert.deepEqual(fs.readdirSync(dir), [path.basename(file)]);
+});

@@ -55,3 +55,14 @@ test('waiting for a rollback: a failed read is retried until the bound, not the 
   assert.deepEqual(r.notBack, []);
   assert.equal(n, 3);
 });
+
+test('waiting for a rollback: back once the old spec runs on tasks started after the request, even when Swarm reports the older status again', async () => {
+  const asked = 1_000_000;
+  const flipped = svc({ image: 'r/web:1', update: { state: 'completed', startedAt: STALE, completedAt: '', message: 'update completed' } });
+  const task = (at: number) => ({ id: `t${at}`, serviceId: 'id-web', slot: 1, desired: 'running', state: 'running', at, err: '', image: 'r/web:1', exitCode: null, message: '' });
+  const wait = (at: number) =>
+    waitRolledBack({ targets: new Map([['app_web', { image: 'r/web:1', staleStartedAt: STALE, requestedAt: asked }]]), timeoutMs: 50, pollMs: 10, poll: async () => snap([flipped], [task(at)]) });
+  assert.deepEqual((await wait(asked + 500)).notBack, []);
+  // The same status with a task that ran before the request: not our rollback yet.
+  assert.deepEqual((await wait(asked - 500)).notBack, ['app_web']);
+});
