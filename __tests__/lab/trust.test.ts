@@ -27,7 +27,12 @@ before(async () => {
   assert.equal(r.deploy.code, 0, r.deploy.log.slice(-3000));
 });
 
+// What each run did and how long it took, printed at the end for docs/reliability.md.
+const rows: string[] = [];
+const row = (what: string, happened: string, ms: number) => rows.push(`| ${what} | ${happened} | ${(ms / 1000).toFixed(1)} s |`);
+
 after(async () => {
+  console.log(['', '| scenario | what happened | time |', '| --- | --- | --- |', ...rows, ''].join('\n'));
   await docker(['service', 'rm', BLOCKER]);
   await removeStack(ex.app);
   await removeStack(ex.infra);
@@ -77,6 +82,7 @@ test('a dry-run deploy with a host says per service what would change, and chang
     assert.doesNotMatch(r.log, /Waiting for the deploy lock|Host logged in/);
     assert.equal(await files(), before.files, 'the dry run changed files, ledgers or secrets on the host');
     assert.equal(await specEnv(WEB), before.web);
+    row('dry-run deploy with a host', 'checked; per service "now → after" printed; host files, ledger, secrets and specs byte for byte the same', r.durationMs);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -92,6 +98,7 @@ test('stability 0, an env-only change: "deployed" only once every running task h
       // Read the moment the action says so: the old tasks ran the same image, but not this environment.
       assert.deepEqual(await runningMarks(WEB), [mark, mark], `deployed while web still ran the old environment (MARK=${mark} asked)`);
       assert.deepEqual(await runningMarks(API), [mark, mark]);
+      row(`env-only change (MARK=${mark}), stability 0`, 'deployed; read at once, every running web and api task has the new environment', r.durationMs);
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -111,6 +118,7 @@ test('a new service of the release that crash-loops: the layer fails and the ser
     assert.equal(await exists(`${ex.app}_worker`), false, 'the crash-looping new service is still there');
     assert.equal(await specEnv(WEB), webBefore);
     assert.deepEqual((await ledger()).slice(-1).map((l) => `${l.release}:${l.result}`), [`new-crasher:${r.outputs.result}`]);
+    row('a new service crash-looping (exit 3) next to an env change', `${r.outputs.result}; the new service removed, web and api back on their spec; ledger says ${r.outputs.result}`, r.durationMs);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -137,6 +145,7 @@ test('docker stack deploy failing part-way: what it changed is rolled back, what
       assert.equal(await specEnv(API), apiBefore, `attempt ${attempt}: api is left on the new spec`);
       assert.equal(await exists(`${ex.app}_zz-port`), false);
       assert.equal((await ledger()).slice(-1)[0].result, r.outputs.result, 'the ledger disagrees with the outputs');
+      row(`docker stack deploy refused part-way (ingress port ${PORT} taken), attempt ${attempt}`, `${/failed part-way/.test(r.log) ? 'the CLI had changed services first: ' : 'refused before any change: '}${r.outputs.result}; web and api on their spec, the new service absent; ledger says ${r.outputs.result}`, r.durationMs);
     }
     assert.ok(partWay > 0, 'in 6 attempts the CLI never changed a service before the refused one');
   } finally {
