@@ -59568,6 +59568,8 @@ exports.RULES = [
     { id: 'invalid-value', severity: 'error', summary: 'a duration or number Docker would refuse' },
     { id: 'invalid-yaml', severity: 'error', summary: 'a stack file that is not valid YAML, or whose top level is not a mapping' },
     { id: 'unknown-key', severity: 'error', summary: 'a top-level key docker stack deploy refuses' },
+    { id: 'timeout-too-short', severity: 'error', summary: 'an explicit `timeout` shorter than a healthy rolling update of a service takes' },
+    { id: 'placement', severity: 'error', summary: 'placement constraints no node meets, or replicas that cannot fit (connected)' },
 ];
 exports.RULE_IDS = exports.RULES.map((r) => r.id);
 const SKIP_LABEL = 'deploy-action.skip';
@@ -60304,8 +60306,11 @@ const pipeline_1 = __nccwpck_require__(5165);
 const remote_1 = __nccwpck_require__(6473);
 const secrets_1 = __nccwpck_require__(7194);
 const stack_1 = __nccwpck_require__(3419);
+const placement_1 = __nccwpck_require__(252);
 const state_1 = __nccwpck_require__(2462);
 const versions_1 = __nccwpck_require__(7902);
+const timing_1 = __nccwpck_require__(8117);
+const compose_1 = __nccwpck_require__(9763);
 function context() {
     const c = github.context;
     const server = process.env.GITHUB_SERVER_URL || 'https://github.com';
@@ -60348,6 +60353,8 @@ function runChecks(inputs, env) {
     const traefikNetworks = (0, checks_1.traefikProviderNetworks)(stacks, env);
     for (const stack of stacks)
         findings.push(...(0, checks_1.checkStack)(stack, env, { skip: inputs.skipChecks, traefikNetworks }));
+    if (!inputs.skipChecks.some((r) => r === 'all' || r === 'timeout-too-short'))
+        findings.push(...timeoutFindings(stacks, env, inputs));
     const report = (0, checks_1.reportFindings)(findings);
     core.info(`Pre-flight: ${report.errors} error(s), ${report.warnings} warning(s), ${report.notices} notice(s) in ${stacks.length} stack(s).`);
     if (report.errors) {
@@ -60357,6 +60364,37 @@ function runChecks(inputs, env) {
         throw err;
     }
     return { stacks, markdown: report.markdown };
+}
+/** An explicit `timeout` a healthy rolling update cannot fit in: the gate would roll a good release back. */
+function timeoutFindings(stacks, env, inputs) {
+    if (inputs.timeout === undefined)
+        return [];
+    const out = [];
+    for (const stack of stacks) {
+        let services;
+        try {
+            services = (0, compose_1.stackServices)(stack.files.map((f) => (0, compose_1.resolveCompose)(f, env)));
+        }
+        catch {
+            continue; // the other rules report what makes the stack unreadable
+        }
+        for (const t of (0, timing_1.tooShort)((0, timing_1.layerTiming)(Object.values(services), { timeout: inputs.timeout, stability: inputs.stability }))) {
+            const at = (0, compose_1.locateIn)(stack.files, ['services', t.service, 'deploy', 'update_config']);
+            out.push({
+                rule: 'timeout-too-short',
+                severity: 'error',
+                file: at.file.path,
+                line: at.line,
+                col: at.col,
+                stack: stack.name,
+                service: t.service,
+                message: `Service ${t.service}: input \`timeout\` is ${inputs.timeout} s, but a healthy rolling update of it takes at least ${t.minimum} s ` +
+                    `(${t.batches} batch(es), each at least one healthcheck interval and the delay, then monitor and the stability window). ` +
+                    `The gate would roll back a good release. Use \`timeout: auto\` (${t.auto} s here) or at least ${t.minimum}.`,
+            });
+        }
+    }
+    return out;
 }
 function variables(inputs, services) {
     return { ...(0, versions_1.versionEnv)(services, inputs.registry, inputs.imagePrefix), ...inputs.env };
@@ -60521,6 +60559,7 @@ async function commandDeploy(inputs) {
             uploads: [...p.uploads, ...extra],
             versions,
             watches: (0, pipeline_1.watchesFor)(p, inputs.stability),
+            ...layerTimeout(p.name, Object.values(p.services), inputs),
             secrets,
             configs,
         };
@@ -60541,6 +60580,7 @@ async function commandDeploy(inputs) {
         if (inputs.host) {
             const { remote, finish } = await connect(inputs, true);
             try {
+                await connectedChecks(remote, stacks, prepared, env, inputs);
                 await printPlan(remote, plans, 'would deploy release');
             }
             finally {
@@ -60552,13 +60592,9 @@ async function commandDeploy(inputs) {
     }
     const { remote, ctx, finish } = await connect(inputs);
     try {
-        // Swarm configs are immutable: a changed file under an unchanged name would fail mid-deploy.
-        const existing = await existingConfigs(remote);
-        const late = stacks.flatMap((s) => (0, checks_1.checkStack)(s, env, { skip: inputs.skipChecks, existingObjects: existing })).filter((f) => f.rule === 'immutable-object');
-        if (late.length) {
-            (0, checks_1.reportFindings)(late);
-            throw new errors_1.InputError(`Pre-flight: ${late.length} config(s) changed under an unchanged name; nothing was deployed.\n${late.map((f) => `${f.file}:${f.line}: ${f.message}`).join('\n')}`);
-        }
+        const nodes = await connectedChecks(remote, stacks, prepared, env, inputs);
+        // A global service runs a task on every node: its rollout has as many batches.
+        prepared.forEach((p, i) => Object.assign(plans[i], layerTimeout(p.name, Object.values(p.services), inputs, nodes)));
         const { layers, error } = await runLayers(ctx, plans);
         const images = Object.assign({}, ...layers.map((l) => l.images));
         return { result: overall(layers, error), release: inputs.release, versions, images, layers, checks: markdown, error, notes };
@@ -60567,6 +60603,32 @@ async function commandDeploy(inputs) {
         await finish();
         remote.dispose();
     }
+}
+/** The layer's gate timeout: the input, or `auto` from its services' update_config and healthchecks. */
+function layerTimeout(stack, services, inputs, nodes = 1) {
+    const t = (0, timing_1.layerTiming)(services, { timeout: inputs.timeout, stability: inputs.stability, nodes });
+    return { timeoutS: t.seconds, timing: (0, timing_1.describeTiming)(stack, t) };
+}
+/**
+ * The checks that need the swarm's own facts, before anything changes: configs changed under an
+ * unchanged name (Swarm configs are immutable), placement against the nodes. Returns the node count.
+ */
+async function connectedChecks(remote, stacks, prepared, env, inputs) {
+    const existing = await existingConfigs(remote);
+    const res = await remote.sh(placement_1.NODES_SCRIPT, { retry: true, silent: true });
+    if (res.code !== 0)
+        throw new Error(`Cannot list the swarm's nodes on ${remote.where}: ${res.stderr.trim()}`);
+    const nodes = (0, placement_1.parseNodes)(res.stdout);
+    const skipped = (rule) => inputs.skipChecks.some((r) => r === 'all' || r === rule);
+    const late = stacks.flatMap((s) => (0, checks_1.checkStack)(s, env, { skip: inputs.skipChecks, existingObjects: existing })).filter((f) => f.rule === 'immutable-object');
+    if (!skipped('placement'))
+        late.push(...prepared.flatMap((p) => (0, placement_1.placementFindings)(p, Object.values(p.services), nodes)));
+    if (late.length) {
+        (0, checks_1.reportFindings)(late);
+        throw new errors_1.InputError(`Pre-flight checks against the swarm found ${late.length} error(s); nothing was deployed:\n${late.map((f) => `  ${f.file}:${f.line}: [${f.rule}] ${f.message}`).join('\n')}`);
+    }
+    core.info(`Pre-flight against the swarm: ${nodes.length} node(s), configs and placement fine.`);
+    return nodes.length;
 }
 /** Name → sha256 of the content of the Swarm configs on the host. */
 async function existingConfigs(remote) {
@@ -60591,7 +60653,10 @@ async function commandRollback(inputs) {
                 throw new errors_1.InputError(`No deploy history for stack "${s.name}" on ${remote.where} (${inputs.remoteDir}/stacks/${s.name}/ledger.json): it was never deployed by this action, or remote-dir differs.`);
             const target = (0, ledger_1.findTarget)(ledger, inputs.rollbackTo);
             core.info(`${s.name}: rolling back to release ${target.release} of ${target.time} (${Object.entries(target.versions).map(([k, v]) => `${k} ${v}`).join(', ')}).`);
-            plans.push({ stack: s.name, release: target.release, kind: 'rollback', dir: target.dir, composePaths: target.composePaths, versions: target.versions, watches: target.watch, secretNames: target.secrets });
+            // The recorded release knows how long its gate may take; an older record does not.
+            const timeoutS = inputs.timeout ?? target.timeoutS ?? timing_1.FALLBACK_TIMEOUT_S;
+            const timing = inputs.timeout !== undefined ? `timeout ${timeoutS} s (input)` : `timeout ${timeoutS} s (${target.timeoutS ? 'auto, as recorded with the release' : 'no figure recorded with the release'})`;
+            plans.push({ stack: s.name, release: target.release, kind: 'rollback', dir: target.dir, composePaths: target.composePaths, versions: target.versions, watches: target.watch, timeoutS, timing, secretNames: target.secrets });
         }
         if (inputs.dryRun)
             return await dryRunRollback(remote, plans);
@@ -61228,6 +61293,7 @@ function healthcheckOf(name, hc) {
 function serviceInfo(name, svc) {
     const deploy = isPlainObject(svc.deploy) ? svc.deploy : {};
     const uc = isPlainObject(deploy.update_config) ? deploy.update_config : {};
+    const placement = isPlainObject(deploy.placement) ? deploy.placement : {};
     const where = ['services', name, 'deploy'];
     const uwhere = [...where, 'update_config'];
     const mode = String(deploy.mode ?? 'replicated').startsWith('global') ? 'global' : 'replicated';
@@ -61244,6 +61310,11 @@ function serviceInfo(name, svc) {
             order: uc.order === undefined || uc.order === null ? 'stop-first' : String(uc.order),
             parallelism: integer(uc.parallelism, 1, [...uwhere, 'parallelism']),
             delay: duration(uc.delay, 0, [...uwhere, 'delay']),
+        },
+        stopGracePeriod: duration(svc.stop_grace_period, 10, ['services', name, 'stop_grace_period']),
+        placement: {
+            constraints: Array.isArray(placement.constraints) ? placement.constraints.map(String) : [],
+            maxReplicasPerNode: integer(placement.max_replicas_per_node, 0, [...where, 'placement', 'max_replicas_per_node']),
         },
         networks: networks.length ? networks : ['default'],
         labels: toStringMap(deploy.labels),
@@ -61495,7 +61566,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.ServiceGate = exports.UPDATE_START_GRACE_MS = void 0;
+exports.ServiceGate = exports.PLACEMENT_GRACE_MS = exports.UPDATE_START_GRACE_MS = void 0;
 exports.runGate = runGate;
 const core = __importStar(__nccwpck_require__(7484));
 const swarm_1 = __nccwpck_require__(3695);
@@ -61505,6 +61576,10 @@ const NEW_SERVICE_MAX_FAILURES = 3;
 // Swarm starts the rolling update of a changed task template within milliseconds; a change that
 // dirties no task (placement only, on nodes that still qualify) gets no update at all.
 exports.UPDATE_START_GRACE_MS = 5000;
+// The scheduler's answer for a task no node can take; Swarm retries it forever, so it is a verdict.
+const UNPLACEABLE = /no suitable node|insufficient resources|max replicas per node/i;
+// A stop-first update can leave the next task pending for a moment while the old one releases its node.
+exports.PLACEMENT_GRACE_MS = 5000;
 /** Tasks of the current spec that failed at or after `since`, newest first. */
 function failuresSince(tasks, image, since) {
     return tasks
@@ -61567,6 +61642,11 @@ class ServiceGate {
         const tasks = snap.tasks.filter((t) => t.serviceId === svc.id);
         const upd = this.freshUpdate(svc);
         const msg = upd?.message ? `: ${upd.message}` : '';
+        const onNew = tasks.filter((t) => t.desired === 'running' && t.state === 'running' && t.image === svc.image).length;
+        const stuck = this.unplaceable(tasks, svc.image, now);
+        if (stuck.length && !upd?.state.startsWith('rollback')) {
+            return { phase: 'failed', detail: `${stuck.length} task(s) cannot be placed: ${stuck[0].err}`, failedTasks: stuck };
+        }
         switch (upd?.state) {
             case 'rollback_started':
                 this.convergedAt = undefined;
@@ -61584,7 +61664,7 @@ class ServiceGate {
                 return { phase: 'failed', detail: `the update is paused (failure_action: pause)${msg}`, failedTasks: this.newImageFailures(tasks) };
             case 'updating':
                 this.convergedAt = undefined;
-                return { phase: 'pending', detail: `updating${msg}` };
+                return { phase: 'pending', detail: `updating${msg}; ${onNew}/${svc.replicas ?? 'global'} running the new spec` };
         }
         // Same image, new env or config: the old tasks already run the image, so they only look converged
         // until Swarm has started (and finished) the update this deploy asked for.
@@ -61598,6 +61678,7 @@ class ServiceGate {
         const desired = tasks.filter((t) => t.desired === 'running');
         const current = desired.filter((t) => t.image === svc.image);
         const running = current.filter((t) => t.state === 'running');
+        const oldRunning = desired.filter((t) => t.image !== svc.image && t.state === 'running');
         const need = svc.replicas ?? desired.length;
         // A new service has no update to roll back: a crash loop is its failure.
         if (!w.before) {
@@ -61606,7 +61687,9 @@ class ServiceGate {
                 return { phase: 'failed', detail: `${failed.length} tasks failed since the deploy started`, failedTasks: failed };
             }
         }
-        const converged = running.length === need && desired.length === need && (need > 0 || svc.replicas === 0);
+        // What Swarm guarantees, not an exact count: after an engine restart it can report more running
+        // tasks than replicas for minutes. Enough tasks of this spec running, none of another still serving.
+        const converged = need > 0 ? running.length >= need && !oldRunning.length : svc.replicas === 0 && !desired.length;
         // A service this deploy did not touch only has to be up: a task it loses meanwhile is not the
         // release's doing, and rolling the layer back would not bring it back.
         const untouched = !!w.before && !!w.before.taskSpec && w.before.taskSpec === svc.taskSpec && !upd;
@@ -61625,7 +61708,8 @@ class ServiceGate {
                 }
             }
             const states = summarize(current);
-            return { phase: 'pending', detail: `${running.length}/${need} running${states ? ` (${states})` : ''}` };
+            const old = oldRunning.length ? `; ${oldRunning.length} task(s) of the old version still running` : '';
+            return { phase: 'pending', detail: `${running.length}/${need} running${states ? ` (${states})` : ''}${old}` };
         }
         const set = running.map((t) => t.id).sort().join(',');
         if (this.convergedAt === undefined || set !== this.runningSet) {
@@ -61642,6 +61726,12 @@ class ServiceGate {
         if (left <= 0)
             return { phase: 'stable', detail: `${running.length}/${need} running, stable for ${Math.round(w.stabilityMs / 1000)} s` };
         return { phase: 'converged', detail: `${running.length}/${need} running; watching ${Math.ceil(left / 1000)} s more` };
+    }
+    /** Tasks of this spec the scheduler has refused for longer than the grace, newest first. */
+    unplaceable(tasks, image, now) {
+        return tasks
+            .filter((t) => t.image === image && t.desired === 'running' && t.state === 'pending' && UNPLACEABLE.test(t.err) && now - t.at >= exports.PLACEMENT_GRACE_MS)
+            .sort((a, b) => b.at - a.at);
     }
     newImageFailures(tasks) {
         // After a Swarm rollback the spec holds the old image: the failed tasks are those of any other image.
@@ -61666,6 +61756,8 @@ async function runGate(gates, opts) {
     let pollErrors = 0;
     let lastError = '';
     let last = { services: new Map(), tasks: [], now: 0 };
+    const startedAt = now();
+    let progressAt = startedAt;
     for (;;) {
         try {
             last = await opts.poll(Math.max(0, deadline - now()));
@@ -61698,6 +61790,14 @@ async function runGate(gates, opts) {
                 lastDetail.set(g.watch.name, key);
                 core.info(`  ${g.watch.name}: ${line}`);
             }
+        }
+        // A long rollout must not look hung: where each unfinished service stands, at a calm rate.
+        if (t - progressAt >= (opts.progressMs ?? 30_000)) {
+            progressAt = t;
+            const open = gates.filter((g) => !g.done);
+            core.info(`Gate: ${Math.round((t - startedAt) / 1000)} s in, ${Math.max(0, Math.round((deadline - t) / 1000))} s left; ${gates.length - open.length}/${gates.length} service(s) done.`);
+            for (const g of open)
+                core.info(`  ${g.watch.name}: ${g.verdict.phase}: ${g.verdict.detail}`);
         }
         const failed = gates.filter((g) => g.verdict.phase === 'failed');
         if (failed.length && (opts.stopOnFailure ?? true))
@@ -61840,7 +61940,7 @@ exports.DEFAULTS = {
     services: 'service/*',
     'release-tag-check': 'warn',
     port: '22',
-    timeout: '300',
+    timeout: 'auto',
     stability: 'auto',
     'rollback-to': 'previous',
     'keep-releases': '10',
@@ -61973,13 +62073,8 @@ function readInputs(raw = (n) => core.getInput(n), env = process.env) {
     if (imagePrefix && !/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/.test(imagePrefix)) {
         throw new errors_1.InputError(`Input \`image-prefix\` "${imagePrefix}" is not a valid image repository path (lower-case letters, digits, . _ - and /).`);
     }
-    const stabilityRaw = (get('stability') || 'auto').trim();
-    let stability;
-    if (stabilityRaw !== 'auto') {
-        if (!/^\d+$/.test(stabilityRaw))
-            throw new errors_1.InputError(`Input \`stability\` must be \`auto\` or a number of seconds, got "${stabilityRaw}".`);
-        stability = Number(stabilityRaw);
-    }
+    const stability = autoOrSeconds(get, 'stability', 0);
+    const timeout = autoOrSeconds(get, 'timeout', 1);
     const release = get('release').trim() || defaultRelease(env.GITHUB_REF, env.GITHUB_SHA);
     if (!RELEASE.test(release))
         throw new errors_1.InputError(`Input \`release\` "${release}" must be letters, digits, . _ + - (at most 128).`);
@@ -62014,7 +62109,7 @@ function readInputs(raw = (n) => core.getInput(n), env = process.env) {
         knownHosts: get('known-hosts'),
         stacks,
         env: parseKeyValues(get('env'), 'env'),
-        timeout: positiveInt(get, 'timeout'),
+        timeout,
         stability,
         rollbackTo: (get('rollback-to') || 'previous').trim(),
         release,
@@ -62027,6 +62122,16 @@ function readInputs(raw = (n) => core.getInput(n), env = process.env) {
         skipChecks: ruleIds(get('skip-checks')),
         dryRun: bool('dry-run'),
     };
+}
+/** `auto` (undefined) or a whole number of seconds, at least `min`. */
+function autoOrSeconds(get, name, min) {
+    const raw = (get(name) || 'auto').trim();
+    if (raw === 'auto')
+        return undefined;
+    if (!/^\d+$/.test(raw) || Number(raw) < min) {
+        throw new errors_1.InputError(`Input \`${name}\` must be \`auto\` or a number of seconds${min ? ` (at least ${min})` : ''}, got "${raw}".`);
+    }
+    return Number(raw);
 }
 /** `skip-checks`: known rule ids only, so a typo does not silently leave a rule on. */
 function ruleIds(raw) {
@@ -62785,7 +62890,6 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.stabilitySeconds = stabilitySeconds;
 exports.watchesFor = watchesFor;
 exports.touchedServices = touchedServices;
 exports.deployLayer = deployLayer;
@@ -62801,18 +62905,12 @@ const rollback_1 = __nccwpck_require__(3123);
 const stack_1 = __nccwpck_require__(3419);
 const secrets_1 = __nccwpck_require__(7194);
 const swarm_1 = __nccwpck_require__(3695);
-/** `auto`: the service's monitor plus one healthcheck cycle, at least 10 s. */
-function stabilitySeconds(svc, fixed) {
-    if (fixed !== undefined)
-        return fixed;
-    const hc = svc.healthcheck && !svc.healthcheck.disabled ? svc.healthcheck.interval * svc.healthcheck.retries : 0;
-    return Math.max(10, Math.ceil(svc.update.monitor + hc));
-}
+const timing_1 = __nccwpck_require__(8117);
 function watchesFor(stack, fixedStability) {
     const images = (0, stack_1.expectedImages)(stack);
     return Object.values(stack.services).map((s) => {
         const name = (0, stack_1.fullName)(stack.name, s.name);
-        return { name, expectedImage: images[name], stabilityMs: stabilitySeconds(s, fixedStability) * 1000 };
+        return { name, expectedImage: images[name], stabilityMs: (0, timing_1.stabilitySeconds)(s, fixedStability) * 1000 };
     });
 }
 // A poll is bounded: a wedged engine counts as a failed poll, and the gate's deadline holds.
@@ -62855,8 +62953,9 @@ function touchedServices(gates, now) {
  * on failure, the services this deploy changed go back to their previous spec, gated too, and the
  * services it created are removed.
  */
-async function deployLayer(ctx, stack, releaseDir, composePaths, watches) {
-    const { remote, inputs } = ctx;
+async function deployLayer(ctx, plan) {
+    const { remote } = ctx;
+    const { stack, dir: releaseDir, composePaths, watches, timeoutS } = plan;
     const before = await readSnapshot(remote, stack);
     const poll = (msLeft) => readSnapshot(remote, stack, msLeft);
     const started = before.now;
@@ -62866,7 +62965,7 @@ async function deployLayer(ctx, stack, releaseDir, composePaths, watches) {
     let gate;
     let deployError;
     try {
-        core.info(await (0, stack_1.stackDeploy)(remote, releaseDir, stack, composePaths, { withRegistryAuth: ctx.withRegistryAuth, detachFlag: ctx.detachFlag, timeoutMs: Math.max(remote_1.COMMAND_TIMEOUT_MS, inputs.timeout * 1000) }));
+        core.info(await (0, stack_1.stackDeploy)(remote, releaseDir, stack, composePaths, { withRegistryAuth: ctx.withRegistryAuth, detachFlag: ctx.detachFlag, timeoutMs: Math.max(remote_1.COMMAND_TIMEOUT_MS, timeoutS * 1000) }));
     }
     catch (e) {
         // The CLI updates services one by one and stops at the first error: those before it run the
@@ -62887,9 +62986,9 @@ async function deployLayer(ctx, stack, releaseDir, composePaths, watches) {
         gate = { ok: false, timedOut: false, gates, last: now, polls: 1 };
     }
     if (!deployError) {
-        core.info(`Gate: watching ${watches.length} service(s) of ${stack} (timeout ${inputs.timeout} s, poll ${ctx.pollMs} ms).`);
+        core.info(`Gate: watching ${watches.length} service(s) of ${stack}; ${plan.timing ?? `timeout ${timeoutS} s`}; poll ${ctx.pollMs} ms.`);
         gate = await (0, gate_1.runGate)(gates, {
-            timeoutMs: inputs.timeout * 1000,
+            timeoutMs: timeoutS * 1000,
             pollMs: ctx.pollMs,
             poll: async (msLeft) => {
                 const s = await poll(msLeft);
@@ -62945,7 +63044,7 @@ async function deployLayer(ctx, stack, releaseDir, composePaths, watches) {
         for (const p of parts)
             core.error(p, { title: `Gate failed: ${p.split(':')[0]}` });
     }
-    const { result, note, targets, removed } = await undoLayer(ctx, stack, gates, gate.last, poll);
+    const { result, note, targets, removed } = await undoLayer(ctx, plan, gates, gate.last, poll);
     const after = await poll().catch(() => gate.last);
     return {
         outcome: {
@@ -62963,8 +63062,9 @@ async function deployLayer(ctx, stack, releaseDir, composePaths, watches) {
  * Brings back every service this deploy changed (those Swarm rolled back itself only need watching)
  * and removes the services it created. Never throws: the gate's explanation stays the job's reason.
  */
-async function undoLayer(ctx, stack, gates, gateLast, poll) {
-    const { remote, inputs } = ctx;
+async function undoLayer(ctx, plan, gates, gateLast, poll) {
+    const { remote } = ctx;
+    const { stack } = plan;
     // The gate's last snapshot may be old (its polls failed): decide from a fresh one when it can be read.
     const last = await poll().catch(() => gateLast);
     const touched = touchedServices(gates, last);
@@ -62984,7 +63084,7 @@ async function undoLayer(ctx, stack, gates, gateLast, poll) {
             try {
                 const before = new Map(gates.map((g) => [g.watch.name, g.watch.before]));
                 await (0, rollback_1.rollbackServices)(remote, toRoll, { poll, before, stale: new Map([...targets].map(([n, t]) => [n, t.staleStartedAt ?? ''])) });
-                const { notBack } = await (0, rollback_1.waitRolledBack)({ targets, timeoutMs: inputs.timeout * 1000, pollMs: ctx.pollMs, poll });
+                const { notBack } = await (0, rollback_1.waitRolledBack)({ targets, timeoutMs: plan.timeoutS * 1000, pollMs: ctx.pollMs, poll });
                 if (notBack.length) {
                     back = false;
                     notes.push(`Rollback did not converge for ${notBack.join(', ')}: check the host.`);
@@ -63054,6 +63154,7 @@ async function runLayer(ctx, plan) {
         versions: plan.versions,
         images: {},
         watch: plan.watches.map((w) => ({ name: w.name, expectedImage: w.expectedImage, stabilityMs: w.stabilityMs })),
+        timeoutS: plan.timeoutS,
         secrets: plan.secrets?.map((s) => s.name) ?? plan.secretNames ?? [],
         sha: ctx.sha,
         ref: ctx.ref,
@@ -63065,7 +63166,7 @@ async function runLayer(ctx, plan) {
     const started = await (0, ledger_1.saveRecord)(remote, inputs.remoteDir, plan.stack, ledger, rec, inputs.keepReleases, false);
     let outcome;
     try {
-        ({ outcome } = await deployLayer(ctx, plan.stack, plan.dir, plan.composePaths, plan.watches));
+        ({ outcome } = await deployLayer(ctx, plan));
     }
     catch (e) {
         await (0, ledger_1.saveRecord)(remote, inputs.remoteDir, plan.stack, started, { ...rec, result: 'failed', time: new Date().toISOString() }, inputs.keepReleases, false).catch(() => undefined);
@@ -63078,6 +63179,96 @@ async function runLayer(ctx, plan) {
         await (0, secrets_1.pruneConfigs)(remote, plan.stack, plan.configs ?? []);
     }
     return notes.length ? { ...outcome, notes } : outcome;
+}
+
+
+/***/ }),
+
+/***/ 252:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.NODES_SCRIPT = void 0;
+exports.parseNodes = parseNodes;
+exports.meets = meets;
+exports.placementFindings = placementFindings;
+const compose_1 = __nccwpck_require__(9763);
+/** One remote command: every node of the swarm, one JSON object a line. */
+exports.NODES_SCRIPT = `docker node inspect --format '{{json .}}' $(docker node ls -q)`;
+function parseNodes(stdout) {
+    return stdout
+        .split('\n')
+        .filter((l) => l.trim().startsWith('{'))
+        .map((l) => {
+        const n = JSON.parse(l);
+        return {
+            id: String(n.ID ?? ''),
+            hostname: String(n.Description?.Hostname ?? ''),
+            role: String(n.Spec?.Role ?? ''),
+            labels: n.Spec?.Labels ?? {},
+            engineLabels: n.Description?.Engine?.Labels ?? {},
+            os: String(n.Description?.Platform?.OS ?? ''),
+            arch: String(n.Description?.Platform?.Architecture ?? ''),
+            schedulable: n.Status?.State === 'ready' && (n.Spec?.Availability ?? 'active') === 'active',
+        };
+    });
+}
+const CONSTRAINT = /^\s*([^=!\s]+)\s*(==|!=)\s*(.*?)\s*$/;
+/** The value a constraint key reads on a node (undefined: the node has no such attribute). */
+function attribute(key, n) {
+    const k = key.toLowerCase();
+    if (k === 'node.id')
+        return n.id;
+    if (k === 'node.hostname')
+        return n.hostname;
+    if (k === 'node.role')
+        return n.role;
+    if (k === 'node.platform.os')
+        return n.os;
+    if (k === 'node.platform.arch')
+        return n.arch;
+    if (k.startsWith('node.labels.'))
+        return n.labels[key.slice('node.labels.'.length)];
+    if (k.startsWith('engine.labels.'))
+        return n.engineLabels[key.slice('engine.labels.'.length)];
+    return undefined;
+}
+/** Swarm's rule: values compare without case; a missing label matches `!=` and never `==`. */
+function meets(constraint, n) {
+    const m = CONSTRAINT.exec(constraint);
+    if (!m)
+        return false;
+    const value = attribute(m[1], n);
+    const equal = value !== undefined && value.toLowerCase() === m[3].toLowerCase();
+    return m[2] === '==' ? equal : !equal;
+}
+function describe(n) {
+    const labels = Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(', ');
+    return `${n.hostname || n.id.slice(0, 12)} (${n.role}${labels ? `; labels ${labels}` : '; no labels'}${n.schedulable ? '' : '; not schedulable'})`;
+}
+/** Services no node can take, or whose replicas cannot fit under max_replicas_per_node. */
+function placementFindings(stack, services, nodes) {
+    const out = [];
+    const ready = nodes.filter((n) => n.schedulable);
+    const nodeList = nodes.map(describe).join('; ');
+    for (const s of services) {
+        const { constraints, maxReplicasPerNode } = s.placement;
+        const eligible = ready.filter((n) => constraints.every((c) => meets(c, n)));
+        const at = (0, compose_1.locateIn)(stack.files, ['services', s.name, 'deploy', 'placement']);
+        const finding = (message) => ({ rule: 'placement', severity: 'error', file: at.file.path, line: at.line, col: at.col, stack: stack.name, service: s.name, message });
+        if (!eligible.length) {
+            const unmet = constraints.filter((c) => !ready.some((n) => meets(c, n)));
+            const which = unmet.length ? `no node meets ${unmet.map((c) => `"${c}"`).join(', ')}` : `no node meets all of ${constraints.map((c) => `"${c}"`).join(', ')} at once`;
+            out.push(finding(`Service ${s.name}: ${constraints.length ? which : 'no node is ready and active'}. The swarm's nodes: ${nodeList}. Its tasks would stay pending.`));
+            continue;
+        }
+        if (s.mode === 'replicated' && maxReplicasPerNode > 0 && eligible.length * maxReplicasPerNode < s.replicas) {
+            out.push(finding(`Service ${s.name}: ${s.replicas} replicas cannot fit: max_replicas_per_node ${maxReplicasPerNode} on ${eligible.length} eligible node(s) (${eligible.map(describe).join('; ')}) holds ${eligible.length * maxReplicasPerNode}.`));
+        }
+    }
+    return out;
 }
 
 
@@ -64365,6 +64556,81 @@ function normalizeImage(ref) {
     if (!r.slice(lastSlash + 1).includes(':'))
         r += ':latest';
     return r;
+}
+
+
+/***/ }),
+
+/***/ 8117:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.FALLBACK_TIMEOUT_S = exports.PULL_MARGIN_S = exports.BATCH_START_S = void 0;
+exports.stabilitySeconds = stabilitySeconds;
+exports.serviceTiming = serviceTiming;
+exports.layerTiming = layerTiming;
+exports.describeTiming = describeTiming;
+exports.tooShort = tooShort;
+// Measured on the lab (engine 20.10): a rolling update runs its batches one after the other, each
+// waiting for its new tasks to become healthy, then `delay`; Swarm marks it completed `monitor`
+// after the last batch (3 replicas, parallelism 1, delay 5 s, monitor 10 s, interval 2 s: 38 s).
+/** Creating and starting one batch's tasks, besides its healthcheck (measured: 2–3 s). */
+exports.BATCH_START_S = 10;
+/** Pulling a new image on the nodes, once per layer. */
+exports.PULL_MARGIN_S = 60;
+/** What the gate uses when nothing is known of the services (a release recorded by an older version). */
+exports.FALLBACK_TIMEOUT_S = 300;
+/** `auto`: the service's monitor plus one healthcheck cycle, at least 10 s. */
+function stabilitySeconds(svc, fixed) {
+    if (fixed !== undefined)
+        return fixed;
+    const hc = svc.healthcheck && !svc.healthcheck.disabled ? svc.healthcheck.interval * svc.healthcheck.retries : 0;
+    return Math.max(10, Math.ceil(svc.update.monitor + hc));
+}
+/** One service's rolling update, as Swarm sequences it, followed by the gate's stability window. */
+function serviceTiming(svc, stability, nodes = 1) {
+    const replicas = svc.mode === 'global' ? Math.max(1, nodes) : svc.replicas;
+    const { parallelism, delay, monitor, order } = svc.update;
+    const batches = Math.max(1, Math.ceil(replicas / (parallelism > 0 ? parallelism : Math.max(1, replicas))));
+    const hc = svc.healthcheck && !svc.healthcheck.disabled ? svc.healthcheck : undefined;
+    // A task is healthy at its first passing check at the earliest, and at the last check before it
+    // would turn unhealthy at the latest.
+    const firstCheck = hc ? Math.min(hc.interval, hc.startPeriod > 0 ? 5 : hc.interval) : 0;
+    const toHealthy = hc ? hc.startPeriod + hc.interval * hc.retries + hc.timeout : 0;
+    // stop-first waits for the old task to stop: up to its grace period when it ignores SIGTERM.
+    const stop = order === 'start-first' ? 0 : svc.stopGracePeriod;
+    const perBatch = exports.BATCH_START_S + stop + toHealthy + delay;
+    const minimum = Math.ceil(batches * (firstCheck + delay) + monitor + stability);
+    const auto = Math.ceil(batches * perBatch + monitor + stability + exports.PULL_MARGIN_S);
+    const explain = `${batches} batch(es) × (${exports.BATCH_START_S} s start${stop ? ` + ${fmt(stop)} s stop` : ''}` +
+        `${hc ? ` + ${fmt(toHealthy)} s to healthy` : ''}${delay ? ` + ${fmt(delay)} s delay` : ''})` +
+        ` + monitor ${fmt(monitor)} s + stability ${fmt(stability)} s + pulls ${exports.PULL_MARGIN_S} s`;
+    return { service: svc.name, batches, minimum, auto, explain };
+}
+const fmt = (s) => String(Math.round(s * 10) / 10);
+/** Swarm updates a stack's services side by side: the layer takes as long as its slowest service. */
+function layerTiming(services, opts) {
+    const timings = services.map((s) => serviceTiming(s, stabilitySeconds(s, opts.stability), opts.nodes));
+    if (opts.timeout !== undefined) {
+        const longest = [...timings].sort((a, b) => b.minimum - a.minimum)[0];
+        return { seconds: opts.timeout, auto: false, longest, services: timings };
+    }
+    const longest = [...timings].sort((a, b) => b.auto - a.auto)[0];
+    return { seconds: longest?.auto ?? exports.FALLBACK_TIMEOUT_S, auto: true, longest, services: timings };
+}
+/** The line the gate prints when it starts. */
+function describeTiming(stack, t) {
+    if (!t.auto)
+        return `timeout ${t.seconds} s (input)`;
+    if (!t.longest)
+        return `timeout ${t.seconds} s (auto, no service)`;
+    return `timeout ${t.seconds} s (auto, set by ${stack}_${t.longest.service}: ${t.longest.explain})`;
+}
+/** Services an explicit timeout cannot fit: a healthy release of theirs would be rolled back. */
+function tooShort(t) {
+    return t.auto ? [] : t.services.filter((s) => s.minimum > t.seconds);
 }
 
 

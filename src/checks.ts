@@ -71,6 +71,8 @@ export const RULES: { id: string; severity: Severity; summary: string }[] = [
   { id: 'invalid-value', severity: 'error', summary: 'a duration or number Docker would refuse' },
   { id: 'invalid-yaml', severity: 'error', summary: 'a stack file that is not valid YAML, or whose top level is not a mapping' },
   { id: 'unknown-key', severity: 'error', summary: 'a top-level key docker stack deploy refuses' },
+  { id: 'timeout-too-short', severity: 'error', summary: 'an explicit `timeout` shorter than a healthy rolling update of a service takes' },
+  { id: 'placement', severity: 'error', summary: 'placement constraints no node meets, or replicas that cannot fit (connected)' },
 ];
 
 export const RULE_IDS: string[] = RULES.map((r) => r.id);

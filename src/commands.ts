@@ -12,9 +12,12 @@ import { lockStacks, lockTracker } from './lock';
 import { LayerOutcome, LayerPlan, RunContext, lockDirFor, releaseDirFor, runLayer, watchesFor } from './pipeline';
 import { Remote, shellJoin } from './remote';
 import { OVERRIDE_FILE, SecretPlan, overrideFile, overrideUpload, planConfigs, planSecrets } from './secrets';
-import { LoadedStack, loadStack, prepareStack } from './stack';
+import { LoadedStack, PreparedStack, loadStack, prepareStack } from './stack';
+import { NODES_SCRIPT, parseNodes, placementFindings } from './placement';
 import { state } from './state';
 import { Service, readServices, releaseTagMismatches, versionEnv } from './versions';
+import { FALLBACK_TIMEOUT_S, describeTiming, layerTiming, tooShort } from './timing';
+import { ServiceInfo, locateIn, resolveCompose, stackServices } from './compose';
 
 export interface Outcome {
   result: 'deployed' | 'rolled-back' | 'failed' | 'checked' | 'built';
@@ -69,6 +72,7 @@ function runChecks(inputs: Inputs, env: Record<string, string>): { stacks: Loade
   // Traefik's default network is set in the proxy's stack and applies to the services of every stack.
   const traefikNetworks = traefikProviderNetworks(stacks, env);
   for (const stack of stacks) findings.push(...checkStack(stack, env, { skip: inputs.skipChecks, traefikNetworks }));
+  if (!inputs.skipChecks.some((r) => r === 'all' || r === 'timeout-too-short')) findings.push(...timeoutFindings(stacks, env, inputs));
   const report = reportFindings(findings);
   core.info(`Pre-flight: ${report.errors} error(s), ${report.warnings} warning(s), ${report.notices} notice(s) in ${stacks.length} stack(s).`);
   if (report.errors) {
@@ -78,6 +82,37 @@ function runChecks(inputs: Inputs, env: Record<string, string>): { stacks: Loade
     throw err;
   }
   return { stacks, markdown: report.markdown };
+}
+
+/** An explicit `timeout` a healthy rolling update cannot fit in: the gate would roll a good release back. */
+function timeoutFindings(stacks: LoadedStack[], env: Record<string, string>, inputs: Inputs): Finding[] {
+  if (inputs.timeout === undefined) return [];
+  const out: Finding[] = [];
+  for (const stack of stacks) {
+    let services;
+    try {
+      services = stackServices(stack.files.map((f) => resolveCompose(f, env)));
+    } catch {
+      continue; // the other rules report what makes the stack unreadable
+    }
+    for (const t of tooShort(layerTiming(Object.values(services), { timeout: inputs.timeout, stability: inputs.stability }))) {
+      const at = locateIn(stack.files, ['services', t.service, 'deploy', 'update_config']);
+      out.push({
+        rule: 'timeout-too-short',
+        severity: 'error',
+        file: at.file.path,
+        line: at.line,
+        col: at.col,
+        stack: stack.name,
+        service: t.service,
+        message:
+          `Service ${t.service}: input \`timeout\` is ${inputs.timeout} s, but a healthy rolling update of it takes at least ${t.minimum} s ` +
+          `(${t.batches} batch(es), each at least one healthcheck interval and the delay, then monitor and the stability window). ` +
+          `The gate would roll back a good release. Use \`timeout: auto\` (${t.auto} s here) or at least ${t.minimum}.`,
+      });
+    }
+  }
+  return out;
 }
 
 function variables(inputs: Inputs, services: Service[]): Record<string, string> {
@@ -244,6 +279,7 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
       uploads: [...p.uploads, ...extra],
       versions,
       watches: watchesFor(p, inputs.stability),
+      ...layerTimeout(p.name, Object.values(p.services), inputs),
       secrets,
       configs,
     };
@@ -260,6 +296,7 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
     if (inputs.host) {
       const { remote, finish } = await connect(inputs, true);
       try {
+        await connectedChecks(remote, stacks, prepared, env, inputs);
         await printPlan(remote, plans, 'would deploy release');
       } finally {
         await finish();
@@ -270,13 +307,9 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
   }
   const { remote, ctx, finish } = await connect(inputs);
   try {
-    // Swarm configs are immutable: a changed file under an unchanged name would fail mid-deploy.
-    const existing = await existingConfigs(remote);
-    const late = stacks.flatMap((s) => checkStack(s, env, { skip: inputs.skipChecks, existingObjects: existing })).filter((f) => f.rule === 'immutable-object');
-    if (late.length) {
-      reportFindings(late);
-      throw new InputError(`Pre-flight: ${late.length} config(s) changed under an unchanged name; nothing was deployed.\n${late.map((f) => `${f.file}:${f.line}: ${f.message}`).join('\n')}`);
-    }
+    const nodes = await connectedChecks(remote, stacks, prepared, env, inputs);
+    // A global service runs a task on every node: its rollout has as many batches.
+    prepared.forEach((p, i) => Object.assign(plans[i], layerTimeout(p.name, Object.values(p.services), inputs, nodes)));
     const { layers, error } = await runLayers(ctx, plans);
     const images: Record<string, string> = Object.assign({}, ...layers.map((l) => l.images));
     return { result: overall(layers, error), release: inputs.release, versions, images, layers, checks: markdown, error, notes };
@@ -284,6 +317,32 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
     await finish();
     remote.dispose();
   }
+}
+
+/** The layer's gate timeout: the input, or `auto` from its services' update_config and healthchecks. */
+function layerTimeout(stack: string, services: ServiceInfo[], inputs: Inputs, nodes = 1): { timeoutS: number; timing: string } {
+  const t = layerTiming(services, { timeout: inputs.timeout, stability: inputs.stability, nodes });
+  return { timeoutS: t.seconds, timing: describeTiming(stack, t) };
+}
+
+/**
+ * The checks that need the swarm's own facts, before anything changes: configs changed under an
+ * unchanged name (Swarm configs are immutable), placement against the nodes. Returns the node count.
+ */
+async function connectedChecks(remote: Remote, stacks: LoadedStack[], prepared: PreparedStack[], env: Record<string, string>, inputs: Inputs): Promise<number> {
+  const existing = await existingConfigs(remote);
+  const res = await remote.sh(NODES_SCRIPT, { retry: true, silent: true });
+  if (res.code !== 0) throw new Error(`Cannot list the swarm's nodes on ${remote.where}: ${res.stderr.trim()}`);
+  const nodes = parseNodes(res.stdout);
+  const skipped = (rule: string) => inputs.skipChecks.some((r) => r === 'all' || r === rule);
+  const late = stacks.flatMap((s) => checkStack(s, env, { skip: inputs.skipChecks, existingObjects: existing })).filter((f) => f.rule === 'immutable-object');
+  if (!skipped('placement')) late.push(...prepared.flatMap((p) => placementFindings(p, Object.values(p.services), nodes)));
+  if (late.length) {
+    reportFindings(late);
+    throw new InputError(`Pre-flight checks against the swarm found ${late.length} error(s); nothing was deployed:\n${late.map((f) => `  ${f.file}:${f.line}: [${f.rule}] ${f.message}`).join('\n')}`);
+  }
+  core.info(`Pre-flight against the swarm: ${nodes.length} node(s), configs and placement fine.`);
+  return nodes.length;
 }
 
 /** Name → sha256 of the content of the Swarm configs on the host. */
@@ -308,7 +367,10 @@ export async function commandRollback(inputs: Inputs): Promise<Outcome> {
       if (!ledger) throw new InputError(`No deploy history for stack "${s.name}" on ${remote.where} (${inputs.remoteDir}/stacks/${s.name}/ledger.json): it was never deployed by this action, or remote-dir differs.`);
       const target = findTarget(ledger, inputs.rollbackTo);
       core.info(`${s.name}: rolling back to release ${target.release} of ${target.time} (${Object.entries(target.versions).map(([k, v]) => `${k} ${v}`).join(', ')}).`);
-      plans.push({ stack: s.name, release: target.release, kind: 'rollback', dir: target.dir, composePaths: target.composePaths, versions: target.versions, watches: target.watch, secretNames: target.secrets });
+      // The recorded release knows how long its gate may take; an older record does not.
+      const timeoutS = inputs.timeout ?? target.timeoutS ?? FALLBACK_TIMEOUT_S;
+      const timing = inputs.timeout !== undefined ? `timeout ${timeoutS} s (input)` : `timeout ${timeoutS} s (${target.timeoutS ? 'auto, as recorded with the release' : 'no figure recorded with the release'})`;
+      plans.push({ stack: s.name, release: target.release, kind: 'rollback', dir: target.dir, composePaths: target.composePaths, versions: target.versions, watches: target.watch, timeoutS, timing, secretNames: target.secrets });
     }
     if (inputs.dryRun) return await dryRunRollback(remote, plans);
     const { layers, error } = await runLayers(ctx, plans);

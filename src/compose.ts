@@ -55,6 +55,10 @@ export interface ServiceInfo {
   healthcheck?: HealthcheckInfo;
   /** deploy.update_config, Docker defaults filled in; durations in seconds. */
   update: { monitor: number; failureAction: string; order: string; parallelism: number; delay: number };
+  /** Seconds Docker waits for a task to stop before killing it (stop_grace_period, default 10 s). */
+  stopGracePeriod: number;
+  /** deploy.placement: constraints as written, and max_replicas_per_node (0: no limit). */
+  placement: { constraints: string[]; maxReplicasPerNode: number };
   /** Network keys as written in the stack (`default` when the service names none). */
   networks: string[];
   /** deploy.labels, list or map form. */
@@ -611,6 +615,7 @@ function healthcheckOf(name: string, hc: unknown): HealthcheckInfo | undefined {
 export function serviceInfo(name: string, svc: Record<string, any>): ServiceInfo {
   const deploy = isPlainObject(svc.deploy) ? svc.deploy : {};
   const uc = isPlainObject(deploy.update_config) ? deploy.update_config : {};
+  const placement = isPlainObject(deploy.placement) ? deploy.placement : {};
   const where = ['services', name, 'deploy'];
   const uwhere = [...where, 'update_config'];
   const mode = String(deploy.mode ?? 'replicated').startsWith('global') ? 'global' : 'replicated';
@@ -627,6 +632,11 @@ export function serviceInfo(name: string, svc: Record<string, any>): ServiceInfo
       order: uc.order === undefined || uc.order === null ? 'stop-first' : String(uc.order),
       parallelism: integer(uc.parallelism, 1, [...uwhere, 'parallelism']),
       delay: duration(uc.delay, 0, [...uwhere, 'delay']),
+    },
+    stopGracePeriod: duration(svc.stop_grace_period, 10, ['services', name, 'stop_grace_period']),
+    placement: {
+      constraints: Array.isArray(placement.constraints) ? placement.constraints.map(String) : [],
+      maxReplicasPerNode: integer(placement.max_replicas_per_node, 0, [...where, 'placement', 'max_replicas_per_node']),
     },
     networks: networks.length ? networks : ['default'],
     labels: toStringMap(deploy.labels),

@@ -31,6 +31,10 @@ const NEW_SERVICE_MAX_FAILURES = 3;
 // Swarm starts the rolling update of a changed task template within milliseconds; a change that
 // dirties no task (placement only, on nodes that still qualify) gets no update at all.
 export const UPDATE_START_GRACE_MS = 5000;
+// The scheduler's answer for a task no node can take; Swarm retries it forever, so it is a verdict.
+const UNPLACEABLE = /no suitable node|insufficient resources|max replicas per node/i;
+// A stop-first update can leave the next task pending for a moment while the old one releases its node.
+export const PLACEMENT_GRACE_MS = 5000;
 
 /** Tasks of the current spec that failed at or after `since`, newest first. */
 function failuresSince(tasks: TaskState[], image: string, since: number): TaskState[] {
@@ -91,6 +95,12 @@ export class ServiceGate {
     const upd = this.freshUpdate(svc);
     const msg = upd?.message ? `: ${upd.message}` : '';
 
+    const onNew = tasks.filter((t) => t.desired === 'running' && t.state === 'running' && t.image === svc.image).length;
+    const stuck = this.unplaceable(tasks, svc.image, now);
+    if (stuck.length && !upd?.state.startsWith('rollback')) {
+      return { phase: 'failed', detail: `${stuck.length} task(s) cannot be placed: ${stuck[0].err}`, failedTasks: stuck };
+    }
+
     switch (upd?.state) {
       case 'rollback_started':
         this.convergedAt = undefined;
@@ -108,7 +118,7 @@ export class ServiceGate {
         return { phase: 'failed', detail: `the update is paused (failure_action: pause)${msg}`, failedTasks: this.newImageFailures(tasks) };
       case 'updating':
         this.convergedAt = undefined;
-        return { phase: 'pending', detail: `updating${msg}` };
+        return { phase: 'pending', detail: `updating${msg}; ${onNew}/${svc.replicas ?? 'global'} running the new spec` };
     }
 
     // Same image, new env or config: the old tasks already run the image, so they only look converged
@@ -125,6 +135,7 @@ export class ServiceGate {
     const desired = tasks.filter((t) => t.desired === 'running');
     const current = desired.filter((t) => t.image === svc.image);
     const running = current.filter((t) => t.state === 'running');
+    const oldRunning = desired.filter((t) => t.image !== svc.image && t.state === 'running');
     const need = svc.replicas ?? desired.length;
 
     // A new service has no update to roll back: a crash loop is its failure.
@@ -135,7 +146,9 @@ export class ServiceGate {
       }
     }
 
-    const converged = running.length === need && desired.length === need && (need > 0 || svc.replicas === 0);
+    // What Swarm guarantees, not an exact count: after an engine restart it can report more running
+    // tasks than replicas for minutes. Enough tasks of this spec running, none of another still serving.
+    const converged = need > 0 ? running.length >= need && !oldRunning.length : svc.replicas === 0 && !desired.length;
     // A service this deploy did not touch only has to be up: a task it loses meanwhile is not the
     // release's doing, and rolling the layer back would not bring it back.
     const untouched = !!w.before && !!w.before.taskSpec && w.before.taskSpec === svc.taskSpec && !upd;
@@ -153,7 +166,8 @@ export class ServiceGate {
         }
       }
       const states = summarize(current);
-      return { phase: 'pending', detail: `${running.length}/${need} running${states ? ` (${states})` : ''}` };
+      const old = oldRunning.length ? `; ${oldRunning.length} task(s) of the old version still running` : '';
+      return { phase: 'pending', detail: `${running.length}/${need} running${states ? ` (${states})` : ''}${old}` };
     }
 
     const set = running.map((t) => t.id).sort().join(',');
@@ -170,6 +184,13 @@ export class ServiceGate {
     const left = w.stabilityMs - (now - this.convergedAt);
     if (left <= 0) return { phase: 'stable', detail: `${running.length}/${need} running, stable for ${Math.round(w.stabilityMs / 1000)} s` };
     return { phase: 'converged', detail: `${running.length}/${need} running; watching ${Math.ceil(left / 1000)} s more` };
+  }
+
+  /** Tasks of this spec the scheduler has refused for longer than the grace, newest first. */
+  private unplaceable(tasks: TaskState[], image: string, now: number): TaskState[] {
+    return tasks
+      .filter((t) => t.image === image && t.desired === 'running' && t.state === 'pending' && UNPLACEABLE.test(t.err) && now - t.at >= PLACEMENT_GRACE_MS)
+      .sort((a, b) => b.at - a.at);
   }
 
   private newImageFailures(tasks: TaskState[]): TaskState[] {
@@ -194,6 +215,8 @@ export interface GateOptions {
   sleep?: (ms: number) => Promise<void>;
   /** Stop at the first failure (the caller rolls back the rest); default true. */
   stopOnFailure?: boolean;
+  /** How often a long wait prints where every unfinished service stands; default 30 s. */
+  progressMs?: number;
 }
 
 export interface GateResult {
@@ -216,6 +239,8 @@ export async function runGate(gates: ServiceGate[], opts: GateOptions): Promise<
   let pollErrors = 0;
   let lastError = '';
   let last: Snapshot = { services: new Map(), tasks: [], now: 0 };
+  const startedAt = now();
+  let progressAt = startedAt;
   for (;;) {
     try {
       last = await opts.poll(Math.max(0, deadline - now()));
@@ -244,6 +269,13 @@ export async function runGate(gates: ServiceGate[], opts: GateOptions): Promise<
         lastDetail.set(g.watch.name, key);
         core.info(`  ${g.watch.name}: ${line}`);
       }
+    }
+    // A long rollout must not look hung: where each unfinished service stands, at a calm rate.
+    if (t - progressAt >= (opts.progressMs ?? 30_000)) {
+      progressAt = t;
+      const open = gates.filter((g) => !g.done);
+      core.info(`Gate: ${Math.round((t - startedAt) / 1000)} s in, ${Math.max(0, Math.round((deadline - t) / 1000))} s left; ${gates.length - open.length}/${gates.length} service(s) done.`);
+      for (const g of open) core.info(`  ${g.watch.name}: ${g.verdict.phase}: ${g.verdict.detail}`);
     }
     const failed = gates.filter((g) => g.verdict.phase === 'failed');
     if (failed.length && (opts.stopOnFailure ?? true)) return { ok: false, timedOut: false, gates, last, polls, failedAt: t };

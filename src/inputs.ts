@@ -33,7 +33,8 @@ export interface Inputs {
   knownHosts: string;
   stacks: StackSpec[];
   env: Record<string, string>;
-  timeout: number;
+  /** Seconds per layer, or undefined for `auto` (from each service's update_config and healthcheck). */
+  timeout?: number;
   /** Seconds, or undefined for `auto` (derived per service from its update_config and healthcheck). */
   stability?: number;
   rollbackTo: string;
@@ -68,7 +69,7 @@ export const DEFAULTS: Record<string, string> = {
   services: 'service/*',
   'release-tag-check': 'warn',
   port: '22',
-  timeout: '300',
+  timeout: 'auto',
   stability: 'auto',
   'rollback-to': 'previous',
   'keep-releases': '10',
@@ -198,12 +199,8 @@ export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.Proce
     throw new InputError(`Input \`image-prefix\` "${imagePrefix}" is not a valid image repository path (lower-case letters, digits, . _ - and /).`);
   }
 
-  const stabilityRaw = (get('stability') || 'auto').trim();
-  let stability: number | undefined;
-  if (stabilityRaw !== 'auto') {
-    if (!/^\d+$/.test(stabilityRaw)) throw new InputError(`Input \`stability\` must be \`auto\` or a number of seconds, got "${stabilityRaw}".`);
-    stability = Number(stabilityRaw);
-  }
+  const stability = autoOrSeconds(get, 'stability', 0);
+  const timeout = autoOrSeconds(get, 'timeout', 1);
 
   const release = get('release').trim() || defaultRelease(env.GITHUB_REF, env.GITHUB_SHA);
   if (!RELEASE.test(release)) throw new InputError(`Input \`release\` "${release}" must be letters, digits, . _ + - (at most 128).`);
@@ -240,7 +237,7 @@ export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.Proce
     knownHosts: get('known-hosts'),
     stacks,
     env: parseKeyValues(get('env'), 'env'),
-    timeout: positiveInt(get, 'timeout'),
+    timeout,
     stability,
     rollbackTo: (get('rollback-to') || 'previous').trim(),
     release,
@@ -253,6 +250,16 @@ export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.Proce
     skipChecks: ruleIds(get('skip-checks')),
     dryRun: bool('dry-run'),
   };
+}
+
+/** `auto` (undefined) or a whole number of seconds, at least `min`. */
+function autoOrSeconds(get: Get, name: string, min: number): number | undefined {
+  const raw = (get(name) || 'auto').trim();
+  if (raw === 'auto') return undefined;
+  if (!/^\d+$/.test(raw) || Number(raw) < min) {
+    throw new InputError(`Input \`${name}\` must be \`auto\` or a number of seconds${min ? ` (at least ${min})` : ''}, got "${raw}".`);
+  }
+  return Number(raw);
 }
 
 /** `skip-checks`: known rule ids only, so a typo does not silently leave a rule on. */

@@ -17,6 +17,8 @@ export interface ReleaseRecord {
   images: Record<string, string>;
   /** What the gate watches when this release is deployed again. */
   watch: { name: string; expectedImage: string; stabilityMs: number }[];
+  /** The gate's timeout for this release, so that deploying it again waits as long. */
+  timeoutS?: number;
   /** Swarm secret names this release used (never values). */
   secrets?: string[];
   sha: string;

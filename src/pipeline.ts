@@ -1,5 +1,4 @@
 import * as core from '@actions/core';
-import { ServiceInfo } from './compose';
 import { GateResult, ServiceGate, Watch, runGate } from './gate';
 import { Inputs } from './inputs';
 import { Ledger, ReleaseRecord, readLedger, saveRecord, stackDir } from './ledger';
@@ -9,6 +8,7 @@ import { RollbackTarget, rollbackServices, servicesToRollBack, waitRolledBack } 
 import { PreparedStack, expectedImages, fullName, stackDeploy, uploadRelease } from './stack';
 import { ConfigPlan, SecretPlan, ensureSecrets, nameSecrets, pruneConfigs, pruneSecrets } from './secrets';
 import { Snapshot, TaskState, normalizeImage, parseSnapshot, snapshotScript } from './swarm';
+import { stabilitySeconds } from './timing';
 
 export interface RunContext {
   inputs: Inputs;
@@ -46,13 +46,6 @@ export interface LayerOutcome {
   /** What the layer did besides the gate (secrets created or generated, configs renamed): for the summary. */
   notes?: string[];
   polls: number;
-}
-
-/** `auto`: the service's monitor plus one healthcheck cycle, at least 10 s. */
-export function stabilitySeconds(svc: ServiceInfo, fixed?: number): number {
-  if (fixed !== undefined) return fixed;
-  const hc = svc.healthcheck && !svc.healthcheck.disabled ? svc.healthcheck.interval * svc.healthcheck.retries : 0;
-  return Math.max(10, Math.ceil(svc.update.monitor + hc));
 }
 
 export function watchesFor(stack: PreparedStack, fixedStability?: number): Watch[] {
@@ -105,8 +98,9 @@ export function touchedServices(gates: ServiceGate[], now: Snapshot): { changed:
  * on failure, the services this deploy changed go back to their previous spec, gated too, and the
  * services it created are removed.
  */
-export async function deployLayer(ctx: RunContext, stack: string, releaseDir: string, composePaths: string[], watches: Watch[]): Promise<{ outcome: LayerOutcome; gate: GateResult }> {
-  const { remote, inputs } = ctx;
+export async function deployLayer(ctx: RunContext, plan: LayerPlan): Promise<{ outcome: LayerOutcome; gate: GateResult }> {
+  const { remote } = ctx;
+  const { stack, dir: releaseDir, composePaths, watches, timeoutS } = plan;
   const before = await readSnapshot(remote, stack);
   const poll = (msLeft?: number) => readSnapshot(remote, stack, msLeft);
   const started = before.now;
@@ -116,7 +110,7 @@ export async function deployLayer(ctx: RunContext, stack: string, releaseDir: st
   let gate: GateResult;
   let deployError: string | undefined;
   try {
-    core.info(await stackDeploy(remote, releaseDir, stack, composePaths, { withRegistryAuth: ctx.withRegistryAuth, detachFlag: ctx.detachFlag, timeoutMs: Math.max(COMMAND_TIMEOUT_MS, inputs.timeout * 1000) }));
+    core.info(await stackDeploy(remote, releaseDir, stack, composePaths, { withRegistryAuth: ctx.withRegistryAuth, detachFlag: ctx.detachFlag, timeoutMs: Math.max(COMMAND_TIMEOUT_MS, timeoutS * 1000) }));
   } catch (e) {
     // The CLI updates services one by one and stops at the first error: those before it run the
     // new spec. Nothing changed: the error is the whole story. Something changed: undo it, gated.
@@ -132,9 +126,9 @@ export async function deployLayer(ctx: RunContext, stack: string, releaseDir: st
     gate = { ok: false, timedOut: false, gates, last: now, polls: 1 };
   }
   if (!deployError) {
-    core.info(`Gate: watching ${watches.length} service(s) of ${stack} (timeout ${inputs.timeout} s, poll ${ctx.pollMs} ms).`);
+    core.info(`Gate: watching ${watches.length} service(s) of ${stack}; ${plan.timing ?? `timeout ${timeoutS} s`}; poll ${ctx.pollMs} ms.`);
     gate = await runGate(gates, {
-      timeoutMs: inputs.timeout * 1000,
+      timeoutMs: timeoutS * 1000,
       pollMs: ctx.pollMs,
       poll: async (msLeft) => {
         const s = await poll(msLeft);
@@ -187,7 +181,7 @@ export async function deployLayer(ctx: RunContext, stack: string, releaseDir: st
     for (const p of parts) core.error(p, { title: `Gate failed: ${p.split(':')[0]}` });
   }
 
-  const { result, note, targets, removed } = await undoLayer(ctx, stack, gates, gate.last, poll);
+  const { result, note, targets, removed } = await undoLayer(ctx, plan, gates, gate.last, poll);
   const after = await poll().catch(() => gate.last);
   return {
     outcome: {
@@ -206,8 +200,9 @@ export async function deployLayer(ctx: RunContext, stack: string, releaseDir: st
  * Brings back every service this deploy changed (those Swarm rolled back itself only need watching)
  * and removes the services it created. Never throws: the gate's explanation stays the job's reason.
  */
-async function undoLayer(ctx: RunContext, stack: string, gates: ServiceGate[], gateLast: Snapshot, poll: () => Promise<Snapshot>): Promise<{ result: LayerOutcome['result']; note: string; targets: Map<string, RollbackTarget>; removed: string[] }> {
-  const { remote, inputs } = ctx;
+async function undoLayer(ctx: RunContext, plan: LayerPlan, gates: ServiceGate[], gateLast: Snapshot, poll: () => Promise<Snapshot>): Promise<{ result: LayerOutcome['result']; note: string; targets: Map<string, RollbackTarget>; removed: string[] }> {
+  const { remote } = ctx;
+  const { stack } = plan;
   // The gate's last snapshot may be old (its polls failed): decide from a fresh one when it can be read.
   const last = await poll().catch(() => gateLast);
   const touched = touchedServices(gates, last);
@@ -226,7 +221,7 @@ async function undoLayer(ctx: RunContext, stack: string, gates: ServiceGate[], g
       try {
         const before = new Map(gates.map((g) => [g.watch.name, g.watch.before]));
         await rollbackServices(remote, toRoll, { poll, before, stale: new Map([...targets].map(([n, t]) => [n, t.staleStartedAt ?? ''])) });
-        const { notBack } = await waitRolledBack({ targets, timeoutMs: inputs.timeout * 1000, pollMs: ctx.pollMs, poll });
+        const { notBack } = await waitRolledBack({ targets, timeoutMs: plan.timeoutS * 1000, pollMs: ctx.pollMs, poll });
         if (notBack.length) {
           back = false;
           notes.push(`Rollback did not converge for ${notBack.join(', ')}: check the host.`);
@@ -262,6 +257,10 @@ export interface LayerPlan {
   uploads?: { rel: string; content: string | Buffer }[];
   versions: Record<string, string>;
   watches: Watch[];
+  /** Seconds the gate (and a rollback) may take. */
+  timeoutS: number;
+  /** How the timeout was set, for the log. */
+  timing?: string;
   /** Secrets to create before deploying (deploy), or the names a recorded release used (rollback). */
   secrets?: SecretPlan[];
   /** Configs this deploy names by content (their earlier versions are removed after the gate). */
@@ -307,6 +306,7 @@ export async function runLayer(ctx: RunContext, plan: LayerPlan): Promise<LayerO
     versions: plan.versions,
     images: {},
     watch: plan.watches.map((w) => ({ name: w.name, expectedImage: w.expectedImage, stabilityMs: w.stabilityMs })),
+    timeoutS: plan.timeoutS,
     secrets: plan.secrets?.map((s) => s.name) ?? plan.secretNames ?? [],
     sha: ctx.sha,
     ref: ctx.ref,
@@ -318,7 +318,7 @@ export async function runLayer(ctx: RunContext, plan: LayerPlan): Promise<LayerO
   const started = await saveRecord(remote, inputs.remoteDir, plan.stack, ledger, rec, inputs.keepReleases, false);
   let outcome: LayerOutcome;
   try {
-    ({ outcome } = await deployLayer(ctx, plan.stack, plan.dir, plan.composePaths, plan.watches));
+    ({ outcome } = await deployLayer(ctx, plan));
   } catch (e) {
     await saveRecord(remote, inputs.remoteDir, plan.stack, started, { ...rec, result: 'failed', time: new Date().toISOString() }, inputs.keepReleases, false).catch(() => undefined);
     throw e;

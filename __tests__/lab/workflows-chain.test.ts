@@ -226,7 +226,7 @@ test('deploy.yml, release 1.0.0: build → infra → app → summary, both layer
     assert.equal(d.with?.env, 'NETWORK_PREFIX=wf');
     assert.equal(d.with?.['remote-dir'], remoteDir);
     assert.equal(d.with?.stability, '2');
-    assert.equal(d.with?.timeout, '300', "the starter's timeout: 300, a number, as a string");
+    assert.equal(d.with?.timeout, 'auto', "the starter sets no timeout: the reusable workflow's default, auto");
     assert.equal(d.with?.release, '1.0.0');
     assert.equal(d.with?.['dry-run'], 'false');
     assert.equal(d.outputs.result, 'deployed', d.log.slice(-4000));

@@ -258,6 +258,8 @@ test('stackServices: Docker defaults', () => {
     mode: 'replicated',
     healthcheck: undefined,
     update: { monitor: 5, failureAction: 'pause', order: 'stop-first', parallelism: 1, delay: 0 },
+    stopGracePeriod: 10,
+    placement: { constraints: [], maxReplicasPerNode: 0 },
     networks: ['default'],
     labels: {},
   });

@@ -6,7 +6,7 @@ import * as YAML from 'yaml';
 import { captureStdout } from '../helpers/stdout';
 import { GateOptions, ServiceGate, Watch, runGate } from '../../src/gate';
 import { ServiceInfo } from '../../src/compose';
-import { stabilitySeconds } from '../../src/pipeline';
+import { stabilitySeconds } from '../../src/timing';
 import { servicesToRollBack } from '../../src/rollback';
 import { ServiceState, Snapshot, TaskState, UpdateStatus, normalizeImage } from '../../src/swarm';
 
@@ -600,6 +600,8 @@ function info(monitor: number, hc?: { interval: number; retries: number; disable
     mode: 'replicated',
     healthcheck: hc ? ({ disabled: false, ...hc } as unknown as ServiceInfo['healthcheck']) : undefined,
     update: { monitor, failureAction: 'rollback', order: 'stop-first', parallelism: 1, delay: 0 },
+    stopGracePeriod: 10,
+    placement: { constraints: [], maxReplicasPerNode: 0 },
     networks: ['default'],
     labels: {},
   };
@@ -665,4 +667,47 @@ test('a template change Swarm starts no update for (placement only) is accepted 
   const now = service({ update: PREV_UPDATE, taskSpec: 'template-new' });
   assert.equal(g.observe(snap([now], old, sec(1)), sec(1)).phase, 'pending');
   assert.equal(g.observe(snap([now], old, sec(6)), sec(6)).phase, 'stable');
+});
+
+// ---------- more tasks than replicas; tasks the scheduler cannot place ----------
+
+test('an engine restart leaves 3 running tasks of the new version for 2 replicas: converged, not a timeout', () => {
+  const g = new ServiceGate(watch({ before: BEFORE, stabilityMs: 0 }), T0);
+  const svc = service({ update: { ...upd('completed', THIS_UPDATE_AT), completedAt: 'x' } });
+  const three = [task({ slot: 1, at: sec(2) }), task({ slot: 2, at: sec(3) }), task({ slot: 2, at: sec(1) })];
+  const v = g.observe(snap([svc], three, sec(5)), sec(5));
+  assert.equal(v.phase, 'stable', v.detail);
+});
+
+test('more tasks than replicas, one of them still on the old version: not converged', () => {
+  const g = new ServiceGate(watch({ before: BEFORE, stabilityMs: 0 }), T0);
+  const svc = service({ update: { ...upd('completed', THIS_UPDATE_AT), completedAt: 'x' } });
+  const mixed = [task({ slot: 1, at: sec(2) }), task({ slot: 2, at: sec(3) }), task({ slot: 2, image: OLD_SPEC, at: sec(-50) })];
+  const v = g.observe(snap([svc], mixed, sec(5)), sec(5));
+  assert.equal(v.phase, 'pending');
+  assert.match(v.detail, /old version/);
+});
+
+test('a task the scheduler cannot place fails the service with the scheduler\'s words, after a short grace', () => {
+  const g = new ServiceGate(watch(), T0);
+  const err = 'no suitable node (scheduling constraints not satisfied on 1 node)';
+  const pending = task({ state: 'pending', at: sec(0.5), err });
+  assert.equal(g.observe(snap([service({ replicas: 1 })], [pending], sec(1)), sec(1)).phase, 'pending');
+  const v = g.observe(snap([service({ replicas: 1 })], [pending], sec(7)), sec(7));
+  assert.equal(v.phase, 'failed');
+  assert.match(v.detail, /cannot be placed.*no suitable node \(scheduling constraints not satisfied on 1 node\)/);
+  assert.equal(v.failedTasks?.[0]?.id, pending.id);
+  const res = task({ state: 'pending', at: sec(0.5), err: 'insufficient resources on 1 node' });
+  assert.equal(new ServiceGate(watch(), T0).observe(snap([service({ replicas: 1 })], [res], sec(7)), sec(7)).phase, 'failed');
+});
+
+test('runGate: a long wait prints where each unfinished service stands every progressMs, not every poll', async () => {
+  const g = new ServiceGate(watch({ before: BEFORE, stabilityMs: 0 }), T0);
+  const svc = service({ update: upd('updating', THIS_UPDATE_AT, 'update in progress') });
+  const { o } = fakeRun((i, now) => snap([svc], [task({ slot: 1, at: sec(1) }), task({ slot: 2, state: 'starting', at: sec(1) })], now), { timeoutMs: 95_000, progressMs: 30_000 });
+  const { value: r, out } = await captured(() => runGate([g], o));
+  assert.equal(r.timedOut, true);
+  const lines = out.match(/Gate: \d+ s in, \d+ s left; 0\/1 service\(s\) done\./g) ?? [];
+  assert.deepEqual(lines, ['Gate: 30 s in, 65 s left; 0/1 service(s) done.', 'Gate: 60 s in, 35 s left; 0/1 service(s) done.', 'Gate: 90 s in, 5 s left; 0/1 service(s) done.']);
+  assert.match(out, /app_web: pending: updating: update in progress; 1\/2 running the new spec/);
 });

@@ -91,7 +91,7 @@ test('readInputs: defaults when inputs are empty (what the runner gives for a mi
   assert.equal(i.port, 22);
   assert.deepEqual(i.stacks, []);
   assert.deepEqual(i.env, {});
-  assert.equal(i.timeout, 300);
+  assert.equal(i.timeout, undefined, 'auto');
   assert.equal(i.stability, undefined);
   assert.equal(i.rollbackTo, 'previous');
   assert.equal(i.release, 'sha-0123456');
@@ -301,6 +301,7 @@ test('readInputs: release from GITHUB_REF and GITHUB_SHA unless given; validated
 test('readInputs: timeout ≥ 1, keep-releases ≥ 1, lock-timeout ≥ 0, stability auto or seconds', () => {
   rejects(() => deploy({ timeout: '0' }), 'timeout');
   rejects(() => deploy({ timeout: '5m' }), 'timeout');
+  assert.equal(deploy({ timeout: 'auto' }).timeout, undefined);
   rejects(() => deploy({ 'keep-releases': '0' }), 'keep-releases');
   rejects(() => deploy({ 'lock-timeout': '-1' }), 'lock-timeout');
   assert.equal(deploy({ 'lock-timeout': '0' }).lockTimeout, 0);
