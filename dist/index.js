@@ -64523,8 +64523,6 @@ function parseSnapshot(stdout) {
             // Replicated (a count) or global (null); a replicated service scaled to 0 has no Replicas field.
             replicas: svc.Spec.Mode?.Replicated ? (svc.Spec.Mode.Replicated.Replicas ?? 0) : null,
             update: upd ? { state: upd.State ?? '', startedAt: upd.StartedAt ?? '', completedAt: upd.CompletedAt ?? '', message: upd.Message ?? '' } : null,
-            previousImage: svc.PreviousSpec?.TaskTemplate?.ContainerSpec?.Image ?? null,
-            versionIndex: svc.Version?.Index ?? 0,
             taskSpec: template === undefined ? undefined : (0, crypto_1.createHash)('sha1').update(JSON.stringify(template)).digest('hex'),
         });
     }

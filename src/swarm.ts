@@ -10,8 +10,6 @@ export interface ServiceState {
   /** null for global services. */
   replicas: number | null;
   update: UpdateStatus | null;
-  previousImage: string | null;
-  versionIndex: number;
   /** Hash of the task template: equal before and after a deploy when it did not touch the service. */
   taskSpec?: string;
 }
@@ -123,8 +121,6 @@ export function parseSnapshot(stdout: string): Snapshot {
       // Replicated (a count) or global (null); a replicated service scaled to 0 has no Replicas field.
       replicas: svc.Spec.Mode?.Replicated ? (svc.Spec.Mode.Replicated.Replicas ?? 0) : null,
       update: upd ? { state: upd.State ?? '', startedAt: upd.StartedAt ?? '', completedAt: upd.CompletedAt ?? '', message: upd.Message ?? '' } : null,
-      previousImage: svc.PreviousSpec?.TaskTemplate?.ContainerSpec?.Image ?? null,
-      versionIndex: svc.Version?.Index ?? 0,
       taskSpec: template === undefined ? undefined : createHash('sha1').update(JSON.stringify(template)).digest('hex'),
     });
   }

@@ -22,7 +22,7 @@ const OLD_SPEC = `${OLD}@sha256:${'a'.repeat(64)}`;
 const NEW_SPEC = `${NEW}@sha256:${'b'.repeat(64)}`;
 
 function service(p: Partial<ServiceState> = {}): ServiceState {
-  return { id: 'svc1', name: 'app_web', image: NEW_SPEC, replicas: 2, update: null, previousImage: null, versionIndex: 10, ...p };
+  return { id: 'svc1', name: 'app_web', image: NEW_SPEC, replicas: 2, update: null, ...p };
 }
 
 function upd(state: string, startedAt: string, message = ''): UpdateStatus {
@@ -44,7 +44,7 @@ function watch(p: Partial<Watch> = {}): Watch {
 
 /** A service that existed before this deploy, on the old image, after an earlier update that completed. */
 const PREV_UPDATE = upd('completed', '2024-01-01T10:00:00.123456789Z');
-const BEFORE = service({ image: OLD_SPEC, update: PREV_UPDATE, versionIndex: 7 });
+const BEFORE = service({ image: OLD_SPEC, update: PREV_UPDATE });
 const THIS_UPDATE_AT = '2024-02-02T10:00:00.5Z';
 
 // ---------- normalizeImage ----------
@@ -222,12 +222,12 @@ test('gate: an update goes updating → completed with new-image tasks running �
   const o2 = task({ id: 'o2', slot: 2, image: OLD_SPEC, at: sec(-3600) });
 
   // The spec is new but Swarm has not started the update yet: the old tasks must not count.
-  let v = g.observe(snap([service({ update: PREV_UPDATE, versionIndex: 8 })], [o1, o2], sec(0.5)), sec(0.5));
+  let v = g.observe(snap([service({ update: PREV_UPDATE })], [o1, o2], sec(0.5)), sec(0.5));
   assert.equal(v.phase, 'pending');
   assert.match(v.detail, /0\/2 running/);
 
   const n1 = task({ id: 'n1', slot: 1, state: 'starting', at: sec(1) });
-  let svc = service({ update: upd('updating', THIS_UPDATE_AT, 'update in progress'), versionIndex: 9 });
+  let svc = service({ update: upd('updating', THIS_UPDATE_AT, 'update in progress') });
   v = g.observe(snap([svc], [{ ...o1, desired: 'shutdown', state: 'shutdown' }, n1, o2], sec(1)), sec(1));
   assert.equal(v.phase, 'pending');
   assert.match(v.detail, /updating: update in progress/);
@@ -239,7 +239,7 @@ test('gate: an update goes updating → completed with new-image tasks running �
   assert.equal(v.phase, 'pending');
   assert.equal(g.convergedAt, undefined);
 
-  svc = service({ update: { ...upd('completed', THIS_UPDATE_AT, 'update completed'), completedAt: '2024-02-02T10:00:06Z' }, versionIndex: 11 });
+  svc = service({ update: { ...upd('completed', THIS_UPDATE_AT, 'update completed'), completedAt: '2024-02-02T10:00:06Z' } });
   v = g.observe(snap([svc], done, sec(6)), sec(6));
   assert.equal(v.phase, 'converged');
   assert.equal(g.convergedAt, sec(6));
@@ -253,7 +253,7 @@ test('gate: an UpdateStatus left from a previous deploy (same StartedAt) is igno
     const stale = upd(state, '2024-01-01T10:00:00.123456789Z', 'from last week');
     const before = { ...BEFORE, update: stale };
     const g = new ServiceGate(watch({ before, stabilityMs: 0 }), T0);
-    const svc = service({ update: stale, versionIndex: 8 });
+    const svc = service({ update: stale });
     const v = g.observe(snap([svc], [task({ slot: 1 }), task({ slot: 2 })], sec(1)), sec(1));
     assert.equal(v.phase, 'stable', `a stale ${state} is not this deploy's`);
   }
@@ -389,12 +389,12 @@ test('gate: an old-image failure inside the window is not the release\'s', () =>
 test('gate.changed: a new image, or an update Swarm started for this deploy', () => {
   assert.equal(new ServiceGate(watch(), T0).changed(service()), false, 'new service');
   assert.equal(new ServiceGate(watch({ before: BEFORE }), T0).changed(), true, 'image changed');
-  const same = service({ image: NEW_SPEC, versionIndex: 7 });
+  const same = service({ image: NEW_SPEC });
   const g = new ServiceGate(watch({ before: same }), T0);
   assert.equal(g.changed(same), false, 'same image, same spec version');
   // docker stack deploy re-submits unchanged services: a new spec version alone is not a change.
-  assert.equal(g.changed({ ...same, versionIndex: 8 }), false, 'same image, re-submitted, no update');
-  assert.equal(g.changed({ ...same, versionIndex: 8, update: { state: 'updating', startedAt: '2026-11-23T19:00:00Z', completedAt: '', message: '' } }), true, 'same image, Swarm started an update (env, labels…)');
+  assert.equal(g.changed({ ...same }), false, 'same image, re-submitted, no update');
+  assert.equal(g.changed({ ...same, update: { state: 'updating', startedAt: '2026-11-23T19:00:00Z', completedAt: '', message: '' } }), true, 'same image, Swarm started an update (env, labels…)');
 });
 
 function rbGate(name: string, before: ServiceState | undefined, expectedImage = NEW) {
@@ -403,7 +403,7 @@ function rbGate(name: string, before: ServiceState | undefined, expectedImage = 
 
 test('servicesToRollBack: only changed services that existed before and that Swarm is not already rolling back', () => {
   const id = (n: string) => `id-${n}`;
-  const prev = (n: string, p: Partial<ServiceState> = {}) => service({ id: id(n), name: n, image: OLD_SPEC, update: PREV_UPDATE, versionIndex: 7, ...p });
+  const prev = (n: string, p: Partial<ServiceState> = {}) => service({ id: id(n), name: n, image: OLD_SPEC, update: PREV_UPDATE, ...p });
   const gates = [
     rbGate('s_changed', prev('s_changed')),
     rbGate('s_new', undefined),
@@ -416,14 +416,14 @@ test('servicesToRollBack: only changed services that existed before and that Swa
   ];
   const now = snap(
     [
-      service({ id: id('s_changed'), name: 's_changed', update: upd('updating', THIS_UPDATE_AT), versionIndex: 9 }),
+      service({ id: id('s_changed'), name: 's_changed', update: upd('updating', THIS_UPDATE_AT) }),
       service({ id: id('s_new'), name: 's_new' }),
-      service({ id: id('s_same'), name: 's_same', update: PREV_UPDATE, versionIndex: 7 }),
-      service({ id: id('s_envonly'), name: 's_envonly', update: upd('completed', THIS_UPDATE_AT), versionIndex: 9 }),
-      service({ id: id('s_rbstarted'), name: 's_rbstarted', image: OLD_SPEC, update: upd('rollback_started', THIS_UPDATE_AT), versionIndex: 9 }),
-      service({ id: id('s_rbdone'), name: 's_rbdone', image: OLD_SPEC, update: upd('rollback_completed', THIS_UPDATE_AT), versionIndex: 10 }),
+      service({ id: id('s_same'), name: 's_same', update: PREV_UPDATE }),
+      service({ id: id('s_envonly'), name: 's_envonly', update: upd('completed', THIS_UPDATE_AT) }),
+      service({ id: id('s_rbstarted'), name: 's_rbstarted', image: OLD_SPEC, update: upd('rollback_started', THIS_UPDATE_AT) }),
+      service({ id: id('s_rbdone'), name: 's_rbdone', image: OLD_SPEC, update: upd('rollback_completed', THIS_UPDATE_AT) }),
       // Its rollback_completed is last week's: this deploy's update has not started yet.
-      service({ id: id('s_stale'), name: 's_stale', update: upd('rollback_completed', '2024-01-01T00:00:00Z'), versionIndex: 9 }),
+      service({ id: id('s_stale'), name: 's_stale', update: upd('rollback_completed', '2024-01-01T00:00:00Z') }),
     ],
     [],
     sec(30),
@@ -434,8 +434,8 @@ test('servicesToRollBack: only changed services that existed before and that Swa
 test(
   'servicesToRollBack: a service whose Swarm rollback is paused is not rolled back a second time',
   () => {
-    const before = service({ image: OLD_SPEC, update: PREV_UPDATE, versionIndex: 7 });
-    const now = snap([service({ image: OLD_SPEC, update: upd('rollback_paused', THIS_UPDATE_AT), versionIndex: 10 })], [], sec(30));
+    const before = service({ image: OLD_SPEC, update: PREV_UPDATE });
+    const now = snap([service({ image: OLD_SPEC, update: upd('rollback_paused', THIS_UPDATE_AT) })], [], sec(30));
     assert.deepEqual(servicesToRollBack([rbGate('app_web', before)], now), []);
   },
 );
@@ -629,29 +629,29 @@ test(
 );
 
 test('a service this deploy did not touch is stable once up: a task it loses is not blamed on the release', () => {
-  const same = service({ image: NEW_SPEC, update: PREV_UPDATE, versionIndex: 7, taskSpec: 'tpl-1' });
+  const same = service({ image: NEW_SPEC, update: PREV_UPDATE, taskSpec: 'tpl-1' });
   const g = new ServiceGate(watch({ before: same, stabilityMs: 30_000 }), T0);
   const up = [task({ id: 't1', image: NEW_SPEC }), task({ id: 't2', slot: 2, image: NEW_SPEC })];
-  assert.equal(g.observe(snap([{ ...same, versionIndex: 8 }], up, sec(1)), sec(1)).phase, 'stable');
+  assert.equal(g.observe(snap([{ ...same }], up, sec(1)), sec(1)).phase, 'stable');
   const lost = [{ ...up[0], desired: 'shutdown', state: 'failed', at: sec(2) }, up[1], task({ id: 't3', state: 'starting', image: NEW_SPEC })];
-  assert.equal(g.observe(snap([{ ...same, versionIndex: 8 }], lost, sec(3)), sec(3)).phase, 'stable', 'still not blamed after it was stable');
+  assert.equal(g.observe(snap([{ ...same }], lost, sec(3)), sec(3)).phase, 'stable', 'still not blamed after it was stable');
   // The same service with a fresh update of its own (env changed): watched through the window.
   const g2 = new ServiceGate(watch({ before: same, stabilityMs: 30_000 }), T0);
-  const updated = { ...same, versionIndex: 9, update: upd('completed', THIS_UPDATE_AT) };
+  const updated = { ...same, update: upd('completed', THIS_UPDATE_AT) };
   assert.equal(g2.observe(snap([updated], up, sec(1)), sec(1)).phase, 'converged');
   // A changed template whose update Swarm has not started yet is not taken for untouched.
   const g3 = new ServiceGate(watch({ before: same, stabilityMs: 30_000 }), T0);
-  assert.equal(g3.observe(snap([{ ...same, versionIndex: 9, taskSpec: 'tpl-2' }], up, sec(1)), sec(1)).phase, 'pending');
+  assert.equal(g3.observe(snap([{ ...same, taskSpec: 'tpl-2' }], up, sec(1)), sec(1)).phase, 'pending');
 });
 
 // ---------- an env- or config-only change: same image, new task template ----------
 
 test('stability 0, env-only change: not stable on the old tasks before Swarm started the update this deploy asked for', () => {
-  const before = service({ image: NEW_SPEC, update: PREV_UPDATE, versionIndex: 7, taskSpec: 'template-old' });
+  const before = service({ image: NEW_SPEC, update: PREV_UPDATE, taskSpec: 'template-old' });
   const g = new ServiceGate(watch({ before, stabilityMs: 0 }), sec(0));
   const old = [task({ slot: 1, at: sec(-100) }), task({ slot: 2, at: sec(-100) })];
   // Just after `docker stack deploy`: the spec is new, the update has not started, old tasks run the same image.
-  const v1 = g.observe(snap([service({ update: PREV_UPDATE, taskSpec: 'template-new', versionIndex: 8 })], old, sec(0.2)), sec(0.2));
+  const v1 = g.observe(snap([service({ update: PREV_UPDATE, taskSpec: 'template-new' })], old, sec(0.2)), sec(0.2));
   assert.notEqual(v1.phase, 'stable', `stable on the old tasks: ${v1.detail}`);
   assert.match(v1.detail, /waiting for Swarm to start the update/);
   g.observe(snap([service({ update: upd('updating', THIS_UPDATE_AT), taskSpec: 'template-new' })], old, sec(0.5)), sec(0.5));

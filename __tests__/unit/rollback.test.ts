@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { rollbackServices, waitRolledBack } from '../../src/rollback';
 import type { ServiceState, Snapshot } from '../../src/swarm';
 
-const svc = (p: Partial<ServiceState>): ServiceState => ({ id: 'id-web', name: 'app_web', image: 'r/web:2', replicas: 1, update: null, previousImage: null, versionIndex: 1, taskSpec: 'new', ...p });
+const svc = (p: Partial<ServiceState>): ServiceState => ({ id: 'id-web', name: 'app_web', image: 'r/web:2', replicas: 1, update: null, taskSpec: 'new', ...p });
 const snap = (services: ServiceState[], tasks: Snapshot['tasks'] = []): Snapshot => ({ services: new Map(services.map((s) => [s.name, s])), tasks, now: Date.now() });
 const BEFORE = svc({ image: 'r/web:1', taskSpec: 'old' });
 const STALE = '2026-01-01T00:00:00Z';
