@@ -62034,15 +62034,15 @@ function defaultRelease(ref, sha) {
 /** Parses and validates every input once; `get` is injectable for tests. */
 function readInputs(raw = (n) => core.getInput(n), env = process.env) {
     const get = (n) => raw(n) || exports.DEFAULTS[n] || '';
-    const command = oneOf(get, 'command', ['deploy', 'build', 'check', 'rollback']);
-    const workspace = env.GITHUB_WORKSPACE || process.cwd();
-    const workingDirectory = path.resolve(workspace, get('working-directory') || '.');
-    // Secrets are masked before anything could print them.
+    // Secrets are masked before anything, even a bad `command`, could fail or print.
     for (const secret of ['registry-password', 'ssh-key', 'ssh-passphrase', 'secrets']) {
         const v = get(secret);
         if (v)
             (0, mask_1.addMask)(v);
     }
+    const command = oneOf(get, 'command', ['deploy', 'build', 'check', 'rollback']);
+    const workspace = env.GITHUB_WORKSPACE || process.cwd();
+    const workingDirectory = path.resolve(workspace, get('working-directory') || '.');
     const host = get('host').trim();
     const user = get('user').trim();
     const needsHost = command === 'deploy' || command === 'rollback';

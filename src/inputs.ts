@@ -162,15 +162,14 @@ export function defaultRelease(ref: string | undefined, sha: string | undefined)
 /** Parses and validates every input once; `get` is injectable for tests. */
 export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.ProcessEnv = process.env): Inputs {
   const get: Get = (n) => raw(n) || DEFAULTS[n] || '';
-  const command = oneOf(get, 'command', ['deploy', 'build', 'check', 'rollback'] as const);
-  const workspace = env.GITHUB_WORKSPACE || process.cwd();
-  const workingDirectory = path.resolve(workspace, get('working-directory') || '.');
-
-  // Secrets are masked before anything could print them.
+  // Secrets are masked before anything, even a bad `command`, could fail or print.
   for (const secret of ['registry-password', 'ssh-key', 'ssh-passphrase', 'secrets']) {
     const v = get(secret);
     if (v) addMask(v);
   }
+  const command = oneOf(get, 'command', ['deploy', 'build', 'check', 'rollback'] as const);
+  const workspace = env.GITHUB_WORKSPACE || process.cwd();
+  const workingDirectory = path.resolve(workspace, get('working-directory') || '.');
 
   const host = get('host').trim();
   const user = get('user').trim();

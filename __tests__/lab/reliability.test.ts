@@ -1044,7 +1044,7 @@ test('7. secrets: SSH key, passphrase and registry password appear 0 times in lo
         }
       }
     }
-    if (secrets.includes(PASSWORD)) assert.ok(r.log.includes(`::add-mask::${PASSWORD}`) || r.code !== 0, `${label}: the registry password was not masked`);
+    if (secrets.includes(PASSWORD)) assert.ok(r.log.includes(`::add-mask::${PASSWORD}`), `${label}: the registry password was not masked`);
   }
   // On the host: every file under the remote-dir, and ~/.docker (raw and as docker login stores it).
   const hostSecrets = [PASSWORD, Buffer.from(`${REG_USER}:${PASSWORD}`).toString('base64'), PASSPHRASE, ...pieces(lab.sshKey).slice(1), ...pieces(passKey.content).slice(1)];

@@ -337,6 +337,13 @@ test('readInputs: secrets go to core.setSecret (::add-mask::), whole and line by
   assert.ok(!r.out.includes('::add-mask::\n'), 'no empty mask');
 });
 
+test('readInputs: secrets are masked even when the `command` input itself is invalid', () => {
+  const r = captured(() => readInputs(getter({ ...VALID, command: 'deploi', 'registry-password': 'ghp_registrytoken123' }), ENV));
+  assert.ok(r.error instanceof InputError, 'the bad command still fails');
+  assert.match(String((r.error as Error).message), /command/);
+  assert.match(r.out, /^::add-mask::ghp_registrytoken123$/m);
+});
+
 /** Every substring of `value` at least `min` long. */
 function pieces(value: string, min: number): string[] {
   const out: string[] = [];
