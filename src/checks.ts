@@ -261,6 +261,26 @@ export function traefikProviderNetworks(stacks: { name: string; files: ComposeFi
   return [...out];
 }
 
+/** Rules switched off for one service / network / config entry: a skip comment on or above its key, a service's skip label. */
+function entitySkips(files: ComposeFile[], services: Record<string, any>, entity: NodePath): Set<string> {
+  const out = new Set<string>();
+  for (const f of files) {
+    if (!hasPath(f, entity)) continue;
+    const { line } = positionOf(f, entity);
+    const lines = f.text.split(/\r?\n/);
+    for (const l of [line, line - 1]) {
+      const m = SKIP_COMMENT.exec(lines[l - 1] ?? '');
+      if (m) parseRuleList(m[1]).forEach((r) => out.add(r));
+    }
+  }
+  if (entity[0] === 'services') {
+    const svc = services[entity[1] as string];
+    const labels = toStringMap(isPlainObject(svc?.deploy) ? svc.deploy.labels : undefined);
+    if (labels[SKIP_LABEL] !== undefined) parseRuleList(labels[SKIP_LABEL]).forEach((r) => out.add(r));
+  }
+  return out;
+}
+
 /** An overlay network the stack creates, with where it is declared (or first used, for `default`). */
 export interface OverlayNetwork {
   stack: string;
@@ -285,18 +305,23 @@ export function overlayNetworks(stack: { name: string; files: ComposeFile[] }, e
     const l = locateIn(stack.files, p);
     return { file: l.file.path, line: l.line, col: l.col };
   };
+  const services: Record<string, any> = isPlainObject(merged.services) ? merged.services : {};
+  // As in checkStack: a skip comment on the network (or on the service that brings in `default`).
+  const off = (entity: NodePath) => {
+    const s = entitySkips(stack.files, services, entity);
+    return s.has('overlay-mtu') || s.has('all');
+  };
   for (const [key, decl] of Object.entries(networks)) {
     const d = isPlainObject(decl) ? decl : {};
-    if (isExternal(decl) || String(d.driver ?? 'overlay') !== 'overlay') continue;
+    if (isExternal(decl) || String(d.driver ?? 'overlay') !== 'overlay' || off(['networks', key])) continue;
     const raw = isPlainObject(d.driver_opts) ? d.driver_opts['com.docker.network.driver.mtu'] : undefined;
     const mtu = raw === undefined || raw === null || raw === '' ? undefined : Number(String(raw).trim());
     const where = mtu === undefined ? ['networks', key] : ['networks', key, 'driver_opts', 'com.docker.network.driver.mtu'];
     out.push({ stack: stack.name, key, name: swarmNetworkName(stack.name, key, networks), mtu, ...at(where) });
   }
   if (!('default' in networks)) {
-    const services: Record<string, any> = isPlainObject(merged.services) ? merged.services : {};
     const user = Object.entries(services).find(([, svc]) => !isPlainObject(svc) || networkKeys(svc.networks).length === 0 || networkKeys(svc.networks).includes('default'));
-    if (user) out.push({ stack: stack.name, key: 'default', name: `${stack.name}_default`, ...at(['services', user[0]]) });
+    if (user && !off(['services', user[0]])) out.push({ stack: stack.name, key: 'default', name: `${stack.name}_default`, ...at(['services', user[0]]) });
   }
   return out;
 }
@@ -353,30 +378,12 @@ export function checkStack(
   const baseDir = path.dirname(files[0].absPath);
 
   // --- switching rules off for one service / network / config entry --------------------------
-  const commentSkips = (entity: NodePath): Set<string> => {
-    const out = new Set<string>();
-    for (const f of files) {
-      if (!hasPath(f, entity)) continue;
-      const { line } = positionOf(f, entity);
-      const lines = f.text.split(/\r?\n/);
-      for (const l of [line, line - 1]) {
-        const m = SKIP_COMMENT.exec(lines[l - 1] ?? '');
-        if (m) parseRuleList(m[1]).forEach((r) => out.add(r));
-      }
-    }
-    return out;
-  };
   const skipCache = new Map<string, Set<string>>();
   const skipsFor = (entity: NodePath): Set<string> => {
     const key = JSON.stringify(entity);
     let s = skipCache.get(key);
     if (!s) {
-      s = commentSkips(entity);
-      if (entity[0] === 'services') {
-        const svc = services[entity[1] as string];
-        const labels = toStringMap(isPlainObject(svc?.deploy) ? svc.deploy.labels : undefined);
-        if (labels[SKIP_LABEL] !== undefined) parseRuleList(labels[SKIP_LABEL]).forEach((r) => s!.add(r));
-      }
+      s = entitySkips(files, services, entity);
       skipCache.set(key, s);
     }
     return s;

@@ -3,7 +3,8 @@ import * as github from '@actions/github';
 import * as crypto from 'crypto';
 import * as semver from 'semver';
 import { buildImages, registryLogin } from './build';
-import { Finding, checkStack, reportFindings, traefikProviderNetworks } from './checks';
+import { Finding, checkStack, overlayNetworks, reportFindings, traefikProviderNetworks } from './checks';
+import { describeHostMtu, hostMtuVerdict, readHostMtu } from './hostmtu';
 import { ComposeFileError, InputError } from './errors';
 import { LocalRunner } from './exec';
 import { Inputs } from './inputs';
@@ -131,7 +132,18 @@ export async function commandCheck(inputs: Inputs): Promise<Outcome> {
     // `check` on a repo without service folders still checks the stacks.
     if (!(e instanceof InputError) || !/matches no service folder|does not exist/.test(e.message)) throw e;
   }
-  const { markdown } = runChecks(inputs, env);
+  const { stacks, markdown } = runChecks(inputs, env);
+  if (inputs.host) {
+    // Read-only, as a dry run: no lock, no registry login.
+    const prepared = stacks.map((s) => prepareStack(s, inputs.workingDirectory, env));
+    const { remote, finish } = await connect(inputs, true);
+    try {
+      await connectedChecks(remote, stacks, prepared, env, inputs);
+    } finally {
+      await finish();
+      remote.dispose();
+    }
+  }
   return { result: 'checked', release: inputs.release, versions, images: {}, layers: [], checks: markdown, notes };
 }
 
@@ -327,7 +339,8 @@ function layerTimeout(stack: string, services: ServiceInfo[], inputs: Inputs, no
 
 /**
  * The checks that need the swarm's own facts, before anything changes: configs changed under an
- * unchanged name (Swarm configs are immutable), placement against the nodes. Returns the node count.
+ * unchanged name (Swarm configs are immutable), placement against the nodes, overlay MTU against the
+ * host's interface. Returns the node count.
  */
 async function connectedChecks(remote: Remote, stacks: LoadedStack[], prepared: PreparedStack[], env: Record<string, string>, inputs: Inputs): Promise<number> {
   const existing = await existingConfigs(remote);
@@ -337,12 +350,26 @@ async function connectedChecks(remote: Remote, stacks: LoadedStack[], prepared: 
   const skipped = (rule: string) => inputs.skipChecks.some((r) => r === 'all' || r === rule);
   const late = stacks.flatMap((s) => checkStack(s, env, { skip: inputs.skipChecks, existingObjects: existing })).filter((f) => f.rule === 'immutable-object');
   if (!skipped('placement')) late.push(...prepared.flatMap((p) => placementFindings(p, Object.values(p.services), nodes)));
+  if (!skipped('overlay-mtu')) late.push(...(await hostMtuCheck(remote, stacks, env, nodes.length)));
   if (late.length) {
     reportFindings(late);
     throw new InputError(`Pre-flight checks against the swarm found ${late.length} error(s); nothing was deployed:\n${late.map((f) => `  ${f.file}:${f.line}: [${f.rule}] ${f.message}`).join('\n')}`);
   }
-  core.info(`Pre-flight against the swarm: ${nodes.length} node(s), configs and placement fine.`);
+  const ran = ['configs', !skipped('placement') && 'placement', !skipped('overlay-mtu') && 'host MTU'].filter(Boolean);
+  core.info(`Pre-flight against the swarm: ${nodes.length} node(s), ${ran.join(', ')} fine.`);
   return nodes.length;
+}
+
+/**
+ * overlay-mtu with the host's facts: the MTU of the interface carrying the manager's Swarm node
+ * address. A loopback address (a one-machine swarm advertised on 127.0.0.1) decides nothing.
+ */
+async function hostMtuCheck(remote: Remote, stacks: LoadedStack[], env: Record<string, string>, nodes: number): Promise<Finding[]> {
+  const h = await readHostMtu(remote);
+  core.info(describeHostMtu(h, nodes));
+  const { findings, notice } = hostMtuVerdict(h, stacks.flatMap((s) => overlayNetworks(s, env)));
+  if (notice) core.notice(notice, { title: 'overlay-mtu' });
+  return findings;
 }
 
 /** Name → sha256 of the content of the Swarm configs on the host. */

@@ -174,7 +174,8 @@ export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.Proce
   const host = get('host').trim();
   const user = get('user').trim();
   const needsHost = command === 'deploy' || command === 'rollback';
-  if (needsHost) {
+  // `check` given a host also runs the checks that need the swarm's facts (read-only).
+  if (needsHost || (command === 'check' && host)) {
     if (!host) throw new InputError('Input `host` is required for command ' + command + '.');
     if (!HOST.test(host)) throw new InputError(`Input \`host\` "${host}" is not a host name or address.`);
     if (!USER.test(user)) throw new InputError(`Input \`user\` must be a user name (letters, digits, _ . -), got "${user}".`);

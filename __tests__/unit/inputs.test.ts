@@ -236,6 +236,13 @@ test('readInputs: check and build need no host, user, key or known-hosts', () =>
   assert.equal(read({ command: 'build' }).user, '');
 });
 
+test('readInputs: check given a host connects, so it needs the same key, known-hosts and user as deploy', () => {
+  const i = read({ ...VALID, command: 'check' });
+  assert.equal(i.host, VALID.host);
+  for (const name of ['user', 'ssh-key', 'known-hosts']) rejects(() => read({ ...VALID, command: 'check', [name]: '' }), name);
+  rejects(() => read({ ...VALID, command: 'check', host: 'a;b' }), 'host');
+});
+
 test('readInputs: host and user are validated', () => {
   for (const host of ['vps.example.com', '203.0.113.7', '[2001:db8::1]', '2001:db8::1', 'my_host']) assert.equal(deploy({ host }).host, host);
   for (const host of ['a b', 'a;b', '$(x)', 'user@host', 'host/path']) rejects(() => deploy({ host }), 'host');

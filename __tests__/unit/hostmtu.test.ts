@@ -1,0 +1,125 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { overlayNetworks } from '../../src/checks';
+import { loadComposeFile } from '../../src/compose';
+import { HOST_MTU_SCRIPT, describeHostMtu, hostMtuVerdict, parseHostMtu, readHostMtu } from '../../src/hostmtu';
+
+const FIX = path.join(__dirname, '..', 'fixtures', 'checks');
+
+/** What HOST_MTU_SCRIPT prints: docker info's line, `ip -o addr`, then `grep -H . /sys/class/net/*\/mtu`. */
+function output(info: string, addrs: string[], mtus: Record<string, number>): string {
+  return [info, '--- addr', ...addrs, '--- mtu', ...Object.entries(mtus).map(([i, m]) => `/sys/class/net/${i}/mtu:${m}`), ''].join('\n');
+}
+
+const LAB_ADDRS = [
+  '1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever',
+  '1: lo    inet6 ::1/128 scope host \\       valid_lft forever preferred_lft forever',
+  '4: eth0    inet 192.0.2.2/24 brd 192.0.2.255 scope global eth0\\       valid_lft forever preferred_lft forever',
+  '5: docker0    inet 172.17.0.1/16 brd 172.17.255.255 scope global docker0\\       valid_lft forever preferred_lft forever',
+];
+const LAB_MTUS = { docker0: 1500, eth0: 1400, lo: 65536 };
+
+function fakeRemote(code: number, stdout: string, stderr = '') {
+  const scripts: string[] = [];
+  return {
+    scripts,
+    async sh(script: string) {
+      scripts.push(script);
+      return { code, stdout, stderr };
+    },
+  };
+}
+
+const stack = (f: string) => ({ name: 'app', files: [loadComposeFile(path.join(FIX, f), f)] });
+
+test('parseHostMtu: the interface that carries the Swarm node address, and its MTU', () => {
+  const h = parseHostMtu(output('192.0.2.2 node-1', LAB_ADDRS, LAB_MTUS));
+  assert.deepEqual(h, { addr: '192.0.2.2', node: 'node-1', iface: 'eth0', mtu: 1400, loopback: false });
+  // The lab: the swarm advertises 127.0.0.1.
+  const lab = parseHostMtu(output('127.0.0.1 vm', LAB_ADDRS, LAB_MTUS));
+  assert.deepEqual(lab, { addr: '127.0.0.1', node: 'vm', iface: 'lo', mtu: 65536, loopback: true });
+  // A veth end in a namespace (eth0@if12), and IPv6.
+  const veth = parseHostMtu(output('10.9.0.2 mgr', ['2: eth0@if12    inet 10.9.0.2/24 scope global eth0'], { eth0: 1450 }));
+  assert.equal(veth.iface, 'eth0');
+  assert.equal(veth.mtu, 1450);
+  const v6 = parseHostMtu(output('2001:DB8::5 mgr', ['3: ens3    inet6 2001:db8::5/64 scope global'], { ens3: 1500 }));
+  assert.deepEqual([v6.iface, v6.mtu, v6.loopback], ['ens3', 1500, false]);
+});
+
+test('parseHostMtu: says why nothing was read', () => {
+  const nat = parseHostMtu(output('203.0.113.9 mgr', LAB_ADDRS, LAB_MTUS));
+  assert.equal(nat.mtu, undefined);
+  assert.match(nat.unknown!, /no interface of the host carries 203\.0\.113\.9/);
+  const noIp = parseHostMtu(output('10.0.0.5 mgr', ['sh: 1: ip: not found'], LAB_MTUS));
+  assert.match(noIp.unknown!, /`ip -o addr` gave nothing \(sh: 1: ip: not found\)/);
+  const noAddr = parseHostMtu(output(' ', [], {}));
+  assert.match(noAddr.unknown!, /no Swarm node address/);
+  const noSys = parseHostMtu(output('192.0.2.2 mgr', LAB_ADDRS, {}));
+  assert.match(noSys.unknown!, /\/sys\/class\/net\/eth0\/mtu could not be read/);
+  // Loopback decides nothing even without `ip`.
+  assert.equal(parseHostMtu(output('127.0.0.1 vm', ['sh: ip: not found'], {})).loopback, true);
+});
+
+test('readHostMtu: one remote command; a failing docker info reads nothing', async () => {
+  const ok = fakeRemote(0, output('127.0.0.1 vm', LAB_ADDRS, LAB_MTUS));
+  assert.equal((await readHostMtu(ok)).iface, 'lo');
+  assert.deepEqual(ok.scripts, [HOST_MTU_SCRIPT]);
+  assert.match(HOST_MTU_SCRIPT, /^docker info --format '\{\{\.Swarm\.NodeAddr\}\} \{\{\.Name\}\}' && /);
+  const bad = await readHostMtu(fakeRemote(1, '', 'Cannot connect to the Docker daemon'));
+  assert.equal(bad.mtu, undefined);
+  assert.match(bad.unknown!, /docker info failed: Cannot connect/);
+});
+
+test('HOST_MTU_SCRIPT runs in sh and its output parses (docker faked on PATH)', { skip: process.platform !== 'linux' }, () => {
+  const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'hostmtu-'));
+  try {
+    fs.writeFileSync(path.join(bin, 'docker'), '#!/bin/sh\necho "127.0.0.1 fake-node"\n', { mode: 0o755 });
+    const r = spawnSync('sh', ['-c', HOST_MTU_SCRIPT], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    assert.equal(r.status, 0, r.stderr);
+    const h = parseHostMtu(r.stdout);
+    assert.equal(h.addr, '127.0.0.1');
+    assert.equal(h.node, 'fake-node');
+    assert.equal(h.loopback, true);
+    // Every Linux machine has lo; where `ip` exists it is found with its MTU.
+    if (/\binet 127\.0\.0\.1\//.test(r.stdout)) assert.equal(h.iface, 'lo');
+  } finally {
+    fs.rmSync(bin, { recursive: true, force: true });
+  }
+});
+
+test('hostMtuVerdict: a low host MTU is an error naming MTU − 50; loopback or nothing read is a notice and no finding', () => {
+  const nets = overlayNetworks(stack('overlay-mtu-trips.yml'), {});
+  const low = hostMtuVerdict(parseHostMtu(output('192.0.2.2 node-1', LAB_ADDRS, LAB_MTUS)), nets);
+  assert.equal(low.notice, undefined);
+  assert.deepEqual(low.findings.map((f) => `${f.rule} ${f.severity} ${f.line}`), ['overlay-mtu error 8', 'overlay-mtu error 12', 'overlay-mtu error 5']);
+  for (const f of low.findings) assert.match(f.message, /node-1 has interface MTU 1400.*com\.docker\.network\.driver\.mtu: 1350/);
+  // A 1500 host: Docker's default 1450 is right, only the explicit 1500 trips.
+  const ok = hostMtuVerdict(parseHostMtu(output('10.0.0.5 node-1', ['2: ens3    inet 10.0.0.5/24 scope global ens3'], { ens3: 1500 })), nets);
+  assert.deepEqual(ok.findings.map((f) => f.line), [12]);
+  const lab = hostMtuVerdict(parseHostMtu(output('127.0.0.1 vm', LAB_ADDRS, LAB_MTUS)), nets);
+  assert.deepEqual(lab.findings, []);
+  assert.match(lab.notice!, /Swarm node address 127\.0\.0\.1 is on the loopback interface \(lo, MTU 65536\).*decides nothing; overlay-mtu was checked from the stack files only/);
+  const nat = hostMtuVerdict(parseHostMtu(output('203.0.113.9 mgr', LAB_ADDRS, LAB_MTUS)), nets);
+  assert.deepEqual(nat.findings, []);
+  assert.match(nat.notice!, /Host MTU: not read \(no interface .*\); overlay-mtu was checked from the stack files only/);
+});
+
+test('overlayNetworks: a network or service with overlay-mtu switched off is left out of the host check', () => {
+  const nets = overlayNetworks(stack('skips.yml'), {});
+  assert.ok(!nets.some((n) => n.key === 'legacy-net'), 'comment above the network');
+  // The implicit default network is brought in by the first service on it: `above` has no overlay-mtu skip.
+  assert.deepEqual(nets.map((n) => n.key), ['default']);
+});
+
+test('describeHostMtu: what was read, and how many nodes were not', () => {
+  assert.equal(describeHostMtu(parseHostMtu(output('127.0.0.1 vm', LAB_ADDRS, LAB_MTUS)), 1), 'Host MTU: Swarm node address 127.0.0.1 (lo, MTU 65536) on vm; 1 node(s).');
+  assert.equal(
+    describeHostMtu(parseHostMtu(output('192.0.2.2 mgr', LAB_ADDRS, LAB_MTUS)), 3),
+    "Host MTU: Swarm node address 192.0.2.2 (eth0, MTU 1400) on mgr; 3 node(s): the other 2 not read (a node's interface MTU is not visible from the manager).",
+  );
+  assert.equal(describeHostMtu(parseHostMtu(output('203.0.113.9 mgr', LAB_ADDRS, LAB_MTUS)), 1), 'Host MTU: Swarm node address 203.0.113.9 on mgr; 1 node(s).');
+});
