@@ -358,6 +358,7 @@ function kindOf(script: string): string {
   if (/docker stack deploy/.test(script)) return 'docker stack deploy';
   if (/docker version --format/.test(script)) return 'docker version + info';
   if (/docker config ls/.test(script)) return 'Swarm configs (pre-flight)';
+  if (/Swarm\.NodeAddr/.test(script)) return 'host MTU (pre-flight)';
   if (/holder\.json/.test(script) && /mkdir/.test(script)) return 'lock: take';
   if (/grep -qF/.test(script) && /holder\.json/.test(script)) return 'lock: release';
   if (/ledger\.json/.test(script) && /cat > /.test(script)) return 'ledger: write (stdin, own channel)';

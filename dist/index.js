@@ -59763,6 +59763,28 @@ function traefikProviderNetworks(stacks, env) {
     }
     return [...out];
 }
+/** Rules switched off for one service / network / config entry: a skip comment on or above its key, a service's skip label. */
+function entitySkips(files, services, entity) {
+    const out = new Set();
+    for (const f of files) {
+        if (!(0, compose_1.hasPath)(f, entity))
+            continue;
+        const { line } = (0, compose_1.positionOf)(f, entity);
+        const lines = f.text.split(/\r?\n/);
+        for (const l of [line, line - 1]) {
+            const m = SKIP_COMMENT.exec(lines[l - 1] ?? '');
+            if (m)
+                parseRuleList(m[1]).forEach((r) => out.add(r));
+        }
+    }
+    if (entity[0] === 'services') {
+        const svc = services[entity[1]];
+        const labels = (0, compose_1.toStringMap)(isPlainObject(svc?.deploy) ? svc.deploy.labels : undefined);
+        if (labels[SKIP_LABEL] !== undefined)
+            parseRuleList(labels[SKIP_LABEL]).forEach((r) => out.add(r));
+    }
+    return out;
+}
 /** The overlay networks a stack creates (not external ones), the implicit `default` when a service uses it. */
 function overlayNetworks(stack, env) {
     if (!stack.files.length)
@@ -59774,9 +59796,15 @@ function overlayNetworks(stack, env) {
         const l = (0, compose_1.locateIn)(stack.files, p);
         return { file: l.file.path, line: l.line, col: l.col };
     };
+    const services = isPlainObject(merged.services) ? merged.services : {};
+    // As in checkStack: a skip comment on the network (or on the service that brings in `default`).
+    const off = (entity) => {
+        const s = entitySkips(stack.files, services, entity);
+        return s.has('overlay-mtu') || s.has('all');
+    };
     for (const [key, decl] of Object.entries(networks)) {
         const d = isPlainObject(decl) ? decl : {};
-        if (isExternal(decl) || String(d.driver ?? 'overlay') !== 'overlay')
+        if (isExternal(decl) || String(d.driver ?? 'overlay') !== 'overlay' || off(['networks', key]))
             continue;
         const raw = isPlainObject(d.driver_opts) ? d.driver_opts['com.docker.network.driver.mtu'] : undefined;
         const mtu = raw === undefined || raw === null || raw === '' ? undefined : Number(String(raw).trim());
@@ -59784,9 +59812,8 @@ function overlayNetworks(stack, env) {
         out.push({ stack: stack.name, key, name: swarmNetworkName(stack.name, key, networks), mtu, ...at(where) });
     }
     if (!('default' in networks)) {
-        const services = isPlainObject(merged.services) ? merged.services : {};
         const user = Object.entries(services).find(([, svc]) => !isPlainObject(svc) || (0, compose_1.networkKeys)(svc.networks).length === 0 || (0, compose_1.networkKeys)(svc.networks).includes('default'));
-        if (user)
+        if (user && !off(['services', user[0]]))
             out.push({ stack: stack.name, key: 'default', name: `${stack.name}_default`, ...at(['services', user[0]]) });
     }
     return out;
@@ -59839,33 +59866,12 @@ function checkStack(stack, env, opts = {}) {
     // docker stack deploy resolves relative paths against the folder of the first compose file.
     const baseDir = path.dirname(files[0].absPath);
     // --- switching rules off for one service / network / config entry --------------------------
-    const commentSkips = (entity) => {
-        const out = new Set();
-        for (const f of files) {
-            if (!(0, compose_1.hasPath)(f, entity))
-                continue;
-            const { line } = (0, compose_1.positionOf)(f, entity);
-            const lines = f.text.split(/\r?\n/);
-            for (const l of [line, line - 1]) {
-                const m = SKIP_COMMENT.exec(lines[l - 1] ?? '');
-                if (m)
-                    parseRuleList(m[1]).forEach((r) => out.add(r));
-            }
-        }
-        return out;
-    };
     const skipCache = new Map();
     const skipsFor = (entity) => {
         const key = JSON.stringify(entity);
         let s = skipCache.get(key);
         if (!s) {
-            s = commentSkips(entity);
-            if (entity[0] === 'services') {
-                const svc = services[entity[1]];
-                const labels = (0, compose_1.toStringMap)(isPlainObject(svc?.deploy) ? svc.deploy.labels : undefined);
-                if (labels[SKIP_LABEL] !== undefined)
-                    parseRuleList(labels[SKIP_LABEL]).forEach((r) => s.add(r));
-            }
+            s = entitySkips(files, services, entity);
             skipCache.set(key, s);
         }
         return s;
@@ -60298,6 +60304,7 @@ const crypto = __importStar(__nccwpck_require__(6982));
 const semver = __importStar(__nccwpck_require__(2088));
 const build_1 = __nccwpck_require__(4323);
 const checks_1 = __nccwpck_require__(2122);
+const hostmtu_1 = __nccwpck_require__(9841);
 const errors_1 = __nccwpck_require__(3916);
 const exec_1 = __nccwpck_require__(3190);
 const ledger_1 = __nccwpck_require__(8730);
@@ -60413,7 +60420,19 @@ async function commandCheck(inputs) {
         if (!(e instanceof errors_1.InputError) || !/matches no service folder|does not exist/.test(e.message))
             throw e;
     }
-    const { markdown } = runChecks(inputs, env);
+    const { stacks, markdown } = runChecks(inputs, env);
+    if (inputs.host) {
+        // Read-only, as a dry run: no lock, no registry login.
+        const prepared = stacks.map((s) => (0, stack_1.prepareStack)(s, inputs.workingDirectory, env));
+        const { remote, finish } = await connect(inputs, true);
+        try {
+            await connectedChecks(remote, stacks, prepared, env, inputs);
+        }
+        finally {
+            await finish();
+            remote.dispose();
+        }
+    }
     return { result: 'checked', release: inputs.release, versions, images: {}, layers: [], checks: markdown, notes };
 }
 async function commandBuild(inputs) {
@@ -60611,7 +60630,8 @@ function layerTimeout(stack, services, inputs, nodes = 1) {
 }
 /**
  * The checks that need the swarm's own facts, before anything changes: configs changed under an
- * unchanged name (Swarm configs are immutable), placement against the nodes. Returns the node count.
+ * unchanged name (Swarm configs are immutable), placement against the nodes, overlay MTU against the
+ * host's interface. Returns the node count.
  */
 async function connectedChecks(remote, stacks, prepared, env, inputs) {
     const existing = await existingConfigs(remote);
@@ -60623,12 +60643,27 @@ async function connectedChecks(remote, stacks, prepared, env, inputs) {
     const late = stacks.flatMap((s) => (0, checks_1.checkStack)(s, env, { skip: inputs.skipChecks, existingObjects: existing })).filter((f) => f.rule === 'immutable-object');
     if (!skipped('placement'))
         late.push(...prepared.flatMap((p) => (0, placement_1.placementFindings)(p, Object.values(p.services), nodes)));
+    if (!skipped('overlay-mtu'))
+        late.push(...(await hostMtuCheck(remote, stacks, env, nodes.length)));
     if (late.length) {
         (0, checks_1.reportFindings)(late);
         throw new errors_1.InputError(`Pre-flight checks against the swarm found ${late.length} error(s); nothing was deployed:\n${late.map((f) => `  ${f.file}:${f.line}: [${f.rule}] ${f.message}`).join('\n')}`);
     }
-    core.info(`Pre-flight against the swarm: ${nodes.length} node(s), configs and placement fine.`);
+    const ran = ['configs', !skipped('placement') && 'placement', !skipped('overlay-mtu') && 'host MTU'].filter(Boolean);
+    core.info(`Pre-flight against the swarm: ${nodes.length} node(s), ${ran.join(', ')} fine.`);
     return nodes.length;
+}
+/**
+ * overlay-mtu with the host's facts: the MTU of the interface carrying the manager's Swarm node
+ * address. A loopback address (a one-machine swarm advertised on 127.0.0.1) decides nothing.
+ */
+async function hostMtuCheck(remote, stacks, env, nodes) {
+    const h = await (0, hostmtu_1.readHostMtu)(remote);
+    core.info((0, hostmtu_1.describeHostMtu)(h, nodes));
+    const { findings, notice } = (0, hostmtu_1.hostMtuVerdict)(h, stacks.flatMap((s) => (0, checks_1.overlayNetworks)(s, env)));
+    if (notice)
+        core.notice(notice, { title: 'overlay-mtu' });
+    return findings;
 }
 /** Name → sha256 of the content of the Swarm configs on the host. */
 async function existingConfigs(remote) {
@@ -61818,6 +61853,94 @@ async function runGate(gates, opts) {
 
 /***/ }),
 
+/***/ 9841:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.HOST_MTU_SCRIPT = void 0;
+exports.parseHostMtu = parseHostMtu;
+exports.describeHostMtu = describeHostMtu;
+exports.readHostMtu = readHostMtu;
+exports.hostMtuVerdict = hostMtuVerdict;
+const checks_1 = __nccwpck_require__(2122);
+const remote_1 = __nccwpck_require__(6473);
+/**
+ * The MTU of the interface Swarm traffic uses on the host we are connected to (a manager): its
+ * Swarm node address (`docker info`), the interface that carries it (`ip -o addr`) and that
+ * interface's MTU (/sys/class/net/<if>/mtu). Other nodes' interfaces are not visible from here.
+ */
+exports.HOST_MTU_SCRIPT = `${(0, remote_1.shellJoin)(['docker', 'info', '--format', '{{.Swarm.NodeAddr}} {{.Name}}'])} && echo '--- addr' && ` +
+    `{ ip -o addr show 2>&1 || true; } && echo '--- mtu' && { grep -H . /sys/class/net/*/mtu 2>/dev/null || true; }`;
+/** Reads the output of HOST_MTU_SCRIPT. */
+function parseHostMtu(stdout) {
+    const [head = '', addrPart = '', mtuPart = ''] = stdout.split(/^--- (?:addr|mtu)$/m);
+    const [addr = '', node = ''] = head.trim().split(/\s+/);
+    const norm = (a) => a.toLowerCase().replace(/^\[|\]$/g, '');
+    const want = norm(addr);
+    let iface;
+    for (const line of addrPart.split('\n')) {
+        // "4: eth0    inet 10.0.0.5/24 brd ... scope global eth0\ ..."
+        const m = /^\s*\d+:\s+(\S+)\s+inet6?\s+([^\s/]+)/.exec(line);
+        if (m && want && norm(m[2]) === want) {
+            iface = m[1].split('@')[0];
+            break;
+        }
+    }
+    const mtus = new Map();
+    for (const line of mtuPart.split('\n')) {
+        const m = /^\/sys\/class\/net\/([^/]+)\/mtu:(\d+)\s*$/.exec(line.trim());
+        if (m)
+            mtus.set(m[1], Number(m[2]));
+    }
+    const mtu = iface !== undefined ? mtus.get(iface) : undefined;
+    const loopback = iface === 'lo' || /^127\./.test(want) || want === '::1';
+    let unknown;
+    if (!want)
+        unknown = 'docker info gave no Swarm node address';
+    else if (!/\binet6?\b/.test(addrPart))
+        unknown = `\`ip -o addr\` gave nothing (${addrPart.trim().split('\n')[0]?.slice(0, 80) || 'no output'})`;
+    else if (iface === undefined)
+        unknown = `no interface of the host carries ${addr} (an address behind NAT, or a separate --data-path-addr)`;
+    else if (mtu === undefined)
+        unknown = `/sys/class/net/${iface}/mtu could not be read`;
+    return { addr, node, iface, mtu, loopback, ...(unknown ? { unknown } : {}) };
+}
+/** The log line: what was read, on how many nodes. */
+function describeHostMtu(h, nodes) {
+    const where = h.iface ? ` (${h.iface}${h.mtu !== undefined ? `, MTU ${h.mtu}` : ''})` : '';
+    const others = nodes > 1 ? `: the other ${nodes - 1} not read (a node's interface MTU is not visible from the manager)` : '';
+    return `Host MTU: Swarm node address ${h.addr || '(none)'}${where} on ${h.node || 'this manager'}; ${nodes} node(s)${others}.`;
+}
+/** Runs HOST_MTU_SCRIPT through any remote shell (one command). */
+async function readHostMtu(remote) {
+    const res = await remote.sh(exports.HOST_MTU_SCRIPT, { retry: true, silent: true });
+    if (res.code !== 0)
+        return { addr: '', node: '', loopback: false, unknown: `docker info failed: ${(res.stderr || res.stdout).trim().slice(0, 200)}` };
+    return parseHostMtu(res.stdout);
+}
+/**
+ * What the host's MTU decides: overlay-mtu errors for networks above its MTU − 50, or a notice when
+ * it decides nothing (a loopback node address, or nothing read) and the files alone were checked.
+ */
+function hostMtuVerdict(h, networks) {
+    const filesOnly = 'overlay-mtu was checked from the stack files only.';
+    if (h.loopback) {
+        const where = h.iface ? ` (${h.iface}${h.mtu !== undefined ? `, MTU ${h.mtu}` : ''})` : '';
+        return {
+            findings: [],
+            notice: `Host MTU: the Swarm node address ${h.addr} is on the loopback interface${where}, which no traffic between nodes crosses: its MTU decides nothing; ${filesOnly}`,
+        };
+    }
+    if (h.mtu === undefined)
+        return { findings: [], notice: `Host MTU: not read (${h.unknown}); ${filesOnly}` };
+    return { findings: (0, checks_1.hostMtuFindings)({ [h.node || h.addr]: h.mtu }, networks) };
+}
+
+
+/***/ }),
+
 /***/ 9407:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
@@ -62046,7 +62169,8 @@ function readInputs(raw = (n) => core.getInput(n), env = process.env) {
     const host = get('host').trim();
     const user = get('user').trim();
     const needsHost = command === 'deploy' || command === 'rollback';
-    if (needsHost) {
+    // `check` given a host also runs the checks that need the swarm's facts (read-only).
+    if (needsHost || (command === 'check' && host)) {
         if (!host)
             throw new errors_1.InputError('Input `host` is required for command ' + command + '.');
         if (!HOST.test(host))

@@ -37,9 +37,30 @@ test('the reference stack passes every rule', () => {
   assert.deepEqual(check(['good.yml']), []);
 });
 
-test('every rule id is documented in docs/checks.md', () => {
+test('every rule id is documented in docs/checks.md: what it reads, an example that trips it and one that passes', () => {
   const doc = fs.readFileSync(path.join(__dirname, '..', '..', 'docs', 'checks.md'), 'utf8');
-  for (const id of RULE_IDS) assert.match(doc, new RegExp(`^## \`${id}\``, 'm'), id);
+  const sections = new Map(
+    doc
+      .split(/^(?=## )/m)
+      .map((s) => [/^## `([a-z-]+)`\s*$/m.exec(s.split('\n')[0])?.[1], s] as const)
+      .filter((e): e is readonly [string, string] => !!e[0]),
+  );
+  assert.deepEqual([...sections.keys()].sort(), [...RULE_IDS].sort(), 'one section per rule, no section without a rule');
+  for (const id of RULE_IDS) {
+    const s = sections.get(id)!;
+    // What it reads: the stack files only, or facts from the host (the swarm, its configs, its interfaces).
+    assert.match(s, /^Reads: .*(stack files|host|swarm)/m, `${id}: no "Reads:" line`);
+    // An example of each: a paragraph starting "Trips" / "Passes", then a code block.
+    const lines = s.split('\n');
+    for (const kind of ['Trips', 'Passes']) {
+      const at = lines.findIndex((l, i) => {
+        const blank = lines.indexOf('', i);
+        return l.startsWith(kind) && blank > i && (lines[blank + 1] ?? '').startsWith('```');
+      });
+      assert.ok(at >= 0, `${id}: no "${kind}" paragraph followed by a code block`);
+    }
+  }
+  assert.match(doc, new RegExp(`^\\| \\[\`${RULE_IDS[0]}\`\\]`, 'm'), 'the rule table');
 });
 
 test('overlay-mtu: without MTU a notice (Docker gives 1450), above 1450 an error, bridge a notice, external skipped', () => {
