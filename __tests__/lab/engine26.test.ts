@@ -141,7 +141,14 @@ after(async () => {
     await removeStack(ex.infra).catch(() => {});
     await onHost(lab, `rm -rf ${remoteDir}`);
   }
-  if (startedHere) engine26('down');
+  if (startedHere) {
+    engine26('down');
+    // Nothing of it is left on the machine: namespace, bridge, runtime folder, mounts.
+    assert.doesNotMatch(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }), /^labe26\b/m);
+    assert.doesNotMatch(execFileSync('ip', ['-br', 'link'], { encoding: 'utf8' }), /^labe26/m);
+    assert.ok(!fs.existsSync('/run/lab-e26'), '/run/lab-e26 is left');
+    assert.doesNotMatch(fs.readFileSync('/proc/mounts', 'utf8'), /lab-e26|\.state\/engine26/);
+  }
 });
 
 test('the host the action deploys to runs engine 26.1 (API 1.45), Swarm manager, CLI 26.1 over SSH', async () => {
