@@ -1,0 +1,218 @@
+// The Swarm-facing path on a newer engine: Docker 26.1 (lab/engine26.sh: Debian 13's packages in
+// a network namespace, its own sshd). Build on the lab's engine, deploy over SSH to engine 26.1,
+// through dist/index.js like the runner does.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ActionRun, runAction } from '../helpers/action';
+import { LabEnv, REPO_ROOT, RunResult, ServiceChange, copyExample, docker, parseExports, requireLab, uniqueName, waitFor } from '../helpers/lab';
+import { baseInputs, exampleStacks, onHost } from './common';
+
+const SCRIPT = path.join(REPO_ROOT, 'lab', 'engine26.sh');
+const ex = exampleStacks('e26');
+const WEB = `${ex.app}_web`;
+const remoteDir = `.deploy-action-test-${uniqueName('e26')}`;
+let lab: LabEnv;
+let sock = '';
+let inputs: Record<string, string>;
+let startedHere = false;
+
+// The releases of this file. Builds run on the lab's engine, one after another, while the deploys
+// run on engine 26.1 (which can only pull from the registry: no local image to reuse).
+const RELEASES: Record<string, Record<string, ServiceChange>> = {
+  '1.0.0': {},
+  '1.1.0': { web: { version: '1.1.0' } },
+  '1.2.0': { web: { version: '1.2.0', mode: 'unhealthy' } },
+  '1.3.0': { web: { version: '1.3.0', mode: 'crash-later', crashAfter: 16 } },
+};
+const builds = new Map<string, Promise<ActionRun>>();
+
+function startBuilds(): void {
+  let chain: Promise<unknown> = Promise.resolve();
+  for (const [version, changes] of Object.entries(RELEASES)) {
+    const build = chain.then(async () => {
+      const dir = copyExample(changes);
+      try {
+        const r = await runAction({ inputs: { ...inputs, command: 'build' }, cwd: dir });
+        if (r.code !== 0) throw new Error(`build ${version} failed:\n${r.log.slice(-3000)}`);
+        return r;
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+    build.catch(() => {}); // awaited by its test
+    builds.set(version, build);
+    chain = build.catch(() => {});
+  }
+}
+
+async function release(version: string, extra: Record<string, string> = {}): Promise<{ build: ActionRun; deploy: ActionRun }> {
+  const build = await builds.get(version)!;
+  const dir = copyExample(RELEASES[version]);
+  try {
+    return { build, deploy: await runAction({ inputs: { ...inputs, command: 'deploy', release: version, ...extra }, cwd: dir }) };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Durations of each step, printed as a diagnostic (the figures in lab/README.md). */
+function timing(t: { diagnostic: (m: string) => void }, label: string, r: { deploy?: { durationMs: number; log: string }; durationMs?: number }): void {
+  const parts = [r.deploy && `deploy ${(r.deploy.durationMs / 1000).toFixed(1)} s`, r.durationMs !== undefined && `${(r.durationMs / 1000).toFixed(1)} s`].filter(Boolean);
+  t.diagnostic(`${label}: ${parts.join(', ')}`);
+  if (process.env.E26_LOG_DIR && r.deploy) fs.writeFileSync(path.join(process.env.E26_LOG_DIR, `${label}.log`), r.deploy.log);
+}
+
+/** The docker CLI against engine 26.1 (the lab's own engine stays the default for builds). */
+function e26(args: string[]): Promise<RunResult> {
+  return docker(['-H', sock, ...args]);
+}
+async function e26Ok(args: string[]): Promise<string> {
+  const r = await e26(args);
+  if (r.code !== 0) throw new Error(`docker -H ${sock} ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+function engine26(cmd: string): string {
+  return execFileSync('bash', [SCRIPT, cmd], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 240_000 });
+}
+
+async function removeStack(name: string): Promise<void> {
+  const label = `label=com.docker.stack.namespace=${name}`;
+  await e26(['stack', 'rm', name]);
+  await waitFor(
+    async () => {
+      const left = await Promise.all([e26Ok(['service', 'ls', '-q', '--filter', label]), e26Ok(['ps', '-aq', '--filter', label]), e26Ok(['network', 'ls', '-q', '--filter', label])]);
+      if (!left[0].trim() && !left[1].trim()) for (const id of left[2].trim().split(/\s+/).filter(Boolean)) await e26(['network', 'rm', id]);
+      return left.join('').trim() === '';
+    },
+    { timeoutMs: 60_000, intervalMs: 300, what: `stack ${name} to be removed from engine 26.1` },
+  );
+}
+
+async function web(): Promise<{ image: string; running: number }> {
+  const image = (await e26Ok(['service', 'inspect', WEB, '--format', '{{.Spec.TaskTemplate.ContainerSpec.Image}}'])).trim();
+  const ps = await e26Ok(['service', 'ps', WEB, '--filter', 'desired-state=running', '--format', '{{.CurrentState}}']);
+  return { image, running: ps.split('\n').filter((l) => l.startsWith('Running')).length };
+}
+
+/** What web's running tasks answer on /version, asked inside each container. */
+async function served(): Promise<string> {
+  const ids = (await e26Ok(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${WEB}`])).trim().split('\n').filter(Boolean);
+  const versions = new Set<string>();
+  for (const id of ids) {
+    const r = await e26(['exec', id, 'wget', '-q', '-O', '-', 'http://127.0.0.1:8080/version']);
+    if (r.code === 0) versions.add(r.stdout.trim());
+  }
+  return [...versions].sort().join(',');
+}
+
+before(async () => {
+  await requireLab(); // builds and the registry are the lab's
+  if (!/^engine26 +up/m.test(engine26('status')) || !/^sshd +up/m.test(engine26('status'))) {
+    engine26('up');
+    startedHere = true;
+  }
+  const e = parseExports(engine26('env'));
+  sock = e.LAB_DOCKER_HOST;
+  lab = {
+    host: e.LAB_HOST,
+    port: Number(e.LAB_PORT),
+    user: e.LAB_USER,
+    sshKey: fs.readFileSync(e.LAB_SSH_KEY_FILE, 'utf8'),
+    knownHosts: fs.readFileSync(e.LAB_KNOWN_HOSTS_FILE, 'utf8'),
+    sshKeyFile: e.LAB_SSH_KEY_FILE,
+    knownHostsFile: e.LAB_KNOWN_HOSTS_FILE,
+    registry: e.LAB_REGISTRY,
+    baseImage: e.LAB_BASE_IMAGE,
+  };
+  inputs = baseInputs(lab, remoteDir, uniqueName('e2e-e26'), 'e26');
+  startBuilds();
+  await removeStack(ex.app);
+  await removeStack(ex.infra);
+});
+
+after(async () => {
+  await Promise.allSettled(builds.values());
+  if (sock) {
+    await removeStack(ex.app).catch(() => {});
+    await removeStack(ex.infra).catch(() => {});
+    await onHost(lab, `rm -rf ${remoteDir}`);
+  }
+  if (startedHere) {
+    engine26('down');
+    // Nothing of it is left on the machine: namespace, bridge, runtime folder, mounts.
+    assert.doesNotMatch(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }), /^labe26\b/m);
+    assert.doesNotMatch(execFileSync('ip', ['-br', 'link'], { encoding: 'utf8' }), /^labe26/m);
+    assert.ok(!fs.existsSync('/run/lab-e26'), '/run/lab-e26 is left');
+    assert.doesNotMatch(fs.readFileSync('/proc/mounts', 'utf8'), /lab-e26|\.state\/engine26/);
+  }
+});
+
+test('the host the action deploys to runs engine 26.1 (API 1.45), Swarm manager, CLI 26.1 over SSH', async () => {
+  assert.match((await e26Ok(['version', '--format', '{{.Server.Version}} {{.Server.APIVersion}}'])).trim(), /^26\.1\.\d+\S* 1\.45$/);
+  const r = await onHost(lab, `docker version --format '{{.Client.Version}} {{.Server.Version}}' && docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}'`);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^26\.1\.\d+\S* 26\.1\.\d+\S*\nactive true\n$/);
+});
+
+test('deploy 1.0.0 then 1.1.0 on engine 26.1: gated healthy, served', { timeout: 240_000 }, async (t) => {
+  const first = await release('1.0.0');
+  timing(t, '1.0.0', first);
+  assert.equal(first.deploy.code, 0, first.deploy.log.slice(-4000));
+  assert.match(first.deploy.log, /Host Docker: client 26\.1\.\d+\S*, engine 26\.1\.\d+\S*, Swarm manager\./);
+  assert.equal(await served(), '1.0.0');
+  const r = await release('1.1.0');
+  timing(t, '1.1.0', r);
+  assert.equal(r.deploy.code, 0, r.deploy.log.slice(-4000));
+  assert.equal(r.deploy.outputs.result, 'deployed');
+  assert.match(r.deploy.summary, /e26-app_web \| `[^|`]+\/web:1\.1\.0@sha256:[0-9a-f]{12}` \| 1\.0\.0 → 1\.1\.0 \| 2\/2 \| healthy/);
+  assert.match((await web()).image, /web:1\.1\.0@sha256:/);
+  assert.equal(await served(), '1.1.0');
+});
+
+test("an unhealthy release on engine 26.1: Swarm's rollback, reported as rolled back, 1.1.0 serves", { timeout: 240_000 }, async (t) => {
+  const r = await release('1.2.0');
+  timing(t, '1.2.0-unhealthy', r);
+  assert.notEqual(r.deploy.code, 0);
+  assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.log.slice(-5000));
+  assert.match(r.deploy.log, /e26-app_web: the update failed and Swarm rolled it back/);
+  assert.match(r.deploy.log, /unhealthy/i);
+  const w = await web();
+  assert.match(w.image, /web:1\.1\.0@sha256:/);
+  assert.equal(w.running, 2);
+  assert.equal(await served(), '1.1.0');
+});
+
+test('a release healthy past monitor that then crashes on engine 26.1: the gate rolls it back', { timeout: 240_000 }, async (t) => {
+  // monitor is 5 s; the release crashes 16 s after its first task started, after Swarm called the update completed.
+  const r = await release('1.3.0', { stability: '30' });
+  timing(t, '1.3.0-crash-later', r);
+  assert.notEqual(r.deploy.code, 0, r.deploy.log.slice(-3000));
+  assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.log.slice(-5000));
+  assert.match(r.deploy.log, /e26-app_web: converged: 2\/2 running/);
+  assert.match(r.deploy.log, /stability window/);
+  assert.match(r.deploy.log, /fatal: crashed after 16 s/);
+  const w = await web();
+  assert.match(w.image, /web:1\.1\.0@sha256:/);
+  assert.equal(w.running, 2);
+  assert.equal(await served(), '1.1.0');
+});
+
+test('manual rollback to previous on engine 26.1: 1.0.0 runs again, gated', { timeout: 240_000 }, async (t) => {
+  const dir = copyExample();
+  try {
+    const r = await runAction({ inputs: { ...inputs, command: 'rollback', 'rollback-to': 'previous' }, cwd: dir });
+    timing(t, 'rollback-previous', { deploy: r });
+    assert.equal(r.code, 0, r.log.slice(-3000));
+    assert.equal(r.outputs.result, 'rolled-back');
+    assert.equal(r.outputs.release, '1.0.0');
+    assert.match(r.summary, /e26-app_web \| `[^|`]+\/web:1\.0\.0@sha256:[0-9a-f]{12}` \| 1\.1\.0 → 1\.0\.0 \| 2\/2 \| healthy/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  assert.equal(await served(), '1.0.0');
+  assert.equal((await web()).running, 2);
+});
