@@ -81,9 +81,10 @@ export function repositoryOf(image: string): string {
 /**
  * The stack services with a `build:` section, by service name. `env` interpolates the stack files
  * (the versions are not known yet: a tag left empty does not matter, the repository does). A file
- * Docker cannot load is left to the pre-flight checks, which report it with its line.
+ * Docker cannot load is left to the pre-flight checks, which report it with its line. With
+ * `sources` (a build), the context and Dockerfile must exist; a deploy job may not have cloned them.
  */
-export function stackBuilds(stacks: StackSpec[], workingDir: string, env: Record<string, string>, registry: string, prefix: string): Map<string, StackBuild> {
+export function stackBuilds(stacks: StackSpec[], workingDir: string, env: Record<string, string>, registry: string, prefix: string, opts: { sources?: boolean } = {}): Map<string, StackBuild> {
   const builds = new Map<string, StackBuild>();
   const under = [registry, prefix].filter(Boolean).join('/');
   for (const spec of stacks) {
@@ -111,9 +112,9 @@ export function stackBuilds(stacks: StackSpec[], workingDir: string, env: Record
         throw new InputError(`${where}: service ${name} is built by the action but its image "${image}" is not under ${under}/ (registry and image-prefix): the action pushes only there.`);
       }
       const context = path.resolve(base, String(b.context ?? '.'));
-      if (!fs.existsSync(context) || !fs.statSync(context).isDirectory()) throw new InputError(`${where}: service ${name}: build context ${path.relative(workingDir, context) || '.'} is not a folder.`);
+      if (opts.sources && (!fs.existsSync(context) || !fs.statSync(context).isDirectory())) throw new InputError(`${where}: service ${name}: build context ${path.relative(workingDir, context) || '.'} is not a folder.`);
       const dockerfile = path.resolve(context, String(b.dockerfile ?? 'Dockerfile'));
-      if (!fs.existsSync(dockerfile)) throw new InputError(`${where}: service ${name}: Dockerfile ${path.relative(workingDir, dockerfile)} does not exist.`);
+      if (opts.sources && !fs.existsSync(dockerfile)) throw new InputError(`${where}: service ${name}: Dockerfile ${path.relative(workingDir, dockerfile)}: no such file.`);
       const xVersion = svc['x-version-file'];
       const build: StackBuild = {
         stack: spec.name,

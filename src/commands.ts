@@ -42,7 +42,7 @@ function context() {
 function readVersions(inputs: Inputs, notes: string[]): Service[] {
   // The stacks' build: sections name their images with ${REGISTRY}, ${IMAGE_PREFIX} or the env input.
   const env = { REGISTRY: inputs.registry, IMAGE_PREFIX: inputs.imagePrefix, ...inputs.env };
-  const builds = stackBuilds(inputs.stacks, inputs.workingDirectory, env, inputs.registry, inputs.imagePrefix);
+  const builds = stackBuilds(inputs.stacks, inputs.workingDirectory, env, inputs.registry, inputs.imagePrefix, { sources: inputs.command === 'build' });
   const services = readServices(inputs.workingDirectory, inputs.services, builds, inputs.versions);
   if (inputs.releaseTagCheck !== 'off') {
     const bad = releaseTagMismatches(services, process.env.GITHUB_REF);

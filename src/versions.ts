@@ -131,7 +131,7 @@ function builtService(workingDir: string, name: string, build: StackBuild, folde
   if (given !== undefined) return { ...base, versionFile: FROM_INPUT, version: given };
   const rel = (abs: string) => path.relative(workingDir, abs) || abs;
   if (build.versionFile) {
-    if (!fs.existsSync(build.versionFile)) throw new InputError(`${build.file}:${build.line}: service ${name}: x-version-file ${rel(build.versionFile)} does not exist.`);
+    if (!fs.existsSync(build.versionFile)) throw new InputError(`${build.file}:${build.line}: service ${name}: x-version-file ${rel(build.versionFile)}: no such file.`);
     return { ...base, versionFile: rel(build.versionFile), version: readVersionFile(build.versionFile, rel(build.versionFile)) };
   }
   const candidates = [path.join(build.context, 'VERSION'), ...(folder ? [path.join(folder, 'VERSION')] : []), path.join(workingDir, 'VERSION')];

@@ -98,7 +98,7 @@ test('stackBuilds: build: sections of the stacks, paths resolved against the sta
 function refused(wd: string, stack: string, re: RegExp) {
   fs.writeFileSync(path.join(wd, 'stacks/x.yml'), stack);
   assert.throws(
-    () => stackBuilds([{ name: 'x', files: ['stacks/x.yml'] }], wd, ENV, 'reg:5000', 'sprocket'),
+    () => stackBuilds([{ name: 'x', files: ['stacks/x.yml'] }], wd, ENV, 'reg:5000', 'sprocket', { sources: true }),
     (e: unknown) => e instanceof InputError && re.test(e.message),
     re.source,
   );
@@ -109,8 +109,15 @@ test('stackBuilds: an image outside registry/image-prefix, no image, a missing c
   refused(wd, 'services:\n  web:\n    image: docker.io/me/web:1\n    build: ..\n', /stacks\/x\.yml:4: service web is built by the action but its image "docker\.io\/me\/web:1" is not under reg:5000\/sprocket\//);
   refused(wd, 'services:\n  web:\n    build: ..\n', /stacks\/x\.yml:3: service web has build: but no image: .*reg:5000\/sprocket\/web:\$\{WEB_VERSION\}/);
   refused(wd, 'services:\n  web:\n    image: reg:5000/sprocket/web:1\n    build: ../nowhere\n', /service web: build context nowhere is not a folder/);
-  refused(wd, 'services:\n  web:\n    image: reg:5000/sprocket/web:1\n    build: { context: .., dockerfile: web.Dockerfile }\n', /service web: Dockerfile web\.Dockerfile does not exist/);
+  refused(wd, 'services:\n  web:\n    image: reg:5000/sprocket/web:1\n    build: { context: .., dockerfile: web.Dockerfile }\n', /service web: Dockerfile web\.Dockerfile: no such file/);
   refused(wd, 'services:\n  a:\n    image: reg:5000/sprocket/web:1\n    build: { context: .., dockerfile: dockerfiles/node.Dockerfile }\n  b:\n    image: reg:5000/sprocket/web:2\n    build: { context: .., dockerfile: dockerfiles/node.Dockerfile }\n', /services a and b both build the image reg:5000\/sprocket\/web/);
+});
+
+test('stackBuilds without sources (deploy, check): a context not cloned in this job is fine', () => {
+  const wd = tree({ 'stacks/x.yml': 'services:\n  api:\n    image: reg:5000/sprocket/api:1\n    build: ../service/api/src\n' });
+  const b = stackBuilds([{ name: 'x', files: ['stacks/x.yml'] }], wd, ENV, 'reg:5000', 'sprocket').get('api');
+  assert.equal(b?.context, path.join(wd, 'service/api/src'));
+  assert.throws(() => stackBuilds([{ name: 'x', files: ['stacks/x.yml'] }], wd, ENV, 'reg:5000', 'sprocket', { sources: true }), /build context service\/api\/src is not a folder/);
 });
 
 test('stackBuilds: a stack file Docker cannot load is left to the pre-flight checks', () => {

@@ -209,7 +209,7 @@ test('readServices, build: x-version-file wins, then VERSION in the context, the
 test('readServices, build: no version anywhere is an error naming the stack file, line and service', () => {
   const wd = tree({ 'ctx/': '' });
   inputError(() => readServices(wd, 'service/*', new Map([['api', stackBuild(wd, { context: path.join(wd, 'ctx') })]])), /stacks\/app\.yml:3: service api is built here but has no version.*x-version-file.*input `versions`/);
-  inputError(() => readServices(wd, 'service/*', new Map([['api', stackBuild(wd, { versionFile: path.join(wd, 'nope/VERSION') })]])), /stacks\/app\.yml:3: service api: x-version-file nope\/VERSION does not exist/);
+  inputError(() => readServices(wd, 'service/*', new Map([['api', stackBuild(wd, { versionFile: path.join(wd, 'nope/VERSION') })]])), /stacks\/app\.yml:3: service api: x-version-file nope\/VERSION: no such file/);
 });
 
 test('readServices: input `versions` wins over VERSION files, and names without a folder still get a version', () => {
