@@ -59437,9 +59437,10 @@ function repositoryOf(image) {
 /**
  * The stack services with a `build:` section, by service name. `env` interpolates the stack files
  * (the versions are not known yet: a tag left empty does not matter, the repository does). A file
- * Docker cannot load is left to the pre-flight checks, which report it with its line.
+ * Docker cannot load is left to the pre-flight checks, which report it with its line. With
+ * `sources` (a build), the context and Dockerfile must exist; a deploy job may not have cloned them.
  */
-function stackBuilds(stacks, workingDir, env, registry, prefix) {
+function stackBuilds(stacks, workingDir, env, registry, prefix, opts = {}) {
     const builds = new Map();
     const under = [registry, prefix].filter(Boolean).join('/');
     for (const spec of stacks) {
@@ -59472,11 +59473,11 @@ function stackBuilds(stacks, workingDir, env, registry, prefix) {
                 throw new errors_1.InputError(`${where}: service ${name} is built by the action but its image "${image}" is not under ${under}/ (registry and image-prefix): the action pushes only there.`);
             }
             const context = path.resolve(base, String(b.context ?? '.'));
-            if (!fs.existsSync(context) || !fs.statSync(context).isDirectory())
+            if (opts.sources && (!fs.existsSync(context) || !fs.statSync(context).isDirectory()))
                 throw new errors_1.InputError(`${where}: service ${name}: build context ${path.relative(workingDir, context) || '.'} is not a folder.`);
             const dockerfile = path.resolve(context, String(b.dockerfile ?? 'Dockerfile'));
-            if (!fs.existsSync(dockerfile))
-                throw new errors_1.InputError(`${where}: service ${name}: Dockerfile ${path.relative(workingDir, dockerfile)} does not exist.`);
+            if (opts.sources && !fs.existsSync(dockerfile))
+                throw new errors_1.InputError(`${where}: service ${name}: Dockerfile ${path.relative(workingDir, dockerfile)}: no such file.`);
             const xVersion = svc['x-version-file'];
             const build = {
                 stack: spec.name,
@@ -59701,7 +59702,7 @@ const SKIP_LABEL = 'deploy-action.skip';
 const SKIP_COMMENT = /#\s*deploy-action:\s*skip\b([^#\n]*)/i;
 /** Keys Swarm does not apply (docker/cli's unsupported and deprecated service properties, plus depends_on). */
 const SWARM_IGNORED = {
-    build: 'build the image before deploying (the action does it from the service folder) and give `image:`',
+    build: 'the image is built before the deploy (`command: build` builds it from this section) and Swarm runs `image:`',
     depends_on: 'Swarm starts services in any order; make the service retry its dependencies and use healthchecks',
     container_name: 'Swarm names tasks <stack>_<service>.<slot>.<id>; reach the service by its name on a shared network',
     restart: 'use deploy.restart_policy',
@@ -60446,7 +60447,7 @@ function context() {
 function readVersions(inputs, notes) {
     // The stacks' build: sections name their images with ${REGISTRY}, ${IMAGE_PREFIX} or the env input.
     const env = { REGISTRY: inputs.registry, IMAGE_PREFIX: inputs.imagePrefix, ...inputs.env };
-    const builds = (0, build_1.stackBuilds)(inputs.stacks, inputs.workingDirectory, env, inputs.registry, inputs.imagePrefix);
+    const builds = (0, build_1.stackBuilds)(inputs.stacks, inputs.workingDirectory, env, inputs.registry, inputs.imagePrefix, { sources: inputs.command === 'build' });
     const services = (0, versions_1.readServices)(inputs.workingDirectory, inputs.services, builds, inputs.versions);
     if (inputs.releaseTagCheck !== 'off') {
         const bad = (0, versions_1.releaseTagMismatches)(services, process.env.GITHUB_REF);
@@ -64998,7 +64999,7 @@ function builtService(workingDir, name, build, folder, given) {
     const rel = (abs) => path.relative(workingDir, abs) || abs;
     if (build.versionFile) {
         if (!fs.existsSync(build.versionFile))
-            throw new errors_1.InputError(`${build.file}:${build.line}: service ${name}: x-version-file ${rel(build.versionFile)} does not exist.`);
+            throw new errors_1.InputError(`${build.file}:${build.line}: service ${name}: x-version-file ${rel(build.versionFile)}: no such file.`);
         return { ...base, versionFile: rel(build.versionFile), version: readVersionFile(build.versionFile, rel(build.versionFile)) };
     }
     const candidates = [path.join(build.context, 'VERSION'), ...(folder ? [path.join(folder, 'VERSION')] : []), path.join(workingDir, 'VERSION')];
