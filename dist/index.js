@@ -59380,11 +59380,15 @@ var __importStar = (this && this.__importStar) || (function () {
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.registryDigest = registryDigest;
+exports.repositoryOf = repositoryOf;
+exports.stackBuilds = stackBuilds;
+exports.missingImages = missingImages;
 exports.buildImages = buildImages;
 exports.registryLogin = registryLogin;
 const core = __importStar(__nccwpck_require__(7484));
 const fs = __importStar(__nccwpck_require__(9896));
 const path = __importStar(__nccwpck_require__(6928));
+const compose_1 = __nccwpck_require__(9763);
 const errors_1 = __nccwpck_require__(3916);
 const exec_1 = __nccwpck_require__(3190);
 const versions_1 = __nccwpck_require__(7902);
@@ -59424,17 +59428,143 @@ async function registryDigest(docker, ref) {
         return null;
     }
 }
+/** `repo:tag@digest` → `repo` (a registry port is not a tag). */
+function repositoryOf(image) {
+    const noDigest = image.split('@')[0];
+    const colon = noDigest.lastIndexOf(':');
+    return colon > noDigest.lastIndexOf('/') ? noDigest.slice(0, colon) : noDigest;
+}
+/**
+ * The stack services with a `build:` section, by service name. `env` interpolates the stack files
+ * (the versions are not known yet: a tag left empty does not matter, the repository does). A file
+ * Docker cannot load is left to the pre-flight checks, which report it with its line. With
+ * `sources` (a build), the context and Dockerfile must exist; a deploy job may not have cloned them.
+ */
+function stackBuilds(stacks, workingDir, env, registry, prefix, opts = {}) {
+    const builds = new Map();
+    const under = [registry, prefix].filter(Boolean).join('/');
+    for (const spec of stacks) {
+        let files;
+        try {
+            files = spec.files.map((f) => (0, compose_1.loadComposeFile)(path.resolve(workingDir, f), f));
+        }
+        catch (e) {
+            if (e instanceof errors_1.ComposeFileError)
+                continue;
+            throw e;
+        }
+        const merged = (0, compose_1.mergeStack)(files.map((f) => (0, compose_1.resolveCompose)(f, env)));
+        const services = (merged.services ?? {});
+        for (const [name, svc] of Object.entries(services)) {
+            if (!svc || svc.build === undefined || svc.build === null)
+                continue;
+            const at = (0, compose_1.locateIn)(files, ['services', name, 'build']);
+            const where = `${at.file.path}:${at.line}`;
+            // Compose resolves build paths against the stack file's folder; with several files, the first one's.
+            const base = path.dirname(files[0].absPath);
+            const b = typeof svc.build === 'string' ? { context: svc.build } : svc.build;
+            if (typeof b !== 'object' || Array.isArray(b))
+                throw new errors_1.InputError(`${where}: service ${name}: build must be a path or a mapping (context, dockerfile, target, args, cache_from, labels).`);
+            const image = typeof svc.image === 'string' ? svc.image.trim() : '';
+            if (!image)
+                throw new errors_1.InputError(`${where}: service ${name} has build: but no image: — give it image: ${under ? `${under}/` : ''}${name}:\${${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_VERSION}, the image the action builds and the stack deploys.`);
+            const repository = repositoryOf(image);
+            if (under && !repository.startsWith(`${under}/`)) {
+                throw new errors_1.InputError(`${where}: service ${name} is built by the action but its image "${image}" is not under ${under}/ (registry and image-prefix): the action pushes only there.`);
+            }
+            const context = path.resolve(base, String(b.context ?? '.'));
+            if (opts.sources && (!fs.existsSync(context) || !fs.statSync(context).isDirectory()))
+                throw new errors_1.InputError(`${where}: service ${name}: build context ${path.relative(workingDir, context) || '.'} is not a folder.`);
+            const dockerfile = path.resolve(context, String(b.dockerfile ?? 'Dockerfile'));
+            if (opts.sources && !fs.existsSync(dockerfile))
+                throw new errors_1.InputError(`${where}: service ${name}: Dockerfile ${path.relative(workingDir, dockerfile)}: no such file.`);
+            const xVersion = svc['x-version-file'];
+            const build = {
+                stack: spec.name,
+                file: at.file.path,
+                line: at.line,
+                context,
+                dockerfile,
+                target: b.target === undefined || b.target === null ? '' : String(b.target),
+                args: (0, compose_1.toStringMap)(b.args),
+                cacheFrom: Array.isArray(b.cache_from) ? b.cache_from.filter((c) => c !== null && c !== undefined).map(String) : [],
+                labels: (0, compose_1.toStringMap)(b.labels),
+                repository,
+                versionFile: typeof xVersion === 'string' && xVersion.trim() ? path.resolve(path.dirname(at.file.absPath), xVersion.trim()) : undefined,
+            };
+            const other = builds.get(name);
+            if (other && other.repository !== repository) {
+                throw new errors_1.InputError(`${where}: service ${name} is also built in ${other.file}:${other.line} with another image (${other.repository}); one name, one image.`);
+            }
+            if (!other)
+                builds.set(name, build);
+        }
+    }
+    const byRepo = new Map();
+    for (const [name, b] of builds) {
+        const clash = byRepo.get(b.repository);
+        if (clash)
+            throw new errors_1.InputError(`${b.file}:${b.line}: services ${clash} and ${name} both build the image ${b.repository}; give each its own image.`);
+        byRepo.set(b.repository, name);
+    }
+    return builds;
+}
+/** `docker build` argv for a service: its folder's Dockerfile, or its stack `build:` section. */
+function buildArgv(s, opts, tags, cacheFrom) {
+    const b = s.build;
+    const argv = ['docker', 'build', '--file', b ? b.dockerfile : path.join(s.dir, 'Dockerfile')];
+    for (const c of cacheFrom)
+        argv.push('--cache-from', c);
+    argv.push('--build-arg', 'BUILDKIT_INLINE_CACHE=1', '--build-arg', `VERSION=${s.version}`);
+    // The stack's args are the service's own: they win over the input's, which every build gets.
+    for (const [k, v] of Object.entries({ ...opts.buildArgs, ...(b?.args ?? {}) }))
+        argv.push('--build-arg', `${k}=${v}`);
+    const target = b?.target || opts.target;
+    if (target)
+        argv.push('--target', target);
+    for (const [k, v] of Object.entries(b?.labels ?? {}))
+        argv.push('--label', `${k}=${v}`);
+    argv.push('--label', `org.opencontainers.image.version=${s.version}`, '--label', `org.opencontainers.image.revision=${opts.sha}`);
+    for (const t of tags)
+        argv.push('--tag', t);
+    argv.push(s.dir);
+    return argv;
+}
+/**
+ * Asks the registry for each image (on the runner, or on the host with its login). Only an answer
+ * that the tag is not there counts as missing: an unreachable registry or a refused login is left
+ * for the deploy to report, as before.
+ */
+async function missingImages(runner, images) {
+    const out = { missing: [], unreadable: [] };
+    for (const image of [...new Set(images)]) {
+        const argv = ['docker', 'manifest', 'inspect'];
+        if (isLoopback(image))
+            argv.push('--insecure');
+        const res = await runner.run([...argv, image], { silent: true }).catch((e) => ({ code: -1, stdout: '', stderr: e.message }));
+        if (res.code === 0)
+            continue;
+        const why = (res.stderr || res.stdout).trim().split('\n').slice(-1)[0] ?? '';
+        if (/no such manifest|manifest unknown|not found/i.test(why))
+            out.missing.push(image);
+        else
+            out.unreadable.push({ image, why: why.slice(0, 200) });
+    }
+    return out;
+}
 /**
  * Builds every service image with the previous build as layer cache, tags it with its VERSION and
  * the commit, and pushes it. The digest comes from the push itself.
  */
 async function buildImages(docker, services, opts) {
     const built = [];
+    const repoOf = (s) => s.repository ?? (0, versions_1.imageRepository)(opts.registry, opts.imagePrefix, s.name);
     for (const s of services) {
-        const dockerfile = path.join(s.dir, 'Dockerfile');
-        if (!fs.existsSync(dockerfile))
+        if (!s.dir)
+            continue; // a version given by input `versions`: built elsewhere
+        if (!s.build && !fs.existsSync(path.join(s.dir, 'Dockerfile')))
             throw new errors_1.InputError(`${path.join(path.dirname(s.versionFile), 'Dockerfile')}: missing. Every service folder needs a Dockerfile.`);
-        const repo = (0, versions_1.imageRepository)(opts.registry, opts.imagePrefix, s.name);
+        const repo = repoOf(s);
         const tags = [`${repo}:${s.version}`, `${repo}:sha-${opts.sha.slice(0, 7)}`, `${repo}:${CACHE_TAG}`];
         // A released version is immutable: rebuilding it would push a different image under the same tag
         // and roll every replica of an unchanged service.
@@ -59446,23 +59576,19 @@ async function buildImages(docker, services, opts) {
                 continue;
             }
         }
-        await core.group(`Build ${s.name} ${s.version}`, async () => {
+        // Services built from one Dockerfile (different args) share their layer caches.
+        const siblings = services.filter((o) => o !== s && o.build && s.build && o.build.dockerfile === s.build.dockerfile).map((o) => `${repoOf(o)}:${CACHE_TAG}`);
+        const cacheFrom = [...new Set([`${repo}:${CACHE_TAG}`, ...siblings, ...(s.build?.cacheFrom ?? [])])];
+        await core.group(`Build ${s.name} ${s.version}${s.build ? ` (build: in ${s.build.file})` : ''}`, async () => {
             if (opts.push) {
-                // The last pushed build is the layer cache; a first build has none, which is fine.
-                const pulled = await docker.run(['docker', 'pull', '--quiet', `${repo}:${CACHE_TAG}`], { silent: true });
-                core.info(pulled.code === 0 ? `Layer cache: ${repo}:${CACHE_TAG}` : 'No layer cache yet (first build).');
+                // The last pushed builds are the layer cache; a first build has none, which is fine.
+                const found = [];
+                for (const c of cacheFrom)
+                    if ((await docker.run(['docker', 'pull', '--quiet', c], { silent: true })).code === 0)
+                        found.push(c);
+                core.info(found.length ? `Layer cache: ${found.join(', ')}` : 'No layer cache yet (first build).');
             }
-            const argv = ['docker', 'build', '--file', dockerfile, '--cache-from', `${repo}:${CACHE_TAG}`, '--build-arg', 'BUILDKIT_INLINE_CACHE=1'];
-            argv.push('--build-arg', `VERSION=${s.version}`);
-            for (const [k, v] of Object.entries(opts.buildArgs))
-                argv.push('--build-arg', `${k}=${v}`);
-            if (opts.target)
-                argv.push('--target', opts.target);
-            argv.push('--label', `org.opencontainers.image.version=${s.version}`, '--label', `org.opencontainers.image.revision=${opts.sha}`);
-            for (const t of tags)
-                argv.push('--tag', t);
-            argv.push(s.dir);
-            await (0, exec_1.mustRun)(docker, argv);
+            await (0, exec_1.mustRun)(docker, buildArgv(s, opts, tags, cacheFrom));
         });
         let digest = '';
         if (opts.push) {
@@ -59576,7 +59702,7 @@ const SKIP_LABEL = 'deploy-action.skip';
 const SKIP_COMMENT = /#\s*deploy-action:\s*skip\b([^#\n]*)/i;
 /** Keys Swarm does not apply (docker/cli's unsupported and deprecated service properties, plus depends_on). */
 const SWARM_IGNORED = {
-    build: 'build the image before deploying (the action does it from the service folder) and give `image:`',
+    build: 'the image is built before the deploy (`command: build` builds it from this section) and Swarm runs `image:`',
     depends_on: 'Swarm starts services in any order; make the service retry its dependencies and use healthchecks',
     container_name: 'Swarm names tasks <stack>_<service>.<slot>.<id>; reach the service by its name on a shared network',
     restart: 'use deploy.restart_policy',
@@ -60326,7 +60452,10 @@ function context() {
     return { sha: c.sha || process.env.GITHUB_SHA || '', ref: c.ref || process.env.GITHUB_REF || '', actor: c.actor || process.env.GITHUB_ACTOR || 'unknown', runUrl };
 }
 function readVersions(inputs, notes) {
-    const services = (0, versions_1.readServices)(inputs.workingDirectory, inputs.services);
+    // The stacks' build: sections name their images with ${REGISTRY}, ${IMAGE_PREFIX} or the env input.
+    const env = { REGISTRY: inputs.registry, IMAGE_PREFIX: inputs.imagePrefix, ...inputs.env };
+    const builds = (0, build_1.stackBuilds)(inputs.stacks, inputs.workingDirectory, env, inputs.registry, inputs.imagePrefix, { sources: inputs.command === 'build' });
+    const services = (0, versions_1.readServices)(inputs.workingDirectory, inputs.services, builds, inputs.versions);
     if (inputs.releaseTagCheck !== 'off') {
         const bad = (0, versions_1.releaseTagMismatches)(services, process.env.GITHUB_REF);
         for (const m of bad) {
@@ -60337,7 +60466,7 @@ function readVersions(inputs, notes) {
             notes.push(text);
         }
     }
-    core.info(`Versions: ${services.map((s) => `${s.name} ${s.version}`).join(', ')}`);
+    core.info(services.length ? `Versions: ${services.map((s) => `${s.name} ${s.version}${s.versionFile === versions_1.FROM_INPUT ? ' (input)' : ''}`).join(', ')}` : 'Versions: none (no service folder, no stack service with build:, no input `versions`).');
     return services;
 }
 function runChecks(inputs, env) {
@@ -60442,6 +60571,10 @@ async function commandBuild(inputs) {
     if (inputs.registryUsername && inputs.registryPassword && !inputs.dryRun) {
         await (0, build_1.registryLogin)(docker, inputs.registry, inputs.registryUsername, inputs.registryPassword);
         state_1.state.saveLogin(inputs.registry);
+    }
+    if (!services.some((s) => s.dir)) {
+        notes.push('Nothing to build: no service folder, and no stack service with build: (stacks input).');
+        core.info(notes[notes.length - 1]);
     }
     const built = await (0, build_1.buildImages)(docker, services, {
         registry: inputs.registry,
@@ -60601,17 +60734,21 @@ async function commandDeploy(inputs) {
             try {
                 await connectedChecks(remote, stacks, prepared, env, inputs);
                 await printPlan(remote, plans, 'would deploy release');
+                await checkImages(remote, prepared, inputs);
             }
             finally {
                 await finish();
                 remote.dispose();
             }
         }
+        else
+            await checkImages(new exec_1.LocalRunner(inputs.workingDirectory), prepared, inputs);
         return { result: 'checked', release: inputs.release, versions, images: {}, layers: [], checks: markdown, notes: [...notes, 'dry-run: nothing was deployed (no lock, no ledger record, no file on the host).'] };
     }
     const { remote, ctx, finish } = await connect(inputs);
     try {
         const nodes = await connectedChecks(remote, stacks, prepared, env, inputs);
+        await checkImages(remote, prepared, inputs);
         // A global service runs a task on every node: its rollout has as many batches.
         prepared.forEach((p, i) => Object.assign(plans[i], layerTimeout(p.name, Object.values(p.services), inputs, nodes)));
         const { layers, error } = await runLayers(ctx, plans);
@@ -60622,6 +60759,35 @@ async function commandDeploy(inputs) {
         await finish();
         remote.dispose();
     }
+}
+/**
+ * Every image the stacks name in our registry (or under image-prefix, without one) must be there
+ * before anything is deployed; asked where the pulls happen, with the host's login. A dry run warns.
+ */
+async function checkImages(runner, prepared, inputs) {
+    const ours = (image) => (inputs.registry ? image.startsWith(`${inputs.registry}/`) : !!inputs.imagePrefix && image.startsWith(`${inputs.imagePrefix}/`));
+    const users = new Map();
+    for (const p of prepared) {
+        for (const s of Object.values(p.services)) {
+            if (!s.image || !ours(s.image))
+                continue;
+            users.set(s.image, [...(users.get(s.image) ?? []), `${p.name}/${s.name}`]);
+        }
+    }
+    if (!users.size)
+        return;
+    const t0 = Date.now();
+    const { missing, unreadable } = await (0, build_1.missingImages)(runner, [...users.keys()]);
+    for (const u of unreadable)
+        core.warning(`Could not check that ${u.image} is in the registry (${u.why}); the deploy will tell.`);
+    const list = missing.map((m) => `  ${m} (${(users.get(m) ?? []).join(', ')})`).join('\n');
+    if (missing.length && inputs.dryRun) {
+        core.warning(`Not in the registry (a deploy would fail before changing anything):\n${list}`);
+        return;
+    }
+    if (missing.length)
+        throw new errors_1.InputError(`${missing.length} image(s) the stacks name are not in the registry; nothing was deployed:\n${list}\nPush them (command: build), or fix the version (input \`versions\`, VERSION files).`);
+    core.info(`Registry: the ${users.size} image(s) of the stacks in ${inputs.registry || inputs.imagePrefix} are there (checked on ${runner.where} in ${((Date.now() - t0) / 1000).toFixed(1)} s).`);
 }
 /** The layer's gate timeout: the input, or `auto` from its services' update_config and healthchecks. */
 function layerTimeout(stack, services, inputs, nodes = 1) {
@@ -62041,6 +62207,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.DEFAULTS = void 0;
 exports.parseKeyValues = parseKeyValues;
 exports.parseStacks = parseStacks;
+exports.parseVersions = parseVersions;
 exports.defaultRelease = defaultRelease;
 exports.readInputs = readInputs;
 const core = __importStar(__nccwpck_require__(7484));
@@ -62139,6 +62306,51 @@ function parseStacks(text) {
     });
     return stacks;
 }
+// A service name as the stacks and the `versions` output spell it; a version is a Docker tag.
+const SERVICE_NAME = /^[a-z][a-z0-9]*(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+/** `versions`: `name=version` lines, or the JSON object the `versions` output gives. */
+function parseVersions(text) {
+    const raw = text.trim();
+    if (!raw)
+        return {};
+    let pairs;
+    if (raw.startsWith('{') || raw.startsWith('[')) {
+        let data;
+        try {
+            data = JSON.parse(raw);
+        }
+        catch (e) {
+            throw new errors_1.InputError(`Input \`versions\`: not valid JSON (${e.message}); give a JSON object {"name": "1.2.3"} or name=version lines.`);
+        }
+        if (typeof data !== 'object' || data === null || Array.isArray(data))
+            throw new errors_1.InputError('Input `versions`: the JSON must be an object {"name": "1.2.3"}.');
+        pairs = Object.entries(data).map(([k, v]) => [k, v, `"${k}"`]);
+    }
+    else {
+        pairs = [];
+        raw.split(/\r?\n/).forEach((line, i) => {
+            if (!line.trim() || line.trim().startsWith('#'))
+                return;
+            const eq = line.indexOf('=');
+            if (eq < 0)
+                throw new errors_1.InputError(`Input \`versions\` line ${i + 1}: "${line.trim().slice(0, 60)}" is not name=version.`);
+            pairs.push([line.slice(0, eq).trim(), line.slice(eq + 1).trim(), `line ${i + 1}`]);
+        });
+    }
+    const out = {};
+    for (const [name, version, where] of pairs) {
+        if (!SERVICE_NAME.test(name))
+            throw new errors_1.InputError(`Input \`versions\` ${where}: "${String(name).slice(0, 60)}" is not a service name (lower-case letters and digits, . _ - between them, starting with a letter).`);
+        if (typeof version !== 'string' || !TAG.test(version)) {
+            throw new errors_1.InputError(`Input \`versions\` ${where}: the version of ${name}, ${JSON.stringify(version)?.slice(0, 60)}, is not a valid image tag (letters, digits, _ . -, at most 128, not starting with . or -).`);
+        }
+        if (name in out)
+            throw new errors_1.InputError(`Input \`versions\`: ${name} is given twice.`);
+        out[name] = version;
+    }
+    return out;
+}
 /** `KEY=VALUE` lines of secret values: each value masked before anything else happens. */
 function secretValues(text) {
     const values = parseKeyValues(text, 'secrets', { secret: true });
@@ -62221,6 +62433,7 @@ function readInputs(raw = (n) => core.getInput(n), env = process.env) {
         registryUsername: get('registry-username').trim(),
         registryPassword: get('registry-password'),
         imagePrefix,
+        versions: parseVersions(get('versions')),
         buildArgs: parseKeyValues(get('build-args'), 'build-args', { secret: true }),
         target: get('target').trim(),
         rebuild: bool('rebuild'),
@@ -64797,6 +65010,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.FROM_INPUT = void 0;
 exports.readServices = readServices;
 exports.versionVariable = versionVariable;
 exports.imageRepository = imageRepository;
@@ -64806,9 +65020,12 @@ const fs = __importStar(__nccwpck_require__(9896));
 const path = __importStar(__nccwpck_require__(6928));
 const semver = __importStar(__nccwpck_require__(2088));
 const errors_1 = __nccwpck_require__(3916);
+/** Where a version from input `versions` is said to come from. */
+exports.FROM_INPUT = 'input `versions`';
+/** The `services` default: a repository without that folder simply has no folder services. */
+const DEFAULT_PATTERN = 'service/*';
 // Docker's tag grammar: what a VERSION file may contain.
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-// One path component of an image repository name.
 // One path component of an image repository name, starting with a letter so that <NAME>_VERSION is a valid variable.
 const IMAGE_NAME = /^[a-z][a-z0-9]*(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 /** Service folders matching the `services` input: a folder, or a folder glob ending in `/*`. */
@@ -64817,8 +65034,11 @@ function serviceDirs(workingDir, pattern) {
     for (const p of pattern.split(/[,\n]/).map((s) => s.trim()).filter(Boolean)) {
         if (p.endsWith('/*')) {
             const parent = path.resolve(workingDir, p.slice(0, -2));
-            if (!fs.existsSync(parent))
+            if (!fs.existsSync(parent)) {
+                if (pattern === DEFAULT_PATTERN)
+                    continue;
                 throw new errors_1.InputError(`Input \`services\`: folder "${p.slice(0, -2)}" does not exist in ${workingDir}.`);
+            }
             for (const e of fs.readdirSync(parent, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
                 if (e.isDirectory() && !e.name.startsWith('.'))
                     dirs.push(path.join(parent, e.name));
@@ -64833,43 +65053,86 @@ function serviceDirs(workingDir, pattern) {
     }
     return dirs;
 }
-function readServices(workingDir, pattern) {
+/**
+ * Every service with a version: the service folders, the stack services with `build:` (`builds`,
+ * by service name), and the names of input `versions` (which win over any VERSION file).
+ */
+function readServices(workingDir, pattern, builds = new Map(), versions = {}) {
     const dirs = serviceDirs(workingDir, pattern);
-    if (!dirs.length)
+    if (!dirs.length && !builds.size && !Object.keys(versions).length && pattern !== DEFAULT_PATTERN) {
         throw new errors_1.InputError(`Input \`services\`: "${pattern}" matches no service folder in ${workingDir}.`);
-    const services = dirs.map((dir) => readService(workingDir, dir));
-    // Two folders with one image name, or one variable name, would silently overwrite each other.
+    }
+    const folders = new Map(dirs.map((d) => [path.basename(d), d]));
+    const services = [];
+    // A folder named like a stack service with build: is that service's (its VERSION may be the version).
+    for (const dir of dirs)
+        if (!builds.has(path.basename(dir)))
+            services.push(readService(workingDir, dir, versions[path.basename(dir)]));
+    for (const [name, b] of builds)
+        services.push(builtService(workingDir, name, b, folders.get(name), versions[name]));
+    for (const [name, version] of Object.entries(versions)) {
+        if (!services.some((s) => s.name === name))
+            services.push({ name, dir: '', versionFile: exports.FROM_INPUT, version });
+    }
+    // Two services with one image name, or one variable name, would silently overwrite each other.
     const seen = new Map();
+    const where = (s) => (s.build ? `stack service "${s.name}" (${s.build.file})` : s.dir ? `service folder "${path.relative(workingDir, s.dir)}"` : `"${s.name}" of input \`versions\``);
     for (const s of services) {
         const clash = seen.get(versionVariable(s.name));
         if (clash)
-            throw new errors_1.InputError(`Service folders "${path.dirname(clash.versionFile)}" and "${path.dirname(s.versionFile)}" both give ${clash.name === s.name ? `the image name "${s.name}"` : `the variable ${versionVariable(s.name)}`}; rename one.`);
+            throw new errors_1.InputError(`${where(clash)} and ${where(s)} both give ${clash.name === s.name ? `the image name "${s.name}"` : `the variable ${versionVariable(s.name)}`}; rename one.`);
         seen.set(versionVariable(s.name), s);
     }
     return services;
 }
-function readService(workingDir, dir) {
-    {
-        const name = path.basename(dir);
-        const versionFile = path.relative(workingDir, path.join(dir, 'VERSION'));
-        if (!IMAGE_NAME.test(name)) {
-            throw new errors_1.InputError(`Service folder "${path.relative(workingDir, dir)}": "${name}" is not a valid service name (lower-case letters and digits, . _ - between them, starting with a letter).`);
-        }
-        let text;
-        try {
-            text = fs.readFileSync(path.join(dir, 'VERSION'), 'utf8');
-        }
-        catch {
-            throw new errors_1.InputError(`${versionFile}: missing. Every service folder needs a VERSION file with the image tag (e.g. 1.4.2).`);
-        }
-        const version = text.trim();
-        if (!version)
-            throw new errors_1.InputError(`${versionFile}: empty. Write the image tag in it (e.g. 1.4.2).`);
-        if (!TAG.test(version)) {
-            throw new errors_1.InputError(`${versionFile}: "${version.slice(0, 60)}" is not a valid image tag (letters, digits, _ . -, at most 128, not starting with . or -).`);
-        }
-        return { name, dir, versionFile, version };
+/** Reads and validates one VERSION file; `rel` names it in messages. */
+function readVersionFile(abs, rel) {
+    let text;
+    try {
+        text = fs.readFileSync(abs, 'utf8');
     }
+    catch {
+        throw new errors_1.InputError(`${rel}: missing. Every service folder needs a VERSION file with the image tag (e.g. 1.4.2).`);
+    }
+    const version = text.trim();
+    if (!version)
+        throw new errors_1.InputError(`${rel}: empty. Write the image tag in it (e.g. 1.4.2).`);
+    if (!TAG.test(version)) {
+        throw new errors_1.InputError(`${rel}: "${version.slice(0, 60)}" is not a valid image tag (letters, digits, _ . -, at most 128, not starting with . or -).`);
+    }
+    return version;
+}
+function readService(workingDir, dir, given) {
+    const name = path.basename(dir);
+    if (!IMAGE_NAME.test(name)) {
+        throw new errors_1.InputError(`Service folder "${path.relative(workingDir, dir)}": "${name}" is not a valid service name (lower-case letters and digits, . _ - between them, starting with a letter).`);
+    }
+    if (given !== undefined)
+        return { name, dir, versionFile: exports.FROM_INPUT, version: given };
+    const versionFile = path.relative(workingDir, path.join(dir, 'VERSION'));
+    return { name, dir, versionFile, version: readVersionFile(path.join(dir, 'VERSION'), versionFile) };
+}
+/**
+ * A stack service with `build:`. Its version: input `versions`; else its `x-version-file`; else
+ * VERSION in its build context; else VERSION in its service folder; else VERSION at the root.
+ */
+function builtService(workingDir, name, build, folder, given) {
+    const base = { name, dir: build.context, build, repository: build.repository };
+    if (given !== undefined)
+        return { ...base, versionFile: exports.FROM_INPUT, version: given };
+    const rel = (abs) => path.relative(workingDir, abs) || abs;
+    if (build.versionFile) {
+        if (!fs.existsSync(build.versionFile))
+            throw new errors_1.InputError(`${build.file}:${build.line}: service ${name}: x-version-file ${rel(build.versionFile)}: no such file.`);
+        return { ...base, versionFile: rel(build.versionFile), version: readVersionFile(build.versionFile, rel(build.versionFile)) };
+    }
+    const candidates = [path.join(build.context, 'VERSION'), ...(folder ? [path.join(folder, 'VERSION')] : []), path.join(workingDir, 'VERSION')];
+    const found = candidates.find((f) => fs.existsSync(f));
+    if (!found) {
+        throw new errors_1.InputError(`${build.file}:${build.line}: service ${name} is built here but has no version: give it a VERSION file in its build context (${rel(build.context)}), ` +
+            `name one with x-version-file (relative to the stack file), put one VERSION at the root of working-directory, or set it with input \`versions\`.`);
+    }
+    return { ...base, versionFile: rel(found), version: readVersionFile(found, rel(found)) };
 }
 /** `web-api` → `WEB_API_VERSION`. */
 function versionVariable(service) {
@@ -64883,7 +65146,7 @@ function versionEnv(services, registry, prefix) {
     const env = { REGISTRY: registry, IMAGE_PREFIX: prefix };
     for (const s of services) {
         env[versionVariable(s.name)] = s.version;
-        env[versionVariable(s.name).replace(/_VERSION$/, '_IMAGE')] = `${imageRepository(registry, prefix, s.name)}:${s.version}`;
+        env[versionVariable(s.name).replace(/_VERSION$/, '_IMAGE')] = `${s.repository ?? imageRepository(registry, prefix, s.name)}:${s.version}`;
     }
     return env;
 }
@@ -64898,6 +65161,7 @@ function releaseTagMismatches(services, ref) {
         return [];
     const tagVersion = semver.valid(semver.clean(tag) ?? '') ?? tag.replace(/^v/, '');
     return services
+        .filter((s) => s.versionFile !== exports.FROM_INPUT)
         .filter((s) => (semver.valid(s.version) && semver.valid(tagVersion) ? !semver.eq(s.version, tagVersion) : s.version !== tagVersion))
         .map((s) => ({ service: s.name, versionFile: s.versionFile, version: s.version, tag }));
 }

@@ -1,9 +1,11 @@
 import * as core from '@actions/core';
 import * as fs from 'fs';
 import * as path from 'path';
-import { InputError } from './errors';
+import { ComposeFile, loadComposeFile, locateIn, mergeStack, resolveCompose, toStringMap } from './compose';
+import { ComposeFileError, InputError } from './errors';
 import { Runner, mustRun } from './exec';
-import { Service, imageRepository } from './versions';
+import { StackSpec } from './inputs';
+import { Service, StackBuild, imageRepository } from './versions';
 
 export interface BuildOptions {
   registry: string;
@@ -69,16 +71,133 @@ export async function registryDigest(docker: Runner, ref: string): Promise<strin
   }
 }
 
+/** `repo:tag@digest` → `repo` (a registry port is not a tag). */
+export function repositoryOf(image: string): string {
+  const noDigest = image.split('@')[0];
+  const colon = noDigest.lastIndexOf(':');
+  return colon > noDigest.lastIndexOf('/') ? noDigest.slice(0, colon) : noDigest;
+}
+
+/**
+ * The stack services with a `build:` section, by service name. `env` interpolates the stack files
+ * (the versions are not known yet: a tag left empty does not matter, the repository does). A file
+ * Docker cannot load is left to the pre-flight checks, which report it with its line. With
+ * `sources` (a build), the context and Dockerfile must exist; a deploy job may not have cloned them.
+ */
+export function stackBuilds(stacks: StackSpec[], workingDir: string, env: Record<string, string>, registry: string, prefix: string, opts: { sources?: boolean } = {}): Map<string, StackBuild> {
+  const builds = new Map<string, StackBuild>();
+  const under = [registry, prefix].filter(Boolean).join('/');
+  for (const spec of stacks) {
+    let files: ComposeFile[];
+    try {
+      files = spec.files.map((f) => loadComposeFile(path.resolve(workingDir, f), f));
+    } catch (e) {
+      if (e instanceof ComposeFileError) continue;
+      throw e;
+    }
+    const merged = mergeStack(files.map((f) => resolveCompose(f, env)));
+    const services = (merged.services ?? {}) as Record<string, any>;
+    for (const [name, svc] of Object.entries(services)) {
+      if (!svc || svc.build === undefined || svc.build === null) continue;
+      const at = locateIn(files, ['services', name, 'build']);
+      const where = `${at.file.path}:${at.line}`;
+      // Compose resolves build paths against the stack file's folder; with several files, the first one's.
+      const base = path.dirname(files[0].absPath);
+      const b = typeof svc.build === 'string' ? { context: svc.build } : svc.build;
+      if (typeof b !== 'object' || Array.isArray(b)) throw new InputError(`${where}: service ${name}: build must be a path or a mapping (context, dockerfile, target, args, cache_from, labels).`);
+      const image = typeof svc.image === 'string' ? svc.image.trim() : '';
+      if (!image) throw new InputError(`${where}: service ${name} has build: but no image: — give it image: ${under ? `${under}/` : ''}${name}:\${${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_VERSION}, the image the action builds and the stack deploys.`);
+      const repository = repositoryOf(image);
+      if (under && !repository.startsWith(`${under}/`)) {
+        throw new InputError(`${where}: service ${name} is built by the action but its image "${image}" is not under ${under}/ (registry and image-prefix): the action pushes only there.`);
+      }
+      const context = path.resolve(base, String(b.context ?? '.'));
+      if (opts.sources && (!fs.existsSync(context) || !fs.statSync(context).isDirectory())) throw new InputError(`${where}: service ${name}: build context ${path.relative(workingDir, context) || '.'} is not a folder.`);
+      const dockerfile = path.resolve(context, String(b.dockerfile ?? 'Dockerfile'));
+      if (opts.sources && !fs.existsSync(dockerfile)) throw new InputError(`${where}: service ${name}: Dockerfile ${path.relative(workingDir, dockerfile)}: no such file.`);
+      const xVersion = svc['x-version-file'];
+      const build: StackBuild = {
+        stack: spec.name,
+        file: at.file.path,
+        line: at.line,
+        context,
+        dockerfile,
+        target: b.target === undefined || b.target === null ? '' : String(b.target),
+        args: toStringMap(b.args),
+        cacheFrom: Array.isArray(b.cache_from) ? b.cache_from.filter((c: unknown) => c !== null && c !== undefined).map(String) : [],
+        labels: toStringMap(b.labels),
+        repository,
+        versionFile: typeof xVersion === 'string' && xVersion.trim() ? path.resolve(path.dirname(at.file.absPath), xVersion.trim()) : undefined,
+      };
+      const other = builds.get(name);
+      if (other && other.repository !== repository) {
+        throw new InputError(`${where}: service ${name} is also built in ${other.file}:${other.line} with another image (${other.repository}); one name, one image.`);
+      }
+      if (!other) builds.set(name, build);
+    }
+  }
+  const byRepo = new Map<string, string>();
+  for (const [name, b] of builds) {
+    const clash = byRepo.get(b.repository);
+    if (clash) throw new InputError(`${b.file}:${b.line}: services ${clash} and ${name} both build the image ${b.repository}; give each its own image.`);
+    byRepo.set(b.repository, name);
+  }
+  return builds;
+}
+
+/** `docker build` argv for a service: its folder's Dockerfile, or its stack `build:` section. */
+function buildArgv(s: Service, opts: BuildOptions, tags: string[], cacheFrom: string[]): string[] {
+  const b = s.build;
+  const argv = ['docker', 'build', '--file', b ? b.dockerfile : path.join(s.dir, 'Dockerfile')];
+  for (const c of cacheFrom) argv.push('--cache-from', c);
+  argv.push('--build-arg', 'BUILDKIT_INLINE_CACHE=1', '--build-arg', `VERSION=${s.version}`);
+  // The stack's args are the service's own: they win over the input's, which every build gets.
+  for (const [k, v] of Object.entries({ ...opts.buildArgs, ...(b?.args ?? {}) })) argv.push('--build-arg', `${k}=${v}`);
+  const target = b?.target || opts.target;
+  if (target) argv.push('--target', target);
+  for (const [k, v] of Object.entries(b?.labels ?? {})) argv.push('--label', `${k}=${v}`);
+  argv.push('--label', `org.opencontainers.image.version=${s.version}`, '--label', `org.opencontainers.image.revision=${opts.sha}`);
+  for (const t of tags) argv.push('--tag', t);
+  argv.push(s.dir);
+  return argv;
+}
+
+/** What `docker manifest inspect` found, per image: absent, or not readable (down, no credentials). */
+export interface ImageCheck {
+  missing: string[];
+  unreadable: { image: string; why: string }[];
+}
+
+/**
+ * Asks the registry for each image (on the runner, or on the host with its login). Only an answer
+ * that the tag is not there counts as missing: an unreachable registry or a refused login is left
+ * for the deploy to report, as before.
+ */
+export async function missingImages(runner: Runner, images: string[]): Promise<ImageCheck> {
+  const out: ImageCheck = { missing: [], unreadable: [] };
+  for (const image of [...new Set(images)]) {
+    const argv = ['docker', 'manifest', 'inspect'];
+    if (isLoopback(image)) argv.push('--insecure');
+    const res = await runner.run([...argv, image], { silent: true }).catch((e: Error) => ({ code: -1, stdout: '', stderr: e.message }));
+    if (res.code === 0) continue;
+    const why = (res.stderr || res.stdout).trim().split('\n').slice(-1)[0] ?? '';
+    if (/no such manifest|manifest unknown|not found/i.test(why)) out.missing.push(image);
+    else out.unreadable.push({ image, why: why.slice(0, 200) });
+  }
+  return out;
+}
+
 /**
  * Builds every service image with the previous build as layer cache, tags it with its VERSION and
  * the commit, and pushes it. The digest comes from the push itself.
  */
 export async function buildImages(docker: Runner, services: Service[], opts: BuildOptions): Promise<BuiltImage[]> {
   const built: BuiltImage[] = [];
+  const repoOf = (s: Service) => s.repository ?? imageRepository(opts.registry, opts.imagePrefix, s.name);
   for (const s of services) {
-    const dockerfile = path.join(s.dir, 'Dockerfile');
-    if (!fs.existsSync(dockerfile)) throw new InputError(`${path.join(path.dirname(s.versionFile), 'Dockerfile')}: missing. Every service folder needs a Dockerfile.`);
-    const repo = imageRepository(opts.registry, opts.imagePrefix, s.name);
+    if (!s.dir) continue; // a version given by input `versions`: built elsewhere
+    if (!s.build && !fs.existsSync(path.join(s.dir, 'Dockerfile'))) throw new InputError(`${path.join(path.dirname(s.versionFile), 'Dockerfile')}: missing. Every service folder needs a Dockerfile.`);
+    const repo = repoOf(s);
     const tags = [`${repo}:${s.version}`, `${repo}:sha-${opts.sha.slice(0, 7)}`, `${repo}:${CACHE_TAG}`];
     // A released version is immutable: rebuilding it would push a different image under the same tag
     // and roll every replica of an unchanged service.
@@ -90,20 +209,17 @@ export async function buildImages(docker: Runner, services: Service[], opts: Bui
         continue;
       }
     }
-    await core.group(`Build ${s.name} ${s.version}`, async () => {
+    // Services built from one Dockerfile (different args) share their layer caches.
+    const siblings = services.filter((o) => o !== s && o.build && s.build && o.build.dockerfile === s.build.dockerfile).map((o) => `${repoOf(o)}:${CACHE_TAG}`);
+    const cacheFrom = [...new Set([`${repo}:${CACHE_TAG}`, ...siblings, ...(s.build?.cacheFrom ?? [])])];
+    await core.group(`Build ${s.name} ${s.version}${s.build ? ` (build: in ${s.build.file})` : ''}`, async () => {
       if (opts.push) {
-        // The last pushed build is the layer cache; a first build has none, which is fine.
-        const pulled = await docker.run(['docker', 'pull', '--quiet', `${repo}:${CACHE_TAG}`], { silent: true });
-        core.info(pulled.code === 0 ? `Layer cache: ${repo}:${CACHE_TAG}` : 'No layer cache yet (first build).');
+        // The last pushed builds are the layer cache; a first build has none, which is fine.
+        const found: string[] = [];
+        for (const c of cacheFrom) if ((await docker.run(['docker', 'pull', '--quiet', c], { silent: true })).code === 0) found.push(c);
+        core.info(found.length ? `Layer cache: ${found.join(', ')}` : 'No layer cache yet (first build).');
       }
-      const argv = ['docker', 'build', '--file', dockerfile, '--cache-from', `${repo}:${CACHE_TAG}`, '--build-arg', 'BUILDKIT_INLINE_CACHE=1'];
-      argv.push('--build-arg', `VERSION=${s.version}`);
-      for (const [k, v] of Object.entries(opts.buildArgs)) argv.push('--build-arg', `${k}=${v}`);
-      if (opts.target) argv.push('--target', opts.target);
-      argv.push('--label', `org.opencontainers.image.version=${s.version}`, '--label', `org.opencontainers.image.revision=${opts.sha}`);
-      for (const t of tags) argv.push('--tag', t);
-      argv.push(s.dir);
-      await mustRun(docker, argv);
+      await mustRun(docker, buildArgv(s, opts, tags, cacheFrom));
     });
     let digest = '';
     if (opts.push) {

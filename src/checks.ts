@@ -82,7 +82,7 @@ const SKIP_COMMENT = /#\s*deploy-action:\s*skip\b([^#\n]*)/i;
 
 /** Keys Swarm does not apply (docker/cli's unsupported and deprecated service properties, plus depends_on). */
 const SWARM_IGNORED: Record<string, string> = {
-  build: 'build the image before deploying (the action does it from the service folder) and give `image:`',
+  build: 'the image is built before the deploy (`command: build` builds it from this section) and Swarm runs `image:`',
   depends_on: 'Swarm starts services in any order; make the service retry its dependencies and use healthchecks',
   container_name: 'Swarm names tasks <stack>_<service>.<slot>.<id>; reach the service by its name on a shared network',
   restart: 'use deploy.restart_policy',

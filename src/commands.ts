@@ -2,11 +2,11 @@ import * as core from '@actions/core';
 import * as github from '@actions/github';
 import * as crypto from 'crypto';
 import * as semver from 'semver';
-import { buildImages, registryLogin } from './build';
+import { buildImages, missingImages, registryLogin, stackBuilds } from './build';
 import { Finding, checkStack, overlayNetworks, reportFindings, traefikProviderNetworks } from './checks';
 import { describeHostMtu, hostMtuVerdict, readHostMtu } from './hostmtu';
 import { ComposeFileError, InputError } from './errors';
-import { LocalRunner } from './exec';
+import { LocalRunner, Runner } from './exec';
 import { Inputs } from './inputs';
 import { findTarget, readLedger } from './ledger';
 import { lockStacks, lockTracker } from './lock';
@@ -16,7 +16,7 @@ import { OVERRIDE_FILE, SecretPlan, overrideFile, overrideUpload, planConfigs, p
 import { LoadedStack, PreparedStack, loadStack, prepareStack } from './stack';
 import { NODES_SCRIPT, parseNodes, placementFindings } from './placement';
 import { state } from './state';
-import { Service, readServices, releaseTagMismatches, versionEnv } from './versions';
+import { FROM_INPUT, Service, readServices, releaseTagMismatches, versionEnv } from './versions';
 import { FALLBACK_TIMEOUT_S, describeTiming, layerTiming, tooShort } from './timing';
 import { ServiceInfo, locateIn, resolveCompose, stackServices } from './compose';
 
@@ -41,7 +41,10 @@ function context() {
 }
 
 function readVersions(inputs: Inputs, notes: string[]): Service[] {
-  const services = readServices(inputs.workingDirectory, inputs.services);
+  // The stacks' build: sections name their images with ${REGISTRY}, ${IMAGE_PREFIX} or the env input.
+  const env = { REGISTRY: inputs.registry, IMAGE_PREFIX: inputs.imagePrefix, ...inputs.env };
+  const builds = stackBuilds(inputs.stacks, inputs.workingDirectory, env, inputs.registry, inputs.imagePrefix, { sources: inputs.command === 'build' });
+  const services = readServices(inputs.workingDirectory, inputs.services, builds, inputs.versions);
   if (inputs.releaseTagCheck !== 'off') {
     const bad = releaseTagMismatches(services, process.env.GITHUB_REF);
     for (const m of bad) {
@@ -51,7 +54,7 @@ function readVersions(inputs: Inputs, notes: string[]): Service[] {
       notes.push(text);
     }
   }
-  core.info(`Versions: ${services.map((s) => `${s.name} ${s.version}`).join(', ')}`);
+  core.info(services.length ? `Versions: ${services.map((s) => `${s.name} ${s.version}${s.versionFile === FROM_INPUT ? ' (input)' : ''}`).join(', ')}` : 'Versions: none (no service folder, no stack service with build:, no input `versions`).');
   return services;
 }
 
@@ -154,6 +157,10 @@ export async function commandBuild(inputs: Inputs): Promise<Outcome> {
   if (inputs.registryUsername && inputs.registryPassword && !inputs.dryRun) {
     await registryLogin(docker, inputs.registry, inputs.registryUsername, inputs.registryPassword);
     state.saveLogin(inputs.registry);
+  }
+  if (!services.some((s) => s.dir)) {
+    notes.push('Nothing to build: no service folder, and no stack service with build: (stacks input).');
+    core.info(notes[notes.length - 1]);
   }
   const built = await buildImages(docker, services, {
     registry: inputs.registry,
@@ -310,16 +317,18 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
       try {
         await connectedChecks(remote, stacks, prepared, env, inputs);
         await printPlan(remote, plans, 'would deploy release');
+        await checkImages(remote, prepared, inputs);
       } finally {
         await finish();
         remote.dispose();
       }
-    }
+    } else await checkImages(new LocalRunner(inputs.workingDirectory), prepared, inputs);
     return { result: 'checked', release: inputs.release, versions, images: {}, layers: [], checks: markdown, notes: [...notes, 'dry-run: nothing was deployed (no lock, no ledger record, no file on the host).'] };
   }
   const { remote, ctx, finish } = await connect(inputs);
   try {
     const nodes = await connectedChecks(remote, stacks, prepared, env, inputs);
+    await checkImages(remote, prepared, inputs);
     // A global service runs a task on every node: its rollout has as many batches.
     prepared.forEach((p, i) => Object.assign(plans[i], layerTimeout(p.name, Object.values(p.services), inputs, nodes)));
     const { layers, error } = await runLayers(ctx, plans);
@@ -329,6 +338,32 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
     await finish();
     remote.dispose();
   }
+}
+
+/**
+ * Every image the stacks name in our registry (or under image-prefix, without one) must be there
+ * before anything is deployed; asked where the pulls happen, with the host's login. A dry run warns.
+ */
+async function checkImages(runner: Runner, prepared: PreparedStack[], inputs: Inputs): Promise<void> {
+  const ours = (image: string) => (inputs.registry ? image.startsWith(`${inputs.registry}/`) : !!inputs.imagePrefix && image.startsWith(`${inputs.imagePrefix}/`));
+  const users = new Map<string, string[]>();
+  for (const p of prepared) {
+    for (const s of Object.values(p.services)) {
+      if (!s.image || !ours(s.image)) continue;
+      users.set(s.image, [...(users.get(s.image) ?? []), `${p.name}/${s.name}`]);
+    }
+  }
+  if (!users.size) return;
+  const t0 = Date.now();
+  const { missing, unreadable } = await missingImages(runner, [...users.keys()]);
+  for (const u of unreadable) core.warning(`Could not check that ${u.image} is in the registry (${u.why}); the deploy will tell.`);
+  const list = missing.map((m) => `  ${m} (${(users.get(m) ?? []).join(', ')})`).join('\n');
+  if (missing.length && inputs.dryRun) {
+    core.warning(`Not in the registry (a deploy would fail before changing anything):\n${list}`);
+    return;
+  }
+  if (missing.length) throw new InputError(`${missing.length} image(s) the stacks name are not in the registry; nothing was deployed:\n${list}\nPush them (command: build), or fix the version (input \`versions\`, VERSION files).`);
+  core.info(`Registry: the ${users.size} image(s) of the stacks in ${inputs.registry || inputs.imagePrefix} are there (checked on ${runner.where} in ${((Date.now() - t0) / 1000).toFixed(1)} s).`);
 }
 
 /** The layer's gate timeout: the input, or `auto` from its services' update_config and healthchecks. */

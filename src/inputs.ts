@@ -21,6 +21,8 @@ export interface Inputs {
   registryUsername: string;
   registryPassword: string;
   imagePrefix: string;
+  /** Versions set from outside (input `versions`): they win over VERSION files. */
+  versions: Record<string, string>;
   buildArgs: Record<string, string>;
   target: string;
   rebuild: boolean;
@@ -145,6 +147,45 @@ export function parseStacks(text: string): StackSpec[] {
   return stacks;
 }
 
+// A service name as the stacks and the `versions` output spell it; a version is a Docker tag.
+const SERVICE_NAME = /^[a-z][a-z0-9]*(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+
+/** `versions`: `name=version` lines, or the JSON object the `versions` output gives. */
+export function parseVersions(text: string): Record<string, string> {
+  const raw = text.trim();
+  if (!raw) return {};
+  let pairs: [string, unknown, string][];
+  if (raw.startsWith('{') || raw.startsWith('[')) {
+    let data: unknown;
+    try {
+      data = JSON.parse(raw);
+    } catch (e) {
+      throw new InputError(`Input \`versions\`: not valid JSON (${(e as Error).message}); give a JSON object {"name": "1.2.3"} or name=version lines.`);
+    }
+    if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new InputError('Input `versions`: the JSON must be an object {"name": "1.2.3"}.');
+    pairs = Object.entries(data as Record<string, unknown>).map(([k, v]) => [k, v, `"${k}"`]);
+  } else {
+    pairs = [];
+    raw.split(/\r?\n/).forEach((line, i) => {
+      if (!line.trim() || line.trim().startsWith('#')) return;
+      const eq = line.indexOf('=');
+      if (eq < 0) throw new InputError(`Input \`versions\` line ${i + 1}: "${line.trim().slice(0, 60)}" is not name=version.`);
+      pairs.push([line.slice(0, eq).trim(), line.slice(eq + 1).trim(), `line ${i + 1}`]);
+    });
+  }
+  const out: Record<string, string> = {};
+  for (const [name, version, where] of pairs) {
+    if (!SERVICE_NAME.test(name)) throw new InputError(`Input \`versions\` ${where}: "${String(name).slice(0, 60)}" is not a service name (lower-case letters and digits, . _ - between them, starting with a letter).`);
+    if (typeof version !== 'string' || !TAG.test(version)) {
+      throw new InputError(`Input \`versions\` ${where}: the version of ${name}, ${JSON.stringify(version)?.slice(0, 60)}, is not a valid image tag (letters, digits, _ . -, at most 128, not starting with . or -).`);
+    }
+    if (name in out) throw new InputError(`Input \`versions\`: ${name} is given twice.`);
+    out[name] = version;
+  }
+  return out;
+}
+
 /** `KEY=VALUE` lines of secret values: each value masked before anything else happens. */
 function secretValues(text: string): Record<string, string> {
   const values = parseKeyValues(text, 'secrets', { secret: true });
@@ -225,6 +266,7 @@ export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.Proce
     registryUsername: get('registry-username').trim(),
     registryPassword: get('registry-password'),
     imagePrefix,
+    versions: parseVersions(get('versions')),
     buildArgs: parseKeyValues(get('build-args'), 'build-args', { secret: true }),
     target: get('target').trim(),
     rebuild: bool('rebuild'),

@@ -335,7 +335,8 @@ test('deploy.yml with a broken infra stack file: infra fails, app never runs, no
   assert.deepEqual(run.ran, ['build', 'infra', 'summary']);
   assert.equal(run.jobs.app.ran, false, "the app job's if: is false after a failed infra job");
   assert.deepEqual(run.jobs.app.steps, [], 'no step of the app job ran');
-  assert.ok(!run.steps.some((s) => s.kind === 'action' && s.with?.stacks?.includes(APP)), 'the action never got the app layer');
+  // The build job gets every layer (to build their build: sections); no deploy ever got the app layer.
+  assert.ok(!run.steps.some((s) => s.kind === 'action' && s.with?.command === 'deploy' && s.with?.stacks?.includes(APP)), 'the action never deployed the app layer');
 
   const infra = step(run, 'infra', 'deploy');
   assert.equal(infra.outcome, 'failure');
@@ -355,6 +356,6 @@ test('deploy.yml with a broken infra stack file: infra fails, app never runs, no
   assert.equal(await servedVersion(`${APP}_web`), '1.0.0');
   assert.ok(!(await ledgerReleases(APP)).some((r) => r.includes('1.2.0')));
   assert.ok(!(await ledgerReleases(INFRA)).some((r) => r.includes('1.2.0')));
-  // (1.2.0 was built and pushed: the build job does not know the stacks.)
+  // (1.2.0 was built and pushed: the build leaves a stack file it cannot read to the deploy's checks.)
   assert.equal((await docker(['image', 'inspect', `${lab.registry}/${prefix}/web:1.2.0`])).code, 1, 'the local copy was removed after the build');
 });

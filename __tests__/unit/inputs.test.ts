@@ -399,3 +399,16 @@ test('a bad build-args line (build args often carry tokens) is named by its line
   assert.match(String(r.error), /Input `build-args` line 2/);
   assert.doesNotMatch(String(r.error), /ghp_|s3cr3t|T0ken/);
 });
+
+test('readInputs: versions as name=version lines or as the JSON of the `versions` output', () => {
+  assert.deepEqual(deploy().versions, {});
+  assert.deepEqual(deploy({ versions: '# built elsewhere\napi=1.4.2\n\nweb = 2.0.0-rc.1\n' }).versions, { api: '1.4.2', web: '2.0.0-rc.1' });
+  assert.deepEqual(deploy({ versions: '{"api":"1.4.2","web-front":"sha-05e17b6"}' }).versions, { api: '1.4.2', 'web-front': 'sha-05e17b6' });
+  rejects(() => deploy({ versions: 'api 1.4.2' }), 'versions', /line 1: "api 1\.4\.2" is not name=version/);
+  rejects(() => deploy({ versions: 'API=1.4.2' }), 'versions', /"API" is not a service name/);
+  rejects(() => deploy({ versions: 'api=' }), 'versions', /the version of api, "", is not a valid image tag/);
+  rejects(() => deploy({ versions: 'api=1.0\napi=1.1' }), 'versions', /api is given twice/);
+  rejects(() => deploy({ versions: '{"api": 1.4}' }), 'versions', /the version of api, 1\.4, is not a valid image tag/);
+  rejects(() => deploy({ versions: '{"api": "1.4"' }), 'versions', /not valid JSON/);
+  rejects(() => deploy({ versions: '["api"]' }), 'versions', /must be an object/);
+});

@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { InputError } from '../../src/errors';
-import { Service, readServices, releaseTagMismatches, versionEnv, versionVariable } from '../../src/versions';
+import { Service, StackBuild, readServices, releaseTagMismatches, versionEnv, versionVariable } from '../../src/versions';
 
 const roots: string[] = [];
 after(() => {
@@ -73,7 +73,10 @@ test('readServices: a glob anywhere but at the end, or a partial glob, is refuse
 test('readServices: the folder of a glob must exist, and the pattern must match something', () => {
   const wd = tree({ 'service/': '' });
   inputError(() => readServices(wd, 'apps/*'), /Input `services`: folder "apps" does not exist/);
-  inputError(() => readServices(wd, 'service/*'), /Input `services`: "service\/\*" matches no service folder/);
+  // The default pattern on a repository without service folders: none (a deploy-only or stack-build: layout).
+  assert.deepEqual(readServices(wd, 'service/*'), []);
+  assert.deepEqual(readServices(tree({ 'stacks/app.yml': '' }), 'service/*'), []);
+  inputError(() => readServices(wd, 'apps/*,'), /Input `services`: folder "apps" does not exist/);
   inputError(() => readServices(wd, ' , '), /matches no service folder/);
 });
 
@@ -182,3 +185,48 @@ test(
     assert.deepEqual(releaseTagMismatches([svc('web', '1.2.0'), svc('api', '0.3.0')], 'refs/tags/nightly'), []);
   },
 );
+
+// ---------- stack services with build:, and input `versions` ----------
+
+function stackBuild(wd: string, over: Partial<StackBuild> = {}): StackBuild {
+  return { stack: 'app', file: 'stacks/app.yml', line: 3, context: wd, dockerfile: path.join(wd, 'Dockerfile'), target: '', args: {}, cacheFrom: [], labels: {}, repository: 'reg/p/api', ...over };
+}
+
+test('readServices, build: x-version-file wins, then VERSION in the context, then the service folder, then the root', () => {
+  const wd = tree({ 'apps/api/VERSION': '3.0.0', 'ctx/VERSION': '2.0.0', 'service/api/VERSION': '1.5.0', 'service/api/src/': '', VERSION: '1.0.0' });
+  const one = (b: Partial<StackBuild>) => readServices(wd, 'service/*', new Map([['api', stackBuild(wd, b)]]));
+  assert.deepEqual(summary(one({ context: path.join(wd, 'ctx'), versionFile: path.join(wd, 'apps/api/VERSION') })), ['api@3.0.0']);
+  assert.equal(one({ context: path.join(wd, 'ctx') })[0].versionFile, path.join('ctx', 'VERSION'));
+  // Sources cloned into service/api/src, the VERSION beside them: the folder is not built on its own.
+  const glasck = one({ context: path.join(wd, 'service/api/src') });
+  assert.deepEqual(summary(glasck), ['api@1.5.0']);
+  assert.equal(glasck[0].dir, path.join(wd, 'service/api/src'));
+  assert.equal(glasck[0].repository, 'reg/p/api');
+  const root = tree({ 'apps/': '', VERSION: '1.0.0' });
+  assert.deepEqual(summary(readServices(root, 'service/*', new Map([['api', stackBuild(root, { context: path.join(root, 'apps') })]]))), ['api@1.0.0']);
+});
+
+test('readServices, build: no version anywhere is an error naming the stack file, line and service', () => {
+  const wd = tree({ 'ctx/': '' });
+  inputError(() => readServices(wd, 'service/*', new Map([['api', stackBuild(wd, { context: path.join(wd, 'ctx') })]])), /stacks\/app\.yml:3: service api is built here but has no version.*x-version-file.*input `versions`/);
+  inputError(() => readServices(wd, 'service/*', new Map([['api', stackBuild(wd, { versionFile: path.join(wd, 'nope/VERSION') })]])), /stacks\/app\.yml:3: service api: x-version-file nope\/VERSION: no such file/);
+});
+
+test('readServices: input `versions` wins over VERSION files, and names without a folder still get a version', () => {
+  const wd = tree({ 'service/web/VERSION': '1.0.0', VERSION: '1.0.0' });
+  const s = readServices(wd, 'service/*', new Map([['api', stackBuild(wd)]]), { web: '2.0.0', api: '3.0.0', worker: '4.0.0' });
+  assert.deepEqual(summary(s), ['web@2.0.0', 'api@3.0.0', 'worker@4.0.0']);
+  assert.equal(s[2].dir, '', 'worker is built elsewhere');
+  // A folder whose VERSION is missing is fine when the input gives its version.
+  assert.deepEqual(summary(readServices(tree({ 'service/web/': '' }), 'service/*', new Map(), { web: '5.0.0' })), ['web@5.0.0']);
+  const env = versionEnv(s, 'reg', 'p');
+  assert.equal(env.API_IMAGE, 'reg/p/api:3.0.0');
+  assert.equal(env.WORKER_VERSION, '4.0.0');
+  // A deploy repository's release tag says nothing about versions built elsewhere.
+  assert.deepEqual(releaseTagMismatches(s, 'refs/tags/v9.0.0'), []);
+});
+
+test('readServices: a stack service and a folder or input name giving one variable clash', () => {
+  const wd = tree({ 'service/web-api/VERSION': '1.0.0', VERSION: '1.0.0' });
+  inputError(() => readServices(wd, 'service/*', new Map([['web_api', stackBuild(wd)]])), /service folder "service\/web-api" and stack service "web_api" \(stacks\/app\.yml\) both give the variable WEB_API_VERSION/);
+});

@@ -19,7 +19,10 @@ const ROOT = path.resolve(__dirname, '..', '..');
 const WORKFLOWS = '.github/workflows';
 const TEMPLATES = 'workflows-templates';
 const REUSABLE = ['deploy.yml', 'rollback.yml', 'check.yml'];
-const TEMPLATE_NAMES = ['release.yml', 'rollback.yml', 'check.yml'];
+const TEMPLATE_NAMES = ['release.yml', 'rollback.yml', 'check.yml', 'service-release.yml', 'deploy-versions.yml'];
+// Starters that run the action themselves instead of calling a reusable workflow (a service
+// repository builds; it has no host and no environment).
+const ACTION_TEMPLATES = ['service-release.yml'];
 const OWN_ACTION = 'glasck/deploy-action';
 
 // ------------------------------------------------------------------ types
@@ -279,7 +282,7 @@ function compatible(value: unknown, type: CallInput['type']): boolean {
 
 test('templates call this repository\'s reusable workflows @v1 with inputs and secrets they declare', () => {
   const called = new Set<string>();
-  for (const file of ALL_TEMPLATES) {
+  for (const file of ALL_TEMPLATES.filter((f) => !ACTION_TEMPLATES.includes(path.basename(f)))) {
     const wf = load(file);
     const callers = Object.entries(wf.jobs).filter(([, job]) => job.uses !== undefined);
     assert.ok(callers.length > 0, `${file}: calls no reusable workflow`);
@@ -325,6 +328,24 @@ test('the starters: a tag push deploys, a dispatch with version and environment 
   const paths = (check.on.pull_request as { paths?: string[] }).paths ?? [];
   assert.ok(paths.some((p) => p.startsWith('stacks/')), 'check.yml runs on pull requests touching the stack files');
   assert.equal(check.jobs.check.secrets, undefined, 'the PR check passes no secret');
+});
+
+test('the multi-repository starters: a service tag builds and dispatches its versions; the deploy repository deploys them without building', () => {
+  const service = load(`${TEMPLATES}/service-release.yml`);
+  assert.deepEqual((service.on.push as Dict).tags, ['v*']);
+  const steps = service.jobs.build.steps ?? [];
+  const build = steps.find((s) => isOwnActionStep(s.uses));
+  assert.equal(build?.with?.command, 'build');
+  const dispatch = steps[steps.indexOf(build!) + 1];
+  assert.match(dispatch.run ?? '', /gh workflow run deploy-versions\.yml --repo "\$DEPLOY_REPOSITORY"[\s\\]*-f versions="\$VERSIONS"/);
+  assert.equal(dispatch.env?.VERSIONS, '${{ steps.' + build!.id + '.outputs.versions }}');
+  assert.equal(dispatch.env?.GH_TOKEN, '${{ secrets.DEPLOY_DISPATCH_TOKEN }}', 'another repository needs a token of its own');
+  const deploy = load(`${TEMPLATES}/deploy-versions.yml`);
+  const inputs = (deploy.on.workflow_dispatch as { inputs: Record<string, Dict> }).inputs;
+  assert.equal(inputs.versions.required, true);
+  assert.ok((inputs.environment.options as string[]).includes('production'), 'the environment the service starter names');
+  assert.equal(deploy.jobs.deploy.with?.build, false);
+  assert.equal(deploy.jobs.deploy.with?.versions, '${{ inputs.versions }}');
 });
 
 test('template headers say which secrets and variables to set', () => {
@@ -622,6 +643,7 @@ test('least privilege: permissions {} at the top, every job asks for its own, no
         [`${WORKFLOWS}/deploy.yml#build`]: ['packages'],
         [`${WORKFLOWS}/release.yml#major-tag`]: ['contents'],
         [`${TEMPLATES}/release.yml#deploy`]: ['packages'],
+        [`${TEMPLATES}/service-release.yml#build`]: ['packages'],
       };
       assert.deepEqual(writes, allowed[`${file}#${id}`] ?? [], `${file} job ${id}: write permissions`);
     }
