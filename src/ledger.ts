@@ -119,7 +119,33 @@ export function findTarget(ledger: Ledger, to: string): ReleaseRecord {
   return hit;
 }
 
-function available(ledger: Ledger): string {
-  const labels = [...new Set(ledger.releases.filter((r) => r.result === 'deployed').map((r) => r.release))];
-  return labels.length ? `Available: ${labels.join(', ')}.` : 'No release on record.';
+/**
+ * The releases a rollback can go to, newest first, each with what its services ran and when (UTC):
+ * `sha-05e17b6: api 1.1.0, web 2.0.0 — 2026-12-01 14:02`. A label is listed once, by its newest record.
+ */
+export function available(ledger: Ledger): string {
+  const current = currentRelease(ledger);
+  const seen = new Set<string>();
+  const lines: string[] = [];
+  for (const r of [...ledger.releases].reverse()) {
+    if (r.result !== 'deployed' || seen.has(r.release)) continue;
+    seen.add(r.release);
+    const versions = serviceVersions(ledger.stack, r);
+    const marks = [r.kind === 'rollback' && 'rolled back to', r === current && 'current'].filter(Boolean).join(', ');
+    lines.push(`${r.release}: ${versions || 'no service'} — ${r.time.slice(0, 16).replace('T', ' ')}${marks ? ` (${marks})` : ''}`);
+  }
+  return lines.length ? `Known releases, newest first (UTC):\n  ${lines.join('\n  ')}` : 'No release on record.';
+}
+
+/** `api 1.1.0, web 2.0.0`: each service of the stack and the tag of the image it ran. */
+function serviceVersions(stack: string, r: ReleaseRecord): string {
+  const tagOf = (image: string) => {
+    const last = image.split('@')[0].split('/').pop() ?? '';
+    const i = last.indexOf(':');
+    return i < 0 ? 'latest' : last.slice(i + 1);
+  };
+  const pairs = (r.watch ?? []).map((w) => [w.name.startsWith(`${stack}_`) ? w.name.slice(stack.length + 1) : w.name, tagOf(w.expectedImage)]);
+  // A record without its services (never written so, but hand-edited ledgers exist): the run's versions.
+  const list = pairs.length ? pairs : Object.entries(r.versions ?? {});
+  return list.sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k} ${v}`).join(', ');
 }
