@@ -222,6 +222,20 @@ test('pruneLedger: a rollback record shares its target folder; nothing kept twic
   assert.deepEqual(dropped, [b.dir]);
 });
 
+test('pruneLedger: a shipped file folder stays while any kept record uses it, and goes with the last one', () => {
+  const [h1, h2, h3] = ['1111111111111111', '2222222222222222', '3333333333333333'];
+  const a = rec('1.0.0', { files: [h1] });
+  const b = rec('1.1.0', { files: [h1, h2] });
+  const c = rec('1.2.0', { files: [h3], result: 'failed' });
+  const d = rec('1.3.0', { files: [h2] });
+  // Keep 2: b and d (and the failed c between them). h1 is still used by b; nothing uses only a's.
+  assert.deepEqual(pruneLedger(ledger(a, b, c, d), 2).droppedFiles, []);
+  // Keep 1: d only. h1 (a, b) and h3 (the failed attempt) go; h2 stays with d.
+  assert.deepEqual(pruneLedger(ledger(a, b, c, d), 1).droppedFiles.sort(), [h1, h3]);
+  // A rollback record to a uses a's files: they stay.
+  assert.deepEqual(pruneLedger(ledger(a, b, d, rollbackTo(a, { files: [h1] })), 1).droppedFiles, [h2]);
+});
+
 test('available: each release with its services\' versions and time, newest first, not labels alone', () => {
   const watch = (web: string, api: string) => [
     { name: 'shop_web', expectedImage: `registry.example.com/shop/web:${web}`, stabilityMs: 0 },
