@@ -1,7 +1,7 @@
 // Files the stacks bind-mount, shipped with each release (a rollback gets its own back); one secret
 // shared by two stacks and rotated layer by layer; a rollback target that is not known lists the
 // releases with their versions. Through dist/index.js against the lab.
-import { after, before, test } from 'node:test';
+import { TestContext, after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -101,14 +101,22 @@ before(async () => {
 });
 
 after(async () => {
-  for (const s of [FILES, PLAT, INFRA]) await removeStack(s);
+  await Promise.all([FILES, PLAT, INFRA].map((s) => removeStack(s)));
   const left = (await dockerOk(['secret', 'ls', '--filter', `label=deploy-action.key=${KEY}`, '--format', '{{.Name}}'])).trim();
   if (left) await docker(['secret', 'rm', ...left.split('\n')]);
   await onHost(lab, `chmod -R u+w ${remoteDir} 2>/dev/null; rm -rf ${remoteDir}`);
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-const deployFiles = (release: string, extra: Record<string, string> = {}) => runAction({ inputs: { ...inputs, stacks: `${FILES}=stacks/files.yml`, command: 'deploy', release, ...extra }, cwd: dir });
+/** Runs the action and reports how long it took (the test's measured figures). */
+async function timed(t: TestContext, what: string, run: Promise<ActionRun>): Promise<ActionRun> {
+  const r = await run;
+  t.diagnostic(`${what}: exit ${r.code}, ${(r.durationMs / 1000).toFixed(1)} s`);
+  return r;
+}
+
+const deployFiles = (t: TestContext, release: string) => timed(t, `deploy ${release}`, runAction({ inputs: { ...inputs, stacks: `${FILES}=stacks/files.yml`, command: 'deploy', release }, cwd: dir }));
+const rollbackFiles = (t: TestContext, to: string) => timed(t, `rollback-to ${to}`, runAction({ inputs: { ...inputs, stacks: `${FILES}=stacks/files.yml`, command: 'rollback', 'rollback-to': to }, cwd: dir }));
 
 async function containerOf(service: string): Promise<string> {
   return waitFor(
@@ -132,18 +140,18 @@ async function seen(): Promise<{ page: string; conf: string; keystore: string }>
 
 const taskIds = async (service: string) => (await dockerOk(['service', 'ps', '-q', '--filter', 'desired-state=running', service])).trim();
 
-test('a missing bind-mounted file: a pre-flight error with file and line, nothing deployed', { timeout: 60_000 }, async () => {
-  const r = await deployFiles('f0');
+test('a missing bind-mounted file: a pre-flight error with file and line, nothing deployed', { timeout: 120_000 }, async (t) => {
+  const r = await deployFiles(t, 'f0');
   assert.notEqual(r.code, 0);
   assert.match(r.errors.join('\n'), /stacks\/files\.yml:7:9 \[missing-file\] Service web: bind mount source \.\/www does not exist/);
   assert.match(r.errors.join('\n'), /stacks\/files\.yml:9:9 \[missing-file\] Service web: bind mount source \.\/conf\/app\.conf does not exist/);
   assert.equal((await docker(['service', 'inspect', `${FILES}_web`])).code, 1, 'a service was created');
 });
 
-test('bind-mounted files reach the container byte for byte, a changed one in the next release, an unchanged one rolls nothing; a rollback gets its own back', { timeout: 150_000 }, async () => {
+test('bind-mounted files reach the container byte for byte, a changed one in the next release, an unchanged one rolls nothing; a rollback gets its own back', { timeout: 300_000 }, async (t) => {
   write('stacks/www/index.html', 'page v1');
   write('stacks/conf/app.conf', 'greeting = v1\n');
-  const r1 = await deployFiles('f1');
+  const r1 = await deployFiles(t, 'f1');
   assert.equal(r1.code, 0, r1.log.slice(-3000));
   assert.deepEqual(await seen(), { page: 'page v1', conf: 'greeting = v1', keystore: sha(KEYSTORE) });
   assert.match(r1.log, new RegExp(`Bind-mounted files of ${FILES}: shipped stacks/www/ \\([0-9a-f]{16}\\), stacks/conf/app\\.conf \\([0-9a-f]{16}\\), stacks/conf/keystore\\.p12 \\([0-9a-f]{16}\\)\\.`));
@@ -155,29 +163,29 @@ test('bind-mounted files reach the container byte for byte, a changed one in the
 
   write('stacks/www/index.html', 'page v2');
   write('stacks/conf/app.conf', 'greeting = v2\n');
-  const r2 = await deployFiles('f2');
+  const r2 = await deployFiles(t, 'f2');
   assert.equal(r2.code, 0, r2.log.slice(-3000));
   assert.deepEqual(await seen(), { page: 'page v2', conf: 'greeting = v2', keystore: sha(KEYSTORE) });
   assert.match(r2.log, /shipped stacks\/www\/ \([0-9a-f]{16}\), stacks\/conf\/app\.conf \([0-9a-f]{16}\); unchanged stacks\/conf\/keystore\.p12/);
 
   // The same files again: the same paths, the task keeps running.
   const tasks = await taskIds(`${FILES}_web`);
-  const r3 = await deployFiles('f3');
+  const r3 = await deployFiles(t, 'f3');
   assert.equal(r3.code, 0, r3.log.slice(-3000));
   assert.match(r3.log, /Bind-mounted files of [^:]+: unchanged stacks\/www\//);
   assert.equal(await taskIds(`${FILES}_web`), tasks, 'an unchanged file replaced the task');
 
-  const back = await runAction({ inputs: { ...inputs, stacks: `${FILES}=stacks/files.yml`, command: 'rollback', 'rollback-to': 'f1' }, cwd: dir });
+  const back = await rollbackFiles(t, 'f1');
   assert.equal(back.code, 0, back.log.slice(-3000));
   assert.deepEqual(await seen(), { page: 'page v1', conf: 'greeting = v1', keystore: sha(KEYSTORE) });
 });
 
-test('an unknown rollback-to lists the known releases newest first, with their services\' versions and time; nothing changes', { timeout: 60_000 }, async () => {
+test('an unknown rollback-to lists the known releases newest first, with their services\' versions and time; nothing changes', { timeout: 120_000 }, async (t) => {
   const tasks = await taskIds(`${FILES}_web`);
-  const r = await runAction({ inputs: { ...inputs, stacks: `${FILES}=stacks/files.yml`, command: 'rollback', 'rollback-to': 'f9' }, cwd: dir });
+  const r = await rollbackFiles(t, 'f9');
   assert.notEqual(r.code, 0);
-  const t = '\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d';
-  assert.match(r.errors.join('\n'), new RegExp(`no successful release "f9" on record\\. Known releases, newest first \\(UTC\\):\\n  f1: web 1 — ${t} \\(rolled back to, current\\)\\n  f3: web 1 — ${t}\\n  f2: web 1 — ${t}(\\n|$)`));
+  const at = '\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d';
+  assert.match(r.errors.join('\n'), new RegExp(`no successful release "f9" on record\\. Known releases, newest first \\(UTC\\):\\n  f1: web 1 — ${at} \\(rolled back to, current\\)\\n  f3: web 1 — ${at}\\n  f2: web 1 — ${at}(\\n|$)`));
   assert.equal(await taskIds(`${FILES}_web`), tasks);
 });
 
@@ -185,20 +193,20 @@ async function secretOf(service: string): Promise<string> {
   return (await dockerOk(['service', 'inspect', service, '--format', '{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}}{{end}}'])).trim();
 }
 
-const deploySecret = (value: string, release: string) =>
-  runAction({ inputs: { ...inputs, stacks: `${INFRA}=stacks/infra-secret.yml\n${PLAT}=stacks/plat-secret.yml`, command: 'deploy', release, secrets: `${KEY}=${value}`, 'shared-secrets': KEY, 'keep-releases': '1' }, cwd: dir });
+const deploySecret = (t: TestContext, value: string, release: string) =>
+  timed(t, `deploy ${release} (two layers)`, runAction({ inputs: { ...inputs, stacks: `${INFRA}=stacks/infra-secret.yml\n${PLAT}=stacks/plat-secret.yml`, command: 'deploy', release, secrets: `${KEY}=${value}`, 'shared-secrets': KEY, 'keep-releases': '1' }, cwd: dir }));
 
-test('one secret shared by two stacks, rotated: both end on the new one, infra first, the old one removed once no ledger names it', { timeout: 150_000 }, async () => {
+test('one secret shared by two stacks, rotated: both end on the new one, infra first, the old one removed once no ledger names it', { timeout: 300_000 }, async (t) => {
   const v1 = `v1-${randomBytes(12).toString('hex')}`;
   const v2 = `v2-${randomBytes(12).toString('hex')}`;
-  const r1 = await deploySecret(v1, 's1');
+  const r1 = await deploySecret(t, v1, 's1');
   assert.equal(r1.code, 0, r1.log.slice(-3000));
   const first = await secretOf(`${INFRA}_redis`);
   assert.match(first, new RegExp(`^shared_${KEY}_[0-9a-f]{10}$`));
   assert.equal(await secretOf(`${PLAT}_client`), first, 'the two stacks use two secrets');
   for (const s of [`${INFRA}_redis`, `${PLAT}_client`]) assert.equal((await dockerOk(['exec', await containerOf(s), 'sha256sum', `/run/secrets/${KEY}`])).split(' ')[0], sha(v1));
 
-  const r2: ActionRun = await deploySecret(v2, 's2');
+  const r2: ActionRun = await deploySecret(t, v2, 's2');
   assert.equal(r2.code, 0, r2.log.slice(-3000));
   const second = await secretOf(`${INFRA}_redis`);
   assert.notEqual(second, first);
