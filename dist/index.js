@@ -59689,7 +59689,8 @@ exports.RULES = [
     { id: 'no-healthcheck', severity: 'notice', summary: 'service without a healthcheck in the stack' },
     { id: 'stateful-on-proxy-network', severity: 'warning', summary: 'database or cache on the network the proxy is on' },
     { id: 'immutable-object', severity: 'error', summary: 'config/secret whose content changed but whose name did not' },
-    { id: 'missing-file', severity: 'error', summary: 'config/secret file or env_file that does not exist' },
+    { id: 'missing-file', severity: 'error', summary: 'config/secret file, env_file or relative bind mount source that does not exist' },
+    { id: 'bind-mount-node', severity: 'warning', summary: 'relative bind mount of a service that can run on a node other than the manager (connected)' },
     { id: 'swarm-ignored', severity: 'notice', summary: 'service keys that docker stack deploy ignores' },
     { id: 'invalid-value', severity: 'error', summary: 'a duration or number Docker would refuse' },
     { id: 'invalid-yaml', severity: 'error', summary: 'a stack file that is not valid YAML, or whose top level is not a mapping' },
@@ -60335,6 +60336,19 @@ function checkStack(stack, env, opts = {}) {
                 `(env_file: [{path: ${e.file}, required: false}]).`, ['services', name]);
         }
     }
+    // A relative bind mount Docker resolves on the host; the deploy ships it (files.ts). Missing here,
+    // Swarm would fail the task ("bind source path does not exist") or mount an empty folder.
+    for (const r of resolved) {
+        for (const b of (0, compose_1.bindMounts)(r.data)) {
+            const abs = path.resolve(baseDir, b.source);
+            if (fs.existsSync(abs))
+                continue;
+            const { line, col } = (0, compose_1.positionOf)(r.file, b.path);
+            add('missing-file', 'error', { file: r.file, line, col }, `Service ${b.service}: bind mount source ${b.source} does not exist (looked for ${abs}; Docker resolves it ` +
+                `against the folder of the stack's first compose file). Add the file or folder (the deploy ships it with ` +
+                `the release), or fix the path.`, ['services', b.service]);
+        }
+    }
     const order = new Map(files.map((f, i) => [f.path, i]));
     return findings.sort((a, b) => (order.get(a.file) ?? 0) - (order.get(b.file) ?? 0) || a.line - b.line || a.col - b.col || a.rule.localeCompare(b.rule));
 }
@@ -60697,8 +60711,9 @@ async function commandDeploy(inputs) {
     const prepared = stacks.map((s) => (0, stack_1.prepareStack)(s, inputs.workingDirectory, env));
     // The input secrets of every layer: the first layer has the host name them all in one command.
     const run = [];
+    (0, secrets_1.checkShared)(prepared, inputs.sharedSecrets);
     const plans = prepared.map((p) => {
-        const secrets = (0, secrets_1.planSecrets)(p, inputs.secrets, inputs.generateSecrets, run);
+        const secrets = (0, secrets_1.planSecrets)(p, inputs.secrets, inputs.generateSecrets, run, inputs.sharedSecrets);
         const configs = (0, secrets_1.planConfigs)(p);
         // Written at upload time: the secret names come from the host once connected (runLayer).
         const extra = secrets.length || configs.length ? [(0, secrets_1.overrideUpload)(p, secrets, configs)] : [];
@@ -60714,6 +60729,7 @@ async function commandDeploy(inputs) {
             ...layerTimeout(p.name, Object.values(p.services), inputs),
             secrets,
             configs,
+            shipped: p.shipped,
         };
     });
     if (inputs.dryRun) {
@@ -60811,6 +60827,11 @@ async function connectedChecks(remote, stacks, prepared, env, inputs) {
         late.push(...prepared.flatMap((p) => (0, placement_1.placementFindings)(p, Object.values(p.services), nodes)));
     if (!skipped('overlay-mtu'))
         late.push(...(await hostMtuCheck(remote, stacks, env, nodes.length)));
+    if (!skipped('bind-mount-node')) {
+        const warnings = prepared.flatMap((p) => (0, placement_1.bindMountFindings)(p, Object.values(p.services), nodes, (0, placement_1.selfNodeId)(res.stdout)));
+        if (warnings.length)
+            (0, checks_1.reportFindings)(warnings);
+    }
     if (late.length) {
         (0, checks_1.reportFindings)(late);
         throw new errors_1.InputError(`Pre-flight checks against the swarm found ${late.length} error(s); nothing was deployed:\n${late.map((f) => `  ${f.file}:${f.line}: [${f.rule}] ${f.message}`).join('\n')}`);
@@ -60857,7 +60878,7 @@ async function commandRollback(inputs) {
             // The recorded release knows how long its gate may take; an older record does not.
             const timeoutS = inputs.timeout ?? target.timeoutS ?? timing_1.FALLBACK_TIMEOUT_S;
             const timing = inputs.timeout !== undefined ? `timeout ${timeoutS} s (input)` : `timeout ${timeoutS} s (${target.timeoutS ? 'auto, as recorded with the release' : 'no figure recorded with the release'})`;
-            plans.push({ stack: s.name, release: target.release, kind: 'rollback', dir: target.dir, composePaths: target.composePaths, versions: target.versions, watches: target.watch, timeoutS, timing, secretNames: target.secrets });
+            plans.push({ stack: s.name, release: target.release, kind: 'rollback', dir: target.dir, composePaths: target.composePaths, versions: target.versions, watches: target.watch, timeoutS, timing, secretNames: target.secrets, fileHashes: target.files });
         }
         if (inputs.dryRun)
             return await dryRunRollback(remote, plans);
@@ -60952,6 +60973,8 @@ exports.referencedFiles = referencedFiles;
 exports.referencedPath = referencedPath;
 exports.envFileEntries = envFileEntries;
 exports.shortEnvFiles = shortEnvFiles;
+exports.bindMounts = bindMounts;
+exports.rewriteBindSources = rewriteBindSources;
 /**
  * Loading Docker stack (compose) files: parse with positions, interpolate like Docker, render the
  * file to upload, and read what the deploy and the checks need (services, update policy,
@@ -61614,6 +61637,89 @@ function shortEnvFiles(text, exists) {
         text = text.slice(0, r.start) + r.text + text.slice(r.end);
     return text;
 }
+/** A source Docker reads as a path relative to the compose folder (not absolute, not `~`). */
+function relativeSource(source) {
+    return !!source && !source.startsWith('/') && !source.startsWith('~') && !/^[A-Za-z]:[\\/]/.test(source) && !source.startsWith('\\\\');
+}
+/**
+ * The relative bind mounts of one file's services, read the way docker/cli does: a short-syntax
+ * `SOURCE:TARGET[:MODE]` whose source starts with `.` is a bind (any other source names a volume),
+ * a long-syntax item with `type: bind`. Absolute and `~` sources are the host's own paths: left alone.
+ */
+function bindMounts(data) {
+    const out = [];
+    const services = isPlainObject(data) && isPlainObject(data.services) ? data.services : {};
+    for (const [service, svc] of Object.entries(services)) {
+        if (!isPlainObject(svc) || !Array.isArray(svc.volumes))
+            continue;
+        svc.volumes.forEach((v, index) => {
+            if (typeof v === 'string') {
+                const colon = v.indexOf(':');
+                const source = colon > 0 ? v.slice(0, colon) : '';
+                if (source.startsWith('.'))
+                    out.push({ service, index, source, path: ['services', service, 'volumes', index] });
+            }
+            else if (isPlainObject(v) && v.type === 'bind' && typeof v.source === 'string' && relativeSource(v.source)) {
+                out.push({ service, index, source: v.source, path: ['services', service, 'volumes', index, 'source'] });
+            }
+        });
+    }
+    return out;
+}
+/**
+ * The stack file text with the source of every relative bind mount replaced by `rewrite(source)`
+ * (undefined: left as written). `text` is the interpolated text to upload, where a literal `$` is
+ * written `$$`: sources are handed over unescaped.
+ */
+function rewriteBindSources(text, rewrite) {
+    const doc = YAML.parseDocument(text, PARSE_OPTIONS);
+    const services = resolveIn(doc, doc.get('services', true));
+    if (!YAML.isMap(services))
+        return text;
+    const replacements = new Map();
+    const unescape = (s) => s.replace(/\$\$/g, '$');
+    for (const [, svcNode] of mapEntries(doc, services)) {
+        const svc = resolveIn(doc, svcNode);
+        if (!YAML.isMap(svc))
+            continue;
+        const volumes = resolveIn(doc, mapEntries(doc, svc).find(([k]) => k === 'volumes')?.[1]);
+        if (!YAML.isSeq(volumes))
+            continue;
+        for (const itemNode of volumes.items) {
+            const item = resolveIn(doc, itemNode);
+            let node;
+            let source = '';
+            let rest = '';
+            if (YAML.isScalar(item) && typeof item.value === 'string') {
+                const colon = item.value.indexOf(':');
+                if (colon <= 0 || !item.value.startsWith('.'))
+                    continue;
+                node = item;
+                source = item.value.slice(0, colon);
+                rest = item.value.slice(colon);
+            }
+            else if (YAML.isMap(item)) {
+                const entries = mapEntries(doc, item);
+                const type = resolveIn(doc, entries.find(([k]) => k === 'type')?.[1]);
+                const src = resolveIn(doc, entries.find(([k]) => k === 'source')?.[1]);
+                if (!YAML.isScalar(type) || type.value !== 'bind' || !YAML.isScalar(src) || typeof src.value !== 'string' || !relativeSource(src.value))
+                    continue;
+                node = src;
+                source = src.value;
+            }
+            if (!node?.range)
+                continue;
+            const next = rewrite(unescape(source));
+            if (next === undefined)
+                continue;
+            // The new source is the action's own path: no `$` to escape.
+            replacements.set(node.range[0], { start: node.range[0], end: node.range[1], text: JSON.stringify(next + rest) });
+        }
+    }
+    for (const r of [...replacements.values()].sort((a, b) => b.start - a.start))
+        text = text.slice(0, r.start) + r.text + text.slice(r.end);
+    return text;
+}
 
 
 /***/ }),
@@ -61724,6 +61830,152 @@ class LocalRunner {
     }
 }
 exports.LocalRunner = LocalRunner;
+
+
+/***/ }),
+
+/***/ 9148:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.filesDir = void 0;
+exports.shipPath = shipPath;
+exports.mountSource = mountSource;
+exports.installFiles = installFiles;
+/**
+ * Files and folders that stacks bind-mount with a relative source (`./config/traefik.yml:/etc/…`).
+ * Docker resolves such a source on the host, against the folder of the stack's first compose file:
+ * the action ships each one to the host, under a folder named by its content, and points the
+ * uploaded stack file at it. Same content, same path: an unchanged file rolls no task. A changed
+ * one gets a new path, so Swarm updates the services that mount it (through the gate), and the
+ * release before still points at its own copy: a rollback gets its own files back.
+ */
+const crypto_1 = __nccwpck_require__(6982);
+const fs = __importStar(__nccwpck_require__(9896));
+const path = __importStar(__nccwpck_require__(6928));
+const errors_1 = __nccwpck_require__(3916);
+const ledger_1 = __nccwpck_require__(8730);
+Object.defineProperty(exports, "filesDir", ({ enumerable: true, get: function () { return ledger_1.filesDir; } }));
+const remote_1 = __nccwpck_require__(6473);
+/** Reads a file or a folder (recursively, symbolic links followed) and names it by its content. */
+function shipPath(abs, rel) {
+    const entries = [];
+    const seen = new Set();
+    const walk = (p, sub, depth) => {
+        const st = fs.statSync(p);
+        if (st.isFile()) {
+            entries.push({ sub, kind: 'file', mode: st.mode & 0o777, content: fs.readFileSync(p) });
+            return;
+        }
+        if (!st.isDirectory())
+            throw new errors_1.InputError(`${rel}${sub ? `/${sub}` : ''} is neither a file nor a folder: it cannot be shipped for a bind mount.`);
+        const real = fs.realpathSync(p);
+        if (seen.has(real) || depth > 32)
+            throw new errors_1.InputError(`${rel}${sub ? `/${sub}` : ''}: a symbolic link loops back into the folder: it cannot be shipped for a bind mount.`);
+        seen.add(real);
+        entries.push({ sub, kind: 'dir', mode: st.mode & 0o777 });
+        for (const name of fs.readdirSync(p).sort())
+            walk(path.join(p, name), sub ? `${sub}/${name}` : name, depth + 1);
+        seen.delete(real);
+    };
+    walk(abs, '', 0);
+    const name = path.basename(abs);
+    const h = (0, crypto_1.createHash)('sha256').update(`${name}\0`);
+    for (const e of entries) {
+        h.update(`${e.kind}\0${e.mode.toString(8)}\0${e.sub}\0`);
+        if (e.content)
+            h.update((0, crypto_1.createHash)('sha256').update(e.content).digest('hex'));
+        h.update('\n');
+    }
+    return { hash: h.digest('hex').slice(0, 16), name, rel, kind: entries[0].kind, entries };
+}
+/**
+ * The bind source to write in the uploaded stack file: the shipped copy, relative to the folder of
+ * the first compose file inside the release folder (`<stack>/releases/<release>/`), which is where
+ * Docker resolves it. Relative, so it holds whatever the remote-dir and the user's home are.
+ */
+function mountSource(firstComposeRel, f) {
+    const from = path.posix.join('/stack/releases/release', path.posix.dirname(firstComposeRel.split(path.sep).join('/')));
+    const rel = path.posix.relative(from, `/stack/files/${f.hash}/${f.name}`);
+    return rel.startsWith('.') ? rel : `./${rel}`;
+}
+/**
+ * Puts the shipped files on the host, each under a folder named by its content, unless it is there
+ * already: written byte for byte (length and sha256 checked) into a temp folder, modes set, then
+ * renamed into place, so a cut connection never leaves half a folder under a hash name.
+ */
+async function installFiles(host, dir, files) {
+    const unique = [...new Map(files.map((f) => [f.hash, f])).values()];
+    if (!unique.length)
+        return { shipped: [], present: [] };
+    const probe = await host.sh(unique.map((f) => `[ -d ${(0, remote_1.shellJoin)([`${dir}/${f.hash}`])} ] && echo ${f.hash}`).join('\n') + '\ntrue', { retry: true, silent: true });
+    if (probe.code !== 0)
+        throw new Error(`${host.where}: cannot read ${dir}: ${probe.stderr.trim()}`);
+    const there = new Set(probe.stdout.split('\n').map((l) => l.trim()));
+    const shipped = [];
+    for (const f of unique.filter((x) => !there.has(x.hash))) {
+        const tmp = `${dir}/.tmp-${f.hash}-${(0, crypto_1.randomBytes)(4).toString('hex')}`;
+        const at = (e) => `${tmp}/${f.name}${e.sub ? `/${e.sub}` : ''}`;
+        const dirs = f.entries.filter((e) => e.kind === 'dir');
+        // Folders first (an empty one is shipped too), files into them, then the folders' own modes,
+        // deepest first, and the rename: nothing is written into a folder after it may have lost u+w.
+        if (dirs.length) {
+            const mk = await host.sh(`umask 077 && mkdir -p ${dirs.map((d) => (0, remote_1.shellJoin)([at(d)])).join(' ')}`, { retry: true });
+            if (mk.code !== 0)
+                throw new Error(`${host.where}: cannot create ${tmp}: ${mk.stderr.trim()}`);
+        }
+        for (const e of f.entries)
+            if (e.kind === 'file')
+                await host.writeFile(at(e), e.content, e.mode);
+        const chmods = [...dirs].reverse().map((d) => `chmod ${d.mode.toString(8)} ${(0, remote_1.shellJoin)([at(d)])}`);
+        const install = [
+            ...chmods,
+            // Another run of this stack cannot race here (the stack's lock); a folder left by an earlier
+            // cut run under this name was complete (renamed in one step): keep it.
+            `if [ -d ${(0, remote_1.shellJoin)([`${dir}/${f.hash}`])} ]; then chmod -R u+w ${(0, remote_1.shellJoin)([tmp])}; rm -rf ${(0, remote_1.shellJoin)([tmp])}; else mv ${(0, remote_1.shellJoin)([tmp, `${dir}/${f.hash}`])}; fi`,
+        ].join(' && ');
+        const res = await host.sh(install, { retry: true });
+        if (res.code !== 0)
+            throw new Error(`${host.where}: cannot install ${f.rel} in ${dir}/${f.hash}: ${res.stderr.trim()}`);
+        shipped.push(f);
+    }
+    return { shipped, present: unique.filter((x) => there.has(x.hash)) };
+}
 
 
 /***/ }),
@@ -62456,6 +62708,7 @@ function readInputs(raw = (n) => core.getInput(n), env = process.env) {
         remoteDir,
         secrets: secretValues(get('secrets')),
         generateSecrets: get('generate-secrets').split(/[,\s]+/).map((s) => s.trim()).filter(Boolean),
+        sharedSecrets: get('shared-secrets').split(/[,\s]+/).map((s) => s.trim()).filter(Boolean),
         skipChecks: ruleIds(get('skip-checks')),
         dryRun: bool('dry-run'),
     };
@@ -62703,16 +62956,22 @@ function hostKeyAlgorithms(keys) {
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.stackDir = stackDir;
+exports.filesDir = filesDir;
 exports.parseLedger = parseLedger;
 exports.readLedger = readLedger;
 exports.saveRecord = saveRecord;
 exports.pruneLedger = pruneLedger;
 exports.currentRelease = currentRelease;
 exports.findTarget = findTarget;
+exports.available = available;
 const errors_1 = __nccwpck_require__(3916);
 const remote_1 = __nccwpck_require__(6473);
 function stackDir(remoteDir, stack) {
     return `${remoteDir}/stacks/${stack}`;
+}
+/** Where the host keeps a stack's bind-mounted files: `<files>/<content hash>/<name>`. */
+function filesDir(remoteDir, stack) {
+    return `${stackDir(remoteDir, stack)}/files`;
 }
 function parseLedger(text, where, stack) {
     let data;
@@ -62747,14 +63006,19 @@ async function saveRecord(remote, remoteDir, stack, ledger, rec, keep, prune = t
         await remote.writeFile(`${stackDir(remoteDir, stack)}/ledger.json`, JSON.stringify(next, null, 2) + '\n');
         return next;
     }
-    const { ledger: pruned, dropped } = pruneLedger(next, keep);
+    const { ledger: pruned, dropped, droppedFiles } = pruneLedger(next, keep);
     await remote.writeFile(`${stackDir(remoteDir, stack)}/ledger.json`, JSON.stringify(pruned, null, 2) + '\n');
     if (dropped.length)
         await remote.run(['rm', '-rf', '--', ...dropped]);
+    // A shipped folder may have lost u+w (a read-only config folder): give it back before removing.
+    const files = droppedFiles.filter((h) => /^[0-9a-f]{16}$/.test(h)).map((h) => (0, remote_1.shellJoin)([`${filesDir(remoteDir, stack)}/${h}`]));
+    if (files.length)
+        await remote.sh(`chmod -R u+w ${files.join(' ')} 2>/dev/null; rm -rf ${files.join(' ')}`);
     return pruned;
 }
 /**
- * Keeps the folders of the newest `keep` releases that deployed (what a rollback can go back to),
+ * Keeps the folders of the newest `keep` releases that deployed (what a rollback can go back to)
+ * and the shipped files they use,
  * and the records of failed attempts since the oldest of them; older records and folders go.
  * Failed attempts do not count: two failed deploys must not push the last good release out.
  */
@@ -62764,7 +63028,10 @@ function pruneLedger(ledger, keep) {
     const releases = ledger.releases.filter((r, i) => keptDirs.has(r.dir) || (oldest >= 0 && i > oldest && r.result !== 'deployed'));
     const still = new Set(releases.map((r) => r.dir));
     const dropped = [...new Set(ledger.releases.map((r) => r.dir))].filter((d) => !still.has(d));
-    return { ledger: { ...ledger, releases }, dropped };
+    // Shipped files are shared by the releases with the same content: they go with the last one using them.
+    const stillFiles = new Set(releases.flatMap((r) => r.files ?? []));
+    const droppedFiles = [...new Set(ledger.releases.flatMap((r) => r.files ?? []))].filter((h) => !stillFiles.has(h));
+    return { ledger: { ...ledger, releases }, dropped, droppedFiles };
 }
 /**
  * The release that runs now: the newest record that deployed, or one whose run was interrupted
@@ -62797,9 +63064,35 @@ function findTarget(ledger, to) {
         throw new errors_1.InputError(`Stack "${ledger.stack}" has no successful release "${to}" on record. ${available(ledger)}`);
     return hit;
 }
+/**
+ * The releases a rollback can go to, newest first, each with what its services ran and when (UTC):
+ * `sha-05e17b6: api 1.1.0, web 2.0.0 — 2026-12-01 14:02`. A label is listed once, by its newest record.
+ */
 function available(ledger) {
-    const labels = [...new Set(ledger.releases.filter((r) => r.result === 'deployed').map((r) => r.release))];
-    return labels.length ? `Available: ${labels.join(', ')}.` : 'No release on record.';
+    const current = currentRelease(ledger);
+    const seen = new Set();
+    const lines = [];
+    for (const r of [...ledger.releases].reverse()) {
+        if (r.result !== 'deployed' || seen.has(r.release))
+            continue;
+        seen.add(r.release);
+        const versions = serviceVersions(ledger.stack, r);
+        const marks = [r.kind === 'rollback' && 'rolled back to', r === current && 'current'].filter(Boolean).join(', ');
+        lines.push(`${r.release}: ${versions || 'no service'} — ${r.time.slice(0, 16).replace('T', ' ')}${marks ? ` (${marks})` : ''}`);
+    }
+    return lines.length ? `Known releases, newest first (UTC):\n  ${lines.join('\n  ')}` : 'No release on record.';
+}
+/** `api 1.1.0, web 2.0.0`: each service of the stack and the tag of the image it ran. */
+function serviceVersions(stack, r) {
+    const tagOf = (image) => {
+        const last = image.split('@')[0].split('/').pop() ?? '';
+        const i = last.indexOf(':');
+        return i < 0 ? 'latest' : last.slice(i + 1);
+    };
+    const pairs = (r.watch ?? []).map((w) => [w.name.startsWith(`${stack}_`) ? w.name.slice(stack.length + 1) : w.name, tagOf(w.expectedImage)]);
+    // A record without its services (never written so, but hand-edited ledgers exist): the run's versions.
+    const list = pairs.length ? pairs : Object.entries(r.versions ?? {});
+    return list.sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k} ${v}`).join(', ');
 }
 
 
@@ -63236,6 +63529,7 @@ exports.runLayer = runLayer;
 const core = __importStar(__nccwpck_require__(7484));
 const gate_1 = __nccwpck_require__(1956);
 const ledger_1 = __nccwpck_require__(8730);
+const files_1 = __nccwpck_require__(9148);
 const remote_1 = __nccwpck_require__(6473);
 const mask_1 = __nccwpck_require__(5235);
 const rollback_1 = __nccwpck_require__(3123);
@@ -63470,6 +63764,12 @@ async function runLayer(ctx, plan) {
     if (plan.uploads)
         await (0, stack_1.uploadRelease)(remote, plan.dir, plan.uploads);
     const notes = [];
+    if (plan.shipped?.length) {
+        const f = await (0, files_1.installFiles)(remote, (0, ledger_1.filesDir)(inputs.remoteDir, plan.stack), plan.shipped);
+        const list = (xs) => xs.map((x) => `${x.rel}${x.kind === 'dir' ? '/' : ''} (${x.hash})`).join(', ');
+        notes.push(`Bind-mounted files of ${plan.stack}: ${[f.shipped.length && `shipped ${list(f.shipped)}`, f.present.length && `unchanged ${list(f.present)}`].filter(Boolean).join('; ')}.`);
+        core.info(notes[notes.length - 1]);
+    }
     if (plan.secrets?.length) {
         const s = await (0, secrets_1.ensureSecrets)(remote, plan.stack, plan.secrets);
         const parts = [s.created.length && `created ${s.created.join(', ')}`, s.generated.length && `generated ${s.generated.join(', ')} (value never shown)`, s.reused.length && `unchanged ${s.reused.join(', ')}`].filter(Boolean);
@@ -63493,6 +63793,7 @@ async function runLayer(ctx, plan) {
         watch: plan.watches.map((w) => ({ name: w.name, expectedImage: w.expectedImage, stabilityMs: w.stabilityMs })),
         timeoutS: plan.timeoutS,
         secrets: plan.secrets?.map((s) => s.name) ?? plan.secretNames ?? [],
+        ...(plan.shipped?.length || plan.fileHashes?.length ? { files: plan.shipped?.map((f) => f.hash) ?? plan.fileHashes } : {}),
         sha: ctx.sha,
         ref: ctx.ref,
         actor: ctx.actor,
@@ -63512,7 +63813,8 @@ async function runLayer(ctx, plan) {
     const kept = await (0, ledger_1.saveRecord)(remote, inputs.remoteDir, plan.stack, started, { ...rec, result: outcome.result, images: outcome.images, time: new Date().toISOString() }, inputs.keepReleases, outcome.result === 'deployed');
     // Old secrets go once no kept release uses them: a rollback within the history still finds its own.
     if (outcome.result === 'deployed') {
-        await (0, secrets_1.pruneSecrets)(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])));
+        const shared = [...new Set((plan.secrets ?? []).filter((x) => x.shared).map((x) => x.key))];
+        await (0, secrets_1.pruneSecrets)(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])), { remoteDir: inputs.remoteDir, shared });
         await (0, secrets_1.pruneConfigs)(remote, plan.stack, plan.configs ?? []);
     }
     return notes.length ? { ...outcome, notes } : outcome;
@@ -63528,12 +63830,18 @@ async function runLayer(ctx, plan) {
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.NODES_SCRIPT = void 0;
+exports.selfNodeId = selfNodeId;
 exports.parseNodes = parseNodes;
 exports.meets = meets;
 exports.placementFindings = placementFindings;
+exports.bindMountFindings = bindMountFindings;
 const compose_1 = __nccwpck_require__(9763);
-/** One remote command: every node of the swarm, one JSON object a line. */
-exports.NODES_SCRIPT = `docker node inspect --format '{{json .}}' $(docker node ls -q)`;
+/** One remote command: every node of the swarm, one JSON object a line, then `self <id>` of the node answering. */
+exports.NODES_SCRIPT = `docker node inspect --format '{{json .}}' $(docker node ls -q) && docker info --format 'self {{.Swarm.NodeID}}'`;
+/** The id of the manager the action talks to (the `self` line of NODES_SCRIPT). */
+function selfNodeId(stdout) {
+    return /^self (\S+)$/m.exec(stdout)?.[1] ?? '';
+}
 function parseNodes(stdout) {
     return stdout
         .split('\n')
@@ -63604,6 +63912,39 @@ function placementFindings(stack, services, nodes) {
         if (s.mode === 'replicated' && maxReplicasPerNode > 0 && eligible.length * maxReplicasPerNode < s.replicas) {
             out.push(finding(`Service ${s.name}: ${s.replicas} replicas cannot fit: max_replicas_per_node ${maxReplicasPerNode} on ${eligible.length} eligible node(s) (${eligible.map(describe).join('; ')}) holds ${eligible.length * maxReplicasPerNode}.`));
         }
+    }
+    return out;
+}
+/**
+ * Relative bind mounts exist on the manager the action ships them to, and nowhere else: a service
+ * that can run on another node would find nothing there. Warns per service, at its first bind mount.
+ */
+function bindMountFindings(stack, services, nodes, selfId) {
+    if (nodes.length <= 1)
+        return [];
+    const self = nodes.find((n) => n.id === selfId);
+    const out = [];
+    for (const s of services) {
+        const binds = stack.binds.filter((b) => b.service === s.name);
+        if (!binds.length)
+            continue;
+        const others = nodes.filter((n) => n.id !== selfId && n.schedulable && s.placement.constraints.every((c) => meets(c, n)));
+        if (!others.length)
+            continue;
+        const b = binds[0];
+        const pin = self?.hostname ? `deploy.placement.constraints: ["node.hostname == ${self.hostname}"]` : 'a placement constraint to this manager';
+        out.push({
+            rule: 'bind-mount-node',
+            severity: 'warning',
+            file: b.file,
+            line: b.line,
+            col: b.col,
+            stack: stack.name,
+            service: s.name,
+            message: `Service ${s.name} bind-mounts ${binds.map((x) => x.source).join(', ')}: the action ships ${binds.length > 1 ? 'them' : 'it'} to ` +
+                `this manager${self ? ` (${describe(self)})` : ''} only, and the service can run on ${others.length} other node(s) ` +
+                `(${others.map(describe).join('; ')}), where the path does not exist. Pin it with ${pin}, or use a config (configs:) for a file.`,
+        });
     }
     return out;
 }
@@ -63914,8 +64255,8 @@ class Remote {
      * the content never appears on a command line. A cut channel leaves a short temp file: its length
      * and hash are checked before the rename, and every write has its own temp name.
      */
-    async writeFile(remotePath, content) {
-        const w = writeFileScript(remotePath, content);
+    async writeFile(remotePath, content, mode) {
+        const w = writeFileScript(remotePath, content, mode);
         const res = await this.sh(w.script, { retry: true, heredoc: w.heredoc });
         if (res.code !== 0)
             throw new Error(`${this.where}: cannot write ${remotePath}: ${(res.stderr || res.stdout).trim()}`);
@@ -63930,8 +64271,11 @@ class Remote {
     }
 }
 exports.Remote = Remote;
-/** The script and here-document that install `content` at `remotePath` only when every byte arrived. */
-function writeFileScript(remotePath, content) {
+/**
+ * The script and here-document that install `content` at `remotePath` only when every byte arrived.
+ * Mode 600 unless `mode` is given (a bind-mounted file keeps its own, for a container user that is not the owner).
+ */
+function writeFileScript(remotePath, content, mode) {
     const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
     const sum = (0, crypto_1.createHash)('sha256').update(bytes).digest('hex');
     const [dir, tmp, file] = [dirname(remotePath), `${remotePath}.tmp.${(0, crypto_1.randomBytes)(6).toString('hex')}`, remotePath].map((p) => shellJoin([p]));
@@ -63940,6 +64284,7 @@ function writeFileScript(remotePath, content) {
         `if [ "$(wc -c < ${tmp} | tr -d ' ')" != ${bytes.length} ] || [ "$(sha256sum < ${tmp} | cut -c1-64)" != ${sum} ]; then`,
         `  rm -f ${tmp}; echo "incomplete transfer (length or sha256 differs); the file was left as it was" >&2; exit 1`,
         `fi`,
+        ...(mode === undefined ? [] : [`chmod ${(mode & 0o7777).toString(8).padStart(4, '0')} ${tmp} || { rm -f ${tmp}; exit 1; }`]),
         `mv -f ${tmp} ${file}`,
     ].join('\n');
     return { script, heredoc: bytes.toString('base64') };
@@ -64240,9 +64585,10 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.secretKeyFile = exports.OVERRIDE_FILE = void 0;
+exports.secretKeyFile = exports.SHARED_PREFIX = exports.OVERRIDE_FILE = void 0;
 exports.planSecrets = planSecrets;
 exports.displayName = displayName;
+exports.checkShared = checkShared;
 exports.nameSecrets = nameSecrets;
 exports.planConfigs = planConfigs;
 exports.overrideFile = overrideFile;
@@ -64259,8 +64605,11 @@ const errors_1 = __nccwpck_require__(3916);
 const remote_1 = __nccwpck_require__(6473);
 /** The override file the action adds to a stack: it only names its secrets and configs. */
 exports.OVERRIDE_FILE = '.deploy-action/objects.yml';
+/** Prefix of the Swarm name of a shared secret, in place of the stack's name. */
+exports.SHARED_PREFIX = 'shared';
 const LABEL_STACK = 'deploy-action.stack';
 const LABEL_KEY = 'deploy-action.key';
+const LABEL_SHARED = 'deploy-action.shared';
 /** `db_password` in the stack is given by the input line `db_password=…` or `DB_PASSWORD=…`. */
 function lookup(values, key) {
     return values[key] ?? values[key.toUpperCase().replace(/[^A-Z0-9]/g, '_')];
@@ -64270,8 +64619,10 @@ function lookup(values, key) {
  * name from a keyed hash of its content, computed on the host once connected (same value, same
  * name: nothing re-created); a key in `generate-secrets` gets a fixed name and a random value
  * created once on the host. Input secrets are added to `run`, so one remote command names them all.
+ * A key in `shared` is named without the stack (`shared_<key>…`): every stack that declares it, in
+ * this run or another, uses one Swarm secret.
  */
-function planSecrets(stack, values, generate, run = []) {
+function planSecrets(stack, values, generate, run = [], shared = []) {
     const merged = (0, compose_1.mergeStack)(stack.resolved);
     const declared = merged.secrets && typeof merged.secrets === 'object' ? merged.secrets : {};
     const plans = [];
@@ -64286,13 +64637,17 @@ function planSecrets(stack, values, generate, run = []) {
         }
         if (value !== undefined && generated)
             throw new errors_1.InputError(`Secret "${key}" is both given (input \`secrets\`) and generated (input \`generate-secrets\`): pick one.`);
+        const isShared = shared.includes(key);
+        if (isShared && value === undefined && !generated)
+            throw new errors_1.InputError(`Input \`shared-secrets\`: secret "${key}" of stack "${stack.name}" is neither given (input \`secrets\`) nor generated (input \`generate-secrets\`).`);
+        const share = isShared ? { shared: true } : {};
         if (value !== undefined) {
-            const plan = { key, name: '', source: 'input', value, stack: stack.name, run };
+            const plan = { key, name: '', source: 'input', value, stack: stack.name, run, ...share };
             run.push(plan);
             plans.push(plan);
         }
         else if (generated) {
-            plans.push({ key, name: `${stack.name}_${key}`, source: 'generated' });
+            plans.push({ key, name: `${isShared ? exports.SHARED_PREFIX : stack.name}_${key}`, source: 'generated', ...share });
         }
     }
     for (const g of generate) {
@@ -64303,7 +64658,18 @@ function planSecrets(stack, values, generate, run = []) {
 }
 /** The name a plan will have, for a dry run that does not connect: the host's part as placeholder text. */
 function displayName(plan) {
-    return plan.name || `${plan.stack}_${plan.key}_<keyed hash computed on the host>`;
+    return plan.name || `${plan.shared ? exports.SHARED_PREFIX : plan.stack}_${plan.key}_<keyed hash computed on the host>`;
+}
+/** Every key of `shared-secrets` must be a secret some stack of the run declares: a typo is not silently ignored. */
+function checkShared(stacks, shared) {
+    for (const key of shared) {
+        const declared = stacks.some((p) => {
+            const secrets = (0, compose_1.mergeStack)(p.resolved).secrets;
+            return !!secrets && typeof secrets === 'object' && key in secrets;
+        });
+        if (!declared)
+            throw new errors_1.InputError(`Input \`shared-secrets\`: no stack of this run (${stacks.map((p) => p.name).join(', ')}) declares a secret "${key}".`);
+    }
 }
 /** Where the host keeps the hash key of secret names; it never leaves the host. */
 const secretKeyFile = (remoteDir) => `${remoteDir}/secret-key`;
@@ -64340,13 +64706,14 @@ async function nameSecrets(host, remoteDir, plans) {
     const todo = [...new Set(mine.flatMap((p) => p.run ?? [p]))].filter((p) => p.source === 'input' && !p.name);
     if (!todo.length)
         return;
-    const input = todo.map((p) => Buffer.from(`${p.stack}\0${p.key}\0${p.value ?? ''}`, 'utf8').toString('base64')).join('\n') + '\n';
+    // A shared secret is hashed without a stack (never the same as a stack's own): one name wherever it is declared.
+    const input = todo.map((p) => Buffer.from(`${p.shared ? '' : p.stack}\0${p.key}\0${p.value ?? ''}`, 'utf8').toString('base64')).join('\n') + '\n';
     const res = await host.sh(namingScript(remoteDir), { input, retry: true, silent: true });
     const hashes = res.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
     if (res.code !== 0 || hashes.length !== todo.length || !hashes.every((h) => /^[0-9a-f]{64}$/.test(h))) {
         throw new Error(`${host.where}: cannot name the secrets (keyed hash with ${(0, exports.secretKeyFile)(remoteDir)}): ${(res.stderr || res.stdout).trim().slice(0, 300)}`);
     }
-    todo.forEach((p, i) => (p.name = `${p.stack}_${p.key}_${hashes[i].slice(0, 10)}`));
+    todo.forEach((p, i) => (p.name = `${p.shared ? exports.SHARED_PREFIX : p.stack}_${p.key}_${hashes[i].slice(0, 10)}`));
 }
 /** A short content hash: a changed file gets a new name (Swarm configs are immutable). */
 function contentName(stack, key, content) {
@@ -64422,40 +64789,57 @@ async function ensureSecrets(remote, stack, plans) {
             report.reused.push(p.key);
             continue;
         }
-        const labels = ['--label', `${LABEL_STACK}=${stack}`, '--label', `${LABEL_KEY}=${p.key}`];
+        // A shared secret belongs to no one stack: pruneSecrets finds it by its key, for every stack using it.
+        const labels = p.shared ? ['--label', `${LABEL_SHARED}=true`, '--label', `${LABEL_KEY}=${p.key}`] : ['--label', `${LABEL_STACK}=${stack}`, '--label', `${LABEL_KEY}=${p.key}`];
+        let res;
         if (p.source === 'input') {
-            const res = await remote.run(['docker', 'secret', 'create', ...labels, p.name, '-'], { input: p.value });
-            if (res.code !== 0)
-                throw new Error(`${remote.where}: cannot create secret ${p.name}: ${res.stderr.trim()}`);
-            report.created.push(p.key);
+            res = await remote.run(['docker', 'secret', 'create', ...labels, p.name, '-'], { input: p.value });
         }
         else {
             // Generated on the host, piped straight into Docker: the value never leaves it.
             const create = (0, remote_1.shellJoin)(['docker', 'secret', 'create', ...labels, '--label', 'deploy-action.generated=true', p.name, '-']);
-            const res = await remote.sh(`head -c 32 /dev/urandom | base64 | tr -d '\\n/+=' | ${create} >/dev/null`);
-            if (res.code !== 0)
-                throw new Error(`${remote.where}: cannot create generated secret ${p.name}: ${res.stderr.trim()}`);
-            report.generated.push(p.key);
+            res = await remote.sh(`head -c 32 /dev/urandom | base64 | tr -d '\\n/+=' | ${create} >/dev/null`);
         }
+        if (res.code !== 0) {
+            // A shared secret may have been created meanwhile by a deploy of another stack (another lock).
+            const there = p.shared ? await remote.run(['docker', 'secret', 'inspect', '--format', '{{.Spec.Name}}', p.name]) : undefined;
+            if (there?.code === 0 && there.stdout.trim() === p.name) {
+                report.reused.push(p.key);
+                continue;
+            }
+            throw new Error(`${remote.where}: cannot create ${p.source === 'generated' ? 'generated secret' : 'secret'} ${p.name}: ${res.stderr.trim()}`);
+        }
+        (p.source === 'input' ? report.created : report.generated).push(p.key);
     }
     return report;
 }
 /**
- * Removes the action's secrets of a stack that no kept release uses (so a rollback still finds its
- * secrets). `docker secret rm` refuses a secret a service still uses; that refusal is fine.
+ * Removes the action's secrets of a stack, and the shared ones of the keys it uses, that no kept
+ * release uses, so a rollback still finds its secrets. A shared secret (or any other) that a ledger
+ * on this host still names, another stack's kept releases included, stays; generated ones stay;
+ * `docker secret rm` refuses a secret a service still uses, and that refusal is fine.
  */
-async function pruneSecrets(remote, stack, keep) {
-    const ls = await remote.run(['docker', 'secret', 'ls', '--filter', `label=${LABEL_STACK}=${stack}`, '--format', '{{.Name}}']);
-    const stale = ls.stdout.split('\n').map((s) => s.trim()).filter((n) => n && !keep.has(n));
-    const removed = [];
-    for (const n of stale) {
-        const inspect = await remote.run(['docker', 'secret', 'inspect', '--format', '{{index .Spec.Labels "deploy-action.generated"}}', n]);
-        if (inspect.stdout.trim() === 'true')
-            continue;
-        const rm = await remote.run(['docker', 'secret', 'rm', n]);
-        if (rm.code === 0)
-            removed.push(n);
+async function pruneSecrets(remote, stack, keep, opts = {}) {
+    const lists = [['--filter', `label=${LABEL_STACK}=${stack}`], ...(opts.shared ?? []).map((k) => ['--filter', `label=${LABEL_SHARED}=true`, '--filter', `label=${LABEL_KEY}=${k}`])];
+    const names = new Set();
+    for (const filters of lists) {
+        const ls = await remote.run(['docker', 'secret', 'ls', ...filters, '--format', '{{.Name}}']);
+        ls.stdout.split('\n').map((n) => n.trim()).filter(Boolean).forEach((n) => names.add(n));
     }
+    const stale = [...names].filter((n) => !keep.has(n));
+    if (!stale.length)
+        return [];
+    const ledgers = opts.remoteDir ? `${(0, remote_1.shellJoin)([`${opts.remoteDir}/stacks`])}/*/ledger.json` : '';
+    const script = stale
+        .map((n) => {
+        const q = (0, remote_1.shellJoin)([n]);
+        const generated = `[ "$(${(0, remote_1.shellJoin)(['docker', 'secret', 'inspect', '--format', '{{index .Spec.Labels "deploy-action.generated"}}', n])})" = true ]`;
+        const named = ledgers ? ` || grep -qsF -- ${(0, remote_1.shellJoin)([`"${n}"`])} ${ledgers}` : '';
+        return `if ${generated}${named}; then :; elif docker secret rm ${q} >/dev/null 2>&1; then echo ${q}; fi`;
+    })
+        .join('\n');
+    const rm = await remote.sh(`${script}\ntrue`);
+    const removed = rm.stdout.split('\n').map((n) => n.trim()).filter(Boolean);
     if (removed.length)
         core.info(`Removed secrets no kept release uses: ${removed.join(', ')}`);
     return removed;
@@ -64534,6 +64918,7 @@ const fs = __importStar(__nccwpck_require__(9896));
 const path = __importStar(__nccwpck_require__(6928));
 const checks_1 = __nccwpck_require__(2122);
 const compose_1 = __nccwpck_require__(9763);
+const files_1 = __nccwpck_require__(9148);
 const errors_1 = __nccwpck_require__(3916);
 const remote_1 = __nccwpck_require__(6473);
 const swarm_1 = __nccwpck_require__(3695);
@@ -64567,12 +64952,33 @@ function prepareStack(stack, workingDir, env) {
         throw new errors_1.InputError(`Stack "${stack.name}" cannot be interpolated:\n  ${problems.join('\n  ')}\nSet them in the \`env\` input (KEY=VALUE lines) or give a default (\${VAR:-default}).`);
     const uploads = [];
     const composePaths = [];
+    const binds = [];
+    const byPath = new Map();
+    const firstRel = path.relative(workingDir, resolved[0].file.absPath);
     for (const r of resolved) {
         const rel = path.relative(workingDir, r.file.absPath);
         composePaths.push(rel);
         // docker stack deploy resolves relative paths of every file against the first file's folder.
         const exists = (ref) => fs.existsSync((0, compose_1.referencedPath)(resolved[0].file, ref));
-        uploads.push({ rel, content: (0, compose_1.shortEnvFiles)(r.text, exists) });
+        const sources = new Map();
+        for (const b of (0, compose_1.bindMounts)(r.data)) {
+            const { line, col } = (0, compose_1.positionOf)(r.file, b.path);
+            const at = `${r.file.path}:${line}:${col}`;
+            const abs = (0, compose_1.referencedPath)(resolved[0].file, b.source);
+            const refRel = path.relative(workingDir, abs);
+            if (refRel.startsWith('..') || path.isAbsolute(refRel))
+                throw new errors_1.InputError(`${at}: service "${b.service}" bind-mounts ${b.source}, outside working-directory; keep the files a stack uses inside it.`);
+            if (!fs.existsSync(abs))
+                throw new errors_1.InputError(`${at}: service "${b.service}" bind-mounts ${b.source}, which does not exist (${refRel}).`);
+            const key = fs.realpathSync(abs);
+            const ship = byPath.get(key) ?? (0, files_1.shipPath)(abs, refRel || '.');
+            byPath.set(key, ship);
+            sources.set(b.source, ship);
+            binds.push({ service: b.service, source: b.source, file: r.file.path, line, col, shipped: ship });
+        }
+        // Each bind source points at the release's copy of its content (files.ts), not at the stack folder.
+        const text = (0, compose_1.shortEnvFiles)(r.text, exists);
+        uploads.push({ rel, content: sources.size ? (0, compose_1.rewriteBindSources)(text, (src) => (sources.has(src) ? (0, files_1.mountSource)(firstRel, sources.get(src)) : undefined)) : text });
         for (const ref of (0, compose_1.referencedFiles)(r)) {
             const abs = (0, compose_1.referencedPath)(resolved[0].file, ref.file);
             const refRel = path.relative(workingDir, abs);
@@ -64595,7 +65001,7 @@ function prepareStack(stack, workingDir, env) {
         if (s.image.endsWith(':') || tag.endsWith(':'))
             throw new errors_1.InputError(`Stack "${stack.name}": service "${s.name}" image "${s.image}" has an empty tag.`);
     }
-    return { ...stack, resolved, services, composePaths, uploads };
+    return { ...stack, resolved, services, composePaths, uploads, shipped: [...new Map([...byPath.values()].map((f) => [f.hash, f])).values()], binds };
 }
 function fullName(stack, service) {
     return `${stack}_${service}`;

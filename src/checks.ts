@@ -14,6 +14,7 @@ import {
   NodePath,
   ResolvedCompose,
   ServiceInfo,
+  bindMounts,
   envFileEntries,
   hasPath,
   locateIn,
@@ -66,7 +67,8 @@ export const RULES: { id: string; severity: Severity; summary: string }[] = [
   { id: 'no-healthcheck', severity: 'notice', summary: 'service without a healthcheck in the stack' },
   { id: 'stateful-on-proxy-network', severity: 'warning', summary: 'database or cache on the network the proxy is on' },
   { id: 'immutable-object', severity: 'error', summary: 'config/secret whose content changed but whose name did not' },
-  { id: 'missing-file', severity: 'error', summary: 'config/secret file or env_file that does not exist' },
+  { id: 'missing-file', severity: 'error', summary: 'config/secret file, env_file or relative bind mount source that does not exist' },
+  { id: 'bind-mount-node', severity: 'warning', summary: 'relative bind mount of a service that can run on a node other than the manager (connected)' },
   { id: 'swarm-ignored', severity: 'notice', summary: 'service keys that docker stack deploy ignores' },
   { id: 'invalid-value', severity: 'error', summary: 'a duration or number Docker would refuse' },
   { id: 'invalid-yaml', severity: 'error', summary: 'a stack file that is not valid YAML, or whose top level is not a mapping' },
@@ -841,6 +843,25 @@ export function checkStack(
           `of the stack's first compose file). Add the file, fix the path, or make it optional ` +
           `(env_file: [{path: ${e.file}, required: false}]).`,
         ['services', name],
+      );
+    }
+  }
+
+  // A relative bind mount Docker resolves on the host; the deploy ships it (files.ts). Missing here,
+  // Swarm would fail the task ("bind source path does not exist") or mount an empty folder.
+  for (const r of resolved) {
+    for (const b of bindMounts(r.data)) {
+      const abs = path.resolve(baseDir, b.source);
+      if (fs.existsSync(abs)) continue;
+      const { line, col } = positionOf(r.file, b.path);
+      add(
+        'missing-file',
+        'error',
+        { file: r.file, line, col },
+        `Service ${b.service}: bind mount source ${b.source} does not exist (looked for ${abs}; Docker resolves it ` +
+          `against the folder of the stack's first compose file). Add the file or folder (the deploy ships it with ` +
+          `the release), or fix the path.`,
+        ['services', b.service],
       );
     }
   }

@@ -12,9 +12,9 @@ import { findTarget, readLedger } from './ledger';
 import { lockStacks, lockTracker } from './lock';
 import { LayerOutcome, LayerPlan, RunContext, lockDirFor, releaseDirFor, runLayer, watchesFor } from './pipeline';
 import { Remote, shellJoin } from './remote';
-import { OVERRIDE_FILE, SecretPlan, overrideFile, overrideUpload, planConfigs, planSecrets } from './secrets';
+import { OVERRIDE_FILE, SecretPlan, checkShared, overrideFile, overrideUpload, planConfigs, planSecrets } from './secrets';
 import { LoadedStack, PreparedStack, loadStack, prepareStack } from './stack';
-import { NODES_SCRIPT, parseNodes, placementFindings } from './placement';
+import { NODES_SCRIPT, bindMountFindings, parseNodes, placementFindings, selfNodeId } from './placement';
 import { state } from './state';
 import { FROM_INPUT, Service, readServices, releaseTagMismatches, versionEnv } from './versions';
 import { FALLBACK_TIMEOUT_S, describeTiming, layerTiming, tooShort } from './timing';
@@ -284,8 +284,9 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
   const prepared = stacks.map((s) => prepareStack(s, inputs.workingDirectory, env));
   // The input secrets of every layer: the first layer has the host name them all in one command.
   const run: SecretPlan[] = [];
+  checkShared(prepared, inputs.sharedSecrets);
   const plans: LayerPlan[] = prepared.map((p) => {
-    const secrets = planSecrets(p, inputs.secrets, inputs.generateSecrets, run);
+    const secrets = planSecrets(p, inputs.secrets, inputs.generateSecrets, run, inputs.sharedSecrets);
     const configs = planConfigs(p);
     // Written at upload time: the secret names come from the host once connected (runLayer).
     const extra = secrets.length || configs.length ? [overrideUpload(p, secrets, configs)] : [];
@@ -301,6 +302,7 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
       ...layerTimeout(p.name, Object.values(p.services), inputs),
       secrets,
       configs,
+      shipped: p.shipped,
     };
   });
   if (inputs.dryRun) {
@@ -386,6 +388,10 @@ async function connectedChecks(remote: Remote, stacks: LoadedStack[], prepared: 
   const late = stacks.flatMap((s) => checkStack(s, env, { skip: inputs.skipChecks, existingObjects: existing })).filter((f) => f.rule === 'immutable-object');
   if (!skipped('placement')) late.push(...prepared.flatMap((p) => placementFindings(p, Object.values(p.services), nodes)));
   if (!skipped('overlay-mtu')) late.push(...(await hostMtuCheck(remote, stacks, env, nodes.length)));
+  if (!skipped('bind-mount-node')) {
+    const warnings = prepared.flatMap((p) => bindMountFindings(p, Object.values(p.services), nodes, selfNodeId(res.stdout)));
+    if (warnings.length) reportFindings(warnings);
+  }
   if (late.length) {
     reportFindings(late);
     throw new InputError(`Pre-flight checks against the swarm found ${late.length} error(s); nothing was deployed:\n${late.map((f) => `  ${f.file}:${f.line}: [${f.rule}] ${f.message}`).join('\n')}`);
@@ -432,7 +438,7 @@ export async function commandRollback(inputs: Inputs): Promise<Outcome> {
       // The recorded release knows how long its gate may take; an older record does not.
       const timeoutS = inputs.timeout ?? target.timeoutS ?? FALLBACK_TIMEOUT_S;
       const timing = inputs.timeout !== undefined ? `timeout ${timeoutS} s (input)` : `timeout ${timeoutS} s (${target.timeoutS ? 'auto, as recorded with the release' : 'no figure recorded with the release'})`;
-      plans.push({ stack: s.name, release: target.release, kind: 'rollback', dir: target.dir, composePaths: target.composePaths, versions: target.versions, watches: target.watch, timeoutS, timing, secretNames: target.secrets });
+      plans.push({ stack: s.name, release: target.release, kind: 'rollback', dir: target.dir, composePaths: target.composePaths, versions: target.versions, watches: target.watch, timeoutS, timing, secretNames: target.secrets, fileHashes: target.files });
     }
     if (inputs.dryRun) return await dryRunRollback(remote, plans);
     const { layers, error } = await runLayers(ctx, plans);

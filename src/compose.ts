@@ -733,3 +733,88 @@ export function shortEnvFiles(text: string, exists: (file: string) => boolean): 
   for (const r of replacements.sort((a, b) => b.start - a.start)) text = text.slice(0, r.start) + r.text + text.slice(r.end);
   return text;
 }
+
+/** A bind mount whose source is relative to the stack's folder: Docker resolves it on the host. */
+export interface BindMount {
+  service: string;
+  /** Index in the service's `volumes:` list. */
+  index: number;
+  /** The source as written (interpolated), e.g. `./config/traefik.yml`. */
+  source: string;
+  /** Key path of the source in the file: the list item (short syntax) or its `source` (long syntax). */
+  path: NodePath;
+}
+
+/** A source Docker reads as a path relative to the compose folder (not absolute, not `~`). */
+function relativeSource(source: string): boolean {
+  return !!source && !source.startsWith('/') && !source.startsWith('~') && !/^[A-Za-z]:[\\/]/.test(source) && !source.startsWith('\\\\');
+}
+
+/**
+ * The relative bind mounts of one file's services, read the way docker/cli does: a short-syntax
+ * `SOURCE:TARGET[:MODE]` whose source starts with `.` is a bind (any other source names a volume),
+ * a long-syntax item with `type: bind`. Absolute and `~` sources are the host's own paths: left alone.
+ */
+export function bindMounts(data: unknown): BindMount[] {
+  const out: BindMount[] = [];
+  const services = isPlainObject(data) && isPlainObject(data.services) ? data.services : {};
+  for (const [service, svc] of Object.entries(services)) {
+    if (!isPlainObject(svc) || !Array.isArray(svc.volumes)) continue;
+    svc.volumes.forEach((v: unknown, index: number) => {
+      if (typeof v === 'string') {
+        const colon = v.indexOf(':');
+        const source = colon > 0 ? v.slice(0, colon) : '';
+        if (source.startsWith('.')) out.push({ service, index, source, path: ['services', service, 'volumes', index] });
+      } else if (isPlainObject(v) && v.type === 'bind' && typeof v.source === 'string' && relativeSource(v.source)) {
+        out.push({ service, index, source: v.source, path: ['services', service, 'volumes', index, 'source'] });
+      }
+    });
+  }
+  return out;
+}
+
+/**
+ * The stack file text with the source of every relative bind mount replaced by `rewrite(source)`
+ * (undefined: left as written). `text` is the interpolated text to upload, where a literal `$` is
+ * written `$$`: sources are handed over unescaped.
+ */
+export function rewriteBindSources(text: string, rewrite: (source: string) => string | undefined): string {
+  const doc = YAML.parseDocument(text, PARSE_OPTIONS);
+  const services = resolveIn(doc, doc.get('services', true));
+  if (!YAML.isMap(services)) return text;
+  const replacements = new Map<number, Replacement>();
+  const unescape = (s: string) => s.replace(/\$\$/g, '$');
+  for (const [, svcNode] of mapEntries(doc, services)) {
+    const svc = resolveIn(doc, svcNode);
+    if (!YAML.isMap(svc)) continue;
+    const volumes = resolveIn(doc, mapEntries(doc, svc).find(([k]) => k === 'volumes')?.[1]);
+    if (!YAML.isSeq(volumes)) continue;
+    for (const itemNode of volumes.items) {
+      const item = resolveIn(doc, itemNode);
+      let node: YAML.Scalar | undefined;
+      let source = '';
+      let rest = '';
+      if (YAML.isScalar(item) && typeof item.value === 'string') {
+        const colon = item.value.indexOf(':');
+        if (colon <= 0 || !item.value.startsWith('.')) continue;
+        node = item;
+        source = item.value.slice(0, colon);
+        rest = item.value.slice(colon);
+      } else if (YAML.isMap(item)) {
+        const entries = mapEntries(doc, item);
+        const type = resolveIn(doc, entries.find(([k]) => k === 'type')?.[1]);
+        const src = resolveIn(doc, entries.find(([k]) => k === 'source')?.[1]);
+        if (!YAML.isScalar(type) || type.value !== 'bind' || !YAML.isScalar(src) || typeof src.value !== 'string' || !relativeSource(src.value)) continue;
+        node = src;
+        source = src.value;
+      }
+      if (!node?.range) continue;
+      const next = rewrite(unescape(source));
+      if (next === undefined) continue;
+      // The new source is the action's own path: no `$` to escape.
+      replacements.set(node.range[0], { start: node.range[0], end: node.range[1], text: JSON.stringify(next + rest) });
+    }
+  }
+  for (const r of [...replacements.values()].sort((a, b) => b.start - a.start)) text = text.slice(0, r.start) + r.text + text.slice(r.end);
+  return text;
+}

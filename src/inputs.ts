@@ -50,6 +50,8 @@ export interface Inputs {
   /** Values for the stacks' external secrets (masked). */
   secrets: Record<string, string>;
   generateSecrets: string[];
+  /** Keys of given or generated secrets that every stack declaring them shares (one Swarm secret). */
+  sharedSecrets: string[];
   dryRun: boolean;
 }
 
@@ -289,6 +291,7 @@ export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.Proce
     remoteDir,
     secrets: secretValues(get('secrets')),
     generateSecrets: get('generate-secrets').split(/[,\s]+/).map((s) => s.trim()).filter(Boolean),
+    sharedSecrets: get('shared-secrets').split(/[,\s]+/).map((s) => s.trim()).filter(Boolean),
     skipChecks: ruleIds(get('skip-checks')),
     dryRun: bool('dry-run'),
   };

@@ -21,6 +21,8 @@ export interface ReleaseRecord {
   timeoutS?: number;
   /** Swarm secret names this release used (never values). */
   secrets?: string[];
+  /** Content hashes of the bind-mounted files it used (folders under `files/`). */
+  files?: string[];
   sha: string;
   ref: string;
   actor: string;
@@ -35,6 +37,11 @@ export interface Ledger {
 
 export function stackDir(remoteDir: string, stack: string): string {
   return `${remoteDir}/stacks/${stack}`;
+}
+
+/** Where the host keeps a stack's bind-mounted files: `<files>/<content hash>/<name>`. */
+export function filesDir(remoteDir: string, stack: string): string {
+  return `${stackDir(remoteDir, stack)}/files`;
 }
 
 export function parseLedger(text: string, where: string, stack: string): Ledger {
@@ -69,24 +76,31 @@ export async function saveRecord(remote: Remote, remoteDir: string, stack: strin
     await remote.writeFile(`${stackDir(remoteDir, stack)}/ledger.json`, JSON.stringify(next, null, 2) + '\n');
     return next;
   }
-  const { ledger: pruned, dropped } = pruneLedger(next, keep);
+  const { ledger: pruned, dropped, droppedFiles } = pruneLedger(next, keep);
   await remote.writeFile(`${stackDir(remoteDir, stack)}/ledger.json`, JSON.stringify(pruned, null, 2) + '\n');
   if (dropped.length) await remote.run(['rm', '-rf', '--', ...dropped]);
+  // A shipped folder may have lost u+w (a read-only config folder): give it back before removing.
+  const files = droppedFiles.filter((h) => /^[0-9a-f]{16}$/.test(h)).map((h) => shellJoin([`${filesDir(remoteDir, stack)}/${h}`]));
+  if (files.length) await remote.sh(`chmod -R u+w ${files.join(' ')} 2>/dev/null; rm -rf ${files.join(' ')}`);
   return pruned;
 }
 
 /**
- * Keeps the folders of the newest `keep` releases that deployed (what a rollback can go back to),
+ * Keeps the folders of the newest `keep` releases that deployed (what a rollback can go back to)
+ * and the shipped files they use,
  * and the records of failed attempts since the oldest of them; older records and folders go.
  * Failed attempts do not count: two failed deploys must not push the last good release out.
  */
-export function pruneLedger(ledger: Ledger, keep: number): { ledger: Ledger; dropped: string[] } {
+export function pruneLedger(ledger: Ledger, keep: number): { ledger: Ledger; dropped: string[]; droppedFiles: string[] } {
   const keptDirs = new Set(ledger.releases.filter((r) => r.result === 'deployed').slice(-keep).map((r) => r.dir));
   const oldest = ledger.releases.findIndex((r) => keptDirs.has(r.dir));
   const releases = ledger.releases.filter((r, i) => keptDirs.has(r.dir) || (oldest >= 0 && i > oldest && r.result !== 'deployed'));
   const still = new Set(releases.map((r) => r.dir));
   const dropped = [...new Set(ledger.releases.map((r) => r.dir))].filter((d) => !still.has(d));
-  return { ledger: { ...ledger, releases }, dropped };
+  // Shipped files are shared by the releases with the same content: they go with the last one using them.
+  const stillFiles = new Set(releases.flatMap((r) => r.files ?? []));
+  const droppedFiles = [...new Set(ledger.releases.flatMap((r) => r.files ?? []))].filter((h) => !stillFiles.has(h));
+  return { ledger: { ...ledger, releases }, dropped, droppedFiles };
 }
 
 /**
@@ -119,7 +133,33 @@ export function findTarget(ledger: Ledger, to: string): ReleaseRecord {
   return hit;
 }
 
-function available(ledger: Ledger): string {
-  const labels = [...new Set(ledger.releases.filter((r) => r.result === 'deployed').map((r) => r.release))];
-  return labels.length ? `Available: ${labels.join(', ')}.` : 'No release on record.';
+/**
+ * The releases a rollback can go to, newest first, each with what its services ran and when (UTC):
+ * `sha-05e17b6: api 1.1.0, web 2.0.0 — 2026-12-01 14:02`. A label is listed once, by its newest record.
+ */
+export function available(ledger: Ledger): string {
+  const current = currentRelease(ledger);
+  const seen = new Set<string>();
+  const lines: string[] = [];
+  for (const r of [...ledger.releases].reverse()) {
+    if (r.result !== 'deployed' || seen.has(r.release)) continue;
+    seen.add(r.release);
+    const versions = serviceVersions(ledger.stack, r);
+    const marks = [r.kind === 'rollback' && 'rolled back to', r === current && 'current'].filter(Boolean).join(', ');
+    lines.push(`${r.release}: ${versions || 'no service'} — ${r.time.slice(0, 16).replace('T', ' ')}${marks ? ` (${marks})` : ''}`);
+  }
+  return lines.length ? `Known releases, newest first (UTC):\n  ${lines.join('\n  ')}` : 'No release on record.';
+}
+
+/** `api 1.1.0, web 2.0.0`: each service of the stack and the tag of the image it ran. */
+function serviceVersions(stack: string, r: ReleaseRecord): string {
+  const tagOf = (image: string) => {
+    const last = image.split('@')[0].split('/').pop() ?? '';
+    const i = last.indexOf(':');
+    return i < 0 ? 'latest' : last.slice(i + 1);
+  };
+  const pairs = (r.watch ?? []).map((w) => [w.name.startsWith(`${stack}_`) ? w.name.slice(stack.length + 1) : w.name, tagOf(w.expectedImage)]);
+  // A record without its services (never written so, but hand-edited ledgers exist): the run's versions.
+  const list = pairs.length ? pairs : Object.entries(r.versions ?? {});
+  return list.sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k} ${v}`).join(', ');
 }

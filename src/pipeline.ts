@@ -1,7 +1,8 @@
 import * as core from '@actions/core';
 import { GateResult, ServiceGate, Watch, runGate } from './gate';
 import { Inputs } from './inputs';
-import { Ledger, ReleaseRecord, readLedger, saveRecord, stackDir } from './ledger';
+import { Ledger, ReleaseRecord, filesDir, readLedger, saveRecord, stackDir } from './ledger';
+import { ShippedPath, installFiles } from './files';
 import { COMMAND_TIMEOUT_MS, Remote, shellJoin } from './remote';
 import { redact } from './mask';
 import { RollbackTarget, rollbackServices, servicesToRollBack, waitRolledBack } from './rollback';
@@ -266,6 +267,9 @@ export interface LayerPlan {
   /** Configs this deploy names by content (their earlier versions are removed after the gate). */
   configs?: ConfigPlan[];
   secretNames?: string[];
+  /** Bind-mounted files to ship (deploy), or the content hashes a recorded release used (rollback). */
+  shipped?: ShippedPath[];
+  fileHashes?: string[];
 }
 
 export function lockDirFor(remoteDir: string, stack: string): string {
@@ -285,6 +289,12 @@ export async function runLayer(ctx: RunContext, plan: LayerPlan): Promise<LayerO
   if (plan.secrets?.length) await nameSecrets(remote, inputs.remoteDir, plan.secrets);
   if (plan.uploads) await uploadRelease(remote, plan.dir, plan.uploads);
   const notes: string[] = [];
+  if (plan.shipped?.length) {
+    const f = await installFiles(remote, filesDir(inputs.remoteDir, plan.stack), plan.shipped);
+    const list = (xs: ShippedPath[]) => xs.map((x) => `${x.rel}${x.kind === 'dir' ? '/' : ''} (${x.hash})`).join(', ');
+    notes.push(`Bind-mounted files of ${plan.stack}: ${[f.shipped.length && `shipped ${list(f.shipped)}`, f.present.length && `unchanged ${list(f.present)}`].filter(Boolean).join('; ')}.`);
+    core.info(notes[notes.length - 1]);
+  }
   if (plan.secrets?.length) {
     const s = await ensureSecrets(remote, plan.stack, plan.secrets);
     const parts = [s.created.length && `created ${s.created.join(', ')}`, s.generated.length && `generated ${s.generated.join(', ')} (value never shown)`, s.reused.length && `unchanged ${s.reused.join(', ')}`].filter(Boolean);
@@ -308,6 +318,7 @@ export async function runLayer(ctx: RunContext, plan: LayerPlan): Promise<LayerO
     watch: plan.watches.map((w) => ({ name: w.name, expectedImage: w.expectedImage, stabilityMs: w.stabilityMs })),
     timeoutS: plan.timeoutS,
     secrets: plan.secrets?.map((s) => s.name) ?? plan.secretNames ?? [],
+    ...(plan.shipped?.length || plan.fileHashes?.length ? { files: plan.shipped?.map((f) => f.hash) ?? plan.fileHashes } : {}),
     sha: ctx.sha,
     ref: ctx.ref,
     actor: ctx.actor,
@@ -326,7 +337,8 @@ export async function runLayer(ctx: RunContext, plan: LayerPlan): Promise<LayerO
   const kept = await saveRecord(remote, inputs.remoteDir, plan.stack, started, { ...rec, result: outcome.result, images: outcome.images, time: new Date().toISOString() }, inputs.keepReleases, outcome.result === 'deployed');
   // Old secrets go once no kept release uses them: a rollback within the history still finds its own.
   if (outcome.result === 'deployed') {
-    await pruneSecrets(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])));
+    const shared = [...new Set((plan.secrets ?? []).filter((x) => x.shared).map((x) => x.key))];
+    await pruneSecrets(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])), { remoteDir: inputs.remoteDir, shared });
     await pruneConfigs(remote, plan.stack, plan.configs ?? []);
   }
   return notes.length ? { ...outcome, notes } : outcome;

@@ -14,8 +14,13 @@ export interface NodeFacts {
   schedulable: boolean;
 }
 
-/** One remote command: every node of the swarm, one JSON object a line. */
-export const NODES_SCRIPT = `docker node inspect --format '{{json .}}' $(docker node ls -q)`;
+/** One remote command: every node of the swarm, one JSON object a line, then `self <id>` of the node answering. */
+export const NODES_SCRIPT = `docker node inspect --format '{{json .}}' $(docker node ls -q) && docker info --format 'self {{.Swarm.NodeID}}'`;
+
+/** The id of the manager the action talks to (the `self` line of NODES_SCRIPT). */
+export function selfNodeId(stdout: string): string {
+  return /^self (\S+)$/m.exec(stdout)?.[1] ?? '';
+}
 
 export function parseNodes(stdout: string): NodeFacts[] {
   return stdout
@@ -84,6 +89,43 @@ export function placementFindings(stack: { name: string; files: ComposeFile[] },
     if (s.mode === 'replicated' && maxReplicasPerNode > 0 && eligible.length * maxReplicasPerNode < s.replicas) {
       out.push(finding(`Service ${s.name}: ${s.replicas} replicas cannot fit: max_replicas_per_node ${maxReplicasPerNode} on ${eligible.length} eligible node(s) (${eligible.map(describe).join('; ')}) holds ${eligible.length * maxReplicasPerNode}.`));
     }
+  }
+  return out;
+}
+
+/**
+ * Relative bind mounts exist on the manager the action ships them to, and nowhere else: a service
+ * that can run on another node would find nothing there. Warns per service, at its first bind mount.
+ */
+export function bindMountFindings(
+  stack: { name: string; binds: { service: string; source: string; file: string; line: number; col: number }[] },
+  services: ServiceInfo[],
+  nodes: NodeFacts[],
+  selfId: string,
+): Finding[] {
+  if (nodes.length <= 1) return [];
+  const self = nodes.find((n) => n.id === selfId);
+  const out: Finding[] = [];
+  for (const s of services) {
+    const binds = stack.binds.filter((b) => b.service === s.name);
+    if (!binds.length) continue;
+    const others = nodes.filter((n) => n.id !== selfId && n.schedulable && s.placement.constraints.every((c) => meets(c, n)));
+    if (!others.length) continue;
+    const b = binds[0];
+    const pin = self?.hostname ? `deploy.placement.constraints: ["node.hostname == ${self.hostname}"]` : 'a placement constraint to this manager';
+    out.push({
+      rule: 'bind-mount-node',
+      severity: 'warning',
+      file: b.file,
+      line: b.line,
+      col: b.col,
+      stack: stack.name,
+      service: s.name,
+      message:
+        `Service ${s.name} bind-mounts ${binds.map((x) => x.source).join(', ')}: the action ships ${binds.length > 1 ? 'them' : 'it'} to ` +
+        `this manager${self ? ` (${describe(self)})` : ''} only, and the service can run on ${others.length} other node(s) ` +
+        `(${others.map(describe).join('; ')}), where the path does not exist. Pin it with ${pin}, or use a config (configs:) for a file.`,
+    });
   }
   return out;
 }

@@ -192,8 +192,8 @@ export class Remote implements Runner {
    * the content never appears on a command line. A cut channel leaves a short temp file: its length
    * and hash are checked before the rename, and every write has its own temp name.
    */
-  async writeFile(remotePath: string, content: string | Buffer): Promise<void> {
-    const w = writeFileScript(remotePath, content);
+  async writeFile(remotePath: string, content: string | Buffer, mode?: number): Promise<void> {
+    const w = writeFileScript(remotePath, content, mode);
     const res = await this.sh(w.script, { retry: true, heredoc: w.heredoc });
     if (res.code !== 0) throw new Error(`${this.where}: cannot write ${remotePath}: ${(res.stderr || res.stdout).trim()}`);
   }
@@ -209,8 +209,11 @@ export class Remote implements Runner {
   }
 }
 
-/** The script and here-document that install `content` at `remotePath` only when every byte arrived. */
-export function writeFileScript(remotePath: string, content: string | Buffer): { script: string; heredoc: string } {
+/**
+ * The script and here-document that install `content` at `remotePath` only when every byte arrived.
+ * Mode 600 unless `mode` is given (a bind-mounted file keeps its own, for a container user that is not the owner).
+ */
+export function writeFileScript(remotePath: string, content: string | Buffer, mode?: number): { script: string; heredoc: string } {
   const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
   const sum = createHash('sha256').update(bytes).digest('hex');
   const [dir, tmp, file] = [dirname(remotePath), `${remotePath}.tmp.${randomBytes(6).toString('hex')}`, remotePath].map((p) => shellJoin([p]));
@@ -219,6 +222,7 @@ export function writeFileScript(remotePath: string, content: string | Buffer): {
     `if [ "$(wc -c < ${tmp} | tr -d ' ')" != ${bytes.length} ] || [ "$(sha256sum < ${tmp} | cut -c1-64)" != ${sum} ]; then`,
     `  rm -f ${tmp}; echo "incomplete transfer (length or sha256 differs); the file was left as it was" >&2; exit 1`,
     `fi`,
+    ...(mode === undefined ? [] : [`chmod ${(mode & 0o7777).toString(8).padStart(4, '0')} ${tmp} || { rm -f ${tmp}; exit 1; }`]),
     `mv -f ${tmp} ${file}`,
   ].join('\n');
   return { script, heredoc: bytes.toString('base64') };

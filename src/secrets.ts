@@ -25,7 +25,12 @@ export interface SecretPlan {
   stack?: string;
   /** Only for `input`: the input secrets of the whole run, named together by the first layer. */
   run?: SecretPlan[];
+  /** One Swarm secret for every stack that declares the key (input `shared-secrets`): named without the stack. */
+  shared?: true;
 }
+
+/** Prefix of the Swarm name of a shared secret, in place of the stack's name. */
+export const SHARED_PREFIX = 'shared';
 
 /** What secrets.ts needs of the host: the Remote, or a recording fake in the unit tests. */
 export interface SecretHost {
@@ -36,6 +41,7 @@ export interface SecretHost {
 
 const LABEL_STACK = 'deploy-action.stack';
 const LABEL_KEY = 'deploy-action.key';
+const LABEL_SHARED = 'deploy-action.shared';
 
 /** `db_password` in the stack is given by the input line `db_password=…` or `DB_PASSWORD=…`. */
 function lookup(values: Record<string, string>, key: string): string | undefined {
@@ -47,8 +53,10 @@ function lookup(values: Record<string, string>, key: string): string | undefined
  * name from a keyed hash of its content, computed on the host once connected (same value, same
  * name: nothing re-created); a key in `generate-secrets` gets a fixed name and a random value
  * created once on the host. Input secrets are added to `run`, so one remote command names them all.
+ * A key in `shared` is named without the stack (`shared_<key>…`): every stack that declares it, in
+ * this run or another, uses one Swarm secret.
  */
-export function planSecrets(stack: PreparedStack, values: Record<string, string>, generate: string[], run: SecretPlan[] = []): SecretPlan[] {
+export function planSecrets(stack: PreparedStack, values: Record<string, string>, generate: string[], run: SecretPlan[] = [], shared: string[] = []): SecretPlan[] {
   const merged = mergeStack(stack.resolved);
   const declared = merged.secrets && typeof merged.secrets === 'object' ? (merged.secrets as Record<string, { external?: unknown; file?: unknown }>) : {};
   const plans: SecretPlan[] = [];
@@ -61,12 +69,15 @@ export function planSecrets(stack: PreparedStack, values: Record<string, string>
       continue;
     }
     if (value !== undefined && generated) throw new InputError(`Secret "${key}" is both given (input \`secrets\`) and generated (input \`generate-secrets\`): pick one.`);
+    const isShared = shared.includes(key);
+    if (isShared && value === undefined && !generated) throw new InputError(`Input \`shared-secrets\`: secret "${key}" of stack "${stack.name}" is neither given (input \`secrets\`) nor generated (input \`generate-secrets\`).`);
+    const share = isShared ? { shared: true as const } : {};
     if (value !== undefined) {
-      const plan: SecretPlan = { key, name: '', source: 'input', value, stack: stack.name, run };
+      const plan: SecretPlan = { key, name: '', source: 'input', value, stack: stack.name, run, ...share };
       run.push(plan);
       plans.push(plan);
     } else if (generated) {
-      plans.push({ key, name: `${stack.name}_${key}`, source: 'generated' });
+      plans.push({ key, name: `${isShared ? SHARED_PREFIX : stack.name}_${key}`, source: 'generated', ...share });
     }
   }
   for (const g of generate) {
@@ -77,7 +88,18 @@ export function planSecrets(stack: PreparedStack, values: Record<string, string>
 
 /** The name a plan will have, for a dry run that does not connect: the host's part as placeholder text. */
 export function displayName(plan: SecretPlan): string {
-  return plan.name || `${plan.stack}_${plan.key}_<keyed hash computed on the host>`;
+  return plan.name || `${plan.shared ? SHARED_PREFIX : plan.stack}_${plan.key}_<keyed hash computed on the host>`;
+}
+
+/** Every key of `shared-secrets` must be a secret some stack of the run declares: a typo is not silently ignored. */
+export function checkShared(stacks: PreparedStack[], shared: string[]): void {
+  for (const key of shared) {
+    const declared = stacks.some((p) => {
+      const secrets = mergeStack(p.resolved).secrets;
+      return !!secrets && typeof secrets === 'object' && key in secrets;
+    });
+    if (!declared) throw new InputError(`Input \`shared-secrets\`: no stack of this run (${stacks.map((p) => p.name).join(', ')}) declares a secret "${key}".`);
+  }
 }
 
 /** Where the host keeps the hash key of secret names; it never leaves the host. */
@@ -115,13 +137,14 @@ export async function nameSecrets(host: SecretHost, remoteDir: string, plans: Se
   const mine = plans.filter((p) => p.source === 'input' && !p.name);
   const todo = [...new Set(mine.flatMap((p) => p.run ?? [p]))].filter((p) => p.source === 'input' && !p.name);
   if (!todo.length) return;
-  const input = todo.map((p) => Buffer.from(`${p.stack}\0${p.key}\0${p.value ?? ''}`, 'utf8').toString('base64')).join('\n') + '\n';
+  // A shared secret is hashed without a stack (never the same as a stack's own): one name wherever it is declared.
+  const input = todo.map((p) => Buffer.from(`${p.shared ? '' : p.stack}\0${p.key}\0${p.value ?? ''}`, 'utf8').toString('base64')).join('\n') + '\n';
   const res = await host.sh(namingScript(remoteDir), { input, retry: true, silent: true });
   const hashes = res.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
   if (res.code !== 0 || hashes.length !== todo.length || !hashes.every((h) => /^[0-9a-f]{64}$/.test(h))) {
     throw new Error(`${host.where}: cannot name the secrets (keyed hash with ${secretKeyFile(remoteDir)}): ${(res.stderr || res.stdout).trim().slice(0, 300)}`);
   }
-  todo.forEach((p, i) => (p.name = `${p.stack}_${p.key}_${hashes[i].slice(0, 10)}`));
+  todo.forEach((p, i) => (p.name = `${p.shared ? SHARED_PREFIX : p.stack}_${p.key}_${hashes[i].slice(0, 10)}`));
 }
 
 export interface ConfigPlan {
@@ -208,36 +231,56 @@ export async function ensureSecrets(remote: SecretHost, stack: string, plans: Se
       report.reused.push(p.key);
       continue;
     }
-    const labels = ['--label', `${LABEL_STACK}=${stack}`, '--label', `${LABEL_KEY}=${p.key}`];
+    // A shared secret belongs to no one stack: pruneSecrets finds it by its key, for every stack using it.
+    const labels = p.shared ? ['--label', `${LABEL_SHARED}=true`, '--label', `${LABEL_KEY}=${p.key}`] : ['--label', `${LABEL_STACK}=${stack}`, '--label', `${LABEL_KEY}=${p.key}`];
+    let res: RunResult;
     if (p.source === 'input') {
-      const res = await remote.run(['docker', 'secret', 'create', ...labels, p.name, '-'], { input: p.value as string });
-      if (res.code !== 0) throw new Error(`${remote.where}: cannot create secret ${p.name}: ${res.stderr.trim()}`);
-      report.created.push(p.key);
+      res = await remote.run(['docker', 'secret', 'create', ...labels, p.name, '-'], { input: p.value as string });
     } else {
       // Generated on the host, piped straight into Docker: the value never leaves it.
       const create = shellJoin(['docker', 'secret', 'create', ...labels, '--label', 'deploy-action.generated=true', p.name, '-']);
-      const res = await remote.sh(`head -c 32 /dev/urandom | base64 | tr -d '\\n/+=' | ${create} >/dev/null`);
-      if (res.code !== 0) throw new Error(`${remote.where}: cannot create generated secret ${p.name}: ${res.stderr.trim()}`);
-      report.generated.push(p.key);
+      res = await remote.sh(`head -c 32 /dev/urandom | base64 | tr -d '\\n/+=' | ${create} >/dev/null`);
     }
+    if (res.code !== 0) {
+      // A shared secret may have been created meanwhile by a deploy of another stack (another lock).
+      const there = p.shared ? await remote.run(['docker', 'secret', 'inspect', '--format', '{{.Spec.Name}}', p.name]) : undefined;
+      if (there?.code === 0 && there.stdout.trim() === p.name) {
+        report.reused.push(p.key);
+        continue;
+      }
+      throw new Error(`${remote.where}: cannot create ${p.source === 'generated' ? 'generated secret' : 'secret'} ${p.name}: ${res.stderr.trim()}`);
+    }
+    (p.source === 'input' ? report.created : report.generated).push(p.key);
   }
   return report;
 }
 
 /**
- * Removes the action's secrets of a stack that no kept release uses (so a rollback still finds its
- * secrets). `docker secret rm` refuses a secret a service still uses; that refusal is fine.
+ * Removes the action's secrets of a stack, and the shared ones of the keys it uses, that no kept
+ * release uses, so a rollback still finds its secrets. A shared secret (or any other) that a ledger
+ * on this host still names, another stack's kept releases included, stays; generated ones stay;
+ * `docker secret rm` refuses a secret a service still uses, and that refusal is fine.
  */
-export async function pruneSecrets(remote: SecretHost, stack: string, keep: Set<string>): Promise<string[]> {
-  const ls = await remote.run(['docker', 'secret', 'ls', '--filter', `label=${LABEL_STACK}=${stack}`, '--format', '{{.Name}}']);
-  const stale = ls.stdout.split('\n').map((s) => s.trim()).filter((n) => n && !keep.has(n));
-  const removed: string[] = [];
-  for (const n of stale) {
-    const inspect = await remote.run(['docker', 'secret', 'inspect', '--format', '{{index .Spec.Labels "deploy-action.generated"}}', n]);
-    if (inspect.stdout.trim() === 'true') continue;
-    const rm = await remote.run(['docker', 'secret', 'rm', n]);
-    if (rm.code === 0) removed.push(n);
+export async function pruneSecrets(remote: SecretHost, stack: string, keep: Set<string>, opts: { remoteDir?: string; shared?: string[] } = {}): Promise<string[]> {
+  const lists = [['--filter', `label=${LABEL_STACK}=${stack}`], ...(opts.shared ?? []).map((k) => ['--filter', `label=${LABEL_SHARED}=true`, '--filter', `label=${LABEL_KEY}=${k}`])];
+  const names = new Set<string>();
+  for (const filters of lists) {
+    const ls = await remote.run(['docker', 'secret', 'ls', ...filters, '--format', '{{.Name}}']);
+    ls.stdout.split('\n').map((n) => n.trim()).filter(Boolean).forEach((n) => names.add(n));
   }
+  const stale = [...names].filter((n) => !keep.has(n));
+  if (!stale.length) return [];
+  const ledgers = opts.remoteDir ? `${shellJoin([`${opts.remoteDir}/stacks`])}/*/ledger.json` : '';
+  const script = stale
+    .map((n) => {
+      const q = shellJoin([n]);
+      const generated = `[ "$(${shellJoin(['docker', 'secret', 'inspect', '--format', '{{index .Spec.Labels "deploy-action.generated"}}', n])})" = true ]`;
+      const named = ledgers ? ` || grep -qsF -- ${shellJoin([`"${n}"`])} ${ledgers}` : '';
+      return `if ${generated}${named}; then :; elif docker secret rm ${q} >/dev/null 2>&1; then echo ${q}; fi`;
+    })
+    .join('\n');
+  const rm = await remote.sh(`${script}\ntrue`);
+  const removed = rm.stdout.split('\n').map((n) => n.trim()).filter(Boolean);
   if (removed.length) core.info(`Removed secrets no kept release uses: ${removed.join(', ')}`);
   return removed;
 }

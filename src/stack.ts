@@ -2,7 +2,8 @@ import * as core from '@actions/core';
 import * as fs from 'fs';
 import * as path from 'path';
 import { checkStack } from './checks';
-import { ComposeFile, ResolvedCompose, ServiceInfo, loadComposeFile, referencedFiles, referencedPath, resolveCompose, shortEnvFiles, stackServices } from './compose';
+import { ComposeFile, ResolvedCompose, ServiceInfo, bindMounts, loadComposeFile, positionOf, referencedFiles, referencedPath, resolveCompose, rewriteBindSources, shortEnvFiles, stackServices } from './compose';
+import { ShippedPath, mountSource, shipPath } from './files';
 import { InputError } from './errors';
 import { StackSpec } from './inputs';
 import { Remote, shellJoin } from './remote';
@@ -23,6 +24,10 @@ export interface PreparedStack extends LoadedStack {
   composePaths: string[];
   /** Everything the release folder holds: interpolated compose files and the files they reference. */
   uploads: { rel: string; content: string | Buffer }[];
+  /** Files and folders bind-mounted with a relative source: shipped by content (files.ts), one each. */
+  shipped: ShippedPath[];
+  /** Each relative bind mount, where it is written, and what it ships. */
+  binds: { service: string; source: string; file: string; line: number; col: number; shipped: ShippedPath }[];
 }
 
 export function loadStack(spec: StackSpec, workingDir: string): LoadedStack {
@@ -55,12 +60,31 @@ export function prepareStack(stack: LoadedStack, workingDir: string, env: Record
 
   const uploads: { rel: string; content: string | Buffer }[] = [];
   const composePaths: string[] = [];
+  const binds: PreparedStack['binds'] = [];
+  const byPath = new Map<string, ShippedPath>();
+  const firstRel = path.relative(workingDir, resolved[0].file.absPath);
   for (const r of resolved) {
     const rel = path.relative(workingDir, r.file.absPath);
     composePaths.push(rel);
     // docker stack deploy resolves relative paths of every file against the first file's folder.
     const exists = (ref: string): boolean => fs.existsSync(referencedPath(resolved[0].file, ref));
-    uploads.push({ rel, content: shortEnvFiles(r.text, exists) });
+    const sources = new Map<string, ShippedPath>();
+    for (const b of bindMounts(r.data)) {
+      const { line, col } = positionOf(r.file, b.path);
+      const at = `${r.file.path}:${line}:${col}`;
+      const abs = referencedPath(resolved[0].file, b.source);
+      const refRel = path.relative(workingDir, abs);
+      if (refRel.startsWith('..') || path.isAbsolute(refRel)) throw new InputError(`${at}: service "${b.service}" bind-mounts ${b.source}, outside working-directory; keep the files a stack uses inside it.`);
+      if (!fs.existsSync(abs)) throw new InputError(`${at}: service "${b.service}" bind-mounts ${b.source}, which does not exist (${refRel}).`);
+      const key = fs.realpathSync(abs);
+      const ship = byPath.get(key) ?? shipPath(abs, refRel || '.');
+      byPath.set(key, ship);
+      sources.set(b.source, ship);
+      binds.push({ service: b.service, source: b.source, file: r.file.path, line, col, shipped: ship });
+    }
+    // Each bind source points at the release's copy of its content (files.ts), not at the stack folder.
+    const text = shortEnvFiles(r.text, exists);
+    uploads.push({ rel, content: sources.size ? rewriteBindSources(text, (src) => (sources.has(src) ? mountSource(firstRel, sources.get(src) as ShippedPath) : undefined)) : text });
     for (const ref of referencedFiles(r)) {
       const abs = referencedPath(resolved[0].file, ref.file);
       const refRel = path.relative(workingDir, abs);
@@ -78,7 +102,7 @@ export function prepareStack(stack: LoadedStack, workingDir: string, env: Record
     const tag = s.image.split('@')[0].split('/').pop() ?? '';
     if (s.image.endsWith(':') || tag.endsWith(':')) throw new InputError(`Stack "${stack.name}": service "${s.name}" image "${s.image}" has an empty tag.`);
   }
-  return { ...stack, resolved, services, composePaths, uploads };
+  return { ...stack, resolved, services, composePaths, uploads, shipped: [...new Map([...byPath.values()].map((f) => [f.hash, f])).values()], binds };
 }
 
 export function fullName(stack: string, service: string): string {

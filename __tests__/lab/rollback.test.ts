@@ -91,7 +91,10 @@ test('an unknown version: a clear error listing the known ones, nothing changed'
   const before = `${await stackFingerprint(ex.infra)}\n${await stackFingerprint(ex.app)}`;
   const r = await rollback('9.9.9');
   assert.notEqual(r.code, 0);
-  assert.match(r.errors.join('\n'), /no successful release "9\.9\.9" on record\. Available: 1\.0\.0, 1\.1\.0, 1\.2\.0\./);
+  // The first layer answers (infra: cache and proxy run lab/base:1): newest first, each release with
+  // its services' versions and time; 1.0.0 and 1.1.0 ran last as rollbacks.
+  const at = (v: string) => `${v.replace(/\./g, '\\.')}: cache 1, proxy 1 — \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d`;
+  assert.match(r.errors.join('\n'), new RegExp(`no successful release "9\\.9\\.9" on record\\. Known releases, newest first \\(UTC\\):\\n  ${at('1.0.0')} \\(rolled back to, current\\)\\n  ${at('1.1.0')} \\(rolled back to\\)\\n  ${at('1.2.0')}`));
   assert.equal(`${await stackFingerprint(ex.infra)}\n${await stackFingerprint(ex.app)}`, before);
 });
 

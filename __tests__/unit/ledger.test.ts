@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InputError } from '../../src/errors';
-import { Ledger, ReleaseRecord, currentRelease, findTarget, parseLedger, pruneLedger, stackDir } from '../../src/ledger';
+import { Ledger, ReleaseRecord, available, currentRelease, findTarget, parseLedger, pruneLedger, stackDir } from '../../src/ledger';
 
 let seq = 0;
 function rec(release: string, p: Partial<ReleaseRecord> = {}): ReleaseRecord {
@@ -101,7 +101,7 @@ test('findTarget previous: two rollbacks in a row walk back 1.2 → 1.1 → 1.0'
   const back1 = rollbackTo(v11);
   assert.equal(findTarget(ledger(v10, v11, v12, back1), 'previous'), v10);
   const back2 = rollbackTo(v10);
-  inputError(() => findTarget(ledger(v10, v11, v12, back1, back2), 'previous'), /no release before 1\.0/, /Available: 1\.0, 1\.1, 1\.2\./);
+  inputError(() => findTarget(ledger(v10, v11, v12, back1, back2), 'previous'), /no release before 1\.0/, /Known releases, newest first \(UTC\):\n  1\.0: web 1\.0 — 2024-01-01 \d\d:\d\d \(rolled back to, current\)\n  1\.1: web 1\.1 — 2024-01-01 \d\d:\d\d \(rolled back to\)\n  1\.2: web 1\.2 — 2024-01-01 \d\d:\d\d$/);
 });
 
 test('findTarget previous: failed and rolled-back records are skipped', () => {
@@ -126,7 +126,7 @@ test('findTarget previous: a release deployed twice in a row is one step', () =>
 });
 
 test('findTarget previous: with a single release, or none, a clear error', () => {
-  inputError(() => findTarget(ledger(rec('1.0')), 'previous'), /Stack "app" has no release before 1\.0 on record/, /Available: 1\.0\./);
+  inputError(() => findTarget(ledger(rec('1.0')), 'previous'), /Stack "app" has no release before 1\.0 on record/, /\n  1\.0: web 1\.0 — 2024-01-01 \d\d:\d\d \(current\)$/);
   inputError(() => findTarget(ledger(), 'previous'), /Stack "app" has no successful release on record to roll back from/);
   inputError(() => findTarget(ledger(rec('1.0', { result: 'failed' }), rec('1.1', { result: 'rolled-back' })), 'previous'), /no successful release/);
 });
@@ -170,13 +170,13 @@ test('findTarget: failed and rolled-back releases cannot be targets', () => {
   const v10 = rec('1.0.0');
   const bad = rec('1.1.0', { result: 'rolled-back' });
   const worse = rec('1.2.0', { result: 'failed' });
-  inputError(() => findTarget(ledger(v10, bad, worse), '1.1.0'), /no successful release "1\.1\.0"/, /Available: 1\.0\.0\./);
-  inputError(() => findTarget(ledger(v10, bad, worse), '1.2.0'), /Available: 1\.0\.0\./);
+  inputError(() => findTarget(ledger(v10, bad, worse), '1.1.0'), /no successful release "1\.1\.0"/, /:\n  1\.0\.0: web 1\.0\.0 — 2024-01-01 \d\d:\d\d \(current\)$/);
+  inputError(() => findTarget(ledger(v10, bad, worse), '1.2.0'), /:\n  1\.0\.0: web 1\.0\.0 — 2024-01-01 \d\d:\d\d \(current\)$/);
 });
 
-test('findTarget: an unknown version is an InputError listing the available labels once each', () => {
+test('findTarget: an unknown version is an InputError listing the known releases once each, newest first', () => {
   const l = ledger(rec('1.0.0'), rec('1.1.0'), rec('1.0.0'), rec('1.2.0', { result: 'failed' }));
-  inputError(() => findTarget(l, '9.9.9'), /Stack "app" has no successful release "9\.9\.9" on record/, /Available: 1\.0\.0, 1\.1\.0\.$/);
+  inputError(() => findTarget(l, '9.9.9'), /Stack "app" has no successful release "9\.9\.9" on record/, /:\n  1\.0\.0: web 1\.0\.0 — 2024-01-01 \d\d:\d\d \(current\)\n  1\.1\.0: web 1\.1\.0 — 2024-01-01 \d\d:\d\d$/);
   inputError(() => findTarget(ledger(), '1.0.0'), /No release on record\./);
 });
 
@@ -220,4 +220,42 @@ test('pruneLedger: a rollback record shares its target folder; nothing kept twic
   // The newest deployed record is the rollback to a: a's folder stays, b's goes.
   assert.deepEqual(l.releases.map((r) => `${r.release}:${r.kind}`), ['1.0.0:deploy', '1.0.0:rollback']);
   assert.deepEqual(dropped, [b.dir]);
+});
+
+test('pruneLedger: a shipped file folder stays while any kept record uses it, and goes with the last one', () => {
+  const [h1, h2, h3] = ['1111111111111111', '2222222222222222', '3333333333333333'];
+  const a = rec('1.0.0', { files: [h1] });
+  const b = rec('1.1.0', { files: [h1, h2] });
+  const c = rec('1.2.0', { files: [h3], result: 'failed' });
+  const d = rec('1.3.0', { files: [h2] });
+  // Keep 2: b and d (and the failed c between them). h1 is still used by b; nothing uses only a's.
+  assert.deepEqual(pruneLedger(ledger(a, b, c, d), 2).droppedFiles, []);
+  // Keep 1: d only. h1 (a, b) and h3 (the failed attempt) go; h2 stays with d.
+  assert.deepEqual(pruneLedger(ledger(a, b, c, d), 1).droppedFiles.sort(), [h1, h3]);
+  // A rollback record to a uses a's files: they stay.
+  assert.deepEqual(pruneLedger(ledger(a, b, d, rollbackTo(a, { files: [h1] })), 1).droppedFiles, [h2]);
+});
+
+test('available: each release with its services\' versions and time, newest first, not labels alone', () => {
+  const watch = (web: string, api: string) => [
+    { name: 'shop_web', expectedImage: `registry.example.com/shop/web:${web}`, stabilityMs: 0 },
+    { name: 'shop_api', expectedImage: `registry.example.com/shop/api:${api}@sha256:${'a'.repeat(64)}`, stabilityMs: 0 },
+  ];
+  const l: Ledger = {
+    version: 1,
+    stack: 'shop',
+    releases: [
+      rec('sha-1a2b3c4', { time: '2026-11-30T09:15:00.000Z', watch: watch('1.9.0', '1.0.0') }),
+      rec('sha-05e17b6', { time: '2026-12-01T14:02:31.000Z', watch: watch('2.0.0', '1.1.0') }),
+      rec('sha-9999999', { time: '2026-12-02T08:00:00.000Z', watch: watch('2.1.0', '1.1.0'), result: 'rolled-back' }),
+    ],
+  };
+  assert.equal(
+    available(l),
+    'Known releases, newest first (UTC):\n  sha-05e17b6: api 1.1.0, web 2.0.0 — 2026-12-01 14:02 (current)\n  sha-1a2b3c4: api 1.0.0, web 1.9.0 — 2026-11-30 09:15',
+  );
+  inputError(() => findTarget(l, 'sha-0000000'), /no successful release "sha-0000000" on record\. Known releases, newest first \(UTC\):\n  sha-05e17b6: api 1\.1\.0, web 2\.0\.0 — 2026-12-01 14:02 \(current\)\n  sha-1a2b3c4: api 1\.0\.0, web 1\.9\.0 — 2026-11-30 09:15$/);
+  // A record without services (hand-edited) falls back to the run's versions.
+  assert.match(available({ version: 1, stack: 'shop', releases: [rec('x', { watch: [], versions: { b: '2', a: '1' } })] }), /\n  x: a 1, b 2 — /);
+  assert.equal(available({ version: 1, stack: 'shop', releases: [] }), 'No release on record.');
 });

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { RunResult } from '../../src/exec';
 import { ShOptions, shellJoin } from '../../src/remote';
-import { SecretHost, SecretPlan, displayName, ensureSecrets, nameSecrets, overrideFile, overrideUpload, planConfigs, planSecrets } from '../../src/secrets';
+import { SecretHost, SecretPlan, checkShared, displayName, ensureSecrets, nameSecrets, overrideFile, overrideUpload, planConfigs, planSecrets, pruneSecrets } from '../../src/secrets';
 import { loadStack, prepareStack } from '../../src/stack';
 
 const STACK = `version: "3.8"
@@ -185,4 +185,99 @@ test('overrideFile: names the managed secrets and configs, keeps each config ent
   assert.equal(upload.content, overrideFile(p, secrets, configs), 'the upload is written once named');
   assert.equal(YAML.parse(overrideFile(p, secrets)).configs, undefined);
   assert.ok(!overrideFile(p, secrets, configs).includes('S3CR3T-VALUE'), 'a secret value in the override file');
+});
+
+test('shared secrets: one name for every stack declaring the key, given (keyed hash without the stack) or generated', async () => {
+  const host = new FakeHost();
+  const run: SecretPlan[] = [];
+  const infra = planSecrets({ ...prepared('x = 1\n'), name: 'infra' }, { DB_PASSWORD: VALUE }, [], run, ['db_password']);
+  const platform = planSecrets({ ...prepared('x = 1\n'), name: 'platform' }, { DB_PASSWORD: VALUE }, [], run, ['db_password']);
+  assert.equal(displayName(infra[0]), 'shared_db_password_<keyed hash computed on the host>');
+  await nameSecrets(host, '.deploy-action', infra);
+  assert.equal(host.scripts.length, 1, 'one remote command for both layers');
+  assert.equal(infra[0].name, platform[0].name);
+  assert.equal(infra[0].name, `shared_db_password_${keyed(host.key(), '', 'db_password', VALUE)}`);
+  // Not shared: each stack its own name, as before.
+  const own = planSecrets({ ...prepared('x = 1\n'), name: 'infra' }, { DB_PASSWORD: VALUE }, []);
+  await nameSecrets(host, '.deploy-action', own);
+  assert.equal(own[0].name, `infra_db_password_${keyed(host.key(), 'infra', 'db_password', VALUE)}`);
+  // A new value: a new shared name, for both.
+  const run2: SecretPlan[] = [];
+  const a = planSecrets({ ...prepared('x = 1\n'), name: 'infra' }, { DB_PASSWORD: 'rotated' }, [], run2, ['db_password']);
+  const b = planSecrets({ ...prepared('x = 1\n'), name: 'platform' }, { DB_PASSWORD: 'rotated' }, [], run2, ['db_password']);
+  await nameSecrets(host, '.deploy-action', a);
+  assert.equal(a[0].name, b[0].name);
+  assert.notEqual(a[0].name, infra[0].name);
+  // Generated and shared: a fixed name without the stack.
+  assert.deepEqual(planSecrets({ ...prepared('x = 1\n'), name: 'infra' }, {}, ['db_password'], [], ['db_password']).map((p) => [p.name, p.source, p.shared]), [['shared_db_password', 'generated', true]]);
+  // Shared but neither given nor generated, or declared by no stack: errors naming the input.
+  assert.throws(() => planSecrets(prepared('x = 1\n'), {}, [], [], ['db_password']), /Input `shared-secrets`: secret "db_password" of stack "app" is neither given/);
+  assert.throws(() => checkShared([prepared('x = 1\n')], ['redis_password']), /Input `shared-secrets`: no stack of this run \(app\) declares a secret "redis_password"/);
+  checkShared([prepared('x = 1\n')], ['db_password']);
+});
+
+test('ensureSecrets: a shared secret is labelled shared, not by stack; one created meanwhile by another stack is reused', async () => {
+  const host = new FakeHost();
+  const plans = planSecrets({ ...prepared('x = 1\n'), name: 'infra' }, { DB_PASSWORD: VALUE }, [], [], ['db_password']);
+  await nameSecrets(host, '.deploy-action', plans);
+  const report = await ensureSecrets(host, 'infra', plans);
+  assert.deepEqual(report.created, ['db_password']);
+  const create = host.scripts.find((s) => s.includes('secret create')) ?? '';
+  assert.match(create, /--label deploy-action\.shared\\?=true --label deploy-action\.key\\?=db_password /);
+  assert.ok(!create.includes('deploy-action.stack='), create);
+});
+
+/** A host whose `docker` answers from files: the secrets per label filter, the generated ones, those in use. */
+class SwarmHost extends FakeHost {
+  constructor(private readonly state: { stack: string[]; shared: string[]; generated: string[]; inUse: string[] }) {
+    super();
+    const bin = path.join(this.home, '.bin');
+    fs.mkdirSync(bin, { recursive: true });
+    for (const [k, v] of Object.entries(state)) fs.writeFileSync(path.join(this.home, k), v.map((n) => `${n}\n`).join(''));
+    fs.writeFileSync(
+      path.join(bin, 'docker'),
+      [
+        '#!/bin/sh',
+        'echo "$*" >> "$HOME/docker.log"',
+        'list() { if [ -f "$HOME/removed" ]; then grep -vxF -f "$HOME/removed" "$1"; else cat "$1"; fi; }',
+        'case "$1 $2" in',
+        '  "secret ls") case "$*" in *deploy-action.stack=*) list "$HOME/stack";; *deploy-action.shared=true*deploy-action.key=redis_password*) list "$HOME/shared";; esac;;',
+        '  "secret inspect") if grep -qx "$5" "$HOME/generated"; then echo true; else echo; fi;;',
+        '  "secret rm") if grep -qx "$3" "$HOME/inUse"; then exit 1; fi; echo "$3" >> "$HOME/removed";;',
+        'esac',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
+  }
+  removed(): string[] {
+    const f = path.join(this.home, 'removed');
+    return fs.existsSync(f) ? fs.readFileSync(f, 'utf8').split('\n').filter(Boolean).sort() : [];
+  }
+  ledger(stack: string, secrets: string[]): void {
+    const dir = path.join(this.home, '.deploy-action', 'stacks', stack);
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'ledger.json'), JSON.stringify({ version: 1, stack, releases: [{ release: 'r', secrets }] }, null, 2));
+  }
+}
+
+test('pruneSecrets: never removes a secret another stack\'s kept release still names, nor a generated one, nor one in use', async () => {
+  const host = new SwarmHost({
+    stack: ['app_db_password_old', 'app_db_password_new', 'app_api_token'],
+    shared: ['shared_redis_password_older', 'shared_redis_password_old', 'shared_redis_password_new'],
+    generated: ['app_api_token'],
+    inUse: ['app_db_password_old'],
+  });
+  host.ledger('app', ['app_db_password_new', 'shared_redis_password_new']);
+  // The platform stack has not deployed the new value yet: its kept release uses the old shared secret.
+  host.ledger('platform', ['shared_redis_password_old']);
+  const keep = new Set(['app_db_password_new', 'shared_redis_password_new']);
+  const removed = await pruneSecrets(host, 'app', keep, { remoteDir: '.deploy-action', shared: ['redis_password'] });
+  assert.deepEqual(removed, ['shared_redis_password_older']);
+  assert.deepEqual(host.removed(), ['shared_redis_password_older']);
+  // Once the platform moved on, the old one goes too (and a name in use is still refused by Docker).
+  host.ledger('platform', ['shared_redis_password_new']);
+  assert.deepEqual(await pruneSecrets(host, 'app', keep, { remoteDir: '.deploy-action', shared: ['redis_password'] }), ['shared_redis_password_old']);
+  // Shared secrets are listed by their label and key.
+  const log = fs.readFileSync(path.join(host.home, 'docker.log'), 'utf8');
+  assert.match(log, /secret ls --filter label=deploy-action\.shared=true --filter label=deploy-action\.key=redis_password --format/);
 });
