@@ -25,14 +25,14 @@ test('parseSnapshot keeps the node each task was given (none while it is unsched
   assert.deepEqual(parseSnapshot(out).tasks.map((t) => [t.id, t.node]), [['t1', 'n2'], ['t2', '']]);
 });
 
-test('describeTask names the node a task failed on', () => {
+test('describeTask names the node a task failed on, given the nodes of a multi-node swarm', () => {
   assert.equal(describeTask(task({ node: 'n1', exitCode: 3, err: 'task: non-zero exit (3)' }), NODES), 'task abcdefabcdef (slot 1) on lab-worker1 failed, exit 3: task: non-zero exit (3)');
   // A node the job could not name (it left the swarm) is shown by its id.
   assert.equal(describeTask(task({ node: 'zz9876543210abcdef', err: 'x' }), NODES), 'task abcdefabcdef (slot 1) on node zz9876543210 failed: x');
   // Never scheduled: no node to name.
   assert.equal(describeTask(task({ state: 'pending', err: 'no suitable node' }), NODES), 'task abcdefabcdef (slot 1) pending: no suitable node');
-  // Without the node list (it could not be read), the task is still described.
-  assert.equal(describeTask(task({ node: 'n1', err: 'x' })), 'task abcdefabcdef (slot 1) on node n1 failed: x');
+  // Without a node list (one node, or it could not be read): the task as before, no node.
+  assert.equal(describeTask(task({ node: 'n1', err: 'x' })), 'task abcdefabcdef (slot 1) failed: x');
 });
 
 test('describeTask: "No such image" on a node means that node could not pull it', () => {
