@@ -357,6 +357,7 @@ export LAB_REGISTRY=$NREGISTRY
 export LAB_BASE_IMAGE=$BASE_IMAGE
 export LAB_NODES=3
 export LAB_BRIDGE_ADDR=$BRIDGE_ADDR
+export LAB_BRIDGE=$BR
 EOF
   local node up
   for node in "${NODES[@]}"; do
