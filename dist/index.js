@@ -63521,6 +63521,8 @@ var __importStar = (this && this.__importStar) || (function () {
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.watchesFor = watchesFor;
+exports.describeTask = describeTask;
+exports.nodesNotTakingTasks = nodesNotTakingTasks;
 exports.touchedServices = touchedServices;
 exports.deployLayer = deployLayer;
 exports.lockDirFor = lockDirFor;
@@ -63537,6 +63539,7 @@ const stack_1 = __nccwpck_require__(3419);
 const secrets_1 = __nccwpck_require__(7194);
 const swarm_1 = __nccwpck_require__(3695);
 const timing_1 = __nccwpck_require__(8117);
+const placement_1 = __nccwpck_require__(252);
 function watchesFor(stack, fixedStability) {
     const images = (0, stack_1.expectedImages)(stack);
     return Object.values(stack.services).map((s) => {
@@ -63554,10 +63557,32 @@ async function readSnapshot(remote, stack, msLeft = POLL_BOUND_MS) {
     return (0, swarm_1.parseSnapshot)(res.stdout);
 }
 const tag = (image) => (image ? (image.split('@')[0].split('/').pop() ?? '').split(':').slice(1).join(':') || image : '—');
-function describeTask(t) {
+/** One failed task and what Swarm said; given the swarm's nodes (more than one), where it ran. */
+function describeTask(t, nodes) {
     const exit = t.exitCode !== null && t.exitCode !== undefined && t.exitCode !== 0 ? `, exit ${t.exitCode}` : '';
-    return `task ${t.id.slice(0, 12)} (slot ${t.slot}) ${t.state}${exit}: ${t.err || t.message}`;
+    const name = t.node ? nodes?.get(t.node)?.hostname : undefined;
+    const on = t.node && nodes ? ` on ${name || `node ${t.node.slice(0, 12)}`}` : '';
+    // Swarm's agent falls back to a local image when the pull fails: "No such image" is a failed pull.
+    const pull = name && /^No such image/.test(t.err) ? ` (${name} could not pull the image: can it reach the registry, with the credentials?)` : '';
+    return `task ${t.id.slice(0, 12)} (slot ${t.slot})${on} ${t.state}${exit}: ${t.err || t.message}${pull}`;
 }
+/** The nodes the scheduler cannot use right now: the usual reason a task has nowhere to go. */
+function nodesNotTakingTasks(nodes) {
+    const off = nodes.filter((n) => !n.schedulable).map((n) => `${n.hostname || n.id.slice(0, 12)} (${n.state && n.state !== 'ready' ? n.state : n.availability})`);
+    return off.length ? `Swarm nodes not taking new tasks: ${off.join(', ')}.` : '';
+}
+/** Every node of the swarm, for explaining a failure; none when they cannot be read (a worker's view, a lost connection). */
+async function readNodes(remote) {
+    const res = await remote.sh(placement_1.NODES_SCRIPT, { retry: true, silent: true, timeoutMs: 30_000 }).catch(() => undefined);
+    try {
+        return res?.code === 0 ? (0, placement_1.parseNodes)(res.stdout) : [];
+    }
+    catch {
+        return [];
+    }
+}
+// A task that never got a container has no logs to show.
+const NEVER_STARTED = new Set(['new', 'pending', 'assigned', 'accepted']);
 /** The last lines a failed task printed, bounded so a chatty crash cannot flood the log; known secrets masked. */
 async function logTail(remote, taskId, lines = 20, bytes = 4000) {
     const res = await remote.sh(`${(0, remote_1.shellJoin)(['docker', 'service', 'logs', '--raw', '--no-trunc', '--tail', String(lines), taskId])} 2>&1 | tail -c ${bytes}`, { retry: true, silent: true, timeoutMs: 30_000 });
@@ -63660,18 +63685,24 @@ async function deployLayer(ctx, plan) {
     if (deployError)
         parts.push(deployError);
     else {
+        const nodeList = await readNodes(remote);
+        // On one node, where a task ran says nothing.
+        const nodes = nodeList.length > 1 ? new Map(nodeList.map((n) => [n.id, n])) : undefined;
         for (const g of gates.filter((x) => x.verdict.phase === 'failed' || x.verdict.phase === 'rolling-back')) {
             const tasks = (g.verdict.failedTasks ?? []).slice(0, 3);
             let text = `${g.watch.name}: ${g.verdict.detail}`;
             for (const t of tasks)
-                text += `\n    ${describeTask(t)}`;
-            if (tasks[0]) {
+                text += `\n    ${describeTask(t, nodes)}`;
+            if (tasks[0] && !NEVER_STARTED.has(tasks[0].state)) {
                 const tail = await logTail(remote, tasks[0].id).catch(() => '');
                 if (tail)
                     text += `\n    last log lines of task ${tasks[0].id.slice(0, 12)}:\n      ${tail.split('\n').slice(-10).join('\n      ')}`;
             }
             parts.push((0, mask_1.redact)(text));
         }
+        const off = nodesNotTakingTasks(nodeList);
+        if (off && parts.length)
+            parts[parts.length - 1] += `\n  ${off}`;
         for (const p of parts)
             core.error(p, { title: `Gate failed: ${p.split(':')[0]}` });
     }
@@ -63857,6 +63888,8 @@ function parseNodes(stdout) {
             os: String(n.Description?.Platform?.OS ?? ''),
             arch: String(n.Description?.Platform?.Architecture ?? ''),
             schedulable: n.Status?.State === 'ready' && (n.Spec?.Availability ?? 'active') === 'active',
+            state: String(n.Status?.State ?? ''),
+            availability: String(n.Spec?.Availability ?? 'active'),
         };
     });
 }
@@ -65281,6 +65314,7 @@ function parseSnapshot(stdout) {
         // The API leaves out a zero ExitCode.
         exitCode: t.Status?.ContainerStatus ? (t.Status.ContainerStatus.ExitCode ?? 0) : null,
         message: t.Status?.Message ?? '',
+        node: t.NodeID ?? '',
     }));
     return { services, tasks, now: Number.isFinite(clock) && clock > 0 ? clock : Date.now() };
 }

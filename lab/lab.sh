@@ -6,6 +6,7 @@
 #   bash lab/lab.sh down     stop what `up` started (by pid file)
 #   bash lab/lab.sh status   one line per component: up/down
 #   bash lab/lab.sh env      `export` lines for tests and the demo
+#   ... --nodes 3            the same for a 3-node Swarm in network namespaces (lab/multinode.sh)
 #
 # Everything the lab generates lives in lab/.state/ (gitignored).
 # Env: LAB_SSH_PORT (default 2222), LAB_WAIT_SECONDS (default 30).
@@ -380,6 +381,20 @@ EOF
 }
 
 main() {
+  local args=() nodes=1
+  while (( $# )); do
+    case "$1" in
+      --nodes) nodes="${2:-}"; shift; (( $# )) && shift ;;
+      --nodes=*) nodes="${1#--nodes=}"; shift ;;
+      *) args+=("$1"); shift ;;
+    esac
+  done
+  case "$nodes" in
+    1) ;;
+    3) exec bash "$LAB_DIR/multinode.sh" "${args[@]}" ;;
+    *) die "--nodes: 1 or 3" ;;
+  esac
+  set -- "${args[@]}"
   local cmd="${1:-}"
   case "$cmd" in
     up|down)
@@ -391,8 +406,9 @@ main() {
       ;;
     status) cmd_status ;;
     env) cmd_env ;;
-    *) echo "usage: bash lab/lab.sh up|down|status|env" >&2; exit 2 ;;
+    *) echo "usage: bash lab/lab.sh up|down|status|env [--nodes 3]" >&2; exit 2 ;;
   esac
 }
 
-main "$@"
+# lab/multinode.sh sources this file for its helpers.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then main "$@"; fi

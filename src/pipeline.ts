@@ -10,6 +10,7 @@ import { PreparedStack, expectedImages, fullName, stackDeploy, uploadRelease } f
 import { ConfigPlan, SecretPlan, ensureSecrets, nameSecrets, pruneConfigs, pruneSecrets } from './secrets';
 import { Snapshot, TaskState, normalizeImage, parseSnapshot, snapshotScript } from './swarm';
 import { stabilitySeconds } from './timing';
+import { NODES_SCRIPT, NodeFacts, parseNodes } from './placement';
 
 export interface RunContext {
   inputs: Inputs;
@@ -69,10 +70,34 @@ async function readSnapshot(remote: Remote, stack: string, msLeft = POLL_BOUND_M
 
 const tag = (image?: string | null) => (image ? (image.split('@')[0].split('/').pop() ?? '').split(':').slice(1).join(':') || image : '—');
 
-function describeTask(t: TaskState): string {
+/** One failed task and what Swarm said; given the swarm's nodes (more than one), where it ran. */
+export function describeTask(t: TaskState, nodes?: Map<string, NodeFacts>): string {
   const exit = t.exitCode !== null && t.exitCode !== undefined && t.exitCode !== 0 ? `, exit ${t.exitCode}` : '';
-  return `task ${t.id.slice(0, 12)} (slot ${t.slot}) ${t.state}${exit}: ${t.err || t.message}`;
+  const name = t.node ? nodes?.get(t.node)?.hostname : undefined;
+  const on = t.node && nodes ? ` on ${name || `node ${t.node.slice(0, 12)}`}` : '';
+  // Swarm's agent falls back to a local image when the pull fails: "No such image" is a failed pull.
+  const pull = name && /^No such image/.test(t.err) ? ` (${name} could not pull the image: can it reach the registry, with the credentials?)` : '';
+  return `task ${t.id.slice(0, 12)} (slot ${t.slot})${on} ${t.state}${exit}: ${t.err || t.message}${pull}`;
 }
+
+/** The nodes the scheduler cannot use right now: the usual reason a task has nowhere to go. */
+export function nodesNotTakingTasks(nodes: NodeFacts[]): string {
+  const off = nodes.filter((n) => !n.schedulable).map((n) => `${n.hostname || n.id.slice(0, 12)} (${n.state && n.state !== 'ready' ? n.state : n.availability})`);
+  return off.length ? `Swarm nodes not taking new tasks: ${off.join(', ')}.` : '';
+}
+
+/** Every node of the swarm, for explaining a failure; none when they cannot be read (a worker's view, a lost connection). */
+async function readNodes(remote: Remote): Promise<NodeFacts[]> {
+  const res = await remote.sh(NODES_SCRIPT, { retry: true, silent: true, timeoutMs: 30_000 }).catch(() => undefined);
+  try {
+    return res?.code === 0 ? parseNodes(res.stdout) : [];
+  } catch {
+    return [];
+  }
+}
+
+// A task that never got a container has no logs to show.
+const NEVER_STARTED = new Set(['new', 'pending', 'assigned', 'accepted']);
 
 /** The last lines a failed task printed, bounded so a chatty crash cannot flood the log; known secrets masked. */
 async function logTail(remote: Remote, taskId: string, lines = 20, bytes = 4000): Promise<string> {
@@ -169,16 +194,21 @@ export async function deployLayer(ctx: RunContext, plan: LayerPlan): Promise<{ o
   const parts: string[] = [];
   if (deployError) parts.push(deployError);
   else {
+    const nodeList = await readNodes(remote);
+    // On one node, where a task ran says nothing.
+    const nodes = nodeList.length > 1 ? new Map(nodeList.map((n) => [n.id, n])) : undefined;
     for (const g of gates.filter((x) => x.verdict.phase === 'failed' || x.verdict.phase === 'rolling-back')) {
       const tasks = (g.verdict.failedTasks ?? []).slice(0, 3);
       let text = `${g.watch.name}: ${g.verdict.detail}`;
-      for (const t of tasks) text += `\n    ${describeTask(t)}`;
-      if (tasks[0]) {
+      for (const t of tasks) text += `\n    ${describeTask(t, nodes)}`;
+      if (tasks[0] && !NEVER_STARTED.has(tasks[0].state)) {
         const tail = await logTail(remote, tasks[0].id).catch(() => '');
         if (tail) text += `\n    last log lines of task ${tasks[0].id.slice(0, 12)}:\n      ${tail.split('\n').slice(-10).join('\n      ')}`;
       }
       parts.push(redact(text));
     }
+    const off = nodesNotTakingTasks(nodeList);
+    if (off && parts.length) parts[parts.length - 1] += `\n  ${off}`;
     for (const p of parts) core.error(p, { title: `Gate failed: ${p.split(':')[0]}` });
   }
 

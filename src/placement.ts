@@ -12,6 +12,9 @@ export interface NodeFacts {
   arch: string;
   /** Ready and availability active: the scheduler places new tasks on it. */
   schedulable: boolean;
+  /** `ready`, `down`, …; and `active`, `pause` or `drain`. */
+  state?: string;
+  availability?: string;
 }
 
 /** One remote command: every node of the swarm, one JSON object a line, then `self <id>` of the node answering. */
@@ -37,6 +40,8 @@ export function parseNodes(stdout: string): NodeFacts[] {
         os: String(n.Description?.Platform?.OS ?? ''),
         arch: String(n.Description?.Platform?.Architecture ?? ''),
         schedulable: n.Status?.State === 'ready' && (n.Spec?.Availability ?? 'active') === 'active',
+        state: String(n.Status?.State ?? ''),
+        availability: String(n.Spec?.Availability ?? 'active'),
       };
     });
 }

@@ -33,6 +33,8 @@ export interface TaskState {
   image: string;
   exitCode: number | null;
   message: string;
+  /** The node it was given ('' while unscheduled). */
+  node?: string;
 }
 
 export interface Snapshot {
@@ -98,6 +100,7 @@ interface ApiService {
 interface ApiTask {
   ID: string;
   ServiceID: string;
+  NodeID?: string;
   Slot?: number;
   DesiredState: string;
   Spec?: { ContainerSpec?: { Image?: string } };
@@ -136,6 +139,7 @@ export function parseSnapshot(stdout: string): Snapshot {
     // The API leaves out a zero ExitCode.
     exitCode: t.Status?.ContainerStatus ? (t.Status.ContainerStatus.ExitCode ?? 0) : null,
     message: t.Status?.Message ?? '',
+    node: t.NodeID ?? '',
   }));
   return { services, tasks, now: Number.isFinite(clock) && clock > 0 ? clock : Date.now() };
 }
