@@ -60458,6 +60458,8 @@ const state_1 = __nccwpck_require__(2462);
 const versions_1 = __nccwpck_require__(7902);
 const timing_1 = __nccwpck_require__(8117);
 const compose_1 = __nccwpck_require__(9763);
+const hooks_1 = __nccwpck_require__(5987);
+const verify_1 = __nccwpck_require__(5538);
 function context() {
     const c = github.context;
     const server = process.env.GITHUB_SERVER_URL || 'https://github.com';
@@ -60688,9 +60690,9 @@ async function removeHostConfig(remote, dir) {
 async function runLayers(ctx, plans) {
     const layers = [];
     for (const plan of plans) {
-        const outcome = await core.group(`Layer ${plan.stack} (${plan.kind} ${plan.release})`, () => (0, pipeline_1.runLayer)(ctx, plan));
+        const outcome = await (0, hooks_1.layerWithHooks)(ctx, ctx.inputs.hooks, plan, plans.indexOf(plan), plans.length, () => core.group(`Layer ${plan.stack} (${plan.kind} ${plan.release})`, () => (0, pipeline_1.runLayer)(ctx, plan)));
         layers.push(outcome);
-        if (outcome.result !== 'deployed') {
+        if (outcome.result !== 'deployed' || outcome.error) {
             const skipped = plans.slice(plans.indexOf(plan) + 1).map((p) => p.stack);
             return { layers, error: outcome.error + (skipped.length ? `\nNot deployed (later layers): ${skipped.join(', ')}.` : '') };
         }
@@ -60730,6 +60732,7 @@ async function commandDeploy(inputs) {
             secrets,
             configs,
             shipped: p.shipped,
+            verify: (0, verify_1.checksFor)(inputs.verify, p.name, p === prepared[prepared.length - 1]),
         };
     });
     if (inputs.dryRun) {
@@ -62271,6 +62274,185 @@ async function runGate(gates, opts) {
 
 /***/ }),
 
+/***/ 5987:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.hookVariables = hookVariables;
+exports.hookScript = hookScript;
+exports.runHook = runHook;
+exports.runningVersions = runningVersions;
+exports.layerWithHooks = layerWithHooks;
+const core = __importStar(__nccwpck_require__(7484));
+const mask_1 = __nccwpck_require__(5235);
+const remote_1 = __nccwpck_require__(6473);
+/** Bytes of a hook's output kept for the log (the end of it). */
+const OUTPUT_BYTES = 65536;
+function hookVariables(e) {
+    return {
+        DEPLOY_HOOK: e.hook,
+        DEPLOY_STACK: e.stack,
+        DEPLOY_LAYER: String(e.layer),
+        DEPLOY_LAYERS: String(e.layers),
+        DEPLOY_RELEASE: e.release,
+        DEPLOY_VERSIONS_BEFORE: JSON.stringify(e.before),
+        DEPLOY_VERSIONS_AFTER: JSON.stringify(e.after),
+        DEPLOY_VERSIONS: JSON.stringify(e.versions),
+        DEPLOY_RESULT: e.result,
+        DEPLOY_ERROR: (0, mask_1.redact)(e.error ?? '').slice(0, 4000),
+    };
+}
+/**
+ * The host script of a hook: its variables exported, its text run by `sh -c` in the SSH user's home,
+ * bounded by `timeout` where the host has it, output (both streams) kept in a temp file whose end is printed.
+ */
+function hookScript(hook, vars, timeoutS) {
+    const exports = Object.entries(vars).map(([k, v]) => `export ${k}=${(0, remote_1.shellJoin)([v])}`);
+    const run = (0, remote_1.shellJoin)(['sh', '-c', hook, 'hook']);
+    return [
+        ...exports,
+        `o=$(mktemp) || exit 1`,
+        `cd "$HOME" || exit 1`,
+        `if command -v timeout >/dev/null 2>&1; then timeout -k 5 ${timeoutS} ${run} >"$o" 2>&1 </dev/null; else ${run} >"$o" 2>&1 </dev/null; fi`,
+        `rc=$?`,
+        `tail -c ${OUTPUT_BYTES} "$o"; rm -f "$o"`,
+        `exit $rc`,
+    ].join('\n');
+}
+/** Runs one hook on the host in a log group of its own; secrets masked in what it printed. */
+async function runHook(remote, name, text, env, timeoutS) {
+    return core.group(`Hook ${name} (${env.stack}, layer ${env.layer}/${env.layers})`, async () => {
+        const vars = hookVariables(env);
+        core.info(`DEPLOY_STACK=${vars.DEPLOY_STACK} DEPLOY_LAYER=${vars.DEPLOY_LAYER} DEPLOY_RELEASE=${vars.DEPLOY_RELEASE} DEPLOY_RESULT=${vars.DEPLOY_RESULT}`);
+        core.info(`DEPLOY_VERSIONS_BEFORE=${vars.DEPLOY_VERSIONS_BEFORE} DEPLOY_VERSIONS_AFTER=${vars.DEPLOY_VERSIONS_AFTER}`);
+        const t0 = Date.now();
+        // Not retried: a hook may not be safe to run twice.
+        const res = await remote
+            .sh(hookScript(text, vars, timeoutS), { timeoutMs: (timeoutS + 20) * 1000 })
+            .catch((e) => ({ code: -1, stdout: '', stderr: e.message }));
+        const output = (0, mask_1.redact)(`${res.stdout}${res.stderr}`.replace(/\n$/, ''));
+        if (output)
+            core.info(output);
+        const seconds = Math.round((Date.now() - t0) / 100) / 10;
+        if (res.code === 0) {
+            core.info(`Hook ${name} passed in ${seconds} s.`);
+            return { ok: true, code: 0, output };
+        }
+        const reason = res.code === 124 || res.code === 137 ? `did not finish within ${timeoutS} s (input hook-timeout)` : res.code === -1 ? output : `exited ${res.code}`;
+        const last = output.split('\n').filter(Boolean).slice(-5).join('\n  ');
+        return { ok: false, code: res.code, output, reason: `${reason} after ${seconds} s${last && res.code !== -1 ? `; last lines:\n  ${last}` : ''}` };
+    });
+}
+const tagOf = (image) => {
+    const last = (image.split('@')[0].split('/').pop() ?? '').split(':');
+    return last.length > 1 ? last.slice(1).join(':') : image;
+};
+/** Full service name → version (image tag) the stack's services run now. */
+async function runningVersions(remote, stack) {
+    const res = await remote.run(['docker', 'service', 'ls', '--filter', `label=com.docker.stack.namespace=${stack}`, '--format', '{{.Name}} {{.Image}}'], { retry: true, silent: true }).catch(() => undefined);
+    const out = {};
+    for (const line of res?.code === 0 ? res.stdout.trim().split('\n') : []) {
+        const [name, image] = line.split(' ');
+        if (name && image)
+            out[name] = tagOf(image);
+    }
+    return out;
+}
+function failed(plan, error) {
+    return { stack: plan.stack, result: 'failed', rows: [], images: {}, error, polls: 0 };
+}
+/**
+ * One layer with its hooks, all inside the run's locks: `pre-deploy` before anything of the layer
+ * changes (failing, the layer is not deployed), then the layer, then `post-deploy` once it deployed,
+ * or `on-failure` after its rollback. Without hooks, just the layer.
+ */
+async function layerWithHooks(ctx, hooks, plan, index, total, layer) {
+    const any = hooks['pre-deploy'] || hooks['post-deploy'] || hooks['on-failure'];
+    if (!any || plan.kind !== 'deploy')
+        return layer();
+    const { remote } = ctx;
+    const planned = Object.fromEntries(plan.watches.map((w) => [w.name, tagOf(w.expectedImage)]));
+    const before = await runningVersions(remote, plan.stack);
+    for (const name of Object.keys(planned))
+        before[name] ??= '—';
+    const env = (hook, result, after, error) => ({ hook, stack: plan.stack, layer: index + 1, layers: total, release: plan.release, before, after, versions: plan.versions, result, error });
+    const onFailure = async (result, error) => {
+        if (!hooks['on-failure'])
+            return;
+        const h = await runHook(remote, 'on-failure', hooks['on-failure'], env('on-failure', result, await runningVersions(remote, plan.stack), error), hooks.timeoutS);
+        if (!h.ok)
+            core.warning(`Hook on-failure of ${plan.stack} failed: ${h.reason}`);
+    };
+    if (hooks['pre-deploy']) {
+        const h = await runHook(remote, 'pre-deploy', hooks['pre-deploy'], env('pre-deploy', 'pending', planned), hooks.timeoutS);
+        if (!h.ok) {
+            const error = `Hook pre-deploy of ${plan.stack} ${h.reason}\nNothing of ${plan.stack} was changed.`;
+            core.error(error.split('\n')[0], { title: `pre-deploy failed: ${plan.stack}` });
+            await onFailure('failed', error);
+            return failed(plan, error);
+        }
+    }
+    let outcome;
+    try {
+        outcome = await layer();
+    }
+    catch (e) {
+        await onFailure('failed', e.message);
+        throw e;
+    }
+    if (outcome.result !== 'deployed') {
+        await onFailure(outcome.result, outcome.error ?? '');
+        return outcome;
+    }
+    if (hooks['post-deploy']) {
+        const h = await runHook(remote, 'post-deploy', hooks['post-deploy'], env('post-deploy', 'deployed', await runningVersions(remote, plan.stack)), hooks.timeoutS);
+        if (!h.ok) {
+            const error = `Hook post-deploy of ${plan.stack} ${h.reason}\n${plan.stack} stays deployed (its gate passed); later layers were not deployed.`;
+            core.error(error.split('\n')[0], { title: `post-deploy failed: ${plan.stack}` });
+            return { ...outcome, error };
+        }
+    }
+    return outcome;
+}
+
+
+/***/ }),
+
 /***/ 9841:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -62467,6 +62649,7 @@ const path = __importStar(__nccwpck_require__(6928));
 const checks_1 = __nccwpck_require__(2122);
 const mask_1 = __nccwpck_require__(5235);
 const errors_1 = __nccwpck_require__(3916);
+const verify_1 = __nccwpck_require__(5538);
 // Docker stack names become service, network and label prefixes: keep them boring.
 const STACK_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -62491,6 +62674,7 @@ exports.DEFAULTS = {
     'remote-dir': '.deploy-action',
     'dry-run': 'false',
     rebuild: 'false',
+    'hook-timeout': '300',
 };
 function positiveInt(get, name, min = 1) {
     const raw = get(name).trim();
@@ -62711,6 +62895,8 @@ function readInputs(raw = (n) => core.getInput(n), env = process.env) {
         sharedSecrets: get('shared-secrets').split(/[,\s]+/).map((s) => s.trim()).filter(Boolean),
         skipChecks: ruleIds(get('skip-checks')),
         dryRun: bool('dry-run'),
+        verify: (0, verify_1.parseVerify)(get('verify'), stacks.map((s) => s.name)),
+        hooks: { 'pre-deploy': get('pre-deploy').trim(), 'post-deploy': get('post-deploy').trim(), 'on-failure': get('on-failure').trim(), timeoutS: positiveInt(get, 'hook-timeout') },
     };
 }
 /** `auto` (undefined) or a whole number of seconds, at least `min`. */
@@ -63540,6 +63726,7 @@ const secrets_1 = __nccwpck_require__(7194);
 const swarm_1 = __nccwpck_require__(3695);
 const timing_1 = __nccwpck_require__(8117);
 const placement_1 = __nccwpck_require__(252);
+const verify_1 = __nccwpck_require__(5538);
 function watchesFor(stack, fixedStability) {
     const images = (0, stack_1.expectedImages)(stack);
     return Object.values(stack.services).map((s) => {
@@ -63673,7 +63860,9 @@ async function deployLayer(ctx, plan) {
             detail: g.verdict.detail,
         };
     });
-    if (gate.ok) {
+    // Healthy for Swarm; the requests of input `verify` must answer too, or the layer fails like a gate.
+    const verifyFailures = gate.ok && plan.verify?.length ? await (0, verify_1.runVerify)(remote, stack, plan.verify) : [];
+    if (gate.ok && !verifyFailures.length) {
         const images = {};
         for (const w of watches)
             images[w.name] = gate.last.services.get(w.name)?.image ?? w.expectedImage;
@@ -63684,6 +63873,8 @@ async function deployLayer(ctx, plan) {
     const parts = [];
     if (deployError)
         parts.push(deployError);
+    else if (verifyFailures.length)
+        parts.push(...verifyFailures.map((f) => (0, mask_1.redact)((0, verify_1.describeFailure)(f))));
     else {
         const nodeList = await readNodes(remote);
         // On one node, where a task ran says nothing.
@@ -63714,7 +63905,7 @@ async function deployLayer(ctx, plan) {
             result,
             rows: rows(after, (g) => (removed.includes(g.watch.name) ? 'removed' : g.verdict.phase === 'failed' && !targets.has(g.watch.name) ? 'failed' : targets.has(g.watch.name) ? 'rolled back' : g.verdict.phase)),
             images: {},
-            error: `Stack ${stack} failed ${deployError ? 'to deploy' : `its health gate${gate.timedOut ? ' (timeout)' : ''}`}.\n  ${parts.join('\n  ')}\n${note}`,
+            error: `Stack ${stack} failed ${deployError ? 'to deploy' : verifyFailures.length ? 'verification (healthy for Swarm, but a request did not answer as expected)' : `its health gate${gate.timedOut ? ' (timeout)' : ''}`}.\n  ${parts.join('\n  ')}\n${note}`,
             polls: gate.polls,
         },
         gate,
@@ -65406,6 +65597,312 @@ function describeTiming(stack, t) {
 /** Services an explicit timeout cannot fit: a healthy release of theirs would be rolled back. */
 function tooShort(t) {
     return t.auto ? [] : t.services.filter((s) => s.minimum > t.seconds);
+}
+
+
+/***/ }),
+
+/***/ 5538:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.DEFAULT_WITHIN_S = exports.DEFAULT_VERIFY_IMAGE = void 0;
+exports.parseVerify = parseVerify;
+exports.checksFor = checksFor;
+exports.describeCheck = describeCheck;
+exports.requestScript = requestScript;
+exports.parseAnswer = parseAnswer;
+exports.judge = judge;
+exports.describeFailure = describeFailure;
+exports.runVerify = runVerify;
+const core = __importStar(__nccwpck_require__(7484));
+const shell_quote_1 = __nccwpck_require__(6591);
+const errors_1 = __nccwpck_require__(3916);
+const mask_1 = __nccwpck_require__(5235);
+const remote_1 = __nccwpck_require__(6473);
+exports.DEFAULT_VERIFY_IMAGE = 'curlimages/curl:8.11.1';
+exports.DEFAULT_WITHIN_S = 30;
+/** Bound on one request. */
+const REQUEST_S = 10;
+/** First bytes of the body kept: `contains` looks at these. */
+const BODY_BYTES = 65536;
+/** First bytes of the body shown for a failed check. */
+const SHOWN_BYTES = 200;
+const RETRY_MS = 1000;
+const STACK_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
+const HOST_NAME = /^[A-Za-z0-9.-]+(:\d{1,5})?$/;
+const NETWORK = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+const IMAGE = /^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$/;
+const STATUS = /^([1-5][0-9][0-9]|[1-5]xx)$/;
+const KEYS = ['host', 'status', 'contains', 'network', 'image', 'within'];
+/**
+ * Input `verify`: one check per line, `[STACK:] URL [host=NAME] [status=CODE[,CODE…]] [contains=TEXT]
+ * [within=SECONDS] [network=NAME [image=REF]]`. Words are split like a shell does (quote a value with
+ * spaces, or a URL with `&`); nothing is expanded.
+ */
+function parseVerify(text, stacks) {
+    const out = [];
+    text.split(/\r?\n/).forEach((raw, i) => {
+        const line = raw.trim();
+        if (!line || line.startsWith('#'))
+            return;
+        const where = `Input \`verify\` line ${i + 1}`;
+        // `$` stays literal: a check is not a shell command.
+        const parts = (0, shell_quote_1.parse)(line, (key) => `$${key}`);
+        const words = [];
+        for (const p of parts) {
+            if (typeof p === 'string')
+                words.push(p);
+            else if ('op' in p && p.op === 'glob')
+                words.push(p.pattern);
+            else if ('comment' in p)
+                break;
+            else
+                throw new errors_1.InputError(`${where}: "${p.op}" outside quotes; quote the URL or value that holds it ('…').`);
+        }
+        let stack;
+        if (words[0]?.endsWith(':') && !words[0].includes('/')) {
+            stack = words.shift().slice(0, -1);
+            if (!STACK_NAME.test(stack) || !stacks.includes(stack))
+                throw new errors_1.InputError(`${where}: "${stack}:" names no layer of input \`stacks\` (${stacks.join(', ') || 'none'}).`);
+        }
+        const target = words.shift() ?? '';
+        let url;
+        try {
+            url = new URL(target);
+        }
+        catch {
+            throw new errors_1.InputError(`${where}: "${target.slice(0, 80)}" is not a URL (http:// or https://).`);
+        }
+        if (url.protocol !== 'http:' && url.protocol !== 'https:')
+            throw new errors_1.InputError(`${where}: only http:// and https:// URLs can be checked, got ${url.protocol}.`);
+        const check = { line: i + 1, stack, url: target, status: ['2xx', '3xx'], image: exports.DEFAULT_VERIFY_IMAGE, within: exports.DEFAULT_WITHIN_S };
+        const seen = new Set();
+        let image = false;
+        for (const w of words) {
+            const eq = w.indexOf('=');
+            const key = eq > 0 ? w.slice(0, eq) : '';
+            const value = w.slice(eq + 1);
+            if (!KEYS.includes(key))
+                throw new errors_1.InputError(`${where}: "${w.slice(0, 60)}" is not one of ${KEYS.map((k) => `${k}=`).join(', ')} (one URL per line).`);
+            if (seen.has(key))
+                throw new errors_1.InputError(`${where}: ${key}= is given twice.`);
+            seen.add(key);
+            if (key === 'host') {
+                if (!HOST_NAME.test(value))
+                    throw new errors_1.InputError(`${where}: host=${value.slice(0, 60)} is not a host name.`);
+                check.host = value;
+            }
+            else if (key === 'status') {
+                const codes = value.split(',').map((c) => c.trim().toLowerCase());
+                if (!codes.length || !codes.every((c) => STATUS.test(c)))
+                    throw new errors_1.InputError(`${where}: status=${value.slice(0, 40)} must be codes like 200 or 2xx, comma separated.`);
+                check.status = codes;
+            }
+            else if (key === 'contains') {
+                if (!value)
+                    throw new errors_1.InputError(`${where}: contains= is empty.`);
+                check.contains = value;
+            }
+            else if (key === 'network') {
+                if (!NETWORK.test(value))
+                    throw new errors_1.InputError(`${where}: network=${value.slice(0, 60)} is not a Docker network name.`);
+                check.network = value;
+            }
+            else if (key === 'image') {
+                if (!IMAGE.test(value))
+                    throw new errors_1.InputError(`${where}: image=${value.slice(0, 60)} is not an image reference.`);
+                check.image = value;
+                image = true;
+            }
+            else if (key === 'within') {
+                if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 3600)
+                    throw new errors_1.InputError(`${where}: within=${value.slice(0, 20)} must be seconds, 1 to 3600.`);
+                check.within = Number(value);
+            }
+        }
+        if (image && !check.network)
+            throw new errors_1.InputError(`${where}: image= only applies with network= (the check runs on the host otherwise).`);
+        out.push(check);
+    });
+    return out;
+}
+/** The checks of one layer: those naming its stack, and those naming none when it is the last layer. */
+function checksFor(checks, stack, last) {
+    return checks.filter((c) => c.stack === stack || (c.stack === undefined && last));
+}
+/** The URL with any password replaced: it is shown in the log and the summary. */
+function shownUrl(raw) {
+    try {
+        const u = new URL(raw);
+        if (u.password)
+            u.password = '***';
+        return u.toString();
+    }
+    catch {
+        return raw;
+    }
+}
+/** `GET URL (Host: NAME) from network NET`, as the log names a check. */
+function describeCheck(c) {
+    return `GET ${shownUrl(c.url)}${c.host ? ` (Host: ${c.host})` : ''}${c.network ? ` from a container on network ${c.network}` : ''}`;
+}
+/**
+ * The shell script of one request: curl when there is one, else wget (GNU or busybox). It prints
+ * `@@verify CODE` (000: no answer), one line of error text, then the first bytes of the body.
+ */
+function requestScript(c, maxTimeS) {
+    const t = String(Math.max(1, Math.round(maxTimeS)));
+    const u = new URL(c.url);
+    const curl = ['-w', '%{http_code}', '--max-time', t];
+    let curlUrl = c.url;
+    if (c.host && u.protocol === 'https:') {
+        // TLS must see the name (SNI, certificate): connect to the URL's address, speak to the host name.
+        const port = u.port || '443';
+        const [name, hostPort] = c.host.split(':');
+        curl.push('--connect-to', `${name}:${hostPort ?? '443'}:${u.hostname}:${port}`);
+        const v = new URL(c.url);
+        v.hostname = name;
+        v.port = hostPort && hostPort !== '443' ? hostPort : '';
+        curlUrl = v.toString();
+    }
+    else if (c.host)
+        curl.push('-H', `Host: ${c.host}`);
+    curl.push('--', curlUrl);
+    const wget = ['-S', '-T', t];
+    if (c.host)
+        wget.push('--header', `Host: ${c.host}`);
+    // The body goes to the temp file "$b": the only unquoted word.
+    const q = (cmd, argv) => `${cmd} -O "$b" ${(0, remote_1.shellJoin)(argv)}`;
+    const wgetRun = c.host && u.protocol === 'https:'
+        ? `echo 'host= with an https URL needs curl where the request runs' >"$e"`
+        : [
+            `h=$(wget --help 2>&1); set --`,
+            // GNU wget: keep the body of an error answer, and report a redirect rather than follow it.
+            `case "$h" in *content-on-error*) set -- "$@" --content-on-error;; esac`,
+            `case "$h" in *max-redirect*) set -- "$@" --max-redirect=0;; esac`,
+            `${q('wget', wget)} "$@" ${(0, remote_1.shellJoin)([c.url])} 2>"$e"`,
+            `s=$(grep -o 'HTTP/[0-9.]* [0-9][0-9][0-9]' "$e" | tail -n 1 | cut -d ' ' -f 2)`,
+        ].join('\n');
+    return [
+        `b=$(mktemp) && e=$(mktemp) || exit 1`,
+        `trap 'rm -f "$b" "$e"' EXIT`,
+        `s=`,
+        `if command -v curl >/dev/null 2>&1; then s=$(curl -sS -o "$b" ${(0, remote_1.shellJoin)(curl)} 2>"$e")`,
+        `elif command -v wget >/dev/null 2>&1; then`,
+        wgetRun,
+        `else echo 'neither curl nor wget is installed where the request runs' >"$e"; fi`,
+        `printf '@@verify %s\\n' "\${s:-000}"`,
+        `printf '%s\\n' "$(grep -v '^ ' "$e" | tail -n 1 | head -c 300)"`,
+        `head -c ${BODY_BYTES} "$b"`,
+    ].join('\n');
+}
+function parseAnswer(stdout) {
+    const m = /^@@verify (\d{3})\n([^\n]*)\n?/.exec(stdout.slice(stdout.indexOf('@@verify ')));
+    if (!m)
+        return undefined;
+    return { status: Number(m[1]), error: m[2].trim(), body: stdout.slice(stdout.indexOf('@@verify ') + m[0].length) };
+}
+function statusOk(c, status) {
+    return c.status.some((s) => (s.endsWith('xx') ? Math.floor(status / 100) === Number(s[0]) : Number(s) === status));
+}
+/** Why the answer does not pass, or undefined when it does. */
+function judge(c, a) {
+    if (!a.status)
+        return `no answer${a.error ? `: ${a.error}` : ''}`;
+    if (!statusOk(c, a.status))
+        return `status ${a.status}, expected ${c.status.join(' or ')}`;
+    if (c.contains !== undefined && !a.body.includes(c.contains))
+        return `status ${a.status}, but the body does not contain ${JSON.stringify(c.contains)}`;
+    return undefined;
+}
+/** Text of a failed check for the log, the annotation and the summary. */
+function describeFailure(f) {
+    const body = f.bodyStart ? `; body starts: ${JSON.stringify(f.bodyStart)}` : '; empty body';
+    return `${describeCheck(f.check)} → ${f.reason} (${f.attempts} attempt(s) in ${f.seconds} s, line ${f.check.line} of input verify)${f.status ? body : ''}`;
+}
+/** One request, from the host or from a container on the check's network. Never throws. */
+async function attempt(remote, c, maxTimeS) {
+    const script = requestScript(c, maxTimeS);
+    const cmd = c.network
+        ? `${(0, remote_1.shellJoin)(['docker', 'run', '--rm', '--network', c.network, '--label', 'deploy-action.verify=1', '--entrypoint', 'sh', c.image, '-c', script])} 2>&1`
+        : script;
+    // A container may need its image pulled first.
+    const res = await remote.sh(cmd, { retry: true, silent: true, timeoutMs: (maxTimeS + (c.network ? 90 : 15)) * 1000 }).catch((e) => ({ code: 1, stdout: '', stderr: e.message }));
+    return parseAnswer(res.stdout) ?? { status: 0, error: (res.stderr || res.stdout).trim().split('\n').slice(-1)[0]?.slice(0, 300) ?? `exit ${res.code}`, body: '' };
+}
+/**
+ * Sends each check's request until it passes or its `within` runs out (polling, one round per
+ * second). Returns the checks that failed, each with its last status and body start.
+ */
+async function runVerify(remote, stack, checks) {
+    const t0 = Date.now();
+    const pending = checks.map((check) => ({ check, deadline: t0 + check.within * 1000, attempts: 0, last: undefined, reason: '' }));
+    const failures = [];
+    core.info(`Verify: ${checks.length} request(s) for ${stack}, each until it passes or its time is up.`);
+    while (pending.length) {
+        const round = Date.now();
+        for (const p of [...pending]) {
+            const left = (p.deadline - Date.now()) / 1000;
+            p.attempts++;
+            p.last = await attempt(remote, p.check, Math.min(REQUEST_S, Math.max(1, left)));
+            const reason = judge(p.check, p.last);
+            const seconds = Math.round((Date.now() - t0) / 100) / 10;
+            if (!reason) {
+                core.info(`Verify: ${describeCheck(p.check)} → ${p.last.status} (attempt ${p.attempts}, ${seconds} s).`);
+                pending.splice(pending.indexOf(p), 1);
+            }
+            else if (Date.now() >= p.deadline) {
+                pending.splice(pending.indexOf(p), 1);
+                failures.push({ check: p.check, reason, status: p.last.status, bodyStart: (0, mask_1.redact)(p.last.body.slice(0, SHOWN_BYTES)), attempts: p.attempts, seconds });
+            }
+            else if (reason !== p.reason)
+                core.info(`Verify: ${describeCheck(p.check)} → ${(0, mask_1.redact)(reason)}; trying again until ${p.check.within} s.`);
+            p.reason = reason ?? '';
+        }
+        const wait = RETRY_MS - (Date.now() - round);
+        const untilDeadline = Math.min(...pending.map((p) => p.deadline)) - Date.now();
+        if (pending.length && wait > 0 && untilDeadline > 0)
+            await new Promise((r) => setTimeout(r, Math.min(wait, untilDeadline)));
+    }
+    for (const f of failures)
+        core.error((0, mask_1.redact)(describeFailure(f)), { title: `Verify failed: ${stack}` });
+    return failures;
 }
 
 

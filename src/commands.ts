@@ -19,6 +19,8 @@ import { state } from './state';
 import { FROM_INPUT, Service, readServices, releaseTagMismatches, versionEnv } from './versions';
 import { FALLBACK_TIMEOUT_S, describeTiming, layerTiming, tooShort } from './timing';
 import { ServiceInfo, locateIn, resolveCompose, stackServices } from './compose';
+import { layerWithHooks } from './hooks';
+import { checksFor } from './verify';
 
 export interface Outcome {
   result: 'deployed' | 'rolled-back' | 'failed' | 'checked' | 'built';
@@ -260,9 +262,9 @@ export async function removeHostConfig(remote: Remote, dir: string): Promise<voi
 async function runLayers(ctx: RunContext, plans: LayerPlan[]): Promise<{ layers: LayerOutcome[]; error?: string }> {
   const layers: LayerOutcome[] = [];
   for (const plan of plans) {
-    const outcome = await core.group(`Layer ${plan.stack} (${plan.kind} ${plan.release})`, () => runLayer(ctx, plan));
+    const outcome = await layerWithHooks(ctx, ctx.inputs.hooks, plan, plans.indexOf(plan), plans.length, () => core.group(`Layer ${plan.stack} (${plan.kind} ${plan.release})`, () => runLayer(ctx, plan)));
     layers.push(outcome);
-    if (outcome.result !== 'deployed') {
+    if (outcome.result !== 'deployed' || outcome.error) {
       const skipped = plans.slice(plans.indexOf(plan) + 1).map((p) => p.stack);
       return { layers, error: outcome.error + (skipped.length ? `\nNot deployed (later layers): ${skipped.join(', ')}.` : '') };
     }
@@ -303,6 +305,7 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
       secrets,
       configs,
       shipped: p.shipped,
+      verify: checksFor(inputs.verify, p.name, p === prepared[prepared.length - 1]),
     };
   });
   if (inputs.dryRun) {

@@ -3,6 +3,8 @@ import * as path from 'path';
 import { RULE_IDS } from './checks';
 import { addMask } from './mask';
 import { InputError } from './errors';
+import type { Hooks } from './hooks';
+import { VerifyCheck, parseVerify } from './verify';
 
 export type Command = 'deploy' | 'build' | 'check' | 'rollback';
 
@@ -53,6 +55,10 @@ export interface Inputs {
   /** Keys of given or generated secrets that every stack declaring them shares (one Swarm secret). */
   sharedSecrets: string[];
   dryRun: boolean;
+  /** Requests that must answer once their layer is healthy (command deploy). */
+  verify: VerifyCheck[];
+  /** Host commands around each layer of a deploy. */
+  hooks: Hooks;
 }
 
 // Docker stack names become service, network and label prefixes: keep them boring.
@@ -82,6 +88,7 @@ export const DEFAULTS: Record<string, string> = {
   'remote-dir': '.deploy-action',
   'dry-run': 'false',
   rebuild: 'false',
+  'hook-timeout': '300',
 };
 
 function positiveInt(get: Get, name: string, min = 1): number {
@@ -294,6 +301,8 @@ export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.Proce
     sharedSecrets: get('shared-secrets').split(/[,\s]+/).map((s) => s.trim()).filter(Boolean),
     skipChecks: ruleIds(get('skip-checks')),
     dryRun: bool('dry-run'),
+    verify: parseVerify(get('verify'), stacks.map((s) => s.name)),
+    hooks: { 'pre-deploy': get('pre-deploy').trim(), 'post-deploy': get('post-deploy').trim(), 'on-failure': get('on-failure').trim(), timeoutS: positiveInt(get, 'hook-timeout') },
   };
 }
 

@@ -11,6 +11,7 @@ import { ConfigPlan, SecretPlan, ensureSecrets, nameSecrets, pruneConfigs, prune
 import { Snapshot, TaskState, normalizeImage, parseSnapshot, snapshotScript } from './swarm';
 import { stabilitySeconds } from './timing';
 import { NODES_SCRIPT, NodeFacts, parseNodes } from './placement';
+import { VerifyCheck, describeFailure, runVerify } from './verify';
 
 export interface RunContext {
   inputs: Inputs;
@@ -183,7 +184,9 @@ export async function deployLayer(ctx: RunContext, plan: LayerPlan): Promise<{ o
       };
     });
 
-  if (gate.ok) {
+  // Healthy for Swarm; the requests of input `verify` must answer too, or the layer fails like a gate.
+  const verifyFailures = gate.ok && plan.verify?.length ? await runVerify(remote, stack, plan.verify) : [];
+  if (gate.ok && !verifyFailures.length) {
     const images: Record<string, string> = {};
     for (const w of watches) images[w.name] = gate.last.services.get(w.name)?.image ?? w.expectedImage;
     return { outcome: { stack, result: 'deployed', rows: rows(gate.last, () => 'healthy'), images, polls: gate.polls }, gate };
@@ -193,6 +196,7 @@ export async function deployLayer(ctx: RunContext, plan: LayerPlan): Promise<{ o
   // Services Swarm is still rolling back failed too: explain them with the others.
   const parts: string[] = [];
   if (deployError) parts.push(deployError);
+  else if (verifyFailures.length) parts.push(...verifyFailures.map((f) => redact(describeFailure(f))));
   else {
     const nodeList = await readNodes(remote);
     // On one node, where a task ran says nothing.
@@ -220,7 +224,7 @@ export async function deployLayer(ctx: RunContext, plan: LayerPlan): Promise<{ o
       result,
       rows: rows(after, (g) => (removed.includes(g.watch.name) ? 'removed' : g.verdict.phase === 'failed' && !targets.has(g.watch.name) ? 'failed' : targets.has(g.watch.name) ? 'rolled back' : g.verdict.phase)),
       images: {},
-      error: `Stack ${stack} failed ${deployError ? 'to deploy' : `its health gate${gate.timedOut ? ' (timeout)' : ''}`}.\n  ${parts.join('\n  ')}\n${note}`,
+      error: `Stack ${stack} failed ${deployError ? 'to deploy' : verifyFailures.length ? 'verification (healthy for Swarm, but a request did not answer as expected)' : `its health gate${gate.timedOut ? ' (timeout)' : ''}`}.\n  ${parts.join('\n  ')}\n${note}`,
       polls: gate.polls,
     },
     gate,
@@ -300,6 +304,8 @@ export interface LayerPlan {
   /** Bind-mounted files to ship (deploy), or the content hashes a recorded release used (rollback). */
   shipped?: ShippedPath[];
   fileHashes?: string[];
+  /** Requests sent once the gate passed (input verify). */
+  verify?: VerifyCheck[];
 }
 
 export function lockDirFor(remoteDir: string, stack: string): string {

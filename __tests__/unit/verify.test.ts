@@ -1,0 +1,73 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as http from 'node:http';
+import { checksFor, judge, parseAnswer, parseVerify, requestScript } from '../../src/verify';
+import { hookScript, hookVariables } from '../../src/hooks';
+
+test('parseVerify: stack prefix, options, defaults, last layer', () => {
+  const c = parseVerify(`# comment\ninfra: http://127.0.0.1/ping\nhttps://1.2.3.4/v host=glasck.com status=200,3xx contains="a b" within=5\napp: 'http://x/?a=1&b=2' network=app_net image=alpine:3`, ['infra', 'app']);
+  assert.equal(c.length, 3);
+  assert.deepEqual([c[0].stack, c[0].status, c[0].within], ['infra', ['2xx', '3xx'], 30]);
+  assert.deepEqual([c[1].stack, c[1].host, c[1].status, c[1].contains, c[1].within], [undefined, 'glasck.com', ['200', '3xx'], 'a b', 5]);
+  assert.deepEqual([c[2].url, c[2].network, c[2].image], ['http://x/?a=1&b=2', 'app_net', 'alpine:3']);
+  assert.deepEqual(checksFor(c, 'infra', false).map((x) => x.line), [2]);
+  assert.deepEqual(checksFor(c, 'app', true).map((x) => x.line), [3, 4]);
+});
+
+test('parseVerify: one clear error naming the line', () => {
+  const bad: [string, RegExp][] = [
+    ['nope: http://x/', /line 1: "nope:" names no layer/],
+    ['ftp://x/', /only http/],
+    ['http://x/ status=20x', /status=20x/],
+    ['http://x/ foo=1', /"foo=1" is not one of/],
+    ['http://x/?a=1&b=2', /"&" outside quotes/],
+    ['http://x/ image=alpine', /image= only applies with network=/],
+    ['http://x/ host=a;b', /outside quotes|not a host name/],
+    ['http://x/ within=0', /within=0/],
+  ];
+  for (const [text, re] of bad) assert.throws(() => parseVerify(text, ['app']), re, text);
+});
+
+test('judge: status classes, contains, no answer', () => {
+  const [c] = parseVerify('http://x/ contains=1.2.0', []);
+  assert.equal(judge(c, { status: 200, error: '', body: 'v 1.2.0' }), undefined);
+  assert.equal(judge(c, { status: 302, error: '', body: '1.2.0' }), undefined);
+  assert.match(judge(c, { status: 500, error: '', body: 'boom' })!, /status 500, expected 2xx or 3xx/);
+  assert.match(judge(c, { status: 200, error: '', body: '1.1.0' })!, /does not contain "1.2.0"/);
+  assert.match(judge(c, { status: 0, error: 'curl: (7) refused', body: '' })!, /no answer: curl: \(7\) refused/);
+});
+
+test('requestScript: status, Host header and body start, from sh with curl', async () => {
+  const server = http.createServer((req, res) => {
+    res.statusCode = req.headers.host === 'site.example' ? 500 : 404;
+    res.end(`host ${req.headers.host}`);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  try {
+    const [c] = parseVerify(`http://127.0.0.1:${port}/version host=site.example`, []);
+    const out = await new Promise<string>((resolve, reject) => {
+      const { execFile } = require('node:child_process') as typeof import('node:child_process');
+      execFile('sh', ['-c', requestScript(c, 5)], (err, stdout) => (err ? reject(err) : resolve(stdout)));
+    });
+    const a = parseAnswer(out)!;
+    assert.deepEqual([a.status, a.body], [500, 'host site.example']);
+  } finally {
+    server.close();
+  }
+});
+
+test('hookScript: variables reach the hook quoted, exit code and output come back', () => {
+  const vars = hookVariables({ hook: 'pre-deploy', stack: 'infra', layer: 1, layers: 2, release: "1.0.0'$(touch /tmp/x)", before: { infra_db: '1' }, after: { infra_db: '2' }, versions: {}, result: 'pending' });
+  let code = 0;
+  let out = '';
+  try {
+    out = execFileSync('sh', ['-c', hookScript('echo "$DEPLOY_STACK $DEPLOY_LAYER/$DEPLOY_LAYERS $DEPLOY_RELEASE $DEPLOY_VERSIONS_AFTER"; exit 3', vars, 5)], { encoding: 'utf8' });
+  } catch (e) {
+    code = (e as { status: number }).status;
+    out = (e as { stdout: string }).stdout;
+  }
+  assert.equal(code, 3);
+  assert.equal(out.trim(), `infra 1/2 1.0.0'$(touch /tmp/x) {"infra_db":"2"}`);
+});
