@@ -3,54 +3,20 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { runAction } from '../helpers/action';
-import { LabEnv, labInputs, removeStack, requireLab, tempDir, uniqueName, dockerOk } from '../helpers/lab';
+import { LabEnv, removeStack, requireLab, tempDir, uniqueName, dockerOk } from '../helpers/lab';
+import { freePort, proxyLabRelease } from './proxy-lab';
 import { stackFingerprint } from './common';
 
-const FIXTURE = path.resolve(__dirname, '..', 'fixtures', 'proxy-lab');
 const name = uniqueName('hook');
 const remoteDir = `.deploy-action-${name}`;
 const out = tempDir('hooks-out-');
 let lab: LabEnv;
 let port = 0;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-    s.on('error', reject);
-  });
-}
-
-function inputs(): Record<string, string> {
-  return {
-    ...labInputs(lab, name, remoteDir),
-    stacks: `${name}-infra=stacks/infra.yml\n${name}-app=stacks/app.yml`,
-    env: `SITE_HOST=site.example\nAPP_STACK=${name}-app\nPROXY_PORT=${port}\nNETWORK=${name}_edge`,
-    stability: '2',
-    'lock-timeout': '120',
-    'hook-timeout': '30',
-  };
-}
-
-async function release(version: string, mode: string, extra: Record<string, string>) {
-  const dir = tempDir('proxy-lab-');
-  fs.cpSync(FIXTURE, dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, 'service', 'site', 'VERSION'), `${version}\n`);
-  fs.writeFileSync(path.join(dir, 'service', 'site', 'MODE'), `${mode}\n`);
-  try {
-    const build = await runAction({ inputs: { ...inputs(), command: 'build' }, cwd: dir });
-    assert.equal(build.code, 0, build.log.slice(-3000));
-    return await runAction({ inputs: { ...inputs(), command: 'deploy', release: version, ...extra }, cwd: dir });
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
+const release = (version: string, mode: string, deploy: Record<string, string>) =>
+  proxyLabRelease({ lab, name, remoteDir, port, extra: { 'hook-timeout': '30' } }, version, mode, deploy);
 
 const image = async () => (await dockerOk(['service', 'inspect', `${name}-app_site`, '--format', '{{.Spec.TaskTemplate.ContainerSpec.Image}}'])).trim();
 const record = (file: string) => `{ echo "$DEPLOY_HOOK $DEPLOY_STACK $DEPLOY_LAYER/$DEPLOY_LAYERS $DEPLOY_RELEASE $DEPLOY_RESULT"; echo "before=$DEPLOY_VERSIONS_BEFORE"; echo "after=$DEPLOY_VERSIONS_AFTER"; } >> ${out}/${file}`;
