@@ -62469,10 +62469,11 @@ const remote_1 = __nccwpck_require__(6473);
 /**
  * The MTU of the interface Swarm traffic uses on the host we are connected to (a manager): its
  * Swarm node address (`docker info`), the interface that carries it (`ip -o addr`) and that
- * interface's MTU (/sys/class/net/<if>/mtu). Other nodes' interfaces are not visible from here.
+ * interface's MTU (`ip -o link`: netlink answers for the network namespace the shell runs in, where
+ * /sys may be the host's). Other nodes' interfaces are not visible from here.
  */
 exports.HOST_MTU_SCRIPT = `${(0, remote_1.shellJoin)(['docker', 'info', '--format', '{{.Swarm.NodeAddr}} {{.Name}}'])} && echo '--- addr' && ` +
-    `{ ip -o addr show 2>&1 || true; } && echo '--- mtu' && { grep -H . /sys/class/net/*/mtu 2>/dev/null || true; }`;
+    `{ ip -o addr show 2>&1 || true; } && echo '--- mtu' && { ip -o link show 2>/dev/null || true; }`;
 /** Reads the output of HOST_MTU_SCRIPT. */
 function parseHostMtu(stdout) {
     const [head = '', addrPart = '', mtuPart = ''] = stdout.split(/^--- (?:addr|mtu)$/m);
@@ -62490,9 +62491,10 @@ function parseHostMtu(stdout) {
     }
     const mtus = new Map();
     for (const line of mtuPart.split('\n')) {
-        const m = /^\/sys\/class\/net\/([^/]+)\/mtu:(\d+)\s*$/.exec(line.trim());
+        // "4: eth0@if12: <BROADCAST,...> mtu 1400 qdisc ..."
+        const m = /^\s*\d+:\s+([^:\s]+):.*?\smtu\s+(\d+)/.exec(line);
         if (m)
-            mtus.set(m[1], Number(m[2]));
+            mtus.set(m[1].split('@')[0], Number(m[2]));
     }
     const mtu = iface !== undefined ? mtus.get(iface) : undefined;
     const loopback = iface === 'lo' || /^127\./.test(want) || want === '::1';
@@ -62504,7 +62506,7 @@ function parseHostMtu(stdout) {
     else if (iface === undefined)
         unknown = `no interface of the host carries ${addr} (an address behind NAT, or a separate --data-path-addr)`;
     else if (mtu === undefined)
-        unknown = `/sys/class/net/${iface}/mtu could not be read`;
+        unknown = `\`ip -o link\` gave no MTU for ${iface}`;
     return { addr, node, iface, mtu, loopback, ...(unknown ? { unknown } : {}) };
 }
 /** The log line: what was read, on how many nodes. */

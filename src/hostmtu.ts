@@ -5,11 +5,12 @@ import { shellJoin } from './remote';
 /**
  * The MTU of the interface Swarm traffic uses on the host we are connected to (a manager): its
  * Swarm node address (`docker info`), the interface that carries it (`ip -o addr`) and that
- * interface's MTU (/sys/class/net/<if>/mtu). Other nodes' interfaces are not visible from here.
+ * interface's MTU (`ip -o link`: netlink answers for the network namespace the shell runs in, where
+ * /sys may be the host's). Other nodes' interfaces are not visible from here.
  */
 export const HOST_MTU_SCRIPT =
   `${shellJoin(['docker', 'info', '--format', '{{.Swarm.NodeAddr}} {{.Name}}'])} && echo '--- addr' && ` +
-  `{ ip -o addr show 2>&1 || true; } && echo '--- mtu' && { grep -H . /sys/class/net/*/mtu 2>/dev/null || true; }`;
+  `{ ip -o addr show 2>&1 || true; } && echo '--- mtu' && { ip -o link show 2>/dev/null || true; }`;
 
 export interface HostMtu {
   /** Swarm node address (the manager's advertise address). */
@@ -42,8 +43,9 @@ export function parseHostMtu(stdout: string): HostMtu {
   }
   const mtus = new Map<string, number>();
   for (const line of mtuPart.split('\n')) {
-    const m = /^\/sys\/class\/net\/([^/]+)\/mtu:(\d+)\s*$/.exec(line.trim());
-    if (m) mtus.set(m[1], Number(m[2]));
+    // "4: eth0@if12: <BROADCAST,...> mtu 1400 qdisc ..."
+    const m = /^\s*\d+:\s+([^:\s]+):.*?\smtu\s+(\d+)/.exec(line);
+    if (m) mtus.set(m[1].split('@')[0], Number(m[2]));
   }
   const mtu = iface !== undefined ? mtus.get(iface) : undefined;
   const loopback = iface === 'lo' || /^127\./.test(want) || want === '::1';
@@ -51,7 +53,7 @@ export function parseHostMtu(stdout: string): HostMtu {
   if (!want) unknown = 'docker info gave no Swarm node address';
   else if (!/\binet6?\b/.test(addrPart)) unknown = `\`ip -o addr\` gave nothing (${addrPart.trim().split('\n')[0]?.slice(0, 80) || 'no output'})`;
   else if (iface === undefined) unknown = `no interface of the host carries ${addr} (an address behind NAT, or a separate --data-path-addr)`;
-  else if (mtu === undefined) unknown = `/sys/class/net/${iface}/mtu could not be read`;
+  else if (mtu === undefined) unknown = `\`ip -o link\` gave no MTU for ${iface}`;
   return { addr, node, iface, mtu, loopback, ...(unknown ? { unknown } : {}) };
 }
 

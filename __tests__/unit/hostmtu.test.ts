@@ -10,9 +10,10 @@ import { HOST_MTU_SCRIPT, describeHostMtu, hostMtuVerdict, parseHostMtu, readHos
 
 const FIX = path.join(__dirname, '..', 'fixtures', 'checks');
 
-/** What HOST_MTU_SCRIPT prints: docker info's line, `ip -o addr`, then `grep -H . /sys/class/net/*\/mtu`. */
+/** What HOST_MTU_SCRIPT prints: docker info's line, `ip -o addr`, then `ip -o link`. */
 function output(info: string, addrs: string[], mtus: Record<string, number>): string {
-  return [info, '--- addr', ...addrs, '--- mtu', ...Object.entries(mtus).map(([i, m]) => `/sys/class/net/${i}/mtu:${m}`), ''].join('\n');
+  const links = Object.entries(mtus).map(([i, m], n) => `${n + 1}: ${i}${i === 'eth0' ? '@if12' : ''}: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu ${m} qdisc noqueue state UP mode DEFAULT group default qlen 1000\\    link/ether 02:42:ac:11:00:02 brd ff:ff:ff:ff:ff:ff`);
+  return [info, '--- addr', ...addrs, '--- mtu', ...links, ''].join('\n');
 }
 
 const LAB_ADDRS = [
@@ -59,7 +60,7 @@ test('parseHostMtu: says why nothing was read', () => {
   const noAddr = parseHostMtu(output(' ', [], {}));
   assert.match(noAddr.unknown!, /no Swarm node address/);
   const noSys = parseHostMtu(output('192.0.2.2 mgr', LAB_ADDRS, {}));
-  assert.match(noSys.unknown!, /\/sys\/class\/net\/eth0\/mtu could not be read/);
+  assert.match(noSys.unknown!, /`ip -o link` gave no MTU for eth0/);
   // Loopback decides nothing even without `ip`.
   assert.equal(parseHostMtu(output('127.0.0.1 vm', ['sh: ip: not found'], {})).loopback, true);
 });
@@ -122,4 +123,25 @@ test('describeHostMtu: what was read, and how many nodes were not', () => {
     "Host MTU: Swarm node address 192.0.2.2 (eth0, MTU 1400) on mgr; 3 node(s): the other 2 not read (a node's interface MTU is not visible from the manager).",
   );
   assert.equal(describeHostMtu(parseHostMtu(output('203.0.113.9 mgr', LAB_ADDRS, LAB_MTUS)), 1), 'Host MTU: Swarm node address 203.0.113.9 on mgr; 1 node(s).');
+});
+
+// sshd or dockerd entered into a network namespace with `nsenter --net` still sees the host's /sys:
+// the MTU must come from netlink (`ip`), which answers for the namespace the shell runs in.
+test('HOST_MTU_SCRIPT in a network namespace reads that namespace\'s interface MTU, not the host\'s /sys', { skip: process.getuid?.() !== 0 || !fs.existsSync('/usr/sbin/ip') && !fs.existsSync('/sbin/ip') }, () => {
+  const ns = `mtu${process.pid}`;
+  const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'hostmtu-'));
+  const sh = (cmd: string) => spawnSync('sh', ['-c', cmd], { encoding: 'utf8' });
+  try {
+    const made = sh(`ip netns add ${ns} && ip link add hm${process.pid} type veth peer name eth0 netns ${ns} && ` +
+      `ip -n ${ns} link set eth0 mtu 1321 up && ip -n ${ns} addr add 198.51.100.77/32 dev eth0`);
+    assert.equal(made.status, 0, made.stderr);
+    fs.writeFileSync(path.join(bin, 'docker'), '#!/bin/sh\necho "198.51.100.77 ns-node"\n', { mode: 0o755 });
+    const r = spawnSync('nsenter', [`--net=/var/run/netns/${ns}`, 'sh', '-c', HOST_MTU_SCRIPT], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    assert.equal(r.status, 0, r.stderr);
+    const h = parseHostMtu(r.stdout);
+    assert.deepEqual([h.iface, h.mtu, h.loopback], ['eth0', 1321, false], r.stdout);
+  } finally {
+    sh(`ip netns del ${ns}; ip link del hm${process.pid} 2>/dev/null`);
+    fs.rmSync(bin, { recursive: true, force: true });
+  }
 });
