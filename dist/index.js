@@ -59379,6 +59379,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.plainHttp = plainHttp;
 exports.registryDigest = registryDigest;
 exports.repositoryOf = repositoryOf;
 exports.stackBuilds = stackBuilds;
@@ -59407,14 +59408,50 @@ async function pushWithRetry(docker, ref, attempts, delayMs) {
     }
     throw new Error(`Could not push ${ref} after ${attempts} attempts: ${last}`);
 }
-/** Docker treats loopback registries as plain HTTP; so does the existence check. */
+/** Docker treats loopback registries as plain HTTP; so do the look-ups. */
 function isLoopback(ref) {
     return /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?\//.test(ref);
 }
+const ipv4 = (a) => a.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+/**
+ * Which refs to ask with `--insecure`: `docker manifest inspect` does not read the engine's
+ * insecure-registries, so a plain-HTTP registry off loopback (a LAN or bridge address) looked absent.
+ * The engine where the look-up runs is asked once; without its answer, loopback only.
+ */
+async function plainHttp(docker, refs) {
+    if (refs.every(isLoopback))
+        return isLoopback;
+    const format = '{{json .RegistryConfig.IndexConfigs}} {{json .RegistryConfig.InsecureRegistryCIDRs}}';
+    const res = await docker.run(['docker', 'info', '--format', format], { silent: true }).catch(() => ({ code: -1, stdout: '' }));
+    const names = new Set();
+    const cidrs = [];
+    if (res.code === 0) {
+        const m = /^(\{.*\}) (\[.*\]|null)\s*$/.exec(res.stdout.trim());
+        try {
+            for (const [name, c] of Object.entries((m ? JSON.parse(m[1]) : {})))
+                if (c?.Secure === false)
+                    names.add(name);
+            for (const cidr of (m ? JSON.parse(m[2]) ?? [] : [])) {
+                const [addr, bits] = cidr.split('/');
+                if (/^\d+\.\d+\.\d+\.\d+$/.test(addr) && Number(bits) <= 32)
+                    cidrs.push([ipv4(addr), Number(bits)]);
+            }
+        }
+        catch {
+            // An answer we cannot read: loopback only, as without one.
+        }
+    }
+    return (ref) => {
+        const host = ref.split('/')[0];
+        const addr = host.split(':')[0];
+        const inCidr = /^\d+\.\d+\.\d+\.\d+$/.test(addr) && cidrs.some(([net, bits]) => bits === 0 || ipv4(addr) >>> (32 - bits) === net >>> (32 - bits));
+        return isLoopback(ref) || names.has(host) || inCidr;
+    };
+}
 /** The digest of `ref` in the registry, or null when it is not there (or cannot be read: then we build). */
-async function registryDigest(docker, ref) {
+async function registryDigest(docker, ref, insecure = isLoopback) {
     const argv = ['docker', 'manifest', 'inspect', '--verbose'];
-    if (isLoopback(ref))
+    if (insecure(ref))
         argv.push('--insecure');
     const res = await docker.run([...argv, ref], { silent: true });
     if (res.code !== 0)
@@ -59537,9 +59574,11 @@ function buildArgv(s, opts, tags, cacheFrom) {
  */
 async function missingImages(runner, images) {
     const out = { missing: [], unreadable: [] };
-    for (const image of [...new Set(images)]) {
+    const unique = [...new Set(images)];
+    const insecure = await plainHttp(runner, unique);
+    for (const image of unique) {
         const argv = ['docker', 'manifest', 'inspect'];
-        if (isLoopback(image))
+        if (insecure(image))
             argv.push('--insecure');
         const res = await runner.run([...argv, image], { silent: true }).catch((e) => ({ code: -1, stdout: '', stderr: e.message }));
         if (res.code === 0)
@@ -59559,6 +59598,8 @@ async function missingImages(runner, images) {
 async function buildImages(docker, services, opts) {
     const built = [];
     const repoOf = (s) => s.repository ?? (0, versions_1.imageRepository)(opts.registry, opts.imagePrefix, s.name);
+    const toBuild = services.filter((s) => s.dir);
+    const insecure = opts.push && !opts.rebuild && toBuild.length ? await plainHttp(docker, toBuild.map((s) => `${repoOf(s)}:${s.version}`)) : undefined;
     for (const s of services) {
         if (!s.dir)
             continue; // a version given by input `versions`: built elsewhere
@@ -59569,7 +59610,7 @@ async function buildImages(docker, services, opts) {
         // A released version is immutable: rebuilding it would push a different image under the same tag
         // and roll every replica of an unchanged service.
         if (opts.push && !opts.rebuild) {
-            const existing = await registryDigest(docker, tags[0]);
+            const existing = await registryDigest(docker, tags[0], insecure);
             if (existing) {
                 core.info(`${tags[0]} is already in the registry (${existing.slice(0, 19)}…): not rebuilt. Bump ${s.versionFile} to ship a change (or set rebuild: true).`);
                 built.push({ service: s.name, version: s.version, image: tags[0], reference: `${tags[0]}@${existing}`, digest: existing, tags: [tags[0]], reused: true });

@@ -166,7 +166,27 @@ test('missingImages: only "not there" counts as missing; an unreachable or refus
   const r = await missingImages(docker, ['127.0.0.1:5000/p/a:ok', '127.0.0.1:5000/p/a:gone', 'ghcr.io/p/a:unknown', 'ghcr.io/p/a:private', '127.0.0.1:5000/p/a:gone']);
   assert.deepEqual(r.missing, ['127.0.0.1:5000/p/a:gone', 'ghcr.io/p/a:unknown']);
   assert.deepEqual(r.unreadable, [{ image: 'ghcr.io/p/a:private', why: 'unauthorized: authentication required' }]);
-  assert.deepEqual(docker.calls[0], ['docker', 'manifest', 'inspect', '--insecure', '127.0.0.1:5000/p/a:ok'], 'a loopback registry is plain HTTP');
-  assert.deepEqual(docker.calls[2], ['docker', 'manifest', 'inspect', 'ghcr.io/p/a:unknown']);
-  assert.equal(docker.calls.length, 4, 'each image asked once');
+  const asked = docker.calls.filter((c) => c[1] === 'manifest');
+  assert.deepEqual(asked[0], ['docker', 'manifest', 'inspect', '--insecure', '127.0.0.1:5000/p/a:ok'], 'a loopback registry is plain HTTP');
+  assert.deepEqual(asked[2], ['docker', 'manifest', 'inspect', 'ghcr.io/p/a:unknown']);
+  assert.equal(asked.length, 4, 'each image asked once');
+});
+
+test('a registry the engine lists as insecure (plain HTTP, not loopback) is asked with --insecure, in the look-up and the check', async () => {
+  const info = JSON.stringify({ '10.213.1.1:5000': { Name: '10.213.1.1:5000', Secure: false }, 'docker.io': { Name: 'docker.io', Secure: true } });
+  const reply = (argv: string[]) => (argv[1] === 'info' ? { stdout: `${info} ["127.0.0.0/8","10.9.0.0/16"]\n` } : {});
+  const docker = new FakeDocker(reply);
+  await missingImages(docker, ['10.213.1.1:5000/p/a:1', '10.9.3.4:5000/p/b:1', 'reg.example.com/p/c:1', '127.0.0.1:5000/p/d:1']);
+  const asked = docker.calls.filter((c) => c[1] === 'manifest');
+  assert.deepEqual(asked, [
+    ['docker', 'manifest', 'inspect', '--insecure', '10.213.1.1:5000/p/a:1'],
+    ['docker', 'manifest', 'inspect', '--insecure', '10.9.3.4:5000/p/b:1'],
+    ['docker', 'manifest', 'inspect', 'reg.example.com/p/c:1'],
+    ['docker', 'manifest', 'inspect', '--insecure', '127.0.0.1:5000/p/d:1'],
+  ]);
+  assert.equal(docker.calls.filter((c) => c[1] === 'info').length, 1, 'the engine is asked once');
+  // No answer from the engine: only loopback is plain HTTP, as before.
+  const quiet = new FakeDocker((argv) => (argv[1] === 'info' ? { code: 1, stderr: 'Cannot connect' } : {}));
+  await missingImages(quiet, ['10.213.1.1:5000/p/a:1']);
+  assert.deepEqual(quiet.calls.filter((c) => c[1] === 'manifest'), [['docker', 'manifest', 'inspect', '10.213.1.1:5000/p/a:1']]);
 });
