@@ -62252,6 +62252,7 @@ async function runGate(gates, opts) {
     let polls = 0;
     let pollErrors = 0;
     let lastError = '';
+    let lastOkAt = 0;
     let last = { services: new Map(), tasks: [], now: 0 };
     const startedAt = now();
     let progressAt = startedAt;
@@ -62267,9 +62268,15 @@ async function runGate(gates, opts) {
             if (pollErrors === 1 || pollErrors % 10 === 0)
                 core.warning(`Cannot read the Swarm state (${pollErrors}×): ${lastError}`);
             if (now() >= deadline) {
-                for (const g of gates)
-                    if (!g.done)
-                        g.verdict = { phase: 'failed', detail: `could not read the Swarm state before the timeout: ${lastError}` };
+                const t = now();
+                for (const g of gates) {
+                    if (g.done)
+                        continue;
+                    // A gate that did read the state fails for what it saw; the failed reads come after.
+                    g.verdict = polls
+                        ? { phase: 'failed', detail: `not healthy within the timeout (${Math.round(opts.timeoutMs / 1000)} s); last seen ${Math.round((t - lastOkAt) / 1000)} s before it: ${g.verdict.phase}: ${g.verdict.detail} (reads failed after that: ${lastError})` }
+                        : { phase: 'failed', detail: `could not read the Swarm state before the timeout: ${lastError}` };
+                }
                 return { ok: false, timedOut: true, gates, last, polls, failedAt: now() };
             }
             await sleep(Math.min(opts.pollMs * 2, 2000));
@@ -62277,6 +62284,7 @@ async function runGate(gates, opts) {
         }
         polls++;
         const t = now();
+        lastOkAt = t;
         for (const g of gates) {
             // Task times are the host's: judge them with the host's clock.
             const v = g.observe(last, last.now || t);
@@ -63404,7 +63412,8 @@ class HostLock {
             `  printf '%s\\n' "$err" >&2; exit 1; fi`,
             `if ! mtime=$(stat -c %Y ${d} 2>/dev/null); then echo GONE; exit 0; fi`,
             // The holder's checksum identifies what was seen: a breaker removes only that, never a newer lock.
-            `echo HELD; echo $(( $(date +%s) - mtime )); cksum < ${d}/holder.json 2>/dev/null || echo none; cat ${d}/holder.json 2>/dev/null`,
+            // A holder between its mkdir and its holder file (or half-way through rm -rf) has none yet: still held.
+            `echo HELD; echo $(( $(date +%s) - mtime )); { cksum < ${d}/holder.json; } 2>/dev/null || echo none; cat ${d}/holder.json 2>/dev/null; exit 0`,
         ].join('\n');
         const res = await this.remote.sh(script, { retry: false });
         if (res.code !== 0)

@@ -238,6 +238,7 @@ export async function runGate(gates: ServiceGate[], opts: GateOptions): Promise<
   let polls = 0;
   let pollErrors = 0;
   let lastError = '';
+  let lastOkAt = 0;
   let last: Snapshot = { services: new Map(), tasks: [], now: 0 };
   const startedAt = now();
   let progressAt = startedAt;
@@ -251,7 +252,14 @@ export async function runGate(gates: ServiceGate[], opts: GateOptions): Promise<
       lastError = (e as Error).message;
       if (pollErrors === 1 || pollErrors % 10 === 0) core.warning(`Cannot read the Swarm state (${pollErrors}×): ${lastError}`);
       if (now() >= deadline) {
-        for (const g of gates) if (!g.done) g.verdict = { phase: 'failed', detail: `could not read the Swarm state before the timeout: ${lastError}` };
+        const t = now();
+        for (const g of gates) {
+          if (g.done) continue;
+          // A gate that did read the state fails for what it saw; the failed reads come after.
+          g.verdict = polls
+            ? { phase: 'failed', detail: `not healthy within the timeout (${Math.round(opts.timeoutMs / 1000)} s); last seen ${Math.round((t - lastOkAt) / 1000)} s before it: ${g.verdict.phase}: ${g.verdict.detail} (reads failed after that: ${lastError})` }
+            : { phase: 'failed', detail: `could not read the Swarm state before the timeout: ${lastError}` };
+        }
         return { ok: false, timedOut: true, gates, last, polls, failedAt: now() };
       }
       await sleep(Math.min(opts.pollMs * 2, 2000));
@@ -259,6 +267,7 @@ export async function runGate(gates: ServiceGate[], opts: GateOptions): Promise<
     }
     polls++;
     const t = now();
+    lastOkAt = t;
     for (const g of gates) {
       // Task times are the host's: judge them with the host's clock.
       const v = g.observe(last, last.now || t);

@@ -38,7 +38,8 @@ export class HostLock {
       `  printf '%s\\n' "$err" >&2; exit 1; fi`,
       `if ! mtime=$(stat -c %Y ${d} 2>/dev/null); then echo GONE; exit 0; fi`,
       // The holder's checksum identifies what was seen: a breaker removes only that, never a newer lock.
-      `echo HELD; echo $(( $(date +%s) - mtime )); cksum < ${d}/holder.json 2>/dev/null || echo none; cat ${d}/holder.json 2>/dev/null`,
+      // A holder between its mkdir and its holder file (or half-way through rm -rf) has none yet: still held.
+      `echo HELD; echo $(( $(date +%s) - mtime )); { cksum < ${d}/holder.json; } 2>/dev/null || echo none; cat ${d}/holder.json 2>/dev/null; exit 0`,
     ].join('\n');
     const res = await this.remote.sh(script, { retry: false });
     if (res.code !== 0) throw new Error(`${this.remote.where}: cannot take the deploy lock ${this.dir}: ${(res.stderr || res.stdout).trim()}`);

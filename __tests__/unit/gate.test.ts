@@ -582,6 +582,16 @@ test('runGate: a converged service whose polls then fail does not become stable'
   assert.match(g.verdict.detail, /Docker daemon/);
 });
 
+// Near the deadline the poll's own bound is short: a slow last read must not hide why the gate failed.
+test('runGate: a timeout whose last read failed still says what was last seen', async () => {
+  const g = new ServiceGate(watch(), T0);
+  const { o } = fakeRun((i, now) => (now < T0 + 9000 ? snap([service()], [task({ slot: 1 }), task({ slot: 2, state: 'starting' })], now) : new Error('a remote command did not answer within 1 s')), { timeoutMs: 10_000, pollMs: 2000 });
+  const { value: r } = await captured(() => runGate([g], o));
+  assert.equal(r.ok, false);
+  assert.equal(r.timedOut, true);
+  assert.match(g.verdict.detail, /^not healthy within the timeout \(10 s\); last seen 2 s before it: pending: 1\/2 running \(1 running, 1 starting\) \(reads failed after that: a remote command did not answer within 1 s\)$/);
+});
+
 test('runGate: a poll error in between is not a verdict; the gate goes on', async () => {
   const g = new ServiceGate(watch({ stabilityMs: 2000 }), T0);
   const { o } = fakeRun((i, now) => (i === 1 || i === 2 ? new Error('engine restarting') : snap([service({ replicas: 1 })], [task()], now)));

@@ -156,6 +156,17 @@ for (const [what, shims] of [
   });
 }
 
+// Another deploy is between its `mkdir` and writing its holder file (or half-way through `rm -rf`):
+// a lock held by someone not yet named, to wait for; never an error that fails the run.
+test('a lock whose holder file is not written yet is waited for, not an error', async () => {
+  const { dir } = heldLock();
+  fs.rmSync(path.join(dir, 'holder.json'));
+  await withState(async () => {
+    await assert.rejects(lockStacks(localShell({}), [dir], { run: 'r2', actor: 'alice', release: '2', since: 'now' }, 0, lockTracker(), 3600), /Another deploy holds the lock .*unknown holder/);
+    assert.ok(fs.existsSync(dir), "the other deploy's lock is intact");
+  });
+});
+
 // Two waiters find one stale lock: the first breaks it and takes it; the second must not remove that new lock.
 test('a stale lock is broken only while it still carries the holder that was seen stale', async () => {
   const { dir, marker } = heldLock();
