@@ -537,7 +537,7 @@ test('runWorkflow (action stubbed): deploy.yml maps its inputs to the action, an
   try {
     const options = (failJob?: string) => ({
       workflow: `${WORKFLOWS}/deploy.yml`,
-      inputs: { environment: 'lab', 'infra-stacks': 'i=stacks/infra.yml\n', 'app-stacks': 'a=stacks/app.yml\n', registry: 'ghcr.io', timeout: 120 },
+      inputs: { environment: 'lab', 'infra-stacks': 'i=stacks/infra.yml\n', 'app-stacks': 'a=stacks/app.yml\n', registry: 'ghcr.io', timeout: 120, verify: 'https://example.com/ host=example.com', 'pre-deploy': 'backup.sh', 'post-deploy': 'notify.sh', 'on-failure': 'page.sh', 'hook-timeout': 900 },
       secrets: { SSH_KEY: 'key', KNOWN_HOSTS: 'kh' },
       github: { actor: 'octo', token: 'ghs_job_token' },
       workspace: ws,
@@ -556,6 +556,13 @@ test('runWorkflow (action stubbed): deploy.yml maps its inputs to the action, an
     assert.equal(infra.timeout, '120');
     assert.equal(infra['dry-run'], 'false');
     assert.equal(infra.host, '', 'no host input, no DEPLOY_HOST secret');
+    const app = calls.find((c) => c.job === 'app')!.inputs;
+    // The front-door check runs after the app layers; an infra job given it would refuse its app-stack lines.
+    assert.equal(app.verify, 'https://example.com/ host=example.com');
+    assert.equal(infra.verify ?? '', '');
+    for (const job of [infra, app]) {
+      assert.deepEqual([job['pre-deploy'], job['post-deploy'], job['on-failure'], job['hook-timeout']], ['backup.sh', 'notify.sh', 'page.sh', '900'], 'hooks run around every layer');
+    }
     assert.deepEqual(ok.outputs, { versions: '{"web":"1.0.0"}', images: '{}', result: 'deployed', release: '1.0.0' });
 
     calls.length = 0;
