@@ -63989,10 +63989,10 @@ async function undoLayer(ctx, plan, gates, gateLast, poll) {
             try {
                 const before = new Map(gates.map((g) => [g.watch.name, g.watch.before]));
                 await (0, rollback_1.rollbackServices)(remote, toRoll, { poll, before, stale: new Map([...targets].map(([n, t]) => [n, t.staleStartedAt ?? ''])) });
-                const { notBack } = await (0, rollback_1.waitRolledBack)({ targets, timeoutMs: plan.timeoutS * 1000, pollMs: ctx.pollMs, poll });
+                const { notBack, lastSeen } = await (0, rollback_1.waitRolledBack)({ targets, timeoutMs: plan.timeoutS * 1000, pollMs: ctx.pollMs, poll });
                 if (notBack.length) {
                     back = false;
-                    notes.push(`Rollback did not converge for ${notBack.join(', ')}: check the host.`);
+                    notes.push(`Rollback did not converge within ${plan.timeoutS} s for ${notBack.map((n) => `${n} (last seen: ${lastSeen.get(n)})`).join(', ')}: check the host.`);
                 }
                 else
                     notes.push(`The previous version is running again: ${[...targets].map(([n, t]) => `${n} → ${tag(t.image)}`).join(', ')}.`);
@@ -64796,6 +64796,20 @@ async function rollbackServices(remote, names, ctx) {
         }
     }
 }
+/** What a service not back looked like, for the job's note: the host may still be finishing it. */
+function lastSeen(svc, snap) {
+    if (!snap)
+        return 'the Swarm state could not be read';
+    if (!svc)
+        return 'the service is gone';
+    const desired = snap.tasks.filter((t) => t.serviceId === svc.id && t.desired === 'running');
+    const counts = new Map();
+    for (const t of desired)
+        counts.set(t.state, (counts.get(t.state) ?? 0) + 1);
+    const running = desired.filter((t) => t.state === 'running' && t.image === svc.image).length;
+    const states = [...counts].map(([st, n]) => `${n} ${st}`).join(', ');
+    return `${svc.image}, ${running}/${svc.replicas ?? desired.length} running on it${states ? ` (${states})` : ''}, update ${svc.update?.state || 'none'}`;
+}
 /** Waits until every service runs its old image again, all replicas up; returns those that did not make it. */
 async function waitRolledBack(w) {
     const deadline = Date.now() + w.timeoutMs;
@@ -64814,7 +64828,7 @@ async function waitRolledBack(w) {
         const s = snap;
         const notBack = [...w.targets].filter(([name, t]) => !s || !isBack(s.services.get(name), t, s)).map(([n]) => n);
         if (!notBack.length || Date.now() >= deadline)
-            return { notBack, snap };
+            return { notBack, snap, lastSeen: new Map(notBack.map((n) => [n, lastSeen(s?.services.get(n), s)])) };
         await new Promise((r) => setTimeout(r, w.pollMs));
     }
 }

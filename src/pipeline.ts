@@ -256,10 +256,10 @@ async function undoLayer(ctx: RunContext, plan: LayerPlan, gates: ServiceGate[],
       try {
         const before = new Map(gates.map((g) => [g.watch.name, g.watch.before]));
         await rollbackServices(remote, toRoll, { poll, before, stale: new Map([...targets].map(([n, t]) => [n, t.staleStartedAt ?? ''])) });
-        const { notBack } = await waitRolledBack({ targets, timeoutMs: plan.timeoutS * 1000, pollMs: ctx.pollMs, poll });
+        const { notBack, lastSeen } = await waitRolledBack({ targets, timeoutMs: plan.timeoutS * 1000, pollMs: ctx.pollMs, poll });
         if (notBack.length) {
           back = false;
-          notes.push(`Rollback did not converge for ${notBack.join(', ')}: check the host.`);
+          notes.push(`Rollback did not converge within ${plan.timeoutS} s for ${notBack.map((n) => `${n} (last seen: ${lastSeen.get(n)})`).join(', ')}: check the host.`);
         } else notes.push(`The previous version is running again: ${[...targets].map(([n, t]) => `${n} → ${tag(t.image)}`).join(', ')}.`);
       } catch (e) {
         back = false;

@@ -97,8 +97,20 @@ export async function rollbackServices(remote: Runner & { sh: Remote['sh'] }, na
   }
 }
 
+/** What a service not back looked like, for the job's note: the host may still be finishing it. */
+function lastSeen(svc: ServiceState | undefined, snap: Snapshot | undefined): string {
+  if (!snap) return 'the Swarm state could not be read';
+  if (!svc) return 'the service is gone';
+  const desired = snap.tasks.filter((t) => t.serviceId === svc.id && t.desired === 'running');
+  const counts = new Map<string, number>();
+  for (const t of desired) counts.set(t.state, (counts.get(t.state) ?? 0) + 1);
+  const running = desired.filter((t) => t.state === 'running' && t.image === svc.image).length;
+  const states = [...counts].map(([st, n]) => `${n} ${st}`).join(', ');
+  return `${svc.image}, ${running}/${svc.replicas ?? desired.length} running on it${states ? ` (${states})` : ''}, update ${svc.update?.state || 'none'}`;
+}
+
 /** Waits until every service runs its old image again, all replicas up; returns those that did not make it. */
-export async function waitRolledBack(w: RollbackWait): Promise<{ notBack: string[]; snap?: Snapshot }> {
+export async function waitRolledBack(w: RollbackWait): Promise<{ notBack: string[]; snap?: Snapshot; lastSeen: Map<string, string> }> {
   const deadline = Date.now() + w.timeoutMs;
   let snap: Snapshot | undefined;
   let said = false;
@@ -112,7 +124,7 @@ export async function waitRolledBack(w: RollbackWait): Promise<{ notBack: string
     }
     const s = snap;
     const notBack = [...w.targets].filter(([name, t]) => !s || !isBack(s.services.get(name), t, s)).map(([n]) => n);
-    if (!notBack.length || Date.now() >= deadline) return { notBack, snap };
+    if (!notBack.length || Date.now() >= deadline) return { notBack, snap, lastSeen: new Map(notBack.map((n) => [n, lastSeen(s?.services.get(n), s)])) };
     await new Promise((r) => setTimeout(r, w.pollMs));
   }
 }

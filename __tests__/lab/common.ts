@@ -48,7 +48,7 @@ export async function release(lab: LabEnv, inputs: Record<string, string>, versi
   const dir = copyExample(changes);
   try {
     const build = await runAction({ inputs: { ...inputs, command: 'build' }, cwd: dir });
-    if (build.code !== 0) throw new Error(`build ${version} failed:\n${build.log.slice(-3000)}`);
+    if (build.code !== 0) throw new Error(`build ${version} failed:\n${build.maskedLog.slice(-3000)}`);
     await removeLocalImages(inputs['image-prefix'], Object.keys(changes).concat(['web', 'api']), lab);
     const deploy = await runAction({ inputs: { ...inputs, command: 'deploy', release: version, ...extra }, cwd: dir });
     return { dir, build, deploy };

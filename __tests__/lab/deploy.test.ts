@@ -38,7 +38,7 @@ test('first deploy: both layers, images pulled from the registry, gated healthy'
   assert.equal(r.build.code, 0);
   const built = JSON.parse(r.build.outputs.images);
   assert.match(built.web, /^127\.0\.0\.1:5000\/e2e-deploy-[0-9a-f]{8}\/web:1\.0\.0@sha256:[0-9a-f]{64}$/);
-  assert.equal(r.deploy.code, 0, r.deploy.log.slice(-4000));
+  assert.equal(r.deploy.code, 0, r.deploy.maskedLog.slice(-4000));
   assert.equal(r.deploy.outputs.result, 'deployed');
   assert.deepEqual(JSON.parse(r.deploy.outputs.versions), { api: '1.0.0', web: '1.0.0' });
   const images = JSON.parse(r.deploy.outputs.images);
@@ -61,7 +61,7 @@ test('first deploy: both layers, images pulled from the registry, gated healthy'
 
 test('a version bump rolls over and is served', { timeout: 240_000 }, async () => {
   const r = await release(lab, inputs, '1.1.0', { web: { version: '1.1.0' } });
-  assert.equal(r.deploy.code, 0, r.deploy.log.slice(-4000));
+  assert.equal(r.deploy.code, 0, r.deploy.maskedLog.slice(-4000));
   assert.equal(r.deploy.outputs.result, 'deployed');
   assert.match((await serviceState(`${APP}_web`)).image, /web:1\.1\.0@sha256:/);
   assert.equal(await servedVersion(`${APP}_web`), '1.1.0');
@@ -77,7 +77,7 @@ test("another run's registry login on the host survives this run's logout (each 
     const dir = copyExample({ web: { version: '1.1.0' } });
     try {
       const r = await runAction({ inputs: { ...inputs, command: 'deploy', release: 'own-config' }, cwd: dir });
-      assert.equal(r.code, 0, r.log.slice(-3000));
+      assert.equal(r.code, 0, r.maskedLog.slice(-3000));
       assert.match(r.log, /Host logged in to .* with its own Docker config folder/);
       assert.equal(r.postCode, 0);
     } finally {
@@ -93,7 +93,7 @@ test("another run's registry login on the host survives this run's logout (each 
 test('a crashing release fails the job, names the task error, and 1.1.0 keeps running', { timeout: 240_000 }, async () => {
   const r = await release(lab, inputs, '1.2.0', { web: { version: '1.2.0', mode: 'crash' } });
   assert.notEqual(r.deploy.code, 0);
-  assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.log.slice(-5000));
+  assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.maskedLog.slice(-5000));
   assert.match(r.deploy.log, /example-app_web: the update failed and Swarm rolled it back/);
   assert.match(r.deploy.log, /non-zero exit \(3\)|exit 3/);
   assert.match(r.deploy.log, /fatal: refusing to start \(MODE=crash\)/);
@@ -107,7 +107,7 @@ test('a crashing release fails the job, names the task error, and 1.1.0 keeps ru
 test('a release whose healthcheck fails is rolled back', { timeout: 240_000 }, async () => {
   const r = await release(lab, inputs, '1.2.1', { web: { version: '1.2.1', mode: 'unhealthy' } });
   assert.notEqual(r.deploy.code, 0);
-  assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.log.slice(-5000));
+  assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.maskedLog.slice(-5000));
   assert.match(r.deploy.log, /example-app_web: /);
   assert.match(r.deploy.log, /unhealthy/i);
   const web = await serviceState(`${APP}_web`);
@@ -119,8 +119,8 @@ test('a release healthy past monitor that then crashes: Swarm says completed, th
   // monitor is 5 s and Swarm calls the update completed about 10 s after it starts (measured);
   // the release crashes 16 s after its first task started, well after that.
   const r = await release(lab, inputs, '1.3.0', { web: { version: '1.3.0', mode: 'crash-later 16' as never } }, { stability: '30' });
-  assert.notEqual(r.deploy.code, 0, r.deploy.log.slice(-3000));
-  assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.log.slice(-5000));
+  assert.notEqual(r.deploy.code, 0, r.deploy.maskedLog.slice(-3000));
+  assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.maskedLog.slice(-5000));
   assert.match(r.deploy.log, /stability window/);
   assert.match(r.deploy.log, /fatal: crashed after 16 s/);
   // Swarm itself had called it a success: only the gate's own window saw the crash.

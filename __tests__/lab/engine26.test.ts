@@ -36,7 +36,7 @@ function startBuilds(): void {
       const dir = copyExample(changes);
       try {
         const r = await runAction({ inputs: { ...inputs, command: 'build' }, cwd: dir });
-        if (r.code !== 0) throw new Error(`build ${version} failed:\n${r.log.slice(-3000)}`);
+        if (r.code !== 0) throw new Error(`build ${version} failed:\n${r.maskedLog.slice(-3000)}`);
         return r;
       } finally {
         fs.rmSync(dir, { recursive: true, force: true });
@@ -161,12 +161,12 @@ test('the host the action deploys to runs engine 26.1 (API 1.45), Swarm manager,
 test('deploy 1.0.0 then 1.1.0 on engine 26.1: gated healthy, served', { timeout: 240_000 }, async (t) => {
   const first = await release('1.0.0');
   timing(t, '1.0.0', first);
-  assert.equal(first.deploy.code, 0, first.deploy.log.slice(-4000));
+  assert.equal(first.deploy.code, 0, first.deploy.maskedLog.slice(-4000));
   assert.match(first.deploy.log, /Host Docker: client 26\.1\.\d+\S*, engine 26\.1\.\d+\S*, Swarm manager\./);
   assert.equal(await served(), '1.0.0');
   const r = await release('1.1.0');
   timing(t, '1.1.0', r);
-  assert.equal(r.deploy.code, 0, r.deploy.log.slice(-4000));
+  assert.equal(r.deploy.code, 0, r.deploy.maskedLog.slice(-4000));
   assert.equal(r.deploy.outputs.result, 'deployed');
   assert.match(r.deploy.summary, /e26-app_web \| `[^|`]+\/web:1\.1\.0@sha256:[0-9a-f]{12}` \| 1\.0\.0 → 1\.1\.0 \| 2\/2 \| healthy/);
   assert.match((await web()).image, /web:1\.1\.0@sha256:/);
@@ -177,7 +177,7 @@ test("an unhealthy release on engine 26.1: Swarm's rollback, reported as rolled 
   const r = await release('1.2.0');
   timing(t, '1.2.0-unhealthy', r);
   assert.notEqual(r.deploy.code, 0);
-  assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.log.slice(-5000));
+  assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.maskedLog.slice(-5000));
   assert.match(r.deploy.log, /e26-app_web: the update failed and Swarm rolled it back/);
   assert.match(r.deploy.log, /unhealthy/i);
   const w = await web();
@@ -190,8 +190,8 @@ test('a release healthy past monitor that then crashes on engine 26.1: the gate 
   // monitor is 5 s; the release crashes 16 s after its first task started, after Swarm called the update completed.
   const r = await release('1.3.0', { stability: '30' });
   timing(t, '1.3.0-crash-later', r);
-  assert.notEqual(r.deploy.code, 0, r.deploy.log.slice(-3000));
-  assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.log.slice(-5000));
+  assert.notEqual(r.deploy.code, 0, r.deploy.maskedLog.slice(-3000));
+  assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.maskedLog.slice(-5000));
   assert.match(r.deploy.log, /e26-app_web: converged: 2\/2 running/);
   assert.match(r.deploy.log, /stability window/);
   assert.match(r.deploy.log, /fatal: crashed after 16 s/);
@@ -206,7 +206,7 @@ test('manual rollback to previous on engine 26.1: 1.0.0 runs again, gated', { ti
   try {
     const r = await runAction({ inputs: { ...inputs, command: 'rollback', 'rollback-to': 'previous' }, cwd: dir });
     timing(t, 'rollback-previous', { deploy: r });
-    assert.equal(r.code, 0, r.log.slice(-3000));
+    assert.equal(r.code, 0, r.maskedLog.slice(-3000));
     assert.equal(r.outputs.result, 'rolled-back');
     assert.equal(r.outputs.release, '1.0.0');
     assert.match(r.summary, /e26-app_web \| `[^|`]+\/web:1\.0\.0@sha256:[0-9a-f]{12}` \| 1\.1\.0 → 1\.0\.0 \| 2\/2 \| healthy/);

@@ -152,7 +152,7 @@ test('bind-mounted files reach the container byte for byte, a changed one in the
   write('stacks/www/index.html', 'page v1');
   write('stacks/conf/app.conf', 'greeting = v1\n');
   const r1 = await deployFiles(t, 'f1');
-  assert.equal(r1.code, 0, r1.log.slice(-3000));
+  assert.equal(r1.code, 0, r1.maskedLog.slice(-3000));
   assert.deepEqual(await seen(), { page: 'page v1', conf: 'greeting = v1', keystore: sha(KEYSTORE) });
   assert.match(r1.log, new RegExp(`Bind-mounted files of ${FILES}: shipped stacks/www/ \\([0-9a-f]{16}\\), stacks/conf/app\\.conf \\([0-9a-f]{16}\\), stacks/conf/keystore\\.p12 \\([0-9a-f]{16}\\)\\.`));
   // On the host: the uploaded stack file points at the shipped copies, kept under the content hash.
@@ -164,19 +164,19 @@ test('bind-mounted files reach the container byte for byte, a changed one in the
   write('stacks/www/index.html', 'page v2');
   write('stacks/conf/app.conf', 'greeting = v2\n');
   const r2 = await deployFiles(t, 'f2');
-  assert.equal(r2.code, 0, r2.log.slice(-3000));
+  assert.equal(r2.code, 0, r2.maskedLog.slice(-3000));
   assert.deepEqual(await seen(), { page: 'page v2', conf: 'greeting = v2', keystore: sha(KEYSTORE) });
   assert.match(r2.log, /shipped stacks\/www\/ \([0-9a-f]{16}\), stacks\/conf\/app\.conf \([0-9a-f]{16}\); unchanged stacks\/conf\/keystore\.p12/);
 
   // The same files again: the same paths, the task keeps running.
   const tasks = await taskIds(`${FILES}_web`);
   const r3 = await deployFiles(t, 'f3');
-  assert.equal(r3.code, 0, r3.log.slice(-3000));
+  assert.equal(r3.code, 0, r3.maskedLog.slice(-3000));
   assert.match(r3.log, /Bind-mounted files of [^:]+: unchanged stacks\/www\//);
   assert.equal(await taskIds(`${FILES}_web`), tasks, 'an unchanged file replaced the task');
 
   const back = await rollbackFiles(t, 'f1');
-  assert.equal(back.code, 0, back.log.slice(-3000));
+  assert.equal(back.code, 0, back.maskedLog.slice(-3000));
   assert.deepEqual(await seen(), { page: 'page v1', conf: 'greeting = v1', keystore: sha(KEYSTORE) });
 });
 
@@ -200,14 +200,14 @@ test('one secret shared by two stacks, rotated: both end on the new one, infra f
   const v1 = `v1-${randomBytes(12).toString('hex')}`;
   const v2 = `v2-${randomBytes(12).toString('hex')}`;
   const r1 = await deploySecret(t, v1, 's1');
-  assert.equal(r1.code, 0, r1.log.slice(-3000));
+  assert.equal(r1.code, 0, r1.maskedLog.slice(-3000));
   const first = await secretOf(`${INFRA}_redis`);
   assert.match(first, new RegExp(`^shared_${KEY}_[0-9a-f]{10}$`));
   assert.equal(await secretOf(`${PLAT}_client`), first, 'the two stacks use two secrets');
   for (const s of [`${INFRA}_redis`, `${PLAT}_client`]) assert.equal((await dockerOk(['exec', await containerOf(s), 'sha256sum', `/run/secrets/${KEY}`])).split(' ')[0], sha(v1));
 
   const r2: ActionRun = await deploySecret(t, v2, 's2');
-  assert.equal(r2.code, 0, r2.log.slice(-3000));
+  assert.equal(r2.code, 0, r2.maskedLog.slice(-3000));
   const second = await secretOf(`${INFRA}_redis`);
   assert.notEqual(second, first);
   assert.equal(await secretOf(`${PLAT}_client`), second);

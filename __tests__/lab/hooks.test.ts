@@ -36,7 +36,7 @@ after(async () => {
 test('hooks: post-deploy gets the variables; a failing pre-deploy changes nothing; on-failure runs after the rollback', { timeout: 300_000 }, async () => {
   const t0 = Date.now();
   const first = await release('1.0.0', 'ok', { 'pre-deploy': `${record('pre')}; echo backing up "$DEPLOY_STACK"`, 'post-deploy': record('post') });
-  assert.equal(first.code, 0, first.log.slice(-4000));
+  assert.equal(first.code, 0, first.maskedLog.slice(-4000));
   assert.match(first.log, /::group::Hook pre-deploy \(hook-[0-9a-f]+-infra, layer 1\/2\)/);
   assert.match(first.log, /backing up hook-[0-9a-f]+-infra/);
   const post = fs.readFileSync(path.join(out, 'post'), 'utf8');
@@ -63,7 +63,7 @@ test('hooks: post-deploy gets the variables; a failing pre-deploy changes nothin
 
   // A release that fails its verify: rolled back, then on-failure sees the old version running.
   const failing = await release('1.2.0', 'bad-version', { verify: `http://127.0.0.1:${port}/version host=site.example within=3`, 'on-failure': record('failure') });
-  assert.equal(failing.outputs.result, 'rolled-back', failing.log.slice(-4000));
+  assert.equal(failing.outputs.result, 'rolled-back', failing.maskedLog.slice(-4000));
   const f = fs.readFileSync(path.join(out, 'failure'), 'utf8');
   assert.match(f, new RegExp(`on-failure ${name}-app 2/2 1.2.0 rolled-back\\nbefore=\\{"${name}-app_site":"1.0.0"\\}\\nafter=\\{"${name}-app_site":"1.0.0"\\}`));
   assert.ok(failing.log.indexOf('::group::Hook on-failure') > failing.log.indexOf('::group::Rollback'), 'on-failure runs after the rollback');

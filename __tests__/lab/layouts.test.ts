@@ -111,7 +111,7 @@ test('Sprocket-shaped: a root Dockerfile built for two apps with different args,
   const stacks = `${INFRA}=stacks/infra.yml\n${PLATFORM}=stacks/platform.yml`;
 
   const b = await runAction({ inputs: { ...inputs(stacks), command: 'build' }, cwd: dir });
-  assert.equal(b.code, 0, b.log.slice(-3000));
+  assert.equal(b.code, 0, b.maskedLog.slice(-3000));
   assert.equal(b.outputs.result, 'built');
   assert.deepEqual(JSON.parse(b.outputs.versions), { orders: '1.0.0', billing: '2.0.0' });
   assert.match(JSON.parse(b.outputs.images).billing, new RegExp(`^${lab.registry}/${PREFIX}/billing:2\\.0\\.0@sha256:[0-9a-f]{64}$`));
@@ -123,10 +123,10 @@ test('Sprocket-shaped: a root Dockerfile built for two apps with different args,
   row('Sprocket build: 2 apps from dockerfiles/node.Dockerfile', 'built and pushed; billing reused the common layers', b);
 
   const d = await runAction({ inputs: { ...inputs(stacks), command: 'deploy', release: 'r1' }, cwd: dir });
-  assert.equal(d.code, 0, d.log.slice(-3000));
+  assert.equal(d.code, 0, d.maskedLog.slice(-3000));
   assert.equal(d.outputs.result, 'deployed');
   const check = /Registry: the 3 image\(s\) of the stacks [^\n]* in ([\d.]+) s\)/.exec(d.log);
-  assert.ok(check, d.log.slice(-3000));
+  assert.ok(check, d.maskedLog.slice(-3000));
   assert.equal(await served(`${PLATFORM}_orders`), 'orders 1.0.0');
   assert.equal(await served(`${PLATFORM}_billing`), 'billing 2.0.0');
   assert.equal(await served(`${INFRA}_kv`), 'kv');
@@ -134,7 +134,7 @@ test('Sprocket-shaped: a root Dockerfile built for two apps with different args,
 
   // Unchanged versions are not rebuilt.
   const again = await runAction({ inputs: { ...inputs(stacks), command: 'build' }, cwd: dir });
-  assert.equal(again.code, 0, again.log.slice(-3000));
+  assert.equal(again.code, 0, again.maskedLog.slice(-3000));
   assert.equal((again.log.match(/is already in the registry/g) ?? []).length, 2);
   assert.doesNotMatch(again.log, /Build orders|Build billing/);
   row('Sprocket build again, versions unchanged', 'nothing rebuilt', again);
@@ -149,10 +149,10 @@ test('Glasck-shaped: sources cloned into service/<name>/src, build.context point
   });
   const stacks = `${GLASCK}=stacks/app.yml`;
   const b = await runAction({ inputs: { ...inputs(stacks), command: 'build' }, cwd: dir });
-  assert.equal(b.code, 0, b.log.slice(-3000));
+  assert.equal(b.code, 0, b.maskedLog.slice(-3000));
   assert.deepEqual(JSON.parse(b.outputs.versions), { api: '1.3.0' });
   const d = await runAction({ inputs: { ...inputs(stacks), command: 'deploy', release: 'g1' }, cwd: dir });
-  assert.equal(d.code, 0, d.log.slice(-3000));
+  assert.equal(d.code, 0, d.maskedLog.slice(-3000));
   assert.equal(await served(`${GLASCK}_api`), 'api 1.3.0');
   row('Glasck build + deploy: service/api/src as build context', 'deployed; api 1.3.0 served', d);
 });
@@ -162,7 +162,7 @@ test('deploy-only: versions from the input alone; a tag missing from the registr
   const dir = repo({ 'stacks/only.yml': `services:\n${service('orders', '${REGISTRY}/${IMAGE_PREFIX}/orders:${ORDERS_VERSION}')}` });
   const stacks = `${ONLY}=stacks/only.yml`;
   const ok = await runAction({ inputs: { ...inputs(stacks), command: 'deploy', release: 'o1', versions: '{"orders":"1.0.0"}' }, cwd: dir });
-  assert.equal(ok.code, 0, ok.log.slice(-3000));
+  assert.equal(ok.code, 0, ok.maskedLog.slice(-3000));
   assert.equal(ok.outputs.result, 'deployed');
   assert.deepEqual(JSON.parse(ok.outputs.versions), { orders: '1.0.0' });
   assert.equal(await served(`${ONLY}_orders`), 'orders 1.0.0');
@@ -183,7 +183,7 @@ test('deploy-only: versions from the input alone; a tag missing from the registr
 
   // A dry run only warns: it may run before the images are pushed.
   const dry = await runAction({ inputs: { ...inputs(stacks), command: 'deploy', release: 'o3', versions: 'orders=9.9.9', 'dry-run': 'true' }, cwd: dir });
-  assert.equal(dry.code, 0, dry.log.slice(-3000));
+  assert.equal(dry.code, 0, dry.maskedLog.slice(-3000));
   assert.equal(dry.outputs.result, 'checked');
   assert.ok(dry.warnings.some((w) => w.includes('Not in the registry') && w.includes(missing)), dry.warnings.join('\n'));
   row('dry-run, versions orders=9.9.9', 'checked; the missing image is a warning', dry);

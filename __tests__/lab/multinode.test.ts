@@ -87,7 +87,7 @@ async function build(services: string): Promise<void> {
   const t0 = Date.now();
   const r = await runAction({ inputs: { ...inputs, command: 'build', services }, cwd: dir, env: { DOCKER_HOST: env.LAB_MANAGER_DOCKER_HOST }, timeoutMs: 180_000 });
   keep(`build-${services.replace(/\W+/g, '_')}`, r.log);
-  assert.equal(r.code, 0, `build ${services} failed:\n${r.log.slice(-3000)}`);
+  assert.equal(r.code, 0, `build ${services} failed:\n${r.maskedLog.slice(-3000)}`);
   timings.push([`build ${services} (action)`, seconds(Date.now() - t0)]);
 }
 
@@ -215,7 +215,7 @@ describe('3-node swarm', { timeout: 420_000 }, () => {
   it('deploys both layers: api placed by its zone label with its secret, web on the workers, overlay across nodes', async () => {
     await build('service/*');
     const r = await deploy({ release: '1.0.0' });
-    assert.equal(r.code, 0, r.log.slice(-4000));
+    assert.equal(r.code, 0, r.maskedLog.slice(-4000));
     assert.equal(r.outputs.result, 'deployed');
     timings.push(['deploy 1.0.0 (2 layers)', seconds(r.durationMs)]);
     assert.deepEqual(await placement(`${DATA}_api`), [{ node: host('worker2'), tag: '1.0.0' }]);
@@ -238,7 +238,7 @@ describe('3-node swarm', { timeout: 420_000 }, () => {
     await derive('web', '1.1.0', 'crash');
     const r = await deploy({ release: '1.1.0' });
     assert.notEqual(r.code, 0);
-    assert.equal(r.outputs.result, 'rolled-back', r.log.slice(-4000));
+    assert.equal(r.outputs.result, 'rolled-back', r.maskedLog.slice(-4000));
     timings.push(['deploy 1.1.0 (crash) → rolled back', seconds(r.durationMs)]);
     const reason = r.errors.join('\n');
     assert.match(reason, /exit 3/);
@@ -258,7 +258,7 @@ describe('3-node swarm', { timeout: 420_000 }, () => {
       await nd('manager', ['node', 'update', '--availability', 'drain', host('worker1')]);
       const r = await a.finish(240_000);
       keep('deploy-drain', r.log);
-      assert.equal(r.code, 0, r.log.slice(-4000));
+      assert.equal(r.code, 0, r.maskedLog.slice(-4000));
       assert.equal(r.outputs.result, 'deployed');
       timings.push(['deploy 1.2.0, worker1 drained at the first layer\'s gate', seconds(r.durationMs)]);
       assert.deepEqual(await placement(`${WEB}_web`), [{ node: host('worker2'), tag: '1.2.0' }, { node: host('worker2'), tag: '1.2.0' }]);
@@ -269,7 +269,7 @@ describe('3-node swarm', { timeout: 420_000 }, () => {
 
   it('manual rollback to the previous release: 1.2.0 → 1.0.0', async () => {
     const r = await runAction({ inputs: { ...inputs, command: 'rollback', 'rollback-to': 'previous' }, cwd: dir, timeoutMs: 240_000 });
-    assert.equal(r.code, 0, r.log.slice(-4000));
+    assert.equal(r.code, 0, r.maskedLog.slice(-4000));
     assert.equal(r.outputs.result, 'rolled-back');
     timings.push(['rollback to previous (1.2.0 → 1.0.0)', seconds(r.durationMs)]);
     assert.equal(await specTag(`${WEB}_web`), '1.0.0');
@@ -283,7 +283,7 @@ describe('3-node swarm', { timeout: 420_000 }, () => {
     try {
       const r = await deploy({ release: 'api-1.1.0' });
       assert.notEqual(r.code, 0);
-      assert.equal(r.outputs.result, 'rolled-back', r.log.slice(-4000));
+      assert.equal(r.outputs.result, 'rolled-back', r.maskedLog.slice(-4000));
       timings.push(['deploy api 1.1.0, worker2 cannot reach the registry → rolled back', seconds(r.durationMs)]);
       const reason = r.errors.join('\n');
       assert.match(reason, new RegExp(`on ${host('worker2')}`), reason);
@@ -328,11 +328,11 @@ describe('3-node swarm', { timeout: 420_000 }, () => {
       const [ra, rb] = await Promise.all([a.finish(240_000), b.finish(240_000)]);
       keep('deploy-stop-web', ra.log);
       keep('deploy-stop-api', rb.log);
-      assert.equal(ra.code, 0, ra.log.slice(-4000));
+      assert.equal(ra.code, 0, ra.maskedLog.slice(-4000));
       assert.equal(ra.outputs.result, 'deployed');
       // The fault reached web's gate: it lost its worker2 task after converging, and got it back on worker1.
       const converged = ra.log.indexOf(`${WEB}_web: converged`);
-      assert.ok(ra.log.indexOf(`${WEB}_web: pending`, converged) > converged, `web never lost a task during its gate:\n${ra.log.slice(-3000)}`);
+      assert.ok(ra.log.indexOf(`${WEB}_web: pending`, converged) > converged, `web never lost a task during its gate:\n${ra.maskedLog.slice(-3000)}`);
       assert.deepEqual(await placement(`${WEB}_web`), [{ node: host('worker1'), tag: '1.3.0' }, { node: host('worker1'), tag: '1.3.0' }]);
       timings.push(['web 1.3.0 with worker2 stopped mid-gate → deployed', seconds(ra.durationMs)]);
       assert.notEqual(rb.code, 0);
@@ -340,7 +340,7 @@ describe('3-node swarm', { timeout: 420_000 }, () => {
       assert.match(reason, /no suitable node/, reason);
       assert.match(reason, new RegExp(`nodes not taking new tasks: ${host('worker2')} \\(down\\)`), reason);
       // worker2 came back: the rollback found api's old spec a place again.
-      assert.equal(rb.outputs.result, 'rolled-back', rb.log.slice(-3000));
+      assert.equal(rb.outputs.result, 'rolled-back', rb.maskedLog.slice(-3000));
       assert.deepEqual(await placement(`${DATA}_api`), [{ node: host('worker2'), tag: '1.0.0' }]);
       timings.push([`api 1.2.0 with worker2 stopped mid-gate → ${rb.outputs.result}`, seconds(rb.durationMs)]);
     } finally {

@@ -62,7 +62,7 @@ test('command: check passes the example and reports in the job summary, without 
   const dir = copyExample();
   try {
     const r = await runAction({ inputs: { command: 'check', stacks: inputs.stacks, env: inputs.env, registry: inputs.registry, 'image-prefix': inputs['image-prefix'] }, cwd: dir });
-    assert.equal(r.code, 0, r.log.slice(-2000));
+    assert.equal(r.code, 0, r.maskedLog.slice(-2000));
     assert.equal(r.outputs.result, 'checked');
     assert.match(r.log, /Pre-flight: 0 error\(s\)/);
     assert.match(r.summary, /## 🔎 Pre-flight checks: checked/);
@@ -84,7 +84,7 @@ test('command: check fails on a Traefik service on two networks without traefik.
     assert.match(r.errors.join('\n'), /stacks\/app\.yml:\d+:\d+ \[traefik-network\]/);
     // Switched off for the run: the same stack passes.
     const skipped = await runAction({ inputs: { command: 'check', stacks: inputs.stacks, env: inputs.env, registry: inputs.registry, 'image-prefix': inputs['image-prefix'], 'skip-checks': 'traefik-network' }, cwd: dir });
-    assert.equal(skipped.code, 0, skipped.log.slice(-2000));
+    assert.equal(skipped.code, 0, skipped.maskedLog.slice(-2000));
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -123,7 +123,7 @@ test('a dry-run deploy with a host runs the host MTU check too, before printing 
   const dir = copyExample();
   try {
     const r = await runAction({ inputs: { ...inputs, command: 'deploy', release: 'pf-dry', 'dry-run': 'true' }, cwd: dir });
-    assert.equal(r.code, 0, r.log.slice(-3000));
+    assert.equal(r.code, 0, r.maskedLog.slice(-3000));
     assert.equal(r.outputs.result, 'checked');
     // The lab's swarm advertises 127.0.0.1: read, logged, and it decides nothing.
     assert.match(r.log, LOOPBACK_LINE);
@@ -143,7 +143,7 @@ test('command: check given a host runs the connected checks read-only: host MTU,
   const dir = copyExample();
   try {
     const r = await runAction({ inputs: { ...inputs, command: 'check' }, cwd: dir });
-    assert.equal(r.code, 0, r.log.slice(-3000));
+    assert.equal(r.code, 0, r.maskedLog.slice(-3000));
     assert.equal(r.outputs.result, 'checked');
     assert.match(r.log, LOOPBACK_LINE);
     assert.ok(loopbackNotice(r), 'no loopback notice');
@@ -245,7 +245,7 @@ test('a Swarm node address on an interface with MTU 1400: the deploy is refused 
       const infra = path.join(dir, 'stacks', 'infra.yml');
       fs.writeFileSync(infra, fs.readFileSync(infra, 'utf8').replace(/mtu: "1450"/g, 'mtu: "1350"'));
       const ok = await runAction({ inputs: { ...lowInputs, command: 'check' }, cwd: dir });
-      assert.equal(ok.code, 0, ok.log.slice(-3000));
+      assert.equal(ok.code, 0, ok.maskedLog.slice(-3000));
       assert.match(ok.log, /host MTU fine/);
     });
   } finally {

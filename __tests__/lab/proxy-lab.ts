@@ -48,7 +48,7 @@ export async function proxyLabRelease(p: ProxyLab, version: string, mode: string
   fs.writeFileSync(path.join(dir, 'service', 'site', 'MODE'), `${mode}\n`);
   try {
     const build = await runAction({ inputs: { ...proxyLabInputs(p), command: 'build' }, cwd: dir });
-    assert.equal(build.code, 0, build.log.slice(-3000));
+    assert.equal(build.code, 0, build.maskedLog.slice(-3000));
     return await runAction({ inputs: { ...proxyLabInputs(p), command: 'deploy', release: version, ...deploy }, cwd: dir });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DIST_ENTRY, WorkflowCommand, inputEnvName, parseFileCommands, parseWorkflowCommands, readInputDefaults, runnerEnv, inheritedEnv } from '../helpers/action';
+import { DIST_ENTRY, WorkflowCommand, inputEnvName, maskLog, parseFileCommands, parseWorkflowCommands, readInputDefaults, runnerEnv, inheritedEnv } from '../helpers/action';
 import { LabEnv, docker, run, tempDir, waitFor } from '../helpers/lab';
 
 // ------------------------------------------------------------------ live action runner
@@ -30,10 +30,17 @@ export interface StepEnd {
   durationMs: number;
 }
 
+/** A step's log as the runner shows it: every value the step masked is ***. */
+export function masked(log: string): string {
+  return maskLog(log, parseWorkflowCommands(log).filter((c) => c.command === 'add-mask').map((c) => c.message));
+}
+
 export interface FinishedRun {
   code: number | null;
   signal: NodeJS.Signals | null;
   log: string;
+  /** The log as the runner shows it: what the step masked is ***; for failure messages. */
+  maskedLog: string;
   lines: Line[];
   outputs: Record<string, string>;
   state: Record<string, string>;
@@ -228,6 +235,7 @@ export class LiveAction {
         code: end.code,
         signal: end.signal,
         log,
+        maskedLog: masked(log),
         lines: this.lines,
         outputs,
         state,

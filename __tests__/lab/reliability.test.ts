@@ -12,7 +12,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { LabEnv, REPO_ROOT, copyExample, docker, labInputs, dockerOk, removeStack, requireLab, run, setServiceMode, setServiceVersion, tempDir, uniqueName, waitFor } from '../helpers/lab';
 import { onHost } from './common';
-import { FinishedRun, LiveAction, OwnRegistry, OwnSshd, PROBE_SCRIPT, ProbeWindow, freePort, probeWindow, readProbe, runLive, startAction } from './reliability-helpers';
+import { FinishedRun, LiveAction, OwnRegistry, OwnSshd, PROBE_SCRIPT, ProbeWindow, freePort, masked, probeWindow, readProbe, runLive, startAction } from './reliability-helpers';
 
 let lab: LabEnv;
 let hostHome = '';
@@ -252,12 +252,12 @@ function keepCancelled(label: string, live: LiveAction, post: { code: number | n
   runs.push({
     label,
     secrets: secretsOf(serve()),
-    run: { code: null, signal: 'SIGTERM', log: live.log, lines: live.lines, outputs: {}, state: {}, summary: '', errors: [], warnings: [], commands: [], durationMs: Date.now() - live.started, peakRssKb: live.peakRssKb, postCode: post.code, postLog: post.log, postSummary: post.summary },
+    run: { code: null, signal: 'SIGTERM', log: live.log, maskedLog: masked(live.log), lines: live.lines, outputs: {}, state: {}, summary: '', errors: [], warnings: [], commands: [], durationMs: Date.now() - live.started, peakRssKb: live.peakRssKb, postCode: post.code, postLog: post.log, postSummary: post.summary },
   });
   live.cleanup();
 }
 
-const tail = (r: FinishedRun) => r.log.slice(-4000);
+const tail = (r: FinishedRun) => r.maskedLog.slice(-4000);
 
 // ------------------------------------------------------------------ host and swarm state
 

@@ -44,7 +44,7 @@ async function ledger(stack: string): Promise<{ releases: { release: string; kin
 test('deploy 1.0.0, 1.1.0, 1.2.0: each recorded in the ledger with its images and stack files', { timeout: 300_000 }, async () => {
   for (const v of ['1.0.0', '1.1.0', '1.2.0']) {
     const r = await release(lab, inputs, v, { web: { version: v } });
-    assert.equal(r.deploy.code, 0, r.deploy.log.slice(-3000));
+    assert.equal(r.deploy.code, 0, r.deploy.maskedLog.slice(-3000));
   }
   assert.equal(await servedVersion(WEB), '1.2.0');
   const l = await ledger(ex.app);
@@ -58,7 +58,7 @@ test('a dry-run rollback says what it would do and changes nothing: no version, 
   const files = () => onHost(lab, `cd ${remoteDir} && find . | sort && cat stacks/*/ledger.json`);
   const before = await files();
   const r = await rollback('previous', { 'dry-run': 'true' });
-  assert.equal(r.code, 0, r.log.slice(-3000));
+  assert.equal(r.code, 0, r.maskedLog.slice(-3000));
   assert.equal(r.outputs.result, 'checked');
   assert.match(r.log, new RegExp(`${WEB}: web:1\\.2\\.0 → web:1\\.1\\.0`));
   assert.match(r.log, /dry-run: nothing was rolled back/);
@@ -68,7 +68,7 @@ test('a dry-run rollback says what it would do and changes nothing: no version, 
 
 test('rollback to previous: 1.1.0 runs again, gated, recorded', { timeout: 240_000 }, async () => {
   const r = await rollback('previous');
-  assert.equal(r.code, 0, r.log.slice(-3000));
+  assert.equal(r.code, 0, r.maskedLog.slice(-3000));
   assert.equal(r.outputs.result, 'rolled-back');
   assert.equal(r.outputs.release, '1.1.0');
   assert.equal(JSON.parse(r.outputs.versions).web, '1.1.0');
@@ -83,7 +83,7 @@ test('rollback to previous: 1.1.0 runs again, gated, recorded', { timeout: 240_0
 
 test('rollback to 1.0.0 by version', { timeout: 240_000 }, async () => {
   const r = await rollback('1.0.0');
-  assert.equal(r.code, 0, r.log.slice(-3000));
+  assert.equal(r.code, 0, r.maskedLog.slice(-3000));
   assert.equal(await servedVersion(WEB), '1.0.0');
 });
 
@@ -139,8 +139,8 @@ test('two deploys at once never interleave: the second waits for the lock; a sta
   try {
     const deploy = (label: string) => runAction({ inputs: { ...inputs, command: 'deploy', release: label, stacks: `${ex.app}=stacks/app.yml` }, cwd: dir });
     const [a, b] = await Promise.all([deploy('race-a'), deploy('race-b')]);
-    assert.equal(a.code, 0, a.log.slice(-2000));
-    assert.equal(b.code, 0, b.log.slice(-2000));
+    assert.equal(a.code, 0, a.maskedLog.slice(-2000));
+    assert.equal(b.code, 0, b.maskedLog.slice(-2000));
     const waited = [a, b].filter((r) => /Waiting for the deploy lock .*, held by glasck/.test(r.log));
     assert.equal(waited.length, 1, 'exactly one of the two deploys waited for the other');
     const l = await ledger(ex.app);
@@ -150,7 +150,7 @@ test('two deploys at once never interleave: the second waits for the lock; a sta
     const lock = `${remoteDir}/stacks/${ex.app}/lock`;
     await onHost(lab, `mkdir -p ${lock} && echo '{"run":"gone","actor":"ghost","release":"x","since":"then"}' > ${lock}/holder.json && touch -d '2 hours ago' ${lock}`);
     const c = await deploy('after-stale');
-    assert.equal(c.code, 0, c.log.slice(-2000));
+    assert.equal(c.code, 0, c.maskedLog.slice(-2000));
     assert.match(c.log, /Breaking a stale deploy lock .*held by ghost/);
     // A fresh lock held by someone else: with lock-timeout 0 the deploy fails naming the holder.
     await onHost(lab, `mkdir -p ${lock} && echo '{"run":"https://github.com/o/r/actions/runs/1","actor":"alice","release":"9","since":"now"}' > ${lock}/holder.json`);
@@ -169,8 +169,8 @@ test('two deploys of both layers at once: the second touches no layer until the 
   try {
     const deploy = (label: string) => runAction({ inputs: { ...inputs, command: 'deploy', release: label }, cwd: dir });
     const [a, b] = await Promise.all([deploy('layers-a'), deploy('layers-b')]);
-    assert.equal(a.code, 0, a.log.slice(-2000));
-    assert.equal(b.code, 0, b.log.slice(-2000));
+    assert.equal(a.code, 0, a.maskedLog.slice(-2000));
+    assert.equal(b.code, 0, b.maskedLog.slice(-2000));
     const [waiter, other] = /Waiting for the deploy lock/.test(a.log) ? [a, b] : [b, a];
     assert.doesNotMatch(other.log, /Waiting for the deploy lock/, 'both deploys waited');
     assert.match(waiter.log, /Waiting for the deploy lock/);

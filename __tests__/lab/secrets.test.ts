@@ -74,7 +74,7 @@ before(async () => {
     'generate-secrets': 'api_token',
   };
   const build = await runAction({ inputs: { ...inputs, command: 'build' }, cwd: dir });
-  assert.equal(build.code, 0, build.log.slice(-2000));
+  assert.equal(build.code, 0, build.maskedLog.slice(-2000));
   await removeLocalImages(inputs['image-prefix'], ['web', 'api'], lab);
 });
 
@@ -117,7 +117,7 @@ let tokenHash = '';
 
 test('a secret from the input and a generated one reach the containers', { timeout: 180_000 }, async () => {
   const r = await deploy(values.good1, 's1');
-  assert.equal(r.code, 0, r.log.slice(-3000));
+  assert.equal(r.code, 0, r.maskedLog.slice(-3000));
   const names = await secretNames();
   assert.equal(names.length, 2, names.join(','));
   assert.ok(names.includes(`${STACK}_api_token`));
@@ -141,7 +141,7 @@ test('the same value again: same secret, no rolling update', { timeout: 180_000 
   const names = await secretNames();
   const confs = await configNames();
   const r = await deploy(values.good1, 's2');
-  assert.equal(r.code, 0, r.log.slice(-3000));
+  assert.equal(r.code, 0, r.maskedLog.slice(-3000));
   assert.deepEqual(await secretNames(), names);
   assert.deepEqual(await configNames(), confs, 'the same config file got a new config');
   assert.equal(await runningTasks(), before, 'the tasks were replaced');
@@ -152,7 +152,7 @@ test('a new value and a changed config file: a new secret and config, the servic
   const [oldConf] = await configNames();
   writeConf(CONF.v2);
   const r = await deploy(values.good2, 's3');
-  assert.equal(r.code, 0, r.log.slice(-3000));
+  assert.equal(r.code, 0, r.maskedLog.slice(-3000));
   assert.deepEqual([...(await inContainer('db_password'))], [sha(values.good2)]);
   const names = await secretNames();
   assert.ok(!names.includes(old as string), 'the old secret is still there');
@@ -171,7 +171,7 @@ test('a new value and a changed config file: a new secret and config, the servic
 test('a new secret that breaks the app: rolled back to the old secret', { timeout: 180_000 }, async () => {
   const r = await deploy(values.bad, 's4');
   assert.notEqual(r.code, 0);
-  assert.equal(r.outputs.result, 'rolled-back', r.log.slice(-3000));
+  assert.equal(r.outputs.result, 'rolled-back', r.maskedLog.slice(-3000));
   assert.deepEqual([...(await inContainer('db_password'))], [sha(values.good2)]);
   assert.ok((await secretNames()).some((n) => n.includes('db_password')));
   assert.deepEqual([...(await inContainer('/etc/app.conf'))], [sha(CONF.v2)]);
@@ -182,13 +182,13 @@ test('a manual rollback puts back the secret and config names its release used, 
   writeConf(CONF.v1);
   const s5 = await runAction({ inputs: { ...inputs, command: 'deploy', release: 's5', secrets: `DB_PASSWORD=${values.good1}`, 'keep-releases': '2' }, cwd: dir });
   runs.push(s5);
-  assert.equal(s5.code, 0, s5.log.slice(-3000));
+  assert.equal(s5.code, 0, s5.maskedLog.slice(-3000));
   assert.deepEqual([...(await inContainer('db_password'))], [sha(values.good1)]);
   assert.deepEqual([...(await inContainer('/etc/app.conf'))], [sha(CONF.v1)]);
   // The config of s3 is gone from the swarm (only the current one is kept); its file is in s3's release folder.
   const back = await runAction({ inputs: { ...inputs, command: 'rollback', 'rollback-to': 'previous', 'keep-releases': '2' }, cwd: dir });
   unmasked.push(back);
-  assert.equal(back.code, 0, back.log.slice(-3000));
+  assert.equal(back.code, 0, back.maskedLog.slice(-3000));
   assert.equal(back.outputs.release, 's3');
   assert.deepEqual([...(await inContainer('db_password'))], [sha(values.good2)], 'the rollback did not restore the secret of s3');
   assert.deepEqual([...(await inContainer('/etc/app.conf'))], [sha(CONF.v2)], 'the rollback did not restore the config of s3');

@@ -82,9 +82,9 @@ test('an explicit timeout a healthy rolling update cannot fit is refused before 
 
 test('timeout auto: a slow, healthy rolling update is waited for, with the figure and its reasons printed and calm progress lines', { timeout: 300_000 }, async () => {
   const first = await deploy('a');
-  assert.equal(first.code, 0, first.log.slice(-3000));
+  assert.equal(first.code, 0, first.maskedLog.slice(-3000));
   const r = await deploy('b');
-  assert.equal(r.code, 0, r.log.slice(-4000));
+  assert.equal(r.code, 0, r.maskedLog.slice(-4000));
   assert.equal(r.outputs.result, 'deployed');
   // 3 × (10 start + 30 + 2×5 + 10 to healthy + 5 delay) + monitor 10 + stability (10 + 2×5) + pulls 60
   assert.match(r.log, new RegExp(`timeout 285 s \\(auto, set by ${SVC}: 3 batch\\(es\\) × \\(10 s start \\+ 50 s to healthy \\+ 5 s delay\\) \\+ monitor 10 s \\+ stability 20 s \\+ pulls 60 s\\)`));
@@ -115,7 +115,7 @@ test('a task no node has room for fails the layer at once with the scheduler\'s 
   try {
     const r = await deploy('huge', { timeout: '200' });
     assert.notEqual(r.code, 0);
-    assert.equal(r.outputs.result, 'rolled-back', r.log.slice(-3000));
+    assert.equal(r.outputs.result, 'rolled-back', r.maskedLog.slice(-3000));
     assert.match(r.errors.join('\n'), /cannot be placed: [^\n]*insufficient resources/);
     assert.doesNotMatch(r.log, /not healthy within the timeout/, 'the verdict waited for the timeout');
     assert.equal(await spec(), before, 'the last good spec is not back');

@@ -24,7 +24,7 @@ before(async () => {
   await removeStack(ex.app);
   await removeStack(ex.infra);
   const r = await release(lab, inputs, '1.0.0', {});
-  assert.equal(r.deploy.code, 0, r.deploy.log.slice(-3000));
+  assert.equal(r.deploy.code, 0, r.deploy.maskedLog.slice(-3000));
 });
 
 // What each run did and how long it took, printed at the end for docs/reliability.md.
@@ -75,7 +75,7 @@ test('a dry-run deploy with a host says per service what would change, and chang
   const dir = variant();
   try {
     const r = await deploy(dir, 'dry', 'dry', { 'dry-run': 'true' });
-    assert.equal(r.code, 0, r.log.slice(-3000));
+    assert.equal(r.code, 0, r.maskedLog.slice(-3000));
     assert.equal(r.outputs.result, 'checked');
     assert.match(r.log, new RegExp(`${ex.app}: would deploy release dry:`));
     assert.match(r.log, new RegExp(`  ${WEB}: web:1\\.0\\.0 → web:1\\.0\\.0`));
@@ -93,7 +93,7 @@ test('stability 0, an env-only change: "deployed" only once every running task h
   try {
     for (const mark of ['a', 'b']) {
       const r = await deploy(dir, `env-${mark}`, mark);
-      assert.equal(r.code, 0, r.log.slice(-3000));
+      assert.equal(r.code, 0, r.maskedLog.slice(-3000));
       assert.equal(r.outputs.result, 'deployed');
       // Read the moment the action says so: the old tasks ran the same image, but not this environment.
       assert.deepEqual(await runningMarks(WEB), [mark, mark], `deployed while web still ran the old environment (MARK=${mark} asked)`);
@@ -138,7 +138,7 @@ test('docker stack deploy failing part-way: what it changed is rolled back, what
       assert.match(r.errors.join('\n'), new RegExp(`${PORT}|port`, 'i'), 'the error does not name the refusal');
       if (/failed part-way/.test(r.log)) {
         partWay++;
-        assert.equal(r.outputs.result, 'rolled-back', r.log.slice(-3000));
+        assert.equal(r.outputs.result, 'rolled-back', r.maskedLog.slice(-3000));
       } else assert.equal(r.outputs.result, 'failed');
       // Whatever the order: the running services are back on their spec, no new service stays.
       assert.equal(await specEnv(WEB), webBefore, `attempt ${attempt}: web is left on the new spec`);

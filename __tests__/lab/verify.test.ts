@@ -39,7 +39,7 @@ test('verify: checks through the proxy pass; a release answering 500 through it 
     ].join('\n');
   const t0 = Date.now();
   const first = await release('1.0.0', 'ok', checks('1.0.0', 30));
-  assert.equal(first.code, 0, first.log.slice(-4000));
+  assert.equal(first.code, 0, first.maskedLog.slice(-4000));
   assert.equal(first.outputs.result, 'deployed');
   assert.match(first.log, new RegExp(`Verify: GET http://127.0.0.1:${port}/_proxy/health → 200`));
   assert.match(first.log, new RegExp(`Verify: GET http://127.0.0.1:${port}/version \\(Host: site.example\\) → 200`));
@@ -49,7 +49,7 @@ test('verify: checks through the proxy pass; a release answering 500 through it 
   const bad = await release('1.1.0', 'bad-version', checks('1.1.0', 5));
   const secs = ((Date.now() - t1) / 1000).toFixed(1);
   assert.notEqual(bad.code, 0);
-  assert.equal(bad.outputs.result, 'rolled-back', bad.log.slice(-4000));
+  assert.equal(bad.outputs.result, 'rolled-back', bad.maskedLog.slice(-4000));
   // The gate passed: Swarm found the release healthy; the request through the proxy did not.
   assert.match(bad.log, /failed verification/);
   const line = new RegExp(`GET http://127.0.0.1:${port}/version \\(Host: site.example\\) → status 500, expected 200 .*body starts: "boom: the version store is unavailable`);

@@ -66,3 +66,14 @@ test('waiting for a rollback: back once the old spec runs on tasks started after
   // The same status with a task that ran before the request: not our rollback yet.
   assert.deepEqual((await wait(asked - 500)).notBack, ['app_web']);
 });
+
+test('waiting for a rollback: a service not back says what was last seen (image, replicas on it, update state)', async () => {
+  const half = svc({ image: 'r/web:1', replicas: 2, update: { state: 'rollback_started', startedAt: '2026-01-01T00:01:00Z', completedAt: '', message: 'rollback in progress' } });
+  const tasks = [
+    { id: 't1', serviceId: 'id-web', slot: 1, desired: 'running', state: 'running', at: 0, err: '', image: 'r/web:1', exitCode: null, message: '' },
+    { id: 't2', serviceId: 'id-web', slot: 2, desired: 'running', state: 'starting', at: 0, err: '', image: 'r/web:1', exitCode: null, message: '' },
+  ];
+  const r = await waitRolledBack({ targets: new Map([['app_web', { image: 'r/web:1', staleStartedAt: STALE }]]), timeoutMs: 30, pollMs: 10, poll: async () => snap([half], tasks) });
+  assert.deepEqual(r.notBack, ['app_web']);
+  assert.equal(r.lastSeen.get('app_web'), 'r/web:1, 1/2 running on it (1 running, 1 starting), update rollback_started');
+});
