@@ -41,7 +41,10 @@ function isBack(svc: ServiceState | undefined, target: RollbackTarget, snap: Sna
   const desired = snap.tasks.filter((t) => t.serviceId === svc.id && t.desired === 'running');
   const running = desired.filter((t) => t.state === 'running' && t.image === svc.image);
   const need = svc.replicas ?? desired.length;
-  if (running.length !== need || desired.length !== need) return false;
+  // The gate's rule: Swarm may show more tasks than replicas for minutes (a restart racing the
+  // rollback); enough of the old spec running and none of another one still running is back.
+  if (running.length < need || desired.some((t) => t.state === 'running' && t.image !== svc.image)) return false;
+  if (need === 0 && desired.length) return false;
   const u = svc.update;
   if (target.staleStartedAt !== undefined) {
     if (u && !['rollback_completed', 'completed'].includes(u.state)) return false;

@@ -77,3 +77,13 @@ test('waiting for a rollback: a service not back says what was last seen (image,
   assert.deepEqual(r.notBack, ['app_web']);
   assert.equal(r.lastSeen.get('app_web'), 'r/web:1, 1/2 running on it (1 running, 1 starting), update rollback_started');
 });
+
+// Seen on engine 26.1: a crashed task's restart raced the rollback, and Swarm showed a third task of
+// the old spec for 2 replicas. The gate's rule holds here too: enough of them running, none of another.
+test('waiting for a rollback: more running tasks of the old spec than replicas is back; one of the new spec still running is not', async () => {
+  const back = svc({ image: 'r/web:1', replicas: 2, update: { state: 'rollback_completed', startedAt: '2026-01-01T00:01:00Z', completedAt: '', message: '' } });
+  const t = (id: string, image: string) => ({ id, serviceId: 'id-web', slot: 1, desired: 'running', state: 'running', at: 0, err: '', image, exitCode: null, message: '' });
+  const wait = (tasks: Snapshot['tasks']) => waitRolledBack({ targets: new Map([['app_web', { image: 'r/web:1', staleStartedAt: STALE }]]), timeoutMs: 30, pollMs: 10, poll: async () => snap([back], tasks) });
+  assert.deepEqual((await wait([t('a', 'r/web:1'), t('b', 'r/web:1'), t('c', 'r/web:1')])).notBack, []);
+  assert.deepEqual((await wait([t('a', 'r/web:1'), t('b', 'r/web:1'), t('c', 'r/web:2')])).notBack, ['app_web']);
+});
