@@ -62172,11 +62172,7 @@ class ServiceGate {
         if ((0, swarm_1.normalizeImage)(svc.image) !== w.expectedImage) {
             return { phase: 'failed', detail: `the service runs ${svc.image}, not ${w.expectedImage} (changed by someone else?)` };
         }
-        const desired = tasks.filter((t) => t.desired === 'running');
-        const current = desired.filter((t) => t.image === svc.image);
-        const running = current.filter((t) => t.state === 'running');
-        const oldRunning = desired.filter((t) => t.image !== svc.image && t.state === 'running');
-        const need = svc.replicas ?? desired.length;
+        const { converged, need, current, running, otherRunning: oldRunning } = (0, swarm_1.onCurrentSpec)(svc, tasks);
         // A new service has no update to roll back: a crash loop is its failure.
         if (!w.before) {
             const failed = failuresSince(tasks, svc.image, this.startedAt);
@@ -62184,9 +62180,6 @@ class ServiceGate {
                 return { phase: 'failed', detail: `${failed.length} tasks failed since the deploy started`, failedTasks: failed };
             }
         }
-        // What Swarm guarantees, not an exact count: after an engine restart it can report more running
-        // tasks than replicas for minutes. Enough tasks of this spec running, none of another still serving.
-        const converged = need > 0 ? running.length >= need && !oldRunning.length : svc.replicas === 0 && !desired.length;
         // A service this deploy did not touch only has to be up: a task it loses meanwhile is not the
         // release's doing, and rolling the layer back would not bring it back.
         const untouched = !!w.before && !!w.before.taskSpec && w.before.taskSpec === svc.taskSpec && !upd;
@@ -64741,14 +64734,8 @@ function servicesToRollBack(gates, snap) {
 function isBack(svc, target, snap) {
     if (!svc || (0, swarm_1.normalizeImage)(svc.image) !== (0, swarm_1.normalizeImage)(target.image))
         return false;
-    const desired = snap.tasks.filter((t) => t.serviceId === svc.id && t.desired === 'running');
-    const running = desired.filter((t) => t.state === 'running' && t.image === svc.image);
-    const need = svc.replicas ?? desired.length;
-    // The gate's rule: Swarm may show more tasks than replicas for minutes (a restart racing the
-    // rollback); enough of the old spec running and none of another one still running is back.
-    if (running.length < need || desired.some((t) => t.state === 'running' && t.image !== svc.image))
-        return false;
-    if (need === 0 && desired.length)
+    const { converged, running } = (0, swarm_1.onCurrentSpec)(svc, snap.tasks.filter((t) => t.serviceId === svc.id));
+    if (!converged)
         return false;
     const u = svc.update;
     if (target.staleStartedAt !== undefined) {
@@ -65496,6 +65483,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.snapshotScript = snapshotScript;
 exports.parseSnapshot = parseSnapshot;
 exports.normalizeImage = normalizeImage;
+exports.onCurrentSpec = onCurrentSpec;
 const crypto_1 = __nccwpck_require__(6982);
 const remote_1 = __nccwpck_require__(6473);
 const SEP = '@@deploy-action:tasks@@';
@@ -65592,6 +65580,20 @@ function normalizeImage(ref) {
     if (!r.slice(lastSlash + 1).includes(':'))
         r += ':latest';
     return r;
+}
+/**
+ * Whether a service's tasks are on its current spec, by what Swarm guarantees rather than an exact
+ * count: after an engine restart, or a restart racing a rollback, it can show more running tasks than
+ * replicas for minutes. Enough tasks of this spec running, none of another one still running.
+ */
+function onCurrentSpec(svc, tasks) {
+    const desired = tasks.filter((t) => t.desired === 'running');
+    const current = desired.filter((t) => t.image === svc.image);
+    const running = current.filter((t) => t.state === 'running');
+    const otherRunning = desired.filter((t) => t.image !== svc.image && t.state === 'running');
+    const need = svc.replicas ?? desired.length;
+    const converged = need > 0 ? running.length >= need && !otherRunning.length : svc.replicas === 0 && !desired.length;
+    return { converged, need, current, running, otherRunning };
 }
 
 

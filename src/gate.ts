@@ -1,5 +1,5 @@
 import * as core from '@actions/core';
-import { Snapshot, ServiceState, TaskState, normalizeImage } from './swarm';
+import { Snapshot, ServiceState, TaskState, normalizeImage, onCurrentSpec } from './swarm';
 
 /** What the gate expects of one service after `docker stack deploy`. */
 export interface Watch {
@@ -132,11 +132,7 @@ export class ServiceGate {
       return { phase: 'failed', detail: `the service runs ${svc.image}, not ${w.expectedImage} (changed by someone else?)` };
     }
 
-    const desired = tasks.filter((t) => t.desired === 'running');
-    const current = desired.filter((t) => t.image === svc.image);
-    const running = current.filter((t) => t.state === 'running');
-    const oldRunning = desired.filter((t) => t.image !== svc.image && t.state === 'running');
-    const need = svc.replicas ?? desired.length;
+    const { converged, need, current, running, otherRunning: oldRunning } = onCurrentSpec(svc, tasks);
 
     // A new service has no update to roll back: a crash loop is its failure.
     if (!w.before) {
@@ -146,9 +142,6 @@ export class ServiceGate {
       }
     }
 
-    // What Swarm guarantees, not an exact count: after an engine restart it can report more running
-    // tasks than replicas for minutes. Enough tasks of this spec running, none of another still serving.
-    const converged = need > 0 ? running.length >= need && !oldRunning.length : svc.replicas === 0 && !desired.length;
     // A service this deploy did not touch only has to be up: a task it loses meanwhile is not the
     // release's doing, and rolling the layer back would not bring it back.
     const untouched = !!w.before && !!w.before.taskSpec && w.before.taskSpec === svc.taskSpec && !upd;

@@ -2,7 +2,7 @@ import * as core from '@actions/core';
 import { ServiceGate } from './gate';
 import { Runner } from './exec';
 import { Remote, shellJoin } from './remote';
-import { ServiceState, Snapshot, normalizeImage } from './swarm';
+import { ServiceState, Snapshot, normalizeImage, onCurrentSpec } from './swarm';
 
 /**
  * The services of a failed layer that need `docker service rollback`: changed by this deploy,
@@ -38,13 +38,8 @@ export interface RollbackWait {
 
 function isBack(svc: ServiceState | undefined, target: RollbackTarget, snap: Snapshot): boolean {
   if (!svc || normalizeImage(svc.image) !== normalizeImage(target.image)) return false;
-  const desired = snap.tasks.filter((t) => t.serviceId === svc.id && t.desired === 'running');
-  const running = desired.filter((t) => t.state === 'running' && t.image === svc.image);
-  const need = svc.replicas ?? desired.length;
-  // The gate's rule: Swarm may show more tasks than replicas for minutes (a restart racing the
-  // rollback); enough of the old spec running and none of another one still running is back.
-  if (running.length < need || desired.some((t) => t.state === 'running' && t.image !== svc.image)) return false;
-  if (need === 0 && desired.length) return false;
+  const { converged, running } = onCurrentSpec(svc, snap.tasks.filter((t) => t.serviceId === svc.id));
+  if (!converged) return false;
   const u = svc.update;
   if (target.staleStartedAt !== undefined) {
     if (u && !['rollback_completed', 'completed'].includes(u.state)) return false;

@@ -156,3 +156,18 @@ export function normalizeImage(ref: string): string {
   if (!r.slice(lastSlash + 1).includes(':')) r += ':latest';
   return r;
 }
+
+/**
+ * Whether a service's tasks are on its current spec, by what Swarm guarantees rather than an exact
+ * count: after an engine restart, or a restart racing a rollback, it can show more running tasks than
+ * replicas for minutes. Enough tasks of this spec running, none of another one still running.
+ */
+export function onCurrentSpec(svc: ServiceState, tasks: TaskState[]): { converged: boolean; need: number; current: TaskState[]; running: TaskState[]; otherRunning: TaskState[] } {
+  const desired = tasks.filter((t) => t.desired === 'running');
+  const current = desired.filter((t) => t.image === svc.image);
+  const running = current.filter((t) => t.state === 'running');
+  const otherRunning = desired.filter((t) => t.image !== svc.image && t.state === 'running');
+  const need = svc.replicas ?? desired.length;
+  const converged = need > 0 ? running.length >= need && !otherRunning.length : svc.replicas === 0 && !desired.length;
+  return { converged, need, current, running, otherRunning };
+}
