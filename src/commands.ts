@@ -21,9 +21,10 @@ import { FALLBACK_TIMEOUT_S, describeTiming, layerTiming, tooShort } from './tim
 import { ServiceInfo, locateIn, resolveCompose, stackServices } from './compose';
 import { layerWithHooks } from './hooks';
 import { checksFor } from './verify';
+import { checkPreviewCap } from './preview';
 
 export interface Outcome {
-  result: 'deployed' | 'rolled-back' | 'failed' | 'checked' | 'built';
+  result: 'deployed' | 'rolled-back' | 'failed' | 'checked' | 'built' | 'removed' | 'commented';
   release: string;
   versions: Record<string, string>;
   images: Record<string, string>;
@@ -187,7 +188,7 @@ export async function commandBuild(inputs: Inputs): Promise<Outcome> {
  * Connects once, checks the host can deploy, takes the lock of every stack of the run, and logs the
  * host in to the registry if asked. `finish` logs out and releases the locks.
  */
-async function connect(inputs: Inputs, readOnly = false): Promise<{ remote: Remote; ctx: RunContext; finish: () => Promise<void> }> {
+export async function connect(inputs: Inputs, readOnly = false): Promise<{ remote: Remote; ctx: RunContext; finish: () => Promise<void> }> {
   const remote = await core.group(`Connect to ${inputs.user}@${inputs.host}:${inputs.port}`, async () => {
     const r = await Remote.connect({ host: inputs.host, port: inputs.port, user: inputs.user, privateKey: inputs.sshKey, passphrase: inputs.sshPassphrase, knownHosts: inputs.knownHosts });
     core.info(`Connected; host key matches the pinned known-hosts entry.`);
@@ -332,6 +333,7 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
   }
   const { remote, ctx, finish } = await connect(inputs);
   try {
+    await checkPreviewCap(remote, plans.map((p) => p.stack), inputs.maxPreviews);
     const nodes = await connectedChecks(remote, stacks, prepared, env, inputs);
     await checkImages(remote, prepared, inputs);
     // A global service runs a task on every node: its rollout has as many batches.
