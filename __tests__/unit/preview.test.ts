@@ -7,6 +7,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
+import * as http from 'node:http';
+import { runAction } from '../helpers/action';
 import { RunResult } from '../../src/exec';
 import { InputError } from '../../src/errors';
 import { ShOptions, shellJoin } from '../../src/remote';
@@ -291,4 +293,52 @@ test('readInputs: comment needs its text, a pull request and a token (masked); t
   const event = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'event-')), 'event.json');
   fs.writeFileSync(event, JSON.stringify({ action: 'opened', pull_request: { number: 7 } }));
   assert.equal(read({ command: 'comment', comment: 'x', 'github-token': 't' }, { ...ENV, GITHUB_EVENT_PATH: event }).inputs.pullRequest, 7);
+});
+
+// ------------------------------------------------------------------ the bundled action
+
+test('dist: command comment posts, then updates, one comment through GITHUB_API_URL with the token; a refused token is a clear error', async () => {
+  const comments: { id: number; body: string }[] = [];
+  const seen: string[] = [];
+  let refuse = false;
+  const server = http.createServer((req, res) => {
+    let data = '';
+    req.on('data', (c: Buffer) => (data += c.toString()));
+    req.on('end', () => {
+      seen.push(`${req.method} ${req.url} ${req.headers.authorization}`);
+      const send = (status: number, body: unknown) => (res.writeHead(status, { 'content-type': 'application/json' }), res.end(JSON.stringify(body)));
+      if (refuse) return send(403, { message: 'Resource not accessible by integration' });
+      if (req.method === 'GET' && req.url?.startsWith('/repos/glasck/example/issues/4/comments')) return send(200, comments);
+      if (req.method === 'POST' && req.url === '/repos/glasck/example/issues/4/comments') {
+        const c = { id: 77, body: (JSON.parse(data) as { body: string }).body };
+        comments.push(c);
+        return send(201, c);
+      }
+      if (req.method === 'PATCH' && req.url === '/repos/glasck/example/issues/comments/77') {
+        comments[0].body = (JSON.parse(data) as { body: string }).body;
+        return send(200, comments[0]);
+      }
+      send(404, { message: 'Not Found' });
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  try {
+    const comment = (text: string) => runAction({ inputs: { command: 'comment', comment: text, 'pull-request': '4', 'github-token': 'ghs_unit_token_123' }, env: { GITHUB_API_URL: url, GITHUB_REPOSITORY: 'glasck/example' }, post: false, timeoutMs: 60_000 });
+    const first = await comment('Preview: https://pr-4.example.com');
+    assert.equal(first.code, 0, first.log);
+    assert.equal(first.outputs.result, 'commented');
+    const second = await comment('Preview: https://pr-4.example.com (again)');
+    assert.equal(second.code, 0, second.log);
+    assert.equal(comments.length, 1, 'updated, not duplicated');
+    assert.equal(comments[0].body, `${MARKER}\nPreview: https://pr-4.example.com (again)`);
+    assert.ok(seen.every((s) => s.endsWith('token ghs_unit_token_123')), seen.join('\n'));
+    assert.ok(!second.maskedLog.includes('ghs_unit_token_123'), 'the token is masked');
+    refuse = true;
+    const refused = await comment('x');
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.errors.join('\n'), /Could not comment on pull request #4: Resource not accessible by integration.*pull-requests: write/s);
+  } finally {
+    server.close();
+  }
 });
