@@ -60657,7 +60657,7 @@ async function commandBuild(inputs) {
  * Connects once, checks the host can deploy, takes the lock of every stack of the run, and logs the
  * host in to the registry if asked. `finish` logs out and releases the locks.
  */
-async function connect(inputs, readOnly = false) {
+async function connect(inputs, readOnly = false, beforeLock) {
     const remote = await core.group(`Connect to ${inputs.user}@${inputs.host}:${inputs.port}`, async () => {
         const r = await remote_1.Remote.connect({ host: inputs.host, port: inputs.port, user: inputs.user, privateKey: inputs.sshKey, passphrase: inputs.sshPassphrase, knownHosts: inputs.knownHosts });
         core.info(`Connected; host key matches the pinned known-hosts entry.`);
@@ -60675,6 +60675,9 @@ async function connect(inputs, readOnly = false) {
         throw new Error(`${remote.where} is not a Swarm manager (swarm state "${swarmState}", manager ${manager}). Run \`docker swarm init\` there first.`);
     }
     core.info(`Host Docker: client ${client}, engine ${server}, Swarm manager.`);
+    // A refusal found here leaves no trace on the host (taking a lock creates the stack's folder).
+    if (beforeLock)
+        await beforeLock(remote).catch((e) => (remote.dispose(), Promise.reject(e)));
     const { runUrl, actor, sha, ref } = context();
     let unlock = async () => { };
     // A dry run only reads: it takes no lock and logs the host in nowhere.
@@ -60807,9 +60810,8 @@ async function commandDeploy(inputs) {
             await checkImages(new exec_1.LocalRunner(inputs.workingDirectory), prepared, inputs);
         return { result: 'checked', release: inputs.release, versions, images: {}, layers: [], checks: markdown, notes: [...notes, 'dry-run: nothing was deployed (no lock, no ledger record, no file on the host).'] };
     }
-    const { remote, ctx, finish } = await connect(inputs);
+    const { remote, ctx, finish } = await connect(inputs, false, (r) => (0, preview_1.checkPreviewCap)(r, plans.map((p) => p.stack), inputs.maxPreviews));
     try {
-        await (0, preview_1.checkPreviewCap)(remote, plans.map((p) => p.stack), inputs.maxPreviews);
         const nodes = await connectedChecks(remote, stacks, prepared, env, inputs);
         await checkImages(remote, prepared, inputs);
         // A global service runs a task on every node: its rollout has as many batches.
@@ -64925,7 +64927,8 @@ async function planRemoval(host, remoteDir, stack) {
         `${q(['docker', 'config', 'ls', '--filter', ns, '--format', 'config {{.Name}}'])} || exit 1`,
         `${q(['docker', 'secret', 'ls', '--filter', ns, '--format', 'secret {{.Name}}'])} || exit 1`,
         `${q(['docker', 'secret', 'ls', '--filter', `label=deploy-action.stack=${stack}`, '--format', 'secret {{.Name}}'])} || exit 1`,
-        `if [ -d ${q([dir])} ]; then echo folder; fi`,
+        // Only the lock this run holds (it made the folder) is no history of the stack.
+        `if [ -d ${q([dir])} ] && ls -A ${q([dir])} | grep -qvx lock; then echo folder; fi`,
         // The shared secrets its kept releases used, each with whether another stack's ledger names it.
         `for n in $(grep -hoE '"shared_[A-Za-z0-9_.-]+"' ${q([`${dir}/ledger.json`])} 2>/dev/null | tr -d '"' | sort -u); do`,
         `  docker secret inspect "$n" >/dev/null 2>&1 || continue`,

@@ -41,7 +41,8 @@ export async function planRemoval(host: SecretHost, remoteDir: string, stack: st
     `${q(['docker', 'config', 'ls', '--filter', ns, '--format', 'config {{.Name}}'])} || exit 1`,
     `${q(['docker', 'secret', 'ls', '--filter', ns, '--format', 'secret {{.Name}}'])} || exit 1`,
     `${q(['docker', 'secret', 'ls', '--filter', `label=deploy-action.stack=${stack}`, '--format', 'secret {{.Name}}'])} || exit 1`,
-    `if [ -d ${q([dir])} ]; then echo folder; fi`,
+    // Only the lock this run holds (it made the folder) is no history of the stack.
+    `if [ -d ${q([dir])} ] && ls -A ${q([dir])} | grep -qvx lock; then echo folder; fi`,
     // The shared secrets its kept releases used, each with whether another stack's ledger names it.
     `for n in $(grep -hoE '"shared_[A-Za-z0-9_.-]+"' ${q([`${dir}/ledger.json`])} 2>/dev/null | tr -d '"' | sort -u); do`,
     `  docker secret inspect "$n" >/dev/null 2>&1 || continue`,
