@@ -21,9 +21,10 @@ import { FALLBACK_TIMEOUT_S, describeTiming, layerTiming, tooShort } from './tim
 import { ServiceInfo, locateIn, resolveCompose, stackServices } from './compose';
 import { layerWithHooks } from './hooks';
 import { checksFor } from './verify';
+import { checkPreviewCap } from './preview';
 
 export interface Outcome {
-  result: 'deployed' | 'rolled-back' | 'failed' | 'checked' | 'built';
+  result: 'deployed' | 'rolled-back' | 'failed' | 'checked' | 'built' | 'removed' | 'commented';
   release: string;
   versions: Record<string, string>;
   images: Record<string, string>;
@@ -187,7 +188,7 @@ export async function commandBuild(inputs: Inputs): Promise<Outcome> {
  * Connects once, checks the host can deploy, takes the lock of every stack of the run, and logs the
  * host in to the registry if asked. `finish` logs out and releases the locks.
  */
-async function connect(inputs: Inputs, readOnly = false): Promise<{ remote: Remote; ctx: RunContext; finish: () => Promise<void> }> {
+export async function connect(inputs: Inputs, readOnly = false, beforeLock?: (remote: Remote) => Promise<void>): Promise<{ remote: Remote; ctx: RunContext; finish: () => Promise<void> }> {
   const remote = await core.group(`Connect to ${inputs.user}@${inputs.host}:${inputs.port}`, async () => {
     const r = await Remote.connect({ host: inputs.host, port: inputs.port, user: inputs.user, privateKey: inputs.sshKey, passphrase: inputs.sshPassphrase, knownHosts: inputs.knownHosts });
     core.info(`Connected; host key matches the pinned known-hosts entry.`);
@@ -205,6 +206,8 @@ async function connect(inputs: Inputs, readOnly = false): Promise<{ remote: Remo
     throw new Error(`${remote.where} is not a Swarm manager (swarm state "${swarmState}", manager ${manager}). Run \`docker swarm init\` there first.`);
   }
   core.info(`Host Docker: client ${client}, engine ${server}, Swarm manager.`);
+  // A refusal found here leaves no trace on the host (taking a lock creates the stack's folder).
+  if (beforeLock) await beforeLock(remote).catch((e) => (remote.dispose(), Promise.reject(e)));
   const { runUrl, actor, sha, ref } = context();
   let unlock: () => Promise<void> = async () => {};
   // A dry run only reads: it takes no lock and logs the host in nowhere.
@@ -330,7 +333,7 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
     } else await checkImages(new LocalRunner(inputs.workingDirectory), prepared, inputs);
     return { result: 'checked', release: inputs.release, versions, images: {}, layers: [], checks: markdown, notes: [...notes, 'dry-run: nothing was deployed (no lock, no ledger record, no file on the host).'] };
   }
-  const { remote, ctx, finish } = await connect(inputs);
+  const { remote, ctx, finish } = await connect(inputs, false, (r) => checkPreviewCap(r, plans.map((p) => p.stack), inputs.maxPreviews));
   try {
     const nodes = await connectedChecks(remote, stacks, prepared, env, inputs);
     await checkImages(remote, prepared, inputs);

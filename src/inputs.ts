@@ -1,4 +1,5 @@
 import * as core from '@actions/core';
+import * as fs from 'fs';
 import * as path from 'path';
 import { RULE_IDS } from './checks';
 import { addMask } from './mask';
@@ -6,7 +7,7 @@ import { InputError } from './errors';
 import type { Hooks } from './hooks';
 import { VerifyCheck, parseVerify } from './verify';
 
-export type Command = 'deploy' | 'build' | 'check' | 'rollback';
+export type Command = 'deploy' | 'build' | 'check' | 'rollback' | 'remove' | 'comment';
 
 export interface StackSpec {
   /** Swarm stack name (also the prefix of its services). */
@@ -59,6 +60,14 @@ export interface Inputs {
   verify: VerifyCheck[];
   /** Host commands around each layer of a deploy. */
   hooks: Hooks;
+  /** Live preview stacks (`<name>-pr-<N>`, counted by pull request) a deploy may add to; 0: no cap. */
+  maxPreviews: number;
+  /** Markdown of the pull request comment (command comment). */
+  comment: string;
+  /** The pull request to comment on (command comment); 0 when not given and not a pull_request event. */
+  pullRequest: number;
+  /** Token for the GitHub API (command comment; masked). */
+  githubToken: string;
 }
 
 // Docker stack names become service, network and label prefixes: keep them boring.
@@ -89,6 +98,7 @@ export const DEFAULTS: Record<string, string> = {
   'dry-run': 'false',
   rebuild: 'false',
   'hook-timeout': '300',
+  'max-previews': '0',
 };
 
 function positiveInt(get: Get, name: string, min = 1): number {
@@ -213,17 +223,17 @@ export function defaultRelease(ref: string | undefined, sha: string | undefined)
 export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.ProcessEnv = process.env): Inputs {
   const get: Get = (n) => raw(n) || DEFAULTS[n] || '';
   // Secrets are masked before anything, even a bad `command`, could fail or print.
-  for (const secret of ['registry-password', 'ssh-key', 'ssh-passphrase', 'secrets']) {
+  for (const secret of ['registry-password', 'ssh-key', 'ssh-passphrase', 'secrets', 'github-token']) {
     const v = get(secret);
     if (v) addMask(v);
   }
-  const command = oneOf(get, 'command', ['deploy', 'build', 'check', 'rollback'] as const);
+  const command = oneOf(get, 'command', ['deploy', 'build', 'check', 'rollback', 'remove', 'comment'] as const);
   const workspace = env.GITHUB_WORKSPACE || process.cwd();
   const workingDirectory = path.resolve(workspace, get('working-directory') || '.');
 
   const host = get('host').trim();
   const user = get('user').trim();
-  const needsHost = command === 'deploy' || command === 'rollback';
+  const needsHost = command === 'deploy' || command === 'rollback' || command === 'remove';
   // `check` given a host also runs the checks that need the swarm's facts (read-only).
   if (needsHost || (command === 'check' && host)) {
     if (!host) throw new InputError('Input `host` is required for command ' + command + '.');
@@ -259,6 +269,14 @@ export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.Proce
   const remoteDir = (get('remote-dir') || '.deploy-action').trim().replace(/^~\/?/, '') || '.';
   if (!REMOTE_DIR.test(remoteDir) || remoteDir.split('/').includes('..')) {
     throw new InputError(`Input \`remote-dir\` "${remoteDir}" must be a plain path (letters, digits, . _ - / ~) without "..".`);
+  }
+
+  const comment = get('comment').trim();
+  const pullRequest = pullRequestNumber(get('pull-request'), env);
+  if (command === 'comment') {
+    if (!comment) throw new InputError('Input `comment` is required for command comment: the Markdown to post on the pull request.');
+    if (!pullRequest) throw new InputError('Input `pull-request` is required for command comment outside a pull_request event: the number of the pull request.');
+    if (!get('github-token').trim()) throw new InputError('Input `github-token` is required for command comment (e.g. the job token `github.token`, with `pull-requests: write`).');
   }
 
   const bool = (name: string): boolean => {
@@ -303,6 +321,10 @@ export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.Proce
     dryRun: bool('dry-run'),
     verify: parseVerify(get('verify'), stacks.map((s) => s.name)),
     hooks: { 'pre-deploy': get('pre-deploy').trim(), 'post-deploy': get('post-deploy').trim(), 'on-failure': get('on-failure').trim(), timeoutS: positiveInt(get, 'hook-timeout') },
+    maxPreviews: positiveInt(get, 'max-previews', 0),
+    comment,
+    pullRequest,
+    githubToken: get('github-token').trim(),
   };
 }
 
@@ -314,6 +336,21 @@ function autoOrSeconds(get: Get, name: string, min: number): number | undefined 
     throw new InputError(`Input \`${name}\` must be \`auto\` or a number of seconds${min ? ` (at least ${min})` : ''}, got "${raw}".`);
   }
   return Number(raw);
+}
+
+/** `pull-request`: a number, or the pull request of a pull_request event (GITHUB_EVENT_PATH). */
+function pullRequestNumber(raw: string, env: NodeJS.ProcessEnv): number {
+  const v = raw.trim();
+  if (v) {
+    if (!/^[1-9]\d{0,9}$/.test(v)) throw new InputError(`Input \`pull-request\` must be a pull request number, got "${v.slice(0, 40)}".`);
+    return Number(v);
+  }
+  try {
+    const event = JSON.parse(fs.readFileSync(env.GITHUB_EVENT_PATH ?? '', 'utf8')) as { pull_request?: { number?: unknown } };
+    return typeof event.pull_request?.number === 'number' ? event.pull_request.number : 0;
+  } catch {
+    return 0;
+  }
 }
 
 /** `skip-checks`: known rule ids only, so a typo does not silently leave a rule on. */

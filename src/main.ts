@@ -1,10 +1,12 @@
 import * as core from '@actions/core';
 import { Outcome, commandBuild, commandCheck, commandDeploy, commandRollback } from './commands';
+import { commandComment } from './comment';
 import { InputError } from './errors';
 import { Inputs, readInputs } from './inputs';
+import { commandRemove } from './remove';
 import { writeSummary } from './summary';
 
-const TITLES: Record<Inputs['command'], string> = { deploy: 'Deploy', build: 'Build', check: 'Pre-flight checks', rollback: 'Rollback' };
+const TITLES: Record<Inputs['command'], string> = { deploy: 'Deploy', build: 'Build', check: 'Pre-flight checks', rollback: 'Rollback', remove: 'Remove', comment: 'Comment' };
 
 /** Reads the inputs once, runs the command, and reports: outputs, job summary, and the job's status. */
 export async function run(): Promise<void> {
@@ -14,7 +16,7 @@ export async function run(): Promise<void> {
   let error: string | undefined;
   try {
     inputs = readInputs();
-    const commands = { deploy: commandDeploy, build: commandBuild, check: commandCheck, rollback: commandRollback };
+    const commands = { deploy: commandDeploy, build: commandBuild, check: commandCheck, rollback: commandRollback, remove: commandRemove, comment: (i: Inputs) => commandComment(i) };
     outcome = await commands[inputs.command](inputs);
     error = outcome.error;
   } catch (e) {
@@ -34,7 +36,7 @@ export async function run(): Promise<void> {
     title: TITLES[inputs?.command ?? 'deploy'],
     result: outcome.result,
     release: outcome.release,
-    host: inputs && ['deploy', 'rollback'].includes(inputs.command) ? `${inputs.user}@${inputs.host}:${inputs.port}` : '',
+    host: inputs && ['deploy', 'rollback', 'remove'].includes(inputs.command) ? `${inputs.user}@${inputs.host}:${inputs.port}` : '',
     seconds,
     versions: outcome.versions,
     layers: outcome.layers,

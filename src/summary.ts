@@ -15,7 +15,7 @@ export interface SummaryInput {
   notes?: string[];
 }
 
-const ICON: Record<string, string> = { deployed: '✅', 'rolled-back': '↩️', failed: '❌', checked: '🔎', built: '📦' };
+const ICON: Record<string, string> = { deployed: '✅', 'rolled-back': '↩️', failed: '❌', checked: '🔎', built: '📦', removed: '🧹', commented: '💬' };
 
 function cell(s: string): string {
   return s.replace(/\|/g, '\\|').replace(/\n/g, '<br>');

@@ -102,7 +102,7 @@ function tokenize(src: string): Token[] {
       i += id[0].length;
       continue;
     }
-    const op = ['==', '!=', '<=', '>=', '&&', '||'].find((o) => src.startsWith(o, i)) ?? (/[!<>()[\].,]/.test(c) ? c : undefined);
+    const op = ['==', '!=', '<=', '>=', '&&', '||'].find((o) => src.startsWith(o, i)) ?? (/[!<>()[\].,*]/.test(c) ? c : undefined);
     if (!op) throw new ExpressionError(`unsupported character ${JSON.stringify(c)} in: ${src}`);
     out.push({ t: 'op', v: op });
     i += op.length;
@@ -115,6 +115,7 @@ type Node =
   | { k: 'ctx'; name: string }
   | { k: 'prop'; obj: Node; name: string }
   | { k: 'index'; obj: Node; index: Node }
+  | { k: 'filter'; obj: Node }
   | { k: 'call'; fn: string; args: Node[] }
   | { k: 'not'; x: Node }
   | { k: 'bin'; op: string; l: Node; r: Node };
@@ -171,8 +172,14 @@ export function parseExpression(src: string): Node {
     for (;;) {
       if (peek('.')) {
         p++;
+        // An object filter: `labels.*.name` is the `name` of every element.
+        if (peek('*')) {
+          p++;
+          n = { k: 'filter', obj: n };
+          continue;
+        }
         const tok = toks[p++];
-        if (!tok || tok.t !== 'id') throw new ExpressionError(`expected a property name after "." in: ${src} (object filters like .* are not supported)`);
+        if (!tok || tok.t !== 'id') throw new ExpressionError(`expected a property name or * after "." in: ${src}`);
         n = { k: 'prop', obj: n, name: tok.v };
       } else if (peek('[')) {
         p++;
@@ -205,6 +212,7 @@ function usesStatus(n: Node): boolean {
     case 'call':
       return STATUS_FUNCTIONS.includes(n.fn.toLowerCase()) || n.args.some(usesStatus);
     case 'prop':
+    case 'filter':
       return usesStatus(n.obj);
     case 'index':
       return usesStatus(n.obj) || usesStatus(n.index);
@@ -372,6 +380,13 @@ function call(fn: string, args: Value[], opts: EvalOptions, where: string): Valu
   }
 }
 
+/** Arrays made by an object filter: a property of one is that property of each element. */
+const FILTERED = new WeakSet<Value[]>();
+function filtered(xs: Value[]): Value[] {
+  FILTERED.add(xs);
+  return xs;
+}
+
 function evalNode(n: Node, contexts: Contexts, opts: EvalOptions): Value {
   const where = opts.where ?? 'expression';
   switch (n.k) {
@@ -384,7 +399,13 @@ function evalNode(n: Node, contexts: Contexts, opts: EvalOptions): Value {
       if (p) return resolve(contexts, p, where);
       if (n.k === 'ctx') throw new ExpressionError(`${where}: unknown name ${n.name}`);
       const obj = evalNode(n.obj, contexts, opts);
-      return loose(obj, n.k === 'prop' ? n.name : evalNode(n.index, contexts, opts));
+      const key = n.k === 'prop' ? n.name : evalNode(n.index, contexts, opts);
+      if (Array.isArray(obj) && FILTERED.has(obj)) return filtered(obj.map((x) => loose(x, key)));
+      return loose(obj, key);
+    }
+    case 'filter': {
+      const v = evalNode(n.obj, contexts, opts);
+      return filtered(Array.isArray(v) ? [...v] : v !== null && typeof v === 'object' ? Object.values(v) : []);
     }
     case 'call':
       return call(n.fn, n.args.map((a) => evalNode(a, contexts, opts)), opts, where);
@@ -433,6 +454,7 @@ function validate(n: Node, contexts: Contexts, opts: EvalOptions): void {
     case 'ctx':
       throw new ExpressionError(`${where}: unknown name ${n.name}`);
     case 'prop':
+    case 'filter':
       return validate(n.obj, contexts, opts);
     case 'index':
       validate(n.obj, contexts, opts);

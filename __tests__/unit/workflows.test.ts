@@ -18,8 +18,8 @@ import type { ActionRun, RunActionOptions } from '../helpers/action';
 const ROOT = path.resolve(__dirname, '..', '..');
 const WORKFLOWS = '.github/workflows';
 const TEMPLATES = 'workflows-templates';
-const REUSABLE = ['deploy.yml', 'rollback.yml', 'check.yml'];
-const TEMPLATE_NAMES = ['release.yml', 'rollback.yml', 'check.yml', 'service-release.yml', 'deploy-versions.yml'];
+const REUSABLE = ['deploy.yml', 'rollback.yml', 'check.yml', 'preview.yml'];
+const TEMPLATE_NAMES = ['release.yml', 'rollback.yml', 'check.yml', 'service-release.yml', 'deploy-versions.yml', 'preview.yml'];
 // Starters that run the action themselves instead of calling a reusable workflow (a service
 // repository builds; it has no host and no environment).
 const ACTION_TEMPLATES = ['service-release.yml'];
@@ -216,7 +216,7 @@ test('every `with:` key given to the action exists in action.yml, and `command` 
       assert.ok(key in ACTION_INPUTS, `${file} job ${jobId}: \`${key}\` is not an input of action.yml`);
     }
     const command = step.with?.command;
-    assert.ok(['build', 'deploy', 'check', 'rollback'].includes(String(command)), `${file} job ${jobId}: command "${String(command)}"`);
+    assert.ok(['build', 'deploy', 'check', 'rollback', 'remove', 'comment'].includes(String(command)), `${file} job ${jobId}: command "${String(command)}"`);
   }
   assert.ok(seen >= 6, `expected the action in build, infra, app, the two rollback jobs and check; saw ${seen}`);
 });
@@ -230,6 +230,10 @@ test('each reusable job runs the command its name says', () => {
   assert.deepEqual(commandOf('rollback.yml', 'app'), ['rollback']);
   assert.deepEqual(commandOf('rollback.yml', 'infra'), ['rollback']);
   assert.deepEqual(commandOf('check.yml', 'check'), ['check']);
+  assert.deepEqual(commandOf('preview.yml', 'build'), ['build']);
+  assert.deepEqual(commandOf('preview.yml', 'deploy'), ['deploy']);
+  assert.deepEqual(commandOf('preview.yml', 'comment'), ['comment']);
+  assert.deepEqual(commandOf('preview.yml', 'remove'), ['remove']);
 });
 
 test('the reusable workflows use the action at the same major: glasck/deploy-action@v1', () => {
@@ -517,7 +521,7 @@ test('the expression evaluator fails loudly on what it does not know, also in a 
   throws("join(inputs.a, ',')", /join\(\) is not supported/);
   throws('success()', /only allowed in if/);
   throws('startsWith(inputs.a)', /takes 2/);
-  throws('inputs.*', /unsupported character "\*"/);
+  throws('inputs.a * 2', /unexpected "\*"/);
   throws("inputs.a = 'x'", /unsupported character|unexpected/);
   throws("'unterminated", /unterminated/);
   assert.throws(() => evaluateString('x-${{ steps.build }}', ctx), /object cannot be written as a string/);
@@ -570,6 +574,83 @@ test('runWorkflow (action stubbed): deploy.yml maps its inputs to the action, an
     assert.deepEqual(bad.results, { build: 'success', infra: 'failure', app: 'skipped', summary: 'success' });
     assert.deepEqual(calls.map((c) => c.job), ['build', 'infra'], 'the action never ran for app');
     assert.equal(bad.outputs.result, 'failed');
+  } finally {
+    fs.rmSync(ws, { recursive: true, force: true });
+  }
+});
+
+test('the preview starter: pull_request (never pull_request_target), no fork, on close always, else only with the label', () => {
+  for (const file of ALL_FILES) assert.ok(!read(file).includes('pull_request_target:'), `${file}: pull_request_target would hand a fork's code the secrets`);
+  const wf = load(`${TEMPLATES}/preview.yml`);
+  assert.deepEqual(Object.keys(wf.on), ['pull_request']);
+  assert.deepEqual((wf.on.pull_request as { types: string[] }).types, ['opened', 'synchronize', 'reopened', 'labeled', 'closed']);
+  const job = wf.jobs.preview;
+  const runs = (action: string, labels: string[], fork: boolean) =>
+    evaluateIf(job.if, { github: { event: { action, pull_request: { number: 4, labels: labels.map((name) => ({ name })), head: { repo: { fork } } } } } }, { success: true, failure: false, cancelled: false });
+  assert.equal(runs('opened', ['preview'], false), true);
+  assert.equal(runs('synchronize', ['bug', 'preview'], false), true);
+  assert.equal(runs('opened', ['bug'], false), false, 'no label, no preview');
+  assert.equal(runs('closed', [], false), true, 'a close always removes (nothing there changes nothing)');
+  assert.equal(runs('opened', ['preview'], true), false, 'a fork never');
+  assert.equal(runs('closed', ['preview'], true), false, 'a fork never');
+  assert.equal(job.with?.['pull-request'], '${{ github.event.pull_request.number }}');
+  assert.equal(job.with?.closed, "${{ github.event.action == 'closed' }}");
+});
+
+test('the expression evaluator: object filters (labels.*.name)', () => {
+  const ctx = { github: { event: { labels: [{ name: 'a' }, { name: 'Preview' }] } } };
+  assert.deepEqual(evaluateExpression('github.event.labels.*.name', ctx), ['a', 'Preview']);
+  assert.equal(evaluateExpression("contains(github.event.labels.*.name, 'preview')", ctx), true);
+  assert.equal(evaluateExpression("contains(github.event.labels.*.name, 'b')", ctx), false);
+});
+
+test('runWorkflow (action stubbed): preview.yml names the stacks <name>-pr-<N>, deploys them with PREVIEW_HOST, comments the URL; closed removes only', async () => {
+  const calls: { job: string; inputs: Record<string, string> }[] = [];
+  const fake = (failJob?: string) => async (o: RunActionOptions): Promise<ActionRun> => {
+    const job = o.env?.GITHUB_JOB ?? '';
+    calls.push({ job, inputs: o.inputs });
+    const failed = job === failJob;
+    const result = failed ? 'failed' : ({ build: 'built', deploy: 'deployed', remove: 'removed', comment: 'commented' } as Record<string, string>)[o.inputs.command];
+    const outputs = { result, release: 'sha-0123456', versions: '{}', images: '{}', duration: '1' };
+    return { code: failed ? 1 : 0, log: '', maskedLog: '', outputs, state: {}, summary: '', exportedEnv: {}, addedPath: [], commands: [], errors: [], warnings: [], masks: [], durationMs: 1, postCode: 0, postLog: '', postCommands: [], postSummary: '', postDurationMs: 1, env: {} };
+  };
+  const ws = fs.mkdtempSync(path.join(os.tmpdir(), 'wf-ws-'));
+  try {
+    const options = (closed: boolean, failJob?: string, over: Record<string, string | number | boolean> = {}) => ({
+      workflow: `${WORKFLOWS}/preview.yml`,
+      inputs: { 'pull-request': 12, closed, 'app-stacks': '# the app\napp=stacks/app.yml\n  api = stacks/api.yml,stacks/api.pr.yml\n', domain: 'preview.example.com', 'max-previews': 3, env: 'NETWORK_PREFIX=x', ...over },
+      secrets: { SSH_KEY: 'key', KNOWN_HOSTS: 'kh' },
+      github: { actor: 'octo', token: 'ghs_job_token' },
+      workspace: ws,
+      runAction: fake(failJob),
+    });
+    const open = await runWorkflow(options(false));
+    assert.deepEqual(open.ran, ['stacks', 'build', 'deploy', 'comment']);
+    assert.equal(open.concurrency, 'preview-12');
+    assert.equal(open.jobs.deploy.environment, 'preview');
+    const deploy = calls.find((c) => c.job === 'deploy')!.inputs;
+    assert.equal(deploy.stacks, 'app-pr-12=stacks/app.yml\napi-pr-12=stacks/api.yml,stacks/api.pr.yml');
+    assert.equal(deploy['max-previews'], '3');
+    assert.deepEqual(deploy.env.split('\n').filter(Boolean), ['NETWORK_PREFIX=x', 'PREVIEW_HOST=pr-12.preview.example.com', 'PREVIEW_NUMBER=12']);
+    const comment = calls.find((c) => c.job === 'comment')!.inputs;
+    assert.equal(comment['pull-request'], '12');
+    assert.equal(comment['github-token'], 'ghs_job_token');
+    assert.match(comment.comment, /https:\/\/pr-12\.preview\.example\.com/);
+    assert.equal(comment['ssh-key'] ?? '', '', 'the job with the write token gets no SSH key');
+    assert.deepEqual(open.outputs, { url: 'https://pr-12.preview.example.com', result: 'deployed' });
+
+    calls.length = 0;
+    const closed = await runWorkflow(options(true));
+    assert.deepEqual(closed.ran, ['stacks', 'remove']);
+    assert.deepEqual(calls.map((c) => [c.job, c.inputs.command]), [['remove', 'remove']]);
+    assert.equal(calls[0].inputs.stacks, 'app-pr-12=stacks/app.yml\napi-pr-12=stacks/api.yml,stacks/api.pr.yml');
+    assert.equal(closed.outputs.result, 'removed');
+
+    calls.length = 0;
+    const capped = await runWorkflow(options(false, 'deploy'));
+    assert.deepEqual(capped.results, { stacks: 'success', build: 'success', deploy: 'failure', comment: 'skipped', remove: 'skipped' });
+    assert.equal(capped.outputs.result, 'failed');
+
   } finally {
     fs.rmSync(ws, { recursive: true, force: true });
   }
@@ -650,6 +731,10 @@ test('least privilege: permissions {} at the top, every job asks for its own, no
         [`${WORKFLOWS}/deploy.yml#build`]: ['packages'],
         [`${WORKFLOWS}/release.yml#major-tag`]: ['contents'],
         [`${TEMPLATES}/release.yml#deploy`]: ['packages'],
+        [`${WORKFLOWS}/preview.yml#build`]: ['packages'],
+        // The comment job has the write token and no SSH key; the deploy jobs the key and no write token.
+        [`${WORKFLOWS}/preview.yml#comment`]: ['pull-requests'],
+        [`${TEMPLATES}/preview.yml#preview`]: ['packages', 'pull-requests'],
         [`${TEMPLATES}/service-release.yml#build`]: ['packages'],
       };
       assert.deepEqual(writes, allowed[`${file}#${id}`] ?? [], `${file} job ${id}: write permissions`);
