@@ -333,7 +333,7 @@ async function actionRun(ws: string, version: string): Promise<ActRun> {
     layers.push({ ms: d(s.start, s.end), swarmDone: s.start === null ? null : swarmDone(services, s.start), before: d(s.start, s.gateStart), gate: d(s.gateStart, s.gateEnd), after: d(s.gateEnd, s.end), polls: s.polls });
   }
   const exit = exitAt(t.main);
-  return { layers, ms: t.ms, head: spans[0].start === null ? null : spans[0].start - t.start, tail: exit !== null && spans[2].end !== null ? exit - spans[2].end : null, postMs: t.postMs, load: t.load };
+  return { layers, ms: t.ms, head: spans[0].start === null ? null : spans[0].start - t.start, tail: exit !== null && spans[spans.length - 1].end !== null ? exit - (spans[spans.length - 1].end as number) : null, postMs: t.postMs, load: t.load };
 }
 
 /** The same three-layer deploy in this process from src/, every remote command counted; each layer's gate window from its own lines. */
