@@ -371,7 +371,7 @@ interface Results {
   placed: Map<string, string>;
 }
 
-function report(r: Results, meta: { started: Date; seconds: number; loads: number[]; dockerHost: string; dockerNodes: string; code: string; errors: string[]; labUp: string }): string {
+function report(r: Results, meta: { lab: LabEnv; started: Date; seconds: number; loads: number[]; dockerHost: string; dockerNodes: string; code: string; errors: string[]; labUp: string }): string {
   const out: string[] = [];
   const loadMin = Math.min(...meta.loads);
   const loadMax = Math.max(...meta.loads);
@@ -382,7 +382,7 @@ function report(r: Results, meta: { started: Date; seconds: number; loads: numbe
   out.push(
     `- Date: ${meta.started.toISOString().replace(/\.\d+Z$/, 'Z')}; this run took ${duration(meta.seconds)} (BENCH_RUNS=${RUNS}; ${meta.labUp}).`,
     `- Machine: ${machineLine()}.`,
-    `- Docker: ${meta.dockerHost} on this machine (the CLI of both sides); the nodes: ${meta.dockerNodes}. Lab: \`bash lab/lab.sh up --nodes 3\` (lab/multinode.sh): a manager (zone a) and two workers (zones b, c), each a dockerd in its own network namespace on one bridge, the registry on the bridge address (${N.lab.registry}), the sshd both sides go through in the manager's namespace (${N.lab.user}@${N.lab.host}:${N.lab.port}).`,
+    `- Docker: ${meta.dockerHost} on this machine (the CLI of both sides); the nodes: ${meta.dockerNodes}. Lab: \`bash lab/lab.sh up --nodes 3\` (lab/multinode.sh): a manager (zone a) and two workers (zones b, c), each a dockerd in its own network namespace on one bridge, the registry on the bridge address (${meta.lab.registry}), the sshd both sides go through in the manager's namespace (${meta.lab.user}@${meta.lab.host}:${meta.lab.port}).`,
     `- Code: ${meta.code}.`,
     `- Load average (1 min) before the measured runs: ${loadMin.toFixed(2)}–${loadMax.toFixed(2)}.`,
     `- Stacks: three layers deployed in order, ${LAYERS.map((l) => `\`${l.stack}\` (${l.services.length})`).join(', ')}, ${ALL.length} services, 1 replica each, every one its own image \`FROM lab/base:1\` (busybox httpd serving /health), healthcheck every ${HEALTH_INTERVAL} (timeout 2 s, retries 2), \`update_config: {parallelism: 1, order: start-first, failure_action: rollback, monitor: 2s}\`, \`endpoint_mode: dnsrr\`, one overlay network (\`${NETWORK}\`, MTU 1450) created by the ingress layer and joined by the others. Every measured deploy changes the version of all ${ALL.length} services.`,
@@ -559,7 +559,7 @@ async function main(): Promise<void> {
     if (interrupted) return;
     const seconds = Math.round((Date.now() - started.getTime()) / 1000);
     const loads = [...res.raw.map((x) => x.load), ...res.act.map((x) => x.load)];
-    const body = report(res, { started, seconds, loads: loads.length ? loads : [os.loadavg()[0]], dockerHost, dockerNodes, code, errors, labUp });
+    const body = report(res, { lab: N.lab, started, seconds, loads: loads.length ? loads : [os.loadavg()[0]], dockerHost, dockerNodes, code, errors, labUp });
     fs.writeFileSync(BENCHMARKS, putSection(readBenchmarks() || '# Benchmarks\n', SECTION, body));
     fs.writeFileSync(path.join(WORK, 'results.json'), JSON.stringify({ started, seconds, runs: RUNS, raw: res.raw, act: res.act, counted: res.counted && { ...res.counted, calls: undefined } }, null, 1));
     log(`wrote the bench:nodes section of ${path.relative(process.cwd(), BENCHMARKS)} (${duration(seconds)})${errors.length ? ` with ${errors.length} error(s)` : ''}`);
