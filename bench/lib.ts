@@ -300,7 +300,8 @@ export interface Call {
 }
 
 export function kindOf(script: string): string {
-  if (/@@deploy-action:tasks@@/.test(script)) return 'poll: stack snapshot';
+  // The snapshot's separator reaches the script shell-quoted (`\@\@deploy-action\:tasks\@\@`): match the words.
+  if (/deploy-action\\?:tasks/.test(script) && /dial-stdio/.test(script)) return 'poll: stack snapshot';
   if (/docker stack deploy/.test(script)) return 'docker stack deploy';
   if (/docker version --format/.test(script)) return 'docker version + info';
   if (/docker config ls/.test(script)) return 'Swarm configs (pre-flight)';
