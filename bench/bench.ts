@@ -11,25 +11,18 @@
 // The lab is shared: everything here is named bench-* (stacks bench-<n>svc with their own overlay
 // network, images 127.0.0.1:5000/bench/sNN, remote-dir .deploy-action-bench, work files in .bench/),
 // and only those are removed at the end. Nothing else on the engine is touched.
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ActionRun, DIST_ENTRY, readInputDefaults, runAction } from '../__tests__/helpers/action';
+import { readInputDefaults } from '../__tests__/helpers/action';
 import { LabEnv, REPO_ROOT, labInputs, dockerOk, removeStack, requireLab, run, waitFor } from '../__tests__/helpers/lab';
-import { commandDeploy } from '../src/commands';
-import { readInputs } from '../src/inputs';
-import { Remote } from '../src/remote';
+import {
+  BENCHMARKS, Call, DOCKERFILE, GATE_LINE, GATE_START, SvcNow, Timed, buildImages, callsBetween, codeState, dockerVersions, envInt, exitAt, firstAt,
+  inProcessDeploy, installWrapper, keepSections, kindOf, lastAt, list, log, machineLine, median, mustSucceed as mustSucceedIn, nextSeq, ok, onHost,
+  parseGoTime, readBenchmarks, s1, s2, sleep, sshArgs, stackIds, stackServices, stampedAction, swarmDone, tagOf, x2,
+} from './lib';
 
 // ------------------------------------------------------------------ settings
-
-function envInt(name: string, dflt: number, min: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return dflt;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer ≥ ${min}, got "${raw}"`);
-  return n;
-}
 
 const RUNS = envInt('BENCH_RUNS', 3, 1);
 const SIZES = (process.env.BENCH_SIZES ?? '1,5,10').split(',').map((s) => Number(s.trim()));
@@ -45,7 +38,7 @@ const PREFIX = 'bench';
 const REMOTE_DIR = '.deploy-action-bench';
 const WORK = path.join(REPO_ROOT, '.bench');
 const LOGS = path.join(WORK, 'logs');
-const OUT = path.join(REPO_ROOT, 'BENCHMARKS.md');
+const OUT = BENCHMARKS;
 const CRASH = '9.9.9-crash';
 const TARGET_FAIL_MS = 2000;
 
@@ -53,61 +46,17 @@ const stackName = (n: number) => `bench-${n}svc`;
 const svc = (i: number) => `s${String(i).padStart(2, '0')}`;
 const svcs = (n: number) => Array.from({ length: n }, (_, i) => svc(i + 1));
 const ver = (k: number) => `1.0.${k}`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function log(msg: string): void {
-  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
-}
 
 // -------------------------------------------------------------------- images
 
-const ENTRY_SH = `#!/bin/sh
-# A tiny service: busybox httpd serving /health and /version; MODE=crash exits 3 at once.
-mode="$(cat /app/MODE 2>/dev/null || echo ok)"
-if [ "$mode" = crash ]; then
-  echo "fatal: refusing to start (MODE=crash)" >&2
-  exit 3
-fi
-httpd -f -p 8080 -h /app/www &
-pid=$!
-trap 'kill "$pid" 2>/dev/null; exit 143' TERM INT
-wait "$pid"
-`;
-
-const DOCKERFILE = `FROM lab/base:1
-COPY app /app
-ENTRYPOINT ["/bin/sh", "/app/entry.sh"]
-`;
-
 const imageRef = (lab: LabEnv, service: string, version: string) => `${lab.registry}/${PREFIX}/${service}:${version}`;
 
-async function pool<T>(items: T[], width: number, fn: (t: T) => Promise<unknown>): Promise<void> {
-  const queue = [...items];
-  await Promise.all(Array.from({ length: Math.min(width, queue.length) }, async () => {
-    for (let t = queue.shift(); t !== undefined; t = queue.shift()) await fn(t);
-  }));
-}
-
 /** One build per version, tagged and pushed for every service (the crash variant for s01 only). */
-async function buildImages(lab: LabEnv, versions: string[], maxServices: number): Promise<string[]> {
-  const pushed: string[] = [];
-  for (const v of [...versions, CRASH]) {
-    const ctx = path.join(WORK, 'images', v);
-    fs.rmSync(ctx, { recursive: true, force: true });
-    fs.mkdirSync(path.join(ctx, 'app', 'www'), { recursive: true });
-    fs.writeFileSync(path.join(ctx, 'Dockerfile'), DOCKERFILE);
-    fs.writeFileSync(path.join(ctx, 'app', 'entry.sh'), ENTRY_SH, { mode: 0o755 });
-    fs.writeFileSync(path.join(ctx, 'app', 'MODE'), v === CRASH ? 'crash\n' : 'ok\n');
-    fs.writeFileSync(path.join(ctx, 'app', 'www', 'health'), 'ok\n');
-    fs.writeFileSync(path.join(ctx, 'app', 'www', 'version'), `${v}\n`);
-    const first = imageRef(lab, svc(1), v);
-    await dockerOk(['build', '-q', '-t', first, ctx], { timeoutMs: 300_000 });
-    const tags = v === CRASH ? [first] : svcs(maxServices).map((s) => imageRef(lab, s, v));
-    for (const t of tags.slice(1)) await dockerOk(['tag', first, t]);
-    await pool(tags, 4, (t) => dockerOk(['push', '-q', t], { timeoutMs: 180_000 }));
-    pushed.push(...tags);
-  }
-  return pushed;
+function buildAll(lab: LabEnv, versions: string[], maxServices: number): Promise<string[]> {
+  return buildImages([], path.join(WORK, 'images'), [
+    ...versions.map((v) => ({ version: v, refs: svcs(maxServices).map((s) => imageRef(lab, s, v)) })),
+    { version: CRASH, crash: true, refs: [imageRef(lab, svc(1), CRASH)] },
+  ]);
 }
 
 // --------------------------------------------------------------- stack files
@@ -165,33 +114,6 @@ function rawFile(lab: LabEnv, n: number, version: string): string {
   return f;
 }
 
-// -------------------------------------------------------------- swarm state
-
-interface SvcNow {
-  name: string;
-  image: string;
-  state: string;
-  completedAt: string;
-}
-
-async function stackIds(stack: string): Promise<string[]> {
-  return (await dockerOk(['service', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${stack}`])).trim().split(/\s+/).filter(Boolean);
-}
-
-async function stackServices(stack: string): Promise<SvcNow[]> {
-  const ids = await stackIds(stack);
-  if (!ids.length) return [];
-  const text = await dockerOk(['service', 'inspect', '--format', '[{{json .Spec.Name}},{{json .Spec.TaskTemplate.ContainerSpec.Image}},{{json .UpdateStatus}}]', ...ids]);
-  return text.trim().split('\n').filter(Boolean).map((l) => {
-    const [name, image, upd] = JSON.parse(l) as [string, string, { State?: string; CompletedAt?: string } | null];
-    return { name, image, state: upd?.State ?? '', completedAt: upd?.CompletedAt ?? '' };
-  });
-}
-
-/** Host clock (this machine) of a Go RFC 3339 time with nanoseconds. */
-const parseGoTime = (s: string): number | null => (s && !s.startsWith('0001') ? Date.parse(s.replace(/(\.\d{3})\d+/, '$1')) || null : null);
-const tagOf = (image: string) => image.split('@')[0].split(':').pop() ?? '';
-
 /** Waits until the stack is quiet: every update finished, exactly the replicas running, all healthy; then a pause. */
 async function settle(stack: string, n: number, replicas = REPLICAS): Promise<void> {
   await waitFor(async () => {
@@ -211,78 +133,9 @@ async function expectVersions(stack: string, n: number, want: (service: string) 
   return services;
 }
 
-/** When Swarm marked the last service's update completed, in ms after `start` (null if some service has no completed update). */
-function swarmDone(services: SvcNow[], start: number): number | null {
-  const times = services.map((s) => (s.state === 'completed' ? parseGoTime(s.completedAt) : null));
-  if (times.some((t) => t === null)) return null;
-  return Math.max(...(times as number[])) - start;
-}
-
-// ---------------------------------------------------------------- raw path
-
-function sshArgs(lab: LabEnv): string[] {
-  return ['-i', lab.sshKeyFile, '-o', `UserKnownHostsFile=${lab.knownHostsFile}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-p', String(lab.port), `${lab.user}@${lab.host}`];
-}
-
-async function onHost(lab: LabEnv, script: string): Promise<string> {
-  const r = await run('ssh', [...sshArgs(lab), script], { timeoutMs: 60_000 });
-  if (r.code !== 0) throw new Error(`on the host: ${script}: exit ${r.code}: ${r.stderr.trim()}`);
-  return r.stdout;
-}
-
 // ---------------------------------------------------------- the action path
 
-/**
- * runAction() with a thin entry in front of dist/index.js: it appends every stdout line with the
- * wall-clock time it was written, and the process start and exit, to BENCH_STAMP_FILE; stdout
- * itself is untouched, so runAction sees exactly what the runner would.
- */
-const WRAPPER_JS = `'use strict';
-const fs = require('fs');
-const file = process.env.BENCH_STAMP_FILE;
-if (file) {
-  const put = (o) => fs.appendFileSync(file, JSON.stringify(o) + '\\n');
-  put({ t: Date.now(), ev: 'start' });
-  const write = process.stdout.write.bind(process.stdout);
-  let buf = '';
-  process.stdout.write = function (chunk, ...rest) {
-    const t = Date.now();
-    buf += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
-    for (let i = buf.indexOf('\\n'); i >= 0; i = buf.indexOf('\\n')) {
-      const line = buf.slice(0, i).replace(/\\r$/, '');
-      // The masked values (the SSH key) are never written to disk.
-      put({ t, line: line.startsWith('::add-mask::') ? '::add-mask::***' : line });
-      buf = buf.slice(i + 1);
-    }
-    return write(chunk, ...rest);
-  };
-  process.on('exit', (code) => put({ t: Date.now(), ev: 'exit', code }));
-}
-require(process.env.BENCH_DIST_ENTRY);
-`;
 let WRAPPER = '';
-
-interface Stamp {
-  t: number;
-  line?: string;
-  ev?: 'start' | 'exit';
-}
-
-interface Timed {
-  label: string;
-  start: number;
-  /** Main step, spawn to close, as runAction measures it. */
-  ms: number;
-  postMs: number;
-  run: ActionRun;
-  main: Stamp[];
-  load: number;
-}
-
-let seq = 0;
-
-/** Logs are kept in .bench/logs: without the `::add-mask::` lines, which carry the SSH key. */
-const scrub = (text: string) => text.split('\n').filter((l) => !/^\s*-?\d*\s*::add-mask::/.test(l)).join('\n');
 
 function baseInputs(lab: LabEnv, stack: string): Record<string, string> {
   return {
@@ -294,31 +147,8 @@ function baseInputs(lab: LabEnv, stack: string): Record<string, string> {
 }
 
 async function action(lab: LabEnv, ws: string, stack: string, label: string, inputs: Record<string, string>, env: Record<string, string> = {}): Promise<Timed> {
-  const file = path.join(WORK, 'stamps', `${String(++seq).padStart(3, '0')}-${label}.jsonl`);
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const load = os.loadavg()[0];
-  const start = Date.now();
-  const r = await runAction({
-    inputs: { ...baseInputs(lab, stack), ...inputs },
-    cwd: ws,
-    entry: WRAPPER,
-    timeoutMs: 600_000,
-    env: { BENCH_STAMP_FILE: file, BENCH_DIST_ENTRY: DIST_ENTRY, ...env },
-  });
-  const stamps = fs.readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Stamp);
-  const postAt = stamps.findIndex((s, i) => i > 0 && s.ev === 'start');
-  // The log with each line's time since the command started (ms).
-  const timed = stamps.map((s) => `${String(s.t - start).padStart(6)}  ${s.ev ? `[${s.ev}${s.ev === 'exit' ? ` ${r.code}` : ''}]` : s.line}`);
-  fs.writeFileSync(path.join(LOGS, `${String(seq).padStart(3, '0')}-${label}.log`), scrub(timed.join('\n')) + '\n');
-  return { label, start, ms: r.durationMs, postMs: r.postDurationMs, run: r, main: postAt < 0 ? stamps : stamps.slice(0, postAt), load };
+  return stampedAction({ inputs: { ...baseInputs(lab, stack), ...inputs }, cwd: ws, label, entry: WRAPPER, workDir: WORK, logsDir: LOGS, env });
 }
-
-const firstAt = (stamps: Stamp[], re: RegExp) => stamps.find((s) => s.line !== undefined && re.test(s.line))?.t ?? null;
-const lastAt = (stamps: Stamp[], re: RegExp) => [...stamps].reverse().find((s) => s.line !== undefined && re.test(s.line))?.t ?? null;
-const exitAt = (stamps: Stamp[]) => stamps.find((s) => s.ev === 'exit')?.t ?? null;
-
-const GATE_START = /^Gate: watching /;
-const GATE_LINE = (verdict: string) => new RegExp(`^  \\S+: ${verdict}: `);
 
 interface Phases {
   connect: number | null;
@@ -339,37 +169,9 @@ function phases(t: Timed): Phases {
   return { connect: d(t.start, connected), preDeploy: d(connected, gate), gate: d(gate, stable), after: d(stable, exit), stableAt: d(t.start, stable) };
 }
 
-function mustSucceed(t: Timed, result: string): void {
-  if (t.run.code !== 0 || t.run.outputs.result !== result) {
-    throw new Error(`${t.label}: the action exited ${t.run.code} with result "${t.run.outputs.result}" (wanted ${result}); log in ${LOGS}:\n${t.run.log.split('\n').slice(-25).join('\n')}`);
-  }
-}
+const mustSucceed = (t: Timed, result: string) => mustSucceedIn(t, result, LOGS);
 
 // ---------------------------------------------------- in-process instrumented
-
-interface Call {
-  t: number;
-  ms: number;
-  kind: string;
-}
-
-function kindOf(script: string): string {
-  if (/@@deploy-action:tasks@@/.test(script)) return 'poll: stack snapshot';
-  if (/docker stack deploy/.test(script)) return 'docker stack deploy';
-  if (/docker version --format/.test(script)) return 'docker version + info';
-  if (/docker config ls/.test(script)) return 'Swarm configs (pre-flight)';
-  if (/Swarm\.NodeAddr/.test(script)) return 'host MTU (pre-flight)';
-  if (/holder\.json/.test(script) && /mkdir/.test(script)) return 'lock: take';
-  if (/grep -qF/.test(script) && /holder\.json/.test(script)) return 'lock: release';
-  if (/ledger\.json/.test(script) && /cat > /.test(script)) return 'ledger: write (stdin, own channel)';
-  if (/ledger\.json/.test(script)) return 'ledger: read';
-  if (/cat > /.test(script)) return 'upload stack file (stdin, own channel)';
-  if (/docker service logs/.test(script)) return 'failed task log tail';
-  if (/docker service rollback/.test(script)) return 'docker service rollback';
-  if (/^rm /.test(script)) return 'prune old releases';
-  // Anything else: its first words, so that a new command shows up under its own name.
-  return script.replace(/\s+/g, ' ').trim().split(' ').slice(0, 3).join(' ').replace(/[|`]/g, '');
-}
 
 interface Instrumented {
   calls: Call[];
@@ -384,64 +186,25 @@ interface Instrumented {
   totalMs: number;
 }
 
-/**
- * The same deploy run in this process from src/ (the bundle is a build of it: __tests__/unit/dist.test.ts),
- * with Remote.prototype.sh wrapped: every remote command is counted, classified and timed.
- */
+/** The same deploy run in this process from src/, every remote command counted, classified and timed (lib.ts). */
 async function instrumentedDeploy(lab: LabEnv, ws: string, stack: string, release: string): Promise<Instrumented> {
   const raw: Record<string, string> = { ...readInputDefaults(), ...baseInputs(lab, stack), command: 'deploy', release, stability: '0' };
-  const proto = Remote.prototype as { sh: Remote['sh'] };
-  const origSh = proto.sh;
-  const calls: Call[] = [];
-  let remote: Remote | undefined;
-  proto.sh = async function (this: Remote, script: string, opts?: Parameters<Remote['sh']>[1]) {
-    remote = this;
-    const t = Date.now();
-    try {
-      return await origSh.call(this, script, opts);
-    } finally {
-      calls.push({ t, ms: Date.now() - t, kind: kindOf(script) });
-    }
-  };
-  const lines: Stamp[] = [];
-  let buf = '';
-  const origWrite = process.stdout.write;
-  process.stdout.write = ((chunk: string | Uint8Array) => {
-    const t = Date.now();
-    buf += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
-    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-      lines.push({ t, line: buf.slice(0, i) });
-      buf = buf.slice(i + 1);
-    }
-    return true;
-  }) as typeof process.stdout.write;
-  const start = Date.now();
-  let outcome: Awaited<ReturnType<typeof commandDeploy>>;
-  try {
-    const inputs = readInputs((n) => raw[n] ?? '', { GITHUB_WORKSPACE: ws, GITHUB_REF: 'refs/heads/main' });
-    outcome = await commandDeploy(inputs);
-  } finally {
-    process.stdout.write = origWrite;
-    proto.sh = origSh;
-    const cmds = [...calls].sort((a, b) => a.t - b.t).map((c) => `${String(c.t - start).padStart(6)}  ${String(c.ms).padStart(5)} ms  ${c.kind}`);
-    fs.writeFileSync(path.join(LOGS, `${String(++seq).padStart(3, '0')}-instrumented-${stack}.log`), `${scrub(lines.map((l) => `${String(l.t - start).padStart(6)}  ${l.line}`).join('\n'))}\n--- remote commands (start, duration, kind)\n${cmds.join('\n')}\n`);
-  }
-  const totalMs = Date.now() - start;
+  const d = await inProcessDeploy(raw, ws, path.join(LOGS, `${nextSeq()}-instrumented-${stack}.log`));
+  const { calls, lines, outcome } = d;
   if (outcome.result !== 'deployed') throw new Error(`instrumented deploy of ${stack}: ${outcome.result}: ${outcome.error ?? ''}`);
-  calls.sort((a, b) => a.t - b.t);
   const g0 = firstAt(lines, GATE_START);
   const g1 = lastAt(lines, GATE_LINE('stable'));
   if (g0 === null || g1 === null) throw new Error(`instrumented deploy of ${stack}: no gate lines in the log`);
-  // Started after the gate's first line and before its last one (the ledger write can start in the same ms as that line).
-  const inGate = calls.filter((c) => c.t >= g0 && c.t < g1);
+  // Started after the gate's first line and before its last one.
+  const inGate = callsBetween(calls, g0, g1);
   return {
     calls,
-    remoteCommands: remote?.commands ?? -1,
+    remoteCommands: d.remoteCommands,
     polls: outcome.layers.reduce((a, l) => a + l.polls, 0),
     gateCommands: inGate.length,
     gateMs: g1 - g0,
     pollMs: calls.filter((c) => c.kind.startsWith('poll')).map((c) => c.ms),
-    totalMs,
+    totalMs: d.totalMs,
   };
 }
 
@@ -505,7 +268,7 @@ async function benchSize(lab: LabEnv, n: number, created: Set<string>): Promise<
       const start = Date.now();
       const r = await run('ssh', [...sshArgs(lab), 'docker', 'stack', 'deploy', '--detach=false', '-c', file, stack], { timeoutMs: 600_000 });
       const ms = Date.now() - start;
-      fs.writeFileSync(path.join(LOGS, `${String(++seq).padStart(3, '0')}-${stack}-raw-${v}.log`), `${r.stdout}\n--- stderr\n${r.stderr}`);
+      fs.writeFileSync(path.join(LOGS, `${nextSeq()}-${stack}-raw-${v}.log`), `${r.stdout}\n--- stderr\n${r.stderr}`);
       if (r.code !== 0) throw new Error(`raw deploy ${stack} ${v}: exit ${r.code}: ${r.stderr.trim().slice(-2000)}`);
       await settle(stack, n);
       const services = await expectVersions(stack, n, () => v, `raw deploy ${v}`);
@@ -670,35 +433,6 @@ async function benchScale(lab: LabEnv, n: number, created: Set<string>): Promise
 
 // ------------------------------------------------------------------- report
 
-function median(xs: (number | null | undefined)[]): number | null {
-  const v = xs.filter((x): x is number => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
-  if (!v.length) return null;
-  const m = Math.floor(v.length / 2);
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
-const s1 = (ms: number | null | undefined) => (ms === null || ms === undefined ? '—' : (ms / 1000).toFixed(1));
-const s2 = (ms: number | null | undefined) => (ms === null || ms === undefined ? '—' : (ms / 1000).toFixed(2));
-const x2 = (r: number | null) => (r === null ? '—' : `${r.toFixed(2)}×`);
-const list = (xs: (number | null)[], f: (x: number | null) => string) => xs.map(f).join(', ');
-const ok = (cond: boolean | null) => (cond === null ? '—' : cond ? 'yes' : '**no**');
-
-function sh(cmd: string, args: string[]): string {
-  try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  } catch {
-    return '?';
-  }
-}
-
-/** The commit, and whether src/ or dist/ differ from it (the lab is shared with sessions that edit the tree). */
-function codeState(): string {
-  const head = sh('git', ['-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD']);
-  const dirty = sh('git', ['-C', REPO_ROOT, 'status', '--porcelain', '--', 'src', 'dist', 'action.yml']);
-  if (dirty === '?' || !dirty) return `commit ${head}, \`src/\` and \`dist/\` unmodified`;
-  const files = dirty.split('\n').map((l) => l.slice(3).trim());
-  return `commit ${head} **plus uncommitted changes** in ${files.map((f) => `\`${f}\``).join(', ')} (the figures measure the \`dist/index.js\` of the working tree)`;
-}
-
 function report(results: SizeResult[], meta: { started: Date; seconds: number; loads: number[]; docker: string; errors: string[]; code: string; scale?: ScaleResult }): string {
   const validation = RUNS < 3;
   const out: string[] = [];
@@ -712,7 +446,7 @@ function report(results: SizeResult[], meta: { started: Date; seconds: number; l
   if (NOTE) out.push(`> ${NOTE}`, '');
   out.push(
     `- Date: ${meta.started.toISOString().replace(/\.\d+Z$/, 'Z')}; this run took ${Math.round(meta.seconds / 60)} min ${meta.seconds % 60} s (BENCH_RUNS=${RUNS}, sizes ${SIZES.join(', ')}).`,
-    `- Machine: ${os.cpus().length} CPU (nproc ${sh('nproc', [])}, ${os.cpus()[0]?.model ?? '?'}), ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Linux ${os.release()}, node ${process.version}.`,
+    `- Machine: ${machineLine()}.`,
     `- Docker: ${meta.docker}. Lab: engine, registry (127.0.0.1:5000) and sshd (127.0.0.1:2222) on this machine.`,
     `- Code: ${meta.code}.`,
     `- Load average (1 min) before the measured runs: ${loadMin.toFixed(2)}–${loadMax.toFixed(2)}.`,
@@ -864,8 +598,7 @@ async function main(): Promise<void> {
 
   fs.mkdirSync(LOGS, { recursive: true });
   for (const f of fs.readdirSync(LOGS)) fs.rmSync(path.join(LOGS, f), { force: true });
-  WRAPPER = path.join(WORK, 'stamp-entry.cjs');
-  fs.writeFileSync(WRAPPER, WRAPPER_JS);
+  WRAPPER = installWrapper(WORK);
 
   // Leftovers of an interrupted run are ours by name.
   for (const stack of [...SIZES.map(stackName), ...(SCALE ? [scaleStack(SCALE)] : [])]) {
@@ -877,7 +610,7 @@ async function main(): Promise<void> {
   await onHost(lab, `rm -rf ${REMOTE_DIR}`);
 
   const code = codeState();
-  const docker = `client ${sh('docker', ['version', '--format', '{{.Client.Version}}'])}, engine ${sh('docker', ['version', '--format', '{{.Server.Version}}'])}`;
+  const docker = dockerVersions();
   const results: SizeResult[] = [];
   const errors: string[] = [];
   let scale: ScaleResult | undefined;
@@ -886,7 +619,7 @@ async function main(): Promise<void> {
     const most = Math.max(...SIZES, SCALE);
     log(`building and pushing ${versions.length + 1} versions × up to ${most} services`);
     const t = Date.now();
-    images = await buildImages(lab, versions, most);
+    images = await buildAll(lab, versions, most);
     log(`images ready in ${Math.round((Date.now() - t) / 1000)} s`);
     for (const n of SIZES) {
       if (interrupted) break;
@@ -906,7 +639,8 @@ async function main(): Promise<void> {
   if (interrupted) return;
   const seconds = Math.round((Date.now() - started.getTime()) / 1000);
   const loads = results.flatMap((r) => [...r.pairs.flatMap((p) => [p.raw.load, p.act.load]), ...r.fails.map((f) => f.load)]);
-  fs.writeFileSync(OUT, report(results, { started, seconds, loads: loads.length ? loads : [os.loadavg()[0]], docker, errors, code, scale }));
+  // The sections other benchmarks own (bench/multinode.ts: <!-- bench:nodes -->) are kept.
+  fs.writeFileSync(OUT, keepSections(readBenchmarks(), report(results, { started, seconds, loads: loads.length ? loads : [os.loadavg()[0]], docker, errors, code, scale })));
   fs.writeFileSync(path.join(WORK, 'results.json'), JSON.stringify({ started, seconds, runs: RUNS, results }, null, 1));
   log(`wrote ${path.relative(process.cwd(), OUT)} in ${seconds} s${errors.length ? ` with ${errors.length} error(s)` : ''}`);
   if (errors.length) process.exitCode = 1;
