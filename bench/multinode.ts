@@ -25,7 +25,7 @@ import { readInputDefaults } from '../__tests__/helpers/action';
 import { LAB_SCRIPT, LabEnv, REPO_ROOT, docker, dockerOk, labInputs, parseExports, run, waitFor } from '../__tests__/helpers/lab';
 import {
   Call, DOCKERFILE, SvcNow, Timed, buildImages, callsBetween, codeState, dockerVersions, duration, envInt, exitAt, inProcessDeploy, installWrapper,
-  layerSpans, list, log, machineLine, median, mustSucceed, nextSeq, onHost, putSection, readBenchmarks, BENCHMARKS, s1, s2, setLogTag, sh, sleep,
+  layerSpans, list, log, machineLine, median, mustSucceed, nextSeq, onHost, putSection, readBenchmarks, BENCHMARKS, s1, s2, setLogTag, sleep,
   sshArgs, stackIds, stackServices, stampedAction, swarmDone, tagOf, x2,
 } from './lib';
 
