@@ -25,7 +25,7 @@ import { readInputDefaults } from '../__tests__/helpers/action';
 import { LAB_SCRIPT, LabEnv, REPO_ROOT, docker, dockerOk, labInputs, parseExports, run, waitFor } from '../__tests__/helpers/lab';
 import {
   Call, DOCKERFILE, SvcNow, Timed, buildImages, callsBetween, codeState, dockerVersions, duration, envInt, exitAt, inProcessDeploy, installWrapper,
-  layerSpans, list, log, machineLine, median, mustSucceed, nextSeq, onHost, putSection, readBenchmarks, BENCHMARKS, s1, s2, setLogTag, sh, sleep,
+  layerSpans, list, log, machineLine, median, mustSucceed, nextSeq, onHost, putSection, readBenchmarks, BENCHMARKS, s1, s2, setLogTag, sleep,
   sshArgs, stackIds, stackServices, stampedAction, swarmDone, tagOf, x2,
 } from './lib';
 
@@ -406,7 +406,7 @@ function report(r: Results, meta: { lab: LabEnv; started: Date; seconds: number;
   out.push('');
 
   out.push('### Per layer: the action against raw `docker stack deploy`', '');
-  out.push(`Median of ${RUNS} run${RUNS > 1 ? 's' : ''}, raw and action alternating (each starts with the three stacks converged, all containers healthy, ${SETTLE_MS / 1000} s pause). Raw: one \`ssh … docker stack deploy --detach=false -c FILE STACK\` per layer, the next one started when the previous returned. Action: one \`node dist/index.js\` run deploying the three layers (\`stability: 0\`); a layer is its \`::group::Layer …\` line to its \`::endgroup::\` (ledger, upload of the stack file, snapshot, \`docker stack deploy\`, gate, ledger, secret pruning). Seconds.`, '');
+  out.push(`Median of ${RUNS} run${RUNS > 1 ? 's' : ''}, raw and action alternating (each starts with the three stacks converged, all containers healthy, ${SETTLE_MS / 1000} s pause). Raw: one \`ssh … docker stack deploy --detach=false -c FILE STACK\` per layer, the next one started when the previous returned. Action: one \`node dist/index.js\` run deploying the three layers (\`stability: 0\`); a layer is its \`::group::Layer …\` line to its \`::endgroup::\` (ledger, upload of the stack file, snapshot, \`docker stack deploy\`, gate, ledger, secret pruning). Seconds; a ratio is the median of each run's own ratio.`, '');
   out.push('| layer | services | raw | action | ratio action/raw | Swarm `completed` after the layer started (raw / action) | action: layer start → deploy returned / gate / gate end → layer end | gate polls (action) |');
   out.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const [i, l] of LAYERS.entries()) {
