@@ -62287,7 +62287,7 @@ class ServiceGate {
                     };
                 }
             }
-            const states = summarize(current);
+            const states = (0, swarm_1.countStates)(current);
             const old = oldRunning.length ? `; ${oldRunning.length} task(s) of the old version still running` : '';
             return { phase: 'pending', detail: `${running.length}/${need} running${states ? ` (${states})` : ''}${old}` };
         }
@@ -62320,12 +62320,6 @@ class ServiceGate {
     }
 }
 exports.ServiceGate = ServiceGate;
-function summarize(tasks) {
-    const counts = {};
-    for (const t of tasks)
-        counts[t.state] = (counts[t.state] ?? 0) + 1;
-    return Object.entries(counts).map(([s, n]) => `${n} ${s}`).join(', ');
-}
 /** Polls until every service is stable, one fails, or the time is up. Logs state changes only. */
 async function runGate(gates, opts) {
     const now = opts.now ?? Date.now;
@@ -63726,7 +63720,7 @@ async function run() {
     let error;
     try {
         inputs = (0, inputs_1.readInputs)();
-        const commands = { deploy: commands_1.commandDeploy, build: commands_1.commandBuild, check: commands_1.commandCheck, rollback: commands_1.commandRollback, remove: remove_1.commandRemove, comment: (i) => (0, comment_1.commandComment)(i) };
+        const commands = { deploy: commands_1.commandDeploy, build: commands_1.commandBuild, check: commands_1.commandCheck, rollback: commands_1.commandRollback, remove: remove_1.commandRemove, comment: comment_1.commandComment };
         outcome = await commands[inputs.command](inputs);
         error = outcome.error;
     }
@@ -65181,13 +65175,10 @@ function lastSeen(svc, snap) {
         return 'the Swarm state could not be read';
     if (!svc)
         return 'the service is gone';
-    const desired = snap.tasks.filter((t) => t.serviceId === svc.id && t.desired === 'running');
-    const counts = new Map();
-    for (const t of desired)
-        counts.set(t.state, (counts.get(t.state) ?? 0) + 1);
-    const running = desired.filter((t) => t.state === 'running' && t.image === svc.image).length;
-    const states = [...counts].map(([st, n]) => `${n} ${st}`).join(', ');
-    return `${svc.image}, ${running}/${svc.replicas ?? desired.length} running on it${states ? ` (${states})` : ''}, update ${svc.update?.state || 'none'}`;
+    const tasks = snap.tasks.filter((t) => t.serviceId === svc.id);
+    const { running, need } = (0, swarm_1.onCurrentSpec)(svc, tasks);
+    const states = (0, swarm_1.countStates)(tasks.filter((t) => t.desired === 'running'));
+    return `${svc.image}, ${running.length}/${need} running on it${states ? ` (${states})` : ''}, update ${svc.update?.state || 'none'}`;
 }
 /** Waits until every service runs its old image again, all replicas up; returns those that did not make it. */
 async function waitRolledBack(w) {
@@ -65872,6 +65863,7 @@ exports.snapshotScript = snapshotScript;
 exports.parseSnapshot = parseSnapshot;
 exports.normalizeImage = normalizeImage;
 exports.onCurrentSpec = onCurrentSpec;
+exports.countStates = countStates;
 const crypto_1 = __nccwpck_require__(6982);
 const remote_1 = __nccwpck_require__(6473);
 const SEP = '@@deploy-action:tasks@@';
@@ -65982,6 +65974,13 @@ function onCurrentSpec(svc, tasks) {
     const need = svc.replicas ?? desired.length;
     const converged = need > 0 ? running.length >= need && !otherRunning.length : svc.replicas === 0 && !desired.length;
     return { converged, need, current, running, otherRunning };
+}
+/** "2 running, 1 starting": tasks counted by state, in the order first seen. */
+function countStates(tasks) {
+    const counts = {};
+    for (const t of tasks)
+        counts[t.state] = (counts[t.state] ?? 0) + 1;
+    return Object.entries(counts).map(([s, n]) => `${n} ${s}`).join(', ');
 }
 
 

@@ -1,5 +1,5 @@
 import * as core from '@actions/core';
-import { Snapshot, ServiceState, TaskState, normalizeImage, onCurrentSpec } from './swarm';
+import { Snapshot, ServiceState, TaskState, countStates, normalizeImage, onCurrentSpec } from './swarm';
 
 /** What the gate expects of one service after `docker stack deploy`. */
 export interface Watch {
@@ -158,7 +158,7 @@ export class ServiceGate {
           };
         }
       }
-      const states = summarize(current);
+      const states = countStates(current);
       const old = oldRunning.length ? `; ${oldRunning.length} task(s) of the old version still running` : '';
       return { phase: 'pending', detail: `${running.length}/${need} running${states ? ` (${states})` : ''}${old}` };
     }
@@ -191,12 +191,6 @@ export class ServiceGate {
     const expected = this.watch.expectedImage;
     return tasks.filter((t) => normalizeImage(t.image) === expected && FAILED_STATES.has(t.state) && t.at >= this.startedAt).sort((a, b) => b.at - a.at);
   }
-}
-
-function summarize(tasks: TaskState[]): string {
-  const counts: Record<string, number> = {};
-  for (const t of tasks) counts[t.state] = (counts[t.state] ?? 0) + 1;
-  return Object.entries(counts).map(([s, n]) => `${n} ${s}`).join(', ');
 }
 
 export interface GateOptions {

@@ -16,7 +16,7 @@ export async function run(): Promise<void> {
   let error: string | undefined;
   try {
     inputs = readInputs();
-    const commands = { deploy: commandDeploy, build: commandBuild, check: commandCheck, rollback: commandRollback, remove: commandRemove, comment: (i: Inputs) => commandComment(i) };
+    const commands = { deploy: commandDeploy, build: commandBuild, check: commandCheck, rollback: commandRollback, remove: commandRemove, comment: commandComment };
     outcome = await commands[inputs.command](inputs);
     error = outcome.error;
   } catch (e) {

@@ -2,7 +2,7 @@ import * as core from '@actions/core';
 import { ServiceGate } from './gate';
 import { Runner } from './exec';
 import { Remote, shellJoin } from './remote';
-import { ServiceState, Snapshot, normalizeImage, onCurrentSpec } from './swarm';
+import { ServiceState, Snapshot, countStates, normalizeImage, onCurrentSpec } from './swarm';
 
 /**
  * The services of a failed layer that need `docker service rollback`: changed by this deploy,
@@ -99,12 +99,10 @@ export async function rollbackServices(remote: Runner & { sh: Remote['sh'] }, na
 function lastSeen(svc: ServiceState | undefined, snap: Snapshot | undefined): string {
   if (!snap) return 'the Swarm state could not be read';
   if (!svc) return 'the service is gone';
-  const desired = snap.tasks.filter((t) => t.serviceId === svc.id && t.desired === 'running');
-  const counts = new Map<string, number>();
-  for (const t of desired) counts.set(t.state, (counts.get(t.state) ?? 0) + 1);
-  const running = desired.filter((t) => t.state === 'running' && t.image === svc.image).length;
-  const states = [...counts].map(([st, n]) => `${n} ${st}`).join(', ');
-  return `${svc.image}, ${running}/${svc.replicas ?? desired.length} running on it${states ? ` (${states})` : ''}, update ${svc.update?.state || 'none'}`;
+  const tasks = snap.tasks.filter((t) => t.serviceId === svc.id);
+  const { running, need } = onCurrentSpec(svc, tasks);
+  const states = countStates(tasks.filter((t) => t.desired === 'running'));
+  return `${svc.image}, ${running.length}/${need} running on it${states ? ` (${states})` : ''}, update ${svc.update?.state || 'none'}`;
 }
 
 /** Waits until every service runs its old image again, all replicas up; returns those that did not make it. */

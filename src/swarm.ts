@@ -171,3 +171,10 @@ export function onCurrentSpec(svc: ServiceState, tasks: TaskState[]): { converge
   const converged = need > 0 ? running.length >= need && !otherRunning.length : svc.replicas === 0 && !desired.length;
   return { converged, need, current, running, otherRunning };
 }
+
+/** "2 running, 1 starting": tasks counted by state, in the order first seen. */
+export function countStates(tasks: TaskState[]): string {
+  const counts: Record<string, number> = {};
+  for (const t of tasks) counts[t.state] = (counts[t.state] ?? 0) + 1;
+  return Object.entries(counts).map(([s, n]) => `${n} ${s}`).join(', ');
+}
