@@ -92,10 +92,11 @@ async function removeStack(name: string): Promise<void> {
   );
 }
 
-async function web(): Promise<{ image: string; running: number }> {
+async function web(): Promise<{ image: string; running: number; runningImages: string[] }> {
   const image = (await e26Ok(['service', 'inspect', WEB, '--format', '{{.Spec.TaskTemplate.ContainerSpec.Image}}'])).trim();
-  const ps = await e26Ok(['service', 'ps', WEB, '--filter', 'desired-state=running', '--format', '{{.CurrentState}}']);
-  return { image, running: ps.split('\n').filter((l) => l.startsWith('Running')).length };
+  const ps = await e26Ok(['service', 'ps', WEB, '--filter', 'desired-state=running', '--format', '{{.CurrentState}}|{{.Image}}']);
+  const running = ps.split('\n').filter((l) => l.startsWith('Running'));
+  return { image, running: running.length, runningImages: running.map((l) => l.split('|')[1]) };
 }
 
 /** What web's running tasks answer on /version, asked inside each container. */
@@ -197,7 +198,10 @@ test('a release healthy past monitor that then crashes on engine 26.1: the gate 
   assert.match(r.deploy.log, /fatal: crashed after 16 s/);
   const w = await web();
   assert.match(w.image, /web:1\.1\.0@sha256:/);
-  assert.equal(w.running, 2);
+  // Seen on 26.1: the crashed task's restart races the rollback and Swarm shows 3 running
+  // tasks of the old spec for 2 replicas. Back means the gate's rule: 2 or more, all on 1.1.0.
+  assert.ok(w.running >= 2, `${w.running} running`);
+  assert.ok(w.runningImages.every((i) => /web:1\.1\.0/.test(i)), w.runningImages.join(', '));
   assert.equal(await served(), '1.1.0');
 });
 
