@@ -15,18 +15,64 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { readInputDefaults } from '../__tests__/helpers/action';
-import { LabEnv, REPO_ROOT, labInputs, dockerOk, removeStack, requireLab, run, waitFor } from '../__tests__/helpers/lab';
 import {
-  BENCHMARKS, Call, DOCKERFILE, GATE_LINE, GATE_START, SvcNow, Timed, buildImages, callsBetween, codeState, dockerVersions, envInt, exitAt, firstAt,
-  inProcessDeploy, installWrapper, keepSections, kindOf, lastAt, list, log, machineLine, median, mustSucceed as mustSucceedIn, nextSeq, ok, onHost,
-  parseGoTime, readBenchmarks, s1, s2, sleep, sshArgs, stackIds, stackServices, stampedAction, swarmDone, tagOf, x2,
+  LabEnv,
+  REPO_ROOT,
+  labInputs,
+  dockerOk,
+  removeStack,
+  requireLab,
+  run,
+  waitFor,
+} from '../__tests__/helpers/lab';
+import {
+  BENCHMARKS,
+  Call,
+  DOCKERFILE,
+  GATE_LINE,
+  GATE_START,
+  SvcNow,
+  Timed,
+  buildImages,
+  callsBetween,
+  codeState,
+  dockerVersions,
+  envInt,
+  exitAt,
+  firstAt,
+  inProcessDeploy,
+  installWrapper,
+  keepSections,
+  kindOf,
+  lastAt,
+  list,
+  log,
+  machineLine,
+  median,
+  mustSucceed as mustSucceedIn,
+  nextSeq,
+  ok,
+  onHost,
+  parseGoTime,
+  readBenchmarks,
+  s1,
+  s2,
+  sleep,
+  sshArgs,
+  stackIds,
+  stackServices,
+  stampedAction,
+  swarmDone,
+  tagOf,
+  x2,
 } from './lib';
 
 // ------------------------------------------------------------------ settings
 
 const RUNS = envInt('BENCH_RUNS', 3, 1);
 const SIZES = (process.env.BENCH_SIZES ?? '1,5,10').split(',').map((s) => Number(s.trim()));
-if (!SIZES.length || SIZES.some((n) => !Number.isInteger(n) || n < 1 || n > 99)) throw new Error(`BENCH_SIZES must be a list of 1..99, got "${process.env.BENCH_SIZES}"`);
+if (!SIZES.length || SIZES.some((n) => !Number.isInteger(n) || n < 1 || n > 99))
+  throw new Error(`BENCH_SIZES must be a list of 1..99, got "${process.env.BENCH_SIZES}"`);
 const REPLICAS = envInt('BENCH_REPLICAS', 1, 1);
 // Issue 8: one stack of BENCH_SCALE services × 2 replicas, deployed and gated once (0: skip).
 const SCALE = envInt('BENCH_SCALE', 30, 0);
@@ -83,7 +129,15 @@ function stackYaml(n: number, image: (service: string) => string, replicas = REP
       '      restart_policy: {condition: any, delay: 1s}',
     );
   }
-  out.push('', 'networks:', '  net:', '    driver: overlay', '    driver_opts:', '      com.docker.network.driver.mtu: "1450"', '');
+  out.push(
+    '',
+    'networks:',
+    '  net:',
+    '    driver: overlay',
+    '    driver_opts:',
+    '      com.docker.network.driver.mtu: "1450"',
+    '',
+  );
   return out.join('\n');
 }
 
@@ -96,7 +150,10 @@ function makeWorkspace(n: number, replicas = REPLICAS, interval = '1s'): string 
     fs.writeFileSync(path.join(ws, 'service', s, 'Dockerfile'), DOCKERFILE);
   }
   fs.mkdirSync(path.join(ws, 'stacks'), { recursive: true });
-  fs.writeFileSync(path.join(ws, 'stacks', 'bench.yml'), stackYaml(n, (s) => `\${REGISTRY}/\${IMAGE_PREFIX}/${s}:\${${s.toUpperCase()}_VERSION}`, replicas, interval));
+  fs.writeFileSync(
+    path.join(ws, 'stacks', 'bench.yml'),
+    stackYaml(n, (s) => `\${REGISTRY}/\${IMAGE_PREFIX}/${s}:\${${s.toUpperCase()}_VERSION}`, replicas, interval),
+  );
   return ws;
 }
 
@@ -110,26 +167,50 @@ function setVersions(ws: string, n: number, version: string, overrides: Record<s
 function rawFile(lab: LabEnv, n: number, version: string): string {
   const f = path.join(WORK, 'raw', `${stackName(n)}-${version}.yml`);
   fs.mkdirSync(path.dirname(f), { recursive: true });
-  fs.writeFileSync(f, stackYaml(n, (s) => imageRef(lab, s, version)));
+  fs.writeFileSync(
+    f,
+    stackYaml(n, (s) => imageRef(lab, s, version)),
+  );
   return f;
 }
 
 /** Waits until the stack is quiet: every update finished, exactly the replicas running, all healthy; then a pause. */
 async function settle(stack: string, n: number, replicas = REPLICAS): Promise<void> {
-  await waitFor(async () => {
-    const services = await stackServices(stack);
-    if (services.length !== n) return false;
-    if (services.some((s) => ['updating', 'rollback_started', 'paused', 'rollback_paused'].includes(s.state))) return false;
-    const ps = (await dockerOk(['ps', '--filter', `label=com.docker.stack.namespace=${stack}`, '--format', '{{.Status}}'])).trim().split('\n').filter(Boolean);
-    return ps.length === n * replicas && ps.every((s) => s.includes('(healthy)'));
-  }, { timeoutMs: 240_000, intervalMs: 500, what: `stack ${stack} to settle (all updates done, ${n * replicas} healthy containers)` });
+  await waitFor(
+    async () => {
+      const services = await stackServices(stack);
+      if (services.length !== n) return false;
+      if (services.some((s) => ['updating', 'rollback_started', 'paused', 'rollback_paused'].includes(s.state)))
+        return false;
+      const ps = (
+        await dockerOk(['ps', '--filter', `label=com.docker.stack.namespace=${stack}`, '--format', '{{.Status}}'])
+      )
+        .trim()
+        .split('\n')
+        .filter(Boolean);
+      return ps.length === n * replicas && ps.every((s) => s.includes('(healthy)'));
+    },
+    {
+      timeoutMs: 240_000,
+      intervalMs: 500,
+      what: `stack ${stack} to settle (all updates done, ${n * replicas} healthy containers)`,
+    },
+  );
   await sleep(SETTLE_MS);
 }
 
-async function expectVersions(stack: string, n: number, want: (service: string) => string, what: string): Promise<SvcNow[]> {
+async function expectVersions(
+  stack: string,
+  n: number,
+  want: (service: string) => string,
+  what: string,
+): Promise<SvcNow[]> {
   const services = await stackServices(stack);
   const bad = svcs(n).filter((s) => tagOf(services.find((x) => x.name === `${stack}_${s}`)?.image ?? '') !== want(s));
-  if (bad.length) throw new Error(`${what}: ${bad.map((s) => `${stack}_${s} runs ${services.find((x) => x.name === `${stack}_${s}`)?.image ?? 'nothing'}, not ${want(s)}`).join('; ')}`);
+  if (bad.length)
+    throw new Error(
+      `${what}: ${bad.map((s) => `${stack}_${s} runs ${services.find((x) => x.name === `${stack}_${s}`)?.image ?? 'nothing'}, not ${want(s)}`).join('; ')}`,
+    );
   return services;
 }
 
@@ -146,8 +227,23 @@ function baseInputs(lab: LabEnv, stack: string): Record<string, string> {
   };
 }
 
-async function action(lab: LabEnv, ws: string, stack: string, label: string, inputs: Record<string, string>, env: Record<string, string> = {}): Promise<Timed> {
-  return stampedAction({ inputs: { ...baseInputs(lab, stack), ...inputs }, cwd: ws, label, entry: WRAPPER, workDir: WORK, logsDir: LOGS, env });
+async function action(
+  lab: LabEnv,
+  ws: string,
+  stack: string,
+  label: string,
+  inputs: Record<string, string>,
+  env: Record<string, string> = {},
+): Promise<Timed> {
+  return stampedAction({
+    inputs: { ...baseInputs(lab, stack), ...inputs },
+    cwd: ws,
+    label,
+    entry: WRAPPER,
+    workDir: WORK,
+    logsDir: LOGS,
+    env,
+  });
 }
 
 interface Phases {
@@ -166,7 +262,13 @@ function phases(t: Timed): Phases {
   const stable = lastAt(t.main, GATE_LINE('stable'));
   const exit = exitAt(t.main);
   const d = (a: number | null, b: number | null) => (a !== null && b !== null ? b - a : null);
-  return { connect: d(t.start, connected), preDeploy: d(connected, gate), gate: d(gate, stable), after: d(stable, exit), stableAt: d(t.start, stable) };
+  return {
+    connect: d(t.start, connected),
+    preDeploy: d(connected, gate),
+    gate: d(gate, stable),
+    after: d(stable, exit),
+    stableAt: d(t.start, stable),
+  };
 }
 
 const mustSucceed = (t: Timed, result: string) => mustSucceedIn(t, result, LOGS);
@@ -188,10 +290,17 @@ interface Instrumented {
 
 /** The same deploy run in this process from src/, every remote command counted, classified and timed (lib.ts). */
 async function instrumentedDeploy(lab: LabEnv, ws: string, stack: string, release: string): Promise<Instrumented> {
-  const raw: Record<string, string> = { ...readInputDefaults(), ...baseInputs(lab, stack), command: 'deploy', release, stability: '0' };
+  const raw: Record<string, string> = {
+    ...readInputDefaults(),
+    ...baseInputs(lab, stack),
+    command: 'deploy',
+    release,
+    stability: '0',
+  };
   const d = await inProcessDeploy(raw, ws, path.join(LOGS, `${nextSeq()}-instrumented-${stack}.log`));
   const { calls, lines, outcome } = d;
-  if (outcome.result !== 'deployed') throw new Error(`instrumented deploy of ${stack}: ${outcome.result}: ${outcome.error ?? ''}`);
+  if (outcome.result !== 'deployed')
+    throw new Error(`instrumented deploy of ${stack}: ${outcome.result}: ${outcome.error ?? ''}`);
   const g0 = firstAt(lines, GATE_START);
   const g1 = lastAt(lines, GATE_LINE('stable'));
   if (g0 === null || g1 === null) throw new Error(`instrumented deploy of ${stack}: no gate lines in the log`);
@@ -266,7 +375,9 @@ async function benchSize(lab: LabEnv, n: number, created: Set<string>): Promise<
       log(`${stack}: raw ssh docker stack deploy --detach=false → ${v}`);
       const load = os.loadavg()[0];
       const start = Date.now();
-      const r = await run('ssh', [...sshArgs(lab), 'docker', 'stack', 'deploy', '--detach=false', '-c', file, stack], { timeoutMs: 600_000 });
+      const r = await run('ssh', [...sshArgs(lab), 'docker', 'stack', 'deploy', '--detach=false', '-c', file, stack], {
+        timeoutMs: 600_000,
+      });
       const ms = Date.now() - start;
       fs.writeFileSync(path.join(LOGS, `${nextSeq()}-${stack}-raw-${v}.log`), `${r.stdout}\n--- stderr\n${r.stderr}`);
       if (r.code !== 0) throw new Error(`raw deploy ${stack} ${v}: exit ${r.code}: ${r.stderr.trim().slice(-2000)}`);
@@ -290,7 +401,10 @@ async function benchSize(lab: LabEnv, n: number, created: Set<string>): Promise<
       const target = ver(forward[forward.length - 2]);
       await settle(stack, n);
       log(`${stack}: action rollback-to previous → ${target}`);
-      const t = await action(lab, ws, stack, `${stack}-rollback-${target}`, { command: 'rollback', 'rollback-to': 'previous' });
+      const t = await action(lab, ws, stack, `${stack}-rollback-${target}`, {
+        command: 'rollback',
+        'rollback-to': 'previous',
+      });
       mustSucceed(t, 'rolled-back');
       await settle(stack, n);
       const services = await expectVersions(stack, n, () => target, `rollback to ${target}`);
@@ -326,13 +440,22 @@ async function benchSize(lab: LabEnv, n: number, created: Set<string>): Promise<
       setVersions(ws, n, v);
       await settle(stack, n);
       log(`${stack}: action deploy with RUNNER_DEBUG=1 (ACTIONS_STEP_DEBUG) → ${v}`);
-      const t = await action(lab, ws, stack, `${stack}-debug-${v}`, { release: v, stability: '0' }, { RUNNER_DEBUG: '1', ACTIONS_STEP_DEBUG: 'true' });
+      const t = await action(
+        lab,
+        ws,
+        stack,
+        `${stack}-debug-${v}`,
+        { release: v, stability: '0' },
+        { RUNNER_DEBUG: '1', ACTIONS_STEP_DEBUG: 'true' },
+      );
       mustSucceed(t, 'deployed');
       forward.push(Number(v.split('.')[2]));
       const lines = t.run.log.split('\n');
       const g0 = lines.findIndex((l) => GATE_START.test(l));
       let g1 = -1;
-      lines.forEach((l, i) => { if (GATE_LINE('stable').test(l)) g1 = i; });
+      lines.forEach((l, i) => {
+        if (GATE_LINE('stable').test(l)) g1 = i;
+      });
       const isCmd = (l: string) => /^::debug::\S+@\S+\$ /.test(l);
       res.debug = {
         listed: lines.filter(isCmd).length,
@@ -352,7 +475,12 @@ async function benchSize(lab: LabEnv, n: number, created: Set<string>): Promise<
       await settle(stack, n);
       const services = await expectVersions(stack, n, () => v, `action deploy ${v} (auto)`);
       const stab = /stable for (\d+) s/.exec(t.run.log)?.[1];
-      res.auto = { ms: t.ms, swarmDone: swarmDone(services, t.start), phases: phases(t), stability: stab ? `${stab} s` : '?' };
+      res.auto = {
+        ms: t.ms,
+        swarmDone: swarmDone(services, t.start),
+        phases: phases(t),
+        stability: stab ? `${stab} s` : '?',
+      };
     }
     // Failure reporting: s01 crashes (exit 3), Swarm rolls it back; the others are unchanged.
     const current = ver(forward[forward.length - 1]);
@@ -367,7 +495,7 @@ async function benchSize(lab: LabEnv, n: number, created: Set<string>): Promise<
       res.fails.push({
         swarmAt: s01?.state === 'rollback_completed' ? parseGoTime(s01.completedAt) : null,
         state: s01?.state ?? 'missing',
-        gateSawAt: firstAt(t.main, /^  \S+_s01: failed: /),
+        gateSawAt: firstAt(t.main, /^ {2}\S+_s01: failed: /),
         errorAt: firstAt(t.main, /^::error/),
         exitAt: exitAt(t.main),
         ms: t.ms,
@@ -383,7 +511,9 @@ async function benchSize(lab: LabEnv, n: number, created: Set<string>): Promise<
     log(`${stack}: FAILED: ${res.error.split('\n')[0]}`);
   } finally {
     log(`${stack}: removing the stack`);
-    await removeStack(stack, { timeoutMs: 120_000 }).then(() => created.delete(stack)).catch((e: Error) => log(`could not remove ${stack}: ${e.message}`));
+    await removeStack(stack, { timeoutMs: 120_000 })
+      .then(() => created.delete(stack))
+      .catch((e: Error) => log(`could not remove ${stack}: ${e.message}`));
     res.seconds = Math.round((Date.now() - t0) / 1000);
   }
   return res;
@@ -425,7 +555,9 @@ async function benchScale(lab: LabEnv, n: number, created: Set<string>): Promise
     log(`${stack}: FAILED: ${res.error.split('\n')[0]}`);
   } finally {
     log(`${stack}: removing the stack`);
-    await removeStack(stack, { timeoutMs: 180_000 }).then(() => created.delete(stack)).catch((e: Error) => log(`could not remove ${stack}: ${e.message}`));
+    await removeStack(stack, { timeoutMs: 180_000 })
+      .then(() => created.delete(stack))
+      .catch((e: Error) => log(`could not remove ${stack}: ${e.message}`));
     res.seconds = Math.round((Date.now() - t0) / 1000);
   }
   return res;
@@ -433,7 +565,18 @@ async function benchScale(lab: LabEnv, n: number, created: Set<string>): Promise
 
 // ------------------------------------------------------------------- report
 
-function report(results: SizeResult[], meta: { started: Date; seconds: number; loads: number[]; docker: string; errors: string[]; code: string; scale?: ScaleResult }): string {
+function report(
+  results: SizeResult[],
+  meta: {
+    started: Date;
+    seconds: number;
+    loads: number[];
+    docker: string;
+    errors: string[];
+    code: string;
+    scale?: ScaleResult;
+  },
+): string {
   const validation = RUNS < 3;
   const out: string[] = [];
   const loadMin = Math.min(...meta.loads);
@@ -441,7 +584,10 @@ function report(results: SizeResult[], meta: { started: Date; seconds: number; l
   out.push('# Benchmarks', '');
   out.push(`Written by \`npm run bench\` (\`bench/bench.ts\`) from figures measured on the lab in this run.`, '');
   if (validation) {
-    out.push(`> **Validation run** (BENCH_RUNS=${RUNS}): one run per figure, on the shared 2-core lab while other jobs were running (1-minute load average ${loadMin.toFixed(1)}–${loadMax.toFixed(1)} before the measured runs). It proves the script; the reference figures come from \`npm run bench\` (median of 3) on a quiet machine.`, '');
+    out.push(
+      `> **Validation run** (BENCH_RUNS=${RUNS}): one run per figure, on the shared 2-core lab while other jobs were running (1-minute load average ${loadMin.toFixed(1)}–${loadMax.toFixed(1)} before the measured runs). It proves the script; the reference figures come from \`npm run bench\` (median of 3) on a quiet machine.`,
+      '',
+    );
   }
   if (NOTE) out.push(`> ${NOTE}`, '');
   out.push(
@@ -455,117 +601,204 @@ function report(results: SizeResult[], meta: { started: Date; seconds: number; l
   );
 
   out.push('## Healthy deploy: the action against raw `docker stack deploy`', '');
-  out.push(`Median of ${RUNS} run${RUNS > 1 ? 's' : ''}; raw and action runs alternate, each starts from the same state (the stack converged, all containers healthy, ${SETTLE_MS / 1000} s pause). Times in seconds, from starting the command to its exit.`, '');
-  out.push('| services | raw `ssh … docker stack deploy --detach=false` | action, `stability: 0` | ratio action/raw | Swarm `completed` (raw run / action run) | action, `stability: auto` |');
+  out.push(
+    `Median of ${RUNS} run${RUNS > 1 ? 's' : ''}; raw and action runs alternate, each starts from the same state (the stack converged, all containers healthy, ${SETTLE_MS / 1000} s pause). Times in seconds, from starting the command to its exit.`,
+    '',
+  );
+  out.push(
+    '| services | raw `ssh … docker stack deploy --detach=false` | action, `stability: 0` | ratio action/raw | Swarm `completed` (raw run / action run) | action, `stability: auto` |',
+  );
   out.push('| ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const r of results) {
     const raw = median(r.pairs.map((p) => p.raw.ms));
     const act = median(r.pairs.map((p) => p.act.ms));
     const ratio = median(r.pairs.map((p) => p.act.ms / p.raw.ms));
     const auto = r.auto ? `${s1(r.auto.ms)} (window ${r.auto.stability})` : '—';
-    out.push(`| ${r.n} | ${s1(raw)} | ${s1(act)} | ${x2(ratio)} | ${s1(median(r.pairs.map((p) => p.raw.swarmDone)))} / ${s1(median(r.pairs.map((p) => p.act.swarmDone)))} | ${auto} |`);
+    out.push(
+      `| ${r.n} | ${s1(raw)} | ${s1(act)} | ${x2(ratio)} | ${s1(median(r.pairs.map((p) => p.raw.swarmDone)))} / ${s1(median(r.pairs.map((p) => p.act.swarmDone)))} | ${auto} |`,
+    );
   }
   out.push('');
-  out.push('"Swarm `completed`": when Swarm marked the last service\'s update `completed` (`UpdateStatus.CompletedAt`), counted from the start of the command. Target (issue 3): ratio ≤ 1.05.', '');
+  out.push(
+    '"Swarm `completed`": when Swarm marked the last service\'s update `completed` (`UpdateStatus.CompletedAt`), counted from the start of the command. Target (issue 3): ratio ≤ 1.05.',
+    '',
+  );
   if (RUNS > 1) {
-    out.push('<details><summary>Every run (s)</summary>', '', '| services | raw | action | ratio |', '| ---: | --- | --- | --- |');
-    for (const r of results) out.push(`| ${r.n} | ${list(r.pairs.map((p) => p.raw.ms), s1)} | ${list(r.pairs.map((p) => p.act.ms), s1)} | ${r.pairs.map((p) => x2(p.act.ms / p.raw.ms)).join(', ')} |`);
+    out.push(
+      '<details><summary>Every run (s)</summary>',
+      '',
+      '| services | raw | action | ratio |',
+      '| ---: | --- | --- | --- |',
+    );
+    for (const r of results)
+      out.push(
+        `| ${r.n} | ${list(
+          r.pairs.map((p) => p.raw.ms),
+          s1,
+        )} | ${list(
+          r.pairs.map((p) => p.act.ms),
+          s1,
+        )} | ${r.pairs.map((p) => x2(p.act.ms / p.raw.ms)).join(', ')} |`,
+      );
     out.push('', '</details>', '');
   }
 
-  out.push('### Where the action\'s time goes (`stability: 0`, median, s)', '');
-  out.push('From the wall-clock time of each line the action printed (a thin entry in front of `dist/index.js` records it; stdout is unchanged).', '');
-  out.push('| services | start → SSH connected | connected → `docker stack deploy` returned | gate (deploy returned → last service stable) | stable → process exit | total | post step (separate) |');
+  out.push("### Where the action's time goes (`stability: 0`, median, s)", '');
+  out.push(
+    'From the wall-clock time of each line the action printed (a thin entry in front of `dist/index.js` records it; stdout is unchanged).',
+    '',
+  );
+  out.push(
+    '| services | start → SSH connected | connected → `docker stack deploy` returned | gate (deploy returned → last service stable) | stable → process exit | total | post step (separate) |',
+  );
   out.push('| ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const r of results) {
     const p = r.pairs.map((x) => x.act.phases);
-    out.push(`| ${r.n} | ${s2(median(p.map((x) => x.connect)))} | ${s2(median(p.map((x) => x.preDeploy)))} | ${s2(median(p.map((x) => x.gate)))} | ${s2(median(p.map((x) => x.after)))} | ${s2(median(r.pairs.map((x) => x.act.ms)))} | ${s2(median(r.pairs.map((x) => x.act.postMs)))} |`);
+    out.push(
+      `| ${r.n} | ${s2(median(p.map((x) => x.connect)))} | ${s2(median(p.map((x) => x.preDeploy)))} | ${s2(median(p.map((x) => x.gate)))} | ${s2(median(p.map((x) => x.after)))} | ${s2(median(r.pairs.map((x) => x.act.ms)))} | ${s2(median(r.pairs.map((x) => x.act.postMs)))} |`,
+    );
   }
   out.push('');
   out.push('Measured from the moment Swarm marked the last update `completed` (median, s; negative: before it):', '');
-  out.push('| services | raw: Swarm `completed` → `ssh` exits | action: Swarm `completed` → the gate\'s last `stable` line | action: → process exit | action: start → Swarm `completed`, minus the same for raw |');
+  out.push(
+    "| services | raw: Swarm `completed` → `ssh` exits | action: Swarm `completed` → the gate's last `stable` line | action: → process exit | action: start → Swarm `completed`, minus the same for raw |",
+  );
   out.push('| ---: | ---: | ---: | ---: | ---: |');
   const lag = (a: number | null, b: number | null) => (a !== null && b !== null ? a - b : null);
   for (const r of results) {
-    out.push(`| ${r.n} | ${s2(median(r.pairs.map((x) => lag(x.raw.ms, x.raw.swarmDone))))} | ${s2(median(r.pairs.map((x) => lag(x.act.phases.stableAt, x.act.swarmDone))))} | ${s2(median(r.pairs.map((x) => lag(x.act.ms, x.act.swarmDone))))} | ${s2(median(r.pairs.map((x) => lag(x.act.swarmDone, x.raw.swarmDone))))} |`);
+    out.push(
+      `| ${r.n} | ${s2(median(r.pairs.map((x) => lag(x.raw.ms, x.raw.swarmDone))))} | ${s2(median(r.pairs.map((x) => lag(x.act.phases.stableAt, x.act.swarmDone))))} | ${s2(median(r.pairs.map((x) => lag(x.act.ms, x.act.swarmDone))))} | ${s2(median(r.pairs.map((x) => lag(x.act.swarmDone, x.raw.swarmDone))))} |`,
+    );
   }
   out.push('');
 
   out.push('### Remote commands of one deploy (in-process count)', '');
-  out.push('The same deploy (`stability: 0`) run in the benchmark\'s process from `src/` (of which `dist/index.js` is the ncc build), with `Remote.prototype.sh` wrapped to count, classify and time every remote command.', '');
+  out.push(
+    "The same deploy (`stability: 0`) run in the benchmark's process from `src/` (of which `dist/index.js` is the ncc build), with `Remote.prototype.sh` wrapped to count, classify and time every remote command.",
+    '',
+  );
   const kinds = [...new Set(results.flatMap((r) => r.instrumented?.calls.map((c) => c.kind) ?? []))];
   out.push(`| remote command | ${results.map((r) => `${r.n} svc: count, total s`).join(' | ')} |`);
   out.push(`| --- | ${results.map(() => '---:').join(' | ')} |`);
   for (const kind of kinds) {
-    out.push(`| ${kind} | ${results.map((r) => {
-      const c = r.instrumented?.calls.filter((x) => x.kind === kind) ?? [];
-      return c.length ? `${c.length}, ${s2(c.reduce((a, x) => a + x.ms, 0))}` : '—';
-    }).join(' | ')} |`);
+    out.push(
+      `| ${kind} | ${results
+        .map((r) => {
+          const c = r.instrumented?.calls.filter((x) => x.kind === kind) ?? [];
+          return c.length ? `${c.length}, ${s2(c.reduce((a, x) => a + x.ms, 0))}` : '—';
+        })
+        .join(' | ')} |`,
+    );
   }
-  out.push(`| **all** (\`Remote.commands\`) | ${results.map((r) => (r.instrumented ? `${r.instrumented.calls.length} (${r.instrumented.remoteCommands}), ${s2(r.instrumented.calls.reduce((a, x) => a + x.ms, 0))}` : '—')).join(' | ')} |`);
+  out.push(
+    `| **all** (\`Remote.commands\`) | ${results.map((r) => (r.instrumented ? `${r.instrumented.calls.length} (${r.instrumented.remoteCommands}), ${s2(r.instrumented.calls.reduce((a, x) => a + x.ms, 0))}` : '—')).join(' | ')} |`,
+  );
   out.push(`| wall clock of the deploy | ${results.map((r) => s2(r.instrumented?.totalMs)).join(' | ')} |`);
   out.push('');
 
   out.push('## Remote commands per poll', '');
-  out.push('| services | the action\'s log says | polls (the gate\'s count) | remote commands during the gate | commands per poll | one poll, median (min–max) | commands the debug log lists: whole deploy / during the gate |');
+  out.push(
+    "| services | the action's log says | polls (the gate's count) | remote commands during the gate | commands per poll | one poll, median (min–max) | commands the debug log lists: whole deploy / during the gate |",
+  );
   out.push('| ---: | --- | ---: | ---: | ---: | ---: | ---: |');
   for (const r of results) {
     const i = r.instrumented;
-    const said = r.debug ? (/poll \d+ ms, one remote command per poll/.exec(r.debug.gateLine)?.[0].replace(/^|$/g, '"') ?? r.debug.gateLine) : '—';
+    const said = r.debug
+      ? (/poll \d+ ms, one remote command per poll/.exec(r.debug.gateLine)?.[0].replace(/^|$/g, '"') ??
+        r.debug.gateLine)
+      : '—';
     const pm = i?.pollMs ?? [];
-    out.push(`| ${r.n} | ${said} | ${i?.polls ?? '—'} | ${i?.gateCommands ?? '—'} | ${i && i.polls ? (i.gateCommands / i.polls).toFixed(2) : '—'} | ${pm.length ? `${s2(median(pm))} (${s2(Math.min(...pm))}–${s2(Math.max(...pm))})` : '—'} | ${r.debug ? `${r.debug.listed} / ${r.debug.listedInGate}` : '—'} |`);
+    out.push(
+      `| ${r.n} | ${said} | ${i?.polls ?? '—'} | ${i?.gateCommands ?? '—'} | ${i && i.polls ? (i.gateCommands / i.polls).toFixed(2) : '—'} | ${pm.length ? `${s2(median(pm))} (${s2(Math.min(...pm))}–${s2(Math.max(...pm))})` : '—'} | ${r.debug ? `${r.debug.listed} / ${r.debug.listedInGate}` : '—'} |`,
+    );
   }
   out.push('');
-  out.push('"During the gate": commands started between the `Gate: watching` line and the last `stable` line. The debug log (`ACTIONS_STEP_DEBUG` → `RUNNER_DEBUG=1`, `core.isDebug()`) lists only the commands run without `silent`; the gate\'s polls (and the pre-deploy snapshot, the config read and a failed task\'s log tail) are silent, so the debug log cannot count polls: the in-process count above does.', '');
+  out.push(
+    '"During the gate": commands started between the `Gate: watching` line and the last `stable` line. The debug log (`ACTIONS_STEP_DEBUG` → `RUNNER_DEBUG=1`, `core.isDebug()`) lists only the commands run without `silent`; the gate\'s polls (and the pre-deploy snapshot, the config read and a failed task\'s log tail) are silent, so the debug log cannot count polls: the in-process count above does.',
+    '',
+  );
 
   out.push('## Failure reporting latency', '');
-  out.push(`A release in which \`s01\` exits 3 at start (the other services unchanged), through the action (\`stability: 0\`). Swarm rolls \`s01\` back itself (\`failure_action: rollback\`). Times from Swarm's \`UpdateStatus.CompletedAt\` of the \`rollback_completed\` state (engine clock, same machine) to: the gate's \`failed\` line, the first \`::error::\` line, the action's process exit. Median of ${RUNS}; target (issue 3): \`::error::\` ≤ 2 s.`, '');
+  out.push(
+    `A release in which \`s01\` exits 3 at start (the other services unchanged), through the action (\`stability: 0\`). Swarm rolls \`s01\` back itself (\`failure_action: rollback\`). Times from Swarm's \`UpdateStatus.CompletedAt\` of the \`rollback_completed\` state (engine clock, same machine) to: the gate's \`failed\` line, the first \`::error::\` line, the action's process exit. Median of ${RUNS}; target (issue 3): \`::error::\` ≤ 2 s.`,
+    '',
+  );
   out.push('| services | → gate sees it | → `::error::` | → process exit | ≤ 2 s | whole run | result |');
   out.push('| ---: | ---: | ---: | ---: | :---: | ---: | --- |');
   for (const r of results) {
-    const d = (f: (x: FailRun) => number | null) => median(r.fails.map((x) => (x.swarmAt !== null && f(x) !== null ? (f(x) as number) - x.swarmAt : null)));
+    const d = (f: (x: FailRun) => number | null) =>
+      median(r.fails.map((x) => (x.swarmAt !== null && f(x) !== null ? (f(x) as number) - x.swarmAt : null)));
     const err = d((x) => x.errorAt);
     const states = [...new Set(r.fails.map((x) => x.state))].join(', ');
-    out.push(`| ${r.n} | ${s2(d((x) => x.gateSawAt))} | ${s2(err)} | ${s2(d((x) => x.exitAt))} | ${ok(err === null ? null : err <= TARGET_FAIL_MS)} | ${s1(median(r.fails.map((x) => x.ms)))} | ${[...new Set(r.fails.map((x) => x.result))].join(', ') || '—'}${states && states !== 'rollback_completed' ? ` (s01 state: ${states})` : ''} |`);
+    out.push(
+      `| ${r.n} | ${s2(d((x) => x.gateSawAt))} | ${s2(err)} | ${s2(d((x) => x.exitAt))} | ${ok(err === null ? null : err <= TARGET_FAIL_MS)} | ${s1(median(r.fails.map((x) => x.ms)))} | ${[...new Set(r.fails.map((x) => x.result))].join(', ') || '—'}${states && states !== 'rollback_completed' ? ` (s01 state: ${states})` : ''} |`,
+    );
   }
   out.push('');
 
   out.push('## Rollback (issue 5)', '');
-  out.push(`\`command: rollback\`, \`rollback-to: previous\` right after a forward deploy through the action: every service goes back to the release before (re-deployed from the stack files stored on the host, through the same gate; that release was deployed with \`stability: 0\`, so its gate has no window either). Against the forward deploys of the same runs. Median of ${RUNS}, s. Targets: ≤ 1.2× a forward deploy, ≤ 30 s for 10 services.`, '');
+  out.push(
+    `\`command: rollback\`, \`rollback-to: previous\` right after a forward deploy through the action: every service goes back to the release before (re-deployed from the stack files stored on the host, through the same gate; that release was deployed with \`stability: 0\`, so its gate has no window either). Against the forward deploys of the same runs. Median of ${RUNS}, s. Targets: ≤ 1.2× a forward deploy, ≤ 30 s for 10 services.`,
+    '',
+  );
   out.push('| services | rollback | forward deploy (action, `stability: 0`) | ratio | ≤ 1.2× | ≤ 30 s |');
   out.push('| ---: | ---: | ---: | ---: | :---: | :---: |');
   for (const r of results) {
     const rb = median(r.rollbacks.map((x) => x.ms));
     const fw = median(r.pairs.map((x) => x.act.ms));
     const ratio = rb !== null && fw !== null ? rb / fw : null;
-    out.push(`| ${r.n} | ${s1(rb)} | ${s1(fw)} | ${x2(ratio)} | ${ok(ratio === null ? null : ratio <= 1.2)} | ${ok(rb === null ? null : rb <= 30_000)} |`);
+    out.push(
+      `| ${r.n} | ${s1(rb)} | ${s1(fw)} | ${x2(ratio)} | ${ok(ratio === null ? null : ratio <= 1.2)} | ${ok(rb === null ? null : rb <= 30_000)} |`,
+    );
   }
   out.push('');
 
   const sc = meta.scale;
   if (sc) {
     out.push(`## Scale: ${sc.n} services × ${sc.replicas} replicas (issue 8)`, '');
-    out.push(`One stack of ${sc.n} services like the one above but with ${sc.replicas} replicas each and a healthcheck every 2 s: a first deploy (\`stability: 0\`) run in the benchmark's process with its remote commands counted, as in "Remote commands of one deploy". One run. (A version bump of all ${sc.n} × ${sc.replicas} at once, start-first, drove this 2-core lab's load average past 50: healthchecks timed out and Swarm rolled most services back, so it is not measured.)`, '');
-    out.push('| services × replicas | first deploy, s | gate, s | polls | remote commands during the gate | commands per poll | one poll, median (min–max), s |', '| ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+    out.push(
+      `One stack of ${sc.n} services like the one above but with ${sc.replicas} replicas each and a healthcheck every 2 s: a first deploy (\`stability: 0\`) run in the benchmark's process with its remote commands counted, as in "Remote commands of one deploy". One run. (A version bump of all ${sc.n} × ${sc.replicas} at once, start-first, drove this 2-core lab's load average past 50: healthchecks timed out and Swarm rolled most services back, so it is not measured.)`,
+      '',
+    );
+    out.push(
+      '| services × replicas | first deploy, s | gate, s | polls | remote commands during the gate | commands per poll | one poll, median (min–max), s |',
+      '| ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    );
     const b = sc.bump;
     const pm = b?.pollMs ?? [];
-    out.push(`| ${sc.n} × ${sc.replicas} | ${s1(b?.totalMs)} | ${s1(b?.gateMs)} | ${b?.polls ?? '—'} | ${b?.gateCommands ?? '—'} | ${b && b.polls ? (b.gateCommands / b.polls).toFixed(2) : '—'} | ${pm.length ? `${s2(median(pm))} (${s2(Math.min(...pm))}–${s2(Math.max(...pm))})` : '—'} |`, '');
+    out.push(
+      `| ${sc.n} × ${sc.replicas} | ${s1(b?.totalMs)} | ${s1(b?.gateMs)} | ${b?.polls ?? '—'} | ${b?.gateCommands ?? '—'} | ${b && b.polls ? (b.gateCommands / b.polls).toFixed(2) : '—'} | ${pm.length ? `${s2(median(pm))} (${s2(Math.min(...pm))}–${s2(Math.max(...pm))})` : '—'} |`,
+      '',
+    );
     if (sc.error) out.push(`Failed: ${sc.error.split('\n')[0]}`, '');
   }
 
   out.push('## What the ratio includes', '');
   out.push(
     '- **Raw** is one `ssh` process: connect (key auth, pinned host key), then `docker stack deploy --detach=false -c FILE STACK`, whose CLI returns once every service converged and its `monitor` passed. The stack file is already interpolated and already on the host (the lab host is this machine); a user gluing ssh-action to it would also upload the file first. Raw checks nothing: it exits 0 and prints "converged" even when Swarm rolled the release back (lab/README.md).',
-    '- **The action** is a whole `node dist/index.js` step: node start and bundle load, inputs, VERSION files, pre-flight checks and interpolation, SSH connect, `docker version`/`info` on the host, a read of the Swarm configs, the host lock (take and release), a read and an atomic write of the ledger, a listing of the stack\'s Docker secrets (pruning, since aa70b5e), the upload of the stack files into a release folder, a snapshot of the stack before deploying, `docker stack deploy --detach=true`, then the gate (one remote command per poll every 0.25 s: two Engine API requests through `docker system dial-stdio`) until Swarm reports every update `completed` and every task runs the new image, and the job summary. The post step (a separate process; here it has nothing to do) is not counted.',
+    "- **The action** is a whole `node dist/index.js` step: node start and bundle load, inputs, VERSION files, pre-flight checks and interpolation, SSH connect, `docker version`/`info` on the host, a read of the Swarm configs, the host lock (take and release), a read and an atomic write of the ledger, a listing of the stack's Docker secrets (pruning, since aa70b5e), the upload of the stack files into a release folder, a snapshot of the stack before deploying, `docker stack deploy --detach=true`, then the gate (one remote command per poll every 0.25 s: two Engine API requests through `docker system dial-stdio`) until Swarm reports every update `completed` and every task runs the new image, and the job summary. The post step (a separate process; here it has nothing to do) is not counted.",
     '- With `stability: auto` the gate also watches every service for its window after `completed` (here max(10 s, monitor 2 s + 1 s × 2 retries) = 10 s): that is time raw does not spend, because raw does not watch at all.',
     '- The images are on the registry on loopback and their layers already on the engine, so pulls are cheap for both sides.',
     '',
   );
 
   out.push('## Rerun', '');
-  out.push('```sh', 'bash lab/lab.sh up          # if the lab is not running', 'npm run bench               # BENCH_RUNS=3; writes BENCHMARKS.md', 'BENCH_RUNS=5 BENCH_SIZES=1,5,10 npm run bench', '```', '');
-  out.push('A run with `BENCH_RUNS=3` takes about 15 min on the 2-core lab (the validation run of 2026-11-23: 8 min for one run per figure; each further run adds about 4 min: raw, action and rollback for 1, 5 and 10 services, and a crashing release for each).', '');
-  out.push(`Stacks \`bench-<n>svc\`, images \`127.0.0.1:5000/${PREFIX}/sNN\`, remote-dir \`${REMOTE_DIR}\`; the stacks, the remote-dir and the local image tags are removed at the end. Logs of every run are kept in \`.bench/logs/\` (gitignored). Run it on a quiet machine: the figures are wall-clock times on 2 cores.`, '');
+  out.push(
+    '```sh',
+    'bash lab/lab.sh up          # if the lab is not running',
+    'npm run bench               # BENCH_RUNS=3; writes BENCHMARKS.md',
+    'BENCH_RUNS=5 BENCH_SIZES=1,5,10 npm run bench',
+    '```',
+    '',
+  );
+  out.push(
+    'A run with `BENCH_RUNS=3` takes about 15 min on the 2-core lab (the validation run of 2026-11-23: 8 min for one run per figure; each further run adds about 4 min: raw, action and rollback for 1, 5 and 10 services, and a crashing release for each).',
+    '',
+  );
+  out.push(
+    `Stacks \`bench-<n>svc\`, images \`127.0.0.1:5000/${PREFIX}/sNN\`, remote-dir \`${REMOTE_DIR}\`; the stacks, the remote-dir and the local image tags are removed at the end. Logs of every run are kept in \`.bench/logs/\` (gitignored). Run it on a quiet machine: the figures are wall-clock times on 2 cores.`,
+    '',
+  );
 
   if (meta.errors.length) {
     out.push('## Errors in this run', '', '```text', ...meta.errors, '```', '');
@@ -577,11 +810,18 @@ function report(results: SizeResult[], meta: { started: Date; seconds: number; l
 
 async function cleanup(lab: LabEnv | undefined, created: Set<string>, images: string[]): Promise<void> {
   for (const stack of [...created]) {
-    await removeStack(stack, { timeoutMs: 120_000 }).then(() => created.delete(stack)).catch((e: Error) => log(`could not remove ${stack}: ${e.message}`));
+    await removeStack(stack, { timeoutMs: 120_000 })
+      .then(() => created.delete(stack))
+      .catch((e: Error) => log(`could not remove ${stack}: ${e.message}`));
   }
-  if (lab) await onHost(lab, `rm -rf ${REMOTE_DIR}`).catch((e: Error) => log(`could not remove ~/${REMOTE_DIR}: ${e.message}`));
-  for (let i = 0; i < images.length; i += 50) await dockerOk(['rmi', ...images.slice(i, i + 50)]).catch(() => undefined);
-  for (const d of ['images', 'raw', 'stamps', ...SIZES.map((n) => wsName(n, REPLICAS)), wsName(SCALE, SCALE_REPLICAS)]) fs.rmSync(path.join(WORK, d), { recursive: true, force: true });
+  if (lab)
+    await onHost(lab, `rm -rf ${REMOTE_DIR}`).catch((e: Error) =>
+      log(`could not remove ~/${REMOTE_DIR}: ${e.message}`),
+    );
+  for (let i = 0; i < images.length; i += 50)
+    await dockerOk(['rmi', ...images.slice(i, i + 50)]).catch(() => undefined);
+  for (const d of ['images', 'raw', 'stamps', ...SIZES.map((n) => wsName(n, REPLICAS)), wsName(SCALE, SCALE_REPLICAS)])
+    fs.rmSync(path.join(WORK, d), { recursive: true, force: true });
 }
 
 async function main(): Promise<void> {
@@ -638,11 +878,30 @@ async function main(): Promise<void> {
   }
   if (interrupted) return;
   const seconds = Math.round((Date.now() - started.getTime()) / 1000);
-  const loads = results.flatMap((r) => [...r.pairs.flatMap((p) => [p.raw.load, p.act.load]), ...r.fails.map((f) => f.load)]);
+  const loads = results.flatMap((r) => [
+    ...r.pairs.flatMap((p) => [p.raw.load, p.act.load]),
+    ...r.fails.map((f) => f.load),
+  ]);
   // The sections other benchmarks own (bench/multinode.ts: <!-- bench:nodes -->) are kept.
-  fs.writeFileSync(OUT, keepSections(readBenchmarks(), report(results, { started, seconds, loads: loads.length ? loads : [os.loadavg()[0]], docker, errors, code, scale })));
+  fs.writeFileSync(
+    OUT,
+    keepSections(
+      readBenchmarks(),
+      report(results, {
+        started,
+        seconds,
+        loads: loads.length ? loads : [os.loadavg()[0]],
+        docker,
+        errors,
+        code,
+        scale,
+      }),
+    ),
+  );
   fs.writeFileSync(path.join(WORK, 'results.json'), JSON.stringify({ started, seconds, runs: RUNS, results }, null, 1));
-  log(`wrote ${path.relative(process.cwd(), OUT)} in ${seconds} s${errors.length ? ` with ${errors.length} error(s)` : ''}`);
+  log(
+    `wrote ${path.relative(process.cwd(), OUT)} in ${seconds} s${errors.length ? ` with ${errors.length} error(s)` : ''}`,
+  );
   if (errors.length) process.exitCode = 1;
 }
 

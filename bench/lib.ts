@@ -34,9 +34,11 @@ export function log(msg: string): void {
 
 export async function pool<T>(items: T[], width: number, fn: (t: T) => Promise<unknown>): Promise<void> {
   const queue = [...items];
-  await Promise.all(Array.from({ length: Math.min(width, queue.length) }, async () => {
-    for (let t = queue.shift(); t !== undefined; t = queue.shift()) await fn(t);
-  }));
+  await Promise.all(
+    Array.from({ length: Math.min(width, queue.length) }, async () => {
+      for (let t = queue.shift(); t !== undefined; t = queue.shift()) await fn(t);
+    }),
+  );
 }
 
 let seq = 0;
@@ -106,22 +108,37 @@ export interface SvcNow {
 
 /** The services of a stack (`docker` is the CLI's leading arguments: `['-H', sock]` for a lab node). */
 export async function stackIds(stack: string, docker: string[] = []): Promise<string[]> {
-  return (await dockerOk([...docker, 'service', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${stack}`])).trim().split(/\s+/).filter(Boolean);
+  return (await dockerOk([...docker, 'service', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${stack}`]))
+    .trim()
+    .split(/\s+/)
+    .filter(Boolean);
 }
 
 /** Name, image and UpdateStatus of every service of a stack. */
 export async function stackServices(stack: string, docker: string[] = []): Promise<SvcNow[]> {
   const ids = await stackIds(stack, docker);
   if (!ids.length) return [];
-  const text = await dockerOk([...docker, 'service', 'inspect', '--format', '[{{json .Spec.Name}},{{json .Spec.TaskTemplate.ContainerSpec.Image}},{{json .UpdateStatus}}]', ...ids]);
-  return text.trim().split('\n').filter(Boolean).map((l) => {
-    const [name, image, upd] = JSON.parse(l) as [string, string, { State?: string; CompletedAt?: string } | null];
-    return { name, image, state: upd?.State ?? '', completedAt: upd?.CompletedAt ?? '' };
-  });
+  const text = await dockerOk([
+    ...docker,
+    'service',
+    'inspect',
+    '--format',
+    '[{{json .Spec.Name}},{{json .Spec.TaskTemplate.ContainerSpec.Image}},{{json .UpdateStatus}}]',
+    ...ids,
+  ]);
+  return text
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const [name, image, upd] = JSON.parse(l) as [string, string, { State?: string; CompletedAt?: string } | null];
+      return { name, image, state: upd?.State ?? '', completedAt: upd?.CompletedAt ?? '' };
+    });
 }
 
 /** Host clock (this machine) of a Go RFC 3339 time with nanoseconds. */
-export const parseGoTime = (s: string): number | null => (s && !s.startsWith('0001') ? Date.parse(s.replace(/(\.\d{3})\d+/, '$1')) || null : null);
+export const parseGoTime = (s: string): number | null =>
+  s && !s.startsWith('0001') ? Date.parse(s.replace(/(\.\d{3})\d+/, '$1')) || null : null;
 export const tagOf = (image: string) => image.split('@')[0].split(':').pop() ?? '';
 
 /** When Swarm marked the last service's update completed, in ms after `start` (null if some service has no completed update). */
@@ -135,7 +152,19 @@ export function swarmDone(services: SvcNow[], start: number): number | null {
 
 /** `ssh` to the lab's sshd, as the action connects: its key, the pinned host key, no prompt. */
 export function sshArgs(lab: LabEnv): string[] {
-  return ['-i', lab.sshKeyFile, '-o', `UserKnownHostsFile=${lab.knownHostsFile}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-p', String(lab.port), `${lab.user}@${lab.host}`];
+  return [
+    '-i',
+    lab.sshKeyFile,
+    '-o',
+    `UserKnownHostsFile=${lab.knownHostsFile}`,
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'BatchMode=yes',
+    '-p',
+    String(lab.port),
+    `${lab.user}@${lab.host}`,
+  ];
 }
 
 export async function onHost(lab: LabEnv, script: string): Promise<string> {
@@ -202,7 +231,11 @@ export interface Timed {
 }
 
 /** Logs are kept without the `::add-mask::` lines, which carry the SSH key. */
-export const scrub = (text: string) => text.split('\n').filter((l) => !/^\s*-?\d*\s*::add-mask::/.test(l)).join('\n');
+export const scrub = (text: string) =>
+  text
+    .split('\n')
+    .filter((l) => !/^\s*-?\d*\s*::add-mask::/.test(l))
+    .join('\n');
 
 export interface StampedRun {
   inputs: Record<string, string>;
@@ -232,22 +265,41 @@ export async function stampedAction(o: StampedRun): Promise<Timed> {
     timeoutMs: o.timeoutMs ?? 600_000,
     env: { BENCH_STAMP_FILE: file, BENCH_DIST_ENTRY: DIST_ENTRY, ...(o.env ?? {}) },
   });
-  const stamps = fs.readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Stamp);
+  const stamps = fs
+    .readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Stamp);
   const postAt = stamps.findIndex((s, i) => i > 0 && s.ev === 'start');
   // The log with each line's time since the command started (ms).
-  const timed = stamps.map((s) => `${String(s.t - start).padStart(6)}  ${s.ev ? `[${s.ev}${s.ev === 'exit' ? ` ${r.code}` : ''}]` : s.line}`);
+  const timed = stamps.map(
+    (s) => `${String(s.t - start).padStart(6)}  ${s.ev ? `[${s.ev}${s.ev === 'exit' ? ` ${r.code}` : ''}]` : s.line}`,
+  );
   fs.writeFileSync(path.join(o.logsDir, `${n}-${o.label}.log`), scrub(timed.join('\n')) + '\n');
-  return { label: o.label, start, ms: r.durationMs, postMs: r.postDurationMs, run: r, main: postAt < 0 ? stamps : stamps.slice(0, postAt), load };
+  return {
+    label: o.label,
+    start,
+    ms: r.durationMs,
+    postMs: r.postDurationMs,
+    run: r,
+    main: postAt < 0 ? stamps : stamps.slice(0, postAt),
+    load,
+  };
 }
 
 export function mustSucceed(t: Timed, result: string, logsDir: string): void {
   if (t.run.code !== 0 || t.run.outputs.result !== result) {
-    throw new Error(`${t.label}: the action exited ${t.run.code} with result "${t.run.outputs.result}" (wanted ${result}); log in ${logsDir}:\n${t.run.log.split('\n').slice(-25).join('\n')}`);
+    throw new Error(
+      `${t.label}: the action exited ${t.run.code} with result "${t.run.outputs.result}" (wanted ${result}); log in ${logsDir}:\n${t.run.log.split('\n').slice(-25).join('\n')}`,
+    );
   }
 }
 
-export const firstAt = (stamps: Stamp[], re: RegExp, from = 0) => stamps.slice(from).find((s) => s.line !== undefined && re.test(s.line))?.t ?? null;
-export const lastAt = (stamps: Stamp[], re: RegExp) => [...stamps].reverse().find((s) => s.line !== undefined && re.test(s.line))?.t ?? null;
+export const firstAt = (stamps: Stamp[], re: RegExp, from = 0) =>
+  stamps.slice(from).find((s) => s.line !== undefined && re.test(s.line))?.t ?? null;
+export const lastAt = (stamps: Stamp[], re: RegExp) =>
+  [...stamps].reverse().find((s) => s.line !== undefined && re.test(s.line))?.t ?? null;
 export const exitAt = (stamps: Stamp[]) => stamps.find((s) => s.ev === 'exit')?.t ?? null;
 
 export const GATE_START = /^Gate: watching /;
@@ -272,8 +324,18 @@ export interface LayerSpan {
 /** Where each layer of a multi-layer run starts and ends in its timed lines. */
 export function layerSpans(stamps: Stamp[], stacks: string[]): LayerSpan[] {
   return stacks.map((stack) => {
-    const i = stamps.findIndex((s) => s.line !== undefined && new RegExp(`^::group::Layer ${escapeRe(stack)} `).test(s.line));
-    const span: LayerSpan = { stack, start: null, end: null, gateStart: null, gateEnd: null, polls: null, commandsSoFar: null };
+    const i = stamps.findIndex(
+      (s) => s.line !== undefined && new RegExp(`^::group::Layer ${escapeRe(stack)} `).test(s.line),
+    );
+    const span: LayerSpan = {
+      stack,
+      start: null,
+      end: null,
+      gateStart: null,
+      gateEnd: null,
+      polls: null,
+      commandsSoFar: null,
+    };
     if (i < 0) return span;
     span.start = stamps[i].t;
     const j = stamps.findIndex((s, k) => k > i && s.line === '::endgroup::');
@@ -343,6 +405,7 @@ export async function inProcessDeploy(inputs: Record<string, string>, ws: string
   const calls: Call[] = [];
   let remote: Remote | undefined;
   proto.sh = async function (this: Remote, script: string, opts?: Parameters<Remote['sh']>[1]) {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the patched method sees the instance
     remote = this;
     const t = Date.now();
     try {
@@ -371,9 +434,14 @@ export async function inProcessDeploy(inputs: Record<string, string>, ws: string
   } finally {
     process.stdout.write = origWrite;
     proto.sh = origSh;
-    const cmds = [...calls].sort((a, b) => a.t - b.t).map((c) => `${String(c.t - start).padStart(6)}  ${String(c.ms).padStart(5)} ms  ${c.kind}`);
+    const cmds = [...calls]
+      .sort((a, b) => a.t - b.t)
+      .map((c) => `${String(c.t - start).padStart(6)}  ${String(c.ms).padStart(5)} ms  ${c.kind}`);
     fs.mkdirSync(path.dirname(logFile), { recursive: true });
-    fs.writeFileSync(logFile, `${scrub(lines.map((l) => `${String(l.t - start).padStart(6)}  ${l.line}`).join('\n'))}\n--- remote commands (start, duration, kind)\n${cmds.join('\n')}\n`);
+    fs.writeFileSync(
+      logFile,
+      `${scrub(lines.map((l) => `${String(l.t - start).padStart(6)}  ${l.line}`).join('\n'))}\n--- remote commands (start, duration, kind)\n${cmds.join('\n')}\n`,
+    );
   }
   calls.sort((a, b) => a.t - b.t);
   return { calls, lines, remoteCommands: remote?.commands ?? -1, outcome, start, totalMs: Date.now() - start };
@@ -450,7 +518,8 @@ export function putSection(text: string, name: string, body: string): string {
 /** A report that rewrites the whole file keeps the sections other scripts own, at the end. */
 export function keepSections(oldText: string, report: string): string {
   let out = report;
-  for (const s of sections(oldText)) if (!sections(out).some((x) => x.name === s.name)) out = `${out.replace(/\s*$/, '')}\n\n${s.text}\n`;
+  for (const s of sections(oldText))
+    if (!sections(out).some((x) => x.name === s.name)) out = `${out.replace(/\s*$/, '')}\n\n${s.text}\n`;
   return out;
 }
 

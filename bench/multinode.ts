@@ -22,11 +22,53 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { readInputDefaults } from '../__tests__/helpers/action';
-import { LAB_SCRIPT, LabEnv, REPO_ROOT, docker, dockerOk, labInputs, parseExports, run, waitFor } from '../__tests__/helpers/lab';
 import {
-  Call, DOCKERFILE, SvcNow, Timed, buildImages, callsBetween, codeState, dockerVersions, duration, envInt, exitAt, inProcessDeploy, installWrapper,
-  layerSpans, list, log, machineLine, median, mustSucceed, nextSeq, onHost, putSection, readBenchmarks, BENCHMARKS, s1, s2, setLogTag, sleep,
-  sshArgs, stackIds, stackServices, stampedAction, swarmDone, tagOf, x2,
+  LAB_SCRIPT,
+  LabEnv,
+  REPO_ROOT,
+  docker,
+  dockerOk,
+  labInputs,
+  parseExports,
+  run,
+  waitFor,
+} from '../__tests__/helpers/lab';
+import {
+  Call,
+  DOCKERFILE,
+  SvcNow,
+  Timed,
+  buildImages,
+  callsBetween,
+  codeState,
+  dockerVersions,
+  duration,
+  envInt,
+  exitAt,
+  inProcessDeploy,
+  installWrapper,
+  layerSpans,
+  list,
+  log,
+  machineLine,
+  median,
+  mustSucceed,
+  nextSeq,
+  onHost,
+  putSection,
+  readBenchmarks,
+  BENCHMARKS,
+  s1,
+  s2,
+  setLogTag,
+  sleep,
+  sshArgs,
+  stackIds,
+  stackServices,
+  stampedAction,
+  swarmDone,
+  tagOf,
+  x2,
 } from './lib';
 
 setLogTag('bench:nodes');
@@ -39,7 +81,8 @@ const SETTLE_MS = envInt('BENCH_SETTLE_MS', 3000, 0);
 // 2-core machine (load average past 50 with other jobs) saw steady containers turn unhealthy and
 // crash-loop, and Swarm roll a raw release back (which raw reported as converged).
 const HEALTH_INTERVAL = process.env.BENCH_HEALTH_INTERVAL || '5s';
-if (!/^\d+(ms|s)$/.test(HEALTH_INTERVAL)) throw new Error(`BENCH_HEALTH_INTERVAL must be like 2s or 500ms, got "${HEALTH_INTERVAL}"`);
+if (!/^\d+(ms|s)$/.test(HEALTH_INTERVAL))
+  throw new Error(`BENCH_HEALTH_INTERVAL must be like 2s or 500ms, got "${HEALTH_INTERVAL}"`);
 const NOTE = process.env.BENCH_NOTE ?? '';
 const KEEP = process.env.BENCH_NODES_KEEP === '1';
 
@@ -63,11 +106,24 @@ interface Layer {
 
 const zone = (z: string) => `node.labels.zone == ${z}`;
 const LAYERS: Layer[] = [
-  { stack: 'bench-ingress', file: 'ingress.yml', services: [{ name: 'proxy', place: zone('a') }, { name: 'edge', place: zone('b') }] },
+  {
+    stack: 'bench-ingress',
+    file: 'ingress.yml',
+    services: [
+      { name: 'proxy', place: zone('a') },
+      { name: 'edge', place: zone('b') },
+    ],
+  },
   {
     stack: 'bench-infra',
     file: 'infra.yml',
-    services: [{ name: 'redis', place: zone('c') }, { name: 'postgres', place: zone('c') }, { name: 'nats', place: zone('b') }, { name: 'minio', place: zone('a') }, { name: 'mailer' }],
+    services: [
+      { name: 'redis', place: zone('c') },
+      { name: 'postgres', place: zone('c') },
+      { name: 'nats', place: zone('b') },
+      { name: 'minio', place: zone('a') },
+      { name: 'mailer' },
+    ],
   },
   {
     stack: 'bench-platform',
@@ -125,7 +181,15 @@ async function nodesEnv(): Promise<Nodes> {
     registry: need('LAB_REGISTRY'),
     baseImage: need('LAB_BASE_IMAGE'),
   };
-  return { lab, env, hosts: { manager: need('LAB_MANAGER_DOCKER_HOST'), worker1: need('LAB_WORKER1_DOCKER_HOST'), worker2: need('LAB_WORKER2_DOCKER_HOST') } };
+  return {
+    lab,
+    env,
+    hosts: {
+      manager: need('LAB_MANAGER_DOCKER_HOST'),
+      worker1: need('LAB_WORKER1_DOCKER_HOST'),
+      worker2: need('LAB_WORKER2_DOCKER_HOST'),
+    },
+  };
 }
 
 let N: Nodes;
@@ -159,7 +223,17 @@ function stackYaml(layer: Layer, image: (service: string) => string): string {
   }
   // The ingress layer creates the overlay network the later layers join (as Sprocket's proxy stack does).
   if (layer === LAYERS[0]) {
-    out.push('', 'networks:', '  mesh:', `    name: ${NETWORK}`, '    driver: overlay', '    attachable: true', '    driver_opts:', '      com.docker.network.driver.mtu: "1450"', '');
+    out.push(
+      '',
+      'networks:',
+      '  mesh:',
+      `    name: ${NETWORK}`,
+      '    driver: overlay',
+      '    attachable: true',
+      '    driver_opts:',
+      '      com.docker.network.driver.mtu: "1450"',
+      '',
+    );
   } else {
     out.push('', 'networks:', '  mesh:', `    name: ${NETWORK}`, '    external: true', '');
   }
@@ -177,7 +251,11 @@ function makeWorkspace(): string {
     fs.writeFileSync(path.join(ws, 'service', s, 'Dockerfile'), DOCKERFILE);
   }
   fs.mkdirSync(path.join(ws, 'stacks'), { recursive: true });
-  for (const l of LAYERS) fs.writeFileSync(path.join(ws, 'stacks', l.file), stackYaml(l, (s) => `\${REGISTRY}/\${IMAGE_PREFIX}/${s}:\${${s.toUpperCase()}_VERSION}`));
+  for (const l of LAYERS)
+    fs.writeFileSync(
+      path.join(ws, 'stacks', l.file),
+      stackYaml(l, (s) => `\${REGISTRY}/\${IMAGE_PREFIX}/${s}:\${${s.toUpperCase()}_VERSION}`),
+    );
   return ws;
 }
 
@@ -189,7 +267,10 @@ function setVersions(ws: string, version: string): void {
 function rawFile(layer: Layer, version: string): string {
   const f = path.join(WORK, 'raw', `${layer.stack}-${version}.yml`);
   fs.mkdirSync(path.dirname(f), { recursive: true });
-  fs.writeFileSync(f, stackYaml(layer, (s) => imageRef(s, version)));
+  fs.writeFileSync(
+    f,
+    stackYaml(layer, (s) => imageRef(s, version)),
+  );
   return f;
 }
 
@@ -200,7 +281,11 @@ const NS_LABEL = 'com.docker.stack.namespace';
 /** Running containers of the bench stacks on every node, with their health: stack → statuses. */
 async function containers(): Promise<Map<string, string[]>> {
   const out = new Map<string, string[]>();
-  const lists = await Promise.all(Object.values(N.hosts).map((h) => dockerOk(['-H', h, 'ps', '--filter', `label=${NS_LABEL}`, '--format', `{{.Label "${NS_LABEL}"}} {{.Status}}`])));
+  const lists = await Promise.all(
+    Object.values(N.hosts).map((h) =>
+      dockerOk(['-H', h, 'ps', '--filter', `label=${NS_LABEL}`, '--format', `{{.Label "${NS_LABEL}"}} {{.Status}}`]),
+    ),
+  );
   for (const line of lists.join('\n').split('\n').filter(Boolean)) {
     const [stack, ...status] = line.split(' ');
     out.set(stack, [...(out.get(stack) ?? []), status.join(' ')]);
@@ -210,25 +295,52 @@ async function containers(): Promise<Map<string, string[]>> {
 
 /** Every service of the bench stacks (one `service ls`, one `service inspect`). */
 async function benchServices(): Promise<SvcNow[]> {
-  const ids = (await dockerOk([...M(), 'service', 'ls', '-q', '--filter', `label=${NS_LABEL}`])).trim().split(/\s+/).filter(Boolean);
+  const ids = (await dockerOk([...M(), 'service', 'ls', '-q', '--filter', `label=${NS_LABEL}`]))
+    .trim()
+    .split(/\s+/)
+    .filter(Boolean);
   if (!ids.length) return [];
-  const text = await dockerOk([...M(), 'service', 'inspect', '--format', '[{{json .Spec.Name}},{{json .Spec.TaskTemplate.ContainerSpec.Image}},{{json .UpdateStatus}}]', ...ids]);
-  return text.trim().split('\n').filter(Boolean).map((l) => {
-    const [name, image, upd] = JSON.parse(l) as [string, string, { State?: string; CompletedAt?: string } | null];
-    return { name, image, state: upd?.State ?? '', completedAt: upd?.CompletedAt ?? '' };
-  }).filter((s) => STACKS.some((st) => s.name.startsWith(`${st}_`)));
+  const text = await dockerOk([
+    ...M(),
+    'service',
+    'inspect',
+    '--format',
+    '[{{json .Spec.Name}},{{json .Spec.TaskTemplate.ContainerSpec.Image}},{{json .UpdateStatus}}]',
+    ...ids,
+  ]);
+  return text
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const [name, image, upd] = JSON.parse(l) as [string, string, { State?: string; CompletedAt?: string } | null];
+      return { name, image, state: upd?.State ?? '', completedAt: upd?.CompletedAt ?? '' };
+    })
+    .filter((s) => STACKS.some((st) => s.name.startsWith(`${st}_`)));
 }
 
 /** Waits until the three stacks are quiet: every update finished, one container per service over the nodes, all healthy; then a pause. */
 async function settle(): Promise<void> {
   // Polled every 2 s, the manager first: every docker CLI call costs this 2-core machine.
-  await waitFor(async () => {
-    const services = await benchServices();
-    if (services.length !== ALL.length) return false;
-    if (services.some((s) => ['updating', 'rollback_started', 'paused', 'rollback_paused'].includes(s.state))) return false;
-    const ps = await containers();
-    return LAYERS.every((l) => (ps.get(l.stack) ?? []).length === l.services.length && (ps.get(l.stack) ?? []).every((s) => s.includes('(healthy)')));
-  }, { timeoutMs: 300_000, intervalMs: 2000, what: `stacks ${STACKS.join(', ')} to settle (all updates done, ${ALL.length} healthy containers over the nodes)` });
+  await waitFor(
+    async () => {
+      const services = await benchServices();
+      if (services.length !== ALL.length) return false;
+      if (services.some((s) => ['updating', 'rollback_started', 'paused', 'rollback_paused'].includes(s.state)))
+        return false;
+      const ps = await containers();
+      return LAYERS.every(
+        (l) =>
+          (ps.get(l.stack) ?? []).length === l.services.length &&
+          (ps.get(l.stack) ?? []).every((s) => s.includes('(healthy)')),
+      );
+    },
+    {
+      timeoutMs: 300_000,
+      intervalMs: 2000,
+      what: `stacks ${STACKS.join(', ')} to settle (all updates done, ${ALL.length} healthy containers over the nodes)`,
+    },
+  );
   await sleep(SETTLE_MS);
 }
 
@@ -236,7 +348,10 @@ async function expectVersion(layer: Layer, version: string, what: string): Promi
   const services = await stackServices(layer.stack, M());
   const runs = (s: Svc) => services.find((x) => x.name === `${layer.stack}_${s.name}`)?.image ?? 'nothing';
   const bad = layer.services.filter((s) => tagOf(runs(s)) !== version);
-  if (bad.length) throw new Error(`${what}: ${bad.map((s) => `${layer.stack}_${s.name} runs ${runs(s)}, not ${version}`).join('; ')}`);
+  if (bad.length)
+    throw new Error(
+      `${what}: ${bad.map((s) => `${layer.stack}_${s.name} runs ${runs(s)}, not ${version}`).join('; ')}`,
+    );
   return services;
 }
 
@@ -244,8 +359,20 @@ async function expectVersion(layer: Layer, version: string, what: string): Promi
 async function placement(): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   for (const stack of STACKS) {
-    const text = await dockerOk([...M(), 'stack', 'ps', stack, '--filter', 'desired-state=running', '--format', '{{.Name}} {{.Node}} {{.CurrentState}}']);
-    for (const l of text.trim().split('\n').filter((x) => / Running /.test(x))) {
+    const text = await dockerOk([
+      ...M(),
+      'stack',
+      'ps',
+      stack,
+      '--filter',
+      'desired-state=running',
+      '--format',
+      '{{.Name}} {{.Node}} {{.CurrentState}}',
+    ]);
+    for (const l of text
+      .trim()
+      .split('\n')
+      .filter((x) => / Running /.test(x))) {
       const [name, node] = l.split(' ');
       out.set(name.replace(/\.\d+$/, ''), node);
     }
@@ -318,15 +445,24 @@ async function rawRun(version: string): Promise<RawRun> {
     const file = rawFile(l, version);
     const start = Date.now();
     starts.push(start);
-    const r = await run('ssh', [...sshArgs(N.lab), 'docker', 'stack', 'deploy', '--detach=false', '-c', file, l.stack], { timeoutMs: 600_000 });
+    const r = await run(
+      'ssh',
+      [...sshArgs(N.lab), 'docker', 'stack', 'deploy', '--detach=false', '-c', file, l.stack],
+      { timeoutMs: 600_000 },
+    );
     const ms = Date.now() - start;
-    fs.writeFileSync(path.join(LOGS, `${nextSeq()}-raw-${l.stack}-${version}.log`), `${r.stdout}\n--- stderr\n${r.stderr}`);
-    if (r.code !== 0) throw new Error(`raw deploy ${l.stack} ${version}: exit ${r.code}: ${r.stderr.trim().slice(-2000)}`);
+    fs.writeFileSync(
+      path.join(LOGS, `${nextSeq()}-raw-${l.stack}-${version}.log`),
+      `${r.stdout}\n--- stderr\n${r.stderr}`,
+    );
+    if (r.code !== 0)
+      throw new Error(`raw deploy ${l.stack} ${version}: exit ${r.code}: ${r.stderr.trim().slice(-2000)}`);
     layers.push({ ms, swarmDone: null });
   }
   const ms = Date.now() - t0;
   await settle();
-  for (const [i, l] of LAYERS.entries()) layers[i].swarmDone = swarmDone(await expectVersion(l, version, `raw deploy ${version}`), starts[i]);
+  for (const [i, l] of LAYERS.entries())
+    layers[i].swarmDone = swarmDone(await expectVersion(l, version, `raw deploy ${version}`), starts[i]);
   return { layers, ms, load };
 }
 
@@ -334,7 +470,14 @@ async function actionRun(ws: string, version: string): Promise<ActRun> {
   setVersions(ws, version);
   await settle();
   log(`action: three layers in one run (stability 0) → ${version}`);
-  const t: Timed = await stampedAction({ inputs: { ...baseInputs(), release: version, stability: '0' }, cwd: ws, label: `action-${version}`, entry: WRAPPER, workDir: WORK, logsDir: LOGS });
+  const t: Timed = await stampedAction({
+    inputs: { ...baseInputs(), release: version, stability: '0' },
+    cwd: ws,
+    label: `action-${version}`,
+    entry: WRAPPER,
+    workDir: WORK,
+    logsDir: LOGS,
+  });
   mustSucceed(t, 'deployed', LOGS);
   const spans = layerSpans(t.main, STACKS);
   await settle();
@@ -343,10 +486,24 @@ async function actionRun(ws: string, version: string): Promise<ActRun> {
     const s = spans[i];
     const d = (a: number | null, b: number | null) => (a !== null && b !== null ? b - a : null);
     const services = await expectVersion(l, version, `action deploy ${version}`);
-    layers.push({ ms: d(s.start, s.end), swarmDone: s.start === null ? null : swarmDone(services, s.start), before: d(s.start, s.gateStart), gate: d(s.gateStart, s.gateEnd), after: d(s.gateEnd, s.end), polls: s.polls });
+    layers.push({
+      ms: d(s.start, s.end),
+      swarmDone: s.start === null ? null : swarmDone(services, s.start),
+      before: d(s.start, s.gateStart),
+      gate: d(s.gateStart, s.gateEnd),
+      after: d(s.gateEnd, s.end),
+      polls: s.polls,
+    });
   }
   const exit = exitAt(t.main);
-  return { layers, ms: t.ms, head: spans[0].start === null ? null : spans[0].start - t.start, tail: exit !== null && spans[spans.length - 1].end !== null ? exit - (spans[spans.length - 1].end as number) : null, postMs: t.postMs, load: t.load };
+  return {
+    layers,
+    ms: t.ms,
+    head: spans[0].start === null ? null : spans[0].start - t.start,
+    tail: exit !== null && spans[spans.length - 1].end !== null ? exit - (spans[spans.length - 1].end as number) : null,
+    postMs: t.postMs,
+    load: t.load,
+  };
 }
 
 /** The same three-layer deploy in this process from src/, every remote command counted; each layer's gate window from its own lines. */
@@ -354,12 +511,18 @@ async function countedRun(ws: string, version: string): Promise<Counted> {
   setVersions(ws, version);
   await settle();
   log(`in-process deploy (remote commands counted) → ${version}`);
-  const d = await inProcessDeploy({ ...readInputDefaults(), ...baseInputs(), command: 'deploy', release: version, stability: '0' }, ws, path.join(LOGS, `${nextSeq()}-counted-${version}.log`));
-  if (d.outcome.result !== 'deployed') throw new Error(`in-process deploy ${version}: ${d.outcome.result}: ${d.outcome.error ?? ''}`);
+  const d = await inProcessDeploy(
+    { ...readInputDefaults(), ...baseInputs(), command: 'deploy', release: version, stability: '0' },
+    ws,
+    path.join(LOGS, `${nextSeq()}-counted-${version}.log`),
+  );
+  if (d.outcome.result !== 'deployed')
+    throw new Error(`in-process deploy ${version}: ${d.outcome.result}: ${d.outcome.error ?? ''}`);
   const spans = layerSpans(d.lines, STACKS);
   const layers = LAYERS.map((l, i): LayerCount => {
     const s = spans[i];
-    if (s.gateStart === null || s.gateEnd === null) throw new Error(`in-process deploy ${version}: no gate lines for ${l.stack}`);
+    if (s.gateStart === null || s.gateEnd === null)
+      throw new Error(`in-process deploy ${version}: no gate lines for ${l.stack}`);
     const inGate = callsBetween(d.calls, s.gateStart, s.gateEnd);
     return {
       stack: l.stack,
@@ -384,13 +547,33 @@ interface Results {
   placed: Map<string, string>;
 }
 
-function report(r: Results, meta: { lab: LabEnv; started: Date; seconds: number; loads: number[]; dockerHost: string; dockerNodes: string; code: string; errors: string[]; labUp: string }): string {
+function report(
+  r: Results,
+  meta: {
+    lab: LabEnv;
+    started: Date;
+    seconds: number;
+    loads: number[];
+    dockerHost: string;
+    dockerNodes: string;
+    code: string;
+    errors: string[];
+    labUp: string;
+  },
+): string {
   const out: string[] = [];
   const loadMin = Math.min(...meta.loads);
   const loadMax = Math.max(...meta.loads);
   out.push('## 3-node Swarm: a Sprocket-sized layered deploy (issue 15)', '');
-  out.push('Written by `npm run bench:nodes` (`bench/multinode.ts`) from figures measured on the 3-node lab in this run; `npm run bench` keeps this section.', '');
-  if (RUNS < 3) out.push(`> **Validation run** (BENCH_RUNS=${RUNS}): one run per figure. It proves the script; reference figures are a median of 3 (\`npm run bench:nodes\`).`, '');
+  out.push(
+    'Written by `npm run bench:nodes` (`bench/multinode.ts`) from figures measured on the 3-node lab in this run; `npm run bench` keeps this section.',
+    '',
+  );
+  if (RUNS < 3)
+    out.push(
+      `> **Validation run** (BENCH_RUNS=${RUNS}): one run per figure. It proves the script; reference figures are a median of 3 (\`npm run bench:nodes\`).`,
+      '',
+    );
   if (NOTE) out.push(`> ${NOTE}`, '');
   out.push(
     `- Date: ${meta.started.toISOString().replace(/\.\d+Z$/, 'Z')}; this run took ${duration(meta.seconds)} (BENCH_RUNS=${RUNS}; ${meta.labUp}).`,
@@ -402,32 +585,83 @@ function report(r: Results, meta: { lab: LabEnv; started: Date; seconds: number;
     '',
   );
   out.push('| layer | services (constraint → node the task ran on) |', '| --- | --- |');
-  for (const l of LAYERS) out.push(`| \`${l.stack}\` | ${l.services.map((s) => `${s.name} (${s.place ? `\`${s.place}\`` : 'spread'} → ${r.placed.get(`${l.stack}_${s.name}`) ?? '?'})`).join(', ')} |`);
+  for (const l of LAYERS)
+    out.push(
+      `| \`${l.stack}\` | ${l.services.map((s) => `${s.name} (${s.place ? `\`${s.place}\`` : 'spread'} → ${r.placed.get(`${l.stack}_${s.name}`) ?? '?'})`).join(', ')} |`,
+    );
   out.push('');
 
   out.push('### Per layer: the action against raw `docker stack deploy`', '');
-  out.push(`Median of ${RUNS} run${RUNS > 1 ? 's' : ''}, raw and action alternating (each starts with the three stacks converged, all containers healthy, ${SETTLE_MS / 1000} s pause). Raw: one \`ssh … docker stack deploy --detach=false -c FILE STACK\` per layer, the next one started when the previous returned. Action: one \`node dist/index.js\` run deploying the three layers (\`stability: 0\`); a layer is its \`::group::Layer …\` line to its \`::endgroup::\` (ledger, upload of the stack file, snapshot, \`docker stack deploy\`, gate, ledger, secret pruning). Seconds; a ratio is the median of each run's own ratio.`, '');
-  out.push('| layer | services | raw | action | ratio action/raw | Swarm `completed` after the layer started (raw / action) | action: layer start → deploy returned / gate / gate end → layer end | gate polls (action) |');
+  out.push(
+    `Median of ${RUNS} run${RUNS > 1 ? 's' : ''}, raw and action alternating (each starts with the three stacks converged, all containers healthy, ${SETTLE_MS / 1000} s pause). Raw: one \`ssh … docker stack deploy --detach=false -c FILE STACK\` per layer, the next one started when the previous returned. Action: one \`node dist/index.js\` run deploying the three layers (\`stability: 0\`); a layer is its \`::group::Layer …\` line to its \`::endgroup::\` (ledger, upload of the stack file, snapshot, \`docker stack deploy\`, gate, ledger, secret pruning). Seconds; a ratio is the median of each run's own ratio.`,
+    '',
+  );
+  out.push(
+    '| layer | services | raw | action | ratio action/raw | Swarm `completed` after the layer started (raw / action) | action: layer start → deploy returned / gate / gate end → layer end | gate polls (action) |',
+  );
   out.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const [i, l] of LAYERS.entries()) {
     const raw = r.raw.map((x) => x.layers[i]);
     const act = r.act.map((x) => x.layers[i]);
-    const ratio = median(r.raw.map((x, k) => (r.act[k] && x.layers[i].ms && r.act[k].layers[i].ms !== null ? (r.act[k].layers[i].ms as number) / (x.layers[i].ms as number) : null)));
-    out.push(`| \`${l.stack}\` | ${l.services.length} | ${s1(median(raw.map((x) => x.ms)))} | ${s1(median(act.map((x) => x.ms)))} | ${x2(ratio)} | ${s1(median(raw.map((x) => x.swarmDone)))} / ${s1(median(act.map((x) => x.swarmDone)))} | ${s2(median(act.map((x) => x.before)))} / ${s2(median(act.map((x) => x.gate)))} / ${s2(median(act.map((x) => x.after)))} | ${median(act.map((x) => x.polls)) ?? '—'} |`);
+    const ratio = median(
+      r.raw.map((x, k) =>
+        r.act[k] && x.layers[i].ms && r.act[k].layers[i].ms !== null
+          ? (r.act[k].layers[i].ms as number) / (x.layers[i].ms as number)
+          : null,
+      ),
+    );
+    out.push(
+      `| \`${l.stack}\` | ${l.services.length} | ${s1(median(raw.map((x) => x.ms)))} | ${s1(median(act.map((x) => x.ms)))} | ${x2(ratio)} | ${s1(median(raw.map((x) => x.swarmDone)))} / ${s1(median(act.map((x) => x.swarmDone)))} | ${s2(median(act.map((x) => x.before)))} / ${s2(median(act.map((x) => x.gate)))} / ${s2(median(act.map((x) => x.after)))} | ${median(act.map((x) => x.polls)) ?? '—'} |`,
+    );
   }
-  const sumLayers = (x: { layers: LayerFig[] }) => (x.layers.every((y) => y.ms !== null) ? x.layers.reduce((a, y) => a + (y.ms as number), 0) : null);
-  const layerRatio = median(r.raw.map((x, k) => (r.act[k] && sumLayers(x) && sumLayers(r.act[k]) !== null ? (sumLayers(r.act[k]) as number) / (sumLayers(x) as number) : null)));
-  out.push(`| **three layers** | ${ALL.length} | ${s1(median(r.raw.map(sumLayers)))} | ${s1(median(r.act.map(sumLayers)))} | ${x2(layerRatio)} | | | |`);
+  const sumLayers = (x: { layers: LayerFig[] }) =>
+    x.layers.every((y) => y.ms !== null) ? x.layers.reduce((a, y) => a + (y.ms as number), 0) : null;
+  const layerRatio = median(
+    r.raw.map((x, k) =>
+      r.act[k] && sumLayers(x) && sumLayers(r.act[k]) !== null
+        ? (sumLayers(r.act[k]) as number) / (sumLayers(x) as number)
+        : null,
+    ),
+  );
+  out.push(
+    `| **three layers** | ${ALL.length} | ${s1(median(r.raw.map(sumLayers)))} | ${s1(median(r.act.map(sumLayers)))} | ${x2(layerRatio)} | | | |`,
+  );
   const wholeRatio = median(r.raw.map((x, k) => (r.act[k] ? r.act[k].ms / x.ms : null)));
-  out.push(`| **whole run** (raw: the three \`ssh\`; action: process start → exit) | ${ALL.length} | ${s1(median(r.raw.map((x) => x.ms)))} | ${s1(median(r.act.map((x) => x.ms)))} | ${x2(wholeRatio)} | | before the first layer ${s2(median(r.act.map((x) => x.head)))}, after the last ${s2(median(r.act.map((x) => x.tail)))} | |`);
+  out.push(
+    `| **whole run** (raw: the three \`ssh\`; action: process start → exit) | ${ALL.length} | ${s1(median(r.raw.map((x) => x.ms)))} | ${s1(median(r.act.map((x) => x.ms)))} | ${x2(wholeRatio)} | | before the first layer ${s2(median(r.act.map((x) => x.head)))}, after the last ${s2(median(r.act.map((x) => x.tail)))} | |`,
+  );
   out.push('');
-  out.push(`"Before the first layer": node start and bundle load, inputs, pre-flight checks, SSH connect, \`docker version\`/\`info\`, the swarm's configs and nodes, the host MTU, the lock of the three stacks, and the registry look-up of the ${ALL.length} images on the host (\`docker manifest inspect\`, one per image). The post step (separate, ${s2(median(r.act.map((x) => x.postMs)))} s) is not counted.`, '');
+  out.push(
+    `"Before the first layer": node start and bundle load, inputs, pre-flight checks, SSH connect, \`docker version\`/\`info\`, the swarm's configs and nodes, the host MTU, the lock of the three stacks, and the registry look-up of the ${ALL.length} images on the host (\`docker manifest inspect\`, one per image). The post step (separate, ${s2(median(r.act.map((x) => x.postMs)))} s) is not counted.`,
+    '',
+  );
   if (RUNS > 1) {
-    out.push('<details><summary>Every run (s)</summary>', '', '| layer | raw | action | ratio |', '| --- | --- | --- | --- |');
+    out.push(
+      '<details><summary>Every run (s)</summary>',
+      '',
+      '| layer | raw | action | ratio |',
+      '| --- | --- | --- | --- |',
+    );
     for (const [i, l] of LAYERS.entries()) {
-      out.push(`| \`${l.stack}\` | ${list(r.raw.map((x) => x.layers[i].ms), s1)} | ${list(r.act.map((x) => x.layers[i].ms), s1)} | ${r.raw.map((x, k) => (r.act[k] && x.layers[i].ms && r.act[k].layers[i].ms !== null ? x2((r.act[k].layers[i].ms as number) / (x.layers[i].ms as number)) : '—')).join(', ')} |`);
+      out.push(
+        `| \`${l.stack}\` | ${list(
+          r.raw.map((x) => x.layers[i].ms),
+          s1,
+        )} | ${list(
+          r.act.map((x) => x.layers[i].ms),
+          s1,
+        )} | ${r.raw.map((x, k) => (r.act[k] && x.layers[i].ms && r.act[k].layers[i].ms !== null ? x2((r.act[k].layers[i].ms as number) / (x.layers[i].ms as number)) : '—')).join(', ')} |`,
+      );
     }
-    out.push(`| whole run | ${list(r.raw.map((x) => x.ms), s1)} | ${list(r.act.map((x) => x.ms), s1)} | ${r.raw.map((x, k) => (r.act[k] ? x2(r.act[k].ms / x.ms) : '—')).join(', ')} |`);
+    out.push(
+      `| whole run | ${list(
+        r.raw.map((x) => x.ms),
+        s1,
+      )} | ${list(
+        r.act.map((x) => x.ms),
+        s1,
+      )} | ${r.raw.map((x, k) => (r.act[k] ? x2(r.act[k].ms / x.ms) : '—')).join(', ')} |`,
+    );
     out.push('', '</details>', '');
   }
 
@@ -435,16 +669,26 @@ function report(r: Results, meta: { lab: LabEnv; started: Date; seconds: number;
   const c = r.counted;
   if (!c) out.push('Not measured (the run failed before it).', '');
   else {
-    out.push(`The same three-layer deploy (\`stability: 0\`) run once in the benchmark's process from \`src/\` (of which \`dist/index.js\` is the ncc build), with \`Remote.prototype.sh\` wrapped to count, classify and time every remote command. "During the gate": commands started between the layer's \`Gate: watching\` line and its \`Gate: <n> polls in …\` line.`, '');
-    out.push('| layer | polls (the gate\'s count) | remote commands during the gate | commands per poll | what they were | gate, s | one poll, median (min–max), s |');
+    out.push(
+      `The same three-layer deploy (\`stability: 0\`) run once in the benchmark's process from \`src/\` (of which \`dist/index.js\` is the ncc build), with \`Remote.prototype.sh\` wrapped to count, classify and time every remote command. "During the gate": commands started between the layer's \`Gate: watching\` line and its \`Gate: <n> polls in …\` line.`,
+      '',
+    );
+    out.push(
+      "| layer | polls (the gate's count) | remote commands during the gate | commands per poll | what they were | gate, s | one poll, median (min–max), s |",
+    );
     out.push('| --- | ---: | ---: | ---: | --- | ---: | ---: |');
     for (const l of c.layers) {
       const pm = l.pollMs;
-      out.push(`| \`${l.stack}\` | ${l.polls} | ${l.gateCommands} | ${l.polls ? (l.gateCommands / l.polls).toFixed(2) : '—'} | ${l.gateKinds.join(', ') || '—'} | ${s2(l.gateMs)} | ${pm.length ? `${s2(median(pm))} (${s2(Math.min(...pm))}–${s2(Math.max(...pm))})` : '—'} |`);
+      out.push(
+        `| \`${l.stack}\` | ${l.polls} | ${l.gateCommands} | ${l.polls ? (l.gateCommands / l.polls).toFixed(2) : '—'} | ${l.gateKinds.join(', ') || '—'} | ${s2(l.gateMs)} | ${pm.length ? `${s2(median(pm))} (${s2(Math.min(...pm))}–${s2(Math.max(...pm))})` : '—'} |`,
+      );
     }
     out.push('');
     const kinds = [...new Set(c.calls.map((x) => x.kind))];
-    out.push(`Every remote command of that deploy (${c.calls.length} calls; the connection's own count, \`Remote.commands\`: ${c.remoteCommands}; wall clock ${s2(c.totalMs)} s):`, '');
+    out.push(
+      `Every remote command of that deploy (${c.calls.length} calls; the connection's own count, \`Remote.commands\`: ${c.remoteCommands}; wall clock ${s2(c.totalMs)} s):`,
+      '',
+    );
     out.push('| remote command | count | total s |', '| --- | ---: | ---: |');
     for (const k of kinds) {
       const cs = c.calls.filter((x) => x.kind === k);
@@ -456,13 +700,22 @@ function report(r: Results, meta: { lab: LabEnv; started: Date; seconds: number;
   out.push('### What the comparison includes', '');
   out.push(
     '- **Raw** is what a workflow gluing `ssh` to the CLI does: per layer one `ssh` process (key auth, pinned host key) running `docker stack deploy --detach=false` with an already interpolated file already on the host, whose CLI returns once every service of the layer converged and passed its `monitor`. It checks nothing (it exits 0 when Swarm rolled an update back) and takes no lock.',
-    '- **The action** per layer also reads and writes the host\'s ledger, uploads the stack file into a release folder, snapshots the stack, runs `docker stack deploy --detach=true` and then the gate (one remote command per poll every 0.25 s until every service reports `completed` and runs the new image on all its tasks), and prunes old secrets; once per run it connects, checks, locks and looks the images up in the registry.',
+    "- **The action** per layer also reads and writes the host's ledger, uploads the stack file into a release folder, snapshots the stack, runs `docker stack deploy --detach=true` and then the gate (one remote command per poll every 0.25 s until every service reports `completed` and runs the new image on all its tasks), and prunes old secrets; once per run it connects, checks, locks and looks the images up in the registry.",
     '- With `stability: auto` (the default) the gate also watches every service for a window after `completed`, time raw does not spend because raw does not watch.',
     '',
   );
   out.push('### Rerun', '');
-  out.push('```sh', 'npm run bench:nodes               # brings the 3-node lab up if needed (and down again); BENCH_RUNS=3', 'BENCH_RUNS=1 npm run bench:nodes  # a quick validation run', '```', '');
-  out.push(`Stacks ${STACKS.map((s) => `\`${s}\``).join(', ')}, network \`${NETWORK}\`, images \`<registry>/${PREFIX}/<service>\`, remote-dir \`${REMOTE_DIR}\`: removed at the end. Logs of every run in \`.bench-nodes/logs/\` (gitignored).`, '');
+  out.push(
+    '```sh',
+    'npm run bench:nodes               # brings the 3-node lab up if needed (and down again); BENCH_RUNS=3',
+    'BENCH_RUNS=1 npm run bench:nodes  # a quick validation run',
+    '```',
+    '',
+  );
+  out.push(
+    `Stacks ${STACKS.map((s) => `\`${s}\``).join(', ')}, network \`${NETWORK}\`, images \`<registry>/${PREFIX}/<service>\`, remote-dir \`${REMOTE_DIR}\`: removed at the end. Logs of every run in \`.bench-nodes/logs/\` (gitignored).`,
+    '',
+  );
   if (meta.errors.length) out.push('### Errors in this run', '', '```text', ...meta.errors, '```', '');
   return out.join('\n');
 }
@@ -475,23 +728,44 @@ async function removeStacks(): Promise<void> {
     if (!(await stackIds(stack, M()).catch(() => ['?'])).length) continue;
     await docker([...M(), 'stack', 'rm', stack]);
   }
-  await waitFor(async () => {
-    for (const stack of STACKS) if ((await stackIds(stack, M())).length) return false;
-    const ps = await Promise.all(Object.values(N.hosts).map((h) => dockerOk(['-H', h, 'ps', '-aq', '--filter', `label=${NS_LABEL}`, '--format', `{{.Label "${NS_LABEL}"}}`])));
-    if (ps.join('\n').split('\n').some((s) => STACKS.includes(s.trim()))) return false;
-    const nets = (await dockerOk([...M(), 'network', 'ls', '-q', '--filter', `name=${NETWORK}`])).trim();
-    // A network can outlive `stack rm` when it raced with task shutdown.
-    if (nets) for (const id of nets.split(/\s+/)) await docker([...M(), 'network', 'rm', id]);
-    return !nets;
-  }, { timeoutMs: 180_000, intervalMs: 1000, what: `stacks ${STACKS.join(', ')} to be removed (services, containers on every node, network ${NETWORK})` });
+  await waitFor(
+    async () => {
+      for (const stack of STACKS) if ((await stackIds(stack, M())).length) return false;
+      const ps = await Promise.all(
+        Object.values(N.hosts).map((h) =>
+          dockerOk(['-H', h, 'ps', '-aq', '--filter', `label=${NS_LABEL}`, '--format', `{{.Label "${NS_LABEL}"}}`]),
+        ),
+      );
+      if (
+        ps
+          .join('\n')
+          .split('\n')
+          .some((s) => STACKS.includes(s.trim()))
+      )
+        return false;
+      const nets = (await dockerOk([...M(), 'network', 'ls', '-q', '--filter', `name=${NETWORK}`])).trim();
+      // A network can outlive `stack rm` when it raced with task shutdown.
+      if (nets) for (const id of nets.split(/\s+/)) await docker([...M(), 'network', 'rm', id]);
+      return !nets;
+    },
+    {
+      timeoutMs: 180_000,
+      intervalMs: 1000,
+      what: `stacks ${STACKS.join(', ')} to be removed (services, containers on every node, network ${NETWORK})`,
+    },
+  );
 }
 
 async function cleanup(images: string[]): Promise<void> {
   await removeStacks().catch((e: Error) => log(`could not remove the stacks: ${e.message}`));
-  await onHost(N.lab, `rm -rf ${REMOTE_DIR}`).catch((e: Error) => log(`could not remove ~/${REMOTE_DIR}: ${e.message}`));
+  await onHost(N.lab, `rm -rf ${REMOTE_DIR}`).catch((e: Error) =>
+    log(`could not remove ~/${REMOTE_DIR}: ${e.message}`),
+  );
   // The tags on the manager (built there) and the images the workers pulled.
   for (const h of Object.values(N.hosts)) {
-    const ours = (await docker(['-H', h, 'image', 'ls', '--format', '{{.Repository}}:{{.Tag}}'])).stdout.split('\n').filter((x) => x.startsWith(`${N.lab.registry}/${PREFIX}/`));
+    const ours = (await docker(['-H', h, 'image', 'ls', '--format', '{{.Repository}}:{{.Tag}}'])).stdout
+      .split('\n')
+      .filter((x) => x.startsWith(`${N.lab.registry}/${PREFIX}/`));
     const refs = [...new Set([...ours, ...(h === N.hosts.manager ? images : [])])];
     for (let i = 0; i < refs.length; i += 50) await docker(['-H', h, 'rmi', ...refs.slice(i, i + 50)]);
   }
@@ -536,9 +810,15 @@ async function main(): Promise<void> {
     const dockerHost = dockerVersions();
     const dockerNodes = dockerVersions(M());
     const versions = Array.from({ length: 2 * RUNS + 2 }, (_, i) => ver(i));
-    log(`building and pushing ${versions.length} versions × ${ALL.length} services (on the manager's engine, to ${N.lab.registry})`);
+    log(
+      `building and pushing ${versions.length} versions × ${ALL.length} services (on the manager's engine, to ${N.lab.registry})`,
+    );
     let t = Date.now();
-    images = await buildImages(M(), path.join(WORK, 'images'), versions.map((v) => ({ version: v, refs: ALL.map((s) => imageRef(s, v)) })));
+    images = await buildImages(
+      M(),
+      path.join(WORK, 'images'),
+      versions.map((v) => ({ version: v, refs: ALL.map((s) => imageRef(s, v)) })),
+    );
     log(`images ready in ${Math.round((Date.now() - t) / 1000)} s`);
 
     const ws = makeWorkspace();
@@ -548,7 +828,18 @@ async function main(): Promise<void> {
       t = Date.now();
       setVersions(ws, ver(k));
       log(`first deploy of the three layers (not measured) → ${ver(k)}`);
-      mustSucceed(await stampedAction({ inputs: { ...baseInputs(), release: ver(k), stability: '0' }, cwd: ws, label: `setup-${ver(k)}`, entry: WRAPPER, workDir: WORK, logsDir: LOGS }), 'deployed', LOGS);
+      mustSucceed(
+        await stampedAction({
+          inputs: { ...baseInputs(), release: ver(k), stability: '0' },
+          cwd: ws,
+          label: `setup-${ver(k)}`,
+          entry: WRAPPER,
+          workDir: WORK,
+          logsDir: LOGS,
+        }),
+        'deployed',
+        LOGS,
+      );
       k++;
       await settle();
       res.placed = await placement();
@@ -562,7 +853,9 @@ async function main(): Promise<void> {
           res.act.push(await actionRun(ws, ver(k++)));
           res.raw.push(await rawRun(ver(k++)));
         }
-        log(`run ${i}/${RUNS}: raw ${s1(res.raw[res.raw.length - 1].ms)} s, action ${s1(res.act[res.act.length - 1].ms)} s`);
+        log(
+          `run ${i}/${RUNS}: raw ${s1(res.raw[res.raw.length - 1].ms)} s, action ${s1(res.act[res.act.length - 1].ms)} s`,
+        );
       }
       if (!interrupted) res.counted = await countedRun(ws, ver(k++));
     } catch (e) {
@@ -572,10 +865,36 @@ async function main(): Promise<void> {
     if (interrupted) return;
     const seconds = Math.round((Date.now() - started.getTime()) / 1000);
     const loads = [...res.raw.map((x) => x.load), ...res.act.map((x) => x.load)];
-    const body = report(res, { lab: N.lab, started, seconds, loads: loads.length ? loads : [os.loadavg()[0]], dockerHost, dockerNodes, code, errors, labUp });
+    const body = report(res, {
+      lab: N.lab,
+      started,
+      seconds,
+      loads: loads.length ? loads : [os.loadavg()[0]],
+      dockerHost,
+      dockerNodes,
+      code,
+      errors,
+      labUp,
+    });
     fs.writeFileSync(BENCHMARKS, putSection(readBenchmarks() || '# Benchmarks\n', SECTION, body));
-    fs.writeFileSync(path.join(WORK, 'results.json'), JSON.stringify({ started, seconds, runs: RUNS, raw: res.raw, act: res.act, counted: res.counted && { ...res.counted, calls: undefined } }, null, 1));
-    log(`wrote the bench:nodes section of ${path.relative(process.cwd(), BENCHMARKS)} (${duration(seconds)})${errors.length ? ` with ${errors.length} error(s)` : ''}`);
+    fs.writeFileSync(
+      path.join(WORK, 'results.json'),
+      JSON.stringify(
+        {
+          started,
+          seconds,
+          runs: RUNS,
+          raw: res.raw,
+          act: res.act,
+          counted: res.counted && { ...res.counted, calls: undefined },
+        },
+        null,
+        1,
+      ),
+    );
+    log(
+      `wrote the bench:nodes section of ${path.relative(process.cwd(), BENCHMARKS)} (${duration(seconds)})${errors.length ? ` with ${errors.length} error(s)` : ''}`,
+    );
     if (errors.length) process.exitCode = 1;
   } finally {
     if (!interrupted) {

@@ -59422,7 +59422,9 @@ async function plainHttp(docker, refs) {
     if (refs.every(isLoopback))
         return isLoopback;
     const format = '{{json .RegistryConfig.IndexConfigs}} {{json .RegistryConfig.InsecureRegistryCIDRs}}';
-    const res = await docker.run(['docker', 'info', '--format', format], { silent: true }).catch(() => ({ code: -1, stdout: '' }));
+    const res = await docker
+        .run(['docker', 'info', '--format', format], { silent: true })
+        .catch(() => ({ code: -1, stdout: '' }));
     const names = new Set();
     const cidrs = [];
     if (res.code === 0) {
@@ -59431,7 +59433,7 @@ async function plainHttp(docker, refs) {
             for (const [name, c] of Object.entries((m ? JSON.parse(m[1]) : {})))
                 if (c?.Secure === false)
                     names.add(name);
-            for (const cidr of (m ? JSON.parse(m[2]) ?? [] : [])) {
+            for (const cidr of (m ? (JSON.parse(m[2]) ?? []) : [])) {
                 const [addr, bits] = cidr.split('/');
                 if (/^\d+\.\d+\.\d+\.\d+$/.test(addr) && Number(bits) <= 32)
                     cidrs.push([ipv4(addr), Number(bits)]);
@@ -59444,7 +59446,8 @@ async function plainHttp(docker, refs) {
     return (ref) => {
         const host = ref.split('/')[0];
         const addr = host.split(':')[0];
-        const inCidr = /^\d+\.\d+\.\d+\.\d+$/.test(addr) && cidrs.some(([net, bits]) => bits === 0 || ipv4(addr) >>> (32 - bits) === net >>> (32 - bits));
+        const inCidr = /^\d+\.\d+\.\d+\.\d+$/.test(addr) &&
+            cidrs.some(([net, bits]) => bits === 0 || ipv4(addr) >>> (32 - bits) === net >>> (32 - bits));
         return isLoopback(ref) || names.has(host) || inCidr;
     };
 }
@@ -59524,10 +59527,14 @@ function stackBuilds(stacks, workingDir, env, registry, prefix, opts = {}) {
                 dockerfile,
                 target: b.target === undefined || b.target === null ? '' : String(b.target),
                 args: (0, compose_1.toStringMap)(b.args),
-                cacheFrom: Array.isArray(b.cache_from) ? b.cache_from.filter((c) => c !== null && c !== undefined).map(String) : [],
+                cacheFrom: Array.isArray(b.cache_from)
+                    ? b.cache_from.filter((c) => c !== null && c !== undefined).map(String)
+                    : [],
                 labels: (0, compose_1.toStringMap)(b.labels),
                 repository,
-                versionFile: typeof xVersion === 'string' && xVersion.trim() ? path.resolve(path.dirname(at.file.absPath), xVersion.trim()) : undefined,
+                versionFile: typeof xVersion === 'string' && xVersion.trim()
+                    ? path.resolve(path.dirname(at.file.absPath), xVersion.trim())
+                    : undefined,
             };
             const other = builds.get(name);
             if (other && other.repository !== repository) {
@@ -59580,7 +59587,9 @@ async function missingImages(runner, images) {
         const argv = ['docker', 'manifest', 'inspect'];
         if (insecure(image))
             argv.push('--insecure');
-        const res = await runner.run([...argv, image], { silent: true }).catch((e) => ({ code: -1, stdout: '', stderr: e.message }));
+        const res = await runner
+            .run([...argv, image], { silent: true })
+            .catch((e) => ({ code: -1, stdout: '', stderr: e.message }));
         if (res.code === 0)
             continue;
         const why = (res.stderr || res.stdout).trim().split('\n').slice(-1)[0] ?? '';
@@ -59599,7 +59608,9 @@ async function buildImages(docker, services, opts) {
     const built = [];
     const repoOf = (s) => s.repository ?? (0, versions_1.imageRepository)(opts.registry, opts.imagePrefix, s.name);
     const toBuild = services.filter((s) => s.dir);
-    const insecure = opts.push && !opts.rebuild && toBuild.length ? await plainHttp(docker, toBuild.map((s) => `${repoOf(s)}:${s.version}`)) : undefined;
+    const insecure = opts.push && !opts.rebuild && toBuild.length
+        ? await plainHttp(docker, toBuild.map((s) => `${repoOf(s)}:${s.version}`))
+        : undefined;
     for (const s of services) {
         if (!s.dir)
             continue; // a version given by input `versions`: built elsewhere
@@ -59613,12 +59624,22 @@ async function buildImages(docker, services, opts) {
             const existing = await registryDigest(docker, tags[0], insecure);
             if (existing) {
                 core.info(`${tags[0]} is already in the registry (${existing.slice(0, 19)}…): not rebuilt. Bump ${s.versionFile} to ship a change (or set rebuild: true).`);
-                built.push({ service: s.name, version: s.version, image: tags[0], reference: `${tags[0]}@${existing}`, digest: existing, tags: [tags[0]], reused: true });
+                built.push({
+                    service: s.name,
+                    version: s.version,
+                    image: tags[0],
+                    reference: `${tags[0]}@${existing}`,
+                    digest: existing,
+                    tags: [tags[0]],
+                    reused: true,
+                });
                 continue;
             }
         }
         // Services built from one Dockerfile (different args) share their layer caches.
-        const siblings = services.filter((o) => o !== s && o.build && s.build && o.build.dockerfile === s.build.dockerfile).map((o) => `${repoOf(o)}:${CACHE_TAG}`);
+        const siblings = services
+            .filter((o) => o !== s && o.build && s.build && o.build.dockerfile === s.build.dockerfile)
+            .map((o) => `${repoOf(o)}:${CACHE_TAG}`);
         const cacheFrom = [...new Set([`${repo}:${CACHE_TAG}`, ...siblings, ...(s.build?.cacheFrom ?? [])])];
         await core.group(`Build ${s.name} ${s.version}${s.build ? ` (build: in ${s.build.file})` : ''}`, async () => {
             if (opts.push) {
@@ -59644,14 +59665,24 @@ async function buildImages(docker, services, opts) {
             if (!digest)
                 throw new Error(`docker push ${tags[0]} printed no digest.`);
         }
-        built.push({ service: s.name, version: s.version, image: tags[0], reference: digest ? `${tags[0]}@${digest}` : tags[0], digest, tags });
+        built.push({
+            service: s.name,
+            version: s.version,
+            image: tags[0],
+            reference: digest ? `${tags[0]}@${digest}` : tags[0],
+            digest,
+            tags,
+        });
     }
     return built;
 }
 /** Logs the runner in to the registry (password through stdin); the post step logs out. */
 async function registryLogin(docker, registry, user, password) {
     // No registry is Docker Hub: docker login takes no server then.
-    await (0, exec_1.mustRun)(docker, ['docker', 'login', ...(registry ? [registry] : []), '--username', user, '--password-stdin'], { input: password, silent: true });
+    await (0, exec_1.mustRun)(docker, ['docker', 'login', ...(registry ? [registry] : []), '--username', user, '--password-stdin'], {
+        input: password,
+        silent: true,
+    });
 }
 
 
@@ -59718,26 +59749,70 @@ const YAML = __importStar(__nccwpck_require__(8815));
 const compose_1 = __nccwpck_require__(9763);
 /** Every rule, with its severity (the one it usually reports with) and what it catches. */
 exports.RULES = [
-    { id: 'overlay-mtu', severity: 'error', summary: 'overlay network MTU above 1450, or above the host MTU − 50 when the host is known' },
+    {
+        id: 'overlay-mtu',
+        severity: 'error',
+        summary: 'overlay network MTU above 1450, or above the host MTU − 50 when the host is known',
+    },
     { id: 'undefined-network', severity: 'error', summary: 'service on a network the stack does not declare' },
-    { id: 'traefik-network', severity: 'error', summary: "Traefik-routed service on several networks without a valid traefik.docker.network or Traefik default network" },
-    { id: 'traefik-labels-placement', severity: 'warning', summary: 'traefik.* labels under service labels: instead of deploy.labels' },
-    { id: 'monitor-window', severity: 'warning', summary: 'update_config.monitor not longer than one healthcheck cycle / start_period with failure_action rollback' },
+    {
+        id: 'traefik-network',
+        severity: 'error',
+        summary: 'Traefik-routed service on several networks without a valid traefik.docker.network or Traefik default network',
+    },
+    {
+        id: 'traefik-labels-placement',
+        severity: 'warning',
+        summary: 'traefik.* labels under service labels: instead of deploy.labels',
+    },
+    {
+        id: 'monitor-window',
+        severity: 'warning',
+        summary: 'update_config.monitor not longer than one healthcheck cycle / start_period with failure_action rollback',
+    },
     { id: 'failure-action', severity: 'warning', summary: 'update_config.failure_action missing or pause' },
     { id: 'unset-variable', severity: 'error', summary: '${VAR} without default whose variable is unset' },
-    { id: 'interpolation', severity: 'error', summary: 'invalid ${...} syntax, or a ${VAR:?message} whose variable is missing' },
-    { id: 'single-replica-stop-first', severity: 'warning', summary: 'one replica with order stop-first: downtime on every deploy' },
+    {
+        id: 'interpolation',
+        severity: 'error',
+        summary: 'invalid ${...} syntax, or a ${VAR:?message} whose variable is missing',
+    },
+    {
+        id: 'single-replica-stop-first',
+        severity: 'warning',
+        summary: 'one replica with order stop-first: downtime on every deploy',
+    },
     { id: 'no-healthcheck', severity: 'notice', summary: 'service without a healthcheck in the stack' },
     { id: 'stateful-on-proxy-network', severity: 'warning', summary: 'database or cache on the network the proxy is on' },
     { id: 'immutable-object', severity: 'error', summary: 'config/secret whose content changed but whose name did not' },
-    { id: 'missing-file', severity: 'error', summary: 'config/secret file, env_file or relative bind mount source that does not exist' },
-    { id: 'bind-mount-node', severity: 'warning', summary: 'relative bind mount of a service that can run on a node other than the manager (connected)' },
+    {
+        id: 'missing-file',
+        severity: 'error',
+        summary: 'config/secret file, env_file or relative bind mount source that does not exist',
+    },
+    {
+        id: 'bind-mount-node',
+        severity: 'warning',
+        summary: 'relative bind mount of a service that can run on a node other than the manager (connected)',
+    },
     { id: 'swarm-ignored', severity: 'notice', summary: 'service keys that docker stack deploy ignores' },
     { id: 'invalid-value', severity: 'error', summary: 'a duration or number Docker would refuse' },
-    { id: 'invalid-yaml', severity: 'error', summary: 'a stack file that is not valid YAML, or whose top level is not a mapping' },
+    {
+        id: 'invalid-yaml',
+        severity: 'error',
+        summary: 'a stack file that is not valid YAML, or whose top level is not a mapping',
+    },
     { id: 'unknown-key', severity: 'error', summary: 'a top-level key docker stack deploy refuses' },
-    { id: 'timeout-too-short', severity: 'error', summary: 'an explicit `timeout` shorter than a healthy rolling update of a service takes' },
-    { id: 'placement', severity: 'error', summary: 'placement constraints no node meets, or replicas that cannot fit (connected)' },
+    {
+        id: 'timeout-too-short',
+        severity: 'error',
+        summary: 'an explicit `timeout` shorter than a healthy rolling update of a service takes',
+    },
+    {
+        id: 'placement',
+        severity: 'error',
+        summary: 'placement constraints no node meets, or replicas that cannot fit (connected)',
+    },
 ];
 exports.RULE_IDS = exports.RULES.map((r) => r.id);
 const SKIP_LABEL = 'deploy-action.skip';
@@ -59756,7 +59831,19 @@ const SWARM_IGNORED = {
     userns_mode: 'not applied to Swarm services',
     cgroup_parent: 'not applied to Swarm services',
 };
-const STATEFUL_WORDS = ['redis', 'postgres', 'mysql', 'mariadb', 'mongo', 'rabbitmq', 'minio', 'memcached', 'elasticsearch', 'valkey', 'keydb'];
+const STATEFUL_WORDS = [
+    'redis',
+    'postgres',
+    'mysql',
+    'mariadb',
+    'mongo',
+    'rabbitmq',
+    'minio',
+    'memcached',
+    'elasticsearch',
+    'valkey',
+    'keydb',
+];
 const PROXY = /traefik|nginx|caddy|haproxy|proxy/i;
 function isPlainObject(v) {
     return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -59773,7 +59860,10 @@ function imageRepo(image) {
     return s;
 }
 function tokens(s) {
-    return s.toLowerCase().split(/[^a-z0-9]+/).filter(Boolean);
+    return s
+        .toLowerCase()
+        .split(/[^a-z0-9]+/)
+        .filter(Boolean);
 }
 /** The stateful word a service's image or name matches (redis, postgres, …, cache, db), if any. */
 function statefulKind(name, image) {
@@ -59868,7 +59958,9 @@ function staticFileNetworks(file, text) {
     try {
         const doc = YAML.parse(text);
         const providers = isPlainObject(doc) && isPlainObject(doc.providers) ? doc.providers : {};
-        return ['docker', 'swarm'].map((k) => providers[k]?.network).filter((n) => typeof n === 'string' && n !== '');
+        return ['docker', 'swarm']
+            .map((k) => providers[k]?.network)
+            .filter((n) => typeof n === 'string' && n !== '');
     }
     catch {
         return [];
@@ -59891,7 +59983,11 @@ function traefikProviderNetworks(stacks, env) {
         for (const svc of Object.values(services)) {
             if (!isPlainObject(svc))
                 continue;
-            const args = Array.isArray(svc.command) ? svc.command.map(String) : typeof svc.command === 'string' ? svc.command.split(/\s+/) : [];
+            const args = Array.isArray(svc.command)
+                ? svc.command.map(String)
+                : typeof svc.command === 'string'
+                    ? svc.command.split(/\s+/)
+                    : [];
             args.forEach((a, i) => {
                 const m = /^--providers\.(docker|swarm)\.network(?:=(.*))?$/i.exec(a);
                 const v = m ? (m[2] ?? args[i + 1]) : undefined;
@@ -60057,9 +60153,20 @@ function checkStack(stack, env, opts = {}) {
             return;
         const loc = Array.isArray(at) ? (0, compose_1.locateIn)(files, at) : at;
         const service = entity && entity[0] === 'services' ? String(entity[1]) : undefined;
-        findings.push({ rule, severity, file: loc.file.path, line: loc.line, col: loc.col, stack: stack.name, service, message });
+        findings.push({
+            rule,
+            severity,
+            file: loc.file.path,
+            line: loc.line,
+            col: loc.col,
+            stack: stack.name,
+            service,
+            message,
+        });
     };
-    const entityOf = (p) => p && p.length >= 2 && ['services', 'networks', 'configs', 'secrets'].includes(String(p[0])) ? p.slice(0, 2) : undefined;
+    const entityOf = (p) => p && p.length >= 2 && ['services', 'networks', 'configs', 'secrets'].includes(String(p[0]))
+        ? p.slice(0, 2)
+        : undefined;
     // --- interpolation ---------------------------------------------------------------------------
     resolved.forEach((r) => {
         const seen = new Set();
@@ -60212,7 +60319,9 @@ function checkStack(stack, env, opts = {}) {
         const stateful = statefulKind(name, info.image);
         const volumes = namedVolumes(svc);
         if (info.mode === 'replicated' && !job && info.replicas === 1 && !hostPorts) {
-            const orderAt = svc?.deploy?.update_config?.order !== undefined ? sp('deploy', 'update_config', 'order') : sp('deploy', 'replicas');
+            const orderAt = svc?.deploy?.update_config?.order !== undefined
+                ? sp('deploy', 'update_config', 'order')
+                : sp('deploy', 'replicas');
             const vols = volumes.join(', ');
             if (volumes.length && u.order === 'stop-first') {
                 // Two copies on one data folder can corrupt it (databases, Prometheus' TSDB) or fail on its lock.
@@ -60249,7 +60358,9 @@ function checkStack(stack, env, opts = {}) {
             if (!label && info.networks.length > 1 && !byDefault.length) {
                 // Suggest only networks the stack declares (an undeclared one is its own error).
                 const ok = names.filter((n, i) => declared(info.networks[i]));
-                const hint = shared.find((n) => ok.includes(n)) ?? ok.find((n) => isExternal(networks[info.networks[names.indexOf(n)]])) ?? ok[0];
+                const hint = shared.find((n) => ok.includes(n)) ??
+                    ok.find((n) => isExternal(networks[info.networks[names.indexOf(n)]])) ??
+                    ok[0];
                 const fixText = hint
                     ? `Add deploy.labels traefik.docker.network=${hint} (the Swarm name of the network Traefik shares with it; ` +
                         `traefik.swarm.network with Traefik v3's swarm provider)`
@@ -60391,7 +60502,10 @@ function checkStack(stack, env, opts = {}) {
         }
     }
     const order = new Map(files.map((f, i) => [f.path, i]));
-    return findings.sort((a, b) => (order.get(a.file) ?? 0) - (order.get(b.file) ?? 0) || a.line - b.line || a.col - b.col || a.rule.localeCompare(b.rule));
+    return findings.sort((a, b) => (order.get(a.file) ?? 0) - (order.get(b.file) ?? 0) ||
+        a.line - b.line ||
+        a.col - b.col ||
+        a.rule.localeCompare(b.rule));
 }
 function cell(s) {
     return s.replace(/\|/g, '\\|').replace(/\r?\n/g, ' ');
@@ -60421,7 +60535,10 @@ function reportFindings(findings) {
         }
     }
     const plural = (n, w) => `${n} ${w}${n === 1 ? '' : 's'}`;
-    const lines = [`Pre-flight checks: ${plural(errors, 'error')}, ${plural(warnings, 'warning')}, ${plural(notices, 'notice')}.`, ''];
+    const lines = [
+        `Pre-flight checks: ${plural(errors, 'error')}, ${plural(warnings, 'warning')}, ${plural(notices, 'notice')}.`,
+        '',
+    ];
     if (findings.length) {
         lines.push('| File | Rule | Severity | Stack / service | Message |', '| --- | --- | --- | --- | --- |');
         for (const f of findings) {
@@ -60508,12 +60625,19 @@ function context() {
     const server = process.env.GITHUB_SERVER_URL || 'https://github.com';
     const repo = process.env.GITHUB_REPOSITORY || '';
     const runUrl = repo && c.runId ? `${server}/${repo}/actions/runs/${c.runId}` : `local-${process.pid}-${Date.now()}`;
-    return { sha: c.sha || process.env.GITHUB_SHA || '', ref: c.ref || process.env.GITHUB_REF || '', actor: c.actor || process.env.GITHUB_ACTOR || 'unknown', runUrl };
+    return {
+        sha: c.sha || process.env.GITHUB_SHA || '',
+        ref: c.ref || process.env.GITHUB_REF || '',
+        actor: c.actor || process.env.GITHUB_ACTOR || 'unknown',
+        runUrl,
+    };
 }
 function readVersions(inputs, notes) {
     // The stacks' build: sections name their images with ${REGISTRY}, ${IMAGE_PREFIX} or the env input.
     const env = { REGISTRY: inputs.registry, IMAGE_PREFIX: inputs.imagePrefix, ...inputs.env };
-    const builds = (0, build_1.stackBuilds)(inputs.stacks, inputs.workingDirectory, env, inputs.registry, inputs.imagePrefix, { sources: inputs.command === 'build' });
+    const builds = (0, build_1.stackBuilds)(inputs.stacks, inputs.workingDirectory, env, inputs.registry, inputs.imagePrefix, {
+        sources: inputs.command === 'build',
+    });
     const services = (0, versions_1.readServices)(inputs.workingDirectory, inputs.services, builds, inputs.versions);
     if (inputs.releaseTagCheck !== 'off') {
         const bad = (0, versions_1.releaseTagMismatches)(services, process.env.GITHUB_REF);
@@ -60525,7 +60649,9 @@ function readVersions(inputs, notes) {
             notes.push(text);
         }
     }
-    core.info(services.length ? `Versions: ${services.map((s) => `${s.name} ${s.version}${s.versionFile === versions_1.FROM_INPUT ? ' (input)' : ''}`).join(', ')}` : 'Versions: none (no service folder, no stack service with build:, no input `versions`).');
+    core.info(services.length
+        ? `Versions: ${services.map((s) => `${s.name} ${s.version}${s.versionFile === versions_1.FROM_INPUT ? ' (input)' : ''}`).join(', ')}`
+        : 'Versions: none (no service folder, no stack service with build:, no input `versions`).');
     return services;
 }
 function runChecks(inputs, env) {
@@ -60541,7 +60667,15 @@ function runChecks(inputs, env) {
             // other stacks are still checked. It cannot be switched off.
             if (!(e instanceof errors_1.ComposeFileError))
                 throw e;
-            findings.push({ rule: e.rule, severity: 'error', file: e.file, line: e.line, col: e.col, stack: spec.name, message: e.reason });
+            findings.push({
+                rule: e.rule,
+                severity: 'error',
+                file: e.file,
+                line: e.line,
+                col: e.col,
+                stack: spec.name,
+                message: e.reason,
+            });
         }
     }
     // Traefik's default network is set in the proxy's stack and applies to the services of every stack.
@@ -60553,7 +60687,9 @@ function runChecks(inputs, env) {
     const report = (0, checks_1.reportFindings)(findings);
     core.info(`Pre-flight: ${report.errors} error(s), ${report.warnings} warning(s), ${report.notices} notice(s) in ${stacks.length} stack(s).`);
     if (report.errors) {
-        const list = findings.filter((f) => f.severity === 'error').map((f) => `  ${f.file}:${f.line}:${f.col} [${f.rule}] ${f.message}`);
+        const list = findings
+            .filter((f) => f.severity === 'error')
+            .map((f) => `  ${f.file}:${f.line}:${f.col} [${f.rule}] ${f.message}`);
         const err = new errors_1.InputError(`Pre-flight checks found ${report.errors} error(s); nothing was deployed:\n${list.join('\n')}`);
         err.markdown = report.markdown;
         throw err;
@@ -60659,7 +60795,14 @@ async function commandBuild(inputs) {
  */
 async function connect(inputs, readOnly = false, beforeLock) {
     const remote = await core.group(`Connect to ${inputs.user}@${inputs.host}:${inputs.port}`, async () => {
-        const r = await remote_1.Remote.connect({ host: inputs.host, port: inputs.port, user: inputs.user, privateKey: inputs.sshKey, passphrase: inputs.sshPassphrase, knownHosts: inputs.knownHosts });
+        const r = await remote_1.Remote.connect({
+            host: inputs.host,
+            port: inputs.port,
+            user: inputs.user,
+            privateKey: inputs.sshKey,
+            passphrase: inputs.sshPassphrase,
+            knownHosts: inputs.knownHosts,
+        });
         core.info(`Connected; host key matches the pinned known-hosts entry.`);
         return r;
     });
@@ -60740,7 +60883,10 @@ async function runLayers(ctx, plans) {
         layers.push(outcome);
         if (outcome.result !== 'deployed' || outcome.error) {
             const skipped = plans.slice(plans.indexOf(plan) + 1).map((p) => p.stack);
-            return { layers, error: outcome.error + (skipped.length ? `\nNot deployed (later layers): ${skipped.join(', ')}.` : '') };
+            return {
+                layers,
+                error: outcome.error + (skipped.length ? `\nNot deployed (later layers): ${skipped.join(', ')}.` : ''),
+            };
         }
     }
     return { layers };
@@ -60808,7 +60954,15 @@ async function commandDeploy(inputs) {
         }
         else
             await checkImages(new exec_1.LocalRunner(inputs.workingDirectory), prepared, inputs);
-        return { result: 'checked', release: inputs.release, versions, images: {}, layers: [], checks: markdown, notes: [...notes, 'dry-run: nothing was deployed (no lock, no ledger record, no file on the host).'] };
+        return {
+            result: 'checked',
+            release: inputs.release,
+            versions,
+            images: {},
+            layers: [],
+            checks: markdown,
+            notes: [...notes, 'dry-run: nothing was deployed (no lock, no ledger record, no file on the host).'],
+        };
     }
     const { remote, ctx, finish } = await connect(inputs, false, (r) => (0, preview_1.checkPreviewCap)(r, plans.map((p) => p.stack), inputs.maxPreviews));
     try {
@@ -60818,7 +60972,16 @@ async function commandDeploy(inputs) {
         prepared.forEach((p, i) => Object.assign(plans[i], layerTimeout(p.name, Object.values(p.services), inputs, nodes)));
         const { layers, error } = await runLayers(ctx, plans);
         const images = Object.assign({}, ...layers.map((l) => l.images));
-        return { result: overall(layers, error), release: inputs.release, versions, images, layers, checks: markdown, error, notes };
+        return {
+            result: overall(layers, error),
+            release: inputs.release,
+            versions,
+            images,
+            layers,
+            checks: markdown,
+            error,
+            notes,
+        };
     }
     finally {
         await finish();
@@ -60830,7 +60993,9 @@ async function commandDeploy(inputs) {
  * before anything is deployed; asked where the pulls happen, with the host's login. A dry run warns.
  */
 async function checkImages(runner, prepared, inputs) {
-    const ours = (image) => (inputs.registry ? image.startsWith(`${inputs.registry}/`) : !!inputs.imagePrefix && image.startsWith(`${inputs.imagePrefix}/`));
+    const ours = (image) => inputs.registry
+        ? image.startsWith(`${inputs.registry}/`)
+        : !!inputs.imagePrefix && image.startsWith(`${inputs.imagePrefix}/`);
     const users = new Map();
     for (const p of prepared) {
         for (const s of Object.values(p.services)) {
@@ -60871,7 +61036,9 @@ async function connectedChecks(remote, stacks, prepared, env, inputs) {
         throw new Error(`Cannot list the swarm's nodes on ${remote.where}: ${res.stderr.trim()}`);
     const nodes = (0, placement_1.parseNodes)(res.stdout);
     const skipped = (rule) => inputs.skipChecks.some((r) => r === 'all' || r === rule);
-    const late = stacks.flatMap((s) => (0, checks_1.checkStack)(s, env, { skip: inputs.skipChecks, existingObjects: existing })).filter((f) => f.rule === 'immutable-object');
+    const late = stacks
+        .flatMap((s) => (0, checks_1.checkStack)(s, env, { skip: inputs.skipChecks, existingObjects: existing }))
+        .filter((f) => f.rule === 'immutable-object');
     if (!skipped('placement'))
         late.push(...prepared.flatMap((p) => (0, placement_1.placementFindings)(p, Object.values(p.services), nodes)));
     if (!skipped('overlay-mtu'))
@@ -60909,7 +61076,10 @@ async function existingConfigs(remote) {
         const m = /^(".*?") (".*")$/.exec(line.trim());
         if (!m)
             continue;
-        out[JSON.parse(m[1])] = crypto.createHash('sha256').update(Buffer.from(JSON.parse(m[2]), 'base64')).digest('hex');
+        out[JSON.parse(m[1])] = crypto
+            .createHash('sha256')
+            .update(Buffer.from(JSON.parse(m[2]), 'base64'))
+            .digest('hex');
     }
     return out;
 }
@@ -60923,11 +61093,27 @@ async function commandRollback(inputs) {
             if (!ledger)
                 throw new errors_1.InputError(`No deploy history for stack "${s.name}" on ${remote.where} (${inputs.remoteDir}/stacks/${s.name}/ledger.json): it was never deployed by this action, or remote-dir differs.`);
             const target = (0, ledger_1.findTarget)(ledger, inputs.rollbackTo);
-            core.info(`${s.name}: rolling back to release ${target.release} of ${target.time} (${Object.entries(target.versions).map(([k, v]) => `${k} ${v}`).join(', ')}).`);
+            core.info(`${s.name}: rolling back to release ${target.release} of ${target.time} (${Object.entries(target.versions)
+                .map(([k, v]) => `${k} ${v}`)
+                .join(', ')}).`);
             // The recorded release knows how long its gate may take; an older record does not.
             const timeoutS = inputs.timeout ?? target.timeoutS ?? timing_1.FALLBACK_TIMEOUT_S;
-            const timing = inputs.timeout !== undefined ? `timeout ${timeoutS} s (input)` : `timeout ${timeoutS} s (${target.timeoutS ? 'auto, as recorded with the release' : 'no figure recorded with the release'})`;
-            plans.push({ stack: s.name, release: target.release, kind: 'rollback', dir: target.dir, composePaths: target.composePaths, versions: target.versions, watches: target.watch, timeoutS, timing, secretNames: target.secrets, fileHashes: target.files });
+            const timing = inputs.timeout !== undefined
+                ? `timeout ${timeoutS} s (input)`
+                : `timeout ${timeoutS} s (${target.timeoutS ? 'auto, as recorded with the release' : 'no figure recorded with the release'})`;
+            plans.push({
+                stack: s.name,
+                release: target.release,
+                kind: 'rollback',
+                dir: target.dir,
+                composePaths: target.composePaths,
+                versions: target.versions,
+                watches: target.watch,
+                timeoutS,
+                timing,
+                secretNames: target.secrets,
+                fileHashes: target.files,
+            });
         }
         if (inputs.dryRun)
             return await dryRunRollback(remote, plans);
@@ -60949,15 +61135,34 @@ async function dryRunRollback(remote, plans) {
     const note = 'dry-run: nothing was rolled back (no lock, no ledger record, no file on the host).';
     core.info(note);
     const versions = Object.assign({}, ...plans.map((p) => p.versions));
-    return { result: 'checked', release: plans[plans.length - 1]?.release ?? '', versions, images: {}, layers: [], notes: [note] };
+    return {
+        result: 'checked',
+        release: plans[plans.length - 1]?.release ?? '',
+        versions,
+        images: {},
+        layers: [],
+        notes: [note],
+    };
 }
 /** Per layer and service: the image it runs now → the one the plan would give it. Reads only. */
 async function printPlan(remote, plans, verb) {
     for (const p of plans) {
-        const res = await remote.run(['docker', 'service', 'ls', '--filter', `label=com.docker.stack.namespace=${p.stack}`, '--format', '{{.Name}} {{.Image}}'], { retry: true, silent: true });
+        const res = await remote.run([
+            'docker',
+            'service',
+            'ls',
+            '--filter',
+            `label=com.docker.stack.namespace=${p.stack}`,
+            '--format',
+            '{{.Name}} {{.Image}}',
+        ], { retry: true, silent: true });
         if (res.code !== 0)
             throw new Error(`Cannot list the services of ${p.stack} on ${remote.where}: ${res.stderr.trim()}`);
-        const now = new Map(res.stdout.trim().split('\n').filter(Boolean).map((l) => l.split(' ')));
+        const now = new Map(res.stdout
+            .trim()
+            .split('\n')
+            .filter(Boolean)
+            .map((l) => l.split(' ')));
         core.info(`${p.stack}: ${verb} ${p.release}:`);
         for (const w of p.watches)
             core.info(`  ${w.name}: ${now.has(w.name) ? shortImage(now.get(w.name)) : '(not running)'} → ${shortImage(w.expectedImage)}`);
@@ -61041,7 +61246,9 @@ async function commandComment(inputs, api = restApi(inputs.githubToken, inputs.p
     }
     catch (e) {
         const err = e;
-        const hint = err.status === 403 || err.status === 401 ? ' (does the job grant `pull-requests: write`, and is the token the job token of this repository?)' : '';
+        const hint = err.status === 403 || err.status === 401
+            ? ' (does the job grant `pull-requests: write`, and is the token the job token of this repository?)'
+            : '';
         throw new Error(`Could not comment on pull request #${inputs.pullRequest}: ${err.message}${hint}`);
     }
     const note = `${done.updated ? 'Updated' : 'Posted'} the comment on pull request #${inputs.pullRequest}${done.url ? `: ${done.url}` : ''}.`;
@@ -61348,7 +61555,11 @@ function resolveCompose(file, env) {
             unset.push({ name: u.name, ...posInScalar(node, raw, u.offset, token), path: nodePath });
         }
         for (const e of r.errors) {
-            errors.push({ message: e.message, ...posInScalar(node, raw, e.offset, raw.slice(e.offset, e.offset + 2)), path: nodePath });
+            errors.push({
+                message: e.message,
+                ...posInScalar(node, raw, e.offset, raw.slice(e.offset, e.offset + 2)),
+                path: nodePath,
+            });
         }
         const target = r.value !== raw ? castFor(effective.get(node) ?? []) : undefined;
         const kind = target?.kind;
@@ -61571,7 +61782,7 @@ function mergeStack(resolved) {
     }
     return merged;
 }
-const UNITS = { ns: 1e-9, us: 1e-6, 'µs': 1e-6, 'μs': 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
+const UNITS = { ns: 1e-9, us: 1e-6, µs: 1e-6, μs: 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
 /**
  * A Go duration (`1m30s`, `500ms`, `5s`, `1.5h`, `0`) in seconds, as Docker parses it;
  * undefined when it is not one.
@@ -61740,7 +61951,8 @@ function envFileEntries(v) {
         const file = isPlainObject(item) ? item.path : item;
         if (typeof file !== 'string' || !file)
             return;
-        const required = !(isPlainObject(item) && (item.required === false || String(item.required).toLowerCase() === 'false'));
+        const required = !(isPlainObject(item) &&
+            (item.required === false || String(item.required).toLowerCase() === 'false'));
         out.push({ file, required, ...(Array.isArray(v) ? { index: i } : {}) });
     });
     return out;
@@ -61773,7 +61985,11 @@ function shortEnvFiles(text, exists) {
 }
 /** A source Docker reads as a path relative to the compose folder (not absolute, not `~`). */
 function relativeSource(source) {
-    return !!source && !source.startsWith('/') && !source.startsWith('~') && !/^[A-Za-z]:[\\/]/.test(source) && !source.startsWith('\\\\');
+    return (!!source &&
+        !source.startsWith('/') &&
+        !source.startsWith('~') &&
+        !/^[A-Za-z]:[\\/]/.test(source) &&
+        !source.startsWith('\\\\'));
 }
 /**
  * The relative bind mounts of one file's services, read the way docker/cli does: a short-syntax
@@ -61836,7 +62052,11 @@ function rewriteBindSources(text, rewrite) {
                 const entries = mapEntries(doc, item);
                 const type = resolveIn(doc, entries.find(([k]) => k === 'type')?.[1]);
                 const src = resolveIn(doc, entries.find(([k]) => k === 'source')?.[1]);
-                if (!YAML.isScalar(type) || type.value !== 'bind' || !YAML.isScalar(src) || typeof src.value !== 'string' || !relativeSource(src.value))
+                if (!YAML.isScalar(type) ||
+                    type.value !== 'bind' ||
+                    !YAML.isScalar(src) ||
+                    typeof src.value !== 'string' ||
+                    !relativeSource(src.value))
                     continue;
                 node = src;
                 source = src.value;
@@ -62089,7 +62309,9 @@ async function installFiles(host, dir, files) {
         // Folders first (an empty one is shipped too), files into them, then the folders' own modes,
         // deepest first, and the rename: nothing is written into a folder after it may have lost u+w.
         if (dirs.length) {
-            const mk = await host.sh(`umask 077 && mkdir -p ${dirs.map((d) => (0, remote_1.shellJoin)([at(d)])).join(' ')}`, { retry: true });
+            const mk = await host.sh(`umask 077 && mkdir -p ${dirs.map((d) => (0, remote_1.shellJoin)([at(d)])).join(' ')}`, {
+                retry: true,
+            });
             if (mk.code !== 0)
                 throw new Error(`${host.where}: cannot create ${tmp}: ${mk.stderr.trim()}`);
         }
@@ -62198,7 +62420,8 @@ class ServiceGate {
         const b = this.watch.before;
         if (!b)
             return false;
-        return (0, swarm_1.normalizeImage)(b.image) !== this.watch.expectedImage || (!!now?.update && now.update.startedAt !== b.update?.startedAt);
+        return ((0, swarm_1.normalizeImage)(b.image) !== this.watch.expectedImage ||
+            (!!now?.update && now.update.startedAt !== b.update?.startedAt));
     }
     /** The UpdateStatus of an update this deploy started, not one left over from an earlier deploy. */
     freshUpdate(svc) {
@@ -62232,12 +62455,20 @@ class ServiceGate {
         const onNew = tasks.filter((t) => t.desired === 'running' && t.state === 'running' && t.image === svc.image).length;
         const stuck = this.unplaceable(tasks, svc.image, now);
         if (stuck.length && !upd?.state.startsWith('rollback')) {
-            return { phase: 'failed', detail: `${stuck.length} task(s) cannot be placed: ${stuck[0].err}`, failedTasks: stuck };
+            return {
+                phase: 'failed',
+                detail: `${stuck.length} task(s) cannot be placed: ${stuck[0].err}`,
+                failedTasks: stuck,
+            };
         }
         switch (upd?.state) {
             case 'rollback_started':
                 this.convergedAt = undefined;
-                return { phase: 'rolling-back', detail: `Swarm is rolling the update back${msg}`, failedTasks: this.newImageFailures(tasks) };
+                return {
+                    phase: 'rolling-back',
+                    detail: `Swarm is rolling the update back${msg}`,
+                    failedTasks: this.newImageFailures(tasks),
+                };
             case 'rollback_completed':
                 return {
                     phase: 'failed',
@@ -62246,12 +62477,23 @@ class ServiceGate {
                     failedTasks: this.newImageFailures(tasks),
                 };
             case 'rollback_paused':
-                return { phase: 'failed', detail: `Swarm's rollback is paused${msg}`, failedTasks: this.newImageFailures(tasks) };
+                return {
+                    phase: 'failed',
+                    detail: `Swarm's rollback is paused${msg}`,
+                    failedTasks: this.newImageFailures(tasks),
+                };
             case 'paused':
-                return { phase: 'failed', detail: `the update is paused (failure_action: pause)${msg}`, failedTasks: this.newImageFailures(tasks) };
+                return {
+                    phase: 'failed',
+                    detail: `the update is paused (failure_action: pause)${msg}`,
+                    failedTasks: this.newImageFailures(tasks),
+                };
             case 'updating':
                 this.convergedAt = undefined;
-                return { phase: 'pending', detail: `updating${msg}; ${onNew}/${svc.replicas ?? 'global'} running the new spec` };
+                return {
+                    phase: 'pending',
+                    detail: `updating${msg}; ${onNew}/${svc.replicas ?? 'global'} running the new spec`,
+                };
         }
         // Same image, new env or config: the old tasks already run the image, so they only look converged
         // until Swarm has started (and finished) the update this deploy asked for.
@@ -62260,14 +62502,21 @@ class ServiceGate {
             return { phase: 'pending', detail: 'waiting for Swarm to start the update (the task template changed)' };
         }
         if ((0, swarm_1.normalizeImage)(svc.image) !== w.expectedImage) {
-            return { phase: 'failed', detail: `the service runs ${svc.image}, not ${w.expectedImage} (changed by someone else?)` };
+            return {
+                phase: 'failed',
+                detail: `the service runs ${svc.image}, not ${w.expectedImage} (changed by someone else?)`,
+            };
         }
         const { converged, need, current, running, otherRunning: oldRunning } = (0, swarm_1.onCurrentSpec)(svc, tasks);
         // A new service has no update to roll back: a crash loop is its failure.
         if (!w.before) {
             const failed = failuresSince(tasks, svc.image, this.startedAt);
             if (failed.length >= NEW_SERVICE_MAX_FAILURES) {
-                return { phase: 'failed', detail: `${failed.length} tasks failed since the deploy started`, failedTasks: failed };
+                return {
+                    phase: 'failed',
+                    detail: `${failed.length} tasks failed since the deploy started`,
+                    failedTasks: failed,
+                };
             }
         }
         // A service this deploy did not touch only has to be up: a task it loses meanwhile is not the
@@ -62291,12 +62540,19 @@ class ServiceGate {
             const old = oldRunning.length ? `; ${oldRunning.length} task(s) of the old version still running` : '';
             return { phase: 'pending', detail: `${running.length}/${need} running${states ? ` (${states})` : ''}${old}` };
         }
-        const set = running.map((t) => t.id).sort().join(',');
+        const set = running
+            .map((t) => t.id)
+            .sort()
+            .join(',');
         if (this.convergedAt === undefined || set !== this.runningSet) {
             if (this.convergedAt !== undefined) {
                 const failed = failuresSince(tasks, svc.image, this.convergedAt - 1000);
                 if (failed.length) {
-                    return { phase: 'failed', detail: `a task of the new version failed inside the stability window and was replaced`, failedTasks: failed };
+                    return {
+                        phase: 'failed',
+                        detail: `a task of the new version failed inside the stability window and was replaced`,
+                        failedTasks: failed,
+                    };
                 }
             }
             this.convergedAt ??= now;
@@ -62304,19 +62560,31 @@ class ServiceGate {
         }
         const left = w.stabilityMs - (now - this.convergedAt);
         if (left <= 0)
-            return { phase: 'stable', detail: `${running.length}/${need} running, stable for ${Math.round(w.stabilityMs / 1000)} s` };
-        return { phase: 'converged', detail: `${running.length}/${need} running; watching ${Math.ceil(left / 1000)} s more` };
+            return {
+                phase: 'stable',
+                detail: `${running.length}/${need} running, stable for ${Math.round(w.stabilityMs / 1000)} s`,
+            };
+        return {
+            phase: 'converged',
+            detail: `${running.length}/${need} running; watching ${Math.ceil(left / 1000)} s more`,
+        };
     }
     /** Tasks of this spec the scheduler has refused for longer than the grace, newest first. */
     unplaceable(tasks, image, now) {
         return tasks
-            .filter((t) => t.image === image && t.desired === 'running' && t.state === 'pending' && UNPLACEABLE.test(t.err) && now - t.at >= exports.PLACEMENT_GRACE_MS)
+            .filter((t) => t.image === image &&
+            t.desired === 'running' &&
+            t.state === 'pending' &&
+            UNPLACEABLE.test(t.err) &&
+            now - t.at >= exports.PLACEMENT_GRACE_MS)
             .sort((a, b) => b.at - a.at);
     }
     newImageFailures(tasks) {
         // After a Swarm rollback the spec holds the old image: the failed tasks are those of any other image.
         const expected = this.watch.expectedImage;
-        return tasks.filter((t) => (0, swarm_1.normalizeImage)(t.image) === expected && FAILED_STATES.has(t.state) && t.at >= this.startedAt).sort((a, b) => b.at - a.at);
+        return tasks
+            .filter((t) => (0, swarm_1.normalizeImage)(t.image) === expected && FAILED_STATES.has(t.state) && t.at >= this.startedAt)
+            .sort((a, b) => b.at - a.at);
     }
 }
 exports.ServiceGate = ServiceGate;
@@ -62351,7 +62619,10 @@ async function runGate(gates, opts) {
                         continue;
                     // A gate that did read the state fails for what it saw; the failed reads come after.
                     g.verdict = polls
-                        ? { phase: 'failed', detail: `not healthy within the timeout (${Math.round(opts.timeoutMs / 1000)} s); last seen ${Math.round((t - lastOkAt) / 1000)} s before it: ${g.verdict.phase}: ${g.verdict.detail} (reads failed after that: ${lastError})` }
+                        ? {
+                            phase: 'failed',
+                            detail: `not healthy within the timeout (${Math.round(opts.timeoutMs / 1000)} s); last seen ${Math.round((t - lastOkAt) / 1000)} s before it: ${g.verdict.phase}: ${g.verdict.detail} (reads failed after that: ${lastError})`,
+                        }
                         : { phase: 'failed', detail: `could not read the Swarm state before the timeout: ${lastError}` };
                 }
                 return { ok: false, timedOut: true, gates, last, polls, failedAt: now() };
@@ -62389,7 +62660,10 @@ async function runGate(gates, opts) {
         if (t >= deadline) {
             for (const g of gates) {
                 if (!g.done)
-                    g.verdict = { phase: 'failed', detail: `not healthy within the timeout (${Math.round(opts.timeoutMs / 1000)} s); last seen: ${g.verdict.detail}` };
+                    g.verdict = {
+                        phase: 'failed',
+                        detail: `not healthy within the timeout (${Math.round(opts.timeoutMs / 1000)} s); last seen: ${g.verdict.detail}`,
+                    };
             }
             return { ok: false, timedOut: true, gates, last, polls, failedAt: t };
         }
@@ -62499,9 +62773,18 @@ async function runHook(remote, name, text, env, timeoutS) {
             core.info(`Hook ${name} passed in ${seconds} s.`);
             return { ok: true, code: 0, output };
         }
-        const reason = res.code === 124 || res.code === 137 ? `did not finish within ${timeoutS} s (input hook-timeout)` : res.code === -1 ? output : `exited ${res.code}`;
+        const reason = res.code === 124 || res.code === 137
+            ? `did not finish within ${timeoutS} s (input hook-timeout)`
+            : res.code === -1
+                ? output
+                : `exited ${res.code}`;
         const last = output.split('\n').filter(Boolean).slice(-5).join('\n  ');
-        return { ok: false, code: res.code, output, reason: `${reason} after ${seconds} s${last && res.code !== -1 ? `; last lines:\n  ${last}` : ''}` };
+        return {
+            ok: false,
+            code: res.code,
+            output,
+            reason: `${reason} after ${seconds} s${last && res.code !== -1 ? `; last lines:\n  ${last}` : ''}`,
+        };
     });
 }
 const tagOf = (image) => {
@@ -62510,7 +62793,17 @@ const tagOf = (image) => {
 };
 /** Full service name → version (image tag) the stack's services run now. */
 async function runningVersions(remote, stack) {
-    const res = await remote.run(['docker', 'service', 'ls', '--filter', `label=com.docker.stack.namespace=${stack}`, '--format', '{{.Name}} {{.Image}}'], { retry: true, silent: true }).catch(() => undefined);
+    const res = await remote
+        .run([
+        'docker',
+        'service',
+        'ls',
+        '--filter',
+        `label=com.docker.stack.namespace=${stack}`,
+        '--format',
+        '{{.Name}} {{.Image}}',
+    ], { retry: true, silent: true })
+        .catch(() => undefined);
     const out = {};
     for (const line of res?.code === 0 ? res.stdout.trim().split('\n') : []) {
         const [name, image] = line.split(' ');
@@ -62536,7 +62829,18 @@ async function layerWithHooks(ctx, hooks, plan, index, total, layer) {
     const before = await runningVersions(remote, plan.stack);
     for (const name of Object.keys(planned))
         before[name] ??= '—';
-    const env = (hook, result, after, error) => ({ hook, stack: plan.stack, layer: index + 1, layers: total, release: plan.release, before, after, versions: plan.versions, result, error });
+    const env = (hook, result, after, error) => ({
+        hook,
+        stack: plan.stack,
+        layer: index + 1,
+        layers: total,
+        release: plan.release,
+        before,
+        after,
+        versions: plan.versions,
+        result,
+        error,
+    });
     const onFailure = async (result, error) => {
         if (!hooks['on-failure'])
             return;
@@ -62645,7 +62949,12 @@ function describeHostMtu(h, nodes) {
 async function readHostMtu(remote) {
     const res = await remote.sh(exports.HOST_MTU_SCRIPT, { retry: true, silent: true });
     if (res.code !== 0)
-        return { addr: '', node: '', loopback: false, unknown: `docker info failed: ${(res.stderr || res.stdout).trim().slice(0, 200)}` };
+        return {
+            addr: '',
+            node: '',
+            loopback: false,
+            unknown: `docker info failed: ${(res.stderr || res.stdout).trim().slice(0, 200)}`,
+        };
     return parseHostMtu(res.stdout);
 }
 /**
@@ -62838,7 +63147,13 @@ function parseKeyValues(text, inputName, opts = {}) {
             const rule = 'expected KEY=VALUE with KEY made of letters, digits and _';
             if (!opts.secret)
                 throw new errors_1.InputError(`${where}: ${rule}, got "${line.slice(0, 40)}".`);
-            const why = eq < 0 ? 'there is no =' : !key ? 'there is no KEY before the =' : READABLE_KEY.test(key) ? `KEY "${key}" is not allowed` : 'the text before the first = is not a KEY';
+            const why = eq < 0
+                ? 'there is no ='
+                : !key
+                    ? 'there is no KEY before the ='
+                    : READABLE_KEY.test(key)
+                        ? `KEY "${key}" is not allowed`
+                        : 'the text before the first = is not a KEY';
             throw new errors_1.InputError(`${where}: ${rule}; ${why} (the line is not shown: it may hold a secret).`);
         }
         out[key] = line.slice(eq + 1);
@@ -62855,7 +63170,11 @@ function parseStacks(text) {
         if (!STACK_NAME.test(name)) {
             throw new errors_1.InputError(`Input \`stacks\` line ${i + 1}: "${line.trim().slice(0, 60)}" is not STACK_NAME=compose-file[,compose-file…]; a stack name is letters, digits, _ and - (at most 63, starting with a letter or digit).`);
         }
-        const files = line.slice(eq + 1).split(',').map((f) => f.trim()).filter(Boolean);
+        const files = line
+            .slice(eq + 1)
+            .split(',')
+            .map((f) => f.trim())
+            .filter(Boolean);
         if (!files.length)
             throw new errors_1.InputError(`Input \`stacks\` line ${i + 1}: stack "${name}" names no compose file.`);
         for (const f of files) {
@@ -62971,8 +63290,11 @@ function readInputs(raw = (n) => core.getInput(n), env = process.env) {
     const registry = get('registry').trim();
     if (registry && !/^[A-Za-z0-9.-]+(:\d+)?$/.test(registry))
         throw new errors_1.InputError(`Input \`registry\` "${registry}" is not a registry host[:port].`);
-    const imagePrefix = get('image-prefix').trim().replace(/^\/+|\/+$/g, '');
-    if (imagePrefix && !/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/.test(imagePrefix)) {
+    const imagePrefix = get('image-prefix')
+        .trim()
+        .replace(/^\/+|\/+$/g, '');
+    if (imagePrefix &&
+        !/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/.test(imagePrefix)) {
         throw new errors_1.InputError(`Input \`image-prefix\` "${imagePrefix}" is not a valid image repository path (lower-case letters, digits, . _ - and /).`);
     }
     const stability = autoOrSeconds(get, 'stability', 0);
@@ -63031,12 +63353,23 @@ function readInputs(raw = (n) => core.getInput(n), env = process.env) {
         lockStaleAfter: positiveInt(get, 'lock-stale-after', 60),
         remoteDir,
         secrets: secretValues(get('secrets')),
-        generateSecrets: get('generate-secrets').split(/[,\s]+/).map((s) => s.trim()).filter(Boolean),
-        sharedSecrets: get('shared-secrets').split(/[,\s]+/).map((s) => s.trim()).filter(Boolean),
+        generateSecrets: get('generate-secrets')
+            .split(/[,\s]+/)
+            .map((s) => s.trim())
+            .filter(Boolean),
+        sharedSecrets: get('shared-secrets')
+            .split(/[,\s]+/)
+            .map((s) => s.trim())
+            .filter(Boolean),
         skipChecks: ruleIds(get('skip-checks')),
         dryRun: bool('dry-run'),
         verify: (0, verify_1.parseVerify)(get('verify'), stacks.map((s) => s.name)),
-        hooks: { 'pre-deploy': get('pre-deploy').trim(), 'post-deploy': get('post-deploy').trim(), 'on-failure': get('on-failure').trim(), timeoutS: positiveInt(get, 'hook-timeout') },
+        hooks: {
+            'pre-deploy': get('pre-deploy').trim(),
+            'post-deploy': get('post-deploy').trim(),
+            'on-failure': get('on-failure').trim(),
+            timeoutS: positiveInt(get, 'hook-timeout'),
+        },
         maxPreviews: positiveInt(get, 'max-previews', 0),
         comment,
         pullRequest,
@@ -63071,7 +63404,10 @@ function pullRequestNumber(raw, env) {
 }
 /** `skip-checks`: known rule ids only, so a typo does not silently leave a rule on. */
 function ruleIds(raw) {
-    const ids = raw.split(/[,\s]+/).map((s) => s.trim()).filter(Boolean);
+    const ids = raw
+        .split(/[,\s]+/)
+        .map((s) => s.trim())
+        .filter(Boolean);
     for (const id of ids) {
         if (id !== 'all' && !checks_1.RULE_IDS.includes(id))
             throw new errors_1.InputError(`Input \`skip-checks\`: unknown rule "${id}" (rules: ${checks_1.RULE_IDS.join(', ')}, or all).`);
@@ -63146,7 +63482,11 @@ function substitute(sub, env) {
         const [name, msg] = partition(sub, sep);
         const v = lookup(env, name);
         if (v === undefined || (sep === ':?' && v === '')) {
-            return { error: msg ? `required variable ${name} is missing a value: ${msg}` : `required variable ${name} is missing a value` };
+            return {
+                error: msg
+                    ? `required variable ${name} is missing a value: ${msg}`
+                    : `required variable ${name} is missing a value`,
+            };
         }
         return { value: v };
     }
@@ -63223,7 +63563,14 @@ function matchesPattern(pattern, token) {
             return false;
         return (0, crypto_1.createHmac)('sha1', Buffer.from(salt, 'base64')).update(token).digest('base64') === hash;
     }
-    const re = new RegExp('^' + pattern.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\[/g, '\\[').replace(/\]/g, '\\]').replace(/\*/g, '.*').replace(/\?/g, '.') + '$');
+    const re = new RegExp('^' +
+        pattern
+            .replace(/[.+^${}()|\\]/g, '\\$&')
+            .replace(/\[/g, '\\[')
+            .replace(/\]/g, '\\]')
+            .replace(/\*/g, '.*')
+            .replace(/\?/g, '.') +
+        '$');
     return re.test(token) || re.test(token.toLowerCase()) || new RegExp(re.source, 'i').test(token);
 }
 /**
@@ -63357,7 +63704,9 @@ async function saveRecord(remote, remoteDir, stack, ledger, rec, keep, prune = t
     if (dropped.length)
         await remote.run(['rm', '-rf', '--', ...dropped]);
     // A shipped folder may have lost u+w (a read-only config folder): give it back before removing.
-    const files = droppedFiles.filter((h) => /^[0-9a-f]{16}$/.test(h)).map((h) => (0, remote_1.shellJoin)([`${filesDir(remoteDir, stack)}/${h}`]));
+    const files = droppedFiles
+        .filter((h) => /^[0-9a-f]{16}$/.test(h))
+        .map((h) => (0, remote_1.shellJoin)([`${filesDir(remoteDir, stack)}/${h}`]));
     if (files.length)
         await remote.sh(`chmod -R u+w ${files.join(' ')} 2>/dev/null; rm -rf ${files.join(' ')}`);
     return pruned;
@@ -63369,7 +63718,10 @@ async function saveRecord(remote, remoteDir, stack, ledger, rec, keep, prune = t
  * Failed attempts do not count: two failed deploys must not push the last good release out.
  */
 function pruneLedger(ledger, keep) {
-    const keptDirs = new Set(ledger.releases.filter((r) => r.result === 'deployed').slice(-keep).map((r) => r.dir));
+    const keptDirs = new Set(ledger.releases
+        .filter((r) => r.result === 'deployed')
+        .slice(-keep)
+        .map((r) => r.dir));
     const oldest = ledger.releases.findIndex((r) => keptDirs.has(r.dir));
     const releases = ledger.releases.filter((r, i) => keptDirs.has(r.dir) || (oldest >= 0 && i > oldest && r.result !== 'deployed'));
     const still = new Set(releases.map((r) => r.dir));
@@ -63398,13 +63750,18 @@ function findTarget(ledger, to) {
             throw new errors_1.InputError(`Stack "${ledger.stack}" has no successful release on record to roll back from.`);
         const forward = ledger.releases.filter((r) => r.kind === 'deploy' && (r.result === 'deployed' || r === current));
         const at = forward.map((r) => r.release).lastIndexOf(current.release);
-        const before = forward.slice(0, at < 0 ? forward.length : at).reverse().find((r) => r.release !== current.release);
+        const before = forward
+            .slice(0, at < 0 ? forward.length : at)
+            .reverse()
+            .find((r) => r.release !== current.release);
         if (!before)
             throw new errors_1.InputError(`Stack "${ledger.stack}" has no release before ${current.release} on record. ${available(ledger)}`);
         return before;
     }
     const byLabel = [...ok].reverse().find((r) => r.release === to || r.release === to.replace(/^v/, ''));
-    const byVersion = [...ok].reverse().find((r) => Object.values(r.versions).some((v) => v === to || v === to.replace(/^v/, '')));
+    const byVersion = [...ok]
+        .reverse()
+        .find((r) => Object.values(r.versions).some((v) => v === to || v === to.replace(/^v/, '')));
     const hit = byLabel ?? byVersion;
     if (!hit)
         throw new errors_1.InputError(`Stack "${ledger.stack}" has no successful release "${to}" on record. ${available(ledger)}`);
@@ -63435,10 +63792,16 @@ function serviceVersions(stack, r) {
         const i = last.indexOf(':');
         return i < 0 ? 'latest' : last.slice(i + 1);
     };
-    const pairs = (r.watch ?? []).map((w) => [w.name.startsWith(`${stack}_`) ? w.name.slice(stack.length + 1) : w.name, tagOf(w.expectedImage)]);
+    const pairs = (r.watch ?? []).map((w) => [
+        w.name.startsWith(`${stack}_`) ? w.name.slice(stack.length + 1) : w.name,
+        tagOf(w.expectedImage),
+    ]);
     // A record without its services (never written so, but hand-edited ledgers exist): the run's versions.
     const list = pairs.length ? pairs : Object.entries(r.versions ?? {});
-    return list.sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k} ${v}`).join(', ');
+    return list
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ');
 }
 
 
@@ -63572,7 +63935,9 @@ class HostLock {
      */
     async breakStale(seenSum) {
         const d = (0, remote_1.shellJoin)([this.dir]);
-        const same = seenSum === 'none' ? `[ ! -e ${d}/holder.json ]` : `[ "$(cksum < ${d}/holder.json 2>/dev/null)" = ${(0, remote_1.shellJoin)([seenSum])} ]`;
+        const same = seenSum === 'none'
+            ? `[ ! -e ${d}/holder.json ]`
+            : `[ "$(cksum < ${d}/holder.json 2>/dev/null)" = ${(0, remote_1.shellJoin)([seenSum])} ]`;
         const aside = (0, remote_1.shellJoin)([`${this.dir}.stale.${crypto.randomBytes(6).toString('hex')}`]);
         const script = [
             // One breaker at a time; a marker left by a breaker that died a minute ago is its own stale lock.
@@ -63711,7 +64076,14 @@ const errors_1 = __nccwpck_require__(3916);
 const inputs_1 = __nccwpck_require__(8422);
 const remove_1 = __nccwpck_require__(1935);
 const summary_1 = __nccwpck_require__(8855);
-const TITLES = { deploy: 'Deploy', build: 'Build', check: 'Pre-flight checks', rollback: 'Rollback', remove: 'Remove', comment: 'Comment' };
+const TITLES = {
+    deploy: 'Deploy',
+    build: 'Build',
+    check: 'Pre-flight checks',
+    rollback: 'Rollback',
+    remove: 'Remove',
+    comment: 'Comment',
+};
 /** Reads the inputs once, runs the command, and reports: outputs, job summary, and the job's status. */
 async function run() {
     const started = Date.now();
@@ -63720,7 +64092,14 @@ async function run() {
     let error;
     try {
         inputs = (0, inputs_1.readInputs)();
-        const commands = { deploy: commands_1.commandDeploy, build: commands_1.commandBuild, check: commands_1.commandCheck, rollback: commands_1.commandRollback, remove: remove_1.commandRemove, comment: comment_1.commandComment };
+        const commands = {
+            deploy: commands_1.commandDeploy,
+            build: commands_1.commandBuild,
+            check: commands_1.commandCheck,
+            rollback: commands_1.commandRollback,
+            remove: remove_1.commandRemove,
+            comment: comment_1.commandComment,
+        };
         outcome = await commands[inputs.command](inputs);
         error = outcome.error;
     }
@@ -63729,7 +64108,16 @@ async function run() {
         error = err instanceof errors_1.InputError ? err.message : `${err.message}`;
         if (!(err instanceof errors_1.InputError) && core.isDebug() && err.stack)
             core.debug(err.stack);
-        outcome = { result: 'failed', release: inputs?.release ?? '', versions: {}, images: {}, layers: [], checks: err.markdown, error, notes: [] };
+        outcome = {
+            result: 'failed',
+            release: inputs?.release ?? '',
+            versions: {},
+            images: {},
+            layers: [],
+            checks: err.markdown,
+            error,
+            notes: [],
+        };
     }
     const seconds = Math.round((Date.now() - started) / 100) / 10;
     core.setOutput('versions', JSON.stringify(outcome.versions));
@@ -63742,7 +64130,9 @@ async function run() {
         title: TITLES[inputs?.command ?? 'deploy'],
         result: outcome.result,
         release: outcome.release,
-        host: inputs && ['deploy', 'rollback', 'remove'].includes(inputs.command) ? `${inputs.user}@${inputs.host}:${inputs.port}` : '',
+        host: inputs && ['deploy', 'rollback', 'remove'].includes(inputs.command)
+            ? `${inputs.user}@${inputs.host}:${inputs.port}`
+            : '',
         seconds,
         versions: outcome.versions,
         layers: outcome.layers,
@@ -63906,19 +64296,23 @@ async function readSnapshot(remote, stack, msLeft = POLL_BOUND_MS) {
         throw new Error(`reading stack ${stack} failed (exit ${res.code}): ${(res.stderr || res.stdout).trim().slice(0, 300)}`);
     return (0, swarm_1.parseSnapshot)(res.stdout);
 }
-const tag = (image) => (image ? (image.split('@')[0].split('/').pop() ?? '').split(':').slice(1).join(':') || image : '—');
+const tag = (image) => image ? (image.split('@')[0].split('/').pop() ?? '').split(':').slice(1).join(':') || image : '—';
 /** One failed task and what Swarm said; given the swarm's nodes (more than one), where it ran. */
 function describeTask(t, nodes) {
     const exit = t.exitCode !== null && t.exitCode !== undefined && t.exitCode !== 0 ? `, exit ${t.exitCode}` : '';
     const name = t.node ? nodes?.get(t.node)?.hostname : undefined;
     const on = t.node && nodes ? ` on ${name || `node ${t.node.slice(0, 12)}`}` : '';
     // Swarm's agent falls back to a local image when the pull fails: "No such image" is a failed pull.
-    const pull = name && /^No such image/.test(t.err) ? ` (${name} could not pull the image: can it reach the registry, with the credentials?)` : '';
+    const pull = name && /^No such image/.test(t.err)
+        ? ` (${name} could not pull the image: can it reach the registry, with the credentials?)`
+        : '';
     return `task ${t.id.slice(0, 12)} (slot ${t.slot})${on} ${t.state}${exit}: ${t.err || t.message}${pull}`;
 }
 /** The nodes the scheduler cannot use right now: the usual reason a task has nowhere to go. */
 function nodesNotTakingTasks(nodes) {
-    const off = nodes.filter((n) => !n.schedulable).map((n) => `${n.hostname || n.id.slice(0, 12)} (${n.state && n.state !== 'ready' ? n.state : n.availability})`);
+    const off = nodes
+        .filter((n) => !n.schedulable)
+        .map((n) => `${n.hostname || n.id.slice(0, 12)} (${n.state && n.state !== 'ready' ? n.state : n.availability})`);
     return off.length ? `Swarm nodes not taking new tasks: ${off.join(', ')}.` : '';
 }
 /** Every node of the swarm, for explaining a failure; none when they cannot be read (a worker's view, a lost connection). */
@@ -63971,7 +64365,11 @@ async function deployLayer(ctx, plan) {
     let gate;
     let deployError;
     try {
-        core.info(await (0, stack_1.stackDeploy)(remote, releaseDir, stack, composePaths, { withRegistryAuth: ctx.withRegistryAuth, detachFlag: ctx.detachFlag, timeoutMs: Math.max(remote_1.COMMAND_TIMEOUT_MS, timeoutS * 1000) }));
+        core.info(await (0, stack_1.stackDeploy)(remote, releaseDir, stack, composePaths, {
+            withRegistryAuth: ctx.withRegistryAuth,
+            detachFlag: ctx.detachFlag,
+            timeoutMs: Math.max(remote_1.COMMAND_TIMEOUT_MS, timeoutS * 1000),
+        }));
     }
     catch (e) {
         // The CLI updates services one by one and stops at the first error: those before it run the
@@ -64010,7 +64408,9 @@ async function deployLayer(ctx, plan) {
     core.info(`Gate: ${gate.polls} polls in ${Math.round((reportedAt - t0) / 100) / 10} s (${remote.commands} remote commands so far in this job).`);
     const rows = (snap, state) => gates.map((g) => {
         const svc = snap.services.get(g.watch.name);
-        const running = svc ? snap.tasks.filter((t) => t.serviceId === svc.id && t.desired === 'running' && t.state === 'running').length : 0;
+        const running = svc
+            ? snap.tasks.filter((t) => t.serviceId === svc.id && t.desired === 'running' && t.state === 'running').length
+            : 0;
         return {
             stack,
             service: g.watch.name,
@@ -64029,7 +64429,10 @@ async function deployLayer(ctx, plan) {
         const images = {};
         for (const w of watches)
             images[w.name] = gate.last.services.get(w.name)?.image ?? w.expectedImage;
-        return { outcome: { stack, result: 'deployed', rows: rows(gate.last, () => 'healthy'), images, polls: gate.polls }, gate };
+        return {
+            outcome: { stack, result: 'deployed', rows: rows(gate.last, () => 'healthy'), images, polls: gate.polls },
+            gate,
+        };
     }
     // Explain every failed service: Swarm's words, the failing tasks, and what they printed last.
     // Services Swarm is still rolling back failed too: explain them with the others.
@@ -64066,7 +64469,13 @@ async function deployLayer(ctx, plan) {
         outcome: {
             stack,
             result,
-            rows: rows(after, (g) => (removed.includes(g.watch.name) ? 'removed' : g.verdict.phase === 'failed' && !targets.has(g.watch.name) ? 'failed' : targets.has(g.watch.name) ? 'rolled back' : g.verdict.phase)),
+            rows: rows(after, (g) => removed.includes(g.watch.name)
+                ? 'removed'
+                : g.verdict.phase === 'failed' && !targets.has(g.watch.name)
+                    ? 'failed'
+                    : targets.has(g.watch.name)
+                        ? 'rolled back'
+                        : g.verdict.phase),
             images: {},
             error: `Stack ${stack} failed ${deployError ? 'to deploy' : verifyFailures.length ? 'verification (healthy for Swarm, but a request did not answer as expected)' : `its health gate${gate.timedOut ? ' (timeout)' : ''}`}.\n  ${parts.join('\n  ')}\n${note}`,
             polls: gate.polls,
@@ -64087,10 +64496,17 @@ async function undoLayer(ctx, plan, gates, gateLast, poll) {
     const toRoll = (0, rollback_1.servicesToRollBack)(gates, last).filter((n) => touched.changed.includes(n));
     const targets = new Map();
     for (const g of gates) {
-        if (!g.watch.before || !(touched.changed.includes(g.watch.name) || (g.verdict.swarmRolledBack ?? false) || g.verdict.phase === 'rolling-back'))
+        if (!g.watch.before ||
+            !(touched.changed.includes(g.watch.name) ||
+                (g.verdict.swarmRolledBack ?? false) ||
+                g.verdict.phase === 'rolling-back'))
             continue;
         const ours = toRoll.includes(g.watch.name);
-        targets.set(g.watch.name, { image: g.watch.before.image, staleStartedAt: ours ? (last.services.get(g.watch.name)?.update?.startedAt ?? '') : undefined, requestedAt: ours ? last.now : undefined });
+        targets.set(g.watch.name, {
+            image: g.watch.before.image,
+            staleStartedAt: ours ? (last.services.get(g.watch.name)?.update?.startedAt ?? '') : undefined,
+            requestedAt: ours ? last.now : undefined,
+        });
     }
     const notes = [];
     let result = 'failed';
@@ -64099,8 +64515,17 @@ async function undoLayer(ctx, plan, gates, gateLast, poll) {
         if (targets.size) {
             try {
                 const before = new Map(gates.map((g) => [g.watch.name, g.watch.before]));
-                await (0, rollback_1.rollbackServices)(remote, toRoll, { poll, before, stale: new Map([...targets].map(([n, t]) => [n, t.staleStartedAt ?? ''])) });
-                const { notBack, lastSeen } = await (0, rollback_1.waitRolledBack)({ targets, timeoutMs: plan.timeoutS * 1000, pollMs: ctx.pollMs, poll });
+                await (0, rollback_1.rollbackServices)(remote, toRoll, {
+                    poll,
+                    before,
+                    stale: new Map([...targets].map(([n, t]) => [n, t.staleStartedAt ?? ''])),
+                });
+                const { notBack, lastSeen } = await (0, rollback_1.waitRolledBack)({
+                    targets,
+                    timeoutMs: plan.timeoutS * 1000,
+                    pollMs: ctx.pollMs,
+                    poll,
+                });
                 if (notBack.length) {
                     back = false;
                     notes.push(`Rollback did not converge within ${plan.timeoutS} s for ${notBack.map((n) => `${n} (last seen: ${lastSeen.get(n)})`).join(', ')}: check the host.`);
@@ -64115,7 +64540,11 @@ async function undoLayer(ctx, plan, gates, gateLast, poll) {
         }
         if (touched.created.length) {
             // A new service of a failed release has nothing to go back to: it would crash-loop on.
-            const rm = await remote.sh(touched.created.map((n) => `${(0, remote_1.shellJoin)(['docker', 'service', 'rm', n])} >/dev/null 2>&1 || ! ${(0, remote_1.shellJoin)(['docker', 'service', 'inspect', n])} >/dev/null 2>&1`).join(' && '), { retry: true }).catch((e) => ({ code: 1, stdout: '', stderr: e.message }));
+            const rm = await remote
+                .sh(touched.created
+                .map((n) => `${(0, remote_1.shellJoin)(['docker', 'service', 'rm', n])} >/dev/null 2>&1 || ! ${(0, remote_1.shellJoin)(['docker', 'service', 'inspect', n])} >/dev/null 2>&1`)
+                .join(' && '), { retry: true })
+                .catch((e) => ({ code: 1, stdout: '', stderr: e.message }));
             if (rm.code === 0)
                 notes.push(`Removed the service(s) this release created: ${touched.created.join(', ')}.`);
             else {
@@ -64136,7 +64565,10 @@ function lockDirFor(remoteDir, stack) {
     return `${(0, ledger_1.stackDir)(remoteDir, stack)}/lock`;
 }
 function releaseDirFor(remoteDir, stack, release, now = new Date()) {
-    const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+    const stamp = now
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
     return `${(0, ledger_1.stackDir)(remoteDir, stack)}/releases/${stamp}-${release}`;
 }
 /** Upload (for a deploy), deploy and gate, record in the ledger — for one layer, under the run's locks. */
@@ -64157,7 +64589,11 @@ async function runLayer(ctx, plan) {
     }
     if (plan.secrets?.length) {
         const s = await (0, secrets_1.ensureSecrets)(remote, plan.stack, plan.secrets);
-        const parts = [s.created.length && `created ${s.created.join(', ')}`, s.generated.length && `generated ${s.generated.join(', ')} (value never shown)`, s.reused.length && `unchanged ${s.reused.join(', ')}`].filter(Boolean);
+        const parts = [
+            s.created.length && `created ${s.created.join(', ')}`,
+            s.generated.length && `generated ${s.generated.join(', ')} (value never shown)`,
+            s.reused.length && `unchanged ${s.reused.join(', ')}`,
+        ].filter(Boolean);
         notes.push(`Secrets of ${plan.stack}: ${parts.join('; ')}.`);
         core.info(notes[notes.length - 1]);
     }
@@ -64178,7 +64614,9 @@ async function runLayer(ctx, plan) {
         watch: plan.watches.map((w) => ({ name: w.name, expectedImage: w.expectedImage, stabilityMs: w.stabilityMs })),
         timeoutS: plan.timeoutS,
         secrets: plan.secrets?.map((s) => s.name) ?? plan.secretNames ?? [],
-        ...(plan.shipped?.length || plan.fileHashes?.length ? { files: plan.shipped?.map((f) => f.hash) ?? plan.fileHashes } : {}),
+        ...(plan.shipped?.length || plan.fileHashes?.length
+            ? { files: plan.shipped?.map((f) => f.hash) ?? plan.fileHashes }
+            : {}),
         sha: ctx.sha,
         ref: ctx.ref,
         actor: ctx.actor,
@@ -64199,7 +64637,10 @@ async function runLayer(ctx, plan) {
     // Old secrets go once no kept release uses them: a rollback within the history still finds its own.
     if (outcome.result === 'deployed') {
         const shared = [...new Set((plan.secrets ?? []).filter((x) => x.shared).map((x) => x.key))];
-        await (0, secrets_1.pruneSecrets)(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])), { remoteDir: inputs.remoteDir, shared });
+        await (0, secrets_1.pruneSecrets)(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])), {
+            remoteDir: inputs.remoteDir,
+            shared,
+        });
         await (0, secrets_1.pruneConfigs)(remote, plan.stack, plan.configs ?? []);
     }
     return notes.length ? { ...outcome, notes } : outcome;
@@ -64277,7 +64718,9 @@ function meets(constraint, n) {
     return m[2] === '==' ? equal : !equal;
 }
 function describe(n) {
-    const labels = Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(', ');
+    const labels = Object.entries(n.labels)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(', ');
     return `${n.hostname || n.id.slice(0, 12)} (${n.role}${labels ? `; labels ${labels}` : '; no labels'}${n.schedulable ? '' : '; not schedulable'})`;
 }
 /** Services no node can take, or whose replicas cannot fit under max_replicas_per_node. */
@@ -64289,10 +64732,21 @@ function placementFindings(stack, services, nodes) {
         const { constraints, maxReplicasPerNode } = s.placement;
         const eligible = ready.filter((n) => constraints.every((c) => meets(c, n)));
         const at = (0, compose_1.locateIn)(stack.files, ['services', s.name, 'deploy', 'placement']);
-        const finding = (message) => ({ rule: 'placement', severity: 'error', file: at.file.path, line: at.line, col: at.col, stack: stack.name, service: s.name, message });
+        const finding = (message) => ({
+            rule: 'placement',
+            severity: 'error',
+            file: at.file.path,
+            line: at.line,
+            col: at.col,
+            stack: stack.name,
+            service: s.name,
+            message,
+        });
         if (!eligible.length) {
             const unmet = constraints.filter((c) => !ready.some((n) => meets(c, n)));
-            const which = unmet.length ? `no node meets ${unmet.map((c) => `"${c}"`).join(', ')}` : `no node meets all of ${constraints.map((c) => `"${c}"`).join(', ')} at once`;
+            const which = unmet.length
+                ? `no node meets ${unmet.map((c) => `"${c}"`).join(', ')}`
+                : `no node meets all of ${constraints.map((c) => `"${c}"`).join(', ')} at once`;
             out.push(finding(`Service ${s.name}: ${constraints.length ? which : 'no node is ready and active'}. The swarm's nodes: ${nodeList}. Its tasks would stay pending.`));
             continue;
         }
@@ -64319,7 +64773,9 @@ function bindMountFindings(stack, services, nodes, selfId) {
         if (!others.length)
             continue;
         const b = binds[0];
-        const pin = self?.hostname ? `deploy.placement.constraints: ["node.hostname == ${self.hostname}"]` : 'a placement constraint to this manager';
+        const pin = self?.hostname
+            ? `deploy.placement.constraints: ["node.hostname == ${self.hostname}"]`
+            : 'a placement constraint to this manager';
         out.push({
             rule: 'bind-mount-node',
             severity: 'warning',
@@ -64396,11 +64852,21 @@ async function post(local = new exec_1.LocalRunner()) {
     if (dirs.length || hostConfig) {
         try {
             const inputs = (0, inputs_1.readInputs)();
-            const remote = await remote_1.Remote.connect({ host: inputs.host, port: inputs.port, user: inputs.user, privateKey: inputs.sshKey, passphrase: inputs.sshPassphrase, knownHosts: inputs.knownHosts, connectTimeout: 15000 });
+            const remote = await remote_1.Remote.connect({
+                host: inputs.host,
+                port: inputs.port,
+                user: inputs.user,
+                privateKey: inputs.sshKey,
+                passphrase: inputs.sshPassphrase,
+                knownHosts: inputs.knownHosts,
+                connectTimeout: 15000,
+            });
             try {
                 for (const d of dirs) {
                     const released = await (0, lock_1.releaseLock)(remote, d, token);
-                    core.info(released ? `Released the deploy lock ${d} left by the main step.` : `Lock ${d} is no longer ours; left alone.`);
+                    core.info(released
+                        ? `Released the deploy lock ${d} left by the main step.`
+                        : `Lock ${d} is no longer ours; left alone.`);
                 }
                 // The main step was stopped before it removed it: no credentials stay on the host.
                 if (hostConfig) {
@@ -64419,7 +64885,9 @@ async function post(local = new exec_1.LocalRunner()) {
     const registry = state_1.state.login();
     if (registry) {
         // `-` is Docker Hub: `docker logout` without a server (matters on self-hosted runners).
-        await local.run(['docker', 'logout', ...(registry === '-' ? [] : [registry])], { silent: true }).catch(() => undefined);
+        await local
+            .run(['docker', 'logout', ...(registry === '-' ? [] : [registry])], { silent: true })
+            .catch(() => undefined);
         core.info(`Logged out of ${registry === '-' ? 'Docker Hub' : registry}.`);
     }
 }
@@ -64479,7 +64947,10 @@ async function checkPreviewCap(host, deploying, max) {
     const res = await host.run(['docker', 'stack', 'ls', '--format', '{{.Name}}'], { retry: true, silent: true });
     if (res.code !== 0)
         throw new Error(`${host.where}: cannot list the stacks (to count the live previews): ${res.stderr.trim()}`);
-    capVerdict(deploying, livePreviews(res.stdout.split('\n').map((l) => l.trim()).filter(Boolean)), max, host.where);
+    capVerdict(deploying, livePreviews(res.stdout
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean)), max, host.where);
 }
 
 
@@ -64620,7 +65091,9 @@ class Remote {
             return `SSH authentication failed for ${who}: the server refused the key in \`ssh-key\` (is its public key in ~${this.opts.user}/.ssh/authorized_keys?).`;
         }
         if (/passphrase/i.test(msg)) {
-            const hint = this.opts.passphrase ? 'Check `ssh-passphrase`: it does not open this key' : 'Give `ssh-passphrase` or use a key without one';
+            const hint = this.opts.passphrase
+                ? 'Check `ssh-passphrase`: it does not open this key'
+                : 'Give `ssh-passphrase` or use a key without one';
             return `Cannot use \`ssh-key\` for ${who}: ${msg.replace(/[\r\n]+/g, ' ')}. ${hint}.`;
         }
         if (/Cannot parse privateKey|Unsupported key format/i.test(msg)) {
@@ -64708,7 +65181,9 @@ class Remote {
     }
     /** Variables every later command of this connection sees (quoted here, once). */
     setEnv(vars) {
-        this.prefix = Object.entries(vars).map(([k, v]) => `export ${k}=${shellJoin([v])}; `).join('');
+        this.prefix = Object.entries(vars)
+            .map(([k, v]) => `export ${k}=${shellJoin([v])}; `)
+            .join('');
     }
     dispose() {
         this.shell?.close();
@@ -64729,7 +65204,9 @@ function writeFileScript(remotePath, content, mode) {
         `if [ "$(wc -c < ${tmp} | tr -d ' ')" != ${bytes.length} ] || [ "$(sha256sum < ${tmp} | cut -c1-64)" != ${sum} ]; then`,
         `  rm -f ${tmp}; echo "incomplete transfer (length or sha256 differs); the file was left as it was" >&2; exit 1`,
         `fi`,
-        ...(mode === undefined ? [] : [`chmod ${(mode & 0o7777).toString(8).padStart(4, '0')} ${tmp} || { rm -f ${tmp}; exit 1; }`]),
+        ...(mode === undefined
+            ? []
+            : [`chmod ${(mode & 0o7777).toString(8).padStart(4, '0')} ${tmp} || { rm -f ${tmp}; exit 1; }`]),
         `mv -f ${tmp} ${file}`,
     ].join('\n');
     return { script, heredoc: bytes.toString('base64') };
@@ -64795,7 +65272,7 @@ class PersistentShell {
         return new Promise((resolve, reject) => {
             if (!ssh.connection)
                 return reject(Object.assign(new Error('Not connected to server'), { dropped: true }));
-            ssh.connection.exec('exec sh', (err, ch) => (err ? reject(Object.assign(err, { dropped: true })) : resolve(new PersistentShell(ch))));
+            ssh.connection.exec('exec sh', (err, ch) => err ? reject(Object.assign(err, { dropped: true })) : resolve(new PersistentShell(ch)));
         });
     }
     settle() {
@@ -64902,7 +65379,10 @@ const commands_1 = __nccwpck_require__(9153);
 const ledger_1 = __nccwpck_require__(8730);
 const remote_1 = __nccwpck_require__(6473);
 const NAMESPACE = 'com.docker.stack.namespace';
-const lines = (s) => s.split('\n').map((l) => l.trim()).filter(Boolean);
+const lines = (s) => s
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
 /** Reads what the stack has on the host; changes nothing. */
 async function planRemoval(host, remoteDir, stack) {
     const dir = (0, ledger_1.stackDir)(remoteDir, stack);
@@ -64926,7 +65406,16 @@ async function planRemoval(host, remoteDir, stack) {
     const res = await host.sh(script, { retry: true, silent: true });
     if (res.code !== 0)
         throw new Error(`${host.where}: cannot list what stack ${stack} has: ${res.stderr.trim()}`);
-    const r = { stack, services: [], networks: [], configs: [], secrets: [], shared: [], sharedKept: [], folder: false };
+    const r = {
+        stack,
+        services: [],
+        networks: [],
+        configs: [],
+        secrets: [],
+        shared: [],
+        sharedKept: [],
+        folder: false,
+    };
     for (const l of lines(res.stdout)) {
         const [kind, name] = l.split(' ');
         if (kind === 'folder')
@@ -64960,7 +65449,7 @@ function describeRemoval(r) {
         ...part('networks', r.networks),
         ...part('configs', r.configs),
         ...part('secrets', [...r.secrets, ...r.shared]),
-        ...part('shared secrets kept (another stack\'s ledger names them)', r.sharedKept),
+        ...part("shared secrets kept (another stack's ledger names them)", r.sharedKept),
         ...(r.folder ? ['  its folder under remote-dir (ledger, releases, files)'] : []),
     ].join('\n');
 }
@@ -64978,7 +65467,12 @@ async function removeStack(host, remoteDir, r, opts) {
             throw new Error(`${host.where}: docker stack rm ${r.stack} failed: ${rm.stderr.trim()}`);
     }
     const ns = `label=${NAMESPACE}=${r.stack}`;
-    const objects = [...r.networks.map((n) => ['network', n]), ...r.configs.map((n) => ['config', n]), ...r.secrets.map((n) => ['secret', n]), ...r.shared.map((n) => ['secret', n])];
+    const objects = [
+        ...r.networks.map((n) => ['network', n]),
+        ...r.configs.map((n) => ['config', n]),
+        ...r.secrets.map((n) => ['secret', n]),
+        ...r.shared.map((n) => ['secret', n]),
+    ];
     // Each poll: with no service left, remove what is left and print what still is.
     const script = [
         `s=$(${q(['docker', 'service', 'ls', '-q', '--filter', ns])}) || exit 1`,
@@ -64999,7 +65493,9 @@ async function removeStack(host, remoteDir, r, opts) {
     }
     if (r.folder) {
         const dir = (0, ledger_1.stackDir)(remoteDir, r.stack);
-        const res = await host.sh(`find ${q([dir])} -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +`, { retry: true });
+        const res = await host.sh(`find ${q([dir])} -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +`, {
+            retry: true,
+        });
         if (res.code !== 0)
             throw new Error(`${host.where}: cannot remove ${dir}: ${res.stderr.trim()}`);
     }
@@ -65030,7 +65526,10 @@ async function commandRemove(inputs) {
         for (const p of plans) {
             if (isEmpty(p))
                 continue;
-            await core.group(`Remove ${p.stack}`, () => removeStack(remote, inputs.remoteDir, p, { timeoutMs: (inputs.timeout ?? exports.REMOVE_TIMEOUT_S) * 1000, pollMs: ctx.pollMs * 4 }));
+            await core.group(`Remove ${p.stack}`, () => removeStack(remote, inputs.remoteDir, p, {
+                timeoutMs: (inputs.timeout ?? exports.REMOVE_TIMEOUT_S) * 1000,
+                pollMs: ctx.pollMs * 4,
+            }));
             notes.push(`Removed ${p.stack}${p.sharedKept.length ? ` (kept the shared secret(s) ${p.sharedKept.join(', ')}: another stack's ledger names them)` : ''}.`);
         }
         if (plans.every(isEmpty))
@@ -65284,7 +65783,9 @@ function lookup(values, key) {
  */
 function planSecrets(stack, values, generate, run = [], shared = []) {
     const merged = (0, compose_1.mergeStack)(stack.resolved);
-    const declared = merged.secrets && typeof merged.secrets === 'object' ? merged.secrets : {};
+    const declared = merged.secrets && typeof merged.secrets === 'object'
+        ? merged.secrets
+        : {};
     const plans = [];
     for (const [key, entry] of Object.entries(declared)) {
         const external = entry && (entry.external === true || entry.external === 'true');
@@ -65367,9 +65868,14 @@ async function nameSecrets(host, remoteDir, plans) {
     if (!todo.length)
         return;
     // A shared secret is hashed without a stack (never the same as a stack's own): one name wherever it is declared.
-    const input = todo.map((p) => Buffer.from(`${p.shared ? '' : p.stack}\0${p.key}\0${p.value ?? ''}`, 'utf8').toString('base64')).join('\n') + '\n';
+    const input = todo
+        .map((p) => Buffer.from(`${p.shared ? '' : p.stack}\0${p.key}\0${p.value ?? ''}`, 'utf8').toString('base64'))
+        .join('\n') + '\n';
     const res = await host.sh(namingScript(remoteDir), { input, retry: true, silent: true });
-    const hashes = res.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+    const hashes = res.stdout
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean);
     if (res.code !== 0 || hashes.length !== todo.length || !hashes.every((h) => /^[0-9a-f]{64}$/.test(h))) {
         throw new Error(`${host.where}: cannot name the secrets (keyed hash with ${(0, exports.secretKeyFile)(remoteDir)}): ${(res.stderr || res.stdout).trim().slice(0, 300)}`);
     }
@@ -65387,7 +65893,9 @@ function contentName(stack, key, content) {
  */
 function planConfigs(stack) {
     const merged = (0, compose_1.mergeStack)(stack.resolved);
-    const declared = merged.configs && typeof merged.configs === 'object' ? merged.configs : {};
+    const declared = merged.configs && typeof merged.configs === 'object'
+        ? merged.configs
+        : {};
     const plans = [];
     for (const [key, entry] of Object.entries(declared)) {
         if (!entry || typeof entry !== 'object' || entry.external === true || entry.external === 'true' || entry.name)
@@ -65443,26 +65951,42 @@ async function ensureSecrets(remote, stack, plans) {
     const ls = await remote.run(['docker', 'secret', 'ls', '--format', '{{.Name}}'], { retry: true });
     if (ls.code !== 0)
         throw new Error(`${remote.where}: docker secret ls failed: ${ls.stderr.trim()}`);
-    const existing = new Set(ls.stdout.split('\n').map((s) => s.trim()).filter(Boolean));
+    const existing = new Set(ls.stdout
+        .split('\n')
+        .map((s) => s.trim())
+        .filter(Boolean));
     for (const p of plans) {
         if (existing.has(p.name)) {
             report.reused.push(p.key);
             continue;
         }
         // A shared secret belongs to no one stack: pruneSecrets finds it by its key, for every stack using it.
-        const labels = p.shared ? ['--label', `${LABEL_SHARED}=true`, '--label', `${LABEL_KEY}=${p.key}`] : ['--label', `${LABEL_STACK}=${stack}`, '--label', `${LABEL_KEY}=${p.key}`];
+        const labels = p.shared
+            ? ['--label', `${LABEL_SHARED}=true`, '--label', `${LABEL_KEY}=${p.key}`]
+            : ['--label', `${LABEL_STACK}=${stack}`, '--label', `${LABEL_KEY}=${p.key}`];
         let res;
         if (p.source === 'input') {
             res = await remote.run(['docker', 'secret', 'create', ...labels, p.name, '-'], { input: p.value });
         }
         else {
             // Generated on the host, piped straight into Docker: the value never leaves it.
-            const create = (0, remote_1.shellJoin)(['docker', 'secret', 'create', ...labels, '--label', 'deploy-action.generated=true', p.name, '-']);
+            const create = (0, remote_1.shellJoin)([
+                'docker',
+                'secret',
+                'create',
+                ...labels,
+                '--label',
+                'deploy-action.generated=true',
+                p.name,
+                '-',
+            ]);
             res = await remote.sh(`head -c 32 /dev/urandom | base64 | tr -d '\\n/+=' | ${create} >/dev/null`);
         }
         if (res.code !== 0) {
             // A shared secret may have been created meanwhile by a deploy of another stack (another lock).
-            const there = p.shared ? await remote.run(['docker', 'secret', 'inspect', '--format', '{{.Spec.Name}}', p.name]) : undefined;
+            const there = p.shared
+                ? await remote.run(['docker', 'secret', 'inspect', '--format', '{{.Spec.Name}}', p.name])
+                : undefined;
             if (there?.code === 0 && there.stdout.trim() === p.name) {
                 report.reused.push(p.key);
                 continue;
@@ -65480,11 +66004,23 @@ async function ensureSecrets(remote, stack, plans) {
  * `docker secret rm` refuses a secret a service still uses, and that refusal is fine.
  */
 async function pruneSecrets(remote, stack, keep, opts = {}) {
-    const lists = [['--filter', `label=${LABEL_STACK}=${stack}`], ...(opts.shared ?? []).map((k) => ['--filter', `label=${LABEL_SHARED}=true`, '--filter', `label=${LABEL_KEY}=${k}`])];
+    const lists = [
+        ['--filter', `label=${LABEL_STACK}=${stack}`],
+        ...(opts.shared ?? []).map((k) => [
+            '--filter',
+            `label=${LABEL_SHARED}=true`,
+            '--filter',
+            `label=${LABEL_KEY}=${k}`,
+        ]),
+    ];
     const names = new Set();
     for (const filters of lists) {
         const ls = await remote.run(['docker', 'secret', 'ls', ...filters, '--format', '{{.Name}}']);
-        ls.stdout.split('\n').map((n) => n.trim()).filter(Boolean).forEach((n) => names.add(n));
+        ls.stdout
+            .split('\n')
+            .map((n) => n.trim())
+            .filter(Boolean)
+            .forEach((n) => names.add(n));
     }
     const stale = [...names].filter((n) => !keep.has(n));
     if (!stale.length)
@@ -65499,7 +66035,10 @@ async function pruneSecrets(remote, stack, keep, opts = {}) {
     })
         .join('\n');
     const rm = await remote.sh(`${script}\ntrue`);
-    const removed = rm.stdout.split('\n').map((n) => n.trim()).filter(Boolean);
+    const removed = rm.stdout
+        .split('\n')
+        .map((n) => n.trim())
+        .filter(Boolean);
     if (removed.length)
         core.info(`Removed secrets no kept release uses: ${removed.join(', ')}`);
     return removed;
@@ -65512,14 +66051,30 @@ async function pruneSecrets(remote, stack, keep, opts = {}) {
 async function pruneConfigs(remote, stack, plans) {
     if (!plans.length)
         return [];
-    const ls = await remote.run(['docker', 'config', 'ls', '--filter', `label=com.docker.stack.namespace=${stack}`, '--format', '{{.Name}}']);
+    const ls = await remote.run([
+        'docker',
+        'config',
+        'ls',
+        '--filter',
+        `label=com.docker.stack.namespace=${stack}`,
+        '--format',
+        '{{.Name}}',
+    ]);
     const keep = new Set(plans.map((p) => p.name));
     const ours = (n) => plans.some((p) => n.startsWith(`${stack}_${p.key}_`) && /^[0-9a-f]{10}$/.test(n.slice(stack.length + p.key.length + 2)));
-    const stale = ls.stdout.split('\n').map((n) => n.trim()).filter((n) => n && !keep.has(n) && ours(n));
+    const stale = ls.stdout
+        .split('\n')
+        .map((n) => n.trim())
+        .filter((n) => n && !keep.has(n) && ours(n));
     if (!stale.length)
         return [];
-    const rm = await remote.sh(stale.map((n) => `${(0, remote_1.shellJoin)(['docker', 'config', 'rm', n])} >/dev/null 2>&1 && echo ${(0, remote_1.shellJoin)([n])}`).join('\n') + '\ntrue');
-    const removed = rm.stdout.split('\n').map((n) => n.trim()).filter(Boolean);
+    const rm = await remote.sh(stale
+        .map((n) => `${(0, remote_1.shellJoin)(['docker', 'config', 'rm', n])} >/dev/null 2>&1 && echo ${(0, remote_1.shellJoin)([n])}`)
+        .join('\n') + '\ntrue');
+    const removed = rm.stdout
+        .split('\n')
+        .map((n) => n.trim())
+        .filter(Boolean);
     if (removed.length)
         core.info(`Removed configs of earlier releases: ${removed.join(', ')}`);
     return removed;
@@ -65638,7 +66193,12 @@ function prepareStack(stack, workingDir, env) {
         }
         // Each bind source points at the release's copy of its content (files.ts), not at the stack folder.
         const text = (0, compose_1.shortEnvFiles)(r.text, exists);
-        uploads.push({ rel, content: sources.size ? (0, compose_1.rewriteBindSources)(text, (src) => (sources.has(src) ? (0, files_1.mountSource)(firstRel, sources.get(src)) : undefined)) : text });
+        uploads.push({
+            rel,
+            content: sources.size
+                ? (0, compose_1.rewriteBindSources)(text, (src) => sources.has(src) ? (0, files_1.mountSource)(firstRel, sources.get(src)) : undefined)
+                : text,
+        });
         for (const ref of (0, compose_1.referencedFiles)(r)) {
             const abs = (0, compose_1.referencedPath)(resolved[0].file, ref.file);
             const refRel = path.relative(workingDir, abs);
@@ -65661,7 +66221,15 @@ function prepareStack(stack, workingDir, env) {
         if (s.image.endsWith(':') || tag.endsWith(':'))
             throw new errors_1.InputError(`Stack "${stack.name}": service "${s.name}" image "${s.image}" has an empty tag.`);
     }
-    return { ...stack, resolved, services, composePaths, uploads, shipped: [...new Map([...byPath.values()].map((f) => [f.hash, f])).values()], binds };
+    return {
+        ...stack,
+        resolved,
+        services,
+        composePaths,
+        uploads,
+        shipped: [...new Map([...byPath.values()].map((f) => [f.hash, f])).values()],
+        binds,
+    };
 }
 function fullName(stack, service) {
     return `${stack}_${service}`;
@@ -65812,7 +66380,15 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.renderSummary = renderSummary;
 exports.writeSummary = writeSummary;
 const core = __importStar(__nccwpck_require__(7484));
-const ICON = { deployed: '✅', 'rolled-back': '↩️', failed: '❌', checked: '🔎', built: '📦', removed: '🧹', commented: '💬' };
+const ICON = {
+    deployed: '✅',
+    'rolled-back': '↩️',
+    failed: '❌',
+    checked: '🔎',
+    built: '📦',
+    removed: '🧹',
+    commented: '💬',
+};
 function cell(s) {
     return s.replace(/\|/g, '\\|').replace(/\n/g, '<br>');
 }
@@ -65927,7 +66503,14 @@ function parseSnapshot(stdout) {
             image: template?.ContainerSpec?.Image ?? '',
             // Replicated (a count) or global (null); a replicated service scaled to 0 has no Replicas field.
             replicas: svc.Spec.Mode?.Replicated ? (svc.Spec.Mode.Replicated.Replicas ?? 0) : null,
-            update: upd ? { state: upd.State ?? '', startedAt: upd.StartedAt ?? '', completedAt: upd.CompletedAt ?? '', message: upd.Message ?? '' } : null,
+            update: upd
+                ? {
+                    state: upd.State ?? '',
+                    startedAt: upd.StartedAt ?? '',
+                    completedAt: upd.CompletedAt ?? '',
+                    message: upd.Message ?? '',
+                }
+                : null,
             taskSpec: template === undefined ? undefined : (0, crypto_1.createHash)('sha1').update(JSON.stringify(template)).digest('hex'),
         });
     }
@@ -65955,7 +66538,10 @@ function normalizeImage(ref) {
     // Pinned by digest only: the digest is the identity.
     if (digest && !r.slice(lastSlash0 + 1).includes(':'))
         return `${r.replace(/^docker\.io\/(library\/)?/, '').replace(/^library\//, '')}@${digest}`;
-    r = r.replace(/^docker\.io\/library\//, '').replace(/^docker\.io\//, '').replace(/^library\//, '');
+    r = r
+        .replace(/^docker\.io\/library\//, '')
+        .replace(/^docker\.io\//, '')
+        .replace(/^library\//, '');
     const lastSlash = r.lastIndexOf('/');
     if (!r.slice(lastSlash + 1).includes(':'))
         r += ':latest';
@@ -65980,7 +66566,9 @@ function countStates(tasks) {
     const counts = {};
     for (const t of tasks)
         counts[t.state] = (counts[t.state] ?? 0) + 1;
-    return Object.entries(counts).map(([s, n]) => `${n} ${s}`).join(', ');
+    return Object.entries(counts)
+        .map(([s, n]) => `${n} ${s}`)
+        .join(', ');
 }
 
 
@@ -66170,7 +66758,14 @@ function parseVerify(text, stacks) {
         }
         if (url.protocol !== 'http:' && url.protocol !== 'https:')
             throw new errors_1.InputError(`${where}: only http:// and https:// URLs can be checked, got ${url.protocol}.`);
-        const check = { line: i + 1, stack, url: target, status: ['2xx', '3xx'], image: exports.DEFAULT_VERIFY_IMAGE, within: exports.DEFAULT_WITHIN_S };
+        const check = {
+            line: i + 1,
+            stack,
+            url: target,
+            status: ['2xx', '3xx'],
+            image: exports.DEFAULT_VERIFY_IMAGE,
+            within: exports.DEFAULT_WITHIN_S,
+        };
         const seen = new Set();
         let image = false;
         for (const w of words) {
@@ -66322,8 +66917,14 @@ async function attempt(remote, c, maxTimeS) {
         ? `${(0, remote_1.shellJoin)(['docker', 'run', '--rm', '--network', c.network, '--label', 'deploy-action.verify=1', '--entrypoint', 'sh', c.image, '-c', script])} 2>&1`
         : script;
     // A container may need its image pulled first.
-    const res = await remote.sh(cmd, { retry: true, silent: true, timeoutMs: (maxTimeS + (c.network ? 90 : 15)) * 1000 }).catch((e) => ({ code: 1, stdout: '', stderr: e.message }));
-    return parseAnswer(res.stdout) ?? { status: 0, error: (res.stderr || res.stdout).trim().split('\n').slice(-1)[0]?.slice(0, 300) ?? `exit ${res.code}`, body: '' };
+    const res = await remote
+        .sh(cmd, { retry: true, silent: true, timeoutMs: (maxTimeS + (c.network ? 90 : 15)) * 1000 })
+        .catch((e) => ({ code: 1, stdout: '', stderr: e.message }));
+    return (parseAnswer(res.stdout) ?? {
+        status: 0,
+        error: (res.stderr || res.stdout).trim().split('\n').slice(-1)[0]?.slice(0, 300) ?? `exit ${res.code}`,
+        body: '',
+    });
 }
 /**
  * Sends each check's request until it passes or its `within` runs out (polling, one round per
@@ -66331,7 +66932,13 @@ async function attempt(remote, c, maxTimeS) {
  */
 async function runVerify(remote, stack, checks) {
     const t0 = Date.now();
-    const pending = checks.map((check) => ({ check, deadline: t0 + check.within * 1000, attempts: 0, last: undefined, reason: '' }));
+    const pending = checks.map((check) => ({
+        check,
+        deadline: t0 + check.within * 1000,
+        attempts: 0,
+        last: undefined,
+        reason: '',
+    }));
     const failures = [];
     core.info(`Verify: ${checks.length} request(s) for ${stack}, each until it passes or its time is up.`);
     while (pending.length) {
@@ -66348,7 +66955,14 @@ async function runVerify(remote, stack, checks) {
             }
             else if (Date.now() >= p.deadline) {
                 pending.splice(pending.indexOf(p), 1);
-                failures.push({ check: p.check, reason, status: p.last.status, bodyStart: (0, mask_1.redact)(p.last.body.slice(0, SHOWN_BYTES)), attempts: p.attempts, seconds });
+                failures.push({
+                    check: p.check,
+                    reason,
+                    status: p.last.status,
+                    bodyStart: (0, mask_1.redact)(p.last.body.slice(0, SHOWN_BYTES)),
+                    attempts: p.attempts,
+                    seconds,
+                });
             }
             else if (reason !== p.reason)
                 core.info(`Verify: ${describeCheck(p.check)} → ${(0, mask_1.redact)(reason)}; trying again until ${p.check.within} s.`);
@@ -66427,7 +67041,10 @@ const IMAGE_NAME = /^[a-z][a-z0-9]*(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 /** Service folders matching the `services` input: a folder, or a folder glob ending in `/*`. */
 function serviceDirs(workingDir, pattern) {
     const dirs = [];
-    for (const p of pattern.split(/[,\n]/).map((s) => s.trim()).filter(Boolean)) {
+    for (const p of pattern
+        .split(/[,\n]/)
+        .map((s) => s.trim())
+        .filter(Boolean)) {
         if (p.endsWith('/*')) {
             const parent = path.resolve(workingDir, p.slice(0, -2));
             if (!fs.existsSync(parent)) {
@@ -66472,7 +67089,11 @@ function readServices(workingDir, pattern, builds = new Map(), versions = {}) {
     }
     // Two services with one image name, or one variable name, would silently overwrite each other.
     const seen = new Map();
-    const where = (s) => (s.build ? `stack service "${s.name}" (${s.build.file})` : s.dir ? `service folder "${path.relative(workingDir, s.dir)}"` : `"${s.name}" of input \`versions\``);
+    const where = (s) => s.build
+        ? `stack service "${s.name}" (${s.build.file})`
+        : s.dir
+            ? `service folder "${path.relative(workingDir, s.dir)}"`
+            : `"${s.name}" of input \`versions\``;
     for (const s of services) {
         const clash = seen.get(versionVariable(s.name));
         if (clash)
@@ -66520,9 +67141,17 @@ function builtService(workingDir, name, build, folder, given) {
     if (build.versionFile) {
         if (!fs.existsSync(build.versionFile))
             throw new errors_1.InputError(`${build.file}:${build.line}: service ${name}: x-version-file ${rel(build.versionFile)}: no such file.`);
-        return { ...base, versionFile: rel(build.versionFile), version: readVersionFile(build.versionFile, rel(build.versionFile)) };
+        return {
+            ...base,
+            versionFile: rel(build.versionFile),
+            version: readVersionFile(build.versionFile, rel(build.versionFile)),
+        };
     }
-    const candidates = [path.join(build.context, 'VERSION'), ...(folder ? [path.join(folder, 'VERSION')] : []), path.join(workingDir, 'VERSION')];
+    const candidates = [
+        path.join(build.context, 'VERSION'),
+        ...(folder ? [path.join(folder, 'VERSION')] : []),
+        path.join(workingDir, 'VERSION'),
+    ];
     const found = candidates.find((f) => fs.existsSync(f));
     if (!found) {
         throw new errors_1.InputError(`${build.file}:${build.line}: service ${name} is built here but has no version: give it a VERSION file in its build context (${rel(build.context)}), ` +
@@ -66542,7 +67171,8 @@ function versionEnv(services, registry, prefix) {
     const env = { REGISTRY: registry, IMAGE_PREFIX: prefix };
     for (const s of services) {
         env[versionVariable(s.name)] = s.version;
-        env[versionVariable(s.name).replace(/_VERSION$/, '_IMAGE')] = `${s.repository ?? imageRepository(registry, prefix, s.name)}:${s.version}`;
+        env[versionVariable(s.name).replace(/_VERSION$/, '_IMAGE')] =
+            `${s.repository ?? imageRepository(registry, prefix, s.name)}:${s.version}`;
     }
     return env;
 }
@@ -66558,7 +67188,9 @@ function releaseTagMismatches(services, ref) {
     const tagVersion = semver.valid(semver.clean(tag) ?? '') ?? tag.replace(/^v/, '');
     return services
         .filter((s) => s.versionFile !== exports.FROM_INPUT)
-        .filter((s) => (semver.valid(s.version) && semver.valid(tagVersion) ? !semver.eq(s.version, tagVersion) : s.version !== tagVersion))
+        .filter((s) => semver.valid(s.version) && semver.valid(tagVersion)
+        ? !semver.eq(s.version, tagVersion)
+        : s.version !== tagVersion)
         .map((s) => ({ service: s.name, versionFile: s.versionFile, version: s.version, tag }));
 }
 

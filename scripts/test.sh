@@ -3,8 +3,9 @@
 # dockerd in Swarm mode, registry, sshd), then runs the unit and the lab tests.
 set -euo pipefail
 source "$(dirname "$0")/setup.sh"
-echo "== typecheck"
+echo "== typecheck, lint and format"
 npx tsc --noEmit -p .
+npm run --silent lint
 echo "== tests (unit, then lab: real dockerd, registry and sshd)"
 # One run, files in order: the lab tests share one Swarm, so they go one at a time.
 tap=$(mktemp)

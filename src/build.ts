@@ -1,7 +1,7 @@
 import * as core from '@actions/core';
 import * as fs from 'fs';
 import * as path from 'path';
-import { ComposeFile, loadComposeFile, locateIn, mergeStack, resolveCompose, toStringMap } from './compose';
+import { ComposeFile, loadComposeFile, locateIn, mergeStack, resolveCompose, toStringMap, Yaml } from './compose';
 import { ComposeFileError, InputError } from './errors';
 import { Runner, mustRun } from './exec';
 import { StackSpec } from './inputs';
@@ -44,7 +44,9 @@ async function pushWithRetry(docker: Runner, ref: string, attempts: number, dela
     if (res.code === 0) return res.stdout;
     last = (res.stderr || res.stdout).trim().split('\n').slice(-3).join(' ');
     if (i < attempts) {
-      core.warning(`docker push ${ref} failed (attempt ${i}/${attempts}): ${last}; retrying in ${(delayMs * i) / 1000} s`);
+      core.warning(
+        `docker push ${ref} failed (attempt ${i}/${attempts}): ${last}; retrying in ${(delayMs * i) / 1000} s`,
+      );
       await new Promise((r) => setTimeout(r, delayMs * i));
     }
   }
@@ -66,14 +68,17 @@ const ipv4 = (a: string) => a.split('.').reduce((n, o) => n * 256 + Number(o), 0
 export async function plainHttp(docker: Runner, refs: string[]): Promise<(ref: string) => boolean> {
   if (refs.every(isLoopback)) return isLoopback;
   const format = '{{json .RegistryConfig.IndexConfigs}} {{json .RegistryConfig.InsecureRegistryCIDRs}}';
-  const res = await docker.run(['docker', 'info', '--format', format], { silent: true }).catch(() => ({ code: -1, stdout: '' }));
+  const res = await docker
+    .run(['docker', 'info', '--format', format], { silent: true })
+    .catch(() => ({ code: -1, stdout: '' }));
   const names = new Set<string>();
   const cidrs: [number, number][] = [];
   if (res.code === 0) {
     const m = /^(\{.*\}) (\[.*\]|null)\s*$/.exec(res.stdout.trim());
     try {
-      for (const [name, c] of Object.entries((m ? JSON.parse(m[1]) : {}) as Record<string, { Secure?: boolean }>)) if (c?.Secure === false) names.add(name);
-      for (const cidr of (m ? JSON.parse(m[2]) ?? [] : []) as string[]) {
+      for (const [name, c] of Object.entries((m ? JSON.parse(m[1]) : {}) as Record<string, { Secure?: boolean }>))
+        if (c?.Secure === false) names.add(name);
+      for (const cidr of (m ? (JSON.parse(m[2]) ?? []) : []) as string[]) {
         const [addr, bits] = cidr.split('/');
         if (/^\d+\.\d+\.\d+\.\d+$/.test(addr) && Number(bits) <= 32) cidrs.push([ipv4(addr), Number(bits)]);
       }
@@ -84,13 +89,19 @@ export async function plainHttp(docker: Runner, refs: string[]): Promise<(ref: s
   return (ref: string) => {
     const host = ref.split('/')[0];
     const addr = host.split(':')[0];
-    const inCidr = /^\d+\.\d+\.\d+\.\d+$/.test(addr) && cidrs.some(([net, bits]) => bits === 0 || ipv4(addr) >>> (32 - bits) === net >>> (32 - bits));
+    const inCidr =
+      /^\d+\.\d+\.\d+\.\d+$/.test(addr) &&
+      cidrs.some(([net, bits]) => bits === 0 || ipv4(addr) >>> (32 - bits) === net >>> (32 - bits));
     return isLoopback(ref) || names.has(host) || inCidr;
   };
 }
 
 /** The digest of `ref` in the registry, or null when it is not there (or cannot be read: then we build). */
-export async function registryDigest(docker: Runner, ref: string, insecure: (ref: string) => boolean = isLoopback): Promise<string | null> {
+export async function registryDigest(
+  docker: Runner,
+  ref: string,
+  insecure: (ref: string) => boolean = isLoopback,
+): Promise<string | null> {
   const argv = ['docker', 'manifest', 'inspect', '--verbose'];
   if (insecure(ref)) argv.push('--insecure');
   const res = await docker.run([...argv, ref], { silent: true });
@@ -117,7 +128,14 @@ export function repositoryOf(image: string): string {
  * Docker cannot load is left to the pre-flight checks, which report it with its line. With
  * `sources` (a build), the context and Dockerfile must exist; a deploy job may not have cloned them.
  */
-export function stackBuilds(stacks: StackSpec[], workingDir: string, env: Record<string, string>, registry: string, prefix: string, opts: { sources?: boolean } = {}): Map<string, StackBuild> {
+export function stackBuilds(
+  stacks: StackSpec[],
+  workingDir: string,
+  env: Record<string, string>,
+  registry: string,
+  prefix: string,
+  opts: { sources?: boolean } = {},
+): Map<string, StackBuild> {
   const builds = new Map<string, StackBuild>();
   const under = [registry, prefix].filter(Boolean).join('/');
   for (const spec of stacks) {
@@ -129,7 +147,7 @@ export function stackBuilds(stacks: StackSpec[], workingDir: string, env: Record
       throw e;
     }
     const merged = mergeStack(files.map((f) => resolveCompose(f, env)));
-    const services = (merged.services ?? {}) as Record<string, any>;
+    const services = (merged.services ?? {}) as Record<string, Yaml>;
     for (const [name, svc] of Object.entries(services)) {
       if (!svc || svc.build === undefined || svc.build === null) continue;
       const at = locateIn(files, ['services', name, 'build']);
@@ -137,17 +155,31 @@ export function stackBuilds(stacks: StackSpec[], workingDir: string, env: Record
       // Compose resolves build paths against the stack file's folder; with several files, the first one's.
       const base = path.dirname(files[0].absPath);
       const b = typeof svc.build === 'string' ? { context: svc.build } : svc.build;
-      if (typeof b !== 'object' || Array.isArray(b)) throw new InputError(`${where}: service ${name}: build must be a path or a mapping (context, dockerfile, target, args, cache_from, labels).`);
+      if (typeof b !== 'object' || Array.isArray(b))
+        throw new InputError(
+          `${where}: service ${name}: build must be a path or a mapping (context, dockerfile, target, args, cache_from, labels).`,
+        );
       const image = typeof svc.image === 'string' ? svc.image.trim() : '';
-      if (!image) throw new InputError(`${where}: service ${name} has build: but no image: — give it image: ${under ? `${under}/` : ''}${name}:\${${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_VERSION}, the image the action builds and the stack deploys.`);
+      if (!image)
+        throw new InputError(
+          `${where}: service ${name} has build: but no image: — give it image: ${under ? `${under}/` : ''}${name}:\${${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_VERSION}, the image the action builds and the stack deploys.`,
+        );
       const repository = repositoryOf(image);
       if (under && !repository.startsWith(`${under}/`)) {
-        throw new InputError(`${where}: service ${name} is built by the action but its image "${image}" is not under ${under}/ (registry and image-prefix): the action pushes only there.`);
+        throw new InputError(
+          `${where}: service ${name} is built by the action but its image "${image}" is not under ${under}/ (registry and image-prefix): the action pushes only there.`,
+        );
       }
       const context = path.resolve(base, String(b.context ?? '.'));
-      if (opts.sources && (!fs.existsSync(context) || !fs.statSync(context).isDirectory())) throw new InputError(`${where}: service ${name}: build context ${path.relative(workingDir, context) || '.'} is not a folder.`);
+      if (opts.sources && (!fs.existsSync(context) || !fs.statSync(context).isDirectory()))
+        throw new InputError(
+          `${where}: service ${name}: build context ${path.relative(workingDir, context) || '.'} is not a folder.`,
+        );
       const dockerfile = path.resolve(context, String(b.dockerfile ?? 'Dockerfile'));
-      if (opts.sources && !fs.existsSync(dockerfile)) throw new InputError(`${where}: service ${name}: Dockerfile ${path.relative(workingDir, dockerfile)}: no such file.`);
+      if (opts.sources && !fs.existsSync(dockerfile))
+        throw new InputError(
+          `${where}: service ${name}: Dockerfile ${path.relative(workingDir, dockerfile)}: no such file.`,
+        );
       const xVersion = svc['x-version-file'];
       const build: StackBuild = {
         stack: spec.name,
@@ -157,14 +189,21 @@ export function stackBuilds(stacks: StackSpec[], workingDir: string, env: Record
         dockerfile,
         target: b.target === undefined || b.target === null ? '' : String(b.target),
         args: toStringMap(b.args),
-        cacheFrom: Array.isArray(b.cache_from) ? b.cache_from.filter((c: unknown) => c !== null && c !== undefined).map(String) : [],
+        cacheFrom: Array.isArray(b.cache_from)
+          ? b.cache_from.filter((c: unknown) => c !== null && c !== undefined).map(String)
+          : [],
         labels: toStringMap(b.labels),
         repository,
-        versionFile: typeof xVersion === 'string' && xVersion.trim() ? path.resolve(path.dirname(at.file.absPath), xVersion.trim()) : undefined,
+        versionFile:
+          typeof xVersion === 'string' && xVersion.trim()
+            ? path.resolve(path.dirname(at.file.absPath), xVersion.trim())
+            : undefined,
       };
       const other = builds.get(name);
       if (other && other.repository !== repository) {
-        throw new InputError(`${where}: service ${name} is also built in ${other.file}:${other.line} with another image (${other.repository}); one name, one image.`);
+        throw new InputError(
+          `${where}: service ${name} is also built in ${other.file}:${other.line} with another image (${other.repository}); one name, one image.`,
+        );
       }
       if (!other) builds.set(name, build);
     }
@@ -172,7 +211,10 @@ export function stackBuilds(stacks: StackSpec[], workingDir: string, env: Record
   const byRepo = new Map<string, string>();
   for (const [name, b] of builds) {
     const clash = byRepo.get(b.repository);
-    if (clash) throw new InputError(`${b.file}:${b.line}: services ${clash} and ${name} both build the image ${b.repository}; give each its own image.`);
+    if (clash)
+      throw new InputError(
+        `${b.file}:${b.line}: services ${clash} and ${name} both build the image ${b.repository}; give each its own image.`,
+      );
     byRepo.set(b.repository, name);
   }
   return builds;
@@ -189,7 +231,12 @@ function buildArgv(s: Service, opts: BuildOptions, tags: string[], cacheFrom: st
   const target = b?.target || opts.target;
   if (target) argv.push('--target', target);
   for (const [k, v] of Object.entries(b?.labels ?? {})) argv.push('--label', `${k}=${v}`);
-  argv.push('--label', `org.opencontainers.image.version=${s.version}`, '--label', `org.opencontainers.image.revision=${opts.sha}`);
+  argv.push(
+    '--label',
+    `org.opencontainers.image.version=${s.version}`,
+    '--label',
+    `org.opencontainers.image.revision=${opts.sha}`,
+  );
   for (const t of tags) argv.push('--tag', t);
   argv.push(s.dir);
   return argv;
@@ -213,7 +260,9 @@ export async function missingImages(runner: Runner, images: string[]): Promise<I
   for (const image of unique) {
     const argv = ['docker', 'manifest', 'inspect'];
     if (insecure(image)) argv.push('--insecure');
-    const res = await runner.run([...argv, image], { silent: true }).catch((e: Error) => ({ code: -1, stdout: '', stderr: e.message }));
+    const res = await runner
+      .run([...argv, image], { silent: true })
+      .catch((e: Error) => ({ code: -1, stdout: '', stderr: e.message }));
     if (res.code === 0) continue;
     const why = (res.stderr || res.stdout).trim().split('\n').slice(-1)[0] ?? '';
     if (/no such manifest|manifest unknown|not found/i.test(why)) out.missing.push(image);
@@ -230,10 +279,19 @@ export async function buildImages(docker: Runner, services: Service[], opts: Bui
   const built: BuiltImage[] = [];
   const repoOf = (s: Service) => s.repository ?? imageRepository(opts.registry, opts.imagePrefix, s.name);
   const toBuild = services.filter((s) => s.dir);
-  const insecure = opts.push && !opts.rebuild && toBuild.length ? await plainHttp(docker, toBuild.map((s) => `${repoOf(s)}:${s.version}`)) : undefined;
+  const insecure =
+    opts.push && !opts.rebuild && toBuild.length
+      ? await plainHttp(
+          docker,
+          toBuild.map((s) => `${repoOf(s)}:${s.version}`),
+        )
+      : undefined;
   for (const s of services) {
     if (!s.dir) continue; // a version given by input `versions`: built elsewhere
-    if (!s.build && !fs.existsSync(path.join(s.dir, 'Dockerfile'))) throw new InputError(`${path.join(path.dirname(s.versionFile), 'Dockerfile')}: missing. Every service folder needs a Dockerfile.`);
+    if (!s.build && !fs.existsSync(path.join(s.dir, 'Dockerfile')))
+      throw new InputError(
+        `${path.join(path.dirname(s.versionFile), 'Dockerfile')}: missing. Every service folder needs a Dockerfile.`,
+      );
     const repo = repoOf(s);
     const tags = [`${repo}:${s.version}`, `${repo}:sha-${opts.sha.slice(0, 7)}`, `${repo}:${CACHE_TAG}`];
     // A released version is immutable: rebuilding it would push a different image under the same tag
@@ -241,19 +299,32 @@ export async function buildImages(docker: Runner, services: Service[], opts: Bui
     if (opts.push && !opts.rebuild) {
       const existing = await registryDigest(docker, tags[0], insecure);
       if (existing) {
-        core.info(`${tags[0]} is already in the registry (${existing.slice(0, 19)}…): not rebuilt. Bump ${s.versionFile} to ship a change (or set rebuild: true).`);
-        built.push({ service: s.name, version: s.version, image: tags[0], reference: `${tags[0]}@${existing}`, digest: existing, tags: [tags[0]], reused: true });
+        core.info(
+          `${tags[0]} is already in the registry (${existing.slice(0, 19)}…): not rebuilt. Bump ${s.versionFile} to ship a change (or set rebuild: true).`,
+        );
+        built.push({
+          service: s.name,
+          version: s.version,
+          image: tags[0],
+          reference: `${tags[0]}@${existing}`,
+          digest: existing,
+          tags: [tags[0]],
+          reused: true,
+        });
         continue;
       }
     }
     // Services built from one Dockerfile (different args) share their layer caches.
-    const siblings = services.filter((o) => o !== s && o.build && s.build && o.build.dockerfile === s.build.dockerfile).map((o) => `${repoOf(o)}:${CACHE_TAG}`);
+    const siblings = services
+      .filter((o) => o !== s && o.build && s.build && o.build.dockerfile === s.build.dockerfile)
+      .map((o) => `${repoOf(o)}:${CACHE_TAG}`);
     const cacheFrom = [...new Set([`${repo}:${CACHE_TAG}`, ...siblings, ...(s.build?.cacheFrom ?? [])])];
     await core.group(`Build ${s.name} ${s.version}${s.build ? ` (build: in ${s.build.file})` : ''}`, async () => {
       if (opts.push) {
         // The last pushed builds are the layer cache; a first build has none, which is fine.
         const found: string[] = [];
-        for (const c of cacheFrom) if ((await docker.run(['docker', 'pull', '--quiet', c], { silent: true })).code === 0) found.push(c);
+        for (const c of cacheFrom)
+          if ((await docker.run(['docker', 'pull', '--quiet', c], { silent: true })).code === 0) found.push(c);
         core.info(found.length ? `Layer cache: ${found.join(', ')}` : 'No layer cache yet (first build).');
       }
       await mustRun(docker, buildArgv(s, opts, tags, cacheFrom));
@@ -269,7 +340,14 @@ export async function buildImages(docker: Runner, services: Service[], opts: Bui
       });
       if (!digest) throw new Error(`docker push ${tags[0]} printed no digest.`);
     }
-    built.push({ service: s.name, version: s.version, image: tags[0], reference: digest ? `${tags[0]}@${digest}` : tags[0], digest, tags });
+    built.push({
+      service: s.name,
+      version: s.version,
+      image: tags[0],
+      reference: digest ? `${tags[0]}@${digest}` : tags[0],
+      digest,
+      tags,
+    });
   }
   return built;
 }
@@ -277,5 +355,8 @@ export async function buildImages(docker: Runner, services: Service[], opts: Bui
 /** Logs the runner in to the registry (password through stdin); the post step logs out. */
 export async function registryLogin(docker: Runner, registry: string, user: string, password: string): Promise<void> {
   // No registry is Docker Hub: docker login takes no server then.
-  await mustRun(docker, ['docker', 'login', ...(registry ? [registry] : []), '--username', user, '--password-stdin'], { input: password, silent: true });
+  await mustRun(docker, ['docker', 'login', ...(registry ? [registry] : []), '--username', user, '--password-stdin'], {
+    input: password,
+    silent: true,
+  });
 }

@@ -12,6 +12,7 @@ import {
   ComposeFile,
   ComposeValueError,
   NodePath,
+  Yaml,
   ResolvedCompose,
   ServiceInfo,
   bindMounts,
@@ -55,26 +56,71 @@ export interface CheckOptions {
 
 /** Every rule, with its severity (the one it usually reports with) and what it catches. */
 export const RULES: { id: string; severity: Severity; summary: string }[] = [
-  { id: 'overlay-mtu', severity: 'error', summary: 'overlay network MTU above 1450, or above the host MTU − 50 when the host is known' },
+  {
+    id: 'overlay-mtu',
+    severity: 'error',
+    summary: 'overlay network MTU above 1450, or above the host MTU − 50 when the host is known',
+  },
   { id: 'undefined-network', severity: 'error', summary: 'service on a network the stack does not declare' },
-  { id: 'traefik-network', severity: 'error', summary: "Traefik-routed service on several networks without a valid traefik.docker.network or Traefik default network" },
-  { id: 'traefik-labels-placement', severity: 'warning', summary: 'traefik.* labels under service labels: instead of deploy.labels' },
-  { id: 'monitor-window', severity: 'warning', summary: 'update_config.monitor not longer than one healthcheck cycle / start_period with failure_action rollback' },
+  {
+    id: 'traefik-network',
+    severity: 'error',
+    summary:
+      'Traefik-routed service on several networks without a valid traefik.docker.network or Traefik default network',
+  },
+  {
+    id: 'traefik-labels-placement',
+    severity: 'warning',
+    summary: 'traefik.* labels under service labels: instead of deploy.labels',
+  },
+  {
+    id: 'monitor-window',
+    severity: 'warning',
+    summary: 'update_config.monitor not longer than one healthcheck cycle / start_period with failure_action rollback',
+  },
   { id: 'failure-action', severity: 'warning', summary: 'update_config.failure_action missing or pause' },
   { id: 'unset-variable', severity: 'error', summary: '${VAR} without default whose variable is unset' },
-  { id: 'interpolation', severity: 'error', summary: 'invalid ${...} syntax, or a ${VAR:?message} whose variable is missing' },
-  { id: 'single-replica-stop-first', severity: 'warning', summary: 'one replica with order stop-first: downtime on every deploy' },
+  {
+    id: 'interpolation',
+    severity: 'error',
+    summary: 'invalid ${...} syntax, or a ${VAR:?message} whose variable is missing',
+  },
+  {
+    id: 'single-replica-stop-first',
+    severity: 'warning',
+    summary: 'one replica with order stop-first: downtime on every deploy',
+  },
   { id: 'no-healthcheck', severity: 'notice', summary: 'service without a healthcheck in the stack' },
   { id: 'stateful-on-proxy-network', severity: 'warning', summary: 'database or cache on the network the proxy is on' },
   { id: 'immutable-object', severity: 'error', summary: 'config/secret whose content changed but whose name did not' },
-  { id: 'missing-file', severity: 'error', summary: 'config/secret file, env_file or relative bind mount source that does not exist' },
-  { id: 'bind-mount-node', severity: 'warning', summary: 'relative bind mount of a service that can run on a node other than the manager (connected)' },
+  {
+    id: 'missing-file',
+    severity: 'error',
+    summary: 'config/secret file, env_file or relative bind mount source that does not exist',
+  },
+  {
+    id: 'bind-mount-node',
+    severity: 'warning',
+    summary: 'relative bind mount of a service that can run on a node other than the manager (connected)',
+  },
   { id: 'swarm-ignored', severity: 'notice', summary: 'service keys that docker stack deploy ignores' },
   { id: 'invalid-value', severity: 'error', summary: 'a duration or number Docker would refuse' },
-  { id: 'invalid-yaml', severity: 'error', summary: 'a stack file that is not valid YAML, or whose top level is not a mapping' },
+  {
+    id: 'invalid-yaml',
+    severity: 'error',
+    summary: 'a stack file that is not valid YAML, or whose top level is not a mapping',
+  },
   { id: 'unknown-key', severity: 'error', summary: 'a top-level key docker stack deploy refuses' },
-  { id: 'timeout-too-short', severity: 'error', summary: 'an explicit `timeout` shorter than a healthy rolling update of a service takes' },
-  { id: 'placement', severity: 'error', summary: 'placement constraints no node meets, or replicas that cannot fit (connected)' },
+  {
+    id: 'timeout-too-short',
+    severity: 'error',
+    summary: 'an explicit `timeout` shorter than a healthy rolling update of a service takes',
+  },
+  {
+    id: 'placement',
+    severity: 'error',
+    summary: 'placement constraints no node meets, or replicas that cannot fit (connected)',
+  },
 ];
 
 export const RULE_IDS: string[] = RULES.map((r) => r.id);
@@ -97,10 +143,22 @@ const SWARM_IGNORED: Record<string, string> = {
   cgroup_parent: 'not applied to Swarm services',
 };
 
-const STATEFUL_WORDS = ['redis', 'postgres', 'mysql', 'mariadb', 'mongo', 'rabbitmq', 'minio', 'memcached', 'elasticsearch', 'valkey', 'keydb'];
+const STATEFUL_WORDS = [
+  'redis',
+  'postgres',
+  'mysql',
+  'mariadb',
+  'mongo',
+  'rabbitmq',
+  'minio',
+  'memcached',
+  'elasticsearch',
+  'valkey',
+  'keydb',
+];
 const PROXY = /traefik|nginx|caddy|haproxy|proxy/i;
 
-function isPlainObject(v: unknown): v is Record<string, any> {
+function isPlainObject(v: unknown): v is Record<string, Yaml> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
@@ -115,7 +173,10 @@ function imageRepo(image: string | undefined): string {
 }
 
 function tokens(s: string): string[] {
-  return s.toLowerCase().split(/[^a-z0-9]+/).filter(Boolean);
+  return s
+    .toLowerCase()
+    .split(/[^a-z0-9]+/)
+    .filter(Boolean);
 }
 
 /** The stateful word a service's image or name matches (redis, postgres, …, cache, db), if any. */
@@ -154,7 +215,7 @@ function fmt(seconds: number): string {
 }
 
 /** Swarm's name of a network key of the stack (stack-prefixed unless `name:` or external). */
-export function swarmNetworkName(stack: string, key: string, networks: Record<string, any> | undefined): string {
+export function swarmNetworkName(stack: string, key: string, networks: Record<string, Yaml> | undefined): string {
   const decl = networks?.[key];
   if (isPlainObject(decl)) {
     const ext = decl.external;
@@ -175,7 +236,7 @@ function isExternal(decl: unknown): boolean {
 export const DOCKER_OVERLAY_MTU = 1450;
 
 /** Named volumes a service mounts (not bind mounts, not anonymous volumes): two tasks would share them. */
-export function namedVolumes(svc: Record<string, any>): string[] {
+export function namedVolumes(svc: Record<string, Yaml>): string[] {
   const out: string[] = [];
   for (const v of Array.isArray(svc.volumes) ? svc.volumes : []) {
     let source: string | undefined;
@@ -208,7 +269,9 @@ function staticFileNetworks(file: string, text: string): string[] {
   try {
     const doc = YAML.parse(text);
     const providers = isPlainObject(doc) && isPlainObject(doc.providers) ? doc.providers : {};
-    return ['docker', 'swarm'].map((k) => providers[k]?.network).filter((n): n is string => typeof n === 'string' && n !== '');
+    return ['docker', 'swarm']
+      .map((k) => providers[k]?.network)
+      .filter((n): n is string => typeof n === 'string' && n !== '');
   } catch {
     return [];
   }
@@ -220,23 +283,31 @@ function staticFileNetworks(file: string, text: string): string[] {
  * (TRAEFIK_PROVIDERS_DOCKER_NETWORK, TRAEFIK_PROVIDERS_SWARM_NETWORK) or its static configuration
  * file (a config or bind-mounted traefik.yml/toml), in any of the given stacks.
  */
-export function traefikProviderNetworks(stacks: { name: string; files: ComposeFile[] }[], env: Record<string, string | undefined>): string[] {
+export function traefikProviderNetworks(
+  stacks: { name: string; files: ComposeFile[] }[],
+  env: Record<string, string | undefined>,
+): string[] {
   const out = new Set<string>();
   for (const stack of stacks) {
     if (!stack.files.length) continue;
     const merged = mergeStack(stack.files.map((f) => resolveCompose(f, env)));
     const baseDir = path.dirname(stack.files[0].absPath);
-    const services: Record<string, any> = isPlainObject(merged.services) ? merged.services : {};
+    const services: Record<string, Yaml> = isPlainObject(merged.services) ? merged.services : {};
     for (const svc of Object.values(services)) {
       if (!isPlainObject(svc)) continue;
-      const args: string[] = Array.isArray(svc.command) ? svc.command.map(String) : typeof svc.command === 'string' ? svc.command.split(/\s+/) : [];
+      const args: string[] = Array.isArray(svc.command)
+        ? svc.command.map(String)
+        : typeof svc.command === 'string'
+          ? svc.command.split(/\s+/)
+          : [];
       args.forEach((a, i) => {
         const m = /^--providers\.(docker|swarm)\.network(?:=(.*))?$/i.exec(a);
         const v = m ? (m[2] ?? args[i + 1]) : undefined;
         if (v) out.add(v.replace(/^["']|["']$/g, ''));
       });
       const environment = toStringMap(svc.environment);
-      for (const k of ['TRAEFIK_PROVIDERS_DOCKER_NETWORK', 'TRAEFIK_PROVIDERS_SWARM_NETWORK']) if (environment[k]) out.add(environment[k]);
+      for (const k of ['TRAEFIK_PROVIDERS_DOCKER_NETWORK', 'TRAEFIK_PROVIDERS_SWARM_NETWORK'])
+        if (environment[k]) out.add(environment[k]);
       if (!/traefik/.test(imageRepo(svc.image))) continue;
       // Its static configuration: files given as configs, or bind-mounted.
       const files: string[] = [];
@@ -246,7 +317,8 @@ export function traefikProviderNetworks(stacks: { name: string; files: ComposeFi
         if (isPlainObject(entry) && typeof entry.file === 'string') files.push(entry.file);
       }
       for (const v of Array.isArray(svc.volumes) ? svc.volumes : []) {
-        const source = typeof v === 'string' ? v.split(':')[0] : isPlainObject(v) && v.type === 'bind' ? String(v.source ?? '') : '';
+        const source =
+          typeof v === 'string' ? v.split(':')[0] : isPlainObject(v) && v.type === 'bind' ? String(v.source ?? '') : '';
         if (/^[./~]/.test(source)) files.push(source);
       }
       for (const f of files.filter((x) => /\.(ya?ml|toml)$/i.test(x))) {
@@ -264,7 +336,7 @@ export function traefikProviderNetworks(stacks: { name: string; files: ComposeFi
 }
 
 /** Rules switched off for one service / network / config entry: a skip comment on or above its key, a service's skip label. */
-function entitySkips(files: ComposeFile[], services: Record<string, any>, entity: NodePath): Set<string> {
+function entitySkips(files: ComposeFile[], services: Record<string, Yaml>, entity: NodePath): Set<string> {
   const out = new Set<string>();
   for (const f of files) {
     if (!hasPath(f, entity)) continue;
@@ -298,16 +370,19 @@ export interface OverlayNetwork {
 }
 
 /** The overlay networks a stack creates (not external ones), the implicit `default` when a service uses it. */
-export function overlayNetworks(stack: { name: string; files: ComposeFile[] }, env: Record<string, string | undefined>): OverlayNetwork[] {
+export function overlayNetworks(
+  stack: { name: string; files: ComposeFile[] },
+  env: Record<string, string | undefined>,
+): OverlayNetwork[] {
   if (!stack.files.length) return [];
   const merged = mergeStack(stack.files.map((f) => resolveCompose(f, env)));
-  const networks: Record<string, any> = isPlainObject(merged.networks) ? merged.networks : {};
+  const networks: Record<string, Yaml> = isPlainObject(merged.networks) ? merged.networks : {};
   const out: OverlayNetwork[] = [];
   const at = (p: NodePath) => {
     const l = locateIn(stack.files, p);
     return { file: l.file.path, line: l.line, col: l.col };
   };
-  const services: Record<string, any> = isPlainObject(merged.services) ? merged.services : {};
+  const services: Record<string, Yaml> = isPlainObject(merged.services) ? merged.services : {};
   // As in checkStack: a skip comment on the network (or on the service that brings in `default`).
   const off = (entity: NodePath) => {
     const s = entitySkips(stack.files, services, entity);
@@ -318,12 +393,17 @@ export function overlayNetworks(stack: { name: string; files: ComposeFile[] }, e
     if (isExternal(decl) || String(d.driver ?? 'overlay') !== 'overlay' || off(['networks', key])) continue;
     const raw = isPlainObject(d.driver_opts) ? d.driver_opts['com.docker.network.driver.mtu'] : undefined;
     const mtu = raw === undefined || raw === null || raw === '' ? undefined : Number(String(raw).trim());
-    const where = mtu === undefined ? ['networks', key] : ['networks', key, 'driver_opts', 'com.docker.network.driver.mtu'];
+    const where =
+      mtu === undefined ? ['networks', key] : ['networks', key, 'driver_opts', 'com.docker.network.driver.mtu'];
     out.push({ stack: stack.name, key, name: swarmNetworkName(stack.name, key, networks), mtu, ...at(where) });
   }
   if (!('default' in networks)) {
-    const user = Object.entries(services).find(([, svc]) => !isPlainObject(svc) || networkKeys(svc.networks).length === 0 || networkKeys(svc.networks).includes('default'));
-    if (user && !off(['services', user[0]])) out.push({ stack: stack.name, key: 'default', name: `${stack.name}_default`, ...at(['services', user[0]]) });
+    const user = Object.entries(services).find(
+      ([, svc]) =>
+        !isPlainObject(svc) || networkKeys(svc.networks).length === 0 || networkKeys(svc.networks).includes('default'),
+    );
+    if (user && !off(['services', user[0]]))
+      out.push({ stack: stack.name, key: 'default', name: `${stack.name}_default`, ...at(['services', user[0]]) });
   }
   return out;
 }
@@ -374,8 +454,8 @@ export function checkStack(
   const findings: Finding[] = [];
   const resolved: ResolvedCompose[] = files.map((f) => resolveCompose(f, env));
   const merged = mergeStack(resolved);
-  const services: Record<string, any> = isPlainObject(merged.services) ? merged.services : {};
-  const networks: Record<string, any> = isPlainObject(merged.networks) ? merged.networks : {};
+  const services: Record<string, Yaml> = isPlainObject(merged.services) ? merged.services : {};
+  const networks: Record<string, Yaml> = isPlainObject(merged.networks) ? merged.networks : {};
   // docker stack deploy resolves relative paths against the folder of the first compose file.
   const baseDir = path.dirname(files[0].absPath);
 
@@ -407,10 +487,21 @@ export function checkStack(
     if (skipped(rule, entity)) return;
     const loc = Array.isArray(at) ? locateIn(files, at) : at;
     const service = entity && entity[0] === 'services' ? String(entity[1]) : undefined;
-    findings.push({ rule, severity, file: loc.file.path, line: loc.line, col: loc.col, stack: stack.name, service, message });
+    findings.push({
+      rule,
+      severity,
+      file: loc.file.path,
+      line: loc.line,
+      col: loc.col,
+      stack: stack.name,
+      service,
+      message,
+    });
   };
   const entityOf = (p: NodePath | undefined): NodePath | undefined =>
-    p && p.length >= 2 && ['services', 'networks', 'configs', 'secrets'].includes(String(p[0])) ? p.slice(0, 2) : undefined;
+    p && p.length >= 2 && ['services', 'networks', 'configs', 'secrets'].includes(String(p[0]))
+      ? p.slice(0, 2)
+      : undefined;
 
   // --- interpolation ---------------------------------------------------------------------------
   resolved.forEach((r) => {
@@ -452,7 +543,8 @@ export function checkStack(
   const networkAt = (service: string, key: string): NodePath => {
     for (let i = resolved.length - 1; i >= 0; i--) {
       const n = resolved[i].data?.services?.[service]?.networks;
-      if (Array.isArray(n) && n.map(String).includes(key)) return ['services', service, 'networks', n.map(String).indexOf(key)];
+      if (Array.isArray(n) && n.map(String).includes(key))
+        return ['services', service, 'networks', n.map(String).indexOf(key)];
       if (isPlainObject(n) && key in n) return ['services', service, 'networks', key];
     }
     return ['services', service, 'networks'];
@@ -496,7 +588,7 @@ export function checkStack(
   }
 
   for (const [name, info] of Object.entries(infos)) {
-    const svc: Record<string, any> = isPlainObject(services[name]) ? services[name] : {};
+    const svc: Record<string, Yaml> = isPlainObject(services[name]) ? services[name] : {};
     const entity: NodePath = ['services', name];
     const sp = (...rest: (string | number)[]): NodePath => ['services', name, ...rest];
     const hc = info.healthcheck;
@@ -604,7 +696,10 @@ export function checkStack(
     const stateful = statefulKind(name, info.image);
     const volumes = namedVolumes(svc);
     if (info.mode === 'replicated' && !job && info.replicas === 1 && !hostPorts) {
-      const orderAt = svc?.deploy?.update_config?.order !== undefined ? sp('deploy', 'update_config', 'order') : sp('deploy', 'replicas');
+      const orderAt =
+        svc?.deploy?.update_config?.order !== undefined
+          ? sp('deploy', 'update_config', 'order')
+          : sp('deploy', 'replicas');
       const vols = volumes.join(', ');
       if (volumes.length && u.order === 'stop-first') {
         // Two copies on one data folder can corrupt it (databases, Prometheus' TSDB) or fail on its lock.
@@ -665,7 +760,10 @@ export function checkStack(
       if (!label && info.networks.length > 1 && !byDefault.length) {
         // Suggest only networks the stack declares (an undeclared one is its own error).
         const ok = names.filter((n, i) => declared(info.networks[i]));
-        const hint = shared.find((n) => ok.includes(n)) ?? ok.find((n) => isExternal(networks[info.networks[names.indexOf(n)]])) ?? ok[0];
+        const hint =
+          shared.find((n) => ok.includes(n)) ??
+          ok.find((n) => isExternal(networks[info.networks[names.indexOf(n)]])) ??
+          ok[0];
         const fixText = hint
           ? `Add deploy.labels traefik.docker.network=${hint} (the Swarm name of the network Traefik shares with it; ` +
             `traefik.swarm.network with Traefik v3's swarm provider)`
@@ -869,7 +967,10 @@ export function checkStack(
   const order = new Map(files.map((f, i) => [f.path, i]));
   return findings.sort(
     (a, b) =>
-      (order.get(a.file) ?? 0) - (order.get(b.file) ?? 0) || a.line - b.line || a.col - b.col || a.rule.localeCompare(b.rule),
+      (order.get(a.file) ?? 0) - (order.get(b.file) ?? 0) ||
+      a.line - b.line ||
+      a.col - b.col ||
+      a.rule.localeCompare(b.rule),
   );
 }
 
@@ -881,7 +982,12 @@ function cell(s: string): string {
  * Emits each finding as a GitHub annotation and returns the counts and a markdown table for the
  * job summary (the caller writes it).
  */
-export function reportFindings(findings: Finding[]): { errors: number; warnings: number; notices: number; markdown: string } {
+export function reportFindings(findings: Finding[]): {
+  errors: number;
+  warnings: number;
+  notices: number;
+  markdown: string;
+} {
   let errors = 0;
   let warnings = 0;
   let notices = 0;
@@ -900,7 +1006,10 @@ export function reportFindings(findings: Finding[]): { errors: number; warnings:
     }
   }
   const plural = (n: number, w: string): string => `${n} ${w}${n === 1 ? '' : 's'}`;
-  const lines = [`Pre-flight checks: ${plural(errors, 'error')}, ${plural(warnings, 'warning')}, ${plural(notices, 'notice')}.`, ''];
+  const lines = [
+    `Pre-flight checks: ${plural(errors, 'error')}, ${plural(warnings, 'warning')}, ${plural(notices, 'notice')}.`,
+    '',
+  ];
   if (findings.length) {
     lines.push('| File | Rule | Severity | Stack / service | Message |', '| --- | --- | --- | --- | --- |');
     for (const f of findings) {

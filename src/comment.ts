@@ -17,7 +17,10 @@ export interface CommentApi {
 }
 
 /** Updates the comment carrying the marker, or creates it. */
-export async function upsertComment(api: CommentApi, text: string): Promise<{ id: number; url: string; updated: boolean }> {
+export async function upsertComment(
+  api: CommentApi,
+  text: string,
+): Promise<{ id: number; url: string; updated: boolean }> {
   const body = `${MARKER}\n${text}`;
   const mine = (await api.list()).find((c) => (c.body ?? '').startsWith(MARKER));
   const res = mine ? await api.update(mine.id, body) : await api.create(body);
@@ -35,13 +38,19 @@ export function restApi(token: string, issue: number): CommentApi {
   };
 }
 
-export async function commandComment(inputs: Inputs, api: CommentApi = restApi(inputs.githubToken, inputs.pullRequest)): Promise<Outcome> {
+export async function commandComment(
+  inputs: Inputs,
+  api: CommentApi = restApi(inputs.githubToken, inputs.pullRequest),
+): Promise<Outcome> {
   let done;
   try {
     done = await upsertComment(api, inputs.comment);
   } catch (e) {
     const err = e as Error & { status?: number };
-    const hint = err.status === 403 || err.status === 401 ? ' (does the job grant `pull-requests: write`, and is the token the job token of this repository?)' : '';
+    const hint =
+      err.status === 403 || err.status === 401
+        ? ' (does the job grant `pull-requests: write`, and is the token the job token of this repository?)'
+        : '';
     throw new Error(`Could not comment on pull request #${inputs.pullRequest}: ${err.message}${hint}`);
   }
   const note = `${done.updated ? 'Updated' : 'Posted'} the comment on pull request #${inputs.pullRequest}${done.url ? `: ${done.url}` : ''}.`;

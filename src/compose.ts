@@ -21,13 +21,17 @@ export interface ComposeFile {
 
 export type NodePath = (string | number)[];
 
+/** A mapping as YAML gives it: shapes are checked where each key is read, not declared. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Yaml = any;
+
 export interface ResolvedCompose {
   file: ComposeFile;
   /**
    * Plain JS, interpolated, merge keys resolved. An interpolated value is a string, as in Docker,
    * except where Docker converts it (replicas, ports, healthcheck retries, external, …: see CASTS).
    */
-  data: any;
+  data: Yaml;
   /** YAML to upload: interpolated, every literal `$` written as `$$` (the host interpolates again). */
   text: string;
   /** `${VAR}`/`$VAR` without default whose variable is unset; `path` is the key path of the value. */
@@ -122,7 +126,13 @@ export function loadComposeFile(absPath: string, displayPath: string): ComposeFi
   const top = doc.contents;
   if (!YAML.isMap(top)) {
     const pos = top?.range ? lineCounter.linePos(top.range[0]) : { line: 1, col: 1 };
-    throw new ComposeFileError('invalid-yaml', file.path, pos.line, pos.col, `the top level of a stack file must be a mapping (services:, networks:, …)${top ? '' : '; the file is empty'}.`);
+    throw new ComposeFileError(
+      'invalid-yaml',
+      file.path,
+      pos.line,
+      pos.col,
+      `the top level of a stack file must be a mapping (services:, networks:, …)${top ? '' : '; the file is empty'}.`,
+    );
   }
   for (const pair of top.items) {
     const key = YAML.isScalar(pair.key) ? pair.key.value : pair.key;
@@ -145,7 +155,7 @@ function isMergeKey(key: unknown): boolean {
   return YAML.isScalar(key) && (key.value === '<<' || (typeof key.value === 'symbol' && key.source === '<<'));
 }
 
-function isPlainObject(v: unknown): v is Record<string, any> {
+function isPlainObject(v: unknown): v is Record<string, Yaml> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
@@ -291,7 +301,12 @@ export function resolveCompose(file: ComposeFile, env: Record<string, string | u
   const errors: ResolvedCompose['errors'] = [];
   const replacements: Replacement[] = [];
 
-  const posInScalar = (node: YAML.Scalar, raw: string, offset: number, token: string): { line: number; col: number } => {
+  const posInScalar = (
+    node: YAML.Scalar,
+    raw: string,
+    offset: number,
+    token: string,
+  ): { line: number; col: number } => {
     const [start, end] = node.range as [number, number, number];
     const source = file.text.slice(start, end);
     // Which occurrence of the token this is, counted in the parsed value.
@@ -316,7 +331,11 @@ export function resolveCompose(file: ComposeFile, env: Record<string, string | u
       unset.push({ name: u.name, ...posInScalar(node, raw, u.offset, token), path: nodePath });
     }
     for (const e of r.errors) {
-      errors.push({ message: e.message, ...posInScalar(node, raw, e.offset, raw.slice(e.offset, e.offset + 2)), path: nodePath });
+      errors.push({
+        message: e.message,
+        ...posInScalar(node, raw, e.offset, raw.slice(e.offset, e.offset + 2)),
+        path: nodePath,
+      });
     }
     const target = r.value !== raw ? castFor(effective.get(node) ?? []) : undefined;
     const kind = target?.kind;
@@ -362,7 +381,7 @@ export function resolveCompose(file: ComposeFile, env: Record<string, string | u
   };
   walk(clone.contents, []);
 
-  let data: any;
+  let data: Yaml;
   try {
     data = clone.toJS({ maxAliasCount: 10_000 }) ?? {};
   } catch (e) {
@@ -507,9 +526,9 @@ function deepMerge(a: unknown, b: unknown): unknown {
 }
 
 /** Label and network lists in map form, so that a list in one file merges with a map in another. */
-function normalizeService(svc: unknown): Record<string, any> {
+function normalizeService(svc: unknown): Record<string, Yaml> {
   if (!isPlainObject(svc)) return {};
-  const out: Record<string, any> = { ...svc };
+  const out: Record<string, Yaml> = { ...svc };
   if (out.labels !== undefined) out.labels = toStringMap(out.labels);
   if (Array.isArray(out.networks)) out.networks = Object.fromEntries(networkKeys(out.networks).map((n) => [n, null]));
   if (isPlainObject(out.deploy) && out.deploy.labels !== undefined) {
@@ -523,19 +542,19 @@ function normalizeService(svc: unknown): Record<string, any> {
  * (maps merged deeply, a later scalar or list wins). Label and service network lists are turned
  * into maps first.
  */
-export function mergeStack(resolved: ResolvedCompose[]): Record<string, any> {
-  let merged: Record<string, any> = {};
+export function mergeStack(resolved: ResolvedCompose[]): Record<string, Yaml> {
+  let merged: Record<string, Yaml> = {};
   for (const r of resolved) {
     const data = isPlainObject(r.data) ? { ...r.data } : {};
     if (isPlainObject(data.services)) {
       data.services = Object.fromEntries(Object.entries(data.services).map(([k, v]) => [k, normalizeService(v)]));
     }
-    merged = deepMerge(merged, data) as Record<string, any>;
+    merged = deepMerge(merged, data) as Record<string, Yaml>;
   }
   return merged;
 }
 
-const UNITS: Record<string, number> = { ns: 1e-9, us: 1e-6, 'µs': 1e-6, 'μs': 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
+const UNITS: Record<string, number> = { ns: 1e-9, us: 1e-6, µs: 1e-6, μs: 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
 
 /**
  * A Go duration (`1m30s`, `500ms`, `5s`, `1.5h`, `0`) in seconds, as Docker parses it;
@@ -590,7 +609,8 @@ function duration(v: unknown, fallback: number, at: NodePath): number {
 function integer(v: unknown, fallback: number, at: NodePath): number {
   if (v === undefined || v === null || v === '') return fallback;
   const n = typeof v === 'number' ? v : /^\s*[0-9]+\s*$/.test(String(v)) ? Number(v) : NaN;
-  if (!Number.isInteger(n) || n < 0) throw new ComposeValueError(`${at.join('.')}: "${String(v)}" is not a whole number.`, at);
+  if (!Number.isInteger(n) || n < 0)
+    throw new ComposeValueError(`${at.join('.')}: "${String(v)}" is not a whole number.`, at);
   return n;
 }
 
@@ -612,7 +632,7 @@ function healthcheckOf(name: string, hc: unknown): HealthcheckInfo | undefined {
 }
 
 /** One service of a merged stack (see mergeStack). */
-export function serviceInfo(name: string, svc: Record<string, any>): ServiceInfo {
+export function serviceInfo(name: string, svc: Record<string, Yaml>): ServiceInfo {
   const deploy = isPlainObject(svc.deploy) ? svc.deploy : {};
   const uc = isPlainObject(deploy.update_config) ? deploy.update_config : {};
   const placement = isPlainObject(deploy.placement) ? deploy.placement : {};
@@ -628,7 +648,8 @@ export function serviceInfo(name: string, svc: Record<string, any>): ServiceInfo
     healthcheck: healthcheckOf(name, svc.healthcheck),
     update: {
       monitor: duration(uc.monitor, 5, [...uwhere, 'monitor']),
-      failureAction: uc.failure_action === undefined || uc.failure_action === null ? 'pause' : String(uc.failure_action),
+      failureAction:
+        uc.failure_action === undefined || uc.failure_action === null ? 'pause' : String(uc.failure_action),
       order: uc.order === undefined || uc.order === null ? 'stop-first' : String(uc.order),
       parallelism: integer(uc.parallelism, 1, [...uwhere, 'parallelism']),
       delay: duration(uc.delay, 0, [...uwhere, 'delay']),
@@ -682,13 +703,15 @@ export function referencedFiles(resolved: ResolvedCompose): ReferencedFile[] {
     const entries = data[section];
     if (!isPlainObject(entries)) continue;
     for (const [name, entry] of Object.entries(entries)) {
-      if (isPlainObject(entry) && typeof entry.file === 'string' && entry.file) out.push({ kind, name, file: entry.file });
+      if (isPlainObject(entry) && typeof entry.file === 'string' && entry.file)
+        out.push({ kind, name, file: entry.file });
     }
   }
   const services = isPlainObject(data.services) ? data.services : {};
   for (const [name, svc] of Object.entries(services)) {
     if (!isPlainObject(svc)) continue;
-    for (const e of envFileEntries(svc.env_file)) out.push({ kind: 'env_file', name, file: e.file, ...(e.required ? {} : { optional: true as const }) });
+    for (const e of envFileEntries(svc.env_file))
+      out.push({ kind: 'env_file', name, file: e.file, ...(e.required ? {} : { optional: true as const }) });
   }
   return out;
 }
@@ -705,7 +728,10 @@ export function envFileEntries(v: unknown): { file: string; required: boolean; i
   list.forEach((item: unknown, i: number) => {
     const file = isPlainObject(item) ? item.path : item;
     if (typeof file !== 'string' || !file) return;
-    const required = !(isPlainObject(item) && (item.required === false || String(item.required).toLowerCase() === 'false'));
+    const required = !(
+      isPlainObject(item) &&
+      (item.required === false || String(item.required).toLowerCase() === 'false')
+    );
     out.push({ file, required, ...(Array.isArray(v) ? { index: i } : {}) });
   });
   return out;
@@ -730,7 +756,8 @@ export function shortEnvFiles(text: string, exists: (file: string) => boolean): 
       .map((e) => e.file);
     replacements.push({ start: node.range[0], end: node.range[1], text: JSON.stringify(keep) });
   }
-  for (const r of replacements.sort((a, b) => b.start - a.start)) text = text.slice(0, r.start) + r.text + text.slice(r.end);
+  for (const r of replacements.sort((a, b) => b.start - a.start))
+    text = text.slice(0, r.start) + r.text + text.slice(r.end);
   return text;
 }
 
@@ -747,7 +774,13 @@ export interface BindMount {
 
 /** A source Docker reads as a path relative to the compose folder (not absolute, not `~`). */
 function relativeSource(source: string): boolean {
-  return !!source && !source.startsWith('/') && !source.startsWith('~') && !/^[A-Za-z]:[\\/]/.test(source) && !source.startsWith('\\\\');
+  return (
+    !!source &&
+    !source.startsWith('/') &&
+    !source.startsWith('~') &&
+    !/^[A-Za-z]:[\\/]/.test(source) &&
+    !source.startsWith('\\\\')
+  );
 }
 
 /**
@@ -804,7 +837,14 @@ export function rewriteBindSources(text: string, rewrite: (source: string) => st
         const entries = mapEntries(doc, item);
         const type = resolveIn(doc, entries.find(([k]) => k === 'type')?.[1]);
         const src = resolveIn(doc, entries.find(([k]) => k === 'source')?.[1]);
-        if (!YAML.isScalar(type) || type.value !== 'bind' || !YAML.isScalar(src) || typeof src.value !== 'string' || !relativeSource(src.value)) continue;
+        if (
+          !YAML.isScalar(type) ||
+          type.value !== 'bind' ||
+          !YAML.isScalar(src) ||
+          typeof src.value !== 'string' ||
+          !relativeSource(src.value)
+        )
+          continue;
         node = src;
         source = src.value;
       }
@@ -815,6 +855,7 @@ export function rewriteBindSources(text: string, rewrite: (source: string) => st
       replacements.set(node.range[0], { start: node.range[0], end: node.range[1], text: JSON.stringify(next + rest) });
     }
   }
-  for (const r of [...replacements.values()].sort((a, b) => b.start - a.start)) text = text.slice(0, r.start) + r.text + text.slice(r.end);
+  for (const r of [...replacements.values()].sort((a, b) => b.start - a.start))
+    text = text.slice(0, r.start) + r.text + text.slice(r.end);
   return text;
 }

@@ -44,9 +44,15 @@ export function shipPath(abs: string, rel: string): ShippedPath {
       entries.push({ sub, kind: 'file', mode: st.mode & 0o777, content: fs.readFileSync(p) });
       return;
     }
-    if (!st.isDirectory()) throw new InputError(`${rel}${sub ? `/${sub}` : ''} is neither a file nor a folder: it cannot be shipped for a bind mount.`);
+    if (!st.isDirectory())
+      throw new InputError(
+        `${rel}${sub ? `/${sub}` : ''} is neither a file nor a folder: it cannot be shipped for a bind mount.`,
+      );
     const real = fs.realpathSync(p);
-    if (seen.has(real) || depth > 32) throw new InputError(`${rel}${sub ? `/${sub}` : ''}: a symbolic link loops back into the folder: it cannot be shipped for a bind mount.`);
+    if (seen.has(real) || depth > 32)
+      throw new InputError(
+        `${rel}${sub ? `/${sub}` : ''}: a symbolic link loops back into the folder: it cannot be shipped for a bind mount.`,
+      );
     seen.add(real);
     entries.push({ sub, kind: 'dir', mode: st.mode & 0o777 });
     for (const name of fs.readdirSync(p).sort()) walk(path.join(p, name), sub ? `${sub}/${name}` : name, depth + 1);
@@ -71,7 +77,10 @@ export { filesDir };
  * Docker resolves it. Relative, so it holds whatever the remote-dir and the user's home are.
  */
 export function mountSource(firstComposeRel: string, f: Pick<ShippedPath, 'hash' | 'name'>): string {
-  const from = path.posix.join('/stack/releases/release', path.posix.dirname(firstComposeRel.split(path.sep).join('/')));
+  const from = path.posix.join(
+    '/stack/releases/release',
+    path.posix.dirname(firstComposeRel.split(path.sep).join('/')),
+  );
   const rel = path.posix.relative(from, `/stack/files/${f.hash}/${f.name}`);
   return rel.startsWith('.') ? rel : `./${rel}`;
 }
@@ -88,10 +97,17 @@ export interface FileHost {
  * already: written byte for byte (length and sha256 checked) into a temp folder, modes set, then
  * renamed into place, so a cut connection never leaves half a folder under a hash name.
  */
-export async function installFiles(host: FileHost, dir: string, files: ShippedPath[]): Promise<{ shipped: ShippedPath[]; present: ShippedPath[] }> {
+export async function installFiles(
+  host: FileHost,
+  dir: string,
+  files: ShippedPath[],
+): Promise<{ shipped: ShippedPath[]; present: ShippedPath[] }> {
   const unique = [...new Map(files.map((f) => [f.hash, f])).values()];
   if (!unique.length) return { shipped: [], present: [] };
-  const probe = await host.sh(unique.map((f) => `[ -d ${shellJoin([`${dir}/${f.hash}`])} ] && echo ${f.hash}`).join('\n') + '\ntrue', { retry: true, silent: true });
+  const probe = await host.sh(
+    unique.map((f) => `[ -d ${shellJoin([`${dir}/${f.hash}`])} ] && echo ${f.hash}`).join('\n') + '\ntrue',
+    { retry: true, silent: true },
+  );
   if (probe.code !== 0) throw new Error(`${host.where}: cannot read ${dir}: ${probe.stderr.trim()}`);
   const there = new Set(probe.stdout.split('\n').map((l) => l.trim()));
   const shipped: ShippedPath[] = [];
@@ -102,7 +118,9 @@ export async function installFiles(host: FileHost, dir: string, files: ShippedPa
     // Folders first (an empty one is shipped too), files into them, then the folders' own modes,
     // deepest first, and the rename: nothing is written into a folder after it may have lost u+w.
     if (dirs.length) {
-      const mk = await host.sh(`umask 077 && mkdir -p ${dirs.map((d) => shellJoin([at(d)])).join(' ')}`, { retry: true });
+      const mk = await host.sh(`umask 077 && mkdir -p ${dirs.map((d) => shellJoin([at(d)])).join(' ')}`, {
+        retry: true,
+      });
       if (mk.code !== 0) throw new Error(`${host.where}: cannot create ${tmp}: ${mk.stderr.trim()}`);
     }
     for (const e of f.entries) if (e.kind === 'file') await host.writeFile(at(e), e.content as Buffer, e.mode);
@@ -114,7 +132,8 @@ export async function installFiles(host: FileHost, dir: string, files: ShippedPa
       `if [ -d ${shellJoin([`${dir}/${f.hash}`])} ]; then chmod -R u+w ${shellJoin([tmp])}; rm -rf ${shellJoin([tmp])}; else mv ${shellJoin([tmp, `${dir}/${f.hash}`])}; fi`,
     ].join(' && ');
     const res = await host.sh(install, { retry: true });
-    if (res.code !== 0) throw new Error(`${host.where}: cannot install ${f.rel} in ${dir}/${f.hash}: ${res.stderr.trim()}`);
+    if (res.code !== 0)
+      throw new Error(`${host.where}: cannot install ${f.rel} in ${dir}/${f.hash}: ${res.stderr.trim()}`);
     shipped.push(f);
   }
   return { shipped, present: unique.filter((x) => there.has(x.hash)) };

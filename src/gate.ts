@@ -52,7 +52,10 @@ export class ServiceGate {
   private runningSet = '';
   verdict: Verdict = { phase: 'pending', detail: 'waiting for the first poll' };
 
-  constructor(readonly watch: Watch, private readonly startedAt: number) {}
+  constructor(
+    readonly watch: Watch,
+    private readonly startedAt: number,
+  ) {}
 
   get done(): boolean {
     return this.verdict.phase === 'stable' || this.verdict.phase === 'failed';
@@ -65,7 +68,10 @@ export class ServiceGate {
   changed(now?: ServiceState): boolean {
     const b = this.watch.before;
     if (!b) return false;
-    return normalizeImage(b.image) !== this.watch.expectedImage || (!!now?.update && now.update.startedAt !== b.update?.startedAt);
+    return (
+      normalizeImage(b.image) !== this.watch.expectedImage ||
+      (!!now?.update && now.update.startedAt !== b.update?.startedAt)
+    );
   }
 
   /** The UpdateStatus of an update this deploy started, not one left over from an earlier deploy. */
@@ -98,13 +104,21 @@ export class ServiceGate {
     const onNew = tasks.filter((t) => t.desired === 'running' && t.state === 'running' && t.image === svc.image).length;
     const stuck = this.unplaceable(tasks, svc.image, now);
     if (stuck.length && !upd?.state.startsWith('rollback')) {
-      return { phase: 'failed', detail: `${stuck.length} task(s) cannot be placed: ${stuck[0].err}`, failedTasks: stuck };
+      return {
+        phase: 'failed',
+        detail: `${stuck.length} task(s) cannot be placed: ${stuck[0].err}`,
+        failedTasks: stuck,
+      };
     }
 
     switch (upd?.state) {
       case 'rollback_started':
         this.convergedAt = undefined;
-        return { phase: 'rolling-back', detail: `Swarm is rolling the update back${msg}`, failedTasks: this.newImageFailures(tasks) };
+        return {
+          phase: 'rolling-back',
+          detail: `Swarm is rolling the update back${msg}`,
+          failedTasks: this.newImageFailures(tasks),
+        };
       case 'rollback_completed':
         return {
           phase: 'failed',
@@ -113,12 +127,23 @@ export class ServiceGate {
           failedTasks: this.newImageFailures(tasks),
         };
       case 'rollback_paused':
-        return { phase: 'failed', detail: `Swarm's rollback is paused${msg}`, failedTasks: this.newImageFailures(tasks) };
+        return {
+          phase: 'failed',
+          detail: `Swarm's rollback is paused${msg}`,
+          failedTasks: this.newImageFailures(tasks),
+        };
       case 'paused':
-        return { phase: 'failed', detail: `the update is paused (failure_action: pause)${msg}`, failedTasks: this.newImageFailures(tasks) };
+        return {
+          phase: 'failed',
+          detail: `the update is paused (failure_action: pause)${msg}`,
+          failedTasks: this.newImageFailures(tasks),
+        };
       case 'updating':
         this.convergedAt = undefined;
-        return { phase: 'pending', detail: `updating${msg}; ${onNew}/${svc.replicas ?? 'global'} running the new spec` };
+        return {
+          phase: 'pending',
+          detail: `updating${msg}; ${onNew}/${svc.replicas ?? 'global'} running the new spec`,
+        };
     }
 
     // Same image, new env or config: the old tasks already run the image, so they only look converged
@@ -129,7 +154,10 @@ export class ServiceGate {
     }
 
     if (normalizeImage(svc.image) !== w.expectedImage) {
-      return { phase: 'failed', detail: `the service runs ${svc.image}, not ${w.expectedImage} (changed by someone else?)` };
+      return {
+        phase: 'failed',
+        detail: `the service runs ${svc.image}, not ${w.expectedImage} (changed by someone else?)`,
+      };
     }
 
     const { converged, need, current, running, otherRunning: oldRunning } = onCurrentSpec(svc, tasks);
@@ -138,14 +166,19 @@ export class ServiceGate {
     if (!w.before) {
       const failed = failuresSince(tasks, svc.image, this.startedAt);
       if (failed.length >= NEW_SERVICE_MAX_FAILURES) {
-        return { phase: 'failed', detail: `${failed.length} tasks failed since the deploy started`, failedTasks: failed };
+        return {
+          phase: 'failed',
+          detail: `${failed.length} tasks failed since the deploy started`,
+          failedTasks: failed,
+        };
       }
     }
 
     // A service this deploy did not touch only has to be up: a task it loses meanwhile is not the
     // release's doing, and rolling the layer back would not bring it back.
     const untouched = !!w.before && !!w.before.taskSpec && w.before.taskSpec === svc.taskSpec && !upd;
-    if (untouched && converged) return { phase: 'stable', detail: `${running.length}/${need} running (unchanged by this deploy)` };
+    if (untouched && converged)
+      return { phase: 'stable', detail: `${running.length}/${need} running (unchanged by this deploy)` };
     if (!converged) {
       if (this.convergedAt !== undefined) {
         // It was healthy and lost a task: inside the stability window that is a failed release.
@@ -163,33 +196,56 @@ export class ServiceGate {
       return { phase: 'pending', detail: `${running.length}/${need} running${states ? ` (${states})` : ''}${old}` };
     }
 
-    const set = running.map((t) => t.id).sort().join(',');
+    const set = running
+      .map((t) => t.id)
+      .sort()
+      .join(',');
     if (this.convergedAt === undefined || set !== this.runningSet) {
       if (this.convergedAt !== undefined) {
         const failed = failuresSince(tasks, svc.image, this.convergedAt - 1000);
         if (failed.length) {
-          return { phase: 'failed', detail: `a task of the new version failed inside the stability window and was replaced`, failedTasks: failed };
+          return {
+            phase: 'failed',
+            detail: `a task of the new version failed inside the stability window and was replaced`,
+            failedTasks: failed,
+          };
         }
       }
       this.convergedAt ??= now;
       this.runningSet = set;
     }
     const left = w.stabilityMs - (now - this.convergedAt);
-    if (left <= 0) return { phase: 'stable', detail: `${running.length}/${need} running, stable for ${Math.round(w.stabilityMs / 1000)} s` };
-    return { phase: 'converged', detail: `${running.length}/${need} running; watching ${Math.ceil(left / 1000)} s more` };
+    if (left <= 0)
+      return {
+        phase: 'stable',
+        detail: `${running.length}/${need} running, stable for ${Math.round(w.stabilityMs / 1000)} s`,
+      };
+    return {
+      phase: 'converged',
+      detail: `${running.length}/${need} running; watching ${Math.ceil(left / 1000)} s more`,
+    };
   }
 
   /** Tasks of this spec the scheduler has refused for longer than the grace, newest first. */
   private unplaceable(tasks: TaskState[], image: string, now: number): TaskState[] {
     return tasks
-      .filter((t) => t.image === image && t.desired === 'running' && t.state === 'pending' && UNPLACEABLE.test(t.err) && now - t.at >= PLACEMENT_GRACE_MS)
+      .filter(
+        (t) =>
+          t.image === image &&
+          t.desired === 'running' &&
+          t.state === 'pending' &&
+          UNPLACEABLE.test(t.err) &&
+          now - t.at >= PLACEMENT_GRACE_MS,
+      )
       .sort((a, b) => b.at - a.at);
   }
 
   private newImageFailures(tasks: TaskState[]): TaskState[] {
     // After a Swarm rollback the spec holds the old image: the failed tasks are those of any other image.
     const expected = this.watch.expectedImage;
-    return tasks.filter((t) => normalizeImage(t.image) === expected && FAILED_STATES.has(t.state) && t.at >= this.startedAt).sort((a, b) => b.at - a.at);
+    return tasks
+      .filter((t) => normalizeImage(t.image) === expected && FAILED_STATES.has(t.state) && t.at >= this.startedAt)
+      .sort((a, b) => b.at - a.at);
   }
 }
 
@@ -237,14 +293,18 @@ export async function runGate(gates: ServiceGate[], opts: GateOptions): Promise<
       // The engine restarting or the connection dropping is not a verdict: keep trying until the deadline.
       pollErrors++;
       lastError = (e as Error).message;
-      if (pollErrors === 1 || pollErrors % 10 === 0) core.warning(`Cannot read the Swarm state (${pollErrors}×): ${lastError}`);
+      if (pollErrors === 1 || pollErrors % 10 === 0)
+        core.warning(`Cannot read the Swarm state (${pollErrors}×): ${lastError}`);
       if (now() >= deadline) {
         const t = now();
         for (const g of gates) {
           if (g.done) continue;
           // A gate that did read the state fails for what it saw; the failed reads come after.
           g.verdict = polls
-            ? { phase: 'failed', detail: `not healthy within the timeout (${Math.round(opts.timeoutMs / 1000)} s); last seen ${Math.round((t - lastOkAt) / 1000)} s before it: ${g.verdict.phase}: ${g.verdict.detail} (reads failed after that: ${lastError})` }
+            ? {
+                phase: 'failed',
+                detail: `not healthy within the timeout (${Math.round(opts.timeoutMs / 1000)} s); last seen ${Math.round((t - lastOkAt) / 1000)} s before it: ${g.verdict.phase}: ${g.verdict.detail} (reads failed after that: ${lastError})`,
+              }
             : { phase: 'failed', detail: `could not read the Swarm state before the timeout: ${lastError}` };
         }
         return { ok: false, timedOut: true, gates, last, polls, failedAt: now() };
@@ -270,15 +330,23 @@ export async function runGate(gates: ServiceGate[], opts: GateOptions): Promise<
     if (t - progressAt >= (opts.progressMs ?? 30_000)) {
       progressAt = t;
       const open = gates.filter((g) => !g.done);
-      core.info(`Gate: ${Math.round((t - startedAt) / 1000)} s in, ${Math.max(0, Math.round((deadline - t) / 1000))} s left; ${gates.length - open.length}/${gates.length} service(s) done.`);
+      core.info(
+        `Gate: ${Math.round((t - startedAt) / 1000)} s in, ${Math.max(0, Math.round((deadline - t) / 1000))} s left; ${gates.length - open.length}/${gates.length} service(s) done.`,
+      );
       for (const g of open) core.info(`  ${g.watch.name}: ${g.verdict.phase}: ${g.verdict.detail}`);
     }
     const failed = gates.filter((g) => g.verdict.phase === 'failed');
-    if (failed.length && (opts.stopOnFailure ?? true)) return { ok: false, timedOut: false, gates, last, polls, failedAt: t };
-    if (gates.every((g) => g.done)) return { ok: failed.length === 0, timedOut: false, gates, last, polls, failedAt: failed.length ? t : undefined };
+    if (failed.length && (opts.stopOnFailure ?? true))
+      return { ok: false, timedOut: false, gates, last, polls, failedAt: t };
+    if (gates.every((g) => g.done))
+      return { ok: failed.length === 0, timedOut: false, gates, last, polls, failedAt: failed.length ? t : undefined };
     if (t >= deadline) {
       for (const g of gates) {
-        if (!g.done) g.verdict = { phase: 'failed', detail: `not healthy within the timeout (${Math.round(opts.timeoutMs / 1000)} s); last seen: ${g.verdict.detail}` };
+        if (!g.done)
+          g.verdict = {
+            phase: 'failed',
+            detail: `not healthy within the timeout (${Math.round(opts.timeoutMs / 1000)} s); last seen: ${g.verdict.detail}`,
+          };
       }
       return { ok: false, timedOut: true, gates, last, polls, failedAt: t };
     }

@@ -75,11 +75,21 @@ export interface HookResult {
 }
 
 /** Runs one hook on the host in a log group of its own; secrets masked in what it printed. */
-export async function runHook(remote: Remote, name: HookName, text: string, env: HookEnv, timeoutS: number): Promise<HookResult> {
+export async function runHook(
+  remote: Remote,
+  name: HookName,
+  text: string,
+  env: HookEnv,
+  timeoutS: number,
+): Promise<HookResult> {
   return core.group(`Hook ${name} (${env.stack}, layer ${env.layer}/${env.layers})`, async () => {
     const vars = hookVariables(env);
-    core.info(`DEPLOY_STACK=${vars.DEPLOY_STACK} DEPLOY_LAYER=${vars.DEPLOY_LAYER} DEPLOY_RELEASE=${vars.DEPLOY_RELEASE} DEPLOY_RESULT=${vars.DEPLOY_RESULT}`);
-    core.info(`DEPLOY_VERSIONS_BEFORE=${vars.DEPLOY_VERSIONS_BEFORE} DEPLOY_VERSIONS_AFTER=${vars.DEPLOY_VERSIONS_AFTER}`);
+    core.info(
+      `DEPLOY_STACK=${vars.DEPLOY_STACK} DEPLOY_LAYER=${vars.DEPLOY_LAYER} DEPLOY_RELEASE=${vars.DEPLOY_RELEASE} DEPLOY_RESULT=${vars.DEPLOY_RESULT}`,
+    );
+    core.info(
+      `DEPLOY_VERSIONS_BEFORE=${vars.DEPLOY_VERSIONS_BEFORE} DEPLOY_VERSIONS_AFTER=${vars.DEPLOY_VERSIONS_AFTER}`,
+    );
     const t0 = Date.now();
     // Not retried: a hook may not be safe to run twice.
     const res = await remote
@@ -92,9 +102,19 @@ export async function runHook(remote: Remote, name: HookName, text: string, env:
       core.info(`Hook ${name} passed in ${seconds} s.`);
       return { ok: true, code: 0, output };
     }
-    const reason = res.code === 124 || res.code === 137 ? `did not finish within ${timeoutS} s (input hook-timeout)` : res.code === -1 ? output : `exited ${res.code}`;
+    const reason =
+      res.code === 124 || res.code === 137
+        ? `did not finish within ${timeoutS} s (input hook-timeout)`
+        : res.code === -1
+          ? output
+          : `exited ${res.code}`;
     const last = output.split('\n').filter(Boolean).slice(-5).join('\n  ');
-    return { ok: false, code: res.code, output, reason: `${reason} after ${seconds} s${last && res.code !== -1 ? `; last lines:\n  ${last}` : ''}` };
+    return {
+      ok: false,
+      code: res.code,
+      output,
+      reason: `${reason} after ${seconds} s${last && res.code !== -1 ? `; last lines:\n  ${last}` : ''}`,
+    };
   });
 }
 
@@ -105,7 +125,20 @@ const tagOf = (image: string) => {
 
 /** Full service name → version (image tag) the stack's services run now. */
 export async function runningVersions(remote: Remote, stack: string): Promise<Record<string, string>> {
-  const res = await remote.run(['docker', 'service', 'ls', '--filter', `label=com.docker.stack.namespace=${stack}`, '--format', '{{.Name}} {{.Image}}'], { retry: true, silent: true }).catch(() => undefined);
+  const res = await remote
+    .run(
+      [
+        'docker',
+        'service',
+        'ls',
+        '--filter',
+        `label=com.docker.stack.namespace=${stack}`,
+        '--format',
+        '{{.Name}} {{.Image}}',
+      ],
+      { retry: true, silent: true },
+    )
+    .catch(() => undefined);
   const out: Record<string, string> = {};
   for (const line of res?.code === 0 ? res.stdout.trim().split('\n') : []) {
     const [name, image] = line.split(' ');
@@ -123,22 +156,52 @@ function failed(plan: LayerPlan, error: string): LayerOutcome {
  * changes (failing, the layer is not deployed), then the layer, then `post-deploy` once it deployed,
  * or `on-failure` after its rollback. Without hooks, just the layer.
  */
-export async function layerWithHooks(ctx: RunContext, hooks: Hooks, plan: LayerPlan, index: number, total: number, layer: () => Promise<LayerOutcome>): Promise<LayerOutcome> {
+export async function layerWithHooks(
+  ctx: RunContext,
+  hooks: Hooks,
+  plan: LayerPlan,
+  index: number,
+  total: number,
+  layer: () => Promise<LayerOutcome>,
+): Promise<LayerOutcome> {
   const any = hooks['pre-deploy'] || hooks['post-deploy'] || hooks['on-failure'];
   if (!any || plan.kind !== 'deploy') return layer();
   const { remote } = ctx;
   const planned = Object.fromEntries(plan.watches.map((w) => [w.name, tagOf(w.expectedImage)]));
   const before = await runningVersions(remote, plan.stack);
   for (const name of Object.keys(planned)) before[name] ??= '—';
-  const env = (hook: HookName, result: HookEnv['result'], after: Record<string, string>, error?: string): HookEnv => ({ hook, stack: plan.stack, layer: index + 1, layers: total, release: plan.release, before, after, versions: plan.versions, result, error });
+  const env = (hook: HookName, result: HookEnv['result'], after: Record<string, string>, error?: string): HookEnv => ({
+    hook,
+    stack: plan.stack,
+    layer: index + 1,
+    layers: total,
+    release: plan.release,
+    before,
+    after,
+    versions: plan.versions,
+    result,
+    error,
+  });
   const onFailure = async (result: LayerOutcome['result'], error: string) => {
     if (!hooks['on-failure']) return;
-    const h = await runHook(remote, 'on-failure', hooks['on-failure'], env('on-failure', result, await runningVersions(remote, plan.stack), error), hooks.timeoutS);
+    const h = await runHook(
+      remote,
+      'on-failure',
+      hooks['on-failure'],
+      env('on-failure', result, await runningVersions(remote, plan.stack), error),
+      hooks.timeoutS,
+    );
     if (!h.ok) core.warning(`Hook on-failure of ${plan.stack} failed: ${h.reason}`);
   };
 
   if (hooks['pre-deploy']) {
-    const h = await runHook(remote, 'pre-deploy', hooks['pre-deploy'], env('pre-deploy', 'pending', planned), hooks.timeoutS);
+    const h = await runHook(
+      remote,
+      'pre-deploy',
+      hooks['pre-deploy'],
+      env('pre-deploy', 'pending', planned),
+      hooks.timeoutS,
+    );
     if (!h.ok) {
       const error = `Hook pre-deploy of ${plan.stack} ${h.reason}\nNothing of ${plan.stack} was changed.`;
       core.error(error.split('\n')[0], { title: `pre-deploy failed: ${plan.stack}` });
@@ -158,7 +221,13 @@ export async function layerWithHooks(ctx: RunContext, hooks: Hooks, plan: LayerP
     return outcome;
   }
   if (hooks['post-deploy']) {
-    const h = await runHook(remote, 'post-deploy', hooks['post-deploy'], env('post-deploy', 'deployed', await runningVersions(remote, plan.stack)), hooks.timeoutS);
+    const h = await runHook(
+      remote,
+      'post-deploy',
+      hooks['post-deploy'],
+      env('post-deploy', 'deployed', await runningVersions(remote, plan.stack)),
+      hooks.timeoutS,
+    );
     if (!h.ok) {
       const error = `Hook post-deploy of ${plan.stack} ${h.reason}\n${plan.stack} stays deployed (its gate passed); later layers were not deployed.`;
       core.error(error.split('\n')[0], { title: `post-deploy failed: ${plan.stack}` });

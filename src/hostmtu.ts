@@ -51,8 +51,10 @@ export function parseHostMtu(stdout: string): HostMtu {
   const loopback = iface === 'lo' || /^127\./.test(want) || want === '::1';
   let unknown: string | undefined;
   if (!want) unknown = 'docker info gave no Swarm node address';
-  else if (!/\binet6?\b/.test(addrPart)) unknown = `\`ip -o addr\` gave nothing (${addrPart.trim().split('\n')[0]?.slice(0, 80) || 'no output'})`;
-  else if (iface === undefined) unknown = `no interface of the host carries ${addr} (an address behind NAT, or a separate --data-path-addr)`;
+  else if (!/\binet6?\b/.test(addrPart))
+    unknown = `\`ip -o addr\` gave nothing (${addrPart.trim().split('\n')[0]?.slice(0, 80) || 'no output'})`;
+  else if (iface === undefined)
+    unknown = `no interface of the host carries ${addr} (an address behind NAT, or a separate --data-path-addr)`;
   else if (mtu === undefined) unknown = `\`ip -o link\` gave no MTU for ${iface}`;
   return { addr, node, iface, mtu, loopback, ...(unknown ? { unknown } : {}) };
 }
@@ -60,14 +62,23 @@ export function parseHostMtu(stdout: string): HostMtu {
 /** The log line: what was read, on how many nodes. */
 export function describeHostMtu(h: HostMtu, nodes: number): string {
   const where = h.iface ? ` (${h.iface}${h.mtu !== undefined ? `, MTU ${h.mtu}` : ''})` : '';
-  const others = nodes > 1 ? `: the other ${nodes - 1} not read (a node's interface MTU is not visible from the manager)` : '';
+  const others =
+    nodes > 1 ? `: the other ${nodes - 1} not read (a node's interface MTU is not visible from the manager)` : '';
   return `Host MTU: Swarm node address ${h.addr || '(none)'}${where} on ${h.node || 'this manager'}; ${nodes} node(s)${others}.`;
 }
 
 /** Runs HOST_MTU_SCRIPT through any remote shell (one command). */
-export async function readHostMtu(remote: { sh(script: string, opts?: { retry?: boolean; silent?: boolean }): Promise<RunResult> }): Promise<HostMtu> {
+export async function readHostMtu(remote: {
+  sh(script: string, opts?: { retry?: boolean; silent?: boolean }): Promise<RunResult>;
+}): Promise<HostMtu> {
   const res = await remote.sh(HOST_MTU_SCRIPT, { retry: true, silent: true });
-  if (res.code !== 0) return { addr: '', node: '', loopback: false, unknown: `docker info failed: ${(res.stderr || res.stdout).trim().slice(0, 200)}` };
+  if (res.code !== 0)
+    return {
+      addr: '',
+      node: '',
+      loopback: false,
+      unknown: `docker info failed: ${(res.stderr || res.stdout).trim().slice(0, 200)}`,
+    };
   return parseHostMtu(res.stdout);
 }
 

@@ -104,7 +104,8 @@ export const DEFAULTS: Record<string, string> = {
 function positiveInt(get: Get, name: string, min = 1): number {
   const raw = get(name).trim();
   const n = Number(raw);
-  if (!/^\d+$/.test(raw) || n < min) throw new InputError(`Input \`${name}\` must be a whole number ≥ ${min}, got "${raw}".`);
+  if (!/^\d+$/.test(raw) || n < min)
+    throw new InputError(`Input \`${name}\` must be a whole number ≥ ${min}, got "${raw}".`);
   return n;
 }
 
@@ -122,7 +123,11 @@ const READABLE_KEY = /^[A-Za-z0-9_.-]{1,64}$/;
  * With `secret`, an error names the line number and at most a name-like key: a line without `=`,
  * or with free text before it, may be a pasted value, and an error reaches the log, annotation and summary.
  */
-export function parseKeyValues(text: string, inputName: string, opts: { secret?: boolean } = {}): Record<string, string> {
+export function parseKeyValues(
+  text: string,
+  inputName: string,
+  opts: { secret?: boolean } = {},
+): Record<string, string> {
   const out: Record<string, string> = {};
   text.split(/\r?\n/).forEach((line, i) => {
     if (!line.trim() || line.trim().startsWith('#')) return;
@@ -132,7 +137,14 @@ export function parseKeyValues(text: string, inputName: string, opts: { secret?:
       const where = `Input \`${inputName}\` line ${i + 1}`;
       const rule = 'expected KEY=VALUE with KEY made of letters, digits and _';
       if (!opts.secret) throw new InputError(`${where}: ${rule}, got "${line.slice(0, 40)}".`);
-      const why = eq < 0 ? 'there is no =' : !key ? 'there is no KEY before the =' : READABLE_KEY.test(key) ? `KEY "${key}" is not allowed` : 'the text before the first = is not a KEY';
+      const why =
+        eq < 0
+          ? 'there is no ='
+          : !key
+            ? 'there is no KEY before the ='
+            : READABLE_KEY.test(key)
+              ? `KEY "${key}" is not allowed`
+              : 'the text before the first = is not a KEY';
       throw new InputError(`${where}: ${rule}; ${why} (the line is not shown: it may hold a secret).`);
     }
     out[key] = line.slice(eq + 1);
@@ -151,14 +163,23 @@ export function parseStacks(text: string): StackSpec[] {
         `Input \`stacks\` line ${i + 1}: "${line.trim().slice(0, 60)}" is not STACK_NAME=compose-file[,compose-file…]; a stack name is letters, digits, _ and - (at most 63, starting with a letter or digit).`,
       );
     }
-    const files = line.slice(eq + 1).split(',').map((f) => f.trim()).filter(Boolean);
+    const files = line
+      .slice(eq + 1)
+      .split(',')
+      .map((f) => f.trim())
+      .filter(Boolean);
     if (!files.length) throw new InputError(`Input \`stacks\` line ${i + 1}: stack "${name}" names no compose file.`);
     for (const f of files) {
       if (path.isAbsolute(f) || path.normalize(f).startsWith('..') || /[\0\n]/.test(f)) {
-        throw new InputError(`Input \`stacks\`: compose file "${f}" of stack "${name}" must be a path inside working-directory.`);
+        throw new InputError(
+          `Input \`stacks\`: compose file "${f}" of stack "${name}" must be a path inside working-directory.`,
+        );
       }
       // docker stack deploy reads --compose-file values as CSV: a double quote cannot get through.
-      if (f.includes('"')) throw new InputError(`Input \`stacks\`: compose file "${f}" of stack "${name}" contains a double quote, which docker stack deploy cannot read; rename the file.`);
+      if (f.includes('"'))
+        throw new InputError(
+          `Input \`stacks\`: compose file "${f}" of stack "${name}" contains a double quote, which docker stack deploy cannot read; rename the file.`,
+        );
     }
     if (stacks.some((s) => s.name === name)) throw new InputError(`Input \`stacks\`: stack "${name}" is listed twice.`);
     stacks.push({ name, files });
@@ -180,24 +201,33 @@ export function parseVersions(text: string): Record<string, string> {
     try {
       data = JSON.parse(raw);
     } catch (e) {
-      throw new InputError(`Input \`versions\`: not valid JSON (${(e as Error).message}); give a JSON object {"name": "1.2.3"} or name=version lines.`);
+      throw new InputError(
+        `Input \`versions\`: not valid JSON (${(e as Error).message}); give a JSON object {"name": "1.2.3"} or name=version lines.`,
+      );
     }
-    if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new InputError('Input `versions`: the JSON must be an object {"name": "1.2.3"}.');
+    if (typeof data !== 'object' || data === null || Array.isArray(data))
+      throw new InputError('Input `versions`: the JSON must be an object {"name": "1.2.3"}.');
     pairs = Object.entries(data as Record<string, unknown>).map(([k, v]) => [k, v, `"${k}"`]);
   } else {
     pairs = [];
     raw.split(/\r?\n/).forEach((line, i) => {
       if (!line.trim() || line.trim().startsWith('#')) return;
       const eq = line.indexOf('=');
-      if (eq < 0) throw new InputError(`Input \`versions\` line ${i + 1}: "${line.trim().slice(0, 60)}" is not name=version.`);
+      if (eq < 0)
+        throw new InputError(`Input \`versions\` line ${i + 1}: "${line.trim().slice(0, 60)}" is not name=version.`);
       pairs.push([line.slice(0, eq).trim(), line.slice(eq + 1).trim(), `line ${i + 1}`]);
     });
   }
   const out: Record<string, string> = {};
   for (const [name, version, where] of pairs) {
-    if (!SERVICE_NAME.test(name)) throw new InputError(`Input \`versions\` ${where}: "${String(name).slice(0, 60)}" is not a service name (lower-case letters and digits, . _ - between them, starting with a letter).`);
+    if (!SERVICE_NAME.test(name))
+      throw new InputError(
+        `Input \`versions\` ${where}: "${String(name).slice(0, 60)}" is not a service name (lower-case letters and digits, . _ - between them, starting with a letter).`,
+      );
     if (typeof version !== 'string' || !TAG.test(version)) {
-      throw new InputError(`Input \`versions\` ${where}: the version of ${name}, ${JSON.stringify(version)?.slice(0, 60)}, is not a valid image tag (letters, digits, _ . -, at most 128, not starting with . or -).`);
+      throw new InputError(
+        `Input \`versions\` ${where}: the version of ${name}, ${JSON.stringify(version)?.slice(0, 60)}, is not a valid image tag (letters, digits, _ . -, at most 128, not starting with . or -).`,
+      );
     }
     if (name in out) throw new InputError(`Input \`versions\`: ${name} is given twice.`);
     out[name] = version;
@@ -238,10 +268,13 @@ export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.Proce
   if (needsHost || (command === 'check' && host)) {
     if (!host) throw new InputError('Input `host` is required for command ' + command + '.');
     if (!HOST.test(host)) throw new InputError(`Input \`host\` "${host}" is not a host name or address.`);
-    if (!USER.test(user)) throw new InputError(`Input \`user\` must be a user name (letters, digits, _ . -), got "${user}".`);
+    if (!USER.test(user))
+      throw new InputError(`Input \`user\` must be a user name (letters, digits, _ . -), got "${user}".`);
     if (!get('ssh-key').trim()) throw new InputError('Input `ssh-key` is required for command ' + command + '.');
     if (!get('known-hosts').trim()) {
-      throw new InputError('Input `known-hosts` is required: the pinned host key line(s), e.g. from `ssh-keyscan -p PORT HOST`. The action never accepts an unknown host key.');
+      throw new InputError(
+        'Input `known-hosts` is required: the pinned host key line(s), e.g. from `ssh-keyscan -p PORT HOST`. The action never accepts an unknown host key.',
+      );
     }
   }
   const port = positiveInt(get, 'port');
@@ -249,39 +282,62 @@ export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.Proce
 
   const stacks = parseStacks(get('stacks'));
   if ((needsHost || command === 'check') && !stacks.length) {
-    throw new InputError(`Input \`stacks\` is required for command ${command}: one layer per line, STACK_NAME=compose-file.`);
+    throw new InputError(
+      `Input \`stacks\` is required for command ${command}: one layer per line, STACK_NAME=compose-file.`,
+    );
   }
 
   const registry = get('registry').trim();
-  if (registry && !/^[A-Za-z0-9.-]+(:\d+)?$/.test(registry)) throw new InputError(`Input \`registry\` "${registry}" is not a registry host[:port].`);
-  const imagePrefix = get('image-prefix').trim().replace(/^\/+|\/+$/g, '');
-  if (imagePrefix && !/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/.test(imagePrefix)) {
-    throw new InputError(`Input \`image-prefix\` "${imagePrefix}" is not a valid image repository path (lower-case letters, digits, . _ - and /).`);
+  if (registry && !/^[A-Za-z0-9.-]+(:\d+)?$/.test(registry))
+    throw new InputError(`Input \`registry\` "${registry}" is not a registry host[:port].`);
+  const imagePrefix = get('image-prefix')
+    .trim()
+    .replace(/^\/+|\/+$/g, '');
+  if (
+    imagePrefix &&
+    !/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/.test(imagePrefix)
+  ) {
+    throw new InputError(
+      `Input \`image-prefix\` "${imagePrefix}" is not a valid image repository path (lower-case letters, digits, . _ - and /).`,
+    );
   }
 
   const stability = autoOrSeconds(get, 'stability', 0);
   const timeout = autoOrSeconds(get, 'timeout', 1);
 
   const release = get('release').trim() || defaultRelease(env.GITHUB_REF, env.GITHUB_SHA);
-  if (!RELEASE.test(release)) throw new InputError(`Input \`release\` "${release}" must be letters, digits, . _ + - (at most 128).`);
+  if (!RELEASE.test(release))
+    throw new InputError(`Input \`release\` "${release}" must be letters, digits, . _ + - (at most 128).`);
 
   // The SSH session starts in the user's home, and quoting would keep a leading ~ literal.
   const remoteDir = (get('remote-dir') || '.deploy-action').trim().replace(/^~\/?/, '') || '.';
   if (!REMOTE_DIR.test(remoteDir) || remoteDir.split('/').includes('..')) {
-    throw new InputError(`Input \`remote-dir\` "${remoteDir}" must be a plain path (letters, digits, . _ - / ~) without "..".`);
+    throw new InputError(
+      `Input \`remote-dir\` "${remoteDir}" must be a plain path (letters, digits, . _ - / ~) without "..".`,
+    );
   }
 
   const comment = get('comment').trim();
   const pullRequest = pullRequestNumber(get('pull-request'), env);
   if (command === 'comment') {
-    if (!comment) throw new InputError('Input `comment` is required for command comment: the Markdown to post on the pull request.');
-    if (!pullRequest) throw new InputError('Input `pull-request` is required for command comment outside a pull_request event: the number of the pull request.');
-    if (!get('github-token').trim()) throw new InputError('Input `github-token` is required for command comment (e.g. the job token `github.token`, with `pull-requests: write`).');
+    if (!comment)
+      throw new InputError(
+        'Input `comment` is required for command comment: the Markdown to post on the pull request.',
+      );
+    if (!pullRequest)
+      throw new InputError(
+        'Input `pull-request` is required for command comment outside a pull_request event: the number of the pull request.',
+      );
+    if (!get('github-token').trim())
+      throw new InputError(
+        'Input `github-token` is required for command comment (e.g. the job token `github.token`, with `pull-requests: write`).',
+      );
   }
 
   const bool = (name: string): boolean => {
     const v = get(name).trim().toLowerCase();
-    if (!['', 'true', 'false'].includes(v)) throw new InputError(`Input \`${name}\` must be true or false, got "${v}".`);
+    if (!['', 'true', 'false'].includes(v))
+      throw new InputError(`Input \`${name}\` must be true or false, got "${v}".`);
     return v === 'true';
   };
 
@@ -315,12 +371,26 @@ export function readInputs(raw: Get = (n) => core.getInput(n), env: NodeJS.Proce
     lockStaleAfter: positiveInt(get, 'lock-stale-after', 60),
     remoteDir,
     secrets: secretValues(get('secrets')),
-    generateSecrets: get('generate-secrets').split(/[,\s]+/).map((s) => s.trim()).filter(Boolean),
-    sharedSecrets: get('shared-secrets').split(/[,\s]+/).map((s) => s.trim()).filter(Boolean),
+    generateSecrets: get('generate-secrets')
+      .split(/[,\s]+/)
+      .map((s) => s.trim())
+      .filter(Boolean),
+    sharedSecrets: get('shared-secrets')
+      .split(/[,\s]+/)
+      .map((s) => s.trim())
+      .filter(Boolean),
     skipChecks: ruleIds(get('skip-checks')),
     dryRun: bool('dry-run'),
-    verify: parseVerify(get('verify'), stacks.map((s) => s.name)),
-    hooks: { 'pre-deploy': get('pre-deploy').trim(), 'post-deploy': get('post-deploy').trim(), 'on-failure': get('on-failure').trim(), timeoutS: positiveInt(get, 'hook-timeout') },
+    verify: parseVerify(
+      get('verify'),
+      stacks.map((s) => s.name),
+    ),
+    hooks: {
+      'pre-deploy': get('pre-deploy').trim(),
+      'post-deploy': get('post-deploy').trim(),
+      'on-failure': get('on-failure').trim(),
+      timeoutS: positiveInt(get, 'hook-timeout'),
+    },
     maxPreviews: positiveInt(get, 'max-previews', 0),
     comment,
     pullRequest,
@@ -333,7 +403,9 @@ function autoOrSeconds(get: Get, name: string, min: number): number | undefined 
   const raw = (get(name) || 'auto').trim();
   if (raw === 'auto') return undefined;
   if (!/^\d+$/.test(raw) || Number(raw) < min) {
-    throw new InputError(`Input \`${name}\` must be \`auto\` or a number of seconds${min ? ` (at least ${min})` : ''}, got "${raw}".`);
+    throw new InputError(
+      `Input \`${name}\` must be \`auto\` or a number of seconds${min ? ` (at least ${min})` : ''}, got "${raw}".`,
+    );
   }
   return Number(raw);
 }
@@ -342,11 +414,14 @@ function autoOrSeconds(get: Get, name: string, min: number): number | undefined 
 function pullRequestNumber(raw: string, env: NodeJS.ProcessEnv): number {
   const v = raw.trim();
   if (v) {
-    if (!/^[1-9]\d{0,9}$/.test(v)) throw new InputError(`Input \`pull-request\` must be a pull request number, got "${v.slice(0, 40)}".`);
+    if (!/^[1-9]\d{0,9}$/.test(v))
+      throw new InputError(`Input \`pull-request\` must be a pull request number, got "${v.slice(0, 40)}".`);
     return Number(v);
   }
   try {
-    const event = JSON.parse(fs.readFileSync(env.GITHUB_EVENT_PATH ?? '', 'utf8')) as { pull_request?: { number?: unknown } };
+    const event = JSON.parse(fs.readFileSync(env.GITHUB_EVENT_PATH ?? '', 'utf8')) as {
+      pull_request?: { number?: unknown };
+    };
     return typeof event.pull_request?.number === 'number' ? event.pull_request.number : 0;
   } catch {
     return 0;
@@ -355,10 +430,13 @@ function pullRequestNumber(raw: string, env: NodeJS.ProcessEnv): number {
 
 /** `skip-checks`: known rule ids only, so a typo does not silently leave a rule on. */
 function ruleIds(raw: string): string[] {
-  const ids = raw.split(/[,\s]+/).map((s) => s.trim()).filter(Boolean);
+  const ids = raw
+    .split(/[,\s]+/)
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const id of ids) {
-    if (id !== 'all' && !RULE_IDS.includes(id)) throw new InputError(`Input \`skip-checks\`: unknown rule "${id}" (rules: ${RULE_IDS.join(', ')}, or all).`);
+    if (id !== 'all' && !RULE_IDS.includes(id))
+      throw new InputError(`Input \`skip-checks\`: unknown rule "${id}" (rules: ${RULE_IDS.join(', ')}, or all).`);
   }
   return ids;
 }
-

@@ -91,7 +91,11 @@ function substitute(sub: string, env: Env): Outcome {
     const [name, msg] = partition(sub, sep);
     const v = lookup(env, name);
     if (v === undefined || (sep === ':?' && v === '')) {
-      return { error: msg ? `required variable ${name} is missing a value: ${msg}` : `required variable ${name} is missing a value` };
+      return {
+        error: msg
+          ? `required variable ${name} is missing a value: ${msg}`
+          : `required variable ${name} is missing a value`,
+      };
     }
     return { value: v };
   }
@@ -103,24 +107,34 @@ export function interpolateDetailed(template: string, env: Env): DetailedInterpo
   const unset: UnsetRef[] = [];
   // Docker keeps one error per value, and a later valid reference clears it.
   let error: InterpolationError | undefined;
-  const value = template.replace(PATTERN, (match, escaped: string | undefined, named: string | undefined, braced: string | undefined, _inv, offset: number) => {
-    if (escaped) return '$';
-    const sub = named || braced;
-    if (!sub) {
-      error = { message: invalid(template), offset };
-      return '';
-    }
-    const r = substitute(sub, env);
-    if (r && 'error' in r) {
-      error = { message: r.error, offset };
-      return '';
-    }
-    error = undefined;
-    if (r) return r.value;
-    const v = lookup(env, sub);
-    if (v === undefined) unset.push({ name: sub, offset, braced: braced !== undefined });
-    return v ?? '';
-  });
+  const value = template.replace(
+    PATTERN,
+    (
+      match,
+      escaped: string | undefined,
+      named: string | undefined,
+      braced: string | undefined,
+      _inv,
+      offset: number,
+    ) => {
+      if (escaped) return '$';
+      const sub = named || braced;
+      if (!sub) {
+        error = { message: invalid(template), offset };
+        return '';
+      }
+      const r = substitute(sub, env);
+      if (r && 'error' in r) {
+        error = { message: r.error, offset };
+        return '';
+      }
+      error = undefined;
+      if (r) return r.value;
+      const v = lookup(env, sub);
+      if (v === undefined) unset.push({ name: sub, offset, braced: braced !== undefined });
+      return v ?? '';
+    },
+  );
   return { value, unset, errors: error ? [error] : [] };
 }
 

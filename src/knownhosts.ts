@@ -21,7 +21,16 @@ function matchesPattern(pattern: string, token: string): boolean {
     if (!salt || !hash) return false;
     return createHmac('sha1', Buffer.from(salt, 'base64')).update(token).digest('base64') === hash;
   }
-  const re = new RegExp('^' + pattern.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\[/g, '\\[').replace(/\]/g, '\\]').replace(/\*/g, '.*').replace(/\?/g, '.') + '$');
+  const re = new RegExp(
+    '^' +
+      pattern
+        .replace(/[.+^${}()|\\]/g, '\\$&')
+        .replace(/\[/g, '\\[')
+        .replace(/\]/g, '\\]')
+        .replace(/\*/g, '.*')
+        .replace(/\?/g, '.') +
+      '$',
+  );
   return re.test(token) || re.test(token.toLowerCase()) || new RegExp(re.source, 'i').test(token);
 }
 
@@ -39,15 +48,23 @@ export function keysFor(knownHosts: string, host: string, port: number): { keys:
     const fields = line.split(/\s+/);
     let marker = '';
     if (fields[0].startsWith('@')) marker = fields.shift() as string;
-    if (fields.length < 3) throw new InputError(`Input \`known-hosts\` line ${i + 1}: expected "host key-type base64-key" (as ssh-keyscan prints).`);
+    if (fields.length < 3)
+      throw new InputError(
+        `Input \`known-hosts\` line ${i + 1}: expected "host key-type base64-key" (as ssh-keyscan prints).`,
+      );
     const [hosts, type, b64] = fields;
-    if (marker === '@cert-authority') throw new InputError(`Input \`known-hosts\` line ${i + 1}: @cert-authority entries are not supported; pin the host key itself.`);
+    if (marker === '@cert-authority')
+      throw new InputError(
+        `Input \`known-hosts\` line ${i + 1}: @cert-authority entries are not supported; pin the host key itself.`,
+      );
     const patterns = hosts.split(',');
     const negated = patterns.some((p) => p.startsWith('!') && matchesPattern(p.slice(1), token));
     if (negated || !patterns.some((p) => !p.startsWith('!') && matchesPattern(p, token))) return;
     const blob = Buffer.from(b64, 'base64');
     if (!wellFormed(blob, type)) {
-      throw new InputError(`Input \`known-hosts\` line ${i + 1}: the key is not a valid ${type} key (bad base64 or truncated).`);
+      throw new InputError(
+        `Input \`known-hosts\` line ${i + 1}: the key is not a valid ${type} key (bad base64 or truncated).`,
+      );
     }
     (marker === '@revoked' ? revoked : keys).push({ type, blob });
   });

@@ -49,17 +49,24 @@ export function parseLedger(text: string, where: string, stack: string): Ledger 
   try {
     data = JSON.parse(text) as Ledger;
   } catch (e) {
-    throw new InputError(`The deploy history ${where} of stack "${stack}" is corrupt (${(e as Error).message}). Nothing was changed. Fix or move the file by hand; each release folder next to it holds its stack files.`);
+    throw new InputError(
+      `The deploy history ${where} of stack "${stack}" is corrupt (${(e as Error).message}). Nothing was changed. Fix or move the file by hand; each release folder next to it holds its stack files.`,
+    );
   }
   if (data?.version !== 1 || !Array.isArray(data.releases)) {
-    throw new InputError(`The deploy history ${where} of stack "${stack}" is corrupt: not a deploy-action ledger (version 1). Nothing was changed. Fix or move the file by hand; each release folder next to it holds its stack files.`);
+    throw new InputError(
+      `The deploy history ${where} of stack "${stack}" is corrupt: not a deploy-action ledger (version 1). Nothing was changed. Fix or move the file by hand; each release folder next to it holds its stack files.`,
+    );
   }
   return data;
 }
 
 export async function readLedger(remote: Remote, remoteDir: string, stack: string): Promise<Ledger | null> {
   const file = `${stackDir(remoteDir, stack)}/ledger.json`;
-  const res = await remote.sh(`if [ -f ${shellJoin([file])} ]; then cat ${shellJoin([file])}; else echo '@@none@@'; fi`, { retry: true });
+  const res = await remote.sh(
+    `if [ -f ${shellJoin([file])} ]; then cat ${shellJoin([file])}; else echo '@@none@@'; fi`,
+    { retry: true },
+  );
   if (res.code !== 0) throw new Error(`${remote.where}: cannot read ${file}: ${res.stderr.trim()}`);
   if (res.stdout.trim() === '@@none@@') return null;
   return parseLedger(res.stdout, `${remote.where}:${file}`, stack);
@@ -69,7 +76,15 @@ export async function readLedger(remote: Remote, remoteDir: string, stack: strin
  * Adds a record (or replaces the one with its id) and keeps the newest `keep` release folders:
  * written to a temp file and renamed, so a reader never sees half a ledger.
  */
-export async function saveRecord(remote: Remote, remoteDir: string, stack: string, ledger: Ledger | null, rec: ReleaseRecord, keep: number, prune = true): Promise<Ledger> {
+export async function saveRecord(
+  remote: Remote,
+  remoteDir: string,
+  stack: string,
+  ledger: Ledger | null,
+  rec: ReleaseRecord,
+  keep: number,
+  prune = true,
+): Promise<Ledger> {
   const others = (ledger?.releases ?? []).filter((r) => r.id !== rec.id);
   const next: Ledger = { version: 1, stack, releases: [...others, rec] };
   if (!prune) {
@@ -80,7 +95,9 @@ export async function saveRecord(remote: Remote, remoteDir: string, stack: strin
   await remote.writeFile(`${stackDir(remoteDir, stack)}/ledger.json`, JSON.stringify(pruned, null, 2) + '\n');
   if (dropped.length) await remote.run(['rm', '-rf', '--', ...dropped]);
   // A shipped folder may have lost u+w (a read-only config folder): give it back before removing.
-  const files = droppedFiles.filter((h) => /^[0-9a-f]{16}$/.test(h)).map((h) => shellJoin([`${filesDir(remoteDir, stack)}/${h}`]));
+  const files = droppedFiles
+    .filter((h) => /^[0-9a-f]{16}$/.test(h))
+    .map((h) => shellJoin([`${filesDir(remoteDir, stack)}/${h}`]));
   if (files.length) await remote.sh(`chmod -R u+w ${files.join(' ')} 2>/dev/null; rm -rf ${files.join(' ')}`);
   return pruned;
 }
@@ -91,10 +108,20 @@ export async function saveRecord(remote: Remote, remoteDir: string, stack: strin
  * and the records of failed attempts since the oldest of them; older records and folders go.
  * Failed attempts do not count: two failed deploys must not push the last good release out.
  */
-export function pruneLedger(ledger: Ledger, keep: number): { ledger: Ledger; dropped: string[]; droppedFiles: string[] } {
-  const keptDirs = new Set(ledger.releases.filter((r) => r.result === 'deployed').slice(-keep).map((r) => r.dir));
+export function pruneLedger(
+  ledger: Ledger,
+  keep: number,
+): { ledger: Ledger; dropped: string[]; droppedFiles: string[] } {
+  const keptDirs = new Set(
+    ledger.releases
+      .filter((r) => r.result === 'deployed')
+      .slice(-keep)
+      .map((r) => r.dir),
+  );
   const oldest = ledger.releases.findIndex((r) => keptDirs.has(r.dir));
-  const releases = ledger.releases.filter((r, i) => keptDirs.has(r.dir) || (oldest >= 0 && i > oldest && r.result !== 'deployed'));
+  const releases = ledger.releases.filter(
+    (r, i) => keptDirs.has(r.dir) || (oldest >= 0 && i > oldest && r.result !== 'deployed'),
+  );
   const still = new Set(releases.map((r) => r.dir));
   const dropped = [...new Set(ledger.releases.map((r) => r.dir))].filter((d) => !still.has(d));
   // Shipped files are shared by the releases with the same content: they go with the last one using them.
@@ -119,17 +146,27 @@ export function findTarget(ledger: Ledger, to: string): ReleaseRecord {
   const ok = ledger.releases.filter((r) => r.result === 'deployed');
   const current = currentRelease(ledger);
   if (to === 'previous') {
-    if (!current) throw new InputError(`Stack "${ledger.stack}" has no successful release on record to roll back from.`);
+    if (!current)
+      throw new InputError(`Stack "${ledger.stack}" has no successful release on record to roll back from.`);
     const forward = ledger.releases.filter((r) => r.kind === 'deploy' && (r.result === 'deployed' || r === current));
     const at = forward.map((r) => r.release).lastIndexOf(current.release);
-    const before = forward.slice(0, at < 0 ? forward.length : at).reverse().find((r) => r.release !== current.release);
-    if (!before) throw new InputError(`Stack "${ledger.stack}" has no release before ${current.release} on record. ${available(ledger)}`);
+    const before = forward
+      .slice(0, at < 0 ? forward.length : at)
+      .reverse()
+      .find((r) => r.release !== current.release);
+    if (!before)
+      throw new InputError(
+        `Stack "${ledger.stack}" has no release before ${current.release} on record. ${available(ledger)}`,
+      );
     return before;
   }
   const byLabel = [...ok].reverse().find((r) => r.release === to || r.release === to.replace(/^v/, ''));
-  const byVersion = [...ok].reverse().find((r) => Object.values(r.versions).some((v) => v === to || v === to.replace(/^v/, '')));
+  const byVersion = [...ok]
+    .reverse()
+    .find((r) => Object.values(r.versions).some((v) => v === to || v === to.replace(/^v/, '')));
   const hit = byLabel ?? byVersion;
-  if (!hit) throw new InputError(`Stack "${ledger.stack}" has no successful release "${to}" on record. ${available(ledger)}`);
+  if (!hit)
+    throw new InputError(`Stack "${ledger.stack}" has no successful release "${to}" on record. ${available(ledger)}`);
   return hit;
 }
 
@@ -146,7 +183,9 @@ export function available(ledger: Ledger): string {
     seen.add(r.release);
     const versions = serviceVersions(ledger.stack, r);
     const marks = [r.kind === 'rollback' && 'rolled back to', r === current && 'current'].filter(Boolean).join(', ');
-    lines.push(`${r.release}: ${versions || 'no service'} — ${r.time.slice(0, 16).replace('T', ' ')}${marks ? ` (${marks})` : ''}`);
+    lines.push(
+      `${r.release}: ${versions || 'no service'} — ${r.time.slice(0, 16).replace('T', ' ')}${marks ? ` (${marks})` : ''}`,
+    );
   }
   return lines.length ? `Known releases, newest first (UTC):\n  ${lines.join('\n  ')}` : 'No release on record.';
 }
@@ -158,8 +197,14 @@ function serviceVersions(stack: string, r: ReleaseRecord): string {
     const i = last.indexOf(':');
     return i < 0 ? 'latest' : last.slice(i + 1);
   };
-  const pairs = (r.watch ?? []).map((w) => [w.name.startsWith(`${stack}_`) ? w.name.slice(stack.length + 1) : w.name, tagOf(w.expectedImage)]);
+  const pairs = (r.watch ?? []).map((w) => [
+    w.name.startsWith(`${stack}_`) ? w.name.slice(stack.length + 1) : w.name,
+    tagOf(w.expectedImage),
+  ]);
   // A record without its services (never written so, but hand-edited ledgers exist): the run's versions.
   const list = pairs.length ? pairs : Object.entries(r.versions ?? {});
-  return list.sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k} ${v}`).join(', ');
+  return list
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
 }

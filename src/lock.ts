@@ -21,9 +21,19 @@ export const STALE_LOCK_SECONDS = 3600;
  * The holder file says who has it, for the error the loser gets.
  */
 export class HostLock {
-  constructor(private readonly remote: Remote, readonly dir: string, private readonly holder: Holder) {}
+  constructor(
+    private readonly remote: Remote,
+    readonly dir: string,
+    private readonly holder: Holder,
+  ) {}
 
-  private async tryTake(): Promise<{ taken: boolean; gone?: boolean; holder?: string; sum?: string; ageSeconds?: number }> {
+  private async tryTake(): Promise<{
+    taken: boolean;
+    gone?: boolean;
+    holder?: string;
+    sum?: string;
+    ageSeconds?: number;
+  }> {
     const d = shellJoin([this.dir]);
     const script = [
       `mkdir -p "$(dirname ${d})"`,
@@ -42,7 +52,10 @@ export class HostLock {
       `echo HELD; echo $(( $(date +%s) - mtime )); { cksum < ${d}/holder.json; } 2>/dev/null || echo none; cat ${d}/holder.json 2>/dev/null; exit 0`,
     ].join('\n');
     const res = await this.remote.sh(script, { retry: false });
-    if (res.code !== 0) throw new Error(`${this.remote.where}: cannot take the deploy lock ${this.dir}: ${(res.stderr || res.stdout).trim()}`);
+    if (res.code !== 0)
+      throw new Error(
+        `${this.remote.where}: cannot take the deploy lock ${this.dir}: ${(res.stderr || res.stdout).trim()}`,
+      );
     const lines = res.stdout.trim().split('\n');
     if (lines[0] === 'TAKEN') return { taken: true };
     if (lines[0] === 'GONE') return { taken: false, gone: true };
@@ -60,7 +73,9 @@ export class HostLock {
       if (r.gone && Date.now() < deadline) continue;
       const who = describe(r.holder);
       if ((r.ageSeconds ?? 0) > staleSeconds) {
-        core.warning(`Breaking a stale deploy lock ${this.dir} (${r.ageSeconds} s old, more than lock-stale-after ${staleSeconds} s; held by ${who}): its run is long gone.`);
+        core.warning(
+          `Breaking a stale deploy lock ${this.dir} (${r.ageSeconds} s old, more than lock-stale-after ${staleSeconds} s; held by ${who}): its run is long gone.`,
+        );
         if (await this.breakStale(r.sum ?? 'none')) continue;
         core.info(`Lock ${this.dir} changed hands while being broken; looking again.`);
         // Look again at once, but a lock another breaker is busy with is waited for like any other.
@@ -70,7 +85,9 @@ export class HostLock {
         }
       }
       if (Date.now() >= deadline) {
-        throw new Error(`Another deploy holds the lock ${this.dir} on ${this.remote.where}: ${who}. Waited ${timeoutSeconds} s (input lock-timeout).`);
+        throw new Error(
+          `Another deploy holds the lock ${this.dir} on ${this.remote.where}: ${who}. Waited ${timeoutSeconds} s (input lock-timeout).`,
+        );
       }
       if (!said) core.info(`Waiting for the deploy lock ${this.dir}, held by ${who} (up to ${timeoutSeconds} s)…`);
       said = true;
@@ -84,7 +101,10 @@ export class HostLock {
    */
   private async breakStale(seenSum: string): Promise<boolean> {
     const d = shellJoin([this.dir]);
-    const same = seenSum === 'none' ? `[ ! -e ${d}/holder.json ]` : `[ "$(cksum < ${d}/holder.json 2>/dev/null)" = ${shellJoin([seenSum])} ]`;
+    const same =
+      seenSum === 'none'
+        ? `[ ! -e ${d}/holder.json ]`
+        : `[ "$(cksum < ${d}/holder.json 2>/dev/null)" = ${shellJoin([seenSum])} ]`;
     const aside = shellJoin([`${this.dir}.stale.${crypto.randomBytes(6).toString('hex')}`]);
     const script = [
       // One breaker at a time; a marker left by a breaker that died a minute ago is its own stale lock.
@@ -105,7 +125,10 @@ export class HostLock {
 
 export async function releaseLock(remote: Remote, dir: string, token: string): Promise<boolean> {
   const d = shellJoin([dir]);
-  const res = await remote.sh(`grep -qF ${shellJoin([JSON.stringify({ token }).slice(1, -1)])} ${d}/holder.json 2>/dev/null && rm -rf ${d} && echo RELEASED`, { retry: true });
+  const res = await remote.sh(
+    `grep -qF ${shellJoin([JSON.stringify({ token }).slice(1, -1)])} ${d}/holder.json 2>/dev/null && rm -rf ${d} && echo RELEASED`,
+    { retry: true },
+  );
   return res.stdout.includes('RELEASED');
 }
 
@@ -147,7 +170,14 @@ export function lockTracker(): LockTracker {
  * cannot deadlock), before anything on the host is touched: two multi-layer deploys can then never
  * interleave (A infra, B infra, A app, B app). Returns what releases them all.
  */
-export async function lockStacks(remote: Remote, dirs: string[], holder: Omit<Holder, 'token'>, timeoutSeconds: number, tracker: LockTracker, staleSeconds = STALE_LOCK_SECONDS): Promise<() => Promise<void>> {
+export async function lockStacks(
+  remote: Remote,
+  dirs: string[],
+  holder: Omit<Holder, 'token'>,
+  timeoutSeconds: number,
+  tracker: LockTracker,
+  staleSeconds = STALE_LOCK_SECONDS,
+): Promise<() => Promise<void>> {
   const taken: HostLock[] = [];
   const releaseAll = async () => {
     for (const lock of taken.splice(0).reverse()) {
@@ -181,4 +211,3 @@ export async function lockStacks(remote: Remote, dirs: string[], holder: Omit<Ho
   }
   return releaseAll;
 }
-

@@ -65,11 +65,15 @@ const POLL_BOUND_MS = 15_000;
 async function readSnapshot(remote: Remote, stack: string, msLeft = POLL_BOUND_MS): Promise<Snapshot> {
   const timeoutMs = Math.max(1000, Math.min(POLL_BOUND_MS, msLeft));
   const res = await remote.sh(snapshotScript(stack), { retry: true, silent: true, timeoutMs });
-  if (res.code !== 0) throw new Error(`reading stack ${stack} failed (exit ${res.code}): ${(res.stderr || res.stdout).trim().slice(0, 300)}`);
+  if (res.code !== 0)
+    throw new Error(
+      `reading stack ${stack} failed (exit ${res.code}): ${(res.stderr || res.stdout).trim().slice(0, 300)}`,
+    );
   return parseSnapshot(res.stdout);
 }
 
-const tag = (image?: string | null) => (image ? (image.split('@')[0].split('/').pop() ?? '').split(':').slice(1).join(':') || image : '—');
+const tag = (image?: string | null) =>
+  image ? (image.split('@')[0].split('/').pop() ?? '').split(':').slice(1).join(':') || image : '—';
 
 /** One failed task and what Swarm said; given the swarm's nodes (more than one), where it ran. */
 export function describeTask(t: TaskState, nodes?: Map<string, NodeFacts>): string {
@@ -77,13 +81,18 @@ export function describeTask(t: TaskState, nodes?: Map<string, NodeFacts>): stri
   const name = t.node ? nodes?.get(t.node)?.hostname : undefined;
   const on = t.node && nodes ? ` on ${name || `node ${t.node.slice(0, 12)}`}` : '';
   // Swarm's agent falls back to a local image when the pull fails: "No such image" is a failed pull.
-  const pull = name && /^No such image/.test(t.err) ? ` (${name} could not pull the image: can it reach the registry, with the credentials?)` : '';
+  const pull =
+    name && /^No such image/.test(t.err)
+      ? ` (${name} could not pull the image: can it reach the registry, with the credentials?)`
+      : '';
   return `task ${t.id.slice(0, 12)} (slot ${t.slot})${on} ${t.state}${exit}: ${t.err || t.message}${pull}`;
 }
 
 /** The nodes the scheduler cannot use right now: the usual reason a task has nowhere to go. */
 export function nodesNotTakingTasks(nodes: NodeFacts[]): string {
-  const off = nodes.filter((n) => !n.schedulable).map((n) => `${n.hostname || n.id.slice(0, 12)} (${n.state && n.state !== 'ready' ? n.state : n.availability})`);
+  const off = nodes
+    .filter((n) => !n.schedulable)
+    .map((n) => `${n.hostname || n.id.slice(0, 12)} (${n.state && n.state !== 'ready' ? n.state : n.availability})`);
   return off.length ? `Swarm nodes not taking new tasks: ${off.join(', ')}.` : '';
 }
 
@@ -102,7 +111,10 @@ const NEVER_STARTED = new Set(['new', 'pending', 'assigned', 'accepted']);
 
 /** The last lines a failed task printed, bounded so a chatty crash cannot flood the log; known secrets masked. */
 async function logTail(remote: Remote, taskId: string, lines = 20, bytes = 4000): Promise<string> {
-  const res = await remote.sh(`${shellJoin(['docker', 'service', 'logs', '--raw', '--no-trunc', '--tail', String(lines), taskId])} 2>&1 | tail -c ${bytes}`, { retry: true, silent: true, timeoutMs: 30_000 });
+  const res = await remote.sh(
+    `${shellJoin(['docker', 'service', 'logs', '--raw', '--no-trunc', '--tail', String(lines), taskId])} 2>&1 | tail -c ${bytes}`,
+    { retry: true, silent: true, timeoutMs: 30_000 },
+  );
   return redact(res.stdout.trim());
 }
 
@@ -115,7 +127,10 @@ export function touchedServices(gates: ServiceGate[], now: Snapshot): { changed:
     if (!svc) continue;
     const b = g.watch.before;
     if (!b) created.push(g.watch.name);
-    else if (b.taskSpec && svc.taskSpec ? b.taskSpec !== svc.taskSpec : normalizeImage(b.image) !== normalizeImage(svc.image)) changed.push(g.watch.name);
+    else if (
+      b.taskSpec && svc.taskSpec ? b.taskSpec !== svc.taskSpec : normalizeImage(b.image) !== normalizeImage(svc.image)
+    )
+      changed.push(g.watch.name);
   }
   return { changed, created };
 }
@@ -125,7 +140,10 @@ export function touchedServices(gates: ServiceGate[], now: Snapshot): { changed:
  * on failure, the services this deploy changed go back to their previous spec, gated too, and the
  * services it created are removed.
  */
-export async function deployLayer(ctx: RunContext, plan: LayerPlan): Promise<{ outcome: LayerOutcome; gate: GateResult }> {
+export async function deployLayer(
+  ctx: RunContext,
+  plan: LayerPlan,
+): Promise<{ outcome: LayerOutcome; gate: GateResult }> {
   const { remote } = ctx;
   const { stack, dir: releaseDir, composePaths, watches, timeoutS } = plan;
   const before = await readSnapshot(remote, stack);
@@ -137,7 +155,13 @@ export async function deployLayer(ctx: RunContext, plan: LayerPlan): Promise<{ o
   let gate: GateResult;
   let deployError: string | undefined;
   try {
-    core.info(await stackDeploy(remote, releaseDir, stack, composePaths, { withRegistryAuth: ctx.withRegistryAuth, detachFlag: ctx.detachFlag, timeoutMs: Math.max(COMMAND_TIMEOUT_MS, timeoutS * 1000) }));
+    core.info(
+      await stackDeploy(remote, releaseDir, stack, composePaths, {
+        withRegistryAuth: ctx.withRegistryAuth,
+        detachFlag: ctx.detachFlag,
+        timeoutMs: Math.max(COMMAND_TIMEOUT_MS, timeoutS * 1000),
+      }),
+    );
   } catch (e) {
     // The CLI updates services one by one and stops at the first error: those before it run the
     // new spec. Nothing changed: the error is the whole story. Something changed: undo it, gated.
@@ -145,15 +169,22 @@ export async function deployLayer(ctx: RunContext, plan: LayerPlan): Promise<{ o
     const now = await poll()
       .catch(() => poll())
       .catch(() => undefined);
-    if (!now) throw new Error(`${deployError}\nThe stack could not be read afterwards: check which services changed on the host.`);
+    if (!now)
+      throw new Error(
+        `${deployError}\nThe stack could not be read afterwards: check which services changed on the host.`,
+      );
     const touched = touchedServices(gates, now);
     if (!touched.changed.length && !touched.created.length) throw e;
     core.error(deployError, { title: `docker stack deploy ${stack} failed part-way` });
-    for (const g of gates) if ([...touched.changed, ...touched.created].includes(g.watch.name)) g.verdict = { phase: 'failed', detail: 'changed by a `docker stack deploy` that then failed' };
+    for (const g of gates)
+      if ([...touched.changed, ...touched.created].includes(g.watch.name))
+        g.verdict = { phase: 'failed', detail: 'changed by a `docker stack deploy` that then failed' };
     gate = { ok: false, timedOut: false, gates, last: now, polls: 1 };
   }
   if (!deployError) {
-    core.info(`Gate: watching ${watches.length} service(s) of ${stack}; ${plan.timing ?? `timeout ${timeoutS} s`}; poll ${ctx.pollMs} ms.`);
+    core.info(
+      `Gate: watching ${watches.length} service(s) of ${stack}; ${plan.timing ?? `timeout ${timeoutS} s`}; poll ${ctx.pollMs} ms.`,
+    );
     gate = await runGate(gates, {
       timeoutMs: timeoutS * 1000,
       pollMs: ctx.pollMs,
@@ -166,11 +197,15 @@ export async function deployLayer(ctx: RunContext, plan: LayerPlan): Promise<{ o
   }
   gate = gate!;
   const reportedAt = Date.now();
-  core.info(`Gate: ${gate.polls} polls in ${Math.round((reportedAt - t0) / 100) / 10} s (${remote.commands} remote commands so far in this job).`);
+  core.info(
+    `Gate: ${gate.polls} polls in ${Math.round((reportedAt - t0) / 100) / 10} s (${remote.commands} remote commands so far in this job).`,
+  );
   const rows = (snap: Snapshot, state: (g: ServiceGate) => string): ServiceRow[] =>
     gates.map((g) => {
       const svc = snap.services.get(g.watch.name);
-      const running = svc ? snap.tasks.filter((t) => t.serviceId === svc.id && t.desired === 'running' && t.state === 'running').length : 0;
+      const running = svc
+        ? snap.tasks.filter((t) => t.serviceId === svc.id && t.desired === 'running' && t.state === 'running').length
+        : 0;
       return {
         stack,
         service: g.watch.name,
@@ -189,7 +224,10 @@ export async function deployLayer(ctx: RunContext, plan: LayerPlan): Promise<{ o
   if (gate.ok && !verifyFailures.length) {
     const images: Record<string, string> = {};
     for (const w of watches) images[w.name] = gate.last.services.get(w.name)?.image ?? w.expectedImage;
-    return { outcome: { stack, result: 'deployed', rows: rows(gate.last, () => 'healthy'), images, polls: gate.polls }, gate };
+    return {
+      outcome: { stack, result: 'deployed', rows: rows(gate.last, () => 'healthy'), images, polls: gate.polls },
+      gate,
+    };
   }
 
   // Explain every failed service: Swarm's words, the failing tasks, and what they printed last.
@@ -207,7 +245,8 @@ export async function deployLayer(ctx: RunContext, plan: LayerPlan): Promise<{ o
       for (const t of tasks) text += `\n    ${describeTask(t, nodes)}`;
       if (tasks[0] && !NEVER_STARTED.has(tasks[0].state)) {
         const tail = await logTail(remote, tasks[0].id).catch(() => '');
-        if (tail) text += `\n    last log lines of task ${tasks[0].id.slice(0, 12)}:\n      ${tail.split('\n').slice(-10).join('\n      ')}`;
+        if (tail)
+          text += `\n    last log lines of task ${tasks[0].id.slice(0, 12)}:\n      ${tail.split('\n').slice(-10).join('\n      ')}`;
       }
       parts.push(redact(text));
     }
@@ -222,7 +261,15 @@ export async function deployLayer(ctx: RunContext, plan: LayerPlan): Promise<{ o
     outcome: {
       stack,
       result,
-      rows: rows(after, (g) => (removed.includes(g.watch.name) ? 'removed' : g.verdict.phase === 'failed' && !targets.has(g.watch.name) ? 'failed' : targets.has(g.watch.name) ? 'rolled back' : g.verdict.phase)),
+      rows: rows(after, (g) =>
+        removed.includes(g.watch.name)
+          ? 'removed'
+          : g.verdict.phase === 'failed' && !targets.has(g.watch.name)
+            ? 'failed'
+            : targets.has(g.watch.name)
+              ? 'rolled back'
+              : g.verdict.phase,
+      ),
       images: {},
       error: `Stack ${stack} failed ${deployError ? 'to deploy' : verifyFailures.length ? 'verification (healthy for Swarm, but a request did not answer as expected)' : `its health gate${gate.timedOut ? ' (timeout)' : ''}`}.\n  ${parts.join('\n  ')}\n${note}`,
       polls: gate.polls,
@@ -235,7 +282,13 @@ export async function deployLayer(ctx: RunContext, plan: LayerPlan): Promise<{ o
  * Brings back every service this deploy changed (those Swarm rolled back itself only need watching)
  * and removes the services it created. Never throws: the gate's explanation stays the job's reason.
  */
-async function undoLayer(ctx: RunContext, plan: LayerPlan, gates: ServiceGate[], gateLast: Snapshot, poll: () => Promise<Snapshot>): Promise<{ result: LayerOutcome['result']; note: string; targets: Map<string, RollbackTarget>; removed: string[] }> {
+async function undoLayer(
+  ctx: RunContext,
+  plan: LayerPlan,
+  gates: ServiceGate[],
+  gateLast: Snapshot,
+  poll: () => Promise<Snapshot>,
+): Promise<{ result: LayerOutcome['result']; note: string; targets: Map<string, RollbackTarget>; removed: string[] }> {
   const { remote } = ctx;
   const { stack } = plan;
   // The gate's last snapshot may be old (its polls failed): decide from a fresh one when it can be read.
@@ -244,9 +297,21 @@ async function undoLayer(ctx: RunContext, plan: LayerPlan, gates: ServiceGate[],
   const toRoll = servicesToRollBack(gates, last).filter((n) => touched.changed.includes(n));
   const targets = new Map<string, RollbackTarget>();
   for (const g of gates) {
-    if (!g.watch.before || !(touched.changed.includes(g.watch.name) || (g.verdict.swarmRolledBack ?? false) || g.verdict.phase === 'rolling-back')) continue;
+    if (
+      !g.watch.before ||
+      !(
+        touched.changed.includes(g.watch.name) ||
+        (g.verdict.swarmRolledBack ?? false) ||
+        g.verdict.phase === 'rolling-back'
+      )
+    )
+      continue;
     const ours = toRoll.includes(g.watch.name);
-    targets.set(g.watch.name, { image: g.watch.before.image, staleStartedAt: ours ? (last.services.get(g.watch.name)?.update?.startedAt ?? '') : undefined, requestedAt: ours ? last.now : undefined });
+    targets.set(g.watch.name, {
+      image: g.watch.before.image,
+      staleStartedAt: ours ? (last.services.get(g.watch.name)?.update?.startedAt ?? '') : undefined,
+      requestedAt: ours ? last.now : undefined,
+    });
   }
   const notes: string[] = [];
   let result: LayerOutcome['result'] = 'failed';
@@ -255,12 +320,26 @@ async function undoLayer(ctx: RunContext, plan: LayerPlan, gates: ServiceGate[],
     if (targets.size) {
       try {
         const before = new Map(gates.map((g) => [g.watch.name, g.watch.before]));
-        await rollbackServices(remote, toRoll, { poll, before, stale: new Map([...targets].map(([n, t]) => [n, t.staleStartedAt ?? ''])) });
-        const { notBack, lastSeen } = await waitRolledBack({ targets, timeoutMs: plan.timeoutS * 1000, pollMs: ctx.pollMs, poll });
+        await rollbackServices(remote, toRoll, {
+          poll,
+          before,
+          stale: new Map([...targets].map(([n, t]) => [n, t.staleStartedAt ?? ''])),
+        });
+        const { notBack, lastSeen } = await waitRolledBack({
+          targets,
+          timeoutMs: plan.timeoutS * 1000,
+          pollMs: ctx.pollMs,
+          poll,
+        });
         if (notBack.length) {
           back = false;
-          notes.push(`Rollback did not converge within ${plan.timeoutS} s for ${notBack.map((n) => `${n} (last seen: ${lastSeen.get(n)})`).join(', ')}: check the host.`);
-        } else notes.push(`The previous version is running again: ${[...targets].map(([n, t]) => `${n} → ${tag(t.image)}`).join(', ')}.`);
+          notes.push(
+            `Rollback did not converge within ${plan.timeoutS} s for ${notBack.map((n) => `${n} (last seen: ${lastSeen.get(n)})`).join(', ')}: check the host.`,
+          );
+        } else
+          notes.push(
+            `The previous version is running again: ${[...targets].map(([n, t]) => `${n} → ${tag(t.image)}`).join(', ')}.`,
+          );
       } catch (e) {
         back = false;
         notes.push(`Rollback could not be confirmed: ${(e as Error).message}`);
@@ -268,14 +347,27 @@ async function undoLayer(ctx: RunContext, plan: LayerPlan, gates: ServiceGate[],
     }
     if (touched.created.length) {
       // A new service of a failed release has nothing to go back to: it would crash-loop on.
-      const rm = await remote.sh(touched.created.map((n) => `${shellJoin(['docker', 'service', 'rm', n])} >/dev/null 2>&1 || ! ${shellJoin(['docker', 'service', 'inspect', n])} >/dev/null 2>&1`).join(' && '), { retry: true }).catch((e: Error) => ({ code: 1, stdout: '', stderr: e.message }));
+      const rm = await remote
+        .sh(
+          touched.created
+            .map(
+              (n) =>
+                `${shellJoin(['docker', 'service', 'rm', n])} >/dev/null 2>&1 || ! ${shellJoin(['docker', 'service', 'inspect', n])} >/dev/null 2>&1`,
+            )
+            .join(' && '),
+          { retry: true },
+        )
+        .catch((e: Error) => ({ code: 1, stdout: '', stderr: e.message }));
       if (rm.code === 0) notes.push(`Removed the service(s) this release created: ${touched.created.join(', ')}.`);
       else {
         back = false;
-        notes.push(`Could not remove the service(s) this release created (${touched.created.join(', ')}): ${rm.stderr.trim()}`);
+        notes.push(
+          `Could not remove the service(s) this release created (${touched.created.join(', ')}): ${rm.stderr.trim()}`,
+        );
       }
     }
-    if (!targets.size && !touched.created.length) notes.push('Nothing to roll back: this deploy changed no running service.');
+    if (!targets.size && !touched.created.length)
+      notes.push('Nothing to roll back: this deploy changed no running service.');
     if (back && (targets.size || touched.created.length)) result = 'rolled-back';
     for (const n of notes) core.info(n);
   });
@@ -313,7 +405,10 @@ export function lockDirFor(remoteDir: string, stack: string): string {
 }
 
 export function releaseDirFor(remoteDir: string, stack: string, release: string, now = new Date()): string {
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
   return `${stackDir(remoteDir, stack)}/releases/${stamp}-${release}`;
 }
 
@@ -328,17 +423,25 @@ export async function runLayer(ctx: RunContext, plan: LayerPlan): Promise<LayerO
   if (plan.shipped?.length) {
     const f = await installFiles(remote, filesDir(inputs.remoteDir, plan.stack), plan.shipped);
     const list = (xs: ShippedPath[]) => xs.map((x) => `${x.rel}${x.kind === 'dir' ? '/' : ''} (${x.hash})`).join(', ');
-    notes.push(`Bind-mounted files of ${plan.stack}: ${[f.shipped.length && `shipped ${list(f.shipped)}`, f.present.length && `unchanged ${list(f.present)}`].filter(Boolean).join('; ')}.`);
+    notes.push(
+      `Bind-mounted files of ${plan.stack}: ${[f.shipped.length && `shipped ${list(f.shipped)}`, f.present.length && `unchanged ${list(f.present)}`].filter(Boolean).join('; ')}.`,
+    );
     core.info(notes[notes.length - 1]);
   }
   if (plan.secrets?.length) {
     const s = await ensureSecrets(remote, plan.stack, plan.secrets);
-    const parts = [s.created.length && `created ${s.created.join(', ')}`, s.generated.length && `generated ${s.generated.join(', ')} (value never shown)`, s.reused.length && `unchanged ${s.reused.join(', ')}`].filter(Boolean);
+    const parts = [
+      s.created.length && `created ${s.created.join(', ')}`,
+      s.generated.length && `generated ${s.generated.join(', ')} (value never shown)`,
+      s.reused.length && `unchanged ${s.reused.join(', ')}`,
+    ].filter(Boolean);
     notes.push(`Secrets of ${plan.stack}: ${parts.join('; ')}.`);
     core.info(notes[notes.length - 1]);
   }
   if (plan.configs?.length) {
-    notes.push(`Configs of ${plan.stack}, named by their content: ${plan.configs.map((c) => `${c.key} → ${c.name}`).join(', ')}.`);
+    notes.push(
+      `Configs of ${plan.stack}, named by their content: ${plan.configs.map((c) => `${c.key} → ${c.name}`).join(', ')}.`,
+    );
     core.info(notes[notes.length - 1]);
   }
   const rec: ReleaseRecord = {
@@ -354,7 +457,9 @@ export async function runLayer(ctx: RunContext, plan: LayerPlan): Promise<LayerO
     watch: plan.watches.map((w) => ({ name: w.name, expectedImage: w.expectedImage, stabilityMs: w.stabilityMs })),
     timeoutS: plan.timeoutS,
     secrets: plan.secrets?.map((s) => s.name) ?? plan.secretNames ?? [],
-    ...(plan.shipped?.length || plan.fileHashes?.length ? { files: plan.shipped?.map((f) => f.hash) ?? plan.fileHashes } : {}),
+    ...(plan.shipped?.length || plan.fileHashes?.length
+      ? { files: plan.shipped?.map((f) => f.hash) ?? plan.fileHashes }
+      : {}),
     sha: ctx.sha,
     ref: ctx.ref,
     actor: ctx.actor,
@@ -367,14 +472,33 @@ export async function runLayer(ctx: RunContext, plan: LayerPlan): Promise<LayerO
   try {
     ({ outcome } = await deployLayer(ctx, plan));
   } catch (e) {
-    await saveRecord(remote, inputs.remoteDir, plan.stack, started, { ...rec, result: 'failed', time: new Date().toISOString() }, inputs.keepReleases, false).catch(() => undefined);
+    await saveRecord(
+      remote,
+      inputs.remoteDir,
+      plan.stack,
+      started,
+      { ...rec, result: 'failed', time: new Date().toISOString() },
+      inputs.keepReleases,
+      false,
+    ).catch(() => undefined);
     throw e;
   }
-  const kept = await saveRecord(remote, inputs.remoteDir, plan.stack, started, { ...rec, result: outcome.result, images: outcome.images, time: new Date().toISOString() }, inputs.keepReleases, outcome.result === 'deployed');
+  const kept = await saveRecord(
+    remote,
+    inputs.remoteDir,
+    plan.stack,
+    started,
+    { ...rec, result: outcome.result, images: outcome.images, time: new Date().toISOString() },
+    inputs.keepReleases,
+    outcome.result === 'deployed',
+  );
   // Old secrets go once no kept release uses them: a rollback within the history still finds its own.
   if (outcome.result === 'deployed') {
     const shared = [...new Set((plan.secrets ?? []).filter((x) => x.shared).map((x) => x.key))];
-    await pruneSecrets(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])), { remoteDir: inputs.remoteDir, shared });
+    await pruneSecrets(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])), {
+      remoteDir: inputs.remoteDir,
+      shared,
+    });
     await pruneConfigs(remote, plan.stack, plan.configs ?? []);
   }
   return notes.length ? { ...outcome, notes } : outcome;

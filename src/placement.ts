@@ -71,12 +71,18 @@ export function meets(constraint: string, n: NodeFacts): boolean {
 }
 
 function describe(n: NodeFacts): string {
-  const labels = Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(', ');
+  const labels = Object.entries(n.labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(', ');
   return `${n.hostname || n.id.slice(0, 12)} (${n.role}${labels ? `; labels ${labels}` : '; no labels'}${n.schedulable ? '' : '; not schedulable'})`;
 }
 
 /** Services no node can take, or whose replicas cannot fit under max_replicas_per_node. */
-export function placementFindings(stack: { name: string; files: ComposeFile[] }, services: ServiceInfo[], nodes: NodeFacts[]): Finding[] {
+export function placementFindings(
+  stack: { name: string; files: ComposeFile[] },
+  services: ServiceInfo[],
+  nodes: NodeFacts[],
+): Finding[] {
   const out: Finding[] = [];
   const ready = nodes.filter((n) => n.schedulable);
   const nodeList = nodes.map(describe).join('; ');
@@ -84,15 +90,34 @@ export function placementFindings(stack: { name: string; files: ComposeFile[] },
     const { constraints, maxReplicasPerNode } = s.placement;
     const eligible = ready.filter((n) => constraints.every((c) => meets(c, n)));
     const at = locateIn(stack.files, ['services', s.name, 'deploy', 'placement']);
-    const finding = (message: string): Finding => ({ rule: 'placement', severity: 'error', file: at.file.path, line: at.line, col: at.col, stack: stack.name, service: s.name, message });
+    const finding = (message: string): Finding => ({
+      rule: 'placement',
+      severity: 'error',
+      file: at.file.path,
+      line: at.line,
+      col: at.col,
+      stack: stack.name,
+      service: s.name,
+      message,
+    });
     if (!eligible.length) {
       const unmet = constraints.filter((c) => !ready.some((n) => meets(c, n)));
-      const which = unmet.length ? `no node meets ${unmet.map((c) => `"${c}"`).join(', ')}` : `no node meets all of ${constraints.map((c) => `"${c}"`).join(', ')} at once`;
-      out.push(finding(`Service ${s.name}: ${constraints.length ? which : 'no node is ready and active'}. The swarm's nodes: ${nodeList}. Its tasks would stay pending.`));
+      const which = unmet.length
+        ? `no node meets ${unmet.map((c) => `"${c}"`).join(', ')}`
+        : `no node meets all of ${constraints.map((c) => `"${c}"`).join(', ')} at once`;
+      out.push(
+        finding(
+          `Service ${s.name}: ${constraints.length ? which : 'no node is ready and active'}. The swarm's nodes: ${nodeList}. Its tasks would stay pending.`,
+        ),
+      );
       continue;
     }
     if (s.mode === 'replicated' && maxReplicasPerNode > 0 && eligible.length * maxReplicasPerNode < s.replicas) {
-      out.push(finding(`Service ${s.name}: ${s.replicas} replicas cannot fit: max_replicas_per_node ${maxReplicasPerNode} on ${eligible.length} eligible node(s) (${eligible.map(describe).join('; ')}) holds ${eligible.length * maxReplicasPerNode}.`));
+      out.push(
+        finding(
+          `Service ${s.name}: ${s.replicas} replicas cannot fit: max_replicas_per_node ${maxReplicasPerNode} on ${eligible.length} eligible node(s) (${eligible.map(describe).join('; ')}) holds ${eligible.length * maxReplicasPerNode}.`,
+        ),
+      );
     }
   }
   return out;
@@ -114,10 +139,14 @@ export function bindMountFindings(
   for (const s of services) {
     const binds = stack.binds.filter((b) => b.service === s.name);
     if (!binds.length) continue;
-    const others = nodes.filter((n) => n.id !== selfId && n.schedulable && s.placement.constraints.every((c) => meets(c, n)));
+    const others = nodes.filter(
+      (n) => n.id !== selfId && n.schedulable && s.placement.constraints.every((c) => meets(c, n)),
+    );
     if (!others.length) continue;
     const b = binds[0];
-    const pin = self?.hostname ? `deploy.placement.constraints: ["node.hostname == ${self.hostname}"]` : 'a placement constraint to this manager';
+    const pin = self?.hostname
+      ? `deploy.placement.constraints: ["node.hostname == ${self.hostname}"]`
+      : 'a placement constraint to this manager';
     out.push({
       rule: 'bind-mount-node',
       severity: 'warning',

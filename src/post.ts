@@ -16,11 +16,23 @@ export async function post(local: Runner = new LocalRunner()): Promise<void> {
   if (dirs.length || hostConfig) {
     try {
       const inputs = readInputs();
-      const remote = await Remote.connect({ host: inputs.host, port: inputs.port, user: inputs.user, privateKey: inputs.sshKey, passphrase: inputs.sshPassphrase, knownHosts: inputs.knownHosts, connectTimeout: 15000 });
+      const remote = await Remote.connect({
+        host: inputs.host,
+        port: inputs.port,
+        user: inputs.user,
+        privateKey: inputs.sshKey,
+        passphrase: inputs.sshPassphrase,
+        knownHosts: inputs.knownHosts,
+        connectTimeout: 15000,
+      });
       try {
         for (const d of dirs) {
           const released = await releaseLock(remote, d, token);
-          core.info(released ? `Released the deploy lock ${d} left by the main step.` : `Lock ${d} is no longer ours; left alone.`);
+          core.info(
+            released
+              ? `Released the deploy lock ${d} left by the main step.`
+              : `Lock ${d} is no longer ours; left alone.`,
+          );
         }
         // The main step was stopped before it removed it: no credentials stay on the host.
         if (hostConfig) {
@@ -31,13 +43,17 @@ export async function post(local: Runner = new LocalRunner()): Promise<void> {
         remote.dispose();
       }
     } catch (e) {
-      core.warning(`Post step: could not clean up on the host (locks ${dirs.join(', ') || 'none'}): ${(e as Error).message}`);
+      core.warning(
+        `Post step: could not clean up on the host (locks ${dirs.join(', ') || 'none'}): ${(e as Error).message}`,
+      );
     }
   }
   const registry = state.login();
   if (registry) {
     // `-` is Docker Hub: `docker logout` without a server (matters on self-hosted runners).
-    await local.run(['docker', 'logout', ...(registry === '-' ? [] : [registry])], { silent: true }).catch(() => undefined);
+    await local
+      .run(['docker', 'logout', ...(registry === '-' ? [] : [registry])], { silent: true })
+      .catch(() => undefined);
     core.info(`Logged out of ${registry === '-' ? 'Docker Hub' : registry}.`);
   }
 }

@@ -42,6 +42,17 @@ export function capVerdict(deploying: string[], live: Map<number, string[]>, max
 export async function checkPreviewCap(host: SecretHost, deploying: string[], max: number): Promise<void> {
   if (!max || !deploying.some((s) => previewNumber(s) !== undefined)) return;
   const res = await host.run(['docker', 'stack', 'ls', '--format', '{{.Name}}'], { retry: true, silent: true });
-  if (res.code !== 0) throw new Error(`${host.where}: cannot list the stacks (to count the live previews): ${res.stderr.trim()}`);
-  capVerdict(deploying, livePreviews(res.stdout.split('\n').map((l) => l.trim()).filter(Boolean)), max, host.where);
+  if (res.code !== 0)
+    throw new Error(`${host.where}: cannot list the stacks (to count the live previews): ${res.stderr.trim()}`);
+  capVerdict(
+    deploying,
+    livePreviews(
+      res.stdout
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean),
+    ),
+    max,
+    host.where,
+  );
 }

@@ -34,7 +34,9 @@ export const COMMAND_TIMEOUT_MS = 120_000;
 /** A remote command that did not answer within its bound. */
 export class CommandTimeout extends Error {
   constructor(where: string, script: string, ms: number) {
-    super(`${where}: a remote command did not answer within ${Math.round(ms / 1000)} s (${script.split('\n')[0].slice(0, 80)}…)`);
+    super(
+      `${where}: a remote command did not answer within ${Math.round(ms / 1000)} s (${script.split('\n')[0].slice(0, 80)}…)`,
+    );
     this.name = 'CommandTimeout';
   }
 }
@@ -71,10 +73,13 @@ export class Remote implements Runner {
     const { host, port, user } = this.opts;
     const { keys, revoked } = keysFor(this.opts.knownHosts, host, port);
     if (!keys.length) {
-      throw new InputError(`Input \`known-hosts\` has no entry for ${hostToken(host, port)} (port ${port} is written [host]:port). Get it with \`ssh-keyscan -p ${port} ${host}\` from a trusted network.`);
+      throw new InputError(
+        `Input \`known-hosts\` has no entry for ${hostToken(host, port)} (port ${port} is written [host]:port). Get it with \`ssh-keyscan -p ${port} ${host}\` from a trusted network.`,
+      );
     }
     let presented = '';
-    const isPinned = (blob: Buffer) => keys.some((k) => k.blob.equals(blob)) && !revoked.some((k) => k.blob.equals(blob));
+    const isPinned = (blob: Buffer) =>
+      keys.some((k) => k.blob.equals(blob)) && !revoked.some((k) => k.blob.equals(blob));
     this.ssh = new NodeSSH();
     this.shell = undefined;
     let sock: net.Socket | undefined;
@@ -117,14 +122,18 @@ export class Remote implements Runner {
       return `SSH authentication failed for ${who}: the server refused the key in \`ssh-key\` (is its public key in ~${this.opts.user}/.ssh/authorized_keys?).`;
     }
     if (/passphrase/i.test(msg)) {
-      const hint = this.opts.passphrase ? 'Check `ssh-passphrase`: it does not open this key' : 'Give `ssh-passphrase` or use a key without one';
+      const hint = this.opts.passphrase
+        ? 'Check `ssh-passphrase`: it does not open this key'
+        : 'Give `ssh-passphrase` or use a key without one';
       return `Cannot use \`ssh-key\` for ${who}: ${msg.replace(/[\r\n]+/g, ' ')}. ${hint}.`;
     }
     if (/Cannot parse privateKey|Unsupported key format/i.test(msg)) {
       return `Input \`ssh-key\` is not a private key ssh2 can read (OpenSSH or PEM): ${msg.replace(/[\r\n]+/g, ' ')}`;
     }
-    if (/Timed out/i.test(msg)) return `Timed out connecting to ${who} after ${Math.round((this.opts.connectTimeout ?? 20000) / 1000)} s (host down, firewall, or wrong port).`;
-    if (/ECONNREFUSED/.test(msg)) return `Connection refused by ${hostToken(this.opts.host, this.opts.port)} (no SSH server on that port?).`;
+    if (/Timed out/i.test(msg))
+      return `Timed out connecting to ${who} after ${Math.round((this.opts.connectTimeout ?? 20000) / 1000)} s (host down, firewall, or wrong port).`;
+    if (/ECONNREFUSED/.test(msg))
+      return `Connection refused by ${hostToken(this.opts.host, this.opts.port)} (no SSH server on that port?).`;
     if (/ENOTFOUND|EAI_AGAIN/.test(msg)) return `Cannot resolve host "${this.opts.host}".`;
     return `SSH connection to ${who} failed: ${msg}`;
   }
@@ -151,29 +160,37 @@ export class Remote implements Runner {
               return new CommandTimeout(this.where, script, opts.timeoutMs ?? COMMAND_TIMEOUT_MS);
             },
           );
-          if (r.code === null && r.signal === null && !this.ssh.isConnected()) throw Object.assign(new Error('connection dropped'), { dropped: true });
+          if (r.code === null && r.signal === null && !this.ssh.isConnected())
+            throw Object.assign(new Error('connection dropped'), { dropped: true });
           res = { code: r.code ?? 255, stdout: r.stdout, stderr: r.stderr };
         } else {
           this.shell ??= await PersistentShell.open(this.ssh);
           const shell = this.shell;
-          res = await bounded(shell.run(this.prefix + script, opts.heredoc), opts.timeoutMs ?? COMMAND_TIMEOUT_MS, () => {
-            // The shell is still busy with the stuck command: the next command gets a new one.
-            shell.close();
-            if (this.shell === shell) this.shell = undefined;
-            return new CommandTimeout(this.where, script, opts.timeoutMs ?? COMMAND_TIMEOUT_MS);
-          });
+          res = await bounded(
+            shell.run(this.prefix + script, opts.heredoc),
+            opts.timeoutMs ?? COMMAND_TIMEOUT_MS,
+            () => {
+              // The shell is still busy with the stuck command: the next command gets a new one.
+              shell.close();
+              if (this.shell === shell) this.shell = undefined;
+              return new CommandTimeout(this.where, script, opts.timeoutMs ?? COMMAND_TIMEOUT_MS);
+            },
+          );
         }
         if (!opts.silent && core.isDebug()) core.debug(`${this.where}$ ${script.slice(0, 300)} → ${res.code}`);
         return res;
       } catch (e) {
         const err = e as Error & { dropped?: boolean };
         if (err instanceof CommandTimeout) throw err;
-        const dropped = err.dropped || /Not connected|No response|ECONNRESET|socket|closed|Channel open failure/i.test(err.message);
+        const dropped =
+          err.dropped || /Not connected|No response|ECONNRESET|socket|closed|Channel open failure/i.test(err.message);
         if (!dropped || !opts.retry || attempt >= 3) {
           if (dropped) throw new Error(`Lost the SSH connection to ${this.where}: ${err.message}`);
           throw err;
         }
-        core.warning(`SSH connection to ${this.where} dropped (${err.message}); reconnecting (attempt ${attempt + 1}).`);
+        core.warning(
+          `SSH connection to ${this.where} dropped (${err.message}); reconnecting (attempt ${attempt + 1}).`,
+        );
         await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
         try {
           this.shell?.close();
@@ -195,12 +212,15 @@ export class Remote implements Runner {
   async writeFile(remotePath: string, content: string | Buffer, mode?: number): Promise<void> {
     const w = writeFileScript(remotePath, content, mode);
     const res = await this.sh(w.script, { retry: true, heredoc: w.heredoc });
-    if (res.code !== 0) throw new Error(`${this.where}: cannot write ${remotePath}: ${(res.stderr || res.stdout).trim()}`);
+    if (res.code !== 0)
+      throw new Error(`${this.where}: cannot write ${remotePath}: ${(res.stderr || res.stdout).trim()}`);
   }
 
   /** Variables every later command of this connection sees (quoted here, once). */
   setEnv(vars: Record<string, string>): void {
-    this.prefix = Object.entries(vars).map(([k, v]) => `export ${k}=${shellJoin([v])}; `).join('');
+    this.prefix = Object.entries(vars)
+      .map(([k, v]) => `export ${k}=${shellJoin([v])}; `)
+      .join('');
   }
 
   dispose(): void {
@@ -213,16 +233,24 @@ export class Remote implements Runner {
  * The script and here-document that install `content` at `remotePath` only when every byte arrived.
  * Mode 600 unless `mode` is given (a bind-mounted file keeps its own, for a container user that is not the owner).
  */
-export function writeFileScript(remotePath: string, content: string | Buffer, mode?: number): { script: string; heredoc: string } {
+export function writeFileScript(
+  remotePath: string,
+  content: string | Buffer,
+  mode?: number,
+): { script: string; heredoc: string } {
   const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
   const sum = createHash('sha256').update(bytes).digest('hex');
-  const [dir, tmp, file] = [dirname(remotePath), `${remotePath}.tmp.${randomBytes(6).toString('hex')}`, remotePath].map((p) => shellJoin([p]));
+  const [dir, tmp, file] = [dirname(remotePath), `${remotePath}.tmp.${randomBytes(6).toString('hex')}`, remotePath].map(
+    (p) => shellJoin([p]),
+  );
   const script = [
     `umask 077 && mkdir -p ${dir} && base64 -d > ${tmp} || { rm -f ${tmp}; exit 1; }`,
     `if [ "$(wc -c < ${tmp} | tr -d ' ')" != ${bytes.length} ] || [ "$(sha256sum < ${tmp} | cut -c1-64)" != ${sum} ]; then`,
     `  rm -f ${tmp}; echo "incomplete transfer (length or sha256 differs); the file was left as it was" >&2; exit 1`,
     `fi`,
-    ...(mode === undefined ? [] : [`chmod ${(mode & 0o7777).toString(8).padStart(4, '0')} ${tmp} || { rm -f ${tmp}; exit 1; }`]),
+    ...(mode === undefined
+      ? []
+      : [`chmod ${(mode & 0o7777).toString(8).padStart(4, '0')} ${tmp} || { rm -f ${tmp}; exit 1; }`]),
     `mv -f ${tmp} ${file}`,
   ].join('\n');
   return { script, heredoc: bytes.toString('base64') };
@@ -290,7 +318,9 @@ class PersistentShell {
   static open(ssh: NodeSSH): Promise<PersistentShell> {
     return new Promise((resolve, reject) => {
       if (!ssh.connection) return reject(Object.assign(new Error('Not connected to server'), { dropped: true }));
-      ssh.connection.exec('exec sh', (err, ch) => (err ? reject(Object.assign(err, { dropped: true })) : resolve(new PersistentShell(ch))));
+      ssh.connection.exec('exec sh', (err, ch) =>
+        err ? reject(Object.assign(err, { dropped: true })) : resolve(new PersistentShell(ch)),
+      );
     });
   }
 

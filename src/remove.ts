@@ -28,7 +28,11 @@ export interface Removal {
   folder: boolean;
 }
 
-const lines = (s: string) => s.split('\n').map((l) => l.trim()).filter(Boolean);
+const lines = (s: string) =>
+  s
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
 
 /** Reads what the stack has on the host; changes nothing. */
 export async function planRemoval(host: SecretHost, remoteDir: string, stack: string): Promise<Removal> {
@@ -52,7 +56,16 @@ export async function planRemoval(host: SecretHost, remoteDir: string, stack: st
   ].join('\n');
   const res = await host.sh(script, { retry: true, silent: true });
   if (res.code !== 0) throw new Error(`${host.where}: cannot list what stack ${stack} has: ${res.stderr.trim()}`);
-  const r: Removal = { stack, services: [], networks: [], configs: [], secrets: [], shared: [], sharedKept: [], folder: false };
+  const r: Removal = {
+    stack,
+    services: [],
+    networks: [],
+    configs: [],
+    secrets: [],
+    shared: [],
+    sharedKept: [],
+    folder: false,
+  };
   for (const l of lines(res.stdout)) {
     const [kind, name] = l.split(' ');
     if (kind === 'folder') r.folder = true;
@@ -80,7 +93,7 @@ export function describeRemoval(r: Removal): string {
     ...part('networks', r.networks),
     ...part('configs', r.configs),
     ...part('secrets', [...r.secrets, ...r.shared]),
-    ...part('shared secrets kept (another stack\'s ledger names them)', r.sharedKept),
+    ...part("shared secrets kept (another stack's ledger names them)", r.sharedKept),
     ...(r.folder ? ['  its folder under remote-dir (ledger, releases, files)'] : []),
   ].join('\n');
 }
@@ -100,15 +113,24 @@ export async function removeStack(host: SecretHost, remoteDir: string, r: Remova
   if (r.services.length || r.networks.length || r.configs.length) {
     const rm = await host.run(['docker', 'stack', 'rm', r.stack], { retry: true });
     // Its networks may be busy a while yet; the loop below removes them.
-    if (rm.code !== 0 && !/network|not found|Nothing found/i.test(rm.stderr)) throw new Error(`${host.where}: docker stack rm ${r.stack} failed: ${rm.stderr.trim()}`);
+    if (rm.code !== 0 && !/network|not found|Nothing found/i.test(rm.stderr))
+      throw new Error(`${host.where}: docker stack rm ${r.stack} failed: ${rm.stderr.trim()}`);
   }
   const ns = `label=${NAMESPACE}=${r.stack}`;
-  const objects = [...r.networks.map((n) => ['network', n]), ...r.configs.map((n) => ['config', n]), ...r.secrets.map((n) => ['secret', n]), ...r.shared.map((n) => ['secret', n])];
+  const objects = [
+    ...r.networks.map((n) => ['network', n]),
+    ...r.configs.map((n) => ['config', n]),
+    ...r.secrets.map((n) => ['secret', n]),
+    ...r.shared.map((n) => ['secret', n]),
+  ];
   // Each poll: with no service left, remove what is left and print what still is.
   const script = [
     `s=$(${q(['docker', 'service', 'ls', '-q', '--filter', ns])}) || exit 1`,
     `if [ -n "$s" ]; then echo "services $(echo $s | wc -w)"; exit 0; fi`,
-    ...objects.map(([kind, n]) => `if ${q(['docker', kind, 'inspect', n])} >/dev/null 2>&1 && ! ${q(['docker', kind, 'rm', n])} >/dev/null 2>&1; then echo ${q([`${kind} ${n}`])}; fi`),
+    ...objects.map(
+      ([kind, n]) =>
+        `if ${q(['docker', kind, 'inspect', n])} >/dev/null 2>&1 && ! ${q(['docker', kind, 'rm', n])} >/dev/null 2>&1; then echo ${q([`${kind} ${n}`])}; fi`,
+    ),
     'true',
   ].join('\n');
   const deadline = Date.now() + opts.timeoutMs;
@@ -117,13 +139,17 @@ export async function removeStack(host: SecretHost, remoteDir: string, r: Remova
     const left = res.code === 0 ? lines(res.stdout) : [`(could not read: ${res.stderr.trim()})`];
     if (!left.length) break;
     if (Date.now() >= deadline) {
-      throw new Error(`${host.where}: stack ${r.stack} was not fully removed within ${Math.round(opts.timeoutMs / 1000)} s; still there: ${left.join(', ')}. Run the remove again, or look at the host (docker stack ps ${r.stack}).`);
+      throw new Error(
+        `${host.where}: stack ${r.stack} was not fully removed within ${Math.round(opts.timeoutMs / 1000)} s; still there: ${left.join(', ')}. Run the remove again, or look at the host (docker stack ps ${r.stack}).`,
+      );
     }
     await new Promise((done) => setTimeout(done, opts.pollMs));
   }
   if (r.folder) {
     const dir = stackDir(remoteDir, r.stack);
-    const res = await host.sh(`find ${q([dir])} -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +`, { retry: true });
+    const res = await host.sh(`find ${q([dir])} -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +`, {
+      retry: true,
+    });
     if (res.code !== 0) throw new Error(`${host.where}: cannot remove ${dir}: ${res.stderr.trim()}`);
   }
   core.info(`Removed ${r.stack}.`);
@@ -140,7 +166,10 @@ export async function removeEmptyFolder(host: SecretHost, remoteDir: string, sta
  */
 export async function commandRemove(inputs: Inputs): Promise<Outcome> {
   // Nothing is pulled: no registry login on the host.
-  const { remote, ctx, finish } = await connect({ ...inputs, registryUsername: '', registryPassword: '' }, inputs.dryRun);
+  const { remote, ctx, finish } = await connect(
+    { ...inputs, registryUsername: '', registryPassword: '' },
+    inputs.dryRun,
+  );
   const notes: string[] = [];
   try {
     const plans: Removal[] = [];
@@ -152,13 +181,22 @@ export async function commandRemove(inputs: Inputs): Promise<Outcome> {
     }
     for (const p of plans) {
       if (isEmpty(p)) continue;
-      await core.group(`Remove ${p.stack}`, () => removeStack(remote, inputs.remoteDir, p, { timeoutMs: (inputs.timeout ?? REMOVE_TIMEOUT_S) * 1000, pollMs: ctx.pollMs * 4 }));
-      notes.push(`Removed ${p.stack}${p.sharedKept.length ? ` (kept the shared secret(s) ${p.sharedKept.join(', ')}: another stack's ledger names them)` : ''}.`);
+      await core.group(`Remove ${p.stack}`, () =>
+        removeStack(remote, inputs.remoteDir, p, {
+          timeoutMs: (inputs.timeout ?? REMOVE_TIMEOUT_S) * 1000,
+          pollMs: ctx.pollMs * 4,
+        }),
+      );
+      notes.push(
+        `Removed ${p.stack}${p.sharedKept.length ? ` (kept the shared secret(s) ${p.sharedKept.join(', ')}: another stack's ledger names them)` : ''}.`,
+      );
     }
-    if (plans.every(isEmpty)) notes.push(`Nothing to remove: ${plans.map((p) => p.stack).join(', ')} not on ${remote.where}.`);
+    if (plans.every(isEmpty))
+      notes.push(`Nothing to remove: ${plans.map((p) => p.stack).join(', ')} not on ${remote.where}.`);
   } finally {
     await finish();
-    if (!inputs.dryRun) for (const s of inputs.stacks) await removeEmptyFolder(remote, inputs.remoteDir, s.name).catch(() => undefined);
+    if (!inputs.dryRun)
+      for (const s of inputs.stacks) await removeEmptyFolder(remote, inputs.remoteDir, s.name).catch(() => undefined);
     remote.dispose();
   }
   return { result: 'removed', release: inputs.release, versions: {}, images: {}, layers: [], notes };

@@ -38,7 +38,10 @@ export interface RollbackWait {
 
 function isBack(svc: ServiceState | undefined, target: RollbackTarget, snap: Snapshot): boolean {
   if (!svc || normalizeImage(svc.image) !== normalizeImage(target.image)) return false;
-  const { converged, running } = onCurrentSpec(svc, snap.tasks.filter((t) => t.serviceId === svc.id));
+  const { converged, running } = onCurrentSpec(
+    svc,
+    snap.tasks.filter((t) => t.serviceId === svc.id),
+  );
   if (!converged) return false;
   const u = svc.update;
   if (target.staleStartedAt !== undefined) {
@@ -61,7 +64,11 @@ export interface RollbackContext {
 }
 
 /** Whether Swarm has taken the rollback of this service in (a newer rollback update, or the old spec back). */
-export function rollbackTaken(svc: ServiceState | undefined, before: ServiceState | undefined, staleStartedAt: string): boolean {
+export function rollbackTaken(
+  svc: ServiceState | undefined,
+  before: ServiceState | undefined,
+  staleStartedAt: string,
+): boolean {
   if (!svc) return true;
   const u = svc.update;
   if (u && u.startedAt !== staleStartedAt && u.state.startsWith('rollback')) return true;
@@ -75,21 +82,29 @@ const isLost = (e: Error) => /Lost the SSH connection|did not answer within/.tes
  * blindly: a second rollback would swap the failed spec back in. After a lost reply, the state says
  * which services still need it.
  */
-export async function rollbackServices(remote: Runner & { sh: Remote['sh'] }, names: string[], ctx: RollbackContext): Promise<void> {
+export async function rollbackServices(
+  remote: Runner & { sh: Remote['sh'] },
+  names: string[],
+  ctx: RollbackContext,
+): Promise<void> {
   if (!names.length) return;
   core.info(`Rolling back ${names.join(', ')} to the previous spec.`);
-  const script = (ns: string[]) => ns.map((n) => shellJoin(['docker', 'service', 'rollback', '--detach', n])).join(' && ');
+  const script = (ns: string[]) =>
+    ns.map((n) => shellJoin(['docker', 'service', 'rollback', '--detach', n])).join(' && ');
   let pending = names;
   for (let attempt = 0; ; attempt++) {
     try {
       const res = await remote.sh(script(pending), { retry: false });
-      if (res.code !== 0) throw new Error(`docker service rollback failed on ${remote.where}: ${(res.stderr || res.stdout).trim()}`);
+      if (res.code !== 0)
+        throw new Error(`docker service rollback failed on ${remote.where}: ${(res.stderr || res.stdout).trim()}`);
       return;
     } catch (e) {
       if (!isLost(e as Error) || attempt >= 2) throw e;
       const snap = await ctx.poll();
       pending = pending.filter((n) => !rollbackTaken(snap.services.get(n), ctx.before.get(n), ctx.stale.get(n) ?? ''));
-      core.warning(`The answer to docker service rollback was lost; Swarm's state says ${pending.length ? `${pending.join(', ')} still need(s) it` : 'it was taken in'}.`);
+      core.warning(
+        `The answer to docker service rollback was lost; Swarm's state says ${pending.length ? `${pending.join(', ')} still need(s) it` : 'it was taken in'}.`,
+      );
       if (!pending.length) return;
     }
   }
@@ -106,7 +121,9 @@ function lastSeen(svc: ServiceState | undefined, snap: Snapshot | undefined): st
 }
 
 /** Waits until every service runs its old image again, all replicas up; returns those that did not make it. */
-export async function waitRolledBack(w: RollbackWait): Promise<{ notBack: string[]; snap?: Snapshot; lastSeen: Map<string, string> }> {
+export async function waitRolledBack(
+  w: RollbackWait,
+): Promise<{ notBack: string[]; snap?: Snapshot; lastSeen: Map<string, string> }> {
   const deadline = Date.now() + w.timeoutMs;
   let snap: Snapshot | undefined;
   let said = false;
@@ -120,7 +137,8 @@ export async function waitRolledBack(w: RollbackWait): Promise<{ notBack: string
     }
     const s = snap;
     const notBack = [...w.targets].filter(([name, t]) => !s || !isBack(s.services.get(name), t, s)).map(([n]) => n);
-    if (!notBack.length || Date.now() >= deadline) return { notBack, snap, lastSeen: new Map(notBack.map((n) => [n, lastSeen(s?.services.get(n), s)])) };
+    if (!notBack.length || Date.now() >= deadline)
+      return { notBack, snap, lastSeen: new Map(notBack.map((n) => [n, lastSeen(s?.services.get(n), s)])) };
     await new Promise((r) => setTimeout(r, w.pollMs));
   }
 }

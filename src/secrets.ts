@@ -56,21 +56,39 @@ function lookup(values: Record<string, string>, key: string): string | undefined
  * A key in `shared` is named without the stack (`shared_<key>…`): every stack that declares it, in
  * this run or another, uses one Swarm secret.
  */
-export function planSecrets(stack: PreparedStack, values: Record<string, string>, generate: string[], run: SecretPlan[] = [], shared: string[] = []): SecretPlan[] {
+export function planSecrets(
+  stack: PreparedStack,
+  values: Record<string, string>,
+  generate: string[],
+  run: SecretPlan[] = [],
+  shared: string[] = [],
+): SecretPlan[] {
   const merged = mergeStack(stack.resolved);
-  const declared = merged.secrets && typeof merged.secrets === 'object' ? (merged.secrets as Record<string, { external?: unknown; file?: unknown }>) : {};
+  const declared =
+    merged.secrets && typeof merged.secrets === 'object'
+      ? (merged.secrets as Record<string, { external?: unknown; file?: unknown }>)
+      : {};
   const plans: SecretPlan[] = [];
   for (const [key, entry] of Object.entries(declared)) {
     const external = entry && (entry.external === true || entry.external === 'true');
     const value = lookup(values, key);
     const generated = generate.includes(key);
     if (!external) {
-      if (value !== undefined || generated) throw new InputError(`Stack "${stack.name}": secret "${key}" must be declared \`external: true\` for the action to create it (a \`file:\` secret would put the value on the host's disk).`);
+      if (value !== undefined || generated)
+        throw new InputError(
+          `Stack "${stack.name}": secret "${key}" must be declared \`external: true\` for the action to create it (a \`file:\` secret would put the value on the host's disk).`,
+        );
       continue;
     }
-    if (value !== undefined && generated) throw new InputError(`Secret "${key}" is both given (input \`secrets\`) and generated (input \`generate-secrets\`): pick one.`);
+    if (value !== undefined && generated)
+      throw new InputError(
+        `Secret "${key}" is both given (input \`secrets\`) and generated (input \`generate-secrets\`): pick one.`,
+      );
     const isShared = shared.includes(key);
-    if (isShared && value === undefined && !generated) throw new InputError(`Input \`shared-secrets\`: secret "${key}" of stack "${stack.name}" is neither given (input \`secrets\`) nor generated (input \`generate-secrets\`).`);
+    if (isShared && value === undefined && !generated)
+      throw new InputError(
+        `Input \`shared-secrets\`: secret "${key}" of stack "${stack.name}" is neither given (input \`secrets\`) nor generated (input \`generate-secrets\`).`,
+      );
     const share = isShared ? { shared: true as const } : {};
     if (value !== undefined) {
       const plan: SecretPlan = { key, name: '', source: 'input', value, stack: stack.name, run, ...share };
@@ -81,7 +99,8 @@ export function planSecrets(stack: PreparedStack, values: Record<string, string>
     }
   }
   for (const g of generate) {
-    if (!(g in declared)) throw new InputError(`Input \`generate-secrets\`: stack "${stack.name}" declares no secret "${g}".`);
+    if (!(g in declared))
+      throw new InputError(`Input \`generate-secrets\`: stack "${stack.name}" declares no secret "${g}".`);
   }
   return plans;
 }
@@ -98,7 +117,10 @@ export function checkShared(stacks: PreparedStack[], shared: string[]): void {
       const secrets = mergeStack(p.resolved).secrets;
       return !!secrets && typeof secrets === 'object' && key in secrets;
     });
-    if (!declared) throw new InputError(`Input \`shared-secrets\`: no stack of this run (${stacks.map((p) => p.name).join(', ')}) declares a secret "${key}".`);
+    if (!declared)
+      throw new InputError(
+        `Input \`shared-secrets\`: no stack of this run (${stacks.map((p) => p.name).join(', ')}) declares a secret "${key}".`,
+      );
   }
 }
 
@@ -138,11 +160,19 @@ export async function nameSecrets(host: SecretHost, remoteDir: string, plans: Se
   const todo = [...new Set(mine.flatMap((p) => p.run ?? [p]))].filter((p) => p.source === 'input' && !p.name);
   if (!todo.length) return;
   // A shared secret is hashed without a stack (never the same as a stack's own): one name wherever it is declared.
-  const input = todo.map((p) => Buffer.from(`${p.shared ? '' : p.stack}\0${p.key}\0${p.value ?? ''}`, 'utf8').toString('base64')).join('\n') + '\n';
+  const input =
+    todo
+      .map((p) => Buffer.from(`${p.shared ? '' : p.stack}\0${p.key}\0${p.value ?? ''}`, 'utf8').toString('base64'))
+      .join('\n') + '\n';
   const res = await host.sh(namingScript(remoteDir), { input, retry: true, silent: true });
-  const hashes = res.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+  const hashes = res.stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   if (res.code !== 0 || hashes.length !== todo.length || !hashes.every((h) => /^[0-9a-f]{64}$/.test(h))) {
-    throw new Error(`${host.where}: cannot name the secrets (keyed hash with ${secretKeyFile(remoteDir)}): ${(res.stderr || res.stdout).trim().slice(0, 300)}`);
+    throw new Error(
+      `${host.where}: cannot name the secrets (keyed hash with ${secretKeyFile(remoteDir)}): ${(res.stderr || res.stdout).trim().slice(0, 300)}`,
+    );
   }
   todo.forEach((p, i) => (p.name = `${p.shared ? SHARED_PREFIX : p.stack}_${p.key}_${hashes[i].slice(0, 10)}`));
 }
@@ -168,10 +198,14 @@ function contentName(stack: string, key: string, content: string | Buffer): stri
  */
 export function planConfigs(stack: PreparedStack): ConfigPlan[] {
   const merged = mergeStack(stack.resolved);
-  const declared = merged.configs && typeof merged.configs === 'object' ? (merged.configs as Record<string, Record<string, unknown>>) : {};
+  const declared =
+    merged.configs && typeof merged.configs === 'object'
+      ? (merged.configs as Record<string, Record<string, unknown>>)
+      : {};
   const plans: ConfigPlan[] = [];
   for (const [key, entry] of Object.entries(declared)) {
-    if (!entry || typeof entry !== 'object' || entry.external === true || entry.external === 'true' || entry.name) continue;
+    if (!entry || typeof entry !== 'object' || entry.external === true || entry.external === 'true' || entry.name)
+      continue;
     if (typeof entry.file !== 'string' || !entry.file) continue;
     // prepareStack already checked that the file exists; Docker resolves it against the first file's folder.
     const content = fs.readFileSync(referencedPath(stack.resolved[0].file, entry.file));
@@ -185,14 +219,23 @@ export function planConfigs(stack: PreparedStack): ConfigPlan[] {
  * The compose override that points each managed secret and config at its Swarm name for this release.
  * `placeholders` (dry run): a secret not named yet shows the host's part as text.
  */
-export function overrideFile(stack: PreparedStack, secretPlans: SecretPlan[], configPlans: ConfigPlan[] = [], opts: { placeholders?: boolean } = {}): string {
+export function overrideFile(
+  stack: PreparedStack,
+  secretPlans: SecretPlan[],
+  configPlans: ConfigPlan[] = [],
+  opts: { placeholders?: boolean } = {},
+): string {
   const version = String(stack.resolved[0]?.data?.version ?? '3.8');
   const doc: Record<string, unknown> = { version };
   const name = (p: SecretPlan) => {
-    if (!p.name && !opts.placeholders) throw new Error(`Secret "${p.key}" of stack "${stack.name}" is not named yet (nameSecrets runs on the host first).`);
+    if (!p.name && !opts.placeholders)
+      throw new Error(
+        `Secret "${p.key}" of stack "${stack.name}" is not named yet (nameSecrets runs on the host first).`,
+      );
     return displayName(p);
   };
-  if (secretPlans.length) doc.secrets = Object.fromEntries(secretPlans.map((p) => [p.key, { external: true, name: name(p) }]));
+  if (secretPlans.length)
+    doc.secrets = Object.fromEntries(secretPlans.map((p) => [p.key, { external: true, name: name(p) }]));
   // The whole entry, not just its name: a -c file's entry replaces the earlier one's.
   if (configPlans.length) doc.configs = Object.fromEntries(configPlans.map((p) => [p.key, p.entry]));
   return `# Written by deploy-action: the Swarm secrets and configs of this release.\n${YAML.stringify(doc)}`;
@@ -202,7 +245,11 @@ export function overrideFile(stack: PreparedStack, secretPlans: SecretPlan[], co
  * The override file as an upload whose content is written when it is read: at upload time, after
  * nameSecrets() got the names from the host (runLayer names them first).
  */
-export function overrideUpload(stack: PreparedStack, secretPlans: SecretPlan[], configPlans: ConfigPlan[]): { rel: string; content: string } {
+export function overrideUpload(
+  stack: PreparedStack,
+  secretPlans: SecretPlan[],
+  configPlans: ConfigPlan[],
+): { rel: string; content: string } {
   return {
     rel: OVERRIDE_FILE,
     get content() {
@@ -225,30 +272,50 @@ export async function ensureSecrets(remote: SecretHost, stack: string, plans: Se
   if (unnamed.length) throw new Error(`Secrets of ${stack} not named yet (nameSecrets first): ${unnamed.join(', ')}`);
   const ls = await remote.run(['docker', 'secret', 'ls', '--format', '{{.Name}}'], { retry: true });
   if (ls.code !== 0) throw new Error(`${remote.where}: docker secret ls failed: ${ls.stderr.trim()}`);
-  const existing = new Set(ls.stdout.split('\n').map((s) => s.trim()).filter(Boolean));
+  const existing = new Set(
+    ls.stdout
+      .split('\n')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
   for (const p of plans) {
     if (existing.has(p.name)) {
       report.reused.push(p.key);
       continue;
     }
     // A shared secret belongs to no one stack: pruneSecrets finds it by its key, for every stack using it.
-    const labels = p.shared ? ['--label', `${LABEL_SHARED}=true`, '--label', `${LABEL_KEY}=${p.key}`] : ['--label', `${LABEL_STACK}=${stack}`, '--label', `${LABEL_KEY}=${p.key}`];
+    const labels = p.shared
+      ? ['--label', `${LABEL_SHARED}=true`, '--label', `${LABEL_KEY}=${p.key}`]
+      : ['--label', `${LABEL_STACK}=${stack}`, '--label', `${LABEL_KEY}=${p.key}`];
     let res: RunResult;
     if (p.source === 'input') {
       res = await remote.run(['docker', 'secret', 'create', ...labels, p.name, '-'], { input: p.value as string });
     } else {
       // Generated on the host, piped straight into Docker: the value never leaves it.
-      const create = shellJoin(['docker', 'secret', 'create', ...labels, '--label', 'deploy-action.generated=true', p.name, '-']);
+      const create = shellJoin([
+        'docker',
+        'secret',
+        'create',
+        ...labels,
+        '--label',
+        'deploy-action.generated=true',
+        p.name,
+        '-',
+      ]);
       res = await remote.sh(`head -c 32 /dev/urandom | base64 | tr -d '\\n/+=' | ${create} >/dev/null`);
     }
     if (res.code !== 0) {
       // A shared secret may have been created meanwhile by a deploy of another stack (another lock).
-      const there = p.shared ? await remote.run(['docker', 'secret', 'inspect', '--format', '{{.Spec.Name}}', p.name]) : undefined;
+      const there = p.shared
+        ? await remote.run(['docker', 'secret', 'inspect', '--format', '{{.Spec.Name}}', p.name])
+        : undefined;
       if (there?.code === 0 && there.stdout.trim() === p.name) {
         report.reused.push(p.key);
         continue;
       }
-      throw new Error(`${remote.where}: cannot create ${p.source === 'generated' ? 'generated secret' : 'secret'} ${p.name}: ${res.stderr.trim()}`);
+      throw new Error(
+        `${remote.where}: cannot create ${p.source === 'generated' ? 'generated secret' : 'secret'} ${p.name}: ${res.stderr.trim()}`,
+      );
     }
     (p.source === 'input' ? report.created : report.generated).push(p.key);
   }
@@ -261,12 +328,29 @@ export async function ensureSecrets(remote: SecretHost, stack: string, plans: Se
  * on this host still names, another stack's kept releases included, stays; generated ones stay;
  * `docker secret rm` refuses a secret a service still uses, and that refusal is fine.
  */
-export async function pruneSecrets(remote: SecretHost, stack: string, keep: Set<string>, opts: { remoteDir?: string; shared?: string[] } = {}): Promise<string[]> {
-  const lists = [['--filter', `label=${LABEL_STACK}=${stack}`], ...(opts.shared ?? []).map((k) => ['--filter', `label=${LABEL_SHARED}=true`, '--filter', `label=${LABEL_KEY}=${k}`])];
+export async function pruneSecrets(
+  remote: SecretHost,
+  stack: string,
+  keep: Set<string>,
+  opts: { remoteDir?: string; shared?: string[] } = {},
+): Promise<string[]> {
+  const lists = [
+    ['--filter', `label=${LABEL_STACK}=${stack}`],
+    ...(opts.shared ?? []).map((k) => [
+      '--filter',
+      `label=${LABEL_SHARED}=true`,
+      '--filter',
+      `label=${LABEL_KEY}=${k}`,
+    ]),
+  ];
   const names = new Set<string>();
   for (const filters of lists) {
     const ls = await remote.run(['docker', 'secret', 'ls', ...filters, '--format', '{{.Name}}']);
-    ls.stdout.split('\n').map((n) => n.trim()).filter(Boolean).forEach((n) => names.add(n));
+    ls.stdout
+      .split('\n')
+      .map((n) => n.trim())
+      .filter(Boolean)
+      .forEach((n) => names.add(n));
   }
   const stale = [...names].filter((n) => !keep.has(n));
   if (!stale.length) return [];
@@ -280,7 +364,10 @@ export async function pruneSecrets(remote: SecretHost, stack: string, keep: Set<
     })
     .join('\n');
   const rm = await remote.sh(`${script}\ntrue`);
-  const removed = rm.stdout.split('\n').map((n) => n.trim()).filter(Boolean);
+  const removed = rm.stdout
+    .split('\n')
+    .map((n) => n.trim())
+    .filter(Boolean);
   if (removed.length) core.info(`Removed secrets no kept release uses: ${removed.join(', ')}`);
   return removed;
 }
@@ -292,14 +379,34 @@ export async function pruneSecrets(remote: SecretHost, stack: string, keep: Set<
  */
 export async function pruneConfigs(remote: SecretHost, stack: string, plans: ConfigPlan[]): Promise<string[]> {
   if (!plans.length) return [];
-  const ls = await remote.run(['docker', 'config', 'ls', '--filter', `label=com.docker.stack.namespace=${stack}`, '--format', '{{.Name}}']);
+  const ls = await remote.run([
+    'docker',
+    'config',
+    'ls',
+    '--filter',
+    `label=com.docker.stack.namespace=${stack}`,
+    '--format',
+    '{{.Name}}',
+  ]);
   const keep = new Set(plans.map((p) => p.name));
-  const ours = (n: string) => plans.some((p) => n.startsWith(`${stack}_${p.key}_`) && /^[0-9a-f]{10}$/.test(n.slice(stack.length + p.key.length + 2)));
-  const stale = ls.stdout.split('\n').map((n) => n.trim()).filter((n) => n && !keep.has(n) && ours(n));
+  const ours = (n: string) =>
+    plans.some(
+      (p) => n.startsWith(`${stack}_${p.key}_`) && /^[0-9a-f]{10}$/.test(n.slice(stack.length + p.key.length + 2)),
+    );
+  const stale = ls.stdout
+    .split('\n')
+    .map((n) => n.trim())
+    .filter((n) => n && !keep.has(n) && ours(n));
   if (!stale.length) return [];
-  const rm = await remote.sh(stale.map((n) => `${shellJoin(['docker', 'config', 'rm', n])} >/dev/null 2>&1 && echo ${shellJoin([n])}`).join('\n') + '\ntrue');
-  const removed = rm.stdout.split('\n').map((n) => n.trim()).filter(Boolean);
+  const rm = await remote.sh(
+    stale
+      .map((n) => `${shellJoin(['docker', 'config', 'rm', n])} >/dev/null 2>&1 && echo ${shellJoin([n])}`)
+      .join('\n') + '\ntrue',
+  );
+  const removed = rm.stdout
+    .split('\n')
+    .map((n) => n.trim())
+    .filter(Boolean);
   if (removed.length) core.info(`Removed configs of earlier releases: ${removed.join(', ')}`);
   return removed;
 }
-

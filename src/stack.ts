@@ -2,7 +2,20 @@ import * as core from '@actions/core';
 import * as fs from 'fs';
 import * as path from 'path';
 import { checkStack } from './checks';
-import { ComposeFile, ResolvedCompose, ServiceInfo, bindMounts, loadComposeFile, positionOf, referencedFiles, referencedPath, resolveCompose, rewriteBindSources, shortEnvFiles, stackServices } from './compose';
+import {
+  ComposeFile,
+  ResolvedCompose,
+  ServiceInfo,
+  bindMounts,
+  loadComposeFile,
+  positionOf,
+  referencedFiles,
+  referencedPath,
+  resolveCompose,
+  rewriteBindSources,
+  shortEnvFiles,
+  stackServices,
+} from './compose';
 import { ShippedPath, mountSource, shipPath } from './files';
 import { InputError } from './errors';
 import { StackSpec } from './inputs';
@@ -40,7 +53,11 @@ export function loadStack(spec: StackSpec, workingDir: string): LoadedStack {
  * skip label or comment), it becomes "" with a warning, as Docker does. Invalid templates are
  * always refused.
  */
-export function prepareStack(stack: LoadedStack, workingDir: string, env: Record<string, string | undefined>): PreparedStack {
+export function prepareStack(
+  stack: LoadedStack,
+  workingDir: string,
+  env: Record<string, string | undefined>,
+): PreparedStack {
   const resolved = stack.files.map((f) => resolveCompose(f, env));
   const reported = new Set(
     checkStack(stack, env, { skip: stack.skip })
@@ -52,11 +69,18 @@ export function prepareStack(stack: LoadedStack, workingDir: string, env: Record
     for (const u of r.unset) {
       const at = `${r.file.path}:${u.line}:${u.col}`;
       if (reported.has(at)) problems.push(`${at}: \${${u.name}} is not set (Docker would substitute an empty string)`);
-      else core.warning(`${at}: \${${u.name}} is not set: substituted an empty string, as Docker does (rule unset-variable is switched off).`, { title: 'unset-variable', file: r.file.path, startLine: u.line, startColumn: u.col });
+      else
+        core.warning(
+          `${at}: \${${u.name}} is not set: substituted an empty string, as Docker does (rule unset-variable is switched off).`,
+          { title: 'unset-variable', file: r.file.path, startLine: u.line, startColumn: u.col },
+        );
     }
     for (const e of r.errors) problems.push(`${r.file.path}:${e.line}:${e.col}: ${e.message}`);
   }
-  if (problems.length) throw new InputError(`Stack "${stack.name}" cannot be interpolated:\n  ${problems.join('\n  ')}\nSet them in the \`env\` input (KEY=VALUE lines) or give a default (\${VAR:-default}).`);
+  if (problems.length)
+    throw new InputError(
+      `Stack "${stack.name}" cannot be interpolated:\n  ${problems.join('\n  ')}\nSet them in the \`env\` input (KEY=VALUE lines) or give a default (\${VAR:-default}).`,
+    );
 
   const uploads: { rel: string; content: string | Buffer }[] = [];
   const composePaths: string[] = [];
@@ -74,8 +98,14 @@ export function prepareStack(stack: LoadedStack, workingDir: string, env: Record
       const at = `${r.file.path}:${line}:${col}`;
       const abs = referencedPath(resolved[0].file, b.source);
       const refRel = path.relative(workingDir, abs);
-      if (refRel.startsWith('..') || path.isAbsolute(refRel)) throw new InputError(`${at}: service "${b.service}" bind-mounts ${b.source}, outside working-directory; keep the files a stack uses inside it.`);
-      if (!fs.existsSync(abs)) throw new InputError(`${at}: service "${b.service}" bind-mounts ${b.source}, which does not exist (${refRel}).`);
+      if (refRel.startsWith('..') || path.isAbsolute(refRel))
+        throw new InputError(
+          `${at}: service "${b.service}" bind-mounts ${b.source}, outside working-directory; keep the files a stack uses inside it.`,
+        );
+      if (!fs.existsSync(abs))
+        throw new InputError(
+          `${at}: service "${b.service}" bind-mounts ${b.source}, which does not exist (${refRel}).`,
+        );
       const key = fs.realpathSync(abs);
       const ship = byPath.get(key) ?? shipPath(abs, refRel || '.');
       byPath.set(key, ship);
@@ -84,25 +114,47 @@ export function prepareStack(stack: LoadedStack, workingDir: string, env: Record
     }
     // Each bind source points at the release's copy of its content (files.ts), not at the stack folder.
     const text = shortEnvFiles(r.text, exists);
-    uploads.push({ rel, content: sources.size ? rewriteBindSources(text, (src) => (sources.has(src) ? mountSource(firstRel, sources.get(src) as ShippedPath) : undefined)) : text });
+    uploads.push({
+      rel,
+      content: sources.size
+        ? rewriteBindSources(text, (src) =>
+            sources.has(src) ? mountSource(firstRel, sources.get(src) as ShippedPath) : undefined,
+          )
+        : text,
+    });
     for (const ref of referencedFiles(r)) {
       const abs = referencedPath(resolved[0].file, ref.file);
       const refRel = path.relative(workingDir, abs);
       if (refRel.startsWith('..') || path.isAbsolute(refRel)) {
-        throw new InputError(`${r.file.path}: ${ref.kind} "${ref.name}" points at ${ref.file}, outside working-directory; keep the files a stack uses inside it.`);
+        throw new InputError(
+          `${r.file.path}: ${ref.kind} "${ref.name}" points at ${ref.file}, outside working-directory; keep the files a stack uses inside it.`,
+        );
       }
       if (ref.optional && !fs.existsSync(abs)) continue; // left out of the upload by shortEnvFiles
-      if (!fs.existsSync(abs)) throw new InputError(`${r.file.path}: ${ref.kind} "${ref.name}" file ${refRel} does not exist.`);
+      if (!fs.existsSync(abs))
+        throw new InputError(`${r.file.path}: ${ref.kind} "${ref.name}" file ${refRel} does not exist.`);
       if (!uploads.some((u) => u.rel === refRel)) uploads.push({ rel: refRel, content: fs.readFileSync(abs) });
     }
   }
   const services = stackServices(resolved);
   for (const s of Object.values(services)) {
-    if (!s.image) throw new InputError(`Stack "${stack.name}": service "${s.name}" has no image (Swarm does not build: set image: to a registry reference).`);
+    if (!s.image)
+      throw new InputError(
+        `Stack "${stack.name}": service "${s.name}" has no image (Swarm does not build: set image: to a registry reference).`,
+      );
     const tag = s.image.split('@')[0].split('/').pop() ?? '';
-    if (s.image.endsWith(':') || tag.endsWith(':')) throw new InputError(`Stack "${stack.name}": service "${s.name}" image "${s.image}" has an empty tag.`);
+    if (s.image.endsWith(':') || tag.endsWith(':'))
+      throw new InputError(`Stack "${stack.name}": service "${s.name}" image "${s.image}" has an empty tag.`);
   }
-  return { ...stack, resolved, services, composePaths, uploads, shipped: [...new Map([...byPath.values()].map((f) => [f.hash, f])).values()], binds };
+  return {
+    ...stack,
+    resolved,
+    services,
+    composePaths,
+    uploads,
+    shipped: [...new Map([...byPath.values()].map((f) => [f.hash, f])).values()],
+    binds,
+  };
 }
 
 export function fullName(stack: string, service: string): string {
@@ -116,7 +168,11 @@ export function expectedImages(stack: PreparedStack): Record<string, string> {
 }
 
 /** Copies the release files into their folder on the host; returns nothing, throws with the host's words. */
-export async function uploadRelease(remote: Remote, releaseDir: string, uploads: { rel: string; content: string | Buffer }[]): Promise<void> {
+export async function uploadRelease(
+  remote: Remote,
+  releaseDir: string,
+  uploads: { rel: string; content: string | Buffer }[],
+): Promise<void> {
   for (const u of uploads) await remote.writeFile(`${releaseDir}/${u.rel}`, u.content);
 }
 
@@ -129,7 +185,13 @@ export interface DeployFlags {
 }
 
 /** `docker stack deploy` from the release folder. The gate, not this command's exit code, says if it worked. */
-export async function stackDeploy(remote: Remote, releaseDir: string, stack: string, composePaths: string[], flags: DeployFlags): Promise<string> {
+export async function stackDeploy(
+  remote: Remote,
+  releaseDir: string,
+  stack: string,
+  composePaths: string[],
+  flags: DeployFlags,
+): Promise<string> {
   const argv = ['docker', 'stack', 'deploy'];
   for (const c of composePaths) argv.push('--compose-file', c);
   if (flags.withRegistryAuth) argv.push('--with-registry-auth');
@@ -137,6 +199,9 @@ export async function stackDeploy(remote: Remote, releaseDir: string, stack: str
   argv.push(stack);
   const res = await remote.sh(`cd ${shellJoin([releaseDir])} && ${shellJoin(argv)}`, { timeoutMs: flags.timeoutMs });
   const out = `${res.stdout}\n${res.stderr}`.trim();
-  if (res.code !== 0) throw new Error(`docker stack deploy ${stack} failed on ${remote.where} (exit ${res.code}):\n${out.split('\n').slice(-15).join('\n')}`);
+  if (res.code !== 0)
+    throw new Error(
+      `docker stack deploy ${stack} failed on ${remote.where} (exit ${res.code}):\n${out.split('\n').slice(-15).join('\n')}`,
+    );
   return out;
 }

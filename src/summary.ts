@@ -15,7 +15,15 @@ export interface SummaryInput {
   notes?: string[];
 }
 
-const ICON: Record<string, string> = { deployed: '✅', 'rolled-back': '↩️', failed: '❌', checked: '🔎', built: '📦', removed: '🧹', commented: '💬' };
+const ICON: Record<string, string> = {
+  deployed: '✅',
+  'rolled-back': '↩️',
+  failed: '❌',
+  checked: '🔎',
+  built: '📦',
+  removed: '🧹',
+  commented: '💬',
+};
 
 function cell(s: string): string {
   return s.replace(/\|/g, '\\|').replace(/\n/g, '<br>');
@@ -35,8 +43,14 @@ export function renderSummary(s: SummaryInput): string {
   }
   const rows = s.layers.flatMap((l) => l.rows);
   if (rows.length) {
-    out.push('| layer | service | image | version before → after | replicas | state | time |', '| --- | --- | --- | --- | --- | --- | --- |');
-    for (const r of rows) out.push(`| ${cell(r.stack)} | ${cell(r.service)} | \`${cell(r.image)}\` | ${cell(r.before)} → ${cell(r.after)} | ${r.replicas} | ${cell(r.state)} | ${r.seconds} s |`);
+    out.push(
+      '| layer | service | image | version before → after | replicas | state | time |',
+      '| --- | --- | --- | --- | --- | --- | --- |',
+    );
+    for (const r of rows)
+      out.push(
+        `| ${cell(r.stack)} | ${cell(r.service)} | \`${cell(r.image)}\` | ${cell(r.before)} → ${cell(r.after)} | ${r.replicas} | ${cell(r.state)} | ${r.seconds} s |`,
+      );
     out.push('');
   }
   if (s.error) out.push('### Why it failed', '', '```text', s.error, '```', '');

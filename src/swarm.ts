@@ -69,7 +69,8 @@ function apiBody(answer: string, what: string): unknown {
   const text = answer.replace(/^\s+/, '');
   const end = text.indexOf('\r\n\r\n');
   const status = /^HTTP\/1\.[01] (\d{3})/.exec(text);
-  if (end < 0 || !status) throw new Error(`the engine gave no answer to the ${what} request: ${text.slice(0, 200) || '(nothing)'}`);
+  if (end < 0 || !status)
+    throw new Error(`the engine gave no answer to the ${what} request: ${text.slice(0, 200) || '(nothing)'}`);
   const body = text.slice(end + 4).trim();
   if (status[1] !== '200') {
     let message = body;
@@ -93,7 +94,11 @@ function parseTime(s: string | undefined): number {
 interface ApiService {
   ID: string;
   Version?: { Index?: number };
-  Spec: { Name: string; TaskTemplate?: { ContainerSpec?: { Image?: string } }; Mode?: { Replicated?: { Replicas?: number } } };
+  Spec: {
+    Name: string;
+    TaskTemplate?: { ContainerSpec?: { Image?: string } };
+    Mode?: { Replicated?: { Replicas?: number } };
+  };
   PreviousSpec?: { TaskTemplate?: { ContainerSpec?: { Image?: string } } };
   UpdateStatus?: { State?: string; StartedAt?: string; CompletedAt?: string; Message?: string };
 }
@@ -104,7 +109,13 @@ interface ApiTask {
   Slot?: number;
   DesiredState: string;
   Spec?: { ContainerSpec?: { Image?: string } };
-  Status?: { Timestamp?: string; State?: string; Message?: string; Err?: string; ContainerStatus?: { ExitCode?: number } };
+  Status?: {
+    Timestamp?: string;
+    State?: string;
+    Message?: string;
+    Err?: string;
+    ContainerStatus?: { ExitCode?: number };
+  };
 }
 
 export function parseSnapshot(stdout: string): Snapshot {
@@ -123,7 +134,14 @@ export function parseSnapshot(stdout: string): Snapshot {
       image: template?.ContainerSpec?.Image ?? '',
       // Replicated (a count) or global (null); a replicated service scaled to 0 has no Replicas field.
       replicas: svc.Spec.Mode?.Replicated ? (svc.Spec.Mode.Replicated.Replicas ?? 0) : null,
-      update: upd ? { state: upd.State ?? '', startedAt: upd.StartedAt ?? '', completedAt: upd.CompletedAt ?? '', message: upd.Message ?? '' } : null,
+      update: upd
+        ? {
+            state: upd.State ?? '',
+            startedAt: upd.StartedAt ?? '',
+            completedAt: upd.CompletedAt ?? '',
+            message: upd.Message ?? '',
+          }
+        : null,
       taskSpec: template === undefined ? undefined : createHash('sha1').update(JSON.stringify(template)).digest('hex'),
     });
   }
@@ -150,8 +168,12 @@ export function normalizeImage(ref: string): string {
   let r = name;
   const lastSlash0 = r.lastIndexOf('/');
   // Pinned by digest only: the digest is the identity.
-  if (digest && !r.slice(lastSlash0 + 1).includes(':')) return `${r.replace(/^docker\.io\/(library\/)?/, '').replace(/^library\//, '')}@${digest}`;
-  r = r.replace(/^docker\.io\/library\//, '').replace(/^docker\.io\//, '').replace(/^library\//, '');
+  if (digest && !r.slice(lastSlash0 + 1).includes(':'))
+    return `${r.replace(/^docker\.io\/(library\/)?/, '').replace(/^library\//, '')}@${digest}`;
+  r = r
+    .replace(/^docker\.io\/library\//, '')
+    .replace(/^docker\.io\//, '')
+    .replace(/^library\//, '');
   const lastSlash = r.lastIndexOf('/');
   if (!r.slice(lastSlash + 1).includes(':')) r += ':latest';
   return r;
@@ -162,7 +184,10 @@ export function normalizeImage(ref: string): string {
  * count: after an engine restart, or a restart racing a rollback, it can show more running tasks than
  * replicas for minutes. Enough tasks of this spec running, none of another one still running.
  */
-export function onCurrentSpec(svc: ServiceState, tasks: TaskState[]): { converged: boolean; need: number; current: TaskState[]; running: TaskState[]; otherRunning: TaskState[] } {
+export function onCurrentSpec(
+  svc: ServiceState,
+  tasks: TaskState[],
+): { converged: boolean; need: number; current: TaskState[]; running: TaskState[]; otherRunning: TaskState[] } {
   const desired = tasks.filter((t) => t.desired === 'running');
   const current = desired.filter((t) => t.image === svc.image);
   const running = current.filter((t) => t.state === 'running');
@@ -176,5 +201,7 @@ export function onCurrentSpec(svc: ServiceState, tasks: TaskState[]): { converge
 export function countStates(tasks: TaskState[]): string {
   const counts: Record<string, number> = {};
   for (const t of tasks) counts[t.state] = (counts[t.state] ?? 0) + 1;
-  return Object.entries(counts).map(([s, n]) => `${n} ${s}`).join(', ');
+  return Object.entries(counts)
+    .map(([s, n]) => `${n} ${s}`)
+    .join(', ');
 }

@@ -62,7 +62,10 @@ export interface LayerTiming {
 }
 
 /** Swarm updates a stack's services side by side: the layer takes as long as its slowest service. */
-export function layerTiming(services: ServiceInfo[], opts: { timeout?: number; stability?: number; nodes?: number }): LayerTiming {
+export function layerTiming(
+  services: ServiceInfo[],
+  opts: { timeout?: number; stability?: number; nodes?: number },
+): LayerTiming {
   const timings = services.map((s) => serviceTiming(s, stabilitySeconds(s, opts.stability), opts.nodes));
   if (opts.timeout !== undefined) {
     const longest = [...timings].sort((a, b) => b.minimum - a.minimum)[0];

@@ -59,12 +59,18 @@ export function parseVerify(text: string, stacks: string[]): VerifyCheck[] {
       if (typeof p === 'string') words.push(p);
       else if ('op' in p && p.op === 'glob') words.push((p as { pattern: string }).pattern);
       else if ('comment' in p) break;
-      else throw new InputError(`${where}: "${(p as { op: string }).op}" outside quotes; quote the URL or value that holds it ('…').`);
+      else
+        throw new InputError(
+          `${where}: "${(p as { op: string }).op}" outside quotes; quote the URL or value that holds it ('…').`,
+        );
     }
     let stack: string | undefined;
     if (words[0]?.endsWith(':') && !words[0].includes('/')) {
       stack = words.shift()!.slice(0, -1);
-      if (!STACK_NAME.test(stack) || !stacks.includes(stack)) throw new InputError(`${where}: "${stack}:" names no layer of input \`stacks\` (${stacks.join(', ') || 'none'}).`);
+      if (!STACK_NAME.test(stack) || !stacks.includes(stack))
+        throw new InputError(
+          `${where}: "${stack}:" names no layer of input \`stacks\` (${stacks.join(', ') || 'none'}).`,
+        );
     }
     const target = words.shift() ?? '';
     let url: URL;
@@ -73,15 +79,26 @@ export function parseVerify(text: string, stacks: string[]): VerifyCheck[] {
     } catch {
       throw new InputError(`${where}: "${target.slice(0, 80)}" is not a URL (http:// or https://).`);
     }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InputError(`${where}: only http:// and https:// URLs can be checked, got ${url.protocol}.`);
-    const check: VerifyCheck = { line: i + 1, stack, url: target, status: ['2xx', '3xx'], image: DEFAULT_VERIFY_IMAGE, within: DEFAULT_WITHIN_S };
+    if (url.protocol !== 'http:' && url.protocol !== 'https:')
+      throw new InputError(`${where}: only http:// and https:// URLs can be checked, got ${url.protocol}.`);
+    const check: VerifyCheck = {
+      line: i + 1,
+      stack,
+      url: target,
+      status: ['2xx', '3xx'],
+      image: DEFAULT_VERIFY_IMAGE,
+      within: DEFAULT_WITHIN_S,
+    };
     const seen = new Set<string>();
     let image = false;
     for (const w of words) {
       const eq = w.indexOf('=');
       const key = eq > 0 ? w.slice(0, eq) : '';
       const value = w.slice(eq + 1);
-      if (!KEYS.includes(key)) throw new InputError(`${where}: "${w.slice(0, 60)}" is not one of ${KEYS.map((k) => `${k}=`).join(', ')} (one URL per line).`);
+      if (!KEYS.includes(key))
+        throw new InputError(
+          `${where}: "${w.slice(0, 60)}" is not one of ${KEYS.map((k) => `${k}=`).join(', ')} (one URL per line).`,
+        );
       if (seen.has(key)) throw new InputError(`${where}: ${key}= is given twice.`);
       seen.add(key);
       if (key === 'host') {
@@ -89,24 +106,31 @@ export function parseVerify(text: string, stacks: string[]): VerifyCheck[] {
         check.host = value;
       } else if (key === 'status') {
         const codes = value.split(',').map((c) => c.trim().toLowerCase());
-        if (!codes.length || !codes.every((c) => STATUS.test(c))) throw new InputError(`${where}: status=${value.slice(0, 40)} must be codes like 200 or 2xx, comma separated.`);
+        if (!codes.length || !codes.every((c) => STATUS.test(c)))
+          throw new InputError(
+            `${where}: status=${value.slice(0, 40)} must be codes like 200 or 2xx, comma separated.`,
+          );
         check.status = codes;
       } else if (key === 'contains') {
         if (!value) throw new InputError(`${where}: contains= is empty.`);
         check.contains = value;
       } else if (key === 'network') {
-        if (!NETWORK.test(value)) throw new InputError(`${where}: network=${value.slice(0, 60)} is not a Docker network name.`);
+        if (!NETWORK.test(value))
+          throw new InputError(`${where}: network=${value.slice(0, 60)} is not a Docker network name.`);
         check.network = value;
       } else if (key === 'image') {
-        if (!IMAGE.test(value)) throw new InputError(`${where}: image=${value.slice(0, 60)} is not an image reference.`);
+        if (!IMAGE.test(value))
+          throw new InputError(`${where}: image=${value.slice(0, 60)} is not an image reference.`);
         check.image = value;
         image = true;
       } else if (key === 'within') {
-        if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 3600) throw new InputError(`${where}: within=${value.slice(0, 20)} must be seconds, 1 to 3600.`);
+        if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 3600)
+          throw new InputError(`${where}: within=${value.slice(0, 20)} must be seconds, 1 to 3600.`);
         check.within = Number(value);
       }
     }
-    if (image && !check.network) throw new InputError(`${where}: image= only applies with network= (the check runs on the host otherwise).`);
+    if (image && !check.network)
+      throw new InputError(`${where}: image= only applies with network= (the check runs on the host otherwise).`);
     out.push(check);
   });
   return out;
@@ -203,7 +227,8 @@ function statusOk(c: VerifyCheck, status: number): boolean {
 export function judge(c: VerifyCheck, a: Answer): string | undefined {
   if (!a.status) return `no answer${a.error ? `: ${a.error}` : ''}`;
   if (!statusOk(c, a.status)) return `status ${a.status}, expected ${c.status.join(' or ')}`;
-  if (c.contains !== undefined && !a.body.includes(c.contains)) return `status ${a.status}, but the body does not contain ${JSON.stringify(c.contains)}`;
+  if (c.contains !== undefined && !a.body.includes(c.contains))
+    return `status ${a.status}, but the body does not contain ${JSON.stringify(c.contains)}`;
   return undefined;
 }
 
@@ -230,8 +255,16 @@ async function attempt(remote: Remote, c: VerifyCheck, maxTimeS: number): Promis
     ? `${shellJoin(['docker', 'run', '--rm', '--network', c.network, '--label', 'deploy-action.verify=1', '--entrypoint', 'sh', c.image, '-c', script])} 2>&1`
     : script;
   // A container may need its image pulled first.
-  const res = await remote.sh(cmd, { retry: true, silent: true, timeoutMs: (maxTimeS + (c.network ? 90 : 15)) * 1000 }).catch((e: Error) => ({ code: 1, stdout: '', stderr: e.message }));
-  return parseAnswer(res.stdout) ?? { status: 0, error: (res.stderr || res.stdout).trim().split('\n').slice(-1)[0]?.slice(0, 300) ?? `exit ${res.code}`, body: '' };
+  const res = await remote
+    .sh(cmd, { retry: true, silent: true, timeoutMs: (maxTimeS + (c.network ? 90 : 15)) * 1000 })
+    .catch((e: Error) => ({ code: 1, stdout: '', stderr: e.message }));
+  return (
+    parseAnswer(res.stdout) ?? {
+      status: 0,
+      error: (res.stderr || res.stdout).trim().split('\n').slice(-1)[0]?.slice(0, 300) ?? `exit ${res.code}`,
+      body: '',
+    }
+  );
 }
 
 /**
@@ -240,7 +273,13 @@ async function attempt(remote: Remote, c: VerifyCheck, maxTimeS: number): Promis
  */
 export async function runVerify(remote: Remote, stack: string, checks: VerifyCheck[]): Promise<VerifyFailure[]> {
   const t0 = Date.now();
-  const pending = checks.map((check) => ({ check, deadline: t0 + check.within * 1000, attempts: 0, last: undefined as Answer | undefined, reason: '' }));
+  const pending = checks.map((check) => ({
+    check,
+    deadline: t0 + check.within * 1000,
+    attempts: 0,
+    last: undefined as Answer | undefined,
+    reason: '',
+  }));
   const failures: VerifyFailure[] = [];
   core.info(`Verify: ${checks.length} request(s) for ${stack}, each until it passes or its time is up.`);
   while (pending.length) {
@@ -256,13 +295,22 @@ export async function runVerify(remote: Remote, stack: string, checks: VerifyChe
         pending.splice(pending.indexOf(p), 1);
       } else if (Date.now() >= p.deadline) {
         pending.splice(pending.indexOf(p), 1);
-        failures.push({ check: p.check, reason, status: p.last.status, bodyStart: redact(p.last.body.slice(0, SHOWN_BYTES)), attempts: p.attempts, seconds });
-      } else if (reason !== p.reason) core.info(`Verify: ${describeCheck(p.check)} → ${redact(reason)}; trying again until ${p.check.within} s.`);
+        failures.push({
+          check: p.check,
+          reason,
+          status: p.last.status,
+          bodyStart: redact(p.last.body.slice(0, SHOWN_BYTES)),
+          attempts: p.attempts,
+          seconds,
+        });
+      } else if (reason !== p.reason)
+        core.info(`Verify: ${describeCheck(p.check)} → ${redact(reason)}; trying again until ${p.check.within} s.`);
       p.reason = reason ?? '';
     }
     const wait = RETRY_MS - (Date.now() - round);
     const untilDeadline = Math.min(...pending.map((p) => p.deadline)) - Date.now();
-    if (pending.length && wait > 0 && untilDeadline > 0) await new Promise((r) => setTimeout(r, Math.min(wait, untilDeadline)));
+    if (pending.length && wait > 0 && untilDeadline > 0)
+      await new Promise((r) => setTimeout(r, Math.min(wait, untilDeadline)));
   }
   for (const f of failures) core.error(redact(describeFailure(f)), { title: `Verify failed: ${stack}` });
   return failures;

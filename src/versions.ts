@@ -49,7 +49,10 @@ const IMAGE_NAME = /^[a-z][a-z0-9]*(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 /** Service folders matching the `services` input: a folder, or a folder glob ending in `/*`. */
 function serviceDirs(workingDir: string, pattern: string): string[] {
   const dirs: string[] = [];
-  for (const p of pattern.split(/[,\n]/).map((s) => s.trim()).filter(Boolean)) {
+  for (const p of pattern
+    .split(/[,\n]/)
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     if (p.endsWith('/*')) {
       const parent = path.resolve(workingDir, p.slice(0, -2));
       if (!fs.existsSync(parent)) {
@@ -72,7 +75,12 @@ function serviceDirs(workingDir: string, pattern: string): string[] {
  * Every service with a version: the service folders, the stack services with `build:` (`builds`,
  * by service name), and the names of input `versions` (which win over any VERSION file).
  */
-export function readServices(workingDir: string, pattern: string, builds: Map<string, StackBuild> = new Map(), versions: Record<string, string> = {}): Service[] {
+export function readServices(
+  workingDir: string,
+  pattern: string,
+  builds: Map<string, StackBuild> = new Map(),
+  versions: Record<string, string> = {},
+): Service[] {
   const dirs = serviceDirs(workingDir, pattern);
   if (!dirs.length && !builds.size && !Object.keys(versions).length && pattern !== DEFAULT_PATTERN) {
     throw new InputError(`Input \`services\`: "${pattern}" matches no service folder in ${workingDir}.`);
@@ -80,17 +88,26 @@ export function readServices(workingDir: string, pattern: string, builds: Map<st
   const folders = new Map(dirs.map((d) => [path.basename(d), d]));
   const services: Service[] = [];
   // A folder named like a stack service with build: is that service's (its VERSION may be the version).
-  for (const dir of dirs) if (!builds.has(path.basename(dir))) services.push(readService(workingDir, dir, versions[path.basename(dir)]));
+  for (const dir of dirs)
+    if (!builds.has(path.basename(dir))) services.push(readService(workingDir, dir, versions[path.basename(dir)]));
   for (const [name, b] of builds) services.push(builtService(workingDir, name, b, folders.get(name), versions[name]));
   for (const [name, version] of Object.entries(versions)) {
     if (!services.some((s) => s.name === name)) services.push({ name, dir: '', versionFile: FROM_INPUT, version });
   }
   // Two services with one image name, or one variable name, would silently overwrite each other.
   const seen = new Map<string, Service>();
-  const where = (s: Service) => (s.build ? `stack service "${s.name}" (${s.build.file})` : s.dir ? `service folder "${path.relative(workingDir, s.dir)}"` : `"${s.name}" of input \`versions\``);
+  const where = (s: Service) =>
+    s.build
+      ? `stack service "${s.name}" (${s.build.file})`
+      : s.dir
+        ? `service folder "${path.relative(workingDir, s.dir)}"`
+        : `"${s.name}" of input \`versions\``;
   for (const s of services) {
     const clash = seen.get(versionVariable(s.name));
-    if (clash) throw new InputError(`${where(clash)} and ${where(s)} both give ${clash.name === s.name ? `the image name "${s.name}"` : `the variable ${versionVariable(s.name)}`}; rename one.`);
+    if (clash)
+      throw new InputError(
+        `${where(clash)} and ${where(s)} both give ${clash.name === s.name ? `the image name "${s.name}"` : `the variable ${versionVariable(s.name)}`}; rename one.`,
+      );
     seen.set(versionVariable(s.name), s);
   }
   return services;
@@ -107,7 +124,9 @@ function readVersionFile(abs: string, rel: string): string {
   const version = text.trim();
   if (!version) throw new InputError(`${rel}: empty. Write the image tag in it (e.g. 1.4.2).`);
   if (!TAG.test(version)) {
-    throw new InputError(`${rel}: "${version.slice(0, 60)}" is not a valid image tag (letters, digits, _ . -, at most 128, not starting with . or -).`);
+    throw new InputError(
+      `${rel}: "${version.slice(0, 60)}" is not a valid image tag (letters, digits, _ . -, at most 128, not starting with . or -).`,
+    );
   }
   return version;
 }
@@ -115,7 +134,9 @@ function readVersionFile(abs: string, rel: string): string {
 function readService(workingDir: string, dir: string, given?: string): Service {
   const name = path.basename(dir);
   if (!IMAGE_NAME.test(name)) {
-    throw new InputError(`Service folder "${path.relative(workingDir, dir)}": "${name}" is not a valid service name (lower-case letters and digits, . _ - between them, starting with a letter).`);
+    throw new InputError(
+      `Service folder "${path.relative(workingDir, dir)}": "${name}" is not a valid service name (lower-case letters and digits, . _ - between them, starting with a letter).`,
+    );
   }
   if (given !== undefined) return { name, dir, versionFile: FROM_INPUT, version: given };
   const versionFile = path.relative(workingDir, path.join(dir, 'VERSION'));
@@ -126,15 +147,32 @@ function readService(workingDir: string, dir: string, given?: string): Service {
  * A stack service with `build:`. Its version: input `versions`; else its `x-version-file`; else
  * VERSION in its build context; else VERSION in its service folder; else VERSION at the root.
  */
-function builtService(workingDir: string, name: string, build: StackBuild, folder: string | undefined, given?: string): Service {
+function builtService(
+  workingDir: string,
+  name: string,
+  build: StackBuild,
+  folder: string | undefined,
+  given?: string,
+): Service {
   const base = { name, dir: build.context, build, repository: build.repository };
   if (given !== undefined) return { ...base, versionFile: FROM_INPUT, version: given };
   const rel = (abs: string) => path.relative(workingDir, abs) || abs;
   if (build.versionFile) {
-    if (!fs.existsSync(build.versionFile)) throw new InputError(`${build.file}:${build.line}: service ${name}: x-version-file ${rel(build.versionFile)}: no such file.`);
-    return { ...base, versionFile: rel(build.versionFile), version: readVersionFile(build.versionFile, rel(build.versionFile)) };
+    if (!fs.existsSync(build.versionFile))
+      throw new InputError(
+        `${build.file}:${build.line}: service ${name}: x-version-file ${rel(build.versionFile)}: no such file.`,
+      );
+    return {
+      ...base,
+      versionFile: rel(build.versionFile),
+      version: readVersionFile(build.versionFile, rel(build.versionFile)),
+    };
   }
-  const candidates = [path.join(build.context, 'VERSION'), ...(folder ? [path.join(folder, 'VERSION')] : []), path.join(workingDir, 'VERSION')];
+  const candidates = [
+    path.join(build.context, 'VERSION'),
+    ...(folder ? [path.join(folder, 'VERSION')] : []),
+    path.join(workingDir, 'VERSION'),
+  ];
   const found = candidates.find((f) => fs.existsSync(f));
   if (!found) {
     throw new InputError(
@@ -159,7 +197,8 @@ export function versionEnv(services: Service[], registry: string, prefix: string
   const env: Record<string, string> = { REGISTRY: registry, IMAGE_PREFIX: prefix };
   for (const s of services) {
     env[versionVariable(s.name)] = s.version;
-    env[versionVariable(s.name).replace(/_VERSION$/, '_IMAGE')] = `${s.repository ?? imageRepository(registry, prefix, s.name)}:${s.version}`;
+    env[versionVariable(s.name).replace(/_VERSION$/, '_IMAGE')] =
+      `${s.repository ?? imageRepository(registry, prefix, s.name)}:${s.version}`;
   }
   return env;
 }
@@ -181,6 +220,10 @@ export function releaseTagMismatches(services: Service[], ref: string | undefine
   const tagVersion = semver.valid(semver.clean(tag) ?? '') ?? tag.replace(/^v/, '');
   return services
     .filter((s) => s.versionFile !== FROM_INPUT)
-    .filter((s) => (semver.valid(s.version) && semver.valid(tagVersion) ? !semver.eq(s.version, tagVersion) : s.version !== tagVersion))
+    .filter((s) =>
+      semver.valid(s.version) && semver.valid(tagVersion)
+        ? !semver.eq(s.version, tagVersion)
+        : s.version !== tagVersion,
+    )
     .map((s) => ({ service: s.name, versionFile: s.versionFile, version: s.version, tag }));
 }

@@ -228,7 +228,11 @@ export async function removeStack(name: string, opts: { timeoutMs?: number } = {
       }
       return left === '';
     },
-    { timeoutMs: opts.timeoutMs ?? 60_000, intervalMs: 300, what: `stack ${name} to be removed (services, containers, networks)` },
+    {
+      timeoutMs: opts.timeoutMs ?? 60_000,
+      intervalMs: 300,
+      what: `stack ${name} to be removed (services, containers, networks)`,
+    },
   );
 }
 

@@ -56,11 +56,7 @@ export interface EvalOptions {
   where?: string;
 }
 
-type Token =
-  | { t: 'num'; v: number }
-  | { t: 'str'; v: string }
-  | { t: 'id'; v: string }
-  | { t: 'op'; v: string };
+type Token = { t: 'num'; v: number } | { t: 'str'; v: string } | { t: 'id'; v: string } | { t: 'op'; v: string };
 
 function tokenize(src: string): Token[] {
   const out: Token[] = [];
@@ -102,7 +98,9 @@ function tokenize(src: string): Token[] {
       i += id[0].length;
       continue;
     }
-    const op = ['==', '!=', '<=', '>=', '&&', '||'].find((o) => src.startsWith(o, i)) ?? (/[!<>()[\].,*]/.test(c) ? c : undefined);
+    const op =
+      ['==', '!=', '<=', '>=', '&&', '||'].find((o) => src.startsWith(o, i)) ??
+      (/[!<>()[\].,*]/.test(c) ? c : undefined);
     if (!op) throw new ExpressionError(`unsupported character ${JSON.stringify(c)} in: ${src}`);
     out.push({ t: 'op', v: op });
     i += op.length;
@@ -201,7 +199,8 @@ export function parseExpression(src: string): Node {
   const and = binary(['&&'], eq);
   const or = binary(['||'], and);
   const ast = or();
-  if (p !== toks.length) throw new ExpressionError(`unexpected ${JSON.stringify((toks[p] as { v: unknown }).v)} in: ${src}`);
+  if (p !== toks.length)
+    throw new ExpressionError(`unexpected ${JSON.stringify((toks[p] as { v: unknown }).v)} in: ${src}`);
   return ast;
 }
 
@@ -272,7 +271,9 @@ export function toStr(v: Value, where = 'expression'): string {
   if (typeof v === 'boolean') return v ? 'true' : 'false';
   if (typeof v === 'number') return Object.is(v, -0) ? '0' : String(v);
   if (typeof v === 'string') return v;
-  throw new ExpressionError(`${where}: an ${kind(v)} cannot be written as a string (${JSON.stringify(v).slice(0, 80)})`);
+  throw new ExpressionError(
+    `${where}: an ${kind(v)} cannot be written as a string (${JSON.stringify(v).slice(0, 80)})`,
+  );
 }
 
 function findKey(obj: object, key: string): string | undefined {
@@ -300,7 +301,9 @@ function resolve(contexts: Contexts, pathParts: string[], where: string): Value 
   const rootKey = findKey(contexts, pathParts[0]);
   if (rootKey === undefined || contexts[rootKey] === undefined) {
     const known = Object.keys(contexts).filter((k) => contexts[k] !== undefined);
-    throw new ExpressionError(`${where}: context \`${pathParts[0]}\` is not supported here (known: ${known.join(', ') || 'none'})`);
+    throw new ExpressionError(
+      `${where}: context \`${pathParts[0]}\` is not supported here (known: ${known.join(', ') || 'none'})`,
+    );
   }
   let cur = contexts[rootKey] as Value;
   for (let i = 1; i < pathParts.length; i++) {
@@ -311,7 +314,9 @@ function resolve(contexts: Contexts, pathParts: string[], where: string): Value 
     const key = findKey(cur, pathParts[i]);
     if (key === undefined) {
       const known = Object.keys(cur);
-      throw new ExpressionError(`${where}: \`${so}.${pathParts[i]}\` is not defined (${so} has: ${known.join(', ') || 'nothing'})`);
+      throw new ExpressionError(
+        `${where}: \`${so}.${pathParts[i]}\` is not defined (${so} has: ${known.join(', ') || 'nothing'})`,
+      );
     }
     cur = cur[key];
   }
@@ -343,7 +348,10 @@ function format(fmt: string, args: Value[], where: string): string {
 function call(fn: string, args: Value[], opts: EvalOptions, where: string): Value {
   const name = fn.toLowerCase();
   const arity = (n: number, max = n) => {
-    if (args.length < n || args.length > max) throw new ExpressionError(`${where}: ${fn}() takes ${n === max ? n : `${n} to ${max}`} argument(s), got ${args.length}`);
+    if (args.length < n || args.length > max)
+      throw new ExpressionError(
+        `${where}: ${fn}() takes ${n === max ? n : `${n} to ${max}`} argument(s), got ${args.length}`,
+      );
   };
   if (STATUS_FUNCTIONS.includes(name)) {
     arity(0);
@@ -408,7 +416,12 @@ function evalNode(n: Node, contexts: Contexts, opts: EvalOptions): Value {
       return filtered(Array.isArray(v) ? [...v] : v !== null && typeof v === 'object' ? Object.values(v) : []);
     }
     case 'call':
-      return call(n.fn, n.args.map((a) => evalNode(a, contexts, opts)), opts, where);
+      return call(
+        n.fn,
+        n.args.map((a) => evalNode(a, contexts, opts)),
+        opts,
+        where,
+      );
     case 'not':
       return !truthy(evalNode(n.x, contexts, opts));
     case 'bin': {
@@ -462,8 +475,12 @@ function validate(n: Node, contexts: Contexts, opts: EvalOptions): void {
     case 'call': {
       const a = ARITY[n.fn.toLowerCase()];
       if (!a) throw new ExpressionError(`${where}: function ${n.fn}() is not supported`);
-      if (n.args.length < a[0] || n.args.length > a[1]) throw new ExpressionError(`${where}: ${n.fn}() takes ${a[0] === a[1] ? a[0] : `${a[0]} or more`} argument(s), got ${n.args.length}`);
-      if (STATUS_FUNCTIONS.includes(n.fn.toLowerCase()) && !opts.status) throw new ExpressionError(`${where}: ${n.fn}() is only allowed in if:`);
+      if (n.args.length < a[0] || n.args.length > a[1])
+        throw new ExpressionError(
+          `${where}: ${n.fn}() takes ${a[0] === a[1] ? a[0] : `${a[0]} or more`} argument(s), got ${n.args.length}`,
+        );
+      if (STATUS_FUNCTIONS.includes(n.fn.toLowerCase()) && !opts.status)
+        throw new ExpressionError(`${where}: ${n.fn}() is only allowed in if:`);
       for (const x of n.args) validate(x, contexts, opts);
       return;
     }
@@ -498,7 +515,8 @@ export function templateParts(text: string): { lit?: string; expr?: string }[] {
     let i = start + 3;
     let quoted = false;
     for (; i < text.length; i++) {
-      if (text[i] === "'") quoted = !quoted; // '' inside a string toggles twice
+      if (text[i] === "'")
+        quoted = !quoted; // '' inside a string toggles twice
       else if (!quoted && text.startsWith('}}', i)) break;
     }
     if (i >= text.length) throw new ExpressionError(`unterminated \${{ in: ${text.slice(start, start + 80)}`);
@@ -517,11 +535,15 @@ export function evaluateValue(raw: unknown, contexts: Contexts, opts: EvalOption
   if (raw === undefined) return null;
   if (typeof raw !== 'string') {
     if (raw === null || typeof raw === 'boolean' || typeof raw === 'number') return raw;
-    throw new ExpressionError(`${opts.where ?? 'value'}: a ${Array.isArray(raw) ? 'list' : 'map'} where a scalar was expected`);
+    throw new ExpressionError(
+      `${opts.where ?? 'value'}: a ${Array.isArray(raw) ? 'list' : 'map'} where a scalar was expected`,
+    );
   }
   const parts = templateParts(raw);
   if (parts.length === 1 && parts[0].expr !== undefined) return evaluateExpression(parts[0].expr, contexts, opts);
-  return parts.map((p) => (p.lit !== undefined ? p.lit : toStr(evaluateExpression(p.expr as string, contexts, opts), opts.where))).join('');
+  return parts
+    .map((p) => (p.lit !== undefined ? p.lit : toStr(evaluateExpression(p.expr as string, contexts, opts), opts.where)))
+    .join('');
 }
 
 /** evaluateValue, written as a string (what a step's `with:` or `env:` receives). */
@@ -541,7 +563,8 @@ export function evaluateIf(cond: unknown, contexts: Contexts, status: Status, wh
     text = cond.trim();
     const parts = templateParts(text);
     if (parts.length === 1 && parts[0].expr !== undefined) text = parts[0].expr;
-    else if (parts.some((x) => x.expr !== undefined)) throw new ExpressionError(`${where}: \${{ }} mixed with other text is not supported in if: (${text})`);
+    else if (parts.some((x) => x.expr !== undefined))
+      throw new ExpressionError(`${where}: \${{ }} mixed with other text is not supported in if: (${text})`);
   } else throw new ExpressionError(`${where}: if: must be a scalar`);
   let ast = parseExpression(text);
   if (!usesStatus(ast)) ast = { k: 'bin', op: '&&', l: { k: 'call', fn: 'success', args: [] }, r: ast };
@@ -604,7 +627,8 @@ export interface WorkflowCall {
 export function loadWorkflow(file: string): Workflow {
   const abs = path.resolve(REPO_ROOT, file);
   const wf = parse(fs.readFileSync(abs, 'utf8')) as Workflow;
-  if (!wf || typeof wf !== 'object' || !wf.jobs || typeof wf.jobs !== 'object') throw new Error(`${file}: not a workflow (no jobs)`);
+  if (!wf || typeof wf !== 'object' || !wf.jobs || typeof wf.jobs !== 'object')
+    throw new Error(`${file}: not a workflow (no jobs)`);
   return wf;
 }
 
@@ -617,7 +641,8 @@ export function needsOf(job: Job): string[] {
 export function jobOrder(wf: Workflow): string[] {
   const order: string[] = [];
   const pending = Object.keys(wf.jobs);
-  for (const id of pending) for (const n of needsOf(wf.jobs[id])) if (!(n in wf.jobs)) throw new Error(`job ${id} needs unknown job ${n}`);
+  for (const id of pending)
+    for (const n of needsOf(wf.jobs[id])) if (!(n in wf.jobs)) throw new Error(`job ${id} needs unknown job ${n}`);
   while (pending.length) {
     const i = pending.findIndex((id) => needsOf(wf.jobs[id]).every((n) => order.includes(n)));
     if (i < 0) throw new Error(`the job graph has a cycle: ${pending.join(', ')}`);
@@ -630,7 +655,11 @@ export function jobOrder(wf: Workflow): string[] {
 export function ancestorsOf(wf: Workflow, id: string): string[] {
   const out = new Set<string>();
   const walk = (j: string) => {
-    for (const n of needsOf(wf.jobs[j])) if (!out.has(n)) (out.add(n), walk(n));
+    for (const n of needsOf(wf.jobs[j])) {
+      if (out.has(n)) continue;
+      out.add(n);
+      walk(n);
+    }
   };
   walk(id);
   return [...out];
@@ -641,7 +670,12 @@ export function ancestorsOf(wf: Workflow, id: string): string[] {
  * succeeded (a skipped one included: it is not a success) and the run is not
  * cancelled; failure() when any ancestor failed.
  */
-export function jobStatus(needs: string[], ancestors: string[], results: Record<string, JobResult>, cancelled = false): Status {
+export function jobStatus(
+  needs: string[],
+  ancestors: string[],
+  results: Record<string, JobResult>,
+  cancelled = false,
+): Status {
   return {
     success: !cancelled && needs.every((n) => results[n] === 'success'),
     failure: ancestors.some((n) => results[n] === 'failure'),
@@ -660,7 +694,8 @@ export function workflowCall(wf: Workflow, file = 'workflow'): WorkflowCall {
 export function callInputs(call: WorkflowCall, given: Record<string, Value>, file = 'workflow'): Record<string, Value> {
   const declared = call.inputs ?? {};
   const out: Record<string, Value> = {};
-  for (const key of Object.keys(given)) if (!(key in declared)) throw new Error(`${file}: input \`${key}\` is not declared in on.workflow_call.inputs`);
+  for (const key of Object.keys(given))
+    if (!(key in declared)) throw new Error(`${file}: input \`${key}\` is not declared in on.workflow_call.inputs`);
   for (const [key, spec] of Object.entries(declared)) {
     if (key in given) {
       const v = given[key];
@@ -678,17 +713,29 @@ export function callInputs(call: WorkflowCall, given: Record<string, Value>, fil
     } else if (spec.required && spec.default === undefined) {
       throw new Error(`${file}: required input \`${key}\` not given`);
     } else {
-      out[key] = spec.default === undefined ? (spec.type === 'boolean' ? false : spec.type === 'number' ? 0 : '') : (spec.default as Value);
+      out[key] =
+        spec.default === undefined
+          ? spec.type === 'boolean'
+            ? false
+            : spec.type === 'number'
+              ? 0
+              : ''
+          : (spec.default as Value);
     }
   }
   return out;
 }
 
 /** The caller's `secrets:` checked against the declared secrets; the ones not passed are ''. */
-export function callSecrets(call: WorkflowCall, given: Record<string, string>, file = 'workflow'): Record<string, string> {
+export function callSecrets(
+  call: WorkflowCall,
+  given: Record<string, string>,
+  file = 'workflow',
+): Record<string, string> {
   const declared = call.secrets ?? {};
   const out: Record<string, string> = {};
-  for (const key of Object.keys(given)) if (!(key in declared)) throw new Error(`${file}: secret \`${key}\` is not declared in on.workflow_call.secrets`);
+  for (const key of Object.keys(given))
+    if (!(key in declared)) throw new Error(`${file}: secret \`${key}\` is not declared in on.workflow_call.secrets`);
   for (const [key, spec] of Object.entries(declared)) {
     if (spec?.required && !(key in given)) throw new Error(`${file}: required secret \`${key}\` not passed`);
     out[key] = given[key] ?? '';
@@ -715,9 +762,11 @@ export function evaluateCaller(file: string, jobId: string, contexts: Contexts):
   if (!m) throw new Error(`${file}: job ${jobId} calls ${job.uses}, not a reusable workflow of ${OWN_ACTION}`);
   if (job.secrets === 'inherit') throw new Error(`${file}: secrets: inherit is not modelled`);
   const w: Record<string, Value> = {};
-  for (const [k, v] of Object.entries(job.with ?? {})) w[k] = evaluateValue(v, contexts, { where: `${file} ${jobId} with.${k}` });
+  for (const [k, v] of Object.entries(job.with ?? {}))
+    w[k] = evaluateValue(v, contexts, { where: `${file} ${jobId} with.${k}` });
   const s: Record<string, string> = {};
-  for (const [k, v] of Object.entries(job.secrets ?? {})) s[k] = evaluateString(v, contexts, { where: `${file} ${jobId} secrets.${k}` });
+  for (const [k, v] of Object.entries(job.secrets ?? {}))
+    s[k] = evaluateString(v, contexts, { where: `${file} ${jobId} secrets.${k}` });
   return { workflow: m[1], with: w, secrets: s };
 }
 
@@ -795,12 +844,25 @@ export interface RunWorkflowOptions {
 }
 
 const STEP_KEYS = new Set(['id', 'name', 'uses', 'with', 'run', 'env', 'if', 'shell', 'working-directory']);
-const JOB_KEYS = new Set(['name', 'needs', 'if', 'runs-on', 'timeout-minutes', 'environment', 'permissions', 'outputs', 'steps']);
+const JOB_KEYS = new Set([
+  'name',
+  'needs',
+  'if',
+  'runs-on',
+  'timeout-minutes',
+  'environment',
+  'permissions',
+  'outputs',
+  'steps',
+]);
 const WORKFLOW_KEYS = new Set(['name', 'run-name', 'on', 'permissions', 'concurrency', 'jobs']);
 const DEFAULT_SKIP = ['actions/checkout@', 'actions/setup-node@'];
 
 function actionOutputNames(): string[] {
-  const doc = parse(fs.readFileSync(path.join(REPO_ROOT, 'action.yml'), 'utf8')) as { inputs: Record<string, unknown>; outputs: Record<string, unknown> };
+  const doc = parse(fs.readFileSync(path.join(REPO_ROOT, 'action.yml'), 'utf8')) as {
+    inputs: Record<string, unknown>;
+    outputs: Record<string, unknown>;
+  };
   return Object.keys(doc.outputs ?? {});
 }
 
@@ -823,7 +885,13 @@ function baseEnv(): Record<string, string> {
   return out;
 }
 
-function bash(script: string, shell: string | undefined, env: Record<string, string>, cwd: string, timeoutMs: number): Promise<{ code: number | null; log: string }> {
+function bash(
+  script: string,
+  shell: string | undefined,
+  env: Record<string, string>,
+  cwd: string,
+  timeoutMs: number,
+): Promise<{ code: number | null; log: string }> {
   // The runner's shells: no `shell:` is `bash -e {0}`; `shell: bash` adds --noprofile --norc and pipefail.
   let args: string[];
   if (shell === undefined) args = ['-e'];
@@ -862,7 +930,8 @@ function readText(file: string): string {
 export async function runWorkflow(opts: RunWorkflowOptions): Promise<WorkflowRun> {
   const file = opts.workflow;
   const wf = loadWorkflow(file);
-  for (const key of Object.keys(wf)) if (!WORKFLOW_KEYS.has(key)) throw new Error(`${file}: top-level \`${key}\` is not modelled`);
+  for (const key of Object.keys(wf))
+    if (!WORKFLOW_KEYS.has(key)) throw new Error(`${file}: top-level \`${key}\` is not modelled`);
   const call = workflowCall(wf, file);
   const inputs = callInputs(call, opts.inputs, file);
   const secrets = callSecrets(call, opts.secrets, file);
@@ -876,7 +945,9 @@ export async function runWorkflow(opts: RunWorkflowOptions): Promise<WorkflowRun
   const run: WorkflowRun = {
     file,
     inputs,
-    concurrency: wf.concurrency ? evaluateString(wf.concurrency.group, base, { where: `${file} concurrency.group` }) : undefined,
+    concurrency: wf.concurrency
+      ? evaluateString(wf.concurrency.group, base, { where: `${file} concurrency.group` })
+      : undefined,
     order: jobOrder(wf),
     ran: [],
     results: {},
@@ -889,13 +960,21 @@ export async function runWorkflow(opts: RunWorkflowOptions): Promise<WorkflowRun
 
   for (const id of run.order) {
     const job = wf.jobs[id];
-    for (const key of Object.keys(job)) if (!JOB_KEYS.has(key)) throw new Error(`${file} job ${id}: \`${key}\` is not modelled`);
+    for (const key of Object.keys(job))
+      if (!JOB_KEYS.has(key)) throw new Error(`${file} job ${id}: \`${key}\` is not modelled`);
     const started = Date.now();
     const status = jobStatus(needsOf(job), ancestorsOf(wf, id), run.results);
     const jobCtx: Contexts = { ...base, needs: needsContext(id) };
     const runs = evaluateIf(job.if, jobCtx, status, `${file} job ${id} if`);
     const declaredOutputs = Object.keys(job.outputs ?? {});
-    const rec: JobRecord = { id, result: 'skipped', ran: runs, outputs: Object.fromEntries(declaredOutputs.map((k) => [k, ''])), steps: [], ms: 0 };
+    const rec: JobRecord = {
+      id,
+      result: 'skipped',
+      ran: runs,
+      outputs: Object.fromEntries(declaredOutputs.map((k) => [k, ''])),
+      steps: [],
+      ms: 0,
+    };
     run.jobs[id] = rec;
     if (!runs) {
       run.results[id] = 'skipped';
@@ -905,8 +984,14 @@ export async function runWorkflow(opts: RunWorkflowOptions): Promise<WorkflowRun
     }
     run.ran.push(id);
     rec.runsOn = evaluateValue(job['runs-on'], jobCtx, { where: `${file} job ${id} runs-on` });
-    rec.environment = job.environment === undefined ? undefined : evaluateValue(job.environment, jobCtx, { where: `${file} job ${id} environment` });
-    const tm = job['timeout-minutes'] === undefined ? 360 : Number(evaluateValue(job['timeout-minutes'], jobCtx, { where: `${file} job ${id} timeout-minutes` }));
+    rec.environment =
+      job.environment === undefined
+        ? undefined
+        : evaluateValue(job.environment, jobCtx, { where: `${file} job ${id} environment` });
+    const tm =
+      job['timeout-minutes'] === undefined
+        ? 360
+        : Number(evaluateValue(job['timeout-minutes'], jobCtx, { where: `${file} job ${id} timeout-minutes` }));
     if (!(tm > 0)) throw new Error(`${file} job ${id}: timeout-minutes is not a positive number`);
     rec.timeoutMinutes = tm;
     const timeoutMs = tm * 60_000;
@@ -918,12 +1003,24 @@ export async function runWorkflow(opts: RunWorkflowOptions): Promise<WorkflowRun
     let failed = false;
     try {
       for (const [i, step] of (job.steps ?? []).entries()) {
-        for (const key of Object.keys(step)) if (!STEP_KEYS.has(key)) throw new Error(`${file} job ${id} step ${i + 1}: \`${key}\` is not modelled`);
+        for (const key of Object.keys(step))
+          if (!STEP_KEYS.has(key)) throw new Error(`${file} job ${id} step ${i + 1}: \`${key}\` is not modelled`);
         const name = step.name ?? step.id ?? step.uses ?? `step ${i + 1}`;
         const where = `${file} job ${id} step "${name}"`;
         const ctx: Contexts = { ...jobCtx, secrets, steps };
         const t0 = Date.now();
-        const srec: StepRecord = { job: id, id: step.id, name, kind: step.run !== undefined ? 'run' : isOwnAction(step.uses) ? 'action' : 'setup', uses: step.uses, outcome: 'skipped', outputs: {}, log: '', summary: '', ms: 0 };
+        const srec: StepRecord = {
+          job: id,
+          id: step.id,
+          name,
+          kind: step.run !== undefined ? 'run' : isOwnAction(step.uses) ? 'action' : 'setup',
+          uses: step.uses,
+          outcome: 'skipped',
+          outputs: {},
+          log: '',
+          summary: '',
+          ms: 0,
+        };
         const record = () => {
           srec.ms = Date.now() - t0;
           rec.steps.push(srec);
@@ -935,18 +1032,37 @@ export async function runWorkflow(opts: RunWorkflowOptions): Promise<WorkflowRun
           record();
           continue;
         }
-        const cwd = step['working-directory'] ? path.resolve(opts.workspace, evaluateString(step['working-directory'], ctx, { where })) : opts.workspace;
+        const cwd = step['working-directory']
+          ? path.resolve(opts.workspace, evaluateString(step['working-directory'], ctx, { where }))
+          : opts.workspace;
         const runnerTemp = path.join(tmp, `temp-${i}`);
         fs.mkdirSync(runnerTemp);
         if (step.run !== undefined && step.uses !== undefined) throw new Error(`${where}: both run and uses`);
         if (step.run !== undefined) {
           const env: Record<string, string> = {};
-          for (const [k, v] of Object.entries(step.env ?? {})) env[k] = evaluateString(v, ctx, { where: `${where} env.${k}` });
+          for (const [k, v] of Object.entries(step.env ?? {}))
+            env[k] = evaluateString(v, ctx, { where: `${where} env.${k}` });
           srec.env = env;
           const script = evaluateString(step.run, ctx, { where: `${where} run` });
-          const files = { GITHUB_OUTPUT: path.join(tmp, `${i}-output`), GITHUB_ENV: path.join(tmp, `${i}-env`), GITHUB_PATH: path.join(tmp, `${i}-path`), GITHUB_STEP_SUMMARY: path.join(tmp, `${i}-summary.md`) };
+          const files = {
+            GITHUB_OUTPUT: path.join(tmp, `${i}-output`),
+            GITHUB_ENV: path.join(tmp, `${i}-env`),
+            GITHUB_PATH: path.join(tmp, `${i}-path`),
+            GITHUB_STEP_SUMMARY: path.join(tmp, `${i}-summary.md`),
+          };
           for (const f of Object.values(files)) fs.writeFileSync(f, '');
-          const full = { ...baseEnv(), CI: 'true', GITHUB_ACTIONS: 'true', GITHUB_WORKSPACE: opts.workspace, GITHUB_JOB: id, ...(opts.runnerEnv ?? {}), RUNNER_TEMP: runnerTemp, ...files, ...jobEnv, ...env };
+          const full = {
+            ...baseEnv(),
+            CI: 'true',
+            GITHUB_ACTIONS: 'true',
+            GITHUB_WORKSPACE: opts.workspace,
+            GITHUB_JOB: id,
+            ...(opts.runnerEnv ?? {}),
+            RUNNER_TEMP: runnerTemp,
+            ...files,
+            ...jobEnv,
+            ...env,
+          };
           const r = await bash(script, step.shell, full, cwd, timeoutMs);
           srec.log = r.log;
           srec.outcome = r.code === 0 ? 'success' : 'failure';
@@ -962,7 +1078,12 @@ export async function runWorkflow(opts: RunWorkflowOptions): Promise<WorkflowRun
           }
           srec.with = w;
           if (step.env) throw new Error(`${where}: env: on an action step is not modelled`);
-          const r = await doRun({ inputs: w, cwd, timeoutMs, env: { GITHUB_JOB: id, GITHUB_WORKFLOW: wf.name ?? file, ...(opts.runnerEnv ?? {}), ...jobEnv } });
+          const r = await doRun({
+            inputs: w,
+            cwd,
+            timeoutMs,
+            env: { GITHUB_JOB: id, GITHUB_WORKFLOW: wf.name ?? file, ...(opts.runnerEnv ?? {}), ...jobEnv },
+          });
           srec.action = r;
           srec.log = r.log + (r.postLog ? `\n--- post\n${r.postLog}` : '');
           srec.summary = r.summary;
@@ -981,7 +1102,8 @@ export async function runWorkflow(opts: RunWorkflowOptions): Promise<WorkflowRun
       }
       rec.result = failed ? 'failure' : 'success';
       rec.outputs = {};
-      for (const [k, v] of Object.entries(job.outputs ?? {})) rec.outputs[k] = evaluateString(v, { ...jobCtx, steps }, { where: `${file} job ${id} outputs.${k}` });
+      for (const [k, v] of Object.entries(job.outputs ?? {}))
+        rec.outputs[k] = evaluateString(v, { ...jobCtx, steps }, { where: `${file} job ${id} outputs.${k}` });
     } finally {
       fs.rmSync(tmp, { recursive: true, force: true });
     }
@@ -991,7 +1113,10 @@ export async function runWorkflow(opts: RunWorkflowOptions): Promise<WorkflowRun
     await opts.afterJob?.(rec);
   }
 
-  const jobs: Record<string, Value> = Object.fromEntries(run.order.map((id) => [id, { result: run.results[id], outputs: run.jobs[id].outputs }]));
-  for (const [k, spec] of Object.entries(call.outputs ?? {})) run.outputs[k] = evaluateString(spec.value, { jobs }, { where: `${file} outputs.${k}` });
+  const jobs: Record<string, Value> = Object.fromEntries(
+    run.order.map((id) => [id, { result: run.results[id], outputs: run.jobs[id].outputs }]),
+  );
+  for (const [k, spec] of Object.entries(call.outputs ?? {}))
+    run.outputs[k] = evaluateString(spec.value, { jobs }, { where: `${file} outputs.${k}` });
   return run;
 }

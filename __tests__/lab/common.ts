@@ -10,10 +10,20 @@ export const STACKS = `${INFRA}=stacks/infra.yml\n${APP}=stacks/app.yml`;
 
 /** The stack names of one copy of the example; `NETWORK_PREFIX` keeps copies' networks apart. */
 export function exampleStacks(name: string): { infra: string; app: string; stacks: string; env: string } {
-  return { infra: `${name}-infra`, app: `${name}-app`, stacks: `${name}-infra=stacks/infra.yml\n${name}-app=stacks/app.yml`, env: name === 'example' ? '' : `NETWORK_PREFIX=${name}` };
+  return {
+    infra: `${name}-infra`,
+    app: `${name}-app`,
+    stacks: `${name}-infra=stacks/infra.yml\n${name}-app=stacks/app.yml`,
+    env: name === 'example' ? '' : `NETWORK_PREFIX=${name}`,
+  };
 }
 
-export function baseInputs(lab: LabEnv, remoteDir: string, prefix = 'example', copy = 'example'): Record<string, string> {
+export function baseInputs(
+  lab: LabEnv,
+  remoteDir: string,
+  prefix = 'example',
+  copy = 'example',
+): Record<string, string> {
   const ex = exampleStacks(copy);
   return {
     ...labInputs(lab, prefix, remoteDir),
@@ -33,7 +43,9 @@ export async function resetExample(): Promise<void> {
 
 /** The local copies are removed after the push: a deploy must pull from the registry. */
 export async function removeLocalImages(prefix: string, services: string[], lab: LabEnv): Promise<void> {
-  const refs = (await dockerOk(['images', '--format', '{{.Repository}}:{{.Tag}}'])).split('\n').filter((r) => !r.endsWith(':<none>') && services.some((s) => r.startsWith(`${lab.registry}/${prefix}/${s}:`)));
+  const refs = (await dockerOk(['images', '--format', '{{.Repository}}:{{.Tag}}']))
+    .split('\n')
+    .filter((r) => !r.endsWith(':<none>') && services.some((s) => r.startsWith(`${lab.registry}/${prefix}/${s}:`)));
   if (refs.length) await dockerOk(['rmi', '--force', ...refs]);
 }
 
@@ -44,7 +56,13 @@ export interface Release {
 }
 
 /** Copies the example with `changes`, builds and pushes it, drops the local images, and deploys it. */
-export async function release(lab: LabEnv, inputs: Record<string, string>, version: string, changes: Record<string, ServiceChange>, extra: Record<string, string> = {}): Promise<Release> {
+export async function release(
+  lab: LabEnv,
+  inputs: Record<string, string>,
+  version: string,
+  changes: Record<string, ServiceChange>,
+  extra: Record<string, string> = {},
+): Promise<Release> {
   const dir = copyExample(changes);
   try {
     const build = await runAction({ inputs: { ...inputs, command: 'build' }, cwd: dir });
@@ -59,15 +77,30 @@ export async function release(lab: LabEnv, inputs: Record<string, string>, versi
 
 /** The image (with digest) a service's spec runs, and how many of its tasks run. */
 export async function serviceState(name: string): Promise<{ image: string; running: number; update: string }> {
-  const image = (await dockerOk(['service', 'inspect', name, '--format', '{{.Spec.TaskTemplate.ContainerSpec.Image}}'])).trim();
-  const update = (await dockerOk(['service', 'inspect', name, '--format', '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}'])).trim();
-  const ps = await dockerOk(['service', 'ps', name, '--filter', 'desired-state=running', '--format', '{{.CurrentState}}']);
+  const image = (
+    await dockerOk(['service', 'inspect', name, '--format', '{{.Spec.TaskTemplate.ContainerSpec.Image}}'])
+  ).trim();
+  const update = (
+    await dockerOk(['service', 'inspect', name, '--format', '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}'])
+  ).trim();
+  const ps = await dockerOk([
+    'service',
+    'ps',
+    name,
+    '--filter',
+    'desired-state=running',
+    '--format',
+    '{{.CurrentState}}',
+  ]);
   return { image, update, running: ps.split('\n').filter((l) => l.startsWith('Running')).length };
 }
 
 /** What a running task of the service answers on /version, asked inside its container. */
 export async function servedVersion(service: string): Promise<string> {
-  const ids = (await dockerOk(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${service}`])).trim().split('\n').filter(Boolean);
+  const ids = (await dockerOk(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${service}`]))
+    .trim()
+    .split('\n')
+    .filter(Boolean);
   const versions = new Set<string>();
   for (const id of ids) {
     const r = await docker(['exec', id, 'wget', '-q', '-O', '-', 'http://127.0.0.1:8080/version']);
@@ -82,14 +115,31 @@ export async function servedVersion(service: string): Promise<string> {
  * nor task ids: under load Swarm replaces a task whose healthcheck timed out.)
  */
 export async function stackFingerprint(stack: string): Promise<string> {
-  const ids = (await dockerOk(['service', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${stack}`])).trim().split('\n').filter(Boolean);
+  const ids = (await dockerOk(['service', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${stack}`]))
+    .trim()
+    .split('\n')
+    .filter(Boolean);
   const lines: string[] = [];
-  for (const id of ids) lines.push((await dockerOk(['service', 'inspect', '--format', '{{.Spec.Name}} {{json .Spec}}', id])).trim());
+  for (const id of ids)
+    lines.push((await dockerOk(['service', 'inspect', '--format', '{{.Spec.Name}} {{json .Spec}}', id])).trim());
   return lines.sort().join('\n');
 }
 
 /** Runs a command on the "VPS" over the lab's sshd, as the action's user. */
 export async function onHost(lab: LabEnv, script: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const r = await run('ssh', ['-i', lab.sshKeyFile, '-o', `UserKnownHostsFile=${lab.knownHostsFile}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-p', String(lab.port), `${lab.user}@${lab.host}`, script]);
+  const r = await run('ssh', [
+    '-i',
+    lab.sshKeyFile,
+    '-o',
+    `UserKnownHostsFile=${lab.knownHostsFile}`,
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'BatchMode=yes',
+    '-p',
+    String(lab.port),
+    `${lab.user}@${lab.host}`,
+    script,
+  ]);
   return { code: r.code ?? -1, stdout: r.stdout, stderr: r.stderr };
 }

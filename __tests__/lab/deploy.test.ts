@@ -6,7 +6,17 @@ import { runAction } from '../helpers/action';
 import { LabEnv, copyExample, docker, dockerOk, requireLab, uniqueName, waitFor } from '../helpers/lab';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { APP, INFRA, baseInputs, onHost, release, resetExample, servedVersion, serviceState, stackFingerprint } from './common';
+import {
+  APP,
+  INFRA,
+  baseInputs,
+  onHost,
+  release,
+  resetExample,
+  servedVersion,
+  serviceState,
+  stackFingerprint,
+} from './common';
 
 let lab: LabEnv;
 let inputs: Record<string, string>;
@@ -15,7 +25,11 @@ const PASSWORD = `pw-${uniqueName('secret')}-never-printed`;
 
 before(async () => {
   lab = await requireLab();
-  inputs = { ...baseInputs(lab, remoteDir, uniqueName('e2e-deploy')), 'registry-username': 'deployer', 'registry-password': PASSWORD };
+  inputs = {
+    ...baseInputs(lab, remoteDir, uniqueName('e2e-deploy')),
+    'registry-username': 'deployer',
+    'registry-password': PASSWORD,
+  };
   await resetExample();
 });
 
@@ -25,7 +39,10 @@ after(async () => {
 
 /** The action never prints a secret (the add-mask commands aside), so masking is a second line of defence. */
 function noSecrets(rawLog: string, summary: string, label: string) {
-  const log = rawLog.split('\n').filter((l) => !l.startsWith('::add-mask::')).join('\n');
+  const log = rawLog
+    .split('\n')
+    .filter((l) => !l.startsWith('::add-mask::'))
+    .join('\n');
   assert.ok(rawLog.includes(`::add-mask::${PASSWORD}`), `${label}: the registry password is not masked`);
   for (const secret of [PASSWORD, ...lab.sshKey.split('\n').filter((l) => l.length > 20)]) {
     assert.ok(!log.includes(secret), `${label}: a secret appears in the log`);
@@ -50,7 +67,10 @@ test('first deploy: both layers, images pulled from the registry, gated healthy'
   assert.equal((await serviceState(`${INFRA}_cache`)).running, 1);
   // Infrastructure first, then the application.
   assert.ok(r.deploy.log.indexOf(`Layer ${INFRA}`) < r.deploy.log.indexOf(`Layer ${APP}`));
-  assert.match(r.deploy.summary, /\| example-app \| example-app_web \| `127\.0\.0\.1:5000\/[^|`]+\/web:1\.0\.0@sha256:[0-9a-f]{12}` \| — → 1\.0\.0 \| 2\/2 \| healthy \|/);
+  assert.match(
+    r.deploy.summary,
+    /\| example-app \| example-app_web \| `127\.0\.0\.1:5000\/[^|`]+\/web:1\.0\.0@sha256:[0-9a-f]{12}` \| — → 1\.0\.0 \| 2\/2 \| healthy \|/,
+  );
   assert.equal(r.deploy.postCode, 0);
   noSecrets(r.deploy.log + r.deploy.postLog, r.deploy.summary, 'deploy');
   noSecrets(r.build.log + r.build.postLog, r.build.summary, 'build');
@@ -65,44 +85,66 @@ test('a version bump rolls over and is served', { timeout: 240_000 }, async () =
   assert.equal(r.deploy.outputs.result, 'deployed');
   assert.match((await serviceState(`${APP}_web`)).image, /web:1\.1\.0@sha256:/);
   assert.equal(await servedVersion(`${APP}_web`), '1.1.0');
-  assert.match(r.deploy.summary, /example-app_web \| `[^|`]+\/web:1\.1\.0@sha256:[0-9a-f]{12}` \| 1\.0\.0 → 1\.1\.0 \| 2\/2 \| healthy/);
+  assert.match(
+    r.deploy.summary,
+    /example-app_web \| `[^|`]+\/web:1\.1\.0@sha256:[0-9a-f]{12}` \| 1\.0\.0 → 1\.1\.0 \| 2\/2 \| healthy/,
+  );
 });
 
-test("another run's registry login on the host survives this run's logout (each run has its own Docker config folder)", { timeout: 240_000 }, async () => {
-  // What a concurrent run's `docker login` left in the SSH user's config: this run must not log it out.
-  const marker = Buffer.from(`other-run:${uniqueName('token')}`).toString('base64');
-  const cfg = '~/.docker/config.json';
-  await onHost(lab, `mkdir -p ~/.docker && { [ -f ${cfg} ] && cp ${cfg} ${cfg}.bak || rm -f ${cfg}.bak; } && printf '%s' '{"auths":{"${lab.registry}":{"auth":"${marker}"}}}' > ${cfg}`);
-  try {
-    const dir = copyExample({ web: { version: '1.1.0' } });
+test(
+  "another run's registry login on the host survives this run's logout (each run has its own Docker config folder)",
+  { timeout: 240_000 },
+  async () => {
+    // What a concurrent run's `docker login` left in the SSH user's config: this run must not log it out.
+    const marker = Buffer.from(`other-run:${uniqueName('token')}`).toString('base64');
+    const cfg = '~/.docker/config.json';
+    await onHost(
+      lab,
+      `mkdir -p ~/.docker && { [ -f ${cfg} ] && cp ${cfg} ${cfg}.bak || rm -f ${cfg}.bak; } && printf '%s' '{"auths":{"${lab.registry}":{"auth":"${marker}"}}}' > ${cfg}`,
+    );
     try {
-      const r = await runAction({ inputs: { ...inputs, command: 'deploy', release: 'own-config' }, cwd: dir });
-      assert.equal(r.code, 0, r.maskedLog.slice(-3000));
-      assert.match(r.log, /Host logged in to .* with its own Docker config folder/);
-      assert.equal(r.postCode, 0);
+      const dir = copyExample({ web: { version: '1.1.0' } });
+      try {
+        const r = await runAction({ inputs: { ...inputs, command: 'deploy', release: 'own-config' }, cwd: dir });
+        assert.equal(r.code, 0, r.maskedLog.slice(-3000));
+        assert.match(r.log, /Host logged in to .* with its own Docker config folder/);
+        assert.equal(r.postCode, 0);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+      assert.match(
+        (await onHost(lab, `cat ${cfg}`)).stdout,
+        new RegExp(marker.replace(/[+/=]/g, '\\$&')),
+        "the other run's login was logged out",
+      );
+      assert.equal(
+        (await onHost(lab, `ls -A ${remoteDir}/runs 2>/dev/null | wc -l`)).stdout.trim(),
+        '0',
+        'a run config folder was left on the host',
+      );
     } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
+      await onHost(lab, `if [ -f ${cfg}.bak ]; then mv ${cfg}.bak ${cfg}; else rm -f ${cfg}; fi`);
     }
-    assert.match((await onHost(lab, `cat ${cfg}`)).stdout, new RegExp(marker.replace(/[+/=]/g, '\\$&')), "the other run's login was logged out");
-    assert.equal((await onHost(lab, `ls -A ${remoteDir}/runs 2>/dev/null | wc -l`)).stdout.trim(), '0', 'a run config folder was left on the host');
-  } finally {
-    await onHost(lab, `if [ -f ${cfg}.bak ]; then mv ${cfg}.bak ${cfg}; else rm -f ${cfg}; fi`);
-  }
-});
+  },
+);
 
-test('a crashing release fails the job, names the task error, and 1.1.0 keeps running', { timeout: 240_000 }, async () => {
-  const r = await release(lab, inputs, '1.2.0', { web: { version: '1.2.0', mode: 'crash' } });
-  assert.notEqual(r.deploy.code, 0);
-  assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.maskedLog.slice(-5000));
-  assert.match(r.deploy.log, /example-app_web: the update failed and Swarm rolled it back/);
-  assert.match(r.deploy.log, /non-zero exit \(3\)|exit 3/);
-  assert.match(r.deploy.log, /fatal: refusing to start \(MODE=crash\)/);
-  assert.match(r.deploy.summary, /Why it failed/);
-  const web = await serviceState(`${APP}_web`);
-  assert.match(web.image, /web:1\.1\.0@sha256:/);
-  assert.equal(web.running, 2);
-  assert.equal(await servedVersion(`${APP}_web`), '1.1.0');
-});
+test(
+  'a crashing release fails the job, names the task error, and 1.1.0 keeps running',
+  { timeout: 240_000 },
+  async () => {
+    const r = await release(lab, inputs, '1.2.0', { web: { version: '1.2.0', mode: 'crash' } });
+    assert.notEqual(r.deploy.code, 0);
+    assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.maskedLog.slice(-5000));
+    assert.match(r.deploy.log, /example-app_web: the update failed and Swarm rolled it back/);
+    assert.match(r.deploy.log, /non-zero exit \(3\)|exit 3/);
+    assert.match(r.deploy.log, /fatal: refusing to start \(MODE=crash\)/);
+    assert.match(r.deploy.summary, /Why it failed/);
+    const web = await serviceState(`${APP}_web`);
+    assert.match(web.image, /web:1\.1\.0@sha256:/);
+    assert.equal(web.running, 2);
+    assert.equal(await servedVersion(`${APP}_web`), '1.1.0');
+  },
+);
 
 test('a release whose healthcheck fails is rolled back', { timeout: 240_000 }, async () => {
   const r = await release(lab, inputs, '1.2.1', { web: { version: '1.2.1', mode: 'unhealthy' } });
@@ -115,67 +157,114 @@ test('a release whose healthcheck fails is rolled back', { timeout: 240_000 }, a
   assert.equal(await servedVersion(`${APP}_web`), '1.1.0');
 });
 
-test('a release healthy past monitor that then crashes: Swarm says completed, the gate rolls it back', { timeout: 240_000 }, async () => {
-  // monitor is 5 s and Swarm calls the update completed about 10 s after it starts (measured);
-  // the release crashes 16 s after its first task started, well after that.
-  const r = await release(lab, inputs, '1.3.0', { web: { version: '1.3.0', mode: 'crash-later 16' as never } }, { stability: '30' });
-  assert.notEqual(r.deploy.code, 0, r.deploy.maskedLog.slice(-3000));
-  assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.maskedLog.slice(-5000));
-  assert.match(r.deploy.log, /stability window/);
-  assert.match(r.deploy.log, /fatal: crashed after 16 s/);
-  // Swarm itself had called it a success: only the gate's own window saw the crash.
-  assert.match(r.deploy.log, /example-app_web: converged: 2\/2 running/);
-  const web = await serviceState(`${APP}_web`);
-  assert.match(web.image, /web:1\.1\.0@sha256:/);
-  assert.equal(web.running, 2);
-  assert.equal(await servedVersion(`${APP}_web`), '1.1.0');
-});
+test(
+  'a release healthy past monitor that then crashes: Swarm says completed, the gate rolls it back',
+  { timeout: 240_000 },
+  async () => {
+    // monitor is 5 s and Swarm calls the update completed about 10 s after it starts (measured);
+    // the release crashes 16 s after its first task started, well after that.
+    const r = await release(
+      lab,
+      inputs,
+      '1.3.0',
+      { web: { version: '1.3.0', mode: 'crash-later 16' as never } },
+      { stability: '30' },
+    );
+    assert.notEqual(r.deploy.code, 0, r.deploy.maskedLog.slice(-3000));
+    assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.maskedLog.slice(-5000));
+    assert.match(r.deploy.log, /stability window/);
+    assert.match(r.deploy.log, /fatal: crashed after 16 s/);
+    // Swarm itself had called it a success: only the gate's own window saw the crash.
+    assert.match(r.deploy.log, /example-app_web: converged: 2\/2 running/);
+    const web = await serviceState(`${APP}_web`);
+    assert.match(web.image, /web:1\.1\.0@sha256:/);
+    assert.equal(web.running, 2);
+    assert.equal(await servedVersion(`${APP}_web`), '1.1.0');
+  },
+);
 
-test('bad input: one clear error naming the file or input, and nothing on the swarm changes', { timeout: 240_000 }, async () => {
-  const fingerprint = async () => `${await stackFingerprint(INFRA)}\n${await stackFingerprint(APP)}`;
-  // Start from a settled swarm: no update or rollback still in flight.
-  await waitFor(
-    async () => {
-      const ids = (await dockerOk(['service', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${APP}`])).trim().split('\n').filter(Boolean);
-      return !ids.length || !/updating|rollback_started/.test(await dockerOk(['service', 'inspect', '--format', '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}', ...ids]));
-    },
-    { timeoutMs: 60_000, what: 'the example services to settle' },
-  );
-  const beforeAll = await fingerprint();
-  const cases: { name: string; prepare?: (dir: string) => void; inputs?: Record<string, string>; error: RegExp }[] = [
-    { name: 'missing VERSION', prepare: (d) => fs.rmSync(path.join(d, 'service', 'api', 'VERSION')), error: /service\/api\/VERSION: missing/ },
-    { name: 'unsafe VERSION', prepare: (d) => fs.writeFileSync(path.join(d, 'service', 'api', 'VERSION'), '1.0; touch /tmp/pwned\n'), error: /service\/api\/VERSION: "1\.0; touch \/tmp\/pwned" is not a valid image tag/ },
-    {
-      name: 'unset variable',
-      prepare: (d) => {
-        const f = path.join(d, 'stacks', 'app.yml');
-        fs.writeFileSync(f, fs.readFileSync(f, 'utf8').replace('${WEB_VERSION}', '${WEB_TAG}'));
+test(
+  'bad input: one clear error naming the file or input, and nothing on the swarm changes',
+  { timeout: 240_000 },
+  async () => {
+    const fingerprint = async () => `${await stackFingerprint(INFRA)}\n${await stackFingerprint(APP)}`;
+    // Start from a settled swarm: no update or rollback still in flight.
+    await waitFor(
+      async () => {
+        const ids = (await dockerOk(['service', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${APP}`]))
+          .trim()
+          .split('\n')
+          .filter(Boolean);
+        return (
+          !ids.length ||
+          !/updating|rollback_started/.test(
+            await dockerOk([
+              'service',
+              'inspect',
+              '--format',
+              '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}',
+              ...ids,
+            ]),
+          )
+        );
       },
-      error: /stacks\/app\.yml:\d+.*WEB_TAG/s,
-    },
-    { name: 'invalid compose file', prepare: (d) => fs.writeFileSync(path.join(d, 'stacks', 'app.yml'), 'services:\n  web: [unclosed\n'), error: /stacks\/app\.yml/ },
-    { name: 'missing compose file', inputs: { stacks: `${APP}=stacks/nope.yml` }, error: /stacks\/nope\.yml/ },
-    { name: 'unsafe stack name', inputs: { stacks: `app;touch /tmp/pwned=stacks/app.yml` }, error: /Input `stacks` line 1/ },
-    {
-      name: 'wrong host key',
-      // A real ed25519 key, but not the lab host's.
-      inputs: { 'known-hosts': `[${lab.host}]:${lab.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl` },
-      error: /Host key verification failed for root@\[127\.0\.0\.1\]:\d+: the server presented SHA256:\S+ which is not pinned/,
-    },
-  ];
-  for (const c of cases) {
-    const dir = copyExample();
-    try {
-      c.prepare?.(dir);
-      const r = await runAction({ inputs: { ...inputs, command: 'deploy', release: 'bad', ...c.inputs }, cwd: dir });
-      assert.notEqual(r.code, 0, `${c.name}: the action should fail`);
-      assert.equal(r.outputs.result, 'failed', c.name);
-      assert.match(r.errors.join('\n'), c.error, `${c.name}: ${r.errors.join('\n')}`);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
+      { timeoutMs: 60_000, what: 'the example services to settle' },
+    );
+    const beforeAll = await fingerprint();
+    const cases: { name: string; prepare?: (dir: string) => void; inputs?: Record<string, string>; error: RegExp }[] = [
+      {
+        name: 'missing VERSION',
+        prepare: (d) => fs.rmSync(path.join(d, 'service', 'api', 'VERSION')),
+        error: /service\/api\/VERSION: missing/,
+      },
+      {
+        name: 'unsafe VERSION',
+        prepare: (d) => fs.writeFileSync(path.join(d, 'service', 'api', 'VERSION'), '1.0; touch /tmp/pwned\n'),
+        error: /service\/api\/VERSION: "1\.0; touch \/tmp\/pwned" is not a valid image tag/,
+      },
+      {
+        name: 'unset variable',
+        prepare: (d) => {
+          const f = path.join(d, 'stacks', 'app.yml');
+          fs.writeFileSync(f, fs.readFileSync(f, 'utf8').replace('${WEB_VERSION}', '${WEB_TAG}'));
+        },
+        error: /stacks\/app\.yml:\d+.*WEB_TAG/s,
+      },
+      {
+        name: 'invalid compose file',
+        prepare: (d) => fs.writeFileSync(path.join(d, 'stacks', 'app.yml'), 'services:\n  web: [unclosed\n'),
+        error: /stacks\/app\.yml/,
+      },
+      { name: 'missing compose file', inputs: { stacks: `${APP}=stacks/nope.yml` }, error: /stacks\/nope\.yml/ },
+      {
+        name: 'unsafe stack name',
+        inputs: { stacks: `app;touch /tmp/pwned=stacks/app.yml` },
+        error: /Input `stacks` line 1/,
+      },
+      {
+        name: 'wrong host key',
+        // A real ed25519 key, but not the lab host's.
+        inputs: {
+          'known-hosts': `[${lab.host}]:${lab.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl`,
+        },
+        error:
+          /Host key verification failed for root@\[127\.0\.0\.1\]:\d+: the server presented SHA256:\S+ which is not pinned/,
+      },
+    ];
+    for (const c of cases) {
+      const dir = copyExample();
+      try {
+        c.prepare?.(dir);
+        const r = await runAction({ inputs: { ...inputs, command: 'deploy', release: 'bad', ...c.inputs }, cwd: dir });
+        assert.notEqual(r.code, 0, `${c.name}: the action should fail`);
+        assert.equal(r.outputs.result, 'failed', c.name);
+        assert.match(r.errors.join('\n'), c.error, `${c.name}: ${r.errors.join('\n')}`);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
     }
-  }
-  assert.equal(await fingerprint(), beforeAll, 'the swarm changed');
-  assert.equal((await docker(['run', '--rm', 'lab/base:1', 'true'])).code, 0);
-  assert.ok(!fs.existsSync('/tmp/pwned'), 'an injected command ran');
-});
+    assert.equal(await fingerprint(), beforeAll, 'the swarm changed');
+    assert.equal((await docker(['run', '--rm', 'lab/base:1', 'true'])).code, 0);
+    assert.ok(!fs.existsSync('/tmp/pwned'), 'an injected command ran');
+  },
+);

@@ -7,7 +7,18 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ActionRun, runAction } from '../helpers/action';
-import { LabEnv, REPO_ROOT, RunResult, ServiceChange, copyExample, docker, parseExports, requireLab, uniqueName, waitFor } from '../helpers/lab';
+import {
+  LabEnv,
+  REPO_ROOT,
+  RunResult,
+  ServiceChange,
+  copyExample,
+  docker,
+  parseExports,
+  requireLab,
+  uniqueName,
+  waitFor,
+} from '../helpers/lab';
 import { baseInputs, exampleStacks, onHost } from './common';
 
 const SCRIPT = path.join(REPO_ROOT, 'lab', 'engine26.sh');
@@ -48,21 +59,35 @@ function startBuilds(): void {
   }
 }
 
-async function release(version: string, extra: Record<string, string> = {}): Promise<{ build: ActionRun; deploy: ActionRun }> {
+async function release(
+  version: string,
+  extra: Record<string, string> = {},
+): Promise<{ build: ActionRun; deploy: ActionRun }> {
   const build = await builds.get(version)!;
   const dir = copyExample(RELEASES[version]);
   try {
-    return { build, deploy: await runAction({ inputs: { ...inputs, command: 'deploy', release: version, ...extra }, cwd: dir }) };
+    return {
+      build,
+      deploy: await runAction({ inputs: { ...inputs, command: 'deploy', release: version, ...extra }, cwd: dir }),
+    };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
 /** Durations of each step, printed as a diagnostic (the figures in lab/README.md). */
-function timing(t: { diagnostic: (m: string) => void }, label: string, r: { deploy?: { durationMs: number; log: string }; durationMs?: number }): void {
-  const parts = [r.deploy && `deploy ${(r.deploy.durationMs / 1000).toFixed(1)} s`, r.durationMs !== undefined && `${(r.durationMs / 1000).toFixed(1)} s`].filter(Boolean);
+function timing(
+  t: { diagnostic: (m: string) => void },
+  label: string,
+  r: { deploy?: { durationMs: number; log: string }; durationMs?: number },
+): void {
+  const parts = [
+    r.deploy && `deploy ${(r.deploy.durationMs / 1000).toFixed(1)} s`,
+    r.durationMs !== undefined && `${(r.durationMs / 1000).toFixed(1)} s`,
+  ].filter(Boolean);
   t.diagnostic(`${label}: ${parts.join(', ')}`);
-  if (process.env.E26_LOG_DIR && r.deploy) fs.writeFileSync(path.join(process.env.E26_LOG_DIR, `${label}.log`), r.deploy.log);
+  if (process.env.E26_LOG_DIR && r.deploy)
+    fs.writeFileSync(path.join(process.env.E26_LOG_DIR, `${label}.log`), r.deploy.log);
 }
 
 /** The docker CLI against engine 26.1 (the lab's own engine stays the default for builds). */
@@ -84,8 +109,13 @@ async function removeStack(name: string): Promise<void> {
   await e26(['stack', 'rm', name]);
   await waitFor(
     async () => {
-      const left = await Promise.all([e26Ok(['service', 'ls', '-q', '--filter', label]), e26Ok(['ps', '-aq', '--filter', label]), e26Ok(['network', 'ls', '-q', '--filter', label])]);
-      if (!left[0].trim() && !left[1].trim()) for (const id of left[2].trim().split(/\s+/).filter(Boolean)) await e26(['network', 'rm', id]);
+      const left = await Promise.all([
+        e26Ok(['service', 'ls', '-q', '--filter', label]),
+        e26Ok(['ps', '-aq', '--filter', label]),
+        e26Ok(['network', 'ls', '-q', '--filter', label]),
+      ]);
+      if (!left[0].trim() && !left[1].trim())
+        for (const id of left[2].trim().split(/\s+/).filter(Boolean)) await e26(['network', 'rm', id]);
       return left.join('').trim() === '';
     },
     { timeoutMs: 60_000, intervalMs: 300, what: `stack ${name} to be removed from engine 26.1` },
@@ -93,15 +123,28 @@ async function removeStack(name: string): Promise<void> {
 }
 
 async function web(): Promise<{ image: string; running: number; runningImages: string[] }> {
-  const image = (await e26Ok(['service', 'inspect', WEB, '--format', '{{.Spec.TaskTemplate.ContainerSpec.Image}}'])).trim();
-  const ps = await e26Ok(['service', 'ps', WEB, '--filter', 'desired-state=running', '--format', '{{.CurrentState}}|{{.Image}}']);
+  const image = (
+    await e26Ok(['service', 'inspect', WEB, '--format', '{{.Spec.TaskTemplate.ContainerSpec.Image}}'])
+  ).trim();
+  const ps = await e26Ok([
+    'service',
+    'ps',
+    WEB,
+    '--filter',
+    'desired-state=running',
+    '--format',
+    '{{.CurrentState}}|{{.Image}}',
+  ]);
   const running = ps.split('\n').filter((l) => l.startsWith('Running'));
   return { image, running: running.length, runningImages: running.map((l) => l.split('|')[1]) };
 }
 
 /** What web's running tasks answer on /version, asked inside each container. */
 async function served(): Promise<string> {
-  const ids = (await e26Ok(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${WEB}`])).trim().split('\n').filter(Boolean);
+  const ids = (await e26Ok(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${WEB}`]))
+    .trim()
+    .split('\n')
+    .filter(Boolean);
   const versions = new Set<string>();
   for (const id of ids) {
     const r = await e26(['exec', id, 'wget', '-q', '-O', '-', 'http://127.0.0.1:8080/version']);
@@ -153,8 +196,14 @@ after(async () => {
 });
 
 test('the host the action deploys to runs engine 26.1 (API 1.45), Swarm manager, CLI 26.1 over SSH', async () => {
-  assert.match((await e26Ok(['version', '--format', '{{.Server.Version}} {{.Server.APIVersion}}'])).trim(), /^26\.1\.\d+\S* 1\.45$/);
-  const r = await onHost(lab, `docker version --format '{{.Client.Version}} {{.Server.Version}}' && docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}'`);
+  assert.match(
+    (await e26Ok(['version', '--format', '{{.Server.Version}} {{.Server.APIVersion}}'])).trim(),
+    /^26\.1\.\d+\S* 1\.45$/,
+  );
+  const r = await onHost(
+    lab,
+    `docker version --format '{{.Client.Version}} {{.Server.Version}}' && docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}'`,
+  );
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^26\.1\.\d+\S* 26\.1\.\d+\S*\nactive true\n$/);
 });
@@ -169,41 +218,55 @@ test('deploy 1.0.0 then 1.1.0 on engine 26.1: gated healthy, served', { timeout:
   timing(t, '1.1.0', r);
   assert.equal(r.deploy.code, 0, r.deploy.maskedLog.slice(-4000));
   assert.equal(r.deploy.outputs.result, 'deployed');
-  assert.match(r.deploy.summary, /e26-app_web \| `[^|`]+\/web:1\.1\.0@sha256:[0-9a-f]{12}` \| 1\.0\.0 → 1\.1\.0 \| 2\/2 \| healthy/);
+  assert.match(
+    r.deploy.summary,
+    /e26-app_web \| `[^|`]+\/web:1\.1\.0@sha256:[0-9a-f]{12}` \| 1\.0\.0 → 1\.1\.0 \| 2\/2 \| healthy/,
+  );
   assert.match((await web()).image, /web:1\.1\.0@sha256:/);
   assert.equal(await served(), '1.1.0');
 });
 
-test("an unhealthy release on engine 26.1: Swarm's rollback, reported as rolled back, 1.1.0 serves", { timeout: 240_000 }, async (t) => {
-  const r = await release('1.2.0');
-  timing(t, '1.2.0-unhealthy', r);
-  assert.notEqual(r.deploy.code, 0);
-  assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.maskedLog.slice(-5000));
-  assert.match(r.deploy.log, /e26-app_web: the update failed and Swarm rolled it back/);
-  assert.match(r.deploy.log, /unhealthy/i);
-  const w = await web();
-  assert.match(w.image, /web:1\.1\.0@sha256:/);
-  assert.equal(w.running, 2);
-  assert.equal(await served(), '1.1.0');
-});
+test(
+  "an unhealthy release on engine 26.1: Swarm's rollback, reported as rolled back, 1.1.0 serves",
+  { timeout: 240_000 },
+  async (t) => {
+    const r = await release('1.2.0');
+    timing(t, '1.2.0-unhealthy', r);
+    assert.notEqual(r.deploy.code, 0);
+    assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.maskedLog.slice(-5000));
+    assert.match(r.deploy.log, /e26-app_web: the update failed and Swarm rolled it back/);
+    assert.match(r.deploy.log, /unhealthy/i);
+    const w = await web();
+    assert.match(w.image, /web:1\.1\.0@sha256:/);
+    assert.equal(w.running, 2);
+    assert.equal(await served(), '1.1.0');
+  },
+);
 
-test('a release healthy past monitor that then crashes on engine 26.1: the gate rolls it back', { timeout: 240_000 }, async (t) => {
-  // monitor is 5 s; the release crashes 16 s after its first task started, after Swarm called the update completed.
-  const r = await release('1.3.0', { stability: '30' });
-  timing(t, '1.3.0-crash-later', r);
-  assert.notEqual(r.deploy.code, 0, r.deploy.maskedLog.slice(-3000));
-  assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.maskedLog.slice(-5000));
-  assert.match(r.deploy.log, /e26-app_web: converged: 2\/2 running/);
-  assert.match(r.deploy.log, /stability window/);
-  assert.match(r.deploy.log, /fatal: crashed after 16 s/);
-  const w = await web();
-  assert.match(w.image, /web:1\.1\.0@sha256:/);
-  // Seen on 26.1: the crashed task's restart races the rollback and Swarm shows 3 running
-  // tasks of the old spec for 2 replicas. Back means the gate's rule: 2 or more, all on 1.1.0.
-  assert.ok(w.running >= 2, `${w.running} running`);
-  assert.ok(w.runningImages.every((i) => /web:1\.1\.0/.test(i)), w.runningImages.join(', '));
-  assert.equal(await served(), '1.1.0');
-});
+test(
+  'a release healthy past monitor that then crashes on engine 26.1: the gate rolls it back',
+  { timeout: 240_000 },
+  async (t) => {
+    // monitor is 5 s; the release crashes 16 s after its first task started, after Swarm called the update completed.
+    const r = await release('1.3.0', { stability: '30' });
+    timing(t, '1.3.0-crash-later', r);
+    assert.notEqual(r.deploy.code, 0, r.deploy.maskedLog.slice(-3000));
+    assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.maskedLog.slice(-5000));
+    assert.match(r.deploy.log, /e26-app_web: converged: 2\/2 running/);
+    assert.match(r.deploy.log, /stability window/);
+    assert.match(r.deploy.log, /fatal: crashed after 16 s/);
+    const w = await web();
+    assert.match(w.image, /web:1\.1\.0@sha256:/);
+    // Seen on 26.1: the crashed task's restart races the rollback and Swarm shows 3 running
+    // tasks of the old spec for 2 replicas. Back means the gate's rule: 2 or more, all on 1.1.0.
+    assert.ok(w.running >= 2, `${w.running} running`);
+    assert.ok(
+      w.runningImages.every((i) => /web:1\.1\.0/.test(i)),
+      w.runningImages.join(', '),
+    );
+    assert.equal(await served(), '1.1.0');
+  },
+);
 
 test('manual rollback to previous on engine 26.1: 1.0.0 runs again, gated', { timeout: 240_000 }, async (t) => {
   const dir = copyExample();
@@ -213,7 +276,10 @@ test('manual rollback to previous on engine 26.1: 1.0.0 runs again, gated', { ti
     assert.equal(r.code, 0, r.maskedLog.slice(-3000));
     assert.equal(r.outputs.result, 'rolled-back');
     assert.equal(r.outputs.release, '1.0.0');
-    assert.match(r.summary, /e26-app_web \| `[^|`]+\/web:1\.0\.0@sha256:[0-9a-f]{12}` \| 1\.1\.0 → 1\.0\.0 \| 2\/2 \| healthy/);
+    assert.match(
+      r.summary,
+      /e26-app_web \| `[^|`]+\/web:1\.0\.0@sha256:[0-9a-f]{12}` \| 1\.1\.0 → 1\.0\.0 \| 2\/2 \| healthy/,
+    );
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

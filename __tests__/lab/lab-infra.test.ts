@@ -25,14 +25,22 @@ before(async () => {
 
 function sshArgs(knownHostsFile: string, command: string[]): string[] {
   return [
-    '-i', lab.sshKeyFile,
-    '-o', 'IdentitiesOnly=yes',
-    '-o', 'BatchMode=yes',
-    '-o', `UserKnownHostsFile=${knownHostsFile}`,
-    '-o', 'GlobalKnownHostsFile=/dev/null',
-    '-o', 'StrictHostKeyChecking=yes',
-    '-o', 'ConnectTimeout=10',
-    '-p', String(lab.port),
+    '-i',
+    lab.sshKeyFile,
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    `UserKnownHostsFile=${knownHostsFile}`,
+    '-o',
+    'GlobalKnownHostsFile=/dev/null',
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'ConnectTimeout=10',
+    '-p',
+    String(lab.port),
     `${lab.user}@${lab.host}`,
     ...command,
   ];
@@ -93,7 +101,9 @@ test('sshd: the lab key and pinned host key reach docker on a Ready manager', as
 
 test('sshd: parallel sessions (MaxStartups/MaxSessions) all succeed', async () => {
   const results = await Promise.all(
-    Array.from({ length: 12 }, (_, i) => run('ssh', sshArgs(lab.knownHostsFile, ['echo', `n${i}`]), { timeoutMs: 30_000 })),
+    Array.from({ length: 12 }, (_, i) =>
+      run('ssh', sshArgs(lab.knownHostsFile, ['echo', `n${i}`]), { timeoutMs: 30_000 }),
+    ),
   );
   results.forEach((r, i) => {
     assert.equal(r.code, 0, `session ${i}: ${r.stderr}`);
@@ -132,11 +142,16 @@ test('sshd: password logins are off', async () => {
   const r = await run(
     'ssh',
     [
-      '-o', 'BatchMode=yes',
-      '-o', 'PubkeyAuthentication=no',
-      '-o', `UserKnownHostsFile=${lab.knownHostsFile}`,
-      '-o', 'StrictHostKeyChecking=yes',
-      '-p', String(lab.port),
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'PubkeyAuthentication=no',
+      '-o',
+      `UserKnownHostsFile=${lab.knownHostsFile}`,
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-p',
+      String(lab.port),
       `${lab.user}@${lab.host}`,
       'true',
     ],
@@ -151,17 +166,28 @@ test('example: the service images behave as their MODE says', async () => {
   const tag = `labtest/example-web:${uniqueName('t')}`;
   const started: string[] = [];
   try {
-    await dockerOk(['build', '-q', '--build-arg', `BASE=${lab.baseImage}`, '-t', tag, path.join(dir, 'service', 'web')]);
+    await dockerOk([
+      'build',
+      '-q',
+      '--build-arg',
+      `BASE=${lab.baseImage}`,
+      '-t',
+      tag,
+      path.join(dir, 'service', 'web'),
+    ]);
 
     // ok: serves the page, /version and /health
     const ok = (await dockerOk(['run', '-d', tag])).trim();
     started.push(ok);
     const fetchIn = (id: string, urlPath: string) =>
       docker(['exec', id, 'wget', '-q', '-O', '-', `http://127.0.0.1:8080${urlPath}`]);
-    const version = await waitFor(async () => {
-      const r = await fetchIn(ok, '/version');
-      return r.code === 0 && r.stdout.trim();
-    }, { timeoutMs: 10_000, what: 'the ok container to serve /version' });
+    const version = await waitFor(
+      async () => {
+        const r = await fetchIn(ok, '/version');
+        return r.code === 0 && r.stdout.trim();
+      },
+      { timeoutMs: 10_000, what: 'the ok container to serve /version' },
+    );
     assert.equal(version, '9.9.9-lab');
     assert.match((await fetchIn(ok, '/')).stdout, /version <b id="version">9\.9\.9-lab<\/b>/);
     assert.equal((await fetchIn(ok, '/health')).code, 0);

@@ -11,7 +11,18 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ActionRun, runAction } from '../helpers/action';
-import { LAB_SCRIPT, copyExample, docker, dockerOk, parseExports, run, setServiceMode, setServiceVersion, uniqueName, waitFor } from '../helpers/lab';
+import {
+  LAB_SCRIPT,
+  copyExample,
+  docker,
+  dockerOk,
+  parseExports,
+  run,
+  setServiceMode,
+  setServiceVersion,
+  uniqueName,
+  waitFor,
+} from '../helpers/lab';
 import { LiveAction, startAction } from './reliability-helpers';
 
 const NAME = uniqueName('mn');
@@ -31,7 +42,8 @@ let blocked = false;
 const lab = (...args: string[]) => run('bash', [LAB_SCRIPT, ...args, '--nodes', '3'], { timeoutMs: 240_000 });
 const host = (n: Node) => env[`LAB_${n.toUpperCase()}_HOSTNAME`];
 /** The docker CLI against one node's engine. */
-const nd = (n: Node, args: string[]) => dockerOk(['-H', env[`LAB_${n.toUpperCase()}_DOCKER_HOST`], ...args], { timeoutMs: 60_000 });
+const nd = (n: Node, args: string[]) =>
+  dockerOk(['-H', env[`LAB_${n.toUpperCase()}_DOCKER_HOST`], ...args], { timeoutMs: 60_000 });
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
 // web's update and rollback run stop-first: a replaced task goes back to the node its predecessor
@@ -85,7 +97,12 @@ networks:
 /** Builds and pushes the service folders through the action, with the manager's engine (it trusts the lab's registry). */
 async function build(services: string): Promise<void> {
   const t0 = Date.now();
-  const r = await runAction({ inputs: { ...inputs, command: 'build', services }, cwd: dir, env: { DOCKER_HOST: env.LAB_MANAGER_DOCKER_HOST }, timeoutMs: 180_000 });
+  const r = await runAction({
+    inputs: { ...inputs, command: 'build', services },
+    cwd: dir,
+    env: { DOCKER_HOST: env.LAB_MANAGER_DOCKER_HOST },
+    timeoutMs: 180_000,
+  });
   keep(`build-${services.replace(/\W+/g, '_')}`, r.log);
   assert.equal(r.code, 0, `build ${services} failed:\n${r.maskedLog.slice(-3000)}`);
   timings.push([`build ${services} (action)`, seconds(Date.now() - t0)]);
@@ -103,7 +120,10 @@ async function derive(service: string, version: string, mode: 'ok' | 'crash' = '
   const repo = `${env.LAB_REGISTRY}/${NAME}/${service}`;
   const ctx = fs.mkdtempSync(path.join(os.tmpdir(), 'mn-derive-'));
   try {
-    fs.writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${repo}:1.0.0\nCOPY version /app/www/version\nCOPY MODE /app/MODE\n`);
+    fs.writeFileSync(
+      path.join(ctx, 'Dockerfile'),
+      `FROM ${repo}:1.0.0\nCOPY version /app/www/version\nCOPY MODE /app/MODE\n`,
+    );
     fs.writeFileSync(path.join(ctx, 'version'), `${version}\n`);
     fs.writeFileSync(path.join(ctx, 'MODE'), `${mode}\n`);
     await nd('manager', ['build', '-q', '-t', `${repo}:${version}`, ctx]);
@@ -111,7 +131,10 @@ async function derive(service: string, version: string, mode: 'ok' | 'crash' = '
   } finally {
     fs.rmSync(ctx, { recursive: true, force: true });
   }
-  timings.push([`image ${service} ${version}${mode === 'ok' ? '' : ` (${mode})`} derived and pushed`, seconds(Date.now() - t0)]);
+  timings.push([
+    `image ${service} ${version}${mode === 'ok' ? '' : ` (${mode})`} derived and pushed`,
+    seconds(Date.now() - t0),
+  ]);
 }
 
 /** MN_LOG_DIR=folder keeps every run's log there (to read where the time went). */
@@ -131,7 +154,11 @@ async function deploy(extra: Record<string, string> = {}): Promise<ActionRun> {
 
 /** The first line of a live run matching `re` that came after `since` (bounded). */
 function lineAfter(a: LiveAction, re: RegExp, since: number, timeoutMs = 120_000) {
-  return waitFor(() => a.lines.find((l) => l.t > since && re.test(l.text)), { timeoutMs, intervalMs: 200, what: `a line matching ${re}` });
+  return waitFor(() => a.lines.find((l) => l.t > since && re.test(l.text)), {
+    timeoutMs,
+    intervalMs: 200,
+    what: `a line matching ${re}`,
+  });
 }
 
 function live(extra: Record<string, string>): LiveAction {
@@ -140,7 +167,15 @@ function live(extra: Record<string, string>): LiveAction {
 
 /** Where a service's tasks run (desired running, state running): node hostname and image tag. */
 async function placement(service: string): Promise<{ node: string; tag: string }[]> {
-  const out = await nd('manager', ['service', 'ps', service, '--filter', 'desired-state=running', '--format', '{{.Node}} {{.CurrentState}} {{.Image}}']);
+  const out = await nd('manager', [
+    'service',
+    'ps',
+    service,
+    '--filter',
+    'desired-state=running',
+    '--format',
+    '{{.Node}} {{.CurrentState}} {{.Image}}',
+  ]);
   return out
     .split('\n')
     .filter((l) => / Running /.test(l))
@@ -150,19 +185,44 @@ async function placement(service: string): Promise<{ node: string; tag: string }
 
 /** The spec's image tag of a service. */
 async function specTag(service: string): Promise<string> {
-  const image = (await nd('manager', ['service', 'inspect', service, '--format', '{{.Spec.TaskTemplate.ContainerSpec.Image}}'])).trim();
+  const image = (
+    await nd('manager', ['service', 'inspect', service, '--format', '{{.Spec.TaskTemplate.ContainerSpec.Image}}'])
+  ).trim();
   return image.split('@')[0].split(':').pop() ?? '';
 }
 
 /** The id of the container a node runs for a service. */
 async function container(n: Node, service: string): Promise<string> {
-  return waitFor(async () => (await nd(n, ['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${service}`])).trim().split('\n')[0], { timeoutMs: 20_000, what: `a container of ${service} on ${n}` });
+  return waitFor(
+    async () =>
+      (await nd(n, ['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${service}`])).trim().split('\n')[0],
+    { timeoutMs: 20_000, what: `a container of ${service} on ${n}` },
+  );
 }
 
 function blockRegistry(n: Node, on: boolean): Promise<unknown> {
-  const rule = ['-d', env.LAB_BRIDGE_ADDR, '-p', 'tcp', '--dport', env.LAB_REGISTRY.split(':')[1], '-j', 'REJECT', '--reject-with', 'tcp-reset'];
+  const rule = [
+    '-d',
+    env.LAB_BRIDGE_ADDR,
+    '-p',
+    'tcp',
+    '--dport',
+    env.LAB_REGISTRY.split(':')[1],
+    '-j',
+    'REJECT',
+    '--reject-with',
+    'tcp-reset',
+  ];
   blocked = on;
-  return run('ip', ['netns', 'exec', env[`LAB_${n.toUpperCase()}_NETNS`], 'iptables', on ? '-I' : '-D', 'OUTPUT', ...rule]).then((r) => assert.equal(r.code, 0, r.stderr));
+  return run('ip', [
+    'netns',
+    'exec',
+    env[`LAB_${n.toUpperCase()}_NETNS`],
+    'iptables',
+    on ? '-I' : '-D',
+    'OUTPUT',
+    ...rule,
+  ]).then((r) => assert.equal(r.code, 0, r.stderr));
 }
 
 before(async () => {
@@ -205,8 +265,17 @@ after(async () => {
     const prefix = env.LAB_MANAGER_NETNS.replace(/-m$/, '-');
     assert.ok(!(await run('ip', ['netns', 'list'])).stdout.includes(prefix), 'a namespace of the 3-node lab is left');
     assert.notEqual((await run('ip', ['link', 'show', env.LAB_BRIDGE])).code, 0, 'the bridge is left');
-    assert.notEqual((await run('iptables', ['-C', 'FORWARD', '-i', env.LAB_BRIDGE, '-o', env.LAB_BRIDGE, '-j', 'ACCEPT'])).code, 0, 'the FORWARD rule is left');
-    assert.ok(!(await run('ps', ['-eo', 'args'])).stdout.includes(env.LAB_MANAGER_DOCKER_HOST.replace(/^unix:\/\/|\/manager\.sock$/g, '')), 'a process of the 3-node lab is left');
+    assert.notEqual(
+      (await run('iptables', ['-C', 'FORWARD', '-i', env.LAB_BRIDGE, '-o', env.LAB_BRIDGE, '-j', 'ACCEPT'])).code,
+      0,
+      'the FORWARD rule is left',
+    );
+    assert.ok(
+      !(await run('ps', ['-eo', 'args'])).stdout.includes(
+        env.LAB_MANAGER_DOCKER_HOST.replace(/^unix:\/\/|\/manager\.sock$/g, ''),
+      ),
+      'a process of the 3-node lab is left',
+    );
   }
   console.log(`\n3-node lab timings:\n${timings.map(([k, v]) => `  ${k}: ${v}`).join('\n')}`);
 });
@@ -219,17 +288,35 @@ describe('3-node swarm', { timeout: 420_000 }, () => {
     assert.equal(r.outputs.result, 'deployed');
     timings.push(['deploy 1.0.0 (2 layers)', seconds(r.durationMs)]);
     assert.deepEqual(await placement(`${DATA}_api`), [{ node: host('worker2'), tag: '1.0.0' }]);
-    assert.deepEqual(await placement(`${WEB}_web`), [{ node: host('worker1'), tag: '1.0.0' }, { node: host('worker2'), tag: '1.0.0' }]);
+    assert.deepEqual(await placement(`${WEB}_web`), [
+      { node: host('worker1'), tag: '1.0.0' },
+      { node: host('worker2'), tag: '1.0.0' },
+    ]);
     // The secret reached the task on worker2, and the log never shows it.
     const api = await container('worker2', `${DATA}_api`);
     assert.equal((await nd('worker2', ['exec', api, 'cat', '/run/secrets/mn_token'])).trim(), TOKEN);
-    assert.ok(!r.log.split('\n').filter((l) => !l.startsWith('::add-mask::')).join('\n').includes(TOKEN), 'the secret appears in the log');
+    assert.ok(
+      !r.log
+        .split('\n')
+        .filter((l) => !l.startsWith('::add-mask::'))
+        .join('\n')
+        .includes(TOKEN),
+      'the secret appears in the log',
+    );
     // Overlay across nodes: api on worker2 reaches web on worker1 by its overlay address.
     const web1 = await container('worker1', `${WEB}_web`);
-    const ip = (await nd('worker1', ['inspect', web1, '--format', `{{(index .NetworkSettings.Networks "${MESH}").IPAddress}}`])).trim();
+    const ip = (
+      await nd('worker1', ['inspect', web1, '--format', `{{(index .NetworkSettings.Networks "${MESH}").IPAddress}}`])
+    ).trim();
     assert.match(ip, /^\d+\.\d+\.\d+\.\d+$/);
     // (busybox's static wget crashes in these containers; nc speaks the HTTP.)
-    const answer = await nd('worker2', ['exec', api, 'sh', '-c', `printf 'GET /version HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${ip} 8080`]);
+    const answer = await nd('worker2', [
+      'exec',
+      api,
+      'sh',
+      '-c',
+      `printf 'GET /version HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${ip} 8080`,
+    ]);
     assert.match(answer, /^HTTP\/1\.[01] 200/);
     assert.equal(answer.trim().split('\n').pop()?.trim(), '1.0.0');
   });
@@ -244,7 +331,10 @@ describe('3-node swarm', { timeout: 420_000 }, () => {
     assert.match(reason, /exit 3/);
     assert.match(reason, new RegExp(`on (${host('worker1')}|${host('worker2')})`), reason);
     assert.equal(await specTag(`${WEB}_web`), '1.0.0');
-    assert.deepEqual((await placement(`${WEB}_web`)).map((t) => t.tag), ['1.0.0', '1.0.0']);
+    assert.deepEqual(
+      (await placement(`${WEB}_web`)).map((t) => t.tag),
+      ['1.0.0', '1.0.0'],
+    );
   });
 
   it('a worker drained during the deploy (before web rolls out): the release is deployed on the others', async () => {
@@ -260,21 +350,31 @@ describe('3-node swarm', { timeout: 420_000 }, () => {
       keep('deploy-drain', r.log);
       assert.equal(r.code, 0, r.maskedLog.slice(-4000));
       assert.equal(r.outputs.result, 'deployed');
-      timings.push(['deploy 1.2.0, worker1 drained at the first layer\'s gate', seconds(r.durationMs)]);
-      assert.deepEqual(await placement(`${WEB}_web`), [{ node: host('worker2'), tag: '1.2.0' }, { node: host('worker2'), tag: '1.2.0' }]);
+      timings.push(["deploy 1.2.0, worker1 drained at the first layer's gate", seconds(r.durationMs)]);
+      assert.deepEqual(await placement(`${WEB}_web`), [
+        { node: host('worker2'), tag: '1.2.0' },
+        { node: host('worker2'), tag: '1.2.0' },
+      ]);
     } finally {
       await nd('manager', ['node', 'update', '--availability', 'active', host('worker1')]);
     }
   });
 
   it('manual rollback to the previous release: 1.2.0 → 1.0.0', async () => {
-    const r = await runAction({ inputs: { ...inputs, command: 'rollback', 'rollback-to': 'previous' }, cwd: dir, timeoutMs: 240_000 });
+    const r = await runAction({
+      inputs: { ...inputs, command: 'rollback', 'rollback-to': 'previous' },
+      cwd: dir,
+      timeoutMs: 240_000,
+    });
     assert.equal(r.code, 0, r.maskedLog.slice(-4000));
     assert.equal(r.outputs.result, 'rolled-back');
     timings.push(['rollback to previous (1.2.0 → 1.0.0)', seconds(r.durationMs)]);
     assert.equal(await specTag(`${WEB}_web`), '1.0.0');
     // Stop-first: the task that leaves worker2 comes back on the node with fewer, worker1 active again.
-    assert.deepEqual(await placement(`${WEB}_web`), [{ node: host('worker1'), tag: '1.0.0' }, { node: host('worker2'), tag: '1.0.0' }]);
+    assert.deepEqual(await placement(`${WEB}_web`), [
+      { node: host('worker1'), tag: '1.0.0' },
+      { node: host('worker2'), tag: '1.0.0' },
+    ]);
   });
 
   it('a worker that cannot pull the image: the job names the node and why, and the release is rolled back', async () => {
@@ -306,7 +406,10 @@ describe('3-node swarm', { timeout: 420_000 }, () => {
     try {
       await a.waitLine(new RegExp(`${WEB}_web: converged`), 120_000);
       await b.waitLine(new RegExp(`${DATA}_api: converged`), 120_000);
-      assert.deepEqual((await placement(`${WEB}_web`)).map((t) => t.node), [host('worker1'), host('worker2')]);
+      assert.deepEqual(
+        (await placement(`${WEB}_web`)).map((t) => t.node),
+        [host('worker1'), host('worker2')],
+      );
       const t0 = Date.now();
       const stop = lab('stop-node', 'worker2').then((r) => {
         timings.push(['worker2 engine: SIGTERM until it exited', seconds(Date.now() - t0)]);
@@ -332,8 +435,14 @@ describe('3-node swarm', { timeout: 420_000 }, () => {
       assert.equal(ra.outputs.result, 'deployed');
       // The fault reached web's gate: it lost its worker2 task after converging, and got it back on worker1.
       const converged = ra.log.indexOf(`${WEB}_web: converged`);
-      assert.ok(ra.log.indexOf(`${WEB}_web: pending`, converged) > converged, `web never lost a task during its gate:\n${ra.maskedLog.slice(-3000)}`);
-      assert.deepEqual(await placement(`${WEB}_web`), [{ node: host('worker1'), tag: '1.3.0' }, { node: host('worker1'), tag: '1.3.0' }]);
+      assert.ok(
+        ra.log.indexOf(`${WEB}_web: pending`, converged) > converged,
+        `web never lost a task during its gate:\n${ra.maskedLog.slice(-3000)}`,
+      );
+      assert.deepEqual(await placement(`${WEB}_web`), [
+        { node: host('worker1'), tag: '1.3.0' },
+        { node: host('worker1'), tag: '1.3.0' },
+      ]);
       timings.push(['web 1.3.0 with worker2 stopped mid-gate → deployed', seconds(ra.durationMs)]);
       assert.notEqual(rb.code, 0);
       const reason = rb.errors.join('\n');

@@ -29,140 +29,232 @@ after(async () => {
 function raiseEdgeMtu(dir: string): number {
   const infra = path.join(dir, 'stacks', 'infra.yml');
   const text = fs.readFileSync(infra, 'utf8');
-  const broken = text.replace(/(  edge:\n(?:    .*\n)*?    driver_opts:\n      com\.docker\.network\.driver\.mtu: )"1450"\n/, '$1"1500"\n');
+  const broken = text.replace(
+    /( {2}edge:\n(?: {4}.*\n)*? {4}driver_opts:\n {6}com\.docker\.network\.driver\.mtu: )"1450"\n/,
+    '$1"1500"\n',
+  );
   assert.notEqual(broken, text, 'fixture edit did not apply');
   fs.writeFileSync(infra, broken);
   return broken.split('\n').findIndex((l) => l.includes('mtu: "1500"')) + 1;
 }
 
-test('an overlay network with an MTU above 1450: the deploy is refused with file, line and rule; nothing reaches the host', { timeout: 120_000 }, async () => {
-  const dir = copyExample();
-  try {
-    const line = raiseEdgeMtu(dir);
+test(
+  'an overlay network with an MTU above 1450: the deploy is refused with file, line and rule; nothing reaches the host',
+  { timeout: 120_000 },
+  async () => {
+    const dir = copyExample();
+    try {
+      const line = raiseEdgeMtu(dir);
 
-    const r = await runAction({ inputs: { ...inputs, command: 'deploy', release: 'pf-1' }, cwd: dir });
-    assert.notEqual(r.code, 0);
-    assert.equal(r.outputs.result, 'failed');
-    assert.match(r.errors.join('\n'), new RegExp(`stacks/infra\\.yml:${line}:\\d+ \\[overlay-mtu\\]`));
-    const annotation = r.commands.find((c) => c.command === 'error' && /overlay-mtu/.test(JSON.stringify(c)));
-    assert.ok(annotation, 'no error annotation for overlay-mtu');
-    assert.equal(annotation.properties?.file, 'stacks/infra.yml');
-    assert.equal(annotation.properties?.line, String(line));
-    assert.match(r.summary, /overlay-mtu/);
-    // Refused before connecting: no stack, no release folder on the host.
-    assert.equal((await docker(['service', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${ex.infra}`])).stdout.trim(), '');
-    assert.equal((await onHost(lab, `test -e ${remoteDir} && echo exists || echo absent`)).stdout.trim(), 'absent');
-    assert.doesNotMatch(r.log, /Connect to/);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+      const r = await runAction({ inputs: { ...inputs, command: 'deploy', release: 'pf-1' }, cwd: dir });
+      assert.notEqual(r.code, 0);
+      assert.equal(r.outputs.result, 'failed');
+      assert.match(r.errors.join('\n'), new RegExp(`stacks/infra\\.yml:${line}:\\d+ \\[overlay-mtu\\]`));
+      const annotation = r.commands.find((c) => c.command === 'error' && /overlay-mtu/.test(JSON.stringify(c)));
+      assert.ok(annotation, 'no error annotation for overlay-mtu');
+      assert.equal(annotation.properties?.file, 'stacks/infra.yml');
+      assert.equal(annotation.properties?.line, String(line));
+      assert.match(r.summary, /overlay-mtu/);
+      // Refused before connecting: no stack, no release folder on the host.
+      assert.equal(
+        (
+          await docker(['service', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${ex.infra}`])
+        ).stdout.trim(),
+        '',
+      );
+      assert.equal((await onHost(lab, `test -e ${remoteDir} && echo exists || echo absent`)).stdout.trim(), 'absent');
+      assert.doesNotMatch(r.log, /Connect to/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
 
-test('command: check passes the example and reports in the job summary, without a host', { timeout: 120_000 }, async () => {
-  const dir = copyExample();
-  try {
-    const r = await runAction({ inputs: { command: 'check', stacks: inputs.stacks, env: inputs.env, registry: inputs.registry, 'image-prefix': inputs['image-prefix'] }, cwd: dir });
-    assert.equal(r.code, 0, r.maskedLog.slice(-2000));
-    assert.equal(r.outputs.result, 'checked');
-    assert.match(r.log, /Pre-flight: 0 error\(s\)/);
-    assert.match(r.summary, /## 🔎 Pre-flight checks: checked/);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+test(
+  'command: check passes the example and reports in the job summary, without a host',
+  { timeout: 120_000 },
+  async () => {
+    const dir = copyExample();
+    try {
+      const r = await runAction({
+        inputs: {
+          command: 'check',
+          stacks: inputs.stacks,
+          env: inputs.env,
+          registry: inputs.registry,
+          'image-prefix': inputs['image-prefix'],
+        },
+        cwd: dir,
+      });
+      assert.equal(r.code, 0, r.maskedLog.slice(-2000));
+      assert.equal(r.outputs.result, 'checked');
+      assert.match(r.log, /Pre-flight: 0 error\(s\)/);
+      assert.match(r.summary, /## 🔎 Pre-flight checks: checked/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
 
-test('command: check fails on a Traefik service on two networks without traefik.docker.network', { timeout: 120_000 }, async () => {
-  const dir = copyExample();
-  try {
-    const app = path.join(dir, 'stacks', 'app.yml');
-    const text = fs.readFileSync(app, 'utf8');
-    const withTraefik = text.replace(/(  web:\n(?:    .*\n|      .*\n|        .*\n)*?    deploy:\n)/, '$1      labels:\n        - traefik.enable=true\n');
-    assert.notEqual(withTraefik, text, 'fixture edit did not apply');
-    fs.writeFileSync(app, withTraefik);
-    const r = await runAction({ inputs: { command: 'check', stacks: inputs.stacks, env: inputs.env, registry: inputs.registry, 'image-prefix': inputs['image-prefix'] }, cwd: dir });
-    assert.notEqual(r.code, 0);
-    assert.match(r.errors.join('\n'), /stacks\/app\.yml:\d+:\d+ \[traefik-network\]/);
-    // Switched off for the run: the same stack passes.
-    const skipped = await runAction({ inputs: { command: 'check', stacks: inputs.stacks, env: inputs.env, registry: inputs.registry, 'image-prefix': inputs['image-prefix'], 'skip-checks': 'traefik-network' }, cwd: dir });
-    assert.equal(skipped.code, 0, skipped.maskedLog.slice(-2000));
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+test(
+  'command: check fails on a Traefik service on two networks without traefik.docker.network',
+  { timeout: 120_000 },
+  async () => {
+    const dir = copyExample();
+    try {
+      const app = path.join(dir, 'stacks', 'app.yml');
+      const text = fs.readFileSync(app, 'utf8');
+      const withTraefik = text.replace(
+        /( {2}web:\n(?: {4}.*\n| {6}.*\n| {8}.*\n)*? {4}deploy:\n)/,
+        '$1      labels:\n        - traefik.enable=true\n',
+      );
+      assert.notEqual(withTraefik, text, 'fixture edit did not apply');
+      fs.writeFileSync(app, withTraefik);
+      const r = await runAction({
+        inputs: {
+          command: 'check',
+          stacks: inputs.stacks,
+          env: inputs.env,
+          registry: inputs.registry,
+          'image-prefix': inputs['image-prefix'],
+        },
+        cwd: dir,
+      });
+      assert.notEqual(r.code, 0);
+      assert.match(r.errors.join('\n'), /stacks\/app\.yml:\d+:\d+ \[traefik-network\]/);
+      // Switched off for the run: the same stack passes.
+      const skipped = await runAction({
+        inputs: {
+          command: 'check',
+          stacks: inputs.stacks,
+          env: inputs.env,
+          registry: inputs.registry,
+          'image-prefix': inputs['image-prefix'],
+          'skip-checks': 'traefik-network',
+        },
+        cwd: dir,
+      });
+      assert.equal(skipped.code, 0, skipped.maskedLog.slice(-2000));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
 
-test('invalid YAML in one layer and a rule error in another: both reported with file and line, as annotations and in the summary', { timeout: 120_000 }, async () => {
-  const dir = copyExample();
-  try {
-    raiseEdgeMtu(dir);
-    fs.writeFileSync(path.join(dir, 'stacks', 'app.yml'), 'services:\n  web:\n    image: [unclosed\n');
-    const r = await runAction({ inputs: { command: 'check', stacks: inputs.stacks, env: inputs.env, registry: inputs.registry, 'image-prefix': inputs['image-prefix'] }, cwd: dir });
-    assert.notEqual(r.code, 0);
-    assert.equal(r.outputs.result, 'failed');
-    const yamlNote = r.commands.find((c) => c.command === 'error' && c.properties?.title === 'invalid-yaml');
-    assert.ok(yamlNote, `no invalid-yaml annotation: ${r.errors.join('\n')}`);
-    assert.equal(yamlNote.properties?.file, 'stacks/app.yml');
-    assert.match(yamlNote.message, /invalid YAML/);
-    assert.ok(Number(yamlNote.properties?.line) >= 3, `line ${yamlNote.properties?.line}`);
-    assert.ok(r.commands.some((c) => c.command === 'error' && c.properties?.title === 'overlay-mtu' && c.properties?.file === 'stacks/infra.yml'), 'the other layer was not checked');
-    assert.match(r.summary, /`invalid-yaml`/);
-    assert.match(r.summary, /`overlay-mtu`/);
-    assert.match(r.errors.join('\n'), /Pre-flight checks found 2 error\(s\); nothing was deployed/);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+test(
+  'invalid YAML in one layer and a rule error in another: both reported with file and line, as annotations and in the summary',
+  { timeout: 120_000 },
+  async () => {
+    const dir = copyExample();
+    try {
+      raiseEdgeMtu(dir);
+      fs.writeFileSync(path.join(dir, 'stacks', 'app.yml'), 'services:\n  web:\n    image: [unclosed\n');
+      const r = await runAction({
+        inputs: {
+          command: 'check',
+          stacks: inputs.stacks,
+          env: inputs.env,
+          registry: inputs.registry,
+          'image-prefix': inputs['image-prefix'],
+        },
+        cwd: dir,
+      });
+      assert.notEqual(r.code, 0);
+      assert.equal(r.outputs.result, 'failed');
+      const yamlNote = r.commands.find((c) => c.command === 'error' && c.properties?.title === 'invalid-yaml');
+      assert.ok(yamlNote, `no invalid-yaml annotation: ${r.errors.join('\n')}`);
+      assert.equal(yamlNote.properties?.file, 'stacks/app.yml');
+      assert.match(yamlNote.message, /invalid YAML/);
+      assert.ok(Number(yamlNote.properties?.line) >= 3, `line ${yamlNote.properties?.line}`);
+      assert.ok(
+        r.commands.some(
+          (c) =>
+            c.command === 'error' && c.properties?.title === 'overlay-mtu' && c.properties?.file === 'stacks/infra.yml',
+        ),
+        'the other layer was not checked',
+      );
+      assert.match(r.summary, /`invalid-yaml`/);
+      assert.match(r.summary, /`overlay-mtu`/);
+      assert.match(r.errors.join('\n'), /Pre-flight checks found 2 error\(s\); nothing was deployed/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
 
 const LOOPBACK_LINE = /Host MTU: Swarm node address 127\.0\.0\.1 \(lo, MTU 65536\) on \S+; \d+ node\(s\)/;
 
 /** The notice that a loopback node address decides nothing, as an annotation. */
 function loopbackNotice(r: { commands: { command: string; properties?: Record<string, string>; message: string }[] }) {
-  return r.commands.find((c) => c.command === 'notice' && c.properties?.title === 'overlay-mtu' && /loopback interface/.test(c.message));
+  return r.commands.find(
+    (c) => c.command === 'notice' && c.properties?.title === 'overlay-mtu' && /loopback interface/.test(c.message),
+  );
 }
 
-test('a dry-run deploy with a host runs the host MTU check too, before printing the plan', { timeout: 120_000 }, async () => {
-  const dir = copyExample();
-  try {
-    const r = await runAction({ inputs: { ...inputs, command: 'deploy', release: 'pf-dry', 'dry-run': 'true' }, cwd: dir });
-    assert.equal(r.code, 0, r.maskedLog.slice(-3000));
-    assert.equal(r.outputs.result, 'checked');
-    // The lab's swarm advertises 127.0.0.1: read, logged, and it decides nothing.
-    assert.match(r.log, LOOPBACK_LINE);
-    const notice = loopbackNotice(r);
-    assert.ok(notice, 'no loopback notice');
-    assert.match(notice.message, /127\.0\.0\.1 is on the loopback interface \(lo, MTU 65536\).*decides nothing; overlay-mtu was checked from the stack files only/);
-    assert.match(r.log, /Pre-flight against the swarm: \d+ node\(s\), configs, placement, host MTU fine\./);
-    const mtuAt = r.log.search(/Host MTU: /);
-    const planAt = r.log.indexOf(`${ex.app}: would deploy release pf-dry:`);
-    assert.ok(mtuAt >= 0 && planAt > mtuAt, 'the host MTU is read before the plan is printed');
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+test(
+  'a dry-run deploy with a host runs the host MTU check too, before printing the plan',
+  { timeout: 120_000 },
+  async () => {
+    const dir = copyExample();
+    try {
+      const r = await runAction({
+        inputs: { ...inputs, command: 'deploy', release: 'pf-dry', 'dry-run': 'true' },
+        cwd: dir,
+      });
+      assert.equal(r.code, 0, r.maskedLog.slice(-3000));
+      assert.equal(r.outputs.result, 'checked');
+      // The lab's swarm advertises 127.0.0.1: read, logged, and it decides nothing.
+      assert.match(r.log, LOOPBACK_LINE);
+      const notice = loopbackNotice(r);
+      assert.ok(notice, 'no loopback notice');
+      assert.match(
+        notice.message,
+        /127\.0\.0\.1 is on the loopback interface \(lo, MTU 65536\).*decides nothing; overlay-mtu was checked from the stack files only/,
+      );
+      assert.match(r.log, /Pre-flight against the swarm: \d+ node\(s\), configs, placement, host MTU fine\./);
+      const mtuAt = r.log.search(/Host MTU: /);
+      const planAt = r.log.indexOf(`${ex.app}: would deploy release pf-dry:`);
+      assert.ok(mtuAt >= 0 && planAt > mtuAt, 'the host MTU is read before the plan is printed');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
 
-test('command: check given a host runs the connected checks read-only: host MTU, placement against the nodes', { timeout: 120_000 }, async () => {
-  const dir = copyExample();
-  try {
-    const r = await runAction({ inputs: { ...inputs, command: 'check' }, cwd: dir });
-    assert.equal(r.code, 0, r.maskedLog.slice(-3000));
-    assert.equal(r.outputs.result, 'checked');
-    assert.match(r.log, LOOPBACK_LINE);
-    assert.ok(loopbackNotice(r), 'no loopback notice');
-    assert.doesNotMatch(r.log, /Waiting for the deploy lock|Host logged in/);
-    // Read-only: no lock, no folder on the host.
-    assert.equal((await onHost(lab, `test -e ${remoteDir} && echo exists || echo absent`)).stdout.trim(), 'absent');
-    // A constraint no node meets is found only with the swarm's facts.
-    const app = path.join(dir, 'stacks', 'app.yml');
-    const text = fs.readFileSync(app, 'utf8');
-    const pinned = text.replace(/(  web:\n(?:    .*\n|      .*\n|        .*\n)*?    deploy:\n)/, '$1      placement:\n        constraints: [node.labels.pf-zone == nowhere]\n');
-    assert.notEqual(pinned, text, 'fixture edit did not apply');
-    fs.writeFileSync(app, pinned);
-    const bad = await runAction({ inputs: { ...inputs, command: 'check' }, cwd: dir });
-    assert.notEqual(bad.code, 0);
-    assert.match(bad.errors.join('\n'), /\[placement\] Service web: no node meets "node\.labels\.pf-zone == nowhere"/);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+test(
+  'command: check given a host runs the connected checks read-only: host MTU, placement against the nodes',
+  { timeout: 120_000 },
+  async () => {
+    const dir = copyExample();
+    try {
+      const r = await runAction({ inputs: { ...inputs, command: 'check' }, cwd: dir });
+      assert.equal(r.code, 0, r.maskedLog.slice(-3000));
+      assert.equal(r.outputs.result, 'checked');
+      assert.match(r.log, LOOPBACK_LINE);
+      assert.ok(loopbackNotice(r), 'no loopback notice');
+      assert.doesNotMatch(r.log, /Waiting for the deploy lock|Host logged in/);
+      // Read-only: no lock, no folder on the host.
+      assert.equal((await onHost(lab, `test -e ${remoteDir} && echo exists || echo absent`)).stdout.trim(), 'absent');
+      // A constraint no node meets is found only with the swarm's facts.
+      const app = path.join(dir, 'stacks', 'app.yml');
+      const text = fs.readFileSync(app, 'utf8');
+      const pinned = text.replace(
+        /( {2}web:\n(?: {4}.*\n| {6}.*\n| {8}.*\n)*? {4}deploy:\n)/,
+        '$1      placement:\n        constraints: [node.labels.pf-zone == nowhere]\n',
+      );
+      assert.notEqual(pinned, text, 'fixture edit did not apply');
+      fs.writeFileSync(app, pinned);
+      const bad = await runAction({ inputs: { ...inputs, command: 'check' }, cwd: dir });
+      assert.notEqual(bad.code, 0);
+      assert.match(
+        bad.errors.join('\n'),
+        /\[placement\] Service web: no node meets "node\.labels\.pf-zone == nowhere"/,
+      );
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -181,14 +273,19 @@ async function freePort(): Promise<number> {
  * answers the node address with that one; every other docker command is the real one. The
  * interface, its address and MTU are real, read by the action's own remote command.
  */
-async function withLowMtuHost(fn: (inputs: Record<string, string>, addr: string, iface: string) => Promise<void>): Promise<void> {
+async function withLowMtuHost(
+  fn: (inputs: Record<string, string>, addr: string, iface: string) => Promise<void>,
+): Promise<void> {
   const tag = randomBytes(3).toString('hex');
   const iface = `pfm${tag}a`;
   const addr = `198.51.100.${2 + (parseInt(tag.slice(0, 2), 16) % 250)}`;
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-mtu-'));
   const pidFile = path.join(tmp, 'sshd.pid');
   try {
-    const add = await run('sh', ['-c', `ip link add ${iface} type veth peer name pfm${tag}b && ip link set ${iface} mtu 1400 && ip addr add ${addr}/32 dev ${iface}`]);
+    const add = await run('sh', [
+      '-c',
+      `ip link add ${iface} type veth peer name pfm${tag}b && ip link set ${iface} mtu 1400 && ip addr add ${addr}/32 dev ${iface}`,
+    ]);
     assert.equal(add.code, 0, `cannot create a veth pair: ${add.stderr}`);
     const realDocker = (await run('sh', ['-c', 'command -v docker'])).stdout.trim();
     fs.mkdirSync(path.join(tmp, 'bin'));
@@ -203,15 +300,36 @@ async function withLowMtuHost(fn: (inputs: Record<string, string>, addr: string,
       .readFileSync(path.join(path.dirname(lab.sshKeyFile), 'sshd_config'), 'utf8')
       .replace(/^Port .*$/m, `Port ${port}`)
       .replace(/^PidFile .*$/m, `PidFile ${pidFile}`);
-    fs.writeFileSync(path.join(tmp, 'sshd_config'), `${config}SetEnv PATH=${tmp}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n`);
-    const started = await run('/usr/sbin/sshd', ['-f', path.join(tmp, 'sshd_config'), '-E', path.join(tmp, 'sshd.log')]);
+    fs.writeFileSync(
+      path.join(tmp, 'sshd_config'),
+      `${config}SetEnv PATH=${tmp}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n`,
+    );
+    const started = await run('/usr/sbin/sshd', [
+      '-f',
+      path.join(tmp, 'sshd_config'),
+      '-E',
+      path.join(tmp, 'sshd.log'),
+    ]);
     assert.equal(started.code, 0, started.stderr);
     const knownHosts = lab.knownHosts.replace(`[${lab.host}]:${lab.port}`, `[${lab.host}]:${port}`);
     const known = path.join(tmp, 'known_hosts');
     fs.writeFileSync(known, knownHosts);
     await waitFor(
       async () => {
-        const r = await run('ssh', ['-i', lab.sshKeyFile, '-o', `UserKnownHostsFile=${known}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-p', String(port), `${lab.user}@${lab.host}`, 'docker info --format "{{.Swarm.NodeAddr}} {{.Name}}"']);
+        const r = await run('ssh', [
+          '-i',
+          lab.sshKeyFile,
+          '-o',
+          `UserKnownHostsFile=${known}`,
+          '-o',
+          'StrictHostKeyChecking=yes',
+          '-o',
+          'BatchMode=yes',
+          '-p',
+          String(port),
+          `${lab.user}@${lab.host}`,
+          'docker info --format "{{.Swarm.NodeAddr}} {{.Name}}"',
+        ]);
         return r.code === 0 && r.stdout.startsWith(`${addr} `) ? true : undefined;
       },
       { timeoutMs: 15_000, what: 'the second sshd with the faked node address' },
@@ -224,31 +342,64 @@ async function withLowMtuHost(fn: (inputs: Record<string, string>, addr: string,
   }
 }
 
-test('a Swarm node address on an interface with MTU 1400: the deploy is refused before anything changes, naming 1350', { timeout: 120_000 }, async () => {
-  const dir = copyExample();
-  try {
-    await withLowMtuHost(async (lowInputs, addr, iface) => {
-      const r = await runAction({ inputs: { ...lowInputs, command: 'deploy', release: 'pf-mtu' }, cwd: dir });
-      assert.notEqual(r.code, 0);
-      assert.equal(r.outputs.result, 'failed');
-      assert.match(r.log, new RegExp(`Host MTU: Swarm node address ${addr.replace(/\./g, '\\.')} \\(${iface}, MTU 1400\\) on \\S+; \\d+ node\\(s\\)`));
-      const errors = r.errors.join('\n');
-      // The example's networks set 1450, right for a 1500 host only.
-      assert.match(errors, /Pre-flight checks against the swarm found 2 error\(s\); nothing was deployed/);
-      assert.match(errors, /stacks\/infra\.yml:\d+: \[overlay-mtu\] Network edge .*has interface MTU 1400.*com\.docker\.network\.driver\.mtu: 1350/);
-      assert.ok(r.commands.some((c) => c.command === 'error' && c.properties?.title === 'overlay-mtu' && c.properties?.file === 'stacks/infra.yml'), 'no overlay-mtu annotation');
-      // Nothing changed: no layer started, no service, no release folder; the lock was released.
-      assert.doesNotMatch(r.log, /Layer pf-/);
-      assert.equal((await docker(['service', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${ex.infra}`])).stdout.trim(), '');
-      assert.equal((await onHost(lab, `ls ${remoteDir}/stacks/*/releases 2>/dev/null | wc -l; ls -d ${remoteDir}/stacks/*/lock 2>/dev/null | wc -l`)).stdout.trim(), '0\n0');
-      // With the right MTU for this host, the same check passes.
-      const infra = path.join(dir, 'stacks', 'infra.yml');
-      fs.writeFileSync(infra, fs.readFileSync(infra, 'utf8').replace(/mtu: "1450"/g, 'mtu: "1350"'));
-      const ok = await runAction({ inputs: { ...lowInputs, command: 'check' }, cwd: dir });
-      assert.equal(ok.code, 0, ok.maskedLog.slice(-3000));
-      assert.match(ok.log, /host MTU fine/);
-    });
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+test(
+  'a Swarm node address on an interface with MTU 1400: the deploy is refused before anything changes, naming 1350',
+  { timeout: 120_000 },
+  async () => {
+    const dir = copyExample();
+    try {
+      await withLowMtuHost(async (lowInputs, addr, iface) => {
+        const r = await runAction({ inputs: { ...lowInputs, command: 'deploy', release: 'pf-mtu' }, cwd: dir });
+        assert.notEqual(r.code, 0);
+        assert.equal(r.outputs.result, 'failed');
+        assert.match(
+          r.log,
+          new RegExp(
+            `Host MTU: Swarm node address ${addr.replace(/\./g, '\\.')} \\(${iface}, MTU 1400\\) on \\S+; \\d+ node\\(s\\)`,
+          ),
+        );
+        const errors = r.errors.join('\n');
+        // The example's networks set 1450, right for a 1500 host only.
+        assert.match(errors, /Pre-flight checks against the swarm found 2 error\(s\); nothing was deployed/);
+        assert.match(
+          errors,
+          /stacks\/infra\.yml:\d+: \[overlay-mtu\] Network edge .*has interface MTU 1400.*com\.docker\.network\.driver\.mtu: 1350/,
+        );
+        assert.ok(
+          r.commands.some(
+            (c) =>
+              c.command === 'error' &&
+              c.properties?.title === 'overlay-mtu' &&
+              c.properties?.file === 'stacks/infra.yml',
+          ),
+          'no overlay-mtu annotation',
+        );
+        // Nothing changed: no layer started, no service, no release folder; the lock was released.
+        assert.doesNotMatch(r.log, /Layer pf-/);
+        assert.equal(
+          (
+            await docker(['service', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${ex.infra}`])
+          ).stdout.trim(),
+          '',
+        );
+        assert.equal(
+          (
+            await onHost(
+              lab,
+              `ls ${remoteDir}/stacks/*/releases 2>/dev/null | wc -l; ls -d ${remoteDir}/stacks/*/lock 2>/dev/null | wc -l`,
+            )
+          ).stdout.trim(),
+          '0\n0',
+        );
+        // With the right MTU for this host, the same check passes.
+        const infra = path.join(dir, 'stacks', 'infra.yml');
+        fs.writeFileSync(infra, fs.readFileSync(infra, 'utf8').replace(/mtu: "1450"/g, 'mtu: "1350"'));
+        const ok = await runAction({ inputs: { ...lowInputs, command: 'check' }, cwd: dir });
+        assert.equal(ok.code, 0, ok.maskedLog.slice(-3000));
+        assert.match(ok.log, /host MTU fine/);
+      });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);

@@ -21,7 +21,17 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parse } from 'yaml';
 import { runAction } from '../helpers/action';
-import { LabEnv, copyExample, docker, dockerOk, labInputs, removeStack, requireLab, uniqueName, waitFor } from '../helpers/lab';
+import {
+  LabEnv,
+  copyExample,
+  docker,
+  dockerOk,
+  labInputs,
+  removeStack,
+  requireLab,
+  uniqueName,
+  waitFor,
+} from '../helpers/lab';
 import { Value, WorkflowRun, evaluateCaller, evaluateIf, runWorkflow } from '../helpers/workflow';
 import { onHost, removeLocalImages, stackFingerprint } from './common';
 
@@ -119,12 +129,20 @@ class FakeGitHub {
         res.writeHead(status, { 'content-type': 'application/json' });
         res.end(JSON.stringify(body));
       };
-      const view = (c: Comment) => ({ id: c.id, body: c.body, html_url: `https://github.com/glasck/example/pull/${c.issue}#issuecomment-${c.id}` });
+      const view = (c: Comment) => ({
+        id: c.id,
+        body: c.body,
+        html_url: `https://github.com/glasck/example/pull/${c.issue}#issuecomment-${c.id}`,
+      });
       const list = /^\/repos\/glasck\/example\/issues\/(\d+)\/comments(\?.*)?$/.exec(req.url ?? '');
       const one = /^\/repos\/glasck\/example\/issues\/comments\/(\d+)$/.exec(req.url ?? '');
       if (list && req.method === 'GET') return send(200, this.on(Number(list[1])).map(view));
       if (list && req.method === 'POST') {
-        const c = { id: 500 + this.comments.length, issue: Number(list[1]), body: (JSON.parse(data) as { body: string }).body };
+        const c = {
+          id: 500 + this.comments.length,
+          issue: Number(list[1]),
+          body: (JSON.parse(data) as { body: string }).body,
+        };
         this.comments.push(c);
         return send(201, view(c));
       }
@@ -156,7 +174,9 @@ async function cleanUp(): Promise<void> {
   await removeStack(APP);
   // Only what this run created: names under its own unique prefix.
   for (const kind of ['secret', 'config']) {
-    const names = (await dockerOk([kind, 'ls', '--format', '{{.Name}}'])).split('\n').filter((n) => n.startsWith(`${APP}_`) || n.startsWith(`${APP}-pr-`));
+    const names = (await dockerOk([kind, 'ls', '--format', '{{.Name}}']))
+      .split('\n')
+      .filter((n) => n.startsWith(`${APP}_`) || n.startsWith(`${APP}-pr-`));
     if (names.length) await docker([kind, 'rm', ...names]);
   }
   await onHost(lab, `rm -rf ${remoteDir}`);
@@ -169,7 +189,15 @@ before(async () => {
   // The non-preview stack on the same host, deployed as any release would be.
   const dir = workspace();
   try {
-    const inputs = { ...labInputs(lab, prefix, remoteDir), stacks: `${APP}=stacks/preview.yml`, secrets: SECRETS, 'generate-secrets': 'salt', stability: '2', timeout: '240', 'lock-timeout': '120' };
+    const inputs = {
+      ...labInputs(lab, prefix, remoteDir),
+      stacks: `${APP}=stacks/preview.yml`,
+      secrets: SECRETS,
+      'generate-secrets': 'salt',
+      stability: '2',
+      timeout: '240',
+      'lock-timeout': '120',
+    };
     const build = await runAction({ inputs: { ...inputs, command: 'build' }, cwd: dir });
     assert.equal(build.code, 0, build.log.slice(-3000));
     const deploy = await runAction({ inputs: { ...inputs, command: 'deploy', release: 'main-1' }, cwd: dir });
@@ -190,7 +218,15 @@ after(async () => {
 // ------------------------------------------------------------ the caller
 
 function vars(): Record<string, Value> {
-  return { REGISTRY: lab.registry, REGISTRY_USERNAME: '', IMAGE_PREFIX: prefix, DEPLOY_HOST: lab.host, DEPLOY_USER: lab.user, DEPLOY_PORT: String(lab.port), PREVIEW_DOMAIN: DOMAIN };
+  return {
+    REGISTRY: lab.registry,
+    REGISTRY_USERNAME: '',
+    IMAGE_PREFIX: prefix,
+    DEPLOY_HOST: lab.host,
+    DEPLOY_USER: lab.user,
+    DEPLOY_PORT: String(lab.port),
+    PREVIEW_DOMAIN: DOMAIN,
+  };
 }
 
 function repoSecrets(): Record<string, Value> {
@@ -198,13 +234,34 @@ function repoSecrets(): Record<string, Value> {
 }
 
 /** A `pull_request` event of pull request `n` (labelled `preview`), through the starter into preview.yml. */
-async function pullRequest(t: TestContext, n: number, action: 'opened' | 'synchronize' | 'closed', maxPreviews = 3): Promise<WorkflowRun> {
+async function pullRequest(
+  t: TestContext,
+  n: number,
+  action: 'opened' | 'synchronize' | 'closed',
+  maxPreviews = 3,
+): Promise<WorkflowRun> {
   const sha = randomBytes(20).toString('hex');
-  const event = { action, number: n, pull_request: { number: n, labels: [{ name: 'preview' }], head: { repo: { fork: false } } } };
-  const github = { actor: 'glasck', token: 'ghs_preview_job_token', sha, ref: `refs/pull/${n}/merge`, event_name: 'pull_request', repository: 'glasck/example', event };
+  const event = {
+    action,
+    number: n,
+    pull_request: { number: n, labels: [{ name: 'preview' }], head: { repo: { fork: false } } },
+  };
+  const github = {
+    actor: 'glasck',
+    token: 'ghs_preview_job_token',
+    sha,
+    ref: `refs/pull/${n}/merge`,
+    event_name: 'pull_request',
+    repository: 'glasck/example',
+    event,
+  };
   const file = 'workflows-templates/preview.yml';
   const job = parse(fs.readFileSync(path.join(__dirname, '..', '..', file), 'utf8')).jobs.preview;
-  assert.equal(evaluateIf(job.if, { github }, { success: true, failure: false, cancelled: false }), true, 'the starter runs for this event');
+  assert.equal(
+    evaluateIf(job.if, { github }, { success: true, failure: false, cancelled: false }),
+    true,
+    'the starter runs for this event',
+  );
   const caller = evaluateCaller(file, 'preview', { vars: vars(), secrets: repoSecrets(), github });
   assert.equal(caller.workflow, '.github/workflows/preview.yml');
   const dir = workspace();
@@ -212,7 +269,17 @@ async function pullRequest(t: TestContext, n: number, action: 'opened' | 'synchr
     return await runWorkflow({
       workflow: caller.workflow,
       // What a caller edits in the starter: the layers, the cap; and what keeps it apart on the lab.
-      inputs: { ...caller.with, 'app-stacks': `${APP}=stacks/preview.yml\n`, 'max-previews': maxPreviews, 'remote-dir': remoteDir, 'generate-secrets': 'salt', stability: '2', timeout: '240', environment: 'lab', 'job-timeout-minutes': 10 },
+      inputs: {
+        ...caller.with,
+        'app-stacks': `${APP}=stacks/preview.yml\n`,
+        'max-previews': maxPreviews,
+        'remote-dir': remoteDir,
+        'generate-secrets': 'salt',
+        stability: '2',
+        timeout: '240',
+        environment: 'lab',
+        'job-timeout-minutes': 10,
+      },
       secrets: { ...caller.secrets, STACK_SECRETS: SECRETS },
       github,
       workspace: dir,
@@ -235,114 +302,189 @@ async function pullRequest(t: TestContext, n: number, action: 'opened' | 'synchr
 }
 
 function logs(run: WorkflowRun): string {
-  return run.steps.map((s) => `===== ${s.job} / ${s.name}: ${s.outcome}\n${s.log.split('\n').slice(-50).join('\n')}`).join('\n').slice(-12000);
+  return run.steps
+    .map((s) => `===== ${s.job} / ${s.name}: ${s.outcome}\n${s.log.split('\n').slice(-50).join('\n')}`)
+    .join('\n')
+    .slice(-12000);
 }
 
-const lines = (s: string) => s.split('\n').map((l) => l.trim()).filter(Boolean);
+const lines = (s: string) =>
+  s
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
 
 /** What the host has of a stack: services with running tasks, networks, configs, secrets, folder. */
-async function onSwarm(stack: string): Promise<{ services: string[]; running: number; networks: string[]; configs: string[]; secrets: string[]; folder: boolean }> {
+async function onSwarm(stack: string): Promise<{
+  services: string[];
+  running: number;
+  networks: string[];
+  configs: string[];
+  secrets: string[];
+  folder: boolean;
+}> {
   const ns = `label=com.docker.stack.namespace=${stack}`;
   const services = lines(await dockerOk(['service', 'ls', '--filter', ns, '--format', '{{.Name}}']));
   let running = 0;
-  for (const s of services) running += lines(await dockerOk(['service', 'ps', s, '--filter', 'desired-state=running', '--format', '{{.CurrentState}}'])).filter((l) => l.startsWith('Running')).length;
+  for (const s of services)
+    running += lines(
+      await dockerOk(['service', 'ps', s, '--filter', 'desired-state=running', '--format', '{{.CurrentState}}']),
+    ).filter((l) => l.startsWith('Running')).length;
   const networks = lines(await dockerOk(['network', 'ls', '--filter', ns, '--format', '{{.Name}}']));
-  const configs = lines(await dockerOk(['config', 'ls', '--format', '{{.Name}}'])).filter((n) => n.startsWith(`${stack}_`));
-  const secrets = lines(await dockerOk(['secret', 'ls', '--format', '{{.Name}}'])).filter((n) => n.startsWith(`${stack}_`));
+  const configs = lines(await dockerOk(['config', 'ls', '--format', '{{.Name}}'])).filter((n) =>
+    n.startsWith(`${stack}_`),
+  );
+  const secrets = lines(await dockerOk(['secret', 'ls', '--format', '{{.Name}}'])).filter((n) =>
+    n.startsWith(`${stack}_`),
+  );
   const folder = (await onHost(lab, `test -e ${remoteDir}/stacks/${stack}`)).code === 0;
   return { services, running, networks, configs, secrets, folder };
 }
 
 // ------------------------------------------------------------ tests
 
-test('pull request opened: the preview stack <app>-pr-<N> deployed and gated with its own host rule; one comment with the URL', { timeout: 420_000 }, async (t) => {
-  const t0 = Date.now();
-  const run = await pullRequest(t, PR.a, 'opened');
-  t.diagnostic(`opened: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  assert.deepEqual(run.ran, ['stacks', 'build', 'deploy', 'comment'], logs(run));
-  assert.deepEqual(run.results, { stacks: 'success', build: 'success', deploy: 'success', comment: 'success', remove: 'skipped' }, logs(run));
-  assert.equal(run.concurrency, `preview-${PR.a}`);
-  const deploy = run.jobs.deploy.steps.find((s) => s.id === 'deploy')!;
-  assert.equal(deploy.with?.stacks, `${previewStack(PR.a)}=stacks/preview.yml`);
-  assert.match(deploy.log, new RegExp(`Gate: watching 1 service\\(s\\) of ${previewStack(PR.a)}`));
-  assert.equal(deploy.outputs.result, 'deployed');
-  assert.deepEqual(run.outputs, { url: `https://pr-${PR.a}.${DOMAIN}`, result: 'deployed' });
-
-  const s = await onSwarm(previewStack(PR.a));
-  assert.deepEqual(s.services, [`${previewStack(PR.a)}_web`]);
-  // Gated healthy; a loaded lab may be replacing the task after a slow healthcheck: wait, bounded.
-  await waitFor(async () => (await onSwarm(previewStack(PR.a))).running === 1, { timeoutMs: 60_000, intervalMs: 500, what: 'the preview task running' });
-  assert.deepEqual(s.networks, [`${previewStack(PR.a)}_default`]);
-  assert.equal(s.configs.length, 1, `its config: ${s.configs}`);
-  assert.deepEqual(s.secrets.map((n) => n.replace(/_[0-9a-f]{10}$/, '_<hash>')).sort(), [`${previewStack(PR.a)}_salt`, `${previewStack(PR.a)}_token_<hash>`]);
-  assert.equal(s.folder, true);
-  const hostLabel = (stack: string) => dockerOk(['service', 'inspect', `${stack}_web`, '--format', '{{index .Spec.Labels "app.host"}}']).then((x) => x.trim());
-  assert.equal(await hostLabel(previewStack(PR.a)), `pr-${PR.a}.${DOMAIN}`, 'its own host rule');
-  assert.equal(await hostLabel(APP), 'www.example', 'the non-preview stack keeps its own');
-
-  const comments = api.on(PR.a);
-  assert.equal(comments.length, 1);
-  assert.match(comments[0].body, new RegExp(`https://pr-${PR.a}\\.preview\\.example`));
-  assert.ok(api.auth.has('token ghs_preview_job_token'), `the job token: ${[...api.auth]}`);
-  assert.equal(await stackFingerprint(APP), mainFingerprint, 'the non-preview stack is untouched');
-});
-
-test('a second push: the preview is deployed again and its comment updated, not duplicated', { timeout: 420_000 }, async (t) => {
-  const before = api.requests.length;
-  const t0 = Date.now();
-  const run = await pullRequest(t, PR.a, 'synchronize');
-  t.diagnostic(`synchronize: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  assert.deepEqual(run.results, { stacks: 'success', build: 'success', deploy: 'success', comment: 'success', remove: 'skipped' }, logs(run));
-  const comments = api.on(PR.a);
-  assert.equal(comments.length, 1, 'one comment');
-  const release = run.jobs.deploy.outputs.release;
-  assert.ok(comments[0].body.includes(release), `updated with release ${release}`);
-  assert.ok(api.requests.slice(before).some((r) => r.startsWith('PATCH /repos/glasck/example/issues/comments/')));
-  assert.ok(!api.requests.slice(before).some((r) => r.startsWith('POST')), 'no new comment');
-});
-
-test('the cap: with max-previews 2 and 2 previews live, a third pull request fails with the live ones listed; nothing deployed', { timeout: 420_000 }, async (t) => {
-  const b = await pullRequest(t, PR.b, 'opened', 2);
-  assert.equal(b.results.deploy, 'success', logs(b));
-  const t0 = Date.now();
-  const c = await pullRequest(t, PR.c, 'opened', 2);
-  t.diagnostic(`capped: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  assert.deepEqual(c.results, { stacks: 'success', build: 'success', deploy: 'failure', comment: 'skipped', remove: 'skipped' }, logs(c));
-  const deploy = c.jobs.deploy.steps.find((s) => s.id === 'deploy')!;
-  const error = deploy.action!.errors.join('\n');
-  assert.match(error, /Input `max-previews` is 2 and 2 pull request preview\(s\) are live/);
-  assert.match(error, new RegExp(`#${PR.a}: ${previewStack(PR.a)}`));
-  assert.match(error, new RegExp(`#${PR.b}: ${previewStack(PR.b)}`));
-  assert.match(error, /Nothing was deployed/);
-  assert.equal(c.outputs.result, 'failed');
-  const s = await onSwarm(previewStack(PR.c));
-  assert.deepEqual([s.services, s.networks, s.configs, s.secrets, s.folder], [[], [], [], [], false], 'nothing of the third preview on the host');
-  assert.equal(api.on(PR.c).length, 0, 'no comment');
-});
-
-test('pull requests closed: their stacks, secrets, configs, networks and host folders are gone; the non-preview stack is untouched', { timeout: 420_000 }, async (t) => {
-  const mainBefore = await onSwarm(APP);
-  for (const n of [PR.a, PR.b]) {
+test(
+  'pull request opened: the preview stack <app>-pr-<N> deployed and gated with its own host rule; one comment with the URL',
+  { timeout: 420_000 },
+  async (t) => {
     const t0 = Date.now();
-    const run = await pullRequest(t, n, 'closed');
-    t.diagnostic(`closed #${n}: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    assert.deepEqual(run.ran, ['stacks', 'remove'], logs(run));
-    assert.equal(run.results.remove, 'success', logs(run));
-    assert.equal(run.outputs.result, 'removed');
-    const s = await onSwarm(previewStack(n));
-    assert.deepEqual([s.services, s.networks, s.configs, s.secrets, s.folder], [[], [], [], [], false], `everything of ${previewStack(n)} is gone`);
-  }
-  assert.equal((await docker(['ps', '-aq', '--filter', `label=com.docker.stack.namespace=${previewStack(PR.a)}`])).stdout.trim(), '', 'no container left');
-  // The non-preview stack: same spec, same objects, its folder and ledger.
-  assert.equal(await stackFingerprint(APP), mainFingerprint);
-  const { running: _before, ...objectsBefore } = mainBefore;
-  const { running: _now, ...objectsNow } = await onSwarm(APP);
-  assert.deepEqual(objectsNow, objectsBefore);
-  // Its task runs (a loaded lab may be replacing it after a slow healthcheck: wait, bounded).
-  await waitFor(async () => (await onSwarm(APP)).running === 1, { timeoutMs: 60_000, intervalMs: 500, what: `${APP}_web running` });
-  assert.equal((await onHost(lab, `test -s ${remoteDir}/stacks/${APP}/ledger.json`)).code, 0);
-  // A second close: nothing there, nothing to do.
-  const again = await pullRequest(t, PR.a, 'closed');
-  assert.equal(again.results.remove, 'success', logs(again));
-  assert.match(again.jobs.remove.steps[0].log, /nothing on the host/);
-});
+    const run = await pullRequest(t, PR.a, 'opened');
+    t.diagnostic(`opened: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    assert.deepEqual(run.ran, ['stacks', 'build', 'deploy', 'comment'], logs(run));
+    assert.deepEqual(
+      run.results,
+      { stacks: 'success', build: 'success', deploy: 'success', comment: 'success', remove: 'skipped' },
+      logs(run),
+    );
+    assert.equal(run.concurrency, `preview-${PR.a}`);
+    const deploy = run.jobs.deploy.steps.find((s) => s.id === 'deploy')!;
+    assert.equal(deploy.with?.stacks, `${previewStack(PR.a)}=stacks/preview.yml`);
+    assert.match(deploy.log, new RegExp(`Gate: watching 1 service\\(s\\) of ${previewStack(PR.a)}`));
+    assert.equal(deploy.outputs.result, 'deployed');
+    assert.deepEqual(run.outputs, { url: `https://pr-${PR.a}.${DOMAIN}`, result: 'deployed' });
+
+    const s = await onSwarm(previewStack(PR.a));
+    assert.deepEqual(s.services, [`${previewStack(PR.a)}_web`]);
+    // Gated healthy; a loaded lab may be replacing the task after a slow healthcheck: wait, bounded.
+    await waitFor(async () => (await onSwarm(previewStack(PR.a))).running === 1, {
+      timeoutMs: 60_000,
+      intervalMs: 500,
+      what: 'the preview task running',
+    });
+    assert.deepEqual(s.networks, [`${previewStack(PR.a)}_default`]);
+    assert.equal(s.configs.length, 1, `its config: ${s.configs}`);
+    assert.deepEqual(s.secrets.map((n) => n.replace(/_[0-9a-f]{10}$/, '_<hash>')).sort(), [
+      `${previewStack(PR.a)}_salt`,
+      `${previewStack(PR.a)}_token_<hash>`,
+    ]);
+    assert.equal(s.folder, true);
+    const hostLabel = (stack: string) =>
+      dockerOk(['service', 'inspect', `${stack}_web`, '--format', '{{index .Spec.Labels "app.host"}}']).then((x) =>
+        x.trim(),
+      );
+    assert.equal(await hostLabel(previewStack(PR.a)), `pr-${PR.a}.${DOMAIN}`, 'its own host rule');
+    assert.equal(await hostLabel(APP), 'www.example', 'the non-preview stack keeps its own');
+
+    const comments = api.on(PR.a);
+    assert.equal(comments.length, 1);
+    assert.match(comments[0].body, new RegExp(`https://pr-${PR.a}\\.preview\\.example`));
+    assert.ok(api.auth.has('token ghs_preview_job_token'), `the job token: ${[...api.auth]}`);
+    assert.equal(await stackFingerprint(APP), mainFingerprint, 'the non-preview stack is untouched');
+  },
+);
+
+test(
+  'a second push: the preview is deployed again and its comment updated, not duplicated',
+  { timeout: 420_000 },
+  async (t) => {
+    const before = api.requests.length;
+    const t0 = Date.now();
+    const run = await pullRequest(t, PR.a, 'synchronize');
+    t.diagnostic(`synchronize: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    assert.deepEqual(
+      run.results,
+      { stacks: 'success', build: 'success', deploy: 'success', comment: 'success', remove: 'skipped' },
+      logs(run),
+    );
+    const comments = api.on(PR.a);
+    assert.equal(comments.length, 1, 'one comment');
+    const release = run.jobs.deploy.outputs.release;
+    assert.ok(comments[0].body.includes(release), `updated with release ${release}`);
+    assert.ok(api.requests.slice(before).some((r) => r.startsWith('PATCH /repos/glasck/example/issues/comments/')));
+    assert.ok(!api.requests.slice(before).some((r) => r.startsWith('POST')), 'no new comment');
+  },
+);
+
+test(
+  'the cap: with max-previews 2 and 2 previews live, a third pull request fails with the live ones listed; nothing deployed',
+  { timeout: 420_000 },
+  async (t) => {
+    const b = await pullRequest(t, PR.b, 'opened', 2);
+    assert.equal(b.results.deploy, 'success', logs(b));
+    const t0 = Date.now();
+    const c = await pullRequest(t, PR.c, 'opened', 2);
+    t.diagnostic(`capped: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    assert.deepEqual(
+      c.results,
+      { stacks: 'success', build: 'success', deploy: 'failure', comment: 'skipped', remove: 'skipped' },
+      logs(c),
+    );
+    const deploy = c.jobs.deploy.steps.find((s) => s.id === 'deploy')!;
+    const error = deploy.action!.errors.join('\n');
+    assert.match(error, /Input `max-previews` is 2 and 2 pull request preview\(s\) are live/);
+    assert.match(error, new RegExp(`#${PR.a}: ${previewStack(PR.a)}`));
+    assert.match(error, new RegExp(`#${PR.b}: ${previewStack(PR.b)}`));
+    assert.match(error, /Nothing was deployed/);
+    assert.equal(c.outputs.result, 'failed');
+    const s = await onSwarm(previewStack(PR.c));
+    assert.deepEqual(
+      [s.services, s.networks, s.configs, s.secrets, s.folder],
+      [[], [], [], [], false],
+      'nothing of the third preview on the host',
+    );
+    assert.equal(api.on(PR.c).length, 0, 'no comment');
+  },
+);
+
+test(
+  'pull requests closed: their stacks, secrets, configs, networks and host folders are gone; the non-preview stack is untouched',
+  { timeout: 420_000 },
+  async (t) => {
+    const mainBefore = await onSwarm(APP);
+    for (const n of [PR.a, PR.b]) {
+      const t0 = Date.now();
+      const run = await pullRequest(t, n, 'closed');
+      t.diagnostic(`closed #${n}: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      assert.deepEqual(run.ran, ['stacks', 'remove'], logs(run));
+      assert.equal(run.results.remove, 'success', logs(run));
+      assert.equal(run.outputs.result, 'removed');
+      const s = await onSwarm(previewStack(n));
+      assert.deepEqual(
+        [s.services, s.networks, s.configs, s.secrets, s.folder],
+        [[], [], [], [], false],
+        `everything of ${previewStack(n)} is gone`,
+      );
+    }
+    assert.equal(
+      (await docker(['ps', '-aq', '--filter', `label=com.docker.stack.namespace=${previewStack(PR.a)}`])).stdout.trim(),
+      '',
+      'no container left',
+    );
+    // The non-preview stack: same spec, same objects, its folder and ledger.
+    assert.equal(await stackFingerprint(APP), mainFingerprint);
+    const { running: _before, ...objectsBefore } = mainBefore;
+    const { running: _now, ...objectsNow } = await onSwarm(APP);
+    assert.deepEqual(objectsNow, objectsBefore);
+    // Its task runs (a loaded lab may be replacing it after a slow healthcheck: wait, bounded).
+    await waitFor(async () => (await onSwarm(APP)).running === 1, {
+      timeoutMs: 60_000,
+      intervalMs: 500,
+      what: `${APP}_web running`,
+    });
+    assert.equal((await onHost(lab, `test -s ${remoteDir}/stacks/${APP}/ledger.json`)).code, 0);
+    // A second close: nothing there, nothing to do.
+    const again = await pullRequest(t, PR.a, 'closed');
+    assert.equal(again.results.remove, 'success', logs(again));
+    assert.match(again.jobs.remove.steps[0].log, /nothing on the host/);
+  },
+);

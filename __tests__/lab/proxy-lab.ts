@@ -41,7 +41,12 @@ export function proxyLabInputs(p: ProxyLab): Record<string, string> {
 }
 
 /** Builds the site at `version` in `mode` (ok, bad-version) from a copy of the fixture, then deploys it. */
-export async function proxyLabRelease(p: ProxyLab, version: string, mode: string, deploy: Record<string, string>): Promise<ActionRun> {
+export async function proxyLabRelease(
+  p: ProxyLab,
+  version: string,
+  mode: string,
+  deploy: Record<string, string>,
+): Promise<ActionRun> {
   const dir = tempDir('proxy-lab-');
   fs.cpSync(FIXTURE, dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'service', 'site', 'VERSION'), `${version}\n`);
@@ -49,7 +54,10 @@ export async function proxyLabRelease(p: ProxyLab, version: string, mode: string
   try {
     const build = await runAction({ inputs: { ...proxyLabInputs(p), command: 'build' }, cwd: dir });
     assert.equal(build.code, 0, build.maskedLog.slice(-3000));
-    return await runAction({ inputs: { ...proxyLabInputs(p), command: 'deploy', release: version, ...deploy }, cwd: dir });
+    return await runAction({
+      inputs: { ...proxyLabInputs(p), command: 'deploy', release: version, ...deploy },
+      cwd: dir,
+    });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

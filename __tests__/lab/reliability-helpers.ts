@@ -6,7 +6,17 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DIST_ENTRY, WorkflowCommand, inputEnvName, maskLog, parseFileCommands, parseWorkflowCommands, readInputDefaults, runnerEnv, inheritedEnv } from '../helpers/action';
+import {
+  DIST_ENTRY,
+  WorkflowCommand,
+  inputEnvName,
+  maskLog,
+  parseFileCommands,
+  parseWorkflowCommands,
+  readInputDefaults,
+  runnerEnv,
+  inheritedEnv,
+} from '../helpers/action';
 import { LabEnv, docker, run, tempDir, waitFor } from '../helpers/lab';
 
 // ------------------------------------------------------------------ live action runner
@@ -32,7 +42,12 @@ export interface StepEnd {
 
 /** A step's log as the runner shows it: every value the step masked is ***. */
 export function masked(log: string): string {
-  return maskLog(log, parseWorkflowCommands(log).filter((c) => c.command === 'add-mask').map((c) => c.message));
+  return maskLog(
+    log,
+    parseWorkflowCommands(log)
+      .filter((c) => c.command === 'add-mask')
+      .map((c) => c.message),
+  );
 }
 
 export interface FinishedRun {
@@ -94,7 +109,12 @@ export class LiveAction {
     const runner = runnerEnv(opts.cwd, this.tmp, runnerTemp, eventPath);
     this.baseEnv = { ...inheritedEnv(), ...runner, ...inputEnv, ...(opts.env ?? {}) };
     this.files = this.stepFiles('main');
-    this.child = spawn(process.execPath, [DIST_ENTRY], { cwd: opts.cwd, env: { ...this.baseEnv, ...this.files }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    this.child = spawn(process.execPath, [DIST_ENTRY], {
+      cwd: opts.cwd,
+      env: { ...this.baseEnv, ...this.files },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     const onData = (b: Buffer) => this.feed(b.toString('utf8'));
     this.child.stdout!.on('data', onData);
     this.child.stderr!.on('data', onData);
@@ -167,7 +187,14 @@ export class LiveAction {
         if (done) return;
         done = true;
         cleanup();
-        reject(new Error(`no line matching ${re} within ${timeoutMs} ms; last lines:\n${this.lines.slice(-15).map((l) => l.text).join('\n')}`));
+        reject(
+          new Error(
+            `no line matching ${re} within ${timeoutMs} ms; last lines:\n${this.lines
+              .slice(-15)
+              .map((l) => l.text)
+              .join('\n')}`,
+          ),
+        );
       }, timeoutMs);
       const cleanup = () => {
         clearTimeout(timer);
@@ -179,7 +206,14 @@ export class LiveAction {
         if (!done) {
           done = true;
           cleanup();
-          reject(new Error(`the action exited before printing a line matching ${re}; last lines:\n${this.lines.slice(-15).map((l) => l.text).join('\n')}`));
+          reject(
+            new Error(
+              `the action exited before printing a line matching ${re}; last lines:\n${this.lines
+                .slice(-15)
+                .map((l) => l.text)
+                .join('\n')}`,
+            ),
+          );
         }
       });
       check();
@@ -201,7 +235,14 @@ export class LiveAction {
         } catch {
           /* gone */
         }
-        reject(new Error(`the action did not finish within ${timeoutMs} ms; last lines:\n${this.lines.slice(-30).map((l) => l.text).join('\n')}`));
+        reject(
+          new Error(
+            `the action did not finish within ${timeoutMs} ms; last lines:\n${this.lines
+              .slice(-30)
+              .map((l) => l.text)
+              .join('\n')}`,
+          ),
+        );
       }, timeoutMs);
     });
     try {
@@ -217,7 +258,11 @@ export class LiveAction {
     const stateEnv: Record<string, string> = {};
     for (const [k, v] of Object.entries(state)) stateEnv[`STATE_${k}`] = v;
     const files = this.stepFiles('post');
-    const r = await run(process.execPath, [DIST_ENTRY], { cwd: this.opts.cwd, env: { ...stripOwn(), ...this.baseEnv, ...files, ...stateEnv }, timeoutMs });
+    const r = await run(process.execPath, [DIST_ENTRY], {
+      cwd: this.opts.cwd,
+      env: { ...stripOwn(), ...this.baseEnv, ...files, ...stateEnv },
+      timeoutMs,
+    });
     return { code: r.code, log: r.stdout + r.stderr, summary: readText(files.GITHUB_STEP_SUMMARY) };
   }
 
@@ -314,10 +359,11 @@ export function descendants(pid: number): number[] {
   }
   const out: number[] = [];
   const walk = (p: number) => {
-    for (const [c, pp] of parent) if (pp === p) {
-      out.push(c);
-      walk(c);
-    }
+    for (const [c, pp] of parent)
+      if (pp === p) {
+        out.push(c);
+        walk(c);
+      }
   };
   walk(pid);
   return out;
@@ -350,7 +396,11 @@ export class OwnSshd {
   readonly logFile = path.join(this.dir, 'sshd.log');
   port = 0;
 
-  constructor(private readonly lab: LabEnv, private readonly hostKeyFile: string, keys: string[]) {
+  constructor(
+    private readonly lab: LabEnv,
+    private readonly hostKeyFile: string,
+    keys: string[],
+  ) {
     fs.writeFileSync(this.authorizedKeys, keys.map((k) => k.trim()).join('\n') + '\n', { mode: 0o600 });
     const wrap = path.join(this.dir, 'wrap.sh');
     // `exec sh` is the action's persistent shell: tee what it is sent. Anything else runs as sent.
@@ -412,7 +462,30 @@ export class OwnSshd {
       async () => {
         const pid = this.pid;
         if (!pid || !alive(pid)) return false;
-        const ok = await run('ssh', ['-i', this.lab.sshKeyFile, '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-o', 'ConnectTimeout=3', '-p', String(this.port), 'root@127.0.0.1', 'true'], { timeoutMs: 10_000 });
+        const ok = await run(
+          'ssh',
+          [
+            '-i',
+            this.lab.sshKeyFile,
+            '-o',
+            'IdentitiesOnly=yes',
+            '-o',
+            'BatchMode=yes',
+            '-o',
+            'StrictHostKeyChecking=no',
+            '-o',
+            'UserKnownHostsFile=/dev/null',
+            '-o',
+            'LogLevel=ERROR',
+            '-o',
+            'ConnectTimeout=3',
+            '-p',
+            String(this.port),
+            'root@127.0.0.1',
+            'true',
+          ],
+          { timeoutMs: 10_000 },
+        );
         return ok.code === 0;
       },
       { timeoutMs: 15_000, intervalMs: 100, what: `own sshd on 127.0.0.1:${this.port}` },
@@ -472,7 +545,10 @@ export class OwnRegistry {
   async start(): Promise<void> {
     if (!this.port) this.port = await freePort();
     const cfg = path.join(this.dir, 'config.yml');
-    fs.writeFileSync(cfg, `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${path.join(this.dir, 'data')}\nhttp:\n  addr: ${this.address}\n`);
+    fs.writeFileSync(
+      cfg,
+      `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${path.join(this.dir, 'data')}\nhttp:\n  addr: ${this.address}\n`,
+    );
     const log = fs.openSync(path.join(this.dir, 'registry.log'), 'a');
     this.proc = spawn('docker-registry', ['serve', cfg], { stdio: ['ignore', log, log], detached: true });
     fs.closeSync(log);
@@ -576,10 +652,13 @@ export async function probeWindow(service: string, from: number, to: number): Pr
   );
   const before = [...log.counts].reverse().find((c) => c.t <= from) ?? { t: from, ok: 0, fail: 0 };
   const after = log.counts.find((c) => c.t >= to)!;
-  if (after.ok < before.ok || after.fail < before.fail) throw new Error(`the probe ${service} restarted during the window (its counters went down)`);
+  if (after.ok < before.ok || after.fail < before.fail)
+    throw new Error(`the probe ${service} restarted during the window (its counters went down)`);
   return {
     requests: after.ok + after.fail - before.ok - before.fail,
     failed: after.fail - before.fail,
-    failures: log.fails.filter((f) => f.t > before.t && f.t <= after.t).map((f) => `${new Date(f.t).toISOString()} ${f.text}`),
+    failures: log.fails
+      .filter((f) => f.t > before.t && f.t <= after.t)
+      .map((f) => `${new Date(f.t).toISOString()} ${f.text}`),
   };
 }

@@ -15,7 +15,11 @@ let lab: LabEnv;
 let dir: string;
 let inputs: Record<string, string>;
 const remoteDir = `.deploy-action-test-${uniqueName('sec')}`;
-const values = { good1: `good-${randomBytes(12).toString('hex')}`, good2: `good-${randomBytes(12).toString('hex')}`, bad: `bad-${randomBytes(12).toString('hex')}` };
+const values = {
+  good1: `good-${randomBytes(12).toString('hex')}`,
+  good2: `good-${randomBytes(12).toString('hex')}`,
+  bad: `bad-${randomBytes(12).toString('hex')}`,
+};
 const runs: ActionRun[] = [];
 /** Runs given no secret value (a rollback): scanned for values too, but nothing to mask. */
 const unmasked: ActionRun[] = [];
@@ -82,35 +86,61 @@ after(async () => {
   await removeStack(STACK);
   const left = (await dockerOk(['secret', 'ls', '-q', '--filter', `label=deploy-action.stack=${STACK}`])).trim();
   if (left) await docker(['secret', 'rm', ...left.split('\n')]);
-  const confs = (await dockerOk(['config', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${STACK}`])).trim();
+  const confs = (
+    await dockerOk(['config', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${STACK}`])
+  ).trim();
   if (confs) await docker(['config', 'rm', ...confs.split('\n')]);
   await onHost(lab, `rm -rf ${remoteDir}`);
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
 async function deploy(dbPassword: string, release: string): Promise<ActionRun> {
-  const r = await runAction({ inputs: { ...inputs, command: 'deploy', release, secrets: `DB_PASSWORD=${dbPassword}` }, cwd: dir });
+  const r = await runAction({
+    inputs: { ...inputs, command: 'deploy', release, secrets: `DB_PASSWORD=${dbPassword}` },
+    cwd: dir,
+  });
   runs.push(r);
   return r;
 }
 
 async function secretNames(): Promise<string[]> {
-  return (await dockerOk(['secret', 'ls', '--filter', `label=deploy-action.stack=${STACK}`, '--format', '{{.Name}}'])).trim().split('\n').filter(Boolean).sort();
+  return (await dockerOk(['secret', 'ls', '--filter', `label=deploy-action.stack=${STACK}`, '--format', '{{.Name}}']))
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .sort();
 }
 
 async function configNames(): Promise<string[]> {
-  return (await dockerOk(['config', 'ls', '--filter', `label=com.docker.stack.namespace=${STACK}`, '--format', '{{.Name}}'])).trim().split('\n').filter(Boolean).sort();
+  return (
+    await dockerOk(['config', 'ls', '--filter', `label=com.docker.stack.namespace=${STACK}`, '--format', '{{.Name}}'])
+  )
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .sort();
 }
 
 /** sha256 of a file inside each running container (a secret by default): proves the content without printing it. */
 async function inContainer(file: string): Promise<Set<string>> {
-  const ids = (await dockerOk(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${STACK}_web`])).trim().split('\n').filter(Boolean);
+  const ids = (await dockerOk(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${STACK}_web`]))
+    .trim()
+    .split('\n')
+    .filter(Boolean);
   const hashes = new Set<string>();
-  for (const id of ids) hashes.add((await dockerOk(['exec', id, 'sha256sum', file.startsWith('/') ? file : `/run/secrets/${file}`])).split(' ')[0]);
+  for (const id of ids)
+    hashes.add(
+      (await dockerOk(['exec', id, 'sha256sum', file.startsWith('/') ? file : `/run/secrets/${file}`])).split(' ')[0],
+    );
   return hashes;
 }
 const sha = (v: string) => createHash('sha256').update(v).digest('hex');
-const runningTasks = async () => (await dockerOk(['service', 'ps', '-q', '--filter', 'desired-state=running', `${STACK}_web`])).trim().split('\n').sort().join(',');
+const runningTasks = async () =>
+  (await dockerOk(['service', 'ps', '-q', '--filter', 'desired-state=running', `${STACK}_web`]))
+    .trim()
+    .split('\n')
+    .sort()
+    .join(',');
 
 let tokenId = '';
 let tokenHash = '';
@@ -147,26 +177,30 @@ test('the same value again: same secret, no rolling update', { timeout: 180_000 
   assert.equal(await runningTasks(), before, 'the tasks were replaced');
 });
 
-test('a new value and a changed config file: a new secret and config, the service updated, the old ones removed; the generated one unchanged', { timeout: 180_000 }, async () => {
-  const old = (await secretNames()).find((n) => n.includes('db_password'));
-  const [oldConf] = await configNames();
-  writeConf(CONF.v2);
-  const r = await deploy(values.good2, 's3');
-  assert.equal(r.code, 0, r.maskedLog.slice(-3000));
-  assert.deepEqual([...(await inContainer('db_password'))], [sha(values.good2)]);
-  const names = await secretNames();
-  assert.ok(!names.includes(old as string), 'the old secret is still there');
-  assert.match(r.log, /Removed secrets no kept release uses: sec-app_db_password_/);
-  // Without the content name, `docker stack deploy` would fail: "only updates to Labels are allowed".
-  assert.deepEqual([...(await inContainer('/etc/app.conf'))], [sha(CONF.v2)]);
-  const confs = await configNames();
-  assert.equal(confs.length, 1, `old config left: ${confs.join(',')}`);
-  assert.notEqual(confs[0], oldConf);
-  assert.match(r.log, new RegExp(`Removed configs of earlier releases: ${oldConf}`));
-  // Three deploys later, the generated password is the same secret with the same content.
-  assert.equal((await dockerOk(['secret', 'inspect', '--format', '{{.ID}}', `${STACK}_api_token`])).trim(), tokenId);
-  assert.deepEqual([...(await inContainer('api_token'))], [tokenHash]);
-});
+test(
+  'a new value and a changed config file: a new secret and config, the service updated, the old ones removed; the generated one unchanged',
+  { timeout: 180_000 },
+  async () => {
+    const old = (await secretNames()).find((n) => n.includes('db_password'));
+    const [oldConf] = await configNames();
+    writeConf(CONF.v2);
+    const r = await deploy(values.good2, 's3');
+    assert.equal(r.code, 0, r.maskedLog.slice(-3000));
+    assert.deepEqual([...(await inContainer('db_password'))], [sha(values.good2)]);
+    const names = await secretNames();
+    assert.ok(!names.includes(old as string), 'the old secret is still there');
+    assert.match(r.log, /Removed secrets no kept release uses: sec-app_db_password_/);
+    // Without the content name, `docker stack deploy` would fail: "only updates to Labels are allowed".
+    assert.deepEqual([...(await inContainer('/etc/app.conf'))], [sha(CONF.v2)]);
+    const confs = await configNames();
+    assert.equal(confs.length, 1, `old config left: ${confs.join(',')}`);
+    assert.notEqual(confs[0], oldConf);
+    assert.match(r.log, new RegExp(`Removed configs of earlier releases: ${oldConf}`));
+    // Three deploys later, the generated password is the same secret with the same content.
+    assert.equal((await dockerOk(['secret', 'inspect', '--format', '{{.ID}}', `${STACK}_api_token`])).trim(), tokenId);
+    assert.deepEqual([...(await inContainer('api_token'))], [tokenHash]);
+  },
+);
 
 test('a new secret that breaks the app: rolled back to the old secret', { timeout: 180_000 }, async () => {
   const r = await deploy(values.bad, 's4');
@@ -177,37 +211,78 @@ test('a new secret that breaks the app: rolled back to the old secret', { timeou
   assert.deepEqual([...(await inContainer('/etc/app.conf'))], [sha(CONF.v2)]);
 });
 
-test('a manual rollback puts back the secret and config names its release used, not today\'s', { timeout: 240_000 }, async () => {
-  // s3 (good2, config v2) is the current release. s5 changes both, keeping two releases so s3 stays.
-  writeConf(CONF.v1);
-  const s5 = await runAction({ inputs: { ...inputs, command: 'deploy', release: 's5', secrets: `DB_PASSWORD=${values.good1}`, 'keep-releases': '2' }, cwd: dir });
-  runs.push(s5);
-  assert.equal(s5.code, 0, s5.maskedLog.slice(-3000));
-  assert.deepEqual([...(await inContainer('db_password'))], [sha(values.good1)]);
-  assert.deepEqual([...(await inContainer('/etc/app.conf'))], [sha(CONF.v1)]);
-  // The config of s3 is gone from the swarm (only the current one is kept); its file is in s3's release folder.
-  const back = await runAction({ inputs: { ...inputs, command: 'rollback', 'rollback-to': 'previous', 'keep-releases': '2' }, cwd: dir });
-  unmasked.push(back);
-  assert.equal(back.code, 0, back.maskedLog.slice(-3000));
-  assert.equal(back.outputs.release, 's3');
-  assert.deepEqual([...(await inContainer('db_password'))], [sha(values.good2)], 'the rollback did not restore the secret of s3');
-  assert.deepEqual([...(await inContainer('/etc/app.conf'))], [sha(CONF.v2)], 'the rollback did not restore the config of s3');
-  // The ledger knows secret names only.
-  const ledger = await onHost(lab, `cat ${remoteDir}/stacks/${STACK}/ledger.json`);
-  const s3 = (JSON.parse(ledger.stdout).releases as { release: string; secrets: string[] }[]).find((r) => r.release === 's3');
-  assert.ok(s3?.secrets.some((n) => /^sec-app_db_password_[0-9a-f]{10}$/.test(n)), JSON.stringify(s3));
-});
+test(
+  "a manual rollback puts back the secret and config names its release used, not today's",
+  { timeout: 240_000 },
+  async () => {
+    // s3 (good2, config v2) is the current release. s5 changes both, keeping two releases so s3 stays.
+    writeConf(CONF.v1);
+    const s5 = await runAction({
+      inputs: {
+        ...inputs,
+        command: 'deploy',
+        release: 's5',
+        secrets: `DB_PASSWORD=${values.good1}`,
+        'keep-releases': '2',
+      },
+      cwd: dir,
+    });
+    runs.push(s5);
+    assert.equal(s5.code, 0, s5.maskedLog.slice(-3000));
+    assert.deepEqual([...(await inContainer('db_password'))], [sha(values.good1)]);
+    assert.deepEqual([...(await inContainer('/etc/app.conf'))], [sha(CONF.v1)]);
+    // The config of s3 is gone from the swarm (only the current one is kept); its file is in s3's release folder.
+    const back = await runAction({
+      inputs: { ...inputs, command: 'rollback', 'rollback-to': 'previous', 'keep-releases': '2' },
+      cwd: dir,
+    });
+    unmasked.push(back);
+    assert.equal(back.code, 0, back.maskedLog.slice(-3000));
+    assert.equal(back.outputs.release, 's3');
+    assert.deepEqual(
+      [...(await inContainer('db_password'))],
+      [sha(values.good2)],
+      'the rollback did not restore the secret of s3',
+    );
+    assert.deepEqual(
+      [...(await inContainer('/etc/app.conf'))],
+      [sha(CONF.v2)],
+      'the rollback did not restore the config of s3',
+    );
+    // The ledger knows secret names only.
+    const ledger = await onHost(lab, `cat ${remoteDir}/stacks/${STACK}/ledger.json`);
+    const s3 = (JSON.parse(ledger.stdout).releases as { release: string; secrets: string[] }[]).find(
+      (r) => r.release === 's3',
+    );
+    assert.ok(
+      s3?.secrets.some((n) => /^sec-app_db_password_[0-9a-f]{10}$/.test(n)),
+      JSON.stringify(s3),
+    );
+  },
+);
 
-test('no secret value in any log, summary, output, or file the action leaves on the host', { timeout: 60_000 }, async () => {
-  assert.equal(runs.length, 5);
-  assert.equal(unmasked.length, 1);
-  for (const r of [...runs, ...unmasked]) {
-    const text = [r.log, r.postLog, r.summary, JSON.stringify(r.outputs)].join('\n').split('\n').filter((l) => !l.startsWith('::add-mask::')).join('\n');
-    for (const v of Object.values(values)) assert.ok(!text.includes(v), 'a secret value appears in the job output');
-  }
-  for (const r of runs) assert.ok(r.masks.includes(values.good1) || r.masks.includes(values.good2) || r.masks.includes(values.bad), 'the value was not masked');
-  for (const v of Object.values(values)) {
-    const host = await onHost(lab, `grep -rlF -e ${JSON.stringify(v)} ${remoteDir} ~/.docker 2>/dev/null; echo done`);
-    assert.equal(host.stdout.trim(), 'done', `a secret value is in a file on the host: ${host.stdout}`);
-  }
-});
+test(
+  'no secret value in any log, summary, output, or file the action leaves on the host',
+  { timeout: 60_000 },
+  async () => {
+    assert.equal(runs.length, 5);
+    assert.equal(unmasked.length, 1);
+    for (const r of [...runs, ...unmasked]) {
+      const text = [r.log, r.postLog, r.summary, JSON.stringify(r.outputs)]
+        .join('\n')
+        .split('\n')
+        .filter((l) => !l.startsWith('::add-mask::'))
+        .join('\n');
+      for (const v of Object.values(values)) assert.ok(!text.includes(v), 'a secret value appears in the job output');
+    }
+    for (const r of runs)
+      assert.ok(
+        r.masks.includes(values.good1) || r.masks.includes(values.good2) || r.masks.includes(values.bad),
+        'the value was not masked',
+      );
+    for (const v of Object.values(values)) {
+      const host = await onHost(lab, `grep -rlF -e ${JSON.stringify(v)} ${remoteDir} ~/.docker 2>/dev/null; echo done`);
+      assert.equal(host.stdout.trim(), 'done', `a secret value is in a file on the host: ${host.stdout}`);
+    }
+  },
+);

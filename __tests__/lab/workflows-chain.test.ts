@@ -21,7 +21,16 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { LabEnv, copyExample, docker, dockerOk, removeStack, requireLab, setServiceVersion, uniqueName } from '../helpers/lab';
+import {
+  LabEnv,
+  copyExample,
+  docker,
+  dockerOk,
+  removeStack,
+  requireLab,
+  setServiceVersion,
+  uniqueName,
+} from '../helpers/lab';
 import { StepRecord, Value, WorkflowRun, evaluateCaller, runWorkflow } from '../helpers/workflow';
 import { onHost, removeLocalImages, servedVersion, serviceState, stackFingerprint } from './common';
 
@@ -60,7 +69,14 @@ after(async () => {
 
 /** The repository's configuration variables, as the starter headers ask for them. */
 function vars(): Record<string, Value> {
-  return { REGISTRY: lab.registry, REGISTRY_USERNAME: '', IMAGE_PREFIX: prefix, DEPLOY_HOST: lab.host, DEPLOY_USER: lab.user, DEPLOY_PORT: String(lab.port) };
+  return {
+    REGISTRY: lab.registry,
+    REGISTRY_USERNAME: '',
+    IMAGE_PREFIX: prefix,
+    DEPLOY_HOST: lab.host,
+    DEPLOY_USER: lab.user,
+    DEPLOY_PORT: String(lab.port),
+  };
 }
 
 /** The repository's secrets: the lab's key and host key; no registry password (the lab registry is open), no DEPLOY_HOST secret. */
@@ -88,7 +104,14 @@ function runContext(event: string, ref: string): RunContextVars {
   const runId = String(2_000_000_000 + Math.floor(Math.random() * 1_000_000_000));
   const refName = ref.replace(/^refs\/(heads|tags)\//, '');
   return {
-    github: { actor: 'glasck', token: 'ghs_job_token_unused_in_the_lab', ref, sha, event_name: event, repository: 'glasck/example' },
+    github: {
+      actor: 'glasck',
+      token: 'ghs_job_token_unused_in_the_lab',
+      ref,
+      sha,
+      event_name: event,
+      repository: 'glasck/example',
+    },
     runnerEnv: {
       GITHUB_SHA: sha,
       GITHUB_REF: ref,
@@ -127,26 +150,37 @@ function step(run: WorkflowRun, job: string, id: string): StepRecord {
 }
 
 /** A tag push `v<release>` calling deploy.yml as workflows-templates/release.yml does, on a copy of example/. */
-async function deploy(t: TestContext, release: string, prepare: (dir: string) => void = () => undefined): Promise<WorkflowRun> {
+async function deploy(
+  t: TestContext,
+  release: string,
+  prepare: (dir: string) => void = () => undefined,
+): Promise<WorkflowRun> {
   const rc = runContext('push', `refs/tags/v${release}`);
-  const caller = evaluateCaller('workflows-templates/release.yml', 'deploy', { vars: vars(), secrets: repoSecrets(), github: rc.github });
+  const caller = evaluateCaller('workflows-templates/release.yml', 'deploy', {
+    vars: vars(),
+    secrets: repoSecrets(),
+    github: rc.github,
+  });
   assert.equal(caller.workflow, '.github/workflows/deploy.yml');
   const dir = copyExample();
   try {
     prepare(dir);
-    return traceWarnings(t, await runWorkflow({
-      workflow: caller.workflow,
-      inputs: { ...caller.with, ...edits(), env: 'NETWORK_PREFIX=wf', release },
-      secrets: caller.secrets,
-      github: rc.github,
-      workspace: dir,
-      runnerEnv: rc.runnerEnv,
-      // As common.ts release() does: the deploy must pull what the build pushed.
-      afterJob: async (job) => {
-        if (job.id === 'build' && job.ran) await removeLocalImages(prefix, SERVICES, lab);
-      },
-      log: tracer(t),
-    }));
+    return traceWarnings(
+      t,
+      await runWorkflow({
+        workflow: caller.workflow,
+        inputs: { ...caller.with, ...edits(), env: 'NETWORK_PREFIX=wf', release },
+        secrets: caller.secrets,
+        github: rc.github,
+        workspace: dir,
+        runnerEnv: rc.runnerEnv,
+        // As common.ts release() does: the deploy must pull what the build pushed.
+        afterJob: async (job) => {
+          if (job.id === 'build' && job.ran) await removeLocalImages(prefix, SERVICES, lab);
+        },
+        log: tracer(t),
+      }),
+    );
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -164,15 +198,18 @@ async function rollback(t: TestContext, version: string): Promise<WorkflowRun> {
   assert.equal(caller.workflow, '.github/workflows/rollback.yml');
   const dir = copyExample();
   try {
-    return traceWarnings(t, await runWorkflow({
-      workflow: caller.workflow,
-      inputs: { ...caller.with, ...edits() },
-      secrets: caller.secrets,
-      github: rc.github,
-      workspace: dir,
-      runnerEnv: rc.runnerEnv,
-      log: tracer(t),
-    }));
+    return traceWarnings(
+      t,
+      await runWorkflow({
+        workflow: caller.workflow,
+        inputs: { ...caller.with, ...edits() },
+        secrets: caller.secrets,
+        github: rc.github,
+        workspace: dir,
+        runnerEnv: rc.runnerEnv,
+        log: tracer(t),
+      }),
+    );
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -182,7 +219,13 @@ const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** The ids of the networks a service is attached to. */
 async function serviceNetworks(service: string): Promise<string[]> {
-  const out = await dockerOk(['service', 'inspect', service, '--format', '{{range .Spec.TaskTemplate.Networks}}{{.Target}} {{end}}']);
+  const out = await dockerOk([
+    'service',
+    'inspect',
+    service,
+    '--format',
+    '{{range .Spec.TaskTemplate.Networks}}{{.Target}} {{end}}',
+  ]);
   return out.trim().split(/\s+/).filter(Boolean);
 }
 
@@ -193,78 +236,94 @@ async function networkId(name: string): Promise<string> {
 async function ledgerReleases(stack: string): Promise<string[]> {
   const r = await onHost(lab, `cat ${remoteDir}/stacks/${stack}/ledger.json`);
   assert.equal(r.code, 0, r.stderr);
-  return (JSON.parse(r.stdout) as { releases: { release: string; kind: string; result: string }[] }).releases.map((x) => `${x.kind} ${x.release} ${x.result}`);
+  return (JSON.parse(r.stdout) as { releases: { release: string; kind: string; result: string }[] }).releases.map(
+    (x) => `${x.kind} ${x.release} ${x.result}`,
+  );
 }
 
 // ------------------------------------------------------------------ tests
 
-test('deploy.yml, release 1.0.0: build → infra → app → summary, both layers deployed from the registry', { timeout: 420_000 }, async (t) => {
-  const run = await deploy(t, '1.0.0');
-  assert.deepEqual(run.ran, ['build', 'infra', 'app', 'summary'], logs(run));
-  assert.deepEqual(run.results, { build: 'success', infra: 'success', app: 'success', summary: 'success' }, logs(run));
-  assert.equal(run.concurrency, 'deploy-lab');
-  assert.equal(run.jobs.infra.environment, 'lab');
-  assert.equal(run.jobs.app.environment, 'lab');
+test(
+  'deploy.yml, release 1.0.0: build → infra → app → summary, both layers deployed from the registry',
+  { timeout: 420_000 },
+  async (t) => {
+    const run = await deploy(t, '1.0.0');
+    assert.deepEqual(run.ran, ['build', 'infra', 'app', 'summary'], logs(run));
+    assert.deepEqual(
+      run.results,
+      { build: 'success', infra: 'success', app: 'success', summary: 'success' },
+      logs(run),
+    );
+    assert.equal(run.concurrency, 'deploy-lab');
+    assert.equal(run.jobs.infra.environment, 'lab');
+    assert.equal(run.jobs.app.environment, 'lab');
 
-  // What deploy.yml hands the action, from the caller's inputs and secrets.
-  const build = step(run, 'build', 'build');
-  assert.equal(build.with?.command, 'build');
-  assert.equal(build.with?.registry, lab.registry);
-  assert.equal(build.with?.['image-prefix'], prefix);
-  assert.equal(build.with?.services, 'service/*');
-  assert.equal(build.with?.['registry-username'], '', 'not ghcr.io: no github.actor fallback');
-  assert.equal(build.with?.['registry-password'], '', 'not ghcr.io: no job token fallback');
-  for (const [job, stacks] of [['infra', LAYERS['infra-stacks']], ['app', LAYERS['app-stacks']]] as const) {
-    const d = step(run, job, 'deploy');
-    assert.equal(d.with?.command, 'deploy');
-    assert.equal(d.with?.stacks, stacks, `${job} deploys its own layers`);
-    assert.equal(d.with?.host, lab.host, 'DEPLOY_HOST secret empty: the host input');
-    assert.equal(d.with?.port, String(lab.port));
-    assert.equal(d.with?.user, lab.user);
-    assert.equal(d.with?.['ssh-key'], lab.sshKey);
-    assert.equal(d.with?.['known-hosts'], lab.knownHosts);
-    assert.equal(d.with?.env, 'NETWORK_PREFIX=wf');
-    assert.equal(d.with?.['remote-dir'], remoteDir);
-    assert.equal(d.with?.stability, '2');
-    assert.equal(d.with?.timeout, 'auto', "the starter sets no timeout: the reusable workflow's default, auto");
-    assert.equal(d.with?.release, '1.0.0');
-    assert.equal(d.with?.['dry-run'], 'false');
-    assert.equal(d.outputs.result, 'deployed', d.log.slice(-4000));
-    assert.equal(run.jobs[job].outputs.release, '1.0.0');
-  }
-  // Each job deploys its layer only, behind the gate; infra before app.
-  const infraLog = step(run, 'infra', 'deploy').log;
-  const appLog = step(run, 'app', 'deploy').log;
-  assert.match(infraLog, /Layer wf-infra \(deploy 1\.0\.0\)/);
-  assert.match(infraLog, /Gate: watching 2 service\(s\) of wf-infra/);
-  assert.doesNotMatch(infraLog, /Layer wf-app/);
-  assert.match(appLog, /Layer wf-app \(deploy 1\.0\.0\)/);
-  assert.match(appLog, /Gate: watching 2 service\(s\) of wf-app/);
-  assert.doesNotMatch(appLog, /Layer wf-infra/);
+    // What deploy.yml hands the action, from the caller's inputs and secrets.
+    const build = step(run, 'build', 'build');
+    assert.equal(build.with?.command, 'build');
+    assert.equal(build.with?.registry, lab.registry);
+    assert.equal(build.with?.['image-prefix'], prefix);
+    assert.equal(build.with?.services, 'service/*');
+    assert.equal(build.with?.['registry-username'], '', 'not ghcr.io: no github.actor fallback');
+    assert.equal(build.with?.['registry-password'], '', 'not ghcr.io: no job token fallback');
+    for (const [job, stacks] of [
+      ['infra', LAYERS['infra-stacks']],
+      ['app', LAYERS['app-stacks']],
+    ] as const) {
+      const d = step(run, job, 'deploy');
+      assert.equal(d.with?.command, 'deploy');
+      assert.equal(d.with?.stacks, stacks, `${job} deploys its own layers`);
+      assert.equal(d.with?.host, lab.host, 'DEPLOY_HOST secret empty: the host input');
+      assert.equal(d.with?.port, String(lab.port));
+      assert.equal(d.with?.user, lab.user);
+      assert.equal(d.with?.['ssh-key'], lab.sshKey);
+      assert.equal(d.with?.['known-hosts'], lab.knownHosts);
+      assert.equal(d.with?.env, 'NETWORK_PREFIX=wf');
+      assert.equal(d.with?.['remote-dir'], remoteDir);
+      assert.equal(d.with?.stability, '2');
+      assert.equal(d.with?.timeout, 'auto', "the starter sets no timeout: the reusable workflow's default, auto");
+      assert.equal(d.with?.release, '1.0.0');
+      assert.equal(d.with?.['dry-run'], 'false');
+      assert.equal(d.outputs.result, 'deployed', d.log.slice(-4000));
+      assert.equal(run.jobs[job].outputs.release, '1.0.0');
+    }
+    // Each job deploys its layer only, behind the gate; infra before app.
+    const infraLog = step(run, 'infra', 'deploy').log;
+    const appLog = step(run, 'app', 'deploy').log;
+    assert.match(infraLog, /Layer wf-infra \(deploy 1\.0\.0\)/);
+    assert.match(infraLog, /Gate: watching 2 service\(s\) of wf-infra/);
+    assert.doesNotMatch(infraLog, /Layer wf-app/);
+    assert.match(appLog, /Layer wf-app \(deploy 1\.0\.0\)/);
+    assert.match(appLog, /Gate: watching 2 service\(s\) of wf-app/);
+    assert.doesNotMatch(appLog, /Layer wf-infra/);
 
-  // The workflow's outputs, as it maps them from the build and summary jobs.
-  assert.equal(run.outputs.result, 'deployed');
-  assert.equal(run.outputs.release, '1.0.0');
-  assert.deepEqual(JSON.parse(run.outputs.versions), { api: '1.0.0', web: '1.0.0' });
-  const images = JSON.parse(run.outputs.images) as Record<string, string>;
-  assert.match(images.web, new RegExp(`^${esc(lab.registry)}/${prefix}/web:1\\.0\\.0@sha256:[0-9a-f]{64}$`));
-  pushed['1.0.0'] = images.web;
-  const summary = step(run, 'summary', 'summary');
-  assert.match(summary.summary, /^## Deploy to lab: deployed$/m);
-  assert.match(summary.summary, /^\| infra \| wf-infra \| deployed \|$/m);
-  assert.match(summary.summary, /^\| app \| wf-app \| deployed \|$/m);
+    // The workflow's outputs, as it maps them from the build and summary jobs.
+    assert.equal(run.outputs.result, 'deployed');
+    assert.equal(run.outputs.release, '1.0.0');
+    assert.deepEqual(JSON.parse(run.outputs.versions), { api: '1.0.0', web: '1.0.0' });
+    const images = JSON.parse(run.outputs.images) as Record<string, string>;
+    assert.match(images.web, new RegExp(`^${esc(lab.registry)}/${prefix}/web:1\\.0\\.0@sha256:[0-9a-f]{64}$`));
+    pushed['1.0.0'] = images.web;
+    const summary = step(run, 'summary', 'summary');
+    assert.match(summary.summary, /^## Deploy to lab: deployed$/m);
+    assert.match(summary.summary, /^\| infra \| wf-infra \| deployed \|$/m);
+    assert.match(summary.summary, /^\| app \| wf-app \| deployed \|$/m);
 
-  // The swarm: what the build pushed (the local copies were gone), on the wf_* networks.
-  const deployed = JSON.parse(step(run, 'app', 'deploy').outputs.images) as Record<string, string>;
-  assert.equal(deployed[`${APP}_web`], images.web, 'Swarm runs the digest the build job pushed');
-  const web = await serviceState(`${APP}_web`);
-  assert.equal(web.running, 2);
-  assert.equal(await servedVersion(`${APP}_web`), '1.0.0');
-  assert.equal((await serviceState(`${INFRA}_cache`)).running, 1);
-  assert.equal((await serviceState(`${INFRA}_proxy`)).running, 1);
-  assert.ok((await serviceNetworks(`${APP}_web`)).includes(await networkId('wf_edge')), 'web is on wf_edge (env: NETWORK_PREFIX=wf reached the stack files)');
-  assert.ok((await serviceNetworks(`${APP}_api`)).includes(await networkId('wf_backend')));
-});
+    // The swarm: what the build pushed (the local copies were gone), on the wf_* networks.
+    const deployed = JSON.parse(step(run, 'app', 'deploy').outputs.images) as Record<string, string>;
+    assert.equal(deployed[`${APP}_web`], images.web, 'Swarm runs the digest the build job pushed');
+    const web = await serviceState(`${APP}_web`);
+    assert.equal(web.running, 2);
+    assert.equal(await servedVersion(`${APP}_web`), '1.0.0');
+    assert.equal((await serviceState(`${INFRA}_cache`)).running, 1);
+    assert.equal((await serviceState(`${INFRA}_proxy`)).running, 1);
+    assert.ok(
+      (await serviceNetworks(`${APP}_web`)).includes(await networkId('wf_edge')),
+      'web is on wf_edge (env: NETWORK_PREFIX=wf reached the stack files)',
+    );
+    assert.ok((await serviceNetworks(`${APP}_api`)).includes(await networkId('wf_backend')));
+  },
+);
 
 test('deploy.yml, release 1.1.0: web 1.1.0 rolls out through the same chain', { timeout: 420_000 }, async (t) => {
   const run = await deploy(t, '1.1.0', (dir) => setServiceVersion(dir, 'web', '1.1.0'));
@@ -275,7 +334,10 @@ test('deploy.yml, release 1.1.0: web 1.1.0 rolls out through the same chain', { 
   const images = JSON.parse(run.outputs.images) as Record<string, string>;
   assert.match(images.web, /\/web:1\.1\.0@sha256:/);
   pushed['1.1.0'] = images.web;
-  assert.match(step(run, 'app', 'deploy').summary, /wf-app_web \| `[^|`]+\/web:1\.1\.0@sha256:[0-9a-f]{12}` \| 1\.0\.0 → 1\.1\.0 \| 2\/2 \| healthy/);
+  assert.match(
+    step(run, 'app', 'deploy').summary,
+    /wf-app_web \| `[^|`]+\/web:1\.1\.0@sha256:[0-9a-f]{12}` \| 1\.0\.0 → 1\.1\.0 \| 2\/2 \| healthy/,
+  );
   assert.equal((await serviceState(`${APP}_web`)).image, images.web);
   assert.equal(await servedVersion(`${APP}_web`), '1.1.0');
 });
@@ -287,7 +349,10 @@ test('rollback.yml, version previous: app then infra go back to 1.0.0, gated', {
   assert.deepEqual(run.results, { app: 'success', infra: 'success', summary: 'success' }, logs(run));
   assert.equal(run.concurrency, 'deploy-lab', 'the same group as deploy.yml');
 
-  for (const [job, stack] of [['app', APP], ['infra', INFRA]] as const) {
+  for (const [job, stack] of [
+    ['app', APP],
+    ['infra', INFRA],
+  ] as const) {
     // The bash step that reverses the layer lines, and what it hands the action.
     const layers = step(run, job, 'layers');
     assert.equal(layers.env?.STACKS, LAYERS[`${job}-stacks`]);
@@ -322,40 +387,59 @@ test('rollback.yml, version previous: app then infra go back to 1.0.0, gated', {
   assert.equal(web.image, pushed['1.0.0']);
   assert.equal(web.running, 2);
   assert.equal(await servedVersion(`${APP}_web`), '1.0.0');
-  assert.deepEqual(await ledgerReleases(APP), ['deploy 1.0.0 deployed', 'deploy 1.1.0 deployed', 'rollback 1.0.0 deployed']);
+  assert.deepEqual(await ledgerReleases(APP), [
+    'deploy 1.0.0 deployed',
+    'deploy 1.1.0 deployed',
+    'rollback 1.0.0 deployed',
+  ]);
 });
 
-test('deploy.yml with a broken infra stack file: infra fails, app never runs, nothing on the swarm changes', { timeout: 420_000 }, async (t) => {
-  const before = `${await stackFingerprint(INFRA)}\n${await stackFingerprint(APP)}`;
-  const run = await deploy(t, '1.2.0', (dir) => {
-    setServiceVersion(dir, 'web', '1.2.0');
-    fs.writeFileSync(path.join(dir, 'stacks', 'infra.yml'), 'services:\n  cache: [unclosed\n');
-  });
-  assert.deepEqual(run.results, { build: 'success', infra: 'failure', app: 'skipped', summary: 'success' }, logs(run));
-  assert.deepEqual(run.ran, ['build', 'infra', 'summary']);
-  assert.equal(run.jobs.app.ran, false, "the app job's if: is false after a failed infra job");
-  assert.deepEqual(run.jobs.app.steps, [], 'no step of the app job ran');
-  // The build job gets every layer (to build their build: sections); no deploy ever got the app layer.
-  assert.ok(!run.steps.some((s) => s.kind === 'action' && s.with?.command === 'deploy' && s.with?.stacks?.includes(APP)), 'the action never deployed the app layer');
+test(
+  'deploy.yml with a broken infra stack file: infra fails, app never runs, nothing on the swarm changes',
+  { timeout: 420_000 },
+  async (t) => {
+    const before = `${await stackFingerprint(INFRA)}\n${await stackFingerprint(APP)}`;
+    const run = await deploy(t, '1.2.0', (dir) => {
+      setServiceVersion(dir, 'web', '1.2.0');
+      fs.writeFileSync(path.join(dir, 'stacks', 'infra.yml'), 'services:\n  cache: [unclosed\n');
+    });
+    assert.deepEqual(
+      run.results,
+      { build: 'success', infra: 'failure', app: 'skipped', summary: 'success' },
+      logs(run),
+    );
+    assert.deepEqual(run.ran, ['build', 'infra', 'summary']);
+    assert.equal(run.jobs.app.ran, false, "the app job's if: is false after a failed infra job");
+    assert.deepEqual(run.jobs.app.steps, [], 'no step of the app job ran');
+    // The build job gets every layer (to build their build: sections); no deploy ever got the app layer.
+    assert.ok(
+      !run.steps.some((s) => s.kind === 'action' && s.with?.command === 'deploy' && s.with?.stacks?.includes(APP)),
+      'the action never deployed the app layer',
+    );
 
-  const infra = step(run, 'infra', 'deploy');
-  assert.equal(infra.outcome, 'failure');
-  assert.equal(infra.outputs.result, 'failed');
-  assert.match(infra.action!.errors.join('\n'), /stacks\/infra\.yml/);
-  assert.equal(run.jobs.infra.outputs.result, 'failed');
-  assert.deepEqual(run.jobs.app.outputs, { result: '', release: '', duration: '' });
+    const infra = step(run, 'infra', 'deploy');
+    assert.equal(infra.outcome, 'failure');
+    assert.equal(infra.outputs.result, 'failed');
+    assert.match(infra.action!.errors.join('\n'), /stacks\/infra\.yml/);
+    assert.equal(run.jobs.infra.outputs.result, 'failed');
+    assert.deepEqual(run.jobs.app.outputs, { result: '', release: '', duration: '' });
 
-  assert.equal(run.outputs.result, 'failed');
-  const summary = step(run, 'summary', 'summary').summary;
-  assert.match(summary, /^## Deploy to lab: failed$/m);
-  assert.match(summary, /^\| infra \| wf-infra \| failed \|$/m);
-  assert.match(summary, /^\| app \| wf-app \| skipped \|$/m);
+    assert.equal(run.outputs.result, 'failed');
+    const summary = step(run, 'summary', 'summary').summary;
+    assert.match(summary, /^## Deploy to lab: failed$/m);
+    assert.match(summary, /^\| infra \| wf-infra \| failed \|$/m);
+    assert.match(summary, /^\| app \| wf-app \| skipped \|$/m);
 
-  // The swarm and the host's history are as the rollback left them.
-  assert.equal(`${await stackFingerprint(INFRA)}\n${await stackFingerprint(APP)}`, before, 'the swarm changed');
-  assert.equal(await servedVersion(`${APP}_web`), '1.0.0');
-  assert.ok(!(await ledgerReleases(APP)).some((r) => r.includes('1.2.0')));
-  assert.ok(!(await ledgerReleases(INFRA)).some((r) => r.includes('1.2.0')));
-  // (1.2.0 was built and pushed: the build leaves a stack file it cannot read to the deploy's checks.)
-  assert.equal((await docker(['image', 'inspect', `${lab.registry}/${prefix}/web:1.2.0`])).code, 1, 'the local copy was removed after the build');
-});
+    // The swarm and the host's history are as the rollback left them.
+    assert.equal(`${await stackFingerprint(INFRA)}\n${await stackFingerprint(APP)}`, before, 'the swarm changed');
+    assert.equal(await servedVersion(`${APP}_web`), '1.0.0');
+    assert.ok(!(await ledgerReleases(APP)).some((r) => r.includes('1.2.0')));
+    assert.ok(!(await ledgerReleases(INFRA)).some((r) => r.includes('1.2.0')));
+    // (1.2.0 was built and pushed: the build leaves a stack file it cannot read to the deploy's checks.)
+    assert.equal(
+      (await docker(['image', 'inspect', `${lab.registry}/${prefix}/web:1.2.0`])).code,
+      1,
+      'the local copy was removed after the build',
+    );
+  },
+);

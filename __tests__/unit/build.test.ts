@@ -92,7 +92,10 @@ test('stackBuilds: build: sections of the stacks, paths resolved against the sta
   assert.equal(`${o.file}:${o.line}`, 'stacks/platform.yml:5');
   assert.deepEqual(builds.get('billing')!.args, { APP: 'billing' });
   const services = readServices(wd, 'service/*', builds);
-  assert.deepEqual(services.map((s) => `${s.name}@${s.version} ${s.versionFile}`), ['orders@1.2.0 apps/orders/VERSION', 'billing@0.9.1 apps/billing/VERSION']);
+  assert.deepEqual(
+    services.map((s) => `${s.name}@${s.version} ${s.versionFile}`),
+    ['orders@1.2.0 apps/orders/VERSION', 'billing@0.9.1 apps/billing/VERSION'],
+  );
 });
 
 function refused(wd: string, stack: string, re: RegExp) {
@@ -106,18 +109,43 @@ function refused(wd: string, stack: string, re: RegExp) {
 
 test('stackBuilds: an image outside registry/image-prefix, no image, a missing context or Dockerfile: errors naming file, line and service', () => {
   const wd = tree({ ...SPROCKET, 'stacks/x.yml': '' });
-  refused(wd, 'services:\n  web:\n    image: docker.io/me/web:1\n    build: ..\n', /stacks\/x\.yml:4: service web is built by the action but its image "docker\.io\/me\/web:1" is not under reg:5000\/sprocket\//);
-  refused(wd, 'services:\n  web:\n    build: ..\n', /stacks\/x\.yml:3: service web has build: but no image: .*reg:5000\/sprocket\/web:\$\{WEB_VERSION\}/);
-  refused(wd, 'services:\n  web:\n    image: reg:5000/sprocket/web:1\n    build: ../nowhere\n', /service web: build context nowhere is not a folder/);
-  refused(wd, 'services:\n  web:\n    image: reg:5000/sprocket/web:1\n    build: { context: .., dockerfile: web.Dockerfile }\n', /service web: Dockerfile web\.Dockerfile: no such file/);
-  refused(wd, 'services:\n  a:\n    image: reg:5000/sprocket/web:1\n    build: { context: .., dockerfile: dockerfiles/node.Dockerfile }\n  b:\n    image: reg:5000/sprocket/web:2\n    build: { context: .., dockerfile: dockerfiles/node.Dockerfile }\n', /services a and b both build the image reg:5000\/sprocket\/web/);
+  refused(
+    wd,
+    'services:\n  web:\n    image: docker.io/me/web:1\n    build: ..\n',
+    /stacks\/x\.yml:4: service web is built by the action but its image "docker\.io\/me\/web:1" is not under reg:5000\/sprocket\//,
+  );
+  refused(
+    wd,
+    'services:\n  web:\n    build: ..\n',
+    /stacks\/x\.yml:3: service web has build: but no image: .*reg:5000\/sprocket\/web:\$\{WEB_VERSION\}/,
+  );
+  refused(
+    wd,
+    'services:\n  web:\n    image: reg:5000/sprocket/web:1\n    build: ../nowhere\n',
+    /service web: build context nowhere is not a folder/,
+  );
+  refused(
+    wd,
+    'services:\n  web:\n    image: reg:5000/sprocket/web:1\n    build: { context: .., dockerfile: web.Dockerfile }\n',
+    /service web: Dockerfile web\.Dockerfile: no such file/,
+  );
+  refused(
+    wd,
+    'services:\n  a:\n    image: reg:5000/sprocket/web:1\n    build: { context: .., dockerfile: dockerfiles/node.Dockerfile }\n  b:\n    image: reg:5000/sprocket/web:2\n    build: { context: .., dockerfile: dockerfiles/node.Dockerfile }\n',
+    /services a and b both build the image reg:5000\/sprocket\/web/,
+  );
 });
 
 test('stackBuilds without sources (deploy, check): a context not cloned in this job is fine', () => {
-  const wd = tree({ 'stacks/x.yml': 'services:\n  api:\n    image: reg:5000/sprocket/api:1\n    build: ../service/api/src\n' });
+  const wd = tree({
+    'stacks/x.yml': 'services:\n  api:\n    image: reg:5000/sprocket/api:1\n    build: ../service/api/src\n',
+  });
   const b = stackBuilds([{ name: 'x', files: ['stacks/x.yml'] }], wd, ENV, 'reg:5000', 'sprocket').get('api');
   assert.equal(b?.context, path.join(wd, 'service/api/src'));
-  assert.throws(() => stackBuilds([{ name: 'x', files: ['stacks/x.yml'] }], wd, ENV, 'reg:5000', 'sprocket', { sources: true }), /build context service\/api\/src is not a folder/);
+  assert.throws(
+    () => stackBuilds([{ name: 'x', files: ['stacks/x.yml'] }], wd, ENV, 'reg:5000', 'sprocket', { sources: true }),
+    /build context service\/api\/src is not a folder/,
+  );
 });
 
 test('stackBuilds: a stack file Docker cannot load is left to the pre-flight checks', () => {
@@ -125,33 +153,83 @@ test('stackBuilds: a stack file Docker cannot load is left to the pre-flight che
   assert.equal(stackBuilds([{ name: 'x', files: ['stacks/bad.yml'] }], wd, ENV, 'reg:5000', 'sprocket').size, 0);
 });
 
-test('buildImages, stack build:: its Dockerfile, target, args over the input\'s, labels; siblings of one Dockerfile share their caches', async () => {
+test("buildImages, stack build:: its Dockerfile, target, args over the input's, labels; siblings of one Dockerfile share their caches", async () => {
   const wd = tree(SPROCKET);
-  const services = readServices(wd, 'service/*', stackBuilds([{ name: 'platform', files: ['stacks/platform.yml'] }], wd, ENV, 'reg:5000', 'sprocket'));
-  const docker = new FakeDocker((argv) => (argv[1] === 'manifest' ? { code: 1, stderr: 'no such manifest' } : argv[1] === 'push' ? { stdout: `digest: sha256:${'a'.repeat(64)} size: 1` } : {}));
-  const built = await buildImages(docker, services, { registry: 'reg:5000', imagePrefix: 'sprocket', buildArgs: { APP: 'input', NODE_ENV: 'production' }, target: 'dev', sha: '0123456789', push: true });
-  assert.deepEqual(built.map((b) => b.image), ['reg:5000/sprocket/orders:1.2.0', 'reg:5000/sprocket/billing:0.9.1']);
+  const services = readServices(
+    wd,
+    'service/*',
+    stackBuilds([{ name: 'platform', files: ['stacks/platform.yml'] }], wd, ENV, 'reg:5000', 'sprocket'),
+  );
+  const docker = new FakeDocker((argv) =>
+    argv[1] === 'manifest'
+      ? { code: 1, stderr: 'no such manifest' }
+      : argv[1] === 'push'
+        ? { stdout: `digest: sha256:${'a'.repeat(64)} size: 1` }
+        : {},
+  );
+  const built = await buildImages(docker, services, {
+    registry: 'reg:5000',
+    imagePrefix: 'sprocket',
+    buildArgs: { APP: 'input', NODE_ENV: 'production' },
+    target: 'dev',
+    sha: '0123456789',
+    push: true,
+  });
+  assert.deepEqual(
+    built.map((b) => b.image),
+    ['reg:5000/sprocket/orders:1.2.0', 'reg:5000/sprocket/billing:0.9.1'],
+  );
   const builds = docker.calls.filter((c) => c[1] === 'build');
   const flag = (argv: string[], f: string) => argv.flatMap((a, i) => (argv[i - 1] === f ? [a] : []));
   assert.deepEqual(flag(builds[0], '--file'), [path.join(wd, 'dockerfiles/node.Dockerfile')]);
   assert.equal(builds[0][builds[0].length - 1], wd, 'the build context');
   assert.deepEqual(flag(builds[0], '--target'), ['run']);
-  assert.deepEqual(flag(builds[1], '--target'), ['dev'], 'no target in the stack: the input\'s');
-  assert.ok(flag(builds[0], '--build-arg').includes('APP=orders') && !flag(builds[0], '--build-arg').includes('APP=input'));
+  assert.deepEqual(flag(builds[1], '--target'), ['dev'], "no target in the stack: the input's");
+  assert.ok(
+    flag(builds[0], '--build-arg').includes('APP=orders') && !flag(builds[0], '--build-arg').includes('APP=input'),
+  );
   assert.ok(flag(builds[0], '--build-arg').includes('NODE_ENV=production'));
   assert.ok(flag(builds[0], '--label').includes('team=core'));
-  assert.deepEqual(flag(builds[0], '--cache-from'), ['reg:5000/sprocket/orders:buildcache', 'reg:5000/sprocket/billing:buildcache', 'reg:5000/sprocket/node:cache']);
-  assert.deepEqual(flag(builds[1], '--cache-from'), ['reg:5000/sprocket/billing:buildcache', 'reg:5000/sprocket/orders:buildcache']);
-  assert.deepEqual(flag(builds[1], '--tag'), ['reg:5000/sprocket/billing:0.9.1', 'reg:5000/sprocket/billing:sha-0123456', 'reg:5000/sprocket/billing:buildcache']);
+  assert.deepEqual(flag(builds[0], '--cache-from'), [
+    'reg:5000/sprocket/orders:buildcache',
+    'reg:5000/sprocket/billing:buildcache',
+    'reg:5000/sprocket/node:cache',
+  ]);
+  assert.deepEqual(flag(builds[1], '--cache-from'), [
+    'reg:5000/sprocket/billing:buildcache',
+    'reg:5000/sprocket/orders:buildcache',
+  ]);
+  assert.deepEqual(flag(builds[1], '--tag'), [
+    'reg:5000/sprocket/billing:0.9.1',
+    'reg:5000/sprocket/billing:sha-0123456',
+    'reg:5000/sprocket/billing:buildcache',
+  ]);
 });
 
 test('buildImages: a version from input `versions` alone is not built here; an unchanged version is not rebuilt', async () => {
   const wd = tree(SPROCKET);
-  const services = readServices(wd, 'service/*', stackBuilds([{ name: 'platform', files: ['stacks/platform.yml'] }], wd, ENV, 'reg:5000', 'sprocket'), { web: '3.0.0' });
+  const services = readServices(
+    wd,
+    'service/*',
+    stackBuilds([{ name: 'platform', files: ['stacks/platform.yml'] }], wd, ENV, 'reg:5000', 'sprocket'),
+    { web: '3.0.0' },
+  );
   const digest = `sha256:${'b'.repeat(64)}`;
-  const docker = new FakeDocker((argv) => (argv[1] === 'manifest' ? { stdout: JSON.stringify({ Descriptor: { digest } }) } : {}));
-  const built = await buildImages(docker, services, { registry: 'reg:5000', imagePrefix: 'sprocket', buildArgs: {}, target: '', sha: '0123456789', push: true });
-  assert.deepEqual(built.map((b) => `${b.service} ${b.reused}`), ['orders true', 'billing true']);
+  const docker = new FakeDocker((argv) =>
+    argv[1] === 'manifest' ? { stdout: JSON.stringify({ Descriptor: { digest } }) } : {},
+  );
+  const built = await buildImages(docker, services, {
+    registry: 'reg:5000',
+    imagePrefix: 'sprocket',
+    buildArgs: {},
+    target: '',
+    sha: '0123456789',
+    push: true,
+  });
+  assert.deepEqual(
+    built.map((b) => `${b.service} ${b.reused}`),
+    ['orders true', 'billing true'],
+  );
   assert.equal(docker.calls.filter((c) => c[1] === 'build').length, 0);
 });
 
@@ -163,20 +241,38 @@ test('missingImages: only "not there" counts as missing; an unreachable or refus
     if (ref.endsWith(':unknown')) return { code: 1, stderr: 'manifest unknown' };
     return { code: 1, stderr: 'unauthorized: authentication required' };
   });
-  const r = await missingImages(docker, ['127.0.0.1:5000/p/a:ok', '127.0.0.1:5000/p/a:gone', 'ghcr.io/p/a:unknown', 'ghcr.io/p/a:private', '127.0.0.1:5000/p/a:gone']);
+  const r = await missingImages(docker, [
+    '127.0.0.1:5000/p/a:ok',
+    '127.0.0.1:5000/p/a:gone',
+    'ghcr.io/p/a:unknown',
+    'ghcr.io/p/a:private',
+    '127.0.0.1:5000/p/a:gone',
+  ]);
   assert.deepEqual(r.missing, ['127.0.0.1:5000/p/a:gone', 'ghcr.io/p/a:unknown']);
   assert.deepEqual(r.unreadable, [{ image: 'ghcr.io/p/a:private', why: 'unauthorized: authentication required' }]);
   const asked = docker.calls.filter((c) => c[1] === 'manifest');
-  assert.deepEqual(asked[0], ['docker', 'manifest', 'inspect', '--insecure', '127.0.0.1:5000/p/a:ok'], 'a loopback registry is plain HTTP');
+  assert.deepEqual(
+    asked[0],
+    ['docker', 'manifest', 'inspect', '--insecure', '127.0.0.1:5000/p/a:ok'],
+    'a loopback registry is plain HTTP',
+  );
   assert.deepEqual(asked[2], ['docker', 'manifest', 'inspect', 'ghcr.io/p/a:unknown']);
   assert.equal(asked.length, 4, 'each image asked once');
 });
 
 test('a registry the engine lists as insecure (plain HTTP, not loopback) is asked with --insecure, in the look-up and the check', async () => {
-  const info = JSON.stringify({ '10.213.1.1:5000': { Name: '10.213.1.1:5000', Secure: false }, 'docker.io': { Name: 'docker.io', Secure: true } });
+  const info = JSON.stringify({
+    '10.213.1.1:5000': { Name: '10.213.1.1:5000', Secure: false },
+    'docker.io': { Name: 'docker.io', Secure: true },
+  });
   const reply = (argv: string[]) => (argv[1] === 'info' ? { stdout: `${info} ["127.0.0.0/8","10.9.0.0/16"]\n` } : {});
   const docker = new FakeDocker(reply);
-  await missingImages(docker, ['10.213.1.1:5000/p/a:1', '10.9.3.4:5000/p/b:1', 'reg.example.com/p/c:1', '127.0.0.1:5000/p/d:1']);
+  await missingImages(docker, [
+    '10.213.1.1:5000/p/a:1',
+    '10.9.3.4:5000/p/b:1',
+    'reg.example.com/p/c:1',
+    '127.0.0.1:5000/p/d:1',
+  ]);
   const asked = docker.calls.filter((c) => c[1] === 'manifest');
   assert.deepEqual(asked, [
     ['docker', 'manifest', 'inspect', '--insecure', '10.213.1.1:5000/p/a:1'],
@@ -188,5 +284,8 @@ test('a registry the engine lists as insecure (plain HTTP, not loopback) is aske
   // No answer from the engine: only loopback is plain HTTP, as before.
   const quiet = new FakeDocker((argv) => (argv[1] === 'info' ? { code: 1, stderr: 'Cannot connect' } : {}));
   await missingImages(quiet, ['10.213.1.1:5000/p/a:1']);
-  assert.deepEqual(quiet.calls.filter((c) => c[1] === 'manifest'), [['docker', 'manifest', 'inspect', '10.213.1.1:5000/p/a:1']]);
+  assert.deepEqual(
+    quiet.calls.filter((c) => c[1] === 'manifest'),
+    [['docker', 'manifest', 'inspect', '10.213.1.1:5000/p/a:1']],
+  );
 });

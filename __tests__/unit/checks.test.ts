@@ -6,12 +6,28 @@ import * as os from 'os';
 import * as path from 'path';
 import { loadComposeFile } from '../../src/compose';
 import { captureStdout } from '../helpers/stdout';
-import { CheckOptions, Finding, RULE_IDS, checkStack, hostMtuFindings, overlayNetworks, reportFindings, statefulKind, swarmNetworkName, traefikProviderNetworks } from '../../src/checks';
+import {
+  CheckOptions,
+  Finding,
+  RULE_IDS,
+  checkStack,
+  hostMtuFindings,
+  overlayNetworks,
+  reportFindings,
+  statefulKind,
+  swarmNetworkName,
+  traefikProviderNetworks,
+} from '../../src/checks';
 
 const FIX = path.join(__dirname, '..', 'fixtures', 'checks');
 const ENV = { WEB_VERSION: '1.0.0', API_VERSION: '2.0.0', WORKER_VERSION: '3' };
 
-function check(files: string[], opts: CheckOptions = {}, stack = 'app', env: Record<string, string | undefined> = ENV): Finding[] {
+function check(
+  files: string[],
+  opts: CheckOptions = {},
+  stack = 'app',
+  env: Record<string, string | undefined> = ENV,
+): Finding[] {
   return checkStack({ name: stack, files: files.map((f) => loadComposeFile(path.join(FIX, f), f)) }, env, opts);
 }
 
@@ -45,7 +61,11 @@ test('every rule id is documented in docs/checks.md: what it reads, an example t
       .map((s) => [/^## `([a-z-]+)`\s*$/m.exec(s.split('\n')[0])?.[1], s] as const)
       .filter((e): e is readonly [string, string] => !!e[0]),
   );
-  assert.deepEqual([...sections.keys()].sort(), [...RULE_IDS].sort(), 'one section per rule, no section without a rule');
+  assert.deepEqual(
+    [...sections.keys()].sort(),
+    [...RULE_IDS].sort(),
+    'one section per rule, no section without a rule',
+  );
   for (const id of RULE_IDS) {
     const s = sections.get(id)!;
     // What it reads: the stack files only, or facts from the host (the swarm, its configs, its interfaces).
@@ -67,7 +87,10 @@ test('overlay-mtu: without MTU a notice (Docker gives 1450), above 1450 an error
   const f = check(['overlay-mtu-trips.yml']);
   assert.deepEqual(of(f, 'overlay-mtu'), ['worker@5:3 notice', '-@8:3 notice', '-@12:7 error', '-@13:3 notice']);
   const byLine = (l: number) => f.find((x) => x.rule === 'overlay-mtu' && x.line === l) as Finding;
-  assert.match(byLine(8).message, /Network edge \(overlay, the default driver in a stack\).*Docker gives it MTU 1450.*below 1500.*host MTU − 50/);
+  assert.match(
+    byLine(8).message,
+    /Network edge \(overlay, the default driver in a stack\).*Docker gives it MTU 1450.*below 1500.*host MTU − 50/,
+  );
   assert.match(byLine(12).message, /mtu 1500.*above 1450/);
   assert.match(byLine(13).message, /bridge/);
   assert.match(byLine(5).message, /implicit default network \(app_default\)/);
@@ -77,16 +100,28 @@ test('overlay-mtu: without MTU a notice (Docker gives 1450), above 1450 an error
 });
 
 test('overlay-mtu with the host MTUs: names host min − 50 for each overlay network above it', () => {
-  const stack = { name: 'app', files: [loadComposeFile(path.join(FIX, 'overlay-mtu-trips.yml'), 'overlay-mtu-trips.yml')] };
+  const stack = {
+    name: 'app',
+    files: [loadComposeFile(path.join(FIX, 'overlay-mtu-trips.yml'), 'overlay-mtu-trips.yml')],
+  };
   const nets = overlayNetworks(stack, ENV);
-  assert.deepEqual(nets.map((n) => `${n.key}:${n.name}:${n.mtu ?? '-'}@${n.line}`), ['edge:app_edge:-@8', 'big:app_big:1500@12', 'default:app_default:-@5']);
+  assert.deepEqual(
+    nets.map((n) => `${n.key}:${n.name}:${n.mtu ?? '-'}@${n.line}`),
+    ['edge:app_edge:-@8', 'big:app_big:1500@12', 'default:app_default:-@5'],
+  );
   // A 1500 host: Docker's default 1450 is right; only the explicit 1500 is too high.
   const at1500 = hostMtuFindings({ 'node-1': 1500, 'node-2': 1500 }, nets);
-  assert.deepEqual(at1500.map((x) => `${x.line} ${x.severity}`), ['12 error']);
+  assert.deepEqual(
+    at1500.map((x) => `${x.line} ${x.severity}`),
+    ['12 error'],
+  );
   assert.match(at1500[0].message, /com\.docker\.network\.driver\.mtu: 1450/);
   // A 1400 node: every overlay network must be at most 1350, the default ones too.
   const low = hostMtuFindings({ 'node-1': 1500, 'node-2': 1400 }, nets);
-  assert.deepEqual(low.map((x) => `${x.line} ${x.severity}`), ['8 error', '12 error', '5 error']);
+  assert.deepEqual(
+    low.map((x) => `${x.line} ${x.severity}`),
+    ['8 error', '12 error', '5 error'],
+  );
   for (const x of low) assert.match(x.message, /node-2.*1400.*com\.docker\.network\.driver\.mtu: 1350/);
   assert.equal(low[0].rule, 'overlay-mtu');
   assert.equal(low[0].file, 'overlay-mtu-trips.yml');
@@ -147,16 +182,29 @@ test('monitor-window: monitor not longer than interval × retries or start_perio
   const def = f.find((x) => x.rule === 'monitor-window' && x.service === 'default-monitor')!;
   assert.match(def.message, /5s, Docker's default/);
   assert.deepEqual([def.line, def.col], [19, 7], 'falls back to update_config');
-  assert.match(f.find((x) => x.rule === 'monitor-window' && x.service === 'slow-start')!.message, /start_period \(120s\)/);
+  assert.match(
+    f.find((x) => x.rule === 'monitor-window' && x.service === 'slow-start')!.message,
+    /start_period \(120s\)/,
+  );
   // long-enough (45s > max(20s, 30s)) and pause (not rollback) pass.
   assert.deepEqual(of(check(['good.yml']), 'monitor-window'), []);
 });
 
 test('failure-action: missing or pause', () => {
   const f = check(['failure-action.yml']);
-  assert.deepEqual(of(f, 'failure-action'), ['missing@2:3 warning', 'missing-deploy@6:5 warning', 'paused@12:9 warning']);
-  assert.match(f.find((x) => x.rule === 'failure-action' && x.service === 'missing')!.message, /Docker's default is pause/);
-  assert.match(f.find((x) => x.rule === 'failure-action' && x.service === 'paused')!.message, /failure_action is pause.*failure_action: rollback/);
+  assert.deepEqual(of(f, 'failure-action'), [
+    'missing@2:3 warning',
+    'missing-deploy@6:5 warning',
+    'paused@12:9 warning',
+  ]);
+  assert.match(
+    f.find((x) => x.rule === 'failure-action' && x.service === 'missing')!.message,
+    /Docker's default is pause/,
+  );
+  assert.match(
+    f.find((x) => x.rule === 'failure-action' && x.service === 'paused')!.message,
+    /failure_action is pause.*failure_action: rollback/,
+  );
 });
 
 test('unset-variable and interpolation: each form, with file:line:col', () => {
@@ -167,12 +215,22 @@ test('unset-variable and interpolation: each form, with file:line:col', () => {
   assert.match(first.message, /^Variable APP_VERSION is not set and has no default/);
   assert.match(first.message, /\$\{APP_VERSION:-value\}/);
   assert.ok(
-    !f.some((x) => ['unset-variable', 'interpolation'].includes(x.rule) && /NOT_A_VAR|HOME|SOFT|HARD|ALT|OUTER|INNER/.test(x.message)),
+    !f.some(
+      (x) =>
+        ['unset-variable', 'interpolation'].includes(x.rule) &&
+        /NOT_A_VAR|HOME|SOFT|HARD|ALT|OUTER|INNER/.test(x.message),
+    ),
     '$$, defaults and alternatives pass',
   );
   assert.deepEqual(of(f, 'interpolation'), ['app@13:17 error']);
   // All set: nothing.
-  const all = check(['variables.yml'], {}, 'app', { APP_VERSION: '1', PLAIN_VAR: '', MISSING_ONE: 'a', MISSING_TWO: 'b', REQUIRED_VAR: 'k' });
+  const all = check(['variables.yml'], {}, 'app', {
+    APP_VERSION: '1',
+    PLAIN_VAR: '',
+    MISSING_ONE: 'a',
+    MISSING_TWO: 'b',
+    REQUIRED_VAR: 'k',
+  });
   assert.deepEqual([...of(all, 'unset-variable'), ...of(all, 'interpolation')], []);
 });
 
@@ -192,7 +250,12 @@ test('single-replica-stop-first: one replica, stop-first; not for start-first, 2
 
 test('single-replica-stop-first: a service with a named volume keeps stop-first; start-first on one is a warning', () => {
   const f = check(['stateful-replica.yml']);
-  assert.deepEqual(of(f, 'single-replica-stop-first'), ['prometheus@2:3 notice', 'portainer@14:9 warning', 'web@15:3 warning', 'api@19:3 warning']);
+  assert.deepEqual(of(f, 'single-replica-stop-first'), [
+    'prometheus@2:3 notice',
+    'portainer@14:9 warning',
+    'web@15:3 warning',
+    'api@19:3 warning',
+  ]);
   const msg = (s: string) => f.find((x) => x.rule === 'single-replica-stop-first' && x.service === s)!.message;
   assert.match(msg('prometheus'), /named volume prom-data.*keep stop-first/);
   assert.doesNotMatch(msg('prometheus'), /set deploy\.update_config\.order: start-first/);
@@ -204,7 +267,10 @@ test('single-replica-stop-first: a service with a named volume keeps stop-first;
 test('undefined-network: a service on a network the stack does not declare', () => {
   const f = check(['undefined-network.yml']);
   assert.deepEqual(of(f, 'undefined-network'), ['web@4:22 error', 'api@9:7 error', 'front@18:16 error']);
-  assert.match(f.find((x) => x.rule === 'undefined-network' && x.service === 'web')!.message, /Service web is on network ghost.*undefined network.*edge, backend, outside/);
+  assert.match(
+    f.find((x) => x.rule === 'undefined-network' && x.service === 'web')!.message,
+    /Service web is on network ghost.*undefined network.*edge, backend, outside/,
+  );
   // The Traefik hint names a declared network only.
   const t = f.find((x) => x.rule === 'traefik-network' && x.service === 'front')!;
   assert.match(t.message, /traefik\.docker\.network=app_backend/);
@@ -213,32 +279,53 @@ test('undefined-network: a service on a network the stack does not declare', () 
 });
 
 test("traefik-network: Traefik's own default network (command, environment, static file) from any stack of the run", () => {
-  const load = (f: string) => ({ name: f.replace(/\W.*$/, ''), files: [loadComposeFile(path.join(FIX, 'traefik-default', f), f)] });
+  const load = (f: string) => ({
+    name: f.replace(/\W.*$/, ''),
+    files: [loadComposeFile(path.join(FIX, 'traefik-default', f), f)],
+  });
   const app = load('app.yml');
   assert.deepEqual(of(checkStack(app, {}), 'traefik-network'), ['web@6:11 error'], 'alone, the app stack trips');
-  for (const proxy of ['proxy-command.yml', 'proxy-command-v2.yml', 'proxy-env.yml', 'proxy-config.yml', 'proxy-bind.yml']) {
+  for (const proxy of [
+    'proxy-command.yml',
+    'proxy-command-v2.yml',
+    'proxy-env.yml',
+    'proxy-config.yml',
+    'proxy-bind.yml',
+  ]) {
     const nets = traefikProviderNetworks([app, load(proxy)], {});
     assert.deepEqual(nets, ['traefik-public'], proxy);
     assert.deepEqual(of(checkStack(app, {}, { traefikNetworks: nets }), 'traefik-network'), [], proxy);
   }
   // A default network the service is not on does not help.
   assert.deepEqual(of(checkStack(app, {}, { traefikNetworks: ['other'] }), 'traefik-network'), ['web@6:11 error']);
-  assert.match(checkStack(app, {}, { traefikNetworks: ['other'] }).find((x) => x.rule === 'traefik-network')!.message, /default network \(other\)/);
+  assert.match(
+    checkStack(app, {}, { traefikNetworks: ['other'] }).find((x) => x.rule === 'traefik-network')!.message,
+    /default network \(other\)/,
+  );
 });
 
 test('no-healthcheck: none in the stack, or disabled', () => {
   const f = check(['healthcheck.yml']);
   assert.deepEqual(of(f, 'no-healthcheck'), ['none@2:3 notice', 'disabled@6:5 notice', 'test-none@10:5 notice']);
-  assert.match(f.find((x) => x.service === 'none' && x.rule === 'no-healthcheck')!.message, /If the image defines a HEALTHCHECK, Swarm still uses it/);
+  assert.match(
+    f.find((x) => x.service === 'none' && x.rule === 'no-healthcheck')!.message,
+    /If the image defines a HEALTHCHECK, Swarm still uses it/,
+  );
   assert.deepEqual(of(check(['good.yml']), 'no-healthcheck'), []);
 });
 
 test('stateful-on-proxy-network: a database or cache on a network the proxy is on', () => {
   const f = check(['stateful-trips.yml'], {}, 'shop');
   assert.deepEqual(of(f, 'stateful-on-proxy-network'), ['cache@7:5 warning', 'users-db@11:7 warning']);
-  assert.match(f.find((x) => x.service === 'cache' && x.rule === 'stateful-on-proxy-network')!.message, /\(redis\).*proxy is on \(traefik\).*internal network/);
+  assert.match(
+    f.find((x) => x.service === 'cache' && x.rule === 'stateful-on-proxy-network')!.message,
+    /\(redis\).*proxy is on \(traefik\).*internal network/,
+  );
   // Proxy routed by label only (app's traefik.docker.network), database on that network.
-  assert.match(f.find((x) => x.service === 'users-db' && x.rule === 'stateful-on-proxy-network')!.message, /\(postgres\).*app-net/);
+  assert.match(
+    f.find((x) => x.service === 'users-db' && x.rule === 'stateful-on-proxy-network')!.message,
+    /\(postgres\).*app-net/,
+  );
 });
 
 test('stateful-on-proxy-network: passes for internal networks, routed services and look-alike names', () => {
@@ -261,13 +348,29 @@ test('immutable-object: an existing config/secret name with other content', () =
   // Silent without existingObjects.
   assert.deepEqual(of(check(['objects.yml']), 'immutable-object'), []);
   // Same content: fine.
-  assert.deepEqual(of(check(['objects.yml'], { existingObjects: { app_nginx_conf: sha(conf), app_api_key: sha(key).toUpperCase() } }), 'immutable-object'), []);
+  assert.deepEqual(
+    of(
+      check(['objects.yml'], { existingObjects: { app_nginx_conf: sha(conf), app_api_key: sha(key).toUpperCase() } }),
+      'immutable-object',
+    ),
+    [],
+  );
   // Changed content under the same name (derived <stack>_<key>, and explicit name:). A config read from
   // a file without a name of its own (nginx_conf, line 10) is named by its content at deploy: never stuck.
-  const f = check(['objects.yml'], { existingObjects: { app_nginx_conf: sha(key), app_api_key: 'ab'.repeat(32), web_nginx_1: sha(key), web_nginx_2: sha(key) } });
+  const f = check(['objects.yml'], {
+    existingObjects: {
+      app_nginx_conf: sha(key),
+      app_api_key: 'ab'.repeat(32),
+      web_nginx_1: sha(key),
+      web_nginx_2: sha(key),
+    },
+  });
   assert.deepEqual(of(f, 'immutable-object'), ['-@13:5 error', '-@18:3 error']);
   const m = f.find((x) => x.rule === 'immutable-object' && x.line === 18)!.message;
-  assert.match(m, /The secret app_api_key already exists on the swarm with other content.*immutable.*name: app_api_key_\$\{API_KEY_VERSION\}/);
+  assert.match(
+    m,
+    /The secret app_api_key already exists on the swarm with other content.*immutable.*name: app_api_key_\$\{API_KEY_VERSION\}/,
+  );
   // A new version makes a new name: passes.
   const env = { ...ENV, CONF_VERSION: '2' };
   assert.deepEqual(
@@ -292,7 +395,9 @@ test('swarm-ignored: build, depends_on, container_name, restart, links', () => {
 });
 
 test('invalid-value: a duration Docker would refuse', () => {
-  const dir = tmpStack({ 'stack.yml': 'services:\n  web:\n    image: a\n    deploy:\n      update_config:\n        monitor: 30\n' });
+  const dir = tmpStack({
+    'stack.yml': 'services:\n  web:\n    image: a\n    deploy:\n      update_config:\n        monitor: 30\n',
+  });
   const f = checkStack({ name: 's', files: [loadComposeFile(path.join(dir, 'stack.yml'), 'stack.yml')] }, {});
   assert.deepEqual(of(f, 'invalid-value'), ['web@6:9 error']);
 });
@@ -369,9 +474,35 @@ test('anchors and merge keys: values from x-* blocks are checked, positions poin
 
 test('reportFindings: annotations with file and line, and a markdown table', () => {
   const findings: Finding[] = [
-    { rule: 'overlay-mtu', severity: 'error', file: 'stacks/app.yml', line: 8, col: 3, stack: 'app', message: 'Network edge | no MTU' },
-    { rule: 'failure-action', severity: 'warning', file: 'stacks/app.yml', line: 2, col: 3, stack: 'app', service: 'web', message: 'set rollback' },
-    { rule: 'no-healthcheck', severity: 'notice', file: 'stacks/app.yml', line: 2, col: 3, stack: 'app', service: 'web', message: 'add one' },
+    {
+      rule: 'overlay-mtu',
+      severity: 'error',
+      file: 'stacks/app.yml',
+      line: 8,
+      col: 3,
+      stack: 'app',
+      message: 'Network edge | no MTU',
+    },
+    {
+      rule: 'failure-action',
+      severity: 'warning',
+      file: 'stacks/app.yml',
+      line: 2,
+      col: 3,
+      stack: 'app',
+      service: 'web',
+      message: 'set rollback',
+    },
+    {
+      rule: 'no-healthcheck',
+      severity: 'notice',
+      file: 'stacks/app.yml',
+      line: 2,
+      col: 3,
+      stack: 'app',
+      service: 'web',
+      message: 'add one',
+    },
   ];
   const stop = captureStdout();
   let r;

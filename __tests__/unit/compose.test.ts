@@ -68,7 +68,8 @@ test('loadComposeFile: unknown top-level key and non-map top level', () => {
   );
   assert.throws(
     () => load('not-a-map.yml'),
-    (e: unknown) => e instanceof InputError && /^not-a-map\.yml:1:1: the top level of a stack file must be a mapping/.test(e.message),
+    (e: unknown) =>
+      e instanceof InputError && /^not-a-map\.yml:1:1: the top level of a stack file must be a mapping/.test(e.message),
   );
   assert.throws(
     () => loadComposeFile(tmpFile('# only a comment\n'), 'empty.yml'),
@@ -119,7 +120,10 @@ test('resolveCompose: every interpolation form, with positions of unset variable
   );
   assert.deepEqual(r.unset[0].path, ['services', 'app', 'image']);
   assert.equal(r.errors.length, 1);
-  assert.match(r.errors[0].message, /required variable REQUIRED_VAR is missing a value: set REQUIRED_VAR to the API key/);
+  assert.match(
+    r.errors[0].message,
+    /required variable REQUIRED_VAR is missing a value: set REQUIRED_VAR to the API key/,
+  );
   assert.deepEqual([r.errors[0].line, r.errors[0].col], [13, 17]);
   // The original document is left as it was.
   assert.equal(file.doc.toJS().services.app.image, 'registry.example.com/app:${APP_VERSION}');
@@ -147,7 +151,11 @@ test('resolveCompose: text re-parses to the same data and keeps each literal $ a
   const good = resolveCompose(load('good.yml'), { WEB_VERSION: '1.0.0' });
   assert.match(good.text, /^# A stack that passes every rule/);
   assert.match(good.text, /<<: \*deploy/);
-  assert.match(good.text, /command: \["sh", "-c", "echo \$\$HOME && exec api"\]/, 'an unchanged value keeps its source');
+  assert.match(
+    good.text,
+    /command: \["sh", "-c", "echo \$\$HOME && exec api"\]/,
+    'an unchanged value keeps its source',
+  );
 });
 
 test('resolveCompose: block scalars, anchored scalars and flow items', () => {
@@ -180,7 +188,9 @@ test('resolveCompose: block scalars, anchored scalars and flow items', () => {
 
 test('resolveCompose: keys are not interpolated; interpolated values are strings', () => {
   const file = loadComposeFile(
-    tmpFile('services:\n  web:\n    image: a\n    labels:\n      ${KEY}: v\n      n: ${N}\n    environment:\n      ON: ${YES}\n'),
+    tmpFile(
+      'services:\n  web:\n    image: a\n    labels:\n      ${KEY}: v\n      n: ${N}\n    environment:\n      ON: ${YES}\n',
+    ),
     'k.yml',
   );
   const r = resolveCompose(file, { N: '3', KEY: 'nope', YES: 'true' });
@@ -277,7 +287,13 @@ test('stackServices: Docker defaults', () => {
 
 test('stackServices: anchors, list and map labels, global mode', () => {
   const s = stackServices([resolveCompose(load('good.yml'), { WEB_VERSION: '1.0.0' })]);
-  assert.deepEqual(s.web.update, { monitor: 30, failureAction: 'rollback', order: 'start-first', parallelism: 1, delay: 0 });
+  assert.deepEqual(s.web.update, {
+    monitor: 30,
+    failureAction: 'rollback',
+    order: 'start-first',
+    parallelism: 1,
+    delay: 0,
+  });
   assert.equal(s.web.replicas, 2);
   assert.deepEqual(s.web.networks, ['edge', 'backend']);
   assert.equal(s.web.labels['traefik.docker.network'], 'app_edge');
@@ -298,10 +314,23 @@ test('stackServices: anchors, list and map labels, global mode', () => {
 
 test('stackServices: several files merge like docker stack deploy -c a -c b', () => {
   const env = { WEB_VERSION: '1.0.0', WORKER_VERSION: '2' };
-  const s = stackServices([resolveCompose(load('multi/base.yml'), env), resolveCompose(load('multi/override.yml'), env)]);
+  const s = stackServices([
+    resolveCompose(load('multi/base.yml'), env),
+    resolveCompose(load('multi/override.yml'), env),
+  ]);
   assert.equal(s.web.image, 'app/web:1.0.0');
-  assert.deepEqual(s.web.update, { monitor: 60, failureAction: 'rollback', order: 'start-first', parallelism: 1, delay: 0 });
-  assert.deepEqual(s.web.labels, { 'traefik.enable': 'true', 'traefik.docker.network': 'prod_edge' }, 'list and map labels merge');
+  assert.deepEqual(s.web.update, {
+    monitor: 60,
+    failureAction: 'rollback',
+    order: 'start-first',
+    parallelism: 1,
+    delay: 0,
+  });
+  assert.deepEqual(
+    s.web.labels,
+    { 'traefik.enable': 'true', 'traefik.docker.network': 'prod_edge' },
+    'list and map labels merge',
+  );
   assert.deepEqual(s.web.networks, ['edge', 'backend'], 'a later list wins');
   assert.equal(s.worker.image, 'app/worker:2');
 });
@@ -313,7 +342,9 @@ test('stackServices: a value Docker would refuse is an InputError with file:line
   );
   assert.throws(
     () => stackServices([resolveCompose(file, {})]),
-    (e: unknown) => e instanceof InputError && /^bad\.yml:6:7: services\.web\.healthcheck\.interval: "30" is not a duration/.test(e.message),
+    (e: unknown) =>
+      e instanceof InputError &&
+      /^bad\.yml:6:7: services\.web\.healthcheck\.interval: "30" is not a duration/.test(e.message),
   );
 });
 
@@ -337,7 +368,10 @@ test('positionOf: keys, list items, merge keys and fallback to the nearest paren
   assert.deepEqual(positionOf(good, []), { line: 2, col: 1 });
   assert.deepEqual(positionOf(good, ['services', 'web']), { line: 20, col: 3 });
   assert.deepEqual(positionOf(good, ['services', 'web', 'deploy', 'labels', 1]), { line: 29, col: 11 });
-  assert.deepEqual(positionOf(good, ['services', 'api', 'deploy', 'labels', 'traefik.docker.network']), { line: 43, col: 9 });
+  assert.deepEqual(positionOf(good, ['services', 'api', 'deploy', 'labels', 'traefik.docker.network']), {
+    line: 43,
+    col: 9,
+  });
   // Through `<<: *deploy`: the anchor's definition, where the user would change it.
   assert.deepEqual(positionOf(good, ['services', 'web', 'deploy', 'update_config', 'monitor']), { line: 9, col: 5 });
   assert.deepEqual(positionOf(good, ['services', 'redis', 'deploy', 'update_config', 'monitor']), { line: 60, col: 9 });
@@ -381,7 +415,9 @@ test('merge keys: a list of aliases and an inline map, interpolated and located'
 
 test('resolveCompose: 0440 is octal, as for Docker (secret and config modes)', () => {
   const file = loadComposeFile(
-    tmpFile('services:\n  web:\n    image: a\n    secrets:\n      - source: k\n        mode: 0440\n    configs:\n      - source: c\n        mode: ${MODE:-0444}\n'),
+    tmpFile(
+      'services:\n  web:\n    image: a\n    secrets:\n      - source: k\n        mode: 0440\n    configs:\n      - source: c\n        mode: ${MODE:-0444}\n',
+    ),
     'mode.yml',
   );
   const r = resolveCompose(file, {});

@@ -14,7 +14,10 @@ import { loadComposeFile } from '../../src/compose';
 const DIR = path.join(__dirname, '..', 'fixtures', 'corpus');
 
 test('the corpus of published stack shapes has no error finding', () => {
-  const names = fs.readdirSync(DIR).filter((f) => f.endsWith('.yml')).sort();
+  const names = fs
+    .readdirSync(DIR)
+    .filter((f) => f.endsWith('.yml'))
+    .sort();
   assert.ok(names.length >= 15, `${names.length} stack files`);
   const stacks = names.map((f) => ({ name: f.replace(/\.yml$/, ''), files: [loadComposeFile(path.join(DIR, f), f)] }));
   const traefikNetworks = traefikProviderNetworks(stacks, {});

@@ -10,10 +10,18 @@ const root = path.resolve(__dirname, '..', '..');
 // Users run dist/, not src/: a stale bundle ships old code under a new tag.
 test('dist/index.js is the ncc bundle of the current src/', { timeout: 180_000 }, () => {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'dist-check-'));
-  execFileSync(path.join(root, 'node_modules', '.bin', 'ncc'), ['build', 'src/index.ts', '-o', out, '--license', 'licenses.txt', '--quiet'], { cwd: root, stdio: 'pipe' });
+  execFileSync(
+    path.join(root, 'node_modules', '.bin', 'ncc'),
+    ['build', 'src/index.ts', '-o', out, '--license', 'licenses.txt', '--quiet'],
+    { cwd: root, stdio: 'pipe' },
+  );
   const built = fs.readFileSync(path.join(out, 'index.js'), 'utf8');
   const committed = fs.readFileSync(path.join(root, 'dist', 'index.js'), 'utf8');
-  assert.ok(built === committed, 'dist/index.js differs from a fresh build of src/: run `npm run build` and commit dist/.');
-  for (const f of fs.readdirSync(out)) assert.ok(fs.existsSync(path.join(root, 'dist', f)), `dist/${f} is missing: run npm run build and commit it.`);
+  assert.ok(
+    built === committed,
+    'dist/index.js differs from a fresh build of src/: run `npm run build` and commit dist/.',
+  );
+  for (const f of fs.readdirSync(out))
+    assert.ok(fs.existsSync(path.join(root, 'dist', f)), `dist/${f} is missing: run npm run build and commit it.`);
   fs.rmSync(out, { recursive: true, force: true });
 });

@@ -90,48 +90,89 @@ test('prepareStack: ships each bind-mounted file and folder by content, and poin
   const dir = project(files());
   fs.chmodSync(path.join(dir, 'stacks/certs/site.crt'), 0o640);
   const p = prepareStack(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, dir), dir, { CONF_DIR: './config' });
-  assert.deepEqual(p.shipped.map((f) => `${f.rel} ${f.kind}`).sort(), ['stacks/certs dir', 'stacks/config/app.conf file', 'stacks/config/dynamic dir', 'stacks/config/keystore.p12 file', 'stacks/config/traefik.yml file']);
+  assert.deepEqual(p.shipped.map((f) => `${f.rel} ${f.kind}`).sort(), [
+    'stacks/certs dir',
+    'stacks/config/app.conf file',
+    'stacks/config/dynamic dir',
+    'stacks/config/keystore.p12 file',
+    'stacks/config/traefik.yml file',
+  ]);
   const ks = p.shipped.find((f) => f.name === 'keystore.p12');
   assert.ok(ks?.entries[0].content?.equals(KEYSTORE), 'the keystore is shipped byte for byte');
   const certs = p.shipped.find((f) => f.name === 'certs');
   const mode = (rel: string) => (fs.statSync(path.join(dir, 'stacks/certs', rel)).mode & 0o777).toString(8);
-  assert.deepEqual(certs?.entries.map((e) => `${e.sub || '.'} ${e.kind} ${e.mode.toString(8)}`), ['. dir', 'site.crt file', 'sub dir', 'sub/chain.pem file'].map((l) => `${l} ${mode(l.split(' ')[0])}`));
+  assert.deepEqual(
+    certs?.entries.map((e) => `${e.sub || '.'} ${e.kind} ${e.mode.toString(8)}`),
+    ['. dir', 'site.crt file', 'sub dir', 'sub/chain.pem file'].map((l) => `${l} ${mode(l.split(' ')[0])}`),
+  );
   assert.equal(mode('site.crt'), '640');
   // The release folder holds the stack file; the shipped files live under files/<hash>/<name>.
-  assert.deepEqual(p.uploads.map((u) => u.rel), ['stacks/app.yml']);
+  assert.deepEqual(
+    p.uploads.map((u) => u.rel),
+    ['stacks/app.yml'],
+  );
   const up = String(p.uploads[0].content);
   const data = YAML.parse(up);
   const src = (f: string) => `../../../files/${p.shipped.find((x) => x.name === f)?.hash}/${f}`;
-  assert.deepEqual(data.services.proxy.volumes.slice(0, 3), [`${src('traefik.yml')}:/etc/traefik/traefik.yml:ro`, { type: 'bind', source: src('certs'), target: '/certs', read_only: true }, '/var/run/docker.sock:/var/run/docker.sock:ro']);
-  assert.deepEqual(data.services.proxy.volumes.slice(3), ['data:/data', '~/logs:/logs', `${src('dynamic')}:/etc/traefik/dynamic`]);
+  assert.deepEqual(data.services.proxy.volumes.slice(0, 3), [
+    `${src('traefik.yml')}:/etc/traefik/traefik.yml:ro`,
+    { type: 'bind', source: src('certs'), target: '/certs', read_only: true },
+    '/var/run/docker.sock:/var/run/docker.sock:ro',
+  ]);
+  assert.deepEqual(data.services.proxy.volumes.slice(3), [
+    'data:/data',
+    '~/logs:/logs',
+    `${src('dynamic')}:/etc/traefik/dynamic`,
+  ]);
   assert.equal(data.services.app.volumes[0], `${src('app.conf')}:/etc/app.conf:ro`);
   assert.equal(data.services.app.volumes[1].source, src('keystore.p12'));
   assert.equal(data.services.app.volumes[2].source, './not-a-bind', 'a volume is left alone');
   assert.match(up, /PRICE: "\$\$5"/, 'a literal $ stays escaped for the host');
   // The same content elsewhere: the same hash. Another byte: another hash.
   const other = project(files());
-  const again = prepareStack(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, other), other, { CONF_DIR: './config' });
-  assert.equal(again.shipped.find((f) => f.name === 'traefik.yml')?.hash, p.shipped.find((f) => f.name === 'traefik.yml')?.hash);
+  const again = prepareStack(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, other), other, {
+    CONF_DIR: './config',
+  });
+  assert.equal(
+    again.shipped.find((f) => f.name === 'traefik.yml')?.hash,
+    p.shipped.find((f) => f.name === 'traefik.yml')?.hash,
+  );
   fs.appendFileSync(path.join(dir, 'stacks/certs/sub/chain.pem'), 'X');
-  const changed = prepareStack(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, dir), dir, { CONF_DIR: './config' });
+  const changed = prepareStack(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, dir), dir, {
+    CONF_DIR: './config',
+  });
   assert.notEqual(changed.shipped.find((f) => f.name === 'certs')?.hash, certs?.hash);
-  assert.equal(changed.shipped.find((f) => f.name === 'traefik.yml')?.hash, p.shipped.find((f) => f.name === 'traefik.yml')?.hash);
+  assert.equal(
+    changed.shipped.find((f) => f.name === 'traefik.yml')?.hash,
+    p.shipped.find((f) => f.name === 'traefik.yml')?.hash,
+  );
 });
 
-test('docker stack config reads the uploaded stack file from the release folder: the source is the shipped copy', { skip: spawnSync('docker', ['--version']).status !== 0 && 'no docker client' }, () => {
-  const dir = project(files());
-  const p = prepareStack(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, dir), dir, { CONF_DIR: './config' });
-  const host = fs.mkdtempSync(path.join(os.tmpdir(), 'files-host-'));
-  const release = path.join(host, 'stacks/edge/releases/20261201T140200Z-sha-05e17b6');
-  for (const u of p.uploads) {
-    fs.mkdirSync(path.dirname(path.join(release, u.rel)), { recursive: true });
-    fs.writeFileSync(path.join(release, u.rel), u.content);
-  }
-  const res = spawnSync('docker', ['stack', 'config', '-c', 'stacks/app.yml'], { cwd: release, encoding: 'utf8', env: { PATH: process.env.PATH, DOCKER_HOST: 'unix:///nonexistent/docker.sock', DOCKER_CONFIG: host } });
-  assert.equal(res.status, 0, res.stderr);
-  const traefik = p.shipped.find((f) => f.name === 'traefik.yml')!;
-  assert.ok(res.stdout.includes(`source: ${path.join(host, 'stacks/edge/files', traefik.hash, 'traefik.yml')}`), res.stdout);
-});
+test(
+  'docker stack config reads the uploaded stack file from the release folder: the source is the shipped copy',
+  { skip: spawnSync('docker', ['--version']).status !== 0 && 'no docker client' },
+  () => {
+    const dir = project(files());
+    const p = prepareStack(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, dir), dir, { CONF_DIR: './config' });
+    const host = fs.mkdtempSync(path.join(os.tmpdir(), 'files-host-'));
+    const release = path.join(host, 'stacks/edge/releases/20261201T140200Z-sha-05e17b6');
+    for (const u of p.uploads) {
+      fs.mkdirSync(path.dirname(path.join(release, u.rel)), { recursive: true });
+      fs.writeFileSync(path.join(release, u.rel), u.content);
+    }
+    const res = spawnSync('docker', ['stack', 'config', '-c', 'stacks/app.yml'], {
+      cwd: release,
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH, DOCKER_HOST: 'unix:///nonexistent/docker.sock', DOCKER_CONFIG: host },
+    });
+    assert.equal(res.status, 0, res.stderr);
+    const traefik = p.shipped.find((f) => f.name === 'traefik.yml')!;
+    assert.ok(
+      res.stdout.includes(`source: ${path.join(host, 'stacks/edge/files', traefik.hash, 'traefik.yml')}`),
+      res.stdout,
+    );
+  },
+);
 
 test('mountSource: relative to the first compose file inside the release folder', () => {
   assert.equal(mountSource('stacks/app.yml', { hash: 'h', name: 'a.yml' }), '../../../files/h/a.yml');
@@ -140,21 +181,42 @@ test('mountSource: relative to the first compose file inside the release folder'
 });
 
 test('a missing bind source: missing-file with file and line in the checks, and the deploy refuses it', () => {
-  const dir = project({ 'stacks/app.yml': 'services:\n  proxy:\n    image: traefik:v3.1\n    volumes:\n      - ./config/traefik.yml:/etc/traefik/traefik.yml:ro\n      - type: bind\n        source: ./certs\n        target: /certs\n' });
+  const dir = project({
+    'stacks/app.yml':
+      'services:\n  proxy:\n    image: traefik:v3.1\n    volumes:\n      - ./config/traefik.yml:/etc/traefik/traefik.yml:ro\n      - type: bind\n        source: ./certs\n        target: /certs\n',
+  });
   const stack = loadStack({ name: 'edge', files: ['stacks/app.yml'] }, dir);
   const found = checkStack(stack, {}).filter((f) => f.rule === 'missing-file');
-  assert.deepEqual(found.map((f) => `${f.file}:${f.line}:${f.col} ${f.severity} ${f.service}`), ['stacks/app.yml:5:9 error proxy', 'stacks/app.yml:7:9 error proxy']);
+  assert.deepEqual(
+    found.map((f) => `${f.file}:${f.line}:${f.col} ${f.severity} ${f.service}`),
+    ['stacks/app.yml:5:9 error proxy', 'stacks/app.yml:7:9 error proxy'],
+  );
   assert.match(found[0].message, /bind mount source \.\/config\/traefik\.yml does not exist/);
-  assert.throws(() => prepareStack(stack, dir, {}), (e: unknown) => e instanceof InputError && /^stacks\/app\.yml:5:9: service "proxy" bind-mounts \.\/config\/traefik\.yml, which does not exist/.test(e.message));
+  assert.throws(
+    () => prepareStack(stack, dir, {}),
+    (e: unknown) =>
+      e instanceof InputError &&
+      /^stacks\/app\.yml:5:9: service "proxy" bind-mounts \.\/config\/traefik\.yml, which does not exist/.test(
+        e.message,
+      ),
+  );
   // Outside working-directory: refused by the deploy, with the line.
-  const out = project({ 'stacks/app.yml': 'services:\n  proxy:\n    image: traefik:v3.1\n    volumes: ["../../etc:/x"]\n' });
-  assert.throws(() => prepareStack(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, out), out, {}), /stacks\/app\.yml:4:15: service "proxy" bind-mounts \.\.\/\.\.\/etc, outside working-directory/);
+  const out = project({
+    'stacks/app.yml': 'services:\n  proxy:\n    image: traefik:v3.1\n    volumes: ["../../etc:/x"]\n',
+  });
+  assert.throws(
+    () => prepareStack(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, out), out, {}),
+    /stacks\/app\.yml:4:15: service "proxy" bind-mounts \.\.\/\.\.\/etc, outside working-directory/,
+  );
 });
 
 test('rewriteBindSources: anchors are rewritten once, quoted scalars whole, unknown sources left alone', () => {
   const text = 'x: &a "./a:/a"\nservices:\n  s:\n    volumes: [*a, \'./b:/b:ro\', ./c:/c]\n  t:\n    volumes: [*a]\n';
   const out = rewriteBindSources(text, (src) => (src === './c' ? undefined : `/new${src.slice(1)}`));
-  assert.equal(out, 'x: &a "/new/a:/a"\nservices:\n  s:\n    volumes: [*a, "/new/b:/b:ro", ./c:/c]\n  t:\n    volumes: [*a]\n');
+  assert.equal(
+    out,
+    'x: &a "/new/a:/a"\nservices:\n  s:\n    volumes: [*a, "/new/b:/b:ro", ./c:/c]\n  t:\n    volumes: [*a]\n',
+  );
 });
 
 /** A host that is a temp folder: scripts run in `sh` there, files written through the real writeFileScript. */
@@ -192,7 +254,11 @@ test('installFiles: byte for byte with their modes, under the content hash; an e
   assert.equal(fs.readFileSync(path.join(certs, 'sub/chain.pem'), 'utf8'), 'CHAIN\n');
   assert.equal(fs.statSync(path.join(certs, 'sub')).mode & 0o777, 0o550);
   assert.ok(fs.statSync(path.join(certs, 'empty')).isDirectory(), 'an empty folder is shipped too');
-  assert.deepEqual(fs.readdirSync(path.join(host.home, 'd/stacks/edge/files')).filter((n) => n.startsWith('.tmp')), [], 'a temp folder left');
+  assert.deepEqual(
+    fs.readdirSync(path.join(host.home, 'd/stacks/edge/files')).filter((n) => n.startsWith('.tmp')),
+    [],
+    'a temp folder left',
+  );
   // Again: one probe, nothing written.
   const n = host.scripts.length;
   const second = await installFiles(host, 'd/stacks/edge/files', p.shipped);
@@ -200,21 +266,47 @@ test('installFiles: byte for byte with their modes, under the content hash; an e
 });
 
 test('bindMountFindings: a warning on a multi-node swarm unless the service can only run on this manager', () => {
-  const node = (id: string, role: string, hostname: string): NodeFacts => ({ id, hostname, role, labels: {}, engineLabels: {}, os: 'linux', arch: 'x86_64', schedulable: true });
+  const node = (id: string, role: string, hostname: string): NodeFacts => ({
+    id,
+    hostname,
+    role,
+    labels: {},
+    engineLabels: {},
+    os: 'linux',
+    arch: 'x86_64',
+    schedulable: true,
+  });
   const nodes = [node('m1', 'manager', 'manager1'), node('w1', 'worker', 'worker1'), node('w2', 'worker', 'worker2')];
-  const svc = (name: string, constraints: string[]) => ({ name, placement: { constraints, maxReplicasPerNode: 0 } }) as never;
-  const stack = { name: 'edge', binds: [{ service: 'proxy', source: './config/traefik.yml', file: 'stacks/app.yml', line: 7, col: 9 }] };
+  const svc = (name: string, constraints: string[]) =>
+    ({ name, placement: { constraints, maxReplicasPerNode: 0 } }) as never;
+  const stack = {
+    name: 'edge',
+    binds: [{ service: 'proxy', source: './config/traefik.yml', file: 'stacks/app.yml', line: 7, col: 9 }],
+  };
   const f = bindMountFindings(stack, [svc('proxy', [])], nodes, 'm1');
-  assert.deepEqual(f.map((x) => `${x.rule} ${x.severity} ${x.file}:${x.line}:${x.col}`), ['bind-mount-node warning stacks/app.yml:7:9']);
-  assert.match(f[0].message, /ships it to this manager \(manager1 \(manager; no labels\)\) only.*2 other node\(s\) \(worker1.*worker2.*node\.hostname == manager1/);
+  assert.deepEqual(
+    f.map((x) => `${x.rule} ${x.severity} ${x.file}:${x.line}:${x.col}`),
+    ['bind-mount-node warning stacks/app.yml:7:9'],
+  );
+  assert.match(
+    f[0].message,
+    /ships it to this manager \(manager1 \(manager; no labels\)\) only.*2 other node\(s\) \(worker1.*worker2.*node\.hostname == manager1/,
+  );
   assert.deepEqual(bindMountFindings(stack, [svc('proxy', ['node.hostname == manager1'])], nodes, 'm1'), []);
   assert.deepEqual(bindMountFindings(stack, [svc('proxy', ['node.role == manager'])], nodes, 'm1'), []);
-  assert.deepEqual(bindMountFindings(stack, [svc('proxy', [])], [nodes[0]], 'm1'), [], 'one node: nothing to warn about');
+  assert.deepEqual(
+    bindMountFindings(stack, [svc('proxy', [])], [nodes[0]], 'm1'),
+    [],
+    'one node: nothing to warn about',
+  );
   assert.deepEqual(bindMountFindings(stack, [svc('other', [])], nodes, 'm1'), [], 'a service without bind mounts');
 });
 
 test('shipPath: a symbolic link looping back is an InputError naming the path', () => {
   const dir = project({ 'a/x': '1' });
   fs.symlinkSync('..', path.join(dir, 'a', 'up'));
-  assert.throws(() => shipPath(path.join(dir, 'a'), 'a'), (e: unknown) => e instanceof InputError && /a\/up\/a: a symbolic link loops back/.test(e.message));
+  assert.throws(
+    () => shipPath(path.join(dir, 'a'), 'a'),
+    (e: unknown) => e instanceof InputError && /a\/up\/a: a symbolic link loops back/.test(e.message),
+  );
 });

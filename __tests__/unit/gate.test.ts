@@ -31,7 +31,19 @@ function upd(state: string, startedAt: string, message = ''): UpdateStatus {
 
 let taskSeq = 0;
 function task(p: Partial<TaskState> = {}): TaskState {
-  return { id: `task${++taskSeq}`, serviceId: 'svc1', slot: 1, desired: 'running', state: 'running', at: T0, err: '', image: NEW_SPEC, exitCode: null, message: '', ...p };
+  return {
+    id: `task${++taskSeq}`,
+    serviceId: 'svc1',
+    slot: 1,
+    desired: 'running',
+    state: 'running',
+    at: T0,
+    err: '',
+    image: NEW_SPEC,
+    exitCode: null,
+    message: '',
+    ...p,
+  };
 }
 
 function snap(services: ServiceState[], tasks: TaskState[], now: number): Snapshot {
@@ -69,12 +81,9 @@ test('normalizeImage: a registry port is not mistaken for a tag', () => {
   assert.notEqual(normalizeImage('ghcr.io/acme/redis:7'), normalizeImage('redis:7'));
 });
 
-test(
-  'normalizeImage: two digest-pinned references of one repository stay different',
-  () => {
-    assert.notEqual(normalizeImage(`redis@sha256:${'a'.repeat(64)}`), normalizeImage(`redis@sha256:${'b'.repeat(64)}`));
-  },
-);
+test('normalizeImage: two digest-pinned references of one repository stay different', () => {
+  assert.notEqual(normalizeImage(`redis@sha256:${'a'.repeat(64)}`), normalizeImage(`redis@sha256:${'b'.repeat(64)}`));
+});
 
 // ---------- ServiceGate: new services ----------
 
@@ -94,7 +103,10 @@ test('gate: a new service goes pending → converged → stable after stabilityM
   assert.equal(v.phase, 'pending');
   assert.match(v.detail, /1\/2 running/);
 
-  const up = [{ ...a, state: 'running' }, { ...b, state: 'running' }];
+  const up = [
+    { ...a, state: 'running' },
+    { ...b, state: 'running' },
+  ];
   v = g.observe(snap([svc], up, sec(3)), sec(3));
   assert.equal(v.phase, 'converged');
   assert.equal(g.convergedAt, sec(3));
@@ -136,7 +148,14 @@ test('gate: tasks of other services are not counted', () => {
 test('gate: a new service whose tasks keep failing fails after 3 failures, newest first', () => {
   const g = new ServiceGate(watch(), T0);
   const svc = service({ replicas: 1 });
-  const f1 = task({ id: 'f1', desired: 'shutdown', state: 'failed', at: sec(1), err: 'task: non-zero exit (1)', exitCode: 1 });
+  const f1 = task({
+    id: 'f1',
+    desired: 'shutdown',
+    state: 'failed',
+    at: sec(1),
+    err: 'task: non-zero exit (1)',
+    exitCode: 1,
+  });
   const f2 = task({ id: 'f2', desired: 'shutdown', state: 'failed', at: sec(3), exitCode: 1 });
   const f3 = task({ id: 'f3', desired: 'shutdown', state: 'failed', at: sec(5), exitCode: 1 });
   // A failure from before the deploy started is not this deploy's.
@@ -149,7 +168,10 @@ test('gate: a new service whose tasks keep failing fails after 3 failures, newes
   v = g.observe(snap([svc], [old, f1, f2, f3, task({ id: 'r4', state: 'starting' })], sec(6)), sec(6));
   assert.equal(v.phase, 'failed');
   assert.match(v.detail, /3 tasks failed since the deploy started/);
-  assert.deepEqual(v.failedTasks?.map((t) => t.id), ['f3', 'f2', 'f1']);
+  assert.deepEqual(
+    v.failedTasks?.map((t) => t.id),
+    ['f3', 'f2', 'f1'],
+  );
   assert.equal(g.done, true);
 });
 
@@ -234,12 +256,19 @@ test('gate: an update goes updating → completed with new-image tasks running �
 
   // Every new task runs but Swarm still says updating (monitor period): not converged yet.
   const n2 = task({ id: 'n2', slot: 2, at: sec(4) });
-  const done = [{ ...o1, desired: 'shutdown', state: 'shutdown' }, { ...n1, state: 'running' }, { ...o2, desired: 'shutdown', state: 'shutdown' }, n2];
+  const done = [
+    { ...o1, desired: 'shutdown', state: 'shutdown' },
+    { ...n1, state: 'running' },
+    { ...o2, desired: 'shutdown', state: 'shutdown' },
+    n2,
+  ];
   v = g.observe(snap([svc], done, sec(5)), sec(5));
   assert.equal(v.phase, 'pending');
   assert.equal(g.convergedAt, undefined);
 
-  svc = service({ update: { ...upd('completed', THIS_UPDATE_AT, 'update completed'), completedAt: '2024-02-02T10:00:06Z' } });
+  svc = service({
+    update: { ...upd('completed', THIS_UPDATE_AT, 'update completed'), completedAt: '2024-02-02T10:00:06Z' },
+  });
   v = g.observe(snap([svc], done, sec(6)), sec(6));
   assert.equal(v.phase, 'converged');
   assert.equal(g.convergedAt, sec(6));
@@ -259,7 +288,7 @@ test('gate: an UpdateStatus left from a previous deploy (same StartedAt) is igno
   }
 });
 
-test('gate: the same update state with a new StartedAt is this deploy\'s', () => {
+test("gate: the same update state with a new StartedAt is this deploy's", () => {
   const before = { ...BEFORE, update: upd('rollback_completed', '2024-01-01T10:00:00Z') };
   const g = new ServiceGate(watch({ before }), T0);
   const svc = service({ image: OLD_SPEC, update: upd('rollback_completed', THIS_UPDATE_AT) });
@@ -274,22 +303,59 @@ test('gate: rollback_started → rolling-back, then rollback_completed → faile
   // Failures that are not this deploy's: the old image, and a new-image task from before the deploy.
   const oldFail = task({ id: 'oldfail', slot: 2, image: OLD_SPEC, desired: 'shutdown', state: 'failed', at: sec(2) });
   const earlier = task({ id: 'earlier', slot: 2, desired: 'shutdown', state: 'failed', at: sec(-5) });
-  const f1 = task({ id: 'f1', slot: 2, desired: 'shutdown', state: 'failed', at: sec(3), err: 'task: non-zero exit (1)', exitCode: 1 });
+  const f1 = task({
+    id: 'f1',
+    slot: 2,
+    desired: 'shutdown',
+    state: 'failed',
+    at: sec(3),
+    err: 'task: non-zero exit (1)',
+    exitCode: 1,
+  });
   const f2 = task({ id: 'f2', slot: 2, desired: 'shutdown', state: 'failed', at: sec(8), exitCode: 1 });
   const tasks = [o1, oldFail, earlier, f1, f2];
 
   // During a Swarm rollback the spec already holds the old image again.
-  let v = g.observe(snap([service({ image: OLD_SPEC, update: upd('rollback_started', THIS_UPDATE_AT, 'update paused due to failure or early termination of task f2') })], tasks, sec(9)), sec(9));
+  let v = g.observe(
+    snap(
+      [
+        service({
+          image: OLD_SPEC,
+          update: upd(
+            'rollback_started',
+            THIS_UPDATE_AT,
+            'update paused due to failure or early termination of task f2',
+          ),
+        }),
+      ],
+      tasks,
+      sec(9),
+    ),
+    sec(9),
+  );
   assert.equal(v.phase, 'rolling-back');
   assert.match(v.detail, /rolling the update back: update paused due to failure/);
-  assert.deepEqual(v.failedTasks?.map((t) => t.id), ['f2', 'f1']);
+  assert.deepEqual(
+    v.failedTasks?.map((t) => t.id),
+    ['f2', 'f1'],
+  );
   assert.equal(g.done, false);
 
-  v = g.observe(snap([service({ image: OLD_SPEC, update: upd('rollback_completed', THIS_UPDATE_AT, 'rollback completed') })], tasks, sec(15)), sec(15));
+  v = g.observe(
+    snap(
+      [service({ image: OLD_SPEC, update: upd('rollback_completed', THIS_UPDATE_AT, 'rollback completed') })],
+      tasks,
+      sec(15),
+    ),
+    sec(15),
+  );
   assert.equal(v.phase, 'failed');
   assert.equal(v.swarmRolledBack, true);
   assert.match(v.detail, /Swarm rolled it back: rollback completed/);
-  assert.deepEqual(v.failedTasks?.map((t) => t.id), ['f2', 'f1']);
+  assert.deepEqual(
+    v.failedTasks?.map((t) => t.id),
+    ['f2', 'f1'],
+  );
   assert.equal(g.done, true);
 });
 
@@ -306,14 +372,23 @@ test('gate: rollback_started after converging clears the stability clock', () =>
 test('gate: paused and rollback_paused updates fail', () => {
   const f = task({ id: 'f', desired: 'shutdown', state: 'failed', at: sec(2) });
   let g = new ServiceGate(watch({ before: BEFORE }), T0);
-  let v = g.observe(snap([service({ update: upd('paused', THIS_UPDATE_AT, 'update paused due to failure') })], [f], sec(3)), sec(3));
+  let v = g.observe(
+    snap([service({ update: upd('paused', THIS_UPDATE_AT, 'update paused due to failure') })], [f], sec(3)),
+    sec(3),
+  );
   assert.equal(v.phase, 'failed');
   assert.match(v.detail, /paused \(failure_action: pause\): update paused due to failure/);
   assert.equal(v.swarmRolledBack, undefined);
-  assert.deepEqual(v.failedTasks?.map((t) => t.id), ['f']);
+  assert.deepEqual(
+    v.failedTasks?.map((t) => t.id),
+    ['f'],
+  );
 
   g = new ServiceGate(watch({ before: BEFORE }), T0);
-  v = g.observe(snap([service({ image: OLD_SPEC, update: upd('rollback_paused', THIS_UPDATE_AT) })], [f], sec(3)), sec(3));
+  v = g.observe(
+    snap([service({ image: OLD_SPEC, update: upd('rollback_paused', THIS_UPDATE_AT) })], [f], sec(3)),
+    sec(3),
+  );
   assert.equal(v.phase, 'failed');
   assert.match(v.detail, /rollback is paused/);
 });
@@ -333,12 +408,22 @@ function convergedUpdate() {
 
 test('gate: a new-image task failing inside the stability window fails the release', () => {
   const { g, svc, n1, n2 } = convergedUpdate();
-  const crashed = { ...n1, desired: 'shutdown', state: 'failed', at: sec(14), err: 'task: non-zero exit (137)', exitCode: 137 };
+  const crashed = {
+    ...n1,
+    desired: 'shutdown',
+    state: 'failed',
+    at: sec(14),
+    err: 'task: non-zero exit (137)',
+    exitCode: 137,
+  };
   const n3 = task({ id: 'n3', slot: 1, state: 'starting', at: sec(15) });
   const v = g.observe(snap([svc], [crashed, n2, n3], sec(16)), sec(16));
   assert.equal(v.phase, 'failed');
   assert.match(v.detail, /failed 4 s after the update converged \(inside the 30 s stability window\)/);
-  assert.deepEqual(v.failedTasks?.map((t) => t.id), ['n1']);
+  assert.deepEqual(
+    v.failedTasks?.map((t) => t.id),
+    ['n1'],
+  );
 });
 
 test('gate: a crash inside the window already replaced by the next poll still fails', () => {
@@ -348,7 +433,10 @@ test('gate: a crash inside the window already replaced by the next poll still fa
   const v = g.observe(snap([svc], [crashed, n2, n3], sec(20)), sec(20));
   assert.equal(v.phase, 'failed');
   assert.match(v.detail, /stability window/);
-  assert.deepEqual(v.failedTasks?.map((t) => t.id), ['n1']);
+  assert.deepEqual(
+    v.failedTasks?.map((t) => t.id),
+    ['n1'],
+  );
 });
 
 test('gate: a task replaced without failing (e.g. node drained) keeps the window running from the first convergence', () => {
@@ -372,12 +460,18 @@ test('gate: a crash after its own window, while the layer is still gated, fails 
   v = g.observe(snap([svc], [n1, moved, task({ id: 'n4', slot: 2, state: 'starting' })], sec(42)), sec(42));
   assert.equal(v.phase, 'stable');
   const crashed = { ...n1, desired: 'shutdown', state: 'failed', at: sec(43) };
-  v = g.observe(snap([svc], [crashed, moved, task({ id: 'n4', slot: 2 }), task({ id: 'n3', state: 'starting' })], sec(44)), sec(44));
+  v = g.observe(
+    snap([svc], [crashed, moved, task({ id: 'n4', slot: 2 }), task({ id: 'n3', state: 'starting' })], sec(44)),
+    sec(44),
+  );
   assert.equal(v.phase, 'failed');
-  assert.deepEqual(v.failedTasks?.map((t) => t.id), ['n1']);
+  assert.deepEqual(
+    v.failedTasks?.map((t) => t.id),
+    ['n1'],
+  );
 });
 
-test('gate: an old-image failure inside the window is not the release\'s', () => {
+test("gate: an old-image failure inside the window is not the release's", () => {
   const { g, svc, n1, n2 } = convergedUpdate();
   const oldCrash = task({ id: 'o9', slot: 3, image: OLD_SPEC, desired: 'shutdown', state: 'failed', at: sec(12) });
   const v = g.observe(snap([svc], [n1, n2, oldCrash], sec(15)), sec(15));
@@ -394,7 +488,14 @@ test('gate.changed: a new image, or an update Swarm started for this deploy', ()
   assert.equal(g.changed(same), false, 'same image, same spec version');
   // docker stack deploy re-submits unchanged services: a new spec version alone is not a change.
   assert.equal(g.changed({ ...same }), false, 'same image, re-submitted, no update');
-  assert.equal(g.changed({ ...same, update: { state: 'updating', startedAt: '2026-11-23T19:00:00Z', completedAt: '', message: '' } }), true, 'same image, Swarm started an update (env, labels…)');
+  assert.equal(
+    g.changed({
+      ...same,
+      update: { state: 'updating', startedAt: '2026-11-23T19:00:00Z', completedAt: '', message: '' },
+    }),
+    true,
+    'same image, Swarm started an update (env, labels…)',
+  );
 });
 
 function rbGate(name: string, before: ServiceState | undefined, expectedImage = NEW) {
@@ -403,7 +504,8 @@ function rbGate(name: string, before: ServiceState | undefined, expectedImage = 
 
 test('servicesToRollBack: only changed services that existed before and that Swarm is not already rolling back', () => {
   const id = (n: string) => `id-${n}`;
-  const prev = (n: string, p: Partial<ServiceState> = {}) => service({ id: id(n), name: n, image: OLD_SPEC, update: PREV_UPDATE, ...p });
+  const prev = (n: string, p: Partial<ServiceState> = {}) =>
+    service({ id: id(n), name: n, image: OLD_SPEC, update: PREV_UPDATE, ...p });
   const gates = [
     rbGate('s_changed', prev('s_changed')),
     rbGate('s_new', undefined),
@@ -420,8 +522,18 @@ test('servicesToRollBack: only changed services that existed before and that Swa
       service({ id: id('s_new'), name: 's_new' }),
       service({ id: id('s_same'), name: 's_same', update: PREV_UPDATE }),
       service({ id: id('s_envonly'), name: 's_envonly', update: upd('completed', THIS_UPDATE_AT) }),
-      service({ id: id('s_rbstarted'), name: 's_rbstarted', image: OLD_SPEC, update: upd('rollback_started', THIS_UPDATE_AT) }),
-      service({ id: id('s_rbdone'), name: 's_rbdone', image: OLD_SPEC, update: upd('rollback_completed', THIS_UPDATE_AT) }),
+      service({
+        id: id('s_rbstarted'),
+        name: 's_rbstarted',
+        image: OLD_SPEC,
+        update: upd('rollback_started', THIS_UPDATE_AT),
+      }),
+      service({
+        id: id('s_rbdone'),
+        name: 's_rbdone',
+        image: OLD_SPEC,
+        update: upd('rollback_completed', THIS_UPDATE_AT),
+      }),
       // Its rollback_completed is last week's: this deploy's update has not started yet.
       service({ id: id('s_stale'), name: 's_stale', update: upd('rollback_completed', '2024-01-01T00:00:00Z') }),
     ],
@@ -431,14 +543,11 @@ test('servicesToRollBack: only changed services that existed before and that Swa
   assert.deepEqual(servicesToRollBack(gates, now), ['s_changed', 's_envonly', 's_stale']);
 });
 
-test(
-  'servicesToRollBack: a service whose Swarm rollback is paused is not rolled back a second time',
-  () => {
-    const before = service({ image: OLD_SPEC, update: PREV_UPDATE });
-    const now = snap([service({ image: OLD_SPEC, update: upd('rollback_paused', THIS_UPDATE_AT) })], [], sec(30));
-    assert.deepEqual(servicesToRollBack([rbGate('app_web', before)], now), []);
-  },
-);
+test('servicesToRollBack: a service whose Swarm rollback is paused is not rolled back a second time', () => {
+  const before = service({ image: OLD_SPEC, update: PREV_UPDATE });
+  const now = snap([service({ image: OLD_SPEC, update: upd('rollback_paused', THIS_UPDATE_AT) })], [], sec(30));
+  assert.deepEqual(servicesToRollBack([rbGate('app_web', before)], now), []);
+});
 
 // ---------- runGate ----------
 
@@ -479,7 +588,13 @@ async function captured<T>(fn: () => Promise<T>): Promise<{ value: T; out: strin
 
 test('runGate: polls until every service is stable; logs phase changes, not countdowns', async () => {
   const g = new ServiceGate(watch({ stabilityMs: 5000 }), T0);
-  const { o, clock } = fakeRun((i, now) => snap([service()], [task({ id: 'a', slot: 1 }), task({ id: 'b', slot: 2, state: i < 2 ? 'starting' : 'running' })], now));
+  const { o, clock } = fakeRun((i, now) =>
+    snap(
+      [service()],
+      [task({ id: 'a', slot: 1 }), task({ id: 'b', slot: 2, state: i < 2 ? 'starting' : 'running' })],
+      now,
+    ),
+  );
   const { value: r, out } = await captured(() => runGate([g], o));
   assert.equal(r.ok, true);
   assert.equal(r.timedOut, false);
@@ -493,7 +608,7 @@ test('runGate: polls until every service is stable; logs phase changes, not coun
   assert.equal(out.match(/app_web: stable/g)?.length, 1);
 });
 
-test('runGate: judges task times with the host clock of the snapshot, not the runner\'s', async () => {
+test("runGate: judges task times with the host clock of the snapshot, not the runner's", async () => {
   const g = new ServiceGate(watch({ stabilityMs: 5000 }), T0);
   // The runner's clock barely moves (0.1 s per poll); the host's moves 3 s per poll.
   let host = T0;
@@ -518,7 +633,12 @@ test('runGate: stops at the first failure', async () => {
   const worker = new ServiceGate(watch({ name: 'app_worker', stabilityMs: 60_000 }), T0);
   const wsvc = service({ id: 'svc2', name: 'app_worker', replicas: 1 });
   const { o } = fakeRun((i, now) => {
-    const crash = i >= 2 ? [1, 2, 3].map((k) => task({ id: `c${k}`, serviceId: 'svc2', desired: 'shutdown', state: 'failed', at: now - k })) : [];
+    const crash =
+      i >= 2
+        ? [1, 2, 3].map((k) =>
+            task({ id: `c${k}`, serviceId: 'svc2', desired: 'shutdown', state: 'failed', at: now - k }),
+          )
+        : [];
     return snap([service(), wsvc], [task({ slot: 1 }), task({ slot: 2 }), ...crash], now);
   });
   const { value: r } = await captured(() => runGate([web, worker], o));
@@ -533,9 +653,17 @@ test('runGate: stops at the first failure', async () => {
 test('runGate: with stopOnFailure false it waits for the others, and is still not ok', async () => {
   const web = new ServiceGate(watch({ stabilityMs: 3000 }), T0);
   const worker = new ServiceGate(watch({ name: 'app_worker', stabilityMs: 3000 }), T0);
-  const { o } = fakeRun((i, now) => snap([service(), service({ id: 'svc2', name: 'app_worker', image: 'elsewhere:1' })], [task({ slot: 1 }), task({ slot: 2 })], now), {
-    stopOnFailure: false,
-  });
+  const { o } = fakeRun(
+    (i, now) =>
+      snap(
+        [service(), service({ id: 'svc2', name: 'app_worker', image: 'elsewhere:1' })],
+        [task({ slot: 1 }), task({ slot: 2 })],
+        now,
+      ),
+    {
+      stopOnFailure: false,
+    },
+  );
   const { value: r } = await captured(() => runGate([web, worker], o));
   assert.equal(r.ok, false);
   assert.equal(r.timedOut, false);
@@ -546,7 +674,10 @@ test('runGate: with stopOnFailure false it waits for the others, and is still no
 
 test('runGate: times out with a message naming the timeout and the last state', async () => {
   const g = new ServiceGate(watch(), T0);
-  const { o, sleeps, clock } = fakeRun((i, now) => snap([service()], [task({ slot: 1 }), task({ slot: 2, state: 'starting' })], now), { timeoutMs: 5500, pollMs: 2000 });
+  const { o, sleeps, clock } = fakeRun(
+    (i, now) => snap([service()], [task({ slot: 1 }), task({ slot: 2, state: 'starting' })], now),
+    { timeoutMs: 5500, pollMs: 2000 },
+  );
   const { value: r } = await captured(() => runGate([g], o));
   assert.equal(r.ok, false);
   assert.equal(r.timedOut, true);
@@ -574,7 +705,11 @@ test('runGate: poll errors are retried until the deadline and never produce succ
 
 test('runGate: a converged service whose polls then fail does not become stable', async () => {
   const g = new ServiceGate(watch({ stabilityMs: 5000 }), T0);
-  const { o } = fakeRun((i, now) => (i < 2 ? snap([service({ replicas: 1 })], [task()], now) : new Error('Cannot connect to the Docker daemon')), { timeoutMs: 20_000 });
+  const { o } = fakeRun(
+    (i, now) =>
+      i < 2 ? snap([service({ replicas: 1 })], [task()], now) : new Error('Cannot connect to the Docker daemon'),
+    { timeoutMs: 20_000 },
+  );
   const { value: r } = await captured(() => runGate([g], o));
   assert.equal(r.ok, false);
   assert.equal(r.timedOut, true);
@@ -585,16 +720,27 @@ test('runGate: a converged service whose polls then fail does not become stable'
 // Near the deadline the poll's own bound is short: a slow last read must not hide why the gate failed.
 test('runGate: a timeout whose last read failed still says what was last seen', async () => {
   const g = new ServiceGate(watch(), T0);
-  const { o } = fakeRun((i, now) => (now < T0 + 9000 ? snap([service()], [task({ slot: 1 }), task({ slot: 2, state: 'starting' })], now) : new Error('a remote command did not answer within 1 s')), { timeoutMs: 10_000, pollMs: 2000 });
+  const { o } = fakeRun(
+    (i, now) =>
+      now < T0 + 9000
+        ? snap([service()], [task({ slot: 1 }), task({ slot: 2, state: 'starting' })], now)
+        : new Error('a remote command did not answer within 1 s'),
+    { timeoutMs: 10_000, pollMs: 2000 },
+  );
   const { value: r } = await captured(() => runGate([g], o));
   assert.equal(r.ok, false);
   assert.equal(r.timedOut, true);
-  assert.match(g.verdict.detail, /^not healthy within the timeout \(10 s\); last seen 2 s before it: pending: 1\/2 running \(1 running, 1 starting\) \(reads failed after that: a remote command did not answer within 1 s\)$/);
+  assert.match(
+    g.verdict.detail,
+    /^not healthy within the timeout \(10 s\); last seen 2 s before it: pending: 1\/2 running \(1 running, 1 starting\) \(reads failed after that: a remote command did not answer within 1 s\)$/,
+  );
 });
 
 test('runGate: a poll error in between is not a verdict; the gate goes on', async () => {
   const g = new ServiceGate(watch({ stabilityMs: 2000 }), T0);
-  const { o } = fakeRun((i, now) => (i === 1 || i === 2 ? new Error('engine restarting') : snap([service({ replicas: 1 })], [task()], now)));
+  const { o } = fakeRun((i, now) =>
+    i === 1 || i === 2 ? new Error('engine restarting') : snap([service({ replicas: 1 })], [task()], now),
+  );
   const { value: r } = await captured(() => runGate([g], o));
   assert.equal(r.ok, true);
   assert.equal(g.verdict.phase, 'stable');
@@ -628,23 +774,29 @@ test('stabilitySeconds auto: grows with update_config.monitor and the healthchec
   assert.equal(stabilitySeconds(info(60, { interval: 10, retries: 3, disabled: true })), stabilitySeconds(info(60)));
 });
 
-test(
-  'stabilitySeconds auto: as action.yml documents it — monitor plus one healthcheck cycle (interval × retries), at least 10 s',
-  () => {
-    const doc = YAML.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'action.yml'), 'utf8')).inputs.stability.description as string;
-    assert.match(doc, /plus one healthcheck cycle \(interval × retries\), at least 10 s/);
-    assert.equal(stabilitySeconds(info(0)), 10);
-    assert.equal(stabilitySeconds(info(5, { interval: 10, retries: 3 })), 35);
-  },
-);
+test('stabilitySeconds auto: as action.yml documents it — monitor plus one healthcheck cycle (interval × retries), at least 10 s', () => {
+  const doc = YAML.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'action.yml'), 'utf8')).inputs.stability
+    .description as string;
+  assert.match(doc, /plus one healthcheck cycle \(interval × retries\), at least 10 s/);
+  assert.equal(stabilitySeconds(info(0)), 10);
+  assert.equal(stabilitySeconds(info(5, { interval: 10, retries: 3 })), 35);
+});
 
 test('a service this deploy did not touch is stable once up: a task it loses is not blamed on the release', () => {
   const same = service({ image: NEW_SPEC, update: PREV_UPDATE, taskSpec: 'tpl-1' });
   const g = new ServiceGate(watch({ before: same, stabilityMs: 30_000 }), T0);
   const up = [task({ id: 't1', image: NEW_SPEC }), task({ id: 't2', slot: 2, image: NEW_SPEC })];
   assert.equal(g.observe(snap([{ ...same }], up, sec(1)), sec(1)).phase, 'stable');
-  const lost = [{ ...up[0], desired: 'shutdown', state: 'failed', at: sec(2) }, up[1], task({ id: 't3', state: 'starting', image: NEW_SPEC })];
-  assert.equal(g.observe(snap([{ ...same }], lost, sec(3)), sec(3)).phase, 'stable', 'still not blamed after it was stable');
+  const lost = [
+    { ...up[0], desired: 'shutdown', state: 'failed', at: sec(2) },
+    up[1],
+    task({ id: 't3', state: 'starting', image: NEW_SPEC }),
+  ];
+  assert.equal(
+    g.observe(snap([{ ...same }], lost, sec(3)), sec(3)).phase,
+    'stable',
+    'still not blamed after it was stable',
+  );
   // The same service with a fresh update of its own (env changed): watched through the window.
   const g2 = new ServiceGate(watch({ before: same, stabilityMs: 30_000 }), T0);
   const updated = { ...same, update: upd('completed', THIS_UPDATE_AT) };
@@ -664,9 +816,19 @@ test('stability 0, env-only change: not stable on the old tasks before Swarm sta
   const v1 = g.observe(snap([service({ update: PREV_UPDATE, taskSpec: 'template-new' })], old, sec(0.2)), sec(0.2));
   assert.notEqual(v1.phase, 'stable', `stable on the old tasks: ${v1.detail}`);
   assert.match(v1.detail, /waiting for Swarm to start the update/);
-  g.observe(snap([service({ update: upd('updating', THIS_UPDATE_AT), taskSpec: 'template-new' })], old, sec(0.5)), sec(0.5));
+  g.observe(
+    snap([service({ update: upd('updating', THIS_UPDATE_AT), taskSpec: 'template-new' })], old, sec(0.5)),
+    sec(0.5),
+  );
   const fresh = [task({ slot: 1, at: sec(2) }), task({ slot: 2, at: sec(3) })];
-  const v3 = g.observe(snap([service({ update: { ...upd('completed', THIS_UPDATE_AT), completedAt: 'x' }, taskSpec: 'template-new' })], fresh, sec(4)), sec(4));
+  const v3 = g.observe(
+    snap(
+      [service({ update: { ...upd('completed', THIS_UPDATE_AT), completedAt: 'x' }, taskSpec: 'template-new' })],
+      fresh,
+      sec(4),
+    ),
+    sec(4),
+  );
   assert.equal(v3.phase, 'stable', v3.detail);
 });
 
@@ -692,13 +854,17 @@ test('an engine restart leaves 3 running tasks of the new version for 2 replicas
 test('more tasks than replicas, one of them still on the old version: not converged', () => {
   const g = new ServiceGate(watch({ before: BEFORE, stabilityMs: 0 }), T0);
   const svc = service({ update: { ...upd('completed', THIS_UPDATE_AT), completedAt: 'x' } });
-  const mixed = [task({ slot: 1, at: sec(2) }), task({ slot: 2, at: sec(3) }), task({ slot: 2, image: OLD_SPEC, at: sec(-50) })];
+  const mixed = [
+    task({ slot: 1, at: sec(2) }),
+    task({ slot: 2, at: sec(3) }),
+    task({ slot: 2, image: OLD_SPEC, at: sec(-50) }),
+  ];
   const v = g.observe(snap([svc], mixed, sec(5)), sec(5));
   assert.equal(v.phase, 'pending');
   assert.match(v.detail, /old version/);
 });
 
-test('a task the scheduler cannot place fails the service with the scheduler\'s words, after a short grace', () => {
+test("a task the scheduler cannot place fails the service with the scheduler's words, after a short grace", () => {
   const g = new ServiceGate(watch(), T0);
   const err = 'no suitable node (scheduling constraints not satisfied on 1 node)';
   const pending = task({ state: 'pending', at: sec(0.5), err });
@@ -708,16 +874,26 @@ test('a task the scheduler cannot place fails the service with the scheduler\'s 
   assert.match(v.detail, /cannot be placed.*no suitable node \(scheduling constraints not satisfied on 1 node\)/);
   assert.equal(v.failedTasks?.[0]?.id, pending.id);
   const res = task({ state: 'pending', at: sec(0.5), err: 'insufficient resources on 1 node' });
-  assert.equal(new ServiceGate(watch(), T0).observe(snap([service({ replicas: 1 })], [res], sec(7)), sec(7)).phase, 'failed');
+  assert.equal(
+    new ServiceGate(watch(), T0).observe(snap([service({ replicas: 1 })], [res], sec(7)), sec(7)).phase,
+    'failed',
+  );
 });
 
 test('runGate: a long wait prints where each unfinished service stands every progressMs, not every poll', async () => {
   const g = new ServiceGate(watch({ before: BEFORE, stabilityMs: 0 }), T0);
   const svc = service({ update: upd('updating', THIS_UPDATE_AT, 'update in progress') });
-  const { o } = fakeRun((i, now) => snap([svc], [task({ slot: 1, at: sec(1) }), task({ slot: 2, state: 'starting', at: sec(1) })], now), { timeoutMs: 95_000, progressMs: 30_000 });
+  const { o } = fakeRun(
+    (i, now) => snap([svc], [task({ slot: 1, at: sec(1) }), task({ slot: 2, state: 'starting', at: sec(1) })], now),
+    { timeoutMs: 95_000, progressMs: 30_000 },
+  );
   const { value: r, out } = await captured(() => runGate([g], o));
   assert.equal(r.timedOut, true);
   const lines = out.match(/Gate: \d+ s in, \d+ s left; 0\/1 service\(s\) done\./g) ?? [];
-  assert.deepEqual(lines, ['Gate: 30 s in, 65 s left; 0/1 service(s) done.', 'Gate: 60 s in, 35 s left; 0/1 service(s) done.', 'Gate: 90 s in, 5 s left; 0/1 service(s) done.']);
+  assert.deepEqual(lines, [
+    'Gate: 30 s in, 65 s left; 0/1 service(s) done.',
+    'Gate: 60 s in, 35 s left; 0/1 service(s) done.',
+    'Gate: 90 s in, 5 s left; 0/1 service(s) done.',
+  ]);
   assert.match(out, /app_web: pending: updating: update in progress; 1\/2 running the new spec/);
 });

@@ -12,7 +12,10 @@ const FIX = path.join(__dirname, '..', 'fixtures', 'checks');
 
 /** What HOST_MTU_SCRIPT prints: docker info's line, `ip -o addr`, then `ip -o link`. */
 function output(info: string, addrs: string[], mtus: Record<string, number>): string {
-  const links = Object.entries(mtus).map(([i, m], n) => `${n + 1}: ${i}${i === 'eth0' ? '@if12' : ''}: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu ${m} qdisc noqueue state UP mode DEFAULT group default qlen 1000\\    link/ether 02:42:ac:11:00:02 brd ff:ff:ff:ff:ff:ff`);
+  const links = Object.entries(mtus).map(
+    ([i, m], n) =>
+      `${n + 1}: ${i}${i === 'eth0' ? '@if12' : ''}: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu ${m} qdisc noqueue state UP mode DEFAULT group default qlen 1000\\    link/ether 02:42:ac:11:00:02 brd ff:ff:ff:ff:ff:ff`,
+  );
   return [info, '--- addr', ...addrs, '--- mtu', ...links, ''].join('\n');
 }
 
@@ -44,7 +47,9 @@ test('parseHostMtu: the interface that carries the Swarm node address, and its M
   const lab = parseHostMtu(output('127.0.0.1 vm', LAB_ADDRS, LAB_MTUS));
   assert.deepEqual(lab, { addr: '127.0.0.1', node: 'vm', iface: 'lo', mtu: 65536, loopback: true });
   // A veth end in a namespace (eth0@if12), and IPv6.
-  const veth = parseHostMtu(output('10.9.0.2 mgr', ['2: eth0@if12    inet 10.9.0.2/24 scope global eth0'], { eth0: 1450 }));
+  const veth = parseHostMtu(
+    output('10.9.0.2 mgr', ['2: eth0@if12    inet 10.9.0.2/24 scope global eth0'], { eth0: 1450 }),
+  );
   assert.equal(veth.iface, 'eth0');
   assert.equal(veth.mtu, 1450);
   const v6 = parseHostMtu(output('2001:DB8::5 mgr', ['3: ens3    inet6 2001:db8::5/64 scope global'], { ens3: 1500 }));
@@ -75,73 +80,114 @@ test('readHostMtu: one remote command; a failing docker info reads nothing', asy
   assert.match(bad.unknown!, /docker info failed: Cannot connect/);
 });
 
-test('HOST_MTU_SCRIPT runs in sh and its output parses (docker faked on PATH)', { skip: process.platform !== 'linux' }, () => {
-  const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'hostmtu-'));
-  try {
-    fs.writeFileSync(path.join(bin, 'docker'), '#!/bin/sh\necho "127.0.0.1 fake-node"\n', { mode: 0o755 });
-    const r = spawnSync('sh', ['-c', HOST_MTU_SCRIPT], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
-    assert.equal(r.status, 0, r.stderr);
-    const h = parseHostMtu(r.stdout);
-    assert.equal(h.addr, '127.0.0.1');
-    assert.equal(h.node, 'fake-node');
-    assert.equal(h.loopback, true);
-    // Every Linux machine has lo; where `ip` exists it is found with its MTU.
-    if (/\binet 127\.0\.0\.1\//.test(r.stdout)) assert.equal(h.iface, 'lo');
-  } finally {
-    fs.rmSync(bin, { recursive: true, force: true });
-  }
-});
+test(
+  'HOST_MTU_SCRIPT runs in sh and its output parses (docker faked on PATH)',
+  { skip: process.platform !== 'linux' },
+  () => {
+    const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'hostmtu-'));
+    try {
+      fs.writeFileSync(path.join(bin, 'docker'), '#!/bin/sh\necho "127.0.0.1 fake-node"\n', { mode: 0o755 });
+      const r = spawnSync('sh', ['-c', HOST_MTU_SCRIPT], {
+        encoding: 'utf8',
+        env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
+      });
+      assert.equal(r.status, 0, r.stderr);
+      const h = parseHostMtu(r.stdout);
+      assert.equal(h.addr, '127.0.0.1');
+      assert.equal(h.node, 'fake-node');
+      assert.equal(h.loopback, true);
+      // Every Linux machine has lo; where `ip` exists it is found with its MTU.
+      if (/\binet 127\.0\.0\.1\//.test(r.stdout)) assert.equal(h.iface, 'lo');
+    } finally {
+      fs.rmSync(bin, { recursive: true, force: true });
+    }
+  },
+);
 
 test('hostMtuVerdict: a low host MTU is an error naming MTU − 50; loopback or nothing read is a notice and no finding', () => {
   const nets = overlayNetworks(stack('overlay-mtu-trips.yml'), {});
   const low = hostMtuVerdict(parseHostMtu(output('192.0.2.2 node-1', LAB_ADDRS, LAB_MTUS)), nets);
   assert.equal(low.notice, undefined);
-  assert.deepEqual(low.findings.map((f) => `${f.rule} ${f.severity} ${f.line}`), ['overlay-mtu error 8', 'overlay-mtu error 12', 'overlay-mtu error 5']);
-  for (const f of low.findings) assert.match(f.message, /node-1 has interface MTU 1400.*com\.docker\.network\.driver\.mtu: 1350/);
+  assert.deepEqual(
+    low.findings.map((f) => `${f.rule} ${f.severity} ${f.line}`),
+    ['overlay-mtu error 8', 'overlay-mtu error 12', 'overlay-mtu error 5'],
+  );
+  for (const f of low.findings)
+    assert.match(f.message, /node-1 has interface MTU 1400.*com\.docker\.network\.driver\.mtu: 1350/);
   // A 1500 host: Docker's default 1450 is right, only the explicit 1500 trips.
-  const ok = hostMtuVerdict(parseHostMtu(output('10.0.0.5 node-1', ['2: ens3    inet 10.0.0.5/24 scope global ens3'], { ens3: 1500 })), nets);
-  assert.deepEqual(ok.findings.map((f) => f.line), [12]);
+  const ok = hostMtuVerdict(
+    parseHostMtu(output('10.0.0.5 node-1', ['2: ens3    inet 10.0.0.5/24 scope global ens3'], { ens3: 1500 })),
+    nets,
+  );
+  assert.deepEqual(
+    ok.findings.map((f) => f.line),
+    [12],
+  );
   const lab = hostMtuVerdict(parseHostMtu(output('127.0.0.1 vm', LAB_ADDRS, LAB_MTUS)), nets);
   assert.deepEqual(lab.findings, []);
-  assert.match(lab.notice!, /Swarm node address 127\.0\.0\.1 is on the loopback interface \(lo, MTU 65536\).*decides nothing; overlay-mtu was checked from the stack files only/);
+  assert.match(
+    lab.notice!,
+    /Swarm node address 127\.0\.0\.1 is on the loopback interface \(lo, MTU 65536\).*decides nothing; overlay-mtu was checked from the stack files only/,
+  );
   const nat = hostMtuVerdict(parseHostMtu(output('203.0.113.9 mgr', LAB_ADDRS, LAB_MTUS)), nets);
   assert.deepEqual(nat.findings, []);
-  assert.match(nat.notice!, /Host MTU: not read \(no interface .*\); overlay-mtu was checked from the stack files only/);
+  assert.match(
+    nat.notice!,
+    /Host MTU: not read \(no interface .*\); overlay-mtu was checked from the stack files only/,
+  );
 });
 
 test('overlayNetworks: a network or service with overlay-mtu switched off is left out of the host check', () => {
   const nets = overlayNetworks(stack('skips.yml'), {});
   assert.ok(!nets.some((n) => n.key === 'legacy-net'), 'comment above the network');
   // The implicit default network is brought in by the first service on it: `above` has no overlay-mtu skip.
-  assert.deepEqual(nets.map((n) => n.key), ['default']);
+  assert.deepEqual(
+    nets.map((n) => n.key),
+    ['default'],
+  );
 });
 
 test('describeHostMtu: what was read, and how many nodes were not', () => {
-  assert.equal(describeHostMtu(parseHostMtu(output('127.0.0.1 vm', LAB_ADDRS, LAB_MTUS)), 1), 'Host MTU: Swarm node address 127.0.0.1 (lo, MTU 65536) on vm; 1 node(s).');
+  assert.equal(
+    describeHostMtu(parseHostMtu(output('127.0.0.1 vm', LAB_ADDRS, LAB_MTUS)), 1),
+    'Host MTU: Swarm node address 127.0.0.1 (lo, MTU 65536) on vm; 1 node(s).',
+  );
   assert.equal(
     describeHostMtu(parseHostMtu(output('192.0.2.2 mgr', LAB_ADDRS, LAB_MTUS)), 3),
     "Host MTU: Swarm node address 192.0.2.2 (eth0, MTU 1400) on mgr; 3 node(s): the other 2 not read (a node's interface MTU is not visible from the manager).",
   );
-  assert.equal(describeHostMtu(parseHostMtu(output('203.0.113.9 mgr', LAB_ADDRS, LAB_MTUS)), 1), 'Host MTU: Swarm node address 203.0.113.9 on mgr; 1 node(s).');
+  assert.equal(
+    describeHostMtu(parseHostMtu(output('203.0.113.9 mgr', LAB_ADDRS, LAB_MTUS)), 1),
+    'Host MTU: Swarm node address 203.0.113.9 on mgr; 1 node(s).',
+  );
 });
 
 // sshd or dockerd entered into a network namespace with `nsenter --net` still sees the host's /sys:
 // the MTU must come from netlink (`ip`), which answers for the namespace the shell runs in.
-test('HOST_MTU_SCRIPT in a network namespace reads that namespace\'s interface MTU, not the host\'s /sys', { skip: process.getuid?.() !== 0 || !fs.existsSync('/usr/sbin/ip') && !fs.existsSync('/sbin/ip') }, () => {
-  const ns = `mtu${process.pid}`;
-  const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'hostmtu-'));
-  const sh = (cmd: string) => spawnSync('sh', ['-c', cmd], { encoding: 'utf8' });
-  try {
-    const made = sh(`ip netns add ${ns} && ip link add hm${process.pid} type veth peer name eth0 netns ${ns} && ` +
-      `ip -n ${ns} link set eth0 mtu 1321 up && ip -n ${ns} addr add 198.51.100.77/32 dev eth0`);
-    assert.equal(made.status, 0, made.stderr);
-    fs.writeFileSync(path.join(bin, 'docker'), '#!/bin/sh\necho "198.51.100.77 ns-node"\n', { mode: 0o755 });
-    const r = spawnSync('nsenter', [`--net=/var/run/netns/${ns}`, 'sh', '-c', HOST_MTU_SCRIPT], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
-    assert.equal(r.status, 0, r.stderr);
-    const h = parseHostMtu(r.stdout);
-    assert.deepEqual([h.iface, h.mtu, h.loopback], ['eth0', 1321, false], r.stdout);
-  } finally {
-    sh(`ip netns del ${ns}; ip link del hm${process.pid} 2>/dev/null`);
-    fs.rmSync(bin, { recursive: true, force: true });
-  }
-});
+test(
+  "HOST_MTU_SCRIPT in a network namespace reads that namespace's interface MTU, not the host's /sys",
+  { skip: process.getuid?.() !== 0 || (!fs.existsSync('/usr/sbin/ip') && !fs.existsSync('/sbin/ip')) },
+  () => {
+    const ns = `mtu${process.pid}`;
+    const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'hostmtu-'));
+    const sh = (cmd: string) => spawnSync('sh', ['-c', cmd], { encoding: 'utf8' });
+    try {
+      const made = sh(
+        `ip netns add ${ns} && ip link add hm${process.pid} type veth peer name eth0 netns ${ns} && ` +
+          `ip -n ${ns} link set eth0 mtu 1321 up && ip -n ${ns} addr add 198.51.100.77/32 dev eth0`,
+      );
+      assert.equal(made.status, 0, made.stderr);
+      fs.writeFileSync(path.join(bin, 'docker'), '#!/bin/sh\necho "198.51.100.77 ns-node"\n', { mode: 0o755 });
+      const r = spawnSync('nsenter', [`--net=/var/run/netns/${ns}`, 'sh', '-c', HOST_MTU_SCRIPT], {
+        encoding: 'utf8',
+        env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
+      });
+      assert.equal(r.status, 0, r.stderr);
+      const h = parseHostMtu(r.stdout);
+      assert.deepEqual([h.iface, h.mtu, h.loopback], ['eth0', 1321, false], r.stdout);
+    } finally {
+      sh(`ip netns del ${ns}; ip link del hm${process.pid} 2>/dev/null`);
+      fs.rmSync(bin, { recursive: true, force: true });
+    }
+  },
+);

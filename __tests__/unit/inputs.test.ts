@@ -11,9 +11,18 @@ const ACTION = YAML.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'acti
   inputs: Record<string, { default?: string; required?: boolean }>;
 };
 
-const SSH_KEY = ['-----BEGIN OPENSSH PRIVATE KEY-----', 'b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW', 'QyNTUxOQAAACDmT', '-----END OPENSSH PRIVATE KEY-----'].join('\n');
+const SSH_KEY = [
+  '-----BEGIN OPENSSH PRIVATE KEY-----',
+  'b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW',
+  'QyNTUxOQAAACDmT',
+  '-----END OPENSSH PRIVATE KEY-----',
+].join('\n');
 const KNOWN_HOSTS = 'vps.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKg1Sc3zT';
-const ENV = { GITHUB_WORKSPACE: '/ws', GITHUB_REF: 'refs/heads/main', GITHUB_SHA: '0123456789abcdef0123456789abcdef01234567' };
+const ENV = {
+  GITHUB_WORKSPACE: '/ws',
+  GITHUB_REF: 'refs/heads/main',
+  GITHUB_SHA: '0123456789abcdef0123456789abcdef01234567',
+};
 
 /** A complete, valid deploy; override or blank out what a test is about. */
 const VALID: Record<string, string> = {
@@ -65,13 +74,19 @@ function rejects(fn: () => unknown, input: string, also?: RegExp) {
 
 test('DEFAULTS equals the non-empty defaults of action.yml, input for input', () => {
   const fromYml: Record<string, string> = {};
-  for (const [name, spec] of Object.entries(ACTION.inputs)) if (spec.default !== undefined && spec.default !== '') fromYml[name] = String(spec.default);
+  for (const [name, spec] of Object.entries(ACTION.inputs))
+    if (spec.default !== undefined && spec.default !== '') fromYml[name] = String(spec.default);
   assert.deepEqual({ ...DEFAULTS }, fromYml);
 });
 
 test('readInputs reads every input action.yml declares, and no other', () => {
   const seen = new Set<string>();
-  captured(() => readInputs(getter({ ...VALID, 'registry-password': 'secret-password', 'ssh-passphrase': 'passphrase!' }, seen), ENV));
+  captured(() =>
+    readInputs(
+      getter({ ...VALID, 'registry-password': 'secret-password', 'ssh-passphrase': 'passphrase!' }, seen),
+      ENV,
+    ),
+  );
   assert.deepEqual([...seen].sort(), Object.keys(ACTION.inputs).sort());
 });
 
@@ -149,7 +164,16 @@ test('readInputs: an unknown command is an InputError naming `command`', () => {
 // ---------- stacks ----------
 
 test('parseStacks: order kept, several files per stack, comments and blank lines skipped', () => {
-  const s = parseStacks(['# layers', '', 'infra = stack/infra.yml', 'app=stack/app.yml, stack/app.prod.yml ,', '  edge=edge.yml  ', 'b-2_x=x.yml'].join('\r\n'));
+  const s = parseStacks(
+    [
+      '# layers',
+      '',
+      'infra = stack/infra.yml',
+      'app=stack/app.yml, stack/app.prod.yml ,',
+      '  edge=edge.yml  ',
+      'b-2_x=x.yml',
+    ].join('\r\n'),
+  );
   assert.deepEqual(s, [
     { name: 'infra', files: ['stack/infra.yml'] },
     { name: 'app', files: ['stack/app.yml', 'stack/app.prod.yml'] },
@@ -162,17 +186,29 @@ test('parseStacks: order kept, several files per stack, comments and blank lines
 });
 
 test('parseStacks: a compose file name with a double quote is refused (docker reads -c as CSV); other odd names pass', () => {
-  assert.throws(() => parseStacks('app=stack/a "b".yml'), (e: unknown) => e instanceof InputError && /compose file "stack\/a "b".yml" of stack "app" contains a double quote/.test(e.message));
+  assert.throws(
+    () => parseStacks('app=stack/a "b".yml'),
+    (e: unknown) =>
+      e instanceof InputError &&
+      /compose file "stack\/a "b".yml" of stack "app" contains a double quote/.test(e.message),
+  );
   assert.deepEqual(parseStacks("app=stack/a;b $(x) `y` 'q'.yml")[0].files, ["stack/a;b $(x) `y` 'q'.yml"]);
 });
 
 test('parseStacks: a stack listed twice is refused', () => {
-  assert.throws(() => parseStacks('app=a.yml\ninfra=i.yml\napp=b.yml'), (e: unknown) => e instanceof InputError && /stack "app" is listed twice/.test(e.message));
+  assert.throws(
+    () => parseStacks('app=a.yml\ninfra=i.yml\napp=b.yml'),
+    (e: unknown) => e instanceof InputError && /stack "app" is listed twice/.test(e.message),
+  );
 });
 
 test('parseStacks: unsafe or malformed stack names are refused, naming the input and the line', () => {
   for (const name of ['a;b', '../x', '$(x)', '`x`', 'my stack', '-app', '_app', 'a/b', 'a.b', 'a'.repeat(64), 'é']) {
-    assert.throws(() => parseStacks(`ok=a.yml\n${name}=b.yml`), (e: unknown) => e instanceof InputError && /Input `stacks` line 2/.test(e.message), name);
+    assert.throws(
+      () => parseStacks(`ok=a.yml\n${name}=b.yml`),
+      (e: unknown) => e instanceof InputError && /Input `stacks` line 2/.test(e.message),
+      name,
+    );
   }
   assert.equal(parseStacks(`${'a'.repeat(63)}=a.yml`)[0].name.length, 63);
   assert.throws(() => parseStacks('app'), /line 1/);
@@ -183,7 +219,15 @@ test('parseStacks: unsafe or malformed stack names are refused, naming the input
 
 test('parseStacks: a compose file outside the working directory is refused, naming the input', () => {
   for (const f of ['../x.yml', '/etc/stack.yml', 'a/../../x.yml', '..', './../x.yml']) {
-    assert.throws(() => parseStacks(`app=ok.yml,${f}`), (e: unknown) => e instanceof InputError && e.message.includes('Input `stacks`') && e.message.includes(`"${f}"`) && /inside working-directory/.test(e.message), f);
+    assert.throws(
+      () => parseStacks(`app=ok.yml,${f}`),
+      (e: unknown) =>
+        e instanceof InputError &&
+        e.message.includes('Input `stacks`') &&
+        e.message.includes(`"${f}"`) &&
+        /inside working-directory/.test(e.message),
+      f,
+    );
   }
 });
 
@@ -201,14 +245,35 @@ test('readInputs: stacks required for deploy, rollback and check, not for build'
 // ---------- KEY=VALUE ----------
 
 test('parseKeyValues: values keep = and spaces; comments, blank lines and CRLF are handled', () => {
-  const kv = parseKeyValues(['# comment', '', 'A=1', 'URL=postgres://u:p@db/x?sslmode=require&a=b', '  SPACED = v w ', 'EMPTY=', '_X1=#not-a-comment'].join('\r\n'), 'env');
-  assert.deepEqual(kv, { A: '1', URL: 'postgres://u:p@db/x?sslmode=require&a=b', SPACED: ' v w ', EMPTY: '', _X1: '#not-a-comment' });
+  const kv = parseKeyValues(
+    [
+      '# comment',
+      '',
+      'A=1',
+      'URL=postgres://u:p@db/x?sslmode=require&a=b',
+      '  SPACED = v w ',
+      'EMPTY=',
+      '_X1=#not-a-comment',
+    ].join('\r\n'),
+    'env',
+  );
+  assert.deepEqual(kv, {
+    A: '1',
+    URL: 'postgres://u:p@db/x?sslmode=require&a=b',
+    SPACED: ' v w ',
+    EMPTY: '',
+    _X1: '#not-a-comment',
+  });
   assert.deepEqual(parseKeyValues('A=1\nA=2', 'env'), { A: '2' }, 'the last one wins');
 });
 
 test('parseKeyValues: a bad key is an InputError naming the input and the line', () => {
   for (const line of ['1A=x', 'A-B=x', 'NOEQUALS', '=x', 'export A=1', 'A B=1']) {
-    assert.throws(() => parseKeyValues(`OK=1\n${line}`, 'env'), (e: unknown) => e instanceof InputError && /Input `env` line 2/.test(e.message), line);
+    assert.throws(
+      () => parseKeyValues(`OK=1\n${line}`, 'env'),
+      (e: unknown) => e instanceof InputError && /Input `env` line 2/.test(e.message),
+      line,
+    );
   }
 });
 
@@ -239,12 +304,14 @@ test('readInputs: check and build need no host, user, key or known-hosts', () =>
 test('readInputs: check given a host connects, so it needs the same key, known-hosts and user as deploy', () => {
   const i = read({ ...VALID, command: 'check' });
   assert.equal(i.host, VALID.host);
-  for (const name of ['user', 'ssh-key', 'known-hosts']) rejects(() => read({ ...VALID, command: 'check', [name]: '' }), name);
+  for (const name of ['user', 'ssh-key', 'known-hosts'])
+    rejects(() => read({ ...VALID, command: 'check', [name]: '' }), name);
   rejects(() => read({ ...VALID, command: 'check', host: 'a;b' }), 'host');
 });
 
 test('readInputs: host and user are validated', () => {
-  for (const host of ['vps.example.com', '203.0.113.7', '[2001:db8::1]', '2001:db8::1', 'my_host']) assert.equal(deploy({ host }).host, host);
+  for (const host of ['vps.example.com', '203.0.113.7', '[2001:db8::1]', '2001:db8::1', 'my_host'])
+    assert.equal(deploy({ host }).host, host);
   for (const host of ['a b', 'a;b', '$(x)', 'user@host', 'host/path']) rejects(() => deploy({ host }), 'host');
   for (const user of ['deploy', 'ci-bot', 'a.b', '_x']) assert.equal(deploy({ user }).user, user);
   for (const user of ['1x', 'a b', 'a;b', 'x'.repeat(33), '-x']) rejects(() => deploy({ user }), 'user');
@@ -260,15 +327,18 @@ test('readInputs: port is a whole number 1..65535', () => {
 // ---------- registry and images ----------
 
 test('readInputs: registry is host[:port]', () => {
-  for (const registry of ['ghcr.io', 'registry.example.com:5000', '127.0.0.1:5000', 'localhost:5000', 'docker.io']) assert.equal(deploy({ registry }).registry, registry);
-  for (const registry of ['https://ghcr.io', 'ghcr.io/acme', 'ghcr.io:port', 'a b', 'ghcr.io:', 'reg;rm']) rejects(() => deploy({ registry }), 'registry');
+  for (const registry of ['ghcr.io', 'registry.example.com:5000', '127.0.0.1:5000', 'localhost:5000', 'docker.io'])
+    assert.equal(deploy({ registry }).registry, registry);
+  for (const registry of ['https://ghcr.io', 'ghcr.io/acme', 'ghcr.io:port', 'a b', 'ghcr.io:', 'reg;rm'])
+    rejects(() => deploy({ registry }), 'registry');
 });
 
 test('readInputs: image-prefix is a repository path; surrounding slashes are dropped', () => {
   assert.equal(deploy({ 'image-prefix': 'acme' }).imagePrefix, 'acme');
   assert.equal(deploy({ 'image-prefix': '/acme/shop/' }).imagePrefix, 'acme/shop');
   assert.equal(deploy({ 'image-prefix': 'a.b/c__d/e-f' }).imagePrefix, 'a.b/c__d/e-f');
-  for (const p of ['Acme', 'acme//shop', 'acme/-x', 'acme shop', 'acme/shop:1', 'a_-b', 'acme/_x']) rejects(() => deploy({ 'image-prefix': p }), 'image-prefix');
+  for (const p of ['Acme', 'acme//shop', 'acme/-x', 'acme shop', 'acme/shop:1', 'a_-b', 'acme/_x'])
+    rejects(() => deploy({ 'image-prefix': p }), 'image-prefix');
 });
 
 // ---------- remote-dir ----------
@@ -279,7 +349,8 @@ test('readInputs: remote-dir: ~ means the home folder (SSH starts there); .. is 
   assert.equal(deploy({ 'remote-dir': '~' }).remoteDir, '.');
   assert.equal(deploy({ 'remote-dir': '~/' }).remoteDir, '.');
   assert.equal(deploy({ 'remote-dir': '/srv/deploy-action' }).remoteDir, '/srv/deploy-action');
-  for (const d of ['..', '../x', 'a/../b', '~/..', 'a b', '$(x)', 'x;rm -rf', 'a\nb']) rejects(() => deploy({ 'remote-dir': d }), 'remote-dir');
+  for (const d of ['..', '../x', 'a/../b', '~/..', 'a b', '$(x)', 'x;rm -rf', 'a\nb'])
+    rejects(() => deploy({ 'remote-dir': d }), 'remote-dir');
 });
 
 // ---------- release ----------
@@ -299,7 +370,8 @@ test('readInputs: release from GITHUB_REF and GITHUB_SHA unless given; validated
   assert.equal(read({ ...VALID }, { ...ENV, GITHUB_REF: 'refs/tags/v1.2.3' }).release, '1.2.3');
   assert.equal(read({ ...VALID }, { ...ENV, GITHUB_REF: 'refs/heads/main' }).release, 'sha-0123456');
   assert.equal(read({ ...VALID, release: 'hotfix-7' }, { ...ENV, GITHUB_REF: 'refs/tags/v1.2.3' }).release, 'hotfix-7');
-  for (const release of ['a b', '-x', '.x', 'a/b', 'x'.repeat(129), '$(x)']) rejects(() => deploy({ release }), 'release');
+  for (const release of ['a b', '-x', '.x', 'a/b', 'x'.repeat(129), '$(x)'])
+    rejects(() => deploy({ release }), 'release');
   assert.equal(deploy({ release: 'x'.repeat(128) }).release.length, 128);
 });
 
@@ -322,17 +394,26 @@ test('readInputs: dry-run and release-tag-check take only their values', () => {
   assert.equal(deploy({ 'dry-run': 'true' }).dryRun, true);
   assert.equal(deploy({ 'dry-run': 'False' }).dryRun, false);
   rejects(() => deploy({ 'dry-run': 'yes' }), 'dry-run');
-  for (const v of ['warn', 'strict', 'off'] as const) assert.equal(deploy({ 'release-tag-check': v }).releaseTagCheck, v);
+  for (const v of ['warn', 'strict', 'off'] as const)
+    assert.equal(deploy({ 'release-tag-check': v }).releaseTagCheck, v);
   rejects(() => deploy({ 'release-tag-check': 'fail' }), 'release-tag-check', /warn, strict, off/);
 });
 
 // ---------- secrets ----------
 
 test('readInputs: secrets go to core.setSecret (::add-mask::), whole and line by line, before any validation error', () => {
-  const values = { ...VALID, 'registry-password': 'ghp_registrytoken123', 'ssh-passphrase': 'open sesame', port: 'not-a-port' };
+  const values = {
+    ...VALID,
+    'registry-password': 'ghp_registrytoken123',
+    'ssh-passphrase': 'open sesame',
+    port: 'not-a-port',
+  };
   const r = captured(() => readInputs(getter(values), ENV));
   assert.ok(r.error instanceof InputError, 'the bad port still fails');
-  const masks = r.out.split(/\r?\n/).filter((l) => l.startsWith('::add-mask::')).map((l) => l.slice('::add-mask::'.length));
+  const masks = r.out
+    .split(/\r?\n/)
+    .filter((l) => l.startsWith('::add-mask::'))
+    .map((l) => l.slice('::add-mask::'.length));
   assert.ok(masks.includes('ghp_registrytoken123'));
   assert.ok(masks.includes('open sesame'));
   // The whole key (newlines escaped as the runner expects) and each long line of it.
@@ -345,7 +426,9 @@ test('readInputs: secrets go to core.setSecret (::add-mask::), whole and line by
 });
 
 test('readInputs: secrets are masked even when the `command` input itself is invalid', () => {
-  const r = captured(() => readInputs(getter({ ...VALID, command: 'deploi', 'registry-password': 'ghp_registrytoken123' }), ENV));
+  const r = captured(() =>
+    readInputs(getter({ ...VALID, command: 'deploi', 'registry-password': 'ghp_registrytoken123' }), ENV),
+  );
   assert.ok(r.error instanceof InputError, 'the bad command still fails');
   assert.match(String((r.error as Error).message), /command/);
   assert.match(r.out, /^::add-mask::ghp_registrytoken123$/m);
@@ -354,7 +437,8 @@ test('readInputs: secrets are masked even when the `command` input itself is inv
 /** Every substring of `value` at least `min` long. */
 function pieces(value: string, min: number): string[] {
   const out: string[] = [];
-  for (let i = 0; i + min <= value.length; i++) for (let j = i + min; j <= value.length; j++) out.push(value.slice(i, j));
+  for (let i = 0; i + min <= value.length; i++)
+    for (let j = i + min; j <= value.length; j++) out.push(value.slice(i, j));
   return out;
 }
 
@@ -367,14 +451,26 @@ test('readInputs: a bad `secrets` line is named by its number (and key), never b
     { line: '  =Zq0-v4lu3', values: ['Zq0-v4lu3'], whole: false, key: undefined },
   ];
   for (const c of cases) {
-    const r = captured(() => readInputs(getter({ ...VALID, 'registry-password': 'reg1stry-pw', 'ssh-passphrase': 'pass-phrase-x', secrets: `OK=fine-value\n${c.line}` }), ENV));
+    const r = captured(() =>
+      readInputs(
+        getter({
+          ...VALID,
+          'registry-password': 'reg1stry-pw',
+          'ssh-passphrase': 'pass-phrase-x',
+          secrets: `OK=fine-value\n${c.line}`,
+        }),
+        ENV,
+      ),
+    );
     assert.ok(r.error instanceof InputError, `an InputError for ${c.line}`);
     const msg = r.error.message;
     assert.match(msg, /Input `secrets` line 2/);
-    for (const v of c.values) for (const p of pieces(v, 3)) assert.ok(!msg.includes(p), `"${p}" of the value in: ${msg}`);
+    for (const v of c.values)
+      for (const p of pieces(v, 3)) assert.ok(!msg.includes(p), `"${p}" of the value in: ${msg}`);
     if (c.whole) for (const p of pieces(c.line, 7)) assert.ok(!msg.includes(p), `"${p}" of the line in: ${msg}`);
     if (c.key) assert.ok(msg.includes(`"${c.key}"`), `the key is named: ${msg}`);
-    for (const other of ['fine-value', 'reg1stry-pw', 'pass-phrase-x', SSH_KEY.split('\n')[1]]) assert.ok(!msg.includes(other), msg);
+    for (const other of ['fine-value', 'reg1stry-pw', 'pass-phrase-x', SSH_KEY.split('\n')[1]])
+      assert.ok(!msg.includes(other), msg);
   }
 });
 
@@ -402,8 +498,14 @@ test('a bad build-args line (build args often carry tokens) is named by its line
 
 test('readInputs: versions as name=version lines or as the JSON of the `versions` output', () => {
   assert.deepEqual(deploy().versions, {});
-  assert.deepEqual(deploy({ versions: '# built elsewhere\napi=1.4.2\n\nweb = 2.0.0-rc.1\n' }).versions, { api: '1.4.2', web: '2.0.0-rc.1' });
-  assert.deepEqual(deploy({ versions: '{"api":"1.4.2","web-front":"sha-05e17b6"}' }).versions, { api: '1.4.2', 'web-front': 'sha-05e17b6' });
+  assert.deepEqual(deploy({ versions: '# built elsewhere\napi=1.4.2\n\nweb = 2.0.0-rc.1\n' }).versions, {
+    api: '1.4.2',
+    web: '2.0.0-rc.1',
+  });
+  assert.deepEqual(deploy({ versions: '{"api":"1.4.2","web-front":"sha-05e17b6"}' }).versions, {
+    api: '1.4.2',
+    'web-front': 'sha-05e17b6',
+  });
   rejects(() => deploy({ versions: 'api 1.4.2' }), 'versions', /line 1: "api 1\.4\.2" is not name=version/);
   rejects(() => deploy({ versions: 'API=1.4.2' }), 'versions', /"API" is not a service name/);
   rejects(() => deploy({ versions: 'api=' }), 'versions', /the version of api, "", is not a valid image tag/);

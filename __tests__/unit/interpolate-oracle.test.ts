@@ -100,7 +100,11 @@ function viaDocker(dir: string, t: string, env: Env = {}): string | typeof ERROR
     env: { PATH: process.env.PATH, DOCKER_HOST: 'unix:///nonexistent/docker.sock', DOCKER_CONFIG: dir, ...env },
   });
   if (res.status !== 0) {
-    assert.match(res.stderr, /invalid interpolation format/, `docker stack config failed otherwise for ${JSON.stringify(t)}: ${res.stderr}`);
+    assert.match(
+      res.stderr,
+      /invalid interpolation format/,
+      `docker stack config failed otherwise for ${JSON.stringify(t)}: ${res.stderr}`,
+    );
     return ERROR;
   }
   const m = /^ {6}V: (.*)$/m.exec(res.stdout);
@@ -119,21 +123,31 @@ function viaAction(t: string, env: Env = {}): string | typeof ERROR {
 
 const show = (v: string | typeof ERROR): string => (v === ERROR ? 'ERROR' : JSON.stringify(v));
 
-test('the table is what docker stack config gives', { skip: hasDocker ? false : 'the docker binary is not on PATH: comparing with the recorded values only' }, () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'interp-oracle-'));
-  const wrong: string[] = [];
-  for (const c of CASES) {
-    const got = viaDocker(dir, c.t, c.env);
-    if (got !== c.expect) wrong.push(`${JSON.stringify(c.t)} ${JSON.stringify(c.env ?? {})}: docker ${show(got)}, table ${show(c.expect)}`);
-  }
-  assert.deepEqual(wrong, []);
-});
+test(
+  'the table is what docker stack config gives',
+  { skip: hasDocker ? false : 'the docker binary is not on PATH: comparing with the recorded values only' },
+  () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'interp-oracle-'));
+    const wrong: string[] = [];
+    for (const c of CASES) {
+      const got = viaDocker(dir, c.t, c.env);
+      if (got !== c.expect)
+        wrong.push(
+          `${JSON.stringify(c.t)} ${JSON.stringify(c.env ?? {})}: docker ${show(got)}, table ${show(c.expect)}`,
+        );
+    }
+    assert.deepEqual(wrong, []);
+  },
+);
 
 test('the action interpolates every case as Docker does', () => {
   const wrong: string[] = [];
   for (const c of CASES) {
     const got = viaAction(c.t, c.env);
-    if (got !== c.expect) wrong.push(`${JSON.stringify(c.t)} ${JSON.stringify(c.env ?? {})}: action ${show(got)}, docker ${show(c.expect)}`);
+    if (got !== c.expect)
+      wrong.push(
+        `${JSON.stringify(c.t)} ${JSON.stringify(c.env ?? {})}: action ${show(got)}, docker ${show(c.expect)}`,
+      );
   }
   assert.deepEqual(wrong, []);
 });

@@ -44,7 +44,9 @@ test('${VAR:-default} and ${VAR-default}', () => {
 });
 
 test('${VAR:?msg} and ${VAR?msg}', () => {
-  assert.deepEqual(interpolateString('${MISSING:?set it}', env).errors, ['required variable MISSING is missing a value: set it']);
+  assert.deepEqual(interpolateString('${MISSING:?set it}', env).errors, [
+    'required variable MISSING is missing a value: set it',
+  ]);
   assert.deepEqual(interpolateString('${BAR:?empty}', env).errors, ['required variable BAR is missing a value: empty']);
   assert.deepEqual(interpolateString('${MISSING?}', env).errors, ['required variable MISSING is missing a value']);
   assert.equal(value('${BAR?err}'), '', '? accepts an empty value');
@@ -78,7 +80,19 @@ test('$$ is a literal $; any other lone $ is invalid, unless a later reference i
 });
 
 test('invalid syntax is an error', () => {
-  for (const s of ['${', '${}', '${ }', '${ foo}', '${foo }', '${foo!}', 'x ${FOO', '${FOO:-unclosed', '${1X}', '${FOO:+alt}', '${FOO+alt}']) {
+  for (const s of [
+    '${',
+    '${}',
+    '${ }',
+    '${ foo}',
+    '${foo }',
+    '${foo!}',
+    'x ${FOO',
+    '${FOO:-unclosed',
+    '${1X}',
+    '${FOO:+alt}',
+    '${FOO+alt}',
+  ]) {
     const r = interpolateString(s, env);
     assert.equal(r.errors.length, 1, `one error for ${JSON.stringify(s)}`);
     assert.match(r.errors[0], /invalid interpolation/);

@@ -29,7 +29,11 @@ function ed25519Blob(): Buffer {
 function rsaBlob(): Buffer {
   const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 1024 });
   const jwk = publicKey.export({ format: 'jwk' });
-  return Buffer.concat([sshString('ssh-rsa'), mpint(Buffer.from(jwk.e as string, 'base64url')), mpint(Buffer.from(jwk.n as string, 'base64url'))]);
+  return Buffer.concat([
+    sshString('ssh-rsa'),
+    mpint(Buffer.from(jwk.e as string, 'base64url')),
+    mpint(Buffer.from(jwk.n as string, 'base64url')),
+  ]);
 }
 
 const ED = ed25519Blob();
@@ -141,14 +145,25 @@ test('keysFor: hashed and plain entries mixed in one list', () => {
 });
 
 test('keysFor: @revoked keys come back apart from the pinned keys', () => {
-  const kh = [ed('vps.example.com', ED), `@revoked ${ed('vps.example.com', ED2)}`, `@revoked ${ed('other.example.com', ED2)}`].join('\n');
+  const kh = [
+    ed('vps.example.com', ED),
+    `@revoked ${ed('vps.example.com', ED2)}`,
+    `@revoked ${ed('other.example.com', ED2)}`,
+  ].join('\n');
   const { keys, revoked } = keysFor(kh, 'vps.example.com', 22);
   assert.deepEqual(blobs(keys), [ED.toString('base64')]);
   assert.deepEqual(blobs(revoked), [ED2.toString('base64')]);
 });
 
 test('keysFor: comments, blank lines, CRLF, indentation and trailing comments are fine', () => {
-  const kh = ['# pinned with ssh-keyscan', '', '   ', `  ${ed('vps.example.com')} root@vps`, rsa('vps.example.com'), '# ' + ed('vps.example.com', ED2)].join('\r\n');
+  const kh = [
+    '# pinned with ssh-keyscan',
+    '',
+    '   ',
+    `  ${ed('vps.example.com')} root@vps`,
+    rsa('vps.example.com'),
+    '# ' + ed('vps.example.com', ED2),
+  ].join('\r\n');
   const { keys } = keysFor(kh, 'vps.example.com', 22);
   assert.deepEqual(
     keys.map((k) => k.type),
@@ -160,41 +175,58 @@ test('keysFor: comments, blank lines, CRLF, indentation and trailing comments ar
 
 test('keysFor: a garbled key is an InputError naming the line', () => {
   const bad = ['# header', '', 'vps.example.com ssh-ed25519 !!!not-base64!!!'].join('\n');
-  assert.throws(() => keysFor(bad, 'vps.example.com', 22), (e: unknown) => e instanceof InputError && /known-hosts` line 3\b/.test(e.message) && /not a valid ssh-ed25519 key/.test(e.message));
+  assert.throws(
+    () => keysFor(bad, 'vps.example.com', 22),
+    (e: unknown) =>
+      e instanceof InputError &&
+      /known-hosts` line 3\b/.test(e.message) &&
+      /not a valid ssh-ed25519 key/.test(e.message),
+  );
   // Valid base64 but not an SSH key blob.
-  assert.throws(() => keysFor(`vps.example.com ssh-ed25519 ${Buffer.from('hello world, no key here').toString('base64')}`, 'vps.example.com', 22), InputError);
+  assert.throws(
+    () =>
+      keysFor(
+        `vps.example.com ssh-ed25519 ${Buffer.from('hello world, no key here').toString('base64')}`,
+        'vps.example.com',
+        22,
+      ),
+    InputError,
+  );
   assert.throws(() => keysFor('vps.example.com ssh-ed25519 AAAA', 'vps.example.com', 22), /line 1/);
 });
 
 test('keysFor: a key whose blob is of another type than the line says is rejected', () => {
-  assert.throws(() => keysFor(`vps.example.com ssh-rsa ${ED.toString('base64')}`, 'vps.example.com', 22), /line 1: the key is not a valid ssh-rsa key/);
+  assert.throws(
+    () => keysFor(`vps.example.com ssh-rsa ${ED.toString('base64')}`, 'vps.example.com', 22),
+    /line 1: the key is not a valid ssh-rsa key/,
+  );
 });
 
 test('keysFor: a line with too few fields is an InputError naming the line', () => {
-  assert.throws(() => keysFor(`${ed('a.example.com')}\nvps.example.com ssh-ed25519`, 'vps.example.com', 22), (e: unknown) => e instanceof InputError && /line 2: expected "host key-type base64-key"/.test(e.message));
+  assert.throws(
+    () => keysFor(`${ed('a.example.com')}\nvps.example.com ssh-ed25519`, 'vps.example.com', 22),
+    (e: unknown) => e instanceof InputError && /line 2: expected "host key-type base64-key"/.test(e.message),
+  );
   assert.throws(() => keysFor(`@revoked vps.example.com ssh-ed25519`, 'vps.example.com', 22), /line 1/);
 });
 
 test('keysFor: @cert-authority is refused with an InputError naming the line', () => {
   const kh = [ed('vps.example.com'), `@cert-authority *.example.com ssh-ed25519 ${ED2.toString('base64')}`].join('\n');
-  assert.throws(() => keysFor(kh, 'vps.example.com', 22), (e: unknown) => e instanceof InputError && /line 2: @cert-authority entries are not supported/.test(e.message));
+  assert.throws(
+    () => keysFor(kh, 'vps.example.com', 22),
+    (e: unknown) => e instanceof InputError && /line 2: @cert-authority entries are not supported/.test(e.message),
+  );
 });
 
-test(
-  'keysFor: host names match case-insensitively, as in OpenSSH',
-  () => {
-    assert.ok(matches(ed('vps.example.com'), 'VPS.Example.com'));
-    assert.ok(matches(ed('VPS.example.com'), 'vps.example.com'));
-  },
-);
+test('keysFor: host names match case-insensitively, as in OpenSSH', () => {
+  assert.ok(matches(ed('vps.example.com'), 'VPS.Example.com'));
+  assert.ok(matches(ed('VPS.example.com'), 'vps.example.com'));
+});
 
-test(
-  'keysFor: a truncated key (type intact, key bytes cut) is rejected as the message promises',
-  () => {
-    const cut = ED.subarray(0, ED.length - 16).toString('base64');
-    assert.throws(() => keysFor(`vps.example.com ssh-ed25519 ${cut}`, 'vps.example.com', 22), /line 1/);
-  },
-);
+test('keysFor: a truncated key (type intact, key bytes cut) is rejected as the message promises', () => {
+  const cut = ED.subarray(0, ED.length - 16).toString('base64');
+  assert.throws(() => keysFor(`vps.example.com ssh-ed25519 ${cut}`, 'vps.example.com', 22), /line 1/);
+});
 
 test('fingerprint: SHA256 of the blob, base64 without padding, as ssh-keygen -l prints it', () => {
   const expected = 'SHA256:' + createHash('sha256').update(ED).digest('base64').replace(/=+$/, '');
@@ -206,29 +238,35 @@ test('fingerprint: SHA256 of the blob, base64 without padding, as ssh-keygen -l 
 test('hostKeyAlgorithms: ssh-rsa offers rsa-sha2-512, rsa-sha2-256 and ssh-rsa; others as they are; no duplicates', () => {
   const k = (type: string): HostKey => ({ type, blob: Buffer.alloc(0) });
   assert.deepEqual(hostKeyAlgorithms([k('ssh-rsa')]), ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']);
-  assert.deepEqual(hostKeyAlgorithms([k('ssh-ed25519'), k('ssh-rsa'), k('ssh-ed25519'), k('ssh-rsa'), k('ecdsa-sha2-nistp256')]), [
-    'ssh-ed25519',
-    'rsa-sha2-512',
-    'rsa-sha2-256',
-    'ssh-rsa',
-    'ecdsa-sha2-nistp256',
-  ]);
+  assert.deepEqual(
+    hostKeyAlgorithms([k('ssh-ed25519'), k('ssh-rsa'), k('ssh-ed25519'), k('ssh-rsa'), k('ecdsa-sha2-nistp256')]),
+    ['ssh-ed25519', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa', 'ecdsa-sha2-nistp256'],
+  );
   assert.deepEqual(hostKeyAlgorithms([]), []);
 });
 
 test('keysFor + hostKeyAlgorithms on a typical ssh-keyscan output', () => {
   const kh = [`# vps.example.com:22 SSH-2.0-OpenSSH_9.6`, rsa('vps.example.com'), ed('vps.example.com')].join('\n');
-  assert.deepEqual(hostKeyAlgorithms(keysFor(kh, 'vps.example.com', 22).keys), ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa', 'ssh-ed25519']);
+  assert.deepEqual(hostKeyAlgorithms(keysFor(kh, 'vps.example.com', 22).keys), [
+    'rsa-sha2-512',
+    'rsa-sha2-256',
+    'ssh-rsa',
+    'ssh-ed25519',
+  ]);
 });
 
 const LAB = path.join(__dirname, '..', '..', 'lab', '.state', 'known_hosts');
-test('keysFor reads the lab\'s own known_hosts (when the lab has run)', { skip: !fs.existsSync(LAB) && 'no lab state' }, () => {
-  const text = fs.readFileSync(LAB, 'utf8');
-  const m = /^\[([^\]]+)\]:(\d+)\s/m.exec(text) ?? /^(\S+)\s/m.exec(text);
-  assert.ok(m, 'a host field');
-  const host = m[1].split(',')[0];
-  const port = m[2] ? Number(m[2]) : 22;
-  const { keys } = keysFor(text, host, port);
-  assert.ok(keys.length >= 1);
-  for (const k of keys) assert.equal(k.blob.subarray(4, 4 + k.blob.readUInt32BE(0)).toString(), k.type);
-});
+test(
+  "keysFor reads the lab's own known_hosts (when the lab has run)",
+  { skip: !fs.existsSync(LAB) && 'no lab state' },
+  () => {
+    const text = fs.readFileSync(LAB, 'utf8');
+    const m = /^\[([^\]]+)\]:(\d+)\s/m.exec(text) ?? /^(\S+)\s/m.exec(text);
+    assert.ok(m, 'a host field');
+    const host = m[1].split(',')[0];
+    const port = m[2] ? Number(m[2]) : 22;
+    const { keys } = keysFor(text, host, port);
+    assert.ok(keys.length >= 1);
+    for (const k of keys) assert.equal(k.blob.subarray(4, 4 + k.blob.readUInt32BE(0)).toString(), k.type);
+  },
+);

@@ -1,7 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InputError } from '../../src/errors';
-import { Ledger, ReleaseRecord, available, currentRelease, findTarget, parseLedger, pruneLedger, stackDir } from '../../src/ledger';
+import {
+  Ledger,
+  ReleaseRecord,
+  available,
+  currentRelease,
+  findTarget,
+  parseLedger,
+  pruneLedger,
+  stackDir,
+} from '../../src/ledger';
 
 let seq = 0;
 function rec(release: string, p: Partial<ReleaseRecord> = {}): ReleaseRecord {
@@ -29,7 +38,8 @@ function rec(release: string, p: Partial<ReleaseRecord> = {}): ReleaseRecord {
 const ledger = (...releases: ReleaseRecord[]): Ledger => ({ version: 1, stack: 'app', releases });
 
 /** A rollback record as runLayer writes it: the target's label and folder, kind rollback. */
-const rollbackTo = (target: ReleaseRecord, p: Partial<ReleaseRecord> = {}) => rec(target.release, { kind: 'rollback', dir: target.dir, versions: target.versions, ...p });
+const rollbackTo = (target: ReleaseRecord, p: Partial<ReleaseRecord> = {}) =>
+  rec(target.release, { kind: 'rollback', dir: target.dir, versions: target.versions, ...p });
 
 function inputError(fn: () => unknown, ...res: RegExp[]) {
   assert.throws(fn, (e: unknown) => {
@@ -50,22 +60,34 @@ test('parseLedger: a ledger round-trips', () => {
 test('parseLedger: garbage and truncated JSON are an InputError that says corrupt and that nothing was changed', () => {
   const full = JSON.stringify(ledger(rec('1.0.0')), null, 2);
   for (const text of ['garbage', '', full.slice(0, full.length / 2), '{"version":1,', '\u0000\u0001']) {
-    inputError(() => parseLedger(text, 'vps:.deploy-action/stacks/app/ledger.json', 'app'), /corrupt/, /Nothing was changed/, /vps:\.deploy-action\/stacks\/app\/ledger\.json/, /stack "app"/);
+    inputError(
+      () => parseLedger(text, 'vps:.deploy-action/stacks/app/ledger.json', 'app'),
+      /corrupt/,
+      /Nothing was changed/,
+      /vps:\.deploy-action\/stacks\/app\/ledger\.json/,
+      /stack "app"/,
+    );
   }
 });
 
 test('parseLedger: valid JSON that is not a version-1 ledger is refused and nothing is changed', () => {
-  for (const text of ['null', '[]', '42', '"x"', '{}', '{"version":2,"stack":"app","releases":[]}', '{"version":"1","stack":"app","releases":[]}', '{"version":1,"stack":"app","releases":{}}']) {
+  for (const text of [
+    'null',
+    '[]',
+    '42',
+    '"x"',
+    '{}',
+    '{"version":2,"stack":"app","releases":[]}',
+    '{"version":"1","stack":"app","releases":[]}',
+    '{"version":1,"stack":"app","releases":{}}',
+  ]) {
     inputError(() => parseLedger(text, 'vps:f', 'app'), /Nothing was changed/, /vps:f/, /version 1/);
   }
 });
 
-test(
-  'parseLedger: the wrong-version message says corrupt like the others',
-  () => {
-    inputError(() => parseLedger('{"version":2,"stack":"app","releases":[]}', 'vps:f', 'app'), /corrupt/);
-  },
-);
+test('parseLedger: the wrong-version message says corrupt like the others', () => {
+  inputError(() => parseLedger('{"version":2,"stack":"app","releases":[]}', 'vps:f', 'app'), /corrupt/);
+});
 
 test('stackDir: per-stack folder under remote-dir', () => {
   assert.equal(stackDir('.deploy-action', 'app'), '.deploy-action/stacks/app');
@@ -101,7 +123,11 @@ test('findTarget previous: two rollbacks in a row walk back 1.2 → 1.1 → 1.0'
   const back1 = rollbackTo(v11);
   assert.equal(findTarget(ledger(v10, v11, v12, back1), 'previous'), v10);
   const back2 = rollbackTo(v10);
-  inputError(() => findTarget(ledger(v10, v11, v12, back1, back2), 'previous'), /no release before 1\.0/, /Known releases, newest first \(UTC\):\n  1\.0: web 1\.0 — 2024-01-01 \d\d:\d\d \(rolled back to, current\)\n  1\.1: web 1\.1 — 2024-01-01 \d\d:\d\d \(rolled back to\)\n  1\.2: web 1\.2 — 2024-01-01 \d\d:\d\d$/);
+  inputError(
+    () => findTarget(ledger(v10, v11, v12, back1, back2), 'previous'),
+    /no release before 1\.0/,
+    /Known releases, newest first \(UTC\):\n {2}1\.0: web 1\.0 — 2024-01-01 \d\d:\d\d \(rolled back to, current\)\n {2}1\.1: web 1\.1 — 2024-01-01 \d\d:\d\d \(rolled back to\)\n {2}1\.2: web 1\.2 — 2024-01-01 \d\d:\d\d$/,
+  );
 });
 
 test('findTarget previous: failed and rolled-back records are skipped', () => {
@@ -126,9 +152,19 @@ test('findTarget previous: a release deployed twice in a row is one step', () =>
 });
 
 test('findTarget previous: with a single release, or none, a clear error', () => {
-  inputError(() => findTarget(ledger(rec('1.0')), 'previous'), /Stack "app" has no release before 1\.0 on record/, /\n  1\.0: web 1\.0 — 2024-01-01 \d\d:\d\d \(current\)$/);
-  inputError(() => findTarget(ledger(), 'previous'), /Stack "app" has no successful release on record to roll back from/);
-  inputError(() => findTarget(ledger(rec('1.0', { result: 'failed' }), rec('1.1', { result: 'rolled-back' })), 'previous'), /no successful release/);
+  inputError(
+    () => findTarget(ledger(rec('1.0')), 'previous'),
+    /Stack "app" has no release before 1\.0 on record/,
+    /\n {2}1\.0: web 1\.0 — 2024-01-01 \d\d:\d\d \(current\)$/,
+  );
+  inputError(
+    () => findTarget(ledger(), 'previous'),
+    /Stack "app" has no successful release on record to roll back from/,
+  );
+  inputError(
+    () => findTarget(ledger(rec('1.0', { result: 'failed' }), rec('1.1', { result: 'rolled-back' })), 'previous'),
+    /no successful release/,
+  );
 });
 
 // ---------- findTarget: by label or version ----------
@@ -170,27 +206,39 @@ test('findTarget: failed and rolled-back releases cannot be targets', () => {
   const v10 = rec('1.0.0');
   const bad = rec('1.1.0', { result: 'rolled-back' });
   const worse = rec('1.2.0', { result: 'failed' });
-  inputError(() => findTarget(ledger(v10, bad, worse), '1.1.0'), /no successful release "1\.1\.0"/, /:\n  1\.0\.0: web 1\.0\.0 — 2024-01-01 \d\d:\d\d \(current\)$/);
-  inputError(() => findTarget(ledger(v10, bad, worse), '1.2.0'), /:\n  1\.0\.0: web 1\.0\.0 — 2024-01-01 \d\d:\d\d \(current\)$/);
+  inputError(
+    () => findTarget(ledger(v10, bad, worse), '1.1.0'),
+    /no successful release "1\.1\.0"/,
+    /:\n {2}1\.0\.0: web 1\.0\.0 — 2024-01-01 \d\d:\d\d \(current\)$/,
+  );
+  inputError(
+    () => findTarget(ledger(v10, bad, worse), '1.2.0'),
+    /:\n {2}1\.0\.0: web 1\.0\.0 — 2024-01-01 \d\d:\d\d \(current\)$/,
+  );
 });
 
 test('findTarget: an unknown version is an InputError listing the known releases once each, newest first', () => {
   const l = ledger(rec('1.0.0'), rec('1.1.0'), rec('1.0.0'), rec('1.2.0', { result: 'failed' }));
-  inputError(() => findTarget(l, '9.9.9'), /Stack "app" has no successful release "9\.9\.9" on record/, /:\n  1\.0\.0: web 1\.0\.0 — 2024-01-01 \d\d:\d\d \(current\)\n  1\.1\.0: web 1\.1\.0 — 2024-01-01 \d\d:\d\d$/);
+  inputError(
+    () => findTarget(l, '9.9.9'),
+    /Stack "app" has no successful release "9\.9\.9" on record/,
+    /:\n {2}1\.0\.0: web 1\.0\.0 — 2024-01-01 \d\d:\d\d \(current\)\n {2}1\.1\.0: web 1\.1\.0 — 2024-01-01 \d\d:\d\d$/,
+  );
   inputError(() => findTarget(ledger(), '1.0.0'), /No release on record\./);
 });
 
-test(
-  'findTarget: a service version written with a v in its VERSION file is found by that exact text',
-  () => {
-    const a = rec('sha-1111111', { versions: { web: 'v2.0.0' } });
-    const b = rec('sha-2222222', { versions: { web: 'v2.1.0' } });
-    assert.equal(findTarget(ledger(a, b), 'v2.0.0'), a);
-  },
-);
+test('findTarget: a service version written with a v in its VERSION file is found by that exact text', () => {
+  const a = rec('sha-1111111', { versions: { web: 'v2.0.0' } });
+  const b = rec('sha-2222222', { versions: { web: 'v2.1.0' } });
+  assert.equal(findTarget(ledger(a, b), 'v2.0.0'), a);
+});
 
 test('findTarget previous: a run interrupted after docker stack deploy (still `started`) counts as what may be running', () => {
-  const l: Ledger = { version: 1, stack: 'app', releases: [rec('1.0.0'), rec('1.1.0'), rec('1.2.0', { result: 'started' })] };
+  const l: Ledger = {
+    version: 1,
+    stack: 'app',
+    releases: [rec('1.0.0'), rec('1.1.0'), rec('1.2.0', { result: 'started' })],
+  };
   // Swarm may have finished rolling 1.2.0 out: undoing it means going to 1.1.0, not 1.0.0.
   assert.equal(findTarget(l, 'previous').release, '1.1.0');
   // A started record is never a target itself.
@@ -206,7 +254,10 @@ test('pruneLedger: keeps the newest `keep` releases that deployed, and the faile
   const d = rec('1.3.0', { result: 'failed' });
   const e = rec('1.4.0');
   const { ledger: l, dropped } = pruneLedger(ledger(a, b, c, d, e), 2);
-  assert.deepEqual(l.releases.map((r) => r.release), ['1.1.0', '1.2.0', '1.3.0', '1.4.0']);
+  assert.deepEqual(
+    l.releases.map((r) => r.release),
+    ['1.1.0', '1.2.0', '1.3.0', '1.4.0'],
+  );
   assert.deepEqual(dropped, [a.dir]);
   // Failed attempts never push the last good release out: a rollback still has somewhere to go.
   assert.equal(findTarget(l, 'previous').release, '1.1.0');
@@ -218,7 +269,10 @@ test('pruneLedger: a rollback record shares its target folder; nothing kept twic
   const back = rollbackTo(a);
   const { ledger: l, dropped } = pruneLedger(ledger(a, b, back), 1);
   // The newest deployed record is the rollback to a: a's folder stays, b's goes.
-  assert.deepEqual(l.releases.map((r) => `${r.release}:${r.kind}`), ['1.0.0:deploy', '1.0.0:rollback']);
+  assert.deepEqual(
+    l.releases.map((r) => `${r.release}:${r.kind}`),
+    ['1.0.0:deploy', '1.0.0:rollback'],
+  );
   assert.deepEqual(dropped, [b.dir]);
 });
 
@@ -236,10 +290,14 @@ test('pruneLedger: a shipped file folder stays while any kept record uses it, an
   assert.deepEqual(pruneLedger(ledger(a, b, d, rollbackTo(a, { files: [h1] })), 1).droppedFiles, [h2]);
 });
 
-test('available: each release with its services\' versions and time, newest first, not labels alone', () => {
+test("available: each release with its services' versions and time, newest first, not labels alone", () => {
   const watch = (web: string, api: string) => [
     { name: 'shop_web', expectedImage: `registry.example.com/shop/web:${web}`, stabilityMs: 0 },
-    { name: 'shop_api', expectedImage: `registry.example.com/shop/api:${api}@sha256:${'a'.repeat(64)}`, stabilityMs: 0 },
+    {
+      name: 'shop_api',
+      expectedImage: `registry.example.com/shop/api:${api}@sha256:${'a'.repeat(64)}`,
+      stabilityMs: 0,
+    },
   ];
   const l: Ledger = {
     version: 1,
@@ -254,8 +312,14 @@ test('available: each release with its services\' versions and time, newest firs
     available(l),
     'Known releases, newest first (UTC):\n  sha-05e17b6: api 1.1.0, web 2.0.0 — 2026-12-01 14:02 (current)\n  sha-1a2b3c4: api 1.0.0, web 1.9.0 — 2026-11-30 09:15',
   );
-  inputError(() => findTarget(l, 'sha-0000000'), /no successful release "sha-0000000" on record\. Known releases, newest first \(UTC\):\n  sha-05e17b6: api 1\.1\.0, web 2\.0\.0 — 2026-12-01 14:02 \(current\)\n  sha-1a2b3c4: api 1\.0\.0, web 1\.9\.0 — 2026-11-30 09:15$/);
+  inputError(
+    () => findTarget(l, 'sha-0000000'),
+    /no successful release "sha-0000000" on record\. Known releases, newest first \(UTC\):\n {2}sha-05e17b6: api 1\.1\.0, web 2\.0\.0 — 2026-12-01 14:02 \(current\)\n {2}sha-1a2b3c4: api 1\.0\.0, web 1\.9\.0 — 2026-11-30 09:15$/,
+  );
   // A record without services (hand-edited) falls back to the run's versions.
-  assert.match(available({ version: 1, stack: 'shop', releases: [rec('x', { watch: [], versions: { b: '2', a: '1' } })] }), /\n  x: a 1, b 2 — /);
+  assert.match(
+    available({ version: 1, stack: 'shop', releases: [rec('x', { watch: [], versions: { b: '2', a: '1' } })] }),
+    /\n {2}x: a 1, b 2 — /,
+  );
   assert.equal(available({ version: 1, stack: 'shop', releases: [] }), 'No release on record.');
 });

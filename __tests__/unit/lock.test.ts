@@ -10,7 +10,12 @@ import type { Remote } from '../../src/remote';
 
 /** A host with lock folders in a Set: answers the take and release scripts as the real shell does. */
 function fakeHost(heldByOthers: string[] = []) {
-  const held = new Map<string, string>(heldByOthers.map((d) => [d, JSON.stringify({ token: 'someone-else', run: 'r', actor: 'alice', release: '9', since: 'now' })]));
+  const held = new Map<string, string>(
+    heldByOthers.map((d) => [
+      d,
+      JSON.stringify({ token: 'someone-else', run: 'r', actor: 'alice', release: '9', since: 'now' }),
+    ]),
+  );
   const calls: { op: 'take' | 'release' | 'break'; dir: string; stateAtCall: string; script: string }[] = [];
   const remote = {
     where: 'me@vps',
@@ -65,7 +70,12 @@ function withState<T>(fn: () => Promise<T>): Promise<T> {
   });
 }
 
-const holder = { run: 'https://github.com/o/r/actions/runs/1', actor: 'me', release: '1.2.0', since: '2026-01-01T00:00:00Z' };
+const holder = {
+  run: 'https://github.com/o/r/actions/runs/1',
+  actor: 'me',
+  release: '1.2.0',
+  since: '2026-01-01T00:00:00Z',
+};
 
 test('lockStacks: each lock is in the saved state before it is taken (a step killed right after mkdir is cleaned up by post)', () =>
   withState(async () => {
@@ -80,21 +90,33 @@ test('lockStacks: each lock is in the saved state before it is taken (a step kil
       assert.ok(t.script.includes(tracker.token), 'the holder file does not carry the token');
     }
     await release();
-    assert.deepEqual(calls.filter((c) => c.op === 'release').map((c) => c.dir), ['.d/stacks/infra/lock', '.d/stacks/app/lock']);
+    assert.deepEqual(
+      calls.filter((c) => c.op === 'release').map((c) => c.dir),
+      ['.d/stacks/infra/lock', '.d/stacks/app/lock'],
+    );
   }));
 
 test('lockStacks: one fixed order (sorted, each once), so two runs with the same stacks cannot deadlock', () =>
   withState(async () => {
     const { remote, calls } = fakeHost();
     await lockStacks(remote, ['.d/stacks/b/lock', '.d/stacks/a/lock', '.d/stacks/b/lock'], holder, 0, lockTracker());
-    assert.deepEqual(calls.map((c) => `${c.op} ${c.dir}`), ['take .d/stacks/a/lock', 'take .d/stacks/b/lock']);
+    assert.deepEqual(
+      calls.map((c) => `${c.op} ${c.dir}`),
+      ['take .d/stacks/a/lock', 'take .d/stacks/b/lock'],
+    );
   }));
 
 test('lockStacks: a lock held by another run fails naming the holder, and the locks already taken are released', () =>
   withState(async () => {
     const { remote, held, calls } = fakeHost(['.d/stacks/b/lock']);
-    await assert.rejects(lockStacks(remote, ['.d/stacks/a/lock', '.d/stacks/b/lock'], holder, 0, lockTracker()), /Another deploy holds the lock \.d\/stacks\/b\/lock on me@vps: alice/);
-    assert.deepEqual(calls.map((c) => `${c.op} ${c.dir}`), ['take .d/stacks/a/lock', 'take .d/stacks/b/lock', 'release .d/stacks/b/lock', 'release .d/stacks/a/lock']);
+    await assert.rejects(
+      lockStacks(remote, ['.d/stacks/a/lock', '.d/stacks/b/lock'], holder, 0, lockTracker()),
+      /Another deploy holds the lock \.d\/stacks\/b\/lock on me@vps: alice/,
+    );
+    assert.deepEqual(
+      calls.map((c) => `${c.op} ${c.dir}`),
+      ['take .d/stacks/a/lock', 'take .d/stacks/b/lock', 'release .d/stacks/b/lock', 'release .d/stacks/a/lock'],
+    );
     assert.deepEqual([...held.keys()], ['.d/stacks/b/lock'], "the other run's lock must stay, ours must go");
   }));
 
@@ -112,42 +134,73 @@ test('lockStacks: a lock older than lock-stale-after is broken (its run died wit
   withState(async () => {
     // The fake host reports every foreign lock as 5 s old.
     const young = fakeHost(['.d/stacks/a/lock']);
-    await assert.rejects(lockStacks(young.remote, ['.d/stacks/a/lock'], holder, 0, lockTracker(), 10), /Another deploy holds the lock/);
+    await assert.rejects(
+      lockStacks(young.remote, ['.d/stacks/a/lock'], holder, 0, lockTracker(), 10),
+      /Another deploy holds the lock/,
+    );
     assert.ok(!young.calls.some((c) => c.op === 'break'));
     const old = fakeHost(['.d/stacks/a/lock']);
     await lockStacks(old.remote, ['.d/stacks/a/lock'], holder, 0, lockTracker(), 3);
-    assert.deepEqual(old.calls.map((c) => c.op), ['take', 'break', 'take']);
+    assert.deepEqual(
+      old.calls.map((c) => c.op),
+      ['take', 'break', 'take'],
+    );
   }));
 
 /** A host that is this machine's own `sh`, with shims earlier on PATH that play the other deploy. */
 function localShell(shims: Record<string, string>) {
   const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'lock-shims-'));
-  for (const [name, body] of Object.entries(shims)) fs.writeFileSync(path.join(bin, name), `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+  for (const [name, body] of Object.entries(shims))
+    fs.writeFileSync(path.join(bin, name), `#!/bin/sh\n${body}\n`, { mode: 0o755 });
   const run = (script: string) => {
-    const r = spawnSync('sh', ['-c', script], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    const r = spawnSync('sh', ['-c', script], {
+      encoding: 'utf8',
+      env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
+    });
     return { code: r.status ?? 255, stdout: r.stdout, stderr: r.stderr };
   };
-  return { where: 'me@local', sh: async (s: string) => run(s), run: async (argv: string[]) => run(quote(argv)) } as unknown as Remote;
+  return {
+    where: 'me@local',
+    sh: async (s: string) => run(s),
+    run: async (argv: string[]) => run(quote(argv)),
+  } as unknown as Remote;
 }
 
 function heldLock(): { dir: string; marker: string } {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'lock-race-'));
   const dir = path.join(root, 'stacks', 'web', 'lock');
   fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, 'holder.json'), JSON.stringify({ token: 'other', run: 'r', actor: 'bob', release: '1', since: 'now' }));
+  fs.writeFileSync(
+    path.join(dir, 'holder.json'),
+    JSON.stringify({ token: 'other', run: 'r', actor: 'bob', release: '1', since: 'now' }),
+  );
   return { dir, marker: path.join(root, 'released') };
 }
 
 // The holder releases between the waiter's failed mkdir and its look at the lock: a lock to retry, never an error.
 for (const [what, shims] of [
-  ['before the age is read (stat)', (m: string) => ({ stat: `[ -e ${m} ] || { touch ${m}; rm -rf "$3"; }\nexec /usr/bin/stat "$@"` })],
-  ['right after mkdir failed', (m: string) => ({ mkdir: `[ "$1" = -p ] || [ -e ${m} ] || { /bin/mkdir "$@"; s=$?; touch ${m}; rm -rf "$1"; exit $s; }\nexec /bin/mkdir "$@"` })],
+  [
+    'before the age is read (stat)',
+    (m: string) => ({ stat: `[ -e ${m} ] || { touch ${m}; rm -rf "$3"; }\nexec /usr/bin/stat "$@"` }),
+  ],
+  [
+    'right after mkdir failed',
+    (m: string) => ({
+      mkdir: `[ "$1" = -p ] || [ -e ${m} ] || { /bin/mkdir "$@"; s=$?; touch ${m}; rm -rf "$1"; exit $s; }\nexec /bin/mkdir "$@"`,
+    }),
+  ],
 ] as const) {
   test(`a lock released ${what} is taken, not an error`, async () => {
     const { dir, marker } = heldLock();
     const remote = localShell(shims(marker));
     await withState(async () => {
-      const unlock = await lockStacks(remote, [dir], { run: 'r2', actor: 'alice', release: '2', since: 'now' }, 5, lockTracker());
+      const unlock = await lockStacks(
+        remote,
+        [dir],
+        { run: 'r2', actor: 'alice', release: '2', since: 'now' },
+        5,
+        lockTracker(),
+      );
       assert.ok(fs.existsSync(marker), 'the shim played the release');
       assert.match(fs.readFileSync(path.join(dir, 'holder.json'), 'utf8'), /"actor":"alice"/);
       await unlock();
@@ -162,7 +215,17 @@ test('a lock whose holder file is not written yet is waited for, not an error', 
   const { dir } = heldLock();
   fs.rmSync(path.join(dir, 'holder.json'));
   await withState(async () => {
-    await assert.rejects(lockStacks(localShell({}), [dir], { run: 'r2', actor: 'alice', release: '2', since: 'now' }, 0, lockTracker(), 3600), /Another deploy holds the lock .*unknown holder/);
+    await assert.rejects(
+      lockStacks(
+        localShell({}),
+        [dir],
+        { run: 'r2', actor: 'alice', release: '2', since: 'now' },
+        0,
+        lockTracker(),
+        3600,
+      ),
+      /Another deploy holds the lock .*unknown holder/,
+    );
     assert.ok(fs.existsSync(dir), "the other deploy's lock is intact");
   });
 });
@@ -178,19 +241,36 @@ test('a stale lock is broken only while it still carries the holder that was see
     cat: `/bin/cat "$@"; s=$?\nd=$(dirname "$1")\n[ -e ${marker} ] || { touch ${marker}; rm -rf "$d"; /bin/mkdir "$d"; printf '%s' '${fresh}' > "$d/holder.json"; }\nexit $s`,
   });
   await withState(async () => {
-    await assert.rejects(lockStacks(remote, [dir], { run: 'r2', actor: 'alice', release: '2', since: 'now' }, 0, lockTracker(), 3600), /Another deploy holds the lock .*carol/);
-    assert.equal(fs.readFileSync(path.join(dir, 'holder.json'), 'utf8'), fresh, "the other waiter's new lock is intact");
+    await assert.rejects(
+      lockStacks(remote, [dir], { run: 'r2', actor: 'alice', release: '2', since: 'now' }, 0, lockTracker(), 3600),
+      /Another deploy holds the lock .*carol/,
+    );
+    assert.equal(
+      fs.readFileSync(path.join(dir, 'holder.json'), 'utf8'),
+      fresh,
+      "the other waiter's new lock is intact",
+    );
   });
 });
 
 // A lock left by a run that wrote no token (an older version of the action, or a person) must still be breakable.
 test('a stale lock whose holder file has no token is broken and taken', async () => {
   const { dir } = heldLock();
-  fs.writeFileSync(path.join(dir, 'holder.json'), JSON.stringify({ run: 'gone', actor: 'ghost', release: 'x', since: 'then' }));
+  fs.writeFileSync(
+    path.join(dir, 'holder.json'),
+    JSON.stringify({ run: 'gone', actor: 'ghost', release: 'x', since: 'then' }),
+  );
   const old = new Date(Date.now() - 7200_000);
   fs.utimesSync(dir, old, old);
   await withState(async () => {
-    const unlock = await lockStacks(localShell({}), [dir], { run: 'r2', actor: 'alice', release: '2', since: 'now' }, 0, lockTracker(), 3600);
+    const unlock = await lockStacks(
+      localShell({}),
+      [dir],
+      { run: 'r2', actor: 'alice', release: '2', since: 'now' },
+      0,
+      lockTracker(),
+      3600,
+    );
     assert.match(fs.readFileSync(path.join(dir, 'holder.json'), 'utf8'), /"actor":"alice"/);
     await unlock();
     assert.ok(!fs.existsSync(dir));
@@ -205,7 +285,14 @@ test('a stale lock with a leftover break marker from a dead breaker is still bro
   fs.utimesSync(path.join(dir, '.breaking'), old, old);
   fs.utimesSync(dir, old, old);
   await withState(async () => {
-    const unlock = await lockStacks(localShell({}), [dir], { run: 'r2', actor: 'alice', release: '2', since: 'now' }, 0, lockTracker(), 3600);
+    const unlock = await lockStacks(
+      localShell({}),
+      [dir],
+      { run: 'r2', actor: 'alice', release: '2', since: 'now' },
+      0,
+      lockTracker(),
+      3600,
+    );
     assert.match(fs.readFileSync(path.join(dir, 'holder.json'), 'utf8'), /"actor":"alice"/);
     await unlock();
   });

@@ -6,9 +6,35 @@ import { describeTask, nodesNotTakingTasks } from '../../src/pipeline';
 import { NodeFacts } from '../../src/placement';
 import { TaskState, parseSnapshot } from '../../src/swarm';
 
-const node = (p: Partial<NodeFacts>): NodeFacts => ({ id: 'n1', hostname: 'vm1', role: 'worker', labels: {}, engineLabels: {}, os: 'linux', arch: 'x86_64', schedulable: true, state: 'ready', availability: 'active', ...p });
-const NODES = new Map([node({ id: 'n1', hostname: 'lab-worker1' }), node({ id: 'n2', hostname: 'lab-worker2' })].map((n) => [n.id, n]));
-const task = (p: Partial<TaskState>): TaskState => ({ id: 'abcdefabcdef0123456789', serviceId: 's', slot: 1, desired: 'shutdown', state: 'failed', at: 0, err: '', image: 'r/web:1', exitCode: null, message: '', ...p });
+const node = (p: Partial<NodeFacts>): NodeFacts => ({
+  id: 'n1',
+  hostname: 'vm1',
+  role: 'worker',
+  labels: {},
+  engineLabels: {},
+  os: 'linux',
+  arch: 'x86_64',
+  schedulable: true,
+  state: 'ready',
+  availability: 'active',
+  ...p,
+});
+const NODES = new Map(
+  [node({ id: 'n1', hostname: 'lab-worker1' }), node({ id: 'n2', hostname: 'lab-worker2' })].map((n) => [n.id, n]),
+);
+const task = (p: Partial<TaskState>): TaskState => ({
+  id: 'abcdefabcdef0123456789',
+  serviceId: 's',
+  slot: 1,
+  desired: 'shutdown',
+  state: 'failed',
+  at: 0,
+  err: '',
+  image: 'r/web:1',
+  exitCode: null,
+  message: '',
+  ...p,
+});
 
 test('parseSnapshot keeps the node each task was given (none while it is unscheduled)', () => {
   const ok = (body: unknown) => `HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n${JSON.stringify(body)}`;
@@ -22,26 +48,49 @@ test('parseSnapshot keeps the node each task was given (none while it is unsched
       { ID: 't2', ServiceID: 's', DesiredState: 'running', Status: { State: 'pending', Err: 'no suitable node' } },
     ]),
   ].join('\n');
-  assert.deepEqual(parseSnapshot(out).tasks.map((t) => [t.id, t.node]), [['t1', 'n2'], ['t2', '']]);
+  assert.deepEqual(
+    parseSnapshot(out).tasks.map((t) => [t.id, t.node]),
+    [
+      ['t1', 'n2'],
+      ['t2', ''],
+    ],
+  );
 });
 
 test('describeTask names the node a task failed on, given the nodes of a multi-node swarm', () => {
-  assert.equal(describeTask(task({ node: 'n1', exitCode: 3, err: 'task: non-zero exit (3)' }), NODES), 'task abcdefabcdef (slot 1) on lab-worker1 failed, exit 3: task: non-zero exit (3)');
+  assert.equal(
+    describeTask(task({ node: 'n1', exitCode: 3, err: 'task: non-zero exit (3)' }), NODES),
+    'task abcdefabcdef (slot 1) on lab-worker1 failed, exit 3: task: non-zero exit (3)',
+  );
   // A node the job could not name (it left the swarm) is shown by its id.
-  assert.equal(describeTask(task({ node: 'zz9876543210abcdef', err: 'x' }), NODES), 'task abcdefabcdef (slot 1) on node zz9876543210 failed: x');
+  assert.equal(
+    describeTask(task({ node: 'zz9876543210abcdef', err: 'x' }), NODES),
+    'task abcdefabcdef (slot 1) on node zz9876543210 failed: x',
+  );
   // Never scheduled: no node to name.
-  assert.equal(describeTask(task({ state: 'pending', err: 'no suitable node' }), NODES), 'task abcdefabcdef (slot 1) pending: no suitable node');
+  assert.equal(
+    describeTask(task({ state: 'pending', err: 'no suitable node' }), NODES),
+    'task abcdefabcdef (slot 1) pending: no suitable node',
+  );
   // Without a node list (one node, or it could not be read): the task as before, no node.
   assert.equal(describeTask(task({ node: 'n1', err: 'x' })), 'task abcdefabcdef (slot 1) failed: x');
 });
 
 test('describeTask: "No such image" on a node means that node could not pull it', () => {
   const t = task({ node: 'n2', state: 'rejected', err: 'No such image: 10.213.1.1:5000/app/api:1.1.0@sha256:abc' });
-  assert.equal(describeTask(t, NODES), 'task abcdefabcdef (slot 1) on lab-worker2 rejected: No such image: 10.213.1.1:5000/app/api:1.1.0@sha256:abc (lab-worker2 could not pull the image: can it reach the registry, with the credentials?)');
+  assert.equal(
+    describeTask(t, NODES),
+    'task abcdefabcdef (slot 1) on lab-worker2 rejected: No such image: 10.213.1.1:5000/app/api:1.1.0@sha256:abc (lab-worker2 could not pull the image: can it reach the registry, with the credentials?)',
+  );
 });
 
 test('nodesNotTakingTasks: down, drained and paused nodes, by hostname', () => {
-  const nodes = [node({ id: 'm', hostname: 'mgr' }), node({ id: 'a', hostname: 'w1', state: 'down', schedulable: false }), node({ id: 'b', hostname: 'w2', availability: 'drain', schedulable: false }), node({ id: 'c', hostname: 'w3', availability: 'pause', schedulable: false })];
+  const nodes = [
+    node({ id: 'm', hostname: 'mgr' }),
+    node({ id: 'a', hostname: 'w1', state: 'down', schedulable: false }),
+    node({ id: 'b', hostname: 'w2', availability: 'drain', schedulable: false }),
+    node({ id: 'c', hostname: 'w3', availability: 'pause', schedulable: false }),
+  ];
   assert.equal(nodesNotTakingTasks(nodes), 'Swarm nodes not taking new tasks: w1 (down), w2 (drain), w3 (pause).');
   assert.equal(nodesNotTakingTasks([nodes[0]]), '');
 });

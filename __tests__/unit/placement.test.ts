@@ -6,12 +6,22 @@ import * as path from 'path';
 import { loadComposeFile, resolveCompose, stackServices } from '../../src/compose';
 import { NodeFacts, meets, parseNodes, placementFindings } from '../../src/placement';
 
-const node = (p: Partial<NodeFacts>): NodeFacts => ({ id: 'n1', hostname: 'vm1', role: 'worker', labels: {}, engineLabels: {}, os: 'linux', arch: 'x86_64', schedulable: true, ...p });
+const node = (p: Partial<NodeFacts>): NodeFacts => ({
+  id: 'n1',
+  hostname: 'vm1',
+  role: 'worker',
+  labels: {},
+  engineLabels: {},
+  os: 'linux',
+  arch: 'x86_64',
+  schedulable: true,
+  ...p,
+});
 const MANAGER = node({ id: 'm1', hostname: 'mgr', role: 'manager' });
 const A = node({ id: 'w1', hostname: 'w1', labels: { zone: 'a' } });
 const B = node({ id: 'w2', hostname: 'w2', labels: { zone: 'b', ssd: 'true' } });
 
-test('meets: Swarm\'s operators and attributes; values compare without case; a missing label matches only !=', () => {
+test("meets: Swarm's operators and attributes; values compare without case; a missing label matches only !=", () => {
   assert.equal(meets('node.labels.zone == a', A), true);
   assert.equal(meets('node.labels.zone==A', A), true);
   assert.equal(meets('node.labels.zone != a', A), false);
@@ -27,9 +37,27 @@ test('meets: Swarm\'s operators and attributes; values compare without case; a m
 
 test('parseNodes: one JSON object a line from docker node inspect; drained or down nodes are not schedulable', () => {
   const line = (id: string, state: string, availability: string, labels: Record<string, string>) =>
-    JSON.stringify({ ID: id, Spec: { Role: 'worker', Availability: availability, Labels: labels }, Description: { Hostname: id, Platform: { OS: 'linux', Architecture: 'x86_64' }, Engine: { Labels: {} } }, Status: { State: state } });
-  const nodes = parseNodes([line('a', 'ready', 'active', { zone: 'a' }), line('b', 'ready', 'drain', {}), line('c', 'down', 'active', {})].join('\n'));
-  assert.deepEqual(nodes.map((n) => [n.id, n.schedulable]), [['a', true], ['b', false], ['c', false]]);
+    JSON.stringify({
+      ID: id,
+      Spec: { Role: 'worker', Availability: availability, Labels: labels },
+      Description: { Hostname: id, Platform: { OS: 'linux', Architecture: 'x86_64' }, Engine: { Labels: {} } },
+      Status: { State: state },
+    });
+  const nodes = parseNodes(
+    [
+      line('a', 'ready', 'active', { zone: 'a' }),
+      line('b', 'ready', 'drain', {}),
+      line('c', 'down', 'active', {}),
+    ].join('\n'),
+  );
+  assert.deepEqual(
+    nodes.map((n) => [n.id, n.schedulable]),
+    [
+      ['a', true],
+      ['b', false],
+      ['c', false],
+    ],
+  );
   assert.deepEqual(nodes[0].labels, { zone: 'a' });
 });
 
@@ -72,7 +100,10 @@ test('placementFindings: constraints each met by some node but never together; a
       placement:
         constraints: [node.labels.zone == a, node.labels.ssd == true]
 `);
-  assert.match(placementFindings(s, s.services, [A, B])[0].message, /no node meets all of "node.labels.zone == a", "node.labels.ssd == true" at once/);
+  assert.match(
+    placementFindings(s, s.services, [A, B])[0].message,
+    /no node meets all of "node.labels.zone == a", "node.labels.ssd == true" at once/,
+  );
   const t = stack(`services:
   db:
     image: db:1

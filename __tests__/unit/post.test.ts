@@ -9,7 +9,14 @@ import type { RunOptions, RunResult, Runner } from '../../src/exec';
 
 function recorder(): Runner & { calls: string[][] } {
   const calls: string[][] = [];
-  return { where: 'runner', calls, run: async (argv: string[], _o?: RunOptions): Promise<RunResult> => (calls.push(argv), { code: 0, stdout: '', stderr: '' }) };
+  return {
+    where: 'runner',
+    calls,
+    run: async (argv: string[], _o?: RunOptions): Promise<RunResult> => (
+      calls.push(argv),
+      { code: 0, stdout: '', stderr: '' }
+    ),
+  };
 }
 
 /** The post step sees what the main step saved: STATE_<key> variables, as the runner passes them. */
@@ -18,7 +25,8 @@ async function asPost(saved: () => void, fn: () => Promise<void>) {
   fs.writeFileSync(file, '');
   process.env.GITHUB_STATE = file;
   saved();
-  for (const m of fs.readFileSync(file, 'utf8').matchAll(/^(\S+)<<(\S+)\n([\s\S]*?)\n\2$/gm)) process.env[`STATE_${m[1]}`] = m[3];
+  for (const m of fs.readFileSync(file, 'utf8').matchAll(/^(\S+)<<(\S+)\n([\s\S]*?)\n\2$/gm))
+    process.env[`STATE_${m[1]}`] = m[3];
   try {
     await fn();
   } finally {

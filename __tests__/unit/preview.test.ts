@@ -23,7 +23,8 @@ import { captureStdout } from '../helpers/stdout';
 test('previewNumber: `<name>-pr-<N>` is the preview of pull request N; other names are not previews', () => {
   assert.equal(previewNumber('app-pr-12'), 12);
   assert.equal(previewNumber('my-app-pr-3'), 3);
-  for (const n of ['app', 'app-pr-', 'app-pr-0', 'pr-4', 'app-pr-4x', 'app_pr_4']) assert.equal(previewNumber(n), undefined, n);
+  for (const n of ['app', 'app-pr-', 'app-pr-0', 'pr-4', 'app-pr-4x', 'app_pr_4'])
+    assert.equal(previewNumber(n), undefined, n);
 });
 
 test('livePreviews: the stacks of one pull request count once', () => {
@@ -51,7 +52,7 @@ test('capVerdict: one more preview past the cap is an InputError naming max-prev
   capVerdict(['app'], live, 1, 'h'); // not a preview
 });
 
-test('checkPreviewCap: counts from the host\'s stacks, and asks nothing when no preview is deployed', async () => {
+test("checkPreviewCap: counts from the host's stacks, and asks nothing when no preview is deployed", async () => {
   const host = new FakeDocker();
   host.add('service', 'app-pr-1_web', { 'com.docker.stack.namespace': 'app-pr-1' });
   host.add('service', 'app-pr-2_web', { 'com.docker.stack.namespace': 'app-pr-2' });
@@ -110,7 +111,12 @@ esac
     );
   }
   add(kind: string, name: string, labels: Record<string, string> = {}): void {
-    fs.writeFileSync(path.join(this.home, '.docker', kind, name), Object.entries(labels).map(([k, v]) => `${k}=${v}\n`).join(''));
+    fs.writeFileSync(
+      path.join(this.home, '.docker', kind, name),
+      Object.entries(labels)
+        .map(([k, v]) => `${k}=${v}\n`)
+        .join(''),
+    );
   }
   has(kind: string, name: string): boolean {
     return fs.existsSync(path.join(this.home, '.docker', kind, name));
@@ -138,7 +144,8 @@ esac
 }
 
 const NS = (s: string) => ({ 'com.docker.stack.namespace': s });
-const ledger = (stack: string, secrets: string[]) => JSON.stringify({ version: 1, stack, releases: [{ id: 'r1', release: '1', secrets }] });
+const ledger = (stack: string, secrets: string[]) =>
+  JSON.stringify({ version: 1, stack, releases: [{ id: 'r1', release: '1', secrets }] });
 
 /** A host with the preview app-pr-4 (services, network, config, its secrets, a shared one) and the stack app beside it. */
 function previewHost(busyPolls = 0): FakeDocker {
@@ -156,14 +163,22 @@ function previewHost(busyPolls = 0): FakeDocker {
   h.add('network', 'app_default', NS('app'));
   h.add('config', 'app_conf_0123456789', NS('app'));
   h.add('secret', 'app_db_abcdef0123', { 'deploy-action.stack': 'app', 'deploy-action.key': 'db' });
-  h.file('.da/stacks/app-pr-4/ledger.json', ledger('app-pr-4', ['app-pr-4_db_abcdef0123', 'app-pr-4_token', 'shared_redis_1111111111', 'shared_mail_2222222222']));
+  h.file(
+    '.da/stacks/app-pr-4/ledger.json',
+    ledger('app-pr-4', [
+      'app-pr-4_db_abcdef0123',
+      'app-pr-4_token',
+      'shared_redis_1111111111',
+      'shared_mail_2222222222',
+    ]),
+  );
   h.file('.da/stacks/app-pr-4/releases/x/stack.yml', 'services: {}\n');
   h.file('.da/stacks/app-pr-4/lock/holder.json', '{}');
   h.file('.da/stacks/app/ledger.json', ledger('app', ['app_db_abcdef0123', 'shared_redis_1111111111']));
   return h;
 }
 
-test('planRemoval: the stack\'s services, networks, configs, own secrets and folder; a shared secret another ledger names is kept; reads only', async () => {
+test("planRemoval: the stack's services, networks, configs, own secrets and folder; a shared secret another ledger names is kept; reads only", async () => {
   const h = previewHost();
   const r = await planRemoval(h, '.da', 'app-pr-4');
   assert.deepEqual(r.services.sort(), ['app-pr-4_api', 'app-pr-4_web']);
@@ -174,7 +189,10 @@ test('planRemoval: the stack\'s services, networks, configs, own secrets and fol
   assert.deepEqual(r.sharedKept, ['shared_redis_1111111111']);
   assert.equal(r.folder, true);
   assert.ok(!h.calls().some((c) => / rm /.test(` ${c} `)), `nothing removed: ${h.calls().join('; ')}`);
-  assert.match(describeRemoval(r), /shared secrets kept \(another stack's ledger names them\): shared_redis_1111111111/);
+  assert.match(
+    describeRemoval(r),
+    /shared secrets kept \(another stack's ledger names them\): shared_redis_1111111111/,
+  );
 });
 
 test('planRemoval: a stack that is not there is empty', async () => {
@@ -189,13 +207,29 @@ test('removeStack: stack rm, then networks (busy a while), configs and secrets o
   const h = previewHost(3);
   const r = await planRemoval(h, '.da', 'app-pr-4');
   await removeStack(h, '.da', r, { timeoutMs: 30_000, pollMs: 1 });
-  for (const [k, n] of [['service', 'app-pr-4_web'], ['network', 'app-pr-4_default'], ['config', 'app-pr-4_conf_0123456789'], ['secret', 'app-pr-4_db_abcdef0123'], ['secret', 'app-pr-4_token'], ['secret', 'shared_mail_2222222222']]) {
+  for (const [k, n] of [
+    ['service', 'app-pr-4_web'],
+    ['network', 'app-pr-4_default'],
+    ['config', 'app-pr-4_conf_0123456789'],
+    ['secret', 'app-pr-4_db_abcdef0123'],
+    ['secret', 'app-pr-4_token'],
+    ['secret', 'shared_mail_2222222222'],
+  ]) {
     assert.equal(h.has(k, n), false, `${k} ${n} removed`);
   }
-  for (const [k, n] of [['service', 'app_web'], ['network', 'app_default'], ['config', 'app_conf_0123456789'], ['secret', 'app_db_abcdef0123'], ['secret', 'shared_redis_1111111111']]) {
+  for (const [k, n] of [
+    ['service', 'app_web'],
+    ['network', 'app_default'],
+    ['config', 'app_conf_0123456789'],
+    ['secret', 'app_db_abcdef0123'],
+    ['secret', 'shared_redis_1111111111'],
+  ]) {
     assert.equal(h.has(k, n), true, `${k} ${n} kept`);
   }
-  assert.ok(h.calls().filter((c) => c.startsWith('network rm app-pr-4_default')).length >= 4, 'network rm retried while busy');
+  assert.ok(
+    h.calls().filter((c) => c.startsWith('network rm app-pr-4_default')).length >= 4,
+    'network rm retried while busy',
+  );
   assert.equal(h.exists('.da/stacks/app-pr-4/ledger.json'), false);
   assert.equal(h.exists('.da/stacks/app-pr-4/releases'), false);
   assert.equal(h.exists('.da/stacks/app-pr-4/lock/holder.json'), true, 'the lock this run holds stays until released');
@@ -206,7 +240,10 @@ test('removeStack: what never goes away fails within the bound, naming what is l
   const h = previewHost(1_000_000);
   const r = await planRemoval(h, '.da', 'app-pr-4');
   const t0 = Date.now();
-  await assert.rejects(removeStack(h, '.da', r, { timeoutMs: 300, pollMs: 20 }), /not fully removed within 0 s; still there: network app-pr-4_default/);
+  await assert.rejects(
+    removeStack(h, '.da', r, { timeoutMs: 300, pollMs: 20 }),
+    /not fully removed within 0 s; still there: network app-pr-4_default/,
+  );
   assert.ok(Date.now() - t0 < 20_000);
   assert.equal(h.exists('.da/stacks/app-pr-4/ledger.json'), true, 'the ledger stays while the stack is not gone');
 });
@@ -215,7 +252,12 @@ test('remove scripts: every name reaches the shell quoted', async () => {
   const h = new FakeDocker();
   const evil = "app-pr-4'; touch pwned; '";
   const r = await planRemoval(h, "x'; touch pwned2; '", evil);
-  await removeStack(h, '.da', { ...r, services: [evil], networks: [`${evil}_n`], folder: true }, { timeoutMs: 100, pollMs: 1 }).catch(() => undefined);
+  await removeStack(
+    h,
+    '.da',
+    { ...r, services: [evil], networks: [`${evil}_n`], folder: true },
+    { timeoutMs: 100, pollMs: 1 },
+  ).catch(() => undefined);
   assert.equal(h.exists('pwned'), false);
   assert.equal(h.exists('pwned2'), false);
 });
@@ -242,7 +284,7 @@ function fakeApi(existing: { id: number; body: string }[] = []) {
   return { api, comments, calls };
 }
 
-test('upsertComment: posts one comment with the marker, then updates that one, never another\'s', async () => {
+test("upsertComment: posts one comment with the marker, then updates that one, never another's", async () => {
   const f = fakeApi([{ id: 1, body: 'LGTM' }]);
   const a = await upsertComment(f.api, 'Preview: https://pr-4.example.com');
   assert.equal(a.updated, false);
@@ -258,8 +300,17 @@ test('upsertComment: posts one comment with the marker, then updates that one, n
 
 // ------------------------------------------------------------------ inputs
 
-const SSH = { host: 'h.example.com', user: 'deploy', 'ssh-key': 'KEY-KEY-KEY-KEY', 'known-hosts': 'h ssh-ed25519 AAAA' };
-const ENV = { GITHUB_WORKSPACE: '/ws', GITHUB_REF: 'refs/heads/main', GITHUB_SHA: '0123456789abcdef0123456789abcdef01234567' };
+const SSH = {
+  host: 'h.example.com',
+  user: 'deploy',
+  'ssh-key': 'KEY-KEY-KEY-KEY',
+  'known-hosts': 'h ssh-ed25519 AAAA',
+};
+const ENV = {
+  GITHUB_WORKSPACE: '/ws',
+  GITHUB_REF: 'refs/heads/main',
+  GITHUB_SHA: '0123456789abcdef0123456789abcdef01234567',
+};
 function read(values: Record<string, string>, env: NodeJS.ProcessEnv = ENV) {
   const stop = captureStdout();
   try {
@@ -270,7 +321,10 @@ function read(values: Record<string, string>, env: NodeJS.ProcessEnv = ENV) {
   }
 }
 const rejects = (values: Record<string, string>, input: string) =>
-  assert.throws(() => read(values), (e: unknown) => e instanceof InputError && e.message.includes(`\`${input}\``));
+  assert.throws(
+    () => read(values),
+    (e: unknown) => e instanceof InputError && e.message.includes(`\`${input}\``),
+  );
 
 test('readInputs: remove needs a host and stacks like deploy; max-previews is a whole number, 0 by default', () => {
   const { inputs } = read({ ...SSH, command: 'remove', stacks: 'app-pr-4=stacks/app.yml' });
@@ -283,7 +337,12 @@ test('readInputs: remove needs a host and stacks like deploy; max-previews is a 
 });
 
 test('readInputs: comment needs its text, a pull request and a token (masked); the number comes from the event when not given', () => {
-  const { inputs, out } = read({ command: 'comment', comment: 'Preview: x', 'pull-request': '12', 'github-token': 'ghs_tokentokentoken' });
+  const { inputs, out } = read({
+    command: 'comment',
+    comment: 'Preview: x',
+    'pull-request': '12',
+    'github-token': 'ghs_tokentokentoken',
+  });
   assert.equal(inputs.pullRequest, 12);
   assert.equal(inputs.githubToken, 'ghs_tokentokentoken');
   assert.match(out, /^::add-mask::ghs_tokentokentoken$/m);
@@ -293,7 +352,11 @@ test('readInputs: comment needs its text, a pull request and a token (masked); t
   rejects({ command: 'comment', comment: 'x', 'pull-request': '12; rm', 'github-token': 't' }, 'pull-request');
   const event = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'event-')), 'event.json');
   fs.writeFileSync(event, JSON.stringify({ action: 'opened', pull_request: { number: 7 } }));
-  assert.equal(read({ command: 'comment', comment: 'x', 'github-token': 't' }, { ...ENV, GITHUB_EVENT_PATH: event }).inputs.pullRequest, 7);
+  assert.equal(
+    read({ command: 'comment', comment: 'x', 'github-token': 't' }, { ...ENV, GITHUB_EVENT_PATH: event }).inputs
+      .pullRequest,
+    7,
+  );
 });
 
 // ------------------------------------------------------------------ the bundled action
@@ -307,9 +370,13 @@ test('dist: command comment posts, then updates, one comment through GITHUB_API_
     req.on('data', (c: Buffer) => (data += c.toString()));
     req.on('end', () => {
       seen.push(`${req.method} ${req.url} ${req.headers.authorization}`);
-      const send = (status: number, body: unknown) => (res.writeHead(status, { 'content-type': 'application/json' }), res.end(JSON.stringify(body)));
+      const send = (status: number, body: unknown) => (
+        res.writeHead(status, { 'content-type': 'application/json' }),
+        res.end(JSON.stringify(body))
+      );
       if (refuse) return send(403, { message: 'Resource not accessible by integration' });
-      if (req.method === 'GET' && req.url?.startsWith('/repos/glasck/example/issues/4/comments')) return send(200, comments);
+      if (req.method === 'GET' && req.url?.startsWith('/repos/glasck/example/issues/4/comments'))
+        return send(200, comments);
       if (req.method === 'POST' && req.url === '/repos/glasck/example/issues/4/comments') {
         const c = { id: 77, body: (JSON.parse(data) as { body: string }).body };
         comments.push(c);
@@ -325,7 +392,13 @@ test('dist: command comment posts, then updates, one comment through GITHUB_API_
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   try {
-    const comment = (text: string) => runAction({ inputs: { command: 'comment', comment: text, 'pull-request': '4', 'github-token': 'ghs_unit_token_123' }, env: { GITHUB_API_URL: url, GITHUB_REPOSITORY: 'glasck/example' }, post: false, timeoutMs: 60_000 });
+    const comment = (text: string) =>
+      runAction({
+        inputs: { command: 'comment', comment: text, 'pull-request': '4', 'github-token': 'ghs_unit_token_123' },
+        env: { GITHUB_API_URL: url, GITHUB_REPOSITORY: 'glasck/example' },
+        post: false,
+        timeoutMs: 60_000,
+      });
     const first = await comment('Preview: https://pr-4.example.com');
     assert.equal(first.code, 0, first.log);
     assert.equal(first.outputs.result, 'commented');
@@ -333,12 +406,18 @@ test('dist: command comment posts, then updates, one comment through GITHUB_API_
     assert.equal(second.code, 0, second.log);
     assert.equal(comments.length, 1, 'updated, not duplicated');
     assert.equal(comments[0].body, `${MARKER}\nPreview: https://pr-4.example.com (again)`);
-    assert.ok(seen.every((s) => s.endsWith('token ghs_unit_token_123')), seen.join('\n'));
+    assert.ok(
+      seen.every((s) => s.endsWith('token ghs_unit_token_123')),
+      seen.join('\n'),
+    );
     assert.ok(!second.maskedLog.includes('ghs_unit_token_123'), 'the token is masked');
     refuse = true;
     const refused = await comment('x');
     assert.notEqual(refused.code, 0);
-    assert.match(refused.errors.join('\n'), /Could not comment on pull request #4: Resource not accessible by integration.*pull-requests: write/s);
+    assert.match(
+      refused.errors.join('\n'),
+      /Could not comment on pull request #4: Resource not accessible by integration.*pull-requests: write/s,
+    );
   } finally {
     server.close();
   }

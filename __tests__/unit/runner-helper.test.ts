@@ -261,7 +261,11 @@ test('lab helpers: parseExports reads `bash lab/lab.sh env`', () => {
 
 test('lab helpers: waitFor resolves with the first truthy value', async () => {
   let n = 0;
-  const v = await waitFor(() => (++n >= 3 ? `after ${n}` : false), { timeoutMs: 2000, intervalMs: 5, what: 'n to reach 3' });
+  const v = await waitFor(() => (++n >= 3 ? `after ${n}` : false), {
+    timeoutMs: 2000,
+    intervalMs: 5,
+    what: 'n to reach 3',
+  });
   assert.equal(v, 'after 3');
 });
 

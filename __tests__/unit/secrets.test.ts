@@ -8,7 +8,19 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { RunResult } from '../../src/exec';
 import { ShOptions, shellJoin } from '../../src/remote';
-import { SecretHost, SecretPlan, checkShared, displayName, ensureSecrets, nameSecrets, overrideFile, overrideUpload, planConfigs, planSecrets, pruneSecrets } from '../../src/secrets';
+import {
+  SecretHost,
+  SecretPlan,
+  checkShared,
+  displayName,
+  ensureSecrets,
+  nameSecrets,
+  overrideFile,
+  overrideUpload,
+  planConfigs,
+  planSecrets,
+  pruneSecrets,
+} from '../../src/secrets';
 import { loadStack, prepareStack } from '../../src/stack';
 
 const STACK = `version: "3.8"
@@ -91,7 +103,8 @@ function leaks(value: string): string[] {
   return out;
 }
 
-const keyed = (key: Buffer, stack: string, name: string, value: string) => createHash('sha256').update(key).update(`${stack}\0${name}\0${value}`).digest('hex').slice(0, 10);
+const keyed = (key: Buffer, stack: string, name: string, value: string) =>
+  createHash('sha256').update(key).update(`${stack}\0${name}\0${value}`).digest('hex').slice(0, 10);
 
 test('planSecrets: an input secret gets no name offline (no unsalted hash of the value); a generated one keeps its fixed name', () => {
   const p = prepared('x = 1\n');
@@ -100,7 +113,10 @@ test('planSecrets: an input secret gets no name offline (no unsalted hash of the
   assert.equal(plans[0].name, '', 'named before connecting');
   assert.equal(displayName(plans[0]), 'app_db_password_<keyed hash computed on the host>');
   const gen = planSecrets(p, {}, ['db_password']);
-  assert.deepEqual(gen.map((g) => [g.name, g.source]), [['app_db_password', 'generated']]);
+  assert.deepEqual(
+    gen.map((g) => [g.name, g.source]),
+    [['app_db_password', 'generated']],
+  );
 });
 
 test('nameSecrets: the host makes its key once (mode 600) and names each value by a hash keyed with it; the value only on stdin', async () => {
@@ -113,9 +129,16 @@ test('nameSecrets: the host makes its key once (mode 600) and names each value b
   assert.equal(fs.statSync(path.join(host.home, '.deploy-action', 'secret-key')).mode & 0o777, 0o600);
   assert.match(plans[0].name, /^app_db_password_[0-9a-f]{10}$/);
   assert.equal(plans[0].name, `app_db_password_${keyed(key, 'app', 'db_password', VALUE)}`);
-  assert.notEqual(plans[0].name.slice(-10), createHash('sha256').update('app\0db_password\0').update(VALUE).digest('hex').slice(0, 10), 'the unsalted hash');
+  assert.notEqual(
+    plans[0].name.slice(-10),
+    createHash('sha256').update('app\0db_password\0').update(VALUE).digest('hex').slice(0, 10),
+    'the unsalted hash',
+  );
   for (const l of leaks(VALUE)) assert.ok(!host.scripts.some((s) => s.includes(l)), `"${l}" of the value in a script`);
-  assert.ok(Buffer.from(host.inputs[0].trim(), 'base64').toString('utf8').endsWith(`\0${VALUE}`), 'the value went through stdin');
+  assert.ok(
+    Buffer.from(host.inputs[0].trim(), 'base64').toString('utf8').endsWith(`\0${VALUE}`),
+    'the value went through stdin',
+  );
 
   // The same value again: same key, same name (nothing re-created); another host: another key, another name.
   const again = planSecrets(prepared('x = 1\n'), { DB_PASSWORD: VALUE }, []);
@@ -154,7 +177,10 @@ test('nameSecrets: a host that cannot hash is an error that names the host, not 
   const host = new FakeHost();
   fs.writeFileSync(path.join(host.home, 'blocker'), '');
   const plans = planSecrets(prepared('x = 1\n'), { DB_PASSWORD: VALUE }, []);
-  await assert.rejects(nameSecrets(host, 'blocker/dir', plans), (e: Error) => e.message.includes('fake@host') && !leaks(VALUE).some((l) => e.message.includes(l)));
+  await assert.rejects(
+    nameSecrets(host, 'blocker/dir', plans),
+    (e: Error) => e.message.includes('fake@host') && !leaks(VALUE).some((l) => e.message.includes(l)),
+  );
   assert.equal(plans[0].name, '');
 });
 
@@ -175,7 +201,9 @@ test('overrideFile: names the managed secrets and configs, keeps each config ent
   const secrets = planSecrets(p, { DB_PASSWORD: 'S3CR3T-VALUE' }, []);
   assert.throws(() => overrideFile(p, secrets, configs), /not named yet/);
   // A dry run shows where the host's part goes.
-  assert.deepEqual(YAML.parse(overrideFile(p, secrets, configs, { placeholders: true })).secrets, { db_password: { external: true, name: 'app_db_password_<keyed hash computed on the host>' } });
+  assert.deepEqual(YAML.parse(overrideFile(p, secrets, configs, { placeholders: true })).secrets, {
+    db_password: { external: true, name: 'app_db_password_<keyed hash computed on the host>' },
+  });
   const upload = overrideUpload(p, secrets, configs);
   await nameSecrets(new FakeHost(), '.deploy-action', secrets);
   const doc = YAML.parse(overrideFile(p, secrets, configs));
@@ -190,8 +218,12 @@ test('overrideFile: names the managed secrets and configs, keeps each config ent
 test('shared secrets: one name for every stack declaring the key, given (keyed hash without the stack) or generated', async () => {
   const host = new FakeHost();
   const run: SecretPlan[] = [];
-  const infra = planSecrets({ ...prepared('x = 1\n'), name: 'infra' }, { DB_PASSWORD: VALUE }, [], run, ['db_password']);
-  const platform = planSecrets({ ...prepared('x = 1\n'), name: 'platform' }, { DB_PASSWORD: VALUE }, [], run, ['db_password']);
+  const infra = planSecrets({ ...prepared('x = 1\n'), name: 'infra' }, { DB_PASSWORD: VALUE }, [], run, [
+    'db_password',
+  ]);
+  const platform = planSecrets({ ...prepared('x = 1\n'), name: 'platform' }, { DB_PASSWORD: VALUE }, [], run, [
+    'db_password',
+  ]);
   assert.equal(displayName(infra[0]), 'shared_db_password_<keyed hash computed on the host>');
   await nameSecrets(host, '.deploy-action', infra);
   assert.equal(host.scripts.length, 1, 'one remote command for both layers');
@@ -203,16 +235,33 @@ test('shared secrets: one name for every stack declaring the key, given (keyed h
   assert.equal(own[0].name, `infra_db_password_${keyed(host.key(), 'infra', 'db_password', VALUE)}`);
   // A new value: a new shared name, for both.
   const run2: SecretPlan[] = [];
-  const a = planSecrets({ ...prepared('x = 1\n'), name: 'infra' }, { DB_PASSWORD: 'rotated' }, [], run2, ['db_password']);
-  const b = planSecrets({ ...prepared('x = 1\n'), name: 'platform' }, { DB_PASSWORD: 'rotated' }, [], run2, ['db_password']);
+  const a = planSecrets({ ...prepared('x = 1\n'), name: 'infra' }, { DB_PASSWORD: 'rotated' }, [], run2, [
+    'db_password',
+  ]);
+  const b = planSecrets({ ...prepared('x = 1\n'), name: 'platform' }, { DB_PASSWORD: 'rotated' }, [], run2, [
+    'db_password',
+  ]);
   await nameSecrets(host, '.deploy-action', a);
   assert.equal(a[0].name, b[0].name);
   assert.notEqual(a[0].name, infra[0].name);
   // Generated and shared: a fixed name without the stack.
-  assert.deepEqual(planSecrets({ ...prepared('x = 1\n'), name: 'infra' }, {}, ['db_password'], [], ['db_password']).map((p) => [p.name, p.source, p.shared]), [['shared_db_password', 'generated', true]]);
+  assert.deepEqual(
+    planSecrets({ ...prepared('x = 1\n'), name: 'infra' }, {}, ['db_password'], [], ['db_password']).map((p) => [
+      p.name,
+      p.source,
+      p.shared,
+    ]),
+    [['shared_db_password', 'generated', true]],
+  );
   // Shared but neither given nor generated, or declared by no stack: errors naming the input.
-  assert.throws(() => planSecrets(prepared('x = 1\n'), {}, [], [], ['db_password']), /Input `shared-secrets`: secret "db_password" of stack "app" is neither given/);
-  assert.throws(() => checkShared([prepared('x = 1\n')], ['redis_password']), /Input `shared-secrets`: no stack of this run \(app\) declares a secret "redis_password"/);
+  assert.throws(
+    () => planSecrets(prepared('x = 1\n'), {}, [], [], ['db_password']),
+    /Input `shared-secrets`: secret "db_password" of stack "app" is neither given/,
+  );
+  assert.throws(
+    () => checkShared([prepared('x = 1\n')], ['redis_password']),
+    /Input `shared-secrets`: no stack of this run \(app\) declares a secret "redis_password"/,
+  );
   checkShared([prepared('x = 1\n')], ['db_password']);
 });
 
@@ -233,7 +282,8 @@ class SwarmHost extends FakeHost {
     super();
     const bin = path.join(this.home, '.bin');
     fs.mkdirSync(bin, { recursive: true });
-    for (const [k, v] of Object.entries(state)) fs.writeFileSync(path.join(this.home, k), v.map((n) => `${n}\n`).join(''));
+    for (const [k, v] of Object.entries(state))
+      fs.writeFileSync(path.join(this.home, k), v.map((n) => `${n}\n`).join(''));
     fs.writeFileSync(
       path.join(bin, 'docker'),
       [
@@ -256,11 +306,14 @@ class SwarmHost extends FakeHost {
   ledger(stack: string, secrets: string[]): void {
     const dir = path.join(this.home, '.deploy-action', 'stacks', stack);
     fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(path.join(dir, 'ledger.json'), JSON.stringify({ version: 1, stack, releases: [{ release: 'r', secrets }] }, null, 2));
+    fs.writeFileSync(
+      path.join(dir, 'ledger.json'),
+      JSON.stringify({ version: 1, stack, releases: [{ release: 'r', secrets }] }, null, 2),
+    );
   }
 }
 
-test('pruneSecrets: never removes a secret another stack\'s kept release still names, nor a generated one, nor one in use', async () => {
+test("pruneSecrets: never removes a secret another stack's kept release still names, nor a generated one, nor one in use", async () => {
   const host = new SwarmHost({
     stack: ['app_db_password_old', 'app_db_password_new', 'app_api_token'],
     shared: ['shared_redis_password_older', 'shared_redis_password_old', 'shared_redis_password_new'],
@@ -276,8 +329,13 @@ test('pruneSecrets: never removes a secret another stack\'s kept release still n
   assert.deepEqual(host.removed(), ['shared_redis_password_older']);
   // Once the platform moved on, the old one goes too (and a name in use is still refused by Docker).
   host.ledger('platform', ['shared_redis_password_new']);
-  assert.deepEqual(await pruneSecrets(host, 'app', keep, { remoteDir: '.deploy-action', shared: ['redis_password'] }), ['shared_redis_password_old']);
+  assert.deepEqual(await pruneSecrets(host, 'app', keep, { remoteDir: '.deploy-action', shared: ['redis_password'] }), [
+    'shared_redis_password_old',
+  ]);
   // Shared secrets are listed by their label and key.
   const log = fs.readFileSync(path.join(host.home, 'docker.log'), 'utf8');
-  assert.match(log, /secret ls --filter label=deploy-action\.shared=true --filter label=deploy-action\.key=redis_password --format/);
+  assert.match(
+    log,
+    /secret ls --filter label=deploy-action\.shared=true --filter label=deploy-action\.key=redis_password --format/,
+  );
 });

@@ -51,12 +51,19 @@ const UNSET = `services:
 test('unset-variable: the deploy refuses what the checks refuse, and follows skip-checks', () => {
   const dir = project({ 'stack.yml': UNSET });
   const stack: LoadedStack = loadStack({ name: 'app', files: ['stack.yml'] }, dir);
-  const errors = (s: LoadedStack) => checkStack(s, {}, { skip: s.skip }).filter((f) => f.rule === 'unset-variable' && f.severity === 'error');
+  const errors = (s: LoadedStack) =>
+    checkStack(s, {}, { skip: s.skip }).filter((f) => f.rule === 'unset-variable' && f.severity === 'error');
   // Not switched off: web's variable fails both; worker's label switches it off for worker in both.
-  assert.deepEqual(errors(stack).map((f) => f.service), ['web']);
+  assert.deepEqual(
+    errors(stack).map((f) => f.service),
+    ['web'],
+  );
   assert.throws(
     () => quiet(() => prepareStack(stack, dir, {})),
-    (e: unknown) => e instanceof InputError && /stack\.yml:5:19: \$\{SENTRY_DSN\} is not set/.test(e.message) && !/QUEUE/.test(e.message),
+    (e: unknown) =>
+      e instanceof InputError &&
+      /stack\.yml:5:19: \$\{SENTRY_DSN\} is not set/.test(e.message) &&
+      !/QUEUE/.test(e.message),
   );
   // Switched off for the run (input skip-checks): no check error, and the deploy substitutes "" with a warning.
   const skipped: LoadedStack = { ...stack, skip: ['unset-variable'] };
@@ -82,7 +89,10 @@ const ENV_FILES = `services:
 test('env_file with required: false: a missing file passes the checks and is left out of the deploy', () => {
   const dir = project({ 'stack.yml': ENV_FILES, 'conf/app.env': 'A=1\n', 'conf/extra.env': 'B=2\n' });
   const stack = loadStack({ name: 'app', files: ['stack.yml'] }, dir);
-  assert.deepEqual(checkStack(stack, {}).filter((f) => f.rule === 'missing-file'), []);
+  assert.deepEqual(
+    checkStack(stack, {}).filter((f) => f.rule === 'missing-file'),
+    [],
+  );
   const p = quiet(() => prepareStack(stack, dir, {})).value;
   assert.deepEqual(p.uploads.map((u) => u.rel).sort(), ['conf/app.env', 'conf/extra.env', 'stack.yml']);
   // docker stack deploy knows only the short syntax ("env_file.0 must be a string"): the upload has it.
@@ -91,7 +101,11 @@ test('env_file with required: false: a missing file passes the checks and is lef
   // With the optional file present, it is used and uploaded.
   fs.writeFileSync(path.join(dir, 'conf', 'optional.env'), 'C=3\n');
   const q = quiet(() => prepareStack(stack, dir, {})).value;
-  assert.deepEqual(YAML.parse(String(q.uploads.find((u) => u.rel === 'stack.yml')!.content)).services.web.env_file, ['./conf/optional.env', './conf/app.env', './conf/extra.env']);
+  assert.deepEqual(YAML.parse(String(q.uploads.find((u) => u.rel === 'stack.yml')!.content)).services.web.env_file, [
+    './conf/optional.env',
+    './conf/app.env',
+    './conf/extra.env',
+  ]);
   assert.ok(q.uploads.some((u) => u.rel === 'conf/optional.env'));
   // Docker's own client reads the uploaded folder (client-side, no daemon).
   if (spawnSync('docker', ['--version']).status === 0) {
@@ -100,7 +114,11 @@ test('env_file with required: false: a missing file passes the checks and is lef
       fs.mkdirSync(path.dirname(path.join(rel, u.rel)), { recursive: true });
       fs.writeFileSync(path.join(rel, u.rel), u.content);
     }
-    const res = spawnSync('docker', ['stack', 'config', '-c', 'stack.yml'], { cwd: rel, encoding: 'utf8', env: { PATH: process.env.PATH, DOCKER_HOST: 'unix:///nonexistent/docker.sock', DOCKER_CONFIG: rel } });
+    const res = spawnSync('docker', ['stack', 'config', '-c', 'stack.yml'], {
+      cwd: rel,
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH, DOCKER_HOST: 'unix:///nonexistent/docker.sock', DOCKER_CONFIG: rel },
+    });
     assert.equal(res.status, 0, res.stderr);
     assert.match(res.stdout, /A: "1"|A: '1'|A: "?1"?/);
   }
@@ -109,15 +127,26 @@ test('env_file with required: false: a missing file passes the checks and is lef
 test('env_file: a missing required file fails the checks and the deploy alike', () => {
   const dir = project({ 'stack.yml': ENV_FILES, 'conf/extra.env': 'B=2\n' });
   const stack = loadStack({ name: 'app', files: ['stack.yml'] }, dir);
-  assert.deepEqual(checkStack(stack, {}).filter((f) => f.rule === 'missing-file').map((f) => `${f.line}:${f.col}`), ['7:9']);
+  assert.deepEqual(
+    checkStack(stack, {})
+      .filter((f) => f.rule === 'missing-file')
+      .map((f) => `${f.line}:${f.col}`),
+    ['7:9'],
+  );
   assert.throws(() => quiet(() => prepareStack(stack, dir, {})), /conf\/app\.env does not exist/);
 });
 
 test('a binary file a stack references (a config, a keystore) is uploaded byte for byte, not as UTF-8 text', () => {
   const bytes = Buffer.from([0x00, 0xff, 0xfe, 0x80, 0xc3, 0x28, 0x0a]);
-  const dir = project({ 'stack.yml': 'services:\n  web:\n    image: app/web:1\n    configs: [ks]\nconfigs:\n  ks:\n    file: ./keystore.p12\n' });
+  const dir = project({
+    'stack.yml':
+      'services:\n  web:\n    image: app/web:1\n    configs: [ks]\nconfigs:\n  ks:\n    file: ./keystore.p12\n',
+  });
   fs.writeFileSync(path.join(dir, 'keystore.p12'), bytes);
   const p = quiet(() => prepareStack(loadStack({ name: 'app', files: ['stack.yml'] }, dir), dir, {})).value;
   const up = p.uploads.find((u) => u.rel === 'keystore.p12');
-  assert.ok(up && Buffer.isBuffer(up.content) && up.content.equals(bytes), 'the keystore was not uploaded byte for byte');
+  assert.ok(
+    up && Buffer.isBuffer(up.content) && up.content.equals(bytes),
+    'the keystore was not uploaded byte for byte',
+  );
 });

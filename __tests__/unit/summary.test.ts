@@ -4,7 +4,18 @@ import type { LayerOutcome, ServiceRow } from '../../src/pipeline';
 import { SummaryInput, renderSummary } from '../../src/summary';
 
 function row(p: Partial<ServiceRow> = {}): ServiceRow {
-  return { stack: 'app', service: 'app_web', before: '1.0.0', after: '1.1.0', image: 'reg/app/web:1.1.0@sha256:0123456789ab', replicas: '2/2', state: 'healthy', seconds: 12.5, detail: '', ...p };
+  return {
+    stack: 'app',
+    service: 'app_web',
+    before: '1.0.0',
+    after: '1.1.0',
+    image: 'reg/app/web:1.1.0@sha256:0123456789ab',
+    replicas: '2/2',
+    state: 'healthy',
+    seconds: 12.5,
+    detail: '',
+    ...p,
+  };
 }
 
 function layer(stack: string, rows: ServiceRow[], p: Partial<LayerOutcome> = {}): LayerOutcome {
@@ -20,8 +31,27 @@ function input(p: Partial<SummaryInput> = {}): SummaryInput {
     seconds: 42,
     versions: { web: '1.1.0', api: '2.0.0' },
     layers: [
-      layer('infra', [row({ stack: 'infra', service: 'infra_proxy', before: '2.4', after: '2.4', image: 'traefik:2.4', replicas: '1/global' })]),
-      layer('app', [row(), row({ service: 'app_api', before: '—', after: '2.0.0', image: 'reg/app/api:2.0.0', replicas: '1/1', seconds: 3 })]),
+      layer('infra', [
+        row({
+          stack: 'infra',
+          service: 'infra_proxy',
+          before: '2.4',
+          after: '2.4',
+          image: 'traefik:2.4',
+          replicas: '1/global',
+        }),
+      ]),
+      layer('app', [
+        row(),
+        row({
+          service: 'app_api',
+          before: '—',
+          after: '2.0.0',
+          image: 'reg/app/api:2.0.0',
+          replicas: '1/1',
+          seconds: 3,
+        }),
+      ]),
     ],
     ...p,
   };
@@ -59,8 +89,24 @@ test('renderSummary: one row per service across layers, with its image and befor
   const md = renderSummary(input());
   const rows = tableRows(md, /^\| layer \| service \| image \| version before → after/);
   assert.equal(rows.length, 3);
-  assert.deepEqual(cells(rows[0]), ['infra', 'infra_proxy', '`traefik:2.4`', '2.4 → 2.4', '1/global', 'healthy', '12.5 s']);
-  assert.deepEqual(cells(rows[1]), ['app', 'app_web', '`reg/app/web:1.1.0@sha256:0123456789ab`', '1.0.0 → 1.1.0', '2/2', 'healthy', '12.5 s']);
+  assert.deepEqual(cells(rows[0]), [
+    'infra',
+    'infra_proxy',
+    '`traefik:2.4`',
+    '2.4 → 2.4',
+    '1/global',
+    'healthy',
+    '12.5 s',
+  ]);
+  assert.deepEqual(cells(rows[1]), [
+    'app',
+    'app_web',
+    '`reg/app/web:1.1.0@sha256:0123456789ab`',
+    '1.0.0 → 1.1.0',
+    '2/2',
+    'healthy',
+    '12.5 s',
+  ]);
   assert.deepEqual(cells(rows[2]), ['app', 'app_api', '`reg/app/api:2.0.0`', '— → 2.0.0', '1/1', 'healthy', '3 s']);
   for (const r of rows) assert.equal(cells(r).length, 7);
 });
@@ -77,7 +123,8 @@ test('renderSummary: no tables when there are no versions or rows', () => {
 });
 
 test('renderSummary: on failure, the error in a text block under "Why it failed"', () => {
-  const error = 'Stack app failed its health gate.\n  app_web: a task of the new version failed\n    task abc (slot 1) failed, exit 1: boom';
+  const error =
+    'Stack app failed its health gate.\n  app_web: a task of the new version failed\n    task abc (slot 1) failed, exit 1: boom';
   const md = renderSummary(input({ result: 'failed', error }));
   assert.ok(md.includes(['### Why it failed', '', '```text', error, '```'].join('\n')));
   assert.doesNotMatch(renderSummary(input()), /Why it failed|```/);
@@ -93,12 +140,26 @@ test('renderSummary: | in cells is escaped and newlines become <br>, so the tabl
   assert.ok(md.includes('| we\\|b | 1\\|2 |'));
   const rows = tableRows(md, /^\| layer \|/);
   assert.equal(rows.length, 1);
-  assert.deepEqual(cells(rows[0]), ['app', 'app\\|web', '`reg/app/web:1.1.0@sha256:0123456789ab`', 'a\\|b → c', '2/2', 'failed \\| rolled<br>back', '12.5 s']);
+  assert.deepEqual(cells(rows[0]), [
+    'app',
+    'app\\|web',
+    '`reg/app/web:1.1.0@sha256:0123456789ab`',
+    'a\\|b → c',
+    '2/2',
+    'failed \\| rolled<br>back',
+    '12.5 s',
+  ]);
   assert.doesNotMatch(rows[0], /\n/);
 });
 
 test('renderSummary: pre-flight checks and notes', () => {
-  const md = renderSummary(input({ result: 'checked', checks: '| rule | where |\n| --- | --- |\n| no-healthcheck | app.yml:3 |', notes: ['service/web/VERSION says 1.0 but the release tag is v1.1.', 'second'] }));
+  const md = renderSummary(
+    input({
+      result: 'checked',
+      checks: '| rule | where |\n| --- | --- |\n| no-healthcheck | app.yml:3 |',
+      notes: ['service/web/VERSION says 1.0 but the release tag is v1.1.', 'second'],
+    }),
+  );
   assert.match(md, /### Pre-flight checks\n\n\| rule \| where \|/);
   assert.match(md, /^> service\/web\/VERSION says 1\.0 but the release tag is v1\.1\.$/m);
   assert.match(md, /^> second$/m);
@@ -106,6 +167,10 @@ test('renderSummary: pre-flight checks and notes', () => {
 });
 
 test('renderSummary: what a layer did besides the gate (a generated secret, never its value) is a note', () => {
-  const md = renderSummary(input({ layers: [layer('app', [row()], { notes: ['Secrets of app: generated redis_password (value never shown).'] })] }));
+  const md = renderSummary(
+    input({
+      layers: [layer('app', [row()], { notes: ['Secrets of app: generated redis_password (value never shown).'] })],
+    }),
+  );
   assert.match(md, /^> Secrets of app: generated redis_password \(value never shown\)\.$/m);
 });

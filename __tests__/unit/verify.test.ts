@@ -1,18 +1,30 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import * as http from 'node:http';
 import { checksFor, judge, parseAnswer, parseVerify, requestScript } from '../../src/verify';
 import { hookScript, hookVariables } from '../../src/hooks';
 
 test('parseVerify: stack prefix, options, defaults, last layer', () => {
-  const c = parseVerify(`# comment\ninfra: http://127.0.0.1/ping\nhttps://1.2.3.4/v host=glasck.com status=200,3xx contains="a b" within=5\napp: 'http://x/?a=1&b=2' network=app_net image=alpine:3`, ['infra', 'app']);
+  const c = parseVerify(
+    `# comment\ninfra: http://127.0.0.1/ping\nhttps://1.2.3.4/v host=glasck.com status=200,3xx contains="a b" within=5\napp: 'http://x/?a=1&b=2' network=app_net image=alpine:3`,
+    ['infra', 'app'],
+  );
   assert.equal(c.length, 3);
   assert.deepEqual([c[0].stack, c[0].status, c[0].within], ['infra', ['2xx', '3xx'], 30]);
-  assert.deepEqual([c[1].stack, c[1].host, c[1].status, c[1].contains, c[1].within], [undefined, 'glasck.com', ['200', '3xx'], 'a b', 5]);
+  assert.deepEqual(
+    [c[1].stack, c[1].host, c[1].status, c[1].contains, c[1].within],
+    [undefined, 'glasck.com', ['200', '3xx'], 'a b', 5],
+  );
   assert.deepEqual([c[2].url, c[2].network, c[2].image], ['http://x/?a=1&b=2', 'app_net', 'alpine:3']);
-  assert.deepEqual(checksFor(c, 'infra', false).map((x) => x.line), [2]);
-  assert.deepEqual(checksFor(c, 'app', true).map((x) => x.line), [3, 4]);
+  assert.deepEqual(
+    checksFor(c, 'infra', false).map((x) => x.line),
+    [2],
+  );
+  assert.deepEqual(
+    checksFor(c, 'app', true).map((x) => x.line),
+    [3, 4],
+  );
 });
 
 test('parseVerify: one clear error naming the line', () => {
@@ -48,7 +60,6 @@ test('requestScript: status, Host header and body start, from sh with curl', asy
   try {
     const [c] = parseVerify(`http://127.0.0.1:${port}/version host=site.example`, []);
     const out = await new Promise<string>((resolve, reject) => {
-      const { execFile } = require('node:child_process') as typeof import('node:child_process');
       execFile('sh', ['-c', requestScript(c, 5)], (err, stdout) => (err ? reject(err) : resolve(stdout)));
     });
     const a = parseAnswer(out)!;
@@ -59,11 +70,32 @@ test('requestScript: status, Host header and body start, from sh with curl', asy
 });
 
 test('hookScript: variables reach the hook quoted, exit code and output come back', () => {
-  const vars = hookVariables({ hook: 'pre-deploy', stack: 'infra', layer: 1, layers: 2, release: "1.0.0'$(touch /tmp/x)", before: { infra_db: '1' }, after: { infra_db: '2' }, versions: {}, result: 'pending' });
+  const vars = hookVariables({
+    hook: 'pre-deploy',
+    stack: 'infra',
+    layer: 1,
+    layers: 2,
+    release: "1.0.0'$(touch /tmp/x)",
+    before: { infra_db: '1' },
+    after: { infra_db: '2' },
+    versions: {},
+    result: 'pending',
+  });
   let code = 0;
   let out = '';
   try {
-    out = execFileSync('sh', ['-c', hookScript('echo "$DEPLOY_STACK $DEPLOY_LAYER/$DEPLOY_LAYERS $DEPLOY_RELEASE $DEPLOY_VERSIONS_AFTER"; exit 3', vars, 5)], { encoding: 'utf8' });
+    out = execFileSync(
+      'sh',
+      [
+        '-c',
+        hookScript(
+          'echo "$DEPLOY_STACK $DEPLOY_LAYER/$DEPLOY_LAYERS $DEPLOY_RELEASE $DEPLOY_VERSIONS_AFTER"; exit 3',
+          vars,
+          5,
+        ),
+      ],
+      { encoding: 'utf8' },
+    );
   } catch (e) {
     code = (e as { status: number }).status;
     out = (e as { stdout: string }).stdout;

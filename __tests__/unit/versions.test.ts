@@ -4,7 +4,14 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { InputError } from '../../src/errors';
-import { Service, StackBuild, readServices, releaseTagMismatches, versionEnv, versionVariable } from '../../src/versions';
+import {
+  Service,
+  StackBuild,
+  readServices,
+  releaseTagMismatches,
+  versionEnv,
+  versionVariable,
+} from '../../src/versions';
 
 const roots: string[] = [];
 after(() => {
@@ -67,7 +74,8 @@ test('readServices: a single folder, a comma list and a newline list', () => {
 
 test('readServices: a glob anywhere but at the end, or a partial glob, is refused', () => {
   const wd = tree({ 'service/web/app/VERSION': '1.0.0', 'service/web/VERSION': '1.0.0' });
-  for (const p of ['service/*/app', 'service/w*', '*', 'service/**', 'service/web,*/x']) inputError(() => readServices(wd, p), /Input `services`.*only a folder or a folder followed by \/\*/);
+  for (const p of ['service/*/app', 'service/w*', '*', 'service/**', 'service/web,*/x'])
+    inputError(() => readServices(wd, p), /Input `services`.*only a folder or a folder followed by \/\*/);
 });
 
 test('readServices: the folder of a glob must exist, and the pattern must match something', () => {
@@ -107,20 +115,28 @@ test('readServices: a VERSION that is not a Docker tag is refused', () => {
 test('readServices: a service folder that is not a valid image name is refused, naming the folder', () => {
   for (const name of ['Web', 'web api', '-web', 'web-', 'web..api', 'wéb', '1x']) {
     const wd = tree({ [`service/${name}/VERSION`]: '1.0.0' });
-    inputError(() => readServices(wd, 'service/*'), new RegExp(`^Service folder "service/${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"`));
+    inputError(
+      () => readServices(wd, 'service/*'),
+      new RegExp(`^Service folder "service/${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"`),
+    );
   }
   const wd = tree({ 'service/web-api/VERSION': '1', 'service/web_api2/VERSION': '2', 'service/web.v2/VERSION': '3' });
-  assert.deepEqual(summary(readServices(wd, 'service/*')), ['web_api2@2', 'web-api@1', 'web.v2@3'].sort((a, b) => a.localeCompare(b)));
+  assert.deepEqual(
+    summary(readServices(wd, 'service/*')),
+    ['web_api2@2', 'web-api@1', 'web.v2@3'].sort((a, b) => a.localeCompare(b)),
+  );
 });
 
-test(
-  'readServices: two service folders that would share an image name or a version variable are refused',
-  () => {
-    const wd = tree({ 'service/web/VERSION': '1.0.0', 'tools/web/VERSION': '9.9.9', 'service/web-api/VERSION': '1.0.0', 'service/web_api/VERSION': '2.0.0' });
-    assert.throws(() => readServices(wd, 'service/web,tools/web'), InputError);
-    assert.throws(() => readServices(wd, 'service/web-api,service/web_api'), InputError);
-  },
-);
+test('readServices: two service folders that would share an image name or a version variable are refused', () => {
+  const wd = tree({
+    'service/web/VERSION': '1.0.0',
+    'tools/web/VERSION': '9.9.9',
+    'service/web-api/VERSION': '1.0.0',
+    'service/web_api/VERSION': '2.0.0',
+  });
+  assert.throws(() => readServices(wd, 'service/web,tools/web'), InputError);
+  assert.throws(() => readServices(wd, 'service/web-api,service/web_api'), InputError);
+});
 
 // ---------- variables ----------
 
@@ -131,27 +147,37 @@ test('versionVariable: upper case, anything else becomes _', () => {
   assert.equal(versionVariable('a__b'), 'A__B_VERSION');
 });
 
-test(
-  'readServices: a folder starting with a digit is refused (2FA_VERSION could not be used as ${VAR})',
-  () => {
-    inputError(() => readServices(tree({ 'service/2fa/VERSION': '1.0.0' }), 'service/*'), /starting with a letter/);
-    assert.match(versionVariable('fa2'), /^[A-Za-z_][A-Za-z0-9_]*$/);
-  },
-);
+test('readServices: a folder starting with a digit is refused (2FA_VERSION could not be used as ${VAR})', () => {
+  inputError(() => readServices(tree({ 'service/2fa/VERSION': '1.0.0' }), 'service/*'), /starting with a letter/);
+  assert.match(versionVariable('fa2'), /^[A-Za-z_][A-Za-z0-9_]*$/);
+});
 
-const svc = (name: string, version: string): Service => ({ name, version, dir: `/wd/service/${name}`, versionFile: `service/${name}/VERSION` });
+const svc = (name: string, version: string): Service => ({
+  name,
+  version,
+  dir: `/wd/service/${name}`,
+  versionFile: `service/${name}/VERSION`,
+});
 
 test('versionEnv: REGISTRY, IMAGE_PREFIX, <SERVICE>_VERSION and <SERVICE>_IMAGE', () => {
-  assert.deepEqual(versionEnv([svc('web', '1.4.2'), svc('web-api', '2.0.0')], 'registry.example.com:5000', 'acme/shop'), {
-    REGISTRY: 'registry.example.com:5000',
-    IMAGE_PREFIX: 'acme/shop',
-    WEB_VERSION: '1.4.2',
-    WEB_IMAGE: 'registry.example.com:5000/acme/shop/web:1.4.2',
-    WEB_API_VERSION: '2.0.0',
-    WEB_API_IMAGE: 'registry.example.com:5000/acme/shop/web-api:2.0.0',
-  });
+  assert.deepEqual(
+    versionEnv([svc('web', '1.4.2'), svc('web-api', '2.0.0')], 'registry.example.com:5000', 'acme/shop'),
+    {
+      REGISTRY: 'registry.example.com:5000',
+      IMAGE_PREFIX: 'acme/shop',
+      WEB_VERSION: '1.4.2',
+      WEB_IMAGE: 'registry.example.com:5000/acme/shop/web:1.4.2',
+      WEB_API_VERSION: '2.0.0',
+      WEB_API_IMAGE: 'registry.example.com:5000/acme/shop/web-api:2.0.0',
+    },
+  );
   // Without registry or prefix there is no stray slash.
-  assert.deepEqual(versionEnv([svc('web', '1')], '', ''), { REGISTRY: '', IMAGE_PREFIX: '', WEB_VERSION: '1', WEB_IMAGE: 'web:1' });
+  assert.deepEqual(versionEnv([svc('web', '1')], '', ''), {
+    REGISTRY: '',
+    IMAGE_PREFIX: '',
+    WEB_VERSION: '1',
+    WEB_IMAGE: 'web:1',
+  });
   assert.equal(versionEnv([svc('web', '1')], 'ghcr.io', '').WEB_IMAGE, 'ghcr.io/web:1');
   assert.equal(versionEnv([svc('web', '1')], '', 'acme').WEB_IMAGE, 'acme/web:1');
 });
@@ -159,7 +185,13 @@ test('versionEnv: REGISTRY, IMAGE_PREFIX, <SERVICE>_VERSION and <SERVICE>_IMAGE'
 // ---------- release tag check ----------
 
 test('releaseTagMismatches: on refs/tags/v1.2.0, each VERSION that is not 1.2.0', () => {
-  const services = [svc('web', '1.2.0'), svc('api', '1.2.1'), svc('worker', 'latest'), svc('cron', 'v1.2.0'), svc('edge', '1.2')];
+  const services = [
+    svc('web', '1.2.0'),
+    svc('api', '1.2.1'),
+    svc('worker', 'latest'),
+    svc('cron', 'v1.2.0'),
+    svc('edge', '1.2'),
+  ];
   const m = releaseTagMismatches(services, 'refs/tags/v1.2.0');
   assert.deepEqual(
     m.map((x) => x.service),
@@ -176,26 +208,44 @@ test('releaseTagMismatches: a tag without v and a pre-release tag', () => {
 
 test('releaseTagMismatches: branches, pull requests and no ref give none', () => {
   const services = [svc('web', '1.2.0'), svc('api', 'whatever')];
-  for (const ref of ['refs/heads/main', 'refs/heads/v1.2.0', 'refs/pull/12/merge', '', undefined]) assert.deepEqual(releaseTagMismatches(services, ref), [], String(ref));
+  for (const ref of ['refs/heads/main', 'refs/heads/v1.2.0', 'refs/pull/12/merge', '', undefined])
+    assert.deepEqual(releaseTagMismatches(services, ref), [], String(ref));
 });
 
-test(
-  'releaseTagMismatches: a tag that is not a version (refs/tags/nightly) is not a release tag',
-  () => {
-    assert.deepEqual(releaseTagMismatches([svc('web', '1.2.0'), svc('api', '0.3.0')], 'refs/tags/nightly'), []);
-  },
-);
+test('releaseTagMismatches: a tag that is not a version (refs/tags/nightly) is not a release tag', () => {
+  assert.deepEqual(releaseTagMismatches([svc('web', '1.2.0'), svc('api', '0.3.0')], 'refs/tags/nightly'), []);
+});
 
 // ---------- stack services with build:, and input `versions` ----------
 
 function stackBuild(wd: string, over: Partial<StackBuild> = {}): StackBuild {
-  return { stack: 'app', file: 'stacks/app.yml', line: 3, context: wd, dockerfile: path.join(wd, 'Dockerfile'), target: '', args: {}, cacheFrom: [], labels: {}, repository: 'reg/p/api', ...over };
+  return {
+    stack: 'app',
+    file: 'stacks/app.yml',
+    line: 3,
+    context: wd,
+    dockerfile: path.join(wd, 'Dockerfile'),
+    target: '',
+    args: {},
+    cacheFrom: [],
+    labels: {},
+    repository: 'reg/p/api',
+    ...over,
+  };
 }
 
 test('readServices, build: x-version-file wins, then VERSION in the context, then the service folder, then the root', () => {
-  const wd = tree({ 'apps/api/VERSION': '3.0.0', 'ctx/VERSION': '2.0.0', 'service/api/VERSION': '1.5.0', 'service/api/src/': '', VERSION: '1.0.0' });
+  const wd = tree({
+    'apps/api/VERSION': '3.0.0',
+    'ctx/VERSION': '2.0.0',
+    'service/api/VERSION': '1.5.0',
+    'service/api/src/': '',
+    VERSION: '1.0.0',
+  });
   const one = (b: Partial<StackBuild>) => readServices(wd, 'service/*', new Map([['api', stackBuild(wd, b)]]));
-  assert.deepEqual(summary(one({ context: path.join(wd, 'ctx'), versionFile: path.join(wd, 'apps/api/VERSION') })), ['api@3.0.0']);
+  assert.deepEqual(summary(one({ context: path.join(wd, 'ctx'), versionFile: path.join(wd, 'apps/api/VERSION') })), [
+    'api@3.0.0',
+  ]);
   assert.equal(one({ context: path.join(wd, 'ctx') })[0].versionFile, path.join('ctx', 'VERSION'));
   // Sources cloned into service/api/src, the VERSION beside them: the folder is not built on its own.
   const glasck = one({ context: path.join(wd, 'service/api/src') });
@@ -203,22 +253,40 @@ test('readServices, build: x-version-file wins, then VERSION in the context, the
   assert.equal(glasck[0].dir, path.join(wd, 'service/api/src'));
   assert.equal(glasck[0].repository, 'reg/p/api');
   const root = tree({ 'apps/': '', VERSION: '1.0.0' });
-  assert.deepEqual(summary(readServices(root, 'service/*', new Map([['api', stackBuild(root, { context: path.join(root, 'apps') })]]))), ['api@1.0.0']);
+  assert.deepEqual(
+    summary(
+      readServices(root, 'service/*', new Map([['api', stackBuild(root, { context: path.join(root, 'apps') })]])),
+    ),
+    ['api@1.0.0'],
+  );
 });
 
 test('readServices, build: no version anywhere is an error naming the stack file, line and service', () => {
   const wd = tree({ 'ctx/': '' });
-  inputError(() => readServices(wd, 'service/*', new Map([['api', stackBuild(wd, { context: path.join(wd, 'ctx') })]])), /stacks\/app\.yml:3: service api is built here but has no version.*x-version-file.*input `versions`/);
-  inputError(() => readServices(wd, 'service/*', new Map([['api', stackBuild(wd, { versionFile: path.join(wd, 'nope/VERSION') })]])), /stacks\/app\.yml:3: service api: x-version-file nope\/VERSION: no such file/);
+  inputError(
+    () => readServices(wd, 'service/*', new Map([['api', stackBuild(wd, { context: path.join(wd, 'ctx') })]])),
+    /stacks\/app\.yml:3: service api is built here but has no version.*x-version-file.*input `versions`/,
+  );
+  inputError(
+    () =>
+      readServices(wd, 'service/*', new Map([['api', stackBuild(wd, { versionFile: path.join(wd, 'nope/VERSION') })]])),
+    /stacks\/app\.yml:3: service api: x-version-file nope\/VERSION: no such file/,
+  );
 });
 
 test('readServices: input `versions` wins over VERSION files, and names without a folder still get a version', () => {
   const wd = tree({ 'service/web/VERSION': '1.0.0', VERSION: '1.0.0' });
-  const s = readServices(wd, 'service/*', new Map([['api', stackBuild(wd)]]), { web: '2.0.0', api: '3.0.0', worker: '4.0.0' });
+  const s = readServices(wd, 'service/*', new Map([['api', stackBuild(wd)]]), {
+    web: '2.0.0',
+    api: '3.0.0',
+    worker: '4.0.0',
+  });
   assert.deepEqual(summary(s), ['web@2.0.0', 'api@3.0.0', 'worker@4.0.0']);
   assert.equal(s[2].dir, '', 'worker is built elsewhere');
   // A folder whose VERSION is missing is fine when the input gives its version.
-  assert.deepEqual(summary(readServices(tree({ 'service/web/': '' }), 'service/*', new Map(), { web: '5.0.0' })), ['web@5.0.0']);
+  assert.deepEqual(summary(readServices(tree({ 'service/web/': '' }), 'service/*', new Map(), { web: '5.0.0' })), [
+    'web@5.0.0',
+  ]);
   const env = versionEnv(s, 'reg', 'p');
   assert.equal(env.API_IMAGE, 'reg/p/api:3.0.0');
   assert.equal(env.WORKER_VERSION, '4.0.0');
@@ -228,5 +296,8 @@ test('readServices: input `versions` wins over VERSION files, and names without 
 
 test('readServices: a stack service and a folder or input name giving one variable clash', () => {
   const wd = tree({ 'service/web-api/VERSION': '1.0.0', VERSION: '1.0.0' });
-  inputError(() => readServices(wd, 'service/*', new Map([['web_api', stackBuild(wd)]])), /service folder "service\/web-api" and stack service "web_api" \(stacks\/app\.yml\) both give the variable WEB_API_VERSION/);
+  inputError(
+    () => readServices(wd, 'service/*', new Map([['web_api', stackBuild(wd)]])),
+    /service folder "service\/web-api" and stack service "web_api" \(stacks\/app\.yml\) both give the variable WEB_API_VERSION/,
+  );
 });

