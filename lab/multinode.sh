@@ -83,7 +83,7 @@ ensure_wiring() {
   ip addr replace "$BRIDGE_ADDR/24" dev "$BR"
   ip link set "$BR" up
   # The engine's FORWARD policy is DROP and bridged frames go through iptables.
-  iptables -C FORWARD -i "$BR" -o "$BR" -j ACCEPT 2>/dev/null || iptables -I FORWARD -i "$BR" -o "$BR" -j ACCEPT
+  iptables -w -C FORWARD -i "$BR" -o "$BR" -j ACCEPT 2>/dev/null || iptables -w -I FORWARD -i "$BR" -o "$BR" -j ACCEPT
   local node ns veth
   for node in "${NODES[@]}"; do
     ns="$(netns_of "$node")"
@@ -328,7 +328,7 @@ n_down() {
     rm -rf "${NS:?}/$node"
   done
   ip link del "$BR" 2>/dev/null || true
-  while iptables -C FORWARD -i "$BR" -o "$BR" -j ACCEPT 2>/dev/null; do iptables -D FORWARD -i "$BR" -o "$BR" -j ACCEPT; done
+  while iptables -w -C FORWARD -i "$BR" -o "$BR" -j ACCEPT 2>/dev/null; do iptables -w -D FORWARD -i "$BR" -o "$BR" -j ACCEPT; done
   rm -rf "$RUN" "$NS/registry" "$NS/id"
   log "3-node lab: removed (namespaces $P-*, bridge $BR, its FORWARD rule, engines, registry, sshd)"
 }

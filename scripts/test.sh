@@ -6,16 +6,33 @@ source "$(dirname "$0")/setup.sh"
 echo "== typecheck, lint and format"
 npx tsc --noEmit -p .
 npm run --silent lint
-echo "== tests (unit, then lab: real dockerd, registry and sshd)"
-# One run, files in order: the lab tests share one Swarm, so they go one at a time.
-tap=$(mktemp)
-status=0
-node --import tsx --test --test-concurrency=1 \
-  --test-reporter=spec --test-reporter-destination=stdout \
-  --test-reporter=tap --test-reporter-destination="$tap" \
-  __tests__/unit/*.test.ts __tests__/lab/*.test.ts || status=$?
-pass=$(sed -n 's/^# pass //p' "$tap" | tail -1)
-fail=$(sed -n 's/^# fail //p' "$tap" | tail -1)
-rm -f "$tap"
-echo "tests: ${pass:-0} passed, ${fail:-0} failed"
+
+# Lab test files keep to their own stacks, image prefix, remote-dir, sshd and registry instances,
+# so several run at once (TEST_JOBS, default 4): the lab's waits are Swarm's timing, not CPU.
+# The longest start first. Files that stop or freeze the shared engine run alone, after them.
+jobs=${TEST_JOBS:-4}
+longest_first=(reliability-load rollback multinode deploy reliability reliability-input workflows-chain
+  engine26 timing preview secrets trust files preflight layouts verify hooks lab-infra remote)
+exclusive=(__tests__/lab/engine-faults.test.ts)
+files=()
+for f in "${longest_first[@]}"; do files+=("__tests__/lab/$f.test.ts"); done
+for f in __tests__/lab/*.test.ts __tests__/unit/*.test.ts; do
+  case " ${files[*]} ${exclusive[*]} " in *" $f "*) ;; *) files+=("$f") ;; esac
+done
+pass=0 fail=0 status=0
+phase() {
+  local tap
+  tap=$(mktemp)
+  node --import tsx --test --test-concurrency="$1" \
+    --test-reporter=spec --test-reporter-destination=stdout \
+    --test-reporter=tap --test-reporter-destination="$tap" "${@:2}" || status=1
+  pass=$((pass + $(sed -n 's/^# pass //p' "$tap" | tail -1)))
+  fail=$((fail + $(sed -n 's/^# fail //p' "$tap" | tail -1)))
+  rm -f "$tap"
+}
+echo "== tests: unit and lab, $jobs files at a time (real dockerd, registry and sshd)"
+phase "$jobs" "${files[@]}"
+echo "== tests that stop the lab's engine, alone"
+phase 1 "${exclusive[@]}"
+echo "tests: $pass passed, $fail failed"
 exit "$status"

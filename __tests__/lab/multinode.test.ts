@@ -266,7 +266,7 @@ after(async () => {
     assert.ok(!(await run('ip', ['netns', 'list'])).stdout.includes(prefix), 'a namespace of the 3-node lab is left');
     assert.notEqual((await run('ip', ['link', 'show', env.LAB_BRIDGE])).code, 0, 'the bridge is left');
     assert.notEqual(
-      (await run('iptables', ['-C', 'FORWARD', '-i', env.LAB_BRIDGE, '-o', env.LAB_BRIDGE, '-j', 'ACCEPT'])).code,
+      (await run('iptables', ['-w', '-C', 'FORWARD', '-i', env.LAB_BRIDGE, '-o', env.LAB_BRIDGE, '-j', 'ACCEPT'])).code,
       0,
       'the FORWARD rule is left',
     );

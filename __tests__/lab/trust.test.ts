@@ -85,9 +85,14 @@ test(
   'a dry-run deploy with a host says per service what would change, and changes nothing: no spec, ledger, lock, secret or file',
   { timeout: 120_000 },
   async () => {
+    // This file's secrets only: other test files may create theirs at the same time.
     const files = async () =>
-      (await onHost(lab, `cd ${remoteDir} && find . | sort && cat stacks/*/ledger.json; docker secret ls -q | sort`))
-        .stdout;
+      (
+        await onHost(
+          lab,
+          `cd ${remoteDir} && find . | sort && cat stacks/*/ledger.json; docker secret ls --format '{{.Name}} {{.ID}}' | grep -E '^(${ex.infra}|${ex.app})_' | sort`,
+        )
+      ).stdout;
     const before = { files: await files(), web: await specEnv(WEB) };
     const dir = variant();
     try {
