@@ -1,9 +1,9 @@
-// Runs the bundled action (dist/index.js) the way the GitHub Actions runner
-// does: inputs as INPUT_* variables (with action.yml's defaults), file
-// commands (GITHUB_OUTPUT, GITHUB_STATE, GITHUB_ENV, GITHUB_PATH,
-// GITHUB_STEP_SUMMARY) in fresh temp files, then the post step with STATE_*
-// variables. Node built-ins only.
-import { spawn } from 'node:child_process';
+// The one emulation of the GitHub Actions runner the tests and the bench use: runs the bundled
+// action (dist/index.js) with inputs as INPUT_* variables (with action.yml's defaults), file
+// commands (GITHUB_OUTPUT, GITHUB_STATE, GITHUB_ENV, GITHUB_PATH, GITHUB_STEP_SUMMARY) in fresh temp
+// files, its output lines timed as they arrive, then the post step with STATE_* variables and what
+// the main step exported. Node built-ins only.
+import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -236,13 +236,36 @@ export interface RunActionOptions {
   entry?: string;
 }
 
+export interface Line {
+  /** Date.now() when the line was read from the pipe. */
+  t: number;
+  text: string;
+}
+
+export interface StepEnd {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  durationMs: number;
+}
+
+export interface PostStep {
+  code: number | null;
+  log: string;
+  commands: WorkflowCommand[];
+  summary: string;
+  durationMs: number;
+}
+
 export interface ActionRun {
   /** Exit code of the main step (null if killed by a signal). */
   code: number | null;
+  signal: NodeJS.Signals | null;
   /** stdout and stderr of the main step, interleaved as they came. */
   log: string;
   /** `log` as the runner would show it: masked values replaced by `***`. */
   maskedLog: string;
+  /** The main step's lines with the time each arrived. */
+  lines: Line[];
   outputs: Record<string, string>;
   state: Record<string, string>;
   /** Content of GITHUB_STEP_SUMMARY after the main step. */
@@ -258,6 +281,8 @@ export interface ActionRun {
   /** Values registered with `::add-mask::` (main and post). */
   masks: string[];
   durationMs: number;
+  /** Peak resident memory (VmHWM) of the main step's node process, kB. */
+  peakRssKb: number;
   /** Exit code of the post step; null if not run (post: false) or killed. */
   postCode: number | null;
   postLog: string;
@@ -268,65 +293,11 @@ export interface ActionRun {
   env: Record<string, string>;
 }
 
-interface StepResult {
-  code: number | null;
-  log: string;
-  durationMs: number;
-}
-
 function randomHex(bytes: number): string {
   return randomBytes(bytes).toString('hex');
 }
 
-function runStep(
-  entry: string,
-  env: Record<string, string>,
-  cwd: string,
-  timeoutMs: number,
-  label: string,
-): Promise<StepResult> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [entry], {
-      cwd,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true, // its own process group: a timeout kills its children too
-    });
-    const chunks: Buffer[] = [];
-    child.stdout!.on('data', (b: Buffer) => chunks.push(b));
-    child.stderr!.on('data', (b: Buffer) => chunks.push(b));
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        child.kill('SIGKILL');
-      }
-    }, timeoutMs);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(new Error(`runAction (${label}): cannot start node ${entry}: ${err.message}`));
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      const log = Buffer.concat(chunks).toString('utf8');
-      if (timedOut) {
-        const tail = log.split('\n').slice(-40).join('\n');
-        reject(
-          new Error(
-            `runAction (${label}): ${path.relative(REPO_ROOT, entry) || entry} did not finish within ${timeoutMs} ms and was killed. Last output:\n${tail}`,
-          ),
-        );
-        return;
-      }
-      resolve({ code, log, durationMs: Date.now() - started });
-    });
-  });
-}
-
-function readText(file: string): string {
+export function readText(file: string): string {
   try {
     return fs.readFileSync(file, 'utf8');
   } catch {
@@ -345,106 +316,320 @@ export function inheritedEnv(): Record<string, string> {
   return out;
 }
 
-/**
- * Runs `node dist/index.js` as the GitHub Actions runner runs a JavaScript
- * action's main step, then (unless `post: false`) its post step with the
- * main step's saved state. Rejects only if a step cannot start or exceeds
- * `timeoutMs`; a failing action resolves with a non-zero `code`.
- */
-export async function runAction(opts: RunActionOptions): Promise<ActionRun> {
-  const entry = opts.entry ?? DIST_ENTRY;
-  if (!fs.existsSync(entry)) {
-    throw new Error(`runAction: ${entry} does not exist (build it: npm run build)`);
-  }
-  const cwd = path.resolve(opts.cwd ?? process.cwd());
-  const timeoutMs = opts.timeoutMs ?? 300_000;
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'runner-'));
+/** A step's log as the runner shows it: every value the step masked is ***. */
+export function masked(log: string): string {
+  return maskLog(
+    log,
+    parseWorkflowCommands(log)
+      .filter((c) => c.command === 'add-mask')
+      .map((c) => c.message),
+  );
+}
+
+const lastLines = (lines: Line[], n: number) =>
+  lines
+    .slice(-n)
+    .map((l) => l.text)
+    .join('\n');
+
+/** Kills a step's process group (it runs detached, as the runner's own group). */
+function killGroup(child: ChildProcess): void {
   try {
-    const runnerTemp = path.join(tmp, 'runner-temp');
-    fs.mkdirSync(runnerTemp);
-    const files = (step: string) => {
-      const f = {
-        GITHUB_OUTPUT: path.join(tmp, `${step}-output`),
-        GITHUB_STATE: path.join(tmp, `${step}-state`),
-        GITHUB_STEP_SUMMARY: path.join(tmp, `${step}-summary.md`),
-        GITHUB_ENV: path.join(tmp, `${step}-env`),
-        GITHUB_PATH: path.join(tmp, `${step}-path`),
-      };
-      for (const file of Object.values(f)) fs.writeFileSync(file, '');
-      return f;
-    };
-    const eventPath = path.join(tmp, 'event.json');
-    fs.writeFileSync(eventPath, '{}\n');
-
-    const inputs: Record<string, string> = {
-      ...(opts.defaults === false ? {} : readInputDefaults()),
-      ...opts.inputs,
-    };
-    const inputEnv: Record<string, string> = {};
-    for (const [name, value] of Object.entries(inputs)) inputEnv[inputEnvName(name)] = value;
-
-    const runner = runnerEnv(cwd, tmp, runnerTemp, eventPath);
-
-    const buildEnv = (fileVars: Record<string, string>, extra: Record<string, string>) => {
-      const env: Record<string, string> = { ...inheritedEnv(), ...runner, ...fileVars, ...inputEnv, ...extra };
-      for (const [k, v] of Object.entries(opts.env ?? {})) {
-        if (v === undefined) delete env[k];
-        else env[k] = v;
-      }
-      return env;
-    };
-
-    // main
-    const mainFiles = files('main');
-    const mainEnv = buildEnv(mainFiles, {});
-    const main = await runStep(entry, mainEnv, cwd, timeoutMs, 'main');
-    const outputs = parseFileCommands(readText(mainFiles.GITHUB_OUTPUT));
-    const state = parseFileCommands(readText(mainFiles.GITHUB_STATE));
-    const exportedEnv = parseFileCommands(readText(mainFiles.GITHUB_ENV));
-    const addedPath = parsePathFile(readText(mainFiles.GITHUB_PATH));
-    const summary = readText(mainFiles.GITHUB_STEP_SUMMARY);
-    const commands = parseWorkflowCommands(main.log);
-
-    // post: same inputs, STATE_<name> for each saved entry; later steps of
-    // the job also see GITHUB_ENV and GITHUB_PATH.
-    let post: StepResult = { code: null, log: '', durationMs: 0 };
-    let postSummary = '';
-    if (opts.post !== false) {
-      const postFiles = files('post');
-      const stateEnv: Record<string, string> = {};
-      for (const [k, v] of Object.entries(state)) stateEnv[`STATE_${k}`] = v;
-      const extra: Record<string, string> = { ...exportedEnv, ...stateEnv };
-      if (addedPath.length) {
-        extra.PATH = [...addedPath.slice().reverse(), mainEnv.PATH ?? process.env.PATH ?? ''].join(path.delimiter);
-      }
-      post = await runStep(entry, buildEnv(postFiles, extra), cwd, timeoutMs, 'post');
-      postSummary = readText(postFiles.GITHUB_STEP_SUMMARY);
-    }
-    const postCommands = parseWorkflowCommands(post.log);
-    const masks = [...commands, ...postCommands].filter((c) => c.command === 'add-mask').map((c) => c.message);
-
-    return {
-      code: main.code,
-      log: main.log,
-      maskedLog: maskLog(main.log, masks),
-      outputs,
-      state,
-      summary,
-      exportedEnv,
-      addedPath,
-      commands,
-      errors: commands.filter((c) => c.command === 'error').map((c) => c.message),
-      warnings: commands.filter((c) => c.command === 'warning').map((c) => c.message),
-      masks,
-      durationMs: main.durationMs,
-      postCode: post.code,
-      postLog: post.log,
-      postCommands,
-      postSummary,
-      postDurationMs: post.durationMs,
-      env: mainEnv,
-    };
-  } finally {
-    fs.rmSync(tmp, { recursive: true, force: true });
+    process.kill(-child.pid!, 'SIGKILL');
+  } catch {
+    child.kill('SIGKILL');
   }
+}
+
+/**
+ * One step process: its output lines with the time they arrived, its peak memory, its end.
+ * Detached: its own process group, so a bound or a cancel reaches its children too.
+ */
+class StepProcess {
+  readonly lines: Line[] = [];
+  readonly child: ChildProcess;
+  readonly started = Date.now();
+  readonly exit: Promise<StepEnd>;
+  peakRssKb = 0;
+  private partial = '';
+  private listeners: (() => void)[] = [];
+
+  constructor(entry: string, env: Record<string, string>, cwd: string) {
+    this.child = spawn(process.execPath, [entry], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const onData = (b: Buffer) => this.feed(b.toString('utf8'));
+    this.child.stdout!.on('data', onData);
+    this.child.stderr!.on('data', onData);
+    const memTimer = setInterval(() => this.sampleMemory(), 100);
+    this.exit = new Promise((resolve, reject) => {
+      this.child.on('error', (e) => {
+        clearInterval(memTimer);
+        reject(new Error(`cannot start node ${entry}: ${e.message}`));
+      });
+      this.child.on('close', (code, signal) => {
+        clearInterval(memTimer);
+        if (this.partial) this.push(this.partial);
+        this.partial = '';
+        resolve({ code, signal, durationMs: Date.now() - this.started });
+      });
+    });
+  }
+
+  private sampleMemory(): void {
+    try {
+      const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${this.child.pid}/status`, 'utf8'));
+      if (m) this.peakRssKb = Math.max(this.peakRssKb, Number(m[1]));
+    } catch {
+      /* gone */
+    }
+  }
+
+  private push(text: string): void {
+    this.lines.push({ t: Date.now(), text });
+    for (const l of this.listeners) l();
+  }
+
+  private feed(chunk: string): void {
+    this.sampleMemory();
+    const parts = (this.partial + chunk).split('\n');
+    this.partial = parts.pop() ?? '';
+    for (const p of parts) this.push(p.endsWith('\r') ? p.slice(0, -1) : p);
+  }
+
+  get log(): string {
+    return this.lines.map((l) => l.text).join('\n');
+  }
+
+  listen(l: () => void): () => void {
+    this.listeners.push(l);
+    return () => (this.listeners = this.listeners.filter((x) => x !== l));
+  }
+
+  /** The step's end, bounded: past `timeoutMs` its process group is killed and this rejects. */
+  async wait(timeoutMs: number): Promise<StepEnd> {
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        killGroup(this.child);
+        reject(
+          new Error(`the action did not finish within ${timeoutMs} ms; last lines:\n${lastLines(this.lines, 30)}`),
+        );
+      }, timeoutMs);
+    });
+    try {
+      return await Promise.race([this.exit, bound]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/**
+ * One action run, started like the runner starts a JavaScript action, observable while it runs:
+ * its output lines with the time they arrived, its pid (to signal it), its peak memory. `finish()`
+ * waits for the main step, then runs the post step with the saved state, as the runner does (even
+ * after a cancel: post-if always()).
+ */
+export class ActionProcess {
+  private readonly main: StepProcess;
+  private readonly tmp: string;
+  private readonly files: Record<string, string>;
+  private readonly baseEnv: Record<string, string>;
+  private readonly entry: string;
+  private readonly cwd: string;
+
+  constructor(private readonly opts: RunActionOptions) {
+    this.entry = opts.entry ?? DIST_ENTRY;
+    if (!fs.existsSync(this.entry))
+      throw new Error(`runAction: ${this.entry} does not exist (build it: npm run build)`);
+    this.cwd = path.resolve(opts.cwd ?? process.cwd());
+    this.tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'runner-'));
+    const runnerTemp = path.join(this.tmp, 'runner-temp');
+    fs.mkdirSync(runnerTemp);
+    const eventPath = path.join(this.tmp, 'event.json');
+    fs.writeFileSync(eventPath, '{}\n');
+    const inputs = { ...(opts.defaults === false ? {} : readInputDefaults()), ...opts.inputs };
+    const inputEnv: Record<string, string> = {};
+    for (const [k, v] of Object.entries(inputs)) inputEnv[inputEnvName(k)] = v;
+    this.baseEnv = { ...inheritedEnv(), ...runnerEnv(this.cwd, this.tmp, runnerTemp, eventPath), ...inputEnv };
+    this.files = this.stepFiles('main');
+    this.main = new StepProcess(this.entry, this.env(this.files, {}), this.cwd);
+  }
+
+  /** The step's variables: the runner's, the file commands', `extra`, then the test's overrides. */
+  private env(files: Record<string, string>, extra: Record<string, string>): Record<string, string> {
+    const env: Record<string, string> = { ...this.baseEnv, ...files, ...extra };
+    for (const [k, v] of Object.entries(this.opts.env ?? {})) {
+      if (v === undefined) delete env[k];
+      else env[k] = v;
+    }
+    return env;
+  }
+
+  private stepFiles(step: string): Record<string, string> {
+    const f = {
+      GITHUB_OUTPUT: path.join(this.tmp, `${step}-output`),
+      GITHUB_STATE: path.join(this.tmp, `${step}-state`),
+      GITHUB_STEP_SUMMARY: path.join(this.tmp, `${step}-summary.md`),
+      GITHUB_ENV: path.join(this.tmp, `${step}-env`),
+      GITHUB_PATH: path.join(this.tmp, `${step}-path`),
+    };
+    for (const file of Object.values(f)) fs.writeFileSync(file, '');
+    return f;
+  }
+
+  get child(): ChildProcess {
+    return this.main.child;
+  }
+  get lines(): Line[] {
+    return this.main.lines;
+  }
+  get started(): number {
+    return this.main.started;
+  }
+  get peakRssKb(): number {
+    return this.main.peakRssKb;
+  }
+  get log(): string {
+    return this.main.log;
+  }
+
+  /** The first line matching `re` (already seen or still to come), bounded; rejects if the step exits first. */
+  waitLine(re: RegExp, timeoutMs: number): Promise<Line> {
+    return new Promise((resolve, reject) => {
+      let done = false;
+      const settle = (hit: Line | undefined, why?: string) => {
+        if (done || (!hit && !why)) return;
+        done = true;
+        clearTimeout(timer);
+        unlisten();
+        if (hit) resolve(hit);
+        else reject(new Error(`${why}; last lines:\n${lastLines(this.lines, 15)}`));
+      };
+      const check = () => settle(this.lines.find((l) => re.test(l.text)));
+      const timer = setTimeout(() => settle(undefined, `no line matching ${re} within ${timeoutMs} ms`), timeoutMs);
+      const unlisten = this.main.listen(check);
+      void this.main.exit.then(() => {
+        check();
+        settle(undefined, `the action exited before printing a line matching ${re}`);
+      });
+      check();
+    });
+  }
+
+  /** Signals the step's process (what the runner does on cancel). */
+  signal(sig: NodeJS.Signals): void {
+    process.kill(this.main.child.pid!, sig);
+  }
+
+  /** Waits for the main step to end (bounded; killed after `timeoutMs`). */
+  wait(timeoutMs: number): Promise<StepEnd> {
+    return this.main.wait(timeoutMs);
+  }
+
+  /** The post step with the main step's saved state (STATE_*), its exported variables and PATH. */
+  async post(timeoutMs = 60_000): Promise<PostStep> {
+    const state = parseFileCommands(readText(this.files.GITHUB_STATE));
+    const extra: Record<string, string> = { ...parseFileCommands(readText(this.files.GITHUB_ENV)) };
+    for (const [k, v] of Object.entries(state)) extra[`STATE_${k}`] = v;
+    const added = parsePathFile(readText(this.files.GITHUB_PATH));
+    if (added.length) extra.PATH = [...added.reverse(), this.baseEnv.PATH ?? ''].join(path.delimiter);
+    const files = this.stepFiles('post');
+    const step = new StepProcess(this.entry, this.env(files, extra), this.cwd);
+    const end = await step.wait(timeoutMs);
+    const log = step.log;
+    const summary = readText(files.GITHUB_STEP_SUMMARY);
+    return { code: end.code, log, commands: parseWorkflowCommands(log), summary, durationMs: end.durationMs };
+  }
+
+  /** Main step (bounded), then the post step unless `withPost` is false; the temp files are removed. */
+  async finish(timeoutMs = 300_000, withPost = true): Promise<ActionRun> {
+    try {
+      const end = await this.wait(timeoutMs);
+      const log = this.log;
+      const commands = parseWorkflowCommands(log);
+      const outputs = parseFileCommands(readText(this.files.GITHUB_OUTPUT));
+      const state = parseFileCommands(readText(this.files.GITHUB_STATE));
+      const summary = readText(this.files.GITHUB_STEP_SUMMARY);
+      const exportedEnv = parseFileCommands(readText(this.files.GITHUB_ENV));
+      const addedPath = parsePathFile(readText(this.files.GITHUB_PATH));
+      const post = withPost
+        ? await this.post(timeoutMs)
+        : { code: null, log: '', commands: [], summary: '', durationMs: 0 };
+      const masks = [...commands, ...post.commands].filter((c) => c.command === 'add-mask').map((c) => c.message);
+      const of = (kind: string) => commands.filter((c) => c.command === kind).map((c) => c.message);
+      return {
+        code: end.code,
+        signal: end.signal,
+        log,
+        maskedLog: maskLog(log, masks),
+        lines: this.lines,
+        outputs,
+        state,
+        summary,
+        exportedEnv,
+        addedPath,
+        commands,
+        errors: of('error'),
+        warnings: of('warning'),
+        masks,
+        durationMs: end.durationMs,
+        peakRssKb: this.peakRssKb,
+        postCode: post.code,
+        postLog: post.log,
+        postCommands: post.commands,
+        postSummary: post.summary,
+        postDurationMs: post.durationMs,
+        env: this.env(this.files, {}),
+      };
+    } finally {
+      this.cleanup();
+    }
+  }
+
+  cleanup(): void {
+    fs.rmSync(this.tmp, { recursive: true, force: true });
+  }
+}
+
+/** A run with nothing in it but `over`: for stubs, and for a step killed before it finished. */
+export function emptyRun(over: Partial<ActionRun>): ActionRun {
+  return {
+    code: 0,
+    signal: null,
+    log: '',
+    maskedLog: '',
+    lines: [],
+    outputs: {},
+    state: {},
+    summary: '',
+    exportedEnv: {},
+    addedPath: [],
+    commands: [],
+    errors: [],
+    warnings: [],
+    masks: [],
+    durationMs: 0,
+    peakRssKb: 0,
+    postCode: null,
+    postLog: '',
+    postCommands: [],
+    postSummary: '',
+    postDurationMs: 0,
+    env: {},
+    ...over,
+  };
+}
+
+/** Starts the main step; watch it, signal it, then `finish()` it. */
+export function startAction(opts: RunActionOptions): ActionProcess {
+  return new ActionProcess(opts);
+}
+
+/**
+ * Runs `node dist/index.js` as the GitHub Actions runner runs a JavaScript action's main step, then
+ * (unless `post: false`) its post step with the main step's saved state. Rejects only if a step
+ * cannot start or exceeds `timeoutMs`; a failing action resolves with a non-zero `code`.
+ */
+export function runAction(opts: RunActionOptions): Promise<ActionRun> {
+  return startAction(opts).finish(opts.timeoutMs ?? 300_000, opts.post !== false);
 }

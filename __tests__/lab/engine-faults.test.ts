@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { REPO_ROOT, run, waitFor } from '../helpers/lab';
-import { startAction } from './reliability-helpers';
+
+import { startAction } from '../helpers/action';
 import {
   SERVE,
   dirs,

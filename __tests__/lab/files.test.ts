@@ -46,7 +46,7 @@ services:
     healthcheck:
       # The container reads its bind-mounted config: an empty folder in its place never gets healthy.
       test: ["CMD", "sh", "-c", "grep -q '^greeting' /etc/app.conf && wget -q -O /dev/null http://127.0.0.1:8080/index.html"]
-      interval: 1s
+      interval: 2s
       timeout: 2s
       retries: 3
       start_period: 2s
@@ -72,7 +72,7 @@ services:
     secrets: [${KEY}]
     healthcheck:
       test: ["CMD", "test", "-s", "/run/secrets/${KEY}"]
-      interval: 1s
+      interval: 2s
       timeout: 2s
       retries: 3
       start_period: 1s

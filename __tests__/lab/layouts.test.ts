@@ -6,7 +6,17 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ActionRun, runAction } from '../helpers/action';
-import { LabEnv, docker, dockerOk, labInputs, removeStack, requireLab, tempDir, uniqueName } from '../helpers/lab';
+import {
+  LabEnv,
+  docker,
+  dockerOk,
+  labInputs,
+  removeStack,
+  requireLab,
+  tempDir,
+  uniqueName,
+  WEB_HEALTHCHECK,
+} from '../helpers/lab';
 import { onHost, stackFingerprint } from './common';
 
 const ID = uniqueName('lay');
@@ -69,13 +79,7 @@ CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]
 function service(name: string, image: string, extra = ''): string {
   return `  ${name}:
     image: ${image}
-${extra}    healthcheck:
-      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"]
-      interval: 1s
-      timeout: 2s
-      retries: 2
-      start_period: 2s
-    stop_grace_period: 2s
+${extra}${WEB_HEALTHCHECK}    stop_grace_period: 2s
     deploy:
       endpoint_mode: dnsrr
       replicas: 1

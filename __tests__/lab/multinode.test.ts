@@ -22,8 +22,9 @@ import {
   setServiceVersion,
   uniqueName,
   waitFor,
+  WEB_HEALTHCHECK,
 } from '../helpers/lab';
-import { LiveAction, startAction } from './reliability-helpers';
+import { ActionProcess, startAction } from '../helpers/action';
 
 const NAME = uniqueName('mn');
 const DATA = `${NAME}-data`;
@@ -48,13 +49,7 @@ const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
 // web's update and rollback run stop-first: a replaced task goes back to the node its predecessor
 // left (the spread counts it no more), so each worker keeps one web task across releases.
-const COMMON = `    healthcheck:
-      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"]
-      interval: 1s
-      timeout: 2s
-      retries: 2
-      start_period: 2s
-    stop_grace_period: 2s
+const COMMON = `${WEB_HEALTHCHECK}    stop_grace_period: 2s
     networks: [mesh]`;
 const DEPLOY = (order: string) => `      endpoint_mode: dnsrr
       update_config: { parallelism: 1, order: ${order}, failure_action: rollback, monitor: 5s }
@@ -153,7 +148,7 @@ async function deploy(extra: Record<string, string> = {}): Promise<ActionRun> {
 }
 
 /** The first line of a live run matching `re` that came after `since` (bounded). */
-function lineAfter(a: LiveAction, re: RegExp, since: number, timeoutMs = 120_000) {
+function lineAfter(a: ActionProcess, re: RegExp, since: number, timeoutMs = 120_000) {
   return waitFor(() => a.lines.find((l) => l.t > since && re.test(l.text)), {
     timeoutMs,
     intervalMs: 200,
@@ -161,7 +156,7 @@ function lineAfter(a: LiveAction, re: RegExp, since: number, timeoutMs = 120_000
   });
 }
 
-function live(extra: Record<string, string>): LiveAction {
+function live(extra: Record<string, string>): ActionProcess {
   return startAction({ inputs: { ...inputs, command: 'deploy', ...extra }, cwd: dir });
 }
 

@@ -31,6 +31,7 @@ import {
   requireLab,
   uniqueName,
   waitFor,
+  WEB_HEALTHCHECK,
 } from '../helpers/lab';
 import { Value, WorkflowRun, evaluateCaller, evaluateIf, runWorkflow } from '../helpers/workflow';
 import { onHost, removeLocalImages, stackFingerprint } from './common';
@@ -51,13 +52,7 @@ const STACK = `version: "3.8"
 services:
   web:
     image: \${REGISTRY}/\${IMAGE_PREFIX}/web:\${WEB_VERSION}
-    healthcheck:
-      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"]
-      interval: 1s
-      timeout: 2s
-      retries: 2
-      start_period: 2s
-    stop_grace_period: 2s
+${WEB_HEALTHCHECK}    stop_grace_period: 2s
     networks: [default]
     configs: [{ source: site, target: /etc/site.conf }]
     secrets: [token, salt]

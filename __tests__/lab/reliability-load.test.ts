@@ -8,7 +8,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { docker, dockerOk, removeStack } from '../helpers/lab';
-import { startAction } from './reliability-helpers';
+
+import { startAction } from '../helpers/action';
 import {
   own,
   LOCK,

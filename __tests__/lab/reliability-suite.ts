@@ -24,18 +24,11 @@ import {
   tempDir,
   uniqueName,
   waitFor,
+  WEB_HEALTHCHECK,
 } from '../helpers/lab';
+import { ActionProcess, ActionRun, PostStep, emptyRun, masked, runAction, startAction } from '../helpers/action';
 import { onHost } from './common';
-import {
-  FinishedRun,
-  LiveAction,
-  OwnSshd,
-  PROBE_SCRIPT,
-  ProbeWindow,
-  masked,
-  runLive,
-  startAction,
-} from './reliability-helpers';
+import { OwnSshd, PROBE_SCRIPT, ProbeWindow } from './reliability-helpers';
 
 export let lab: LabEnv;
 export let hostHome = '';
@@ -80,7 +73,7 @@ export const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 export const failedReq = (w: ProbeWindow) => `${w.failed} / ${w.requests}`;
 
 /** Every run of the file with the secrets it was given, for scenario 7. */
-export const runs: { label: string; run: FinishedRun; secrets: string[] }[] = [];
+export const runs: { label: string; run: ActionRun; secrets: string[] }[] = [];
 
 // ------------------------------------------------------------------ stack files
 
@@ -102,13 +95,7 @@ export const SERVE_YML = `version: "3.8"
 services:
   web:
     image: \${REGISTRY}/\${IMAGE_PREFIX}/web:\${WEB_VERSION}
-    healthcheck:
-      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"]
-      interval: 1s
-      timeout: 2s
-      retries: 2
-      start_period: 2s
-    stop_grace_period: 2s
+${WEB_HEALTHCHECK}    stop_grace_period: 2s
     networks: [net]
     deploy:
       replicas: 2
@@ -259,7 +246,7 @@ export function secretsOf(inputs: Record<string, string>): string[] {
   return [inputs['ssh-key'], inputs['registry-password'], inputs['ssh-passphrase']].filter((s): s is string => !!s);
 }
 
-export function keep(label: string, inputs: Record<string, string>, r: FinishedRun): FinishedRun {
+export function keep(label: string, inputs: Record<string, string>, r: ActionRun): ActionRun {
   runs.push({ label, run: r, secrets: secretsOf(inputs) });
   // REL_DEBUG=1: each run's lines with their time since the start (where the seconds go).
   if (process.env.REL_DEBUG) {
@@ -279,8 +266,8 @@ export async function act(
   inputs: Record<string, string>,
   cwd: string,
   timeoutMs = 240_000,
-): Promise<FinishedRun> {
-  return keep(label, inputs, await runLive({ inputs, cwd }, timeoutMs));
+): Promise<ActionRun> {
+  return keep(label, inputs, await runAction({ inputs, cwd, timeoutMs }));
 }
 
 /**
@@ -293,7 +280,7 @@ export async function actBounded(
   inputs: Record<string, string>,
   cwd: string,
   graceMs = 10_000,
-): Promise<{ run: FinishedRun; hung: boolean }> {
+): Promise<{ run: ActionRun; hung: boolean }> {
   const live = startAction({ inputs, cwd });
   const said = await live.waitLine(/^::error::/, 90_000).catch(() => null);
   const hung = await live.wait(said ? graceMs : 90_000).then(
@@ -304,37 +291,29 @@ export async function actBounded(
 }
 
 /** A main step killed by a signal, and its post step: their logs go to scenario 7 too. */
-export function keepCancelled(
-  label: string,
-  live: LiveAction,
-  post: { code: number | null; log: string; summary: string },
-): void {
+export function keepCancelled(label: string, live: ActionProcess, post: PostStep): void {
   runs.push({
     label,
     secrets: secretsOf(serve()),
-    run: {
+    run: emptyRun({
       code: null,
       signal: 'SIGTERM',
       log: live.log,
       maskedLog: masked(live.log),
       lines: live.lines,
-      outputs: {},
-      state: {},
-      summary: '',
-      errors: [],
-      warnings: [],
-      commands: [],
       durationMs: Date.now() - live.started,
       peakRssKb: live.peakRssKb,
       postCode: post.code,
       postLog: post.log,
+      postCommands: post.commands,
       postSummary: post.summary,
-    },
+      postDurationMs: post.durationMs,
+    }),
   });
   live.cleanup();
 }
 
-export const tail = (r: FinishedRun) => r.maskedLog.slice(-4000);
+export const tail = (r: ActionRun) => r.maskedLog.slice(-4000);
 
 // ------------------------------------------------------------------ host and swarm state
 
@@ -475,7 +454,7 @@ export async function build(
   reg: string,
   creds = true,
   timeoutMs = 120_000,
-): Promise<FinishedRun> {
+): Promise<ActionRun> {
   const inputs = common({
     command: 'build',
     registry: reg,

@@ -7,7 +7,8 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { dockerOk, waitFor } from '../helpers/lab';
-import { OwnRegistry, ProbeWindow, probeWindow, readProbe, startAction } from './reliability-helpers';
+import { OwnRegistry, ProbeWindow, probeWindow, readProbe } from './reliability-helpers';
+import { startAction } from '../helpers/action';
 import {
   own,
   PREFIX,

@@ -35,7 +35,7 @@ services:
     healthcheck:
       # The app needs a good db_password: a bad one never becomes healthy.
       test: ["CMD", "sh", "-c", "grep -q '^good-' /run/secrets/db_password && test -s /run/secrets/api_token && wget -q -O /dev/null http://127.0.0.1:8080/health"]
-      interval: 1s
+      interval: 2s
       timeout: 2s
       retries: 2
       start_period: 2s

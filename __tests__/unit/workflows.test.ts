@@ -21,6 +21,7 @@ import {
   jobStatus,
   runWorkflow,
 } from '../helpers/workflow';
+import { emptyRun } from '../helpers/action';
 import type { ActionRun, RunActionOptions } from '../helpers/action';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -660,27 +661,7 @@ test('runWorkflow (action stubbed): deploy.yml maps its inputs to the action, an
         images: '{}',
         duration: '1',
       };
-      return {
-        code: failed ? 1 : 0,
-        log: '',
-        maskedLog: '',
-        outputs,
-        state: {},
-        summary: '',
-        exportedEnv: {},
-        addedPath: [],
-        commands: [],
-        errors: [],
-        warnings: [],
-        masks: [],
-        durationMs: 1,
-        postCode: 0,
-        postLog: '',
-        postCommands: [],
-        postSummary: '',
-        postDurationMs: 1,
-        env: {},
-      };
+      return emptyRun({ code: failed ? 1 : 0, outputs, durationMs: 1, postCode: 0, postDurationMs: 1 });
     };
   const ws = fs.mkdtempSync(path.join(os.tmpdir(), 'wf-ws-'));
   try {
@@ -803,27 +784,7 @@ test('runWorkflow (action stubbed): preview.yml names the stacks <name>-pr-<N>, 
             o.inputs.command
           ];
       const outputs = { result, release: 'sha-0123456', versions: '{}', images: '{}', duration: '1' };
-      return {
-        code: failed ? 1 : 0,
-        log: '',
-        maskedLog: '',
-        outputs,
-        state: {},
-        summary: '',
-        exportedEnv: {},
-        addedPath: [],
-        commands: [],
-        errors: [],
-        warnings: [],
-        masks: [],
-        durationMs: 1,
-        postCode: 0,
-        postLog: '',
-        postCommands: [],
-        postSummary: '',
-        postDurationMs: 1,
-        env: {},
-      };
+      return emptyRun({ code: failed ? 1 : 0, outputs, durationMs: 1, postCode: 0, postDurationMs: 1 });
     };
   const ws = fs.mkdtempSync(path.join(os.tmpdir(), 'wf-ws-'));
   try {
