@@ -8,12 +8,13 @@ npx tsc --noEmit -p .
 npm run --silent lint
 
 # Lab test files keep to their own stacks, image prefix, remote-dir, sshd and registry instances,
-# so several run at once (TEST_JOBS, default 4): the lab's waits are Swarm's timing, not CPU.
-# The longest start first. Files that stop or freeze the shared engine run alone, after them.
-jobs=${TEST_JOBS:-4}
-longest_first=(reliability-load rollback multinode deploy reliability reliability-input workflows-chain
-  engine26 timing preview secrets trust files preflight layouts verify hooks lab-infra remote)
-exclusive=(__tests__/lab/engine-faults.test.ts)
+# so several run at once (TEST_JOBS, default 3), the longest first. Two files run alone, after
+# them: the load tests (60 tasks at once, rounds of concurrent deploys) would starve the others'
+# healthchecks on 2 cores, and the engine faults stop or freeze the shared dockerd.
+jobs=${TEST_JOBS:-3}
+longest_first=(rollback multinode deploy reliability reliability-input workflows-chain engine26
+  timing preview secrets trust files preflight layouts verify hooks lab-infra remote)
+exclusive=(__tests__/lab/reliability-load.test.ts __tests__/lab/engine-faults.test.ts)
 files=()
 for f in "${longest_first[@]}"; do files+=("__tests__/lab/$f.test.ts"); done
 for f in __tests__/lab/*.test.ts __tests__/unit/*.test.ts; do
@@ -32,7 +33,7 @@ phase() {
 }
 echo "== tests: unit and lab, $jobs files at a time (real dockerd, registry and sshd)"
 phase "$jobs" "${files[@]}"
-echo "== tests that stop the lab's engine, alone"
+echo "== load tests and engine faults, one file at a time"
 phase 1 "${exclusive[@]}"
 echo "tests: $pass passed, $fail failed"
 exit "$status"
