@@ -744,19 +744,32 @@ export function envFileEntries(v: unknown): { file: string; required: boolean; i
  */
 export function shortEnvFiles(text: string, exists: (file: string) => boolean): string {
   const doc = YAML.parseDocument(text, PARSE_OPTIONS);
-  const services = doc.get('services', true);
+  const services = resolveIn(doc, doc.get('services', true));
   if (!YAML.isMap(services)) return text;
-  const replacements: Replacement[] = [];
-  for (const pair of services.items) {
-    if (!YAML.isMap(pair.value)) continue;
-    const node = pair.value.get('env_file', true);
-    if (!YAML.isSeq(node) || !node.range || !node.items.some((i) => YAML.isMap(i))) continue;
-    const keep = envFileEntries(node.toJSON())
+  // Keyed by position: a list an anchor brings to several services is rewritten once, where it is written.
+  const replacements = new Map<number, Replacement>();
+  for (const [, svcNode] of mapEntries(doc, services)) {
+    const svc = resolveIn(doc, svcNode);
+    if (!YAML.isMap(svc)) continue;
+    const node = resolveIn(doc, mapEntries(doc, svc).find(([k]) => k === 'env_file')?.[1]);
+    if (!YAML.isSeq(node) || !node.range || !node.items.some((i) => YAML.isMap(resolveIn(doc, i)))) continue;
+    const keep = envFileEntries(node.toJS(doc))
       .filter((e) => e.required || exists(e.file))
       .map((e) => e.file);
-    replacements.push({ start: node.range[0], end: node.range[1], text: JSON.stringify(keep) });
+    // A block list's range can take the line break after it: keep it.
+    const trailing = /\n$/.test(text.slice(node.range[0], node.range[1])) ? '\n' : '';
+    replacements.set(node.range[0], {
+      start: node.range[0],
+      end: node.range[1],
+      text: JSON.stringify(keep) + trailing,
+    });
   }
-  for (const r of replacements.sort((a, b) => b.start - a.start))
+  return applyReplacements(text, [...replacements.values()]);
+}
+
+/** `text` with each replacement made, the last first so that earlier offsets hold. */
+function applyReplacements(text: string, replacements: Replacement[]): string {
+  for (const r of [...replacements].sort((a, b) => b.start - a.start))
     text = text.slice(0, r.start) + r.text + text.slice(r.end);
   return text;
 }

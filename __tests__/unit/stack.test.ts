@@ -150,3 +150,29 @@ test('a binary file a stack references (a config, a keystore) is uploaded byte f
     'the keystore was not uploaded byte for byte',
   );
 });
+
+test('env_file brought in by an anchor or a merge key: the deploy drops a missing optional file, as the checks do', () => {
+  const text = `x-common: &common
+  env_file: &files
+    - path: ./conf/optional.env
+      required: false
+    - ./conf/app.env
+services:
+  web:
+    <<: *common
+    image: app/web:1
+  api:
+    image: app/api:1
+    env_file: *files
+`;
+  const dir = project({ 'stack.yml': text, 'conf/app.env': 'A=1\n' });
+  const stack = loadStack({ name: 'app', files: ['stack.yml'] }, dir);
+  assert.deepEqual(
+    checkStack(stack, {}).filter((f) => f.rule === 'missing-file'),
+    [],
+  );
+  const p = quiet(() => prepareStack(stack, dir, {})).value;
+  const up = YAML.parse(String(p.uploads.find((u) => u.rel === 'stack.yml')!.content), { merge: true });
+  assert.deepEqual(up.services.web.env_file, ['./conf/app.env']);
+  assert.deepEqual(up.services.api.env_file, ['./conf/app.env']);
+});
