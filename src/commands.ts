@@ -3,7 +3,7 @@ import * as github from '@actions/github';
 import * as crypto from 'crypto';
 import * as semver from 'semver';
 import { buildImages, missingImages, registryLogin, stackBuilds } from './build';
-import { Finding, checkStack, overlayNetworks, reportFindings, traefikProviderNetworks } from './checks';
+import { Finding, overlayNetworks, reportFindings, runRules, traefikProviderNetworks } from './checks';
 import { describeHostMtu, hostMtuVerdict, readHostMtu } from './hostmtu';
 import { ComposeFileError, InputError } from './errors';
 import { LocalRunner, Runner } from './exec';
@@ -21,12 +21,13 @@ import {
   planConfigs,
   planSecrets,
 } from './secrets';
-import { LoadedStack, PreparedStack, loadStack, prepareStack } from './stack';
+import { PreparedStack, prepareStack } from './stack';
+import { StackLoader, StackModel, StackSource, buildModel } from './model';
 import { NODES_SCRIPT, bindMountFindings, parseNodes, placementFindings, selfNodeId } from './placement';
 import { state } from './state';
 import { FROM_INPUT, Service, readServices, releaseTagMismatches, versionEnv } from './versions';
-import { FALLBACK_TIMEOUT_S, describeTiming, layerTiming, tooShort } from './timing';
-import { ServiceInfo, locateIn, resolveCompose, stackServices } from './compose';
+import { FALLBACK_TIMEOUT_S, describeTiming, layerTiming } from './timing';
+import { ServiceInfo } from './compose';
 import { layerWithHooks } from './hooks';
 import { checksFor } from './verify';
 import { checkPreviewCap } from './preview';
@@ -55,11 +56,12 @@ function context() {
   };
 }
 
-function readVersions(inputs: Inputs, notes: string[]): Service[] {
+function readVersions(inputs: Inputs, notes: string[], loader: StackLoader): Service[] {
   // The stacks' build: sections name their images with ${REGISTRY}, ${IMAGE_PREFIX} or the env input.
   const env = { REGISTRY: inputs.registry, IMAGE_PREFIX: inputs.imagePrefix, ...inputs.env };
   const builds = stackBuilds(inputs.stacks, inputs.workingDirectory, env, inputs.registry, inputs.imagePrefix, {
     sources: inputs.command === 'build',
+    loader,
   });
   const services = readServices(inputs.workingDirectory, inputs.services, builds, inputs.versions);
   if (inputs.releaseTagCheck !== 'off') {
@@ -79,13 +81,17 @@ function readVersions(inputs: Inputs, notes: string[]): Service[] {
   return services;
 }
 
-function runChecks(inputs: Inputs, env: Record<string, string>): { stacks: LoadedStack[]; markdown: string } {
-  const stacks: LoadedStack[] = [];
+function runChecks(
+  inputs: Inputs,
+  env: Record<string, string>,
+  loader: StackLoader,
+): { models: StackModel[]; markdown: string } {
+  const stacks: StackSource[] = [];
   const findings: Finding[] = [];
   for (const spec of inputs.stacks) {
     try {
       // The deploy (prepareStack) honours the same switched-off rules as the checks.
-      stacks.push({ ...loadStack(spec, inputs.workingDirectory), skip: inputs.skipChecks });
+      stacks.push(loader.stack(spec, inputs.skipChecks));
     } catch (e) {
       // A file Docker would refuse to load is a finding like the others (annotation, summary), and the
       // other stacks are still checked. It cannot be switched off.
@@ -101,14 +107,14 @@ function runChecks(inputs: Inputs, env: Record<string, string>): { stacks: Loade
       });
     }
   }
+  const models = stacks.map((s) => buildModel(s, env));
   // Traefik's default network is set in the proxy's stack and applies to the services of every stack.
-  const traefikNetworks = traefikProviderNetworks(stacks, env);
-  for (const stack of stacks) findings.push(...checkStack(stack, env, { skip: inputs.skipChecks, traefikNetworks }));
-  if (!inputs.skipChecks.some((r) => r === 'all' || r === 'timeout-too-short'))
-    findings.push(...timeoutFindings(stacks, env, inputs));
+  const traefikNetworks = traefikProviderNetworks(models);
+  const { skipChecks: skip, timeout, stability } = inputs;
+  for (const m of models) findings.push(...runRules(m, { skip, traefikNetworks, timeout, stability }));
   const report = reportFindings(findings);
   core.info(
-    `Pre-flight: ${report.errors} error(s), ${report.warnings} warning(s), ${report.notices} notice(s) in ${stacks.length} stack(s).`,
+    `Pre-flight: ${report.errors} error(s), ${report.warnings} warning(s), ${report.notices} notice(s) in ${models.length} stack(s).`,
   );
   if (report.errors) {
     const list = findings
@@ -120,40 +126,7 @@ function runChecks(inputs: Inputs, env: Record<string, string>): { stacks: Loade
     (err as InputError & { markdown?: string }).markdown = report.markdown;
     throw err;
   }
-  return { stacks, markdown: report.markdown };
-}
-
-/** An explicit `timeout` a healthy rolling update cannot fit in: the gate would roll a good release back. */
-function timeoutFindings(stacks: LoadedStack[], env: Record<string, string>, inputs: Inputs): Finding[] {
-  if (inputs.timeout === undefined) return [];
-  const out: Finding[] = [];
-  for (const stack of stacks) {
-    let services;
-    try {
-      services = stackServices(stack.files.map((f) => resolveCompose(f, env)));
-    } catch {
-      continue; // the other rules report what makes the stack unreadable
-    }
-    for (const t of tooShort(
-      layerTiming(Object.values(services), { timeout: inputs.timeout, stability: inputs.stability }),
-    )) {
-      const at = locateIn(stack.files, ['services', t.service, 'deploy', 'update_config']);
-      out.push({
-        rule: 'timeout-too-short',
-        severity: 'error',
-        file: at.file.path,
-        line: at.line,
-        col: at.col,
-        stack: stack.name,
-        service: t.service,
-        message:
-          `Service ${t.service}: input \`timeout\` is ${inputs.timeout} s, but a healthy rolling update of it takes at least ${t.minimum} s ` +
-          `(${t.batches} batch(es), each at least one healthcheck interval and the delay, then monitor and the stability window). ` +
-          `The gate would roll back a good release. Use \`timeout: auto\` (${t.auto} s here) or at least ${t.minimum}.`,
-      });
-    }
-  }
-  return out;
+  return { models, markdown: report.markdown };
 }
 
 function variables(inputs: Inputs, services: Service[]): Record<string, string> {
@@ -164,21 +137,22 @@ export async function commandCheck(inputs: Inputs): Promise<Outcome> {
   const notes: string[] = [];
   let versions: Record<string, string> = {};
   let env = { ...inputs.env };
+  const loader = new StackLoader(inputs.workingDirectory);
   try {
-    const services = readVersions(inputs, notes);
+    const services = readVersions(inputs, notes, loader);
     versions = Object.fromEntries(services.map((s) => [s.name, s.version]));
     env = variables(inputs, services);
   } catch (e) {
     // `check` on a repo without service folders still checks the stacks.
     if (!(e instanceof InputError) || !/matches no service folder|does not exist/.test(e.message)) throw e;
   }
-  const { stacks, markdown } = runChecks(inputs, env);
+  const { models, markdown } = runChecks(inputs, env, loader);
   if (inputs.host) {
     // Read-only, as a dry run: no lock, no registry login.
-    const prepared = stacks.map((s) => prepareStack(s, inputs.workingDirectory, env));
+    const prepared = models.map((m) => prepareStack(m, inputs.workingDirectory));
     const { remote, finish } = await connect(inputs, true);
     try {
-      await connectedChecks(remote, stacks, prepared, env, inputs);
+      await connectedChecks(remote, prepared, inputs);
     } finally {
       await finish();
       remote.dispose();
@@ -189,7 +163,7 @@ export async function commandCheck(inputs: Inputs): Promise<Outcome> {
 
 export async function commandBuild(inputs: Inputs): Promise<Outcome> {
   const notes: string[] = [];
-  const services = readVersions(inputs, notes);
+  const services = readVersions(inputs, notes, new StackLoader(inputs.workingDirectory));
   const docker = new LocalRunner(inputs.workingDirectory);
   if (inputs.registryUsername && inputs.registryPassword && !inputs.dryRun) {
     await registryLogin(docker, inputs.registry, inputs.registryUsername, inputs.registryPassword);
@@ -352,13 +326,29 @@ function overall(layers: LayerOutcome[], error?: string): Outcome['result'] {
   return layers[layers.length - 1]?.result === 'rolled-back' ? 'rolled-back' : 'failed';
 }
 
-export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
+export interface DeployPlan {
+  notes: string[];
+  versions: Record<string, string>;
+  markdown: string;
+  prepared: PreparedStack[];
+  plans: LayerPlan[];
+}
+
+/**
+ * Everything a deploy decides before it connects: versions, the checks, each layer's model rendered
+ * into its release files, its secrets and configs and its gate's timing. Each stack file is read and
+ * parsed once (`loader`), each layer's model built once and read by every step.
+ */
+export async function planDeploy(
+  inputs: Inputs,
+  loader = new StackLoader(inputs.workingDirectory),
+): Promise<DeployPlan> {
   const notes: string[] = [];
-  const services = readVersions(inputs, notes);
+  const services = readVersions(inputs, notes, loader);
   const env = variables(inputs, services);
   const versions = Object.fromEntries(services.map((s) => [s.name, s.version]));
-  const { stacks, markdown } = await core.group('Pre-flight checks', async () => runChecks(inputs, env));
-  const prepared = stacks.map((s) => prepareStack(s, inputs.workingDirectory, env));
+  const { models, markdown } = await core.group('Pre-flight checks', async () => runChecks(inputs, env, loader));
+  const prepared = models.map((m) => prepareStack(m, inputs.workingDirectory));
   // The input secrets of every layer: the first layer has the host name them all in one command.
   const run: SecretPlan[] = [];
   checkShared(prepared, inputs.sharedSecrets);
@@ -383,6 +373,11 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
       verify: checksFor(inputs.verify, p.name, p === prepared[prepared.length - 1]),
     };
   });
+  return { notes, versions, markdown, prepared, plans };
+}
+
+export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
+  const { notes, versions, markdown, prepared, plans } = await planDeploy(inputs);
   if (inputs.dryRun) {
     // Only the stack files: referenced files (env_file, configs) may hold values that must not be logged.
     for (const p of prepared)
@@ -397,7 +392,7 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
     if (inputs.host) {
       const { remote, finish } = await connect(inputs, true);
       try {
-        await connectedChecks(remote, stacks, prepared, env, inputs);
+        await connectedChecks(remote, prepared, inputs);
         await printPlan(remote, plans, 'would deploy release');
         await checkImages(remote, prepared, inputs);
       } finally {
@@ -423,7 +418,7 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
     ),
   );
   try {
-    const nodes = await connectedChecks(remote, stacks, prepared, env, inputs);
+    const nodes = await connectedChecks(remote, prepared, inputs);
     await checkImages(remote, prepared, inputs);
     // A global service runs a task on every node: its rollout has as many batches.
     prepared.forEach((p, i) => Object.assign(plans[i], layerTimeout(p.name, Object.values(p.services), inputs, nodes)));
@@ -496,24 +491,18 @@ function layerTimeout(
  * unchanged name (Swarm configs are immutable), placement against the nodes, overlay MTU against the
  * host's interface. Returns the node count.
  */
-async function connectedChecks(
-  remote: Remote,
-  stacks: LoadedStack[],
-  prepared: PreparedStack[],
-  env: Record<string, string>,
-  inputs: Inputs,
-): Promise<number> {
+async function connectedChecks(remote: Remote, prepared: PreparedStack[], inputs: Inputs): Promise<number> {
   const existing = await existingConfigs(remote);
   const res = await remote.sh(NODES_SCRIPT, { retry: true, silent: true });
   if (res.code !== 0) throw new Error(`Cannot list the swarm's nodes on ${remote.where}: ${res.stderr.trim()}`);
   const nodes = parseNodes(res.stdout);
   const skipped = (rule: string) => inputs.skipChecks.some((r) => r === 'all' || r === rule);
-  const late = stacks
-    .flatMap((s) => checkStack(s, env, { skip: inputs.skipChecks, existingObjects: existing }))
-    .filter((f) => f.rule === 'immutable-object');
+  const late = prepared.flatMap((p) =>
+    runRules(p, { skip: inputs.skipChecks, existingObjects: existing }, ['immutable-object']),
+  );
   if (!skipped('placement'))
     late.push(...prepared.flatMap((p) => placementFindings(p, Object.values(p.services), nodes)));
-  if (!skipped('overlay-mtu')) late.push(...(await hostMtuCheck(remote, stacks, env, nodes.length)));
+  if (!skipped('overlay-mtu')) late.push(...(await hostMtuCheck(remote, prepared, nodes.length)));
   if (!skipped('bind-mount-node')) {
     const warnings = prepared.flatMap((p) =>
       bindMountFindings(p, Object.values(p.services), nodes, selfNodeId(res.stdout)),
@@ -535,17 +524,12 @@ async function connectedChecks(
  * overlay-mtu with the host's facts: the MTU of the interface carrying the manager's Swarm node
  * address. A loopback address (a one-machine swarm advertised on 127.0.0.1) decides nothing.
  */
-async function hostMtuCheck(
-  remote: Remote,
-  stacks: LoadedStack[],
-  env: Record<string, string>,
-  nodes: number,
-): Promise<Finding[]> {
+async function hostMtuCheck(remote: Remote, models: StackModel[], nodes: number): Promise<Finding[]> {
   const h = await readHostMtu(remote);
   core.info(describeHostMtu(h, nodes));
   const { findings, notice } = hostMtuVerdict(
     h,
-    stacks.flatMap((s) => overlayNetworks(s, env)),
+    models.flatMap((m) => overlayNetworks(m)),
   );
   if (notice) core.notice(notice, { title: 'overlay-mtu' });
   return findings;

@@ -2,7 +2,7 @@ import * as core from '@actions/core';
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as YAML from 'yaml';
-import { mergeStack, referencedPath } from './compose';
+import { referencedPath } from './compose';
 import { InputError } from './errors';
 import { RunResult } from './exec';
 import { ShOptions, shellJoin } from './remote';
@@ -63,7 +63,7 @@ export function planSecrets(
   run: SecretPlan[] = [],
   shared: string[] = [],
 ): SecretPlan[] {
-  const merged = mergeStack(stack.resolved);
+  const merged = stack.merged;
   const declared =
     merged.secrets && typeof merged.secrets === 'object'
       ? (merged.secrets as Record<string, { external?: unknown; file?: unknown }>)
@@ -114,7 +114,7 @@ export function displayName(plan: SecretPlan): string {
 export function checkShared(stacks: PreparedStack[], shared: string[]): void {
   for (const key of shared) {
     const declared = stacks.some((p) => {
-      const secrets = mergeStack(p.resolved).secrets;
+      const secrets = p.merged.secrets;
       return !!secrets && typeof secrets === 'object' && key in secrets;
     });
     if (!declared)
@@ -197,7 +197,7 @@ function contentName(stack: string, key: string, content: string | Buffer): stri
  * ("only updates to Labels are allowed"), and the same file keeps the same name, so nothing restarts.
  */
 export function planConfigs(stack: PreparedStack): ConfigPlan[] {
-  const merged = mergeStack(stack.resolved);
+  const merged = stack.merged;
   const declared =
     merged.configs && typeof merged.configs === 'object'
       ? (merged.configs as Record<string, Record<string, unknown>>)
