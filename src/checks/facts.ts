@@ -1,6 +1,7 @@
 /** Facts several rules read: stateful services, proxies, Swarm network names, where a key is written. */
-import { ComposeFile, NodePath, Yaml, isPlainObject, locateIn, positionOf } from '../compose';
+import { ComposeFile, NodePath, ServiceInfo, Yaml, isExternal, isPlainObject, locateIn, positionOf } from '../compose';
 import { StackModel } from '../model';
+import { Raw } from './types';
 
 const STATEFUL_WORDS = [
   'redis',
@@ -148,4 +149,32 @@ export function labelAt(
 /** replicated-job / global-job services run to completion: no rolling update, no healthcheck to gate on. */
 export function isJob(svc: Record<string, Yaml>): boolean {
   return /-job$/.test(String(svc?.deploy?.mode ?? ''));
+}
+
+/** At most one finding per service, in the order of the stack. */
+export function perService(
+  m: StackModel,
+  f: (name: string, info: ServiceInfo, svc: Record<string, Yaml>) => Raw | undefined,
+): Raw[] {
+  return Object.entries(m.services)
+    .map(([name, info]) => f(name, info, m.raw[name]))
+    .filter((r): r is Raw => !!r);
+}
+
+/** The top-level configs and secrets the stack creates from a `file:` (not external ones). */
+export function fileObjects(
+  m: StackModel,
+): { section: 'configs' | 'secrets'; kind: string; key: string; entry: Yaml }[] {
+  const out: { section: 'configs' | 'secrets'; kind: string; key: string; entry: Yaml }[] = [];
+  for (const [section, kind] of [
+    ['configs', 'config'],
+    ['secrets', 'secret'],
+  ] as const) {
+    const entries = isPlainObject(m.merged[section]) ? m.merged[section] : {};
+    for (const [key, entry] of Object.entries(entries)) {
+      if (!isPlainObject(entry) || isExternal(entry) || typeof entry.file !== 'string' || !entry.file) continue;
+      out.push({ section, kind, key, entry });
+    }
+  }
+  return out;
 }

@@ -67,27 +67,31 @@ export function loadComposeFile(absPath: string, displayPath: string): ComposeFi
     throw new ComposeFileError('invalid-yaml', file.path, pos.line, pos.col, `invalid YAML: ${reason}${more}.`);
   }
   const top = doc.contents;
+  // Where a node starts, for a refusal that points at it.
+  const refuse = (
+    rule: ComposeFileError['rule'],
+    node: YAML.Node | null | undefined,
+    reason: string,
+  ): ComposeFileError => {
+    const pos = node?.range ? lineCounter.linePos(node.range[0]) : { line: 1, col: 1 };
+    return new ComposeFileError(rule, file.path, pos.line, pos.col, reason);
+  };
   if (!YAML.isMap(top)) {
-    const pos = top?.range ? lineCounter.linePos(top.range[0]) : { line: 1, col: 1 };
-    throw new ComposeFileError(
+    const empty = top ? '' : '; the file is empty';
+    throw refuse(
       'invalid-yaml',
-      file.path,
-      pos.line,
-      pos.col,
-      `the top level of a stack file must be a mapping (services:, networks:, …)${top ? '' : '; the file is empty'}.`,
+      top,
+      `the top level of a stack file must be a mapping (services:, networks:, …)${empty}.`,
     );
   }
   for (const pair of top.items) {
     const key = YAML.isScalar(pair.key) ? pair.key.value : pair.key;
     if (typeof key === 'string' && (TOP_LEVEL_KEYS.has(key) || key.startsWith('x-'))) continue;
-    const node = pair.key as YAML.Node | null;
-    const pos = node?.range ? lineCounter.linePos(node.range[0]) : { line: 1, col: 1 };
-    throw new ComposeFileError(
+    throw refuse(
       'unknown-key',
-      file.path,
-      pos.line,
-      pos.col,
-      `unknown top-level key "${String(key)}": a stack file has only version, services, networks, volumes, configs, secrets and x-* extensions (docker stack deploy refuses anything else).`,
+      pair.key as YAML.Node | null,
+      `unknown top-level key "${String(key)}": a stack file has only version, services, networks, volumes, ` +
+        `configs, secrets and x-* extensions (docker stack deploy refuses anything else).`,
     );
   }
   return file;

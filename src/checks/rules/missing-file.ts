@@ -1,6 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { bindMounts, envFileEntries, isExternal, isPlainObject, positionOf } from '../../compose';
+import { bindMounts, envFileEntries, positionOf } from '../../compose';
+import { fileObjects } from '../facts';
 import { CheckModel, Raw, Rule } from '../types';
 
 const WHERE = "Docker resolves it against the folder of the stack's first compose file";
@@ -8,24 +9,17 @@ const WHERE = "Docker resolves it against the folder of the stack's first compos
 /** Configs and secrets read from a `file:` that does not exist. */
 function objectFiles(m: CheckModel): Raw[] {
   const out: Raw[] = [];
-  for (const [section, kind] of [
-    ['configs', 'config'],
-    ['secrets', 'secret'],
-  ] as const) {
-    const entries = isPlainObject(m.merged[section]) ? m.merged[section] : {};
-    for (const [key, entry] of Object.entries(entries)) {
-      if (!isPlainObject(entry) || isExternal(entry) || typeof entry.file !== 'string' || !entry.file) continue;
-      const abs = path.resolve(m.baseDir, entry.file);
-      if (fs.existsSync(abs)) continue;
-      out.push({
-        severity: 'error',
-        at: [section, key, 'file'],
-        message:
-          `The ${kind} ${key} reads file ${entry.file}, which does not exist (looked for ${abs}; ${WHERE}). ` +
-          `Add the file or fix the path.`,
-        entity: [section, key],
-      });
-    }
+  for (const { section, kind, key, entry } of fileObjects(m)) {
+    const abs = path.resolve(m.baseDir, entry.file);
+    if (fs.existsSync(abs)) continue;
+    out.push({
+      severity: 'error',
+      at: [section, key, 'file'],
+      message:
+        `The ${kind} ${key} reads file ${entry.file}, which does not exist (looked for ${abs}; ${WHERE}). ` +
+        `Add the file or fix the path.`,
+      entity: [section, key],
+    });
   }
   return out;
 }

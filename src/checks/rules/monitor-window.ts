@@ -1,5 +1,5 @@
 import { ServiceInfo, Yaml } from '../../compose';
-import { fmt, isJob } from '../facts';
+import { fmt, isJob, perService } from '../facts';
 import { CheckModel, Raw, Rule } from '../types';
 
 function finding(name: string, info: ServiceInfo, svc: Record<string, Yaml>): Raw | undefined {
@@ -33,12 +33,6 @@ function finding(name: string, info: ServiceInfo, svc: Record<string, Yaml>): Ra
   };
 }
 
-function check(m: CheckModel): Raw[] {
-  return Object.entries(m.services)
-    .map(([name, info]) => finding(name, info, m.raw[name]))
-    .filter((r): r is Raw => !!r);
-}
-
 export const monitorWindow: Rule = {
   id: 'monitor-window',
   severities: ['warning'],
@@ -47,5 +41,5 @@ export const monitorWindow: Rule = {
   example:
     'services:\n  web:\n    image: app/web:1\n    healthcheck:\n      test: ["CMD", "true"]\n      interval: 10s\n' +
     '      retries: 3\n    deploy:\n      update_config:\n        failure_action: rollback\n        monitor: 10s\n',
-  check,
+  check: (m: CheckModel) => perService(m, finding),
 };

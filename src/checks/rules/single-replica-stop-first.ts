@@ -1,5 +1,5 @@
 import { NodePath, ServiceInfo, Yaml, isPlainObject } from '../../compose';
-import { isJob, namedVolumes, statefulKind } from '../facts';
+import { isJob, namedVolumes, perService, statefulKind } from '../facts';
 import { CheckModel, Raw, Rule } from '../types';
 
 function finding(name: string, info: ServiceInfo, svc: Record<string, Yaml>): Raw | undefined {
@@ -39,17 +39,11 @@ function finding(name: string, info: ServiceInfo, svc: Record<string, Yaml>): Ra
   return { severity: 'warning', at, message, entity };
 }
 
-function check(m: CheckModel): Raw[] {
-  return Object.entries(m.services)
-    .map(([name, info]) => finding(name, info, m.raw[name]))
-    .filter((r): r is Raw => !!r);
-}
-
 export const singleReplicaStopFirst: Rule = {
   id: 'single-replica-stop-first',
   severities: ['warning', 'notice'],
   table: 'warning (notice for a service with a named volume)',
   summary: 'one replica with order stop-first: downtime on every deploy',
   example: 'services:\n  web:\n    image: app/web:1\n    deploy:\n      replicas: 1\n',
-  check,
+  check: (m: CheckModel) => perService(m, finding),
 };

@@ -1,3 +1,5 @@
+import { Yaml } from '../../compose';
+import { perService } from '../facts';
 import { CheckModel, Raw, Rule } from '../types';
 
 /** Keys Swarm does not apply (docker/cli's unsupported and deprecated service properties, plus depends_on). */
@@ -15,23 +17,18 @@ const SWARM_IGNORED: Record<string, string> = {
   cgroup_parent: 'not applied to Swarm services',
 };
 
-function check(m: CheckModel): Raw[] {
-  const out: Raw[] = [];
-  for (const name of Object.keys(m.services)) {
-    const svc = m.raw[name];
-    const ignored = Object.keys(SWARM_IGNORED).filter((k) => svc[k] !== undefined);
-    if (!ignored.length) continue;
-    out.push({
-      severity: 'notice',
-      at: ['services', name, ignored[0]],
-      message:
-        `Service ${name}: docker stack deploy ignores ${ignored.map((k) => `\`${k}\``).join(', ')} — ` +
-        ignored.map((k) => `${k}: ${SWARM_IGNORED[k]}`).join('; ') +
-        '.',
-      entity: ['services', name],
-    });
-  }
-  return out;
+function finding(name: string, _: unknown, svc: Record<string, Yaml>): Raw | undefined {
+  const ignored = Object.keys(SWARM_IGNORED).filter((k) => svc[k] !== undefined);
+  if (!ignored.length) return undefined;
+  return {
+    severity: 'notice',
+    at: ['services', name, ignored[0]],
+    message:
+      `Service ${name}: docker stack deploy ignores ${ignored.map((k) => `\`${k}\``).join(', ')} — ` +
+      ignored.map((k) => `${k}: ${SWARM_IGNORED[k]}`).join('; ') +
+      '.',
+    entity: ['services', name],
+  };
 }
 
 export const swarmIgnored: Rule = {
@@ -40,5 +37,5 @@ export const swarmIgnored: Rule = {
   table: 'notice',
   summary: 'service keys that docker stack deploy ignores',
   example: 'services:\n  web:\n    image: app/web:1\n    depends_on: [db]\n  db:\n    image: postgres:16\n',
-  check,
+  check: (m: CheckModel) => perService(m, finding),
 };

@@ -1,5 +1,5 @@
 import { ServiceInfo, isExternal } from '../../compose';
-import { isTrue, labelAt, traefikNetworkLabel } from '../facts';
+import { isTrue, labelAt, perService, traefikNetworkLabel } from '../facts';
 import { CheckModel, Raw, Rule } from '../types';
 
 /** A routed service on several networks, none of them picked by a label or Traefik's default. */
@@ -51,12 +51,6 @@ function finding(m: CheckModel, info: ServiceInfo): Raw | undefined {
   };
 }
 
-function check(m: CheckModel): Raw[] {
-  return Object.values(m.services)
-    .map((info) => finding(m, info))
-    .filter((r): r is Raw => !!r);
-}
-
 export const traefikNetwork: Rule = {
   id: 'traefik-network',
   severities: ['error'],
@@ -66,5 +60,5 @@ export const traefikNetwork: Rule = {
   example:
     'services:\n  web:\n    image: app/web:1\n    networks: [edge, backend]\n    deploy:\n      labels:\n' +
     '        traefik.enable: "true"\nnetworks:\n  edge: {}\n  backend: {}\n',
-  check,
+  check: (m) => perService(m, (_, info) => finding(m, info)),
 };
