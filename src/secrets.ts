@@ -2,7 +2,7 @@ import * as core from '@actions/core';
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as YAML from 'yaml';
-import { referencedPath } from './compose';
+import { isExternal, referencedPath } from './compose';
 import { InputError } from './errors';
 import { RunResult } from './exec';
 import { ShOptions, shellJoin } from './remote';
@@ -70,7 +70,7 @@ export function planSecrets(
       : {};
   const plans: SecretPlan[] = [];
   for (const [key, entry] of Object.entries(declared)) {
-    const external = entry && (entry.external === true || entry.external === 'true');
+    const external = isExternal(entry);
     const value = lookup(values, key);
     const generated = generate.includes(key);
     if (!external) {
@@ -204,8 +204,7 @@ export function planConfigs(stack: PreparedStack): ConfigPlan[] {
       : {};
   const plans: ConfigPlan[] = [];
   for (const [key, entry] of Object.entries(declared)) {
-    if (!entry || typeof entry !== 'object' || entry.external === true || entry.external === 'true' || entry.name)
-      continue;
+    if (!entry || typeof entry !== 'object' || isExternal(entry) || entry.name) continue;
     if (typeof entry.file !== 'string' || !entry.file) continue;
     // prepareStack already checked that the file exists; Docker resolves it against the first file's folder.
     const content = fs.readFileSync(referencedPath(stack.resolved[0].file, entry.file));

@@ -9,7 +9,9 @@ import * as os from 'os';
 import * as path from 'path';
 import { planDeploy } from '../../src/commands';
 import { readInputs } from '../../src/inputs';
-import { StackLoader } from '../../src/model';
+import { StackLoader, buildModel } from '../../src/model';
+import { planSecrets } from '../../src/secrets';
+import { prepareStack } from '../../src/stack';
 import { captureStdout } from '../helpers/stdout';
 
 const EXAMPLE = path.join(__dirname, '..', '..', 'example');
@@ -110,4 +112,18 @@ test('skip-checks: unset-variable reaches the deploy: checks and rendering pass,
   const extra = plan.prepared[0].uploads.find((u) => u.rel === 'stacks/extra.yml');
   assert.match(String(extra?.content), /SENTRY_DSN: ""/);
   assert.match(out, /::warning.*SENTRY_DSN\} is not set: substituted an empty string/);
+});
+
+test('a secret declared external in the long form (external: {name: …}) is external for the deploy, as for the checks', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'model-unit-'));
+  fs.writeFileSync(
+    path.join(dir, 'stack.yml'),
+    'services:\n  web:\n    image: app/web:1\n    secrets: [db_password]\n' +
+      'secrets:\n  db_password:\n    external:\n      name: db_password\n',
+  );
+  const p = prepareStack(buildModel(new StackLoader(dir).stack({ name: 'app', files: ['stack.yml'] }), {}), dir);
+  assert.deepEqual(
+    planSecrets(p, { db_password: 'S3CR3T' }, []).map((s) => `${s.key} ${s.source}`),
+    ['db_password input'],
+  );
 });
