@@ -2,34 +2,22 @@ import * as core from '@actions/core';
 import * as github from '@actions/github';
 import * as crypto from 'crypto';
 import * as semver from 'semver';
-import { buildImages, missingImages, registryLogin, stackBuilds } from './build';
-import { Finding, overlayNetworks, reportFindings, runRules, traefikProviderNetworks } from './checks';
-import { describeHostMtu, hostMtuVerdict, readHostMtu } from './hostmtu';
-import { ComposeFileError, InputError } from './errors';
-import { LocalRunner, Runner } from './exec';
+import { buildImages, registryLogin } from './build';
+import { InputError } from './errors';
+import { LocalRunner } from './exec';
 import { Inputs } from './inputs';
 import { findTarget, readLedger } from './ledger';
 import { lockStacks, lockTracker } from './lock';
-import { LayerOutcome, LayerPlan, RunContext, lockDirFor, releaseDirFor, runLayer, watchesFor } from './pipeline';
+import { LayerOutcome, LayerPlan, RunContext, lockDirFor, runLayer } from './pipeline';
 import { Remote, shellJoin } from './remote';
-import {
-  OVERRIDE_FILE,
-  SecretPlan,
-  checkShared,
-  overrideFile,
-  overrideUpload,
-  planConfigs,
-  planSecrets,
-} from './secrets';
-import { PreparedStack, prepareStack } from './stack';
-import { StackLoader, StackModel, StackSource, buildModel } from './model';
-import { NODES_SCRIPT, bindMountFindings, parseNodes, placementFindings, selfNodeId } from './placement';
+import { OVERRIDE_FILE, overrideFile } from './secrets';
+import { checkImages, layerTimeout, planDeploy, readVersions, variables } from './plan';
+import { prepareStack } from './stack';
+import { connectedChecks, runChecks } from './preflight';
+import { StackLoader } from './model';
 import { state } from './state';
-import { FROM_INPUT, Service, readServices, releaseTagMismatches, versionEnv } from './versions';
-import { FALLBACK_TIMEOUT_S, describeTiming, layerTiming } from './timing';
-import { ServiceInfo } from './compose';
+import { FALLBACK_TIMEOUT_S } from './timing';
 import { layerWithHooks } from './hooks';
-import { checksFor } from './verify';
 import { checkPreviewCap } from './preview';
 
 export interface Outcome {
@@ -54,83 +42,6 @@ function context() {
     actor: c.actor || process.env.GITHUB_ACTOR || 'unknown',
     runUrl,
   };
-}
-
-function readVersions(inputs: Inputs, notes: string[], loader: StackLoader): Service[] {
-  // The stacks' build: sections name their images with ${REGISTRY}, ${IMAGE_PREFIX} or the env input.
-  const env = { REGISTRY: inputs.registry, IMAGE_PREFIX: inputs.imagePrefix, ...inputs.env };
-  const builds = stackBuilds(inputs.stacks, inputs.workingDirectory, env, inputs.registry, inputs.imagePrefix, {
-    sources: inputs.command === 'build',
-    loader,
-  });
-  const services = readServices(inputs.workingDirectory, inputs.services, builds, inputs.versions);
-  if (inputs.releaseTagCheck !== 'off') {
-    const bad = releaseTagMismatches(services, process.env.GITHUB_REF);
-    for (const m of bad) {
-      const text = `${m.versionFile} says ${m.version} but the release tag is ${m.tag}.`;
-      if (inputs.releaseTagCheck === 'strict') throw new InputError(`${text} (release-tag-check: strict)`);
-      core.warning(text, { file: m.versionFile });
-      notes.push(text);
-    }
-  }
-  core.info(
-    services.length
-      ? `Versions: ${services.map((s) => `${s.name} ${s.version}${s.versionFile === FROM_INPUT ? ' (input)' : ''}`).join(', ')}`
-      : 'Versions: none (no service folder, no stack service with build:, no input `versions`).',
-  );
-  return services;
-}
-
-function runChecks(
-  inputs: Inputs,
-  env: Record<string, string>,
-  loader: StackLoader,
-): { models: StackModel[]; markdown: string } {
-  const stacks: StackSource[] = [];
-  const findings: Finding[] = [];
-  for (const spec of inputs.stacks) {
-    try {
-      // The deploy (prepareStack) honours the same switched-off rules as the checks.
-      stacks.push(loader.stack(spec, inputs.skipChecks));
-    } catch (e) {
-      // A file Docker would refuse to load is a finding like the others (annotation, summary), and the
-      // other stacks are still checked. It cannot be switched off.
-      if (!(e instanceof ComposeFileError)) throw e;
-      findings.push({
-        rule: e.rule,
-        severity: 'error',
-        file: e.file,
-        line: e.line,
-        col: e.col,
-        stack: spec.name,
-        message: e.reason,
-      });
-    }
-  }
-  const models = stacks.map((s) => buildModel(s, env));
-  // Traefik's default network is set in the proxy's stack and applies to the services of every stack.
-  const traefikNetworks = traefikProviderNetworks(models);
-  const { skipChecks: skip, timeout, stability } = inputs;
-  for (const m of models) findings.push(...runRules(m, { skip, traefikNetworks, timeout, stability }));
-  const report = reportFindings(findings);
-  core.info(
-    `Pre-flight: ${report.errors} error(s), ${report.warnings} warning(s), ${report.notices} notice(s) in ${models.length} stack(s).`,
-  );
-  if (report.errors) {
-    const list = findings
-      .filter((f) => f.severity === 'error')
-      .map((f) => `  ${f.file}:${f.line}:${f.col} [${f.rule}] ${f.message}`);
-    const err = new InputError(
-      `Pre-flight checks found ${report.errors} error(s); nothing was deployed:\n${list.join('\n')}`,
-    );
-    (err as InputError & { markdown?: string }).markdown = report.markdown;
-    throw err;
-  }
-  return { models, markdown: report.markdown };
-}
-
-function variables(inputs: Inputs, services: Service[]): Record<string, string> {
-  return { ...versionEnv(services, inputs.registry, inputs.imagePrefix), ...inputs.env };
 }
 
 export async function commandCheck(inputs: Inputs): Promise<Outcome> {
@@ -326,56 +237,6 @@ function overall(layers: LayerOutcome[], error?: string): Outcome['result'] {
   return layers[layers.length - 1]?.result === 'rolled-back' ? 'rolled-back' : 'failed';
 }
 
-export interface DeployPlan {
-  notes: string[];
-  versions: Record<string, string>;
-  markdown: string;
-  prepared: PreparedStack[];
-  plans: LayerPlan[];
-}
-
-/**
- * Everything a deploy decides before it connects: versions, the checks, each layer's model rendered
- * into its release files, its secrets and configs and its gate's timing. Each stack file is read and
- * parsed once (`loader`), each layer's model built once and read by every step.
- */
-export async function planDeploy(
-  inputs: Inputs,
-  loader = new StackLoader(inputs.workingDirectory),
-): Promise<DeployPlan> {
-  const notes: string[] = [];
-  const services = readVersions(inputs, notes, loader);
-  const env = variables(inputs, services);
-  const versions = Object.fromEntries(services.map((s) => [s.name, s.version]));
-  const { models, markdown } = await core.group('Pre-flight checks', async () => runChecks(inputs, env, loader));
-  const prepared = models.map((m) => prepareStack(m, inputs.workingDirectory));
-  // The input secrets of every layer: the first layer has the host name them all in one command.
-  const run: SecretPlan[] = [];
-  checkShared(prepared, inputs.sharedSecrets);
-  const plans: LayerPlan[] = prepared.map((p) => {
-    const secrets = planSecrets(p, inputs.secrets, inputs.generateSecrets, run, inputs.sharedSecrets);
-    const configs = planConfigs(p);
-    // Written at upload time: the secret names come from the host once connected (runLayer).
-    const extra = secrets.length || configs.length ? [overrideUpload(p, secrets, configs)] : [];
-    return {
-      stack: p.name,
-      release: inputs.release,
-      kind: 'deploy',
-      dir: releaseDirFor(inputs.remoteDir, p.name, inputs.release),
-      composePaths: [...p.composePaths, ...extra.map((e) => e.rel)],
-      uploads: [...p.uploads, ...extra],
-      versions,
-      watches: watchesFor(p, inputs.stability),
-      ...layerTimeout(p.name, Object.values(p.services), inputs),
-      secrets,
-      configs,
-      shipped: p.shipped,
-      verify: checksFor(inputs.verify, p.name, p === prepared[prepared.length - 1]),
-    };
-  });
-  return { notes, versions, markdown, prepared, plans };
-}
-
 export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
   const { notes, versions, markdown, prepared, plans } = await planDeploy(inputs);
   if (inputs.dryRun) {
@@ -438,119 +299,6 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
     await finish();
     remote.dispose();
   }
-}
-
-/**
- * Every image the stacks name in our registry (or under image-prefix, without one) must be there
- * before anything is deployed; asked where the pulls happen, with the host's login. A dry run warns.
- */
-async function checkImages(runner: Runner, prepared: PreparedStack[], inputs: Inputs): Promise<void> {
-  const ours = (image: string) =>
-    inputs.registry
-      ? image.startsWith(`${inputs.registry}/`)
-      : !!inputs.imagePrefix && image.startsWith(`${inputs.imagePrefix}/`);
-  const users = new Map<string, string[]>();
-  for (const p of prepared) {
-    for (const s of Object.values(p.services)) {
-      if (!s.image || !ours(s.image)) continue;
-      users.set(s.image, [...(users.get(s.image) ?? []), `${p.name}/${s.name}`]);
-    }
-  }
-  if (!users.size) return;
-  const t0 = Date.now();
-  const { missing, unreadable } = await missingImages(runner, [...users.keys()]);
-  for (const u of unreadable)
-    core.warning(`Could not check that ${u.image} is in the registry (${u.why}); the deploy will tell.`);
-  const list = missing.map((m) => `  ${m} (${(users.get(m) ?? []).join(', ')})`).join('\n');
-  if (missing.length && inputs.dryRun) {
-    core.warning(`Not in the registry (a deploy would fail before changing anything):\n${list}`);
-    return;
-  }
-  if (missing.length)
-    throw new InputError(
-      `${missing.length} image(s) the stacks name are not in the registry; nothing was deployed:\n${list}\nPush them (command: build), or fix the version (input \`versions\`, VERSION files).`,
-    );
-  core.info(
-    `Registry: the ${users.size} image(s) of the stacks in ${inputs.registry || inputs.imagePrefix} are there (checked on ${runner.where} in ${((Date.now() - t0) / 1000).toFixed(1)} s).`,
-  );
-}
-
-/** The layer's gate timeout: the input, or `auto` from its services' update_config and healthchecks. */
-function layerTimeout(
-  stack: string,
-  services: ServiceInfo[],
-  inputs: Inputs,
-  nodes = 1,
-): { timeoutS: number; timing: string } {
-  const t = layerTiming(services, { timeout: inputs.timeout, stability: inputs.stability, nodes });
-  return { timeoutS: t.seconds, timing: describeTiming(stack, t) };
-}
-
-/**
- * The checks that need the swarm's own facts, before anything changes: configs changed under an
- * unchanged name (Swarm configs are immutable), placement against the nodes, overlay MTU against the
- * host's interface. Returns the node count.
- */
-async function connectedChecks(remote: Remote, prepared: PreparedStack[], inputs: Inputs): Promise<number> {
-  const existing = await existingConfigs(remote);
-  const res = await remote.sh(NODES_SCRIPT, { retry: true, silent: true });
-  if (res.code !== 0) throw new Error(`Cannot list the swarm's nodes on ${remote.where}: ${res.stderr.trim()}`);
-  const nodes = parseNodes(res.stdout);
-  const skipped = (rule: string) => inputs.skipChecks.some((r) => r === 'all' || r === rule);
-  const late = prepared.flatMap((p) =>
-    runRules(p, { skip: inputs.skipChecks, existingObjects: existing }, ['immutable-object']),
-  );
-  if (!skipped('placement'))
-    late.push(...prepared.flatMap((p) => placementFindings(p, Object.values(p.services), nodes)));
-  if (!skipped('overlay-mtu')) late.push(...(await hostMtuCheck(remote, prepared, nodes.length)));
-  if (!skipped('bind-mount-node')) {
-    const warnings = prepared.flatMap((p) =>
-      bindMountFindings(p, Object.values(p.services), nodes, selfNodeId(res.stdout)),
-    );
-    if (warnings.length) reportFindings(warnings);
-  }
-  if (late.length) {
-    reportFindings(late);
-    throw new InputError(
-      `Pre-flight checks against the swarm found ${late.length} error(s); nothing was deployed:\n${late.map((f) => `  ${f.file}:${f.line}: [${f.rule}] ${f.message}`).join('\n')}`,
-    );
-  }
-  const ran = ['configs', !skipped('placement') && 'placement', !skipped('overlay-mtu') && 'host MTU'].filter(Boolean);
-  core.info(`Pre-flight against the swarm: ${nodes.length} node(s), ${ran.join(', ')} fine.`);
-  return nodes.length;
-}
-
-/**
- * overlay-mtu with the host's facts: the MTU of the interface carrying the manager's Swarm node
- * address. A loopback address (a one-machine swarm advertised on 127.0.0.1) decides nothing.
- */
-async function hostMtuCheck(remote: Remote, models: StackModel[], nodes: number): Promise<Finding[]> {
-  const h = await readHostMtu(remote);
-  core.info(describeHostMtu(h, nodes));
-  const { findings, notice } = hostMtuVerdict(
-    h,
-    models.flatMap((m) => overlayNetworks(m)),
-  );
-  if (notice) core.notice(notice, { title: 'overlay-mtu' });
-  return findings;
-}
-
-/** Name → sha256 of the content of the Swarm configs on the host. */
-async function existingConfigs(remote: Remote): Promise<Record<string, string>> {
-  const res = await remote.sh(
-    `ids=$(docker config ls -q) && [ -n "$ids" ] && ${shellJoin(['docker', 'config', 'inspect', '--format', '{{json .Spec.Name}} {{json .Spec.Data}}'])} $ids; true`,
-    { retry: true, silent: true },
-  );
-  const out: Record<string, string> = {};
-  for (const line of res.stdout.split('\n')) {
-    const m = /^(".*?") (".*")$/.exec(line.trim());
-    if (!m) continue;
-    out[JSON.parse(m[1])] = crypto
-      .createHash('sha256')
-      .update(Buffer.from(JSON.parse(m[2]), 'base64'))
-      .digest('hex');
-  }
-  return out;
 }
 
 export async function commandRollback(inputs: Inputs): Promise<Outcome> {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { planDeploy } from '../../src/commands';
+import { planDeploy } from '../../src/plan';
 import { readInputs } from '../../src/inputs';
 import { StackLoader, buildModel } from '../../src/model';
 import { planSecrets } from '../../src/secrets';
