@@ -195,7 +195,8 @@ export async function buildImages(docker: Runner, services: Service[], opts: Bui
       const existing = await registryDigest(docker, tags[0], insecure);
       if (existing) {
         core.info(
-          `${tags[0]} is already in the registry (${existing.slice(0, 19)}…): not rebuilt. Bump ${s.versionFile} to ship a change (or set rebuild: true).`,
+          `${tags[0]} is already in the registry (${existing.slice(0, 19)}…): not rebuilt. Bump ` +
+            `${s.versionFile} to ship a change (or set rebuild: true).`,
         );
         built.push({
           service: s.name,

@@ -31,9 +31,10 @@ export function readVersions(inputs: Inputs, notes: string[], loader: StackLoade
       notes.push(text);
     }
   }
+  const listed = services.map((s) => `${s.name} ${s.version}${s.versionFile === FROM_INPUT ? ' (input)' : ''}`);
   core.info(
     services.length
-      ? `Versions: ${services.map((s) => `${s.name} ${s.version}${s.versionFile === FROM_INPUT ? ' (input)' : ''}`).join(', ')}`
+      ? `Versions: ${listed.join(', ')}`
       : 'Versions: none (no service folder, no stack service with build:, no input `versions`).',
   );
   return services;
@@ -121,10 +122,12 @@ export async function checkImages(runner: Runner, prepared: PreparedStack[], inp
   }
   if (missing.length)
     throw new InputError(
-      `${missing.length} image(s) the stacks name are not in the registry; nothing was deployed:\n${list}\nPush them (command: build), or fix the version (input \`versions\`, VERSION files).`,
+      `${missing.length} image(s) the stacks name are not in the registry; nothing was ` +
+        `deployed:\n${list}\nPush them (command: build), or fix the version (input \`versions\`, VERSION files).`,
     );
   core.info(
-    `Registry: the ${users.size} image(s) of the stacks in ${inputs.registry || inputs.imagePrefix} are there (checked on ${runner.where} in ${((Date.now() - t0) / 1000).toFixed(1)} s).`,
+    `Registry: the ${users.size} image(s) of the stacks in ${inputs.registry || inputs.imagePrefix} ` +
+      `are there (checked on ${runner.where} in ${((Date.now() - t0) / 1000).toFixed(1)} s).`,
   );
 }
 

@@ -46,7 +46,8 @@ export function runChecks(
   for (const m of models) findings.push(...runRules(m, { skip, traefikNetworks, timeout, stability }));
   const report = reportFindings(findings);
   core.info(
-    `Pre-flight: ${report.errors} error(s), ${report.warnings} warning(s), ${report.notices} notice(s) in ${models.length} stack(s).`,
+    `Pre-flight: ${report.errors} error(s), ${report.warnings} warning(s), ${report.notices} ` +
+      `notice(s) in ${models.length} stack(s).`,
   );
   if (report.errors) {
     const list = findings
@@ -87,7 +88,8 @@ export async function connectedChecks(remote: Remote, prepared: PreparedStack[],
   if (late.length) {
     reportFindings(late);
     throw new InputError(
-      `Pre-flight checks against the swarm found ${late.length} error(s); nothing was deployed:\n${late.map((f) => `  ${f.file}:${f.line}: [${f.rule}] ${f.message}`).join('\n')}`,
+      `Pre-flight checks against the swarm found ${late.length} error(s); nothing was ` +
+        `deployed:\n${late.map((f) => `  ${f.file}:${f.line}: [${f.rule}] ${f.message}`).join('\n')}`,
     );
   }
   const ran = ['configs', !skipped('placement') && 'placement', !skipped('overlay-mtu') && 'host MTU'].filter(Boolean);
@@ -113,7 +115,8 @@ async function hostMtuCheck(remote: Remote, models: StackModel[], nodes: number)
 /** Name → sha256 of the content of the Swarm configs on the host. */
 async function existingConfigs(remote: Remote): Promise<Record<string, string>> {
   const res = await remote.sh(
-    `ids=$(docker config ls -q) && [ -n "$ids" ] && ${shellJoin(['docker', 'config', 'inspect', '--format', '{{json .Spec.Name}} {{json .Spec.Data}}'])} $ids; true`,
+    `ids=$(docker config ls -q) && [ -n "$ids" ] && ` +
+      `${shellJoin(['docker', 'config', 'inspect', '--format', '{{json .Spec.Name}} {{json .Spec.Data}}'])} $ids; true`,
     { retry: true, silent: true },
   );
   const out: Record<string, string> = {};

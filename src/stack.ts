@@ -52,7 +52,8 @@ function refuseUnset(m: StackModel): void {
       if (reported.has(at)) problems.push(`${at}: \${${u.name}} is not set (Docker would substitute an empty string)`);
       else
         core.warning(
-          `${at}: \${${u.name}} is not set: substituted an empty string, as Docker does (rule unset-variable is switched off).`,
+          `${at}: \${${u.name}} is not set: substituted an empty string, as Docker does (rule ` +
+            `unset-variable is switched off).`,
           { title: 'unset-variable', file: r.file.path, startLine: u.line, startColumn: u.col },
         );
     }
@@ -60,7 +61,8 @@ function refuseUnset(m: StackModel): void {
   }
   if (problems.length)
     throw new InputError(
-      `Stack "${m.name}" cannot be interpolated:\n  ${problems.join('\n  ')}\nSet them in the \`env\` input (KEY=VALUE lines) or give a default (\${VAR:-default}).`,
+      `Stack "${m.name}" cannot be interpolated:\n  ${problems.join('\n  ')}\nSet them in the ` +
+        `\`env\` input (KEY=VALUE lines) or give a default (\${VAR:-default}).`,
     );
 }
 
@@ -83,7 +85,8 @@ function shipBinds(rel: Release, r: ResolvedCompose): Map<string, ShippedPath> {
     const refRel = path.relative(rel.workingDir, abs);
     if (refRel.startsWith('..') || path.isAbsolute(refRel))
       throw new InputError(
-        `${at}: service "${b.service}" bind-mounts ${b.source}, outside working-directory; keep the files a stack uses inside it.`,
+        `${at}: service "${b.service}" bind-mounts ${b.source}, outside working-directory; keep the ` +
+          `files a stack uses inside it.`,
       );
     if (!fs.existsSync(abs))
       throw new InputError(`${at}: service "${b.service}" bind-mounts ${b.source}, which does not exist (${refRel}).`);
@@ -103,7 +106,8 @@ function addReferenced(rel: Release, r: ResolvedCompose): void {
     const refRel = path.relative(rel.workingDir, abs);
     if (refRel.startsWith('..') || path.isAbsolute(refRel)) {
       throw new InputError(
-        `${r.file.path}: ${ref.kind} "${ref.name}" points at ${ref.file}, outside working-directory; keep the files a stack uses inside it.`,
+        `${r.file.path}: ${ref.kind} "${ref.name}" points at ${ref.file}, outside working-directory; ` +
+          `keep the files a stack uses inside it.`,
       );
     }
     if (ref.optional && !fs.existsSync(abs)) continue; // left out of the upload by shortEnvFiles
@@ -118,7 +122,8 @@ function checkImages(m: StackModel): void {
   for (const s of Object.values(validServices(m))) {
     if (!s.image)
       throw new InputError(
-        `Stack "${m.name}": service "${s.name}" has no image (Swarm does not build: set image: to a registry reference).`,
+        `Stack "${m.name}": service "${s.name}" has no image (Swarm does not build: set image: to a ` +
+          `registry reference).`,
       );
     const tag = s.image.split('@')[0].split('/').pop() ?? '';
     if (s.image.endsWith(':') || tag.endsWith(':'))
@@ -205,7 +210,8 @@ export async function stackDeploy(
   const out = `${res.stdout}\n${res.stderr}`.trim();
   if (res.code !== 0)
     throw new Error(
-      `docker stack deploy ${stack} failed on ${remote.where} (exit ${res.code}):\n${out.split('\n').slice(-15).join('\n')}`,
+      `docker stack deploy ${stack} failed on ${remote.where} (exit ` +
+        `${res.code}):\n${out.split('\n').slice(-15).join('\n')}`,
     );
   return out;
 }

@@ -28,17 +28,21 @@ function serviceBuild(m: StackModel, name: string, svc: Record<string, Yaml>, w:
   const b = typeof svc.build === 'string' ? { context: svc.build } : svc.build;
   if (!isPlainObject(b))
     throw new InputError(
-      `${where}: service ${name}: build must be a path or a mapping (context, dockerfile, target, args, cache_from, labels).`,
+      `${where}: service ${name}: build must be a path or a mapping (context, dockerfile, target, ` +
+        `args, cache_from, labels).`,
     );
   const image = typeof svc.image === 'string' ? svc.image.trim() : '';
   if (!image)
     throw new InputError(
-      `${where}: service ${name} has build: but no image: — give it image: ${w.under ? `${w.under}/` : ''}${name}:\${${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_VERSION}, the image the action builds and the stack deploys.`,
+      `${where}: service ${name} has build: but no image: — give it image: ` +
+        `${w.under ? `${w.under}/` : ''}${name}:\${${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_VERSION}, ` +
+        `the image the action builds and the stack deploys.`,
     );
   const repository = repositoryOf(image);
   if (w.under && !repository.startsWith(`${w.under}/`)) {
     throw new InputError(
-      `${where}: service ${name} is built by the action but its image "${image}" is not under ${w.under}/ (registry and image-prefix): the action pushes only there.`,
+      `${where}: service ${name} is built by the action but its image "${image}" is not under ` +
+        `${w.under}/ (registry and image-prefix): the action pushes only there.`,
     );
   }
   // Compose resolves build paths against the stack file's folder; with several files, the first one's.
@@ -80,7 +84,8 @@ function checkRepositories(builds: Map<string, StackBuild>): void {
     const clash = byRepo.get(b.repository);
     if (clash)
       throw new InputError(
-        `${b.file}:${b.line}: services ${clash} and ${name} both build the image ${b.repository}; give each its own image.`,
+        `${b.file}:${b.line}: services ${clash} and ${name} both build the image ${b.repository}; ` +
+          `give each its own image.`,
       );
     byRepo.set(b.repository, name);
   }
@@ -118,7 +123,8 @@ export function stackBuilds(
       const other = builds.get(name);
       if (other && other.repository !== build.repository) {
         throw new InputError(
-          `${build.file}:${build.line}: service ${name} is also built in ${other.file}:${other.line} with another image (${other.repository}); one name, one image.`,
+          `${build.file}:${build.line}: service ${name} is also built in ${other.file}:${other.line} ` +
+            `with another image (${other.repository}); one name, one image.`,
         );
       }
       if (!other) builds.set(name, build);

@@ -78,10 +78,12 @@ export function hostMtuFindings(nodeMtus: Record<string, number>, networks: Over
       col: n.col,
       stack: n.stack,
       message:
-        `Network ${n.key} (${n.name}, overlay) has MTU ${n.mtu === undefined ? `${DOCKER_OVERLAY_MTU} (Docker's default)` : n.mtu}, ` +
-        `but node${nodes.length > 1 ? 's' : ''} ${nodes.join(', ')} ${nodes.length > 1 ? 'have' : 'has'} interface MTU ${min}: ` +
+        `Network ${n.key} (${n.name}, overlay) has MTU ` +
+        `${n.mtu === undefined ? `${DOCKER_OVERLAY_MTU} (Docker's default)` : n.mtu}, ` +
+        `but node${nodes.length > 1 ? 's' : ''} ${nodes.join(', ')} ` +
+        `${nodes.length > 1 ? 'have' : 'has'} interface MTU ${min}: ` +
         `VXLAN adds 50 bytes, so large packets between nodes are dropped and big requests hang. ` +
-        `${n.key === 'default' ? 'Declare it: networks: default: driver_opts:' : `Under networks.${n.key}, set driver_opts:`} ` +
+        `${n.key === 'default' ? 'Declare it: networks: default:' : `Under networks.${n.key}, set`} driver_opts: ` +
         `com.docker.network.driver.mtu: ${want}.`,
     });
   }

@@ -43,7 +43,8 @@ export function reportFindings(findings: Finding[]): {
     lines.push('| File | Rule | Severity | Stack / service | Message |', '| --- | --- | --- | --- | --- |');
     for (const f of findings) {
       lines.push(
-        `| ${cell(`${f.file}:${f.line}:${f.col}`)} | \`${f.rule}\` | ${f.severity} | ${cell(f.stack + (f.service ? ` / ${f.service}` : ''))} | ${cell(f.message)} |`,
+        `| ${cell(`${f.file}:${f.line}:${f.col}`)} | \`${f.rule}\` | ${f.severity} | ` +
+          `${cell(f.stack + (f.service ? ` / ${f.service}` : ''))} | ${cell(f.message)} |`,
       );
     }
     lines.push('');

@@ -12,7 +12,10 @@ function parseRuleList(s: string): string[] {
     .filter(Boolean);
 }
 
-/** Rules switched off for one service / network / config entry: a skip comment on or above its key, a service's skip label. */
+/**
+ * Rules switched off for one service / network / config entry: a skip comment on or above its key,
+ * a service's skip label.
+ */
 export function entitySkips(m: StackModel, entity: NodePath): Set<string> {
   const out = new Set<string>();
   for (const f of m.files) {

@@ -160,7 +160,8 @@ function visitScalar(w: Walk, node: YAML.Scalar, nodePath: NodePath): void {
     const where = target.path.join('.');
     w.errors.push({
       message:
-        `${where}: "${r.value}" is not ${kind === 'int' ? 'a whole number' : kind === 'float' ? 'a number' : 'a boolean'} ` +
+        `${where}: "${r.value}" is not ` +
+        `${kind === 'int' ? 'a whole number' : kind === 'float' ? 'a number' : 'a boolean'} ` +
         `(Docker converts this value after interpolation and refuses it)`,
       ...file.lineCounter.linePos((node.range as [number, number, number])[0]),
       path: nodePath,

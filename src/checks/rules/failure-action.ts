@@ -9,7 +9,8 @@ function finding(name: string, info: ServiceInfo, svc: Record<string, Yaml>): Ra
     severity: 'warning',
     at: ['services', name, 'deploy', 'update_config', 'failure_action'],
     message:
-      `Service ${name}: update_config.failure_action is ${missing ? "not set (Docker's default is pause)" : 'pause'}: ` +
+      `Service ${name}: update_config.failure_action is ` +
+      `${missing ? "not set (Docker's default is pause)" : 'pause'}: ` +
       `a failed update stays paused half-done, some tasks on the new version and some on the old. The action's ` +
       `gate rolls back itself, but set deploy.update_config.failure_action: rollback so that Swarm does it too ` +
       `(deploys without the action, or a runner lost mid-deploy).`,

@@ -25,7 +25,8 @@ function check(m: CheckModel): Raw[] {
       message:
         `The ${kind} ${swarmName} already exists on the swarm with other content, and Swarm ${section} are ` +
         `immutable: the deploy would fail ("only updates to Labels are allowed"). Use a versioned name that ` +
-        `changes with the content, e.g. name: ${swarmName}_\${${key.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_VERSION}.`,
+        `changes with the content, e.g. name: ` +
+        `${swarmName}_\${${key.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_VERSION}.`,
       entity: [section, key],
     });
   }

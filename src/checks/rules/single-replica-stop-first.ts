@@ -34,7 +34,11 @@ function finding(name: string, info: ServiceInfo, svc: Record<string, Yaml>): Ra
   const message =
     `Service ${name} runs one replica with update order stop-first (Docker's default): every deploy stops the ` +
     `old task before the new one starts, so the service is down for the whole start-up. Fix: ` +
-    `${hc && !hc.disabled ? '' : 'add a healthcheck (so that Swarm waits until the new task answers before stopping the old one) and '}` +
+    `${
+      hc && !hc.disabled
+        ? ''
+        : 'add a healthcheck (so that Swarm waits until the new task answers ' + 'before stopping the old one) and '
+    }` +
     `set deploy.update_config.order: start-first (or run 2 or more replicas).`;
   return { severity: 'warning', at, message, entity };
 }

@@ -17,7 +17,8 @@ function check(m: CheckModel): Raw[] {
       severity: 'warning',
       at: svc.networks === undefined ? entity : netPath,
       message:
-        `Service ${name} (${stateful}) is on network ${k}${m.netName(k) !== k ? ` (${m.netName(k)})` : ''}, which the ` +
+        `Service ${name} (${stateful}) is on network ` +
+        `${k}${m.netName(k) !== k ? ` (${m.netName(k)})` : ''}, which the ` +
         `proxy is on (${m.proxyNets.get(m.netName(k))}): the proxy, and everything it exposes, can reach it. Keep ` +
         `databases and caches on an internal network (e.g. backend, with internal: true) shared only with the ` +
         `services that use them.`,

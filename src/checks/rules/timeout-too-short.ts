@@ -12,8 +12,10 @@ function check(m: CheckModel): Raw[] {
     at: locateIn(m.files, ['services', t.service, 'deploy', 'update_config']),
     service: t.service,
     message:
-      `Service ${t.service}: input \`timeout\` is ${timeout} s, but a healthy rolling update of it takes at least ${t.minimum} s ` +
-      `(${t.batches} batch(es), each at least one healthcheck interval and the delay, then monitor and the stability window). ` +
+      `Service ${t.service}: input \`timeout\` is ${timeout} s, but a healthy rolling update of it ` +
+      `takes at least ${t.minimum} s ` +
+      `(${t.batches} batch(es), each at least one healthcheck interval and the delay, then monitor ` +
+      `and the stability window). ` +
       `The gate would roll back a good release. Use \`timeout: auto\` (${t.auto} s here) or at least ${t.minimum}.`,
   }));
 }

@@ -9,7 +9,8 @@ function finding(name: string, _: unknown, svc: Record<string, Yaml>): Raw | und
     severity: 'warning',
     at: ['services', name, 'labels'],
     message:
-      `Service ${name} has Traefik labels under labels: (${misplaced.slice(0, 3).join(', ')}${misplaced.length > 3 ? ', …' : ''}), ` +
+      `Service ${name} has Traefik labels under labels: ` +
+      `(${misplaced.slice(0, 3).join(', ')}${misplaced.length > 3 ? ', …' : ''}), ` +
       `which are container labels: in Swarm mode Traefik reads only the service labels. Move them under deploy.labels.`,
     entity: ['services', name],
   };

@@ -26,7 +26,8 @@ function unpicked(m: CheckModel, info: ServiceInfo, names: string[]): Raw {
       `(${describe}) without a traefik.docker.network label: Traefik may pick a network it is not on, and ` +
       `requests time out or get 502/504. ${fixText}, or give Traefik a default network ` +
       `(--providers.swarm.network / --providers.docker.network, read from every stack of the run)` +
-      `${traefikDefaults.length ? `; Traefik's default network (${traefikDefaults.join(', ')}) is not one of its networks` : ''}.`,
+      `${traefikDefaults.length ? `; Traefik's default network (${traefikDefaults.join(', ')}) is not one of ` : ''}` +
+      `${traefikDefaults.length ? 'its networks' : ''}.`,
     entity: ['services', name],
   };
 }
