@@ -1,11 +1,11 @@
 import * as core from '@actions/core';
 import * as fs from 'fs';
 import * as path from 'path';
-import { ComposeFile, loadComposeFile, locateIn, mergeStack, resolveCompose, toStringMap, Yaml } from './compose';
-import { ComposeFileError, InputError } from './errors';
+import { InputError } from './errors';
 import { Runner, mustRun } from './exec';
-import { StackSpec } from './inputs';
-import { Service, StackBuild, imageRepository } from './versions';
+import { Service, imageRepository } from './versions';
+
+export { repositoryOf, stackBuilds } from './stackbuilds';
 
 export interface BuildOptions {
   registry: string;
@@ -115,111 +115,6 @@ export async function registryDigest(
   }
 }
 
-/** `repo:tag@digest` → `repo` (a registry port is not a tag). */
-export function repositoryOf(image: string): string {
-  const noDigest = image.split('@')[0];
-  const colon = noDigest.lastIndexOf(':');
-  return colon > noDigest.lastIndexOf('/') ? noDigest.slice(0, colon) : noDigest;
-}
-
-/**
- * The stack services with a `build:` section, by service name. `env` interpolates the stack files
- * (the versions are not known yet: a tag left empty does not matter, the repository does). A file
- * Docker cannot load is left to the pre-flight checks, which report it with its line. With
- * `sources` (a build), the context and Dockerfile must exist; a deploy job may not have cloned them.
- */
-export function stackBuilds(
-  stacks: StackSpec[],
-  workingDir: string,
-  env: Record<string, string>,
-  registry: string,
-  prefix: string,
-  opts: { sources?: boolean } = {},
-): Map<string, StackBuild> {
-  const builds = new Map<string, StackBuild>();
-  const under = [registry, prefix].filter(Boolean).join('/');
-  for (const spec of stacks) {
-    let files: ComposeFile[];
-    try {
-      files = spec.files.map((f) => loadComposeFile(path.resolve(workingDir, f), f));
-    } catch (e) {
-      if (e instanceof ComposeFileError) continue;
-      throw e;
-    }
-    const merged = mergeStack(files.map((f) => resolveCompose(f, env)));
-    const services = (merged.services ?? {}) as Record<string, Yaml>;
-    for (const [name, svc] of Object.entries(services)) {
-      if (!svc || svc.build === undefined || svc.build === null) continue;
-      const at = locateIn(files, ['services', name, 'build']);
-      const where = `${at.file.path}:${at.line}`;
-      // Compose resolves build paths against the stack file's folder; with several files, the first one's.
-      const base = path.dirname(files[0].absPath);
-      const b = typeof svc.build === 'string' ? { context: svc.build } : svc.build;
-      if (typeof b !== 'object' || Array.isArray(b))
-        throw new InputError(
-          `${where}: service ${name}: build must be a path or a mapping (context, dockerfile, target, args, cache_from, labels).`,
-        );
-      const image = typeof svc.image === 'string' ? svc.image.trim() : '';
-      if (!image)
-        throw new InputError(
-          `${where}: service ${name} has build: but no image: — give it image: ${under ? `${under}/` : ''}${name}:\${${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_VERSION}, the image the action builds and the stack deploys.`,
-        );
-      const repository = repositoryOf(image);
-      if (under && !repository.startsWith(`${under}/`)) {
-        throw new InputError(
-          `${where}: service ${name} is built by the action but its image "${image}" is not under ${under}/ (registry and image-prefix): the action pushes only there.`,
-        );
-      }
-      const context = path.resolve(base, String(b.context ?? '.'));
-      if (opts.sources && (!fs.existsSync(context) || !fs.statSync(context).isDirectory()))
-        throw new InputError(
-          `${where}: service ${name}: build context ${path.relative(workingDir, context) || '.'} is not a folder.`,
-        );
-      const dockerfile = path.resolve(context, String(b.dockerfile ?? 'Dockerfile'));
-      if (opts.sources && !fs.existsSync(dockerfile))
-        throw new InputError(
-          `${where}: service ${name}: Dockerfile ${path.relative(workingDir, dockerfile)}: no such file.`,
-        );
-      const xVersion = svc['x-version-file'];
-      const build: StackBuild = {
-        stack: spec.name,
-        file: at.file.path,
-        line: at.line,
-        context,
-        dockerfile,
-        target: b.target === undefined || b.target === null ? '' : String(b.target),
-        args: toStringMap(b.args),
-        cacheFrom: Array.isArray(b.cache_from)
-          ? b.cache_from.filter((c: unknown) => c !== null && c !== undefined).map(String)
-          : [],
-        labels: toStringMap(b.labels),
-        repository,
-        versionFile:
-          typeof xVersion === 'string' && xVersion.trim()
-            ? path.resolve(path.dirname(at.file.absPath), xVersion.trim())
-            : undefined,
-      };
-      const other = builds.get(name);
-      if (other && other.repository !== repository) {
-        throw new InputError(
-          `${where}: service ${name} is also built in ${other.file}:${other.line} with another image (${other.repository}); one name, one image.`,
-        );
-      }
-      if (!other) builds.set(name, build);
-    }
-  }
-  const byRepo = new Map<string, string>();
-  for (const [name, b] of builds) {
-    const clash = byRepo.get(b.repository);
-    if (clash)
-      throw new InputError(
-        `${b.file}:${b.line}: services ${clash} and ${name} both build the image ${b.repository}; give each its own image.`,
-      );
-    byRepo.set(b.repository, name);
-  }
-  return builds;
-}
-
 /** `docker build` argv for a service: its folder's Dockerfile, or its stack `build:` section. */
 function buildArgv(s: Service, opts: BuildOptions, tags: string[], cacheFrom: string[]): string[] {
   const b = s.build;
@@ -300,7 +195,8 @@ export async function buildImages(docker: Runner, services: Service[], opts: Bui
       const existing = await registryDigest(docker, tags[0], insecure);
       if (existing) {
         core.info(
-          `${tags[0]} is already in the registry (${existing.slice(0, 19)}…): not rebuilt. Bump ${s.versionFile} to ship a change (or set rebuild: true).`,
+          `${tags[0]} is already in the registry (${existing.slice(0, 19)}…): not rebuilt. Bump ` +
+            `${s.versionFile} to ship a change (or set rebuild: true).`,
         );
         built.push({
           service: s.name,

@@ -2,33 +2,22 @@ import * as core from '@actions/core';
 import * as github from '@actions/github';
 import * as crypto from 'crypto';
 import * as semver from 'semver';
-import { buildImages, missingImages, registryLogin, stackBuilds } from './build';
-import { Finding, checkStack, overlayNetworks, reportFindings, traefikProviderNetworks } from './checks';
-import { describeHostMtu, hostMtuVerdict, readHostMtu } from './hostmtu';
-import { ComposeFileError, InputError } from './errors';
-import { LocalRunner, Runner } from './exec';
+import { buildImages, registryLogin } from './build';
+import { InputError } from './errors';
+import { LocalRunner } from './exec';
 import { Inputs } from './inputs';
 import { findTarget, readLedger } from './ledger';
 import { lockStacks, lockTracker } from './lock';
-import { LayerOutcome, LayerPlan, RunContext, lockDirFor, releaseDirFor, runLayer, watchesFor } from './pipeline';
+import { LayerOutcome, LayerPlan, RunContext, lockDirFor, runLayer } from './pipeline';
 import { Remote, shellJoin } from './remote';
-import {
-  OVERRIDE_FILE,
-  SecretPlan,
-  checkShared,
-  overrideFile,
-  overrideUpload,
-  planConfigs,
-  planSecrets,
-} from './secrets';
-import { LoadedStack, PreparedStack, loadStack, prepareStack } from './stack';
-import { NODES_SCRIPT, bindMountFindings, parseNodes, placementFindings, selfNodeId } from './placement';
+import { OVERRIDE_FILE, overrideFile } from './secrets';
+import { checkImages, layerTimeout, planDeploy, readVersions, variables } from './plan';
+import { prepareStack } from './stack';
+import { connectedChecks, runChecks } from './preflight';
+import { StackLoader } from './model';
 import { state } from './state';
-import { FROM_INPUT, Service, readServices, releaseTagMismatches, versionEnv } from './versions';
-import { FALLBACK_TIMEOUT_S, describeTiming, layerTiming, tooShort } from './timing';
-import { ServiceInfo, locateIn, resolveCompose, stackServices } from './compose';
+import { FALLBACK_TIMEOUT_S } from './timing';
 import { layerWithHooks } from './hooks';
-import { checksFor } from './verify';
 import { checkPreviewCap } from './preview';
 
 export interface Outcome {
@@ -55,130 +44,26 @@ function context() {
   };
 }
 
-function readVersions(inputs: Inputs, notes: string[]): Service[] {
-  // The stacks' build: sections name their images with ${REGISTRY}, ${IMAGE_PREFIX} or the env input.
-  const env = { REGISTRY: inputs.registry, IMAGE_PREFIX: inputs.imagePrefix, ...inputs.env };
-  const builds = stackBuilds(inputs.stacks, inputs.workingDirectory, env, inputs.registry, inputs.imagePrefix, {
-    sources: inputs.command === 'build',
-  });
-  const services = readServices(inputs.workingDirectory, inputs.services, builds, inputs.versions);
-  if (inputs.releaseTagCheck !== 'off') {
-    const bad = releaseTagMismatches(services, process.env.GITHUB_REF);
-    for (const m of bad) {
-      const text = `${m.versionFile} says ${m.version} but the release tag is ${m.tag}.`;
-      if (inputs.releaseTagCheck === 'strict') throw new InputError(`${text} (release-tag-check: strict)`);
-      core.warning(text, { file: m.versionFile });
-      notes.push(text);
-    }
-  }
-  core.info(
-    services.length
-      ? `Versions: ${services.map((s) => `${s.name} ${s.version}${s.versionFile === FROM_INPUT ? ' (input)' : ''}`).join(', ')}`
-      : 'Versions: none (no service folder, no stack service with build:, no input `versions`).',
-  );
-  return services;
-}
-
-function runChecks(inputs: Inputs, env: Record<string, string>): { stacks: LoadedStack[]; markdown: string } {
-  const stacks: LoadedStack[] = [];
-  const findings: Finding[] = [];
-  for (const spec of inputs.stacks) {
-    try {
-      // The deploy (prepareStack) honours the same switched-off rules as the checks.
-      stacks.push({ ...loadStack(spec, inputs.workingDirectory), skip: inputs.skipChecks });
-    } catch (e) {
-      // A file Docker would refuse to load is a finding like the others (annotation, summary), and the
-      // other stacks are still checked. It cannot be switched off.
-      if (!(e instanceof ComposeFileError)) throw e;
-      findings.push({
-        rule: e.rule,
-        severity: 'error',
-        file: e.file,
-        line: e.line,
-        col: e.col,
-        stack: spec.name,
-        message: e.reason,
-      });
-    }
-  }
-  // Traefik's default network is set in the proxy's stack and applies to the services of every stack.
-  const traefikNetworks = traefikProviderNetworks(stacks, env);
-  for (const stack of stacks) findings.push(...checkStack(stack, env, { skip: inputs.skipChecks, traefikNetworks }));
-  if (!inputs.skipChecks.some((r) => r === 'all' || r === 'timeout-too-short'))
-    findings.push(...timeoutFindings(stacks, env, inputs));
-  const report = reportFindings(findings);
-  core.info(
-    `Pre-flight: ${report.errors} error(s), ${report.warnings} warning(s), ${report.notices} notice(s) in ${stacks.length} stack(s).`,
-  );
-  if (report.errors) {
-    const list = findings
-      .filter((f) => f.severity === 'error')
-      .map((f) => `  ${f.file}:${f.line}:${f.col} [${f.rule}] ${f.message}`);
-    const err = new InputError(
-      `Pre-flight checks found ${report.errors} error(s); nothing was deployed:\n${list.join('\n')}`,
-    );
-    (err as InputError & { markdown?: string }).markdown = report.markdown;
-    throw err;
-  }
-  return { stacks, markdown: report.markdown };
-}
-
-/** An explicit `timeout` a healthy rolling update cannot fit in: the gate would roll a good release back. */
-function timeoutFindings(stacks: LoadedStack[], env: Record<string, string>, inputs: Inputs): Finding[] {
-  if (inputs.timeout === undefined) return [];
-  const out: Finding[] = [];
-  for (const stack of stacks) {
-    let services;
-    try {
-      services = stackServices(stack.files.map((f) => resolveCompose(f, env)));
-    } catch {
-      continue; // the other rules report what makes the stack unreadable
-    }
-    for (const t of tooShort(
-      layerTiming(Object.values(services), { timeout: inputs.timeout, stability: inputs.stability }),
-    )) {
-      const at = locateIn(stack.files, ['services', t.service, 'deploy', 'update_config']);
-      out.push({
-        rule: 'timeout-too-short',
-        severity: 'error',
-        file: at.file.path,
-        line: at.line,
-        col: at.col,
-        stack: stack.name,
-        service: t.service,
-        message:
-          `Service ${t.service}: input \`timeout\` is ${inputs.timeout} s, but a healthy rolling update of it takes at least ${t.minimum} s ` +
-          `(${t.batches} batch(es), each at least one healthcheck interval and the delay, then monitor and the stability window). ` +
-          `The gate would roll back a good release. Use \`timeout: auto\` (${t.auto} s here) or at least ${t.minimum}.`,
-      });
-    }
-  }
-  return out;
-}
-
-function variables(inputs: Inputs, services: Service[]): Record<string, string> {
-  return { ...versionEnv(services, inputs.registry, inputs.imagePrefix), ...inputs.env };
-}
-
 export async function commandCheck(inputs: Inputs): Promise<Outcome> {
   const notes: string[] = [];
   let versions: Record<string, string> = {};
   let env = { ...inputs.env };
+  const loader = new StackLoader(inputs.workingDirectory);
   try {
-    const services = readVersions(inputs, notes);
+    const services = readVersions(inputs, notes, loader);
     versions = Object.fromEntries(services.map((s) => [s.name, s.version]));
     env = variables(inputs, services);
   } catch (e) {
     // `check` on a repo without service folders still checks the stacks.
     if (!(e instanceof InputError) || !/matches no service folder|does not exist/.test(e.message)) throw e;
   }
-  const { stacks, markdown } = runChecks(inputs, env);
+  const { models, markdown } = runChecks(inputs, env, loader);
   if (inputs.host) {
     // Read-only, as a dry run: no lock, no registry login.
-    const prepared = stacks.map((s) => prepareStack(s, inputs.workingDirectory, env));
+    const prepared = models.map((m) => prepareStack(m, inputs.workingDirectory));
     const { remote, finish } = await connect(inputs, true);
     try {
-      await connectedChecks(remote, stacks, prepared, env, inputs);
+      await connectedChecks(remote, prepared, inputs);
     } finally {
       await finish();
       remote.dispose();
@@ -189,7 +74,7 @@ export async function commandCheck(inputs: Inputs): Promise<Outcome> {
 
 export async function commandBuild(inputs: Inputs): Promise<Outcome> {
   const notes: string[] = [];
-  const services = readVersions(inputs, notes);
+  const services = readVersions(inputs, notes, new StackLoader(inputs.workingDirectory));
   const docker = new LocalRunner(inputs.workingDirectory);
   if (inputs.registryUsername && inputs.registryPassword && !inputs.dryRun) {
     await registryLogin(docker, inputs.registry, inputs.registryUsername, inputs.registryPassword);
@@ -353,36 +238,7 @@ function overall(layers: LayerOutcome[], error?: string): Outcome['result'] {
 }
 
 export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
-  const notes: string[] = [];
-  const services = readVersions(inputs, notes);
-  const env = variables(inputs, services);
-  const versions = Object.fromEntries(services.map((s) => [s.name, s.version]));
-  const { stacks, markdown } = await core.group('Pre-flight checks', async () => runChecks(inputs, env));
-  const prepared = stacks.map((s) => prepareStack(s, inputs.workingDirectory, env));
-  // The input secrets of every layer: the first layer has the host name them all in one command.
-  const run: SecretPlan[] = [];
-  checkShared(prepared, inputs.sharedSecrets);
-  const plans: LayerPlan[] = prepared.map((p) => {
-    const secrets = planSecrets(p, inputs.secrets, inputs.generateSecrets, run, inputs.sharedSecrets);
-    const configs = planConfigs(p);
-    // Written at upload time: the secret names come from the host once connected (runLayer).
-    const extra = secrets.length || configs.length ? [overrideUpload(p, secrets, configs)] : [];
-    return {
-      stack: p.name,
-      release: inputs.release,
-      kind: 'deploy',
-      dir: releaseDirFor(inputs.remoteDir, p.name, inputs.release),
-      composePaths: [...p.composePaths, ...extra.map((e) => e.rel)],
-      uploads: [...p.uploads, ...extra],
-      versions,
-      watches: watchesFor(p, inputs.stability),
-      ...layerTimeout(p.name, Object.values(p.services), inputs),
-      secrets,
-      configs,
-      shipped: p.shipped,
-      verify: checksFor(inputs.verify, p.name, p === prepared[prepared.length - 1]),
-    };
-  });
+  const { notes, versions, markdown, prepared, plans } = await planDeploy(inputs);
   if (inputs.dryRun) {
     // Only the stack files: referenced files (env_file, configs) may hold values that must not be logged.
     for (const p of prepared)
@@ -397,7 +253,7 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
     if (inputs.host) {
       const { remote, finish } = await connect(inputs, true);
       try {
-        await connectedChecks(remote, stacks, prepared, env, inputs);
+        await connectedChecks(remote, prepared, inputs);
         await printPlan(remote, plans, 'would deploy release');
         await checkImages(remote, prepared, inputs);
       } finally {
@@ -423,7 +279,7 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
     ),
   );
   try {
-    const nodes = await connectedChecks(remote, stacks, prepared, env, inputs);
+    const nodes = await connectedChecks(remote, prepared, inputs);
     await checkImages(remote, prepared, inputs);
     // A global service runs a task on every node: its rollout has as many batches.
     prepared.forEach((p, i) => Object.assign(plans[i], layerTimeout(p.name, Object.values(p.services), inputs, nodes)));
@@ -443,130 +299,6 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
     await finish();
     remote.dispose();
   }
-}
-
-/**
- * Every image the stacks name in our registry (or under image-prefix, without one) must be there
- * before anything is deployed; asked where the pulls happen, with the host's login. A dry run warns.
- */
-async function checkImages(runner: Runner, prepared: PreparedStack[], inputs: Inputs): Promise<void> {
-  const ours = (image: string) =>
-    inputs.registry
-      ? image.startsWith(`${inputs.registry}/`)
-      : !!inputs.imagePrefix && image.startsWith(`${inputs.imagePrefix}/`);
-  const users = new Map<string, string[]>();
-  for (const p of prepared) {
-    for (const s of Object.values(p.services)) {
-      if (!s.image || !ours(s.image)) continue;
-      users.set(s.image, [...(users.get(s.image) ?? []), `${p.name}/${s.name}`]);
-    }
-  }
-  if (!users.size) return;
-  const t0 = Date.now();
-  const { missing, unreadable } = await missingImages(runner, [...users.keys()]);
-  for (const u of unreadable)
-    core.warning(`Could not check that ${u.image} is in the registry (${u.why}); the deploy will tell.`);
-  const list = missing.map((m) => `  ${m} (${(users.get(m) ?? []).join(', ')})`).join('\n');
-  if (missing.length && inputs.dryRun) {
-    core.warning(`Not in the registry (a deploy would fail before changing anything):\n${list}`);
-    return;
-  }
-  if (missing.length)
-    throw new InputError(
-      `${missing.length} image(s) the stacks name are not in the registry; nothing was deployed:\n${list}\nPush them (command: build), or fix the version (input \`versions\`, VERSION files).`,
-    );
-  core.info(
-    `Registry: the ${users.size} image(s) of the stacks in ${inputs.registry || inputs.imagePrefix} are there (checked on ${runner.where} in ${((Date.now() - t0) / 1000).toFixed(1)} s).`,
-  );
-}
-
-/** The layer's gate timeout: the input, or `auto` from its services' update_config and healthchecks. */
-function layerTimeout(
-  stack: string,
-  services: ServiceInfo[],
-  inputs: Inputs,
-  nodes = 1,
-): { timeoutS: number; timing: string } {
-  const t = layerTiming(services, { timeout: inputs.timeout, stability: inputs.stability, nodes });
-  return { timeoutS: t.seconds, timing: describeTiming(stack, t) };
-}
-
-/**
- * The checks that need the swarm's own facts, before anything changes: configs changed under an
- * unchanged name (Swarm configs are immutable), placement against the nodes, overlay MTU against the
- * host's interface. Returns the node count.
- */
-async function connectedChecks(
-  remote: Remote,
-  stacks: LoadedStack[],
-  prepared: PreparedStack[],
-  env: Record<string, string>,
-  inputs: Inputs,
-): Promise<number> {
-  const existing = await existingConfigs(remote);
-  const res = await remote.sh(NODES_SCRIPT, { retry: true, silent: true });
-  if (res.code !== 0) throw new Error(`Cannot list the swarm's nodes on ${remote.where}: ${res.stderr.trim()}`);
-  const nodes = parseNodes(res.stdout);
-  const skipped = (rule: string) => inputs.skipChecks.some((r) => r === 'all' || r === rule);
-  const late = stacks
-    .flatMap((s) => checkStack(s, env, { skip: inputs.skipChecks, existingObjects: existing }))
-    .filter((f) => f.rule === 'immutable-object');
-  if (!skipped('placement'))
-    late.push(...prepared.flatMap((p) => placementFindings(p, Object.values(p.services), nodes)));
-  if (!skipped('overlay-mtu')) late.push(...(await hostMtuCheck(remote, stacks, env, nodes.length)));
-  if (!skipped('bind-mount-node')) {
-    const warnings = prepared.flatMap((p) =>
-      bindMountFindings(p, Object.values(p.services), nodes, selfNodeId(res.stdout)),
-    );
-    if (warnings.length) reportFindings(warnings);
-  }
-  if (late.length) {
-    reportFindings(late);
-    throw new InputError(
-      `Pre-flight checks against the swarm found ${late.length} error(s); nothing was deployed:\n${late.map((f) => `  ${f.file}:${f.line}: [${f.rule}] ${f.message}`).join('\n')}`,
-    );
-  }
-  const ran = ['configs', !skipped('placement') && 'placement', !skipped('overlay-mtu') && 'host MTU'].filter(Boolean);
-  core.info(`Pre-flight against the swarm: ${nodes.length} node(s), ${ran.join(', ')} fine.`);
-  return nodes.length;
-}
-
-/**
- * overlay-mtu with the host's facts: the MTU of the interface carrying the manager's Swarm node
- * address. A loopback address (a one-machine swarm advertised on 127.0.0.1) decides nothing.
- */
-async function hostMtuCheck(
-  remote: Remote,
-  stacks: LoadedStack[],
-  env: Record<string, string>,
-  nodes: number,
-): Promise<Finding[]> {
-  const h = await readHostMtu(remote);
-  core.info(describeHostMtu(h, nodes));
-  const { findings, notice } = hostMtuVerdict(
-    h,
-    stacks.flatMap((s) => overlayNetworks(s, env)),
-  );
-  if (notice) core.notice(notice, { title: 'overlay-mtu' });
-  return findings;
-}
-
-/** Name → sha256 of the content of the Swarm configs on the host. */
-async function existingConfigs(remote: Remote): Promise<Record<string, string>> {
-  const res = await remote.sh(
-    `ids=$(docker config ls -q) && [ -n "$ids" ] && ${shellJoin(['docker', 'config', 'inspect', '--format', '{{json .Spec.Name}} {{json .Spec.Data}}'])} $ids; true`,
-    { retry: true, silent: true },
-  );
-  const out: Record<string, string> = {};
-  for (const line of res.stdout.split('\n')) {
-    const m = /^(".*?") (".*")$/.exec(line.trim());
-    if (!m) continue;
-    out[JSON.parse(m[1])] = crypto
-      .createHash('sha256')
-      .update(Buffer.from(JSON.parse(m[2]), 'base64'))
-      .digest('hex');
-  }
-  return out;
 }
 
 export async function commandRollback(inputs: Inputs): Promise<Outcome> {

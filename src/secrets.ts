@@ -2,7 +2,7 @@ import * as core from '@actions/core';
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as YAML from 'yaml';
-import { mergeStack, referencedPath } from './compose';
+import { isExternal, referencedPath } from './compose';
 import { InputError } from './errors';
 import { RunResult } from './exec';
 import { ShOptions, shellJoin } from './remote';
@@ -63,14 +63,14 @@ export function planSecrets(
   run: SecretPlan[] = [],
   shared: string[] = [],
 ): SecretPlan[] {
-  const merged = mergeStack(stack.resolved);
+  const merged = stack.merged;
   const declared =
     merged.secrets && typeof merged.secrets === 'object'
       ? (merged.secrets as Record<string, { external?: unknown; file?: unknown }>)
       : {};
   const plans: SecretPlan[] = [];
   for (const [key, entry] of Object.entries(declared)) {
-    const external = entry && (entry.external === true || entry.external === 'true');
+    const external = isExternal(entry);
     const value = lookup(values, key);
     const generated = generate.includes(key);
     if (!external) {
@@ -114,7 +114,7 @@ export function displayName(plan: SecretPlan): string {
 export function checkShared(stacks: PreparedStack[], shared: string[]): void {
   for (const key of shared) {
     const declared = stacks.some((p) => {
-      const secrets = mergeStack(p.resolved).secrets;
+      const secrets = p.merged.secrets;
       return !!secrets && typeof secrets === 'object' && key in secrets;
     });
     if (!declared)
@@ -197,15 +197,14 @@ function contentName(stack: string, key: string, content: string | Buffer): stri
  * ("only updates to Labels are allowed"), and the same file keeps the same name, so nothing restarts.
  */
 export function planConfigs(stack: PreparedStack): ConfigPlan[] {
-  const merged = mergeStack(stack.resolved);
+  const merged = stack.merged;
   const declared =
     merged.configs && typeof merged.configs === 'object'
       ? (merged.configs as Record<string, Record<string, unknown>>)
       : {};
   const plans: ConfigPlan[] = [];
   for (const [key, entry] of Object.entries(declared)) {
-    if (!entry || typeof entry !== 'object' || entry.external === true || entry.external === 'true' || entry.name)
-      continue;
+    if (!entry || typeof entry !== 'object' || isExternal(entry) || entry.name) continue;
     if (typeof entry.file !== 'string' || !entry.file) continue;
     // prepareStack already checked that the file exists; Docker resolves it against the first file's folder.
     const content = fs.readFileSync(referencedPath(stack.resolved[0].file, entry.file));

@@ -1,38 +1,27 @@
 import * as core from '@actions/core';
 import * as fs from 'fs';
 import * as path from 'path';
-import { checkStack } from './checks';
+import { runRules } from './checks';
 import {
-  ComposeFile,
   ResolvedCompose,
-  ServiceInfo,
   bindMounts,
-  loadComposeFile,
   positionOf,
   referencedFiles,
   referencedPath,
-  resolveCompose,
   rewriteBindSources,
   shortEnvFiles,
-  stackServices,
 } from './compose';
 import { ShippedPath, mountSource, shipPath } from './files';
 import { InputError } from './errors';
 import { StackSpec } from './inputs';
+import { StackLoader, StackModel, StackSource, validServices } from './model';
 import { Remote, shellJoin } from './remote';
 import { normalizeImage } from './swarm';
 
-export interface LoadedStack {
-  name: string;
-  files: ComposeFile[];
-  /** Rule ids the run switched off (input skip-checks): the deploy honours them as the checks do. */
-  skip?: string[];
-}
+/** A stack's files as loaded, and the rules the run switched off: the deploy honours them as the checks do. */
+export type LoadedStack = StackSource;
 
-export interface PreparedStack extends LoadedStack {
-  resolved: ResolvedCompose[];
-  /** By short service name (as in the compose file). */
-  services: Record<string, ServiceInfo>;
+export interface PreparedStack extends StackModel {
   /** Compose files in the release folder, relative to the working directory, in `-c` order. */
   composePaths: string[];
   /** Everything the release folder holds: interpolated compose files and the files they reference. */
@@ -44,34 +33,27 @@ export interface PreparedStack extends LoadedStack {
 }
 
 export function loadStack(spec: StackSpec, workingDir: string): LoadedStack {
-  return { name: spec.name, files: spec.files.map((f) => loadComposeFile(path.resolve(workingDir, f), f)) };
+  return new StackLoader(workingDir).stack(spec);
 }
 
 /**
- * Interpolates the stack and gathers what the host needs. An unset variable is refused exactly when
- * the checks report it (Docker would deploy `app:`); switched off there (skip-checks, a service's
- * skip label or comment), it becomes "" with a warning, as Docker does. Invalid templates are
- * always refused.
+ * An unset variable is refused exactly when the checks report it (Docker would deploy `app:`);
+ * switched off there (skip-checks, a service's skip label or comment), it becomes "" with a
+ * warning, as Docker does. Invalid templates are always refused.
  */
-export function prepareStack(
-  stack: LoadedStack,
-  workingDir: string,
-  env: Record<string, string | undefined>,
-): PreparedStack {
-  const resolved = stack.files.map((f) => resolveCompose(f, env));
+function refuseUnset(m: StackModel): void {
   const reported = new Set(
-    checkStack(stack, env, { skip: stack.skip })
-      .filter((f) => f.rule === 'unset-variable')
-      .map((f) => `${f.file}:${f.line}:${f.col}`),
+    runRules(m, { skip: m.skip }, ['unset-variable']).map((f) => `${f.file}:${f.line}:${f.col}`),
   );
   const problems: string[] = [];
-  for (const r of resolved) {
+  for (const r of m.resolved) {
     for (const u of r.unset) {
       const at = `${r.file.path}:${u.line}:${u.col}`;
       if (reported.has(at)) problems.push(`${at}: \${${u.name}} is not set (Docker would substitute an empty string)`);
       else
         core.warning(
-          `${at}: \${${u.name}} is not set: substituted an empty string, as Docker does (rule unset-variable is switched off).`,
+          `${at}: \${${u.name}} is not set: substituted an empty string, as Docker does (rule ` +
+            `unset-variable is switched off).`,
           { title: 'unset-variable', file: r.file.path, startLine: u.line, startColumn: u.col },
         );
     }
@@ -79,81 +61,108 @@ export function prepareStack(
   }
   if (problems.length)
     throw new InputError(
-      `Stack "${stack.name}" cannot be interpolated:\n  ${problems.join('\n  ')}\nSet them in the \`env\` input (KEY=VALUE lines) or give a default (\${VAR:-default}).`,
+      `Stack "${m.name}" cannot be interpolated:\n  ${problems.join('\n  ')}\nSet them in the ` +
+        `\`env\` input (KEY=VALUE lines) or give a default (\${VAR:-default}).`,
     );
+}
 
-  const uploads: { rel: string; content: string | Buffer }[] = [];
-  const composePaths: string[] = [];
-  const binds: PreparedStack['binds'] = [];
-  const byPath = new Map<string, ShippedPath>();
-  const firstRel = path.relative(workingDir, resolved[0].file.absPath);
-  for (const r of resolved) {
-    const rel = path.relative(workingDir, r.file.absPath);
-    composePaths.push(rel);
-    // docker stack deploy resolves relative paths of every file against the first file's folder.
-    const exists = (ref: string): boolean => fs.existsSync(referencedPath(resolved[0].file, ref));
-    const sources = new Map<string, ShippedPath>();
-    for (const b of bindMounts(r.data)) {
-      const { line, col } = positionOf(r.file, b.path);
-      const at = `${r.file.path}:${line}:${col}`;
-      const abs = referencedPath(resolved[0].file, b.source);
-      const refRel = path.relative(workingDir, abs);
-      if (refRel.startsWith('..') || path.isAbsolute(refRel))
-        throw new InputError(
-          `${at}: service "${b.service}" bind-mounts ${b.source}, outside working-directory; keep the files a stack uses inside it.`,
-        );
-      if (!fs.existsSync(abs))
-        throw new InputError(
-          `${at}: service "${b.service}" bind-mounts ${b.source}, which does not exist (${refRel}).`,
-        );
-      const key = fs.realpathSync(abs);
-      const ship = byPath.get(key) ?? shipPath(abs, refRel || '.');
-      byPath.set(key, ship);
-      sources.set(b.source, ship);
-      binds.push({ service: b.service, source: b.source, file: r.file.path, line, col, shipped: ship });
+/** What one file adds to the release: its binds shipped, its text pointing at them, and the files it references. */
+interface Release {
+  workingDir: string;
+  first: ResolvedCompose;
+  uploads: { rel: string; content: string | Buffer }[];
+  binds: PreparedStack['binds'];
+  byPath: Map<string, ShippedPath>;
+}
+
+/** Ships each relative bind mount of one file (once per real path); returns source → shipped copy. */
+function shipBinds(rel: Release, r: ResolvedCompose): Map<string, ShippedPath> {
+  const sources = new Map<string, ShippedPath>();
+  for (const b of bindMounts(r.data)) {
+    const { line, col } = positionOf(r.file, b.path);
+    const at = `${r.file.path}:${line}:${col}`;
+    const abs = referencedPath(rel.first.file, b.source);
+    const refRel = path.relative(rel.workingDir, abs);
+    if (refRel.startsWith('..') || path.isAbsolute(refRel))
+      throw new InputError(
+        `${at}: service "${b.service}" bind-mounts ${b.source}, outside working-directory; keep the ` +
+          `files a stack uses inside it.`,
+      );
+    if (!fs.existsSync(abs))
+      throw new InputError(`${at}: service "${b.service}" bind-mounts ${b.source}, which does not exist (${refRel}).`);
+    const key = fs.realpathSync(abs);
+    const ship = rel.byPath.get(key) ?? shipPath(abs, refRel || '.');
+    rel.byPath.set(key, ship);
+    sources.set(b.source, ship);
+    rel.binds.push({ service: b.service, source: b.source, file: r.file.path, line, col, shipped: ship });
+  }
+  return sources;
+}
+
+/** The files one compose file references (configs, secrets, env_file), added to the upload once each. */
+function addReferenced(rel: Release, r: ResolvedCompose): void {
+  for (const ref of referencedFiles(r)) {
+    const abs = referencedPath(rel.first.file, ref.file);
+    const refRel = path.relative(rel.workingDir, abs);
+    if (refRel.startsWith('..') || path.isAbsolute(refRel)) {
+      throw new InputError(
+        `${r.file.path}: ${ref.kind} "${ref.name}" points at ${ref.file}, outside working-directory; ` +
+          `keep the files a stack uses inside it.`,
+      );
     }
+    if (ref.optional && !fs.existsSync(abs)) continue; // left out of the upload by shortEnvFiles
+    if (!fs.existsSync(abs))
+      throw new InputError(`${r.file.path}: ${ref.kind} "${ref.name}" file ${refRel} does not exist.`);
+    if (!rel.uploads.some((u) => u.rel === refRel)) rel.uploads.push({ rel: refRel, content: fs.readFileSync(abs) });
+  }
+}
+
+/** Every service needs an image with a tag: Swarm does not build. */
+function checkImages(m: StackModel): void {
+  for (const s of Object.values(validServices(m))) {
+    if (!s.image)
+      throw new InputError(
+        `Stack "${m.name}": service "${s.name}" has no image (Swarm does not build: set image: to a ` +
+          `registry reference).`,
+      );
+    const tag = s.image.split('@')[0].split('/').pop() ?? '';
+    if (s.image.endsWith(':') || tag.endsWith(':'))
+      throw new InputError(`Stack "${m.name}": service "${s.name}" image "${s.image}" has an empty tag.`);
+  }
+}
+
+/** Renders the stack's model into the release folder's files: what the host needs, nothing read again. */
+export function prepareStack(m: StackModel, workingDir: string): PreparedStack {
+  refuseUnset(m);
+  const first = m.resolved[0];
+  const rel: Release = { workingDir, first, uploads: [], binds: [], byPath: new Map() };
+  const composePaths: string[] = [];
+  const firstRel = path.relative(workingDir, first.file.absPath);
+  // docker stack deploy resolves relative paths of every file against the first file's folder.
+  const exists = (ref: string): boolean => fs.existsSync(referencedPath(first.file, ref));
+  for (const r of m.resolved) {
+    const relPath = path.relative(workingDir, r.file.absPath);
+    composePaths.push(relPath);
+    const sources = shipBinds(rel, r);
     // Each bind source points at the release's copy of its content (files.ts), not at the stack folder.
     const text = shortEnvFiles(r.text, exists);
-    uploads.push({
-      rel,
+    rel.uploads.push({
+      rel: relPath,
       content: sources.size
         ? rewriteBindSources(text, (src) =>
             sources.has(src) ? mountSource(firstRel, sources.get(src) as ShippedPath) : undefined,
           )
         : text,
     });
-    for (const ref of referencedFiles(r)) {
-      const abs = referencedPath(resolved[0].file, ref.file);
-      const refRel = path.relative(workingDir, abs);
-      if (refRel.startsWith('..') || path.isAbsolute(refRel)) {
-        throw new InputError(
-          `${r.file.path}: ${ref.kind} "${ref.name}" points at ${ref.file}, outside working-directory; keep the files a stack uses inside it.`,
-        );
-      }
-      if (ref.optional && !fs.existsSync(abs)) continue; // left out of the upload by shortEnvFiles
-      if (!fs.existsSync(abs))
-        throw new InputError(`${r.file.path}: ${ref.kind} "${ref.name}" file ${refRel} does not exist.`);
-      if (!uploads.some((u) => u.rel === refRel)) uploads.push({ rel: refRel, content: fs.readFileSync(abs) });
-    }
+    addReferenced(rel, r);
   }
-  const services = stackServices(resolved);
-  for (const s of Object.values(services)) {
-    if (!s.image)
-      throw new InputError(
-        `Stack "${stack.name}": service "${s.name}" has no image (Swarm does not build: set image: to a registry reference).`,
-      );
-    const tag = s.image.split('@')[0].split('/').pop() ?? '';
-    if (s.image.endsWith(':') || tag.endsWith(':'))
-      throw new InputError(`Stack "${stack.name}": service "${s.name}" image "${s.image}" has an empty tag.`);
-  }
+  checkImages(m);
   return {
-    ...stack,
-    resolved,
-    services,
+    ...m,
     composePaths,
-    uploads,
-    shipped: [...new Map([...byPath.values()].map((f) => [f.hash, f])).values()],
-    binds,
+    uploads: rel.uploads,
+    shipped: [...new Map([...rel.byPath.values()].map((f) => [f.hash, f])).values()],
+    binds: rel.binds,
   };
 }
 
@@ -201,7 +210,8 @@ export async function stackDeploy(
   const out = `${res.stdout}\n${res.stderr}`.trim();
   if (res.code !== 0)
     throw new Error(
-      `docker stack deploy ${stack} failed on ${remote.where} (exit ${res.code}):\n${out.split('\n').slice(-15).join('\n')}`,
+      `docker stack deploy ${stack} failed on ${remote.where} (exit ` +
+        `${res.code}):\n${out.split('\n').slice(-15).join('\n')}`,
     );
   return out;
 }

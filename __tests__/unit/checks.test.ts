@@ -5,6 +5,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { loadComposeFile } from '../../src/compose';
+import { buildModel } from '../../src/model';
 import { captureStdout } from '../helpers/stdout';
 import {
   CheckOptions,
@@ -104,7 +105,7 @@ test('overlay-mtu with the host MTUs: names host min − 50 for each overlay net
     name: 'app',
     files: [loadComposeFile(path.join(FIX, 'overlay-mtu-trips.yml'), 'overlay-mtu-trips.yml')],
   };
-  const nets = overlayNetworks(stack, ENV);
+  const nets = overlayNetworks(buildModel(stack, ENV));
   assert.deepEqual(
     nets.map((n) => `${n.key}:${n.name}:${n.mtu ?? '-'}@${n.line}`),
     ['edge:app_edge:-@8', 'big:app_big:1500@12', 'default:app_default:-@5'],
@@ -292,7 +293,7 @@ test("traefik-network: Traefik's own default network (command, environment, stat
     'proxy-config.yml',
     'proxy-bind.yml',
   ]) {
-    const nets = traefikProviderNetworks([app, load(proxy)], {});
+    const nets = traefikProviderNetworks([app, load(proxy)].map((s) => buildModel(s, {})));
     assert.deepEqual(nets, ['traefik-public'], proxy);
     assert.deepEqual(of(checkStack(app, {}, { traefikNetworks: nets }), 'traefik-network'), [], proxy);
   }

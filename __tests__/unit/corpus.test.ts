@@ -10,6 +10,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { checkStack, traefikProviderNetworks } from '../../src/checks';
 import { loadComposeFile } from '../../src/compose';
+import { buildModel } from '../../src/model';
 
 const DIR = path.join(__dirname, '..', 'fixtures', 'corpus');
 
@@ -20,7 +21,7 @@ test('the corpus of published stack shapes has no error finding', () => {
     .sort();
   assert.ok(names.length >= 15, `${names.length} stack files`);
   const stacks = names.map((f) => ({ name: f.replace(/\.yml$/, ''), files: [loadComposeFile(path.join(DIR, f), f)] }));
-  const traefikNetworks = traefikProviderNetworks(stacks, {});
+  const traefikNetworks = traefikProviderNetworks(stacks.map((s) => buildModel(s, {})));
   assert.deepEqual(traefikNetworks, ['proxy'], 'the v3 proxy sets its default network');
   const errors = stacks
     .flatMap((s) => checkStack(s, {}, { traefikNetworks }))

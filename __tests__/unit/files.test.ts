@@ -16,7 +16,11 @@ import { InputError } from '../../src/errors';
 import { RunResult } from '../../src/exec';
 import { FileHost, installFiles, mountSource, shipPath } from '../../src/files';
 import { ShOptions, writeFileScript } from '../../src/remote';
-import { loadStack, prepareStack } from '../../src/stack';
+import { LoadedStack, loadStack, prepareStack } from '../../src/stack';
+import { buildModel } from '../../src/model';
+
+/** The deploy's rendering of a stack, its model built with `env`. */
+const prepare = (s: LoadedStack, dir: string, env: Record<string, string>) => prepareStack(buildModel(s, env), dir);
 import { NodeFacts, bindMountFindings } from '../../src/placement';
 
 function project(files: Record<string, string | Buffer>): string {
@@ -75,7 +79,7 @@ function files(): Record<string, string | Buffer> {
 
 test('bindMounts: relative sources only, short and long syntax, as docker/cli tells bind from volume', () => {
   const dir = project(files());
-  const p = prepareStack(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, dir), dir, { CONF_DIR: './config' });
+  const p = prepare(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, dir), dir, { CONF_DIR: './config' });
   const found = bindMounts(p.resolved[0].data).map((b) => `${b.service}#${b.index} ${b.source} ${b.path.join('.')}`);
   assert.deepEqual(found, [
     'proxy#0 ./config/traefik.yml services.proxy.volumes.0',
@@ -89,7 +93,7 @@ test('bindMounts: relative sources only, short and long syntax, as docker/cli te
 test('prepareStack: ships each bind-mounted file and folder by content, and points the uploaded stack file at it', () => {
   const dir = project(files());
   fs.chmodSync(path.join(dir, 'stacks/certs/site.crt'), 0o640);
-  const p = prepareStack(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, dir), dir, { CONF_DIR: './config' });
+  const p = prepare(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, dir), dir, { CONF_DIR: './config' });
   assert.deepEqual(p.shipped.map((f) => `${f.rel} ${f.kind}`).sort(), [
     'stacks/certs dir',
     'stacks/config/app.conf file',
@@ -130,7 +134,7 @@ test('prepareStack: ships each bind-mounted file and folder by content, and poin
   assert.match(up, /PRICE: "\$\$5"/, 'a literal $ stays escaped for the host');
   // The same content elsewhere: the same hash. Another byte: another hash.
   const other = project(files());
-  const again = prepareStack(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, other), other, {
+  const again = prepare(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, other), other, {
     CONF_DIR: './config',
   });
   assert.equal(
@@ -138,7 +142,7 @@ test('prepareStack: ships each bind-mounted file and folder by content, and poin
     p.shipped.find((f) => f.name === 'traefik.yml')?.hash,
   );
   fs.appendFileSync(path.join(dir, 'stacks/certs/sub/chain.pem'), 'X');
-  const changed = prepareStack(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, dir), dir, {
+  const changed = prepare(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, dir), dir, {
     CONF_DIR: './config',
   });
   assert.notEqual(changed.shipped.find((f) => f.name === 'certs')?.hash, certs?.hash);
@@ -153,7 +157,7 @@ test(
   { skip: spawnSync('docker', ['--version']).status !== 0 && 'no docker client' },
   () => {
     const dir = project(files());
-    const p = prepareStack(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, dir), dir, { CONF_DIR: './config' });
+    const p = prepare(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, dir), dir, { CONF_DIR: './config' });
     const host = fs.mkdtempSync(path.join(os.tmpdir(), 'files-host-'));
     const release = path.join(host, 'stacks/edge/releases/20261201T140200Z-sha-05e17b6');
     for (const u of p.uploads) {
@@ -193,7 +197,7 @@ test('a missing bind source: missing-file with file and line in the checks, and 
   );
   assert.match(found[0].message, /bind mount source \.\/config\/traefik\.yml does not exist/);
   assert.throws(
-    () => prepareStack(stack, dir, {}),
+    () => prepare(stack, dir, {}),
     (e: unknown) =>
       e instanceof InputError &&
       /^stacks\/app\.yml:5:9: service "proxy" bind-mounts \.\/config\/traefik\.yml, which does not exist/.test(
@@ -205,7 +209,7 @@ test('a missing bind source: missing-file with file and line in the checks, and 
     'stacks/app.yml': 'services:\n  proxy:\n    image: traefik:v3.1\n    volumes: ["../../etc:/x"]\n',
   });
   assert.throws(
-    () => prepareStack(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, out), out, {}),
+    () => prepare(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, out), out, {}),
     /stacks\/app\.yml:4:15: service "proxy" bind-mounts \.\.\/\.\.\/etc, outside working-directory/,
   );
 });
@@ -242,7 +246,7 @@ test('installFiles: byte for byte with their modes, under the content hash; an e
   fs.chmodSync(path.join(dir, 'stacks/certs/sub'), 0o550);
   fs.chmodSync(path.join(dir, 'stacks/config/keystore.p12'), 0o644);
   fs.mkdirSync(path.join(dir, 'stacks/certs/empty'));
-  const p = prepareStack(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, dir), dir, { CONF_DIR: './config' });
+  const p = prepare(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, dir), dir, { CONF_DIR: './config' });
   const host = new LocalHost();
   const first = await installFiles(host, 'd/stacks/edge/files', p.shipped);
   assert.equal(first.shipped.length, 5);

@@ -6,6 +6,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { overlayNetworks } from '../../src/checks';
 import { loadComposeFile } from '../../src/compose';
+import { buildModel } from '../../src/model';
 import { HOST_MTU_SCRIPT, describeHostMtu, hostMtuVerdict, parseHostMtu, readHostMtu } from '../../src/hostmtu';
 
 const FIX = path.join(__dirname, '..', 'fixtures', 'checks');
@@ -105,7 +106,7 @@ test(
 );
 
 test('hostMtuVerdict: a low host MTU is an error naming MTU − 50; loopback or nothing read is a notice and no finding', () => {
-  const nets = overlayNetworks(stack('overlay-mtu-trips.yml'), {});
+  const nets = overlayNetworks(buildModel(stack('overlay-mtu-trips.yml'), {}));
   const low = hostMtuVerdict(parseHostMtu(output('192.0.2.2 node-1', LAB_ADDRS, LAB_MTUS)), nets);
   assert.equal(low.notice, undefined);
   assert.deepEqual(
@@ -138,7 +139,7 @@ test('hostMtuVerdict: a low host MTU is an error naming MTU − 50; loopback or 
 });
 
 test('overlayNetworks: a network or service with overlay-mtu switched off is left out of the host check', () => {
-  const nets = overlayNetworks(stack('skips.yml'), {});
+  const nets = overlayNetworks(buildModel(stack('skips.yml'), {}));
   assert.ok(!nets.some((n) => n.key === 'legacy-net'), 'comment above the network');
   // The implicit default network is brought in by the first service on it: `above` has no overlay-mtu skip.
   assert.deepEqual(

@@ -21,7 +21,11 @@ import {
   planSecrets,
   pruneSecrets,
 } from '../../src/secrets';
-import { loadStack, prepareStack } from '../../src/stack';
+import { LoadedStack, loadStack, prepareStack } from '../../src/stack';
+import { buildModel } from '../../src/model';
+
+/** The deploy's rendering of a stack, its model built with `env`. */
+const prepare = (s: LoadedStack, dir: string, env: Record<string, string>) => prepareStack(buildModel(s, env), dir);
 
 const STACK = `version: "3.8"
 services:
@@ -47,7 +51,7 @@ function prepared(conf: string) {
   fs.mkdirSync(path.join(dir, 'stacks', 'conf'), { recursive: true });
   fs.writeFileSync(path.join(dir, 'stacks', 'app.yml'), STACK);
   fs.writeFileSync(path.join(dir, 'stacks', 'conf', 'app.conf'), conf);
-  return prepareStack(loadStack({ name: 'app', files: ['stacks/app.yml'] }, dir), dir, {});
+  return prepare(loadStack({ name: 'app', files: ['stacks/app.yml'] }, dir), dir, {});
 }
 
 test('planConfigs: a config read from a file gets a content name; same file, same name; another file, another name', () => {

@@ -12,6 +12,10 @@ import * as YAML from 'yaml';
 import { checkStack } from '../../src/checks';
 import { InputError } from '../../src/errors';
 import { LoadedStack, loadStack, prepareStack } from '../../src/stack';
+import { buildModel } from '../../src/model';
+
+/** The deploy's rendering of a stack, its model built with `env`. */
+const prepare = (s: LoadedStack, dir: string, env: Record<string, string>) => prepareStack(buildModel(s, env), dir);
 import { captureStdout } from '../helpers/stdout';
 
 function project(files: Record<string, string>): string {
@@ -59,7 +63,7 @@ test('unset-variable: the deploy refuses what the checks refuse, and follows ski
     ['web'],
   );
   assert.throws(
-    () => quiet(() => prepareStack(stack, dir, {})),
+    () => quiet(() => prepare(stack, dir, {})),
     (e: unknown) =>
       e instanceof InputError &&
       /stack\.yml:5:19: \$\{SENTRY_DSN\} is not set/.test(e.message) &&
@@ -68,7 +72,7 @@ test('unset-variable: the deploy refuses what the checks refuse, and follows ski
   // Switched off for the run (input skip-checks): no check error, and the deploy substitutes "" with a warning.
   const skipped: LoadedStack = { ...stack, skip: ['unset-variable'] };
   assert.deepEqual(errors(skipped), []);
-  const { value: p, out } = quiet(() => prepareStack(skipped, dir, {}));
+  const { value: p, out } = quiet(() => prepare(skipped, dir, {}));
   const data = YAML.parse(String(p.uploads.find((u) => u.rel === 'stack.yml')!.content));
   assert.equal(data.services.web.environment.SENTRY_DSN, '');
   assert.equal(data.services.worker.environment.QUEUE, '');
@@ -93,14 +97,14 @@ test('env_file with required: false: a missing file passes the checks and is lef
     checkStack(stack, {}).filter((f) => f.rule === 'missing-file'),
     [],
   );
-  const p = quiet(() => prepareStack(stack, dir, {})).value;
+  const p = quiet(() => prepare(stack, dir, {})).value;
   assert.deepEqual(p.uploads.map((u) => u.rel).sort(), ['conf/app.env', 'conf/extra.env', 'stack.yml']);
   // docker stack deploy knows only the short syntax ("env_file.0 must be a string"): the upload has it.
   const up = String(p.uploads.find((u) => u.rel === 'stack.yml')!.content);
   assert.deepEqual(YAML.parse(up).services.web.env_file, ['./conf/app.env', './conf/extra.env']);
   // With the optional file present, it is used and uploaded.
   fs.writeFileSync(path.join(dir, 'conf', 'optional.env'), 'C=3\n');
-  const q = quiet(() => prepareStack(stack, dir, {})).value;
+  const q = quiet(() => prepare(stack, dir, {})).value;
   assert.deepEqual(YAML.parse(String(q.uploads.find((u) => u.rel === 'stack.yml')!.content)).services.web.env_file, [
     './conf/optional.env',
     './conf/app.env',
@@ -133,7 +137,7 @@ test('env_file: a missing required file fails the checks and the deploy alike', 
       .map((f) => `${f.line}:${f.col}`),
     ['7:9'],
   );
-  assert.throws(() => quiet(() => prepareStack(stack, dir, {})), /conf\/app\.env does not exist/);
+  assert.throws(() => quiet(() => prepare(stack, dir, {})), /conf\/app\.env does not exist/);
 });
 
 test('a binary file a stack references (a config, a keystore) is uploaded byte for byte, not as UTF-8 text', () => {
@@ -143,10 +147,36 @@ test('a binary file a stack references (a config, a keystore) is uploaded byte f
       'services:\n  web:\n    image: app/web:1\n    configs: [ks]\nconfigs:\n  ks:\n    file: ./keystore.p12\n',
   });
   fs.writeFileSync(path.join(dir, 'keystore.p12'), bytes);
-  const p = quiet(() => prepareStack(loadStack({ name: 'app', files: ['stack.yml'] }, dir), dir, {})).value;
+  const p = quiet(() => prepare(loadStack({ name: 'app', files: ['stack.yml'] }, dir), dir, {})).value;
   const up = p.uploads.find((u) => u.rel === 'keystore.p12');
   assert.ok(
     up && Buffer.isBuffer(up.content) && up.content.equals(bytes),
     'the keystore was not uploaded byte for byte',
   );
+});
+
+test('env_file brought in by an anchor or a merge key: the deploy drops a missing optional file, as the checks do', () => {
+  const text = `x-common: &common
+  env_file: &files
+    - path: ./conf/optional.env
+      required: false
+    - ./conf/app.env
+services:
+  web:
+    <<: *common
+    image: app/web:1
+  api:
+    image: app/api:1
+    env_file: *files
+`;
+  const dir = project({ 'stack.yml': text, 'conf/app.env': 'A=1\n' });
+  const stack = loadStack({ name: 'app', files: ['stack.yml'] }, dir);
+  assert.deepEqual(
+    checkStack(stack, {}).filter((f) => f.rule === 'missing-file'),
+    [],
+  );
+  const p = quiet(() => prepare(stack, dir, {})).value;
+  const up = YAML.parse(String(p.uploads.find((u) => u.rel === 'stack.yml')!.content), { merge: true });
+  assert.deepEqual(up.services.web.env_file, ['./conf/app.env']);
+  assert.deepEqual(up.services.api.env_file, ['./conf/app.env']);
 });

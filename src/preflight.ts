@@ -1,0 +1,132 @@
+/**
+ * The pre-flight checks of a run: every rule over each layer's model before anything connects, then
+ * those that need the swarm's facts (its configs, nodes and interface MTU) once connected.
+ */
+import * as core from '@actions/core';
+import * as crypto from 'crypto';
+import { Finding, overlayNetworks, reportFindings, runRules, traefikProviderNetworks } from './checks';
+import { ComposeFileError, InputError } from './errors';
+import { describeHostMtu, hostMtuVerdict, readHostMtu } from './hostmtu';
+import { Inputs } from './inputs';
+import { StackLoader, StackModel, StackSource, buildModel } from './model';
+import { NODES_SCRIPT, bindMountFindings, parseNodes, placementFindings, selfNodeId } from './placement';
+import { Remote, shellJoin } from './remote';
+import { PreparedStack } from './stack';
+
+export function runChecks(
+  inputs: Inputs,
+  env: Record<string, string>,
+  loader: StackLoader,
+): { models: StackModel[]; markdown: string } {
+  const stacks: StackSource[] = [];
+  const findings: Finding[] = [];
+  for (const spec of inputs.stacks) {
+    try {
+      // The deploy (prepareStack) honours the same switched-off rules as the checks.
+      stacks.push(loader.stack(spec, inputs.skipChecks));
+    } catch (e) {
+      // A file Docker would refuse to load is a finding like the others (annotation, summary), and the
+      // other stacks are still checked. It cannot be switched off.
+      if (!(e instanceof ComposeFileError)) throw e;
+      findings.push({
+        rule: e.rule,
+        severity: 'error',
+        file: e.file,
+        line: e.line,
+        col: e.col,
+        stack: spec.name,
+        message: e.reason,
+      });
+    }
+  }
+  const models = stacks.map((s) => buildModel(s, env));
+  // Traefik's default network is set in the proxy's stack and applies to the services of every stack.
+  const traefikNetworks = traefikProviderNetworks(models);
+  const { skipChecks: skip, timeout, stability } = inputs;
+  for (const m of models) findings.push(...runRules(m, { skip, traefikNetworks, timeout, stability }));
+  const report = reportFindings(findings);
+  core.info(
+    `Pre-flight: ${report.errors} error(s), ${report.warnings} warning(s), ${report.notices} ` +
+      `notice(s) in ${models.length} stack(s).`,
+  );
+  if (report.errors) {
+    const list = findings
+      .filter((f) => f.severity === 'error')
+      .map((f) => `  ${f.file}:${f.line}:${f.col} [${f.rule}] ${f.message}`);
+    const err = new InputError(
+      `Pre-flight checks found ${report.errors} error(s); nothing was deployed:\n${list.join('\n')}`,
+    );
+    (err as InputError & { markdown?: string }).markdown = report.markdown;
+    throw err;
+  }
+  return { models, markdown: report.markdown };
+}
+
+/**
+ * The checks that need the swarm's own facts, before anything changes: configs changed under an
+ * unchanged name (Swarm configs are immutable), placement against the nodes, overlay MTU against the
+ * host's interface. Returns the node count.
+ */
+export async function connectedChecks(remote: Remote, prepared: PreparedStack[], inputs: Inputs): Promise<number> {
+  const existing = await existingConfigs(remote);
+  const res = await remote.sh(NODES_SCRIPT, { retry: true, silent: true });
+  if (res.code !== 0) throw new Error(`Cannot list the swarm's nodes on ${remote.where}: ${res.stderr.trim()}`);
+  const nodes = parseNodes(res.stdout);
+  const skipped = (rule: string) => inputs.skipChecks.some((r) => r === 'all' || r === rule);
+  const late = prepared.flatMap((p) =>
+    runRules(p, { skip: inputs.skipChecks, existingObjects: existing }, ['immutable-object']),
+  );
+  if (!skipped('placement'))
+    late.push(...prepared.flatMap((p) => placementFindings(p, Object.values(p.services), nodes)));
+  if (!skipped('overlay-mtu')) late.push(...(await hostMtuCheck(remote, prepared, nodes.length)));
+  if (!skipped('bind-mount-node')) {
+    const warnings = prepared.flatMap((p) =>
+      bindMountFindings(p, Object.values(p.services), nodes, selfNodeId(res.stdout)),
+    );
+    if (warnings.length) reportFindings(warnings);
+  }
+  if (late.length) {
+    reportFindings(late);
+    throw new InputError(
+      `Pre-flight checks against the swarm found ${late.length} error(s); nothing was ` +
+        `deployed:\n${late.map((f) => `  ${f.file}:${f.line}: [${f.rule}] ${f.message}`).join('\n')}`,
+    );
+  }
+  const ran = ['configs', !skipped('placement') && 'placement', !skipped('overlay-mtu') && 'host MTU'].filter(Boolean);
+  core.info(`Pre-flight against the swarm: ${nodes.length} node(s), ${ran.join(', ')} fine.`);
+  return nodes.length;
+}
+
+/**
+ * overlay-mtu with the host's facts: the MTU of the interface carrying the manager's Swarm node
+ * address. A loopback address (a one-machine swarm advertised on 127.0.0.1) decides nothing.
+ */
+async function hostMtuCheck(remote: Remote, models: StackModel[], nodes: number): Promise<Finding[]> {
+  const h = await readHostMtu(remote);
+  core.info(describeHostMtu(h, nodes));
+  const { findings, notice } = hostMtuVerdict(
+    h,
+    models.flatMap((m) => overlayNetworks(m)),
+  );
+  if (notice) core.notice(notice, { title: 'overlay-mtu' });
+  return findings;
+}
+
+/** Name → sha256 of the content of the Swarm configs on the host. */
+async function existingConfigs(remote: Remote): Promise<Record<string, string>> {
+  const res = await remote.sh(
+    `ids=$(docker config ls -q) && [ -n "$ids" ] && ` +
+      `${shellJoin(['docker', 'config', 'inspect', '--format', '{{json .Spec.Name}} {{json .Spec.Data}}'])} $ids; true`,
+    { retry: true, silent: true },
+  );
+  const out: Record<string, string> = {};
+  for (const line of res.stdout.split('\n')) {
+    const m = /^(".*?") (".*")$/.exec(line.trim());
+    if (!m) continue;
+    out[JSON.parse(m[1])] = crypto
+      .createHash('sha256')
+      .update(Buffer.from(JSON.parse(m[2]), 'base64'))
+      .digest('hex');
+  }
+  return out;
+}
