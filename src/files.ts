@@ -10,9 +10,8 @@ import { createHash, randomBytes } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { InputError } from './errors';
-import { RunResult } from './exec';
 import { filesDir } from './ledger';
-import { ShOptions, shellJoin } from './remote';
+import { Shell, shellJoin } from './host/shell';
 
 export interface ShippedEntry {
   /** Path below the shipped file or folder ('' for the file or folder itself), with `/`. */
@@ -85,20 +84,13 @@ export function mountSource(firstComposeRel: string, f: Pick<ShippedPath, 'hash'
   return rel.startsWith('.') ? rel : `./${rel}`;
 }
 
-/** What installFiles needs of the host: the Remote, or a recording fake in the unit tests. */
-export interface FileHost {
-  readonly where: string;
-  sh(script: string, opts?: ShOptions): Promise<RunResult>;
-  writeFile(remotePath: string, content: string | Buffer, mode?: number): Promise<void>;
-}
-
 /**
  * Puts the shipped files on the host, each under a folder named by its content, unless it is there
  * already: written byte for byte (length and sha256 checked) into a temp folder, modes set, then
  * renamed into place, so a cut connection never leaves half a folder under a hash name.
  */
 export async function installFiles(
-  host: FileHost,
+  host: Shell,
   dir: string,
   files: ShippedPath[],
 ): Promise<{ shipped: ShippedPath[]; present: ShippedPath[] }> {

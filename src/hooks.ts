@@ -1,7 +1,7 @@
 import * as core from '@actions/core';
 import { redact } from './mask';
 import type { LayerOutcome, LayerPlan, RunContext } from './pipeline';
-import { Remote, shellJoin } from './remote';
+import { Shell, shellJoin } from './host/shell';
 
 export type HookName = 'pre-deploy' | 'post-deploy' | 'on-failure';
 
@@ -76,7 +76,7 @@ export interface HookResult {
 
 /** Runs one hook on the host in a log group of its own; secrets masked in what it printed. */
 export async function runHook(
-  remote: Remote,
+  remote: Shell,
   name: HookName,
   text: string,
   env: HookEnv,
@@ -124,7 +124,7 @@ const tagOf = (image: string) => {
 };
 
 /** Full service name → version (image tag) the stack's services run now. */
-export async function runningVersions(remote: Remote, stack: string): Promise<Record<string, string>> {
+export async function runningVersions(remote: Shell, stack: string): Promise<Record<string, string>> {
   const res = await remote
     .run(
       [

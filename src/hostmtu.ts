@@ -1,6 +1,5 @@
 import { Finding, OverlayNetwork, hostMtuFindings } from './checks';
-import { RunResult } from './exec';
-import { shellJoin } from './remote';
+import { Shell, shellJoin } from './host/shell';
 
 /**
  * The MTU of the interface Swarm traffic uses on the host we are connected to (a manager): its
@@ -68,9 +67,7 @@ export function describeHostMtu(h: HostMtu, nodes: number): string {
 }
 
 /** Runs HOST_MTU_SCRIPT through any remote shell (one command). */
-export async function readHostMtu(remote: {
-  sh(script: string, opts?: { retry?: boolean; silent?: boolean }): Promise<RunResult>;
-}): Promise<HostMtu> {
+export async function readHostMtu(remote: Pick<Shell, 'sh'>): Promise<HostMtu> {
   const res = await remote.sh(HOST_MTU_SCRIPT, { retry: true, silent: true });
   if (res.code !== 0)
     return {

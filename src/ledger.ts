@@ -1,5 +1,5 @@
 import { InputError } from './errors';
-import { Remote, shellJoin } from './remote';
+import { Shell, shellJoin } from './host/shell';
 
 /** One deploy or rollback of one stack, as the host remembers it. */
 export interface ReleaseRecord {
@@ -61,7 +61,7 @@ export function parseLedger(text: string, where: string, stack: string): Ledger 
   return data;
 }
 
-export async function readLedger(remote: Remote, remoteDir: string, stack: string): Promise<Ledger | null> {
+export async function readLedger(remote: Shell, remoteDir: string, stack: string): Promise<Ledger | null> {
   const file = `${stackDir(remoteDir, stack)}/ledger.json`;
   const res = await remote.sh(
     `if [ -f ${shellJoin([file])} ]; then cat ${shellJoin([file])}; else echo '@@none@@'; fi`,
@@ -77,7 +77,7 @@ export async function readLedger(remote: Remote, remoteDir: string, stack: strin
  * written to a temp file and renamed, so a reader never sees half a ledger.
  */
 export async function saveRecord(
-  remote: Remote,
+  remote: Shell,
   remoteDir: string,
   stack: string,
   ledger: Ledger | null,

@@ -1,6 +1,6 @@
 import * as core from '@actions/core';
 import * as crypto from 'crypto';
-import { Remote, shellJoin } from './remote';
+import { Shell, shellJoin } from './host/shell';
 import { state } from './state';
 
 export interface Holder {
@@ -22,7 +22,7 @@ export const STALE_LOCK_SECONDS = 3600;
  */
 export class HostLock {
   constructor(
-    private readonly remote: Remote,
+    private readonly remote: Shell,
     readonly dir: string,
     private readonly holder: Holder,
   ) {}
@@ -123,7 +123,7 @@ export class HostLock {
   }
 }
 
-export async function releaseLock(remote: Remote, dir: string, token: string): Promise<boolean> {
+export async function releaseLock(remote: Shell, dir: string, token: string): Promise<boolean> {
   const d = shellJoin([dir]);
   const res = await remote.sh(
     `grep -qF ${shellJoin([JSON.stringify({ token }).slice(1, -1)])} ${d}/holder.json 2>/dev/null && rm -rf ${d} && echo RELEASED`,
@@ -171,7 +171,7 @@ export function lockTracker(): LockTracker {
  * interleave (A infra, B infra, A app, B app). Returns what releases them all.
  */
 export async function lockStacks(
-  remote: Remote,
+  remote: Shell,
   dirs: string[],
   holder: Omit<Holder, 'token'>,
   timeoutSeconds: number,

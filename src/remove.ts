@@ -8,8 +8,7 @@ import * as core from '@actions/core';
 import { Outcome, connect } from './commands';
 import { Inputs } from './inputs';
 import { stackDir } from './ledger';
-import { SecretHost } from './secrets';
-import { shellJoin } from './remote';
+import { Shell, shellJoin } from './host/shell';
 
 const NAMESPACE = 'com.docker.stack.namespace';
 
@@ -35,7 +34,7 @@ const lines = (s: string) =>
     .filter(Boolean);
 
 /** Reads what the stack has on the host; changes nothing. */
-export async function planRemoval(host: SecretHost, remoteDir: string, stack: string): Promise<Removal> {
+export async function planRemoval(host: Shell, remoteDir: string, stack: string): Promise<Removal> {
   const dir = stackDir(remoteDir, stack);
   const ns = `label=${NAMESPACE}=${stack}`;
   const q = (argv: string[]) => shellJoin(argv);
@@ -108,7 +107,7 @@ export interface RemoveOptions {
  * every task has stopped, on every node, and `docker stack rm` does not wait: each poll removes
  * what it can until nothing is left, bounded. The folder goes last, but for the lock this run holds.
  */
-export async function removeStack(host: SecretHost, remoteDir: string, r: Removal, opts: RemoveOptions): Promise<void> {
+export async function removeStack(host: Shell, remoteDir: string, r: Removal, opts: RemoveOptions): Promise<void> {
   const q = (argv: string[]) => shellJoin(argv);
   if (r.services.length || r.networks.length || r.configs.length) {
     const rm = await host.run(['docker', 'stack', 'rm', r.stack], { retry: true });
@@ -156,7 +155,7 @@ export async function removeStack(host: SecretHost, remoteDir: string, r: Remova
 }
 
 /** After its lock is released: the stack's folder, if nothing (another run's lock) came back into it. */
-export async function removeEmptyFolder(host: SecretHost, remoteDir: string, stack: string): Promise<void> {
+export async function removeEmptyFolder(host: Shell, remoteDir: string, stack: string): Promise<void> {
   await host.sh(`rmdir ${shellJoin([stackDir(remoteDir, stack)])} 2>/dev/null; true`, { retry: true });
 }
 

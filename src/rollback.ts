@@ -1,7 +1,6 @@
 import * as core from '@actions/core';
 import { ServiceGate } from './gate';
-import { Runner } from './exec';
-import { Remote, shellJoin } from './remote';
+import { Shell, shellJoin } from './host/shell';
 import { ServiceState, Snapshot, countStates, normalizeImage, onCurrentSpec } from './swarm';
 
 /**
@@ -82,11 +81,7 @@ const isLost = (e: Error) => /Lost the SSH connection|did not answer within/.tes
  * blindly: a second rollback would swap the failed spec back in. After a lost reply, the state says
  * which services still need it.
  */
-export async function rollbackServices(
-  remote: Runner & { sh: Remote['sh'] },
-  names: string[],
-  ctx: RollbackContext,
-): Promise<void> {
+export async function rollbackServices(remote: Shell, names: string[], ctx: RollbackContext): Promise<void> {
   if (!names.length) return;
   core.info(`Rolling back ${names.join(', ')} to the previous spec.`);
   const script = (ns: string[]) =>

@@ -5,7 +5,7 @@ import * as YAML from 'yaml';
 import { mergeStack, referencedPath } from './compose';
 import { InputError } from './errors';
 import { RunResult } from './exec';
-import { ShOptions, shellJoin } from './remote';
+import { Shell, shellJoin } from './host/shell';
 import { PreparedStack } from './stack';
 
 /** The override file the action adds to a stack: it only names its secrets and configs. */
@@ -31,13 +31,6 @@ export interface SecretPlan {
 
 /** Prefix of the Swarm name of a shared secret, in place of the stack's name. */
 export const SHARED_PREFIX = 'shared';
-
-/** What secrets.ts needs of the host: the Remote, or a recording fake in the unit tests. */
-export interface SecretHost {
-  readonly where: string;
-  run(argv: string[], opts?: ShOptions): Promise<RunResult>;
-  sh(script: string, opts?: ShOptions): Promise<RunResult>;
-}
 
 const LABEL_STACK = 'deploy-action.stack';
 const LABEL_KEY = 'deploy-action.key';
@@ -155,7 +148,7 @@ function namingScript(remoteDir: string): string {
  * command, the values on its stdin only. The name is `<stack>_<key>_<10 hex>` of a hash keyed with
  * the host's secret-key file.
  */
-export async function nameSecrets(host: SecretHost, remoteDir: string, plans: SecretPlan[]): Promise<void> {
+export async function nameSecrets(host: Shell, remoteDir: string, plans: SecretPlan[]): Promise<void> {
   const mine = plans.filter((p) => p.source === 'input' && !p.name);
   const todo = [...new Set(mine.flatMap((p) => p.run ?? [p]))].filter((p) => p.source === 'input' && !p.name);
   if (!todo.length) return;
@@ -265,7 +258,7 @@ export interface SecretsReport {
 }
 
 /** Creates the secrets this release needs and does not find on the host: values through stdin only. */
-export async function ensureSecrets(remote: SecretHost, stack: string, plans: SecretPlan[]): Promise<SecretsReport> {
+export async function ensureSecrets(remote: Shell, stack: string, plans: SecretPlan[]): Promise<SecretsReport> {
   const report: SecretsReport = { created: [], reused: [], generated: [] };
   if (!plans.length) return report;
   const unnamed = plans.filter((p) => !p.name).map((p) => p.key);
@@ -329,7 +322,7 @@ export async function ensureSecrets(remote: SecretHost, stack: string, plans: Se
  * `docker secret rm` refuses a secret a service still uses, and that refusal is fine.
  */
 export async function pruneSecrets(
-  remote: SecretHost,
+  remote: Shell,
   stack: string,
   keep: Set<string>,
   opts: { remoteDir?: string; shared?: string[] } = {},
@@ -377,7 +370,7 @@ export async function pruneSecrets(
  * `<stack>_<key>_<hash>` that this release does not use. A rollback re-creates its own from the stack
  * files kept with it; `docker config rm` refuses one a service still uses, which is fine.
  */
-export async function pruneConfigs(remote: SecretHost, stack: string, plans: ConfigPlan[]): Promise<string[]> {
+export async function pruneConfigs(remote: Shell, stack: string, plans: ConfigPlan[]): Promise<string[]> {
   if (!plans.length) return [];
   const ls = await remote.run([
     'docker',

@@ -2,7 +2,7 @@ import * as core from '@actions/core';
 import { parse } from 'shell-quote';
 import { InputError } from './errors';
 import { redact } from './mask';
-import { Remote, shellJoin } from './remote';
+import { Shell, shellJoin } from './host/shell';
 
 /** One line of input `verify`: a request that must answer as expected once its layer is healthy. */
 export interface VerifyCheck {
@@ -249,7 +249,7 @@ export function describeFailure(f: VerifyFailure): string {
 }
 
 /** One request, from the host or from a container on the check's network. Never throws. */
-async function attempt(remote: Remote, c: VerifyCheck, maxTimeS: number): Promise<Answer> {
+async function attempt(remote: Shell, c: VerifyCheck, maxTimeS: number): Promise<Answer> {
   const script = requestScript(c, maxTimeS);
   const cmd = c.network
     ? `${shellJoin(['docker', 'run', '--rm', '--network', c.network, '--label', 'deploy-action.verify=1', '--entrypoint', 'sh', c.image, '-c', script])} 2>&1`
@@ -271,7 +271,7 @@ async function attempt(remote: Remote, c: VerifyCheck, maxTimeS: number): Promis
  * Sends each check's request until it passes or its `within` runs out (polling, one round per
  * second). Returns the checks that failed, each with its last status and body start.
  */
-export async function runVerify(remote: Remote, stack: string, checks: VerifyCheck[]): Promise<VerifyFailure[]> {
+export async function runVerify(remote: Shell, stack: string, checks: VerifyCheck[]): Promise<VerifyFailure[]> {
   const t0 = Date.now();
   const pending = checks.map((check) => ({
     check,
