@@ -1,6 +1,8 @@
 import * as core from '@actions/core';
 import * as crypto from 'crypto';
 import { Shell, shellJoin } from './host/shell';
+import { DEFAULTS } from './inputs';
+import { Clock, pollUntil, systemClock } from './retry-helper';
 import { state } from './state';
 
 export interface Holder {
@@ -13,8 +15,11 @@ export interface Holder {
   pid?: number;
 }
 
-/** Older than this (input `lock-stale-after`), a lock is from a run that died without its post step: it is broken, loudly. */
-export const STALE_LOCK_SECONDS = 3600;
+/**
+ * Older than this, a lock is from a run that died without its post step: it is broken, loudly.
+ * Input `lock-stale-after` sets it; its default is the input's own.
+ */
+export const STALE_LOCK_SECONDS = Number(DEFAULTS['lock-stale-after']);
 
 /**
  * A per-stack lock on the host: `mkdir` is atomic, so two deploys can never both take it.
@@ -63,36 +68,42 @@ export class HostLock {
   }
 
   /** Waits up to `timeoutSeconds` for the lock; fails naming the holder. */
-  async acquire(timeoutSeconds: number, staleSeconds = STALE_LOCK_SECONDS, sleepMs = 2000): Promise<void> {
-    const deadline = Date.now() + timeoutSeconds * 1000;
+  async acquire(
+    timeoutSeconds: number,
+    staleSeconds = STALE_LOCK_SECONDS,
+    sleepMs = 2000,
+    clock: Clock = systemClock,
+  ): Promise<void> {
     let said = false;
     let lookedAgain = false;
-    for (;;) {
+    await pollUntil({ timeoutMs: timeoutSeconds * 1000, clock }, async (p) => {
       const r = await this.tryTake();
-      if (r.taken) return;
-      if (r.gone && Date.now() < deadline) continue;
+      if (r.taken) return { done: undefined };
+      if (r.gone && !p.expired()) return { waitMs: 0 };
       const who = describe(r.holder);
       if ((r.ageSeconds ?? 0) > staleSeconds) {
         core.warning(
-          `Breaking a stale deploy lock ${this.dir} (${r.ageSeconds} s old, more than lock-stale-after ${staleSeconds} s; held by ${who}): its run is long gone.`,
+          `Breaking a stale deploy lock ${this.dir} (${r.ageSeconds} s old, more than lock-stale-after ` +
+            `${staleSeconds} s; held by ${who}): its run is long gone.`,
         );
-        if (await this.breakStale(r.sum ?? 'none')) continue;
+        if (await this.breakStale(r.sum ?? 'none')) return { waitMs: 0 };
         core.info(`Lock ${this.dir} changed hands while being broken; looking again.`);
         // Look again at once, but a lock another breaker is busy with is waited for like any other.
         if (!lookedAgain) {
           lookedAgain = true;
-          continue;
+          return { waitMs: 0 };
         }
       }
-      if (Date.now() >= deadline) {
+      if (p.expired()) {
         throw new Error(
-          `Another deploy holds the lock ${this.dir} on ${this.remote.where}: ${who}. Waited ${timeoutSeconds} s (input lock-timeout).`,
+          `Another deploy holds the lock ${this.dir} on ${this.remote.where}: ${who}. ` +
+            `Waited ${timeoutSeconds} s (input lock-timeout).`,
         );
       }
       if (!said) core.info(`Waiting for the deploy lock ${this.dir}, held by ${who} (up to ${timeoutSeconds} s)…`);
       said = true;
-      await new Promise((r) => setTimeout(r, sleepMs));
-    }
+      return { waitMs: sleepMs };
+    });
   }
 
   /**

@@ -9,6 +9,7 @@ import { Outcome, connect } from './commands';
 import { Inputs } from './inputs';
 import { stackDir } from './ledger';
 import { Shell, shellJoin } from './host/shell';
+import { Clock, disposing, pollUntil } from './retry-helper';
 
 const NAMESPACE = 'com.docker.stack.namespace';
 
@@ -100,6 +101,7 @@ export function describeRemoval(r: Removal): string {
 export interface RemoveOptions {
   timeoutMs: number;
   pollMs: number;
+  clock?: Clock;
 }
 
 /**
@@ -132,18 +134,16 @@ export async function removeStack(host: Shell, remoteDir: string, r: Removal, op
     ),
     'true',
   ].join('\n');
-  const deadline = Date.now() + opts.timeoutMs;
-  for (;;) {
+  await pollUntil({ timeoutMs: opts.timeoutMs, clock: opts.clock }, async (p) => {
     const res = await host.sh(script, { retry: true, silent: true });
     const left = res.code === 0 ? lines(res.stdout) : [`(could not read: ${res.stderr.trim()})`];
-    if (!left.length) break;
-    if (Date.now() >= deadline) {
-      throw new Error(
-        `${host.where}: stack ${r.stack} was not fully removed within ${Math.round(opts.timeoutMs / 1000)} s; still there: ${left.join(', ')}. Run the remove again, or look at the host (docker stack ps ${r.stack}).`,
-      );
-    }
-    await new Promise((done) => setTimeout(done, opts.pollMs));
-  }
+    if (!left.length) return { done: undefined };
+    if (!p.expired()) return { waitMs: opts.pollMs };
+    throw new Error(
+      `${host.where}: stack ${r.stack} was not fully removed within ${Math.round(opts.timeoutMs / 1000)} s; ` +
+        `still there: ${left.join(', ')}. Run the remove again, or look at the host (docker stack ps ${r.stack}).`,
+    );
+  });
   if (r.folder) {
     const dir = stackDir(remoteDir, r.stack);
     const res = await host.sh(`find ${q([dir])} -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +`, {
@@ -169,36 +169,47 @@ export async function commandRemove(inputs: Inputs): Promise<Outcome> {
     { ...inputs, registryUsername: '', registryPassword: '' },
     inputs.dryRun,
   );
+  // The folders go once the locks are released, and only if no other run's lock came back into them.
+  return disposing(remote, async () => {
+    try {
+      return await removeAll(inputs, remote, ctx.pollMs);
+    } finally {
+      await finish();
+      if (!inputs.dryRun)
+        for (const s of inputs.stacks) await removeEmptyFolder(remote, inputs.remoteDir, s.name).catch(() => undefined);
+    }
+  });
+}
+
+/** Reads what every stack has, then removes it (a dry run prints it). */
+async function removeAll(inputs: Inputs, remote: Shell, pollMs: number): Promise<Outcome> {
   const notes: string[] = [];
-  try {
-    const plans: Removal[] = [];
-    for (const s of [...inputs.stacks].reverse()) plans.push(await planRemoval(remote, inputs.remoteDir, s.name));
-    for (const p of plans) core.info(`${inputs.dryRun ? 'Would remove ' : ''}${describeRemoval(p)}`);
-    if (inputs.dryRun) {
-      notes.push('dry-run: nothing was removed.');
-      return { result: 'checked', release: inputs.release, versions: {}, images: {}, layers: [], notes };
-    }
-    for (const p of plans) {
-      if (isEmpty(p)) continue;
-      await core.group(`Remove ${p.stack}`, () =>
-        removeStack(remote, inputs.remoteDir, p, {
-          timeoutMs: (inputs.timeout ?? REMOVE_TIMEOUT_S) * 1000,
-          pollMs: ctx.pollMs * 4,
-        }),
-      );
-      notes.push(
-        `Removed ${p.stack}${p.sharedKept.length ? ` (kept the shared secret(s) ${p.sharedKept.join(', ')}: another stack's ledger names them)` : ''}.`,
-      );
-    }
-    if (plans.every(isEmpty))
-      notes.push(`Nothing to remove: ${plans.map((p) => p.stack).join(', ')} not on ${remote.where}.`);
-  } finally {
-    await finish();
-    if (!inputs.dryRun)
-      for (const s of inputs.stacks) await removeEmptyFolder(remote, inputs.remoteDir, s.name).catch(() => undefined);
-    remote.dispose();
+  const outcome = (result: Outcome['result']): Outcome => {
+    return { result, release: inputs.release, versions: {}, images: {}, layers: [], notes };
+  };
+  const plans: Removal[] = [];
+  for (const s of [...inputs.stacks].reverse()) plans.push(await planRemoval(remote, inputs.remoteDir, s.name));
+  for (const p of plans) core.info(`${inputs.dryRun ? 'Would remove ' : ''}${describeRemoval(p)}`);
+  if (inputs.dryRun) {
+    notes.push('dry-run: nothing was removed.');
+    return outcome('checked');
   }
-  return { result: 'removed', release: inputs.release, versions: {}, images: {}, layers: [], notes };
+  for (const p of plans) {
+    if (isEmpty(p)) continue;
+    await core.group(`Remove ${p.stack}`, () =>
+      removeStack(remote, inputs.remoteDir, p, {
+        timeoutMs: (inputs.timeout ?? REMOVE_TIMEOUT_S) * 1000,
+        pollMs: pollMs * 4,
+      }),
+    );
+    const kept = p.sharedKept.length
+      ? ` (kept the shared secret(s) ${p.sharedKept.join(', ')}: another stack's ledger names them)`
+      : '';
+    notes.push(`Removed ${p.stack}${kept}.`);
+  }
+  if (plans.every(isEmpty))
+    notes.push(`Nothing to remove: ${plans.map((p) => p.stack).join(', ')} not on ${remote.where}.`);
+  return outcome('removed');
 }
 
 /** How long Swarm may take to stop a stack's tasks and let go of its networks (input `timeout` wins). */

@@ -1,6 +1,7 @@
 import * as core from '@actions/core';
 import { ServiceGate } from './gate';
 import { Shell, shellJoin } from './host/shell';
+import { Clock, pollUntil, retry } from './retry-helper';
 import { ServiceState, Snapshot, countStates, normalizeImage, onCurrentSpec } from './swarm';
 
 /**
@@ -33,6 +34,7 @@ export interface RollbackWait {
   timeoutMs: number;
   pollMs: number;
   poll: () => Promise<Snapshot>;
+  clock?: Clock;
 }
 
 function isBack(svc: ServiceState | undefined, target: RollbackTarget, snap: Snapshot): boolean {
@@ -87,22 +89,26 @@ export async function rollbackServices(remote: Shell, names: string[], ctx: Roll
   const script = (ns: string[]) =>
     ns.map((n) => shellJoin(['docker', 'service', 'rollback', '--detach', n])).join(' && ');
   let pending = names;
-  for (let attempt = 0; ; attempt++) {
-    try {
+  await retry(
+    {
+      attempts: 3,
+      retryable: isLost,
+      onRetry: async () => {
+        const snap = await ctx.poll();
+        pending = pending.filter(
+          (n) => !rollbackTaken(snap.services.get(n), ctx.before.get(n), ctx.stale.get(n) ?? ''),
+        );
+        const still = pending.length ? `${pending.join(', ')} still need(s) it` : 'it was taken in';
+        core.warning(`The answer to docker service rollback was lost; Swarm's state says ${still}.`);
+      },
+    },
+    async () => {
+      if (!pending.length) return;
       const res = await remote.sh(script(pending), { retry: false });
       if (res.code !== 0)
         throw new Error(`docker service rollback failed on ${remote.where}: ${(res.stderr || res.stdout).trim()}`);
-      return;
-    } catch (e) {
-      if (!isLost(e as Error) || attempt >= 2) throw e;
-      const snap = await ctx.poll();
-      pending = pending.filter((n) => !rollbackTaken(snap.services.get(n), ctx.before.get(n), ctx.stale.get(n) ?? ''));
-      core.warning(
-        `The answer to docker service rollback was lost; Swarm's state says ${pending.length ? `${pending.join(', ')} still need(s) it` : 'it was taken in'}.`,
-      );
-      if (!pending.length) return;
-    }
-  }
+    },
+  );
 }
 
 /** What a service not back looked like, for the job's note: the host may still be finishing it. */
@@ -115,14 +121,17 @@ function lastSeen(svc: ServiceState | undefined, snap: Snapshot | undefined): st
   return `${svc.image}, ${running.length}/${need} running on it${states ? ` (${states})` : ''}, update ${svc.update?.state || 'none'}`;
 }
 
+export interface RolledBack {
+  notBack: string[];
+  snap?: Snapshot;
+  lastSeen: Map<string, string>;
+}
+
 /** Waits until every service runs its old image again, all replicas up; returns those that did not make it. */
-export async function waitRolledBack(
-  w: RollbackWait,
-): Promise<{ notBack: string[]; snap?: Snapshot; lastSeen: Map<string, string> }> {
-  const deadline = Date.now() + w.timeoutMs;
+export async function waitRolledBack(w: RollbackWait): Promise<RolledBack> {
   let snap: Snapshot | undefined;
   let said = false;
-  for (;;) {
+  return pollUntil<RolledBack>({ timeoutMs: w.timeoutMs, clock: w.clock }, async (p) => {
     try {
       snap = await w.poll();
     } catch (e) {
@@ -132,8 +141,7 @@ export async function waitRolledBack(
     }
     const s = snap;
     const notBack = [...w.targets].filter(([name, t]) => !s || !isBack(s.services.get(name), t, s)).map(([n]) => n);
-    if (!notBack.length || Date.now() >= deadline)
-      return { notBack, snap, lastSeen: new Map(notBack.map((n) => [n, lastSeen(s?.services.get(n), s)])) };
-    await new Promise((r) => setTimeout(r, w.pollMs));
-  }
+    if (notBack.length && !p.expired()) return { waitMs: w.pollMs };
+    return { done: { notBack, snap, lastSeen: new Map(notBack.map((n) => [n, lastSeen(s?.services.get(n), s)])) } };
+  });
 }

@@ -3,8 +3,10 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { lockStacks, lockTracker } from '../../src/lock';
+import { HostLock, lockStacks, lockTracker } from '../../src/lock';
+import { fakeClock } from '../helpers/clock';
 import { LocalShell, RecordingShell } from '../helpers/host';
+import { captureStdout } from '../helpers/stdout';
 
 /** A host with lock folders in a Map: a recording fake that answers the take and release scripts as the real shell does. */
 function fakeHost(heldByOthers: string[] = []) {
@@ -312,3 +314,33 @@ test('a take whose answer was lost stays in the saved state (the lock may exist 
     await assert.rejects(lockStacks(remote, ['.d/stacks/a/lock'], holder, 0, lockTracker()), /Lost the SSH connection/);
     assert.deepEqual(stateLocks().dirs, ['.d/stacks/a/lock']);
   }));
+
+test('HostLock.acquire: waits for a held lock every 2 s, says so once, and fails at its bound naming the holder', async () => {
+  const clock = fakeClock(0);
+  const { remote, calls, held } = fakeHost(['.d/stacks/a/lock']);
+  const stop = captureStdout();
+  let out = '';
+  try {
+    const lock = new HostLock(remote, '.d/stacks/a/lock', { token: 't', ...holder });
+    await assert.rejects(lock.acquire(5, 3600, 2000, clock), /alice \(r, release 9, since now\)\. Waited 5 s/);
+    // Tries at 0, 2, 4 and 6 s: the one past the bound fails.
+    assert.deepEqual(clock.sleeps, [2000, 2000, 2000]);
+    assert.equal(calls.length, 4);
+    // The holder lets go: taken at the next try.
+    const later = new HostLock(remote, '.d/stacks/a/lock', { token: 't', ...holder });
+    const holderJson = held.get('.d/stacks/a/lock');
+    let tries = 0;
+    remote.answer({
+      sh: /LC_ALL=C mkdir/,
+      times: 1,
+      reply: () => (tries++, `HELD\n5\n123 45\n${holderJson}\n`),
+    });
+    held.delete('.d/stacks/a/lock');
+    await later.acquire(5, 3600, 2000, clock);
+    assert.equal(tries, 1);
+    assert.deepEqual(clock.sleeps, [2000, 2000, 2000, 2000]);
+  } finally {
+    out = stop();
+  }
+  assert.equal(out.match(/Waiting for the deploy lock/g)?.length, 2);
+});

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rollbackServices, waitRolledBack } from '../../src/rollback';
 import type { ServiceState, Snapshot } from '../../src/swarm';
+import { fakeClock } from '../helpers/clock';
 import { RecordingShell } from '../helpers/host';
 
 const svc = (p: Partial<ServiceState>): ServiceState => ({
@@ -216,4 +217,24 @@ test('waiting for a rollback: more running tasks of the old spec than replicas i
     });
   assert.deepEqual((await wait([t('a', 'r/web:1'), t('b', 'r/web:1'), t('c', 'r/web:1')])).notBack, []);
   assert.deepEqual((await wait([t('a', 'r/web:1'), t('b', 'r/web:1'), t('c', 'r/web:2')])).notBack, ['app_web']);
+});
+
+test('waiting for a rollback: polled every pollMs up to the bound, then what each service not back looked like', async () => {
+  const clock = fakeClock(0);
+  let polls = 0;
+  const stuck = svc({
+    image: 'r/web:2',
+    update: { state: 'rollback_started', startedAt: 'x', completedAt: '', message: '' },
+  });
+  const r = await waitRolledBack({
+    targets: new Map([['app_web', { image: 'r/web:1', staleStartedAt: STALE }]]),
+    timeoutMs: 3000,
+    pollMs: 1000,
+    poll: async () => (polls++, snap([stuck])),
+    clock,
+  });
+  assert.equal(polls, 4);
+  assert.deepEqual(clock.sleeps, [1000, 1000, 1000]);
+  assert.deepEqual(r.notBack, ['app_web']);
+  assert.equal(r.lastSeen.get('app_web'), 'r/web:2, 0/1 running on it, update rollback_started');
 });
