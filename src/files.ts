@@ -50,7 +50,8 @@ export function shipPath(abs: string, rel: string): ShippedPath {
     const real = fs.realpathSync(p);
     if (seen.has(real) || depth > 32)
       throw new InputError(
-        `${rel}${sub ? `/${sub}` : ''}: a symbolic link loops back into the folder: it cannot be shipped for a bind mount.`,
+        `${rel}${sub ? `/${sub}` : ''}: a symbolic link loops back into the folder: it cannot be shipped for a ` +
+          `bind mount.`,
       );
     seen.add(real);
     entries.push({ sub, kind: 'dir', mode: st.mode & 0o777 });
@@ -121,7 +122,8 @@ export async function installFiles(
       ...chmods,
       // Another run of this stack cannot race here (the stack's lock); a folder left by an earlier
       // cut run under this name was complete (renamed in one step): keep it.
-      `if [ -d ${shellJoin([`${dir}/${f.hash}`])} ]; then chmod -R u+w ${shellJoin([tmp])}; rm -rf ${shellJoin([tmp])}; else mv ${shellJoin([tmp, `${dir}/${f.hash}`])}; fi`,
+      `if [ -d ${shellJoin([`${dir}/${f.hash}`])} ]; then chmod -R u+w ${shellJoin([tmp])}; rm -rf ` +
+        `${shellJoin([tmp])}; else mv ${shellJoin([tmp, `${dir}/${f.hash}`])}; fi`,
     ].join(' && ');
     const res = await host.sh(install, { retry: true });
     if (res.code !== 0)

@@ -59,7 +59,8 @@ export function hookScript(hook: string, vars: Record<string, string>, timeoutS:
     ...exports,
     `o=$(mktemp) || exit 1`,
     `cd "$HOME" || exit 1`,
-    `if command -v timeout >/dev/null 2>&1; then timeout -k 5 ${timeoutS} ${run} >"$o" 2>&1 </dev/null; else ${run} >"$o" 2>&1 </dev/null; fi`,
+    `if command -v timeout >/dev/null 2>&1; then timeout -k 5 ${timeoutS} ${run} >"$o" 2>&1 </dev/null; else ` +
+      `${run} >"$o" 2>&1 </dev/null; fi`,
     `rc=$?`,
     `tail -c ${OUTPUT_BYTES} "$o"; rm -f "$o"`,
     `exit $rc`,
@@ -85,7 +86,8 @@ export async function runHook(
   return core.group(`Hook ${name} (${env.stack}, layer ${env.layer}/${env.layers})`, async () => {
     const vars = hookVariables(env);
     core.info(
-      `DEPLOY_STACK=${vars.DEPLOY_STACK} DEPLOY_LAYER=${vars.DEPLOY_LAYER} DEPLOY_RELEASE=${vars.DEPLOY_RELEASE} DEPLOY_RESULT=${vars.DEPLOY_RESULT}`,
+      `DEPLOY_STACK=${vars.DEPLOY_STACK} DEPLOY_LAYER=${vars.DEPLOY_LAYER} DEPLOY_RELEASE=${vars.DEPLOY_RELEASE} ` +
+        `DEPLOY_RESULT=${vars.DEPLOY_RESULT}`,
     );
     core.info(
       `DEPLOY_VERSIONS_BEFORE=${vars.DEPLOY_VERSIONS_BEFORE} DEPLOY_VERSIONS_AFTER=${vars.DEPLOY_VERSIONS_AFTER}`,
@@ -229,7 +231,9 @@ export async function layerWithHooks(
       hooks.timeoutS,
     );
     if (!h.ok) {
-      const error = `Hook post-deploy of ${plan.stack} ${h.reason}\n${plan.stack} stays deployed (its gate passed); later layers were not deployed.`;
+      const error =
+        `Hook post-deploy of ${plan.stack} ${h.reason}\n${plan.stack} stays deployed (its gate ` +
+        `passed); later layers were not deployed.`;
       core.error(error.split('\n')[0], { title: `post-deploy failed: ${plan.stack}` });
       return { ...outcome, error };
     }

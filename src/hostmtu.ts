@@ -63,7 +63,10 @@ export function describeHostMtu(h: HostMtu, nodes: number): string {
   const where = h.iface ? ` (${h.iface}${h.mtu !== undefined ? `, MTU ${h.mtu}` : ''})` : '';
   const others =
     nodes > 1 ? `: the other ${nodes - 1} not read (a node's interface MTU is not visible from the manager)` : '';
-  return `Host MTU: Swarm node address ${h.addr || '(none)'}${where} on ${h.node || 'this manager'}; ${nodes} node(s)${others}.`;
+  return (
+    `Host MTU: Swarm node address ${h.addr || '(none)'}${where} on ${h.node || 'this manager'}; ${nodes} ` +
+    `node(s)${others}.`
+  );
 }
 
 /** Runs HOST_MTU_SCRIPT through any remote shell (one command). */
@@ -89,7 +92,9 @@ export function hostMtuVerdict(h: HostMtu, networks: OverlayNetwork[]): { findin
     const where = h.iface ? ` (${h.iface}${h.mtu !== undefined ? `, MTU ${h.mtu}` : ''})` : '';
     return {
       findings: [],
-      notice: `Host MTU: the Swarm node address ${h.addr} is on the loopback interface${where}, which no traffic between nodes crosses: its MTU decides nothing; ${filesOnly}`,
+      notice:
+        `Host MTU: the Swarm node address ${h.addr} is on the loopback interface${where}, which no traffic ` +
+        `between nodes crosses: its MTU decides nothing; ${filesOnly}`,
     };
   }
   if (h.mtu === undefined) return { findings: [], notice: `Host MTU: not read (${h.unknown}); ${filesOnly}` };

@@ -50,12 +50,15 @@ export function parseLedger(text: string, where: string, stack: string): Ledger 
     data = JSON.parse(text) as Ledger;
   } catch (e) {
     throw new InputError(
-      `The deploy history ${where} of stack "${stack}" is corrupt (${(e as Error).message}). Nothing was changed. Fix or move the file by hand; each release folder next to it holds its stack files.`,
+      `The deploy history ${where} of stack "${stack}" is corrupt (${(e as Error).message}). Nothing was ` +
+        `changed. Fix or move the file by hand; each release folder next to it holds its stack files.`,
     );
   }
   if (data?.version !== 1 || !Array.isArray(data.releases)) {
     throw new InputError(
-      `The deploy history ${where} of stack "${stack}" is corrupt: not a deploy-action ledger (version 1). Nothing was changed. Fix or move the file by hand; each release folder next to it holds its stack files.`,
+      `The deploy history ${where} of stack "${stack}" is corrupt: not a deploy-action ledger (version 1). ` +
+        `Nothing was changed. Fix or move the file by hand; each release folder next to it holds its stack ` +
+        `files.`,
     );
   }
   return data;
@@ -184,7 +187,8 @@ export function available(ledger: Ledger): string {
     const versions = serviceVersions(ledger.stack, r);
     const marks = [r.kind === 'rollback' && 'rolled back to', r === current && 'current'].filter(Boolean).join(', ');
     lines.push(
-      `${r.release}: ${versions || 'no service'} — ${r.time.slice(0, 16).replace('T', ' ')}${marks ? ` (${marks})` : ''}`,
+      `${r.release}: ${versions || 'no service'} — ` +
+        `${r.time.slice(0, 16).replace('T', ' ')}${marks ? ` (${marks})` : ''}`,
     );
   }
   return lines.length ? `Known releases, newest first (UTC):\n  ${lines.join('\n  ')}` : 'No release on record.';

@@ -45,7 +45,8 @@ export class HostLock {
       // A lock without its holder file (disk full) would look held by nobody for an hour: undo it.
       `if err=$(LC_ALL=C mkdir ${d} 2>&1); then`,
       `  if printf '%s' ${shellJoin([JSON.stringify(this.holder)])} > ${d}/holder.json; then echo TAKEN; exit 0; fi`,
-      `  rm -rf ${d}; echo "cannot write its holder file: $(df -Pk "$(dirname ${d})" | awk 'NR==2 {print $4 " kB free on " $6}')" >&2; exit 1`,
+      `  rm -rf ${d}; echo "cannot write its holder file: ` +
+        `$(df -Pk "$(dirname ${d})" | awk 'NR==2 {print $4 " kB free on " $6}')" >&2; exit 1`,
       `fi`,
       // The holder may release between our failed mkdir and the next look: that lock is free, try again.
       `if [ ! -d ${d} ]; then case "$err" in *'File exists'*) echo GONE; exit 0;; esac`,
@@ -54,7 +55,8 @@ export class HostLock {
       `if ! mtime=$(stat -c %Y ${d} 2>/dev/null); then echo GONE; exit 0; fi`,
       // The holder's checksum identifies what was seen: a breaker removes only that, never a newer lock.
       // A holder between its mkdir and its holder file (or half-way through rm -rf) has none yet: still held.
-      `echo HELD; echo $(( $(date +%s) - mtime )); { cksum < ${d}/holder.json; } 2>/dev/null || echo none; cat ${d}/holder.json 2>/dev/null; exit 0`,
+      `echo HELD; echo $(( $(date +%s) - mtime )); { cksum < ${d}/holder.json; } 2>/dev/null || echo none; cat ` +
+        `${d}/holder.json 2>/dev/null; exit 0`,
     ].join('\n');
     const res = await this.remote.sh(script, { retry: false });
     if (res.code !== 0)
@@ -120,7 +122,8 @@ export class HostLock {
     const script = [
       // One breaker at a time; a marker left by a breaker that died a minute ago is its own stale lock.
       `if ! mkdir ${d}/.breaking 2>/dev/null; then`,
-      `  [ -n "$(find ${d}/.breaking -maxdepth 0 -mmin +1 2>/dev/null)" ] && rmdir ${d}/.breaking 2>/dev/null && mkdir ${d}/.breaking 2>/dev/null || exit 0`,
+      `  [ -n "$(find ${d}/.breaking -maxdepth 0 -mmin +1 2>/dev/null)" ] && rmdir ${d}/.breaking 2>/dev/null && ` +
+        `mkdir ${d}/.breaking 2>/dev/null || exit 0`,
       `fi`,
       `if ${same}; then mv ${d} ${aside} && rm -rf ${aside} && echo BROKEN; else rmdir ${d}/.breaking; fi`,
     ].join('\n');
@@ -137,7 +140,8 @@ export class HostLock {
 export async function releaseLock(remote: Shell, dir: string, token: string): Promise<boolean> {
   const d = shellJoin([dir]);
   const res = await remote.sh(
-    `grep -qF ${shellJoin([JSON.stringify({ token }).slice(1, -1)])} ${d}/holder.json 2>/dev/null && rm -rf ${d} && echo RELEASED`,
+    `grep -qF ${shellJoin([JSON.stringify({ token }).slice(1, -1)])} ${d}/holder.json 2>/dev/null && rm -rf ${d} ` +
+      `&& echo RELEASED`,
     { retry: true },
   );
   return res.stdout.includes('RELEASED');

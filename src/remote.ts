@@ -54,7 +54,8 @@ export const COMMAND_TIMEOUT_MS = 120_000;
 export class CommandTimeout extends Error {
   constructor(where: string, script: string, ms: number) {
     super(
-      `${where}: a remote command did not answer within ${Math.round(ms / 1000)} s (${script.split('\n')[0].slice(0, 80)}…)`,
+      `${where}: a remote command did not answer within ${Math.round(ms / 1000)} s ` +
+        `(${script.split('\n')[0].slice(0, 80)}…)`,
     );
     this.name = 'CommandTimeout';
   }
@@ -88,7 +89,8 @@ export class Remote implements Runner, Shell {
     const { keys, revoked } = keysFor(this.opts.knownHosts, host, port);
     if (!keys.length) {
       throw new InputError(
-        `Input \`known-hosts\` has no entry for ${hostToken(host, port)} (port ${port} is written [host]:port). Get it with \`ssh-keyscan -p ${port} ${host}\` from a trusted network.`,
+        `Input \`known-hosts\` has no entry for ${hostToken(host, port)} (port ${port} is written [host]:port). ` +
+          `Get it with \`ssh-keyscan -p ${port} ${host}\` from a trusted network.`,
       );
     }
     let presented = '';
@@ -130,10 +132,17 @@ export class Remote implements Runner, Shell {
     const msg = e.message || String(e);
     const who = `${this.where}`;
     if (/verification failed|Host denied/i.test(msg)) {
-      return `Host key verification failed for ${who}: the server presented ${presented || 'a key'} which is not pinned in \`known-hosts\`. Refusing to connect (possible man-in-the-middle, or the host was rebuilt: update known-hosts from a trusted source).`;
+      return (
+        `Host key verification failed for ${who}: the server presented ${presented || 'a key'} which is not ` +
+        `pinned in \`known-hosts\`. Refusing to connect (possible man-in-the-middle, or the host was rebuilt: ` +
+        `update known-hosts from a trusted source).`
+      );
     }
     if (/authentication methods failed/i.test(msg)) {
-      return `SSH authentication failed for ${who}: the server refused the key in \`ssh-key\` (is its public key in ~${this.opts.user}/.ssh/authorized_keys?).`;
+      return (
+        `SSH authentication failed for ${who}: the server refused the key in \`ssh-key\` (is its public key ` +
+        `in ~${this.opts.user}/.ssh/authorized_keys?).`
+      );
     }
     if (/passphrase/i.test(msg)) {
       const hint = this.opts.passphrase
@@ -145,7 +154,10 @@ export class Remote implements Runner, Shell {
       return `Input \`ssh-key\` is not a private key ssh2 can read (OpenSSH or PEM): ${msg.replace(/[\r\n]+/g, ' ')}`;
     }
     if (/Timed out/i.test(msg))
-      return `Timed out connecting to ${who} after ${Math.round((this.opts.connectTimeout ?? 20000) / 1000)} s (host down, firewall, or wrong port).`;
+      return (
+        `Timed out connecting to ${who} after ${Math.round((this.opts.connectTimeout ?? 20000) / 1000)} s ` +
+        `(host down, firewall, or wrong port).`
+      );
     if (/ECONNREFUSED/.test(msg))
       return `Connection refused by ${hostToken(this.opts.host, this.opts.port)} (no SSH server on that port?).`;
     if (/ENOTFOUND|EAI_AGAIN/.test(msg)) return `Cannot resolve host "${this.opts.host}".`;

@@ -38,19 +38,22 @@ const lines = (s: string) =>
 export async function planRemoval(host: Shell, remoteDir: string, stack: string): Promise<Removal> {
   const dir = stackDir(remoteDir, stack);
   const ns = `label=${NAMESPACE}=${stack}`;
+  const own = `label=deploy-action.stack=${stack}`;
   const q = (argv: string[]) => shellJoin(argv);
   const script = [
     `${q(['docker', 'service', 'ls', '--filter', ns, '--format', 'service {{.Name}}'])} || exit 1`,
     `${q(['docker', 'network', 'ls', '--filter', ns, '--format', 'network {{.Name}}'])} || exit 1`,
     `${q(['docker', 'config', 'ls', '--filter', ns, '--format', 'config {{.Name}}'])} || exit 1`,
     `${q(['docker', 'secret', 'ls', '--filter', ns, '--format', 'secret {{.Name}}'])} || exit 1`,
-    `${q(['docker', 'secret', 'ls', '--filter', `label=deploy-action.stack=${stack}`, '--format', 'secret {{.Name}}'])} || exit 1`,
+    `${q(['docker', 'secret', 'ls', '--filter', own, '--format', 'secret {{.Name}}'])} || exit 1`,
     // Only the lock this run holds (it made the folder) is no history of the stack.
     `if [ -d ${q([dir])} ] && ls -A ${q([dir])} | grep -qvx lock; then echo folder; fi`,
     // The shared secrets its kept releases used, each with whether another stack's ledger names it.
-    `for n in $(grep -hoE '"shared_[A-Za-z0-9_.-]+"' ${q([`${dir}/ledger.json`])} 2>/dev/null | tr -d '"' | sort -u); do`,
+    `for n in $(grep -hoE '"shared_[A-Za-z0-9_.-]+"' ${q([`${dir}/ledger.json`])} 2>/dev/null ` +
+      `| tr -d '"' | sort -u); do`,
     `  docker secret inspect "$n" >/dev/null 2>&1 || continue`,
-    `  if grep -lsF -- "\\"$n\\"" ${q([`${remoteDir}/stacks`])}/*/ledger.json | grep -vqxF -- ${q([`${dir}/ledger.json`])}; then echo "kept $n"; else echo "shared $n"; fi`,
+    `  if grep -lsF -- "\\"$n\\"" ${q([`${remoteDir}/stacks`])}/*/ledger.json | grep -vqxF -- ` +
+      `${q([`${dir}/ledger.json`])}; then echo "kept $n"; else echo "shared $n"; fi`,
     `done`,
     'true',
   ].join('\n');
@@ -130,7 +133,8 @@ export async function removeStack(host: Shell, remoteDir: string, r: Removal, op
     `if [ -n "$s" ]; then echo "services $(echo $s | wc -w)"; exit 0; fi`,
     ...objects.map(
       ([kind, n]) =>
-        `if ${q(['docker', kind, 'inspect', n])} >/dev/null 2>&1 && ! ${q(['docker', kind, 'rm', n])} >/dev/null 2>&1; then echo ${q([`${kind} ${n}`])}; fi`,
+        `if ${q(['docker', kind, 'inspect', n])} >/dev/null 2>&1 && ` +
+        `! ${q(['docker', kind, 'rm', n])} >/dev/null 2>&1; then echo ${q([`${kind} ${n}`])}; fi`,
     ),
     'true',
   ].join('\n');

@@ -118,7 +118,10 @@ function lastSeen(svc: ServiceState | undefined, snap: Snapshot | undefined): st
   const tasks = snap.tasks.filter((t) => t.serviceId === svc.id);
   const { running, need } = onCurrentSpec(svc, tasks);
   const states = countStates(tasks.filter((t) => t.desired === 'running'));
-  return `${svc.image}, ${running.length}/${need} running on it${states ? ` (${states})` : ''}, update ${svc.update?.state || 'none'}`;
+  return (
+    `${svc.image}, ${running.length}/${need} running on it${states ? ` (${states})` : ''}, update ` +
+    `${svc.update?.state || 'none'}`
+  );
 }
 
 export interface RolledBack {

@@ -193,7 +193,9 @@ export class ServiceGate {
         const window = Math.round(this.watch.stabilityMs / 1000);
         return {
           phase: 'failed',
-          detail: `a task of the new version failed ${after} s after the update converged (inside the ${window} s stability window)`,
+          detail:
+            `a task of the new version failed ${after} s after the update converged (inside the ${window} ` +
+            `s stability window)`,
           failedTasks: failed,
         };
       }

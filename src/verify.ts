@@ -27,7 +27,9 @@ function shownUrl(raw: string): string {
 
 /** `GET URL (Host: NAME) from network NET`, as the log names a check. */
 export function describeCheck(c: VerifyCheck): string {
-  return `GET ${shownUrl(c.url)}${c.host ? ` (Host: ${c.host})` : ''}${c.network ? ` from a container on network ${c.network}` : ''}`;
+  const host = c.host ? ` (Host: ${c.host})` : '';
+  const from = c.network ? ` from a container on network ${c.network}` : '';
+  return `GET ${shownUrl(c.url)}${host}${from}`;
 }
 
 /**
@@ -118,15 +120,20 @@ export interface VerifyFailure {
 /** Text of a failed check for the log, the annotation and the summary. */
 export function describeFailure(f: VerifyFailure): string {
   const body = f.bodyStart ? `; body starts: ${JSON.stringify(f.bodyStart)}` : '; empty body';
-  return `${describeCheck(f.check)} → ${f.reason} (${f.attempts} attempt(s) in ${f.seconds} s, line ${f.check.line} of input verify)${f.status ? body : ''}`;
+  return (
+    `${describeCheck(f.check)} → ${f.reason} (${f.attempts} attempt(s) in ${f.seconds} s, line ` +
+    `${f.check.line} of input verify)${f.status ? body : ''}`
+  );
 }
 
 /** One request, from the host or from a container on the check's network. Never throws. */
 async function attempt(remote: Shell, c: VerifyCheck, maxTimeS: number): Promise<Answer> {
   const script = requestScript(c, maxTimeS);
-  const cmd = c.network
-    ? `${shellJoin(['docker', 'run', '--rm', '--network', c.network, '--label', 'deploy-action.verify=1', '--entrypoint', 'sh', c.image, '-c', script])} 2>&1`
-    : script;
+  const inContainer = (network: string) => [
+    ...['docker', 'run', '--rm', '--network', network, '--label', 'deploy-action.verify=1'],
+    ...['--entrypoint', 'sh', c.image, '-c', script],
+  ];
+  const cmd = c.network ? `${shellJoin(inContainer(c.network))} 2>&1` : script;
   // A container may need its image pulled first.
   const res = await remote
     .sh(cmd, { retry: true, silent: true, timeoutMs: (maxTimeS + (c.network ? 90 : 15)) * 1000 })
