@@ -172,38 +172,30 @@ export async function layerWithHooks(
   const planned = Object.fromEntries(plan.watches.map((w) => [w.name, tagOf(w.expectedImage)]));
   const before = await runningVersions(remote, plan.stack);
   for (const name of Object.keys(planned)) before[name] ??= '—';
-  const env = (hook: HookName, result: HookEnv['result'], after: Record<string, string>, error?: string): HookEnv => ({
-    hook,
-    stack: plan.stack,
-    layer: index + 1,
-    layers: total,
-    release: plan.release,
-    before,
-    after,
-    versions: plan.versions,
-    result,
-    error,
-  });
+  const run = (hook: HookName, result: HookEnv['result'], after: Record<string, string>, error?: string) => {
+    const { stack, release, versions } = plan;
+    const env: HookEnv = {
+      hook,
+      stack,
+      layer: index + 1,
+      layers: total,
+      release,
+      before,
+      after,
+      versions,
+      result,
+      error,
+    };
+    return runHook(remote, hook, hooks[hook], env, hooks.timeoutS);
+  };
   const onFailure = async (result: LayerOutcome['result'], error: string) => {
     if (!hooks['on-failure']) return;
-    const h = await runHook(
-      remote,
-      'on-failure',
-      hooks['on-failure'],
-      env('on-failure', result, await runningVersions(remote, plan.stack), error),
-      hooks.timeoutS,
-    );
+    const h = await run('on-failure', result, await runningVersions(remote, plan.stack), error);
     if (!h.ok) core.warning(`Hook on-failure of ${plan.stack} failed: ${h.reason}`);
   };
 
   if (hooks['pre-deploy']) {
-    const h = await runHook(
-      remote,
-      'pre-deploy',
-      hooks['pre-deploy'],
-      env('pre-deploy', 'pending', planned),
-      hooks.timeoutS,
-    );
+    const h = await run('pre-deploy', 'pending', planned);
     if (!h.ok) {
       const error = `Hook pre-deploy of ${plan.stack} ${h.reason}\nNothing of ${plan.stack} was changed.`;
       core.error(error.split('\n')[0], { title: `pre-deploy failed: ${plan.stack}` });
@@ -223,13 +215,7 @@ export async function layerWithHooks(
     return outcome;
   }
   if (hooks['post-deploy']) {
-    const h = await runHook(
-      remote,
-      'post-deploy',
-      hooks['post-deploy'],
-      env('post-deploy', 'deployed', await runningVersions(remote, plan.stack)),
-      hooks.timeoutS,
-    );
+    const h = await run('post-deploy', 'deployed', await runningVersions(remote, plan.stack));
     if (!h.ok) {
       const error =
         `Hook post-deploy of ${plan.stack} ${h.reason}\n${plan.stack} stays deployed (its gate ` +

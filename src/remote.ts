@@ -9,7 +9,7 @@ import { Shell, ShellOptions, shellJoin } from './host/shell';
 import { writeFileScript } from './host/write-file';
 import type { Inputs } from './inputs';
 import { fingerprint, hostKeyAlgorithms, hostToken, keysFor } from './knownhosts';
-import { retry } from './retry-helper';
+import { Clock, bounded, retry, systemClock } from './retry-helper';
 
 export { shellJoin, writeFileScript };
 export type { Shell, ShellOptions };
@@ -73,6 +73,8 @@ export class Remote implements Runner, Shell {
   commands = 0;
   /** Set before every script (`export K=V;`): the run's own Docker config folder on the host. */
   private prefix = '';
+  /** Waits between reconnects (a fake one in the unit tests). */
+  private clock: Pick<Clock, 'sleep'> = systemClock;
 
   private constructor(private readonly opts: RemoteOptions) {
     this.where = `${opts.user}@${hostToken(opts.host, opts.port)}`;
@@ -176,6 +178,7 @@ export class Remote implements Runner, Shell {
           attempts: opts.retry ? 4 : 1,
           delayMs: (failed) => 500 * failed,
           retryable: isDropped,
+          clock: this.clock,
           onRetry: (e, failed) =>
             core.warning(`SSH connection to ${this.where} dropped (${e.message}); reconnecting (attempt ${failed}).`),
         },
@@ -265,15 +268,6 @@ export class Remote implements Runner, Shell {
 function isDropped(e: Error & { dropped?: boolean }): boolean {
   if (e instanceof CommandTimeout) return false;
   return !!e.dropped || /Not connected|No response|ECONNRESET|socket|closed|Channel open failure/i.test(e.message);
-}
-
-/** Rejects with `onTimeout()` when the promise has not settled within `ms`. */
-function bounded<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(onTimeout()), ms);
-  });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
 function openSocket(host: string, port: number, timeoutMs: number): Promise<net.Socket> {

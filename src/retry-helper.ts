@@ -1,6 +1,6 @@
 /**
- * The action's three ways of waiting, one helper each: poll until a deadline, retry with backoff,
- * and dispose on exit. Time comes from a Clock, so the unit tests drive them with a fake one.
+ * The action's ways of waiting, one helper each: poll until a deadline, retry with backoff, bound a
+ * promise by a time, and dispose on exit. Time comes from a Clock, so the unit tests use a fake one.
  */
 
 export interface Clock {
@@ -85,6 +85,15 @@ export async function retry<T>(opts: RetryOptions, attempt: (n: number) => Promi
       if (ms > 0) await clock.sleep(ms);
     }
   }
+}
+
+/** Rejects with `onTimeout()` when the promise has not settled within `ms`. */
+export function bounded<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(onTimeout()), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
 /** Runs `use` with the resource and disposes of it however `use` ends. */

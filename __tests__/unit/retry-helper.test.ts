@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { disposing, pollUntil, retry } from '../../src/retry-helper';
+import { bounded, disposing, pollUntil, retry } from '../../src/retry-helper';
 import { fakeClock } from '../helpers/clock';
 
 test('pollUntil: rounds until done, sleeping what each round asks; the deadline is fixed at the start', async () => {
@@ -118,4 +118,14 @@ test('disposing: the resource is disposed of after a result and after an error',
     /boom/,
   );
   assert.deepEqual(log, ['used', 'disposed', 'disposed']);
+});
+
+test('bounded: the promise’s own result within the bound; past it, the error onTimeout makes', async () => {
+  assert.equal(await bounded(Promise.resolve(3), 50, () => new Error('late')), 3);
+  let told = 0;
+  await assert.rejects(
+    bounded(new Promise(() => undefined), 5, () => (told++, new Error('no answer within 5 ms'))),
+    /no answer within 5 ms/,
+  );
+  assert.equal(told, 1);
 });
