@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import * as http from 'node:http';
 import { checksFor, judge, parseAnswer, parseVerify, requestScript, runVerify } from '../../src/verify';
-import { hookScript, hookVariables } from '../../src/hooks';
+import { hookScript, hookVariables, runningVersions } from '../../src/hooks';
 import { fakeClock } from '../helpers/clock';
 import { RecordingShell } from '../helpers/host';
 import { captureStdout } from '../helpers/stdout';
@@ -132,4 +132,22 @@ test('runVerify: one round a second per pending check; a check passing late pass
     [['http://down.example/', 'status 502, expected 2xx or 3xx', 4, 3, 'Bad Gateway from the proxy']],
   );
   assert.ok(host.calls.every((c) => c.opts.retry && c.opts.silent));
+});
+
+test('runningVersions: the tag each service of the stack runs; a host that cannot answer is no versions, not an error', async () => {
+  const host = new RecordingShell([
+    {
+      run: ['docker', 'service', 'ls'],
+      times: 1,
+      reply: 'app_web reg:5000/acme/web:1.2.0@sha256:abc\napp_db postgres:16\napp_raw busybox\n',
+    },
+    { run: ['docker', 'service', 'ls'], reply: new Error('Lost the SSH connection to me@vps') },
+  ]);
+  assert.deepEqual(await runningVersions(host, 'app'), { app_web: '1.2.0', app_db: '16', app_raw: 'busybox' });
+  assert.deepEqual(host.calls[0].argv, [
+    ...['docker', 'service', 'ls', '--filter', 'label=com.docker.stack.namespace=app'],
+    ...['--format', '{{.Name}} {{.Image}}'],
+  ]);
+  assert.deepEqual(host.calls[0].opts, { retry: true, silent: true });
+  assert.deepEqual(await runningVersions(host, 'app'), {});
 });
