@@ -3,6 +3,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { InputError } from './errors';
 import { Runner, mustRun } from './exec';
+import { Clock, retry } from './retry-helper';
 import { Service, imageRepository } from './versions';
 
 export { repositoryOf, stackBuilds } from './stackbuilds';
@@ -17,9 +18,6 @@ export interface BuildOptions {
   push: boolean;
   /** Build even when the version tag is already in the registry (default: a VERSION is immutable, reuse it). */
   rebuild?: boolean;
-  /** Attempts per push: a registry hiccup should not fail a release. */
-  pushAttempts?: number;
-  retryDelayMs?: number;
 }
 
 export interface BuiltImage {
@@ -37,20 +35,27 @@ export interface BuiltImage {
 
 const CACHE_TAG = 'buildcache';
 
-async function pushWithRetry(docker: Runner, ref: string, attempts: number, delayMs: number): Promise<string> {
-  let last = '';
-  for (let i = 1; i <= attempts; i++) {
-    const res = await docker.run(['docker', 'push', ref]);
-    if (res.code === 0) return res.stdout;
-    last = (res.stderr || res.stdout).trim().split('\n').slice(-3).join(' ');
-    if (i < attempts) {
-      core.warning(
-        `docker push ${ref} failed (attempt ${i}/${attempts}): ${last}; retrying in ${(delayMs * i) / 1000} s`,
-      );
-      await new Promise((r) => setTimeout(r, delayMs * i));
-    }
+/** `docker push` answered with an error (its last lines): worth another attempt. */
+class PushFailed extends Error {}
+
+/** A registry hiccup should not fail a release: each push is tried up to 3 times, 2 s, then 4 s apart. */
+export async function pushWithRetry(docker: Runner, ref: string, clock?: Pick<Clock, 'sleep'>): Promise<string> {
+  const attempts = 3;
+  const warn = (e: Error, failed: number, ms: number) =>
+    core.warning(`docker push ${ref} failed (attempt ${failed}/${attempts}): ${e.message}; retrying in ${ms / 1000} s`);
+  try {
+    return await retry(
+      { attempts, delayMs: (failed) => 2000 * failed, retryable: (e) => e instanceof PushFailed, onRetry: warn, clock },
+      async () => {
+        const res = await docker.run(['docker', 'push', ref]);
+        if (res.code === 0) return res.stdout;
+        throw new PushFailed((res.stderr || res.stdout).trim().split('\n').slice(-3).join(' '));
+      },
+    );
+  } catch (e) {
+    if (e instanceof PushFailed) throw new Error(`Could not push ${ref} after ${attempts} attempts: ${e.message}`);
+    throw e;
   }
-  throw new Error(`Could not push ${ref} after ${attempts} attempts: ${last}`);
 }
 
 /** Docker treats loopback registries as plain HTTP; so do the look-ups. */
@@ -229,7 +234,7 @@ export async function buildImages(docker: Runner, services: Service[], opts: Bui
     if (opts.push) {
       await core.group(`Push ${repo}`, async () => {
         for (const t of tags) {
-          const out = await pushWithRetry(docker, t, opts.pushAttempts ?? 3, opts.retryDelayMs ?? 2000);
+          const out = await pushWithRetry(docker, t);
           const m = /digest: (sha256:[0-9a-f]{64})/.exec(out);
           if (t === tags[0] && m) digest = m[1];
         }

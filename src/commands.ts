@@ -9,7 +9,7 @@ import { Inputs } from './inputs';
 import { findTarget, readLedger } from './ledger';
 import { lockStacks, lockTracker } from './lock';
 import { LayerOutcome, LayerPlan, RunContext, lockDirFor, runLayer } from './pipeline';
-import { Remote, shellJoin } from './remote';
+import { Remote, shellJoin, sshOptions } from './remote';
 import { OVERRIDE_FILE, overrideFile } from './secrets';
 import { checkImages, layerTimeout, planDeploy, readVersions, variables } from './plan';
 import { prepareStack } from './stack';
@@ -113,14 +113,7 @@ export async function connect(
   beforeLock?: (remote: Remote) => Promise<void>,
 ): Promise<{ remote: Remote; ctx: RunContext; finish: () => Promise<void> }> {
   const remote = await core.group(`Connect to ${inputs.user}@${inputs.host}:${inputs.port}`, async () => {
-    const r = await Remote.connect({
-      host: inputs.host,
-      port: inputs.port,
-      user: inputs.user,
-      privateKey: inputs.sshKey,
-      passphrase: inputs.sshPassphrase,
-      knownHosts: inputs.knownHosts,
-    });
+    const r = await Remote.connect(sshOptions(inputs));
     core.info(`Connected; host key matches the pinned known-hosts entry.`);
     return r;
   });

@@ -10,9 +10,8 @@ import { createHash, randomBytes } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { InputError } from './errors';
-import { RunResult } from './exec';
 import { filesDir } from './ledger';
-import { ShOptions, shellJoin } from './remote';
+import { Shell, shellJoin } from './host/shell';
 
 export interface ShippedEntry {
   /** Path below the shipped file or folder ('' for the file or folder itself), with `/`. */
@@ -51,7 +50,8 @@ export function shipPath(abs: string, rel: string): ShippedPath {
     const real = fs.realpathSync(p);
     if (seen.has(real) || depth > 32)
       throw new InputError(
-        `${rel}${sub ? `/${sub}` : ''}: a symbolic link loops back into the folder: it cannot be shipped for a bind mount.`,
+        `${rel}${sub ? `/${sub}` : ''}: a symbolic link loops back into the folder: it cannot be shipped for a ` +
+          `bind mount.`,
       );
     seen.add(real);
     entries.push({ sub, kind: 'dir', mode: st.mode & 0o777 });
@@ -85,20 +85,13 @@ export function mountSource(firstComposeRel: string, f: Pick<ShippedPath, 'hash'
   return rel.startsWith('.') ? rel : `./${rel}`;
 }
 
-/** What installFiles needs of the host: the Remote, or a recording fake in the unit tests. */
-export interface FileHost {
-  readonly where: string;
-  sh(script: string, opts?: ShOptions): Promise<RunResult>;
-  writeFile(remotePath: string, content: string | Buffer, mode?: number): Promise<void>;
-}
-
 /**
  * Puts the shipped files on the host, each under a folder named by its content, unless it is there
  * already: written byte for byte (length and sha256 checked) into a temp folder, modes set, then
  * renamed into place, so a cut connection never leaves half a folder under a hash name.
  */
 export async function installFiles(
-  host: FileHost,
+  host: Shell,
   dir: string,
   files: ShippedPath[],
 ): Promise<{ shipped: ShippedPath[]; present: ShippedPath[] }> {
@@ -129,7 +122,8 @@ export async function installFiles(
       ...chmods,
       // Another run of this stack cannot race here (the stack's lock); a folder left by an earlier
       // cut run under this name was complete (renamed in one step): keep it.
-      `if [ -d ${shellJoin([`${dir}/${f.hash}`])} ]; then chmod -R u+w ${shellJoin([tmp])}; rm -rf ${shellJoin([tmp])}; else mv ${shellJoin([tmp, `${dir}/${f.hash}`])}; fi`,
+      `if [ -d ${shellJoin([`${dir}/${f.hash}`])} ]; then chmod -R u+w ${shellJoin([tmp])}; rm -rf ` +
+        `${shellJoin([tmp])}; else mv ${shellJoin([tmp, `${dir}/${f.hash}`])}; fi`,
     ].join(' && ');
     const res = await host.sh(install, { retry: true });
     if (res.code !== 0)

@@ -1,253 +1,10 @@
 import * as core from '@actions/core';
-import { Snapshot, ServiceState, TaskState, countStates, normalizeImage, onCurrentSpec } from './swarm';
+import { Clock, pollUntil, systemClock } from './retry-helper';
+import { ServiceGate, Verdict } from './service-gate';
+import { Snapshot } from './swarm';
 
-/** What the gate expects of one service after `docker stack deploy`. */
-export interface Watch {
-  /** Full Swarm name: `<stack>_<service>`. */
-  name: string;
-  /** Image from the stack file, without digest. */
-  expectedImage: string;
-  /** The service as it was before the deploy; undefined for a new service. */
-  before?: ServiceState;
-  /** How long it must stay healthy after converging. */
-  stabilityMs: number;
-}
-
-export type Phase = 'pending' | 'rolling-back' | 'converged' | 'stable' | 'failed';
-
-export interface Verdict {
-  phase: Phase;
-  /** Human text: what the gate sees now, or why it failed. */
-  detail: string;
-  /** Swarm already rolled the service back itself. */
-  swarmRolledBack?: boolean;
-  /** The tasks whose failure explains the verdict, newest first. */
-  failedTasks?: TaskState[];
-}
-
-const FAILED_STATES = new Set(['failed', 'rejected', 'orphaned']);
-// A new service has no update policy to stop a crash loop: give up after this many failed tasks.
-const NEW_SERVICE_MAX_FAILURES = 3;
-// Swarm starts the rolling update of a changed task template within milliseconds; a change that
-// dirties no task (placement only, on nodes that still qualify) gets no update at all.
-export const UPDATE_START_GRACE_MS = 5000;
-// The scheduler's answer for a task no node can take; Swarm retries it forever, so it is a verdict.
-const UNPLACEABLE = /no suitable node|insufficient resources|max replicas per node/i;
-// A stop-first update can leave the next task pending for a moment while the old one releases its node.
-export const PLACEMENT_GRACE_MS = 5000;
-
-/** Tasks of the current spec that failed at or after `since`, newest first. */
-function failuresSince(tasks: TaskState[], image: string, since: number): TaskState[] {
-  return tasks
-    .filter((t) => t.image === image && FAILED_STATES.has(t.state) && t.at >= since)
-    .sort((a, b) => b.at - a.at);
-}
-
-/**
- * Follows one service through its rolling update. Pure: it is fed snapshots and a clock,
- * so the state machine is unit-tested with fakes and driven by real Swarm state in the lab.
- */
-export class ServiceGate {
-  convergedAt?: number;
-  private runningSet = '';
-  verdict: Verdict = { phase: 'pending', detail: 'waiting for the first poll' };
-
-  constructor(
-    readonly watch: Watch,
-    private readonly startedAt: number,
-  ) {}
-
-  get done(): boolean {
-    return this.verdict.phase === 'stable' || this.verdict.phase === 'failed';
-  }
-
-  /**
-   * Whether this deploy changed the service (so a rollback can bring the old one back): a new image,
-   * or an update Swarm started. `docker stack deploy` re-submits unchanged services too; those are left alone.
-   */
-  changed(now?: ServiceState): boolean {
-    const b = this.watch.before;
-    if (!b) return false;
-    return (
-      normalizeImage(b.image) !== this.watch.expectedImage ||
-      (!!now?.update && now.update.startedAt !== b.update?.startedAt)
-    );
-  }
-
-  /** The UpdateStatus of an update this deploy started, not one left over from an earlier deploy. */
-  private freshUpdate(svc: ServiceState) {
-    const u = svc.update;
-    if (!u) return null;
-    const old = this.watch.before?.update;
-    if (old && old.startedAt === u.startedAt) return null;
-    return u;
-  }
-
-  observe(snap: Snapshot, now: number): Verdict {
-    if (this.verdict.phase === 'failed') return this.verdict;
-    const v = this.evaluate(snap, now);
-    // A stable service is still watched until the layer's verdict: its new version crashing while
-    // other services converge is this release failing. Anything short of a failure keeps it stable.
-    if (this.verdict.phase === 'stable' && v.phase !== 'failed' && v.phase !== 'rolling-back') return this.verdict;
-    this.verdict = v;
-    return v;
-  }
-
-  private evaluate(snap: Snapshot, now: number): Verdict {
-    const w = this.watch;
-    const svc = snap.services.get(w.name);
-    if (!svc) return { phase: 'failed', detail: 'the service does not exist after the deploy' };
-    const tasks = snap.tasks.filter((t) => t.serviceId === svc.id);
-    const upd = this.freshUpdate(svc);
-    const msg = upd?.message ? `: ${upd.message}` : '';
-
-    const onNew = tasks.filter((t) => t.desired === 'running' && t.state === 'running' && t.image === svc.image).length;
-    const stuck = this.unplaceable(tasks, svc.image, now);
-    if (stuck.length && !upd?.state.startsWith('rollback')) {
-      return {
-        phase: 'failed',
-        detail: `${stuck.length} task(s) cannot be placed: ${stuck[0].err}`,
-        failedTasks: stuck,
-      };
-    }
-
-    switch (upd?.state) {
-      case 'rollback_started':
-        this.convergedAt = undefined;
-        return {
-          phase: 'rolling-back',
-          detail: `Swarm is rolling the update back${msg}`,
-          failedTasks: this.newImageFailures(tasks),
-        };
-      case 'rollback_completed':
-        return {
-          phase: 'failed',
-          detail: `the update failed and Swarm rolled it back${msg}`,
-          swarmRolledBack: true,
-          failedTasks: this.newImageFailures(tasks),
-        };
-      case 'rollback_paused':
-        return {
-          phase: 'failed',
-          detail: `Swarm's rollback is paused${msg}`,
-          failedTasks: this.newImageFailures(tasks),
-        };
-      case 'paused':
-        return {
-          phase: 'failed',
-          detail: `the update is paused (failure_action: pause)${msg}`,
-          failedTasks: this.newImageFailures(tasks),
-        };
-      case 'updating':
-        this.convergedAt = undefined;
-        return {
-          phase: 'pending',
-          detail: `updating${msg}; ${onNew}/${svc.replicas ?? 'global'} running the new spec`,
-        };
-    }
-
-    // Same image, new env or config: the old tasks already run the image, so they only look converged
-    // until Swarm has started (and finished) the update this deploy asked for.
-    const templateChanged = !!w.before?.taskSpec && !!svc.taskSpec && w.before.taskSpec !== svc.taskSpec;
-    if (templateChanged && !upd && now - this.startedAt < UPDATE_START_GRACE_MS) {
-      return { phase: 'pending', detail: 'waiting for Swarm to start the update (the task template changed)' };
-    }
-
-    if (normalizeImage(svc.image) !== w.expectedImage) {
-      return {
-        phase: 'failed',
-        detail: `the service runs ${svc.image}, not ${w.expectedImage} (changed by someone else?)`,
-      };
-    }
-
-    const { converged, need, current, running, otherRunning: oldRunning } = onCurrentSpec(svc, tasks);
-
-    // A new service has no update to roll back: a crash loop is its failure.
-    if (!w.before) {
-      const failed = failuresSince(tasks, svc.image, this.startedAt);
-      if (failed.length >= NEW_SERVICE_MAX_FAILURES) {
-        return {
-          phase: 'failed',
-          detail: `${failed.length} tasks failed since the deploy started`,
-          failedTasks: failed,
-        };
-      }
-    }
-
-    // A service this deploy did not touch only has to be up: a task it loses meanwhile is not the
-    // release's doing, and rolling the layer back would not bring it back.
-    const untouched = !!w.before && !!w.before.taskSpec && w.before.taskSpec === svc.taskSpec && !upd;
-    if (untouched && converged)
-      return { phase: 'stable', detail: `${running.length}/${need} running (unchanged by this deploy)` };
-    if (!converged) {
-      if (this.convergedAt !== undefined) {
-        // It was healthy and lost a task: inside the stability window that is a failed release.
-        const failed = failuresSince(tasks, svc.image, this.convergedAt - 1000);
-        if (failed.length) {
-          return {
-            phase: 'failed',
-            detail: `a task of the new version failed ${Math.round((failed[0].at - this.convergedAt) / 1000)} s after the update converged (inside the ${Math.round(w.stabilityMs / 1000)} s stability window)`,
-            failedTasks: failed,
-          };
-        }
-      }
-      const states = countStates(current);
-      const old = oldRunning.length ? `; ${oldRunning.length} task(s) of the old version still running` : '';
-      return { phase: 'pending', detail: `${running.length}/${need} running${states ? ` (${states})` : ''}${old}` };
-    }
-
-    const set = running
-      .map((t) => t.id)
-      .sort()
-      .join(',');
-    if (this.convergedAt === undefined || set !== this.runningSet) {
-      if (this.convergedAt !== undefined) {
-        const failed = failuresSince(tasks, svc.image, this.convergedAt - 1000);
-        if (failed.length) {
-          return {
-            phase: 'failed',
-            detail: `a task of the new version failed inside the stability window and was replaced`,
-            failedTasks: failed,
-          };
-        }
-      }
-      this.convergedAt ??= now;
-      this.runningSet = set;
-    }
-    const left = w.stabilityMs - (now - this.convergedAt);
-    if (left <= 0)
-      return {
-        phase: 'stable',
-        detail: `${running.length}/${need} running, stable for ${Math.round(w.stabilityMs / 1000)} s`,
-      };
-    return {
-      phase: 'converged',
-      detail: `${running.length}/${need} running; watching ${Math.ceil(left / 1000)} s more`,
-    };
-  }
-
-  /** Tasks of this spec the scheduler has refused for longer than the grace, newest first. */
-  private unplaceable(tasks: TaskState[], image: string, now: number): TaskState[] {
-    return tasks
-      .filter(
-        (t) =>
-          t.image === image &&
-          t.desired === 'running' &&
-          t.state === 'pending' &&
-          UNPLACEABLE.test(t.err) &&
-          now - t.at >= PLACEMENT_GRACE_MS,
-      )
-      .sort((a, b) => b.at - a.at);
-  }
-
-  private newImageFailures(tasks: TaskState[]): TaskState[] {
-    // After a Swarm rollback the spec holds the old image: the failed tasks are those of any other image.
-    const expected = this.watch.expectedImage;
-    return tasks
-      .filter((t) => normalizeImage(t.image) === expected && FAILED_STATES.has(t.state) && t.at >= this.startedAt)
-      .sort((a, b) => b.at - a.at);
-  }
-}
+export { PLACEMENT_GRACE_MS, ServiceGate, UPDATE_START_GRACE_MS } from './service-gate';
+export type { Phase, Verdict, Watch } from './service-gate';
 
 export interface GateOptions {
   timeoutMs: number;
@@ -272,22 +29,65 @@ export interface GateResult {
   failedAt?: number;
 }
 
+/** Logs each service's state changes, and where every unfinished one stands at a calm rate. */
+class GateLog {
+  private readonly lastDetail = new Map<string, string>();
+  private progressAt: number;
+
+  constructor(
+    private readonly gates: ServiceGate[],
+    private readonly startedAt: number,
+    private readonly deadline: number,
+    private readonly progressMs: number,
+  ) {
+    this.progressAt = startedAt;
+  }
+
+  observe(snap: Snapshot, t: number): void {
+    for (const g of this.gates) {
+      // Task times are the host's: judge them with the host's clock.
+      const v = g.observe(snap, snap.now || t);
+      const line = `${v.phase}: ${v.detail}`;
+      // Countdowns change every poll; log the phase change, not each second.
+      const key = v.phase === 'converged' ? v.phase : line;
+      if (this.lastDetail.get(g.watch.name) !== key) {
+        this.lastDetail.set(g.watch.name, key);
+        core.info(`  ${g.watch.name}: ${line}`);
+      }
+    }
+    // A long rollout must not look hung: where each unfinished service stands, at a calm rate.
+    if (t - this.progressAt < this.progressMs) return;
+    this.progressAt = t;
+    const open = this.gates.filter((g) => !g.done);
+    const [since, left] = [t - this.startedAt, Math.max(0, this.deadline - t)].map((ms) => Math.round(ms / 1000));
+    const done = this.gates.length - open.length;
+    core.info(`Gate: ${since} s in, ${left} s left; ${done}/${this.gates.length} service(s) done.`);
+    for (const g of open) core.info(`  ${g.watch.name}: ${g.verdict.phase}: ${g.verdict.detail}`);
+  }
+}
+
+/** Fails every unfinished service at the deadline with `detail(its last verdict)`. */
+function failOpen(gates: ServiceGate[], detail: (last: Verdict) => string): void {
+  for (const g of gates) if (!g.done) g.verdict = { phase: 'failed', detail: detail(g.verdict) };
+}
+
 /** Polls until every service is stable, one fails, or the time is up. Logs state changes only. */
 export async function runGate(gates: ServiceGate[], opts: GateOptions): Promise<GateResult> {
-  const now = opts.now ?? Date.now;
-  const sleep = opts.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
-  const deadline = now() + opts.timeoutMs;
-  const lastDetail = new Map<string, string>();
+  const clock: Clock = { now: opts.now ?? systemClock.now, sleep: opts.sleep ?? systemClock.sleep };
+  const startedAt = clock.now();
+  const timeoutS = Math.round(opts.timeoutMs / 1000);
+  const log = new GateLog(gates, startedAt, startedAt + opts.timeoutMs, opts.progressMs ?? 30_000);
   let polls = 0;
   let pollErrors = 0;
   let lastError = '';
   let lastOkAt = 0;
   let last: Snapshot = { services: new Map(), tasks: [], now: 0 };
-  const startedAt = now();
-  let progressAt = startedAt;
-  for (;;) {
+  const result = (ok: boolean, timedOut: boolean, failedAt?: number): GateResult => {
+    return { ok, timedOut, gates, last, polls, failedAt };
+  };
+  return pollUntil<GateResult>({ timeoutMs: opts.timeoutMs, clock }, async (p) => {
     try {
-      last = await opts.poll(Math.max(0, deadline - now()));
+      last = await opts.poll(p.left());
       pollErrors = 0;
     } catch (e) {
       // The engine restarting or the connection dropping is not a verdict: keep trying until the deadline.
@@ -295,61 +95,26 @@ export async function runGate(gates: ServiceGate[], opts: GateOptions): Promise<
       lastError = (e as Error).message;
       if (pollErrors === 1 || pollErrors % 10 === 0)
         core.warning(`Cannot read the Swarm state (${pollErrors}×): ${lastError}`);
-      if (now() >= deadline) {
-        const t = now();
-        for (const g of gates) {
-          if (g.done) continue;
-          // A gate that did read the state fails for what it saw; the failed reads come after.
-          g.verdict = polls
-            ? {
-                phase: 'failed',
-                detail: `not healthy within the timeout (${Math.round(opts.timeoutMs / 1000)} s); last seen ${Math.round((t - lastOkAt) / 1000)} s before it: ${g.verdict.phase}: ${g.verdict.detail} (reads failed after that: ${lastError})`,
-              }
-            : { phase: 'failed', detail: `could not read the Swarm state before the timeout: ${lastError}` };
-        }
-        return { ok: false, timedOut: true, gates, last, polls, failedAt: now() };
-      }
-      await sleep(Math.min(opts.pollMs * 2, 2000));
-      continue;
+      if (!p.expired()) return { waitMs: Math.min(opts.pollMs * 2, 2000) };
+      const seenS = Math.round((p.now() - lastOkAt) / 1000);
+      // A gate that did read the state fails for what it saw; the failed reads come after.
+      failOpen(gates, (v) =>
+        polls
+          ? `not healthy within the timeout (${timeoutS} s); last seen ${seenS} s before it: ` +
+            `${v.phase}: ${v.detail} (reads failed after that: ${lastError})`
+          : `could not read the Swarm state before the timeout: ${lastError}`,
+      );
+      return { done: result(false, true, p.now()) };
     }
     polls++;
-    const t = now();
+    const t = p.now();
     lastOkAt = t;
-    for (const g of gates) {
-      // Task times are the host's: judge them with the host's clock.
-      const v = g.observe(last, last.now || t);
-      const line = `${v.phase}: ${v.detail}`;
-      // Countdowns change every poll; log the phase change, not each second.
-      const key = v.phase === 'converged' ? v.phase : line;
-      if (lastDetail.get(g.watch.name) !== key) {
-        lastDetail.set(g.watch.name, key);
-        core.info(`  ${g.watch.name}: ${line}`);
-      }
-    }
-    // A long rollout must not look hung: where each unfinished service stands, at a calm rate.
-    if (t - progressAt >= (opts.progressMs ?? 30_000)) {
-      progressAt = t;
-      const open = gates.filter((g) => !g.done);
-      core.info(
-        `Gate: ${Math.round((t - startedAt) / 1000)} s in, ${Math.max(0, Math.round((deadline - t) / 1000))} s left; ${gates.length - open.length}/${gates.length} service(s) done.`,
-      );
-      for (const g of open) core.info(`  ${g.watch.name}: ${g.verdict.phase}: ${g.verdict.detail}`);
-    }
+    log.observe(last, t);
     const failed = gates.filter((g) => g.verdict.phase === 'failed');
-    if (failed.length && (opts.stopOnFailure ?? true))
-      return { ok: false, timedOut: false, gates, last, polls, failedAt: t };
-    if (gates.every((g) => g.done))
-      return { ok: failed.length === 0, timedOut: false, gates, last, polls, failedAt: failed.length ? t : undefined };
-    if (t >= deadline) {
-      for (const g of gates) {
-        if (!g.done)
-          g.verdict = {
-            phase: 'failed',
-            detail: `not healthy within the timeout (${Math.round(opts.timeoutMs / 1000)} s); last seen: ${g.verdict.detail}`,
-          };
-      }
-      return { ok: false, timedOut: true, gates, last, polls, failedAt: t };
-    }
-    await sleep(Math.min(opts.pollMs, Math.max(0, deadline - t)));
-  }
+    if (failed.length && (opts.stopOnFailure ?? true)) return { done: result(false, false, t) };
+    if (gates.every((g) => g.done)) return { done: result(failed.length === 0, false, failed.length ? t : undefined) };
+    if (t < p.deadline) return { waitMs: Math.min(opts.pollMs, p.deadline - t) };
+    failOpen(gates, (v) => `not healthy within the timeout (${timeoutS} s); last seen: ${v.detail}`);
+    return { done: result(false, true, t) };
+  });
 }

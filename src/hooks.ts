@@ -1,7 +1,7 @@
 import * as core from '@actions/core';
 import { redact } from './mask';
 import type { LayerOutcome, LayerPlan, RunContext } from './pipeline';
-import { Remote, shellJoin } from './remote';
+import { Shell, shellJoin } from './host/shell';
 
 export type HookName = 'pre-deploy' | 'post-deploy' | 'on-failure';
 
@@ -59,7 +59,8 @@ export function hookScript(hook: string, vars: Record<string, string>, timeoutS:
     ...exports,
     `o=$(mktemp) || exit 1`,
     `cd "$HOME" || exit 1`,
-    `if command -v timeout >/dev/null 2>&1; then timeout -k 5 ${timeoutS} ${run} >"$o" 2>&1 </dev/null; else ${run} >"$o" 2>&1 </dev/null; fi`,
+    `if command -v timeout >/dev/null 2>&1; then timeout -k 5 ${timeoutS} ${run} >"$o" 2>&1 </dev/null; else ` +
+      `${run} >"$o" 2>&1 </dev/null; fi`,
     `rc=$?`,
     `tail -c ${OUTPUT_BYTES} "$o"; rm -f "$o"`,
     `exit $rc`,
@@ -76,7 +77,7 @@ export interface HookResult {
 
 /** Runs one hook on the host in a log group of its own; secrets masked in what it printed. */
 export async function runHook(
-  remote: Remote,
+  remote: Shell,
   name: HookName,
   text: string,
   env: HookEnv,
@@ -85,7 +86,8 @@ export async function runHook(
   return core.group(`Hook ${name} (${env.stack}, layer ${env.layer}/${env.layers})`, async () => {
     const vars = hookVariables(env);
     core.info(
-      `DEPLOY_STACK=${vars.DEPLOY_STACK} DEPLOY_LAYER=${vars.DEPLOY_LAYER} DEPLOY_RELEASE=${vars.DEPLOY_RELEASE} DEPLOY_RESULT=${vars.DEPLOY_RESULT}`,
+      `DEPLOY_STACK=${vars.DEPLOY_STACK} DEPLOY_LAYER=${vars.DEPLOY_LAYER} DEPLOY_RELEASE=${vars.DEPLOY_RELEASE} ` +
+        `DEPLOY_RESULT=${vars.DEPLOY_RESULT}`,
     );
     core.info(
       `DEPLOY_VERSIONS_BEFORE=${vars.DEPLOY_VERSIONS_BEFORE} DEPLOY_VERSIONS_AFTER=${vars.DEPLOY_VERSIONS_AFTER}`,
@@ -124,7 +126,7 @@ const tagOf = (image: string) => {
 };
 
 /** Full service name → version (image tag) the stack's services run now. */
-export async function runningVersions(remote: Remote, stack: string): Promise<Record<string, string>> {
+export async function runningVersions(remote: Shell, stack: string): Promise<Record<string, string>> {
   const res = await remote
     .run(
       [
@@ -170,38 +172,30 @@ export async function layerWithHooks(
   const planned = Object.fromEntries(plan.watches.map((w) => [w.name, tagOf(w.expectedImage)]));
   const before = await runningVersions(remote, plan.stack);
   for (const name of Object.keys(planned)) before[name] ??= '—';
-  const env = (hook: HookName, result: HookEnv['result'], after: Record<string, string>, error?: string): HookEnv => ({
-    hook,
-    stack: plan.stack,
-    layer: index + 1,
-    layers: total,
-    release: plan.release,
-    before,
-    after,
-    versions: plan.versions,
-    result,
-    error,
-  });
+  const run = (hook: HookName, result: HookEnv['result'], after: Record<string, string>, error?: string) => {
+    const { stack, release, versions } = plan;
+    const env: HookEnv = {
+      hook,
+      stack,
+      layer: index + 1,
+      layers: total,
+      release,
+      before,
+      after,
+      versions,
+      result,
+      error,
+    };
+    return runHook(remote, hook, hooks[hook], env, hooks.timeoutS);
+  };
   const onFailure = async (result: LayerOutcome['result'], error: string) => {
     if (!hooks['on-failure']) return;
-    const h = await runHook(
-      remote,
-      'on-failure',
-      hooks['on-failure'],
-      env('on-failure', result, await runningVersions(remote, plan.stack), error),
-      hooks.timeoutS,
-    );
+    const h = await run('on-failure', result, await runningVersions(remote, plan.stack), error);
     if (!h.ok) core.warning(`Hook on-failure of ${plan.stack} failed: ${h.reason}`);
   };
 
   if (hooks['pre-deploy']) {
-    const h = await runHook(
-      remote,
-      'pre-deploy',
-      hooks['pre-deploy'],
-      env('pre-deploy', 'pending', planned),
-      hooks.timeoutS,
-    );
+    const h = await run('pre-deploy', 'pending', planned);
     if (!h.ok) {
       const error = `Hook pre-deploy of ${plan.stack} ${h.reason}\nNothing of ${plan.stack} was changed.`;
       core.error(error.split('\n')[0], { title: `pre-deploy failed: ${plan.stack}` });
@@ -221,15 +215,11 @@ export async function layerWithHooks(
     return outcome;
   }
   if (hooks['post-deploy']) {
-    const h = await runHook(
-      remote,
-      'post-deploy',
-      hooks['post-deploy'],
-      env('post-deploy', 'deployed', await runningVersions(remote, plan.stack)),
-      hooks.timeoutS,
-    );
+    const h = await run('post-deploy', 'deployed', await runningVersions(remote, plan.stack));
     if (!h.ok) {
-      const error = `Hook post-deploy of ${plan.stack} ${h.reason}\n${plan.stack} stays deployed (its gate passed); later layers were not deployed.`;
+      const error =
+        `Hook post-deploy of ${plan.stack} ${h.reason}\n${plan.stack} stays deployed (its gate ` +
+        `passed); later layers were not deployed.`;
       core.error(error.split('\n')[0], { title: `post-deploy failed: ${plan.stack}` });
       return { ...outcome, error };
     }

@@ -1,6 +1,5 @@
 import { Finding, OverlayNetwork, hostMtuFindings } from './checks';
-import { RunResult } from './exec';
-import { shellJoin } from './remote';
+import { Shell, shellJoin } from './host/shell';
 
 /**
  * The MTU of the interface Swarm traffic uses on the host we are connected to (a manager): its
@@ -64,13 +63,14 @@ export function describeHostMtu(h: HostMtu, nodes: number): string {
   const where = h.iface ? ` (${h.iface}${h.mtu !== undefined ? `, MTU ${h.mtu}` : ''})` : '';
   const others =
     nodes > 1 ? `: the other ${nodes - 1} not read (a node's interface MTU is not visible from the manager)` : '';
-  return `Host MTU: Swarm node address ${h.addr || '(none)'}${where} on ${h.node || 'this manager'}; ${nodes} node(s)${others}.`;
+  return (
+    `Host MTU: Swarm node address ${h.addr || '(none)'}${where} on ${h.node || 'this manager'}; ${nodes} ` +
+    `node(s)${others}.`
+  );
 }
 
 /** Runs HOST_MTU_SCRIPT through any remote shell (one command). */
-export async function readHostMtu(remote: {
-  sh(script: string, opts?: { retry?: boolean; silent?: boolean }): Promise<RunResult>;
-}): Promise<HostMtu> {
+export async function readHostMtu(remote: Pick<Shell, 'sh'>): Promise<HostMtu> {
   const res = await remote.sh(HOST_MTU_SCRIPT, { retry: true, silent: true });
   if (res.code !== 0)
     return {
@@ -92,7 +92,9 @@ export function hostMtuVerdict(h: HostMtu, networks: OverlayNetwork[]): { findin
     const where = h.iface ? ` (${h.iface}${h.mtu !== undefined ? `, MTU ${h.mtu}` : ''})` : '';
     return {
       findings: [],
-      notice: `Host MTU: the Swarm node address ${h.addr} is on the loopback interface${where}, which no traffic between nodes crosses: its MTU decides nothing; ${filesOnly}`,
+      notice:
+        `Host MTU: the Swarm node address ${h.addr} is on the loopback interface${where}, which no traffic ` +
+        `between nodes crosses: its MTU decides nothing; ${filesOnly}`,
     };
   }
   if (h.mtu === undefined) return { findings: [], notice: `Host MTU: not read (${h.unknown}); ${filesOnly}` };

@@ -1,5 +1,5 @@
 import { InputError } from './errors';
-import { Remote, shellJoin } from './remote';
+import { Shell, shellJoin } from './host/shell';
 
 /** One deploy or rollback of one stack, as the host remembers it. */
 export interface ReleaseRecord {
@@ -50,18 +50,21 @@ export function parseLedger(text: string, where: string, stack: string): Ledger 
     data = JSON.parse(text) as Ledger;
   } catch (e) {
     throw new InputError(
-      `The deploy history ${where} of stack "${stack}" is corrupt (${(e as Error).message}). Nothing was changed. Fix or move the file by hand; each release folder next to it holds its stack files.`,
+      `The deploy history ${where} of stack "${stack}" is corrupt (${(e as Error).message}). Nothing was ` +
+        `changed. Fix or move the file by hand; each release folder next to it holds its stack files.`,
     );
   }
   if (data?.version !== 1 || !Array.isArray(data.releases)) {
     throw new InputError(
-      `The deploy history ${where} of stack "${stack}" is corrupt: not a deploy-action ledger (version 1). Nothing was changed. Fix or move the file by hand; each release folder next to it holds its stack files.`,
+      `The deploy history ${where} of stack "${stack}" is corrupt: not a deploy-action ledger (version 1). ` +
+        `Nothing was changed. Fix or move the file by hand; each release folder next to it holds its stack ` +
+        `files.`,
     );
   }
   return data;
 }
 
-export async function readLedger(remote: Remote, remoteDir: string, stack: string): Promise<Ledger | null> {
+export async function readLedger(remote: Shell, remoteDir: string, stack: string): Promise<Ledger | null> {
   const file = `${stackDir(remoteDir, stack)}/ledger.json`;
   const res = await remote.sh(
     `if [ -f ${shellJoin([file])} ]; then cat ${shellJoin([file])}; else echo '@@none@@'; fi`,
@@ -77,7 +80,7 @@ export async function readLedger(remote: Remote, remoteDir: string, stack: strin
  * written to a temp file and renamed, so a reader never sees half a ledger.
  */
 export async function saveRecord(
-  remote: Remote,
+  remote: Shell,
   remoteDir: string,
   stack: string,
   ledger: Ledger | null,
@@ -184,7 +187,8 @@ export function available(ledger: Ledger): string {
     const versions = serviceVersions(ledger.stack, r);
     const marks = [r.kind === 'rollback' && 'rolled back to', r === current && 'current'].filter(Boolean).join(', ');
     lines.push(
-      `${r.release}: ${versions || 'no service'} — ${r.time.slice(0, 16).replace('T', ' ')}${marks ? ` (${marks})` : ''}`,
+      `${r.release}: ${versions || 'no service'} — ` +
+        `${r.time.slice(0, 16).replace('T', ' ')}${marks ? ` (${marks})` : ''}`,
     );
   }
   return lines.length ? `Known releases, newest first (UTC):\n  ${lines.join('\n  ')}` : 'No release on record.';

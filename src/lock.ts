@@ -1,6 +1,8 @@
 import * as core from '@actions/core';
 import * as crypto from 'crypto';
-import { Remote, shellJoin } from './remote';
+import { Shell, shellJoin } from './host/shell';
+import { DEFAULTS } from './inputs';
+import { Clock, pollUntil, systemClock } from './retry-helper';
 import { state } from './state';
 
 export interface Holder {
@@ -13,8 +15,11 @@ export interface Holder {
   pid?: number;
 }
 
-/** Older than this (input `lock-stale-after`), a lock is from a run that died without its post step: it is broken, loudly. */
-export const STALE_LOCK_SECONDS = 3600;
+/**
+ * Older than this, a lock is from a run that died without its post step: it is broken, loudly.
+ * Input `lock-stale-after` sets it; its default is the input's own.
+ */
+export const STALE_LOCK_SECONDS = Number(DEFAULTS['lock-stale-after']);
 
 /**
  * A per-stack lock on the host: `mkdir` is atomic, so two deploys can never both take it.
@@ -22,7 +27,7 @@ export const STALE_LOCK_SECONDS = 3600;
  */
 export class HostLock {
   constructor(
-    private readonly remote: Remote,
+    private readonly remote: Shell,
     readonly dir: string,
     private readonly holder: Holder,
   ) {}
@@ -40,7 +45,8 @@ export class HostLock {
       // A lock without its holder file (disk full) would look held by nobody for an hour: undo it.
       `if err=$(LC_ALL=C mkdir ${d} 2>&1); then`,
       `  if printf '%s' ${shellJoin([JSON.stringify(this.holder)])} > ${d}/holder.json; then echo TAKEN; exit 0; fi`,
-      `  rm -rf ${d}; echo "cannot write its holder file: $(df -Pk "$(dirname ${d})" | awk 'NR==2 {print $4 " kB free on " $6}')" >&2; exit 1`,
+      `  rm -rf ${d}; echo "cannot write its holder file: ` +
+        `$(df -Pk "$(dirname ${d})" | awk 'NR==2 {print $4 " kB free on " $6}')" >&2; exit 1`,
       `fi`,
       // The holder may release between our failed mkdir and the next look: that lock is free, try again.
       `if [ ! -d ${d} ]; then case "$err" in *'File exists'*) echo GONE; exit 0;; esac`,
@@ -49,7 +55,8 @@ export class HostLock {
       `if ! mtime=$(stat -c %Y ${d} 2>/dev/null); then echo GONE; exit 0; fi`,
       // The holder's checksum identifies what was seen: a breaker removes only that, never a newer lock.
       // A holder between its mkdir and its holder file (or half-way through rm -rf) has none yet: still held.
-      `echo HELD; echo $(( $(date +%s) - mtime )); { cksum < ${d}/holder.json; } 2>/dev/null || echo none; cat ${d}/holder.json 2>/dev/null; exit 0`,
+      `echo HELD; echo $(( $(date +%s) - mtime )); { cksum < ${d}/holder.json; } 2>/dev/null || echo none; cat ` +
+        `${d}/holder.json 2>/dev/null; exit 0`,
     ].join('\n');
     const res = await this.remote.sh(script, { retry: false });
     if (res.code !== 0)
@@ -63,36 +70,42 @@ export class HostLock {
   }
 
   /** Waits up to `timeoutSeconds` for the lock; fails naming the holder. */
-  async acquire(timeoutSeconds: number, staleSeconds = STALE_LOCK_SECONDS, sleepMs = 2000): Promise<void> {
-    const deadline = Date.now() + timeoutSeconds * 1000;
+  async acquire(
+    timeoutSeconds: number,
+    staleSeconds = STALE_LOCK_SECONDS,
+    sleepMs = 2000,
+    clock: Clock = systemClock,
+  ): Promise<void> {
     let said = false;
     let lookedAgain = false;
-    for (;;) {
+    await pollUntil({ timeoutMs: timeoutSeconds * 1000, clock }, async (p) => {
       const r = await this.tryTake();
-      if (r.taken) return;
-      if (r.gone && Date.now() < deadline) continue;
+      if (r.taken) return { done: undefined };
+      if (r.gone && !p.expired()) return { waitMs: 0 };
       const who = describe(r.holder);
       if ((r.ageSeconds ?? 0) > staleSeconds) {
         core.warning(
-          `Breaking a stale deploy lock ${this.dir} (${r.ageSeconds} s old, more than lock-stale-after ${staleSeconds} s; held by ${who}): its run is long gone.`,
+          `Breaking a stale deploy lock ${this.dir} (${r.ageSeconds} s old, more than lock-stale-after ` +
+            `${staleSeconds} s; held by ${who}): its run is long gone.`,
         );
-        if (await this.breakStale(r.sum ?? 'none')) continue;
+        if (await this.breakStale(r.sum ?? 'none')) return { waitMs: 0 };
         core.info(`Lock ${this.dir} changed hands while being broken; looking again.`);
         // Look again at once, but a lock another breaker is busy with is waited for like any other.
         if (!lookedAgain) {
           lookedAgain = true;
-          continue;
+          return { waitMs: 0 };
         }
       }
-      if (Date.now() >= deadline) {
+      if (p.expired()) {
         throw new Error(
-          `Another deploy holds the lock ${this.dir} on ${this.remote.where}: ${who}. Waited ${timeoutSeconds} s (input lock-timeout).`,
+          `Another deploy holds the lock ${this.dir} on ${this.remote.where}: ${who}. ` +
+            `Waited ${timeoutSeconds} s (input lock-timeout).`,
         );
       }
       if (!said) core.info(`Waiting for the deploy lock ${this.dir}, held by ${who} (up to ${timeoutSeconds} s)…`);
       said = true;
-      await new Promise((r) => setTimeout(r, sleepMs));
-    }
+      return { waitMs: sleepMs };
+    });
   }
 
   /**
@@ -109,7 +122,8 @@ export class HostLock {
     const script = [
       // One breaker at a time; a marker left by a breaker that died a minute ago is its own stale lock.
       `if ! mkdir ${d}/.breaking 2>/dev/null; then`,
-      `  [ -n "$(find ${d}/.breaking -maxdepth 0 -mmin +1 2>/dev/null)" ] && rmdir ${d}/.breaking 2>/dev/null && mkdir ${d}/.breaking 2>/dev/null || exit 0`,
+      `  [ -n "$(find ${d}/.breaking -maxdepth 0 -mmin +1 2>/dev/null)" ] && rmdir ${d}/.breaking 2>/dev/null && ` +
+        `mkdir ${d}/.breaking 2>/dev/null || exit 0`,
       `fi`,
       `if ${same}; then mv ${d} ${aside} && rm -rf ${aside} && echo BROKEN; else rmdir ${d}/.breaking; fi`,
     ].join('\n');
@@ -123,10 +137,11 @@ export class HostLock {
   }
 }
 
-export async function releaseLock(remote: Remote, dir: string, token: string): Promise<boolean> {
+export async function releaseLock(remote: Shell, dir: string, token: string): Promise<boolean> {
   const d = shellJoin([dir]);
   const res = await remote.sh(
-    `grep -qF ${shellJoin([JSON.stringify({ token }).slice(1, -1)])} ${d}/holder.json 2>/dev/null && rm -rf ${d} && echo RELEASED`,
+    `grep -qF ${shellJoin([JSON.stringify({ token }).slice(1, -1)])} ${d}/holder.json 2>/dev/null && rm -rf ${d} ` +
+      `&& echo RELEASED`,
     { retry: true },
   );
   return res.stdout.includes('RELEASED');
@@ -171,7 +186,7 @@ export function lockTracker(): LockTracker {
  * interleave (A infra, B infra, A app, B app). Returns what releases them all.
  */
 export async function lockStacks(
-  remote: Remote,
+  remote: Shell,
   dirs: string[],
   holder: Omit<Holder, 'token'>,
   timeoutSeconds: number,

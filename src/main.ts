@@ -35,7 +35,7 @@ export async function run(): Promise<void> {
     error = outcome.error;
   } catch (e) {
     const err = e as Error & { markdown?: string };
-    error = err instanceof InputError ? err.message : `${err.message}`;
+    error = err.message;
     if (!(err instanceof InputError) && core.isDebug() && err.stack) core.debug(err.stack);
     outcome = {
       result: 'failed',

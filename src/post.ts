@@ -2,7 +2,8 @@ import * as core from '@actions/core';
 import { LocalRunner, Runner } from './exec';
 import { readInputs } from './inputs';
 import { releaseLock } from './lock';
-import { Remote, shellJoin } from './remote';
+import { Remote, sshOptions } from './remote';
+import { disposing } from './retry-helper';
 import { state } from './state';
 
 /**
@@ -16,16 +17,7 @@ export async function post(local: Runner = new LocalRunner()): Promise<void> {
   if (dirs.length || hostConfig) {
     try {
       const inputs = readInputs();
-      const remote = await Remote.connect({
-        host: inputs.host,
-        port: inputs.port,
-        user: inputs.user,
-        privateKey: inputs.sshKey,
-        passphrase: inputs.sshPassphrase,
-        knownHosts: inputs.knownHosts,
-        connectTimeout: 15000,
-      });
-      try {
+      await disposing(await Remote.connect(sshOptions(inputs, 15000)), async (remote) => {
         for (const d of dirs) {
           const released = await releaseLock(remote, d, token);
           core.info(
@@ -36,12 +28,10 @@ export async function post(local: Runner = new LocalRunner()): Promise<void> {
         }
         // The main step was stopped before it removed it: no credentials stay on the host.
         if (hostConfig) {
-          await remote.sh(shellJoin(['rm', '-rf', hostConfig]), { retry: true });
+          await remote.run(['rm', '-rf', hostConfig], { retry: true });
           core.info(`Removed the run's Docker config folder on the host (its registry login).`);
         }
-      } finally {
-        remote.dispose();
-      }
+      });
     } catch (e) {
       core.warning(
         `Post step: could not clean up on the host (locks ${dirs.join(', ') || 'none'}): ${(e as Error).message}`,

@@ -4,7 +4,7 @@
  * the host's stacks, so previews deployed by other runs and workflows count too.
  */
 import { InputError } from './errors';
-import { SecretHost } from './secrets';
+import { Shell } from './host/shell';
 
 const PREVIEW = /^(.+)-pr-([1-9][0-9]*)$/;
 
@@ -39,7 +39,7 @@ export function capVerdict(deploying: string[], live: Map<number, string[]>, max
 }
 
 /** Reads the host's stacks and applies the cap; reads only. */
-export async function checkPreviewCap(host: SecretHost, deploying: string[], max: number): Promise<void> {
+export async function checkPreviewCap(host: Shell, deploying: string[], max: number): Promise<void> {
   if (!max || !deploying.some((s) => previewNumber(s) !== undefined)) return;
   const res = await host.run(['docker', 'stack', 'ls', '--format', '{{.Name}}'], { retry: true, silent: true });
   if (res.code !== 0)

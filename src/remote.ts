@@ -1,12 +1,18 @@
 import * as core from '@actions/core';
-import { createHash, randomBytes } from 'crypto';
 import * as net from 'net';
 import { NodeSSH } from 'node-ssh';
 import type { ClientChannel } from 'ssh2';
-import { quote } from 'shell-quote';
 import { InputError } from './errors';
-import { RunOptions, RunResult, Runner } from './exec';
+import { RunResult, Runner } from './exec';
+import { PersistentShell } from './host/persistent-shell';
+import { Shell, ShellOptions, shellJoin } from './host/shell';
+import { writeFileScript } from './host/write-file';
+import type { Inputs } from './inputs';
 import { fingerprint, hostKeyAlgorithms, hostToken, keysFor } from './knownhosts';
+import { Clock, bounded, retry, systemClock } from './retry-helper';
+
+export { shellJoin, writeFileScript };
+export type { Shell, ShellOptions };
 
 export interface RemoteOptions {
   host: string;
@@ -19,13 +25,26 @@ export interface RemoteOptions {
   connectTimeout?: number;
 }
 
-export interface ShOptions extends RunOptions {
-  /** The command is safe to repeat: reconnect and retry when the connection dropped. */
-  retry?: boolean;
+/** The SSH connection's own options: a timed-out command's shell is replaced. */
+export interface ShOptions extends ShellOptions {
   /** Base64 text given to the script's standard input through the persistent shell (no new channel). */
   heredoc?: string;
-  /** Bound on the command (ms): past it the command counts as failed and its shell is replaced. */
-  timeoutMs?: number;
+}
+
+/** How the action reaches the host, from its inputs (the main step and the post step alike). */
+export function sshOptions(
+  inputs: Pick<Inputs, 'host' | 'port' | 'user' | 'sshKey' | 'sshPassphrase' | 'knownHosts'>,
+  connectTimeout?: number,
+): RemoteOptions {
+  return {
+    host: inputs.host,
+    port: inputs.port,
+    user: inputs.user,
+    privateKey: inputs.sshKey,
+    passphrase: inputs.sshPassphrase,
+    knownHosts: inputs.knownHosts,
+    connectTimeout,
+  };
 }
 
 /** Every remote command is bounded: a wedged engine or a stalled registry must not hang the job. */
@@ -35,22 +54,18 @@ export const COMMAND_TIMEOUT_MS = 120_000;
 export class CommandTimeout extends Error {
   constructor(where: string, script: string, ms: number) {
     super(
-      `${where}: a remote command did not answer within ${Math.round(ms / 1000)} s (${script.split('\n')[0].slice(0, 80)}…)`,
+      `${where}: a remote command did not answer within ${Math.round(ms / 1000)} s ` +
+        `(${script.split('\n')[0].slice(0, 80)}…)`,
     );
     this.name = 'CommandTimeout';
   }
-}
-
-/** Shell-quotes an argv for the remote shell: every word reaches the command as one literal argument. */
-export function shellJoin(argv: string[]): string {
-  return quote(argv);
 }
 
 /**
  * One SSH connection for the whole job (node-ssh over ssh2), with the host key pinned.
  * Reconnects once when the connection dropped, for commands the caller marks as safe to repeat.
  */
-export class Remote implements Runner {
+export class Remote implements Runner, Shell {
   readonly where: string;
   private ssh = new NodeSSH();
   private shell?: PersistentShell;
@@ -58,6 +73,8 @@ export class Remote implements Runner {
   commands = 0;
   /** Set before every script (`export K=V;`): the run's own Docker config folder on the host. */
   private prefix = '';
+  /** Waits between reconnects (a fake one in the unit tests). */
+  private clock: Pick<Clock, 'sleep'> = systemClock;
 
   private constructor(private readonly opts: RemoteOptions) {
     this.where = `${opts.user}@${hostToken(opts.host, opts.port)}`;
@@ -74,7 +91,8 @@ export class Remote implements Runner {
     const { keys, revoked } = keysFor(this.opts.knownHosts, host, port);
     if (!keys.length) {
       throw new InputError(
-        `Input \`known-hosts\` has no entry for ${hostToken(host, port)} (port ${port} is written [host]:port). Get it with \`ssh-keyscan -p ${port} ${host}\` from a trusted network.`,
+        `Input \`known-hosts\` has no entry for ${hostToken(host, port)} (port ${port} is written [host]:port). ` +
+          `Get it with \`ssh-keyscan -p ${port} ${host}\` from a trusted network.`,
       );
     }
     let presented = '';
@@ -116,10 +134,17 @@ export class Remote implements Runner {
     const msg = e.message || String(e);
     const who = `${this.where}`;
     if (/verification failed|Host denied/i.test(msg)) {
-      return `Host key verification failed for ${who}: the server presented ${presented || 'a key'} which is not pinned in \`known-hosts\`. Refusing to connect (possible man-in-the-middle, or the host was rebuilt: update known-hosts from a trusted source).`;
+      return (
+        `Host key verification failed for ${who}: the server presented ${presented || 'a key'} which is not ` +
+        `pinned in \`known-hosts\`. Refusing to connect (possible man-in-the-middle, or the host was rebuilt: ` +
+        `update known-hosts from a trusted source).`
+      );
     }
     if (/authentication methods failed/i.test(msg)) {
-      return `SSH authentication failed for ${who}: the server refused the key in \`ssh-key\` (is its public key in ~${this.opts.user}/.ssh/authorized_keys?).`;
+      return (
+        `SSH authentication failed for ${who}: the server refused the key in \`ssh-key\` (is its public key ` +
+        `in ~${this.opts.user}/.ssh/authorized_keys?).`
+      );
     }
     if (/passphrase/i.test(msg)) {
       const hint = this.opts.passphrase
@@ -131,7 +156,10 @@ export class Remote implements Runner {
       return `Input \`ssh-key\` is not a private key ssh2 can read (OpenSSH or PEM): ${msg.replace(/[\r\n]+/g, ' ')}`;
     }
     if (/Timed out/i.test(msg))
-      return `Timed out connecting to ${who} after ${Math.round((this.opts.connectTimeout ?? 20000) / 1000)} s (host down, firewall, or wrong port).`;
+      return (
+        `Timed out connecting to ${who} after ${Math.round((this.opts.connectTimeout ?? 20000) / 1000)} s ` +
+        `(host down, firewall, or wrong port).`
+      );
     if (/ECONNREFUSED/.test(msg))
       return `Connection refused by ${hostToken(this.opts.host, this.opts.port)} (no SSH server on that port?).`;
     if (/ENOTFOUND|EAI_AGAIN/.test(msg)) return `Cannot resolve host "${this.opts.host}".`;
@@ -144,63 +172,70 @@ export class Remote implements Runner {
 
   /** Runs a script in the remote shell. Callers build it from shellJoin()ed parts only. */
   async sh(script: string, opts: ShOptions = {}): Promise<RunResult> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        if (!this.ssh.isConnected()) throw Object.assign(new Error('Not connected to server'), { dropped: true });
-        this.commands++;
-        let res: RunResult;
-        if (opts.input !== undefined) {
-          // Standard input needs a channel of its own; secrets travel this way, never on a command line.
-          let channel: ClientChannel | undefined;
-          const r = await bounded(
-            this.ssh.execCommand(this.prefix + script, { stdin: opts.input, onChannel: (c) => (channel = c) }),
-            opts.timeoutMs ?? COMMAND_TIMEOUT_MS,
-            () => {
-              channel?.close();
-              return new CommandTimeout(this.where, script, opts.timeoutMs ?? COMMAND_TIMEOUT_MS);
-            },
-          );
-          if (r.code === null && r.signal === null && !this.ssh.isConnected())
-            throw Object.assign(new Error('connection dropped'), { dropped: true });
-          res = { code: r.code ?? 255, stdout: r.stdout, stderr: r.stderr };
-        } else {
-          this.shell ??= await PersistentShell.open(this.ssh);
-          const shell = this.shell;
-          res = await bounded(
-            shell.run(this.prefix + script, opts.heredoc),
-            opts.timeoutMs ?? COMMAND_TIMEOUT_MS,
-            () => {
-              // The shell is still busy with the stuck command: the next command gets a new one.
-              shell.close();
-              if (this.shell === shell) this.shell = undefined;
-              return new CommandTimeout(this.where, script, opts.timeoutMs ?? COMMAND_TIMEOUT_MS);
-            },
-          );
-        }
-        if (!opts.silent && core.isDebug()) core.debug(`${this.where}$ ${script.slice(0, 300)} → ${res.code}`);
-        return res;
-      } catch (e) {
-        const err = e as Error & { dropped?: boolean };
-        if (err instanceof CommandTimeout) throw err;
-        const dropped =
-          err.dropped || /Not connected|No response|ECONNRESET|socket|closed|Channel open failure/i.test(err.message);
-        if (!dropped || !opts.retry || attempt >= 3) {
-          if (dropped) throw new Error(`Lost the SSH connection to ${this.where}: ${err.message}`);
-          throw err;
-        }
-        core.warning(
-          `SSH connection to ${this.where} dropped (${err.message}); reconnecting (attempt ${attempt + 1}).`,
-        );
-        await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
-        try {
-          this.shell?.close();
-          this.ssh.dispose();
-          await this.open();
-        } catch (re) {
-          core.warning(`Reconnect failed: ${(re as Error).message}`);
-        }
-      }
+    try {
+      return await retry(
+        {
+          attempts: opts.retry ? 4 : 1,
+          delayMs: (failed) => 500 * failed,
+          retryable: isDropped,
+          clock: this.clock,
+          onRetry: (e, failed) =>
+            core.warning(`SSH connection to ${this.where} dropped (${e.message}); reconnecting (attempt ${failed}).`),
+        },
+        async (n) => {
+          if (n > 1) await this.reconnect();
+          return this.once(script, opts);
+        },
+      );
+    } catch (e) {
+      if (isDropped(e as Error)) throw new Error(`Lost the SSH connection to ${this.where}: ${(e as Error).message}`);
+      throw e;
     }
+  }
+
+  private async reconnect(): Promise<void> {
+    try {
+      this.shell?.close();
+      this.ssh.dispose();
+      await this.open();
+    } catch (re) {
+      // The next attempt finds no connection and counts as dropped.
+      core.warning(`Reconnect failed: ${(re as Error).message}`);
+    }
+  }
+
+  /** One attempt: a new channel when there is standard input, else the persistent shell. */
+  private async once(script: string, opts: ShOptions): Promise<RunResult> {
+    if (!this.ssh.isConnected()) throw Object.assign(new Error('Not connected to server'), { dropped: true });
+    this.commands++;
+    const ms = opts.timeoutMs ?? COMMAND_TIMEOUT_MS;
+    let res: RunResult;
+    if (opts.input !== undefined) {
+      // Standard input needs a channel of its own; secrets travel this way, never on a command line.
+      let channel: ClientChannel | undefined;
+      const r = await bounded(
+        this.ssh.execCommand(this.prefix + script, { stdin: opts.input, onChannel: (c) => (channel = c) }),
+        ms,
+        () => {
+          channel?.close();
+          return new CommandTimeout(this.where, script, ms);
+        },
+      );
+      if (r.code === null && r.signal === null && !this.ssh.isConnected())
+        throw Object.assign(new Error('connection dropped'), { dropped: true });
+      res = { code: r.code ?? 255, stdout: r.stdout, stderr: r.stderr };
+    } else {
+      this.shell ??= await PersistentShell.open(this.ssh);
+      const shell = this.shell;
+      res = await bounded(shell.run(this.prefix + script, opts.heredoc), ms, () => {
+        // The shell is still busy with the stuck command: the next command gets a new one.
+        shell.close();
+        if (this.shell === shell) this.shell = undefined;
+        return new CommandTimeout(this.where, script, ms);
+      });
+    }
+    if (!opts.silent && core.isDebug()) core.debug(`${this.where}$ ${script.slice(0, 300)} → ${res.code}`);
+    return res;
   }
 
   /**
@@ -229,40 +264,10 @@ export class Remote implements Runner {
   }
 }
 
-/**
- * The script and here-document that install `content` at `remotePath` only when every byte arrived.
- * Mode 600 unless `mode` is given (a bind-mounted file keeps its own, for a container user that is not the owner).
- */
-export function writeFileScript(
-  remotePath: string,
-  content: string | Buffer,
-  mode?: number,
-): { script: string; heredoc: string } {
-  const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
-  const sum = createHash('sha256').update(bytes).digest('hex');
-  const [dir, tmp, file] = [dirname(remotePath), `${remotePath}.tmp.${randomBytes(6).toString('hex')}`, remotePath].map(
-    (p) => shellJoin([p]),
-  );
-  const script = [
-    `umask 077 && mkdir -p ${dir} && base64 -d > ${tmp} || { rm -f ${tmp}; exit 1; }`,
-    `if [ "$(wc -c < ${tmp} | tr -d ' ')" != ${bytes.length} ] || [ "$(sha256sum < ${tmp} | cut -c1-64)" != ${sum} ]; then`,
-    `  rm -f ${tmp}; echo "incomplete transfer (length or sha256 differs); the file was left as it was" >&2; exit 1`,
-    `fi`,
-    ...(mode === undefined
-      ? []
-      : [`chmod ${(mode & 0o7777).toString(8).padStart(4, '0')} ${tmp} || { rm -f ${tmp}; exit 1; }`]),
-    `mv -f ${tmp} ${file}`,
-  ].join('\n');
-  return { script, heredoc: bytes.toString('base64') };
-}
-
-/** Rejects with `onTimeout()` when the promise has not settled within `ms`. */
-function bounded<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(onTimeout()), ms);
-  });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+/** A lost connection (worth a reconnect), not a command that failed or timed out. */
+function isDropped(e: Error & { dropped?: boolean }): boolean {
+  if (e instanceof CommandTimeout) return false;
+  return !!e.dropped || /Not connected|No response|ECONNRESET|socket|closed|Channel open failure/i.test(e.message);
 }
 
 function openSocket(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
@@ -283,89 +288,4 @@ function openSocket(host: string, port: number, timeoutMs: number): Promise<net.
       reject(e);
     });
   });
-}
-
-/**
- * One long-lived `sh` on one SSH channel: commands are written to it and delimited by a random
- * marker. sshd sets up every new exec channel in ~170 ms (measured on the lab); this costs one
- * fork. Each script runs in its own `sh -c` with its text quoted, so even a broken script cannot
- * leave this shell waiting for input.
- */
-class PersistentShell {
-  private out = '';
-  private err = '';
-  private waiting?: { resolve: (r: RunResult) => void; reject: (e: Error) => void };
-  private queue: Promise<unknown> = Promise.resolve();
-  private closed?: Error;
-  private readonly mark = `@@deploy-action-${randomBytes(8).toString('hex')}@@`;
-
-  private constructor(private readonly ch: ClientChannel) {
-    ch.on('data', (d: Buffer) => {
-      this.out += d.toString('utf8');
-      this.settle();
-    });
-    ch.stderr.on('data', (d: Buffer) => {
-      this.err += d.toString('utf8');
-      this.settle();
-    });
-    ch.on('close', () => {
-      this.closed = Object.assign(new Error('the remote shell closed (connection dropped?)'), { dropped: true });
-      this.waiting?.reject(this.closed);
-      this.waiting = undefined;
-    });
-  }
-
-  static open(ssh: NodeSSH): Promise<PersistentShell> {
-    return new Promise((resolve, reject) => {
-      if (!ssh.connection) return reject(Object.assign(new Error('Not connected to server'), { dropped: true }));
-      ssh.connection.exec('exec sh', (err, ch) =>
-        err ? reject(Object.assign(err, { dropped: true })) : resolve(new PersistentShell(ch)),
-      );
-    });
-  }
-
-  private settle(): void {
-    if (!this.waiting) return;
-    const endOut = new RegExp(`\\n${this.mark} (\\d+)\\n`).exec(this.out);
-    const endErr = this.err.indexOf(`\n${this.mark}\n`);
-    if (!endOut || endErr < 0) return;
-    const stdout = this.out.slice(0, endOut.index);
-    const stderr = this.err.slice(0, endErr);
-    this.out = this.out.slice(endOut.index + endOut[0].length);
-    this.err = this.err.slice(endErr + this.mark.length + 2);
-    const w = this.waiting;
-    this.waiting = undefined;
-    w.resolve({ code: Number(endOut[1]), stdout, stderr });
-  }
-
-  run(script: string, base64Input?: string): Promise<RunResult> {
-    const next = this.queue.then(
-      () =>
-        new Promise<RunResult>((resolve, reject) => {
-          if (this.closed) return reject(this.closed);
-          this.waiting = { resolve, reject };
-          const m = shellJoin([this.mark]);
-          const end = `printf '\\n%s %d\\n' ${m} $?; printf '\\n%s\\n' ${m} >&2\n`;
-          if (base64Input === undefined) {
-            this.ch.write(`sh -c ${shellJoin([script])} </dev/null; ${end}`);
-          } else {
-            // Base64 lines cannot contain the delimiter, so the here-document ends where we say.
-            const eof = `DEPLOY_ACTION_EOF_${randomBytes(6).toString('hex')}`;
-            const lines = base64Input.replace(/(.{76})/g, '$1\n');
-            this.ch.write(`sh -c ${shellJoin([script])} <<'${eof}'\n${lines}\n${eof}\n${end}`);
-          }
-        }),
-    );
-    this.queue = next.catch(() => undefined);
-    return next;
-  }
-
-  close(): void {
-    this.ch.end();
-  }
-}
-
-function dirname(p: string): string {
-  const i = p.lastIndexOf('/');
-  return i <= 0 ? (i === 0 ? '/' : '.') : p.slice(0, i);
 }

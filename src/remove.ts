@@ -8,8 +8,8 @@ import * as core from '@actions/core';
 import { Outcome, connect } from './commands';
 import { Inputs } from './inputs';
 import { stackDir } from './ledger';
-import { SecretHost } from './secrets';
-import { shellJoin } from './remote';
+import { Shell, shellJoin } from './host/shell';
+import { Clock, disposing, pollUntil } from './retry-helper';
 
 const NAMESPACE = 'com.docker.stack.namespace';
 
@@ -35,22 +35,25 @@ const lines = (s: string) =>
     .filter(Boolean);
 
 /** Reads what the stack has on the host; changes nothing. */
-export async function planRemoval(host: SecretHost, remoteDir: string, stack: string): Promise<Removal> {
+export async function planRemoval(host: Shell, remoteDir: string, stack: string): Promise<Removal> {
   const dir = stackDir(remoteDir, stack);
   const ns = `label=${NAMESPACE}=${stack}`;
+  const own = `label=deploy-action.stack=${stack}`;
   const q = (argv: string[]) => shellJoin(argv);
   const script = [
     `${q(['docker', 'service', 'ls', '--filter', ns, '--format', 'service {{.Name}}'])} || exit 1`,
     `${q(['docker', 'network', 'ls', '--filter', ns, '--format', 'network {{.Name}}'])} || exit 1`,
     `${q(['docker', 'config', 'ls', '--filter', ns, '--format', 'config {{.Name}}'])} || exit 1`,
     `${q(['docker', 'secret', 'ls', '--filter', ns, '--format', 'secret {{.Name}}'])} || exit 1`,
-    `${q(['docker', 'secret', 'ls', '--filter', `label=deploy-action.stack=${stack}`, '--format', 'secret {{.Name}}'])} || exit 1`,
+    `${q(['docker', 'secret', 'ls', '--filter', own, '--format', 'secret {{.Name}}'])} || exit 1`,
     // Only the lock this run holds (it made the folder) is no history of the stack.
     `if [ -d ${q([dir])} ] && ls -A ${q([dir])} | grep -qvx lock; then echo folder; fi`,
     // The shared secrets its kept releases used, each with whether another stack's ledger names it.
-    `for n in $(grep -hoE '"shared_[A-Za-z0-9_.-]+"' ${q([`${dir}/ledger.json`])} 2>/dev/null | tr -d '"' | sort -u); do`,
+    `for n in $(grep -hoE '"shared_[A-Za-z0-9_.-]+"' ${q([`${dir}/ledger.json`])} 2>/dev/null ` +
+      `| tr -d '"' | sort -u); do`,
     `  docker secret inspect "$n" >/dev/null 2>&1 || continue`,
-    `  if grep -lsF -- "\\"$n\\"" ${q([`${remoteDir}/stacks`])}/*/ledger.json | grep -vqxF -- ${q([`${dir}/ledger.json`])}; then echo "kept $n"; else echo "shared $n"; fi`,
+    `  if grep -lsF -- "\\"$n\\"" ${q([`${remoteDir}/stacks`])}/*/ledger.json | grep -vqxF -- ` +
+      `${q([`${dir}/ledger.json`])}; then echo "kept $n"; else echo "shared $n"; fi`,
     `done`,
     'true',
   ].join('\n');
@@ -101,6 +104,7 @@ export function describeRemoval(r: Removal): string {
 export interface RemoveOptions {
   timeoutMs: number;
   pollMs: number;
+  clock?: Clock;
 }
 
 /**
@@ -108,7 +112,7 @@ export interface RemoveOptions {
  * every task has stopped, on every node, and `docker stack rm` does not wait: each poll removes
  * what it can until nothing is left, bounded. The folder goes last, but for the lock this run holds.
  */
-export async function removeStack(host: SecretHost, remoteDir: string, r: Removal, opts: RemoveOptions): Promise<void> {
+export async function removeStack(host: Shell, remoteDir: string, r: Removal, opts: RemoveOptions): Promise<void> {
   const q = (argv: string[]) => shellJoin(argv);
   if (r.services.length || r.networks.length || r.configs.length) {
     const rm = await host.run(['docker', 'stack', 'rm', r.stack], { retry: true });
@@ -129,22 +133,21 @@ export async function removeStack(host: SecretHost, remoteDir: string, r: Remova
     `if [ -n "$s" ]; then echo "services $(echo $s | wc -w)"; exit 0; fi`,
     ...objects.map(
       ([kind, n]) =>
-        `if ${q(['docker', kind, 'inspect', n])} >/dev/null 2>&1 && ! ${q(['docker', kind, 'rm', n])} >/dev/null 2>&1; then echo ${q([`${kind} ${n}`])}; fi`,
+        `if ${q(['docker', kind, 'inspect', n])} >/dev/null 2>&1 && ` +
+        `! ${q(['docker', kind, 'rm', n])} >/dev/null 2>&1; then echo ${q([`${kind} ${n}`])}; fi`,
     ),
     'true',
   ].join('\n');
-  const deadline = Date.now() + opts.timeoutMs;
-  for (;;) {
+  await pollUntil({ timeoutMs: opts.timeoutMs, clock: opts.clock }, async (p) => {
     const res = await host.sh(script, { retry: true, silent: true });
     const left = res.code === 0 ? lines(res.stdout) : [`(could not read: ${res.stderr.trim()})`];
-    if (!left.length) break;
-    if (Date.now() >= deadline) {
-      throw new Error(
-        `${host.where}: stack ${r.stack} was not fully removed within ${Math.round(opts.timeoutMs / 1000)} s; still there: ${left.join(', ')}. Run the remove again, or look at the host (docker stack ps ${r.stack}).`,
-      );
-    }
-    await new Promise((done) => setTimeout(done, opts.pollMs));
-  }
+    if (!left.length) return { done: undefined };
+    if (!p.expired()) return { waitMs: opts.pollMs };
+    throw new Error(
+      `${host.where}: stack ${r.stack} was not fully removed within ${Math.round(opts.timeoutMs / 1000)} s; ` +
+        `still there: ${left.join(', ')}. Run the remove again, or look at the host (docker stack ps ${r.stack}).`,
+    );
+  });
   if (r.folder) {
     const dir = stackDir(remoteDir, r.stack);
     const res = await host.sh(`find ${q([dir])} -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +`, {
@@ -156,7 +159,7 @@ export async function removeStack(host: SecretHost, remoteDir: string, r: Remova
 }
 
 /** After its lock is released: the stack's folder, if nothing (another run's lock) came back into it. */
-export async function removeEmptyFolder(host: SecretHost, remoteDir: string, stack: string): Promise<void> {
+export async function removeEmptyFolder(host: Shell, remoteDir: string, stack: string): Promise<void> {
   await host.sh(`rmdir ${shellJoin([stackDir(remoteDir, stack)])} 2>/dev/null; true`, { retry: true });
 }
 
@@ -170,36 +173,47 @@ export async function commandRemove(inputs: Inputs): Promise<Outcome> {
     { ...inputs, registryUsername: '', registryPassword: '' },
     inputs.dryRun,
   );
+  // The folders go once the locks are released, and only if no other run's lock came back into them.
+  return disposing(remote, async () => {
+    try {
+      return await removeAll(inputs, remote, ctx.pollMs);
+    } finally {
+      await finish();
+      if (!inputs.dryRun)
+        for (const s of inputs.stacks) await removeEmptyFolder(remote, inputs.remoteDir, s.name).catch(() => undefined);
+    }
+  });
+}
+
+/** Reads what every stack has, then removes it (a dry run prints it). */
+async function removeAll(inputs: Inputs, remote: Shell, pollMs: number): Promise<Outcome> {
   const notes: string[] = [];
-  try {
-    const plans: Removal[] = [];
-    for (const s of [...inputs.stacks].reverse()) plans.push(await planRemoval(remote, inputs.remoteDir, s.name));
-    for (const p of plans) core.info(`${inputs.dryRun ? 'Would remove ' : ''}${describeRemoval(p)}`);
-    if (inputs.dryRun) {
-      notes.push('dry-run: nothing was removed.');
-      return { result: 'checked', release: inputs.release, versions: {}, images: {}, layers: [], notes };
-    }
-    for (const p of plans) {
-      if (isEmpty(p)) continue;
-      await core.group(`Remove ${p.stack}`, () =>
-        removeStack(remote, inputs.remoteDir, p, {
-          timeoutMs: (inputs.timeout ?? REMOVE_TIMEOUT_S) * 1000,
-          pollMs: ctx.pollMs * 4,
-        }),
-      );
-      notes.push(
-        `Removed ${p.stack}${p.sharedKept.length ? ` (kept the shared secret(s) ${p.sharedKept.join(', ')}: another stack's ledger names them)` : ''}.`,
-      );
-    }
-    if (plans.every(isEmpty))
-      notes.push(`Nothing to remove: ${plans.map((p) => p.stack).join(', ')} not on ${remote.where}.`);
-  } finally {
-    await finish();
-    if (!inputs.dryRun)
-      for (const s of inputs.stacks) await removeEmptyFolder(remote, inputs.remoteDir, s.name).catch(() => undefined);
-    remote.dispose();
+  const outcome = (result: Outcome['result']): Outcome => {
+    return { result, release: inputs.release, versions: {}, images: {}, layers: [], notes };
+  };
+  const plans: Removal[] = [];
+  for (const s of [...inputs.stacks].reverse()) plans.push(await planRemoval(remote, inputs.remoteDir, s.name));
+  for (const p of plans) core.info(`${inputs.dryRun ? 'Would remove ' : ''}${describeRemoval(p)}`);
+  if (inputs.dryRun) {
+    notes.push('dry-run: nothing was removed.');
+    return outcome('checked');
   }
-  return { result: 'removed', release: inputs.release, versions: {}, images: {}, layers: [], notes };
+  for (const p of plans) {
+    if (isEmpty(p)) continue;
+    await core.group(`Remove ${p.stack}`, () =>
+      removeStack(remote, inputs.remoteDir, p, {
+        timeoutMs: (inputs.timeout ?? REMOVE_TIMEOUT_S) * 1000,
+        pollMs: pollMs * 4,
+      }),
+    );
+    const kept = p.sharedKept.length
+      ? ` (kept the shared secret(s) ${p.sharedKept.join(', ')}: another stack's ledger names them)`
+      : '';
+    notes.push(`Removed ${p.stack}${kept}.`);
+  }
+  if (plans.every(isEmpty))
+    notes.push(`Nothing to remove: ${plans.map((p) => p.stack).join(', ')} not on ${remote.where}.`);
+  return outcome('removed');
 }
 
 /** How long Swarm may take to stop a stack's tasks and let go of its networks (input `timeout` wins). */

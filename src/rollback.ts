@@ -1,7 +1,7 @@
 import * as core from '@actions/core';
 import { ServiceGate } from './gate';
-import { Runner } from './exec';
-import { Remote, shellJoin } from './remote';
+import { Shell, shellJoin } from './host/shell';
+import { Clock, pollUntil, retry } from './retry-helper';
 import { ServiceState, Snapshot, countStates, normalizeImage, onCurrentSpec } from './swarm';
 
 /**
@@ -34,6 +34,7 @@ export interface RollbackWait {
   timeoutMs: number;
   pollMs: number;
   poll: () => Promise<Snapshot>;
+  clock?: Clock;
 }
 
 function isBack(svc: ServiceState | undefined, target: RollbackTarget, snap: Snapshot): boolean {
@@ -82,32 +83,32 @@ const isLost = (e: Error) => /Lost the SSH connection|did not answer within/.tes
  * blindly: a second rollback would swap the failed spec back in. After a lost reply, the state says
  * which services still need it.
  */
-export async function rollbackServices(
-  remote: Runner & { sh: Remote['sh'] },
-  names: string[],
-  ctx: RollbackContext,
-): Promise<void> {
+export async function rollbackServices(remote: Shell, names: string[], ctx: RollbackContext): Promise<void> {
   if (!names.length) return;
   core.info(`Rolling back ${names.join(', ')} to the previous spec.`);
   const script = (ns: string[]) =>
     ns.map((n) => shellJoin(['docker', 'service', 'rollback', '--detach', n])).join(' && ');
   let pending = names;
-  for (let attempt = 0; ; attempt++) {
-    try {
+  await retry(
+    {
+      attempts: 3,
+      retryable: isLost,
+      onRetry: async () => {
+        const snap = await ctx.poll();
+        pending = pending.filter(
+          (n) => !rollbackTaken(snap.services.get(n), ctx.before.get(n), ctx.stale.get(n) ?? ''),
+        );
+        const still = pending.length ? `${pending.join(', ')} still need(s) it` : 'it was taken in';
+        core.warning(`The answer to docker service rollback was lost; Swarm's state says ${still}.`);
+      },
+    },
+    async () => {
+      if (!pending.length) return;
       const res = await remote.sh(script(pending), { retry: false });
       if (res.code !== 0)
         throw new Error(`docker service rollback failed on ${remote.where}: ${(res.stderr || res.stdout).trim()}`);
-      return;
-    } catch (e) {
-      if (!isLost(e as Error) || attempt >= 2) throw e;
-      const snap = await ctx.poll();
-      pending = pending.filter((n) => !rollbackTaken(snap.services.get(n), ctx.before.get(n), ctx.stale.get(n) ?? ''));
-      core.warning(
-        `The answer to docker service rollback was lost; Swarm's state says ${pending.length ? `${pending.join(', ')} still need(s) it` : 'it was taken in'}.`,
-      );
-      if (!pending.length) return;
-    }
-  }
+    },
+  );
 }
 
 /** What a service not back looked like, for the job's note: the host may still be finishing it. */
@@ -117,17 +118,23 @@ function lastSeen(svc: ServiceState | undefined, snap: Snapshot | undefined): st
   const tasks = snap.tasks.filter((t) => t.serviceId === svc.id);
   const { running, need } = onCurrentSpec(svc, tasks);
   const states = countStates(tasks.filter((t) => t.desired === 'running'));
-  return `${svc.image}, ${running.length}/${need} running on it${states ? ` (${states})` : ''}, update ${svc.update?.state || 'none'}`;
+  return (
+    `${svc.image}, ${running.length}/${need} running on it${states ? ` (${states})` : ''}, update ` +
+    `${svc.update?.state || 'none'}`
+  );
+}
+
+export interface RolledBack {
+  notBack: string[];
+  snap?: Snapshot;
+  lastSeen: Map<string, string>;
 }
 
 /** Waits until every service runs its old image again, all replicas up; returns those that did not make it. */
-export async function waitRolledBack(
-  w: RollbackWait,
-): Promise<{ notBack: string[]; snap?: Snapshot; lastSeen: Map<string, string> }> {
-  const deadline = Date.now() + w.timeoutMs;
+export async function waitRolledBack(w: RollbackWait): Promise<RolledBack> {
   let snap: Snapshot | undefined;
   let said = false;
-  for (;;) {
+  return pollUntil<RolledBack>({ timeoutMs: w.timeoutMs, clock: w.clock }, async (p) => {
     try {
       snap = await w.poll();
     } catch (e) {
@@ -137,8 +144,7 @@ export async function waitRolledBack(
     }
     const s = snap;
     const notBack = [...w.targets].filter(([name, t]) => !s || !isBack(s.services.get(name), t, s)).map(([n]) => n);
-    if (!notBack.length || Date.now() >= deadline)
-      return { notBack, snap, lastSeen: new Map(notBack.map((n) => [n, lastSeen(s?.services.get(n), s)])) };
-    await new Promise((r) => setTimeout(r, w.pollMs));
-  }
+    if (notBack.length && !p.expired()) return { waitMs: w.pollMs };
+    return { done: { notBack, snap, lastSeen: new Map(notBack.map((n) => [n, lastSeen(s?.services.get(n), s)])) } };
+  });
 }

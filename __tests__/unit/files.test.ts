@@ -13,15 +13,14 @@ import * as YAML from 'yaml';
 import { checkStack } from '../../src/checks';
 import { bindMounts, rewriteBindSources } from '../../src/compose';
 import { InputError } from '../../src/errors';
-import { RunResult } from '../../src/exec';
-import { FileHost, installFiles, mountSource, shipPath } from '../../src/files';
-import { ShOptions, writeFileScript } from '../../src/remote';
+import { installFiles, mountSource, shipPath } from '../../src/files';
 import { LoadedStack, loadStack, prepareStack } from '../../src/stack';
 import { buildModel } from '../../src/model';
 
 /** The deploy's rendering of a stack, its model built with `env`. */
 const prepare = (s: LoadedStack, dir: string, env: Record<string, string>) => prepareStack(buildModel(s, env), dir);
 import { NodeFacts, bindMountFindings } from '../../src/placement';
+import { LocalShell } from '../helpers/host';
 
 function project(files: Record<string, string | Buffer>): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'files-unit-'));
@@ -224,22 +223,7 @@ test('rewriteBindSources: anchors are rewritten once, quoted scalars whole, unkn
 });
 
 /** A host that is a temp folder: scripts run in `sh` there, files written through the real writeFileScript. */
-class LocalHost implements FileHost {
-  readonly where = 'local@host';
-  readonly home = fs.mkdtempSync(path.join(os.tmpdir(), 'files-host-'));
-  scripts: string[] = [];
-  async sh(script: string, opts: ShOptions = {}): Promise<RunResult> {
-    this.scripts.push(script);
-    const input = opts.heredoc !== undefined ? opts.heredoc : (opts.input ?? '');
-    const r = spawnSync('sh', ['-c', script], { cwd: this.home, input, encoding: 'utf8' });
-    return { code: r.status ?? 255, stdout: r.stdout, stderr: r.stderr };
-  }
-  async writeFile(remotePath: string, content: string | Buffer, mode?: number): Promise<void> {
-    const w = writeFileScript(remotePath, content, mode);
-    const res = await this.sh(w.script, { heredoc: w.heredoc });
-    if (res.code !== 0) throw new Error(res.stderr);
-  }
-}
+const localHost = () => new LocalShell('local@host');
 
 test('installFiles: byte for byte with their modes, under the content hash; an existing hash is not sent again', async () => {
   const dir = project(files());
@@ -247,7 +231,7 @@ test('installFiles: byte for byte with their modes, under the content hash; an e
   fs.chmodSync(path.join(dir, 'stacks/config/keystore.p12'), 0o644);
   fs.mkdirSync(path.join(dir, 'stacks/certs/empty'));
   const p = prepare(loadStack({ name: 'edge', files: ['stacks/app.yml'] }, dir), dir, { CONF_DIR: './config' });
-  const host = new LocalHost();
+  const host = localHost();
   const first = await installFiles(host, 'd/stacks/edge/files', p.shipped);
   assert.equal(first.shipped.length, 5);
   const at = (f: string) => p.shipped.find((x) => x.name === f)!;

@@ -9,8 +9,11 @@ import {
   findTarget,
   parseLedger,
   pruneLedger,
+  readLedger,
+  saveRecord,
   stackDir,
 } from '../../src/ledger';
+import { RecordingShell } from '../helpers/host';
 
 let seq = 0;
 function rec(release: string, p: Partial<ReleaseRecord> = {}): ReleaseRecord {
@@ -322,4 +325,37 @@ test("available: each release with its services' versions and time, newest first
     /\n {2}x: a 1, b 2 — /,
   );
   assert.equal(available({ version: 1, stack: 'shop', releases: [] }), 'No release on record.');
+});
+
+test('readLedger: a stack never deployed has no ledger; a read that fails names the host and the file', async () => {
+  const host = new RecordingShell([{ sh: /ledger\.json/, times: 1, reply: '@@none@@\n' }]);
+  assert.equal(await readLedger(host, '.deploy-action', 'app'), null);
+  assert.deepEqual(host.calls[0].opts, { retry: true });
+  host.answer({ sh: /ledger\.json/, reply: { code: 1, stdout: '', stderr: 'Permission denied' } });
+  await assert.rejects(
+    readLedger(host, '.deploy-action', 'app'),
+    /^Error: me@vps: cannot read \.deploy-action\/stacks\/app\/ledger\.json: Permission denied$/,
+  );
+});
+
+test('saveRecord: the ledger is written whole, then the folders and shipped files of pruned releases go, quoted', async () => {
+  const old = rec('1.0.0', { dir: '/srv/a b/releases/r1;$(x)', files: ['0123456789abcdef'] });
+  const kept = rec('1.1.0');
+  const host = new RecordingShell([{ run: ['rm', '-rf', '--'] }, { sh: /^chmod -R u\+w / }]);
+  const saved = await saveRecord(host, '/srv', 'app', { version: 1, stack: 'app', releases: [old] }, kept, 1);
+  assert.deepEqual(
+    saved.releases.map((r) => r.release),
+    ['1.1.0'],
+  );
+  assert.deepEqual(
+    host.calls.map((c) => c.kind),
+    ['write', 'run', 'sh'],
+  );
+  assert.equal(host.calls[0].text, '/srv/stacks/app/ledger.json');
+  assert.deepEqual(JSON.parse(String(host.calls[0].content)).releases, [kept]);
+  assert.deepEqual(host.calls[1].argv, ['rm', '-rf', '--', '/srv/a b/releases/r1;$(x)']);
+  assert.equal(
+    host.calls[2].text,
+    'chmod -R u+w /srv/stacks/app/files/0123456789abcdef 2>/dev/null; rm -rf /srv/stacks/app/files/0123456789abcdef',
+  );
 });

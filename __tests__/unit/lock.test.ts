@@ -3,12 +3,12 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
-import { quote } from 'shell-quote';
-import { lockStacks, lockTracker } from '../../src/lock';
-import type { Remote } from '../../src/remote';
+import { HostLock, lockStacks, lockTracker } from '../../src/lock';
+import { fakeClock } from '../helpers/clock';
+import { LocalShell, RecordingShell } from '../helpers/host';
+import { captureStdout } from '../helpers/stdout';
 
-/** A host with lock folders in a Set: answers the take and release scripts as the real shell does. */
+/** A host with lock folders in a Map: a recording fake that answers the take and release scripts as the real shell does. */
 function fakeHost(heldByOthers: string[] = []) {
   const held = new Map<string, string>(
     heldByOthers.map((d) => [
@@ -17,45 +17,41 @@ function fakeHost(heldByOthers: string[] = []) {
     ]),
   );
   const calls: { op: 'take' | 'release' | 'break'; dir: string; stateAtCall: string; script: string }[] = [];
-  const remote = {
-    where: 'me@vps',
-    async sh(script: string) {
-      const state = process.env.GITHUB_STATE ? fs.readFileSync(process.env.GITHUB_STATE, 'utf8') : '';
-      const take = /if err=\$\(LC_ALL=C mkdir '?([^' ]+)'? 2>&1\)/.exec(script);
-      if (take) {
-        const dir = take[1];
-        calls.push({ op: 'take', dir, stateAtCall: state, script });
-        if (held.has(dir)) return { code: 0, stdout: `HELD\n5\n123 45\n${held.get(dir)}\n`, stderr: '' };
-        held.set(dir, /printf '%s' '(\{.*?\})' >/.exec(script)?.[1] ?? '');
-        return { code: 0, stdout: 'TAKEN\n', stderr: '' };
-      }
-      const brk = /^if ! mkdir '?([^' ]+)'?\/\.breaking/.exec(script);
-      if (brk) {
-        calls.push({ op: 'break', dir: brk[1], stateAtCall: state, script });
-        held.delete(brk[1]);
-        return { code: 0, stdout: 'BROKEN\n', stderr: '' };
-      }
-      const rel = /^grep -qF '?(.*?)'? '?([^' ]+)'?\/holder\.json/.exec(script);
-      if (rel) {
-        const dir = rel[2];
-        calls.push({ op: 'release', dir, stateAtCall: state, script });
-        if (held.get(dir)?.includes(rel[1])) {
-          held.delete(dir);
-          return { code: 0, stdout: 'RELEASED\n', stderr: '' };
-        }
-        return { code: 1, stdout: '', stderr: '' };
-      }
-      throw new Error(`unexpected script: ${script}`);
+  const saved = () => (process.env.GITHUB_STATE ? fs.readFileSync(process.env.GITHUB_STATE, 'utf8') : '');
+  const TAKE = /if err=\$\(LC_ALL=C mkdir '?([^' ]+)'? 2>&1\)/;
+  const BREAK = /^if ! mkdir '?([^' ]+)'?\/\.breaking/;
+  const RELEASE = /^grep -qF '?(.*?)'? '?([^' ]+)'?\/holder\.json/;
+  const remote = new RecordingShell([
+    {
+      sh: TAKE,
+      reply: ({ text }) => {
+        const dir = TAKE.exec(text)![1];
+        calls.push({ op: 'take', dir, stateAtCall: saved(), script: text });
+        if (held.has(dir)) return `HELD\n5\n123 45\n${held.get(dir)}\n`;
+        held.set(dir, /printf '%s' '(\{.*?\})' >/.exec(text)?.[1] ?? '');
+        return 'TAKEN\n';
+      },
     },
-    async run(argv: string[]) {
-      if (argv[0] === 'rm' && argv[1] === '-rf') {
-        calls.push({ op: 'break', dir: argv[2], stateAtCall: '', script: argv.join(' ') });
-        held.delete(argv[2]);
-        return { code: 0, stdout: '', stderr: '' };
-      }
-      throw new Error(`unexpected run: ${argv.join(' ')}`);
+    {
+      sh: BREAK,
+      reply: ({ text }) => {
+        const dir = BREAK.exec(text)![1];
+        calls.push({ op: 'break', dir, stateAtCall: saved(), script: text });
+        held.delete(dir);
+        return 'BROKEN\n';
+      },
     },
-  } as unknown as Remote;
+    {
+      sh: RELEASE,
+      reply: ({ text }) => {
+        const [, token, dir] = RELEASE.exec(text)!;
+        calls.push({ op: 'release', dir, stateAtCall: saved(), script: text });
+        if (!held.get(dir)?.includes(token)) return { code: 1, stdout: '', stderr: '' };
+        held.delete(dir);
+        return 'RELEASED\n';
+      },
+    },
+  ]);
   return { remote, held, calls };
 }
 
@@ -149,21 +145,9 @@ test('lockStacks: a lock older than lock-stale-after is broken (its run died wit
 
 /** A host that is this machine's own `sh`, with shims earlier on PATH that play the other deploy. */
 function localShell(shims: Record<string, string>) {
-  const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'lock-shims-'));
-  for (const [name, body] of Object.entries(shims))
-    fs.writeFileSync(path.join(bin, name), `#!/bin/sh\n${body}\n`, { mode: 0o755 });
-  const run = (script: string) => {
-    const r = spawnSync('sh', ['-c', script], {
-      encoding: 'utf8',
-      env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
-    });
-    return { code: r.status ?? 255, stdout: r.stdout, stderr: r.stderr };
-  };
-  return {
-    where: 'me@local',
-    sh: async (s: string) => run(s),
-    run: async (argv: string[]) => run(quote(argv)),
-  } as unknown as Remote;
+  const host = new LocalShell('me@local', { keepHome: true, cwd: process.cwd() });
+  for (const [name, body] of Object.entries(shims)) host.shim(name, body);
+  return host;
 }
 
 function heldLock(): { dir: string; marker: string } {
@@ -308,24 +292,55 @@ test('a lock whose release failed stays in the saved state, for the post step', 
   withState(async () => {
     const { remote } = fakeHost();
     const unlock = await lockStacks(remote, ['.d/stacks/a/lock'], holder, 0, lockTracker());
-    (remote as unknown as { sh: () => Promise<never> }).sh = async () => {
-      throw new Error('Lost the SSH connection to me@vps');
-    };
+    remote.answer({ sh: /./, reply: new Error('Lost the SSH connection to me@vps') });
     await unlock();
     assert.deepEqual(stateLocks().dirs, ['.d/stacks/a/lock']);
   }));
 
 test('a take whose answer was lost stays in the saved state (the lock may exist on the host with our token)', () =>
   withState(async () => {
-    const { remote } = fakeHost();
-    const real = remote.sh.bind(remote);
-    (remote as unknown as { sh: (s: string) => Promise<unknown> }).sh = async (s: string) => {
-      if (/LC_ALL=C mkdir/.test(s)) {
-        await real(s);
-        throw new Error('Lost the SSH connection to me@vps: the remote shell closed');
-      }
-      throw new Error('Lost the SSH connection to me@vps');
-    };
+    const { remote, held } = fakeHost();
+    // The take runs on the host, and its answer is lost; so is every later command.
+    remote.answer(
+      {
+        sh: /LC_ALL=C mkdir/,
+        reply: ({ text }) => {
+          held.set('.d/stacks/a/lock', /printf '%s' '(\{.*?\})' >/.exec(text)?.[1] ?? '');
+          throw new Error('Lost the SSH connection to me@vps: the remote shell closed');
+        },
+      },
+      { sh: /./, reply: new Error('Lost the SSH connection to me@vps') },
+    );
     await assert.rejects(lockStacks(remote, ['.d/stacks/a/lock'], holder, 0, lockTracker()), /Lost the SSH connection/);
     assert.deepEqual(stateLocks().dirs, ['.d/stacks/a/lock']);
   }));
+
+test('HostLock.acquire: waits for a held lock every 2 s, says so once, and fails at its bound naming the holder', async () => {
+  const clock = fakeClock(0);
+  const { remote, calls, held } = fakeHost(['.d/stacks/a/lock']);
+  const stop = captureStdout();
+  let out = '';
+  try {
+    const lock = new HostLock(remote, '.d/stacks/a/lock', { token: 't', ...holder });
+    await assert.rejects(lock.acquire(5, 3600, 2000, clock), /alice \(r, release 9, since now\)\. Waited 5 s/);
+    // Tries at 0, 2, 4 and 6 s: the one past the bound fails.
+    assert.deepEqual(clock.sleeps, [2000, 2000, 2000]);
+    assert.equal(calls.length, 4);
+    // The holder lets go: taken at the next try.
+    const later = new HostLock(remote, '.d/stacks/a/lock', { token: 't', ...holder });
+    const holderJson = held.get('.d/stacks/a/lock');
+    let tries = 0;
+    remote.answer({
+      sh: /LC_ALL=C mkdir/,
+      times: 1,
+      reply: () => (tries++, `HELD\n5\n123 45\n${holderJson}\n`),
+    });
+    held.delete('.d/stacks/a/lock');
+    await later.acquire(5, 3600, 2000, clock);
+    assert.equal(tries, 1);
+    assert.deepEqual(clock.sleeps, [2000, 2000, 2000, 2000]);
+  } finally {
+    out = stop();
+  }
+  assert.equal(out.match(/Waiting for the deploy lock/g)?.length, 2);
+});

@@ -6,12 +6,10 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import * as http from 'node:http';
 import { runAction } from '../helpers/action';
-import { RunResult } from '../../src/exec';
 import { InputError } from '../../src/errors';
-import { ShOptions, shellJoin } from '../../src/remote';
+import { LocalShell } from '../helpers/host';
 import { capVerdict, checkPreviewCap, livePreviews, previewNumber } from '../../src/preview';
 import { describeRemoval, isEmpty, planRemoval, removeStack } from '../../src/remove';
 import { CommentApi, MARKER, upsertComment } from '../../src/comment';
@@ -71,12 +69,10 @@ test("checkPreviewCap: counts from the host's stacks, and asks nothing when no p
  * labels), enough of the CLI for the scripts remove.ts sends. `stack rm` removes the services at
  * once; the stack's networks stay busy for `busyPolls` more `network rm` calls, as on Swarm.
  */
-class FakeDocker {
-  readonly where = 'fake@host';
-  readonly home = fs.mkdtempSync(path.join(os.tmpdir(), 'remove-host-'));
-  scripts: string[] = [];
+class FakeDocker extends LocalShell {
   constructor(busyPolls = 0) {
-    const bin = path.join(this.home, '.bin');
+    super('fake@host');
+    const bin = this.bin;
     fs.mkdirSync(path.join(this.home, '.docker', 'service'), { recursive: true });
     for (const k of ['network', 'config', 'secret']) fs.mkdirSync(path.join(this.home, '.docker', k));
     fs.writeFileSync(path.join(this.home, '.docker', 'busy'), String(busyPolls));
@@ -131,15 +127,6 @@ esac
   }
   exists(rel: string): boolean {
     return fs.existsSync(path.join(this.home, rel));
-  }
-  async run(argv: string[], opts: ShOptions = {}): Promise<RunResult> {
-    return this.sh(shellJoin(argv), opts);
-  }
-  async sh(script: string, opts: ShOptions = {}): Promise<RunResult> {
-    this.scripts.push(script);
-    const env = { PATH: `${path.join(this.home, '.bin')}:${process.env.PATH}`, HOME: this.home };
-    const r = spawnSync('sh', ['-c', script], { cwd: this.home, input: opts.input ?? '', env, encoding: 'utf8' });
-    return { code: r.status ?? 255, stdout: r.stdout, stderr: r.stderr };
   }
 }
 

@@ -4,7 +4,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { writeFileScript } from '../../src/remote';
+import type { RunResult } from '../../src/exec';
+import { CommandTimeout, Remote, writeFileScript } from '../../src/remote';
+import { fakeClock } from '../helpers/clock';
+import { captureStdout } from '../helpers/stdout';
 
 const sh = (script: string, stdin: string) => spawnSync('sh', ['-c', script], { input: stdin, encoding: 'utf8' });
 
@@ -49,4 +52,94 @@ test('writeFile: a path with spaces, quotes and shell syntax is one literal path
   assert.equal(r.status, 0, r.stderr);
   assert.equal(fs.readFileSync(file, 'utf8'), 'services: {}\n');
   assert.deepEqual(fs.readdirSync(dir), [path.basename(file)]);
+});
+
+/**
+ * A Remote without a network: its SSH client and persistent shell are fakes; `answers` are the
+ * persistent shell's replies in turn (an Error is a rejection). Reconnects are counted.
+ */
+function offline(answers: (RunResult | Error | 'hang')[]) {
+  const r = Object.create(Remote.prototype) as Remote;
+  const state = { reconnects: 0, closed: 0, scripts: [] as string[], clock: fakeClock() };
+  const shell = {
+    run: (script: string) => {
+      state.scripts.push(script);
+      const a = answers.shift() ?? new Error('no more answers');
+      if (a === 'hang') return new Promise<RunResult>(() => undefined);
+      return a instanceof Error ? Promise.reject(a) : Promise.resolve(a);
+    },
+    close: () => void state.closed++,
+  };
+  Object.assign(r, {
+    where: 'me@vps',
+    clock: state.clock,
+    commands: 0,
+    prefix: '',
+    shell,
+    ssh: { isConnected: () => true, dispose: () => undefined },
+    open: async () => {
+      state.reconnects++;
+      (r as unknown as { shell: typeof shell }).shell = shell;
+    },
+  });
+  return { r, state };
+}
+
+const dropped = () => Object.assign(new Error('the remote shell closed (connection dropped?)'), { dropped: true });
+
+test('Remote.sh: a command marked safe to repeat is run again on a new connection after a drop', async () => {
+  const { r, state } = offline([dropped(), { code: 0, stdout: 'ok\n', stderr: '' }]);
+  const stop = captureStdout();
+  let out = '';
+  let res: RunResult;
+  try {
+    res = await r.sh('docker info', { retry: true });
+  } finally {
+    out = stop();
+  }
+  assert.equal(res.stdout, 'ok\n');
+  assert.equal(state.reconnects, 1);
+  assert.equal(r.commands, 2);
+  assert.deepEqual(state.clock.sleeps, [500]);
+  assert.match(
+    out,
+    /::warning::SSH connection to me@vps dropped \(the remote shell closed .*\); reconnecting \(attempt 1\)\./,
+  );
+});
+
+test('Remote.sh: a drop of a command not safe to repeat, or of the last attempt, is "Lost the SSH connection"', async () => {
+  const once = offline([dropped()]);
+  await assert.rejects(
+    once.r.sh('docker service rollback x', { retry: false }),
+    /^Error: Lost the SSH connection to me@vps: the remote shell closed/,
+  );
+  assert.equal(once.state.reconnects, 0);
+  const stop = captureStdout();
+  const always = offline([dropped(), dropped(), dropped(), dropped()]);
+  try {
+    await assert.rejects(always.r.sh('true', { retry: true }), /^Error: Lost the SSH connection to me@vps/);
+  } finally {
+    stop();
+  }
+  assert.equal(always.state.reconnects, 3);
+  assert.equal(always.r.commands, 4);
+  assert.deepEqual(always.state.clock.sleeps, [500, 1000, 1500]);
+});
+
+test('Remote.sh: a command past its bound is a CommandTimeout, never repeated; its shell is replaced', async () => {
+  const { r, state } = offline(['hang']);
+  await assert.rejects(
+    r.sh('docker stack deploy', { retry: true, timeoutMs: 20 }),
+    (e: Error) => e instanceof CommandTimeout,
+  );
+  assert.equal(state.reconnects, 0);
+  assert.equal(state.closed, 1);
+  assert.equal((r as unknown as { shell?: unknown }).shell, undefined);
+});
+
+test('Remote.sh: a command that fails is its result, not an error; run() quotes every word', async () => {
+  const { r, state } = offline([{ code: 1, stdout: '', stderr: 'no such service' }]);
+  const res = await r.run(['docker', 'service', 'ps', "a b'c"], { retry: true });
+  assert.equal(res.code, 1);
+  assert.deepEqual(state.scripts, [`docker service ps "a b'c"`]);
 });

@@ -2,6 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rollbackServices, waitRolledBack } from '../../src/rollback';
 import type { ServiceState, Snapshot } from '../../src/swarm';
+import { fakeClock } from '../helpers/clock';
+import { RecordingShell } from '../helpers/host';
 
 const svc = (p: Partial<ServiceState>): ServiceState => ({
   id: 'id-web',
@@ -20,20 +22,16 @@ const snap = (services: ServiceState[], tasks: Snapshot['tasks'] = []): Snapshot
 const BEFORE = svc({ image: 'r/web:1', taskSpec: 'old' });
 const STALE = '2026-01-01T00:00:00Z';
 
-/** A host whose first rollback command runs and then loses its answer; it records every script. */
-function lossyHost() {
-  const scripts: string[] = [];
-  return {
-    scripts,
-    where: 'me@vps',
-    run: async () => ({ code: 0, stdout: '', stderr: '' }),
-    sh: async (script: string) => {
-      scripts.push(script);
-      if (scripts.length === 1) throw new Error('Lost the SSH connection to me@vps: the remote shell closed');
-      return { code: 0, stdout: '', stderr: '' };
+/** A host whose first rollback command runs and then loses its answer; it records every command. */
+const lossyHost = () =>
+  new RecordingShell([
+    {
+      sh: 'docker service rollback',
+      times: 1,
+      reply: new Error('Lost the SSH connection to me@vps: the remote shell closed'),
     },
-  };
-}
+    { sh: 'docker service rollback' },
+  ]);
 
 test('a rollback whose answer was lost is not sent again when Swarm took it in', async () => {
   const host = lossyHost();
@@ -48,9 +46,9 @@ test('a rollback whose answer was lost is not sent again when Swarm took it in',
     stale: new Map([['app_web', STALE]]),
   });
   assert.equal(
-    host.scripts.filter((s) => s.includes('service rollback')).length,
+    host.commands.filter((s) => s.includes('service rollback')).length,
     1,
-    `a second rollback was sent: ${host.scripts.join(' | ')}`,
+    `a second rollback was sent: ${host.commands.join(' | ')}`,
   );
 });
 
@@ -73,8 +71,8 @@ test('a rollback whose answer was lost is sent again only for the services Swarm
       ['app_api', STALE],
     ]),
   });
-  assert.equal(host.scripts.length, 2);
-  assert.match(host.scripts[1], /service rollback --detach app_api$/);
+  assert.equal(host.commands.length, 2);
+  assert.match(host.commands[1], /service rollback --detach app_api$/);
 });
 
 test('waiting for a rollback: a failed read is retried until the bound, not the end of the wait', async () => {
@@ -219,4 +217,24 @@ test('waiting for a rollback: more running tasks of the old spec than replicas i
     });
   assert.deepEqual((await wait([t('a', 'r/web:1'), t('b', 'r/web:1'), t('c', 'r/web:1')])).notBack, []);
   assert.deepEqual((await wait([t('a', 'r/web:1'), t('b', 'r/web:1'), t('c', 'r/web:2')])).notBack, ['app_web']);
+});
+
+test('waiting for a rollback: polled every pollMs up to the bound, then what each service not back looked like', async () => {
+  const clock = fakeClock(0);
+  let polls = 0;
+  const stuck = svc({
+    image: 'r/web:2',
+    update: { state: 'rollback_started', startedAt: 'x', completedAt: '', message: '' },
+  });
+  const r = await waitRolledBack({
+    targets: new Map([['app_web', { image: 'r/web:1', staleStartedAt: STALE }]]),
+    timeoutMs: 3000,
+    pollMs: 1000,
+    poll: async () => (polls++, snap([stuck])),
+    clock,
+  });
+  assert.equal(polls, 4);
+  assert.deepEqual(clock.sleeps, [1000, 1000, 1000]);
+  assert.deepEqual(r.notBack, ['app_web']);
+  assert.equal(r.lastSeen.get('app_web'), 'r/web:2, 0/1 running on it, update rollback_started');
 });

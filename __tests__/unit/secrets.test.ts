@@ -4,12 +4,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as YAML from 'yaml';
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { RunResult } from '../../src/exec';
-import { ShOptions, shellJoin } from '../../src/remote';
+import { LocalShell, RecordingShell } from '../helpers/host';
 import {
-  SecretHost,
   SecretPlan,
   checkShared,
   displayName,
@@ -67,30 +64,12 @@ test('planConfigs: a config read from a file gets a content name; same file, sam
 /**
  * A host that is a temp folder here: scripts run in `sh` with the folder as home, so the script the
  * action sends is what runs. Records every script (argv are quoted into one) and every stdin.
+ * No Docker here: a docker command succeeds and prints nothing.
  */
-class FakeHost implements SecretHost {
-  readonly where = 'fake@host';
-  readonly home = fs.mkdtempSync(path.join(os.tmpdir(), 'secrets-host-'));
-  scripts: string[] = [];
-  inputs: string[] = [];
-  async run(argv: string[], opts: ShOptions = {}): Promise<RunResult> {
-    return this.sh(shellJoin(argv), opts);
-  }
-  async sh(script: string, opts: ShOptions = {}): Promise<RunResult> {
-    this.scripts.push(script);
-    if (opts.input !== undefined) this.inputs.push(opts.input);
-    // No Docker here: a docker command succeeds and prints nothing.
-    const env = { PATH: `${this.bin()}:${process.env.PATH}`, HOME: this.home };
-    const r = spawnSync('sh', ['-c', script], { cwd: this.home, input: opts.input ?? '', env, encoding: 'utf8' });
-    return { code: r.status ?? 255, stdout: r.stdout, stderr: r.stderr };
-  }
-  private bin(): string {
-    const dir = path.join(this.home, '.bin');
-    if (!fs.existsSync(dir)) {
-      fs.mkdirSync(dir);
-      fs.writeFileSync(path.join(dir, 'docker'), '#!/bin/sh\ncat >/dev/null\n', { mode: 0o755 });
-    }
-    return dir;
+class FakeHost extends LocalShell {
+  constructor() {
+    super('fake@host');
+    this.shim('docker', 'cat >/dev/null');
   }
   /** The key the host made, read as the host would. */
   key(remoteDir = '.deploy-action'): Buffer {
@@ -278,6 +257,38 @@ test('ensureSecrets: a shared secret is labelled shared, not by stack; one creat
   const create = host.scripts.find((s) => s.includes('secret create')) ?? '';
   assert.match(create, /--label deploy-action\.shared\\?=true --label deploy-action\.key\\?=db_password /);
   assert.ok(!create.includes('deploy-action.stack='), create);
+});
+
+test('ensureSecrets: what it sends and how it reads the answers (a recording host)', async () => {
+  const plans: SecretPlan[] = [
+    { key: 'db_password', source: 'input', value: VALUE, name: 'shared_db_password_0123456789', shared: true },
+    { key: 'api_token', source: 'generated', name: 'infra_api_token' },
+    { key: 'old', source: 'input', value: 'x', name: 'infra_old_aaaaaaaaaa' },
+  ];
+  const host = new RecordingShell([
+    { run: ['docker', 'secret', 'ls'], reply: 'infra_old_aaaaaaaaaa\n' },
+    // Another stack's deploy created the shared secret between the list and the create.
+    { run: ['docker', 'secret', 'create'], reply: { code: 1, stdout: '', stderr: 'already exists' } },
+    { run: ['docker', 'secret', 'inspect'], reply: 'shared_db_password_0123456789\n' },
+    { sh: /^head -c 32 \/dev\/urandom \| base64 \| tr -d '\\n\/\+=' \| docker secret create / },
+  ]);
+  const report = await ensureSecrets(host, 'infra', plans);
+  assert.deepEqual(report, { created: [], reused: ['db_password', 'old'], generated: ['api_token'] });
+  const create = host.calls.find((c) => c.argv?.[2] === 'create');
+  assert.deepEqual(create?.argv, [
+    'docker',
+    'secret',
+    'create',
+    '--label',
+    'deploy-action.shared=true',
+    '--label',
+    'deploy-action.key=db_password',
+    'shared_db_password_0123456789',
+    '-',
+  ]);
+  assert.equal(create?.opts.input, VALUE);
+  for (const l of leaks(VALUE)) assert.ok(!host.commands.some((c) => c.includes(l)), `"${l}" of the value sent`);
+  assert.match(host.commands[3], /--label deploy-action\.generated\\=true infra_api_token - >\/dev\/null$/);
 });
 
 /** A host whose `docker` answers from files: the secrets per label filter, the generated ones, those in use. */

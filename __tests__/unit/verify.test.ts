@@ -2,8 +2,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import * as http from 'node:http';
-import { checksFor, judge, parseAnswer, parseVerify, requestScript } from '../../src/verify';
-import { hookScript, hookVariables } from '../../src/hooks';
+import { checksFor, judge, parseAnswer, parseVerify, requestScript, runVerify } from '../../src/verify';
+import { hookScript, hookVariables, runningVersions } from '../../src/hooks';
+import { fakeClock } from '../helpers/clock';
+import { RecordingShell } from '../helpers/host';
+import { captureStdout } from '../helpers/stdout';
 
 test('parseVerify: stack prefix, options, defaults, last layer', () => {
   const c = parseVerify(
@@ -102,4 +105,49 @@ test('hookScript: variables reach the hook quoted, exit code and output come bac
   }
   assert.equal(code, 3);
   assert.equal(out.trim(), `infra 1/2 1.0.0'$(touch /tmp/x) {"infra_db":"2"}`);
+});
+
+test('runVerify: one round a second per pending check; a check passing late passes, one out of time fails with its last answer', async () => {
+  const clock = fakeClock(0);
+  const checks = parseVerify('http://ok.example/\nhttp://late.example/ within=10\nhttp://down.example/ within=3', []);
+  const answer = (status: number, body: string) => `@@verify ${status}\n\n${body}`;
+  let lateTries = 0;
+  const host = new RecordingShell([
+    { sh: 'ok.example', reply: answer(200, 'fine') },
+    { sh: 'late.example', reply: () => answer(++lateTries < 3 ? 503 : 200, '') },
+    { sh: 'down.example', reply: answer(502, 'Bad Gateway from the proxy') },
+  ]);
+  const stop = captureStdout();
+  let failures;
+  try {
+    failures = await runVerify(host, 'app', checks, clock);
+  } finally {
+    stop();
+  }
+  assert.equal(lateTries, 3);
+  // Rounds at 0, 1, 2 and 3 s: down.example's last try is the one at its deadline.
+  assert.deepEqual(clock.sleeps, [1000, 1000, 1000]);
+  assert.deepEqual(
+    failures.map((f) => [f.check.url, f.reason, f.attempts, f.seconds, f.bodyStart]),
+    [['http://down.example/', 'status 502, expected 2xx or 3xx', 4, 3, 'Bad Gateway from the proxy']],
+  );
+  assert.ok(host.calls.every((c) => c.opts.retry && c.opts.silent));
+});
+
+test('runningVersions: the tag each service of the stack runs; a host that cannot answer is no versions, not an error', async () => {
+  const host = new RecordingShell([
+    {
+      run: ['docker', 'service', 'ls'],
+      times: 1,
+      reply: 'app_web reg:5000/acme/web:1.2.0@sha256:abc\napp_db postgres:16\napp_raw busybox\n',
+    },
+    { run: ['docker', 'service', 'ls'], reply: new Error('Lost the SSH connection to me@vps') },
+  ]);
+  assert.deepEqual(await runningVersions(host, 'app'), { app_web: '1.2.0', app_db: '16', app_raw: 'busybox' });
+  assert.deepEqual(host.calls[0].argv, [
+    ...['docker', 'service', 'ls', '--filter', 'label=com.docker.stack.namespace=app'],
+    ...['--format', '{{.Name}} {{.Image}}'],
+  ]);
+  assert.deepEqual(host.calls[0].opts, { retry: true, silent: true });
+  assert.deepEqual(await runningVersions(host, 'app'), {});
 });
