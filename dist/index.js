@@ -7873,7 +7873,7 @@ module.exports = {
 "use strict";
 
 
-var crypto_hash_sha512 = (__nccwpck_require__(668).lowlevel).crypto_hash;
+var crypto_hash_sha512 = (__nccwpck_require__(8287).lowlevel).crypto_hash;
 
 /*
  * This file is a 1:1 port from the OpenBSD blowfish.c and bcrypt_pbkdf.c. As a
@@ -34711,7 +34711,7 @@ exports.debug = debug; // for test
 
 /***/ }),
 
-/***/ 668:
+/***/ 8287:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 (function(nacl) {
@@ -59379,34 +59379,44 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.stackBuilds = exports.repositoryOf = void 0;
+exports.pushWithRetry = pushWithRetry;
 exports.plainHttp = plainHttp;
 exports.registryDigest = registryDigest;
-exports.repositoryOf = repositoryOf;
-exports.stackBuilds = stackBuilds;
 exports.missingImages = missingImages;
 exports.buildImages = buildImages;
 exports.registryLogin = registryLogin;
 const core = __importStar(__nccwpck_require__(7484));
 const fs = __importStar(__nccwpck_require__(9896));
 const path = __importStar(__nccwpck_require__(6928));
-const compose_1 = __nccwpck_require__(9763);
 const errors_1 = __nccwpck_require__(3916);
 const exec_1 = __nccwpck_require__(3190);
+const retry_helper_1 = __nccwpck_require__(4522);
 const versions_1 = __nccwpck_require__(7902);
+var stackbuilds_1 = __nccwpck_require__(1522);
+Object.defineProperty(exports, "repositoryOf", ({ enumerable: true, get: function () { return stackbuilds_1.repositoryOf; } }));
+Object.defineProperty(exports, "stackBuilds", ({ enumerable: true, get: function () { return stackbuilds_1.stackBuilds; } }));
 const CACHE_TAG = 'buildcache';
-async function pushWithRetry(docker, ref, attempts, delayMs) {
-    let last = '';
-    for (let i = 1; i <= attempts; i++) {
-        const res = await docker.run(['docker', 'push', ref]);
-        if (res.code === 0)
-            return res.stdout;
-        last = (res.stderr || res.stdout).trim().split('\n').slice(-3).join(' ');
-        if (i < attempts) {
-            core.warning(`docker push ${ref} failed (attempt ${i}/${attempts}): ${last}; retrying in ${(delayMs * i) / 1000} s`);
-            await new Promise((r) => setTimeout(r, delayMs * i));
-        }
+/** `docker push` answered with an error (its last lines): worth another attempt. */
+class PushFailed extends Error {
+}
+/** A registry hiccup should not fail a release: each push is tried up to 3 times, 2 s, then 4 s apart. */
+async function pushWithRetry(docker, ref, clock) {
+    const attempts = 3;
+    const warn = (e, failed, ms) => core.warning(`docker push ${ref} failed (attempt ${failed}/${attempts}): ${e.message}; retrying in ${ms / 1000} s`);
+    try {
+        return await (0, retry_helper_1.retry)({ attempts, delayMs: (failed) => 2000 * failed, retryable: (e) => e instanceof PushFailed, onRetry: warn, clock }, async () => {
+            const res = await docker.run(['docker', 'push', ref]);
+            if (res.code === 0)
+                return res.stdout;
+            throw new PushFailed((res.stderr || res.stdout).trim().split('\n').slice(-3).join(' '));
+        });
     }
-    throw new Error(`Could not push ${ref} after ${attempts} attempts: ${last}`);
+    catch (e) {
+        if (e instanceof PushFailed)
+            throw new Error(`Could not push ${ref} after ${attempts} attempts: ${e.message}`);
+        throw e;
+    }
 }
 /** Docker treats loopback registries as plain HTTP; so do the look-ups. */
 function isLoopback(ref) {
@@ -59467,91 +59477,6 @@ async function registryDigest(docker, ref, insecure = isLoopback) {
     catch {
         return null;
     }
-}
-/** `repo:tag@digest` → `repo` (a registry port is not a tag). */
-function repositoryOf(image) {
-    const noDigest = image.split('@')[0];
-    const colon = noDigest.lastIndexOf(':');
-    return colon > noDigest.lastIndexOf('/') ? noDigest.slice(0, colon) : noDigest;
-}
-/**
- * The stack services with a `build:` section, by service name. `env` interpolates the stack files
- * (the versions are not known yet: a tag left empty does not matter, the repository does). A file
- * Docker cannot load is left to the pre-flight checks, which report it with its line. With
- * `sources` (a build), the context and Dockerfile must exist; a deploy job may not have cloned them.
- */
-function stackBuilds(stacks, workingDir, env, registry, prefix, opts = {}) {
-    const builds = new Map();
-    const under = [registry, prefix].filter(Boolean).join('/');
-    for (const spec of stacks) {
-        let files;
-        try {
-            files = spec.files.map((f) => (0, compose_1.loadComposeFile)(path.resolve(workingDir, f), f));
-        }
-        catch (e) {
-            if (e instanceof errors_1.ComposeFileError)
-                continue;
-            throw e;
-        }
-        const merged = (0, compose_1.mergeStack)(files.map((f) => (0, compose_1.resolveCompose)(f, env)));
-        const services = (merged.services ?? {});
-        for (const [name, svc] of Object.entries(services)) {
-            if (!svc || svc.build === undefined || svc.build === null)
-                continue;
-            const at = (0, compose_1.locateIn)(files, ['services', name, 'build']);
-            const where = `${at.file.path}:${at.line}`;
-            // Compose resolves build paths against the stack file's folder; with several files, the first one's.
-            const base = path.dirname(files[0].absPath);
-            const b = typeof svc.build === 'string' ? { context: svc.build } : svc.build;
-            if (typeof b !== 'object' || Array.isArray(b))
-                throw new errors_1.InputError(`${where}: service ${name}: build must be a path or a mapping (context, dockerfile, target, args, cache_from, labels).`);
-            const image = typeof svc.image === 'string' ? svc.image.trim() : '';
-            if (!image)
-                throw new errors_1.InputError(`${where}: service ${name} has build: but no image: — give it image: ${under ? `${under}/` : ''}${name}:\${${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_VERSION}, the image the action builds and the stack deploys.`);
-            const repository = repositoryOf(image);
-            if (under && !repository.startsWith(`${under}/`)) {
-                throw new errors_1.InputError(`${where}: service ${name} is built by the action but its image "${image}" is not under ${under}/ (registry and image-prefix): the action pushes only there.`);
-            }
-            const context = path.resolve(base, String(b.context ?? '.'));
-            if (opts.sources && (!fs.existsSync(context) || !fs.statSync(context).isDirectory()))
-                throw new errors_1.InputError(`${where}: service ${name}: build context ${path.relative(workingDir, context) || '.'} is not a folder.`);
-            const dockerfile = path.resolve(context, String(b.dockerfile ?? 'Dockerfile'));
-            if (opts.sources && !fs.existsSync(dockerfile))
-                throw new errors_1.InputError(`${where}: service ${name}: Dockerfile ${path.relative(workingDir, dockerfile)}: no such file.`);
-            const xVersion = svc['x-version-file'];
-            const build = {
-                stack: spec.name,
-                file: at.file.path,
-                line: at.line,
-                context,
-                dockerfile,
-                target: b.target === undefined || b.target === null ? '' : String(b.target),
-                args: (0, compose_1.toStringMap)(b.args),
-                cacheFrom: Array.isArray(b.cache_from)
-                    ? b.cache_from.filter((c) => c !== null && c !== undefined).map(String)
-                    : [],
-                labels: (0, compose_1.toStringMap)(b.labels),
-                repository,
-                versionFile: typeof xVersion === 'string' && xVersion.trim()
-                    ? path.resolve(path.dirname(at.file.absPath), xVersion.trim())
-                    : undefined,
-            };
-            const other = builds.get(name);
-            if (other && other.repository !== repository) {
-                throw new errors_1.InputError(`${where}: service ${name} is also built in ${other.file}:${other.line} with another image (${other.repository}); one name, one image.`);
-            }
-            if (!other)
-                builds.set(name, build);
-        }
-    }
-    const byRepo = new Map();
-    for (const [name, b] of builds) {
-        const clash = byRepo.get(b.repository);
-        if (clash)
-            throw new errors_1.InputError(`${b.file}:${b.line}: services ${clash} and ${name} both build the image ${b.repository}; give each its own image.`);
-        byRepo.set(b.repository, name);
-    }
-    return builds;
 }
 /** `docker build` argv for a service: its folder's Dockerfile, or its stack `build:` section. */
 function buildArgv(s, opts, tags, cacheFrom) {
@@ -59623,7 +59548,8 @@ async function buildImages(docker, services, opts) {
         if (opts.push && !opts.rebuild) {
             const existing = await registryDigest(docker, tags[0], insecure);
             if (existing) {
-                core.info(`${tags[0]} is already in the registry (${existing.slice(0, 19)}…): not rebuilt. Bump ${s.versionFile} to ship a change (or set rebuild: true).`);
+                core.info(`${tags[0]} is already in the registry (${existing.slice(0, 19)}…): not rebuilt. Bump ` +
+                    `${s.versionFile} to ship a change (or set rebuild: true).`);
                 built.push({
                     service: s.name,
                     version: s.version,
@@ -59656,7 +59582,7 @@ async function buildImages(docker, services, opts) {
         if (opts.push) {
             await core.group(`Push ${repo}`, async () => {
                 for (const t of tags) {
-                    const out = await pushWithRetry(docker, t, opts.pushAttempts ?? 3, opts.retryDelayMs ?? 2000);
+                    const out = await pushWithRetry(docker, t);
                     const m = /digest: (sha256:[0-9a-f]{64})/.exec(out);
                     if (t === tags[0] && m)
                         digest = m[1];
@@ -59688,7 +59614,401 @@ async function registryLogin(docker, registry, user, password) {
 
 /***/ }),
 
-/***/ 2122:
+/***/ 530:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.RULE_IDS = exports.RULES = void 0;
+exports.rulesTable = rulesTable;
+/** Every rule, from its module: the checks run them, skip-checks accepts their ids, docs/checks.md lists them. */
+const connected_1 = __nccwpck_require__(7578);
+const failure_action_1 = __nccwpck_require__(8346);
+const immutable_object_1 = __nccwpck_require__(8549);
+const interpolation_1 = __nccwpck_require__(4739);
+const invalid_value_1 = __nccwpck_require__(3166);
+const load_errors_1 = __nccwpck_require__(7789);
+const missing_file_1 = __nccwpck_require__(9924);
+const monitor_window_1 = __nccwpck_require__(2668);
+const no_healthcheck_1 = __nccwpck_require__(6017);
+const overlay_mtu_1 = __nccwpck_require__(5020);
+const single_replica_stop_first_1 = __nccwpck_require__(8610);
+const stateful_on_proxy_network_1 = __nccwpck_require__(4541);
+const swarm_ignored_1 = __nccwpck_require__(2098);
+const timeout_too_short_1 = __nccwpck_require__(8434);
+const traefik_labels_placement_1 = __nccwpck_require__(9133);
+const traefik_network_1 = __nccwpck_require__(7880);
+const undefined_network_1 = __nccwpck_require__(6350);
+const unset_variable_1 = __nccwpck_require__(4009);
+/** In the order of docs/checks.md. */
+exports.RULES = [
+    overlay_mtu_1.overlayMtu,
+    undefined_network_1.undefinedNetwork,
+    traefik_network_1.traefikNetwork,
+    traefik_labels_placement_1.traefikLabelsPlacement,
+    monitor_window_1.monitorWindow,
+    failure_action_1.failureAction,
+    unset_variable_1.unsetVariable,
+    interpolation_1.interpolation,
+    single_replica_stop_first_1.singleReplicaStopFirst,
+    no_healthcheck_1.noHealthcheck,
+    stateful_on_proxy_network_1.statefulOnProxyNetwork,
+    immutable_object_1.immutableObject,
+    missing_file_1.missingFile,
+    swarm_ignored_1.swarmIgnored,
+    invalid_value_1.invalidValue,
+    load_errors_1.invalidYaml,
+    load_errors_1.unknownKey,
+    timeout_too_short_1.timeoutTooShort,
+    connected_1.placement,
+    connected_1.bindMountNode,
+];
+exports.RULE_IDS = exports.RULES.map((r) => r.id);
+/** The rules table of docs/checks.md. */
+function rulesTable() {
+    return ['| Rule | Severity |', '| --- | --- |', ...exports.RULES.map((r) => `| [\`${r.id}\`](#${r.id}) | ${r.table} |`)].join('\n');
+}
+
+
+/***/ }),
+
+/***/ 4970:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.imageRepo = imageRepo;
+exports.statefulKind = statefulKind;
+exports.isProxyByName = isProxyByName;
+exports.isTrue = isTrue;
+exports.fmt = fmt;
+exports.swarmNetworkName = swarmNetworkName;
+exports.namedVolumes = namedVolumes;
+exports.traefikNetworkLabel = traefikNetworkLabel;
+exports.proxyNetworks = proxyNetworks;
+exports.networkAt = networkAt;
+exports.labelAt = labelAt;
+exports.isJob = isJob;
+exports.perService = perService;
+exports.fileObjects = fileObjects;
+/** Facts several rules read: stateful services, proxies, Swarm network names, where a key is written. */
+const compose_1 = __nccwpck_require__(668);
+const STATEFUL_WORDS = [
+    'redis',
+    'postgres',
+    'mysql',
+    'mariadb',
+    'mongo',
+    'rabbitmq',
+    'minio',
+    'memcached',
+    'elasticsearch',
+    'valkey',
+    'keydb',
+];
+const PROXY = /traefik|nginx|caddy|haproxy|proxy/i;
+/** Repository path of an image, lower-case, without registry port, tag or digest. */
+function imageRepo(image) {
+    if (!image)
+        return '';
+    let s = image.toLowerCase().split('@')[0];
+    const slash = s.lastIndexOf('/');
+    const colon = s.lastIndexOf(':');
+    if (colon > slash)
+        s = s.slice(0, colon);
+    return s;
+}
+function tokens(s) {
+    return s
+        .toLowerCase()
+        .split(/[^a-z0-9]+/)
+        .filter(Boolean);
+}
+/** The stateful word a service's image or name matches (redis, postgres, …, cache, db), if any. */
+function statefulKind(name, image) {
+    for (const t of [...tokens(imageRepo(image)), ...tokens(name)]) {
+        const word = STATEFUL_WORDS.find((w) => t.includes(w));
+        if (word)
+            return word;
+        if (t === 'db' || t.endsWith('db'))
+            return 'db';
+        if (t === 'cache' || t.endsWith('cache'))
+            return 'cache';
+    }
+    return undefined;
+}
+function isProxyByName(name, image) {
+    return PROXY.test(imageRepo(image)) || PROXY.test(name);
+}
+function isTrue(v) {
+    return (v ?? '').trim().toLowerCase() === 'true';
+}
+function fmt(seconds) {
+    if (Number.isInteger(seconds))
+        return `${seconds}s`;
+    return `${Math.round(seconds * 1000)}ms`;
+}
+/** Swarm's name of a network key of the stack (stack-prefixed unless `name:` or external). */
+function swarmNetworkName(stack, key, networks) {
+    const decl = networks?.[key];
+    if ((0, compose_1.isPlainObject)(decl)) {
+        const ext = decl.external;
+        if ((0, compose_1.isPlainObject)(ext))
+            return String(ext.name ?? decl.name ?? key);
+        if (ext === true || String(ext).toLowerCase() === 'true')
+            return String(decl.name ?? key);
+        if (decl.name)
+            return String(decl.name);
+    }
+    return `${stack}_${key}`;
+}
+/** Named volumes a service mounts (not bind mounts, not anonymous volumes): two tasks would share them. */
+function namedVolumes(svc) {
+    const out = [];
+    for (const v of Array.isArray(svc.volumes) ? svc.volumes : []) {
+        let source;
+        if (typeof v === 'string') {
+            const parts = v.split(':');
+            if (parts.length >= 2)
+                source = parts[0];
+        }
+        else if ((0, compose_1.isPlainObject)(v) && (v.type === undefined || v.type === 'volume') && v.source) {
+            source = String(v.source);
+        }
+        // A source that is a path is a bind mount.
+        if (source && !/^[./~]/.test(source) && !source.includes('/'))
+            out.push(source);
+    }
+    return out;
+}
+function traefikNetworkLabel(labels) {
+    for (const key of ['traefik.docker.network', 'traefik.swarm.network']) {
+        if (labels[key] !== undefined && labels[key] !== '')
+            return { key, value: labels[key] };
+    }
+    return undefined;
+}
+/**
+ * Networks the proxy is on: those of proxy services (by image or name), and for a service Traefik
+ * routes, the network Traefik reaches it on (its traefik.docker.network, or its only network).
+ */
+function proxyNetworks(m, netName) {
+    const proxyNets = new Map(); // Swarm network name → proxy service that is on it
+    for (const info of Object.values(m.services)) {
+        const enabled = isTrue(info.labels['traefik.enable']);
+        if (isProxyByName(info.name, info.image)) {
+            for (const n of info.networks)
+                if (!proxyNets.has(netName(n)))
+                    proxyNets.set(netName(n), info.name);
+        }
+        else if (enabled) {
+            const label = traefikNetworkLabel(info.labels);
+            const target = label ? label.value : info.networks.length === 1 ? netName(info.networks[0]) : undefined;
+            if (target && !proxyNets.has(target))
+                proxyNets.set(target, `Traefik (via ${info.name})`);
+        }
+    }
+    return proxyNets;
+}
+/** Path of a service's network entry in the file that names it (list or map form). */
+function networkAt(m, service, key) {
+    for (let i = m.resolved.length - 1; i >= 0; i--) {
+        const n = m.resolved[i].data?.services?.[service]?.networks;
+        if (Array.isArray(n) && n.map(String).includes(key))
+            return ['services', service, 'networks', n.map(String).indexOf(key)];
+        if ((0, compose_1.isPlainObject)(n) && key in n)
+            return ['services', service, 'networks', key];
+    }
+    return ['services', service, 'networks'];
+}
+/** Path of a deploy label in the file that defines it (list or map form). */
+function labelAt(m, service, label) {
+    for (let i = m.resolved.length - 1; i >= 0; i--) {
+        const labels = m.resolved[i].data?.services?.[service]?.deploy?.labels;
+        const base = ['services', service, 'deploy', 'labels'];
+        let p;
+        if (Array.isArray(labels)) {
+            const idx = labels.findIndex((l) => typeof l === 'string' && (l === label || l.startsWith(`${label}=`)));
+            if (idx >= 0)
+                p = [...base, idx];
+        }
+        else if ((0, compose_1.isPlainObject)(labels) && label in labels) {
+            p = [...base, label];
+        }
+        if (p)
+            return { file: m.files[i], ...(0, compose_1.positionOf)(m.files[i], p) };
+    }
+    return (0, compose_1.locateIn)(m.files, ['services', service, 'deploy', 'labels']);
+}
+/** replicated-job / global-job services run to completion: no rolling update, no healthcheck to gate on. */
+function isJob(svc) {
+    return /-job$/.test(String(svc?.deploy?.mode ?? ''));
+}
+/** At most one finding per service, in the order of the stack. */
+function perService(m, f) {
+    return Object.entries(m.services)
+        .map(([name, info]) => f(name, info, m.raw[name]))
+        .filter((r) => !!r);
+}
+/** The top-level configs and secrets the stack creates from a `file:` (not external ones). */
+function fileObjects(m) {
+    const out = [];
+    for (const [section, kind] of [
+        ['configs', 'config'],
+        ['secrets', 'secret'],
+    ]) {
+        const entries = (0, compose_1.isPlainObject)(m.merged[section]) ? m.merged[section] : {};
+        for (const [key, entry] of Object.entries(entries)) {
+            if (!(0, compose_1.isPlainObject)(entry) || (0, compose_1.isExternal)(entry) || typeof entry.file !== 'string' || !entry.file)
+                continue;
+            out.push({ section, kind, key, entry });
+        }
+    }
+    return out;
+}
+
+
+/***/ }),
+
+/***/ 2369:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __exportStar = (this && this.__exportStar) || function(m, exports) {
+    for (var p in m) if (p !== "default" && !Object.prototype.hasOwnProperty.call(exports, p)) __createBinding(exports, m, p);
+};
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.reportFindings = exports.overlayNetworks = exports.hostMtuFindings = exports.DOCKER_OVERLAY_MTU = exports.traefikProviderNetworks = exports.namedVolumes = exports.swarmNetworkName = exports.statefulKind = exports.runRules = exports.checkStack = exports.checkModel = exports.rulesTable = exports.RULE_IDS = exports.RULES = void 0;
+/**
+ * Pre-flight checks of a stack's files: the mistakes that cost Swarm-behind-Traefik teams hours,
+ * found before anything reaches the host. Each rule is a module of rules/ with a stable id
+ * (docs/checks.md), its severities and a message that says what is wrong and how to fix it.
+ */
+__exportStar(__nccwpck_require__(6468), exports);
+var catalog_1 = __nccwpck_require__(530);
+Object.defineProperty(exports, "RULES", ({ enumerable: true, get: function () { return catalog_1.RULES; } }));
+Object.defineProperty(exports, "RULE_IDS", ({ enumerable: true, get: function () { return catalog_1.RULE_IDS; } }));
+Object.defineProperty(exports, "rulesTable", ({ enumerable: true, get: function () { return catalog_1.rulesTable; } }));
+var run_1 = __nccwpck_require__(1416);
+Object.defineProperty(exports, "checkModel", ({ enumerable: true, get: function () { return run_1.checkModel; } }));
+Object.defineProperty(exports, "checkStack", ({ enumerable: true, get: function () { return run_1.checkStack; } }));
+Object.defineProperty(exports, "runRules", ({ enumerable: true, get: function () { return run_1.runRules; } }));
+var facts_1 = __nccwpck_require__(4970);
+Object.defineProperty(exports, "statefulKind", ({ enumerable: true, get: function () { return facts_1.statefulKind; } }));
+Object.defineProperty(exports, "swarmNetworkName", ({ enumerable: true, get: function () { return facts_1.swarmNetworkName; } }));
+Object.defineProperty(exports, "namedVolumes", ({ enumerable: true, get: function () { return facts_1.namedVolumes; } }));
+var traefik_1 = __nccwpck_require__(3508);
+Object.defineProperty(exports, "traefikProviderNetworks", ({ enumerable: true, get: function () { return traefik_1.traefikProviderNetworks; } }));
+var mtu_1 = __nccwpck_require__(4697);
+Object.defineProperty(exports, "DOCKER_OVERLAY_MTU", ({ enumerable: true, get: function () { return mtu_1.DOCKER_OVERLAY_MTU; } }));
+Object.defineProperty(exports, "hostMtuFindings", ({ enumerable: true, get: function () { return mtu_1.hostMtuFindings; } }));
+Object.defineProperty(exports, "overlayNetworks", ({ enumerable: true, get: function () { return mtu_1.overlayNetworks; } }));
+var report_1 = __nccwpck_require__(623);
+Object.defineProperty(exports, "reportFindings", ({ enumerable: true, get: function () { return report_1.reportFindings; } }));
+
+
+/***/ }),
+
+/***/ 4697:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.DOCKER_OVERLAY_MTU = void 0;
+exports.overlayNetworks = overlayNetworks;
+exports.hostMtuFindings = hostMtuFindings;
+/** The overlay networks a stack creates, and overlay-mtu against the MTU of the host's interface. */
+const compose_1 = __nccwpck_require__(668);
+const facts_1 = __nccwpck_require__(4970);
+const skips_1 = __nccwpck_require__(9497);
+/** Docker's overlay MTU when none is given: 1500 − 50 bytes of VXLAN, whatever the host's interface. */
+exports.DOCKER_OVERLAY_MTU = 1450;
+/** The overlay networks a stack creates (not external ones), the implicit `default` when a service uses it. */
+function overlayNetworks(m) {
+    if (!m.files.length)
+        return [];
+    const out = [];
+    const at = (p) => {
+        const l = (0, compose_1.locateIn)(m.files, p);
+        return { file: l.file.path, line: l.line, col: l.col };
+    };
+    // As in the checks: a skip comment on the network (or on the service that brings in `default`).
+    const off = (entity) => {
+        const s = (0, skips_1.entitySkips)(m, entity);
+        return s.has('overlay-mtu') || s.has('all');
+    };
+    for (const [key, decl] of Object.entries(m.networks)) {
+        const d = (0, compose_1.isPlainObject)(decl) ? decl : {};
+        if ((0, compose_1.isExternal)(decl) || String(d.driver ?? 'overlay') !== 'overlay' || off(['networks', key]))
+            continue;
+        const raw = (0, compose_1.isPlainObject)(d.driver_opts) ? d.driver_opts['com.docker.network.driver.mtu'] : undefined;
+        const mtu = raw === undefined || raw === null || raw === '' ? undefined : Number(String(raw).trim());
+        const where = mtu === undefined ? ['networks', key] : ['networks', key, 'driver_opts', 'com.docker.network.driver.mtu'];
+        out.push({ stack: m.name, key, name: (0, facts_1.swarmNetworkName)(m.name, key, m.networks), mtu, ...at(where) });
+    }
+    if (!('default' in m.networks)) {
+        const user = Object.entries(m.raw).find(([, svc]) => (0, compose_1.networkKeys)(svc.networks).length === 0 || (0, compose_1.networkKeys)(svc.networks).includes('default'));
+        if (user && !off(['services', user[0]]))
+            out.push({ stack: m.name, key: 'default', name: `${m.name}_default`, ...at(['services', user[0]]) });
+    }
+    return out;
+}
+/**
+ * overlay-mtu with facts from the host: VXLAN needs 50 bytes of every node's interface MTU, and
+ * Docker gives an overlay network 1450 whatever the interface, so on a node below 1500 every
+ * overlay network must set com.docker.network.driver.mtu to at most the smallest MTU − 50.
+ * `nodeMtus`: node name → MTU of the interface Swarm traffic uses.
+ */
+function hostMtuFindings(nodeMtus, networks) {
+    const known = Object.entries(nodeMtus).filter(([, m]) => Number.isFinite(m) && m > 0);
+    if (!known.length)
+        return [];
+    const min = Math.min(...known.map(([, m]) => m));
+    const nodes = known.filter(([, m]) => m === min).map(([n]) => n);
+    const want = min - 50;
+    const out = [];
+    for (const n of networks) {
+        const effective = n.mtu ?? exports.DOCKER_OVERLAY_MTU;
+        if (Number.isInteger(effective) && effective <= want)
+            continue;
+        out.push({
+            rule: 'overlay-mtu',
+            severity: 'error',
+            file: n.file,
+            line: n.line,
+            col: n.col,
+            stack: n.stack,
+            message: `Network ${n.key} (${n.name}, overlay) has MTU ` +
+                `${n.mtu === undefined ? `${exports.DOCKER_OVERLAY_MTU} (Docker's default)` : n.mtu}, ` +
+                `but node${nodes.length > 1 ? 's' : ''} ${nodes.join(', ')} ` +
+                `${nodes.length > 1 ? 'have' : 'has'} interface MTU ${min}: ` +
+                `VXLAN adds 50 bytes, so large packets between nodes are dropped and big requests hang. ` +
+                `${n.key === 'default' ? 'Declare it: networks: default:' : `Under networks.${n.key}, set`} driver_opts: ` +
+                `com.docker.network.driver.mtu: ${want}.`,
+        });
+    }
+    return out;
+}
+
+
+/***/ }),
+
+/***/ 623:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -59727,786 +60047,11 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.DOCKER_OVERLAY_MTU = exports.RULE_IDS = exports.RULES = void 0;
-exports.statefulKind = statefulKind;
-exports.swarmNetworkName = swarmNetworkName;
-exports.namedVolumes = namedVolumes;
-exports.traefikProviderNetworks = traefikProviderNetworks;
-exports.overlayNetworks = overlayNetworks;
-exports.hostMtuFindings = hostMtuFindings;
-exports.checkStack = checkStack;
+exports.cell = cell;
 exports.reportFindings = reportFindings;
-/**
- * Pre-flight checks of a stack's files: the mistakes that cost Swarm-behind-Traefik teams hours,
- * found before anything reaches the host. Each rule has a stable id (docs/checks.md), a severity
- * and a message that says what is wrong and how to fix it.
- */
+/** Findings as GitHub annotations and as the job summary's table. */
 const core = __importStar(__nccwpck_require__(7484));
-const crypto_1 = __nccwpck_require__(6982);
-const fs = __importStar(__nccwpck_require__(9896));
-const path = __importStar(__nccwpck_require__(6928));
-const YAML = __importStar(__nccwpck_require__(8815));
-const compose_1 = __nccwpck_require__(9763);
-/** Every rule, with its severity (the one it usually reports with) and what it catches. */
-exports.RULES = [
-    {
-        id: 'overlay-mtu',
-        severity: 'error',
-        summary: 'overlay network MTU above 1450, or above the host MTU − 50 when the host is known',
-    },
-    { id: 'undefined-network', severity: 'error', summary: 'service on a network the stack does not declare' },
-    {
-        id: 'traefik-network',
-        severity: 'error',
-        summary: 'Traefik-routed service on several networks without a valid traefik.docker.network or Traefik default network',
-    },
-    {
-        id: 'traefik-labels-placement',
-        severity: 'warning',
-        summary: 'traefik.* labels under service labels: instead of deploy.labels',
-    },
-    {
-        id: 'monitor-window',
-        severity: 'warning',
-        summary: 'update_config.monitor not longer than one healthcheck cycle / start_period with failure_action rollback',
-    },
-    { id: 'failure-action', severity: 'warning', summary: 'update_config.failure_action missing or pause' },
-    { id: 'unset-variable', severity: 'error', summary: '${VAR} without default whose variable is unset' },
-    {
-        id: 'interpolation',
-        severity: 'error',
-        summary: 'invalid ${...} syntax, or a ${VAR:?message} whose variable is missing',
-    },
-    {
-        id: 'single-replica-stop-first',
-        severity: 'warning',
-        summary: 'one replica with order stop-first: downtime on every deploy',
-    },
-    { id: 'no-healthcheck', severity: 'notice', summary: 'service without a healthcheck in the stack' },
-    { id: 'stateful-on-proxy-network', severity: 'warning', summary: 'database or cache on the network the proxy is on' },
-    { id: 'immutable-object', severity: 'error', summary: 'config/secret whose content changed but whose name did not' },
-    {
-        id: 'missing-file',
-        severity: 'error',
-        summary: 'config/secret file, env_file or relative bind mount source that does not exist',
-    },
-    {
-        id: 'bind-mount-node',
-        severity: 'warning',
-        summary: 'relative bind mount of a service that can run on a node other than the manager (connected)',
-    },
-    { id: 'swarm-ignored', severity: 'notice', summary: 'service keys that docker stack deploy ignores' },
-    { id: 'invalid-value', severity: 'error', summary: 'a duration or number Docker would refuse' },
-    {
-        id: 'invalid-yaml',
-        severity: 'error',
-        summary: 'a stack file that is not valid YAML, or whose top level is not a mapping',
-    },
-    { id: 'unknown-key', severity: 'error', summary: 'a top-level key docker stack deploy refuses' },
-    {
-        id: 'timeout-too-short',
-        severity: 'error',
-        summary: 'an explicit `timeout` shorter than a healthy rolling update of a service takes',
-    },
-    {
-        id: 'placement',
-        severity: 'error',
-        summary: 'placement constraints no node meets, or replicas that cannot fit (connected)',
-    },
-];
-exports.RULE_IDS = exports.RULES.map((r) => r.id);
-const SKIP_LABEL = 'deploy-action.skip';
-const SKIP_COMMENT = /#\s*deploy-action:\s*skip\b([^#\n]*)/i;
-/** Keys Swarm does not apply (docker/cli's unsupported and deprecated service properties, plus depends_on). */
-const SWARM_IGNORED = {
-    build: 'the image is built before the deploy (`command: build` builds it from this section) and Swarm runs `image:`',
-    depends_on: 'Swarm starts services in any order; make the service retry its dependencies and use healthchecks',
-    container_name: 'Swarm names tasks <stack>_<service>.<slot>.<id>; reach the service by its name on a shared network',
-    restart: 'use deploy.restart_policy',
-    links: 'services on a shared network reach each other by service name',
-    external_links: 'attach both services to a shared (external) network',
-    network_mode: 'use networks:',
-    privileged: 'Swarm services cannot run privileged',
-    security_opt: 'not applied to Swarm services',
-    userns_mode: 'not applied to Swarm services',
-    cgroup_parent: 'not applied to Swarm services',
-};
-const STATEFUL_WORDS = [
-    'redis',
-    'postgres',
-    'mysql',
-    'mariadb',
-    'mongo',
-    'rabbitmq',
-    'minio',
-    'memcached',
-    'elasticsearch',
-    'valkey',
-    'keydb',
-];
-const PROXY = /traefik|nginx|caddy|haproxy|proxy/i;
-function isPlainObject(v) {
-    return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-/** Repository path of an image, lower-case, without registry port, tag or digest. */
-function imageRepo(image) {
-    if (!image)
-        return '';
-    let s = image.toLowerCase().split('@')[0];
-    const slash = s.lastIndexOf('/');
-    const colon = s.lastIndexOf(':');
-    if (colon > slash)
-        s = s.slice(0, colon);
-    return s;
-}
-function tokens(s) {
-    return s
-        .toLowerCase()
-        .split(/[^a-z0-9]+/)
-        .filter(Boolean);
-}
-/** The stateful word a service's image or name matches (redis, postgres, …, cache, db), if any. */
-function statefulKind(name, image) {
-    for (const t of [...tokens(imageRepo(image)), ...tokens(name)]) {
-        const word = STATEFUL_WORDS.find((w) => t.includes(w));
-        if (word)
-            return word;
-        if (t === 'db' || t.endsWith('db'))
-            return 'db';
-        if (t === 'cache' || t.endsWith('cache'))
-            return 'cache';
-    }
-    return undefined;
-}
-function isProxyByName(name, image) {
-    return PROXY.test(imageRepo(image)) || PROXY.test(name);
-}
-function isTrue(v) {
-    return (v ?? '').trim().toLowerCase() === 'true';
-}
-function parseRuleList(s) {
-    return s
-        .split(/[\s,]+/)
-        .map((x) => x.trim())
-        .filter(Boolean);
-}
-function sha256(buf) {
-    return (0, crypto_1.createHash)('sha256').update(buf).digest('hex');
-}
-function fmt(seconds) {
-    if (Number.isInteger(seconds))
-        return `${seconds}s`;
-    return `${Math.round(seconds * 1000)}ms`;
-}
-/** Swarm's name of a network key of the stack (stack-prefixed unless `name:` or external). */
-function swarmNetworkName(stack, key, networks) {
-    const decl = networks?.[key];
-    if (isPlainObject(decl)) {
-        const ext = decl.external;
-        if (isPlainObject(ext))
-            return String(ext.name ?? decl.name ?? key);
-        if (ext === true || String(ext).toLowerCase() === 'true')
-            return String(decl.name ?? key);
-        if (decl.name)
-            return String(decl.name);
-    }
-    return `${stack}_${key}`;
-}
-function isExternal(decl) {
-    if (!isPlainObject(decl))
-        return false;
-    const ext = decl.external;
-    return isPlainObject(ext) || ext === true || String(ext).toLowerCase() === 'true';
-}
-/** Docker's overlay MTU when none is given: 1500 − 50 bytes of VXLAN, whatever the host's interface. */
-exports.DOCKER_OVERLAY_MTU = 1450;
-/** Named volumes a service mounts (not bind mounts, not anonymous volumes): two tasks would share them. */
-function namedVolumes(svc) {
-    const out = [];
-    for (const v of Array.isArray(svc.volumes) ? svc.volumes : []) {
-        let source;
-        if (typeof v === 'string') {
-            const parts = v.split(':');
-            if (parts.length >= 2)
-                source = parts[0];
-        }
-        else if (isPlainObject(v) && (v.type === undefined || v.type === 'volume') && v.source) {
-            source = String(v.source);
-        }
-        // A source that is a path is a bind mount.
-        if (source && !/^[./~]/.test(source) && !source.includes('/'))
-            out.push(source);
-    }
-    return out;
-}
-/** `providers.docker.network` / `providers.swarm.network` of a Traefik static configuration file. */
-function staticFileNetworks(file, text) {
-    if (/\.toml$/i.test(file)) {
-        // TOML: the network key of a [providers.docker] or [providers.swarm] table.
-        const out = [];
-        let inProvider = false;
-        for (const line of text.split(/\r?\n/)) {
-            const table = /^\s*\[([^\]]+)\]/.exec(line);
-            if (table)
-                inProvider = /^\s*providers\.(docker|swarm)\s*$/i.test(table[1]);
-            const m = inProvider && /^\s*network\s*=\s*["']([^"']+)["']/.exec(line);
-            if (m)
-                out.push(m[1]);
-        }
-        return out;
-    }
-    try {
-        const doc = YAML.parse(text);
-        const providers = isPlainObject(doc) && isPlainObject(doc.providers) ? doc.providers : {};
-        return ['docker', 'swarm']
-            .map((k) => providers[k]?.network)
-            .filter((n) => typeof n === 'string' && n !== '');
-    }
-    catch {
-        return [];
-    }
-}
-/**
- * Networks Traefik picks by default for every service it routes, from its command
- * (`--providers.docker.network=NAME` v2, `--providers.swarm.network=NAME` v3), its environment
- * (TRAEFIK_PROVIDERS_DOCKER_NETWORK, TRAEFIK_PROVIDERS_SWARM_NETWORK) or its static configuration
- * file (a config or bind-mounted traefik.yml/toml), in any of the given stacks.
- */
-function traefikProviderNetworks(stacks, env) {
-    const out = new Set();
-    for (const stack of stacks) {
-        if (!stack.files.length)
-            continue;
-        const merged = (0, compose_1.mergeStack)(stack.files.map((f) => (0, compose_1.resolveCompose)(f, env)));
-        const baseDir = path.dirname(stack.files[0].absPath);
-        const services = isPlainObject(merged.services) ? merged.services : {};
-        for (const svc of Object.values(services)) {
-            if (!isPlainObject(svc))
-                continue;
-            const args = Array.isArray(svc.command)
-                ? svc.command.map(String)
-                : typeof svc.command === 'string'
-                    ? svc.command.split(/\s+/)
-                    : [];
-            args.forEach((a, i) => {
-                const m = /^--providers\.(docker|swarm)\.network(?:=(.*))?$/i.exec(a);
-                const v = m ? (m[2] ?? args[i + 1]) : undefined;
-                if (v)
-                    out.add(v.replace(/^["']|["']$/g, ''));
-            });
-            const environment = (0, compose_1.toStringMap)(svc.environment);
-            for (const k of ['TRAEFIK_PROVIDERS_DOCKER_NETWORK', 'TRAEFIK_PROVIDERS_SWARM_NETWORK'])
-                if (environment[k])
-                    out.add(environment[k]);
-            if (!/traefik/.test(imageRepo(svc.image)))
-                continue;
-            // Its static configuration: files given as configs, or bind-mounted.
-            const files = [];
-            const configs = isPlainObject(merged.configs) ? merged.configs : {};
-            for (const c of Array.isArray(svc.configs) ? svc.configs : []) {
-                const entry = configs[isPlainObject(c) ? String(c.source) : String(c)];
-                if (isPlainObject(entry) && typeof entry.file === 'string')
-                    files.push(entry.file);
-            }
-            for (const v of Array.isArray(svc.volumes) ? svc.volumes : []) {
-                const source = typeof v === 'string' ? v.split(':')[0] : isPlainObject(v) && v.type === 'bind' ? String(v.source ?? '') : '';
-                if (/^[./~]/.test(source))
-                    files.push(source);
-            }
-            for (const f of files.filter((x) => /\.(ya?ml|toml)$/i.test(x))) {
-                let text;
-                try {
-                    text = fs.readFileSync(path.resolve(baseDir, f), 'utf8');
-                }
-                catch {
-                    continue;
-                }
-                staticFileNetworks(f, text).forEach((n) => out.add(n));
-            }
-        }
-    }
-    return [...out];
-}
-/** Rules switched off for one service / network / config entry: a skip comment on or above its key, a service's skip label. */
-function entitySkips(files, services, entity) {
-    const out = new Set();
-    for (const f of files) {
-        if (!(0, compose_1.hasPath)(f, entity))
-            continue;
-        const { line } = (0, compose_1.positionOf)(f, entity);
-        const lines = f.text.split(/\r?\n/);
-        for (const l of [line, line - 1]) {
-            const m = SKIP_COMMENT.exec(lines[l - 1] ?? '');
-            if (m)
-                parseRuleList(m[1]).forEach((r) => out.add(r));
-        }
-    }
-    if (entity[0] === 'services') {
-        const svc = services[entity[1]];
-        const labels = (0, compose_1.toStringMap)(isPlainObject(svc?.deploy) ? svc.deploy.labels : undefined);
-        if (labels[SKIP_LABEL] !== undefined)
-            parseRuleList(labels[SKIP_LABEL]).forEach((r) => out.add(r));
-    }
-    return out;
-}
-/** The overlay networks a stack creates (not external ones), the implicit `default` when a service uses it. */
-function overlayNetworks(stack, env) {
-    if (!stack.files.length)
-        return [];
-    const merged = (0, compose_1.mergeStack)(stack.files.map((f) => (0, compose_1.resolveCompose)(f, env)));
-    const networks = isPlainObject(merged.networks) ? merged.networks : {};
-    const out = [];
-    const at = (p) => {
-        const l = (0, compose_1.locateIn)(stack.files, p);
-        return { file: l.file.path, line: l.line, col: l.col };
-    };
-    const services = isPlainObject(merged.services) ? merged.services : {};
-    // As in checkStack: a skip comment on the network (or on the service that brings in `default`).
-    const off = (entity) => {
-        const s = entitySkips(stack.files, services, entity);
-        return s.has('overlay-mtu') || s.has('all');
-    };
-    for (const [key, decl] of Object.entries(networks)) {
-        const d = isPlainObject(decl) ? decl : {};
-        if (isExternal(decl) || String(d.driver ?? 'overlay') !== 'overlay' || off(['networks', key]))
-            continue;
-        const raw = isPlainObject(d.driver_opts) ? d.driver_opts['com.docker.network.driver.mtu'] : undefined;
-        const mtu = raw === undefined || raw === null || raw === '' ? undefined : Number(String(raw).trim());
-        const where = mtu === undefined ? ['networks', key] : ['networks', key, 'driver_opts', 'com.docker.network.driver.mtu'];
-        out.push({ stack: stack.name, key, name: swarmNetworkName(stack.name, key, networks), mtu, ...at(where) });
-    }
-    if (!('default' in networks)) {
-        const user = Object.entries(services).find(([, svc]) => !isPlainObject(svc) || (0, compose_1.networkKeys)(svc.networks).length === 0 || (0, compose_1.networkKeys)(svc.networks).includes('default'));
-        if (user && !off(['services', user[0]]))
-            out.push({ stack: stack.name, key: 'default', name: `${stack.name}_default`, ...at(['services', user[0]]) });
-    }
-    return out;
-}
-/**
- * overlay-mtu with facts from the host: VXLAN needs 50 bytes of every node's interface MTU, and
- * Docker gives an overlay network 1450 whatever the interface, so on a node below 1500 every
- * overlay network must set com.docker.network.driver.mtu to at most the smallest MTU − 50.
- * `nodeMtus`: node name → MTU of the interface Swarm traffic uses.
- */
-function hostMtuFindings(nodeMtus, networks) {
-    const known = Object.entries(nodeMtus).filter(([, m]) => Number.isFinite(m) && m > 0);
-    if (!known.length)
-        return [];
-    const min = Math.min(...known.map(([, m]) => m));
-    const nodes = known.filter(([, m]) => m === min).map(([n]) => n);
-    const want = min - 50;
-    const out = [];
-    for (const n of networks) {
-        const effective = n.mtu ?? exports.DOCKER_OVERLAY_MTU;
-        if (Number.isInteger(effective) && effective <= want)
-            continue;
-        out.push({
-            rule: 'overlay-mtu',
-            severity: 'error',
-            file: n.file,
-            line: n.line,
-            col: n.col,
-            stack: n.stack,
-            message: `Network ${n.key} (${n.name}, overlay) has MTU ${n.mtu === undefined ? `${exports.DOCKER_OVERLAY_MTU} (Docker's default)` : n.mtu}, ` +
-                `but node${nodes.length > 1 ? 's' : ''} ${nodes.join(', ')} ${nodes.length > 1 ? 'have' : 'has'} interface MTU ${min}: ` +
-                `VXLAN adds 50 bytes, so large packets between nodes are dropped and big requests hang. ` +
-                `${n.key === 'default' ? 'Declare it: networks: default: driver_opts:' : `Under networks.${n.key}, set driver_opts:`} ` +
-                `com.docker.network.driver.mtu: ${want}.`,
-        });
-    }
-    return out;
-}
-/** Runs every rule over one stack (its files merged in order, as docker stack deploy does). */
-function checkStack(stack, env, opts = {}) {
-    const files = stack.files;
-    if (!files.length)
-        return [];
-    const skipAll = new Set(opts.skip ?? []);
-    const findings = [];
-    const resolved = files.map((f) => (0, compose_1.resolveCompose)(f, env));
-    const merged = (0, compose_1.mergeStack)(resolved);
-    const services = isPlainObject(merged.services) ? merged.services : {};
-    const networks = isPlainObject(merged.networks) ? merged.networks : {};
-    // docker stack deploy resolves relative paths against the folder of the first compose file.
-    const baseDir = path.dirname(files[0].absPath);
-    // --- switching rules off for one service / network / config entry --------------------------
-    const skipCache = new Map();
-    const skipsFor = (entity) => {
-        const key = JSON.stringify(entity);
-        let s = skipCache.get(key);
-        if (!s) {
-            s = entitySkips(files, services, entity);
-            skipCache.set(key, s);
-        }
-        return s;
-    };
-    const skipped = (rule, entity) => {
-        if (skipAll.has(rule) || skipAll.has('all'))
-            return true;
-        if (!entity)
-            return false;
-        const s = skipsFor(entity);
-        return s.has(rule) || s.has('all');
-    };
-    const add = (rule, severity, at, message, entity) => {
-        if (skipped(rule, entity))
-            return;
-        const loc = Array.isArray(at) ? (0, compose_1.locateIn)(files, at) : at;
-        const service = entity && entity[0] === 'services' ? String(entity[1]) : undefined;
-        findings.push({
-            rule,
-            severity,
-            file: loc.file.path,
-            line: loc.line,
-            col: loc.col,
-            stack: stack.name,
-            service,
-            message,
-        });
-    };
-    const entityOf = (p) => p && p.length >= 2 && ['services', 'networks', 'configs', 'secrets'].includes(String(p[0]))
-        ? p.slice(0, 2)
-        : undefined;
-    // --- interpolation ---------------------------------------------------------------------------
-    resolved.forEach((r) => {
-        const seen = new Set();
-        for (const u of r.unset) {
-            const k = `${u.name}@${u.line}:${u.col}`;
-            if (seen.has(k))
-                continue;
-            seen.add(k);
-            add('unset-variable', 'error', { file: r.file, line: u.line, col: u.col }, `Variable ${u.name} is not set and has no default: Docker would substitute an empty string and deploy ` +
-                `anyway (an image tag \`app:\${${u.name}}\` becomes \`app:\`). Set it (input \`env\`; <SERVICE>_VERSION ` +
-                `comes from the service's VERSION file), or give it a default: \${${u.name}:-value}.`, entityOf(u.path));
-        }
-        for (const e of r.errors) {
-            add('interpolation', 'error', { file: r.file, line: e.line, col: e.col }, `${e.message}.`, entityOf(e.path));
-        }
-    });
-    // --- per service ----------------------------------------------------------------------------
-    const infos = {};
-    for (const [name, svc] of Object.entries(services)) {
-        try {
-            infos[name] = (0, compose_1.serviceInfo)(name, isPlainObject(svc) ? svc : {});
-        }
-        catch (e) {
-            if (!(e instanceof compose_1.ComposeValueError))
-                throw e;
-            add('invalid-value', 'error', e.path, `${e.message}`, ['services', name]);
-        }
-    }
-    const netName = (key) => swarmNetworkName(stack.name, key, networks);
-    const declared = (key) => key === 'default' || Object.prototype.hasOwnProperty.call(networks, key);
-    const traefikDefaults = opts.traefikNetworks ?? traefikProviderNetworks([stack], env);
-    /** Path of a service's network entry in the file that names it (list or map form). */
-    const networkAt = (service, key) => {
-        for (let i = resolved.length - 1; i >= 0; i--) {
-            const n = resolved[i].data?.services?.[service]?.networks;
-            if (Array.isArray(n) && n.map(String).includes(key))
-                return ['services', service, 'networks', n.map(String).indexOf(key)];
-            if (isPlainObject(n) && key in n)
-                return ['services', service, 'networks', key];
-        }
-        return ['services', service, 'networks'];
-    };
-    const traefikNetworkLabel = (labels) => {
-        for (const key of ['traefik.docker.network', 'traefik.swarm.network']) {
-            if (labels[key] !== undefined && labels[key] !== '')
-                return { key, value: labels[key] };
-        }
-        return undefined;
-    };
-    /** Path of a deploy label in the file that defines it (list or map form). */
-    const labelAt = (service, label) => {
-        for (let i = resolved.length - 1; i >= 0; i--) {
-            const labels = resolved[i].data?.services?.[service]?.deploy?.labels;
-            const base = ['services', service, 'deploy', 'labels'];
-            let p;
-            if (Array.isArray(labels)) {
-                const idx = labels.findIndex((l) => typeof l === 'string' && (l === label || l.startsWith(`${label}=`)));
-                if (idx >= 0)
-                    p = [...base, idx];
-            }
-            else if (isPlainObject(labels) && label in labels) {
-                p = [...base, label];
-            }
-            if (p)
-                return { file: files[i], ...(0, compose_1.positionOf)(files[i], p) };
-        }
-        return (0, compose_1.locateIn)(files, ['services', service, 'deploy', 'labels']);
-    };
-    // Networks the proxy is on: those of proxy services (by image or name), and for a service Traefik
-    // routes, the network Traefik reaches it on (its traefik.docker.network, or its only network).
-    const proxyNets = new Map(); // Swarm network name → proxy service that is on it
-    for (const info of Object.values(infos)) {
-        const enabled = isTrue(info.labels['traefik.enable']);
-        if (isProxyByName(info.name, info.image)) {
-            for (const n of info.networks)
-                if (!proxyNets.has(netName(n)))
-                    proxyNets.set(netName(n), info.name);
-        }
-        else if (enabled) {
-            const label = traefikNetworkLabel(info.labels);
-            const target = label ? label.value : info.networks.length === 1 ? netName(info.networks[0]) : undefined;
-            if (target && !proxyNets.has(target))
-                proxyNets.set(target, `Traefik (via ${info.name})`);
-        }
-    }
-    for (const [name, info] of Object.entries(infos)) {
-        const svc = isPlainObject(services[name]) ? services[name] : {};
-        const entity = ['services', name];
-        const sp = (...rest) => ['services', name, ...rest];
-        const hc = info.healthcheck;
-        const u = info.update;
-        // replicated-job / global-job services run to completion: no rolling update, no healthcheck to gate on.
-        const job = /-job$/.test(String(svc?.deploy?.mode ?? ''));
-        // undefined-network: docker stack deploy refuses the whole stack ("undefined network").
-        for (const k of info.networks.filter((n) => !declared(n))) {
-            add('undefined-network', 'error', networkAt(name, k), `Service ${name} is on network ${k}, which the stack does not declare: docker stack deploy refuses it ` +
-                `("undefined network"). Declare it under the top-level networks: (external: true for one created ` +
-                `outside the stack, e.g. by the proxy's stack), or use a declared one` +
-                `${Object.keys(networks).length ? ` (${Object.keys(networks).join(', ')})` : ''}.`, entity);
-        }
-        // swarm-ignored
-        const ignored = Object.keys(SWARM_IGNORED).filter((k) => svc[k] !== undefined);
-        if (ignored.length) {
-            add('swarm-ignored', 'notice', sp(ignored[0]), `Service ${name}: docker stack deploy ignores ${ignored.map((k) => `\`${k}\``).join(', ')} — ` +
-                ignored.map((k) => `${k}: ${SWARM_IGNORED[k]}`).join('; ') +
-                '.', entity);
-        }
-        // no-healthcheck
-        if (!hc && !job) {
-            add('no-healthcheck', 'notice', entity, `Service ${name} has no healthcheck in the stack: the gate can only see its tasks "running", not whether ` +
-                `the app answers. If the image defines a HEALTHCHECK, Swarm still uses it (this check cannot see images); ` +
-                `otherwise add healthcheck: (test, interval, retries, start_period).`, entity);
-        }
-        else if (hc && hc.disabled && !job) {
-            add('no-healthcheck', 'notice', sp('healthcheck'), `Service ${name} disables its healthcheck (also the image's HEALTHCHECK): the gate can only see its tasks ` +
-                `"running", not whether the app answers. Remove disable: true / test: ["NONE"] and give a real test.`, entity);
-        }
-        // failure-action
-        if (u.failureAction === 'pause' && !job) {
-            const missing = svc?.deploy?.update_config?.failure_action === undefined;
-            add('failure-action', 'warning', sp('deploy', 'update_config', 'failure_action'), `Service ${name}: update_config.failure_action is ${missing ? "not set (Docker's default is pause)" : 'pause'}: ` +
-                `a failed update stays paused half-done, some tasks on the new version and some on the old. The action's ` +
-                `gate rolls back itself, but set deploy.update_config.failure_action: rollback so that Swarm does it too ` +
-                `(deploys without the action, or a runner lost mid-deploy).`, entity);
-        }
-        // monitor-window
-        if (u.failureAction === 'rollback' && hc && !hc.disabled && !job) {
-            const cycle = hc.interval * hc.retries;
-            const threshold = Math.max(hc.startPeriod, cycle);
-            if (u.monitor <= threshold) {
-                const suggested = Math.ceil(threshold + Math.max(hc.interval, 5));
-                const what = hc.startPeriod > cycle
-                    ? `the healthcheck's start_period (${fmt(hc.startPeriod)})`
-                    : `one healthcheck cycle (interval × retries = ${fmt(hc.interval)} × ${hc.retries} = ${fmt(cycle)})`;
-                const monitorSet = svc?.deploy?.update_config?.monitor !== undefined;
-                add('monitor-window', 'warning', sp('deploy', 'update_config', 'monitor'), `Service ${name}: update_config.monitor (${fmt(u.monitor)}${monitorSet ? '' : ", Docker's default"}) is not ` +
-                    `longer than ${what}, so Swarm's automatic rollback misses failures that come after the first healthy ` +
-                    `check. Measured on Docker 20.10: Swarm keeps a task with a healthcheck in "starting" until its first ` +
-                    `healthy check, and monitor only counts from "running"; so a release that never becomes healthy IS ` +
-                    `rolled back whatever monitor is, but a release that is healthy for a while and then crashes after ` +
-                    `monitor has elapsed leaves the update "completed" and the service crash-looping on the new version. A ` +
-                    `monitor window shorter than one healthcheck cycle (interval × retries = ${fmt(cycle)}) sees nothing of ` +
-                    `the first unhealthy period. Set monitor to at least interval × retries plus a margin (here ` +
-                    `monitor: ${suggested}s). The action's gate also watches its own stability window after "completed" ` +
-                    `(input \`stability\`).`, entity);
-            }
-        }
-        // single-replica-stop-first
-        const hostPorts = Array.isArray(svc.ports) && svc.ports.some((p) => isPlainObject(p) && p.mode === 'host');
-        const stateful = statefulKind(name, info.image);
-        const volumes = namedVolumes(svc);
-        if (info.mode === 'replicated' && !job && info.replicas === 1 && !hostPorts) {
-            const orderAt = svc?.deploy?.update_config?.order !== undefined
-                ? sp('deploy', 'update_config', 'order')
-                : sp('deploy', 'replicas');
-            const vols = volumes.join(', ');
-            if (volumes.length && u.order === 'stop-first') {
-                // Two copies on one data folder can corrupt it (databases, Prometheus' TSDB) or fail on its lock.
-                add('single-replica-stop-first', 'notice', orderAt, `Service ${name} runs one replica with order stop-first and named volume${volumes.length > 1 ? 's' : ''} ${vols}: ` +
-                    `keep stop-first. start-first would run the new task next to the old one on the same data folder, which ` +
-                    `can corrupt it or fail on its lock; the price is a short downtime on each deploy of this service.`, entity);
-            }
-            else if (volumes.length && u.order === 'start-first') {
-                add('single-replica-stop-first', 'warning', orderAt, `Service ${name} has order start-first and named volume${volumes.length > 1 ? 's' : ''} ${vols}: each deploy ` +
-                    `runs two copies of it on the same data folder for a while, which can corrupt it (databases, ` +
-                    `Prometheus, Portainer) or leave the new one failing on the old one's lock. Use order: stop-first.`, entity);
-            }
-            else if (u.order === 'stop-first' && !stateful) {
-                add('single-replica-stop-first', 'warning', orderAt, `Service ${name} runs one replica with update order stop-first (Docker's default): every deploy stops the ` +
-                    `old task before the new one starts, so the service is down for the whole start-up. Fix: ` +
-                    `${hc && !hc.disabled ? '' : 'add a healthcheck (so that Swarm waits until the new task answers before stopping the old one) and '}` +
-                    `set deploy.update_config.order: start-first (or run 2 or more replicas).`, entity);
-            }
-        }
-        // traefik-labels-placement
-        const serviceLabels = (0, compose_1.toStringMap)(svc.labels);
-        const misplaced = Object.keys(serviceLabels).filter((k) => k.startsWith('traefik.'));
-        if (misplaced.length) {
-            add('traefik-labels-placement', 'warning', sp('labels'), `Service ${name} has Traefik labels under labels: (${misplaced.slice(0, 3).join(', ')}${misplaced.length > 3 ? ', …' : ''}), ` +
-                `which are container labels: in Swarm mode Traefik reads only the service labels. Move them under deploy.labels.`, entity);
-        }
-        // traefik-network
-        if (isTrue(info.labels['traefik.enable'])) {
-            const label = traefikNetworkLabel(info.labels);
-            const names = info.networks.map(netName);
-            const shared = names.filter((n) => proxyNets.has(n) && !/^Traefik \(via /.test(proxyNets.get(n)));
-            const describe = info.networks.map((k) => (netName(k) === k ? k : `${k} (Swarm: ${netName(k)})`)).join(', ');
-            const byDefault = names.filter((n) => traefikDefaults.includes(n));
-            if (!label && info.networks.length > 1 && !byDefault.length) {
-                // Suggest only networks the stack declares (an undeclared one is its own error).
-                const ok = names.filter((n, i) => declared(info.networks[i]));
-                const hint = shared.find((n) => ok.includes(n)) ??
-                    ok.find((n) => isExternal(networks[info.networks[names.indexOf(n)]])) ??
-                    ok[0];
-                const fixText = hint
-                    ? `Add deploy.labels traefik.docker.network=${hint} (the Swarm name of the network Traefik shares with it; ` +
-                        `traefik.swarm.network with Traefik v3's swarm provider)`
-                    : `Declare its networks, then add deploy.labels traefik.docker.network=<the network Traefik shares with it>`;
-                add('traefik-network', 'error', labelAt(name, 'traefik.enable'), `Service ${name} is routed by Traefik (traefik.enable=true) and is on ${info.networks.length} networks ` +
-                    `(${describe}) without a traefik.docker.network label: Traefik may pick a network it is not on, and ` +
-                    `requests time out or get 502/504. ${fixText}, or give Traefik a default network ` +
-                    `(--providers.swarm.network / --providers.docker.network, read from every stack of the run)` +
-                    `${traefikDefaults.length ? `; Traefik's default network (${traefikDefaults.join(', ')}) is not one of its networks` : ''}.`, entity);
-            }
-            else if (label && !names.includes(label.value)) {
-                const byKey = info.networks.indexOf(label.value) >= 0 ? netName(label.value) : undefined;
-                add('traefik-network', 'error', labelAt(name, label.key), `Service ${name}: ${label.key}=${label.value} names a network the service is not on; its networks are ` +
-                    `named ${names.join(', ')} in Swarm (a network declared in the stack is prefixed with the stack name ` +
-                    `unless it has name:; external networks keep their name). ` +
-                    (byKey ? `Use ${label.key}=${byKey}.` : `Attach the service to that network, or name one of its networks.`), entity);
-            }
-        }
-        // stateful-on-proxy-network
-        if (stateful && !isTrue(info.labels['traefik.enable']) && !isProxyByName(name, info.image)) {
-            const onProxy = info.networks.filter((k) => proxyNets.has(netName(k)));
-            if (onProxy.length) {
-                const k = onProxy[0];
-                const netPath = Array.isArray(svc.networks) ? sp('networks') : sp('networks', k);
-                add('stateful-on-proxy-network', 'warning', svc.networks === undefined ? entity : netPath, `Service ${name} (${stateful}) is on network ${k}${netName(k) !== k ? ` (${netName(k)})` : ''}, which the ` +
-                    `proxy is on (${proxyNets.get(netName(k))}): the proxy, and everything it exposes, can reach it. Keep ` +
-                    `databases and caches on an internal network (e.g. backend, with internal: true) shared only with the ` +
-                    `services that use them.`, entity);
-            }
-        }
-    }
-    // --- networks -------------------------------------------------------------------------------
-    for (const [key, decl] of Object.entries(networks)) {
-        if (isExternal(decl))
-            continue;
-        const d = isPlainObject(decl) ? decl : {};
-        const driver = String(d.driver ?? 'overlay');
-        const opts = isPlainObject(d.driver_opts) ? d.driver_opts : {};
-        const mtuRaw = opts['com.docker.network.driver.mtu'];
-        const entity = ['networks', key];
-        const mtuPath = ['networks', key, 'driver_opts', 'com.docker.network.driver.mtu'];
-        const fix = 'set driver_opts: com.docker.network.driver.mtu: 1450 (or lower)';
-        // Why no MTU is only a notice: Docker gives an overlay network 1450 (1500 − 50 of VXLAN); it is
-        // too high only on a host whose interface is below 1500, which `deploy` compares (hostMtuFindings).
-        const lowHost = `Docker gives it MTU 1450, right for hosts whose interface MTU is 1500; on a host below 1500 (some clouds ` +
-            `use 1450 or 1400, VPNs less) large requests between nodes hang: then set ` +
-            `driver_opts: com.docker.network.driver.mtu to that host MTU − 50`;
-        if (driver === 'overlay') {
-            if (mtuRaw === undefined || mtuRaw === null || mtuRaw === '') {
-                add('overlay-mtu', 'notice', entity, `Network ${key} (overlay${d.driver ? '' : ', the default driver in a stack'}) has no ` +
-                    `com.docker.network.driver.mtu: ${lowHost}.`, entity);
-            }
-            else {
-                const mtu = Number(String(mtuRaw).trim());
-                if (!Number.isInteger(mtu) || mtu > exports.DOCKER_OVERLAY_MTU || mtu <= 0) {
-                    add('overlay-mtu', 'error', mtuPath, `Network ${key} (overlay) has com.docker.network.driver.mtu ${String(mtuRaw)}: VXLAN adds 50 bytes to ` +
-                        `every packet, so above 1450 (host 1500 − 50) large requests between nodes hang. ` +
-                        `${fix[0].toUpperCase()}${fix.slice(1)}: the host's interface MTU − 50.`, entity);
-                }
-            }
-        }
-        else if (driver === 'bridge' && (mtuRaw === undefined || mtuRaw === null || mtuRaw === '')) {
-            add('overlay-mtu', 'notice', entity, `Network ${key} (bridge) has no com.docker.network.driver.mtu: if the host's interface has an MTU below ` +
-                `1500 (many clouds and VPNs), large requests can hang; ${fix} to match it.`, entity);
-        }
-    }
-    // The stack's implicit `default` network is an overlay network at Docker's MTU too.
-    if (!('default' in networks)) {
-        const users = Object.values(infos)
-            .filter((i) => i.networks.includes('default'))
-            .map((i) => i.name);
-        if (users.length) {
-            add('overlay-mtu', 'notice', ['services', users[0]], `Service${users.length > 1 ? 's' : ''} ${users.join(', ')} ${users.length > 1 ? 'are' : 'is'} on the ` +
-                `stack's implicit default network (${stack.name}_default), an overlay network: Docker gives it MTU 1450, ` +
-                `right for hosts whose interface MTU is 1500. On a host below 1500, declare it: networks: default: ` +
-                `driver_opts: com.docker.network.driver.mtu: <host MTU − 50>.`, ['services', users[0]]);
-        }
-    }
-    // --- configs and secrets --------------------------------------------------------------------
-    for (const [section, kind] of [
-        ['configs', 'config'],
-        ['secrets', 'secret'],
-    ]) {
-        const entries = merged[section];
-        if (!isPlainObject(entries))
-            continue;
-        for (const [key, entry] of Object.entries(entries)) {
-            if (!isPlainObject(entry) || isExternal(entry) || typeof entry.file !== 'string' || !entry.file)
-                continue;
-            const entity = [section, key];
-            const abs = path.resolve(baseDir, entry.file);
-            let content;
-            try {
-                content = fs.readFileSync(abs);
-            }
-            catch {
-                add('missing-file', 'error', [section, key, 'file'], `The ${kind} ${key} reads file ${entry.file}, which does not exist (looked for ${abs}; Docker resolves it ` +
-                    `against the folder of the stack's first compose file). Add the file or fix the path.`, entity);
-                continue;
-            }
-            // A config from a file without a name of its own is named by its content at deploy (secrets.ts).
-            if (section === 'configs' && !entry.name)
-                continue;
-            const swarmName = entry.name ? String(entry.name) : `${stack.name}_${key}`;
-            const existing = opts.existingObjects?.[swarmName];
-            if (existing !== undefined && existing.toLowerCase() !== sha256(content)) {
-                add('immutable-object', 'error', entry.name ? [section, key, 'name'] : entity, `The ${kind} ${swarmName} already exists on the swarm with other content, and Swarm ${section} are ` +
-                    `immutable: the deploy would fail ("only updates to Labels are allowed"). Use a versioned name that ` +
-                    `changes with the content, e.g. name: ${swarmName}_\${${key.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_VERSION}.`, entity);
-            }
-        }
-    }
-    for (const [name, svc] of Object.entries(services)) {
-        if (!isPlainObject(svc))
-            continue;
-        for (const e of (0, compose_1.envFileEntries)(svc.env_file)) {
-            // required: false → Docker Compose skips a missing file, and the deploy leaves it out (stack.ts).
-            if (!e.required)
-                continue;
-            const abs = path.resolve(baseDir, e.file);
-            if (fs.existsSync(abs))
-                continue;
-            add('missing-file', 'error', e.index !== undefined ? ['services', name, 'env_file', e.index] : ['services', name, 'env_file'], `Service ${name}: env_file ${e.file} does not exist (looked for ${abs}; Docker resolves it against the folder ` +
-                `of the stack's first compose file). Add the file, fix the path, or make it optional ` +
-                `(env_file: [{path: ${e.file}, required: false}]).`, ['services', name]);
-        }
-    }
-    // A relative bind mount Docker resolves on the host; the deploy ships it (files.ts). Missing here,
-    // Swarm would fail the task ("bind source path does not exist") or mount an empty folder.
-    for (const r of resolved) {
-        for (const b of (0, compose_1.bindMounts)(r.data)) {
-            const abs = path.resolve(baseDir, b.source);
-            if (fs.existsSync(abs))
-                continue;
-            const { line, col } = (0, compose_1.positionOf)(r.file, b.path);
-            add('missing-file', 'error', { file: r.file, line, col }, `Service ${b.service}: bind mount source ${b.source} does not exist (looked for ${abs}; Docker resolves it ` +
-                `against the folder of the stack's first compose file). Add the file or folder (the deploy ships it with ` +
-                `the release), or fix the path.`, ['services', b.service]);
-        }
-    }
-    const order = new Map(files.map((f, i) => [f.path, i]));
-    return findings.sort((a, b) => (order.get(a.file) ?? 0) - (order.get(b.file) ?? 0) ||
-        a.line - b.line ||
-        a.col - b.col ||
-        a.rule.localeCompare(b.rule));
-}
+/** A markdown table cell: pipes escaped, on one line. */
 function cell(s) {
     return s.replace(/\|/g, '\\|').replace(/\r?\n/g, ' ');
 }
@@ -60542,12 +60087,1200 @@ function reportFindings(findings) {
     if (findings.length) {
         lines.push('| File | Rule | Severity | Stack / service | Message |', '| --- | --- | --- | --- | --- |');
         for (const f of findings) {
-            lines.push(`| ${cell(`${f.file}:${f.line}:${f.col}`)} | \`${f.rule}\` | ${f.severity} | ${cell(f.stack + (f.service ? ` / ${f.service}` : ''))} | ${cell(f.message)} |`);
+            lines.push(`| ${cell(`${f.file}:${f.line}:${f.col}`)} | \`${f.rule}\` | ${f.severity} | ` +
+                `${cell(f.stack + (f.service ? ` / ${f.service}` : ''))} | ${cell(f.message)} |`);
         }
         lines.push('');
     }
     return { errors, warnings, notices, markdown: lines.join('\n') };
 }
+
+
+/***/ }),
+
+/***/ 7578:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.bindMountNode = exports.placement = void 0;
+// Need the swarm's nodes: placementFindings and bindMountFindings (placement.ts) run them once connected.
+exports.placement = {
+    id: 'placement',
+    severities: ['error'],
+    table: 'error (connected)',
+    summary: 'placement constraints no node meets, or replicas that cannot fit (connected)',
+};
+exports.bindMountNode = {
+    id: 'bind-mount-node',
+    severities: ['warning'],
+    table: 'warning (connected)',
+    summary: 'relative bind mount of a service that can run on a node other than the manager (connected)',
+};
+
+
+/***/ }),
+
+/***/ 8346:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.failureAction = void 0;
+const facts_1 = __nccwpck_require__(4970);
+function finding(name, info, svc) {
+    if (info.update.failureAction !== 'pause' || (0, facts_1.isJob)(svc))
+        return undefined;
+    const missing = svc?.deploy?.update_config?.failure_action === undefined;
+    return {
+        severity: 'warning',
+        at: ['services', name, 'deploy', 'update_config', 'failure_action'],
+        message: `Service ${name}: update_config.failure_action is ` +
+            `${missing ? "not set (Docker's default is pause)" : 'pause'}: ` +
+            `a failed update stays paused half-done, some tasks on the new version and some on the old. The action's ` +
+            `gate rolls back itself, but set deploy.update_config.failure_action: rollback so that Swarm does it too ` +
+            `(deploys without the action, or a runner lost mid-deploy).`,
+        entity: ['services', name],
+    };
+}
+exports.failureAction = {
+    id: 'failure-action',
+    severities: ['warning'],
+    table: 'warning',
+    summary: 'update_config.failure_action missing or pause',
+    example: 'services:\n  web:\n    image: app/web:1\n    deploy:\n      update_config:\n        failure_action: pause\n',
+    check: (m) => (0, facts_1.perService)(m, finding),
+};
+
+
+/***/ }),
+
+/***/ 8549:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.immutableObject = void 0;
+const crypto_1 = __nccwpck_require__(6982);
+const fs = __importStar(__nccwpck_require__(9896));
+const path = __importStar(__nccwpck_require__(6928));
+const facts_1 = __nccwpck_require__(4970);
+function check(m) {
+    const existing = m.opts.existingObjects ?? {};
+    const out = [];
+    for (const { section, kind, key, entry } of (0, facts_1.fileObjects)(m)) {
+        // A config from a file without a name of its own is named by its content at deploy (secrets.ts).
+        if (section === 'configs' && !entry.name)
+            continue;
+        const swarmName = entry.name ? String(entry.name) : `${m.name}_${key}`;
+        if (existing[swarmName] === undefined)
+            continue;
+        let content;
+        try {
+            content = fs.readFileSync(path.resolve(m.baseDir, entry.file));
+        }
+        catch {
+            continue; // missing-file reports it
+        }
+        if (existing[swarmName].toLowerCase() === (0, crypto_1.createHash)('sha256').update(content).digest('hex'))
+            continue;
+        out.push({
+            severity: 'error',
+            at: entry.name ? [section, key, 'name'] : [section, key],
+            message: `The ${kind} ${swarmName} already exists on the swarm with other content, and Swarm ${section} are ` +
+                `immutable: the deploy would fail ("only updates to Labels are allowed"). Use a versioned name that ` +
+                `changes with the content, e.g. name: ` +
+                `${swarmName}_\${${key.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_VERSION}.`,
+            entity: [section, key],
+        });
+    }
+    return out;
+}
+exports.immutableObject = {
+    id: 'immutable-object',
+    severities: ['error'],
+    table: 'error',
+    summary: 'config/secret whose content changed but whose name did not',
+    check,
+};
+
+
+/***/ }),
+
+/***/ 4739:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.interpolation = void 0;
+const unset_variable_1 = __nccwpck_require__(4009);
+function check(m) {
+    return m.resolved.flatMap((r) => r.errors.map((e) => ({
+        severity: 'error',
+        at: { file: r.file, line: e.line, col: e.col },
+        message: `${e.message}.`,
+        entity: (0, unset_variable_1.entityOf)(e.path),
+    })));
+}
+exports.interpolation = {
+    id: 'interpolation',
+    severities: ['error'],
+    table: 'error',
+    summary: 'invalid ${...} syntax, or a ${VAR:?message} whose variable is missing',
+    example: 'services:\n  web:\n    image: app/web:${WEB_VERSION:?set WEB_VERSION}\n',
+    check,
+};
+
+
+/***/ }),
+
+/***/ 3166:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.invalidValue = void 0;
+function check(m) {
+    return m.invalid.map(({ service, error }) => ({
+        severity: 'error',
+        at: error.path,
+        message: `${error.message}`,
+        entity: ['services', service],
+    }));
+}
+exports.invalidValue = {
+    id: 'invalid-value',
+    severities: ['error'],
+    table: 'error',
+    summary: 'a duration or number Docker would refuse',
+    example: 'services:\n  web:\n    image: app/web:1\n    healthcheck:\n      interval: 30\n',
+    check,
+};
+
+
+/***/ }),
+
+/***/ 7789:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.unknownKey = exports.invalidYaml = void 0;
+// Found while a file is loaded (compose/load.ts), before any model: they stop the stack and cannot
+// be switched off.
+exports.invalidYaml = {
+    id: 'invalid-yaml',
+    severities: ['error'],
+    table: 'error (cannot be switched off)',
+    summary: 'a stack file that is not valid YAML, or whose top level is not a mapping',
+};
+exports.unknownKey = {
+    id: 'unknown-key',
+    severities: ['error'],
+    table: 'error (cannot be switched off)',
+    summary: 'a top-level key docker stack deploy refuses',
+};
+
+
+/***/ }),
+
+/***/ 9924:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.missingFile = void 0;
+const fs = __importStar(__nccwpck_require__(9896));
+const path = __importStar(__nccwpck_require__(6928));
+const compose_1 = __nccwpck_require__(668);
+const facts_1 = __nccwpck_require__(4970);
+const WHERE = "Docker resolves it against the folder of the stack's first compose file";
+/** Configs and secrets read from a `file:` that does not exist. */
+function objectFiles(m) {
+    const out = [];
+    for (const { section, kind, key, entry } of (0, facts_1.fileObjects)(m)) {
+        const abs = path.resolve(m.baseDir, entry.file);
+        if (fs.existsSync(abs))
+            continue;
+        out.push({
+            severity: 'error',
+            at: [section, key, 'file'],
+            message: `The ${kind} ${key} reads file ${entry.file}, which does not exist (looked for ${abs}; ${WHERE}). ` +
+                `Add the file or fix the path.`,
+            entity: [section, key],
+        });
+    }
+    return out;
+}
+/** required: false → Docker Compose skips a missing file, and the deploy leaves it out (stack.ts). */
+function envFiles(m) {
+    const out = [];
+    for (const [name, svc] of Object.entries(m.raw)) {
+        for (const e of (0, compose_1.envFileEntries)(svc.env_file)) {
+            const abs = path.resolve(m.baseDir, e.file);
+            if (!e.required || fs.existsSync(abs))
+                continue;
+            out.push({
+                severity: 'error',
+                at: e.index !== undefined ? ['services', name, 'env_file', e.index] : ['services', name, 'env_file'],
+                message: `Service ${name}: env_file ${e.file} does not exist (looked for ${abs}; ${WHERE}). Add the file, fix ` +
+                    `the path, or make it optional (env_file: [{path: ${e.file}, required: false}]).`,
+                entity: ['services', name],
+            });
+        }
+    }
+    return out;
+}
+// A relative bind mount Docker resolves on the host; the deploy ships it (files.ts). Missing here,
+// Swarm would fail the task ("bind source path does not exist") or mount an empty folder.
+function bindSources(m) {
+    const out = [];
+    for (const r of m.resolved) {
+        for (const b of (0, compose_1.bindMounts)(r.data)) {
+            const abs = path.resolve(m.baseDir, b.source);
+            if (fs.existsSync(abs))
+                continue;
+            out.push({
+                severity: 'error',
+                at: { file: r.file, ...(0, compose_1.positionOf)(r.file, b.path) },
+                message: `Service ${b.service}: bind mount source ${b.source} does not exist (looked for ${abs}; ${WHERE}). ` +
+                    `Add the file or folder (the deploy ships it with the release), or fix the path.`,
+                entity: ['services', b.service],
+            });
+        }
+    }
+    return out;
+}
+exports.missingFile = {
+    id: 'missing-file',
+    severities: ['error'],
+    table: 'error',
+    summary: 'config/secret file, env_file or relative bind mount source that does not exist',
+    example: 'services:\n  web:\n    image: app/web:1\n    env_file: ./no-such.env\n',
+    check: (m) => [...objectFiles(m), ...envFiles(m), ...bindSources(m)],
+};
+
+
+/***/ }),
+
+/***/ 2668:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.monitorWindow = void 0;
+const facts_1 = __nccwpck_require__(4970);
+function finding(name, info, svc) {
+    const hc = info.healthcheck;
+    const u = info.update;
+    if (u.failureAction !== 'rollback' || !hc || hc.disabled || (0, facts_1.isJob)(svc))
+        return undefined;
+    const cycle = hc.interval * hc.retries;
+    const threshold = Math.max(hc.startPeriod, cycle);
+    if (u.monitor > threshold)
+        return undefined;
+    const suggested = Math.ceil(threshold + Math.max(hc.interval, 5));
+    const what = hc.startPeriod > cycle
+        ? `the healthcheck's start_period (${(0, facts_1.fmt)(hc.startPeriod)})`
+        : `one healthcheck cycle (interval × retries = ${(0, facts_1.fmt)(hc.interval)} × ${hc.retries} = ${(0, facts_1.fmt)(cycle)})`;
+    const monitorSet = svc?.deploy?.update_config?.monitor !== undefined;
+    return {
+        severity: 'warning',
+        at: ['services', name, 'deploy', 'update_config', 'monitor'],
+        message: `Service ${name}: update_config.monitor (${(0, facts_1.fmt)(u.monitor)}${monitorSet ? '' : ", Docker's default"}) is not ` +
+            `longer than ${what}, so Swarm's automatic rollback misses failures that come after the first healthy ` +
+            `check. Measured on Docker 20.10: Swarm keeps a task with a healthcheck in "starting" until its first ` +
+            `healthy check, and monitor only counts from "running"; so a release that never becomes healthy IS ` +
+            `rolled back whatever monitor is, but a release that is healthy for a while and then crashes after ` +
+            `monitor has elapsed leaves the update "completed" and the service crash-looping on the new version. A ` +
+            `monitor window shorter than one healthcheck cycle (interval × retries = ${(0, facts_1.fmt)(cycle)}) sees nothing of ` +
+            `the first unhealthy period. Set monitor to at least interval × retries plus a margin (here ` +
+            `monitor: ${suggested}s). The action's gate also watches its own stability window after "completed" ` +
+            `(input \`stability\`).`,
+        entity: ['services', name],
+    };
+}
+exports.monitorWindow = {
+    id: 'monitor-window',
+    severities: ['warning'],
+    table: 'warning',
+    summary: 'update_config.monitor not longer than one healthcheck cycle / start_period with failure_action rollback',
+    example: 'services:\n  web:\n    image: app/web:1\n    healthcheck:\n      test: ["CMD", "true"]\n      interval: 10s\n' +
+        '      retries: 3\n    deploy:\n      update_config:\n        failure_action: rollback\n        monitor: 10s\n',
+    check: (m) => (0, facts_1.perService)(m, finding),
+};
+
+
+/***/ }),
+
+/***/ 6017:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.noHealthcheck = void 0;
+const facts_1 = __nccwpck_require__(4970);
+function check(m) {
+    const out = [];
+    for (const [name, info] of Object.entries(m.services)) {
+        const hc = info.healthcheck;
+        const entity = ['services', name];
+        if ((0, facts_1.isJob)(m.raw[name]))
+            continue;
+        if (!hc) {
+            out.push({
+                severity: 'notice',
+                at: entity,
+                message: `Service ${name} has no healthcheck in the stack: the gate can only see its tasks "running", not whether ` +
+                    `the app answers. If the image defines a HEALTHCHECK, Swarm still uses it (this check cannot see images); ` +
+                    `otherwise add healthcheck: (test, interval, retries, start_period).`,
+                entity,
+            });
+        }
+        else if (hc.disabled) {
+            out.push({
+                severity: 'notice',
+                at: [...entity, 'healthcheck'],
+                message: `Service ${name} disables its healthcheck (also the image's HEALTHCHECK): the gate can only see its tasks ` +
+                    `"running", not whether the app answers. Remove disable: true / test: ["NONE"] and give a real test.`,
+                entity,
+            });
+        }
+    }
+    return out;
+}
+exports.noHealthcheck = {
+    id: 'no-healthcheck',
+    severities: ['notice'],
+    table: 'notice',
+    summary: 'service without a healthcheck in the stack',
+    example: 'services:\n  web:\n    image: app/web:1\n',
+    check,
+};
+
+
+/***/ }),
+
+/***/ 5020:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.overlayMtu = void 0;
+const compose_1 = __nccwpck_require__(668);
+const mtu_1 = __nccwpck_require__(4697);
+const FIX = 'set driver_opts: com.docker.network.driver.mtu: 1450 (or lower)';
+// Why no MTU is only a notice: Docker gives an overlay network 1450 (1500 − 50 of VXLAN); it is
+// too high only on a host whose interface is below 1500, which `deploy` compares (hostMtuFindings).
+const LOW_HOST = `Docker gives it MTU 1450, right for hosts whose interface MTU is 1500; on a host below 1500 (some clouds ` +
+    `use 1450 or 1400, VPNs less) large requests between nodes hang: then set ` +
+    `driver_opts: com.docker.network.driver.mtu to that host MTU − 50`;
+function network(key, decl) {
+    const d = (0, compose_1.isPlainObject)(decl) ? decl : {};
+    const driver = String(d.driver ?? 'overlay');
+    const opts = (0, compose_1.isPlainObject)(d.driver_opts) ? d.driver_opts : {};
+    const mtuRaw = opts['com.docker.network.driver.mtu'];
+    const unset = mtuRaw === undefined || mtuRaw === null || mtuRaw === '';
+    const entity = ['networks', key];
+    if (driver === 'bridge' && unset) {
+        const message = `Network ${key} (bridge) has no com.docker.network.driver.mtu: if the host's interface has an MTU below ` +
+            `1500 (many clouds and VPNs), large requests can hang; ${FIX} to match it.`;
+        return { severity: 'notice', at: entity, message, entity };
+    }
+    if (driver !== 'overlay')
+        return undefined;
+    if (unset) {
+        const message = `Network ${key} (overlay${d.driver ? '' : ', the default driver in a stack'}) has no ` +
+            `com.docker.network.driver.mtu: ${LOW_HOST}.`;
+        return { severity: 'notice', at: entity, message, entity };
+    }
+    const mtu = Number(String(mtuRaw).trim());
+    if (Number.isInteger(mtu) && mtu <= mtu_1.DOCKER_OVERLAY_MTU && mtu > 0)
+        return undefined;
+    const message = `Network ${key} (overlay) has com.docker.network.driver.mtu ${String(mtuRaw)}: VXLAN adds 50 bytes to ` +
+        `every packet, so above 1450 (host 1500 − 50) large requests between nodes hang. ` +
+        `${FIX[0].toUpperCase()}${FIX.slice(1)}: the host's interface MTU − 50.`;
+    return { severity: 'error', at: [...entity, 'driver_opts', 'com.docker.network.driver.mtu'], message, entity };
+}
+/** The stack's implicit `default` network is an overlay network at Docker's MTU too. */
+function implicitDefault(m) {
+    if ('default' in m.networks)
+        return undefined;
+    const users = Object.values(m.services)
+        .filter((i) => i.networks.includes('default'))
+        .map((i) => i.name);
+    if (!users.length)
+        return undefined;
+    const entity = ['services', users[0]];
+    return {
+        severity: 'notice',
+        at: entity,
+        message: `Service${users.length > 1 ? 's' : ''} ${users.join(', ')} ${users.length > 1 ? 'are' : 'is'} on the ` +
+            `stack's implicit default network (${m.name}_default), an overlay network: Docker gives it MTU 1450, ` +
+            `right for hosts whose interface MTU is 1500. On a host below 1500, declare it: networks: default: ` +
+            `driver_opts: com.docker.network.driver.mtu: <host MTU − 50>.`,
+        entity,
+    };
+}
+function check(m) {
+    const out = Object.entries(m.networks)
+        .filter(([, decl]) => !(0, compose_1.isExternal)(decl))
+        .map(([key, decl]) => network(key, decl));
+    return [...out, implicitDefault(m)].filter((r) => !!r);
+}
+exports.overlayMtu = {
+    id: 'overlay-mtu',
+    severities: ['error', 'notice'],
+    table: "error above 1450, or above the host's MTU − 50 (connected); notice without an MTU",
+    summary: 'overlay network MTU above 1450, or above the host MTU − 50 when the host is known',
+    example: 'services:\n  web:\n    image: app/web:1\n    networks: [edge]\nnetworks:\n  edge:\n    driver_opts:\n' +
+        '      com.docker.network.driver.mtu: 1500\n',
+    check,
+};
+
+
+/***/ }),
+
+/***/ 8610:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.singleReplicaStopFirst = void 0;
+const compose_1 = __nccwpck_require__(668);
+const facts_1 = __nccwpck_require__(4970);
+function finding(name, info, svc) {
+    const hostPorts = Array.isArray(svc.ports) && svc.ports.some((p) => (0, compose_1.isPlainObject)(p) && p.mode === 'host');
+    if (info.mode !== 'replicated' || (0, facts_1.isJob)(svc) || info.replicas !== 1 || hostPorts)
+        return undefined;
+    const u = info.update;
+    const hc = info.healthcheck;
+    const stateful = (0, facts_1.statefulKind)(name, info.image);
+    const volumes = (0, facts_1.namedVolumes)(svc);
+    const entity = ['services', name];
+    const at = svc?.deploy?.update_config?.order !== undefined
+        ? [...entity, 'deploy', 'update_config', 'order']
+        : [...entity, 'deploy', 'replicas'];
+    const vols = `volume${volumes.length > 1 ? 's' : ''} ${volumes.join(', ')}`;
+    if (volumes.length && u.order === 'stop-first') {
+        // Two copies on one data folder can corrupt it (databases, Prometheus' TSDB) or fail on its lock.
+        const message = `Service ${name} runs one replica with order stop-first and named ${vols}: ` +
+            `keep stop-first. start-first would run the new task next to the old one on the same data folder, which ` +
+            `can corrupt it or fail on its lock; the price is a short downtime on each deploy of this service.`;
+        return { severity: 'notice', at, message, entity };
+    }
+    if (volumes.length && u.order === 'start-first') {
+        const message = `Service ${name} has order start-first and named ${vols}: each deploy ` +
+            `runs two copies of it on the same data folder for a while, which can corrupt it (databases, ` +
+            `Prometheus, Portainer) or leave the new one failing on the old one's lock. Use order: stop-first.`;
+        return { severity: 'warning', at, message, entity };
+    }
+    if (u.order !== 'stop-first' || stateful)
+        return undefined;
+    const message = `Service ${name} runs one replica with update order stop-first (Docker's default): every deploy stops the ` +
+        `old task before the new one starts, so the service is down for the whole start-up. Fix: ` +
+        `${hc && !hc.disabled
+            ? ''
+            : 'add a healthcheck (so that Swarm waits until the new task answers ' + 'before stopping the old one) and '}` +
+        `set deploy.update_config.order: start-first (or run 2 or more replicas).`;
+    return { severity: 'warning', at, message, entity };
+}
+exports.singleReplicaStopFirst = {
+    id: 'single-replica-stop-first',
+    severities: ['warning', 'notice'],
+    table: 'warning (notice for a service with a named volume)',
+    summary: 'one replica with order stop-first: downtime on every deploy',
+    example: 'services:\n  web:\n    image: app/web:1\n    deploy:\n      replicas: 1\n',
+    check: (m) => (0, facts_1.perService)(m, finding),
+};
+
+
+/***/ }),
+
+/***/ 4541:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.statefulOnProxyNetwork = void 0;
+const facts_1 = __nccwpck_require__(4970);
+function check(m) {
+    const out = [];
+    for (const [name, info] of Object.entries(m.services)) {
+        const svc = m.raw[name];
+        const stateful = (0, facts_1.statefulKind)(name, info.image);
+        if (!stateful || (0, facts_1.isTrue)(info.labels['traefik.enable']) || (0, facts_1.isProxyByName)(name, info.image))
+            continue;
+        const onProxy = info.networks.filter((k) => m.proxyNets.has(m.netName(k)));
+        if (!onProxy.length)
+            continue;
+        const k = onProxy[0];
+        const entity = ['services', name];
+        const netPath = Array.isArray(svc.networks) ? [...entity, 'networks'] : [...entity, 'networks', k];
+        out.push({
+            severity: 'warning',
+            at: svc.networks === undefined ? entity : netPath,
+            message: `Service ${name} (${stateful}) is on network ` +
+                `${k}${m.netName(k) !== k ? ` (${m.netName(k)})` : ''}, which the ` +
+                `proxy is on (${m.proxyNets.get(m.netName(k))}): the proxy, and everything it exposes, can reach it. Keep ` +
+                `databases and caches on an internal network (e.g. backend, with internal: true) shared only with the ` +
+                `services that use them.`,
+            entity,
+        });
+    }
+    return out;
+}
+exports.statefulOnProxyNetwork = {
+    id: 'stateful-on-proxy-network',
+    severities: ['warning'],
+    table: 'warning',
+    summary: 'database or cache on the network the proxy is on',
+    example: 'services:\n  traefik:\n    image: traefik:v3.1\n    networks: [edge]\n  db:\n    image: postgres:16\n' +
+        '    networks: [edge]\nnetworks:\n  edge: {}\n',
+    check,
+};
+
+
+/***/ }),
+
+/***/ 2098:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.swarmIgnored = void 0;
+const facts_1 = __nccwpck_require__(4970);
+/** Keys Swarm does not apply (docker/cli's unsupported and deprecated service properties, plus depends_on). */
+const SWARM_IGNORED = {
+    build: 'the image is built before the deploy (`command: build` builds it from this section) and Swarm runs `image:`',
+    depends_on: 'Swarm starts services in any order; make the service retry its dependencies and use healthchecks',
+    container_name: 'Swarm names tasks <stack>_<service>.<slot>.<id>; reach the service by its name on a shared network',
+    restart: 'use deploy.restart_policy',
+    links: 'services on a shared network reach each other by service name',
+    external_links: 'attach both services to a shared (external) network',
+    network_mode: 'use networks:',
+    privileged: 'Swarm services cannot run privileged',
+    security_opt: 'not applied to Swarm services',
+    userns_mode: 'not applied to Swarm services',
+    cgroup_parent: 'not applied to Swarm services',
+};
+function finding(name, _, svc) {
+    const ignored = Object.keys(SWARM_IGNORED).filter((k) => svc[k] !== undefined);
+    if (!ignored.length)
+        return undefined;
+    return {
+        severity: 'notice',
+        at: ['services', name, ignored[0]],
+        message: `Service ${name}: docker stack deploy ignores ${ignored.map((k) => `\`${k}\``).join(', ')} — ` +
+            ignored.map((k) => `${k}: ${SWARM_IGNORED[k]}`).join('; ') +
+            '.',
+        entity: ['services', name],
+    };
+}
+exports.swarmIgnored = {
+    id: 'swarm-ignored',
+    severities: ['notice'],
+    table: 'notice',
+    summary: 'service keys that docker stack deploy ignores',
+    example: 'services:\n  web:\n    image: app/web:1\n    depends_on: [db]\n  db:\n    image: postgres:16\n',
+    check: (m) => (0, facts_1.perService)(m, finding),
+};
+
+
+/***/ }),
+
+/***/ 8434:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.timeoutTooShort = void 0;
+const compose_1 = __nccwpck_require__(668);
+const timing_1 = __nccwpck_require__(8117);
+/** An explicit `timeout` a healthy rolling update cannot fit in: the gate would roll a good release back. */
+function check(m) {
+    const { timeout, stability } = m.opts;
+    // A value Docker refuses makes the stack unreadable: invalid-value reports it.
+    if (timeout === undefined || m.invalid.length)
+        return [];
+    return (0, timing_1.tooShort)((0, timing_1.layerTiming)(Object.values(m.services), { timeout, stability })).map((t) => ({
+        severity: 'error',
+        at: (0, compose_1.locateIn)(m.files, ['services', t.service, 'deploy', 'update_config']),
+        service: t.service,
+        message: `Service ${t.service}: input \`timeout\` is ${timeout} s, but a healthy rolling update of it ` +
+            `takes at least ${t.minimum} s ` +
+            `(${t.batches} batch(es), each at least one healthcheck interval and the delay, then monitor ` +
+            `and the stability window). ` +
+            `The gate would roll back a good release. Use \`timeout: auto\` (${t.auto} s here) or at least ${t.minimum}.`,
+    }));
+}
+exports.timeoutTooShort = {
+    id: 'timeout-too-short',
+    severities: ['error'],
+    table: 'error',
+    summary: 'an explicit `timeout` shorter than a healthy rolling update of a service takes',
+    example: 'services:\n  web:\n    image: app/web:1\n    deploy:\n      replicas: 3\n',
+    exampleOptions: { timeout: 10 },
+    check,
+};
+
+
+/***/ }),
+
+/***/ 9133:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.traefikLabelsPlacement = void 0;
+const compose_1 = __nccwpck_require__(668);
+const facts_1 = __nccwpck_require__(4970);
+function finding(name, _, svc) {
+    const misplaced = Object.keys((0, compose_1.toStringMap)(svc.labels)).filter((k) => k.startsWith('traefik.'));
+    if (!misplaced.length)
+        return undefined;
+    return {
+        severity: 'warning',
+        at: ['services', name, 'labels'],
+        message: `Service ${name} has Traefik labels under labels: ` +
+            `(${misplaced.slice(0, 3).join(', ')}${misplaced.length > 3 ? ', …' : ''}), ` +
+            `which are container labels: in Swarm mode Traefik reads only the service labels. Move them under deploy.labels.`,
+        entity: ['services', name],
+    };
+}
+exports.traefikLabelsPlacement = {
+    id: 'traefik-labels-placement',
+    severities: ['warning'],
+    table: 'warning',
+    summary: 'traefik.* labels under service labels: instead of deploy.labels',
+    example: 'services:\n  web:\n    image: app/web:1\n    labels:\n      traefik.enable: "true"\n',
+    check: (m) => (0, facts_1.perService)(m, finding),
+};
+
+
+/***/ }),
+
+/***/ 7880:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.traefikNetwork = void 0;
+const compose_1 = __nccwpck_require__(668);
+const facts_1 = __nccwpck_require__(4970);
+/** A routed service on several networks, none of them picked by a label or Traefik's default. */
+function unpicked(m, info, names) {
+    const name = info.name;
+    const traefikDefaults = m.traefikDefaults();
+    const shared = names.filter((n) => m.proxyNets.has(n) && !/^Traefik \(via /.test(m.proxyNets.get(n)));
+    const describe = info.networks.map((k) => (m.netName(k) === k ? k : `${k} (Swarm: ${m.netName(k)})`)).join(', ');
+    // Suggest only networks the stack declares (an undeclared one is its own error).
+    const ok = names.filter((n, i) => m.declared(info.networks[i]));
+    const hint = shared.find((n) => ok.includes(n)) ??
+        ok.find((n) => (0, compose_1.isExternal)(m.networks[info.networks[names.indexOf(n)]])) ??
+        ok[0];
+    const fixText = hint
+        ? `Add deploy.labels traefik.docker.network=${hint} (the Swarm name of the network Traefik shares with it; ` +
+            `traefik.swarm.network with Traefik v3's swarm provider)`
+        : `Declare its networks, then add deploy.labels traefik.docker.network=<the network Traefik shares with it>`;
+    return {
+        severity: 'error',
+        at: (0, facts_1.labelAt)(m, name, 'traefik.enable'),
+        message: `Service ${name} is routed by Traefik (traefik.enable=true) and is on ${info.networks.length} networks ` +
+            `(${describe}) without a traefik.docker.network label: Traefik may pick a network it is not on, and ` +
+            `requests time out or get 502/504. ${fixText}, or give Traefik a default network ` +
+            `(--providers.swarm.network / --providers.docker.network, read from every stack of the run)` +
+            `${traefikDefaults.length ? `; Traefik's default network (${traefikDefaults.join(', ')}) is not one of ` : ''}` +
+            `${traefikDefaults.length ? 'its networks' : ''}.`,
+        entity: ['services', name],
+    };
+}
+function finding(m, info) {
+    if (!(0, facts_1.isTrue)(info.labels['traefik.enable']))
+        return undefined;
+    const label = (0, facts_1.traefikNetworkLabel)(info.labels);
+    const names = info.networks.map(m.netName);
+    const byDefault = names.filter((n) => m.traefikDefaults().includes(n));
+    if (!label && info.networks.length > 1 && !byDefault.length)
+        return unpicked(m, info, names);
+    if (!label || names.includes(label.value))
+        return undefined;
+    const byKey = info.networks.indexOf(label.value) >= 0 ? m.netName(label.value) : undefined;
+    return {
+        severity: 'error',
+        at: (0, facts_1.labelAt)(m, info.name, label.key),
+        message: `Service ${info.name}: ${label.key}=${label.value} names a network the service is not on; its networks are ` +
+            `named ${names.join(', ')} in Swarm (a network declared in the stack is prefixed with the stack name ` +
+            `unless it has name:; external networks keep their name). ` +
+            (byKey ? `Use ${label.key}=${byKey}.` : `Attach the service to that network, or name one of its networks.`),
+        entity: ['services', info.name],
+    };
+}
+exports.traefikNetwork = {
+    id: 'traefik-network',
+    severities: ['error'],
+    table: 'error',
+    summary: 'Traefik-routed service on several networks without a valid traefik.docker.network or Traefik default network',
+    example: 'services:\n  web:\n    image: app/web:1\n    networks: [edge, backend]\n    deploy:\n      labels:\n' +
+        '        traefik.enable: "true"\nnetworks:\n  edge: {}\n  backend: {}\n',
+    check: (m) => (0, facts_1.perService)(m, (_, info) => finding(m, info)),
+};
+
+
+/***/ }),
+
+/***/ 6350:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.undefinedNetwork = void 0;
+const facts_1 = __nccwpck_require__(4970);
+// docker stack deploy refuses the whole stack ("undefined network").
+function check(m) {
+    const out = [];
+    const declared = Object.keys(m.networks);
+    for (const [name, info] of Object.entries(m.services)) {
+        for (const k of info.networks.filter((n) => !m.declared(n))) {
+            out.push({
+                severity: 'error',
+                at: (0, facts_1.networkAt)(m, name, k),
+                message: `Service ${name} is on network ${k}, which the stack does not declare: docker stack deploy refuses it ` +
+                    `("undefined network"). Declare it under the top-level networks: (external: true for one created ` +
+                    `outside the stack, e.g. by the proxy's stack), or use a declared one` +
+                    `${declared.length ? ` (${declared.join(', ')})` : ''}.`,
+                entity: ['services', name],
+            });
+        }
+    }
+    return out;
+}
+exports.undefinedNetwork = {
+    id: 'undefined-network',
+    severities: ['error'],
+    table: 'error',
+    summary: 'service on a network the stack does not declare',
+    example: 'services:\n  web:\n    image: app/web:1.0.0\n    networks: [traefik-public]\n',
+    check,
+};
+
+
+/***/ }),
+
+/***/ 4009:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.unsetVariable = void 0;
+exports.entityOf = entityOf;
+/** The service, network, config or secret a key path is in: its skip label and comments apply. */
+function entityOf(p) {
+    return p && p.length >= 2 && ['services', 'networks', 'configs', 'secrets'].includes(String(p[0]))
+        ? p.slice(0, 2)
+        : undefined;
+}
+function check(m) {
+    const out = [];
+    for (const r of m.resolved) {
+        const seen = new Set();
+        for (const u of r.unset) {
+            const k = `${u.name}@${u.line}:${u.col}`;
+            if (seen.has(k))
+                continue;
+            seen.add(k);
+            out.push({
+                severity: 'error',
+                at: { file: r.file, line: u.line, col: u.col },
+                message: `Variable ${u.name} is not set and has no default: Docker would substitute an empty string and deploy ` +
+                    `anyway (an image tag \`app:\${${u.name}}\` becomes \`app:\`). Set it (input \`env\`; <SERVICE>_VERSION ` +
+                    `comes from the service's VERSION file), or give it a default: \${${u.name}:-value}.`,
+                entity: entityOf(u.path),
+            });
+        }
+    }
+    return out;
+}
+exports.unsetVariable = {
+    id: 'unset-variable',
+    severities: ['error'],
+    table: 'error',
+    summary: '${VAR} without default whose variable is unset',
+    example: 'services:\n  web:\n    image: registry.example.com/app/web:${WEB_VERSION}\n',
+    check,
+};
+
+
+/***/ }),
+
+/***/ 1416:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.checkModel = checkModel;
+exports.runRules = runRules;
+exports.checkStack = checkStack;
+/** Runs the rules of the catalog over one stack's model: pure but for reading referenced files. */
+const compose_1 = __nccwpck_require__(668);
+const model_1 = __nccwpck_require__(182);
+const catalog_1 = __nccwpck_require__(530);
+const facts_1 = __nccwpck_require__(4970);
+const skips_1 = __nccwpck_require__(9497);
+const traefik_1 = __nccwpck_require__(3508);
+/** The facts several rules share, computed once per stack. */
+function checkModel(m, opts = {}) {
+    const netName = (key) => (0, facts_1.swarmNetworkName)(m.name, key, m.networks);
+    let defaults = opts.traefikNetworks;
+    return {
+        ...m,
+        opts,
+        netName,
+        declared: (key) => key === 'default' || Object.prototype.hasOwnProperty.call(m.networks, key),
+        proxyNets: (0, facts_1.proxyNetworks)(m, netName),
+        traefikDefaults: () => (defaults ??= (0, traefik_1.traefikProviderNetworks)([m])),
+    };
+}
+function place(m, rule, r) {
+    const loc = Array.isArray(r.at) ? (0, compose_1.locateIn)(m.files, r.at) : r.at;
+    const service = r.entity && r.entity[0] === 'services' ? String(r.entity[1]) : r.service;
+    return {
+        rule,
+        severity: r.severity,
+        file: loc.file.path,
+        line: loc.line,
+        col: loc.col,
+        stack: m.name,
+        service,
+        message: r.message,
+    };
+}
+/** The rules of the catalog (or only those named) over one stack, switched-off ones left out, in file order. */
+function runRules(m, opts = {}, only) {
+    if (!m.files.length)
+        return [];
+    const cm = checkModel(m, opts);
+    const skipped = (0, skips_1.skipper)(m, opts.skip);
+    const findings = [];
+    for (const rule of catalog_1.RULES) {
+        if (!rule.check || (only && !only.includes(rule.id)))
+            continue;
+        for (const r of rule.check(cm))
+            if (!skipped(rule.id, r.entity))
+                findings.push(place(m, rule.id, r));
+    }
+    const order = new Map(m.files.map((f, i) => [f.path, i]));
+    return findings.sort((a, b) => (order.get(a.file) ?? 0) - (order.get(b.file) ?? 0) ||
+        a.line - b.line ||
+        a.col - b.col ||
+        a.rule.localeCompare(b.rule));
+}
+/** Every rule over one stack (its files merged in order, as docker stack deploy does). */
+function checkStack(stack, env, opts = {}) {
+    return runRules((0, model_1.buildModel)(stack, env), opts);
+}
+
+
+/***/ }),
+
+/***/ 9497:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.entitySkips = entitySkips;
+exports.skipper = skipper;
+/** Switching rules off: for the run (skip-checks), or for one service, network or config entry. */
+const compose_1 = __nccwpck_require__(668);
+const SKIP_LABEL = 'deploy-action.skip';
+const SKIP_COMMENT = /#\s*deploy-action:\s*skip\b([^#\n]*)/i;
+function parseRuleList(s) {
+    return s
+        .split(/[\s,]+/)
+        .map((x) => x.trim())
+        .filter(Boolean);
+}
+/**
+ * Rules switched off for one service / network / config entry: a skip comment on or above its key,
+ * a service's skip label.
+ */
+function entitySkips(m, entity) {
+    const out = new Set();
+    for (const f of m.files) {
+        if (!(0, compose_1.hasPath)(f, entity))
+            continue;
+        const { line } = (0, compose_1.positionOf)(f, entity);
+        const lines = f.text.split(/\r?\n/);
+        for (const l of [line, line - 1]) {
+            const found = SKIP_COMMENT.exec(lines[l - 1] ?? '');
+            if (found)
+                parseRuleList(found[1]).forEach((r) => out.add(r));
+        }
+    }
+    if (entity[0] === 'services') {
+        const svc = m.raw[entity[1]];
+        const labels = (0, compose_1.toStringMap)((0, compose_1.isPlainObject)(svc?.deploy) ? svc.deploy.labels : undefined);
+        if (labels[SKIP_LABEL] !== undefined)
+            parseRuleList(labels[SKIP_LABEL]).forEach((r) => out.add(r));
+    }
+    return out;
+}
+/** Whether a rule is off for the run, or for the entity a finding is about. */
+function skipper(m, skip = []) {
+    const skipAll = new Set(skip);
+    const cache = new Map();
+    return (rule, entity) => {
+        if (skipAll.has(rule) || skipAll.has('all'))
+            return true;
+        if (!entity)
+            return false;
+        const key = JSON.stringify(entity);
+        let s = cache.get(key);
+        if (!s) {
+            s = entitySkips(m, entity);
+            cache.set(key, s);
+        }
+        return s.has(rule) || s.has('all');
+    };
+}
+
+
+/***/ }),
+
+/***/ 3508:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.traefikProviderNetworks = traefikProviderNetworks;
+/** Traefik's default networks, read from the stacks of a run: the proxy is usually in another stack. */
+const fs = __importStar(__nccwpck_require__(9896));
+const path = __importStar(__nccwpck_require__(6928));
+const YAML = __importStar(__nccwpck_require__(8815));
+const compose_1 = __nccwpck_require__(668);
+const facts_1 = __nccwpck_require__(4970);
+/** `providers.docker.network` / `providers.swarm.network` of a Traefik static configuration file. */
+function staticFileNetworks(file, text) {
+    if (/\.toml$/i.test(file)) {
+        // TOML: the network key of a [providers.docker] or [providers.swarm] table.
+        const out = [];
+        let inProvider = false;
+        for (const line of text.split(/\r?\n/)) {
+            const table = /^\s*\[([^\]]+)\]/.exec(line);
+            if (table)
+                inProvider = /^\s*providers\.(docker|swarm)\s*$/i.test(table[1]);
+            const m = inProvider && /^\s*network\s*=\s*["']([^"']+)["']/.exec(line);
+            if (m)
+                out.push(m[1]);
+        }
+        return out;
+    }
+    try {
+        const doc = YAML.parse(text);
+        const providers = (0, compose_1.isPlainObject)(doc) && (0, compose_1.isPlainObject)(doc.providers) ? doc.providers : {};
+        return ['docker', 'swarm']
+            .map((k) => providers[k]?.network)
+            .filter((n) => typeof n === 'string' && n !== '');
+    }
+    catch {
+        return [];
+    }
+}
+/** `--providers.docker.network=NAME` (v2) / `--providers.swarm.network NAME` (v3) of a command. */
+function commandNetworks(command) {
+    const args = Array.isArray(command)
+        ? command.map(String)
+        : typeof command === 'string'
+            ? command.split(/\s+/)
+            : [];
+    const out = [];
+    args.forEach((a, i) => {
+        const m = /^--providers\.(docker|swarm)\.network(?:=(.*))?$/i.exec(a);
+        const v = m ? (m[2] ?? args[i + 1]) : undefined;
+        if (v)
+            out.push(v.replace(/^["']|["']$/g, ''));
+    });
+    return out;
+}
+/** A Traefik service's static configuration files: given as configs, or bind-mounted. */
+function staticFiles(m, svc) {
+    const files = [];
+    const configs = (0, compose_1.isPlainObject)(m.merged.configs) ? m.merged.configs : {};
+    for (const c of Array.isArray(svc.configs) ? svc.configs : []) {
+        const entry = configs[(0, compose_1.isPlainObject)(c) ? String(c.source) : String(c)];
+        if ((0, compose_1.isPlainObject)(entry) && typeof entry.file === 'string')
+            files.push(entry.file);
+    }
+    for (const v of Array.isArray(svc.volumes) ? svc.volumes : []) {
+        const source = typeof v === 'string' ? v.split(':')[0] : (0, compose_1.isPlainObject)(v) && v.type === 'bind' ? String(v.source ?? '') : '';
+        if (/^[./~]/.test(source))
+            files.push(source);
+    }
+    return files.filter((x) => /\.(ya?ml|toml)$/i.test(x));
+}
+/**
+ * Networks Traefik picks by default for every service it routes, from its command
+ * (`--providers.docker.network=NAME` v2, `--providers.swarm.network=NAME` v3), its environment
+ * (TRAEFIK_PROVIDERS_DOCKER_NETWORK, TRAEFIK_PROVIDERS_SWARM_NETWORK) or its static configuration
+ * file (a config or bind-mounted traefik.yml/toml), in any of the given stacks.
+ */
+function traefikProviderNetworks(models) {
+    const out = new Set();
+    for (const m of models) {
+        if (!m.files.length)
+            continue;
+        for (const svc of Object.values(m.raw)) {
+            commandNetworks(svc.command).forEach((n) => out.add(n));
+            const environment = (0, compose_1.toStringMap)(svc.environment);
+            for (const k of ['TRAEFIK_PROVIDERS_DOCKER_NETWORK', 'TRAEFIK_PROVIDERS_SWARM_NETWORK'])
+                if (environment[k])
+                    out.add(environment[k]);
+            if (!/traefik/.test((0, facts_1.imageRepo)(svc.image)))
+                continue;
+            for (const f of staticFiles(m, svc)) {
+                let text;
+                try {
+                    text = fs.readFileSync(path.resolve(m.baseDir, f), 'utf8');
+                }
+                catch {
+                    continue;
+                }
+                staticFileNetworks(f, text).forEach((n) => out.add(n));
+            }
+        }
+    }
+    return [...out];
+}
+
+
+/***/ }),
+
+/***/ 6468:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
 
 
 /***/ }),
@@ -60602,8 +61335,6 @@ const github = __importStar(__nccwpck_require__(3228));
 const crypto = __importStar(__nccwpck_require__(6982));
 const semver = __importStar(__nccwpck_require__(2088));
 const build_1 = __nccwpck_require__(4323);
-const checks_1 = __nccwpck_require__(2122);
-const hostmtu_1 = __nccwpck_require__(9841);
 const errors_1 = __nccwpck_require__(3916);
 const exec_1 = __nccwpck_require__(3190);
 const ledger_1 = __nccwpck_require__(8730);
@@ -60611,14 +61342,13 @@ const lock_1 = __nccwpck_require__(9188);
 const pipeline_1 = __nccwpck_require__(5165);
 const remote_1 = __nccwpck_require__(6473);
 const secrets_1 = __nccwpck_require__(7194);
+const plan_1 = __nccwpck_require__(2464);
 const stack_1 = __nccwpck_require__(3419);
-const placement_1 = __nccwpck_require__(252);
+const preflight_1 = __nccwpck_require__(4504);
+const model_1 = __nccwpck_require__(182);
 const state_1 = __nccwpck_require__(2462);
-const versions_1 = __nccwpck_require__(7902);
 const timing_1 = __nccwpck_require__(8117);
-const compose_1 = __nccwpck_require__(9763);
 const hooks_1 = __nccwpck_require__(5987);
-const verify_1 = __nccwpck_require__(5538);
 const preview_1 = __nccwpck_require__(2743);
 function context() {
     const c = github.context;
@@ -60632,125 +61362,28 @@ function context() {
         runUrl,
     };
 }
-function readVersions(inputs, notes) {
-    // The stacks' build: sections name their images with ${REGISTRY}, ${IMAGE_PREFIX} or the env input.
-    const env = { REGISTRY: inputs.registry, IMAGE_PREFIX: inputs.imagePrefix, ...inputs.env };
-    const builds = (0, build_1.stackBuilds)(inputs.stacks, inputs.workingDirectory, env, inputs.registry, inputs.imagePrefix, {
-        sources: inputs.command === 'build',
-    });
-    const services = (0, versions_1.readServices)(inputs.workingDirectory, inputs.services, builds, inputs.versions);
-    if (inputs.releaseTagCheck !== 'off') {
-        const bad = (0, versions_1.releaseTagMismatches)(services, process.env.GITHUB_REF);
-        for (const m of bad) {
-            const text = `${m.versionFile} says ${m.version} but the release tag is ${m.tag}.`;
-            if (inputs.releaseTagCheck === 'strict')
-                throw new errors_1.InputError(`${text} (release-tag-check: strict)`);
-            core.warning(text, { file: m.versionFile });
-            notes.push(text);
-        }
-    }
-    core.info(services.length
-        ? `Versions: ${services.map((s) => `${s.name} ${s.version}${s.versionFile === versions_1.FROM_INPUT ? ' (input)' : ''}`).join(', ')}`
-        : 'Versions: none (no service folder, no stack service with build:, no input `versions`).');
-    return services;
-}
-function runChecks(inputs, env) {
-    const stacks = [];
-    const findings = [];
-    for (const spec of inputs.stacks) {
-        try {
-            // The deploy (prepareStack) honours the same switched-off rules as the checks.
-            stacks.push({ ...(0, stack_1.loadStack)(spec, inputs.workingDirectory), skip: inputs.skipChecks });
-        }
-        catch (e) {
-            // A file Docker would refuse to load is a finding like the others (annotation, summary), and the
-            // other stacks are still checked. It cannot be switched off.
-            if (!(e instanceof errors_1.ComposeFileError))
-                throw e;
-            findings.push({
-                rule: e.rule,
-                severity: 'error',
-                file: e.file,
-                line: e.line,
-                col: e.col,
-                stack: spec.name,
-                message: e.reason,
-            });
-        }
-    }
-    // Traefik's default network is set in the proxy's stack and applies to the services of every stack.
-    const traefikNetworks = (0, checks_1.traefikProviderNetworks)(stacks, env);
-    for (const stack of stacks)
-        findings.push(...(0, checks_1.checkStack)(stack, env, { skip: inputs.skipChecks, traefikNetworks }));
-    if (!inputs.skipChecks.some((r) => r === 'all' || r === 'timeout-too-short'))
-        findings.push(...timeoutFindings(stacks, env, inputs));
-    const report = (0, checks_1.reportFindings)(findings);
-    core.info(`Pre-flight: ${report.errors} error(s), ${report.warnings} warning(s), ${report.notices} notice(s) in ${stacks.length} stack(s).`);
-    if (report.errors) {
-        const list = findings
-            .filter((f) => f.severity === 'error')
-            .map((f) => `  ${f.file}:${f.line}:${f.col} [${f.rule}] ${f.message}`);
-        const err = new errors_1.InputError(`Pre-flight checks found ${report.errors} error(s); nothing was deployed:\n${list.join('\n')}`);
-        err.markdown = report.markdown;
-        throw err;
-    }
-    return { stacks, markdown: report.markdown };
-}
-/** An explicit `timeout` a healthy rolling update cannot fit in: the gate would roll a good release back. */
-function timeoutFindings(stacks, env, inputs) {
-    if (inputs.timeout === undefined)
-        return [];
-    const out = [];
-    for (const stack of stacks) {
-        let services;
-        try {
-            services = (0, compose_1.stackServices)(stack.files.map((f) => (0, compose_1.resolveCompose)(f, env)));
-        }
-        catch {
-            continue; // the other rules report what makes the stack unreadable
-        }
-        for (const t of (0, timing_1.tooShort)((0, timing_1.layerTiming)(Object.values(services), { timeout: inputs.timeout, stability: inputs.stability }))) {
-            const at = (0, compose_1.locateIn)(stack.files, ['services', t.service, 'deploy', 'update_config']);
-            out.push({
-                rule: 'timeout-too-short',
-                severity: 'error',
-                file: at.file.path,
-                line: at.line,
-                col: at.col,
-                stack: stack.name,
-                service: t.service,
-                message: `Service ${t.service}: input \`timeout\` is ${inputs.timeout} s, but a healthy rolling update of it takes at least ${t.minimum} s ` +
-                    `(${t.batches} batch(es), each at least one healthcheck interval and the delay, then monitor and the stability window). ` +
-                    `The gate would roll back a good release. Use \`timeout: auto\` (${t.auto} s here) or at least ${t.minimum}.`,
-            });
-        }
-    }
-    return out;
-}
-function variables(inputs, services) {
-    return { ...(0, versions_1.versionEnv)(services, inputs.registry, inputs.imagePrefix), ...inputs.env };
-}
 async function commandCheck(inputs) {
     const notes = [];
     let versions = {};
     let env = { ...inputs.env };
+    const loader = new model_1.StackLoader(inputs.workingDirectory);
     try {
-        const services = readVersions(inputs, notes);
+        const services = (0, plan_1.readVersions)(inputs, notes, loader);
         versions = Object.fromEntries(services.map((s) => [s.name, s.version]));
-        env = variables(inputs, services);
+        env = (0, plan_1.variables)(inputs, services);
     }
     catch (e) {
         // `check` on a repo without service folders still checks the stacks.
         if (!(e instanceof errors_1.InputError) || !/matches no service folder|does not exist/.test(e.message))
             throw e;
     }
-    const { stacks, markdown } = runChecks(inputs, env);
+    const { models, markdown } = (0, preflight_1.runChecks)(inputs, env, loader);
     if (inputs.host) {
         // Read-only, as a dry run: no lock, no registry login.
-        const prepared = stacks.map((s) => (0, stack_1.prepareStack)(s, inputs.workingDirectory, env));
+        const prepared = models.map((m) => (0, stack_1.prepareStack)(m, inputs.workingDirectory));
         const { remote, finish } = await connect(inputs, true);
         try {
-            await connectedChecks(remote, stacks, prepared, env, inputs);
+            await (0, preflight_1.connectedChecks)(remote, prepared, inputs);
         }
         finally {
             await finish();
@@ -60761,7 +61394,7 @@ async function commandCheck(inputs) {
 }
 async function commandBuild(inputs) {
     const notes = [];
-    const services = readVersions(inputs, notes);
+    const services = (0, plan_1.readVersions)(inputs, notes, new model_1.StackLoader(inputs.workingDirectory));
     const docker = new exec_1.LocalRunner(inputs.workingDirectory);
     if (inputs.registryUsername && inputs.registryPassword && !inputs.dryRun) {
         await (0, build_1.registryLogin)(docker, inputs.registry, inputs.registryUsername, inputs.registryPassword);
@@ -60795,14 +61428,7 @@ async function commandBuild(inputs) {
  */
 async function connect(inputs, readOnly = false, beforeLock) {
     const remote = await core.group(`Connect to ${inputs.user}@${inputs.host}:${inputs.port}`, async () => {
-        const r = await remote_1.Remote.connect({
-            host: inputs.host,
-            port: inputs.port,
-            user: inputs.user,
-            privateKey: inputs.sshKey,
-            passphrase: inputs.sshPassphrase,
-            knownHosts: inputs.knownHosts,
-        });
+        const r = await remote_1.Remote.connect((0, remote_1.sshOptions)(inputs));
         core.info(`Connected; host key matches the pinned known-hosts entry.`);
         return r;
     });
@@ -60897,36 +61523,7 @@ function overall(layers, error) {
     return layers[layers.length - 1]?.result === 'rolled-back' ? 'rolled-back' : 'failed';
 }
 async function commandDeploy(inputs) {
-    const notes = [];
-    const services = readVersions(inputs, notes);
-    const env = variables(inputs, services);
-    const versions = Object.fromEntries(services.map((s) => [s.name, s.version]));
-    const { stacks, markdown } = await core.group('Pre-flight checks', async () => runChecks(inputs, env));
-    const prepared = stacks.map((s) => (0, stack_1.prepareStack)(s, inputs.workingDirectory, env));
-    // The input secrets of every layer: the first layer has the host name them all in one command.
-    const run = [];
-    (0, secrets_1.checkShared)(prepared, inputs.sharedSecrets);
-    const plans = prepared.map((p) => {
-        const secrets = (0, secrets_1.planSecrets)(p, inputs.secrets, inputs.generateSecrets, run, inputs.sharedSecrets);
-        const configs = (0, secrets_1.planConfigs)(p);
-        // Written at upload time: the secret names come from the host once connected (runLayer).
-        const extra = secrets.length || configs.length ? [(0, secrets_1.overrideUpload)(p, secrets, configs)] : [];
-        return {
-            stack: p.name,
-            release: inputs.release,
-            kind: 'deploy',
-            dir: (0, pipeline_1.releaseDirFor)(inputs.remoteDir, p.name, inputs.release),
-            composePaths: [...p.composePaths, ...extra.map((e) => e.rel)],
-            uploads: [...p.uploads, ...extra],
-            versions,
-            watches: (0, pipeline_1.watchesFor)(p, inputs.stability),
-            ...layerTimeout(p.name, Object.values(p.services), inputs),
-            secrets,
-            configs,
-            shipped: p.shipped,
-            verify: (0, verify_1.checksFor)(inputs.verify, p.name, p === prepared[prepared.length - 1]),
-        };
-    });
+    const { notes, versions, markdown, prepared, plans } = await (0, plan_1.planDeploy)(inputs);
     if (inputs.dryRun) {
         // Only the stack files: referenced files (env_file, configs) may hold values that must not be logged.
         for (const p of prepared)
@@ -60943,9 +61540,9 @@ async function commandDeploy(inputs) {
         if (inputs.host) {
             const { remote, finish } = await connect(inputs, true);
             try {
-                await connectedChecks(remote, stacks, prepared, env, inputs);
+                await (0, preflight_1.connectedChecks)(remote, prepared, inputs);
                 await printPlan(remote, plans, 'would deploy release');
-                await checkImages(remote, prepared, inputs);
+                await (0, plan_1.checkImages)(remote, prepared, inputs);
             }
             finally {
                 await finish();
@@ -60953,7 +61550,7 @@ async function commandDeploy(inputs) {
             }
         }
         else
-            await checkImages(new exec_1.LocalRunner(inputs.workingDirectory), prepared, inputs);
+            await (0, plan_1.checkImages)(new exec_1.LocalRunner(inputs.workingDirectory), prepared, inputs);
         return {
             result: 'checked',
             release: inputs.release,
@@ -60966,10 +61563,10 @@ async function commandDeploy(inputs) {
     }
     const { remote, ctx, finish } = await connect(inputs, false, (r) => (0, preview_1.checkPreviewCap)(r, plans.map((p) => p.stack), inputs.maxPreviews));
     try {
-        const nodes = await connectedChecks(remote, stacks, prepared, env, inputs);
-        await checkImages(remote, prepared, inputs);
+        const nodes = await (0, preflight_1.connectedChecks)(remote, prepared, inputs);
+        await (0, plan_1.checkImages)(remote, prepared, inputs);
         // A global service runs a task on every node: its rollout has as many batches.
-        prepared.forEach((p, i) => Object.assign(plans[i], layerTimeout(p.name, Object.values(p.services), inputs, nodes)));
+        prepared.forEach((p, i) => Object.assign(plans[i], (0, plan_1.layerTimeout)(p.name, Object.values(p.services), inputs, nodes)));
         const { layers, error } = await runLayers(ctx, plans);
         const images = Object.assign({}, ...layers.map((l) => l.images));
         return {
@@ -60987,101 +61584,6 @@ async function commandDeploy(inputs) {
         await finish();
         remote.dispose();
     }
-}
-/**
- * Every image the stacks name in our registry (or under image-prefix, without one) must be there
- * before anything is deployed; asked where the pulls happen, with the host's login. A dry run warns.
- */
-async function checkImages(runner, prepared, inputs) {
-    const ours = (image) => inputs.registry
-        ? image.startsWith(`${inputs.registry}/`)
-        : !!inputs.imagePrefix && image.startsWith(`${inputs.imagePrefix}/`);
-    const users = new Map();
-    for (const p of prepared) {
-        for (const s of Object.values(p.services)) {
-            if (!s.image || !ours(s.image))
-                continue;
-            users.set(s.image, [...(users.get(s.image) ?? []), `${p.name}/${s.name}`]);
-        }
-    }
-    if (!users.size)
-        return;
-    const t0 = Date.now();
-    const { missing, unreadable } = await (0, build_1.missingImages)(runner, [...users.keys()]);
-    for (const u of unreadable)
-        core.warning(`Could not check that ${u.image} is in the registry (${u.why}); the deploy will tell.`);
-    const list = missing.map((m) => `  ${m} (${(users.get(m) ?? []).join(', ')})`).join('\n');
-    if (missing.length && inputs.dryRun) {
-        core.warning(`Not in the registry (a deploy would fail before changing anything):\n${list}`);
-        return;
-    }
-    if (missing.length)
-        throw new errors_1.InputError(`${missing.length} image(s) the stacks name are not in the registry; nothing was deployed:\n${list}\nPush them (command: build), or fix the version (input \`versions\`, VERSION files).`);
-    core.info(`Registry: the ${users.size} image(s) of the stacks in ${inputs.registry || inputs.imagePrefix} are there (checked on ${runner.where} in ${((Date.now() - t0) / 1000).toFixed(1)} s).`);
-}
-/** The layer's gate timeout: the input, or `auto` from its services' update_config and healthchecks. */
-function layerTimeout(stack, services, inputs, nodes = 1) {
-    const t = (0, timing_1.layerTiming)(services, { timeout: inputs.timeout, stability: inputs.stability, nodes });
-    return { timeoutS: t.seconds, timing: (0, timing_1.describeTiming)(stack, t) };
-}
-/**
- * The checks that need the swarm's own facts, before anything changes: configs changed under an
- * unchanged name (Swarm configs are immutable), placement against the nodes, overlay MTU against the
- * host's interface. Returns the node count.
- */
-async function connectedChecks(remote, stacks, prepared, env, inputs) {
-    const existing = await existingConfigs(remote);
-    const res = await remote.sh(placement_1.NODES_SCRIPT, { retry: true, silent: true });
-    if (res.code !== 0)
-        throw new Error(`Cannot list the swarm's nodes on ${remote.where}: ${res.stderr.trim()}`);
-    const nodes = (0, placement_1.parseNodes)(res.stdout);
-    const skipped = (rule) => inputs.skipChecks.some((r) => r === 'all' || r === rule);
-    const late = stacks
-        .flatMap((s) => (0, checks_1.checkStack)(s, env, { skip: inputs.skipChecks, existingObjects: existing }))
-        .filter((f) => f.rule === 'immutable-object');
-    if (!skipped('placement'))
-        late.push(...prepared.flatMap((p) => (0, placement_1.placementFindings)(p, Object.values(p.services), nodes)));
-    if (!skipped('overlay-mtu'))
-        late.push(...(await hostMtuCheck(remote, stacks, env, nodes.length)));
-    if (!skipped('bind-mount-node')) {
-        const warnings = prepared.flatMap((p) => (0, placement_1.bindMountFindings)(p, Object.values(p.services), nodes, (0, placement_1.selfNodeId)(res.stdout)));
-        if (warnings.length)
-            (0, checks_1.reportFindings)(warnings);
-    }
-    if (late.length) {
-        (0, checks_1.reportFindings)(late);
-        throw new errors_1.InputError(`Pre-flight checks against the swarm found ${late.length} error(s); nothing was deployed:\n${late.map((f) => `  ${f.file}:${f.line}: [${f.rule}] ${f.message}`).join('\n')}`);
-    }
-    const ran = ['configs', !skipped('placement') && 'placement', !skipped('overlay-mtu') && 'host MTU'].filter(Boolean);
-    core.info(`Pre-flight against the swarm: ${nodes.length} node(s), ${ran.join(', ')} fine.`);
-    return nodes.length;
-}
-/**
- * overlay-mtu with the host's facts: the MTU of the interface carrying the manager's Swarm node
- * address. A loopback address (a one-machine swarm advertised on 127.0.0.1) decides nothing.
- */
-async function hostMtuCheck(remote, stacks, env, nodes) {
-    const h = await (0, hostmtu_1.readHostMtu)(remote);
-    core.info((0, hostmtu_1.describeHostMtu)(h, nodes));
-    const { findings, notice } = (0, hostmtu_1.hostMtuVerdict)(h, stacks.flatMap((s) => (0, checks_1.overlayNetworks)(s, env)));
-    if (notice)
-        core.notice(notice, { title: 'overlay-mtu' });
-    return findings;
-}
-/** Name → sha256 of the content of the Swarm configs on the host. */
-async function existingConfigs(remote) {
-    const res = await remote.sh(`ids=$(docker config ls -q) && [ -n "$ids" ] && ${(0, remote_1.shellJoin)(['docker', 'config', 'inspect', '--format', '{{json .Spec.Name}} {{json .Spec.Data}}'])} $ids; true`, { retry: true, silent: true });
-    const out = {};
-    for (const line of res.stdout.split('\n')) {
-        const m = /^(".*?") (".*")$/.exec(line.trim());
-        if (!m)
-            continue;
-        out[JSON.parse(m[1])] = crypto
-            .createHash('sha256')
-            .update(Buffer.from(JSON.parse(m[2]), 'base64'))
-            .digest('hex');
-    }
-    return out;
 }
 async function commandRollback(inputs) {
     const { remote, ctx, finish } = await connect(inputs, inputs.dryRun);
@@ -61259,7 +61761,37 @@ async function commandComment(inputs, api = restApi(inputs.githubToken, inputs.p
 
 /***/ }),
 
-/***/ 9763:
+/***/ 668:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __exportStar = (this && this.__exportStar) || function(m, exports) {
+    for (var p in m) if (p !== "default" && !Object.prototype.hasOwnProperty.call(exports, p)) __createBinding(exports, m, p);
+};
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+/** Docker stack (compose) files: load, interpolate, locate, merge, and the files they reference. */
+__exportStar(__nccwpck_require__(974), exports);
+__exportStar(__nccwpck_require__(4288), exports);
+__exportStar(__nccwpck_require__(7204), exports);
+__exportStar(__nccwpck_require__(9242), exports);
+__exportStar(__nccwpck_require__(9632), exports);
+
+
+/***/ }),
+
+/***/ 974:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -61298,35 +61830,22 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.ComposeValueError = void 0;
+exports.PARSE_OPTIONS = void 0;
 exports.loadComposeFile = loadComposeFile;
-exports.resolveCompose = resolveCompose;
-exports.positionOf = positionOf;
-exports.hasPath = hasPath;
-exports.locateIn = locateIn;
-exports.toStringMap = toStringMap;
-exports.networkKeys = networkKeys;
-exports.mergeStack = mergeStack;
-exports.parseDuration = parseDuration;
-exports.serviceInfo = serviceInfo;
-exports.stackServices = stackServices;
-exports.referencedFiles = referencedFiles;
-exports.referencedPath = referencedPath;
-exports.envFileEntries = envFileEntries;
-exports.shortEnvFiles = shortEnvFiles;
-exports.bindMounts = bindMounts;
-exports.rewriteBindSources = rewriteBindSources;
+exports.isMergeKey = isMergeKey;
+exports.isPlainObject = isPlainObject;
+exports.isExternal = isExternal;
+exports.mapEntries = mapEntries;
+exports.resolveIn = resolveIn;
+exports.applyReplacements = applyReplacements;
 /**
- * Loading Docker stack (compose) files: parse with positions, interpolate like Docker, render the
- * file to upload, and read what the deploy and the checks need (services, update policy,
- * healthchecks, networks, labels, referenced files).
+ * Reading one Docker stack (compose) file: parse with positions, refuse what Docker would not load,
+ * and the YAML node helpers the other compose modules share (merge keys, aliases, replacements).
  */
 const fs = __importStar(__nccwpck_require__(9896));
-const path = __importStar(__nccwpck_require__(6928));
 const YAML = __importStar(__nccwpck_require__(8815));
 const yaml_1 = __nccwpck_require__(8815);
 const errors_1 = __nccwpck_require__(3916);
-const interpolate_1 = __nccwpck_require__(5960);
 const TOP_LEVEL_KEYS = new Set(['version', 'services', 'networks', 'volumes', 'configs', 'secrets']);
 /**
  * `0440` is an octal number for Docker's YAML parser (YAML 1.1 style, as in `mode: 0440` of a
@@ -61340,7 +61859,7 @@ const legacyOctal = {
     test: /^[-+]?0[0-7]+$/,
     resolve: (str) => parseInt(str, 8),
 };
-const PARSE_OPTIONS = {
+exports.PARSE_OPTIONS = {
     merge: true,
     uniqueKeys: true,
     prettyErrors: true,
@@ -61361,7 +61880,7 @@ function loadComposeFile(absPath, displayPath) {
         throw new errors_1.InputError(`Stack file ${displayPath} cannot be read: ${e.message}`);
     }
     const lineCounter = new yaml_1.LineCounter();
-    const doc = YAML.parseDocument(text, { ...PARSE_OPTIONS, lineCounter });
+    const doc = YAML.parseDocument(text, { ...exports.PARSE_OPTIONS, lineCounter });
     const file = { path: displayPath, absPath, text, doc, lineCounter };
     if (doc.errors.length) {
         const err = doc.errors[0];
@@ -61371,17 +61890,21 @@ function loadComposeFile(absPath, displayPath) {
         throw new errors_1.ComposeFileError('invalid-yaml', file.path, pos.line, pos.col, `invalid YAML: ${reason}${more}.`);
     }
     const top = doc.contents;
+    // Where a node starts, for a refusal that points at it.
+    const refuse = (rule, node, reason) => {
+        const pos = node?.range ? lineCounter.linePos(node.range[0]) : { line: 1, col: 1 };
+        return new errors_1.ComposeFileError(rule, file.path, pos.line, pos.col, reason);
+    };
     if (!YAML.isMap(top)) {
-        const pos = top?.range ? lineCounter.linePos(top.range[0]) : { line: 1, col: 1 };
-        throw new errors_1.ComposeFileError('invalid-yaml', file.path, pos.line, pos.col, `the top level of a stack file must be a mapping (services:, networks:, …)${top ? '' : '; the file is empty'}.`);
+        const empty = top ? '' : '; the file is empty';
+        throw refuse('invalid-yaml', top, `the top level of a stack file must be a mapping (services:, networks:, …)${empty}.`);
     }
     for (const pair of top.items) {
         const key = YAML.isScalar(pair.key) ? pair.key.value : pair.key;
         if (typeof key === 'string' && (TOP_LEVEL_KEYS.has(key) || key.startsWith('x-')))
             continue;
-        const node = pair.key;
-        const pos = node?.range ? lineCounter.linePos(node.range[0]) : { line: 1, col: 1 };
-        throw new errors_1.ComposeFileError('unknown-key', file.path, pos.line, pos.col, `unknown top-level key "${String(key)}": a stack file has only version, services, networks, volumes, configs, secrets and x-* extensions (docker stack deploy refuses anything else).`);
+        throw refuse('unknown-key', pair.key, `unknown top-level key "${String(key)}": a stack file has only version, services, networks, volumes, ` +
+            `configs, secrets and x-* extensions (docker stack deploy refuses anything else).`);
     }
     return file;
 }
@@ -61392,60 +61915,12 @@ function isMergeKey(key) {
 function isPlainObject(v) {
     return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
-const CASTS = [
-    [['services', '*', 'configs', '[]', 'mode'], 'int'],
-    [['services', '*', 'secrets', '[]', 'mode'], 'int'],
-    [['services', '*', 'healthcheck', 'retries'], 'int'],
-    [['services', '*', 'healthcheck', 'disable'], 'bool'],
-    [['services', '*', 'deploy', 'replicas'], 'int'],
-    [['services', '*', 'deploy', 'update_config', 'parallelism'], 'int'],
-    [['services', '*', 'deploy', 'update_config', 'max_failure_ratio'], 'float'],
-    [['services', '*', 'deploy', 'rollback_config', 'parallelism'], 'int'],
-    [['services', '*', 'deploy', 'rollback_config', 'max_failure_ratio'], 'float'],
-    [['services', '*', 'deploy', 'restart_policy', 'max_attempts'], 'int'],
-    [['services', '*', 'deploy', 'placement', 'max_replicas_per_node'], 'int'],
-    [['services', '*', 'ports', '[]', 'target'], 'int'],
-    [['services', '*', 'ports', '[]', 'published'], 'int'],
-    [['services', '*', 'ulimits', '*'], 'int'],
-    [['services', '*', 'ulimits', '*', 'hard'], 'int'],
-    [['services', '*', 'ulimits', '*', 'soft'], 'int'],
-    [['services', '*', 'privileged'], 'bool'],
-    [['services', '*', 'read_only'], 'bool'],
-    [['services', '*', 'stdin_open'], 'bool'],
-    [['services', '*', 'tty'], 'bool'],
-    [['services', '*', 'volumes', '[]', 'read_only'], 'bool'],
-    [['services', '*', 'volumes', '[]', 'volume', 'nocopy'], 'bool'],
-    [['networks', '*', 'external'], 'bool'],
-    [['networks', '*', 'internal'], 'bool'],
-    [['networks', '*', 'attachable'], 'bool'],
-    [['volumes', '*', 'external'], 'bool'],
-    [['secrets', '*', 'external'], 'bool'],
-    [['configs', '*', 'external'], 'bool'],
-];
-function castFor(paths) {
-    for (const p of paths) {
-        for (const [pattern, kind] of CASTS) {
-            if (pattern.length !== p.length)
-                continue;
-            const ok = pattern.every((seg, i) => seg === '[]' ? typeof p[i] === 'number' : seg === '*' ? typeof p[i] === 'string' : seg === p[i]);
-            if (ok)
-                return { kind, path: p };
-        }
-    }
-    return undefined;
-}
-/** Docker's casts (strconv.Atoi, ParseFloat, YAML 1.1 booleans); undefined when Docker would refuse. */
-function castValue(kind, v) {
-    if (kind === 'int')
-        return /^[+-]?[0-9]+$/.test(v) ? parseInt(v, 10) : undefined;
-    if (kind === 'float')
-        return /^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$/.test(v) ? Number(v) : undefined;
-    const b = v.toLowerCase();
-    if (['y', 'yes', 'true', 'on'].includes(b))
-        return true;
-    if (['n', 'no', 'false', 'off'].includes(b))
+/** An `external:` network, volume, config or secret: `true`, `"true"` or `{name: …}` (old form). */
+function isExternal(decl) {
+    if (!isPlainObject(decl))
         return false;
-    return undefined;
+    const ext = decl.external;
+    return isPlainObject(ext) || ext === true || String(ext).toLowerCase() === 'true';
 }
 /**
  * The entries of a map as Docker sees them: its own keys, then those of its merge keys (`<<`, the
@@ -61492,141 +61967,68 @@ function resolveIn(doc, node) {
         n = n.resolve(doc);
     return n;
 }
-/**
- * Every path at which each scalar of the document ends up once aliases and merge keys are resolved
- * (an anchored value can be used by several services).
- */
-function effectivePaths(doc) {
-    const out = new Map();
-    let budget = 200_000; // alias bombs stop here; a real stack is far below
-    const walk = (node, p, depth) => {
-        if (depth > 64 || --budget < 0)
-            return;
-        const n = resolveIn(doc, node);
-        if (YAML.isScalar(n)) {
-            const list = out.get(n) ?? [];
-            list.push(p);
-            out.set(n, list);
-        }
-        else if (YAML.isSeq(n)) {
-            n.items.forEach((item, i) => walk(item, [...p, i], depth + 1));
-        }
-        else if (YAML.isMap(n)) {
-            for (const [k, v] of mapEntries(doc, n))
-                walk(v, [...p, k], depth + 1);
-        }
-    };
-    walk(doc.contents, [], 0);
-    return out;
-}
-/**
- * Interpolates every scalar value of the file (not the keys, as Docker does), with the position
- * of each unset variable and each error.
- */
-function resolveCompose(file, env) {
-    const clone = file.doc.clone();
-    const effective = effectivePaths(clone);
-    const unset = [];
-    const errors = [];
-    const replacements = [];
-    const posInScalar = (node, raw, offset, token) => {
-        const [start, end] = node.range;
-        const source = file.text.slice(start, end);
-        // Which occurrence of the token this is, counted in the parsed value.
-        let nth = 0;
-        for (let i = raw.indexOf(token); i >= 0 && i < offset; i = raw.indexOf(token, i + 1))
-            nth++;
-        let at = -1;
-        for (let k = 0, i = source.indexOf(token); i >= 0; i = source.indexOf(token, i + 1), k++) {
-            if (k === nth) {
-                at = i;
-                break;
-            }
-        }
-        return file.lineCounter.linePos(at >= 0 ? start + at : start);
-    };
-    const visitScalar = (node, nodePath) => {
-        if (typeof node.value !== 'string' || !node.value.includes('$'))
-            return;
-        const raw = node.value;
-        const r = (0, interpolate_1.interpolateDetailed)(raw, env);
-        for (const u of r.unset) {
-            const token = u.braced ? `\${${u.name}` : `$${u.name}`;
-            unset.push({ name: u.name, ...posInScalar(node, raw, u.offset, token), path: nodePath });
-        }
-        for (const e of r.errors) {
-            errors.push({
-                message: e.message,
-                ...posInScalar(node, raw, e.offset, raw.slice(e.offset, e.offset + 2)),
-                path: nodePath,
-            });
-        }
-        const target = r.value !== raw ? castFor(effective.get(node) ?? []) : undefined;
-        const kind = target?.kind;
-        const cast = kind ? castValue(kind, r.value.trim()) : undefined;
-        if (target && kind && cast === undefined && !r.unset.length && !r.errors.length) {
-            const where = target.path.join('.');
-            errors.push({
-                message: `${where}: "${r.value}" is not ${kind === 'int' ? 'a whole number' : kind === 'float' ? 'a number' : 'a boolean'} ` +
-                    `(Docker converts this value after interpolation and refuses it)`,
-                ...file.lineCounter.linePos(node.range[0]),
-                path: nodePath,
-            });
-        }
-        node.value = cast ?? r.value;
-        const escaped = (0, interpolate_1.escapeDollars)(r.value);
-        if ((cast !== undefined || escaped !== raw) && node.range) {
-            const [start, end] = node.range;
-            const source = file.text.slice(start, end);
-            const trailing = /\n$/.test(source) ? '\n' : '';
-            replacements.push({ start, end, text: (cast !== undefined ? String(cast) : JSON.stringify(escaped)) + trailing });
-        }
-    };
-    const walk = (node, nodePath) => {
-        if (YAML.isMap(node)) {
-            for (const pair of node.items) {
-                const key = YAML.isScalar(pair.key) ? pair.key.value : pair.key;
-                if (isMergeKey(pair.key)) {
-                    // An inline merge map; aliases are interpolated where their anchor is defined.
-                    walk(pair.value, nodePath);
-                    continue;
-                }
-                walk(pair.value, [...nodePath, String(key)]);
-            }
-        }
-        else if (YAML.isSeq(node)) {
-            node.items.forEach((item, i) => walk(item, [...nodePath, i]));
-        }
-        else if (YAML.isPair(node)) {
-            walk(node.value, nodePath);
-        }
-        else if (YAML.isScalar(node)) {
-            visitScalar(node, nodePath);
-        }
-    };
-    walk(clone.contents, []);
-    let data;
-    try {
-        data = clone.toJS({ maxAliasCount: 10_000 }) ?? {};
-    }
-    catch (e) {
-        throw new errors_1.InputError(`${file.path}: the YAML cannot be expanded: ${e.message}`);
-    }
-    let text = file.text;
-    for (const r of replacements.sort((a, b) => b.start - a.start)) {
+/** `text` with each replacement made, the last first so that earlier offsets hold. */
+function applyReplacements(text, replacements) {
+    for (const r of [...replacements].sort((a, b) => b.start - a.start))
         text = text.slice(0, r.start) + r.text + text.slice(r.end);
-    }
-    return { file, data, text, unset, errors };
+    return text;
 }
-// ---------------------------------------------------------------------------------------------
-// Positions
+
+
+/***/ }),
+
+/***/ 7204:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.positionOf = positionOf;
+exports.hasPath = hasPath;
+exports.locateIn = locateIn;
+/** Positions in stack files: where a key path is written, through aliases and merge keys. */
+const YAML = __importStar(__nccwpck_require__(8815));
+const load_1 = __nccwpck_require__(974);
 function nodePos(file, node) {
     if (!node || !node.range)
         return undefined;
     return file.lineCounter.linePos(node.range[0]);
 }
 function resolveAlias(file, node) {
-    return resolveIn(file.doc, node);
+    return (0, load_1.resolveIn)(file.doc, node);
 }
 /** The pair of `map` whose key is `key`, looking into merge keys (`<<`) after the direct keys. */
 function findPair(file, map, key, seen = new Set()) {
@@ -61635,11 +62037,11 @@ function findPair(file, map, key, seen = new Set()) {
     seen.add(map);
     for (const pair of map.items) {
         const k = YAML.isScalar(pair.key) ? pair.key.value : pair.key;
-        if (!isMergeKey(pair.key) && String(k) === key)
+        if (!(0, load_1.isMergeKey)(pair.key) && String(k) === key)
             return pair;
     }
     for (const pair of map.items) {
-        if (!isMergeKey(pair.key))
+        if (!(0, load_1.isMergeKey)(pair.key))
             continue;
         const v = resolveAlias(file, pair.value);
         const sources = YAML.isSeq(v) ? v.items.map((i) => resolveAlias(file, i)) : [v];
@@ -61712,8 +62114,473 @@ function locateIn(files, nodePath) {
         throw new Error('locateIn: no file');
     return { file: best.file, line: best.loc.line, col: best.loc.col };
 }
-// ---------------------------------------------------------------------------------------------
-// Merging several files and reading services
+
+
+/***/ }),
+
+/***/ 9632:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.referencedFiles = referencedFiles;
+exports.referencedPath = referencedPath;
+exports.envFileEntries = envFileEntries;
+exports.shortEnvFiles = shortEnvFiles;
+exports.bindMounts = bindMounts;
+exports.rewriteBindSources = rewriteBindSources;
+/** The files a stack references (configs, secrets, env_file, bind mounts) and the upload's rewrites of them. */
+const path = __importStar(__nccwpck_require__(6928));
+const YAML = __importStar(__nccwpck_require__(8815));
+const load_1 = __nccwpck_require__(974);
+/**
+ * Files the stack needs on the host: top-level `configs:`/`secrets:` entries with `file:` and the
+ * services' `env_file:` entries, as written (relative to the compose file's folder).
+ */
+function referencedFiles(resolved) {
+    const out = [];
+    const data = (0, load_1.isPlainObject)(resolved.data) ? resolved.data : {};
+    for (const [section, kind] of [
+        ['configs', 'config'],
+        ['secrets', 'secret'],
+    ]) {
+        const entries = data[section];
+        if (!(0, load_1.isPlainObject)(entries))
+            continue;
+        for (const [name, entry] of Object.entries(entries)) {
+            if ((0, load_1.isPlainObject)(entry) && typeof entry.file === 'string' && entry.file)
+                out.push({ kind, name, file: entry.file });
+        }
+    }
+    const services = (0, load_1.isPlainObject)(data.services) ? data.services : {};
+    for (const [name, svc] of Object.entries(services)) {
+        if (!(0, load_1.isPlainObject)(svc))
+            continue;
+        for (const e of envFileEntries(svc.env_file))
+            out.push({ kind: 'env_file', name, file: e.file, ...(e.required ? {} : { optional: true }) });
+    }
+    return out;
+}
+/** Absolute path of a file referenced by a compose file. */
+function referencedPath(file, ref) {
+    return path.resolve(path.dirname(file.absPath), ref);
+}
+/** A service's `env_file:`: a string, a list of strings, or (long syntax) `{path, required}` items. */
+function envFileEntries(v) {
+    const list = Array.isArray(v) ? v : v === undefined || v === null ? [] : [v];
+    const out = [];
+    list.forEach((item, i) => {
+        const file = (0, load_1.isPlainObject)(item) ? item.path : item;
+        if (typeof file !== 'string' || !file)
+            return;
+        const required = !((0, load_1.isPlainObject)(item) &&
+            (item.required === false || String(item.required).toLowerCase() === 'false'));
+        out.push({ file, required, ...(Array.isArray(v) ? { index: i } : {}) });
+    });
+    return out;
+}
+/**
+ * The stack file text with every long-syntax `env_file:` list written in the short syntax that
+ * docker stack deploy knows ("env_file.0 must be a string" otherwise), leaving out the optional
+ * (`required: false`) files that `exists` says are missing, as Docker Compose skips them.
+ */
+function shortEnvFiles(text, exists) {
+    const doc = YAML.parseDocument(text, load_1.PARSE_OPTIONS);
+    const services = (0, load_1.resolveIn)(doc, doc.get('services', true));
+    if (!YAML.isMap(services))
+        return text;
+    // Keyed by position: a list an anchor brings to several services is rewritten once, where it is written.
+    const replacements = new Map();
+    for (const [, svcNode] of (0, load_1.mapEntries)(doc, services)) {
+        const svc = (0, load_1.resolveIn)(doc, svcNode);
+        if (!YAML.isMap(svc))
+            continue;
+        const node = (0, load_1.resolveIn)(doc, (0, load_1.mapEntries)(doc, svc).find(([k]) => k === 'env_file')?.[1]);
+        if (!YAML.isSeq(node) || !node.range || !node.items.some((i) => YAML.isMap((0, load_1.resolveIn)(doc, i))))
+            continue;
+        const keep = envFileEntries(node.toJS(doc))
+            .filter((e) => e.required || exists(e.file))
+            .map((e) => e.file);
+        // A block list's range can take the line break after it: keep it.
+        const trailing = /\n$/.test(text.slice(node.range[0], node.range[1])) ? '\n' : '';
+        replacements.set(node.range[0], {
+            start: node.range[0],
+            end: node.range[1],
+            text: JSON.stringify(keep) + trailing,
+        });
+    }
+    return (0, load_1.applyReplacements)(text, [...replacements.values()]);
+}
+/** A source Docker reads as a path relative to the compose folder (not absolute, not `~`). */
+function relativeSource(source) {
+    return (!!source &&
+        !source.startsWith('/') &&
+        !source.startsWith('~') &&
+        !/^[A-Za-z]:[\\/]/.test(source) &&
+        !source.startsWith('\\\\'));
+}
+/**
+ * The relative bind mounts of one file's services, read the way docker/cli does: a short-syntax
+ * `SOURCE:TARGET[:MODE]` whose source starts with `.` is a bind (any other source names a volume),
+ * a long-syntax item with `type: bind`. Absolute and `~` sources are the host's own paths: left alone.
+ */
+function bindMounts(data) {
+    const out = [];
+    const services = (0, load_1.isPlainObject)(data) && (0, load_1.isPlainObject)(data.services) ? data.services : {};
+    for (const [service, svc] of Object.entries(services)) {
+        if (!(0, load_1.isPlainObject)(svc) || !Array.isArray(svc.volumes))
+            continue;
+        svc.volumes.forEach((v, index) => {
+            if (typeof v === 'string') {
+                const colon = v.indexOf(':');
+                const source = colon > 0 ? v.slice(0, colon) : '';
+                if (source.startsWith('.'))
+                    out.push({ service, index, source, path: ['services', service, 'volumes', index] });
+            }
+            else if ((0, load_1.isPlainObject)(v) && v.type === 'bind' && typeof v.source === 'string' && relativeSource(v.source)) {
+                out.push({ service, index, source: v.source, path: ['services', service, 'volumes', index, 'source'] });
+            }
+        });
+    }
+    return out;
+}
+/**
+ * The stack file text with the source of every relative bind mount replaced by `rewrite(source)`
+ * (undefined: left as written). `text` is the interpolated text to upload, where a literal `$` is
+ * written `$$`: sources are handed over unescaped.
+ */
+function rewriteBindSources(text, rewrite) {
+    const doc = YAML.parseDocument(text, load_1.PARSE_OPTIONS);
+    const services = (0, load_1.resolveIn)(doc, doc.get('services', true));
+    if (!YAML.isMap(services))
+        return text;
+    const replacements = new Map();
+    const unescape = (s) => s.replace(/\$\$/g, '$');
+    for (const [, svcNode] of (0, load_1.mapEntries)(doc, services)) {
+        const svc = (0, load_1.resolveIn)(doc, svcNode);
+        if (!YAML.isMap(svc))
+            continue;
+        const volumes = (0, load_1.resolveIn)(doc, (0, load_1.mapEntries)(doc, svc).find(([k]) => k === 'volumes')?.[1]);
+        if (!YAML.isSeq(volumes))
+            continue;
+        for (const itemNode of volumes.items) {
+            const item = (0, load_1.resolveIn)(doc, itemNode);
+            let node;
+            let source = '';
+            let rest = '';
+            if (YAML.isScalar(item) && typeof item.value === 'string') {
+                const colon = item.value.indexOf(':');
+                if (colon <= 0 || !item.value.startsWith('.'))
+                    continue;
+                node = item;
+                source = item.value.slice(0, colon);
+                rest = item.value.slice(colon);
+            }
+            else if (YAML.isMap(item)) {
+                const entries = (0, load_1.mapEntries)(doc, item);
+                const type = (0, load_1.resolveIn)(doc, entries.find(([k]) => k === 'type')?.[1]);
+                const src = (0, load_1.resolveIn)(doc, entries.find(([k]) => k === 'source')?.[1]);
+                if (!YAML.isScalar(type) ||
+                    type.value !== 'bind' ||
+                    !YAML.isScalar(src) ||
+                    typeof src.value !== 'string' ||
+                    !relativeSource(src.value))
+                    continue;
+                node = src;
+                source = src.value;
+            }
+            if (!node?.range)
+                continue;
+            const next = rewrite(unescape(source));
+            if (next === undefined)
+                continue;
+            // The new source is the action's own path: no `$` to escape.
+            replacements.set(node.range[0], { start: node.range[0], end: node.range[1], text: JSON.stringify(next + rest) });
+        }
+    }
+    return (0, load_1.applyReplacements)(text, [...replacements.values()]);
+}
+
+
+/***/ }),
+
+/***/ 4288:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.resolveCompose = resolveCompose;
+/** Interpolating a stack file like Docker: values, the casts Docker makes after it, and the text to upload. */
+const YAML = __importStar(__nccwpck_require__(8815));
+const errors_1 = __nccwpck_require__(3916);
+const interpolate_1 = __nccwpck_require__(5960);
+const load_1 = __nccwpck_require__(974);
+const CASTS = [
+    [['services', '*', 'configs', '[]', 'mode'], 'int'],
+    [['services', '*', 'secrets', '[]', 'mode'], 'int'],
+    [['services', '*', 'healthcheck', 'retries'], 'int'],
+    [['services', '*', 'healthcheck', 'disable'], 'bool'],
+    [['services', '*', 'deploy', 'replicas'], 'int'],
+    [['services', '*', 'deploy', 'update_config', 'parallelism'], 'int'],
+    [['services', '*', 'deploy', 'update_config', 'max_failure_ratio'], 'float'],
+    [['services', '*', 'deploy', 'rollback_config', 'parallelism'], 'int'],
+    [['services', '*', 'deploy', 'rollback_config', 'max_failure_ratio'], 'float'],
+    [['services', '*', 'deploy', 'restart_policy', 'max_attempts'], 'int'],
+    [['services', '*', 'deploy', 'placement', 'max_replicas_per_node'], 'int'],
+    [['services', '*', 'ports', '[]', 'target'], 'int'],
+    [['services', '*', 'ports', '[]', 'published'], 'int'],
+    [['services', '*', 'ulimits', '*'], 'int'],
+    [['services', '*', 'ulimits', '*', 'hard'], 'int'],
+    [['services', '*', 'ulimits', '*', 'soft'], 'int'],
+    [['services', '*', 'privileged'], 'bool'],
+    [['services', '*', 'read_only'], 'bool'],
+    [['services', '*', 'stdin_open'], 'bool'],
+    [['services', '*', 'tty'], 'bool'],
+    [['services', '*', 'volumes', '[]', 'read_only'], 'bool'],
+    [['services', '*', 'volumes', '[]', 'volume', 'nocopy'], 'bool'],
+    [['networks', '*', 'external'], 'bool'],
+    [['networks', '*', 'internal'], 'bool'],
+    [['networks', '*', 'attachable'], 'bool'],
+    [['volumes', '*', 'external'], 'bool'],
+    [['secrets', '*', 'external'], 'bool'],
+    [['configs', '*', 'external'], 'bool'],
+];
+function castFor(paths) {
+    for (const p of paths) {
+        for (const [pattern, kind] of CASTS) {
+            if (pattern.length !== p.length)
+                continue;
+            const ok = pattern.every((seg, i) => seg === '[]' ? typeof p[i] === 'number' : seg === '*' ? typeof p[i] === 'string' : seg === p[i]);
+            if (ok)
+                return { kind, path: p };
+        }
+    }
+    return undefined;
+}
+/** Docker's casts (strconv.Atoi, ParseFloat, YAML 1.1 booleans); undefined when Docker would refuse. */
+function castValue(kind, v) {
+    if (kind === 'int')
+        return /^[+-]?[0-9]+$/.test(v) ? parseInt(v, 10) : undefined;
+    if (kind === 'float')
+        return /^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$/.test(v) ? Number(v) : undefined;
+    const b = v.toLowerCase();
+    if (['y', 'yes', 'true', 'on'].includes(b))
+        return true;
+    if (['n', 'no', 'false', 'off'].includes(b))
+        return false;
+    return undefined;
+}
+/**
+ * Every path at which each scalar of the document ends up once aliases and merge keys are resolved
+ * (an anchored value can be used by several services).
+ */
+function effectivePaths(doc) {
+    const out = new Map();
+    let budget = 200_000; // alias bombs stop here; a real stack is far below
+    const walk = (node, p, depth) => {
+        if (depth > 64 || --budget < 0)
+            return;
+        const n = (0, load_1.resolveIn)(doc, node);
+        if (YAML.isScalar(n)) {
+            const list = out.get(n) ?? [];
+            list.push(p);
+            out.set(n, list);
+        }
+        else if (YAML.isSeq(n)) {
+            n.items.forEach((item, i) => walk(item, [...p, i], depth + 1));
+        }
+        else if (YAML.isMap(n)) {
+            for (const [k, v] of (0, load_1.mapEntries)(doc, n))
+                walk(v, [...p, k], depth + 1);
+        }
+    };
+    walk(doc.contents, [], 0);
+    return out;
+}
+/** Line and column in the file of the `offset`-th character's token of a scalar's parsed value. */
+function posInScalar(file, node, raw, offset, token) {
+    const [start, end] = node.range;
+    const source = file.text.slice(start, end);
+    // Which occurrence of the token this is, counted in the parsed value.
+    let nth = 0;
+    for (let i = raw.indexOf(token); i >= 0 && i < offset; i = raw.indexOf(token, i + 1))
+        nth++;
+    let at = -1;
+    for (let k = 0, i = source.indexOf(token); i >= 0; i = source.indexOf(token, i + 1), k++) {
+        if (k === nth) {
+            at = i;
+            break;
+        }
+    }
+    return file.lineCounter.linePos(at >= 0 ? start + at : start);
+}
+function visitScalar(w, node, nodePath) {
+    if (typeof node.value !== 'string' || !node.value.includes('$'))
+        return;
+    const { file } = w;
+    const raw = node.value;
+    const r = (0, interpolate_1.interpolateDetailed)(raw, w.env);
+    for (const u of r.unset) {
+        const token = u.braced ? `\${${u.name}` : `$${u.name}`;
+        w.unset.push({ name: u.name, ...posInScalar(file, node, raw, u.offset, token), path: nodePath });
+    }
+    for (const e of r.errors) {
+        w.errors.push({
+            message: e.message,
+            ...posInScalar(file, node, raw, e.offset, raw.slice(e.offset, e.offset + 2)),
+            path: nodePath,
+        });
+    }
+    const target = r.value !== raw ? castFor(w.effective.get(node) ?? []) : undefined;
+    const kind = target?.kind;
+    const cast = kind ? castValue(kind, r.value.trim()) : undefined;
+    if (target && kind && cast === undefined && !r.unset.length && !r.errors.length) {
+        const where = target.path.join('.');
+        w.errors.push({
+            message: `${where}: "${r.value}" is not ` +
+                `${kind === 'int' ? 'a whole number' : kind === 'float' ? 'a number' : 'a boolean'} ` +
+                `(Docker converts this value after interpolation and refuses it)`,
+            ...file.lineCounter.linePos(node.range[0]),
+            path: nodePath,
+        });
+    }
+    node.value = cast ?? r.value;
+    const escaped = (0, interpolate_1.escapeDollars)(r.value);
+    if ((cast !== undefined || escaped !== raw) && node.range) {
+        const [start, end] = node.range;
+        const source = file.text.slice(start, end);
+        const trailing = /\n$/.test(source) ? '\n' : '';
+        w.replacements.push({ start, end, text: (cast !== undefined ? String(cast) : JSON.stringify(escaped)) + trailing });
+    }
+}
+function walkNode(w, node, nodePath) {
+    if (YAML.isMap(node)) {
+        for (const pair of node.items) {
+            const key = YAML.isScalar(pair.key) ? pair.key.value : pair.key;
+            if ((0, load_1.isMergeKey)(pair.key)) {
+                // An inline merge map; aliases are interpolated where their anchor is defined.
+                walkNode(w, pair.value, nodePath);
+                continue;
+            }
+            walkNode(w, pair.value, [...nodePath, String(key)]);
+        }
+    }
+    else if (YAML.isSeq(node)) {
+        node.items.forEach((item, i) => walkNode(w, item, [...nodePath, i]));
+    }
+    else if (YAML.isPair(node)) {
+        walkNode(w, node.value, nodePath);
+    }
+    else if (YAML.isScalar(node)) {
+        visitScalar(w, node, nodePath);
+    }
+}
+/**
+ * Interpolates every scalar value of the file (not the keys, as Docker does), with the position
+ * of each unset variable and each error.
+ */
+function resolveCompose(file, env) {
+    const clone = file.doc.clone();
+    const w = { file, env, effective: effectivePaths(clone), unset: [], errors: [], replacements: [] };
+    walkNode(w, clone.contents, []);
+    let data;
+    try {
+        data = clone.toJS({ maxAliasCount: 10_000 }) ?? {};
+    }
+    catch (e) {
+        throw new errors_1.InputError(`${file.path}: the YAML cannot be expanded: ${e.message}`);
+    }
+    return { file, data, text: (0, load_1.applyReplacements)(file.text, w.replacements), unset: w.unset, errors: w.errors };
+}
+
+
+/***/ }),
+
+/***/ 9242:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.ComposeValueError = void 0;
+exports.toStringMap = toStringMap;
+exports.networkKeys = networkKeys;
+exports.mergeStack = mergeStack;
+exports.parseDuration = parseDuration;
+exports.serviceInfo = serviceInfo;
+exports.stackServices = stackServices;
+/** Merging a stack's files as docker stack deploy does, and reading its services with Docker's defaults. */
+const errors_1 = __nccwpck_require__(3916);
+const load_1 = __nccwpck_require__(974);
+const positions_1 = __nccwpck_require__(7204);
 /** `["a=b", "c"]` or `{a: b}` → `{a: "b", c: ""}`. */
 function toStringMap(v) {
     const out = {};
@@ -61729,7 +62596,7 @@ function toStringMap(v) {
                 out[s.slice(0, eq)] = s.slice(eq + 1);
         }
     }
-    else if (isPlainObject(v)) {
+    else if ((0, load_1.isPlainObject)(v)) {
         for (const [k, val] of Object.entries(v))
             out[k] = val === null || val === undefined ? '' : String(val);
     }
@@ -61739,12 +62606,12 @@ function toStringMap(v) {
 function networkKeys(v) {
     if (Array.isArray(v))
         return v.filter((x) => x !== null && x !== undefined).map(String);
-    if (isPlainObject(v))
+    if ((0, load_1.isPlainObject)(v))
         return Object.keys(v);
     return [];
 }
 function deepMerge(a, b) {
-    if (isPlainObject(a) && isPlainObject(b)) {
+    if ((0, load_1.isPlainObject)(a) && (0, load_1.isPlainObject)(b)) {
         const out = { ...a };
         for (const [k, v] of Object.entries(b))
             out[k] = k in out ? deepMerge(out[k], v) : v;
@@ -61754,14 +62621,14 @@ function deepMerge(a, b) {
 }
 /** Label and network lists in map form, so that a list in one file merges with a map in another. */
 function normalizeService(svc) {
-    if (!isPlainObject(svc))
+    if (!(0, load_1.isPlainObject)(svc))
         return {};
     const out = { ...svc };
     if (out.labels !== undefined)
         out.labels = toStringMap(out.labels);
     if (Array.isArray(out.networks))
         out.networks = Object.fromEntries(networkKeys(out.networks).map((n) => [n, null]));
-    if (isPlainObject(out.deploy) && out.deploy.labels !== undefined) {
+    if ((0, load_1.isPlainObject)(out.deploy) && out.deploy.labels !== undefined) {
         out.deploy = { ...out.deploy, labels: toStringMap(out.deploy.labels) };
     }
     return out;
@@ -61774,8 +62641,8 @@ function normalizeService(svc) {
 function mergeStack(resolved) {
     let merged = {};
     for (const r of resolved) {
-        const data = isPlainObject(r.data) ? { ...r.data } : {};
-        if (isPlainObject(data.services)) {
+        const data = (0, load_1.isPlainObject)(r.data) ? { ...r.data } : {};
+        if ((0, load_1.isPlainObject)(data.services)) {
             data.services = Object.fromEntries(Object.entries(data.services).map(([k, v]) => [k, normalizeService(v)]));
         }
         merged = deepMerge(merged, data);
@@ -61843,7 +62710,7 @@ function integer(v, fallback, at) {
     return n;
 }
 function healthcheckOf(name, hc) {
-    if (!isPlainObject(hc))
+    if (!(0, load_1.isPlainObject)(hc))
         return undefined;
     const where = ['services', name, 'healthcheck'];
     const test = hc.test;
@@ -61860,9 +62727,9 @@ function healthcheckOf(name, hc) {
 }
 /** One service of a merged stack (see mergeStack). */
 function serviceInfo(name, svc) {
-    const deploy = isPlainObject(svc.deploy) ? svc.deploy : {};
-    const uc = isPlainObject(deploy.update_config) ? deploy.update_config : {};
-    const placement = isPlainObject(deploy.placement) ? deploy.placement : {};
+    const deploy = (0, load_1.isPlainObject)(svc.deploy) ? svc.deploy : {};
+    const uc = (0, load_1.isPlainObject)(deploy.update_config) ? deploy.update_config : {};
+    const placement = (0, load_1.isPlainObject)(deploy.placement) ? deploy.placement : {};
     const where = ['services', name, 'deploy'];
     const uwhere = [...where, 'update_config'];
     const mode = String(deploy.mode ?? 'replicated').startsWith('global') ? 'global' : 'replicated';
@@ -61896,14 +62763,14 @@ function serviceInfo(name, svc) {
 function stackServices(resolved) {
     const merged = mergeStack(resolved);
     const out = {};
-    const services = isPlainObject(merged.services) ? merged.services : {};
+    const services = (0, load_1.isPlainObject)(merged.services) ? merged.services : {};
     for (const [name, svc] of Object.entries(services)) {
         try {
-            out[name] = serviceInfo(name, isPlainObject(svc) ? svc : {});
+            out[name] = serviceInfo(name, (0, load_1.isPlainObject)(svc) ? svc : {});
         }
         catch (e) {
             if (e instanceof ComposeValueError && resolved.length) {
-                const at = locateIn(resolved.map((r) => r.file), e.path);
+                const at = (0, positions_1.locateIn)(resolved.map((r) => r.file), e.path);
                 throw new errors_1.InputError(`${at.file.path}:${at.line}:${at.col}: ${e.message}`);
             }
             throw e;
@@ -61911,168 +62778,119 @@ function stackServices(resolved) {
     }
     return out;
 }
-/**
- * Files the stack needs on the host: top-level `configs:`/`secrets:` entries with `file:` and the
- * services' `env_file:` entries, as written (relative to the compose file's folder).
- */
-function referencedFiles(resolved) {
-    const out = [];
-    const data = isPlainObject(resolved.data) ? resolved.data : {};
-    for (const [section, kind] of [
-        ['configs', 'config'],
-        ['secrets', 'secret'],
-    ]) {
-        const entries = data[section];
-        if (!isPlainObject(entries))
-            continue;
-        for (const [name, entry] of Object.entries(entries)) {
-            if (isPlainObject(entry) && typeof entry.file === 'string' && entry.file)
-                out.push({ kind, name, file: entry.file });
-        }
+
+
+/***/ }),
+
+/***/ 2855:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
     }
-    const services = isPlainObject(data.services) ? data.services : {};
-    for (const [name, svc] of Object.entries(services)) {
-        if (!isPlainObject(svc))
-            continue;
-        for (const e of envFileEntries(svc.env_file))
-            out.push({ kind: 'env_file', name, file: e.file, ...(e.required ? {} : { optional: true }) });
-    }
-    return out;
-}
-/** Absolute path of a file referenced by a compose file. */
-function referencedPath(file, ref) {
-    return path.resolve(path.dirname(file.absPath), ref);
-}
-/** A service's `env_file:`: a string, a list of strings, or (long syntax) `{path, required}` items. */
-function envFileEntries(v) {
-    const list = Array.isArray(v) ? v : v === undefined || v === null ? [] : [v];
-    const out = [];
-    list.forEach((item, i) => {
-        const file = isPlainObject(item) ? item.path : item;
-        if (typeof file !== 'string' || !file)
-            return;
-        const required = !(isPlainObject(item) &&
-            (item.required === false || String(item.required).toLowerCase() === 'false'));
-        out.push({ file, required, ...(Array.isArray(v) ? { index: i } : {}) });
-    });
-    return out;
-}
-/**
- * The stack file text with every long-syntax `env_file:` list written in the short syntax that
- * docker stack deploy knows ("env_file.0 must be a string" otherwise), leaving out the optional
- * (`required: false`) files that `exists` says are missing, as Docker Compose skips them.
- */
-function shortEnvFiles(text, exists) {
-    const doc = YAML.parseDocument(text, PARSE_OPTIONS);
-    const services = doc.get('services', true);
-    if (!YAML.isMap(services))
-        return text;
-    const replacements = [];
-    for (const pair of services.items) {
-        if (!YAML.isMap(pair.value))
-            continue;
-        const node = pair.value.get('env_file', true);
-        if (!YAML.isSeq(node) || !node.range || !node.items.some((i) => YAML.isMap(i)))
-            continue;
-        const keep = envFileEntries(node.toJSON())
-            .filter((e) => e.required || exists(e.file))
-            .map((e) => e.file);
-        replacements.push({ start: node.range[0], end: node.range[1], text: JSON.stringify(keep) });
-    }
-    for (const r of replacements.sort((a, b) => b.start - a.start))
-        text = text.slice(0, r.start) + r.text + text.slice(r.end);
-    return text;
-}
-/** A source Docker reads as a path relative to the compose folder (not absolute, not `~`). */
-function relativeSource(source) {
-    return (!!source &&
-        !source.startsWith('/') &&
-        !source.startsWith('~') &&
-        !/^[A-Za-z]:[\\/]/.test(source) &&
-        !source.startsWith('\\\\'));
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.planConfigs = planConfigs;
+exports.pruneConfigs = pruneConfigs;
+const core = __importStar(__nccwpck_require__(7484));
+const crypto_1 = __nccwpck_require__(6982);
+const fs = __importStar(__nccwpck_require__(9896));
+const compose_1 = __nccwpck_require__(668);
+const shell_1 = __nccwpck_require__(6988);
+/** A short content hash: a changed file gets a new name (Swarm configs are immutable). */
+function contentName(stack, key, content) {
+    const hash = (0, crypto_1.createHash)('sha256').update(`${stack}\0${key}\0`).update(content).digest('hex').slice(0, 10);
+    return `${stack}_${key}_${hash}`;
 }
 /**
- * The relative bind mounts of one file's services, read the way docker/cli does: a short-syntax
- * `SOURCE:TARGET[:MODE]` whose source starts with `.` is a bind (any other source names a volume),
- * a long-syntax item with `type: bind`. Absolute and `~` sources are the host's own paths: left alone.
+ * Configs read from a `file:` (and not given a `name:` by the user) get a content-addressed name:
+ * a changed Traefik or Redis config rolls out as a new config instead of failing the deploy
+ * ("only updates to Labels are allowed"), and the same file keeps the same name, so nothing restarts.
  */
-function bindMounts(data) {
-    const out = [];
-    const services = isPlainObject(data) && isPlainObject(data.services) ? data.services : {};
-    for (const [service, svc] of Object.entries(services)) {
-        if (!isPlainObject(svc) || !Array.isArray(svc.volumes))
+function planConfigs(stack) {
+    const merged = stack.merged;
+    const declared = merged.configs && typeof merged.configs === 'object'
+        ? merged.configs
+        : {};
+    const plans = [];
+    for (const [key, entry] of Object.entries(declared)) {
+        if (!entry || typeof entry !== 'object' || (0, compose_1.isExternal)(entry) || entry.name)
             continue;
-        svc.volumes.forEach((v, index) => {
-            if (typeof v === 'string') {
-                const colon = v.indexOf(':');
-                const source = colon > 0 ? v.slice(0, colon) : '';
-                if (source.startsWith('.'))
-                    out.push({ service, index, source, path: ['services', service, 'volumes', index] });
-            }
-            else if (isPlainObject(v) && v.type === 'bind' && typeof v.source === 'string' && relativeSource(v.source)) {
-                out.push({ service, index, source: v.source, path: ['services', service, 'volumes', index, 'source'] });
-            }
-        });
+        if (typeof entry.file !== 'string' || !entry.file)
+            continue;
+        // prepareStack already checked that the file exists; Docker resolves it against the first file's folder.
+        const content = fs.readFileSync((0, compose_1.referencedPath)(stack.resolved[0].file, entry.file));
+        const name = contentName(stack.name, key, content);
+        plans.push({ key, name, entry: { ...entry, name } });
     }
-    return out;
+    return plans;
 }
 /**
- * The stack file text with the source of every relative bind mount replaced by `rewrite(source)`
- * (undefined: left as written). `text` is the interpolated text to upload, where a literal `$` is
- * written `$$`: sources are handed over unescaped.
+ * Removes the configs of earlier releases: those of the stack named like a managed key's
+ * `<stack>_<key>_<hash>` that this release does not use. A rollback re-creates its own from the stack
+ * files kept with it; `docker config rm` refuses one a service still uses, which is fine.
  */
-function rewriteBindSources(text, rewrite) {
-    const doc = YAML.parseDocument(text, PARSE_OPTIONS);
-    const services = resolveIn(doc, doc.get('services', true));
-    if (!YAML.isMap(services))
-        return text;
-    const replacements = new Map();
-    const unescape = (s) => s.replace(/\$\$/g, '$');
-    for (const [, svcNode] of mapEntries(doc, services)) {
-        const svc = resolveIn(doc, svcNode);
-        if (!YAML.isMap(svc))
-            continue;
-        const volumes = resolveIn(doc, mapEntries(doc, svc).find(([k]) => k === 'volumes')?.[1]);
-        if (!YAML.isSeq(volumes))
-            continue;
-        for (const itemNode of volumes.items) {
-            const item = resolveIn(doc, itemNode);
-            let node;
-            let source = '';
-            let rest = '';
-            if (YAML.isScalar(item) && typeof item.value === 'string') {
-                const colon = item.value.indexOf(':');
-                if (colon <= 0 || !item.value.startsWith('.'))
-                    continue;
-                node = item;
-                source = item.value.slice(0, colon);
-                rest = item.value.slice(colon);
-            }
-            else if (YAML.isMap(item)) {
-                const entries = mapEntries(doc, item);
-                const type = resolveIn(doc, entries.find(([k]) => k === 'type')?.[1]);
-                const src = resolveIn(doc, entries.find(([k]) => k === 'source')?.[1]);
-                if (!YAML.isScalar(type) ||
-                    type.value !== 'bind' ||
-                    !YAML.isScalar(src) ||
-                    typeof src.value !== 'string' ||
-                    !relativeSource(src.value))
-                    continue;
-                node = src;
-                source = src.value;
-            }
-            if (!node?.range)
-                continue;
-            const next = rewrite(unescape(source));
-            if (next === undefined)
-                continue;
-            // The new source is the action's own path: no `$` to escape.
-            replacements.set(node.range[0], { start: node.range[0], end: node.range[1], text: JSON.stringify(next + rest) });
-        }
-    }
-    for (const r of [...replacements.values()].sort((a, b) => b.start - a.start))
-        text = text.slice(0, r.start) + r.text + text.slice(r.end);
-    return text;
+async function pruneConfigs(remote, stack, plans) {
+    if (!plans.length)
+        return [];
+    const ls = await remote.run([
+        'docker',
+        'config',
+        'ls',
+        '--filter',
+        `label=com.docker.stack.namespace=${stack}`,
+        '--format',
+        '{{.Name}}',
+    ]);
+    const keep = new Set(plans.map((p) => p.name));
+    const ours = (n) => plans.some((p) => n.startsWith(`${stack}_${p.key}_`) && /^[0-9a-f]{10}$/.test(n.slice(stack.length + p.key.length + 2)));
+    const stale = ls.stdout
+        .split('\n')
+        .map((n) => n.trim())
+        .filter((n) => n && !keep.has(n) && ours(n));
+    if (!stale.length)
+        return [];
+    const rm = await remote.sh(stale
+        .map((n) => `${(0, shell_1.shellJoin)(['docker', 'config', 'rm', n])} >/dev/null 2>&1 && echo ${(0, shell_1.shellJoin)([n])}`)
+        .join('\n') + '\ntrue');
+    const removed = rm.stdout
+        .split('\n')
+        .map((n) => n.trim())
+        .filter(Boolean);
+    if (removed.length)
+        core.info(`Removed configs of earlier releases: ${removed.join(', ')}`);
+    return removed;
 }
 
 
@@ -62245,7 +63063,7 @@ const path = __importStar(__nccwpck_require__(6928));
 const errors_1 = __nccwpck_require__(3916);
 const ledger_1 = __nccwpck_require__(8730);
 Object.defineProperty(exports, "filesDir", ({ enumerable: true, get: function () { return ledger_1.filesDir; } }));
-const remote_1 = __nccwpck_require__(6473);
+const shell_1 = __nccwpck_require__(6988);
 /** Reads a file or a folder (recursively, symbolic links followed) and names it by its content. */
 function shipPath(abs, rel) {
     const entries = [];
@@ -62260,7 +63078,8 @@ function shipPath(abs, rel) {
             throw new errors_1.InputError(`${rel}${sub ? `/${sub}` : ''} is neither a file nor a folder: it cannot be shipped for a bind mount.`);
         const real = fs.realpathSync(p);
         if (seen.has(real) || depth > 32)
-            throw new errors_1.InputError(`${rel}${sub ? `/${sub}` : ''}: a symbolic link loops back into the folder: it cannot be shipped for a bind mount.`);
+            throw new errors_1.InputError(`${rel}${sub ? `/${sub}` : ''}: a symbolic link loops back into the folder: it cannot be shipped for a ` +
+                `bind mount.`);
         seen.add(real);
         entries.push({ sub, kind: 'dir', mode: st.mode & 0o777 });
         for (const name of fs.readdirSync(p).sort())
@@ -62297,7 +63116,7 @@ async function installFiles(host, dir, files) {
     const unique = [...new Map(files.map((f) => [f.hash, f])).values()];
     if (!unique.length)
         return { shipped: [], present: [] };
-    const probe = await host.sh(unique.map((f) => `[ -d ${(0, remote_1.shellJoin)([`${dir}/${f.hash}`])} ] && echo ${f.hash}`).join('\n') + '\ntrue', { retry: true, silent: true });
+    const probe = await host.sh(unique.map((f) => `[ -d ${(0, shell_1.shellJoin)([`${dir}/${f.hash}`])} ] && echo ${f.hash}`).join('\n') + '\ntrue', { retry: true, silent: true });
     if (probe.code !== 0)
         throw new Error(`${host.where}: cannot read ${dir}: ${probe.stderr.trim()}`);
     const there = new Set(probe.stdout.split('\n').map((l) => l.trim()));
@@ -62309,7 +63128,7 @@ async function installFiles(host, dir, files) {
         // Folders first (an empty one is shipped too), files into them, then the folders' own modes,
         // deepest first, and the rename: nothing is written into a folder after it may have lost u+w.
         if (dirs.length) {
-            const mk = await host.sh(`umask 077 && mkdir -p ${dirs.map((d) => (0, remote_1.shellJoin)([at(d)])).join(' ')}`, {
+            const mk = await host.sh(`umask 077 && mkdir -p ${dirs.map((d) => (0, shell_1.shellJoin)([at(d)])).join(' ')}`, {
                 retry: true,
             });
             if (mk.code !== 0)
@@ -62318,12 +63137,13 @@ async function installFiles(host, dir, files) {
         for (const e of f.entries)
             if (e.kind === 'file')
                 await host.writeFile(at(e), e.content, e.mode);
-        const chmods = [...dirs].reverse().map((d) => `chmod ${d.mode.toString(8)} ${(0, remote_1.shellJoin)([at(d)])}`);
+        const chmods = [...dirs].reverse().map((d) => `chmod ${d.mode.toString(8)} ${(0, shell_1.shellJoin)([at(d)])}`);
         const install = [
             ...chmods,
             // Another run of this stack cannot race here (the stack's lock); a folder left by an earlier
             // cut run under this name was complete (renamed in one step): keep it.
-            `if [ -d ${(0, remote_1.shellJoin)([`${dir}/${f.hash}`])} ]; then chmod -R u+w ${(0, remote_1.shellJoin)([tmp])}; rm -rf ${(0, remote_1.shellJoin)([tmp])}; else mv ${(0, remote_1.shellJoin)([tmp, `${dir}/${f.hash}`])}; fi`,
+            `if [ -d ${(0, shell_1.shellJoin)([`${dir}/${f.hash}`])} ]; then chmod -R u+w ${(0, shell_1.shellJoin)([tmp])}; rm -rf ` +
+                `${(0, shell_1.shellJoin)([tmp])}; else mv ${(0, shell_1.shellJoin)([tmp, `${dir}/${f.hash}`])}; fi`,
         ].join(' && ');
         const res = await host.sh(install, { retry: true });
         if (res.code !== 0)
@@ -62375,235 +63195,76 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.ServiceGate = exports.PLACEMENT_GRACE_MS = exports.UPDATE_START_GRACE_MS = void 0;
+exports.UPDATE_START_GRACE_MS = exports.ServiceGate = exports.PLACEMENT_GRACE_MS = void 0;
 exports.runGate = runGate;
 const core = __importStar(__nccwpck_require__(7484));
-const swarm_1 = __nccwpck_require__(3695);
-const FAILED_STATES = new Set(['failed', 'rejected', 'orphaned']);
-// A new service has no update policy to stop a crash loop: give up after this many failed tasks.
-const NEW_SERVICE_MAX_FAILURES = 3;
-// Swarm starts the rolling update of a changed task template within milliseconds; a change that
-// dirties no task (placement only, on nodes that still qualify) gets no update at all.
-exports.UPDATE_START_GRACE_MS = 5000;
-// The scheduler's answer for a task no node can take; Swarm retries it forever, so it is a verdict.
-const UNPLACEABLE = /no suitable node|insufficient resources|max replicas per node/i;
-// A stop-first update can leave the next task pending for a moment while the old one releases its node.
-exports.PLACEMENT_GRACE_MS = 5000;
-/** Tasks of the current spec that failed at or after `since`, newest first. */
-function failuresSince(tasks, image, since) {
-    return tasks
-        .filter((t) => t.image === image && FAILED_STATES.has(t.state) && t.at >= since)
-        .sort((a, b) => b.at - a.at);
-}
-/**
- * Follows one service through its rolling update. Pure: it is fed snapshots and a clock,
- * so the state machine is unit-tested with fakes and driven by real Swarm state in the lab.
- */
-class ServiceGate {
-    watch;
+const retry_helper_1 = __nccwpck_require__(4522);
+var service_gate_1 = __nccwpck_require__(7954);
+Object.defineProperty(exports, "PLACEMENT_GRACE_MS", ({ enumerable: true, get: function () { return service_gate_1.PLACEMENT_GRACE_MS; } }));
+Object.defineProperty(exports, "ServiceGate", ({ enumerable: true, get: function () { return service_gate_1.ServiceGate; } }));
+Object.defineProperty(exports, "UPDATE_START_GRACE_MS", ({ enumerable: true, get: function () { return service_gate_1.UPDATE_START_GRACE_MS; } }));
+/** Logs each service's state changes, and where every unfinished one stands at a calm rate. */
+class GateLog {
+    gates;
     startedAt;
-    convergedAt;
-    runningSet = '';
-    verdict = { phase: 'pending', detail: 'waiting for the first poll' };
-    constructor(watch, startedAt) {
-        this.watch = watch;
+    deadline;
+    progressMs;
+    lastDetail = new Map();
+    progressAt;
+    constructor(gates, startedAt, deadline, progressMs) {
+        this.gates = gates;
         this.startedAt = startedAt;
+        this.deadline = deadline;
+        this.progressMs = progressMs;
+        this.progressAt = startedAt;
     }
-    get done() {
-        return this.verdict.phase === 'stable' || this.verdict.phase === 'failed';
-    }
-    /**
-     * Whether this deploy changed the service (so a rollback can bring the old one back): a new image,
-     * or an update Swarm started. `docker stack deploy` re-submits unchanged services too; those are left alone.
-     */
-    changed(now) {
-        const b = this.watch.before;
-        if (!b)
-            return false;
-        return ((0, swarm_1.normalizeImage)(b.image) !== this.watch.expectedImage ||
-            (!!now?.update && now.update.startedAt !== b.update?.startedAt));
-    }
-    /** The UpdateStatus of an update this deploy started, not one left over from an earlier deploy. */
-    freshUpdate(svc) {
-        const u = svc.update;
-        if (!u)
-            return null;
-        const old = this.watch.before?.update;
-        if (old && old.startedAt === u.startedAt)
-            return null;
-        return u;
-    }
-    observe(snap, now) {
-        if (this.verdict.phase === 'failed')
-            return this.verdict;
-        const v = this.evaluate(snap, now);
-        // A stable service is still watched until the layer's verdict: its new version crashing while
-        // other services converge is this release failing. Anything short of a failure keeps it stable.
-        if (this.verdict.phase === 'stable' && v.phase !== 'failed' && v.phase !== 'rolling-back')
-            return this.verdict;
-        this.verdict = v;
-        return v;
-    }
-    evaluate(snap, now) {
-        const w = this.watch;
-        const svc = snap.services.get(w.name);
-        if (!svc)
-            return { phase: 'failed', detail: 'the service does not exist after the deploy' };
-        const tasks = snap.tasks.filter((t) => t.serviceId === svc.id);
-        const upd = this.freshUpdate(svc);
-        const msg = upd?.message ? `: ${upd.message}` : '';
-        const onNew = tasks.filter((t) => t.desired === 'running' && t.state === 'running' && t.image === svc.image).length;
-        const stuck = this.unplaceable(tasks, svc.image, now);
-        if (stuck.length && !upd?.state.startsWith('rollback')) {
-            return {
-                phase: 'failed',
-                detail: `${stuck.length} task(s) cannot be placed: ${stuck[0].err}`,
-                failedTasks: stuck,
-            };
-        }
-        switch (upd?.state) {
-            case 'rollback_started':
-                this.convergedAt = undefined;
-                return {
-                    phase: 'rolling-back',
-                    detail: `Swarm is rolling the update back${msg}`,
-                    failedTasks: this.newImageFailures(tasks),
-                };
-            case 'rollback_completed':
-                return {
-                    phase: 'failed',
-                    detail: `the update failed and Swarm rolled it back${msg}`,
-                    swarmRolledBack: true,
-                    failedTasks: this.newImageFailures(tasks),
-                };
-            case 'rollback_paused':
-                return {
-                    phase: 'failed',
-                    detail: `Swarm's rollback is paused${msg}`,
-                    failedTasks: this.newImageFailures(tasks),
-                };
-            case 'paused':
-                return {
-                    phase: 'failed',
-                    detail: `the update is paused (failure_action: pause)${msg}`,
-                    failedTasks: this.newImageFailures(tasks),
-                };
-            case 'updating':
-                this.convergedAt = undefined;
-                return {
-                    phase: 'pending',
-                    detail: `updating${msg}; ${onNew}/${svc.replicas ?? 'global'} running the new spec`,
-                };
-        }
-        // Same image, new env or config: the old tasks already run the image, so they only look converged
-        // until Swarm has started (and finished) the update this deploy asked for.
-        const templateChanged = !!w.before?.taskSpec && !!svc.taskSpec && w.before.taskSpec !== svc.taskSpec;
-        if (templateChanged && !upd && now - this.startedAt < exports.UPDATE_START_GRACE_MS) {
-            return { phase: 'pending', detail: 'waiting for Swarm to start the update (the task template changed)' };
-        }
-        if ((0, swarm_1.normalizeImage)(svc.image) !== w.expectedImage) {
-            return {
-                phase: 'failed',
-                detail: `the service runs ${svc.image}, not ${w.expectedImage} (changed by someone else?)`,
-            };
-        }
-        const { converged, need, current, running, otherRunning: oldRunning } = (0, swarm_1.onCurrentSpec)(svc, tasks);
-        // A new service has no update to roll back: a crash loop is its failure.
-        if (!w.before) {
-            const failed = failuresSince(tasks, svc.image, this.startedAt);
-            if (failed.length >= NEW_SERVICE_MAX_FAILURES) {
-                return {
-                    phase: 'failed',
-                    detail: `${failed.length} tasks failed since the deploy started`,
-                    failedTasks: failed,
-                };
+    observe(snap, t) {
+        for (const g of this.gates) {
+            // Task times are the host's: judge them with the host's clock.
+            const v = g.observe(snap, snap.now || t);
+            const line = `${v.phase}: ${v.detail}`;
+            // Countdowns change every poll; log the phase change, not each second.
+            const key = v.phase === 'converged' ? v.phase : line;
+            if (this.lastDetail.get(g.watch.name) !== key) {
+                this.lastDetail.set(g.watch.name, key);
+                core.info(`  ${g.watch.name}: ${line}`);
             }
         }
-        // A service this deploy did not touch only has to be up: a task it loses meanwhile is not the
-        // release's doing, and rolling the layer back would not bring it back.
-        const untouched = !!w.before && !!w.before.taskSpec && w.before.taskSpec === svc.taskSpec && !upd;
-        if (untouched && converged)
-            return { phase: 'stable', detail: `${running.length}/${need} running (unchanged by this deploy)` };
-        if (!converged) {
-            if (this.convergedAt !== undefined) {
-                // It was healthy and lost a task: inside the stability window that is a failed release.
-                const failed = failuresSince(tasks, svc.image, this.convergedAt - 1000);
-                if (failed.length) {
-                    return {
-                        phase: 'failed',
-                        detail: `a task of the new version failed ${Math.round((failed[0].at - this.convergedAt) / 1000)} s after the update converged (inside the ${Math.round(w.stabilityMs / 1000)} s stability window)`,
-                        failedTasks: failed,
-                    };
-                }
-            }
-            const states = (0, swarm_1.countStates)(current);
-            const old = oldRunning.length ? `; ${oldRunning.length} task(s) of the old version still running` : '';
-            return { phase: 'pending', detail: `${running.length}/${need} running${states ? ` (${states})` : ''}${old}` };
-        }
-        const set = running
-            .map((t) => t.id)
-            .sort()
-            .join(',');
-        if (this.convergedAt === undefined || set !== this.runningSet) {
-            if (this.convergedAt !== undefined) {
-                const failed = failuresSince(tasks, svc.image, this.convergedAt - 1000);
-                if (failed.length) {
-                    return {
-                        phase: 'failed',
-                        detail: `a task of the new version failed inside the stability window and was replaced`,
-                        failedTasks: failed,
-                    };
-                }
-            }
-            this.convergedAt ??= now;
-            this.runningSet = set;
-        }
-        const left = w.stabilityMs - (now - this.convergedAt);
-        if (left <= 0)
-            return {
-                phase: 'stable',
-                detail: `${running.length}/${need} running, stable for ${Math.round(w.stabilityMs / 1000)} s`,
-            };
-        return {
-            phase: 'converged',
-            detail: `${running.length}/${need} running; watching ${Math.ceil(left / 1000)} s more`,
-        };
-    }
-    /** Tasks of this spec the scheduler has refused for longer than the grace, newest first. */
-    unplaceable(tasks, image, now) {
-        return tasks
-            .filter((t) => t.image === image &&
-            t.desired === 'running' &&
-            t.state === 'pending' &&
-            UNPLACEABLE.test(t.err) &&
-            now - t.at >= exports.PLACEMENT_GRACE_MS)
-            .sort((a, b) => b.at - a.at);
-    }
-    newImageFailures(tasks) {
-        // After a Swarm rollback the spec holds the old image: the failed tasks are those of any other image.
-        const expected = this.watch.expectedImage;
-        return tasks
-            .filter((t) => (0, swarm_1.normalizeImage)(t.image) === expected && FAILED_STATES.has(t.state) && t.at >= this.startedAt)
-            .sort((a, b) => b.at - a.at);
+        // A long rollout must not look hung: where each unfinished service stands, at a calm rate.
+        if (t - this.progressAt < this.progressMs)
+            return;
+        this.progressAt = t;
+        const open = this.gates.filter((g) => !g.done);
+        const [since, left] = [t - this.startedAt, Math.max(0, this.deadline - t)].map((ms) => Math.round(ms / 1000));
+        const done = this.gates.length - open.length;
+        core.info(`Gate: ${since} s in, ${left} s left; ${done}/${this.gates.length} service(s) done.`);
+        for (const g of open)
+            core.info(`  ${g.watch.name}: ${g.verdict.phase}: ${g.verdict.detail}`);
     }
 }
-exports.ServiceGate = ServiceGate;
+/** Fails every unfinished service at the deadline with `detail(its last verdict)`. */
+function failOpen(gates, detail) {
+    for (const g of gates)
+        if (!g.done)
+            g.verdict = { phase: 'failed', detail: detail(g.verdict) };
+}
 /** Polls until every service is stable, one fails, or the time is up. Logs state changes only. */
 async function runGate(gates, opts) {
-    const now = opts.now ?? Date.now;
-    const sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
-    const deadline = now() + opts.timeoutMs;
-    const lastDetail = new Map();
+    const clock = { now: opts.now ?? retry_helper_1.systemClock.now, sleep: opts.sleep ?? retry_helper_1.systemClock.sleep };
+    const startedAt = clock.now();
+    const timeoutS = Math.round(opts.timeoutMs / 1000);
+    const log = new GateLog(gates, startedAt, startedAt + opts.timeoutMs, opts.progressMs ?? 30_000);
     let polls = 0;
     let pollErrors = 0;
     let lastError = '';
     let lastOkAt = 0;
     let last = { services: new Map(), tasks: [], now: 0 };
-    const startedAt = now();
-    let progressAt = startedAt;
-    for (;;) {
+    const result = (ok, timedOut, failedAt) => {
+        return { ok, timedOut, gates, last, polls, failedAt };
+    };
+    return (0, retry_helper_1.pollUntil)({ timeoutMs: opts.timeoutMs, clock }, async (p) => {
         try {
-            last = await opts.poll(Math.max(0, deadline - now()));
+            last = await opts.poll(p.left());
             pollErrors = 0;
         }
         catch (e) {
@@ -62612,63 +63273,30 @@ async function runGate(gates, opts) {
             lastError = e.message;
             if (pollErrors === 1 || pollErrors % 10 === 0)
                 core.warning(`Cannot read the Swarm state (${pollErrors}×): ${lastError}`);
-            if (now() >= deadline) {
-                const t = now();
-                for (const g of gates) {
-                    if (g.done)
-                        continue;
-                    // A gate that did read the state fails for what it saw; the failed reads come after.
-                    g.verdict = polls
-                        ? {
-                            phase: 'failed',
-                            detail: `not healthy within the timeout (${Math.round(opts.timeoutMs / 1000)} s); last seen ${Math.round((t - lastOkAt) / 1000)} s before it: ${g.verdict.phase}: ${g.verdict.detail} (reads failed after that: ${lastError})`,
-                        }
-                        : { phase: 'failed', detail: `could not read the Swarm state before the timeout: ${lastError}` };
-                }
-                return { ok: false, timedOut: true, gates, last, polls, failedAt: now() };
-            }
-            await sleep(Math.min(opts.pollMs * 2, 2000));
-            continue;
+            if (!p.expired())
+                return { waitMs: Math.min(opts.pollMs * 2, 2000) };
+            const seenS = Math.round((p.now() - lastOkAt) / 1000);
+            // A gate that did read the state fails for what it saw; the failed reads come after.
+            failOpen(gates, (v) => polls
+                ? `not healthy within the timeout (${timeoutS} s); last seen ${seenS} s before it: ` +
+                    `${v.phase}: ${v.detail} (reads failed after that: ${lastError})`
+                : `could not read the Swarm state before the timeout: ${lastError}`);
+            return { done: result(false, true, p.now()) };
         }
         polls++;
-        const t = now();
+        const t = p.now();
         lastOkAt = t;
-        for (const g of gates) {
-            // Task times are the host's: judge them with the host's clock.
-            const v = g.observe(last, last.now || t);
-            const line = `${v.phase}: ${v.detail}`;
-            // Countdowns change every poll; log the phase change, not each second.
-            const key = v.phase === 'converged' ? v.phase : line;
-            if (lastDetail.get(g.watch.name) !== key) {
-                lastDetail.set(g.watch.name, key);
-                core.info(`  ${g.watch.name}: ${line}`);
-            }
-        }
-        // A long rollout must not look hung: where each unfinished service stands, at a calm rate.
-        if (t - progressAt >= (opts.progressMs ?? 30_000)) {
-            progressAt = t;
-            const open = gates.filter((g) => !g.done);
-            core.info(`Gate: ${Math.round((t - startedAt) / 1000)} s in, ${Math.max(0, Math.round((deadline - t) / 1000))} s left; ${gates.length - open.length}/${gates.length} service(s) done.`);
-            for (const g of open)
-                core.info(`  ${g.watch.name}: ${g.verdict.phase}: ${g.verdict.detail}`);
-        }
+        log.observe(last, t);
         const failed = gates.filter((g) => g.verdict.phase === 'failed');
         if (failed.length && (opts.stopOnFailure ?? true))
-            return { ok: false, timedOut: false, gates, last, polls, failedAt: t };
+            return { done: result(false, false, t) };
         if (gates.every((g) => g.done))
-            return { ok: failed.length === 0, timedOut: false, gates, last, polls, failedAt: failed.length ? t : undefined };
-        if (t >= deadline) {
-            for (const g of gates) {
-                if (!g.done)
-                    g.verdict = {
-                        phase: 'failed',
-                        detail: `not healthy within the timeout (${Math.round(opts.timeoutMs / 1000)} s); last seen: ${g.verdict.detail}`,
-                    };
-            }
-            return { ok: false, timedOut: true, gates, last, polls, failedAt: t };
-        }
-        await sleep(Math.min(opts.pollMs, Math.max(0, deadline - t)));
-    }
+            return { done: result(failed.length === 0, false, failed.length ? t : undefined) };
+        if (t < p.deadline)
+            return { waitMs: Math.min(opts.pollMs, p.deadline - t) };
+        failOpen(gates, (v) => `not healthy within the timeout (${timeoutS} s); last seen: ${v.detail}`);
+        return { done: result(false, true, t) };
+    });
 }
 
 
@@ -62720,7 +63348,7 @@ exports.runningVersions = runningVersions;
 exports.layerWithHooks = layerWithHooks;
 const core = __importStar(__nccwpck_require__(7484));
 const mask_1 = __nccwpck_require__(5235);
-const remote_1 = __nccwpck_require__(6473);
+const shell_1 = __nccwpck_require__(6988);
 /** Bytes of a hook's output kept for the log (the end of it). */
 const OUTPUT_BYTES = 65536;
 function hookVariables(e) {
@@ -62742,13 +63370,14 @@ function hookVariables(e) {
  * bounded by `timeout` where the host has it, output (both streams) kept in a temp file whose end is printed.
  */
 function hookScript(hook, vars, timeoutS) {
-    const exports = Object.entries(vars).map(([k, v]) => `export ${k}=${(0, remote_1.shellJoin)([v])}`);
-    const run = (0, remote_1.shellJoin)(['sh', '-c', hook, 'hook']);
+    const exports = Object.entries(vars).map(([k, v]) => `export ${k}=${(0, shell_1.shellJoin)([v])}`);
+    const run = (0, shell_1.shellJoin)(['sh', '-c', hook, 'hook']);
     return [
         ...exports,
         `o=$(mktemp) || exit 1`,
         `cd "$HOME" || exit 1`,
-        `if command -v timeout >/dev/null 2>&1; then timeout -k 5 ${timeoutS} ${run} >"$o" 2>&1 </dev/null; else ${run} >"$o" 2>&1 </dev/null; fi`,
+        `if command -v timeout >/dev/null 2>&1; then timeout -k 5 ${timeoutS} ${run} >"$o" 2>&1 </dev/null; else ` +
+            `${run} >"$o" 2>&1 </dev/null; fi`,
         `rc=$?`,
         `tail -c ${OUTPUT_BYTES} "$o"; rm -f "$o"`,
         `exit $rc`,
@@ -62758,7 +63387,8 @@ function hookScript(hook, vars, timeoutS) {
 async function runHook(remote, name, text, env, timeoutS) {
     return core.group(`Hook ${name} (${env.stack}, layer ${env.layer}/${env.layers})`, async () => {
         const vars = hookVariables(env);
-        core.info(`DEPLOY_STACK=${vars.DEPLOY_STACK} DEPLOY_LAYER=${vars.DEPLOY_LAYER} DEPLOY_RELEASE=${vars.DEPLOY_RELEASE} DEPLOY_RESULT=${vars.DEPLOY_RESULT}`);
+        core.info(`DEPLOY_STACK=${vars.DEPLOY_STACK} DEPLOY_LAYER=${vars.DEPLOY_LAYER} DEPLOY_RELEASE=${vars.DEPLOY_RELEASE} ` +
+            `DEPLOY_RESULT=${vars.DEPLOY_RESULT}`);
         core.info(`DEPLOY_VERSIONS_BEFORE=${vars.DEPLOY_VERSIONS_BEFORE} DEPLOY_VERSIONS_AFTER=${vars.DEPLOY_VERSIONS_AFTER}`);
         const t0 = Date.now();
         // Not retried: a hook may not be safe to run twice.
@@ -62829,27 +63459,31 @@ async function layerWithHooks(ctx, hooks, plan, index, total, layer) {
     const before = await runningVersions(remote, plan.stack);
     for (const name of Object.keys(planned))
         before[name] ??= '—';
-    const env = (hook, result, after, error) => ({
-        hook,
-        stack: plan.stack,
-        layer: index + 1,
-        layers: total,
-        release: plan.release,
-        before,
-        after,
-        versions: plan.versions,
-        result,
-        error,
-    });
+    const run = (hook, result, after, error) => {
+        const { stack, release, versions } = plan;
+        const env = {
+            hook,
+            stack,
+            layer: index + 1,
+            layers: total,
+            release,
+            before,
+            after,
+            versions,
+            result,
+            error,
+        };
+        return runHook(remote, hook, hooks[hook], env, hooks.timeoutS);
+    };
     const onFailure = async (result, error) => {
         if (!hooks['on-failure'])
             return;
-        const h = await runHook(remote, 'on-failure', hooks['on-failure'], env('on-failure', result, await runningVersions(remote, plan.stack), error), hooks.timeoutS);
+        const h = await run('on-failure', result, await runningVersions(remote, plan.stack), error);
         if (!h.ok)
             core.warning(`Hook on-failure of ${plan.stack} failed: ${h.reason}`);
     };
     if (hooks['pre-deploy']) {
-        const h = await runHook(remote, 'pre-deploy', hooks['pre-deploy'], env('pre-deploy', 'pending', planned), hooks.timeoutS);
+        const h = await run('pre-deploy', 'pending', planned);
         if (!h.ok) {
             const error = `Hook pre-deploy of ${plan.stack} ${h.reason}\nNothing of ${plan.stack} was changed.`;
             core.error(error.split('\n')[0], { title: `pre-deploy failed: ${plan.stack}` });
@@ -62870,14 +63504,159 @@ async function layerWithHooks(ctx, hooks, plan, index, total, layer) {
         return outcome;
     }
     if (hooks['post-deploy']) {
-        const h = await runHook(remote, 'post-deploy', hooks['post-deploy'], env('post-deploy', 'deployed', await runningVersions(remote, plan.stack)), hooks.timeoutS);
+        const h = await run('post-deploy', 'deployed', await runningVersions(remote, plan.stack));
         if (!h.ok) {
-            const error = `Hook post-deploy of ${plan.stack} ${h.reason}\n${plan.stack} stays deployed (its gate passed); later layers were not deployed.`;
+            const error = `Hook post-deploy of ${plan.stack} ${h.reason}\n${plan.stack} stays deployed (its gate ` +
+                `passed); later layers were not deployed.`;
             core.error(error.split('\n')[0], { title: `post-deploy failed: ${plan.stack}` });
             return { ...outcome, error };
         }
     }
     return outcome;
+}
+
+
+/***/ }),
+
+/***/ 7982:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.PersistentShell = void 0;
+const crypto_1 = __nccwpck_require__(6982);
+const shell_1 = __nccwpck_require__(6988);
+/**
+ * One long-lived `sh` on one SSH channel: commands are written to it and delimited by a random
+ * marker. sshd sets up every new exec channel in ~170 ms (measured on the lab); this costs one
+ * fork. Each script runs in its own `sh -c` with its text quoted, so even a broken script cannot
+ * leave this shell waiting for input.
+ */
+class PersistentShell {
+    ch;
+    out = '';
+    err = '';
+    waiting;
+    queue = Promise.resolve();
+    closed;
+    mark = `@@deploy-action-${(0, crypto_1.randomBytes)(8).toString('hex')}@@`;
+    constructor(ch) {
+        this.ch = ch;
+        ch.on('data', (d) => {
+            this.out += d.toString('utf8');
+            this.settle();
+        });
+        ch.stderr.on('data', (d) => {
+            this.err += d.toString('utf8');
+            this.settle();
+        });
+        ch.on('close', () => {
+            this.closed = Object.assign(new Error('the remote shell closed (connection dropped?)'), { dropped: true });
+            this.waiting?.reject(this.closed);
+            this.waiting = undefined;
+        });
+    }
+    static open(ssh) {
+        return new Promise((resolve, reject) => {
+            if (!ssh.connection)
+                return reject(Object.assign(new Error('Not connected to server'), { dropped: true }));
+            ssh.connection.exec('exec sh', (err, ch) => err ? reject(Object.assign(err, { dropped: true })) : resolve(new PersistentShell(ch)));
+        });
+    }
+    settle() {
+        if (!this.waiting)
+            return;
+        const endOut = new RegExp(`\\n${this.mark} (\\d+)\\n`).exec(this.out);
+        const endErr = this.err.indexOf(`\n${this.mark}\n`);
+        if (!endOut || endErr < 0)
+            return;
+        const stdout = this.out.slice(0, endOut.index);
+        const stderr = this.err.slice(0, endErr);
+        this.out = this.out.slice(endOut.index + endOut[0].length);
+        this.err = this.err.slice(endErr + this.mark.length + 2);
+        const w = this.waiting;
+        this.waiting = undefined;
+        w.resolve({ code: Number(endOut[1]), stdout, stderr });
+    }
+    run(script, base64Input) {
+        const next = this.queue.then(() => new Promise((resolve, reject) => {
+            if (this.closed)
+                return reject(this.closed);
+            this.waiting = { resolve, reject };
+            const m = (0, shell_1.shellJoin)([this.mark]);
+            const end = `printf '\\n%s %d\\n' ${m} $?; printf '\\n%s\\n' ${m} >&2\n`;
+            if (base64Input === undefined) {
+                this.ch.write(`sh -c ${(0, shell_1.shellJoin)([script])} </dev/null; ${end}`);
+            }
+            else {
+                // Base64 lines cannot contain the delimiter, so the here-document ends where we say.
+                const eof = `DEPLOY_ACTION_EOF_${(0, crypto_1.randomBytes)(6).toString('hex')}`;
+                const lines = base64Input.replace(/(.{76})/g, '$1\n');
+                this.ch.write(`sh -c ${(0, shell_1.shellJoin)([script])} <<'${eof}'\n${lines}\n${eof}\n${end}`);
+            }
+        }));
+        this.queue = next.catch(() => undefined);
+        return next;
+    }
+    close() {
+        this.ch.end();
+    }
+}
+exports.PersistentShell = PersistentShell;
+
+
+/***/ }),
+
+/***/ 6988:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.shellJoin = shellJoin;
+const shell_quote_1 = __nccwpck_require__(6591);
+/** Shell-quotes an argv for the remote shell: every word reaches the command as one literal argument. */
+function shellJoin(argv) {
+    return (0, shell_quote_1.quote)(argv);
+}
+
+
+/***/ }),
+
+/***/ 8704:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.writeFileScript = writeFileScript;
+const crypto_1 = __nccwpck_require__(6982);
+const shell_1 = __nccwpck_require__(6988);
+/**
+ * The script and here-document that install `content` at `remotePath` only when every byte arrived.
+ * Mode 600 unless `mode` is given (a bind-mounted file keeps its own, for a container user that is not the owner).
+ */
+function writeFileScript(remotePath, content, mode) {
+    const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
+    const sum = (0, crypto_1.createHash)('sha256').update(bytes).digest('hex');
+    const [dir, tmp, file] = [dirname(remotePath), `${remotePath}.tmp.${(0, crypto_1.randomBytes)(6).toString('hex')}`, remotePath].map((p) => (0, shell_1.shellJoin)([p]));
+    const script = [
+        `umask 077 && mkdir -p ${dir} && base64 -d > ${tmp} || { rm -f ${tmp}; exit 1; }`,
+        `if [ "$(wc -c < ${tmp} | tr -d ' ')" != ${bytes.length} ] || [ "$(sha256sum < ${tmp} | cut -c1-64)" != ` +
+            `${sum} ]; then`,
+        `  rm -f ${tmp}; echo "incomplete transfer (length or sha256 differs); the file was left as it was" >&2; exit 1`,
+        `fi`,
+        ...(mode === undefined
+            ? []
+            : [`chmod ${(mode & 0o7777).toString(8).padStart(4, '0')} ${tmp} || { rm -f ${tmp}; exit 1; }`]),
+        `mv -f ${tmp} ${file}`,
+    ].join('\n');
+    return { script, heredoc: bytes.toString('base64') };
+}
+function dirname(p) {
+    const i = p.lastIndexOf('/');
+    return i <= 0 ? (i === 0 ? '/' : '.') : p.slice(0, i);
 }
 
 
@@ -62894,15 +63673,15 @@ exports.parseHostMtu = parseHostMtu;
 exports.describeHostMtu = describeHostMtu;
 exports.readHostMtu = readHostMtu;
 exports.hostMtuVerdict = hostMtuVerdict;
-const checks_1 = __nccwpck_require__(2122);
-const remote_1 = __nccwpck_require__(6473);
+const checks_1 = __nccwpck_require__(2369);
+const shell_1 = __nccwpck_require__(6988);
 /**
  * The MTU of the interface Swarm traffic uses on the host we are connected to (a manager): its
  * Swarm node address (`docker info`), the interface that carries it (`ip -o addr`) and that
  * interface's MTU (`ip -o link`: netlink answers for the network namespace the shell runs in, where
  * /sys may be the host's). Other nodes' interfaces are not visible from here.
  */
-exports.HOST_MTU_SCRIPT = `${(0, remote_1.shellJoin)(['docker', 'info', '--format', '{{.Swarm.NodeAddr}} {{.Name}}'])} && echo '--- addr' && ` +
+exports.HOST_MTU_SCRIPT = `${(0, shell_1.shellJoin)(['docker', 'info', '--format', '{{.Swarm.NodeAddr}} {{.Name}}'])} && echo '--- addr' && ` +
     `{ ip -o addr show 2>&1 || true; } && echo '--- mtu' && { ip -o link show 2>/dev/null || true; }`;
 /** Reads the output of HOST_MTU_SCRIPT. */
 function parseHostMtu(stdout) {
@@ -62943,7 +63722,8 @@ function parseHostMtu(stdout) {
 function describeHostMtu(h, nodes) {
     const where = h.iface ? ` (${h.iface}${h.mtu !== undefined ? `, MTU ${h.mtu}` : ''})` : '';
     const others = nodes > 1 ? `: the other ${nodes - 1} not read (a node's interface MTU is not visible from the manager)` : '';
-    return `Host MTU: Swarm node address ${h.addr || '(none)'}${where} on ${h.node || 'this manager'}; ${nodes} node(s)${others}.`;
+    return (`Host MTU: Swarm node address ${h.addr || '(none)'}${where} on ${h.node || 'this manager'}; ${nodes} ` +
+        `node(s)${others}.`);
 }
 /** Runs HOST_MTU_SCRIPT through any remote shell (one command). */
 async function readHostMtu(remote) {
@@ -62967,7 +63747,8 @@ function hostMtuVerdict(h, networks) {
         const where = h.iface ? ` (${h.iface}${h.mtu !== undefined ? `, MTU ${h.mtu}` : ''})` : '';
         return {
             findings: [],
-            notice: `Host MTU: the Swarm node address ${h.addr} is on the loopback interface${where}, which no traffic between nodes crosses: its MTU decides nothing; ${filesOnly}`,
+            notice: `Host MTU: the Swarm node address ${h.addr} is on the loopback interface${where}, which no traffic ` +
+                `between nodes crosses: its MTU decides nothing; ${filesOnly}`,
         };
     }
     if (h.mtu === undefined)
@@ -63084,7 +63865,7 @@ exports.readInputs = readInputs;
 const core = __importStar(__nccwpck_require__(7484));
 const fs = __importStar(__nccwpck_require__(9896));
 const path = __importStar(__nccwpck_require__(6928));
-const checks_1 = __nccwpck_require__(2122);
+const checks_1 = __nccwpck_require__(2369);
 const mask_1 = __nccwpck_require__(5235);
 const errors_1 = __nccwpck_require__(3916);
 const verify_1 = __nccwpck_require__(5538);
@@ -63658,7 +64439,7 @@ exports.currentRelease = currentRelease;
 exports.findTarget = findTarget;
 exports.available = available;
 const errors_1 = __nccwpck_require__(3916);
-const remote_1 = __nccwpck_require__(6473);
+const shell_1 = __nccwpck_require__(6988);
 function stackDir(remoteDir, stack) {
     return `${remoteDir}/stacks/${stack}`;
 }
@@ -63672,16 +64453,19 @@ function parseLedger(text, where, stack) {
         data = JSON.parse(text);
     }
     catch (e) {
-        throw new errors_1.InputError(`The deploy history ${where} of stack "${stack}" is corrupt (${e.message}). Nothing was changed. Fix or move the file by hand; each release folder next to it holds its stack files.`);
+        throw new errors_1.InputError(`The deploy history ${where} of stack "${stack}" is corrupt (${e.message}). Nothing was ` +
+            `changed. Fix or move the file by hand; each release folder next to it holds its stack files.`);
     }
     if (data?.version !== 1 || !Array.isArray(data.releases)) {
-        throw new errors_1.InputError(`The deploy history ${where} of stack "${stack}" is corrupt: not a deploy-action ledger (version 1). Nothing was changed. Fix or move the file by hand; each release folder next to it holds its stack files.`);
+        throw new errors_1.InputError(`The deploy history ${where} of stack "${stack}" is corrupt: not a deploy-action ledger (version 1). ` +
+            `Nothing was changed. Fix or move the file by hand; each release folder next to it holds its stack ` +
+            `files.`);
     }
     return data;
 }
 async function readLedger(remote, remoteDir, stack) {
     const file = `${stackDir(remoteDir, stack)}/ledger.json`;
-    const res = await remote.sh(`if [ -f ${(0, remote_1.shellJoin)([file])} ]; then cat ${(0, remote_1.shellJoin)([file])}; else echo '@@none@@'; fi`, { retry: true });
+    const res = await remote.sh(`if [ -f ${(0, shell_1.shellJoin)([file])} ]; then cat ${(0, shell_1.shellJoin)([file])}; else echo '@@none@@'; fi`, { retry: true });
     if (res.code !== 0)
         throw new Error(`${remote.where}: cannot read ${file}: ${res.stderr.trim()}`);
     if (res.stdout.trim() === '@@none@@')
@@ -63706,7 +64490,7 @@ async function saveRecord(remote, remoteDir, stack, ledger, rec, keep, prune = t
     // A shipped folder may have lost u+w (a read-only config folder): give it back before removing.
     const files = droppedFiles
         .filter((h) => /^[0-9a-f]{16}$/.test(h))
-        .map((h) => (0, remote_1.shellJoin)([`${filesDir(remoteDir, stack)}/${h}`]));
+        .map((h) => (0, shell_1.shellJoin)([`${filesDir(remoteDir, stack)}/${h}`]));
     if (files.length)
         await remote.sh(`chmod -R u+w ${files.join(' ')} 2>/dev/null; rm -rf ${files.join(' ')}`);
     return pruned;
@@ -63781,7 +64565,8 @@ function available(ledger) {
         seen.add(r.release);
         const versions = serviceVersions(ledger.stack, r);
         const marks = [r.kind === 'rollback' && 'rolled back to', r === current && 'current'].filter(Boolean).join(', ');
-        lines.push(`${r.release}: ${versions || 'no service'} — ${r.time.slice(0, 16).replace('T', ' ')}${marks ? ` (${marks})` : ''}`);
+        lines.push(`${r.release}: ${versions || 'no service'} — ` +
+            `${r.time.slice(0, 16).replace('T', ' ')}${marks ? ` (${marks})` : ''}`);
     }
     return lines.length ? `Known releases, newest first (UTC):\n  ${lines.join('\n  ')}` : 'No release on record.';
 }
@@ -63852,10 +64637,15 @@ exports.lockTracker = lockTracker;
 exports.lockStacks = lockStacks;
 const core = __importStar(__nccwpck_require__(7484));
 const crypto = __importStar(__nccwpck_require__(6982));
-const remote_1 = __nccwpck_require__(6473);
+const shell_1 = __nccwpck_require__(6988);
+const inputs_1 = __nccwpck_require__(8422);
+const retry_helper_1 = __nccwpck_require__(4522);
 const state_1 = __nccwpck_require__(2462);
-/** Older than this (input `lock-stale-after`), a lock is from a run that died without its post step: it is broken, loudly. */
-exports.STALE_LOCK_SECONDS = 3600;
+/**
+ * Older than this, a lock is from a run that died without its post step: it is broken, loudly.
+ * Input `lock-stale-after` sets it; its default is the input's own.
+ */
+exports.STALE_LOCK_SECONDS = Number(inputs_1.DEFAULTS['lock-stale-after']);
 /**
  * A per-stack lock on the host: `mkdir` is atomic, so two deploys can never both take it.
  * The holder file says who has it, for the error the loser gets.
@@ -63870,13 +64660,14 @@ class HostLock {
         this.holder = holder;
     }
     async tryTake() {
-        const d = (0, remote_1.shellJoin)([this.dir]);
+        const d = (0, shell_1.shellJoin)([this.dir]);
         const script = [
             `mkdir -p "$(dirname ${d})"`,
             // A lock without its holder file (disk full) would look held by nobody for an hour: undo it.
             `if err=$(LC_ALL=C mkdir ${d} 2>&1); then`,
-            `  if printf '%s' ${(0, remote_1.shellJoin)([JSON.stringify(this.holder)])} > ${d}/holder.json; then echo TAKEN; exit 0; fi`,
-            `  rm -rf ${d}; echo "cannot write its holder file: $(df -Pk "$(dirname ${d})" | awk 'NR==2 {print $4 " kB free on " $6}')" >&2; exit 1`,
+            `  if printf '%s' ${(0, shell_1.shellJoin)([JSON.stringify(this.holder)])} > ${d}/holder.json; then echo TAKEN; exit 0; fi`,
+            `  rm -rf ${d}; echo "cannot write its holder file: ` +
+                `$(df -Pk "$(dirname ${d})" | awk 'NR==2 {print $4 " kB free on " $6}')" >&2; exit 1`,
             `fi`,
             // The holder may release between our failed mkdir and the next look: that lock is free, try again.
             `if [ ! -d ${d} ]; then case "$err" in *'File exists'*) echo GONE; exit 0;; esac`,
@@ -63885,7 +64676,8 @@ class HostLock {
             `if ! mtime=$(stat -c %Y ${d} 2>/dev/null); then echo GONE; exit 0; fi`,
             // The holder's checksum identifies what was seen: a breaker removes only that, never a newer lock.
             // A holder between its mkdir and its holder file (or half-way through rm -rf) has none yet: still held.
-            `echo HELD; echo $(( $(date +%s) - mtime )); { cksum < ${d}/holder.json; } 2>/dev/null || echo none; cat ${d}/holder.json 2>/dev/null; exit 0`,
+            `echo HELD; echo $(( $(date +%s) - mtime )); { cksum < ${d}/holder.json; } 2>/dev/null || echo none; cat ` +
+                `${d}/holder.json 2>/dev/null; exit 0`,
         ].join('\n');
         const res = await this.remote.sh(script, { retry: false });
         if (res.code !== 0)
@@ -63898,51 +64690,53 @@ class HostLock {
         return { taken: false, ageSeconds: Number(lines[1]), sum: lines[2], holder: lines.slice(3).join('\n') };
     }
     /** Waits up to `timeoutSeconds` for the lock; fails naming the holder. */
-    async acquire(timeoutSeconds, staleSeconds = exports.STALE_LOCK_SECONDS, sleepMs = 2000) {
-        const deadline = Date.now() + timeoutSeconds * 1000;
+    async acquire(timeoutSeconds, staleSeconds = exports.STALE_LOCK_SECONDS, sleepMs = 2000, clock = retry_helper_1.systemClock) {
         let said = false;
         let lookedAgain = false;
-        for (;;) {
+        await (0, retry_helper_1.pollUntil)({ timeoutMs: timeoutSeconds * 1000, clock }, async (p) => {
             const r = await this.tryTake();
             if (r.taken)
-                return;
-            if (r.gone && Date.now() < deadline)
-                continue;
+                return { done: undefined };
+            if (r.gone && !p.expired())
+                return { waitMs: 0 };
             const who = describe(r.holder);
             if ((r.ageSeconds ?? 0) > staleSeconds) {
-                core.warning(`Breaking a stale deploy lock ${this.dir} (${r.ageSeconds} s old, more than lock-stale-after ${staleSeconds} s; held by ${who}): its run is long gone.`);
+                core.warning(`Breaking a stale deploy lock ${this.dir} (${r.ageSeconds} s old, more than lock-stale-after ` +
+                    `${staleSeconds} s; held by ${who}): its run is long gone.`);
                 if (await this.breakStale(r.sum ?? 'none'))
-                    continue;
+                    return { waitMs: 0 };
                 core.info(`Lock ${this.dir} changed hands while being broken; looking again.`);
                 // Look again at once, but a lock another breaker is busy with is waited for like any other.
                 if (!lookedAgain) {
                     lookedAgain = true;
-                    continue;
+                    return { waitMs: 0 };
                 }
             }
-            if (Date.now() >= deadline) {
-                throw new Error(`Another deploy holds the lock ${this.dir} on ${this.remote.where}: ${who}. Waited ${timeoutSeconds} s (input lock-timeout).`);
+            if (p.expired()) {
+                throw new Error(`Another deploy holds the lock ${this.dir} on ${this.remote.where}: ${who}. ` +
+                    `Waited ${timeoutSeconds} s (input lock-timeout).`);
             }
             if (!said)
                 core.info(`Waiting for the deploy lock ${this.dir}, held by ${who} (up to ${timeoutSeconds} s)…`);
             said = true;
-            await new Promise((r) => setTimeout(r, sleepMs));
-        }
+            return { waitMs: sleepMs };
+        });
     }
     /**
      * Another waiter may have broken the same stale lock and taken it anew: break it only while it still
      * carries the holder seen stale, one breaker at a time, and rename it away before removing it.
      */
     async breakStale(seenSum) {
-        const d = (0, remote_1.shellJoin)([this.dir]);
+        const d = (0, shell_1.shellJoin)([this.dir]);
         const same = seenSum === 'none'
             ? `[ ! -e ${d}/holder.json ]`
-            : `[ "$(cksum < ${d}/holder.json 2>/dev/null)" = ${(0, remote_1.shellJoin)([seenSum])} ]`;
-        const aside = (0, remote_1.shellJoin)([`${this.dir}.stale.${crypto.randomBytes(6).toString('hex')}`]);
+            : `[ "$(cksum < ${d}/holder.json 2>/dev/null)" = ${(0, shell_1.shellJoin)([seenSum])} ]`;
+        const aside = (0, shell_1.shellJoin)([`${this.dir}.stale.${crypto.randomBytes(6).toString('hex')}`]);
         const script = [
             // One breaker at a time; a marker left by a breaker that died a minute ago is its own stale lock.
             `if ! mkdir ${d}/.breaking 2>/dev/null; then`,
-            `  [ -n "$(find ${d}/.breaking -maxdepth 0 -mmin +1 2>/dev/null)" ] && rmdir ${d}/.breaking 2>/dev/null && mkdir ${d}/.breaking 2>/dev/null || exit 0`,
+            `  [ -n "$(find ${d}/.breaking -maxdepth 0 -mmin +1 2>/dev/null)" ] && rmdir ${d}/.breaking 2>/dev/null && ` +
+                `mkdir ${d}/.breaking 2>/dev/null || exit 0`,
             `fi`,
             `if ${same}; then mv ${d} ${aside} && rm -rf ${aside} && echo BROKEN; else rmdir ${d}/.breaking; fi`,
         ].join('\n');
@@ -63956,8 +64750,9 @@ class HostLock {
 }
 exports.HostLock = HostLock;
 async function releaseLock(remote, dir, token) {
-    const d = (0, remote_1.shellJoin)([dir]);
-    const res = await remote.sh(`grep -qF ${(0, remote_1.shellJoin)([JSON.stringify({ token }).slice(1, -1)])} ${d}/holder.json 2>/dev/null && rm -rf ${d} && echo RELEASED`, { retry: true });
+    const d = (0, shell_1.shellJoin)([dir]);
+    const res = await remote.sh(`grep -qF ${(0, shell_1.shellJoin)([JSON.stringify({ token }).slice(1, -1)])} ${d}/holder.json 2>/dev/null && rm -rf ${d} ` +
+        `&& echo RELEASED`, { retry: true });
     return res.stdout.includes('RELEASED');
 }
 function describe(holderJson) {
@@ -64105,7 +64900,7 @@ async function run() {
     }
     catch (e) {
         const err = e;
-        error = err instanceof errors_1.InputError ? err.message : `${err.message}`;
+        error = err.message;
         if (!(err instanceof errors_1.InputError) && core.isDebug() && err.stack)
             core.debug(err.stack);
         outcome = {
@@ -64216,6 +65011,129 @@ function redact(text) {
             out = out.split(s).join('***');
     return out;
 }
+
+
+/***/ }),
+
+/***/ 182:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.StackLoader = void 0;
+exports.buildModel = buildModel;
+exports.validServices = validServices;
+/**
+ * One model of a stack per layer: its files read and parsed once per run (StackLoader), interpolated
+ * with the run's variables, merged as docker stack deploy merges them, and its services read with
+ * Docker's defaults. The checks, the rendering of the upload, the build, the timing, the placement
+ * and the secrets read this model instead of loading or merging the files again.
+ */
+const path = __importStar(__nccwpck_require__(6928));
+const compose_1 = __nccwpck_require__(668);
+const errors_1 = __nccwpck_require__(3916);
+/** Interpolates, merges and reads one stack; a value Docker would refuse is recorded, not thrown. */
+function buildModel(stack, env) {
+    const resolved = stack.files.map((f) => (0, compose_1.resolveCompose)(f, env));
+    const merged = (0, compose_1.mergeStack)(resolved);
+    const raw = (0, compose_1.isPlainObject)(merged.services) ? merged.services : {};
+    const services = {};
+    const invalid = [];
+    for (const [name, svc] of Object.entries(raw)) {
+        try {
+            services[name] = (0, compose_1.serviceInfo)(name, svc);
+        }
+        catch (e) {
+            if (!(e instanceof compose_1.ComposeValueError))
+                throw e;
+            invalid.push({ service: name, error: e });
+        }
+    }
+    return {
+        ...stack,
+        env,
+        resolved,
+        merged,
+        raw,
+        networks: (0, compose_1.isPlainObject)(merged.networks) ? merged.networks : {},
+        services,
+        invalid,
+        baseDir: stack.files.length ? path.dirname(stack.files[0].absPath) : '',
+    };
+}
+/** The services of a model, or an InputError with file:line for the first value Docker would refuse. */
+function validServices(m) {
+    const bad = m.invalid[0];
+    if (!bad)
+        return m.services;
+    const at = (0, compose_1.locateIn)(m.files, bad.error.path);
+    throw new errors_1.InputError(`${at.file.path}:${at.line}:${at.col}: ${bad.error.message}`);
+}
+/**
+ * Reads and parses each stack file once per run, whichever step asks first (the build's view of the
+ * stacks, the checks, the deploy); a file Docker would refuse to load fails the same way each time.
+ */
+class StackLoader {
+    workingDir;
+    cache = new Map();
+    constructor(workingDir) {
+        this.workingDir = workingDir;
+    }
+    file(rel) {
+        const abs = path.resolve(this.workingDir, rel);
+        let f = this.cache.get(abs);
+        if (!f) {
+            try {
+                f = (0, compose_1.loadComposeFile)(abs, rel);
+            }
+            catch (e) {
+                f = e;
+            }
+            this.cache.set(abs, f);
+        }
+        if (f instanceof Error)
+            throw f;
+        return f;
+    }
+    stack(spec, skip) {
+        return { name: spec.name, files: spec.files.map((f) => this.file(f)), ...(skip ? { skip } : {}) };
+    }
+}
+exports.StackLoader = StackLoader;
 
 
 /***/ }),
@@ -64661,7 +65579,7 @@ exports.parseNodes = parseNodes;
 exports.meets = meets;
 exports.placementFindings = placementFindings;
 exports.bindMountFindings = bindMountFindings;
-const compose_1 = __nccwpck_require__(9763);
+const compose_1 = __nccwpck_require__(668);
 /** One remote command: every node of the swarm, one JSON object a line, then `self <id>` of the node answering. */
 exports.NODES_SCRIPT = `docker node inspect --format '{{json .}}' $(docker node ls -q) && docker info --format 'self {{.Swarm.NodeID}}'`;
 /** The id of the manager the action talks to (the `self` line of NODES_SCRIPT). */
@@ -64795,6 +65713,169 @@ function bindMountFindings(stack, services, nodes, selfId) {
 
 /***/ }),
 
+/***/ 2464:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.readVersions = readVersions;
+exports.variables = variables;
+exports.planDeploy = planDeploy;
+exports.checkImages = checkImages;
+exports.layerTimeout = layerTimeout;
+/** What a deploy decides before it connects: versions, checks, each layer's release files and timing. */
+const core = __importStar(__nccwpck_require__(7484));
+const build_1 = __nccwpck_require__(4323);
+const errors_1 = __nccwpck_require__(3916);
+const model_1 = __nccwpck_require__(182);
+const pipeline_1 = __nccwpck_require__(5165);
+const preflight_1 = __nccwpck_require__(4504);
+const secrets_1 = __nccwpck_require__(7194);
+const stack_1 = __nccwpck_require__(3419);
+const timing_1 = __nccwpck_require__(8117);
+const verify_1 = __nccwpck_require__(5538);
+const versions_1 = __nccwpck_require__(7902);
+function readVersions(inputs, notes, loader) {
+    // The stacks' build: sections name their images with ${REGISTRY}, ${IMAGE_PREFIX} or the env input.
+    const env = { REGISTRY: inputs.registry, IMAGE_PREFIX: inputs.imagePrefix, ...inputs.env };
+    const builds = (0, build_1.stackBuilds)(inputs.stacks, inputs.workingDirectory, env, inputs.registry, inputs.imagePrefix, {
+        sources: inputs.command === 'build',
+        loader,
+    });
+    const services = (0, versions_1.readServices)(inputs.workingDirectory, inputs.services, builds, inputs.versions);
+    if (inputs.releaseTagCheck !== 'off') {
+        const bad = (0, versions_1.releaseTagMismatches)(services, process.env.GITHUB_REF);
+        for (const m of bad) {
+            const text = `${m.versionFile} says ${m.version} but the release tag is ${m.tag}.`;
+            if (inputs.releaseTagCheck === 'strict')
+                throw new errors_1.InputError(`${text} (release-tag-check: strict)`);
+            core.warning(text, { file: m.versionFile });
+            notes.push(text);
+        }
+    }
+    const listed = services.map((s) => `${s.name} ${s.version}${s.versionFile === versions_1.FROM_INPUT ? ' (input)' : ''}`);
+    core.info(services.length
+        ? `Versions: ${listed.join(', ')}`
+        : 'Versions: none (no service folder, no stack service with build:, no input `versions`).');
+    return services;
+}
+function variables(inputs, services) {
+    return { ...(0, versions_1.versionEnv)(services, inputs.registry, inputs.imagePrefix), ...inputs.env };
+}
+/**
+ * Everything a deploy decides before it connects: versions, the checks, each layer's model rendered
+ * into its release files, its secrets and configs and its gate's timing. Each stack file is read and
+ * parsed once (`loader`), each layer's model built once and read by every step.
+ */
+async function planDeploy(inputs, loader = new model_1.StackLoader(inputs.workingDirectory)) {
+    const notes = [];
+    const services = readVersions(inputs, notes, loader);
+    const env = variables(inputs, services);
+    const versions = Object.fromEntries(services.map((s) => [s.name, s.version]));
+    const { models, markdown } = await core.group('Pre-flight checks', async () => (0, preflight_1.runChecks)(inputs, env, loader));
+    const prepared = models.map((m) => (0, stack_1.prepareStack)(m, inputs.workingDirectory));
+    // The input secrets of every layer: the first layer has the host name them all in one command.
+    const run = [];
+    (0, secrets_1.checkShared)(prepared, inputs.sharedSecrets);
+    const plans = prepared.map((p) => {
+        const secrets = (0, secrets_1.planSecrets)(p, inputs.secrets, inputs.generateSecrets, run, inputs.sharedSecrets);
+        const configs = (0, secrets_1.planConfigs)(p);
+        // Written at upload time: the secret names come from the host once connected (runLayer).
+        const extra = secrets.length || configs.length ? [(0, secrets_1.overrideUpload)(p, secrets, configs)] : [];
+        return {
+            stack: p.name,
+            release: inputs.release,
+            kind: 'deploy',
+            dir: (0, pipeline_1.releaseDirFor)(inputs.remoteDir, p.name, inputs.release),
+            composePaths: [...p.composePaths, ...extra.map((e) => e.rel)],
+            uploads: [...p.uploads, ...extra],
+            versions,
+            watches: (0, pipeline_1.watchesFor)(p, inputs.stability),
+            ...layerTimeout(p.name, Object.values(p.services), inputs),
+            secrets,
+            configs,
+            shipped: p.shipped,
+            verify: (0, verify_1.checksFor)(inputs.verify, p.name, p === prepared[prepared.length - 1]),
+        };
+    });
+    return { notes, versions, markdown, prepared, plans };
+}
+/**
+ * Every image the stacks name in our registry (or under image-prefix, without one) must be there
+ * before anything is deployed; asked where the pulls happen, with the host's login. A dry run warns.
+ */
+async function checkImages(runner, prepared, inputs) {
+    const ours = (image) => inputs.registry
+        ? image.startsWith(`${inputs.registry}/`)
+        : !!inputs.imagePrefix && image.startsWith(`${inputs.imagePrefix}/`);
+    const users = new Map();
+    for (const p of prepared) {
+        for (const s of Object.values(p.services)) {
+            if (!s.image || !ours(s.image))
+                continue;
+            users.set(s.image, [...(users.get(s.image) ?? []), `${p.name}/${s.name}`]);
+        }
+    }
+    if (!users.size)
+        return;
+    const t0 = Date.now();
+    const { missing, unreadable } = await (0, build_1.missingImages)(runner, [...users.keys()]);
+    for (const u of unreadable)
+        core.warning(`Could not check that ${u.image} is in the registry (${u.why}); the deploy will tell.`);
+    const list = missing.map((m) => `  ${m} (${(users.get(m) ?? []).join(', ')})`).join('\n');
+    if (missing.length && inputs.dryRun) {
+        core.warning(`Not in the registry (a deploy would fail before changing anything):\n${list}`);
+        return;
+    }
+    if (missing.length)
+        throw new errors_1.InputError(`${missing.length} image(s) the stacks name are not in the registry; nothing was ` +
+            `deployed:\n${list}\nPush them (command: build), or fix the version (input \`versions\`, VERSION files).`);
+    core.info(`Registry: the ${users.size} image(s) of the stacks in ${inputs.registry || inputs.imagePrefix} ` +
+        `are there (checked on ${runner.where} in ${((Date.now() - t0) / 1000).toFixed(1)} s).`);
+}
+/** The layer's gate timeout: the input, or `auto` from its services' update_config and healthchecks. */
+function layerTimeout(stack, services, inputs, nodes = 1) {
+    const t = (0, timing_1.layerTiming)(services, { timeout: inputs.timeout, stability: inputs.stability, nodes });
+    return { timeoutS: t.seconds, timing: (0, timing_1.describeTiming)(stack, t) };
+}
+
+
+/***/ }),
+
 /***/ 6661:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
@@ -64840,6 +65921,7 @@ const exec_1 = __nccwpck_require__(3190);
 const inputs_1 = __nccwpck_require__(8422);
 const lock_1 = __nccwpck_require__(9188);
 const remote_1 = __nccwpck_require__(6473);
+const retry_helper_1 = __nccwpck_require__(4522);
 const state_1 = __nccwpck_require__(2462);
 /**
  * The post step (runs even when the job failed or was cancelled): releases any deploy lock the
@@ -64852,16 +65934,7 @@ async function post(local = new exec_1.LocalRunner()) {
     if (dirs.length || hostConfig) {
         try {
             const inputs = (0, inputs_1.readInputs)();
-            const remote = await remote_1.Remote.connect({
-                host: inputs.host,
-                port: inputs.port,
-                user: inputs.user,
-                privateKey: inputs.sshKey,
-                passphrase: inputs.sshPassphrase,
-                knownHosts: inputs.knownHosts,
-                connectTimeout: 15000,
-            });
-            try {
+            await (0, retry_helper_1.disposing)(await remote_1.Remote.connect((0, remote_1.sshOptions)(inputs, 15000)), async (remote) => {
                 for (const d of dirs) {
                     const released = await (0, lock_1.releaseLock)(remote, d, token);
                     core.info(released
@@ -64870,13 +65943,10 @@ async function post(local = new exec_1.LocalRunner()) {
                 }
                 // The main step was stopped before it removed it: no credentials stay on the host.
                 if (hostConfig) {
-                    await remote.sh((0, remote_1.shellJoin)(['rm', '-rf', hostConfig]), { retry: true });
+                    await remote.run(['rm', '-rf', hostConfig], { retry: true });
                     core.info(`Removed the run's Docker config folder on the host (its registry login).`);
                 }
-            }
-            finally {
-                remote.dispose();
-            }
+            });
         }
         catch (e) {
             core.warning(`Post step: could not clean up on the host (locks ${dirs.join(', ') || 'none'}): ${e.message}`);
@@ -64890,6 +65960,165 @@ async function post(local = new exec_1.LocalRunner()) {
             .catch(() => undefined);
         core.info(`Logged out of ${registry === '-' ? 'Docker Hub' : registry}.`);
     }
+}
+
+
+/***/ }),
+
+/***/ 4504:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.runChecks = runChecks;
+exports.connectedChecks = connectedChecks;
+/**
+ * The pre-flight checks of a run: every rule over each layer's model before anything connects, then
+ * those that need the swarm's facts (its configs, nodes and interface MTU) once connected.
+ */
+const core = __importStar(__nccwpck_require__(7484));
+const crypto = __importStar(__nccwpck_require__(6982));
+const checks_1 = __nccwpck_require__(2369);
+const errors_1 = __nccwpck_require__(3916);
+const hostmtu_1 = __nccwpck_require__(9841);
+const model_1 = __nccwpck_require__(182);
+const placement_1 = __nccwpck_require__(252);
+const remote_1 = __nccwpck_require__(6473);
+function runChecks(inputs, env, loader) {
+    const stacks = [];
+    const findings = [];
+    for (const spec of inputs.stacks) {
+        try {
+            // The deploy (prepareStack) honours the same switched-off rules as the checks.
+            stacks.push(loader.stack(spec, inputs.skipChecks));
+        }
+        catch (e) {
+            // A file Docker would refuse to load is a finding like the others (annotation, summary), and the
+            // other stacks are still checked. It cannot be switched off.
+            if (!(e instanceof errors_1.ComposeFileError))
+                throw e;
+            findings.push({
+                rule: e.rule,
+                severity: 'error',
+                file: e.file,
+                line: e.line,
+                col: e.col,
+                stack: spec.name,
+                message: e.reason,
+            });
+        }
+    }
+    const models = stacks.map((s) => (0, model_1.buildModel)(s, env));
+    // Traefik's default network is set in the proxy's stack and applies to the services of every stack.
+    const traefikNetworks = (0, checks_1.traefikProviderNetworks)(models);
+    const { skipChecks: skip, timeout, stability } = inputs;
+    for (const m of models)
+        findings.push(...(0, checks_1.runRules)(m, { skip, traefikNetworks, timeout, stability }));
+    const report = (0, checks_1.reportFindings)(findings);
+    core.info(`Pre-flight: ${report.errors} error(s), ${report.warnings} warning(s), ${report.notices} ` +
+        `notice(s) in ${models.length} stack(s).`);
+    if (report.errors) {
+        const list = findings
+            .filter((f) => f.severity === 'error')
+            .map((f) => `  ${f.file}:${f.line}:${f.col} [${f.rule}] ${f.message}`);
+        const err = new errors_1.InputError(`Pre-flight checks found ${report.errors} error(s); nothing was deployed:\n${list.join('\n')}`);
+        err.markdown = report.markdown;
+        throw err;
+    }
+    return { models, markdown: report.markdown };
+}
+/**
+ * The checks that need the swarm's own facts, before anything changes: configs changed under an
+ * unchanged name (Swarm configs are immutable), placement against the nodes, overlay MTU against the
+ * host's interface. Returns the node count.
+ */
+async function connectedChecks(remote, prepared, inputs) {
+    const existing = await existingConfigs(remote);
+    const res = await remote.sh(placement_1.NODES_SCRIPT, { retry: true, silent: true });
+    if (res.code !== 0)
+        throw new Error(`Cannot list the swarm's nodes on ${remote.where}: ${res.stderr.trim()}`);
+    const nodes = (0, placement_1.parseNodes)(res.stdout);
+    const skipped = (rule) => inputs.skipChecks.some((r) => r === 'all' || r === rule);
+    const late = prepared.flatMap((p) => (0, checks_1.runRules)(p, { skip: inputs.skipChecks, existingObjects: existing }, ['immutable-object']));
+    if (!skipped('placement'))
+        late.push(...prepared.flatMap((p) => (0, placement_1.placementFindings)(p, Object.values(p.services), nodes)));
+    if (!skipped('overlay-mtu'))
+        late.push(...(await hostMtuCheck(remote, prepared, nodes.length)));
+    if (!skipped('bind-mount-node')) {
+        const warnings = prepared.flatMap((p) => (0, placement_1.bindMountFindings)(p, Object.values(p.services), nodes, (0, placement_1.selfNodeId)(res.stdout)));
+        if (warnings.length)
+            (0, checks_1.reportFindings)(warnings);
+    }
+    if (late.length) {
+        (0, checks_1.reportFindings)(late);
+        throw new errors_1.InputError(`Pre-flight checks against the swarm found ${late.length} error(s); nothing was ` +
+            `deployed:\n${late.map((f) => `  ${f.file}:${f.line}: [${f.rule}] ${f.message}`).join('\n')}`);
+    }
+    const ran = ['configs', !skipped('placement') && 'placement', !skipped('overlay-mtu') && 'host MTU'].filter(Boolean);
+    core.info(`Pre-flight against the swarm: ${nodes.length} node(s), ${ran.join(', ')} fine.`);
+    return nodes.length;
+}
+/**
+ * overlay-mtu with the host's facts: the MTU of the interface carrying the manager's Swarm node
+ * address. A loopback address (a one-machine swarm advertised on 127.0.0.1) decides nothing.
+ */
+async function hostMtuCheck(remote, models, nodes) {
+    const h = await (0, hostmtu_1.readHostMtu)(remote);
+    core.info((0, hostmtu_1.describeHostMtu)(h, nodes));
+    const { findings, notice } = (0, hostmtu_1.hostMtuVerdict)(h, models.flatMap((m) => (0, checks_1.overlayNetworks)(m)));
+    if (notice)
+        core.notice(notice, { title: 'overlay-mtu' });
+    return findings;
+}
+/** Name → sha256 of the content of the Swarm configs on the host. */
+async function existingConfigs(remote) {
+    const res = await remote.sh(`ids=$(docker config ls -q) && [ -n "$ids" ] && ` +
+        `${(0, remote_1.shellJoin)(['docker', 'config', 'inspect', '--format', '{{json .Spec.Name}} {{json .Spec.Data}}'])} $ids; true`, { retry: true, silent: true });
+    const out = {};
+    for (const line of res.stdout.split('\n')) {
+        const m = /^(".*?") (".*")$/.exec(line.trim());
+        if (!m)
+            continue;
+        out[JSON.parse(m[1])] = crypto
+            .createHash('sha256')
+            .update(Buffer.from(JSON.parse(m[2]), 'base64'))
+            .digest('hex');
+    }
+    return out;
 }
 
 
@@ -64995,30 +66224,42 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.Remote = exports.CommandTimeout = exports.COMMAND_TIMEOUT_MS = void 0;
-exports.shellJoin = shellJoin;
-exports.writeFileScript = writeFileScript;
+exports.Remote = exports.CommandTimeout = exports.COMMAND_TIMEOUT_MS = exports.writeFileScript = exports.shellJoin = void 0;
+exports.sshOptions = sshOptions;
 const core = __importStar(__nccwpck_require__(7484));
-const crypto_1 = __nccwpck_require__(6982);
 const net = __importStar(__nccwpck_require__(9278));
 const node_ssh_1 = __nccwpck_require__(1227);
-const shell_quote_1 = __nccwpck_require__(6591);
 const errors_1 = __nccwpck_require__(3916);
+const persistent_shell_1 = __nccwpck_require__(7982);
+const shell_1 = __nccwpck_require__(6988);
+Object.defineProperty(exports, "shellJoin", ({ enumerable: true, get: function () { return shell_1.shellJoin; } }));
+const write_file_1 = __nccwpck_require__(8704);
+Object.defineProperty(exports, "writeFileScript", ({ enumerable: true, get: function () { return write_file_1.writeFileScript; } }));
 const knownhosts_1 = __nccwpck_require__(4041);
+const retry_helper_1 = __nccwpck_require__(4522);
+/** How the action reaches the host, from its inputs (the main step and the post step alike). */
+function sshOptions(inputs, connectTimeout) {
+    return {
+        host: inputs.host,
+        port: inputs.port,
+        user: inputs.user,
+        privateKey: inputs.sshKey,
+        passphrase: inputs.sshPassphrase,
+        knownHosts: inputs.knownHosts,
+        connectTimeout,
+    };
+}
 /** Every remote command is bounded: a wedged engine or a stalled registry must not hang the job. */
 exports.COMMAND_TIMEOUT_MS = 120_000;
 /** A remote command that did not answer within its bound. */
 class CommandTimeout extends Error {
     constructor(where, script, ms) {
-        super(`${where}: a remote command did not answer within ${Math.round(ms / 1000)} s (${script.split('\n')[0].slice(0, 80)}…)`);
+        super(`${where}: a remote command did not answer within ${Math.round(ms / 1000)} s ` +
+            `(${script.split('\n')[0].slice(0, 80)}…)`);
         this.name = 'CommandTimeout';
     }
 }
 exports.CommandTimeout = CommandTimeout;
-/** Shell-quotes an argv for the remote shell: every word reaches the command as one literal argument. */
-function shellJoin(argv) {
-    return (0, shell_quote_1.quote)(argv);
-}
 /**
  * One SSH connection for the whole job (node-ssh over ssh2), with the host key pinned.
  * Reconnects once when the connection dropped, for commands the caller marks as safe to repeat.
@@ -65032,6 +66273,8 @@ class Remote {
     commands = 0;
     /** Set before every script (`export K=V;`): the run's own Docker config folder on the host. */
     prefix = '';
+    /** Waits between reconnects (a fake one in the unit tests). */
+    clock = retry_helper_1.systemClock;
     constructor(opts) {
         this.opts = opts;
         this.where = `${opts.user}@${(0, knownhosts_1.hostToken)(opts.host, opts.port)}`;
@@ -65045,7 +66288,8 @@ class Remote {
         const { host, port, user } = this.opts;
         const { keys, revoked } = (0, knownhosts_1.keysFor)(this.opts.knownHosts, host, port);
         if (!keys.length) {
-            throw new errors_1.InputError(`Input \`known-hosts\` has no entry for ${(0, knownhosts_1.hostToken)(host, port)} (port ${port} is written [host]:port). Get it with \`ssh-keyscan -p ${port} ${host}\` from a trusted network.`);
+            throw new errors_1.InputError(`Input \`known-hosts\` has no entry for ${(0, knownhosts_1.hostToken)(host, port)} (port ${port} is written [host]:port). ` +
+                `Get it with \`ssh-keyscan -p ${port} ${host}\` from a trusted network.`);
         }
         let presented = '';
         const isPinned = (blob) => keys.some((k) => k.blob.equals(blob)) && !revoked.some((k) => k.blob.equals(blob));
@@ -65085,10 +66329,13 @@ class Remote {
         const msg = e.message || String(e);
         const who = `${this.where}`;
         if (/verification failed|Host denied/i.test(msg)) {
-            return `Host key verification failed for ${who}: the server presented ${presented || 'a key'} which is not pinned in \`known-hosts\`. Refusing to connect (possible man-in-the-middle, or the host was rebuilt: update known-hosts from a trusted source).`;
+            return (`Host key verification failed for ${who}: the server presented ${presented || 'a key'} which is not ` +
+                `pinned in \`known-hosts\`. Refusing to connect (possible man-in-the-middle, or the host was rebuilt: ` +
+                `update known-hosts from a trusted source).`);
         }
         if (/authentication methods failed/i.test(msg)) {
-            return `SSH authentication failed for ${who}: the server refused the key in \`ssh-key\` (is its public key in ~${this.opts.user}/.ssh/authorized_keys?).`;
+            return (`SSH authentication failed for ${who}: the server refused the key in \`ssh-key\` (is its public key ` +
+                `in ~${this.opts.user}/.ssh/authorized_keys?).`);
         }
         if (/passphrase/i.test(msg)) {
             const hint = this.opts.passphrase
@@ -65100,7 +66347,8 @@ class Remote {
             return `Input \`ssh-key\` is not a private key ssh2 can read (OpenSSH or PEM): ${msg.replace(/[\r\n]+/g, ' ')}`;
         }
         if (/Timed out/i.test(msg))
-            return `Timed out connecting to ${who} after ${Math.round((this.opts.connectTimeout ?? 20000) / 1000)} s (host down, firewall, or wrong port).`;
+            return (`Timed out connecting to ${who} after ${Math.round((this.opts.connectTimeout ?? 20000) / 1000)} s ` +
+                `(host down, firewall, or wrong port).`);
         if (/ECONNREFUSED/.test(msg))
             return `Connection refused by ${(0, knownhosts_1.hostToken)(this.opts.host, this.opts.port)} (no SSH server on that port?).`;
         if (/ENOTFOUND|EAI_AGAIN/.test(msg))
@@ -65108,64 +66356,72 @@ class Remote {
         return `SSH connection to ${who} failed: ${msg}`;
     }
     async run(argv, opts = {}) {
-        return this.sh(shellJoin(argv), opts);
+        return this.sh((0, shell_1.shellJoin)(argv), opts);
     }
     /** Runs a script in the remote shell. Callers build it from shellJoin()ed parts only. */
     async sh(script, opts = {}) {
-        for (let attempt = 0;; attempt++) {
-            try {
-                if (!this.ssh.isConnected())
-                    throw Object.assign(new Error('Not connected to server'), { dropped: true });
-                this.commands++;
-                let res;
-                if (opts.input !== undefined) {
-                    // Standard input needs a channel of its own; secrets travel this way, never on a command line.
-                    let channel;
-                    const r = await bounded(this.ssh.execCommand(this.prefix + script, { stdin: opts.input, onChannel: (c) => (channel = c) }), opts.timeoutMs ?? exports.COMMAND_TIMEOUT_MS, () => {
-                        channel?.close();
-                        return new CommandTimeout(this.where, script, opts.timeoutMs ?? exports.COMMAND_TIMEOUT_MS);
-                    });
-                    if (r.code === null && r.signal === null && !this.ssh.isConnected())
-                        throw Object.assign(new Error('connection dropped'), { dropped: true });
-                    res = { code: r.code ?? 255, stdout: r.stdout, stderr: r.stderr };
-                }
-                else {
-                    this.shell ??= await PersistentShell.open(this.ssh);
-                    const shell = this.shell;
-                    res = await bounded(shell.run(this.prefix + script, opts.heredoc), opts.timeoutMs ?? exports.COMMAND_TIMEOUT_MS, () => {
-                        // The shell is still busy with the stuck command: the next command gets a new one.
-                        shell.close();
-                        if (this.shell === shell)
-                            this.shell = undefined;
-                        return new CommandTimeout(this.where, script, opts.timeoutMs ?? exports.COMMAND_TIMEOUT_MS);
-                    });
-                }
-                if (!opts.silent && core.isDebug())
-                    core.debug(`${this.where}$ ${script.slice(0, 300)} → ${res.code}`);
-                return res;
-            }
-            catch (e) {
-                const err = e;
-                if (err instanceof CommandTimeout)
-                    throw err;
-                const dropped = err.dropped || /Not connected|No response|ECONNRESET|socket|closed|Channel open failure/i.test(err.message);
-                if (!dropped || !opts.retry || attempt >= 3) {
-                    if (dropped)
-                        throw new Error(`Lost the SSH connection to ${this.where}: ${err.message}`);
-                    throw err;
-                }
-                core.warning(`SSH connection to ${this.where} dropped (${err.message}); reconnecting (attempt ${attempt + 1}).`);
-                await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
-                try {
-                    this.shell?.close();
-                    this.ssh.dispose();
-                    await this.open();
-                }
-                catch (re) {
-                    core.warning(`Reconnect failed: ${re.message}`);
-                }
-            }
+        try {
+            return await (0, retry_helper_1.retry)({
+                attempts: opts.retry ? 4 : 1,
+                delayMs: (failed) => 500 * failed,
+                retryable: isDropped,
+                clock: this.clock,
+                onRetry: (e, failed) => core.warning(`SSH connection to ${this.where} dropped (${e.message}); reconnecting (attempt ${failed}).`),
+            }, async (n) => {
+                if (n > 1)
+                    await this.reconnect();
+                return this.once(script, opts);
+            });
         }
+        catch (e) {
+            if (isDropped(e))
+                throw new Error(`Lost the SSH connection to ${this.where}: ${e.message}`);
+            throw e;
+        }
+    }
+    async reconnect() {
+        try {
+            this.shell?.close();
+            this.ssh.dispose();
+            await this.open();
+        }
+        catch (re) {
+            // The next attempt finds no connection and counts as dropped.
+            core.warning(`Reconnect failed: ${re.message}`);
+        }
+    }
+    /** One attempt: a new channel when there is standard input, else the persistent shell. */
+    async once(script, opts) {
+        if (!this.ssh.isConnected())
+            throw Object.assign(new Error('Not connected to server'), { dropped: true });
+        this.commands++;
+        const ms = opts.timeoutMs ?? exports.COMMAND_TIMEOUT_MS;
+        let res;
+        if (opts.input !== undefined) {
+            // Standard input needs a channel of its own; secrets travel this way, never on a command line.
+            let channel;
+            const r = await (0, retry_helper_1.bounded)(this.ssh.execCommand(this.prefix + script, { stdin: opts.input, onChannel: (c) => (channel = c) }), ms, () => {
+                channel?.close();
+                return new CommandTimeout(this.where, script, ms);
+            });
+            if (r.code === null && r.signal === null && !this.ssh.isConnected())
+                throw Object.assign(new Error('connection dropped'), { dropped: true });
+            res = { code: r.code ?? 255, stdout: r.stdout, stderr: r.stderr };
+        }
+        else {
+            this.shell ??= await persistent_shell_1.PersistentShell.open(this.ssh);
+            const shell = this.shell;
+            res = await (0, retry_helper_1.bounded)(shell.run(this.prefix + script, opts.heredoc), ms, () => {
+                // The shell is still busy with the stuck command: the next command gets a new one.
+                shell.close();
+                if (this.shell === shell)
+                    this.shell = undefined;
+                return new CommandTimeout(this.where, script, ms);
+            });
+        }
+        if (!opts.silent && core.isDebug())
+            core.debug(`${this.where}$ ${script.slice(0, 300)} → ${res.code}`);
+        return res;
     }
     /**
      * Writes content to a remote file atomically, mode 600. The bytes travel base64-encoded in a
@@ -65174,7 +66430,7 @@ class Remote {
      * and hash are checked before the rename, and every write has its own temp name.
      */
     async writeFile(remotePath, content, mode) {
-        const w = writeFileScript(remotePath, content, mode);
+        const w = (0, write_file_1.writeFileScript)(remotePath, content, mode);
         const res = await this.sh(w.script, { retry: true, heredoc: w.heredoc });
         if (res.code !== 0)
             throw new Error(`${this.where}: cannot write ${remotePath}: ${(res.stderr || res.stdout).trim()}`);
@@ -65182,7 +66438,7 @@ class Remote {
     /** Variables every later command of this connection sees (quoted here, once). */
     setEnv(vars) {
         this.prefix = Object.entries(vars)
-            .map(([k, v]) => `export ${k}=${shellJoin([v])}; `)
+            .map(([k, v]) => `export ${k}=${(0, shell_1.shellJoin)([v])}; `)
             .join('');
     }
     dispose() {
@@ -65191,33 +66447,11 @@ class Remote {
     }
 }
 exports.Remote = Remote;
-/**
- * The script and here-document that install `content` at `remotePath` only when every byte arrived.
- * Mode 600 unless `mode` is given (a bind-mounted file keeps its own, for a container user that is not the owner).
- */
-function writeFileScript(remotePath, content, mode) {
-    const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
-    const sum = (0, crypto_1.createHash)('sha256').update(bytes).digest('hex');
-    const [dir, tmp, file] = [dirname(remotePath), `${remotePath}.tmp.${(0, crypto_1.randomBytes)(6).toString('hex')}`, remotePath].map((p) => shellJoin([p]));
-    const script = [
-        `umask 077 && mkdir -p ${dir} && base64 -d > ${tmp} || { rm -f ${tmp}; exit 1; }`,
-        `if [ "$(wc -c < ${tmp} | tr -d ' ')" != ${bytes.length} ] || [ "$(sha256sum < ${tmp} | cut -c1-64)" != ${sum} ]; then`,
-        `  rm -f ${tmp}; echo "incomplete transfer (length or sha256 differs); the file was left as it was" >&2; exit 1`,
-        `fi`,
-        ...(mode === undefined
-            ? []
-            : [`chmod ${(mode & 0o7777).toString(8).padStart(4, '0')} ${tmp} || { rm -f ${tmp}; exit 1; }`]),
-        `mv -f ${tmp} ${file}`,
-    ].join('\n');
-    return { script, heredoc: bytes.toString('base64') };
-}
-/** Rejects with `onTimeout()` when the promise has not settled within `ms`. */
-function bounded(p, ms, onTimeout) {
-    let timer;
-    const t = new Promise((_, reject) => {
-        timer = setTimeout(() => reject(onTimeout()), ms);
-    });
-    return Promise.race([p, t]).finally(() => clearTimeout(timer));
+/** A lost connection (worth a reconnect), not a command that failed or timed out. */
+function isDropped(e) {
+    if (e instanceof CommandTimeout)
+        return false;
+    return !!e.dropped || /Not connected|No response|ECONNRESET|socket|closed|Channel open failure/i.test(e.message);
 }
 function openSocket(host, port, timeoutMs) {
     return new Promise((resolve, reject) => {
@@ -65237,86 +66471,6 @@ function openSocket(host, port, timeoutMs) {
             reject(e);
         });
     });
-}
-/**
- * One long-lived `sh` on one SSH channel: commands are written to it and delimited by a random
- * marker. sshd sets up every new exec channel in ~170 ms (measured on the lab); this costs one
- * fork. Each script runs in its own `sh -c` with its text quoted, so even a broken script cannot
- * leave this shell waiting for input.
- */
-class PersistentShell {
-    ch;
-    out = '';
-    err = '';
-    waiting;
-    queue = Promise.resolve();
-    closed;
-    mark = `@@deploy-action-${(0, crypto_1.randomBytes)(8).toString('hex')}@@`;
-    constructor(ch) {
-        this.ch = ch;
-        ch.on('data', (d) => {
-            this.out += d.toString('utf8');
-            this.settle();
-        });
-        ch.stderr.on('data', (d) => {
-            this.err += d.toString('utf8');
-            this.settle();
-        });
-        ch.on('close', () => {
-            this.closed = Object.assign(new Error('the remote shell closed (connection dropped?)'), { dropped: true });
-            this.waiting?.reject(this.closed);
-            this.waiting = undefined;
-        });
-    }
-    static open(ssh) {
-        return new Promise((resolve, reject) => {
-            if (!ssh.connection)
-                return reject(Object.assign(new Error('Not connected to server'), { dropped: true }));
-            ssh.connection.exec('exec sh', (err, ch) => err ? reject(Object.assign(err, { dropped: true })) : resolve(new PersistentShell(ch)));
-        });
-    }
-    settle() {
-        if (!this.waiting)
-            return;
-        const endOut = new RegExp(`\\n${this.mark} (\\d+)\\n`).exec(this.out);
-        const endErr = this.err.indexOf(`\n${this.mark}\n`);
-        if (!endOut || endErr < 0)
-            return;
-        const stdout = this.out.slice(0, endOut.index);
-        const stderr = this.err.slice(0, endErr);
-        this.out = this.out.slice(endOut.index + endOut[0].length);
-        this.err = this.err.slice(endErr + this.mark.length + 2);
-        const w = this.waiting;
-        this.waiting = undefined;
-        w.resolve({ code: Number(endOut[1]), stdout, stderr });
-    }
-    run(script, base64Input) {
-        const next = this.queue.then(() => new Promise((resolve, reject) => {
-            if (this.closed)
-                return reject(this.closed);
-            this.waiting = { resolve, reject };
-            const m = shellJoin([this.mark]);
-            const end = `printf '\\n%s %d\\n' ${m} $?; printf '\\n%s\\n' ${m} >&2\n`;
-            if (base64Input === undefined) {
-                this.ch.write(`sh -c ${shellJoin([script])} </dev/null; ${end}`);
-            }
-            else {
-                // Base64 lines cannot contain the delimiter, so the here-document ends where we say.
-                const eof = `DEPLOY_ACTION_EOF_${(0, crypto_1.randomBytes)(6).toString('hex')}`;
-                const lines = base64Input.replace(/(.{76})/g, '$1\n');
-                this.ch.write(`sh -c ${shellJoin([script])} <<'${eof}'\n${lines}\n${eof}\n${end}`);
-            }
-        }));
-        this.queue = next.catch(() => undefined);
-        return next;
-    }
-    close() {
-        this.ch.end();
-    }
-}
-function dirname(p) {
-    const i = p.lastIndexOf('/');
-    return i <= 0 ? (i === 0 ? '/' : '.') : p.slice(0, i);
 }
 
 
@@ -65377,7 +66531,8 @@ exports.commandRemove = commandRemove;
 const core = __importStar(__nccwpck_require__(7484));
 const commands_1 = __nccwpck_require__(9153);
 const ledger_1 = __nccwpck_require__(8730);
-const remote_1 = __nccwpck_require__(6473);
+const shell_1 = __nccwpck_require__(6988);
+const retry_helper_1 = __nccwpck_require__(4522);
 const NAMESPACE = 'com.docker.stack.namespace';
 const lines = (s) => s
     .split('\n')
@@ -65387,19 +66542,22 @@ const lines = (s) => s
 async function planRemoval(host, remoteDir, stack) {
     const dir = (0, ledger_1.stackDir)(remoteDir, stack);
     const ns = `label=${NAMESPACE}=${stack}`;
-    const q = (argv) => (0, remote_1.shellJoin)(argv);
+    const own = `label=deploy-action.stack=${stack}`;
+    const q = (argv) => (0, shell_1.shellJoin)(argv);
     const script = [
         `${q(['docker', 'service', 'ls', '--filter', ns, '--format', 'service {{.Name}}'])} || exit 1`,
         `${q(['docker', 'network', 'ls', '--filter', ns, '--format', 'network {{.Name}}'])} || exit 1`,
         `${q(['docker', 'config', 'ls', '--filter', ns, '--format', 'config {{.Name}}'])} || exit 1`,
         `${q(['docker', 'secret', 'ls', '--filter', ns, '--format', 'secret {{.Name}}'])} || exit 1`,
-        `${q(['docker', 'secret', 'ls', '--filter', `label=deploy-action.stack=${stack}`, '--format', 'secret {{.Name}}'])} || exit 1`,
+        `${q(['docker', 'secret', 'ls', '--filter', own, '--format', 'secret {{.Name}}'])} || exit 1`,
         // Only the lock this run holds (it made the folder) is no history of the stack.
         `if [ -d ${q([dir])} ] && ls -A ${q([dir])} | grep -qvx lock; then echo folder; fi`,
         // The shared secrets its kept releases used, each with whether another stack's ledger names it.
-        `for n in $(grep -hoE '"shared_[A-Za-z0-9_.-]+"' ${q([`${dir}/ledger.json`])} 2>/dev/null | tr -d '"' | sort -u); do`,
+        `for n in $(grep -hoE '"shared_[A-Za-z0-9_.-]+"' ${q([`${dir}/ledger.json`])} 2>/dev/null ` +
+            `| tr -d '"' | sort -u); do`,
         `  docker secret inspect "$n" >/dev/null 2>&1 || continue`,
-        `  if grep -lsF -- "\\"$n\\"" ${q([`${remoteDir}/stacks`])}/*/ledger.json | grep -vqxF -- ${q([`${dir}/ledger.json`])}; then echo "kept $n"; else echo "shared $n"; fi`,
+        `  if grep -lsF -- "\\"$n\\"" ${q([`${remoteDir}/stacks`])}/*/ledger.json | grep -vqxF -- ` +
+            `${q([`${dir}/ledger.json`])}; then echo "kept $n"; else echo "shared $n"; fi`,
         `done`,
         'true',
     ].join('\n');
@@ -65459,7 +66617,7 @@ function describeRemoval(r) {
  * what it can until nothing is left, bounded. The folder goes last, but for the lock this run holds.
  */
 async function removeStack(host, remoteDir, r, opts) {
-    const q = (argv) => (0, remote_1.shellJoin)(argv);
+    const q = (argv) => (0, shell_1.shellJoin)(argv);
     if (r.services.length || r.networks.length || r.configs.length) {
         const rm = await host.run(['docker', 'stack', 'rm', r.stack], { retry: true });
         // Its networks may be busy a while yet; the loop below removes them.
@@ -65477,20 +66635,20 @@ async function removeStack(host, remoteDir, r, opts) {
     const script = [
         `s=$(${q(['docker', 'service', 'ls', '-q', '--filter', ns])}) || exit 1`,
         `if [ -n "$s" ]; then echo "services $(echo $s | wc -w)"; exit 0; fi`,
-        ...objects.map(([kind, n]) => `if ${q(['docker', kind, 'inspect', n])} >/dev/null 2>&1 && ! ${q(['docker', kind, 'rm', n])} >/dev/null 2>&1; then echo ${q([`${kind} ${n}`])}; fi`),
+        ...objects.map(([kind, n]) => `if ${q(['docker', kind, 'inspect', n])} >/dev/null 2>&1 && ` +
+            `! ${q(['docker', kind, 'rm', n])} >/dev/null 2>&1; then echo ${q([`${kind} ${n}`])}; fi`),
         'true',
     ].join('\n');
-    const deadline = Date.now() + opts.timeoutMs;
-    for (;;) {
+    await (0, retry_helper_1.pollUntil)({ timeoutMs: opts.timeoutMs, clock: opts.clock }, async (p) => {
         const res = await host.sh(script, { retry: true, silent: true });
         const left = res.code === 0 ? lines(res.stdout) : [`(could not read: ${res.stderr.trim()})`];
         if (!left.length)
-            break;
-        if (Date.now() >= deadline) {
-            throw new Error(`${host.where}: stack ${r.stack} was not fully removed within ${Math.round(opts.timeoutMs / 1000)} s; still there: ${left.join(', ')}. Run the remove again, or look at the host (docker stack ps ${r.stack}).`);
-        }
-        await new Promise((done) => setTimeout(done, opts.pollMs));
-    }
+            return { done: undefined };
+        if (!p.expired())
+            return { waitMs: opts.pollMs };
+        throw new Error(`${host.where}: stack ${r.stack} was not fully removed within ${Math.round(opts.timeoutMs / 1000)} s; ` +
+            `still there: ${left.join(', ')}. Run the remove again, or look at the host (docker stack ps ${r.stack}).`);
+    });
     if (r.folder) {
         const dir = (0, ledger_1.stackDir)(remoteDir, r.stack);
         const res = await host.sh(`find ${q([dir])} -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +`, {
@@ -65503,7 +66661,7 @@ async function removeStack(host, remoteDir, r, opts) {
 }
 /** After its lock is released: the stack's folder, if nothing (another run's lock) came back into it. */
 async function removeEmptyFolder(host, remoteDir, stack) {
-    await host.sh(`rmdir ${(0, remote_1.shellJoin)([(0, ledger_1.stackDir)(remoteDir, stack)])} 2>/dev/null; true`, { retry: true });
+    await host.sh(`rmdir ${(0, shell_1.shellJoin)([(0, ledger_1.stackDir)(remoteDir, stack)])} 2>/dev/null; true`, { retry: true });
 }
 /**
  * Every stack of `stacks`, last layer first, inside their deploy locks (no deploy of them can
@@ -65512,40 +66670,137 @@ async function removeEmptyFolder(host, remoteDir, stack) {
 async function commandRemove(inputs) {
     // Nothing is pulled: no registry login on the host.
     const { remote, ctx, finish } = await (0, commands_1.connect)({ ...inputs, registryUsername: '', registryPassword: '' }, inputs.dryRun);
+    // The folders go once the locks are released, and only if no other run's lock came back into them.
+    return (0, retry_helper_1.disposing)(remote, async () => {
+        try {
+            return await removeAll(inputs, remote, ctx.pollMs);
+        }
+        finally {
+            await finish();
+            if (!inputs.dryRun)
+                for (const s of inputs.stacks)
+                    await removeEmptyFolder(remote, inputs.remoteDir, s.name).catch(() => undefined);
+        }
+    });
+}
+/** Reads what every stack has, then removes it (a dry run prints it). */
+async function removeAll(inputs, remote, pollMs) {
     const notes = [];
-    try {
-        const plans = [];
-        for (const s of [...inputs.stacks].reverse())
-            plans.push(await planRemoval(remote, inputs.remoteDir, s.name));
-        for (const p of plans)
-            core.info(`${inputs.dryRun ? 'Would remove ' : ''}${describeRemoval(p)}`);
-        if (inputs.dryRun) {
-            notes.push('dry-run: nothing was removed.');
-            return { result: 'checked', release: inputs.release, versions: {}, images: {}, layers: [], notes };
-        }
-        for (const p of plans) {
-            if (isEmpty(p))
-                continue;
-            await core.group(`Remove ${p.stack}`, () => removeStack(remote, inputs.remoteDir, p, {
-                timeoutMs: (inputs.timeout ?? exports.REMOVE_TIMEOUT_S) * 1000,
-                pollMs: ctx.pollMs * 4,
-            }));
-            notes.push(`Removed ${p.stack}${p.sharedKept.length ? ` (kept the shared secret(s) ${p.sharedKept.join(', ')}: another stack's ledger names them)` : ''}.`);
-        }
-        if (plans.every(isEmpty))
-            notes.push(`Nothing to remove: ${plans.map((p) => p.stack).join(', ')} not on ${remote.where}.`);
+    const outcome = (result) => {
+        return { result, release: inputs.release, versions: {}, images: {}, layers: [], notes };
+    };
+    const plans = [];
+    for (const s of [...inputs.stacks].reverse())
+        plans.push(await planRemoval(remote, inputs.remoteDir, s.name));
+    for (const p of plans)
+        core.info(`${inputs.dryRun ? 'Would remove ' : ''}${describeRemoval(p)}`);
+    if (inputs.dryRun) {
+        notes.push('dry-run: nothing was removed.');
+        return outcome('checked');
     }
-    finally {
-        await finish();
-        if (!inputs.dryRun)
-            for (const s of inputs.stacks)
-                await removeEmptyFolder(remote, inputs.remoteDir, s.name).catch(() => undefined);
-        remote.dispose();
+    for (const p of plans) {
+        if (isEmpty(p))
+            continue;
+        await core.group(`Remove ${p.stack}`, () => removeStack(remote, inputs.remoteDir, p, {
+            timeoutMs: (inputs.timeout ?? exports.REMOVE_TIMEOUT_S) * 1000,
+            pollMs: pollMs * 4,
+        }));
+        const kept = p.sharedKept.length
+            ? ` (kept the shared secret(s) ${p.sharedKept.join(', ')}: another stack's ledger names them)`
+            : '';
+        notes.push(`Removed ${p.stack}${kept}.`);
     }
-    return { result: 'removed', release: inputs.release, versions: {}, images: {}, layers: [], notes };
+    if (plans.every(isEmpty))
+        notes.push(`Nothing to remove: ${plans.map((p) => p.stack).join(', ')} not on ${remote.where}.`);
+    return outcome('removed');
 }
 /** How long Swarm may take to stop a stack's tasks and let go of its networks (input `timeout` wins). */
 exports.REMOVE_TIMEOUT_S = 120;
+
+
+/***/ }),
+
+/***/ 4522:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+/**
+ * The action's ways of waiting, one helper each: poll until a deadline, retry with backoff, bound a
+ * promise by a time, and dispose on exit. Time comes from a Clock, so the unit tests use a fake one.
+ */
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.systemClock = void 0;
+exports.pollUntil = pollUntil;
+exports.retry = retry;
+exports.bounded = bounded;
+exports.disposing = disposing;
+exports.systemClock = {
+    now: () => Date.now(),
+    sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+};
+/**
+ * Runs `round` until it returns `{ done }`, sleeping `waitMs` between rounds. The deadline is fixed
+ * when the poll starts; each round decides what running past it means (an error, or a verdict), so a
+ * loop's own bounds and messages stay its own.
+ */
+async function pollUntil(opts, round) {
+    const clock = opts.clock ?? exports.systemClock;
+    const deadline = clock.now() + opts.timeoutMs;
+    const r = {
+        round: 0,
+        deadline,
+        now: () => clock.now(),
+        left: () => Math.max(0, deadline - clock.now()),
+        expired: () => clock.now() >= deadline,
+    };
+    for (;;) {
+        r.round++;
+        const next = await round(r);
+        if ('done' in next)
+            return next.done;
+        if (next.waitMs > 0)
+            await clock.sleep(next.waitMs);
+    }
+}
+/**
+ * Calls `attempt(n)` (n from 1) until it resolves. An error that is not retryable, or that of the
+ * last attempt, is thrown as it is.
+ */
+async function retry(opts, attempt) {
+    const clock = opts.clock ?? exports.systemClock;
+    for (let n = 1;; n++) {
+        try {
+            return await attempt(n);
+        }
+        catch (e) {
+            const err = e;
+            if (n >= opts.attempts || !(opts.retryable?.(err) ?? true))
+                throw err;
+            const ms = opts.delayMs?.(n) ?? 0;
+            await opts.onRetry?.(err, n, ms);
+            if (ms > 0)
+                await clock.sleep(ms);
+        }
+    }
+}
+/** Rejects with `onTimeout()` when the promise has not settled within `ms`. */
+function bounded(p, ms, onTimeout) {
+    let timer;
+    const t = new Promise((_, reject) => {
+        timer = setTimeout(() => reject(onTimeout()), ms);
+    });
+    return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+/** Runs `use` with the resource and disposes of it however `use` ends. */
+async function disposing(resource, use) {
+    try {
+        return await use(resource);
+    }
+    finally {
+        resource.dispose();
+    }
+}
 
 
 /***/ }),
@@ -65594,7 +66849,8 @@ exports.rollbackTaken = rollbackTaken;
 exports.rollbackServices = rollbackServices;
 exports.waitRolledBack = waitRolledBack;
 const core = __importStar(__nccwpck_require__(7484));
-const remote_1 = __nccwpck_require__(6473);
+const shell_1 = __nccwpck_require__(6988);
+const retry_helper_1 = __nccwpck_require__(4522);
 const swarm_1 = __nccwpck_require__(3695);
 /**
  * The services of a failed layer that need `docker service rollback`: changed by this deploy,
@@ -65648,25 +66904,24 @@ async function rollbackServices(remote, names, ctx) {
     if (!names.length)
         return;
     core.info(`Rolling back ${names.join(', ')} to the previous spec.`);
-    const script = (ns) => ns.map((n) => (0, remote_1.shellJoin)(['docker', 'service', 'rollback', '--detach', n])).join(' && ');
+    const script = (ns) => ns.map((n) => (0, shell_1.shellJoin)(['docker', 'service', 'rollback', '--detach', n])).join(' && ');
     let pending = names;
-    for (let attempt = 0;; attempt++) {
-        try {
-            const res = await remote.sh(script(pending), { retry: false });
-            if (res.code !== 0)
-                throw new Error(`docker service rollback failed on ${remote.where}: ${(res.stderr || res.stdout).trim()}`);
-            return;
-        }
-        catch (e) {
-            if (!isLost(e) || attempt >= 2)
-                throw e;
+    await (0, retry_helper_1.retry)({
+        attempts: 3,
+        retryable: isLost,
+        onRetry: async () => {
             const snap = await ctx.poll();
             pending = pending.filter((n) => !rollbackTaken(snap.services.get(n), ctx.before.get(n), ctx.stale.get(n) ?? ''));
-            core.warning(`The answer to docker service rollback was lost; Swarm's state says ${pending.length ? `${pending.join(', ')} still need(s) it` : 'it was taken in'}.`);
-            if (!pending.length)
-                return;
-        }
-    }
+            const still = pending.length ? `${pending.join(', ')} still need(s) it` : 'it was taken in';
+            core.warning(`The answer to docker service rollback was lost; Swarm's state says ${still}.`);
+        },
+    }, async () => {
+        if (!pending.length)
+            return;
+        const res = await remote.sh(script(pending), { retry: false });
+        if (res.code !== 0)
+            throw new Error(`docker service rollback failed on ${remote.where}: ${(res.stderr || res.stdout).trim()}`);
+    });
 }
 /** What a service not back looked like, for the job's note: the host may still be finishing it. */
 function lastSeen(svc, snap) {
@@ -65677,14 +66932,14 @@ function lastSeen(svc, snap) {
     const tasks = snap.tasks.filter((t) => t.serviceId === svc.id);
     const { running, need } = (0, swarm_1.onCurrentSpec)(svc, tasks);
     const states = (0, swarm_1.countStates)(tasks.filter((t) => t.desired === 'running'));
-    return `${svc.image}, ${running.length}/${need} running on it${states ? ` (${states})` : ''}, update ${svc.update?.state || 'none'}`;
+    return (`${svc.image}, ${running.length}/${need} running on it${states ? ` (${states})` : ''}, update ` +
+        `${svc.update?.state || 'none'}`);
 }
 /** Waits until every service runs its old image again, all replicas up; returns those that did not make it. */
 async function waitRolledBack(w) {
-    const deadline = Date.now() + w.timeoutMs;
     let snap;
     let said = false;
-    for (;;) {
+    return (0, retry_helper_1.pollUntil)({ timeoutMs: w.timeoutMs, clock: w.clock }, async (p) => {
         try {
             snap = await w.poll();
         }
@@ -65696,10 +66951,221 @@ async function waitRolledBack(w) {
         }
         const s = snap;
         const notBack = [...w.targets].filter(([name, t]) => !s || !isBack(s.services.get(name), t, s)).map(([n]) => n);
-        if (!notBack.length || Date.now() >= deadline)
-            return { notBack, snap, lastSeen: new Map(notBack.map((n) => [n, lastSeen(s?.services.get(n), s)])) };
-        await new Promise((r) => setTimeout(r, w.pollMs));
+        if (notBack.length && !p.expired())
+            return { waitMs: w.pollMs };
+        return { done: { notBack, snap, lastSeen: new Map(notBack.map((n) => [n, lastSeen(s?.services.get(n), s)])) } };
+    });
+}
+
+
+/***/ }),
+
+/***/ 1909:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
     }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.secretKeyFile = exports.SHARED_PREFIX = void 0;
+exports.nameSecrets = nameSecrets;
+exports.ensureSecrets = ensureSecrets;
+exports.pruneSecrets = pruneSecrets;
+// The host side of the secrets: naming input values by a keyed hash, creating what a release
+// needs, and pruning what no kept release names. Values travel on stdin only.
+const core = __importStar(__nccwpck_require__(7484));
+const shell_1 = __nccwpck_require__(6988);
+/** Prefix of the Swarm name of a shared secret, in place of the stack's name. */
+exports.SHARED_PREFIX = 'shared';
+const LABEL_STACK = 'deploy-action.stack';
+const LABEL_KEY = 'deploy-action.key';
+const LABEL_SHARED = 'deploy-action.shared';
+/** Where the host keeps the hash key of secret names; it never leaves the host. */
+const secretKeyFile = (remoteDir) => `${remoteDir}/secret-key`;
+exports.secretKeyFile = secretKeyFile;
+/**
+ * Host side of nameSecrets: creates the key if missing (random bytes, mode 600, linked into place
+ * so two runs racing agree on one key), then prints sha256(key ‖ line decoded) for each base64 line of stdin.
+ */
+function namingScript(remoteDir) {
+    const key = (0, shell_1.shellJoin)([(0, exports.secretKeyFile)(remoteDir)]);
+    const script = [
+        'umask 077',
+        `k=${key}`,
+        'if [ ! -s "$k" ]; then',
+        `  mkdir -p ${(0, shell_1.shellJoin)([remoteDir])} && head -c 32 /dev/urandom > "$k.tmp.$$" || exit 1`,
+        '  ln "$k.tmp.$$" "$k" 2>/dev/null; rm -f "$k.tmp.$$"',
+        'fi',
+        '[ -s "$k" ] && [ -r "$k" ] && chmod 600 "$k" || { echo "cannot read $k" >&2; exit 1; }',
+        'while IFS= read -r line; do',
+        '  h=$( { cat "$k" && printf \'%s\' "$line" | base64 -d; } | sha256sum ) || exit 1',
+        '  printf \'%s\\n\' "${h%% *}"',
+        'done',
+    ].join('\n');
+    // With stdin the script gets an exec channel of its own, run by the user's login shell: POSIX sh whatever that is.
+    return (0, shell_1.shellJoin)(['sh', '-c', script]);
+}
+/**
+ * Names the input secrets not yet named, with those of every other layer of their run: one remote
+ * command, the values on its stdin only. The name is `<stack>_<key>_<10 hex>` of a hash keyed with
+ * the host's secret-key file.
+ */
+async function nameSecrets(host, remoteDir, plans) {
+    const mine = plans.filter((p) => p.source === 'input' && !p.name);
+    const todo = [...new Set(mine.flatMap((p) => p.run ?? [p]))].filter((p) => p.source === 'input' && !p.name);
+    if (!todo.length)
+        return;
+    // A shared secret is hashed without a stack (never the same as a stack's own): one name wherever it is declared.
+    const input = todo
+        .map((p) => Buffer.from(`${p.shared ? '' : p.stack}\0${p.key}\0${p.value ?? ''}`, 'utf8').toString('base64'))
+        .join('\n') + '\n';
+    const res = await host.sh(namingScript(remoteDir), { input, retry: true, silent: true });
+    const hashes = res.stdout
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean);
+    if (res.code !== 0 || hashes.length !== todo.length || !hashes.every((h) => /^[0-9a-f]{64}$/.test(h))) {
+        throw new Error(`${host.where}: cannot name the secrets (keyed hash with ${(0, exports.secretKeyFile)(remoteDir)}): ` +
+            `${(res.stderr || res.stdout).trim().slice(0, 300)}`);
+    }
+    todo.forEach((p, i) => (p.name = `${p.shared ? exports.SHARED_PREFIX : p.stack}_${p.key}_${hashes[i].slice(0, 10)}`));
+}
+/** Creates the secrets this release needs and does not find on the host: values through stdin only. */
+async function ensureSecrets(remote, stack, plans) {
+    const report = { created: [], reused: [], generated: [] };
+    if (!plans.length)
+        return report;
+    const unnamed = plans.filter((p) => !p.name).map((p) => p.key);
+    if (unnamed.length)
+        throw new Error(`Secrets of ${stack} not named yet (nameSecrets first): ${unnamed.join(', ')}`);
+    const ls = await remote.run(['docker', 'secret', 'ls', '--format', '{{.Name}}'], { retry: true });
+    if (ls.code !== 0)
+        throw new Error(`${remote.where}: docker secret ls failed: ${ls.stderr.trim()}`);
+    const existing = new Set(ls.stdout
+        .split('\n')
+        .map((s) => s.trim())
+        .filter(Boolean));
+    for (const p of plans) {
+        if (existing.has(p.name)) {
+            report.reused.push(p.key);
+            continue;
+        }
+        // A shared secret belongs to no one stack: pruneSecrets finds it by its key, for every stack using it.
+        const labels = p.shared
+            ? ['--label', `${LABEL_SHARED}=true`, '--label', `${LABEL_KEY}=${p.key}`]
+            : ['--label', `${LABEL_STACK}=${stack}`, '--label', `${LABEL_KEY}=${p.key}`];
+        let res;
+        if (p.source === 'input') {
+            res = await remote.run(['docker', 'secret', 'create', ...labels, p.name, '-'], { input: p.value });
+        }
+        else {
+            // Generated on the host, piped straight into Docker: the value never leaves it.
+            const create = (0, shell_1.shellJoin)([
+                'docker',
+                'secret',
+                'create',
+                ...labels,
+                '--label',
+                'deploy-action.generated=true',
+                p.name,
+                '-',
+            ]);
+            res = await remote.sh(`head -c 32 /dev/urandom | base64 | tr -d '\\n/+=' | ${create} >/dev/null`);
+        }
+        if (res.code !== 0) {
+            // A shared secret may have been created meanwhile by a deploy of another stack (another lock).
+            const there = p.shared
+                ? await remote.run(['docker', 'secret', 'inspect', '--format', '{{.Spec.Name}}', p.name])
+                : undefined;
+            if (there?.code === 0 && there.stdout.trim() === p.name) {
+                report.reused.push(p.key);
+                continue;
+            }
+            throw new Error(`${remote.where}: cannot create ${p.source === 'generated' ? 'generated secret' : 'secret'} ${p.name}: ` +
+                `${res.stderr.trim()}`);
+        }
+        (p.source === 'input' ? report.created : report.generated).push(p.key);
+    }
+    return report;
+}
+/**
+ * Removes the action's secrets of a stack, and the shared ones of the keys it uses, that no kept
+ * release uses, so a rollback still finds its secrets. A shared secret (or any other) that a ledger
+ * on this host still names, another stack's kept releases included, stays; generated ones stay;
+ * `docker secret rm` refuses a secret a service still uses, and that refusal is fine.
+ */
+async function pruneSecrets(remote, stack, keep, opts = {}) {
+    const lists = [
+        ['--filter', `label=${LABEL_STACK}=${stack}`],
+        ...(opts.shared ?? []).map((k) => [
+            '--filter',
+            `label=${LABEL_SHARED}=true`,
+            '--filter',
+            `label=${LABEL_KEY}=${k}`,
+        ]),
+    ];
+    const names = new Set();
+    for (const filters of lists) {
+        const ls = await remote.run(['docker', 'secret', 'ls', ...filters, '--format', '{{.Name}}']);
+        ls.stdout
+            .split('\n')
+            .map((n) => n.trim())
+            .filter(Boolean)
+            .forEach((n) => names.add(n));
+    }
+    const stale = [...names].filter((n) => !keep.has(n));
+    if (!stale.length)
+        return [];
+    const ledgers = opts.remoteDir ? `${(0, shell_1.shellJoin)([`${opts.remoteDir}/stacks`])}/*/ledger.json` : '';
+    const script = stale
+        .map((n) => {
+        const q = (0, shell_1.shellJoin)([n]);
+        const label = '{{index .Spec.Labels "deploy-action.generated"}}';
+        const generated = `[ "$(${(0, shell_1.shellJoin)(['docker', 'secret', 'inspect', '--format', label, n])})" = true ]`;
+        const named = ledgers ? ` || grep -qsF -- ${(0, shell_1.shellJoin)([`"${n}"`])} ${ledgers}` : '';
+        return `if ${generated}${named}; then :; elif docker secret rm ${q} >/dev/null 2>&1; then echo ${q}; fi`;
+    })
+        .join('\n');
+    const rm = await remote.sh(`${script}\ntrue`);
+    const removed = rm.stdout
+        .split('\n')
+        .map((n) => n.trim())
+        .filter(Boolean);
+    if (removed.length)
+        core.info(`Removed secrets no kept release uses: ${removed.join(', ')}`);
+    return removed;
 }
 
 
@@ -65744,31 +67210,27 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.secretKeyFile = exports.SHARED_PREFIX = exports.OVERRIDE_FILE = void 0;
+exports.OVERRIDE_FILE = exports.secretKeyFile = exports.pruneSecrets = exports.nameSecrets = exports.ensureSecrets = exports.SHARED_PREFIX = exports.pruneConfigs = exports.planConfigs = void 0;
 exports.planSecrets = planSecrets;
 exports.displayName = displayName;
 exports.checkShared = checkShared;
-exports.nameSecrets = nameSecrets;
-exports.planConfigs = planConfigs;
 exports.overrideFile = overrideFile;
 exports.overrideUpload = overrideUpload;
-exports.ensureSecrets = ensureSecrets;
-exports.pruneSecrets = pruneSecrets;
-exports.pruneConfigs = pruneConfigs;
-const core = __importStar(__nccwpck_require__(7484));
-const crypto_1 = __nccwpck_require__(6982);
-const fs = __importStar(__nccwpck_require__(9896));
 const YAML = __importStar(__nccwpck_require__(8815));
-const compose_1 = __nccwpck_require__(9763);
+const compose_1 = __nccwpck_require__(668);
 const errors_1 = __nccwpck_require__(3916);
-const remote_1 = __nccwpck_require__(6473);
+const secrets_host_1 = __nccwpck_require__(1909);
+var configs_1 = __nccwpck_require__(2855);
+Object.defineProperty(exports, "planConfigs", ({ enumerable: true, get: function () { return configs_1.planConfigs; } }));
+Object.defineProperty(exports, "pruneConfigs", ({ enumerable: true, get: function () { return configs_1.pruneConfigs; } }));
+var secrets_host_2 = __nccwpck_require__(1909);
+Object.defineProperty(exports, "SHARED_PREFIX", ({ enumerable: true, get: function () { return secrets_host_2.SHARED_PREFIX; } }));
+Object.defineProperty(exports, "ensureSecrets", ({ enumerable: true, get: function () { return secrets_host_2.ensureSecrets; } }));
+Object.defineProperty(exports, "nameSecrets", ({ enumerable: true, get: function () { return secrets_host_2.nameSecrets; } }));
+Object.defineProperty(exports, "pruneSecrets", ({ enumerable: true, get: function () { return secrets_host_2.pruneSecrets; } }));
+Object.defineProperty(exports, "secretKeyFile", ({ enumerable: true, get: function () { return secrets_host_2.secretKeyFile; } }));
 /** The override file the action adds to a stack: it only names its secrets and configs. */
 exports.OVERRIDE_FILE = '.deploy-action/objects.yml';
-/** Prefix of the Swarm name of a shared secret, in place of the stack's name. */
-exports.SHARED_PREFIX = 'shared';
-const LABEL_STACK = 'deploy-action.stack';
-const LABEL_KEY = 'deploy-action.key';
-const LABEL_SHARED = 'deploy-action.shared';
 /** `db_password` in the stack is given by the input line `db_password=…` or `DB_PASSWORD=…`. */
 function lookup(values, key) {
     return values[key] ?? values[key.toUpperCase().replace(/[^A-Z0-9]/g, '_')];
@@ -65782,25 +67244,27 @@ function lookup(values, key) {
  * this run or another, uses one Swarm secret.
  */
 function planSecrets(stack, values, generate, run = [], shared = []) {
-    const merged = (0, compose_1.mergeStack)(stack.resolved);
+    const merged = stack.merged;
     const declared = merged.secrets && typeof merged.secrets === 'object'
         ? merged.secrets
         : {};
     const plans = [];
     for (const [key, entry] of Object.entries(declared)) {
-        const external = entry && (entry.external === true || entry.external === 'true');
+        const external = (0, compose_1.isExternal)(entry);
         const value = lookup(values, key);
         const generated = generate.includes(key);
         if (!external) {
             if (value !== undefined || generated)
-                throw new errors_1.InputError(`Stack "${stack.name}": secret "${key}" must be declared \`external: true\` for the action to create it (a \`file:\` secret would put the value on the host's disk).`);
+                throw new errors_1.InputError(`Stack "${stack.name}": secret "${key}" must be declared \`external: true\` for the action to create ` +
+                    `it (a \`file:\` secret would put the value on the host's disk).`);
             continue;
         }
         if (value !== undefined && generated)
             throw new errors_1.InputError(`Secret "${key}" is both given (input \`secrets\`) and generated (input \`generate-secrets\`): pick one.`);
         const isShared = shared.includes(key);
         if (isShared && value === undefined && !generated)
-            throw new errors_1.InputError(`Input \`shared-secrets\`: secret "${key}" of stack "${stack.name}" is neither given (input \`secrets\`) nor generated (input \`generate-secrets\`).`);
+            throw new errors_1.InputError(`Input \`shared-secrets\`: secret "${key}" of stack "${stack.name}" is neither given (input \`secrets\`) ` +
+                `nor generated (input \`generate-secrets\`).`);
         const share = isShared ? { shared: true } : {};
         if (value !== undefined) {
             const plan = { key, name: '', source: 'input', value, stack: stack.name, run, ...share };
@@ -65808,7 +67272,7 @@ function planSecrets(stack, values, generate, run = [], shared = []) {
             plans.push(plan);
         }
         else if (generated) {
-            plans.push({ key, name: `${isShared ? exports.SHARED_PREFIX : stack.name}_${key}`, source: 'generated', ...share });
+            plans.push({ key, name: `${isShared ? secrets_host_1.SHARED_PREFIX : stack.name}_${key}`, source: 'generated', ...share });
         }
     }
     for (const g of generate) {
@@ -65819,95 +67283,19 @@ function planSecrets(stack, values, generate, run = [], shared = []) {
 }
 /** The name a plan will have, for a dry run that does not connect: the host's part as placeholder text. */
 function displayName(plan) {
-    return plan.name || `${plan.shared ? exports.SHARED_PREFIX : plan.stack}_${plan.key}_<keyed hash computed on the host>`;
+    return plan.name || `${plan.shared ? secrets_host_1.SHARED_PREFIX : plan.stack}_${plan.key}_<keyed hash computed on the host>`;
 }
 /** Every key of `shared-secrets` must be a secret some stack of the run declares: a typo is not silently ignored. */
 function checkShared(stacks, shared) {
     for (const key of shared) {
         const declared = stacks.some((p) => {
-            const secrets = (0, compose_1.mergeStack)(p.resolved).secrets;
+            const secrets = p.merged.secrets;
             return !!secrets && typeof secrets === 'object' && key in secrets;
         });
         if (!declared)
-            throw new errors_1.InputError(`Input \`shared-secrets\`: no stack of this run (${stacks.map((p) => p.name).join(', ')}) declares a secret "${key}".`);
+            throw new errors_1.InputError(`Input \`shared-secrets\`: no stack of this run (${stacks.map((p) => p.name).join(', ')}) declares a ` +
+                `secret "${key}".`);
     }
-}
-/** Where the host keeps the hash key of secret names; it never leaves the host. */
-const secretKeyFile = (remoteDir) => `${remoteDir}/secret-key`;
-exports.secretKeyFile = secretKeyFile;
-/**
- * Host side of nameSecrets: creates the key if missing (random bytes, mode 600, linked into place
- * so two runs racing agree on one key), then prints sha256(key ‖ line decoded) for each base64 line of stdin.
- */
-function namingScript(remoteDir) {
-    const key = (0, remote_1.shellJoin)([(0, exports.secretKeyFile)(remoteDir)]);
-    const script = [
-        'umask 077',
-        `k=${key}`,
-        'if [ ! -s "$k" ]; then',
-        `  mkdir -p ${(0, remote_1.shellJoin)([remoteDir])} && head -c 32 /dev/urandom > "$k.tmp.$$" || exit 1`,
-        '  ln "$k.tmp.$$" "$k" 2>/dev/null; rm -f "$k.tmp.$$"',
-        'fi',
-        '[ -s "$k" ] && [ -r "$k" ] && chmod 600 "$k" || { echo "cannot read $k" >&2; exit 1; }',
-        'while IFS= read -r line; do',
-        '  h=$( { cat "$k" && printf \'%s\' "$line" | base64 -d; } | sha256sum ) || exit 1',
-        '  printf \'%s\\n\' "${h%% *}"',
-        'done',
-    ].join('\n');
-    // With stdin the script gets an exec channel of its own, run by the user's login shell: POSIX sh whatever that is.
-    return (0, remote_1.shellJoin)(['sh', '-c', script]);
-}
-/**
- * Names the input secrets not yet named, with those of every other layer of their run: one remote
- * command, the values on its stdin only. The name is `<stack>_<key>_<10 hex>` of a hash keyed with
- * the host's secret-key file.
- */
-async function nameSecrets(host, remoteDir, plans) {
-    const mine = plans.filter((p) => p.source === 'input' && !p.name);
-    const todo = [...new Set(mine.flatMap((p) => p.run ?? [p]))].filter((p) => p.source === 'input' && !p.name);
-    if (!todo.length)
-        return;
-    // A shared secret is hashed without a stack (never the same as a stack's own): one name wherever it is declared.
-    const input = todo
-        .map((p) => Buffer.from(`${p.shared ? '' : p.stack}\0${p.key}\0${p.value ?? ''}`, 'utf8').toString('base64'))
-        .join('\n') + '\n';
-    const res = await host.sh(namingScript(remoteDir), { input, retry: true, silent: true });
-    const hashes = res.stdout
-        .split('\n')
-        .map((l) => l.trim())
-        .filter(Boolean);
-    if (res.code !== 0 || hashes.length !== todo.length || !hashes.every((h) => /^[0-9a-f]{64}$/.test(h))) {
-        throw new Error(`${host.where}: cannot name the secrets (keyed hash with ${(0, exports.secretKeyFile)(remoteDir)}): ${(res.stderr || res.stdout).trim().slice(0, 300)}`);
-    }
-    todo.forEach((p, i) => (p.name = `${p.shared ? exports.SHARED_PREFIX : p.stack}_${p.key}_${hashes[i].slice(0, 10)}`));
-}
-/** A short content hash: a changed file gets a new name (Swarm configs are immutable). */
-function contentName(stack, key, content) {
-    const hash = (0, crypto_1.createHash)('sha256').update(`${stack}\0${key}\0`).update(content).digest('hex').slice(0, 10);
-    return `${stack}_${key}_${hash}`;
-}
-/**
- * Configs read from a `file:` (and not given a `name:` by the user) get a content-addressed name:
- * a changed Traefik or Redis config rolls out as a new config instead of failing the deploy
- * ("only updates to Labels are allowed"), and the same file keeps the same name, so nothing restarts.
- */
-function planConfigs(stack) {
-    const merged = (0, compose_1.mergeStack)(stack.resolved);
-    const declared = merged.configs && typeof merged.configs === 'object'
-        ? merged.configs
-        : {};
-    const plans = [];
-    for (const [key, entry] of Object.entries(declared)) {
-        if (!entry || typeof entry !== 'object' || entry.external === true || entry.external === 'true' || entry.name)
-            continue;
-        if (typeof entry.file !== 'string' || !entry.file)
-            continue;
-        // prepareStack already checked that the file exists; Docker resolves it against the first file's folder.
-        const content = fs.readFileSync((0, compose_1.referencedPath)(stack.resolved[0].file, entry.file));
-        const name = contentName(stack.name, key, content);
-        plans.push({ key, name, entry: { ...entry, name } });
-    }
-    return plans;
 }
 /**
  * The compose override that points each managed secret and config at its Swarm name for this release.
@@ -65940,145 +67328,239 @@ function overrideUpload(stack, secretPlans, configPlans) {
         },
     };
 }
-/** Creates the secrets this release needs and does not find on the host: values through stdin only. */
-async function ensureSecrets(remote, stack, plans) {
-    const report = { created: [], reused: [], generated: [] };
-    if (!plans.length)
-        return report;
-    const unnamed = plans.filter((p) => !p.name).map((p) => p.key);
-    if (unnamed.length)
-        throw new Error(`Secrets of ${stack} not named yet (nameSecrets first): ${unnamed.join(', ')}`);
-    const ls = await remote.run(['docker', 'secret', 'ls', '--format', '{{.Name}}'], { retry: true });
-    if (ls.code !== 0)
-        throw new Error(`${remote.where}: docker secret ls failed: ${ls.stderr.trim()}`);
-    const existing = new Set(ls.stdout
-        .split('\n')
-        .map((s) => s.trim())
-        .filter(Boolean));
-    for (const p of plans) {
-        if (existing.has(p.name)) {
-            report.reused.push(p.key);
-            continue;
+
+
+/***/ }),
+
+/***/ 7954:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.ServiceGate = exports.PLACEMENT_GRACE_MS = exports.UPDATE_START_GRACE_MS = void 0;
+const swarm_1 = __nccwpck_require__(3695);
+const FAILED_STATES = new Set(['failed', 'rejected', 'orphaned']);
+// A new service has no update policy to stop a crash loop: give up after this many failed tasks.
+const NEW_SERVICE_MAX_FAILURES = 3;
+// Swarm starts the rolling update of a changed task template within milliseconds; a change that
+// dirties no task (placement only, on nodes that still qualify) gets no update at all.
+exports.UPDATE_START_GRACE_MS = 5000;
+// The scheduler's answer for a task no node can take; Swarm retries it forever, so it is a verdict.
+const UNPLACEABLE = /no suitable node|insufficient resources|max replicas per node/i;
+// A stop-first update can leave the next task pending for a moment while the old one releases its node.
+exports.PLACEMENT_GRACE_MS = 5000;
+/** Tasks of the current spec that failed at or after `since`, newest first. */
+function failuresSince(tasks, image, since) {
+    return tasks
+        .filter((t) => t.image === image && FAILED_STATES.has(t.state) && t.at >= since)
+        .sort((a, b) => b.at - a.at);
+}
+/**
+ * Follows one service through its rolling update. Pure: it is fed snapshots and a clock,
+ * so the state machine is unit-tested with fakes and driven by real Swarm state in the lab.
+ */
+class ServiceGate {
+    watch;
+    startedAt;
+    convergedAt;
+    runningSet = '';
+    verdict = { phase: 'pending', detail: 'waiting for the first poll' };
+    constructor(watch, startedAt) {
+        this.watch = watch;
+        this.startedAt = startedAt;
+    }
+    get done() {
+        return this.verdict.phase === 'stable' || this.verdict.phase === 'failed';
+    }
+    /**
+     * Whether this deploy changed the service (so a rollback can bring the old one back): a new image,
+     * or an update Swarm started. `docker stack deploy` re-submits unchanged services too; those are left alone.
+     */
+    changed(now) {
+        const b = this.watch.before;
+        if (!b)
+            return false;
+        return ((0, swarm_1.normalizeImage)(b.image) !== this.watch.expectedImage ||
+            (!!now?.update && now.update.startedAt !== b.update?.startedAt));
+    }
+    /** The UpdateStatus of an update this deploy started, not one left over from an earlier deploy. */
+    freshUpdate(svc) {
+        const u = svc.update;
+        if (!u)
+            return null;
+        const old = this.watch.before?.update;
+        if (old && old.startedAt === u.startedAt)
+            return null;
+        return u;
+    }
+    observe(snap, now) {
+        if (this.verdict.phase === 'failed')
+            return this.verdict;
+        const v = this.evaluate(snap, now);
+        // A stable service is still watched until the layer's verdict: its new version crashing while
+        // other services converge is this release failing. Anything short of a failure keeps it stable.
+        if (this.verdict.phase === 'stable' && v.phase !== 'failed' && v.phase !== 'rolling-back')
+            return this.verdict;
+        this.verdict = v;
+        return v;
+    }
+    evaluate(snap, now) {
+        const w = this.watch;
+        const svc = snap.services.get(w.name);
+        if (!svc)
+            return { phase: 'failed', detail: 'the service does not exist after the deploy' };
+        const tasks = snap.tasks.filter((t) => t.serviceId === svc.id);
+        const upd = this.freshUpdate(svc);
+        const stuck = this.unplaceable(tasks, svc.image, now);
+        if (stuck.length && !upd?.state.startsWith('rollback')) {
+            return {
+                phase: 'failed',
+                detail: `${stuck.length} task(s) cannot be placed: ${stuck[0].err}`,
+                failedTasks: stuck,
+            };
         }
-        // A shared secret belongs to no one stack: pruneSecrets finds it by its key, for every stack using it.
-        const labels = p.shared
-            ? ['--label', `${LABEL_SHARED}=true`, '--label', `${LABEL_KEY}=${p.key}`]
-            : ['--label', `${LABEL_STACK}=${stack}`, '--label', `${LABEL_KEY}=${p.key}`];
-        let res;
-        if (p.source === 'input') {
-            res = await remote.run(['docker', 'secret', 'create', ...labels, p.name, '-'], { input: p.value });
+        const byUpdate = upd && this.updateVerdict(upd, svc, tasks);
+        if (byUpdate)
+            return byUpdate;
+        // Same image, new env or config: the old tasks already run the image, so they only look converged
+        // until Swarm has started (and finished) the update this deploy asked for.
+        const templateChanged = !!w.before?.taskSpec && !!svc.taskSpec && w.before.taskSpec !== svc.taskSpec;
+        if (templateChanged && !upd && now - this.startedAt < exports.UPDATE_START_GRACE_MS) {
+            return { phase: 'pending', detail: 'waiting for Swarm to start the update (the task template changed)' };
         }
-        else {
-            // Generated on the host, piped straight into Docker: the value never leaves it.
-            const create = (0, remote_1.shellJoin)([
-                'docker',
-                'secret',
-                'create',
-                ...labels,
-                '--label',
-                'deploy-action.generated=true',
-                p.name,
-                '-',
-            ]);
-            res = await remote.sh(`head -c 32 /dev/urandom | base64 | tr -d '\\n/+=' | ${create} >/dev/null`);
+        if ((0, swarm_1.normalizeImage)(svc.image) !== w.expectedImage) {
+            return {
+                phase: 'failed',
+                detail: `the service runs ${svc.image}, not ${w.expectedImage} (changed by someone else?)`,
+            };
         }
-        if (res.code !== 0) {
-            // A shared secret may have been created meanwhile by a deploy of another stack (another lock).
-            const there = p.shared
-                ? await remote.run(['docker', 'secret', 'inspect', '--format', '{{.Spec.Name}}', p.name])
-                : undefined;
-            if (there?.code === 0 && there.stdout.trim() === p.name) {
-                report.reused.push(p.key);
-                continue;
+        const spec = (0, swarm_1.onCurrentSpec)(svc, tasks);
+        const { converged, need, running } = spec;
+        // A new service has no update to roll back: a crash loop is its failure.
+        if (!w.before) {
+            const failed = failuresSince(tasks, svc.image, this.startedAt);
+            if (failed.length >= NEW_SERVICE_MAX_FAILURES) {
+                return {
+                    phase: 'failed',
+                    detail: `${failed.length} tasks failed since the deploy started`,
+                    failedTasks: failed,
+                };
             }
-            throw new Error(`${remote.where}: cannot create ${p.source === 'generated' ? 'generated secret' : 'secret'} ${p.name}: ${res.stderr.trim()}`);
         }
-        (p.source === 'input' ? report.created : report.generated).push(p.key);
+        // A service this deploy did not touch only has to be up: a task it loses meanwhile is not the
+        // release's doing, and rolling the layer back would not bring it back.
+        const untouched = !!w.before && !!w.before.taskSpec && w.before.taskSpec === svc.taskSpec && !upd;
+        if (untouched && converged)
+            return { phase: 'stable', detail: `${running.length}/${need} running (unchanged by this deploy)` };
+        if (!converged)
+            return this.notConverged(spec, tasks, svc.image);
+        return this.convergedVerdict(spec, tasks, svc.image, now);
     }
-    return report;
-}
-/**
- * Removes the action's secrets of a stack, and the shared ones of the keys it uses, that no kept
- * release uses, so a rollback still finds its secrets. A shared secret (or any other) that a ledger
- * on this host still names, another stack's kept releases included, stays; generated ones stay;
- * `docker secret rm` refuses a secret a service still uses, and that refusal is fine.
- */
-async function pruneSecrets(remote, stack, keep, opts = {}) {
-    const lists = [
-        ['--filter', `label=${LABEL_STACK}=${stack}`],
-        ...(opts.shared ?? []).map((k) => [
-            '--filter',
-            `label=${LABEL_SHARED}=true`,
-            '--filter',
-            `label=${LABEL_KEY}=${k}`,
-        ]),
-    ];
-    const names = new Set();
-    for (const filters of lists) {
-        const ls = await remote.run(['docker', 'secret', 'ls', ...filters, '--format', '{{.Name}}']);
-        ls.stdout
-            .split('\n')
-            .map((n) => n.trim())
-            .filter(Boolean)
-            .forEach((n) => names.add(n));
+    /** What an update this deploy started says, while Swarm is updating or rolling back; else undefined. */
+    updateVerdict(upd, svc, tasks) {
+        const msg = upd.message ? `: ${upd.message}` : '';
+        const failedTasks = this.newImageFailures(tasks);
+        switch (upd.state) {
+            case 'rollback_started':
+                this.convergedAt = undefined;
+                return { phase: 'rolling-back', detail: `Swarm is rolling the update back${msg}`, failedTasks };
+            case 'rollback_completed':
+                return {
+                    phase: 'failed',
+                    detail: `the update failed and Swarm rolled it back${msg}`,
+                    swarmRolledBack: true,
+                    failedTasks,
+                };
+            case 'rollback_paused':
+                return { phase: 'failed', detail: `Swarm's rollback is paused${msg}`, failedTasks };
+            case 'paused':
+                return { phase: 'failed', detail: `the update is paused (failure_action: pause)${msg}`, failedTasks };
+            case 'updating': {
+                this.convergedAt = undefined;
+                const onNew = tasks.filter((t) => t.desired === 'running' && t.state === 'running' && t.image === svc.image).length;
+                return {
+                    phase: 'pending',
+                    detail: `updating${msg}; ${onNew}/${svc.replicas ?? 'global'} running the new spec`,
+                };
+            }
+        }
+        return undefined;
     }
-    const stale = [...names].filter((n) => !keep.has(n));
-    if (!stale.length)
-        return [];
-    const ledgers = opts.remoteDir ? `${(0, remote_1.shellJoin)([`${opts.remoteDir}/stacks`])}/*/ledger.json` : '';
-    const script = stale
-        .map((n) => {
-        const q = (0, remote_1.shellJoin)([n]);
-        const generated = `[ "$(${(0, remote_1.shellJoin)(['docker', 'secret', 'inspect', '--format', '{{index .Spec.Labels "deploy-action.generated"}}', n])})" = true ]`;
-        const named = ledgers ? ` || grep -qsF -- ${(0, remote_1.shellJoin)([`"${n}"`])} ${ledgers}` : '';
-        return `if ${generated}${named}; then :; elif docker secret rm ${q} >/dev/null 2>&1; then echo ${q}; fi`;
-    })
-        .join('\n');
-    const rm = await remote.sh(`${script}\ntrue`);
-    const removed = rm.stdout
-        .split('\n')
-        .map((n) => n.trim())
-        .filter(Boolean);
-    if (removed.length)
-        core.info(`Removed secrets no kept release uses: ${removed.join(', ')}`);
-    return removed;
+    /** Not all replicas run the new spec: a failed release if it had converged before, else still pending. */
+    notConverged(spec, tasks, image) {
+        if (this.convergedAt !== undefined) {
+            // It was healthy and lost a task: inside the stability window that is a failed release.
+            const failed = failuresSince(tasks, image, this.convergedAt - 1000);
+            if (failed.length) {
+                const after = Math.round((failed[0].at - this.convergedAt) / 1000);
+                const window = Math.round(this.watch.stabilityMs / 1000);
+                return {
+                    phase: 'failed',
+                    detail: `a task of the new version failed ${after} s after the update converged (inside the ${window} ` +
+                        `s stability window)`,
+                    failedTasks: failed,
+                };
+            }
+        }
+        const states = (0, swarm_1.countStates)(spec.current);
+        const old = spec.otherRunning.length
+            ? `; ${spec.otherRunning.length} task(s) of the old version still running`
+            : '';
+        return {
+            phase: 'pending',
+            detail: `${spec.running.length}/${spec.need} running${states ? ` (${states})` : ''}${old}`,
+        };
+    }
+    /** All replicas run the new spec: stable once they have for the stability window, the same tasks throughout. */
+    convergedVerdict(spec, tasks, image, now) {
+        const { running, need } = spec;
+        const set = running
+            .map((t) => t.id)
+            .sort()
+            .join(',');
+        if (this.convergedAt === undefined || set !== this.runningSet) {
+            if (this.convergedAt !== undefined) {
+                const failed = failuresSince(tasks, image, this.convergedAt - 1000);
+                if (failed.length) {
+                    return {
+                        phase: 'failed',
+                        detail: `a task of the new version failed inside the stability window and was replaced`,
+                        failedTasks: failed,
+                    };
+                }
+            }
+            this.convergedAt ??= now;
+            this.runningSet = set;
+        }
+        const stabilityS = Math.round(this.watch.stabilityMs / 1000);
+        const left = this.watch.stabilityMs - (now - this.convergedAt);
+        if (left <= 0)
+            return { phase: 'stable', detail: `${running.length}/${need} running, stable for ${stabilityS} s` };
+        return {
+            phase: 'converged',
+            detail: `${running.length}/${need} running; watching ${Math.ceil(left / 1000)} s more`,
+        };
+    }
+    /** Tasks of this spec the scheduler has refused for longer than the grace, newest first. */
+    unplaceable(tasks, image, now) {
+        return tasks
+            .filter((t) => t.image === image &&
+            t.desired === 'running' &&
+            t.state === 'pending' &&
+            UNPLACEABLE.test(t.err) &&
+            now - t.at >= exports.PLACEMENT_GRACE_MS)
+            .sort((a, b) => b.at - a.at);
+    }
+    newImageFailures(tasks) {
+        // After a Swarm rollback the spec holds the old image: the failed tasks are those of any other image.
+        const expected = this.watch.expectedImage;
+        return tasks
+            .filter((t) => (0, swarm_1.normalizeImage)(t.image) === expected && FAILED_STATES.has(t.state) && t.at >= this.startedAt)
+            .sort((a, b) => b.at - a.at);
+    }
 }
-/**
- * Removes the configs of earlier releases: those of the stack named like a managed key's
- * `<stack>_<key>_<hash>` that this release does not use. A rollback re-creates its own from the stack
- * files kept with it; `docker config rm` refuses one a service still uses, which is fine.
- */
-async function pruneConfigs(remote, stack, plans) {
-    if (!plans.length)
-        return [];
-    const ls = await remote.run([
-        'docker',
-        'config',
-        'ls',
-        '--filter',
-        `label=com.docker.stack.namespace=${stack}`,
-        '--format',
-        '{{.Name}}',
-    ]);
-    const keep = new Set(plans.map((p) => p.name));
-    const ours = (n) => plans.some((p) => n.startsWith(`${stack}_${p.key}_`) && /^[0-9a-f]{10}$/.test(n.slice(stack.length + p.key.length + 2)));
-    const stale = ls.stdout
-        .split('\n')
-        .map((n) => n.trim())
-        .filter((n) => n && !keep.has(n) && ours(n));
-    if (!stale.length)
-        return [];
-    const rm = await remote.sh(stale
-        .map((n) => `${(0, remote_1.shellJoin)(['docker', 'config', 'rm', n])} >/dev/null 2>&1 && echo ${(0, remote_1.shellJoin)([n])}`)
-        .join('\n') + '\ntrue');
-    const removed = rm.stdout
-        .split('\n')
-        .map((n) => n.trim())
-        .filter(Boolean);
-    if (removed.length)
-        core.info(`Removed configs of earlier releases: ${removed.join(', ')}`);
-    return removed;
-}
+exports.ServiceGate = ServiceGate;
 
 
 /***/ }),
@@ -66131,104 +67613,119 @@ exports.stackDeploy = stackDeploy;
 const core = __importStar(__nccwpck_require__(7484));
 const fs = __importStar(__nccwpck_require__(9896));
 const path = __importStar(__nccwpck_require__(6928));
-const checks_1 = __nccwpck_require__(2122);
-const compose_1 = __nccwpck_require__(9763);
+const checks_1 = __nccwpck_require__(2369);
+const compose_1 = __nccwpck_require__(668);
 const files_1 = __nccwpck_require__(9148);
 const errors_1 = __nccwpck_require__(3916);
+const model_1 = __nccwpck_require__(182);
 const remote_1 = __nccwpck_require__(6473);
 const swarm_1 = __nccwpck_require__(3695);
 function loadStack(spec, workingDir) {
-    return { name: spec.name, files: spec.files.map((f) => (0, compose_1.loadComposeFile)(path.resolve(workingDir, f), f)) };
+    return new model_1.StackLoader(workingDir).stack(spec);
 }
 /**
- * Interpolates the stack and gathers what the host needs. An unset variable is refused exactly when
- * the checks report it (Docker would deploy `app:`); switched off there (skip-checks, a service's
- * skip label or comment), it becomes "" with a warning, as Docker does. Invalid templates are
- * always refused.
+ * An unset variable is refused exactly when the checks report it (Docker would deploy `app:`);
+ * switched off there (skip-checks, a service's skip label or comment), it becomes "" with a
+ * warning, as Docker does. Invalid templates are always refused.
  */
-function prepareStack(stack, workingDir, env) {
-    const resolved = stack.files.map((f) => (0, compose_1.resolveCompose)(f, env));
-    const reported = new Set((0, checks_1.checkStack)(stack, env, { skip: stack.skip })
-        .filter((f) => f.rule === 'unset-variable')
-        .map((f) => `${f.file}:${f.line}:${f.col}`));
+function refuseUnset(m) {
+    const reported = new Set((0, checks_1.runRules)(m, { skip: m.skip }, ['unset-variable']).map((f) => `${f.file}:${f.line}:${f.col}`));
     const problems = [];
-    for (const r of resolved) {
+    for (const r of m.resolved) {
         for (const u of r.unset) {
             const at = `${r.file.path}:${u.line}:${u.col}`;
             if (reported.has(at))
                 problems.push(`${at}: \${${u.name}} is not set (Docker would substitute an empty string)`);
             else
-                core.warning(`${at}: \${${u.name}} is not set: substituted an empty string, as Docker does (rule unset-variable is switched off).`, { title: 'unset-variable', file: r.file.path, startLine: u.line, startColumn: u.col });
+                core.warning(`${at}: \${${u.name}} is not set: substituted an empty string, as Docker does (rule ` +
+                    `unset-variable is switched off).`, { title: 'unset-variable', file: r.file.path, startLine: u.line, startColumn: u.col });
         }
         for (const e of r.errors)
             problems.push(`${r.file.path}:${e.line}:${e.col}: ${e.message}`);
     }
     if (problems.length)
-        throw new errors_1.InputError(`Stack "${stack.name}" cannot be interpolated:\n  ${problems.join('\n  ')}\nSet them in the \`env\` input (KEY=VALUE lines) or give a default (\${VAR:-default}).`);
-    const uploads = [];
-    const composePaths = [];
-    const binds = [];
-    const byPath = new Map();
-    const firstRel = path.relative(workingDir, resolved[0].file.absPath);
-    for (const r of resolved) {
-        const rel = path.relative(workingDir, r.file.absPath);
-        composePaths.push(rel);
-        // docker stack deploy resolves relative paths of every file against the first file's folder.
-        const exists = (ref) => fs.existsSync((0, compose_1.referencedPath)(resolved[0].file, ref));
-        const sources = new Map();
-        for (const b of (0, compose_1.bindMounts)(r.data)) {
-            const { line, col } = (0, compose_1.positionOf)(r.file, b.path);
-            const at = `${r.file.path}:${line}:${col}`;
-            const abs = (0, compose_1.referencedPath)(resolved[0].file, b.source);
-            const refRel = path.relative(workingDir, abs);
-            if (refRel.startsWith('..') || path.isAbsolute(refRel))
-                throw new errors_1.InputError(`${at}: service "${b.service}" bind-mounts ${b.source}, outside working-directory; keep the files a stack uses inside it.`);
-            if (!fs.existsSync(abs))
-                throw new errors_1.InputError(`${at}: service "${b.service}" bind-mounts ${b.source}, which does not exist (${refRel}).`);
-            const key = fs.realpathSync(abs);
-            const ship = byPath.get(key) ?? (0, files_1.shipPath)(abs, refRel || '.');
-            byPath.set(key, ship);
-            sources.set(b.source, ship);
-            binds.push({ service: b.service, source: b.source, file: r.file.path, line, col, shipped: ship });
+        throw new errors_1.InputError(`Stack "${m.name}" cannot be interpolated:\n  ${problems.join('\n  ')}\nSet them in the ` +
+            `\`env\` input (KEY=VALUE lines) or give a default (\${VAR:-default}).`);
+}
+/** Ships each relative bind mount of one file (once per real path); returns source → shipped copy. */
+function shipBinds(rel, r) {
+    const sources = new Map();
+    for (const b of (0, compose_1.bindMounts)(r.data)) {
+        const { line, col } = (0, compose_1.positionOf)(r.file, b.path);
+        const at = `${r.file.path}:${line}:${col}`;
+        const abs = (0, compose_1.referencedPath)(rel.first.file, b.source);
+        const refRel = path.relative(rel.workingDir, abs);
+        if (refRel.startsWith('..') || path.isAbsolute(refRel))
+            throw new errors_1.InputError(`${at}: service "${b.service}" bind-mounts ${b.source}, outside working-directory; keep the ` +
+                `files a stack uses inside it.`);
+        if (!fs.existsSync(abs))
+            throw new errors_1.InputError(`${at}: service "${b.service}" bind-mounts ${b.source}, which does not exist (${refRel}).`);
+        const key = fs.realpathSync(abs);
+        const ship = rel.byPath.get(key) ?? (0, files_1.shipPath)(abs, refRel || '.');
+        rel.byPath.set(key, ship);
+        sources.set(b.source, ship);
+        rel.binds.push({ service: b.service, source: b.source, file: r.file.path, line, col, shipped: ship });
+    }
+    return sources;
+}
+/** The files one compose file references (configs, secrets, env_file), added to the upload once each. */
+function addReferenced(rel, r) {
+    for (const ref of (0, compose_1.referencedFiles)(r)) {
+        const abs = (0, compose_1.referencedPath)(rel.first.file, ref.file);
+        const refRel = path.relative(rel.workingDir, abs);
+        if (refRel.startsWith('..') || path.isAbsolute(refRel)) {
+            throw new errors_1.InputError(`${r.file.path}: ${ref.kind} "${ref.name}" points at ${ref.file}, outside working-directory; ` +
+                `keep the files a stack uses inside it.`);
         }
+        if (ref.optional && !fs.existsSync(abs))
+            continue; // left out of the upload by shortEnvFiles
+        if (!fs.existsSync(abs))
+            throw new errors_1.InputError(`${r.file.path}: ${ref.kind} "${ref.name}" file ${refRel} does not exist.`);
+        if (!rel.uploads.some((u) => u.rel === refRel))
+            rel.uploads.push({ rel: refRel, content: fs.readFileSync(abs) });
+    }
+}
+/** Every service needs an image with a tag: Swarm does not build. */
+function checkImages(m) {
+    for (const s of Object.values((0, model_1.validServices)(m))) {
+        if (!s.image)
+            throw new errors_1.InputError(`Stack "${m.name}": service "${s.name}" has no image (Swarm does not build: set image: to a ` +
+                `registry reference).`);
+        const tag = s.image.split('@')[0].split('/').pop() ?? '';
+        if (s.image.endsWith(':') || tag.endsWith(':'))
+            throw new errors_1.InputError(`Stack "${m.name}": service "${s.name}" image "${s.image}" has an empty tag.`);
+    }
+}
+/** Renders the stack's model into the release folder's files: what the host needs, nothing read again. */
+function prepareStack(m, workingDir) {
+    refuseUnset(m);
+    const first = m.resolved[0];
+    const rel = { workingDir, first, uploads: [], binds: [], byPath: new Map() };
+    const composePaths = [];
+    const firstRel = path.relative(workingDir, first.file.absPath);
+    // docker stack deploy resolves relative paths of every file against the first file's folder.
+    const exists = (ref) => fs.existsSync((0, compose_1.referencedPath)(first.file, ref));
+    for (const r of m.resolved) {
+        const relPath = path.relative(workingDir, r.file.absPath);
+        composePaths.push(relPath);
+        const sources = shipBinds(rel, r);
         // Each bind source points at the release's copy of its content (files.ts), not at the stack folder.
         const text = (0, compose_1.shortEnvFiles)(r.text, exists);
-        uploads.push({
-            rel,
+        rel.uploads.push({
+            rel: relPath,
             content: sources.size
                 ? (0, compose_1.rewriteBindSources)(text, (src) => sources.has(src) ? (0, files_1.mountSource)(firstRel, sources.get(src)) : undefined)
                 : text,
         });
-        for (const ref of (0, compose_1.referencedFiles)(r)) {
-            const abs = (0, compose_1.referencedPath)(resolved[0].file, ref.file);
-            const refRel = path.relative(workingDir, abs);
-            if (refRel.startsWith('..') || path.isAbsolute(refRel)) {
-                throw new errors_1.InputError(`${r.file.path}: ${ref.kind} "${ref.name}" points at ${ref.file}, outside working-directory; keep the files a stack uses inside it.`);
-            }
-            if (ref.optional && !fs.existsSync(abs))
-                continue; // left out of the upload by shortEnvFiles
-            if (!fs.existsSync(abs))
-                throw new errors_1.InputError(`${r.file.path}: ${ref.kind} "${ref.name}" file ${refRel} does not exist.`);
-            if (!uploads.some((u) => u.rel === refRel))
-                uploads.push({ rel: refRel, content: fs.readFileSync(abs) });
-        }
+        addReferenced(rel, r);
     }
-    const services = (0, compose_1.stackServices)(resolved);
-    for (const s of Object.values(services)) {
-        if (!s.image)
-            throw new errors_1.InputError(`Stack "${stack.name}": service "${s.name}" has no image (Swarm does not build: set image: to a registry reference).`);
-        const tag = s.image.split('@')[0].split('/').pop() ?? '';
-        if (s.image.endsWith(':') || tag.endsWith(':'))
-            throw new errors_1.InputError(`Stack "${stack.name}": service "${s.name}" image "${s.image}" has an empty tag.`);
-    }
+    checkImages(m);
     return {
-        ...stack,
-        resolved,
-        services,
+        ...m,
         composePaths,
-        uploads,
-        shipped: [...new Map([...byPath.values()].map((f) => [f.hash, f])).values()],
-        binds,
+        uploads: rel.uploads,
+        shipped: [...new Map([...rel.byPath.values()].map((f) => [f.hash, f])).values()],
+        binds: rel.binds,
     };
 }
 function fullName(stack, service) {
@@ -66258,8 +67755,158 @@ async function stackDeploy(remote, releaseDir, stack, composePaths, flags) {
     const res = await remote.sh(`cd ${(0, remote_1.shellJoin)([releaseDir])} && ${(0, remote_1.shellJoin)(argv)}`, { timeoutMs: flags.timeoutMs });
     const out = `${res.stdout}\n${res.stderr}`.trim();
     if (res.code !== 0)
-        throw new Error(`docker stack deploy ${stack} failed on ${remote.where} (exit ${res.code}):\n${out.split('\n').slice(-15).join('\n')}`);
+        throw new Error(`docker stack deploy ${stack} failed on ${remote.where} (exit ` +
+            `${res.code}):\n${out.split('\n').slice(-15).join('\n')}`);
     return out;
+}
+
+
+/***/ }),
+
+/***/ 1522:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.repositoryOf = repositoryOf;
+exports.stackBuilds = stackBuilds;
+/** The stack services the action builds: those with a `build:` section, read from each layer's model. */
+const fs = __importStar(__nccwpck_require__(9896));
+const path = __importStar(__nccwpck_require__(6928));
+const compose_1 = __nccwpck_require__(668);
+const errors_1 = __nccwpck_require__(3916);
+const model_1 = __nccwpck_require__(182);
+/** `repo:tag@digest` → `repo` (a registry port is not a tag). */
+function repositoryOf(image) {
+    const noDigest = image.split('@')[0];
+    const colon = noDigest.lastIndexOf(':');
+    return colon > noDigest.lastIndexOf('/') ? noDigest.slice(0, colon) : noDigest;
+}
+/** One service's build: section, checked: an image under registry/prefix, and its sources with `sources`. */
+function serviceBuild(m, name, svc, w) {
+    const at = (0, compose_1.locateIn)(m.files, ['services', name, 'build']);
+    const where = `${at.file.path}:${at.line}`;
+    const b = typeof svc.build === 'string' ? { context: svc.build } : svc.build;
+    if (!(0, compose_1.isPlainObject)(b))
+        throw new errors_1.InputError(`${where}: service ${name}: build must be a path or a mapping (context, dockerfile, target, ` +
+            `args, cache_from, labels).`);
+    const image = typeof svc.image === 'string' ? svc.image.trim() : '';
+    if (!image)
+        throw new errors_1.InputError(`${where}: service ${name} has build: but no image: — give it image: ` +
+            `${w.under ? `${w.under}/` : ''}${name}:\${${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_VERSION}, ` +
+            `the image the action builds and the stack deploys.`);
+    const repository = repositoryOf(image);
+    if (w.under && !repository.startsWith(`${w.under}/`)) {
+        throw new errors_1.InputError(`${where}: service ${name} is built by the action but its image "${image}" is not under ` +
+            `${w.under}/ (registry and image-prefix): the action pushes only there.`);
+    }
+    // Compose resolves build paths against the stack file's folder; with several files, the first one's.
+    const context = path.resolve(m.baseDir, String(b.context ?? '.'));
+    if (w.sources && (!fs.existsSync(context) || !fs.statSync(context).isDirectory()))
+        throw new errors_1.InputError(`${where}: service ${name}: build context ${path.relative(w.workingDir, context) || '.'} is not a folder.`);
+    const dockerfile = path.resolve(context, String(b.dockerfile ?? 'Dockerfile'));
+    if (w.sources && !fs.existsSync(dockerfile))
+        throw new errors_1.InputError(`${where}: service ${name}: Dockerfile ${path.relative(w.workingDir, dockerfile)}: no such file.`);
+    const xVersion = svc['x-version-file'];
+    return {
+        stack: m.name,
+        file: at.file.path,
+        line: at.line,
+        context,
+        dockerfile,
+        target: b.target === undefined || b.target === null ? '' : String(b.target),
+        args: (0, compose_1.toStringMap)(b.args),
+        cacheFrom: Array.isArray(b.cache_from)
+            ? b.cache_from.filter((c) => c !== null && c !== undefined).map(String)
+            : [],
+        labels: (0, compose_1.toStringMap)(b.labels),
+        repository,
+        versionFile: typeof xVersion === 'string' && xVersion.trim()
+            ? path.resolve(path.dirname(at.file.absPath), xVersion.trim())
+            : undefined,
+    };
+}
+/** One image, one service: two services building one repository would overwrite each other's tags. */
+function checkRepositories(builds) {
+    const byRepo = new Map();
+    for (const [name, b] of builds) {
+        const clash = byRepo.get(b.repository);
+        if (clash)
+            throw new errors_1.InputError(`${b.file}:${b.line}: services ${clash} and ${name} both build the image ${b.repository}; ` +
+                `give each its own image.`);
+        byRepo.set(b.repository, name);
+    }
+}
+/**
+ * The stack services with a `build:` section, by service name. `env` interpolates the stack files
+ * (the versions are not known yet: a tag left empty does not matter, the repository does). A file
+ * Docker cannot load is left to the pre-flight checks, which report it with its line. With
+ * `sources` (a build), the context and Dockerfile must exist; a deploy job may not have cloned them.
+ * `loader` is the run's: the checks and the deploy read the same parsed files.
+ */
+function stackBuilds(stacks, workingDir, env, registry, prefix, opts = {}) {
+    const builds = new Map();
+    const loader = opts.loader ?? new model_1.StackLoader(workingDir);
+    const w = { workingDir, under: [registry, prefix].filter(Boolean).join('/'), sources: opts.sources };
+    for (const spec of stacks) {
+        let m;
+        try {
+            m = (0, model_1.buildModel)(loader.stack(spec), env);
+        }
+        catch (e) {
+            if (e instanceof errors_1.ComposeFileError)
+                continue;
+            throw e;
+        }
+        for (const [name, svc] of Object.entries(m.raw)) {
+            if (svc.build === undefined || svc.build === null)
+                continue;
+            const build = serviceBuild(m, name, svc, w);
+            const other = builds.get(name);
+            if (other && other.repository !== build.repository) {
+                throw new errors_1.InputError(`${build.file}:${build.line}: service ${name} is also built in ${other.file}:${other.line} ` +
+                    `with another image (${other.repository}); one name, one image.`);
+            }
+            if (!other)
+                builds.set(name, build);
+        }
+    }
+    checkRepositories(builds);
+    return builds;
 }
 
 
@@ -66649,6 +68296,132 @@ function tooShort(t) {
 
 /***/ }),
 
+/***/ 5567:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.DEFAULT_WITHIN_S = exports.DEFAULT_VERIFY_IMAGE = void 0;
+exports.parseVerify = parseVerify;
+exports.checksFor = checksFor;
+const shell_quote_1 = __nccwpck_require__(6591);
+const errors_1 = __nccwpck_require__(3916);
+exports.DEFAULT_VERIFY_IMAGE = 'curlimages/curl:8.11.1';
+exports.DEFAULT_WITHIN_S = 30;
+const STACK_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
+const HOST_NAME = /^[A-Za-z0-9.-]+(:\d{1,5})?$/;
+const NETWORK = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+const IMAGE = /^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$/;
+const STATUS = /^([1-5][0-9][0-9]|[1-5]xx)$/;
+/** How each `key=value` of a line is read into its check: an error text when the value is wrong. */
+const OPTIONS = {
+    host: (c, v) => (HOST_NAME.test(v) ? set(c, { host: v }) : `host=${v.slice(0, 60)} is not a host name.`),
+    status: (c, v) => {
+        const codes = v.split(',').map((x) => x.trim().toLowerCase());
+        if (codes.length && codes.every((x) => STATUS.test(x)))
+            return set(c, { status: codes });
+        return `status=${v.slice(0, 40)} must be codes like 200 or 2xx, comma separated.`;
+    },
+    contains: (c, v) => (v ? set(c, { contains: v }) : 'contains= is empty.'),
+    network: (c, v) => NETWORK.test(v) ? set(c, { network: v }) : `network=${v.slice(0, 60)} is not a Docker network name.`,
+    image: (c, v) => (IMAGE.test(v) ? set(c, { image: v }) : `image=${v.slice(0, 60)} is not an image reference.`),
+    within: (c, v) => /^\d+$/.test(v) && Number(v) >= 1 && Number(v) <= 3600
+        ? set(c, { within: Number(v) })
+        : `within=${v.slice(0, 20)} must be seconds, 1 to 3600.`,
+};
+const KEYS = Object.keys(OPTIONS);
+function set(c, fields) {
+    Object.assign(c, fields);
+    return undefined;
+}
+/** The words of a line, split like a shell does; `$` stays literal (a check is not a shell command). */
+function words(line, where) {
+    const out = [];
+    for (const p of (0, shell_quote_1.parse)(line, (key) => `$${key}`)) {
+        if (typeof p === 'string')
+            out.push(p);
+        else if ('op' in p && p.op === 'glob')
+            out.push(p.pattern);
+        else if ('comment' in p)
+            break;
+        else
+            throw new errors_1.InputError(`${where}: "${p.op}" outside quotes; quote the URL or value that holds it ('…').`);
+    }
+    return out;
+}
+/** `[STACK:] URL …`: takes the layer and the URL off the front of the words. */
+function target(ws, where, stacks) {
+    let stack;
+    if (ws[0]?.endsWith(':') && !ws[0].includes('/')) {
+        stack = ws.shift().slice(0, -1);
+        if (!STACK_NAME.test(stack) || !stacks.includes(stack))
+            throw new errors_1.InputError(`${where}: "${stack}:" names no layer of input \`stacks\` (${stacks.join(', ') || 'none'}).`);
+    }
+    const raw = ws.shift() ?? '';
+    let url;
+    try {
+        url = new URL(raw);
+    }
+    catch {
+        throw new errors_1.InputError(`${where}: "${raw.slice(0, 80)}" is not a URL (http:// or https://).`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:')
+        throw new errors_1.InputError(`${where}: only http:// and https:// URLs can be checked, got ${url.protocol}.`);
+    return { stack, url: raw };
+}
+/**
+ * Input `verify`: one check per line, `[STACK:] URL [host=NAME] [status=CODE[,CODE…]] [contains=TEXT]
+ * [within=SECONDS] [network=NAME [image=REF]]`. Words are split like a shell does (quote a value with
+ * spaces, or a URL with `&`); nothing is expanded.
+ */
+function parseVerify(text, stacks) {
+    const out = [];
+    text.split(/\r?\n/).forEach((raw, i) => {
+        const line = raw.trim();
+        if (!line || line.startsWith('#'))
+            return;
+        const where = `Input \`verify\` line ${i + 1}`;
+        const ws = words(line, where);
+        const { stack, url } = target(ws, where, stacks);
+        const check = {
+            line: i + 1,
+            stack,
+            url,
+            status: ['2xx', '3xx'],
+            image: exports.DEFAULT_VERIFY_IMAGE,
+            within: exports.DEFAULT_WITHIN_S,
+        };
+        const seen = new Set();
+        for (const w of ws) {
+            const eq = w.indexOf('=');
+            const key = eq > 0 ? w.slice(0, eq) : '';
+            if (!KEYS.includes(key)) {
+                const keys = KEYS.map((k) => `${k}=`).join(', ');
+                throw new errors_1.InputError(`${where}: "${w.slice(0, 60)}" is not one of ${keys} (one URL per line).`);
+            }
+            if (seen.has(key))
+                throw new errors_1.InputError(`${where}: ${key}= is given twice.`);
+            seen.add(key);
+            const wrong = OPTIONS[key](check, w.slice(eq + 1));
+            if (wrong)
+                throw new errors_1.InputError(`${where}: ${wrong}`);
+        }
+        if (seen.has('image') && !check.network)
+            throw new errors_1.InputError(`${where}: image= only applies with network= (the check runs on the host otherwise).`);
+        out.push(check);
+    });
+    return out;
+}
+/** The checks of one layer: those naming its stack, and those naming none when it is the last layer. */
+function checksFor(checks, stack, last) {
+    return checks.filter((c) => c.stack === stack || (c.stack === undefined && last));
+}
+/** The URL with any password replaced: it is shown in the log and the summary. */
+
+
+/***/ }),
+
 /***/ 5538:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
@@ -66688,9 +68461,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.DEFAULT_WITHIN_S = exports.DEFAULT_VERIFY_IMAGE = void 0;
-exports.parseVerify = parseVerify;
-exports.checksFor = checksFor;
+exports.parseVerify = exports.checksFor = exports.DEFAULT_WITHIN_S = exports.DEFAULT_VERIFY_IMAGE = void 0;
 exports.describeCheck = describeCheck;
 exports.requestScript = requestScript;
 exports.parseAnswer = parseAnswer;
@@ -66698,12 +68469,14 @@ exports.judge = judge;
 exports.describeFailure = describeFailure;
 exports.runVerify = runVerify;
 const core = __importStar(__nccwpck_require__(7484));
-const shell_quote_1 = __nccwpck_require__(6591);
-const errors_1 = __nccwpck_require__(3916);
 const mask_1 = __nccwpck_require__(5235);
-const remote_1 = __nccwpck_require__(6473);
-exports.DEFAULT_VERIFY_IMAGE = 'curlimages/curl:8.11.1';
-exports.DEFAULT_WITHIN_S = 30;
+const shell_1 = __nccwpck_require__(6988);
+const retry_helper_1 = __nccwpck_require__(4522);
+var verify_input_1 = __nccwpck_require__(5567);
+Object.defineProperty(exports, "DEFAULT_VERIFY_IMAGE", ({ enumerable: true, get: function () { return verify_input_1.DEFAULT_VERIFY_IMAGE; } }));
+Object.defineProperty(exports, "DEFAULT_WITHIN_S", ({ enumerable: true, get: function () { return verify_input_1.DEFAULT_WITHIN_S; } }));
+Object.defineProperty(exports, "checksFor", ({ enumerable: true, get: function () { return verify_input_1.checksFor; } }));
+Object.defineProperty(exports, "parseVerify", ({ enumerable: true, get: function () { return verify_input_1.parseVerify; } }));
 /** Bound on one request. */
 const REQUEST_S = 10;
 /** First bytes of the body kept: `contains` looks at these. */
@@ -66711,116 +68484,6 @@ const BODY_BYTES = 65536;
 /** First bytes of the body shown for a failed check. */
 const SHOWN_BYTES = 200;
 const RETRY_MS = 1000;
-const STACK_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
-const HOST_NAME = /^[A-Za-z0-9.-]+(:\d{1,5})?$/;
-const NETWORK = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
-const IMAGE = /^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$/;
-const STATUS = /^([1-5][0-9][0-9]|[1-5]xx)$/;
-const KEYS = ['host', 'status', 'contains', 'network', 'image', 'within'];
-/**
- * Input `verify`: one check per line, `[STACK:] URL [host=NAME] [status=CODE[,CODE…]] [contains=TEXT]
- * [within=SECONDS] [network=NAME [image=REF]]`. Words are split like a shell does (quote a value with
- * spaces, or a URL with `&`); nothing is expanded.
- */
-function parseVerify(text, stacks) {
-    const out = [];
-    text.split(/\r?\n/).forEach((raw, i) => {
-        const line = raw.trim();
-        if (!line || line.startsWith('#'))
-            return;
-        const where = `Input \`verify\` line ${i + 1}`;
-        // `$` stays literal: a check is not a shell command.
-        const parts = (0, shell_quote_1.parse)(line, (key) => `$${key}`);
-        const words = [];
-        for (const p of parts) {
-            if (typeof p === 'string')
-                words.push(p);
-            else if ('op' in p && p.op === 'glob')
-                words.push(p.pattern);
-            else if ('comment' in p)
-                break;
-            else
-                throw new errors_1.InputError(`${where}: "${p.op}" outside quotes; quote the URL or value that holds it ('…').`);
-        }
-        let stack;
-        if (words[0]?.endsWith(':') && !words[0].includes('/')) {
-            stack = words.shift().slice(0, -1);
-            if (!STACK_NAME.test(stack) || !stacks.includes(stack))
-                throw new errors_1.InputError(`${where}: "${stack}:" names no layer of input \`stacks\` (${stacks.join(', ') || 'none'}).`);
-        }
-        const target = words.shift() ?? '';
-        let url;
-        try {
-            url = new URL(target);
-        }
-        catch {
-            throw new errors_1.InputError(`${where}: "${target.slice(0, 80)}" is not a URL (http:// or https://).`);
-        }
-        if (url.protocol !== 'http:' && url.protocol !== 'https:')
-            throw new errors_1.InputError(`${where}: only http:// and https:// URLs can be checked, got ${url.protocol}.`);
-        const check = {
-            line: i + 1,
-            stack,
-            url: target,
-            status: ['2xx', '3xx'],
-            image: exports.DEFAULT_VERIFY_IMAGE,
-            within: exports.DEFAULT_WITHIN_S,
-        };
-        const seen = new Set();
-        let image = false;
-        for (const w of words) {
-            const eq = w.indexOf('=');
-            const key = eq > 0 ? w.slice(0, eq) : '';
-            const value = w.slice(eq + 1);
-            if (!KEYS.includes(key))
-                throw new errors_1.InputError(`${where}: "${w.slice(0, 60)}" is not one of ${KEYS.map((k) => `${k}=`).join(', ')} (one URL per line).`);
-            if (seen.has(key))
-                throw new errors_1.InputError(`${where}: ${key}= is given twice.`);
-            seen.add(key);
-            if (key === 'host') {
-                if (!HOST_NAME.test(value))
-                    throw new errors_1.InputError(`${where}: host=${value.slice(0, 60)} is not a host name.`);
-                check.host = value;
-            }
-            else if (key === 'status') {
-                const codes = value.split(',').map((c) => c.trim().toLowerCase());
-                if (!codes.length || !codes.every((c) => STATUS.test(c)))
-                    throw new errors_1.InputError(`${where}: status=${value.slice(0, 40)} must be codes like 200 or 2xx, comma separated.`);
-                check.status = codes;
-            }
-            else if (key === 'contains') {
-                if (!value)
-                    throw new errors_1.InputError(`${where}: contains= is empty.`);
-                check.contains = value;
-            }
-            else if (key === 'network') {
-                if (!NETWORK.test(value))
-                    throw new errors_1.InputError(`${where}: network=${value.slice(0, 60)} is not a Docker network name.`);
-                check.network = value;
-            }
-            else if (key === 'image') {
-                if (!IMAGE.test(value))
-                    throw new errors_1.InputError(`${where}: image=${value.slice(0, 60)} is not an image reference.`);
-                check.image = value;
-                image = true;
-            }
-            else if (key === 'within') {
-                if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 3600)
-                    throw new errors_1.InputError(`${where}: within=${value.slice(0, 20)} must be seconds, 1 to 3600.`);
-                check.within = Number(value);
-            }
-        }
-        if (image && !check.network)
-            throw new errors_1.InputError(`${where}: image= only applies with network= (the check runs on the host otherwise).`);
-        out.push(check);
-    });
-    return out;
-}
-/** The checks of one layer: those naming its stack, and those naming none when it is the last layer. */
-function checksFor(checks, stack, last) {
-    return checks.filter((c) => c.stack === stack || (c.stack === undefined && last));
-}
-/** The URL with any password replaced: it is shown in the log and the summary. */
 function shownUrl(raw) {
     try {
         const u = new URL(raw);
@@ -66834,7 +68497,9 @@ function shownUrl(raw) {
 }
 /** `GET URL (Host: NAME) from network NET`, as the log names a check. */
 function describeCheck(c) {
-    return `GET ${shownUrl(c.url)}${c.host ? ` (Host: ${c.host})` : ''}${c.network ? ` from a container on network ${c.network}` : ''}`;
+    const host = c.host ? ` (Host: ${c.host})` : '';
+    const from = c.network ? ` from a container on network ${c.network}` : '';
+    return `GET ${shownUrl(c.url)}${host}${from}`;
 }
 /**
  * The shell script of one request: curl when there is one, else wget (GNU or busybox). It prints
@@ -66862,7 +68527,7 @@ function requestScript(c, maxTimeS) {
     if (c.host)
         wget.push('--header', `Host: ${c.host}`);
     // The body goes to the temp file "$b": the only unquoted word.
-    const q = (cmd, argv) => `${cmd} -O "$b" ${(0, remote_1.shellJoin)(argv)}`;
+    const q = (cmd, argv) => `${cmd} -O "$b" ${(0, shell_1.shellJoin)(argv)}`;
     const wgetRun = c.host && u.protocol === 'https:'
         ? `echo 'host= with an https URL needs curl where the request runs' >"$e"`
         : [
@@ -66870,14 +68535,14 @@ function requestScript(c, maxTimeS) {
             // GNU wget: keep the body of an error answer, and report a redirect rather than follow it.
             `case "$h" in *content-on-error*) set -- "$@" --content-on-error;; esac`,
             `case "$h" in *max-redirect*) set -- "$@" --max-redirect=0;; esac`,
-            `${q('wget', wget)} "$@" ${(0, remote_1.shellJoin)([c.url])} 2>"$e"`,
+            `${q('wget', wget)} "$@" ${(0, shell_1.shellJoin)([c.url])} 2>"$e"`,
             `s=$(grep -o 'HTTP/[0-9.]* [0-9][0-9][0-9]' "$e" | tail -n 1 | cut -d ' ' -f 2)`,
         ].join('\n');
     return [
         `b=$(mktemp) && e=$(mktemp) || exit 1`,
         `trap 'rm -f "$b" "$e"' EXIT`,
         `s=`,
-        `if command -v curl >/dev/null 2>&1; then s=$(curl -sS -o "$b" ${(0, remote_1.shellJoin)(curl)} 2>"$e")`,
+        `if command -v curl >/dev/null 2>&1; then s=$(curl -sS -o "$b" ${(0, shell_1.shellJoin)(curl)} 2>"$e")`,
         `elif command -v wget >/dev/null 2>&1; then`,
         wgetRun,
         `else echo 'neither curl nor wget is installed where the request runs' >"$e"; fi`,
@@ -66908,14 +68573,17 @@ function judge(c, a) {
 /** Text of a failed check for the log, the annotation and the summary. */
 function describeFailure(f) {
     const body = f.bodyStart ? `; body starts: ${JSON.stringify(f.bodyStart)}` : '; empty body';
-    return `${describeCheck(f.check)} → ${f.reason} (${f.attempts} attempt(s) in ${f.seconds} s, line ${f.check.line} of input verify)${f.status ? body : ''}`;
+    return (`${describeCheck(f.check)} → ${f.reason} (${f.attempts} attempt(s) in ${f.seconds} s, line ` +
+        `${f.check.line} of input verify)${f.status ? body : ''}`);
 }
 /** One request, from the host or from a container on the check's network. Never throws. */
 async function attempt(remote, c, maxTimeS) {
     const script = requestScript(c, maxTimeS);
-    const cmd = c.network
-        ? `${(0, remote_1.shellJoin)(['docker', 'run', '--rm', '--network', c.network, '--label', 'deploy-action.verify=1', '--entrypoint', 'sh', c.image, '-c', script])} 2>&1`
-        : script;
+    const inContainer = (network) => [
+        ...['docker', 'run', '--rm', '--network', network, '--label', 'deploy-action.verify=1'],
+        ...['--entrypoint', 'sh', c.image, '-c', script],
+    ];
+    const cmd = c.network ? `${(0, shell_1.shellJoin)(inContainer(c.network))} 2>&1` : script;
     // A container may need its image pulled first.
     const res = await remote
         .sh(cmd, { retry: true, silent: true, timeoutMs: (maxTimeS + (c.network ? 90 : 15)) * 1000 })
@@ -66930,52 +68598,59 @@ async function attempt(remote, c, maxTimeS) {
  * Sends each check's request until it passes or its `within` runs out (polling, one round per
  * second). Returns the checks that failed, each with its last status and body start.
  */
-async function runVerify(remote, stack, checks) {
-    const t0 = Date.now();
+async function runVerify(remote, stack, checks, clock = retry_helper_1.systemClock) {
+    const t0 = clock.now();
     const pending = checks.map((check) => ({
         check,
         deadline: t0 + check.within * 1000,
         attempts: 0,
-        last: undefined,
         reason: '',
     }));
     const failures = [];
     core.info(`Verify: ${checks.length} request(s) for ${stack}, each until it passes or its time is up.`);
-    while (pending.length) {
-        const round = Date.now();
-        for (const p of [...pending]) {
-            const left = (p.deadline - Date.now()) / 1000;
-            p.attempts++;
-            p.last = await attempt(remote, p.check, Math.min(REQUEST_S, Math.max(1, left)));
-            const reason = judge(p.check, p.last);
-            const seconds = Math.round((Date.now() - t0) / 100) / 10;
-            if (!reason) {
-                core.info(`Verify: ${describeCheck(p.check)} → ${p.last.status} (attempt ${p.attempts}, ${seconds} s).`);
-                pending.splice(pending.indexOf(p), 1);
-            }
-            else if (Date.now() >= p.deadline) {
-                pending.splice(pending.indexOf(p), 1);
-                failures.push({
-                    check: p.check,
-                    reason,
-                    status: p.last.status,
-                    bodyStart: (0, mask_1.redact)(p.last.body.slice(0, SHOWN_BYTES)),
-                    attempts: p.attempts,
-                    seconds,
-                });
-            }
-            else if (reason !== p.reason)
-                core.info(`Verify: ${describeCheck(p.check)} → ${(0, mask_1.redact)(reason)}; trying again until ${p.check.within} s.`);
-            p.reason = reason ?? '';
+    // Each check has its own deadline: the poll's is the longest, and rounds end when none is pending.
+    const longest = Math.max(0, ...checks.map((c) => c.within * 1000));
+    await (0, retry_helper_1.pollUntil)({ timeoutMs: longest, clock }, async (p) => {
+        if (!pending.length)
+            return { done: undefined };
+        const round = p.now();
+        for (const c of [...pending]) {
+            const failed = await tryOnce(remote, c, t0, clock);
+            if (failed === undefined)
+                continue;
+            pending.splice(pending.indexOf(c), 1);
+            if (failed)
+                failures.push(failed);
         }
-        const wait = RETRY_MS - (Date.now() - round);
-        const untilDeadline = Math.min(...pending.map((p) => p.deadline)) - Date.now();
-        if (pending.length && wait > 0 && untilDeadline > 0)
-            await new Promise((r) => setTimeout(r, Math.min(wait, untilDeadline)));
-    }
+        if (!pending.length)
+            return { done: undefined };
+        const wait = RETRY_MS - (p.now() - round);
+        const untilDeadline = Math.min(...pending.map((c) => c.deadline)) - p.now();
+        return { waitMs: wait > 0 && untilDeadline > 0 ? Math.min(wait, untilDeadline) : 0 };
+    });
     for (const f of failures)
         core.error((0, mask_1.redact)(describeFailure(f)), { title: `Verify failed: ${stack}` });
     return failures;
+}
+/** One request of a pending check: null when it passed, its failure when its time is up, else undefined. */
+async function tryOnce(remote, p, t0, clock) {
+    const left = (p.deadline - clock.now()) / 1000;
+    p.attempts++;
+    const answer = await attempt(remote, p.check, Math.min(REQUEST_S, Math.max(1, left)));
+    const reason = judge(p.check, answer);
+    const seconds = Math.round((clock.now() - t0) / 100) / 10;
+    if (!reason) {
+        core.info(`Verify: ${describeCheck(p.check)} → ${answer.status} (attempt ${p.attempts}, ${seconds} s).`);
+        return null;
+    }
+    if (clock.now() >= p.deadline) {
+        const bodyStart = (0, mask_1.redact)(answer.body.slice(0, SHOWN_BYTES));
+        return { check: p.check, reason, status: answer.status, bodyStart, attempts: p.attempts, seconds };
+    }
+    if (reason !== p.reason)
+        core.info(`Verify: ${describeCheck(p.check)} → ${(0, mask_1.redact)(reason)}; trying again until ${p.check.within} s.`);
+    p.reason = reason;
+    return undefined;
 }
 
 

@@ -354,7 +354,12 @@ class StepProcess {
   private partial = '';
   private listeners: (() => void)[] = [];
 
-  constructor(entry: string, env: Record<string, string>, cwd: string) {
+  constructor(
+    private readonly entry: string,
+    env: Record<string, string>,
+    cwd: string,
+    private readonly label: string,
+  ) {
     this.child = spawn(process.execPath, [entry], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const onData = (b: Buffer) => this.feed(b.toString('utf8'));
     this.child.stdout!.on('data', onData);
@@ -410,8 +415,12 @@ class StepProcess {
     const bound = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         killGroup(this.child);
+        const what = path.relative(REPO_ROOT, this.entry) || this.entry;
+        const tail = lastLines(this.lines, 30);
         reject(
-          new Error(`the action did not finish within ${timeoutMs} ms; last lines:\n${lastLines(this.lines, 30)}`),
+          new Error(
+            `runAction (${this.label}): ${what} did not finish within ${timeoutMs} ms and was killed. Last output:\n${tail}`,
+          ),
         );
       }, timeoutMs);
     });
@@ -452,7 +461,7 @@ export class ActionProcess {
     for (const [k, v] of Object.entries(inputs)) inputEnv[inputEnvName(k)] = v;
     this.baseEnv = { ...inheritedEnv(), ...runnerEnv(this.cwd, this.tmp, runnerTemp, eventPath), ...inputEnv };
     this.files = this.stepFiles('main');
-    this.main = new StepProcess(this.entry, this.env(this.files, {}), this.cwd);
+    this.main = new StepProcess(this.entry, this.env(this.files, {}), this.cwd, 'main');
   }
 
   /** The step's variables: the runner's, the file commands', `extra`, then the test's overrides. */
@@ -534,7 +543,7 @@ export class ActionProcess {
     const added = parsePathFile(readText(this.files.GITHUB_PATH));
     if (added.length) extra.PATH = [...added.reverse(), this.baseEnv.PATH ?? ''].join(path.delimiter);
     const files = this.stepFiles('post');
-    const step = new StepProcess(this.entry, this.env(files, extra), this.cwd);
+    const step = new StepProcess(this.entry, this.env(files, extra), this.cwd, 'post');
     const end = await step.wait(timeoutMs);
     const log = step.log;
     const summary = readText(files.GITHUB_STEP_SUMMARY);
@@ -630,6 +639,6 @@ export function startAction(opts: RunActionOptions): ActionProcess {
  * (unless `post: false`) its post step with the main step's saved state. Rejects only if a step
  * cannot start or exceeds `timeoutMs`; a failing action resolves with a non-zero `code`.
  */
-export function runAction(opts: RunActionOptions): Promise<ActionRun> {
+export async function runAction(opts: RunActionOptions): Promise<ActionRun> {
   return startAction(opts).finish(opts.timeoutMs ?? 300_000, opts.post !== false);
 }
