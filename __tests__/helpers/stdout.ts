@@ -14,3 +14,15 @@ export function captureStdout(): () => string {
     return out;
   };
 }
+
+/** Runs `fn` with stdout captured; what it wrote comes back with its value (and is dropped on a throw). */
+export async function captured<T>(fn: () => Promise<T>): Promise<{ value: T; out: string }> {
+  const stop = captureStdout();
+  try {
+    const value = await fn();
+    return { value, out: stop() };
+  } catch (e) {
+    stop();
+    throw e;
+  }
+}

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as YAML from 'yaml';
-import { captureStdout } from '../helpers/stdout';
+import { captured } from '../helpers/stdout';
 import { GateOptions, ServiceGate, Watch, runGate } from '../../src/gate';
 import { ServiceInfo } from '../../src/compose';
 import { stabilitySeconds } from '../../src/timing';
@@ -572,18 +572,6 @@ function fakeRun(script: (i: number, now: number) => Snapshot | Error, opts: Par
     ...opts,
   };
   return { o, sleeps, clock: () => t, calls: () => i };
-}
-
-/** Runs with stdout captured (core.info / core.warning write workflow commands there). */
-async function captured<T>(fn: () => Promise<T>): Promise<{ value: T; out: string }> {
-  const stop = captureStdout();
-  try {
-    const value = await fn();
-    return { value, out: stop() };
-  } catch (e) {
-    stop();
-    throw e;
-  }
 }
 
 test('runGate: polls until every service is stable; logs phase changes, not countdowns', async () => {

@@ -12,7 +12,7 @@ import { readInputs } from '../../src/inputs';
 import { StackLoader, buildModel } from '../../src/model';
 import { planSecrets } from '../../src/secrets';
 import { prepareStack } from '../../src/stack';
-import { captureStdout } from '../helpers/stdout';
+import { captured } from '../helpers/stdout';
 
 const EXAMPLE = path.join(__dirname, '..', '..', 'example');
 const OVERRIDE = `services:
@@ -46,17 +46,6 @@ function inputs(dir: string, values: Record<string, string> = {}) {
   return readInputs((n) => all[n] ?? '', { GITHUB_WORKSPACE: dir, GITHUB_REF: 'refs/heads/main', GITHUB_SHA: 'abc' });
 }
 
-async function quiet<T>(fn: () => Promise<T>): Promise<{ value: T; out: string }> {
-  const stop = captureStdout();
-  try {
-    const value = await fn();
-    return { value, out: stop() };
-  } catch (e) {
-    stop();
-    throw e;
-  }
-}
-
 test('planning a deploy reads and parses each stack file once, over two layers and two files in one', async () => {
   const dir = project();
   const stackFiles = ['infra.yml', 'app.yml', 'app.override.yml'].map((f) => path.join(dir, 'stacks', f));
@@ -69,7 +58,7 @@ test('planning a deploy reads and parses each stack file once, over two layers a
   }) as typeof fs.readFileSync;
   let plan;
   try {
-    plan = (await quiet(() => planDeploy(inputs(dir)))).value;
+    plan = (await captured(() => planDeploy(inputs(dir)))).value;
   } finally {
     fs.readFileSync = original;
   }
@@ -105,10 +94,12 @@ test('skip-checks: unset-variable reaches the deploy: checks and rendering pass,
   const dir = project({ 'stacks/extra.yml': UNSET });
   const stacks = 'app=stacks/app.yml,stacks/extra.yml';
   await assert.rejects(
-    quiet(() => planDeploy(inputs(dir, { stacks }))),
+    captured(() => planDeploy(inputs(dir, { stacks }))),
     /Pre-flight checks found 1 error.*\n.*extra\.yml:5:19 \[unset-variable\]/,
   );
-  const { value: plan, out } = await quiet(() => planDeploy(inputs(dir, { stacks, 'skip-checks': 'unset-variable' })));
+  const { value: plan, out } = await captured(() =>
+    planDeploy(inputs(dir, { stacks, 'skip-checks': 'unset-variable' })),
+  );
   const extra = plan.prepared[0].uploads.find((u) => u.rel === 'stacks/extra.yml');
   assert.match(String(extra?.content), /SENTRY_DSN: ""/);
   assert.match(out, /::warning.*SENTRY_DSN\} is not set: substituted an empty string/);
