@@ -8,10 +8,11 @@ npx tsc --noEmit -p .
 npm run --silent lint
 
 # Lab test files keep to their own stacks, image prefix, remote-dir, sshd and registry instances,
-# so several run at once (TEST_JOBS, default 3), the longest first. Two files run alone, after
-# them: the load tests (60 tasks at once, rounds of concurrent deploys) would starve the others'
-# healthchecks on 2 cores, and the engine faults stop or freeze the shared dockerd.
-jobs=${TEST_JOBS:-3}
+# so several can run at once (TEST_JOBS=N), the longest first. One at a time by default: on 2 cores
+# the lab is CPU-bound (healthchecks and docker CLI calls), and 3 files at a time slowed each deploy
+# 2-3x, until healthchecks timed out. Two files always run alone, last: the load tests (60 tasks at
+# once, rounds of concurrent deploys) and the engine faults, which stop or freeze the shared dockerd.
+jobs=${TEST_JOBS:-1}
 longest_first=(rollback multinode deploy reliability reliability-input workflows-chain engine26
   timing preview secrets trust files preflight layouts verify hooks lab-infra remote)
 exclusive=(__tests__/lab/reliability-load.test.ts __tests__/lab/engine-faults.test.ts)
