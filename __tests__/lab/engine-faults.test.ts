@@ -3,7 +3,7 @@
 // waits on real state; the shared set-up, stack files and helpers are in reliability-suite.ts.
 //
 //   node --import tsx --test --test-reporter=spec __tests__/lab/engine-faults.test.ts
-import { before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -29,10 +29,8 @@ import {
   secretsScenario,
 } from './reliability-suite';
 
-useSuite(['1.0.0', '1.1.0']);
-
 // The serving stack the engine faults interrupt: 1.0.0 deployed and settled first.
-before(async () => {
+useSuite(['1.0.0', '1.1.0'], async () => {
   const first = await act('serve 1.0.0', serve({ command: 'deploy', release: '1.0.0' }), dirs['1.0.0']);
   assert.equal(first.code, 0, tail(first));
   await webVersion();

@@ -463,8 +463,11 @@ export async function build(
   return act(label, inputs, dir, timeoutMs);
 }
 
-/** Registers the suite's set-up (lab, keys, own sshd, work dirs; `versions` built and pushed) and clean-up. */
-export function useSuite(versions: string[]): void {
+/**
+ * Registers the suite's set-up (lab, keys, own sshd, work dirs; `versions` built and pushed, then
+ * `ready`) and clean-up. One hook: a second top-level before() starts without waiting for the first.
+ */
+export function useSuite(versions: string[], ready?: () => Promise<void>): void {
   before(async () => {
     lab = await requireLab();
     hostHome = (await onHost(lab, 'printf %s "$HOME"')).stdout.trim();
@@ -491,6 +494,7 @@ export function useSuite(versions: string[]): void {
       dirs[v] = workDir(v, mode);
     const built = await Promise.all(versions.map((v) => build(`build ${v}`, dirs[v], lab.registry)));
     for (const b of built) assert.equal(b.code, 0, tail(b));
+    await ready?.();
   });
 
   after(async () => {
