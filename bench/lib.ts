@@ -362,8 +362,7 @@ export interface Call {
 }
 
 export function kindOf(script: string): string {
-  // The snapshot's separator reaches the script shell-quoted (`\@\@deploy-action\:tasks\@\@`): match the words.
-  if (/deploy-action\\?:tasks/.test(script) && /dial-stdio/.test(script)) return 'poll: stack snapshot';
+  if (/dial-stdio/.test(script)) return 'Engine API connection (the polls use it)';
   if (/docker stack deploy/.test(script)) return 'docker stack deploy';
   if (/docker version --format/.test(script)) return 'docker version + info';
   if (/docker config ls/.test(script)) return 'Swarm configs (pre-flight)';

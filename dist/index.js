@@ -63518,6 +63518,171 @@ async function layerWithHooks(ctx, hooks, plan, index, total, layer) {
 
 /***/ }),
 
+/***/ 6675:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.EngineApi = exports.DIAL_COMMAND = void 0;
+exports.firstLine = firstLine;
+const http = __importStar(__nccwpck_require__(8611));
+/** The command that opens the connection: the host's clock, then the Engine API on stdin/stdout. */
+exports.DIAL_COMMAND = 'date +%s%3N && exec docker system dial-stdio';
+/**
+ * HTTP/1.1 over one connection that stays open (`docker system dial-stdio` on the host): a poll costs
+ * two requests and no process on the host. A docker CLI started per poll cost ~70 ms of the host's
+ * CPU each, four to eight times a second while the gate watched.
+ */
+class EngineApi {
+    requests = 0;
+    offsetMs = 0;
+    agent;
+    constructor(dial) {
+        this.agent = new ChannelAgent(async () => {
+            const d = await dial();
+            this.offsetMs = d.offsetMs;
+            return d;
+        });
+    }
+    hostNow() {
+        return Date.now() + this.offsetMs;
+    }
+    get(path, timeoutMs) {
+        this.requests++;
+        return new Promise((resolve, reject) => {
+            const req = http.request({ agent: this.agent, host: 'docker', path, method: 'GET' }, (res) => {
+                let body = '';
+                res.setEncoding('utf8');
+                res.on('data', (d) => (body += d));
+                res.on('error', reject);
+                res.on('end', () => {
+                    clearTimeout(timer);
+                    try {
+                        resolve(answer(res.statusCode ?? 0, body, path));
+                    }
+                    catch (e) {
+                        reject(e);
+                    }
+                });
+            });
+            // A wedged engine: drop this connection (the next request opens another), keep the deadline.
+            const timer = setTimeout(() => req.destroy(new Error(`the engine did not answer ${path} within ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
+            req.on('error', (e) => {
+                clearTimeout(timer);
+                reject(this.agent.explain(e));
+            });
+            req.end();
+        });
+    }
+    close() {
+        this.agent.destroy();
+    }
+}
+exports.EngineApi = EngineApi;
+function answer(status, body, path) {
+    if (status !== 200) {
+        let message = body;
+        try {
+            message = JSON.parse(body).message ?? body;
+        }
+        catch {
+            // not JSON: keep the text
+        }
+        throw new Error(`the engine refused ${path.split('?')[0]} (HTTP ${status}): ${message.trim().slice(0, 300)}`);
+    }
+    return JSON.parse(body);
+}
+/** Node's keep-alive agent over our one stream: at most one connection, opened again when it broke. */
+class ChannelAgent extends http.Agent {
+    dial;
+    lastStderr = () => '';
+    constructor(dial) {
+        super({ keepAlive: true, maxSockets: 1 });
+        this.dial = dial;
+    }
+    createConnection(_opts, cb) {
+        this.dial().then((d) => {
+            this.lastStderr = d.stderr;
+            // What a net.Socket has and a channel has not: the agent calls them on a kept-alive socket.
+            Object.assign(d.stream, { ref() { }, unref() { }, setKeepAlive() { }, setTimeout() { }, setNoDelay() { } });
+            cb(null, d.stream);
+        }, (e) => cb(e));
+        return undefined;
+    }
+    keepSocketAlive() {
+        return true;
+    }
+    /** "socket hang up" says little: the far end's own words when it printed any. */
+    explain(e) {
+        const said = this.lastStderr().trim().split('\n').slice(-3).join(' ');
+        return said && !e.message.includes(said) ? new Error(`${e.message} (${said.slice(0, 300)})`) : e;
+    }
+}
+/** Reads the stream's first line and puts back what came after it. */
+function firstLine(stream) {
+    return new Promise((resolve, reject) => {
+        let buf = Buffer.alloc(0);
+        const done = (err) => {
+            stream.off('readable', onReadable);
+            stream.off('close', onClose);
+            if (err)
+                return reject(err);
+            const nl = buf.indexOf(10);
+            if (nl + 1 < buf.length)
+                stream.unshift(buf.subarray(nl + 1));
+            resolve(buf.subarray(0, nl).toString('utf8').trim());
+        };
+        const onClose = () => done(new Error('the connection closed before the host answered'));
+        const onReadable = () => {
+            let chunk;
+            while ((chunk = stream.read()) !== null) {
+                buf = Buffer.concat([buf, chunk]);
+                if (buf.includes(10))
+                    return done();
+            }
+        };
+        stream.on('readable', onReadable);
+        stream.on('close', onClose);
+    });
+}
+
+
+/***/ }),
+
 /***/ 7982:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -63619,6 +63784,49 @@ const shell_quote_1 = __nccwpck_require__(6591);
 /** Shell-quotes an argv for the remote shell: every word reaches the command as one literal argument. */
 function shellJoin(argv) {
     return (0, shell_quote_1.quote)(argv);
+}
+
+
+/***/ }),
+
+/***/ 9222:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.explainSshError = explainSshError;
+const knownhosts_1 = __nccwpck_require__(4041);
+/** Turns ssh2's terse errors into one sentence that names host, port and user, never the key. */
+function explainSshError(e, presented, opts) {
+    const msg = e.message || String(e);
+    const who = `${opts.user}@${(0, knownhosts_1.hostToken)(opts.host, opts.port)}`;
+    if (/verification failed|Host denied/i.test(msg)) {
+        return (`Host key verification failed for ${who}: the server presented ${presented || 'a key'} which is not ` +
+            `pinned in \`known-hosts\`. Refusing to connect (possible man-in-the-middle, or the host was rebuilt: ` +
+            `update known-hosts from a trusted source).`);
+    }
+    if (/authentication methods failed/i.test(msg)) {
+        return (`SSH authentication failed for ${who}: the server refused the key in \`ssh-key\` (is its public key ` +
+            `in ~${opts.user}/.ssh/authorized_keys?).`);
+    }
+    if (/passphrase/i.test(msg)) {
+        const hint = opts.passphrase
+            ? 'Check `ssh-passphrase`: it does not open this key'
+            : 'Give `ssh-passphrase` or use a key without one';
+        return `Cannot use \`ssh-key\` for ${who}: ${msg.replace(/[\r\n]+/g, ' ')}. ${hint}.`;
+    }
+    if (/Cannot parse privateKey|Unsupported key format/i.test(msg)) {
+        return `Input \`ssh-key\` is not a private key ssh2 can read (OpenSSH or PEM): ${msg.replace(/[\r\n]+/g, ' ')}`;
+    }
+    if (/Timed out/i.test(msg))
+        return (`Timed out connecting to ${who} after ${Math.round((opts.connectTimeout ?? 20000) / 1000)} s ` +
+            `(host down, firewall, or wrong port).`);
+    if (/ECONNREFUSED/.test(msg))
+        return `Connection refused by ${(0, knownhosts_1.hostToken)(opts.host, opts.port)} (no SSH server on that port?).`;
+    if (/ENOTFOUND|EAI_AGAIN/.test(msg))
+        return `Cannot resolve host "${opts.host}".`;
+    return `SSH connection to ${who} failed: ${msg}`;
 }
 
 
@@ -65207,12 +65415,10 @@ function watchesFor(stack, fixedStability) {
 }
 // A poll is bounded: a wedged engine counts as a failed poll, and the gate's deadline holds.
 const POLL_BOUND_MS = 15_000;
-async function readSnapshot(remote, stack, msLeft = POLL_BOUND_MS) {
-    const timeoutMs = Math.max(1000, Math.min(POLL_BOUND_MS, msLeft));
-    const res = await remote.sh((0, swarm_1.snapshotScript)(stack), { retry: true, silent: true, timeoutMs });
-    if (res.code !== 0)
-        throw new Error(`reading stack ${stack} failed (exit ${res.code}): ${(res.stderr || res.stdout).trim().slice(0, 300)}`);
-    return (0, swarm_1.parseSnapshot)(res.stdout);
+function readSnapshot(remote, stack, msLeft = POLL_BOUND_MS) {
+    return (0, swarm_1.readStack)(remote.engine(), stack, Math.max(1000, Math.min(POLL_BOUND_MS, msLeft))).catch((e) => {
+        throw new Error(`reading stack ${stack} failed: ${e.message}`);
+    });
 }
 const tag = (image) => image ? (image.split('@')[0].split('/').pop() ?? '').split(':').slice(1).join(':') || image : '—';
 /** One failed task and what Swarm said; given the swarm's nodes (more than one), where it ran. */
@@ -65323,7 +65529,7 @@ async function deployLayer(ctx, plan) {
     }
     gate = gate;
     const reportedAt = Date.now();
-    core.info(`Gate: ${gate.polls} polls in ${Math.round((reportedAt - t0) / 100) / 10} s (${remote.commands} remote commands so far in this job).`);
+    core.info(`Gate: ${gate.polls} polls in ${Math.round((reportedAt - t0) / 100) / 10} s (${remote.commands} remote commands and ${remote.engine().requests} Engine API requests so far in this job).`);
     const rows = (snap, state) => gates.map((g) => {
         const svc = snap.services.get(g.watch.name);
         const running = svc
@@ -66230,6 +66436,8 @@ const core = __importStar(__nccwpck_require__(7484));
 const net = __importStar(__nccwpck_require__(9278));
 const node_ssh_1 = __nccwpck_require__(1227);
 const errors_1 = __nccwpck_require__(3916);
+const engine_api_1 = __nccwpck_require__(6675);
+const ssh_errors_1 = __nccwpck_require__(9222);
 const persistent_shell_1 = __nccwpck_require__(7982);
 const shell_1 = __nccwpck_require__(6988);
 Object.defineProperty(exports, "shellJoin", ({ enumerable: true, get: function () { return shell_1.shellJoin; } }));
@@ -66269,6 +66477,7 @@ class Remote {
     where;
     ssh = new node_ssh_1.NodeSSH();
     shell;
+    api;
     /** Remote commands run, for the benchmark and the "one command per poll" promise. */
     commands = 0;
     /** Set before every script (`export K=V;`): the run's own Docker config folder on the host. */
@@ -66321,39 +66530,8 @@ class Remote {
             // A refused key or host leaves our socket open, and an open socket keeps node from exiting.
             sock?.destroy();
             this.ssh.dispose();
-            throw new Error(this.explain(e, presented));
+            throw new Error((0, ssh_errors_1.explainSshError)(e, presented, this.opts));
         }
-    }
-    /** Turns ssh2's terse errors into one sentence that names host, port and user, never the key. */
-    explain(e, presented) {
-        const msg = e.message || String(e);
-        const who = `${this.where}`;
-        if (/verification failed|Host denied/i.test(msg)) {
-            return (`Host key verification failed for ${who}: the server presented ${presented || 'a key'} which is not ` +
-                `pinned in \`known-hosts\`. Refusing to connect (possible man-in-the-middle, or the host was rebuilt: ` +
-                `update known-hosts from a trusted source).`);
-        }
-        if (/authentication methods failed/i.test(msg)) {
-            return (`SSH authentication failed for ${who}: the server refused the key in \`ssh-key\` (is its public key ` +
-                `in ~${this.opts.user}/.ssh/authorized_keys?).`);
-        }
-        if (/passphrase/i.test(msg)) {
-            const hint = this.opts.passphrase
-                ? 'Check `ssh-passphrase`: it does not open this key'
-                : 'Give `ssh-passphrase` or use a key without one';
-            return `Cannot use \`ssh-key\` for ${who}: ${msg.replace(/[\r\n]+/g, ' ')}. ${hint}.`;
-        }
-        if (/Cannot parse privateKey|Unsupported key format/i.test(msg)) {
-            return `Input \`ssh-key\` is not a private key ssh2 can read (OpenSSH or PEM): ${msg.replace(/[\r\n]+/g, ' ')}`;
-        }
-        if (/Timed out/i.test(msg))
-            return (`Timed out connecting to ${who} after ${Math.round((this.opts.connectTimeout ?? 20000) / 1000)} s ` +
-                `(host down, firewall, or wrong port).`);
-        if (/ECONNREFUSED/.test(msg))
-            return `Connection refused by ${(0, knownhosts_1.hostToken)(this.opts.host, this.opts.port)} (no SSH server on that port?).`;
-        if (/ENOTFOUND|EAI_AGAIN/.test(msg))
-            return `Cannot resolve host "${this.opts.host}".`;
-        return `SSH connection to ${who} failed: ${msg}`;
     }
     async run(argv, opts = {}) {
         return this.sh((0, shell_1.shellJoin)(argv), opts);
@@ -66441,7 +66619,35 @@ class Remote {
             .map(([k, v]) => `export ${k}=${(0, shell_1.shellJoin)([v])}; `)
             .join('');
     }
+    /** The host's Engine API over one connection of its own, opened at the first request. */
+    engine() {
+        this.api ??= new engine_api_1.EngineApi(() => this.dial());
+        return this.api;
+    }
+    /** Opens the Engine API connection (reconnecting SSH once if it dropped) and reads the host's clock. */
+    dial() {
+        return (0, retry_helper_1.retry)({ attempts: 2, delayMs: () => 500, retryable: isDropped, clock: this.clock }, async (n) => {
+            if (n > 1 || !this.ssh.isConnected())
+                await this.reconnect();
+            if (!this.ssh.connection)
+                throw Object.assign(new Error('Not connected to server'), { dropped: true });
+            this.commands++;
+            const ch = await new Promise((resolve, reject) => this.ssh.connection.exec(this.prefix + engine_api_1.DIAL_COMMAND, (err, c) => err ? reject(Object.assign(err, { dropped: true })) : resolve(c)));
+            let stderr = '';
+            ch.stderr.on('data', (d) => (stderr = (stderr + d.toString('utf8')).slice(-2000)));
+            const hostMs = await (0, retry_helper_1.bounded)((0, engine_api_1.firstLine)(ch), 15_000, () => {
+                ch.close();
+                return new CommandTimeout(this.where, engine_api_1.DIAL_COMMAND, 15_000);
+            }).catch((e) => {
+                throw new Error(`${this.where}: cannot reach the Docker Engine API: ${stderr.trim() || e.message}`);
+            });
+            // Opening a channel can take sshd most of a second: read the clock as it arrives, not halfway.
+            const offsetMs = Number(hostMs) - Date.now();
+            return { stream: ch, offsetMs: Number.isFinite(offsetMs) ? offsetMs : 0, stderr: () => stderr };
+        });
+    }
     dispose() {
+        this.api?.close();
         this.shell?.close();
         this.ssh.dispose();
     }
@@ -68082,50 +68288,21 @@ async function writeSummary(s) {
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.snapshotScript = snapshotScript;
-exports.parseSnapshot = parseSnapshot;
+exports.readStack = readStack;
+exports.snapshotOf = snapshotOf;
 exports.normalizeImage = normalizeImage;
 exports.onCurrentSpec = onCurrentSpec;
 exports.countStates = countStates;
 const crypto_1 = __nccwpck_require__(6982);
-const remote_1 = __nccwpck_require__(6473);
-const SEP = '@@deploy-action:tasks@@';
 /**
- * One remote command that reads every service of a stack and all their tasks: the gate's poll costs
- * one SSH exec whatever the number of services. It asks the Engine API itself through
- * `docker system dial-stdio` (the docker CLI on the host, no curl needed): two requests in all,
- * where `docker inspect` of N tasks makes N (one poll of 30 services took seconds that way).
+ * Every service of a stack and all their tasks: two requests to the Engine API whatever the number
+ * of services, where `docker inspect` of N tasks makes N (one poll of 30 services took seconds that way).
  */
-function snapshotScript(stack) {
+async function readStack(engine, stack, timeoutMs) {
     const filter = encodeURIComponent(JSON.stringify({ label: [`com.docker.stack.namespace=${stack}`] }));
-    return [
-        `date +%s%3N`,
-        // HTTP/1.0: the engine answers without chunking and closes, so dial-stdio ends with the answer.
-        `api() { printf 'GET %s HTTP/1.0\\r\\nHost: docker\\r\\n\\r\\n' "$1" | docker system dial-stdio; }`,
-        `api ${(0, remote_1.shellJoin)([`/services?filters=${filter}`])} || exit 1`,
-        `echo; echo ${(0, remote_1.shellJoin)([SEP])}`,
-        `api ${(0, remote_1.shellJoin)([`/tasks?filters=${filter}`])} || exit 1`,
-    ].join('\n');
-}
-/** The JSON body of one HTTP/1.0 answer of the engine; a refusal (not a manager, engine starting) throws. */
-function apiBody(answer, what) {
-    const text = answer.replace(/^\s+/, '');
-    const end = text.indexOf('\r\n\r\n');
-    const status = /^HTTP\/1\.[01] (\d{3})/.exec(text);
-    if (end < 0 || !status)
-        throw new Error(`the engine gave no answer to the ${what} request: ${text.slice(0, 200) || '(nothing)'}`);
-    const body = text.slice(end + 4).trim();
-    if (status[1] !== '200') {
-        let message = body;
-        try {
-            message = JSON.parse(body).message ?? body;
-        }
-        catch {
-            // not JSON: keep the text
-        }
-        throw new Error(`the engine refused the ${what} request (HTTP ${status[1]}): ${message.slice(0, 300)}`);
-    }
-    return JSON.parse(body);
+    const services = (await engine.get(`/services?filters=${filter}`, timeoutMs));
+    const tasks = (await engine.get(`/tasks?filters=${filter}`, timeoutMs));
+    return snapshotOf(services, tasks, engine.hostNow());
 }
 function parseTime(s) {
     if (!s)
@@ -68133,15 +68310,10 @@ function parseTime(s) {
     // Go prints nanoseconds; Date wants at most milliseconds.
     return Date.parse(s.replace(/(\.\d{3})\d+/, '$1')) || 0;
 }
-function parseSnapshot(stdout) {
-    const at = stdout.indexOf(`\n${SEP}\n`);
-    if (at < 0)
-        throw new Error(`the snapshot has no task part: ${stdout.slice(0, 200)}`);
-    const head = stdout.slice(0, at);
-    const nl = head.indexOf('\n');
-    const clock = Number(head.slice(0, nl));
+/** The gate's view of the Engine API's answers; `now` is the host's clock. */
+function snapshotOf(apiServices, apiTasks, now) {
     const services = new Map();
-    for (const svc of apiBody(head.slice(nl + 1), 'services')) {
+    for (const svc of apiServices) {
         const upd = svc.UpdateStatus;
         const template = svc.Spec.TaskTemplate;
         services.set(svc.Spec.Name, {
@@ -68161,7 +68333,7 @@ function parseSnapshot(stdout) {
             taskSpec: template === undefined ? undefined : (0, crypto_1.createHash)('sha1').update(JSON.stringify(template)).digest('hex'),
         });
     }
-    const tasks = apiBody(stdout.slice(at + SEP.length + 2), 'tasks').map((t) => ({
+    const tasks = apiTasks.map((t) => ({
         id: t.ID,
         serviceId: t.ServiceID,
         slot: t.Slot ?? 0,
@@ -68175,7 +68347,7 @@ function parseSnapshot(stdout) {
         message: t.Status?.Message ?? '',
         node: t.NodeID ?? '',
     }));
-    return { services, tasks, now: Number.isFinite(clock) && clock > 0 ? clock : Date.now() };
+    return { services, tasks, now };
 }
 /** `docker.io/library/redis:7@sha256:…` and `redis:7` are the same image to the gate. */
 function normalizeImage(ref) {

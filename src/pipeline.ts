@@ -8,7 +8,7 @@ import { redact } from './mask';
 import { RollbackTarget, rollbackServices, servicesToRollBack, waitRolledBack } from './rollback';
 import { PreparedStack, expectedImages, fullName, stackDeploy, uploadRelease } from './stack';
 import { ConfigPlan, SecretPlan, ensureSecrets, nameSecrets, pruneConfigs, pruneSecrets } from './secrets';
-import { Snapshot, TaskState, normalizeImage, parseSnapshot, snapshotScript } from './swarm';
+import { Snapshot, TaskState, normalizeImage, readStack } from './swarm';
 import { stabilitySeconds } from './timing';
 import { NODES_SCRIPT, NodeFacts, parseNodes } from './placement';
 import { VerifyCheck, describeFailure, runVerify } from './verify';
@@ -62,14 +62,10 @@ export function watchesFor(stack: PreparedStack, fixedStability?: number): Watch
 // A poll is bounded: a wedged engine counts as a failed poll, and the gate's deadline holds.
 const POLL_BOUND_MS = 15_000;
 
-async function readSnapshot(remote: Remote, stack: string, msLeft = POLL_BOUND_MS): Promise<Snapshot> {
-  const timeoutMs = Math.max(1000, Math.min(POLL_BOUND_MS, msLeft));
-  const res = await remote.sh(snapshotScript(stack), { retry: true, silent: true, timeoutMs });
-  if (res.code !== 0)
-    throw new Error(
-      `reading stack ${stack} failed (exit ${res.code}): ${(res.stderr || res.stdout).trim().slice(0, 300)}`,
-    );
-  return parseSnapshot(res.stdout);
+function readSnapshot(remote: Remote, stack: string, msLeft = POLL_BOUND_MS): Promise<Snapshot> {
+  return readStack(remote.engine(), stack, Math.max(1000, Math.min(POLL_BOUND_MS, msLeft))).catch((e: Error) => {
+    throw new Error(`reading stack ${stack} failed: ${e.message}`);
+  });
 }
 
 const tag = (image?: string | null) =>
@@ -198,7 +194,7 @@ export async function deployLayer(
   gate = gate!;
   const reportedAt = Date.now();
   core.info(
-    `Gate: ${gate.polls} polls in ${Math.round((reportedAt - t0) / 100) / 10} s (${remote.commands} remote commands so far in this job).`,
+    `Gate: ${gate.polls} polls in ${Math.round((reportedAt - t0) / 100) / 10} s (${remote.commands} remote commands and ${remote.engine().requests} Engine API requests so far in this job).`,
   );
   const rows = (snap: Snapshot, state: (g: ServiceGate) => string): ServiceRow[] =>
     gates.map((g) => {

@@ -4,6 +4,8 @@ import { NodeSSH } from 'node-ssh';
 import type { ClientChannel } from 'ssh2';
 import { InputError } from './errors';
 import { RunResult, Runner } from './exec';
+import { DIAL_COMMAND, Dialed, Engine, EngineApi, firstLine } from './host/engine-api';
+import { explainSshError } from './host/ssh-errors';
 import { PersistentShell } from './host/persistent-shell';
 import { Shell, ShellOptions, shellJoin } from './host/shell';
 import { writeFileScript } from './host/write-file';
@@ -69,6 +71,7 @@ export class Remote implements Runner, Shell {
   readonly where: string;
   private ssh = new NodeSSH();
   private shell?: PersistentShell;
+  private api?: EngineApi;
   /** Remote commands run, for the benchmark and the "one command per poll" promise. */
   commands = 0;
   /** Set before every script (`export K=V;`): the run's own Docker config folder on the host. */
@@ -125,45 +128,8 @@ export class Remote implements Runner, Shell {
       // A refused key or host leaves our socket open, and an open socket keeps node from exiting.
       sock?.destroy();
       this.ssh.dispose();
-      throw new Error(this.explain(e as Error, presented));
+      throw new Error(explainSshError(e as Error, presented, this.opts));
     }
-  }
-
-  /** Turns ssh2's terse errors into one sentence that names host, port and user, never the key. */
-  private explain(e: Error, presented: string): string {
-    const msg = e.message || String(e);
-    const who = `${this.where}`;
-    if (/verification failed|Host denied/i.test(msg)) {
-      return (
-        `Host key verification failed for ${who}: the server presented ${presented || 'a key'} which is not ` +
-        `pinned in \`known-hosts\`. Refusing to connect (possible man-in-the-middle, or the host was rebuilt: ` +
-        `update known-hosts from a trusted source).`
-      );
-    }
-    if (/authentication methods failed/i.test(msg)) {
-      return (
-        `SSH authentication failed for ${who}: the server refused the key in \`ssh-key\` (is its public key ` +
-        `in ~${this.opts.user}/.ssh/authorized_keys?).`
-      );
-    }
-    if (/passphrase/i.test(msg)) {
-      const hint = this.opts.passphrase
-        ? 'Check `ssh-passphrase`: it does not open this key'
-        : 'Give `ssh-passphrase` or use a key without one';
-      return `Cannot use \`ssh-key\` for ${who}: ${msg.replace(/[\r\n]+/g, ' ')}. ${hint}.`;
-    }
-    if (/Cannot parse privateKey|Unsupported key format/i.test(msg)) {
-      return `Input \`ssh-key\` is not a private key ssh2 can read (OpenSSH or PEM): ${msg.replace(/[\r\n]+/g, ' ')}`;
-    }
-    if (/Timed out/i.test(msg))
-      return (
-        `Timed out connecting to ${who} after ${Math.round((this.opts.connectTimeout ?? 20000) / 1000)} s ` +
-        `(host down, firewall, or wrong port).`
-      );
-    if (/ECONNREFUSED/.test(msg))
-      return `Connection refused by ${hostToken(this.opts.host, this.opts.port)} (no SSH server on that port?).`;
-    if (/ENOTFOUND|EAI_AGAIN/.test(msg)) return `Cannot resolve host "${this.opts.host}".`;
-    return `SSH connection to ${who} failed: ${msg}`;
   }
 
   async run(argv: string[], opts: ShOptions = {}): Promise<RunResult> {
@@ -258,7 +224,39 @@ export class Remote implements Runner, Shell {
       .join('');
   }
 
+  /** The host's Engine API over one connection of its own, opened at the first request. */
+  engine(): Engine {
+    this.api ??= new EngineApi(() => this.dial());
+    return this.api;
+  }
+
+  /** Opens the Engine API connection (reconnecting SSH once if it dropped) and reads the host's clock. */
+  private dial(): Promise<Dialed> {
+    return retry({ attempts: 2, delayMs: () => 500, retryable: isDropped, clock: this.clock }, async (n) => {
+      if (n > 1 || !this.ssh.isConnected()) await this.reconnect();
+      if (!this.ssh.connection) throw Object.assign(new Error('Not connected to server'), { dropped: true });
+      this.commands++;
+      const ch = await new Promise<ClientChannel>((resolve, reject) =>
+        this.ssh.connection!.exec(this.prefix + DIAL_COMMAND, (err, c) =>
+          err ? reject(Object.assign(err, { dropped: true })) : resolve(c),
+        ),
+      );
+      let stderr = '';
+      ch.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString('utf8')).slice(-2000)));
+      const hostMs = await bounded(firstLine(ch), 15_000, () => {
+        ch.close();
+        return new CommandTimeout(this.where, DIAL_COMMAND, 15_000);
+      }).catch((e: Error) => {
+        throw new Error(`${this.where}: cannot reach the Docker Engine API: ${stderr.trim() || e.message}`);
+      });
+      // Opening a channel can take sshd most of a second: read the clock as it arrives, not halfway.
+      const offsetMs = Number(hostMs) - Date.now();
+      return { stream: ch, offsetMs: Number.isFinite(offsetMs) ? offsetMs : 0, stderr: () => stderr };
+    });
+  }
+
   dispose(): void {
+    this.api?.close();
     this.shell?.close();
     this.ssh.dispose();
   }

@@ -1,5 +1,5 @@
 import { createHash } from 'crypto';
-import { shellJoin } from './remote';
+import type { Engine } from './host/engine-api';
 
 /** What the gate reads of a service (one line of `docker service inspect --format`). */
 export interface ServiceState {
@@ -44,44 +44,15 @@ export interface Snapshot {
   now: number;
 }
 
-const SEP = '@@deploy-action:tasks@@';
-
 /**
- * One remote command that reads every service of a stack and all their tasks: the gate's poll costs
- * one SSH exec whatever the number of services. It asks the Engine API itself through
- * `docker system dial-stdio` (the docker CLI on the host, no curl needed): two requests in all,
- * where `docker inspect` of N tasks makes N (one poll of 30 services took seconds that way).
+ * Every service of a stack and all their tasks: two requests to the Engine API whatever the number
+ * of services, where `docker inspect` of N tasks makes N (one poll of 30 services took seconds that way).
  */
-export function snapshotScript(stack: string): string {
+export async function readStack(engine: Engine, stack: string, timeoutMs: number): Promise<Snapshot> {
   const filter = encodeURIComponent(JSON.stringify({ label: [`com.docker.stack.namespace=${stack}`] }));
-  return [
-    `date +%s%3N`,
-    // HTTP/1.0: the engine answers without chunking and closes, so dial-stdio ends with the answer.
-    `api() { printf 'GET %s HTTP/1.0\\r\\nHost: docker\\r\\n\\r\\n' "$1" | docker system dial-stdio; }`,
-    `api ${shellJoin([`/services?filters=${filter}`])} || exit 1`,
-    `echo; echo ${shellJoin([SEP])}`,
-    `api ${shellJoin([`/tasks?filters=${filter}`])} || exit 1`,
-  ].join('\n');
-}
-
-/** The JSON body of one HTTP/1.0 answer of the engine; a refusal (not a manager, engine starting) throws. */
-function apiBody(answer: string, what: string): unknown {
-  const text = answer.replace(/^\s+/, '');
-  const end = text.indexOf('\r\n\r\n');
-  const status = /^HTTP\/1\.[01] (\d{3})/.exec(text);
-  if (end < 0 || !status)
-    throw new Error(`the engine gave no answer to the ${what} request: ${text.slice(0, 200) || '(nothing)'}`);
-  const body = text.slice(end + 4).trim();
-  if (status[1] !== '200') {
-    let message = body;
-    try {
-      message = (JSON.parse(body) as { message?: string }).message ?? body;
-    } catch {
-      // not JSON: keep the text
-    }
-    throw new Error(`the engine refused the ${what} request (HTTP ${status[1]}): ${message.slice(0, 300)}`);
-  }
-  return JSON.parse(body);
+  const services = (await engine.get(`/services?filters=${filter}`, timeoutMs)) as ApiService[];
+  const tasks = (await engine.get(`/tasks?filters=${filter}`, timeoutMs)) as ApiTask[];
+  return snapshotOf(services, tasks, engine.hostNow());
 }
 
 function parseTime(s: string | undefined): number {
@@ -91,7 +62,7 @@ function parseTime(s: string | undefined): number {
 }
 
 // The parts of the Engine API's answers the gate reads.
-interface ApiService {
+export interface ApiService {
   ID: string;
   Version?: { Index?: number };
   Spec: {
@@ -102,7 +73,7 @@ interface ApiService {
   PreviousSpec?: { TaskTemplate?: { ContainerSpec?: { Image?: string } } };
   UpdateStatus?: { State?: string; StartedAt?: string; CompletedAt?: string; Message?: string };
 }
-interface ApiTask {
+export interface ApiTask {
   ID: string;
   ServiceID: string;
   NodeID?: string;
@@ -118,14 +89,10 @@ interface ApiTask {
   };
 }
 
-export function parseSnapshot(stdout: string): Snapshot {
-  const at = stdout.indexOf(`\n${SEP}\n`);
-  if (at < 0) throw new Error(`the snapshot has no task part: ${stdout.slice(0, 200)}`);
-  const head = stdout.slice(0, at);
-  const nl = head.indexOf('\n');
-  const clock = Number(head.slice(0, nl));
+/** The gate's view of the Engine API's answers; `now` is the host's clock. */
+export function snapshotOf(apiServices: ApiService[], apiTasks: ApiTask[], now: number): Snapshot {
   const services = new Map<string, ServiceState>();
-  for (const svc of apiBody(head.slice(nl + 1), 'services') as ApiService[]) {
+  for (const svc of apiServices) {
     const upd = svc.UpdateStatus;
     const template = svc.Spec.TaskTemplate;
     services.set(svc.Spec.Name, {
@@ -145,7 +112,7 @@ export function parseSnapshot(stdout: string): Snapshot {
       taskSpec: template === undefined ? undefined : createHash('sha1').update(JSON.stringify(template)).digest('hex'),
     });
   }
-  const tasks: TaskState[] = (apiBody(stdout.slice(at + SEP.length + 2), 'tasks') as ApiTask[]).map((t) => ({
+  const tasks: TaskState[] = apiTasks.map((t) => ({
     id: t.ID,
     serviceId: t.ServiceID,
     slot: t.Slot ?? 0,
@@ -159,7 +126,7 @@ export function parseSnapshot(stdout: string): Snapshot {
     message: t.Status?.Message ?? '',
     node: t.NodeID ?? '',
   }));
-  return { services, tasks, now: Number.isFinite(clock) && clock > 0 ? clock : Date.now() };
+  return { services, tasks, now };
 }
 
 /** `docker.io/library/redis:7@sha256:…` and `redis:7` are the same image to the gate. */

@@ -210,6 +210,9 @@ export function runnerEnv(cwd: string, tmp: string, runnerTemp: string, eventPat
     RUNNER_NAME: 'lab-runner',
     RUNNER_ENVIRONMENT: 'self-hosted',
     RUNNER_TOOL_CACHE: path.join(tmp, 'tool-cache'),
+    // A runner's own Docker config, as a hosted runner has: in the lab the runner and the host are
+    // one user, and another test's post-step `docker logout` would log this one's host out.
+    DOCKER_CONFIG: path.join(tmp, 'docker-config'),
   };
 }
 

@@ -31,9 +31,3 @@ test('the 3-node script replaces its section in place, or appends it', () => {
   const fresh = putSection('# Benchmarks\n\nfigures\n', 'nodes', 'x');
   assert.equal(fresh, '# Benchmarks\n\nfigures\n\n<!-- bench:nodes -->\nx\n<!-- /bench:nodes -->\n');
 });
-
-test("the benchmarks classify the gate's poll by its script (the separator reaches it shell-quoted)", async () => {
-  const { kindOf } = await import('../../bench/lib');
-  const { snapshotScript } = await import('../../src/swarm');
-  assert.equal(kindOf(snapshotScript('bench-infra')), 'poll: stack snapshot');
-});

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeTask, nodesNotTakingTasks } from '../../src/pipeline';
 import { NodeFacts } from '../../src/placement';
-import { TaskState, parseSnapshot } from '../../src/swarm';
+import { TaskState, snapshotOf } from '../../src/swarm';
 
 const node = (p: Partial<NodeFacts>): NodeFacts => ({
   id: 'n1',
@@ -36,25 +36,23 @@ const task = (p: Partial<TaskState>): TaskState => ({
   ...p,
 });
 
-test('parseSnapshot keeps the node each task was given (none while it is unscheduled)', () => {
-  const ok = (body: unknown) => `HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n${JSON.stringify(body)}`;
-  const out = [
-    '1700000000000',
-    ok([{ ID: 's', Spec: { Name: 'app_web', Mode: { Replicated: { Replicas: 2 } } } }]),
-    '',
-    '@@deploy-action:tasks@@',
-    ok([
+test('snapshotOf keeps the node each task was given (none while it is unscheduled)', () => {
+  const snap = snapshotOf(
+    [{ ID: 's', Spec: { Name: 'app_web', Mode: { Replicated: { Replicas: 2 } } } }],
+    [
       { ID: 't1', ServiceID: 's', NodeID: 'n2', DesiredState: 'running', Status: { State: 'running' } },
       { ID: 't2', ServiceID: 's', DesiredState: 'running', Status: { State: 'pending', Err: 'no suitable node' } },
-    ]),
-  ].join('\n');
+    ],
+    1700000000000,
+  );
   assert.deepEqual(
-    parseSnapshot(out).tasks.map((t) => [t.id, t.node]),
+    snap.tasks.map((t) => [t.id, t.node]),
     [
       ['t1', 'n2'],
       ['t2', ''],
     ],
   );
+  assert.equal(snap.now, 1700000000000);
 });
 
 test('describeTask names the node a task failed on, given the nodes of a multi-node swarm', () => {

@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import { after, test } from 'node:test';
+import { Dialed, EngineApi } from '../../src/host/engine-api';
+
+// A local HTTP server stands in for the engine; each dial is a TCP connection to it.
+const server = http.createServer((req, res) => {
+  if (req.url === '/silent') return; // never answers
+  if (req.url?.startsWith('/refused')) {
+    res.writeHead(503, { 'Content-Type': 'application/json' });
+    return res.end(JSON.stringify({ message: 'This node is not a swarm manager.' }));
+  }
+  res.writeHead(200, { 'Content-Type': 'application/json' });
+  res.end(JSON.stringify({ path: req.url }));
+});
+const listening = new Promise<number>((resolve) =>
+  server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)),
+);
+after(() => server.close());
+
+async function engine(offsetMs = 0, stderr = '') {
+  const port = await listening;
+  const dials: net.Socket[] = [];
+  const api = new EngineApi(
+    () =>
+      new Promise<Dialed>((resolve) => {
+        const s = net.connect(port, '127.0.0.1', () => resolve({ stream: s, offsetMs, stderr: () => stderr }));
+        dials.push(s);
+      }),
+  );
+  return { api, dials };
+}
+
+test('EngineApi: many requests over one connection, JSON answers', async () => {
+  const { api, dials } = await engine();
+  for (let i = 0; i < 20; i++) assert.deepEqual(await api.get(`/tasks?n=${i}`, 5000), { path: `/tasks?n=${i}` });
+  assert.equal(dials.length, 1, 'one connection for every request');
+  assert.equal(api.requests, 20);
+  api.close();
+});
+
+test('EngineApi: a connection that closed is opened again at the next request', async () => {
+  const { api, dials } = await engine();
+  await api.get('/a', 5000);
+  dials[0].destroy();
+  await new Promise((r) => dials[0].once('close', r));
+  assert.deepEqual(await api.get('/b', 5000), { path: '/b' });
+  assert.equal(dials.length, 2);
+  api.close();
+});
+
+test("EngineApi: a refusal throws the engine's message and the path, not the query", async () => {
+  const { api } = await engine();
+  await assert.rejects(
+    api.get('/refused?filters=x', 5000),
+    /refused \/refused \(HTTP 503\): This node is not a swarm manager\./,
+  );
+  api.close();
+});
+
+test('EngineApi: an engine that does not answer fails within the bound, and the next request works', async () => {
+  const { api, dials } = await engine(0, 'dial-stdio: the engine is frozen\n');
+  const t0 = Date.now();
+  await assert.rejects(
+    api.get('/silent', 300),
+    /did not answer \/silent within 0 s \(dial-stdio: the engine is frozen\)/,
+  );
+  assert.ok(Date.now() - t0 < 5000);
+  assert.deepEqual(await api.get('/after', 5000), { path: '/after' });
+  assert.equal(dials.length, 2, 'the wedged connection was dropped');
+  api.close();
+});
+
+test("EngineApi: the host's clock is the runner's plus the offset measured at the dial", async () => {
+  const { api } = await engine(-3_600_000);
+  await api.get('/x', 5000);
+  assert.ok(Math.abs(api.hostNow() - (Date.now() - 3_600_000)) < 1000);
+  api.close();
+});

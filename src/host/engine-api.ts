@@ -1,0 +1,152 @@
+import * as http from 'http';
+import { Duplex } from 'stream';
+
+/** A connection to the host's Docker Engine API and the host's clock read when it opened. */
+export interface Dialed {
+  stream: Duplex;
+  /** Host clock minus runner clock (ms), measured as the connection opened. */
+  offsetMs: number;
+  /** What the far end said on its error stream, for the message when the connection breaks. */
+  stderr: () => string;
+}
+
+/** The host's Docker Engine API, for the reads the gate repeats (unit tests give a fake). */
+export interface Engine {
+  /** GETs an Engine API path and returns its JSON; a refusal or a lost connection throws. */
+  get(path: string, timeoutMs: number): Promise<unknown>;
+  /** The host's clock now (ms), from the offset measured when the connection opened. */
+  hostNow(): number;
+  /** Requests sent so far (the benchmark's count). */
+  readonly requests: number;
+  close(): void;
+}
+
+/** The command that opens the connection: the host's clock, then the Engine API on stdin/stdout. */
+export const DIAL_COMMAND = 'date +%s%3N && exec docker system dial-stdio';
+
+/**
+ * HTTP/1.1 over one connection that stays open (`docker system dial-stdio` on the host): a poll costs
+ * two requests and no process on the host. A docker CLI started per poll cost ~70 ms of the host's
+ * CPU each, four to eight times a second while the gate watched.
+ */
+export class EngineApi implements Engine {
+  requests = 0;
+  private offsetMs = 0;
+  private readonly agent: ChannelAgent;
+
+  constructor(dial: () => Promise<Dialed>) {
+    this.agent = new ChannelAgent(async () => {
+      const d = await dial();
+      this.offsetMs = d.offsetMs;
+      return d;
+    });
+  }
+
+  hostNow(): number {
+    return Date.now() + this.offsetMs;
+  }
+
+  get(path: string, timeoutMs: number): Promise<unknown> {
+    this.requests++;
+    return new Promise((resolve, reject) => {
+      const req = http.request({ agent: this.agent, host: 'docker', path, method: 'GET' }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('error', reject);
+        res.on('end', () => {
+          clearTimeout(timer);
+          try {
+            resolve(answer(res.statusCode ?? 0, body, path));
+          } catch (e) {
+            reject(e);
+          }
+        });
+      });
+      // A wedged engine: drop this connection (the next request opens another), keep the deadline.
+      const timer = setTimeout(
+        () => req.destroy(new Error(`the engine did not answer ${path} within ${Math.round(timeoutMs / 1000)} s`)),
+        timeoutMs,
+      );
+      req.on('error', (e: Error) => {
+        clearTimeout(timer);
+        reject(this.agent.explain(e));
+      });
+      req.end();
+    });
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
+
+function answer(status: number, body: string, path: string): unknown {
+  if (status !== 200) {
+    let message = body;
+    try {
+      message = (JSON.parse(body) as { message?: string }).message ?? body;
+    } catch {
+      // not JSON: keep the text
+    }
+    throw new Error(`the engine refused ${path.split('?')[0]} (HTTP ${status}): ${message.trim().slice(0, 300)}`);
+  }
+  return JSON.parse(body);
+}
+
+/** Node's keep-alive agent over our one stream: at most one connection, opened again when it broke. */
+class ChannelAgent extends http.Agent {
+  private lastStderr = () => '';
+
+  constructor(private readonly dial: () => Promise<Dialed>) {
+    super({ keepAlive: true, maxSockets: 1 });
+  }
+
+  override createConnection(_opts: unknown, cb: (err: Error | null, s?: Duplex) => void): undefined {
+    this.dial().then(
+      (d) => {
+        this.lastStderr = d.stderr;
+        // What a net.Socket has and a channel has not: the agent calls them on a kept-alive socket.
+        Object.assign(d.stream, { ref() {}, unref() {}, setKeepAlive() {}, setTimeout() {}, setNoDelay() {} });
+        cb(null, d.stream);
+      },
+      (e: Error) => cb(e),
+    );
+    return undefined;
+  }
+
+  override keepSocketAlive(): boolean {
+    return true;
+  }
+
+  /** "socket hang up" says little: the far end's own words when it printed any. */
+  explain(e: Error): Error {
+    const said = this.lastStderr().trim().split('\n').slice(-3).join(' ');
+    return said && !e.message.includes(said) ? new Error(`${e.message} (${said.slice(0, 300)})`) : e;
+  }
+}
+
+/** Reads the stream's first line and puts back what came after it. */
+export function firstLine(stream: Duplex): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0);
+    const done = (err?: Error) => {
+      stream.off('readable', onReadable);
+      stream.off('close', onClose);
+      if (err) return reject(err);
+      const nl = buf.indexOf(10);
+      if (nl + 1 < buf.length) stream.unshift(buf.subarray(nl + 1));
+      resolve(buf.subarray(0, nl).toString('utf8').trim());
+    };
+    const onClose = () => done(new Error('the connection closed before the host answered'));
+    const onReadable = () => {
+      let chunk: Buffer | null;
+      while ((chunk = stream.read() as Buffer | null) !== null) {
+        buf = Buffer.concat([buf, chunk]);
+        if (buf.includes(10)) return done();
+      }
+    };
+    stream.on('readable', onReadable);
+    stream.on('close', onClose);
+  });
+}
