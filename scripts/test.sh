@@ -8,33 +8,71 @@ npx tsc --noEmit -p .
 npm run --silent lint
 
 # Lab test files keep to their own stacks, image prefix, remote-dir, sshd and registry instances,
-# so several can run at once (TEST_JOBS=N), the longest first. One at a time by default: on 2 cores
-# the lab is CPU-bound (healthchecks and docker CLI calls), and 3 files at a time slowed each deploy
-# 2-3x, until healthchecks timed out. Two files always run alone, last: the load tests (60 tasks at
-# once, rounds of concurrent deploys) and the engine faults, which stop or freeze the shared dockerd.
-jobs=${TEST_JOBS:-1}
-longest_first=(rollback multinode deploy reliability reliability-input workflows-chain engine26
+# so several run at once (TEST_JOBS, default 2), the longest first; each file's output is printed
+# whole when it ends. Two files always run alone, last: the load tests (60 tasks at once, rounds of
+# concurrent deploys) and the engine faults, which stop or freeze the shared dockerd.
+jobs=${TEST_JOBS:-2}
+longest_first=(multinode rollback deploy reliability reliability-input workflows-chain engine26
   timing preview secrets trust files preflight layouts verify hooks lab-infra remote)
-exclusive=(__tests__/lab/reliability-load.test.ts __tests__/lab/engine-faults.test.ts)
-files=()
-for f in "${longest_first[@]}"; do files+=("__tests__/lab/$f.test.ts"); done
-for f in __tests__/lab/*.test.ts __tests__/unit/*.test.ts; do
-  case " ${files[*]} ${exclusive[*]} " in *" $f "*) ;; *) files+=("$f") ;; esac
+exclusive=(reliability-load engine-faults)
+queue=()
+for f in "${longest_first[@]}"; do queue+=("__tests__/lab/$f.test.ts"); done
+for f in __tests__/lab/*.test.ts; do
+  n=$(basename "$f" .test.ts)
+  case " ${longest_first[*]} ${exclusive[*]} " in *" $n "*) ;; *) queue+=("$f") ;; esac
 done
-pass=0 fail=0 status=0
+# The unit tests are one job: seconds each, CPU-bound, and they fill a lane while the lab waits on Swarm.
+queue+=("__tests__/unit/*.test.ts")
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+pass=0 fail=0 status=0 seq=0
+declare -A running=()
+start() {
+  seq=$((seq + 1))
+  local id=$seq
+  (
+    set +e
+    # shellcheck disable=SC2086 # the unit job is a glob
+    node --import tsx --test --test-concurrency=1 \
+      --test-reporter=spec --test-reporter-destination="$out/$id.spec" \
+      --test-reporter=tap --test-reporter-destination="$out/$id.tap" $1
+    echo $? > "$out/$id.rc"
+  ) &
+  running[$!]="$id $1"
+}
+finish() {
+  local id=${1%% *} name=${1#* } t0=$2
+  echo "---- $name ($(($(date +%s) - t0)) s in all so far)"
+  cat "$out/$id.spec"
+  local p f
+  p=$(sed -n 's/^# pass //p' "$out/$id.tap" | tail -1)
+  f=$(sed -n 's/^# fail //p' "$out/$id.tap" | tail -1)
+  pass=$((pass + ${p:-0}))
+  fail=$((fail + ${f:-0}))
+  [ "$(cat "$out/$id.rc")" = 0 ] || status=1
+}
 phase() {
-  local tap
-  tap=$(mktemp)
-  node --import tsx --test --test-concurrency="$1" \
-    --test-reporter=spec --test-reporter-destination=stdout \
-    --test-reporter=tap --test-reporter-destination="$tap" "${@:2}" || status=1
-  pass=$((pass + $(sed -n 's/^# pass //p' "$tap" | tail -1)))
-  fail=$((fail + $(sed -n 's/^# fail //p' "$tap" | tail -1)))
-  rm -f "$tap"
+  local n=$1 t0
+  t0=$(date +%s)
+  shift
+  local todo=("$@")
+  while [ ${#todo[@]} -gt 0 ] || [ ${#running[@]} -gt 0 ]; do
+    while [ ${#todo[@]} -gt 0 ] && [ ${#running[@]} -lt "$n" ]; do
+      start "${todo[0]}"
+      todo=("${todo[@]:1}")
+    done
+    local done_pid
+    wait -n -p done_pid || true
+    finish "${running[$done_pid]}" "$t0"
+    unset "running[$done_pid]"
+  done
 }
 echo "== tests: unit and lab, $jobs files at a time (real dockerd, registry and sshd)"
-phase "$jobs" "${files[@]}"
+phase "$jobs" "${queue[@]}"
 echo "== load tests and engine faults, one file at a time"
-phase 1 "${exclusive[@]}"
+last=()
+for n in "${exclusive[@]}"; do last+=("__tests__/lab/$n.test.ts"); done
+phase 1 "${last[@]}"
 echo "tests: $pass passed, $fail failed"
 exit "$status"
