@@ -16,8 +16,6 @@ const MAX_LINE = 120;
 const KNOWN: string[] = [
   'commands.ts',
   'commands.ts:connect',
-  'inputs.ts',
-  'inputs.ts:readInputs',
   'pipeline.ts',
   'pipeline.ts:deployLayer',
   'pipeline.ts:runLayer',
@@ -27,7 +25,6 @@ const KNOWN: string[] = [
 const KNOWN_LONG: Record<string, number> = {
   'commands.ts': 9,
   'comment.ts': 1,
-  'inputs.ts': 10,
   'pipeline.ts': 11,
   'placement.ts': 7,
   'preview.ts': 1,
