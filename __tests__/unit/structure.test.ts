@@ -24,12 +24,7 @@ const KNOWN: string[] = [
 /** Lines over the limit today, per file. */
 const KNOWN_LONG: Record<string, number> = {
   'commands.ts': 9,
-  'comment.ts': 1,
   'pipeline.ts': 11,
-  'placement.ts': 7,
-  'preview.ts': 1,
-  'summary.ts': 1,
-  'versions.ts': 6,
 };
 
 function sources(dir: string): string[] {
