@@ -61753,7 +61753,9 @@ async function commandComment(inputs, api = restApi(inputs.githubToken, inputs.p
             : '';
         throw new Error(`Could not comment on pull request #${inputs.pullRequest}: ${err.message}${hint}`);
     }
-    const note = `${done.updated ? 'Updated' : 'Posted'} the comment on pull request #${inputs.pullRequest}${done.url ? `: ${done.url}` : ''}.`;
+    const verb = done.updated ? 'Updated' : 'Posted';
+    const link = done.url ? `: ${done.url}` : '';
+    const note = `${verb} the comment on pull request #${inputs.pullRequest}${link}.`;
     core.info(note);
     return { result: 'commented', release: inputs.release, versions: {}, images: {}, layers: [], notes: [note] };
 }
@@ -64025,7 +64027,7 @@ else {
 
 /***/ }),
 
-/***/ 8422:
+/***/ 4828:
 /***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
@@ -64064,28 +64066,440 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.DEFAULTS = void 0;
-exports.parseKeyValues = parseKeyValues;
-exports.parseStacks = parseStacks;
-exports.parseVersions = parseVersions;
-exports.defaultRelease = defaultRelease;
-exports.readInputs = readInputs;
-const core = __importStar(__nccwpck_require__(7484));
+exports.readComment = readComment;
 const fs = __importStar(__nccwpck_require__(9896));
-const path = __importStar(__nccwpck_require__(6928));
-const checks_1 = __nccwpck_require__(2369);
-const mask_1 = __nccwpck_require__(5235);
 const errors_1 = __nccwpck_require__(3916);
-const verify_1 = __nccwpck_require__(5538);
-// Docker stack names become service, network and label prefixes: keep them boring.
-const STACK_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
-const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+function readComment(get, command, env) {
+    const comment = get('comment').trim();
+    const pullRequest = pullRequestNumber(get('pull-request'), env);
+    const githubToken = get('github-token').trim();
+    if (command === 'comment') {
+        if (!comment)
+            throw new errors_1.InputError('Input `comment` is required for command comment: the Markdown to post on the pull request.');
+        if (!pullRequest)
+            throw new errors_1.InputError('Input `pull-request` is required for command comment outside a pull_request event: ' +
+                'the number of the pull request.');
+        if (!githubToken)
+            throw new errors_1.InputError('Input `github-token` is required for command comment ' +
+                '(e.g. the job token `github.token`, with `pull-requests: write`).');
+    }
+    return { comment, pullRequest, githubToken };
+}
+/** `pull-request`: a number, or the pull request of a pull_request event (GITHUB_EVENT_PATH). */
+function pullRequestNumber(raw, env) {
+    const v = raw.trim();
+    if (v) {
+        if (!/^[1-9]\d{0,9}$/.test(v))
+            throw new errors_1.InputError(`Input \`pull-request\` must be a pull request number, got "${v.slice(0, 40)}".`);
+        return Number(v);
+    }
+    try {
+        const event = JSON.parse(fs.readFileSync(env.GITHUB_EVENT_PATH ?? '', 'utf8'));
+        return typeof event.pull_request?.number === 'number' ? event.pull_request.number : 0;
+    }
+    catch {
+        return 0;
+    }
+}
+
+
+/***/ }),
+
+/***/ 8361:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.needsHost = needsHost;
+exports.readConnection = readConnection;
+const errors_1 = __nccwpck_require__(3916);
+const values_1 = __nccwpck_require__(8463);
 const HOST = /^[A-Za-z0-9.:_[\]-]+$/;
 const USER = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/;
 // No leading '-': the path reaches mkdir, rm and stat on the host and must never read as an option.
 const REMOTE_DIR = /^[A-Za-z0-9_./~][A-Za-z0-9_./~-]*$/;
+/** The commands that act on the host; `check` given a host also reads the swarm's facts (read-only). */
+function needsHost(command) {
+    return command === 'deploy' || command === 'rollback' || command === 'remove';
+}
+function readConnection(get, command) {
+    const host = get('host').trim();
+    const user = get('user').trim();
+    if (needsHost(command) || (command === 'check' && host)) {
+        if (!host)
+            throw new errors_1.InputError('Input `host` is required for command ' + command + '.');
+        if (!HOST.test(host))
+            throw new errors_1.InputError(`Input \`host\` "${host}" is not a host name or address.`);
+        if (!USER.test(user))
+            throw new errors_1.InputError(`Input \`user\` must be a user name (letters, digits, _ . -), got "${user}".`);
+        if (!get('ssh-key').trim())
+            throw new errors_1.InputError('Input `ssh-key` is required for command ' + command + '.');
+        if (!get('known-hosts').trim()) {
+            throw new errors_1.InputError('Input `known-hosts` is required: the pinned host key line(s), e.g. from `ssh-keyscan -p PORT HOST`. ' +
+                'The action never accepts an unknown host key.');
+        }
+    }
+    const port = (0, values_1.positiveInt)(get, 'port');
+    if (port > 65535)
+        throw new errors_1.InputError('Input `port` must be ≤ 65535.');
+    return {
+        host,
+        port,
+        user,
+        sshKey: get('ssh-key'),
+        sshPassphrase: get('ssh-passphrase'),
+        knownHosts: get('known-hosts'),
+        remoteDir: remoteDir(get),
+    };
+}
+function remoteDir(get) {
+    // The SSH session starts in the user's home, and quoting would keep a leading ~ literal.
+    const dir = (get('remote-dir') || '.deploy-action').trim().replace(/^~\/?/, '') || '.';
+    if (!REMOTE_DIR.test(dir) || dir.split('/').includes('..')) {
+        throw new errors_1.InputError(`Input \`remote-dir\` "${dir}" must be a plain path (letters, digits, . _ - / ~) without "..".`);
+    }
+    return dir;
+}
+
+
+/***/ }),
+
+/***/ 9738:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.readDeploy = readDeploy;
+const values_1 = __nccwpck_require__(8463);
+function readDeploy(get) {
+    const stability = (0, values_1.autoOrSeconds)(get, 'stability', 0);
+    const timeout = (0, values_1.autoOrSeconds)(get, 'timeout', 1);
+    return {
+        timeout,
+        stability,
+        rollbackTo: (get('rollback-to') || 'previous').trim(),
+        keepReleases: (0, values_1.positiveInt)(get, 'keep-releases'),
+        lockTimeout: (0, values_1.positiveInt)(get, 'lock-timeout', 0),
+        lockStaleAfter: (0, values_1.positiveInt)(get, 'lock-stale-after', 60),
+        maxPreviews: (0, values_1.positiveInt)(get, 'max-previews', 0),
+    };
+}
+
+
+/***/ }),
+
+/***/ 9123:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.readImages = readImages;
+exports.defaultRelease = defaultRelease;
+const errors_1 = __nccwpck_require__(3916);
+const versions_1 = __nccwpck_require__(4164);
+const values_1 = __nccwpck_require__(8463);
+const REGISTRY = /^[A-Za-z0-9.-]+(:\d+)?$/;
+const IMAGE_PREFIX = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
 const RELEASE = /^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$/;
-/** The runner fills these from action.yml; repeated here so a missing variable behaves the same (a unit test keeps them equal). */
+function readImages(get, env) {
+    const registry = get('registry').trim();
+    if (registry && !REGISTRY.test(registry))
+        throw new errors_1.InputError(`Input \`registry\` "${registry}" is not a registry host[:port].`);
+    const imagePrefix = get('image-prefix')
+        .trim()
+        .replace(/^\/+|\/+$/g, '');
+    if (imagePrefix && !IMAGE_PREFIX.test(imagePrefix)) {
+        throw new errors_1.InputError(`Input \`image-prefix\` "${imagePrefix}" is not a valid image repository path ` +
+            '(lower-case letters, digits, . _ - and /).');
+    }
+    const release = get('release').trim() || defaultRelease(env.GITHUB_REF, env.GITHUB_SHA);
+    if (!RELEASE.test(release))
+        throw new errors_1.InputError(`Input \`release\` "${release}" must be letters, digits, . _ + - (at most 128).`);
+    return {
+        services: (get('services') || 'service/*').trim(),
+        registry,
+        registryUsername: get('registry-username').trim(),
+        registryPassword: get('registry-password'),
+        imagePrefix,
+        versions: (0, versions_1.parseVersions)(get('versions')),
+        buildArgs: (0, values_1.parseKeyValues)(get('build-args'), 'build-args', { secret: true }),
+        target: get('target').trim(),
+        rebuild: (0, values_1.bool)(get, 'rebuild'),
+        releaseTagCheck: (0, values_1.oneOf)(get, 'release-tag-check', ['warn', 'strict', 'off']),
+        release,
+    };
+}
+/** Release tag: `refs/tags/v1.2.3` → `1.2.3`; otherwise `sha-<7>`. */
+function defaultRelease(ref, sha) {
+    const m = /^refs\/tags\/v?(.+)$/.exec(ref ?? '');
+    if (m && RELEASE.test(m[1]))
+        return m[1];
+    return `sha-${(sha ?? 'unknown').slice(0, 7)}`;
+}
+
+
+/***/ }),
+
+/***/ 9901:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.defaultRelease = exports.parseVersions = exports.parseStacks = exports.parseKeyValues = exports.DEFAULTS = void 0;
+exports.readInputs = readInputs;
+/** The action's inputs, parsed and validated once into one typed object; each group in its own module. */
+const core = __importStar(__nccwpck_require__(7484));
+const path = __importStar(__nccwpck_require__(6928));
+const comment_1 = __nccwpck_require__(4828);
+const connection_1 = __nccwpck_require__(8361);
+const deploy_1 = __nccwpck_require__(9738);
+const images_1 = __nccwpck_require__(9123);
+const layers_1 = __nccwpck_require__(2155);
+const secrets_1 = __nccwpck_require__(3332);
+const values_1 = __nccwpck_require__(8463);
+var values_2 = __nccwpck_require__(8463);
+Object.defineProperty(exports, "DEFAULTS", ({ enumerable: true, get: function () { return values_2.DEFAULTS; } }));
+Object.defineProperty(exports, "parseKeyValues", ({ enumerable: true, get: function () { return values_2.parseKeyValues; } }));
+var layers_2 = __nccwpck_require__(2155);
+Object.defineProperty(exports, "parseStacks", ({ enumerable: true, get: function () { return layers_2.parseStacks; } }));
+var versions_1 = __nccwpck_require__(4164);
+Object.defineProperty(exports, "parseVersions", ({ enumerable: true, get: function () { return versions_1.parseVersions; } }));
+var images_2 = __nccwpck_require__(9123);
+Object.defineProperty(exports, "defaultRelease", ({ enumerable: true, get: function () { return images_2.defaultRelease; } }));
+/** Parses and validates every input once; `get` is injectable for tests. */
+function readInputs(raw = (n) => core.getInput(n), env = process.env) {
+    const get = (0, values_1.withDefaults)(raw);
+    // Secrets are masked before anything, even a bad `command`, could fail or print.
+    (0, secrets_1.maskSecretInputs)(get);
+    const command = (0, values_1.oneOf)(get, 'command', values_1.COMMANDS);
+    const workspace = env.GITHUB_WORKSPACE || process.cwd();
+    return {
+        command,
+        workingDirectory: path.resolve(workspace, get('working-directory') || '.'),
+        ...(0, connection_1.readConnection)(get, command),
+        ...(0, layers_1.readLayers)(get, command),
+        ...(0, images_1.readImages)(get, env),
+        ...(0, deploy_1.readDeploy)(get),
+        ...(0, comment_1.readComment)(get, command, env),
+        ...(0, secrets_1.readSecrets)(get),
+        dryRun: (0, values_1.bool)(get, 'dry-run'),
+    };
+}
+
+
+/***/ }),
+
+/***/ 2155:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.readLayers = readLayers;
+exports.parseStacks = parseStacks;
+const path = __importStar(__nccwpck_require__(6928));
+const checks_1 = __nccwpck_require__(2369);
+const errors_1 = __nccwpck_require__(3916);
+const verify_input_1 = __nccwpck_require__(5567);
+const connection_1 = __nccwpck_require__(8361);
+const values_1 = __nccwpck_require__(8463);
+// Docker stack names become service, network and label prefixes: keep them boring.
+const STACK_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
+function readLayers(get, command) {
+    const stacks = parseStacks(get('stacks'));
+    if (((0, connection_1.needsHost)(command) || command === 'check') && !stacks.length) {
+        throw new errors_1.InputError(`Input \`stacks\` is required for command ${command}: one layer per line, STACK_NAME=compose-file.`);
+    }
+    return {
+        stacks,
+        env: (0, values_1.parseKeyValues)(get('env'), 'env'),
+        skipChecks: ruleIds(get('skip-checks')),
+        verify: (0, verify_input_1.parseVerify)(get('verify'), stacks.map((s) => s.name)),
+        hooks: {
+            'pre-deploy': get('pre-deploy').trim(),
+            'post-deploy': get('post-deploy').trim(),
+            'on-failure': get('on-failure').trim(),
+            timeoutS: (0, values_1.positiveInt)(get, 'hook-timeout'),
+        },
+    };
+}
+function parseStacks(text) {
+    const stacks = [];
+    text.split(/\r?\n/).forEach((line, i) => {
+        if (!line.trim() || line.trim().startsWith('#'))
+            return;
+        const eq = line.indexOf('=');
+        const name = eq > 0 ? line.slice(0, eq).trim() : '';
+        if (!STACK_NAME.test(name)) {
+            const shown = line.trim().slice(0, 60);
+            throw new errors_1.InputError(`Input \`stacks\` line ${i + 1}: "${shown}" is not STACK_NAME=compose-file[,compose-file…]; ` +
+                'a stack name is letters, digits, _ and - (at most 63, starting with a letter or digit).');
+        }
+        const files = line
+            .slice(eq + 1)
+            .split(',')
+            .map((f) => f.trim())
+            .filter(Boolean);
+        if (!files.length)
+            throw new errors_1.InputError(`Input \`stacks\` line ${i + 1}: stack "${name}" names no compose file.`);
+        for (const f of files)
+            checkComposeFile(f, name);
+        if (stacks.some((s) => s.name === name))
+            throw new errors_1.InputError(`Input \`stacks\`: stack "${name}" is listed twice.`);
+        stacks.push({ name, files });
+    });
+    return stacks;
+}
+function checkComposeFile(f, stack) {
+    const file = `Input \`stacks\`: compose file "${f}" of stack "${stack}"`;
+    if (path.isAbsolute(f) || path.normalize(f).startsWith('..') || /[\0\n]/.test(f)) {
+        throw new errors_1.InputError(`${file} must be a path inside working-directory.`);
+    }
+    // docker stack deploy reads --compose-file values as CSV: a double quote cannot get through.
+    if (f.includes('"'))
+        throw new errors_1.InputError(`${file} contains a double quote, which docker stack deploy cannot read; rename the file.`);
+}
+/** `skip-checks`: known rule ids only, so a typo does not silently leave a rule on. */
+function ruleIds(raw) {
+    const ids = (0, values_1.words)(raw);
+    for (const id of ids) {
+        if (id !== 'all' && !checks_1.RULE_IDS.includes(id))
+            throw new errors_1.InputError(`Input \`skip-checks\`: unknown rule "${id}" (rules: ${checks_1.RULE_IDS.join(', ')}, or all).`);
+    }
+    return ids;
+}
+
+
+/***/ }),
+
+/***/ 3332:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.maskSecretInputs = maskSecretInputs;
+exports.readSecrets = readSecrets;
+const mask_1 = __nccwpck_require__(5235);
+const values_1 = __nccwpck_require__(8463);
+const SECRET_INPUTS = ['registry-password', 'ssh-key', 'ssh-passphrase', 'secrets', 'github-token'];
+/** Masks every secret input whole, before anything could fail or print. */
+function maskSecretInputs(get) {
+    for (const secret of SECRET_INPUTS) {
+        const v = get(secret);
+        if (v)
+            (0, mask_1.addMask)(v);
+    }
+}
+function readSecrets(get) {
+    return {
+        secrets: secretValues(get('secrets')),
+        generateSecrets: (0, values_1.words)(get('generate-secrets')),
+        sharedSecrets: (0, values_1.words)(get('shared-secrets')),
+    };
+}
+/** `KEY=VALUE` lines of secret values: each value masked before anything else happens. */
+function secretValues(text) {
+    const values = (0, values_1.parseKeyValues)(text, 'secrets', { secret: true });
+    for (const v of Object.values(values))
+        if (v)
+            (0, mask_1.addMask)(v);
+    return values;
+}
+
+
+/***/ }),
+
+/***/ 8463:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.DEFAULTS = exports.COMMANDS = void 0;
+exports.withDefaults = withDefaults;
+exports.positiveInt = positiveInt;
+exports.oneOf = oneOf;
+exports.bool = bool;
+exports.autoOrSeconds = autoOrSeconds;
+exports.words = words;
+exports.parseKeyValues = parseKeyValues;
+const errors_1 = __nccwpck_require__(3916);
+exports.COMMANDS = ['deploy', 'build', 'check', 'rollback', 'remove', 'comment'];
+/**
+ * The runner fills these from action.yml; repeated here so a missing variable behaves the same
+ * (a unit test keeps them equal).
+ */
 exports.DEFAULTS = {
     command: 'deploy',
     'working-directory': '.',
@@ -64104,6 +64518,9 @@ exports.DEFAULTS = {
     'hook-timeout': '300',
     'max-previews': '0',
 };
+function withDefaults(raw) {
+    return (n) => raw(n) || exports.DEFAULTS[n] || '';
+}
 function positiveInt(get, name, min = 1) {
     const raw = get(name).trim();
     const n = Number(raw);
@@ -64117,6 +64534,31 @@ function oneOf(get, name, allowed) {
         throw new errors_1.InputError(`Input \`${name}\` must be one of ${allowed.join(', ')}; got "${v}".`);
     return v;
 }
+function bool(get, name) {
+    const v = get(name).trim().toLowerCase();
+    if (!['', 'true', 'false'].includes(v))
+        throw new errors_1.InputError(`Input \`${name}\` must be true or false, got "${v}".`);
+    return v === 'true';
+}
+/** `auto` (undefined) or a whole number of seconds, at least `min`. */
+function autoOrSeconds(get, name, min) {
+    const raw = (get(name) || 'auto').trim();
+    if (raw === 'auto')
+        return undefined;
+    if (!/^\d+$/.test(raw) || Number(raw) < min) {
+        const atLeast = min ? ` (at least ${min})` : '';
+        throw new errors_1.InputError(`Input \`${name}\` must be \`auto\` or a number of seconds${atLeast}, got "${raw}".`);
+    }
+    return Number(raw);
+}
+/** Words separated by commas or white space. */
+function words(raw) {
+    return raw
+        .split(/[,\s]+/)
+        .map((s) => s.trim())
+        .filter(Boolean);
+}
+const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 // What a bad key of a secret line must look like to be named in the error: a word, not free text.
 const READABLE_KEY = /^[A-Za-z0-9_.-]{1,64}$/;
 /**
@@ -64149,37 +64591,18 @@ function parseKeyValues(text, inputName, opts = {}) {
     });
     return out;
 }
-function parseStacks(text) {
-    const stacks = [];
-    text.split(/\r?\n/).forEach((line, i) => {
-        if (!line.trim() || line.trim().startsWith('#'))
-            return;
-        const eq = line.indexOf('=');
-        const name = eq > 0 ? line.slice(0, eq).trim() : '';
-        if (!STACK_NAME.test(name)) {
-            throw new errors_1.InputError(`Input \`stacks\` line ${i + 1}: "${line.trim().slice(0, 60)}" is not STACK_NAME=compose-file[,compose-file…]; a stack name is letters, digits, _ and - (at most 63, starting with a letter or digit).`);
-        }
-        const files = line
-            .slice(eq + 1)
-            .split(',')
-            .map((f) => f.trim())
-            .filter(Boolean);
-        if (!files.length)
-            throw new errors_1.InputError(`Input \`stacks\` line ${i + 1}: stack "${name}" names no compose file.`);
-        for (const f of files) {
-            if (path.isAbsolute(f) || path.normalize(f).startsWith('..') || /[\0\n]/.test(f)) {
-                throw new errors_1.InputError(`Input \`stacks\`: compose file "${f}" of stack "${name}" must be a path inside working-directory.`);
-            }
-            // docker stack deploy reads --compose-file values as CSV: a double quote cannot get through.
-            if (f.includes('"'))
-                throw new errors_1.InputError(`Input \`stacks\`: compose file "${f}" of stack "${name}" contains a double quote, which docker stack deploy cannot read; rename the file.`);
-        }
-        if (stacks.some((s) => s.name === name))
-            throw new errors_1.InputError(`Input \`stacks\`: stack "${name}" is listed twice.`);
-        stacks.push({ name, files });
-    });
-    return stacks;
-}
+
+
+/***/ }),
+
+/***/ 4164:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.parseVersions = parseVersions;
+const errors_1 = __nccwpck_require__(3916);
 // A service name as the stacks and the `versions` output spell it; a version is a Docker tag.
 const SERVICE_NAME = /^[a-z][a-z0-9]*(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
@@ -64188,36 +64611,18 @@ function parseVersions(text) {
     const raw = text.trim();
     if (!raw)
         return {};
-    let pairs;
-    if (raw.startsWith('{') || raw.startsWith('[')) {
-        let data;
-        try {
-            data = JSON.parse(raw);
-        }
-        catch (e) {
-            throw new errors_1.InputError(`Input \`versions\`: not valid JSON (${e.message}); give a JSON object {"name": "1.2.3"} or name=version lines.`);
-        }
-        if (typeof data !== 'object' || data === null || Array.isArray(data))
-            throw new errors_1.InputError('Input `versions`: the JSON must be an object {"name": "1.2.3"}.');
-        pairs = Object.entries(data).map(([k, v]) => [k, v, `"${k}"`]);
-    }
-    else {
-        pairs = [];
-        raw.split(/\r?\n/).forEach((line, i) => {
-            if (!line.trim() || line.trim().startsWith('#'))
-                return;
-            const eq = line.indexOf('=');
-            if (eq < 0)
-                throw new errors_1.InputError(`Input \`versions\` line ${i + 1}: "${line.trim().slice(0, 60)}" is not name=version.`);
-            pairs.push([line.slice(0, eq).trim(), line.slice(eq + 1).trim(), `line ${i + 1}`]);
-        });
-    }
+    const pairs = raw.startsWith('{') || raw.startsWith('[') ? jsonPairs(raw) : linePairs(raw);
     const out = {};
     for (const [name, version, where] of pairs) {
-        if (!SERVICE_NAME.test(name))
-            throw new errors_1.InputError(`Input \`versions\` ${where}: "${String(name).slice(0, 60)}" is not a service name (lower-case letters and digits, . _ - between them, starting with a letter).`);
+        if (!SERVICE_NAME.test(name)) {
+            const shown = String(name).slice(0, 60);
+            throw new errors_1.InputError(`Input \`versions\` ${where}: "${shown}" is not a service name ` +
+                '(lower-case letters and digits, . _ - between them, starting with a letter).');
+        }
         if (typeof version !== 'string' || !TAG.test(version)) {
-            throw new errors_1.InputError(`Input \`versions\` ${where}: the version of ${name}, ${JSON.stringify(version)?.slice(0, 60)}, is not a valid image tag (letters, digits, _ . -, at most 128, not starting with . or -).`);
+            const shown = JSON.stringify(version)?.slice(0, 60);
+            throw new errors_1.InputError(`Input \`versions\` ${where}: the version of ${name}, ${shown}, is not a valid image tag ` +
+                '(letters, digits, _ . -, at most 128, not starting with . or -).');
         }
         if (name in out)
             throw new errors_1.InputError(`Input \`versions\`: ${name} is given twice.`);
@@ -64225,183 +64630,30 @@ function parseVersions(text) {
     }
     return out;
 }
-/** `KEY=VALUE` lines of secret values: each value masked before anything else happens. */
-function secretValues(text) {
-    const values = parseKeyValues(text, 'secrets', { secret: true });
-    for (const v of Object.values(values))
-        if (v)
-            (0, mask_1.addMask)(v);
-    return values;
-}
-/** Release tag: `refs/tags/v1.2.3` → `1.2.3`; otherwise `sha-<7>`. */
-function defaultRelease(ref, sha) {
-    const m = /^refs\/tags\/v?(.+)$/.exec(ref ?? '');
-    if (m && RELEASE.test(m[1]))
-        return m[1];
-    return `sha-${(sha ?? 'unknown').slice(0, 7)}`;
-}
-/** Parses and validates every input once; `get` is injectable for tests. */
-function readInputs(raw = (n) => core.getInput(n), env = process.env) {
-    const get = (n) => raw(n) || exports.DEFAULTS[n] || '';
-    // Secrets are masked before anything, even a bad `command`, could fail or print.
-    for (const secret of ['registry-password', 'ssh-key', 'ssh-passphrase', 'secrets', 'github-token']) {
-        const v = get(secret);
-        if (v)
-            (0, mask_1.addMask)(v);
-    }
-    const command = oneOf(get, 'command', ['deploy', 'build', 'check', 'rollback', 'remove', 'comment']);
-    const workspace = env.GITHUB_WORKSPACE || process.cwd();
-    const workingDirectory = path.resolve(workspace, get('working-directory') || '.');
-    const host = get('host').trim();
-    const user = get('user').trim();
-    const needsHost = command === 'deploy' || command === 'rollback' || command === 'remove';
-    // `check` given a host also runs the checks that need the swarm's facts (read-only).
-    if (needsHost || (command === 'check' && host)) {
-        if (!host)
-            throw new errors_1.InputError('Input `host` is required for command ' + command + '.');
-        if (!HOST.test(host))
-            throw new errors_1.InputError(`Input \`host\` "${host}" is not a host name or address.`);
-        if (!USER.test(user))
-            throw new errors_1.InputError(`Input \`user\` must be a user name (letters, digits, _ . -), got "${user}".`);
-        if (!get('ssh-key').trim())
-            throw new errors_1.InputError('Input `ssh-key` is required for command ' + command + '.');
-        if (!get('known-hosts').trim()) {
-            throw new errors_1.InputError('Input `known-hosts` is required: the pinned host key line(s), e.g. from `ssh-keyscan -p PORT HOST`. The action never accepts an unknown host key.');
-        }
-    }
-    const port = positiveInt(get, 'port');
-    if (port > 65535)
-        throw new errors_1.InputError('Input `port` must be ≤ 65535.');
-    const stacks = parseStacks(get('stacks'));
-    if ((needsHost || command === 'check') && !stacks.length) {
-        throw new errors_1.InputError(`Input \`stacks\` is required for command ${command}: one layer per line, STACK_NAME=compose-file.`);
-    }
-    const registry = get('registry').trim();
-    if (registry && !/^[A-Za-z0-9.-]+(:\d+)?$/.test(registry))
-        throw new errors_1.InputError(`Input \`registry\` "${registry}" is not a registry host[:port].`);
-    const imagePrefix = get('image-prefix')
-        .trim()
-        .replace(/^\/+|\/+$/g, '');
-    if (imagePrefix &&
-        !/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/.test(imagePrefix)) {
-        throw new errors_1.InputError(`Input \`image-prefix\` "${imagePrefix}" is not a valid image repository path (lower-case letters, digits, . _ - and /).`);
-    }
-    const stability = autoOrSeconds(get, 'stability', 0);
-    const timeout = autoOrSeconds(get, 'timeout', 1);
-    const release = get('release').trim() || defaultRelease(env.GITHUB_REF, env.GITHUB_SHA);
-    if (!RELEASE.test(release))
-        throw new errors_1.InputError(`Input \`release\` "${release}" must be letters, digits, . _ + - (at most 128).`);
-    // The SSH session starts in the user's home, and quoting would keep a leading ~ literal.
-    const remoteDir = (get('remote-dir') || '.deploy-action').trim().replace(/^~\/?/, '') || '.';
-    if (!REMOTE_DIR.test(remoteDir) || remoteDir.split('/').includes('..')) {
-        throw new errors_1.InputError(`Input \`remote-dir\` "${remoteDir}" must be a plain path (letters, digits, . _ - / ~) without "..".`);
-    }
-    const comment = get('comment').trim();
-    const pullRequest = pullRequestNumber(get('pull-request'), env);
-    if (command === 'comment') {
-        if (!comment)
-            throw new errors_1.InputError('Input `comment` is required for command comment: the Markdown to post on the pull request.');
-        if (!pullRequest)
-            throw new errors_1.InputError('Input `pull-request` is required for command comment outside a pull_request event: the number of the pull request.');
-        if (!get('github-token').trim())
-            throw new errors_1.InputError('Input `github-token` is required for command comment (e.g. the job token `github.token`, with `pull-requests: write`).');
-    }
-    const bool = (name) => {
-        const v = get(name).trim().toLowerCase();
-        if (!['', 'true', 'false'].includes(v))
-            throw new errors_1.InputError(`Input \`${name}\` must be true or false, got "${v}".`);
-        return v === 'true';
-    };
-    return {
-        command,
-        workingDirectory,
-        services: (get('services') || 'service/*').trim(),
-        registry,
-        registryUsername: get('registry-username').trim(),
-        registryPassword: get('registry-password'),
-        imagePrefix,
-        versions: parseVersions(get('versions')),
-        buildArgs: parseKeyValues(get('build-args'), 'build-args', { secret: true }),
-        target: get('target').trim(),
-        rebuild: bool('rebuild'),
-        releaseTagCheck: oneOf(get, 'release-tag-check', ['warn', 'strict', 'off']),
-        host,
-        port,
-        user,
-        sshKey: get('ssh-key'),
-        sshPassphrase: get('ssh-passphrase'),
-        knownHosts: get('known-hosts'),
-        stacks,
-        env: parseKeyValues(get('env'), 'env'),
-        timeout,
-        stability,
-        rollbackTo: (get('rollback-to') || 'previous').trim(),
-        release,
-        keepReleases: positiveInt(get, 'keep-releases'),
-        lockTimeout: positiveInt(get, 'lock-timeout', 0),
-        lockStaleAfter: positiveInt(get, 'lock-stale-after', 60),
-        remoteDir,
-        secrets: secretValues(get('secrets')),
-        generateSecrets: get('generate-secrets')
-            .split(/[,\s]+/)
-            .map((s) => s.trim())
-            .filter(Boolean),
-        sharedSecrets: get('shared-secrets')
-            .split(/[,\s]+/)
-            .map((s) => s.trim())
-            .filter(Boolean),
-        skipChecks: ruleIds(get('skip-checks')),
-        dryRun: bool('dry-run'),
-        verify: (0, verify_1.parseVerify)(get('verify'), stacks.map((s) => s.name)),
-        hooks: {
-            'pre-deploy': get('pre-deploy').trim(),
-            'post-deploy': get('post-deploy').trim(),
-            'on-failure': get('on-failure').trim(),
-            timeoutS: positiveInt(get, 'hook-timeout'),
-        },
-        maxPreviews: positiveInt(get, 'max-previews', 0),
-        comment,
-        pullRequest,
-        githubToken: get('github-token').trim(),
-    };
-}
-/** `auto` (undefined) or a whole number of seconds, at least `min`. */
-function autoOrSeconds(get, name, min) {
-    const raw = (get(name) || 'auto').trim();
-    if (raw === 'auto')
-        return undefined;
-    if (!/^\d+$/.test(raw) || Number(raw) < min) {
-        throw new errors_1.InputError(`Input \`${name}\` must be \`auto\` or a number of seconds${min ? ` (at least ${min})` : ''}, got "${raw}".`);
-    }
-    return Number(raw);
-}
-/** `pull-request`: a number, or the pull request of a pull_request event (GITHUB_EVENT_PATH). */
-function pullRequestNumber(raw, env) {
-    const v = raw.trim();
-    if (v) {
-        if (!/^[1-9]\d{0,9}$/.test(v))
-            throw new errors_1.InputError(`Input \`pull-request\` must be a pull request number, got "${v.slice(0, 40)}".`);
-        return Number(v);
-    }
+function jsonPairs(raw) {
+    let data;
     try {
-        const event = JSON.parse(fs.readFileSync(env.GITHUB_EVENT_PATH ?? '', 'utf8'));
-        return typeof event.pull_request?.number === 'number' ? event.pull_request.number : 0;
+        data = JSON.parse(raw);
     }
-    catch {
-        return 0;
+    catch (e) {
+        throw new errors_1.InputError(`Input \`versions\`: not valid JSON (${e.message}); ` +
+            'give a JSON object {"name": "1.2.3"} or name=version lines.');
     }
+    if (typeof data !== 'object' || data === null || Array.isArray(data))
+        throw new errors_1.InputError('Input `versions`: the JSON must be an object {"name": "1.2.3"}.');
+    return Object.entries(data).map(([k, v]) => [k, v, `"${k}"`]);
 }
-/** `skip-checks`: known rule ids only, so a typo does not silently leave a rule on. */
-function ruleIds(raw) {
-    const ids = raw
-        .split(/[,\s]+/)
-        .map((s) => s.trim())
-        .filter(Boolean);
-    for (const id of ids) {
-        if (id !== 'all' && !checks_1.RULE_IDS.includes(id))
-            throw new errors_1.InputError(`Input \`skip-checks\`: unknown rule "${id}" (rules: ${checks_1.RULE_IDS.join(', ')}, or all).`);
-    }
-    return ids;
+function linePairs(raw) {
+    const pairs = [];
+    raw.split(/\r?\n/).forEach((line, i) => {
+        if (!line.trim() || line.trim().startsWith('#'))
+            return;
+        const eq = line.indexOf('=');
+        if (eq < 0)
+            throw new errors_1.InputError(`Input \`versions\` line ${i + 1}: "${line.trim().slice(0, 60)}" is not name=version.`);
+        pairs.push([line.slice(0, eq).trim(), line.slice(eq + 1).trim(), `line ${i + 1}`]);
+    });
+    return pairs;
 }
 
 
@@ -64846,7 +65098,7 @@ exports.lockStacks = lockStacks;
 const core = __importStar(__nccwpck_require__(7484));
 const crypto = __importStar(__nccwpck_require__(6982));
 const shell_1 = __nccwpck_require__(6988);
-const inputs_1 = __nccwpck_require__(8422);
+const inputs_1 = __nccwpck_require__(9901);
 const retry_helper_1 = __nccwpck_require__(4522);
 const state_1 = __nccwpck_require__(2462);
 /**
@@ -65076,7 +65328,7 @@ const core = __importStar(__nccwpck_require__(7484));
 const commands_1 = __nccwpck_require__(9153);
 const comment_1 = __nccwpck_require__(2246);
 const errors_1 = __nccwpck_require__(3916);
-const inputs_1 = __nccwpck_require__(8422);
+const inputs_1 = __nccwpck_require__(9901);
 const remove_1 = __nccwpck_require__(1935);
 const summary_1 = __nccwpck_require__(8855);
 const TITLES = {
@@ -65787,7 +66039,7 @@ exports.placementFindings = placementFindings;
 exports.bindMountFindings = bindMountFindings;
 const compose_1 = __nccwpck_require__(668);
 /** One remote command: every node of the swarm, one JSON object a line, then `self <id>` of the node answering. */
-exports.NODES_SCRIPT = `docker node inspect --format '{{json .}}' $(docker node ls -q) && docker info --format 'self {{.Swarm.NodeID}}'`;
+exports.NODES_SCRIPT = "docker node inspect --format '{{json .}}' $(docker node ls -q) && docker info --format 'self {{.Swarm.NodeID}}'";
 /** The id of the manager the action talks to (the `self` line of NODES_SCRIPT). */
 function selfNodeId(stdout) {
     return /^self (\S+)$/m.exec(stdout)?.[1] ?? '';
@@ -65845,7 +66097,9 @@ function describe(n) {
     const labels = Object.entries(n.labels)
         .map(([k, v]) => `${k}=${v}`)
         .join(', ');
-    return `${n.hostname || n.id.slice(0, 12)} (${n.role}${labels ? `; labels ${labels}` : '; no labels'}${n.schedulable ? '' : '; not schedulable'})`;
+    const name = n.hostname || n.id.slice(0, 12);
+    const labelText = labels ? `; labels ${labels}` : '; no labels';
+    return `${name} (${n.role}${labelText}${n.schedulable ? '' : '; not schedulable'})`;
 }
 /** Services no node can take, or whose replicas cannot fit under max_replicas_per_node. */
 function placementFindings(stack, services, nodes) {
@@ -65871,11 +66125,15 @@ function placementFindings(stack, services, nodes) {
             const which = unmet.length
                 ? `no node meets ${unmet.map((c) => `"${c}"`).join(', ')}`
                 : `no node meets all of ${constraints.map((c) => `"${c}"`).join(', ')} at once`;
-            out.push(finding(`Service ${s.name}: ${constraints.length ? which : 'no node is ready and active'}. The swarm's nodes: ${nodeList}. Its tasks would stay pending.`));
+            const why = constraints.length ? which : 'no node is ready and active';
+            out.push(finding(`Service ${s.name}: ${why}. The swarm's nodes: ${nodeList}. Its tasks would stay pending.`));
             continue;
         }
         if (s.mode === 'replicated' && maxReplicasPerNode > 0 && eligible.length * maxReplicasPerNode < s.replicas) {
-            out.push(finding(`Service ${s.name}: ${s.replicas} replicas cannot fit: max_replicas_per_node ${maxReplicasPerNode} on ${eligible.length} eligible node(s) (${eligible.map(describe).join('; ')}) holds ${eligible.length * maxReplicasPerNode}.`));
+            const onNodes = `${eligible.length} eligible node(s) (${eligible.map(describe).join('; ')})`;
+            const holds = eligible.length * maxReplicasPerNode;
+            out.push(finding(`Service ${s.name}: ${s.replicas} replicas cannot fit: ` +
+                `max_replicas_per_node ${maxReplicasPerNode} on ${onNodes} holds ${holds}.`));
         }
     }
     return out;
@@ -65900,6 +66158,8 @@ function bindMountFindings(stack, services, nodes, selfId) {
         const pin = self?.hostname
             ? `deploy.placement.constraints: ["node.hostname == ${self.hostname}"]`
             : 'a placement constraint to this manager';
+        const sources = binds.map((x) => x.source).join(', ');
+        const here = self ? ` (${describe(self)})` : '';
         out.push({
             rule: 'bind-mount-node',
             severity: 'warning',
@@ -65908,9 +66168,10 @@ function bindMountFindings(stack, services, nodes, selfId) {
             col: b.col,
             stack: stack.name,
             service: s.name,
-            message: `Service ${s.name} bind-mounts ${binds.map((x) => x.source).join(', ')}: the action ships ${binds.length > 1 ? 'them' : 'it'} to ` +
-                `this manager${self ? ` (${describe(self)})` : ''} only, and the service can run on ${others.length} other node(s) ` +
-                `(${others.map(describe).join('; ')}), where the path does not exist. Pin it with ${pin}, or use a config (configs:) for a file.`,
+            message: `Service ${s.name} bind-mounts ${sources}: the action ships ${binds.length > 1 ? 'them' : 'it'} to ` +
+                `this manager${here} only, and the service can run on ${others.length} other node(s) ` +
+                `(${others.map(describe).join('; ')}), where the path does not exist. ` +
+                `Pin it with ${pin}, or use a config (configs:) for a file.`,
         });
     }
     return out;
@@ -66124,7 +66385,7 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.post = post;
 const core = __importStar(__nccwpck_require__(7484));
 const exec_1 = __nccwpck_require__(3190);
-const inputs_1 = __nccwpck_require__(8422);
+const inputs_1 = __nccwpck_require__(9901);
 const lock_1 = __nccwpck_require__(9188);
 const remote_1 = __nccwpck_require__(6473);
 const retry_helper_1 = __nccwpck_require__(4522);
@@ -66373,7 +66634,10 @@ function capVerdict(deploying, live, max, where) {
     if (!fresh.length || live.size + fresh.length <= max)
         return;
     const list = [...live].sort(([a], [b]) => a - b).map(([n, s]) => `  pull request #${n}: ${s.sort().join(', ')}`);
-    throw new errors_1.InputError(`Input \`max-previews\` is ${max} and ${live.size} pull request preview(s) are live on ${where}; the preview of #${fresh.join(', #')} would be one more. Nothing was deployed. Live previews:\n${list.join('\n')}\nClose a pull request (its preview is removed), remove one (command: remove), or raise max-previews.`);
+    throw new errors_1.InputError(`Input \`max-previews\` is ${max} and ${live.size} pull request preview(s) are live on ${where}; ` +
+        `the preview of #${fresh.join(', #')} would be one more. Nothing was deployed. ` +
+        `Live previews:\n${list.join('\n')}\n` +
+        'Close a pull request (its preview is removed), remove one (command: remove), or raise max-previews.');
 }
 /** Reads the host's stacks and applies the cap; reads only. */
 async function checkPreviewCap(host, deploying, max) {
@@ -68261,8 +68525,11 @@ function renderSummary(s) {
     const rows = s.layers.flatMap((l) => l.rows);
     if (rows.length) {
         out.push('| layer | service | image | version before → after | replicas | state | time |', '| --- | --- | --- | --- | --- | --- | --- |');
-        for (const r of rows)
-            out.push(`| ${cell(r.stack)} | ${cell(r.service)} | \`${cell(r.image)}\` | ${cell(r.before)} → ${cell(r.after)} | ${r.replicas} | ${cell(r.state)} | ${r.seconds} s |`);
+        for (const r of rows) {
+            const where = `${cell(r.stack)} | ${cell(r.service)} | \`${cell(r.image)}\``;
+            const change = `${cell(r.before)} → ${cell(r.after)}`;
+            out.push(`| ${where} | ${change} | ${r.replicas} | ${cell(r.state)} | ${r.seconds} s |`);
+        }
         out.push('');
     }
     if (s.error)
@@ -68943,8 +69210,10 @@ function readServices(workingDir, pattern, builds = new Map(), versions = {}) {
             : `"${s.name}" of input \`versions\``;
     for (const s of services) {
         const clash = seen.get(versionVariable(s.name));
-        if (clash)
-            throw new errors_1.InputError(`${where(clash)} and ${where(s)} both give ${clash.name === s.name ? `the image name "${s.name}"` : `the variable ${versionVariable(s.name)}`}; rename one.`);
+        if (clash) {
+            const what = clash.name === s.name ? `the image name "${s.name}"` : `the variable ${versionVariable(s.name)}`;
+            throw new errors_1.InputError(`${where(clash)} and ${where(s)} both give ${what}; rename one.`);
+        }
         seen.set(versionVariable(s.name), s);
     }
     return services;
@@ -68962,14 +69231,16 @@ function readVersionFile(abs, rel) {
     if (!version)
         throw new errors_1.InputError(`${rel}: empty. Write the image tag in it (e.g. 1.4.2).`);
     if (!TAG.test(version)) {
-        throw new errors_1.InputError(`${rel}: "${version.slice(0, 60)}" is not a valid image tag (letters, digits, _ . -, at most 128, not starting with . or -).`);
+        throw new errors_1.InputError(`${rel}: "${version.slice(0, 60)}" is not a valid image tag ` +
+            '(letters, digits, _ . -, at most 128, not starting with . or -).');
     }
     return version;
 }
 function readService(workingDir, dir, given) {
     const name = path.basename(dir);
     if (!IMAGE_NAME.test(name)) {
-        throw new errors_1.InputError(`Service folder "${path.relative(workingDir, dir)}": "${name}" is not a valid service name (lower-case letters and digits, . _ - between them, starting with a letter).`);
+        throw new errors_1.InputError(`Service folder "${path.relative(workingDir, dir)}": "${name}" is not a valid service name ` +
+            '(lower-case letters and digits, . _ - between them, starting with a letter).');
     }
     if (given !== undefined)
         return { name, dir, versionFile: exports.FROM_INPUT, version: given };
@@ -69001,8 +69272,10 @@ function builtService(workingDir, name, build, folder, given) {
     ];
     const found = candidates.find((f) => fs.existsSync(f));
     if (!found) {
-        throw new errors_1.InputError(`${build.file}:${build.line}: service ${name} is built here but has no version: give it a VERSION file in its build context (${rel(build.context)}), ` +
-            `name one with x-version-file (relative to the stack file), put one VERSION at the root of working-directory, or set it with input \`versions\`.`);
+        throw new errors_1.InputError(`${build.file}:${build.line}: service ${name} is built here but has no version: ` +
+            `give it a VERSION file in its build context (${rel(build.context)}), ` +
+            'name one with x-version-file (relative to the stack file), ' +
+            'put one VERSION at the root of working-directory, or set it with input `versions`.');
     }
     return { ...base, versionFile: rel(found), version: readVersionFile(found, rel(found)) };
 }

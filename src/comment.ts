@@ -53,7 +53,9 @@ export async function commandComment(
         : '';
     throw new Error(`Could not comment on pull request #${inputs.pullRequest}: ${err.message}${hint}`);
   }
-  const note = `${done.updated ? 'Updated' : 'Posted'} the comment on pull request #${inputs.pullRequest}${done.url ? `: ${done.url}` : ''}.`;
+  const verb = done.updated ? 'Updated' : 'Posted';
+  const link = done.url ? `: ${done.url}` : '';
+  const note = `${verb} the comment on pull request #${inputs.pullRequest}${link}.`;
   core.info(note);
   return { result: 'commented', release: inputs.release, versions: {}, images: {}, layers: [], notes: [note] };
 }

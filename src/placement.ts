@@ -18,7 +18,8 @@ export interface NodeFacts {
 }
 
 /** One remote command: every node of the swarm, one JSON object a line, then `self <id>` of the node answering. */
-export const NODES_SCRIPT = `docker node inspect --format '{{json .}}' $(docker node ls -q) && docker info --format 'self {{.Swarm.NodeID}}'`;
+export const NODES_SCRIPT =
+  "docker node inspect --format '{{json .}}' $(docker node ls -q) && docker info --format 'self {{.Swarm.NodeID}}'";
 
 /** The id of the manager the action talks to (the `self` line of NODES_SCRIPT). */
 export function selfNodeId(stdout: string): string {
@@ -74,7 +75,9 @@ function describe(n: NodeFacts): string {
   const labels = Object.entries(n.labels)
     .map(([k, v]) => `${k}=${v}`)
     .join(', ');
-  return `${n.hostname || n.id.slice(0, 12)} (${n.role}${labels ? `; labels ${labels}` : '; no labels'}${n.schedulable ? '' : '; not schedulable'})`;
+  const name = n.hostname || n.id.slice(0, 12);
+  const labelText = labels ? `; labels ${labels}` : '; no labels';
+  return `${name} (${n.role}${labelText}${n.schedulable ? '' : '; not schedulable'})`;
 }
 
 /** Services no node can take, or whose replicas cannot fit under max_replicas_per_node. */
@@ -105,17 +108,17 @@ export function placementFindings(
       const which = unmet.length
         ? `no node meets ${unmet.map((c) => `"${c}"`).join(', ')}`
         : `no node meets all of ${constraints.map((c) => `"${c}"`).join(', ')} at once`;
-      out.push(
-        finding(
-          `Service ${s.name}: ${constraints.length ? which : 'no node is ready and active'}. The swarm's nodes: ${nodeList}. Its tasks would stay pending.`,
-        ),
-      );
+      const why = constraints.length ? which : 'no node is ready and active';
+      out.push(finding(`Service ${s.name}: ${why}. The swarm's nodes: ${nodeList}. Its tasks would stay pending.`));
       continue;
     }
     if (s.mode === 'replicated' && maxReplicasPerNode > 0 && eligible.length * maxReplicasPerNode < s.replicas) {
+      const onNodes = `${eligible.length} eligible node(s) (${eligible.map(describe).join('; ')})`;
+      const holds = eligible.length * maxReplicasPerNode;
       out.push(
         finding(
-          `Service ${s.name}: ${s.replicas} replicas cannot fit: max_replicas_per_node ${maxReplicasPerNode} on ${eligible.length} eligible node(s) (${eligible.map(describe).join('; ')}) holds ${eligible.length * maxReplicasPerNode}.`,
+          `Service ${s.name}: ${s.replicas} replicas cannot fit: ` +
+            `max_replicas_per_node ${maxReplicasPerNode} on ${onNodes} holds ${holds}.`,
         ),
       );
     }
@@ -147,6 +150,8 @@ export function bindMountFindings(
     const pin = self?.hostname
       ? `deploy.placement.constraints: ["node.hostname == ${self.hostname}"]`
       : 'a placement constraint to this manager';
+    const sources = binds.map((x) => x.source).join(', ');
+    const here = self ? ` (${describe(self)})` : '';
     out.push({
       rule: 'bind-mount-node',
       severity: 'warning',
@@ -156,9 +161,10 @@ export function bindMountFindings(
       stack: stack.name,
       service: s.name,
       message:
-        `Service ${s.name} bind-mounts ${binds.map((x) => x.source).join(', ')}: the action ships ${binds.length > 1 ? 'them' : 'it'} to ` +
-        `this manager${self ? ` (${describe(self)})` : ''} only, and the service can run on ${others.length} other node(s) ` +
-        `(${others.map(describe).join('; ')}), where the path does not exist. Pin it with ${pin}, or use a config (configs:) for a file.`,
+        `Service ${s.name} bind-mounts ${sources}: the action ships ${binds.length > 1 ? 'them' : 'it'} to ` +
+        `this manager${here} only, and the service can run on ${others.length} other node(s) ` +
+        `(${others.map(describe).join('; ')}), where the path does not exist. ` +
+        `Pin it with ${pin}, or use a config (configs:) for a file.`,
     });
   }
   return out;

@@ -34,7 +34,10 @@ export function capVerdict(deploying: string[], live: Map<number, string[]>, max
   if (!fresh.length || live.size + fresh.length <= max) return;
   const list = [...live].sort(([a], [b]) => a - b).map(([n, s]) => `  pull request #${n}: ${s.sort().join(', ')}`);
   throw new InputError(
-    `Input \`max-previews\` is ${max} and ${live.size} pull request preview(s) are live on ${where}; the preview of #${fresh.join(', #')} would be one more. Nothing was deployed. Live previews:\n${list.join('\n')}\nClose a pull request (its preview is removed), remove one (command: remove), or raise max-previews.`,
+    `Input \`max-previews\` is ${max} and ${live.size} pull request preview(s) are live on ${where}; ` +
+      `the preview of #${fresh.join(', #')} would be one more. Nothing was deployed. ` +
+      `Live previews:\n${list.join('\n')}\n` +
+      'Close a pull request (its preview is removed), remove one (command: remove), or raise max-previews.',
   );
 }
 

@@ -47,10 +47,11 @@ export function renderSummary(s: SummaryInput): string {
       '| layer | service | image | version before → after | replicas | state | time |',
       '| --- | --- | --- | --- | --- | --- | --- |',
     );
-    for (const r of rows)
-      out.push(
-        `| ${cell(r.stack)} | ${cell(r.service)} | \`${cell(r.image)}\` | ${cell(r.before)} → ${cell(r.after)} | ${r.replicas} | ${cell(r.state)} | ${r.seconds} s |`,
-      );
+    for (const r of rows) {
+      const where = `${cell(r.stack)} | ${cell(r.service)} | \`${cell(r.image)}\``;
+      const change = `${cell(r.before)} → ${cell(r.after)}`;
+      out.push(`| ${where} | ${change} | ${r.replicas} | ${cell(r.state)} | ${r.seconds} s |`);
+    }
     out.push('');
   }
   if (s.error) out.push('### Why it failed', '', '```text', s.error, '```', '');

@@ -25,7 +25,10 @@ export interface StackBuild {
 export interface Service {
   /** Folder name or stack service name: the `<SERVICE>_VERSION` variable and the key of the `versions` output. */
   name: string;
-  /** Build context: the service folder, or the stack's `build.context`; empty when the version comes from input `versions` alone. */
+  /**
+   * Build context: the service folder, or the stack's `build.context`; empty when the version comes
+   * from input `versions` alone.
+   */
   dir: string;
   /** Where the version comes from (a path relative to the working directory, or the input), for messages. */
   versionFile: string;
@@ -104,10 +107,10 @@ export function readServices(
         : `"${s.name}" of input \`versions\``;
   for (const s of services) {
     const clash = seen.get(versionVariable(s.name));
-    if (clash)
-      throw new InputError(
-        `${where(clash)} and ${where(s)} both give ${clash.name === s.name ? `the image name "${s.name}"` : `the variable ${versionVariable(s.name)}`}; rename one.`,
-      );
+    if (clash) {
+      const what = clash.name === s.name ? `the image name "${s.name}"` : `the variable ${versionVariable(s.name)}`;
+      throw new InputError(`${where(clash)} and ${where(s)} both give ${what}; rename one.`);
+    }
     seen.set(versionVariable(s.name), s);
   }
   return services;
@@ -125,7 +128,8 @@ function readVersionFile(abs: string, rel: string): string {
   if (!version) throw new InputError(`${rel}: empty. Write the image tag in it (e.g. 1.4.2).`);
   if (!TAG.test(version)) {
     throw new InputError(
-      `${rel}: "${version.slice(0, 60)}" is not a valid image tag (letters, digits, _ . -, at most 128, not starting with . or -).`,
+      `${rel}: "${version.slice(0, 60)}" is not a valid image tag ` +
+        '(letters, digits, _ . -, at most 128, not starting with . or -).',
     );
   }
   return version;
@@ -135,7 +139,8 @@ function readService(workingDir: string, dir: string, given?: string): Service {
   const name = path.basename(dir);
   if (!IMAGE_NAME.test(name)) {
     throw new InputError(
-      `Service folder "${path.relative(workingDir, dir)}": "${name}" is not a valid service name (lower-case letters and digits, . _ - between them, starting with a letter).`,
+      `Service folder "${path.relative(workingDir, dir)}": "${name}" is not a valid service name ` +
+        '(lower-case letters and digits, . _ - between them, starting with a letter).',
     );
   }
   if (given !== undefined) return { name, dir, versionFile: FROM_INPUT, version: given };
@@ -176,8 +181,10 @@ function builtService(
   const found = candidates.find((f) => fs.existsSync(f));
   if (!found) {
     throw new InputError(
-      `${build.file}:${build.line}: service ${name} is built here but has no version: give it a VERSION file in its build context (${rel(build.context)}), ` +
-        `name one with x-version-file (relative to the stack file), put one VERSION at the root of working-directory, or set it with input \`versions\`.`,
+      `${build.file}:${build.line}: service ${name} is built here but has no version: ` +
+        `give it a VERSION file in its build context (${rel(build.context)}), ` +
+        'name one with x-version-file (relative to the stack file), ' +
+        'put one VERSION at the root of working-directory, or set it with input `versions`.',
     );
   }
   return { ...base, versionFile: rel(found), version: readVersionFile(found, rel(found)) };

@@ -4,7 +4,7 @@
 // files and helpers are in reliability-suite.ts.
 //
 //   node --import tsx --test --test-reporter=spec __tests__/lab/reliability-input.test.ts
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -49,10 +49,10 @@ import {
   secretsScenario,
 } from './reliability-suite';
 
-useSuite(['1.0.0']);
-
 let silentServer: net.Server | undefined;
-after(() => silentServer?.close());
+useSuite(['1.0.0'], undefined, () => {
+  silentServer?.close();
+});
 
 // ------------------------------------------------------------------ 5. unreachable host
 

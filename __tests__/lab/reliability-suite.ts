@@ -465,9 +465,10 @@ export async function build(
 
 /**
  * Registers the suite's set-up (lab, keys, own sshd, work dirs; `versions` built and pushed, then
- * `ready`) and clean-up. One hook: a second top-level before() starts without waiting for the first.
+ * `ready`) and clean-up (the file's own `cleanup` first, then the suite's). One hook each: a second
+ * top-level before() or after() starts without waiting for the first.
  */
-export function useSuite(versions: string[], ready?: () => Promise<void>): void {
+export function useSuite(versions: string[], ready?: () => Promise<void>, cleanup?: () => Promise<void> | void): void {
   before(async () => {
     lab = await requireLab();
     hostHome = (await onHost(lab, 'printf %s "$HOME"')).stdout.trim();
@@ -498,6 +499,11 @@ export function useSuite(versions: string[], ready?: () => Promise<void>): void 
   });
 
   after(async () => {
+    try {
+      await cleanup?.();
+    } catch (e) {
+      console.error(`cleanup of the file: ${(e as Error).message}`);
+    }
     await Promise.all(
       MY_STACKS.map((s) =>
         removeStack(s, { timeoutMs: 90_000 }).catch((e) => console.error(`cleanup ${s}: ${e.message}`)),

@@ -3,7 +3,7 @@
 // and waits on real state; the shared set-up, stack files and helpers are in reliability-suite.ts.
 //
 //   node --import tsx --test --test-reporter=spec __tests__/lab/reliability.test.ts
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { dockerOk, waitFor } from '../helpers/lab';
@@ -38,10 +38,8 @@ import {
   secretsScenario,
 } from './reliability-suite';
 
-useSuite(['1.0.0', '1.1.0', '1.2.0']);
-
 let registry: OwnRegistry | undefined;
-after(() => registry?.dispose());
+useSuite(['1.0.0', '1.1.0', '1.2.0'], undefined, () => registry?.dispose());
 
 // ------------------------------------------------------------------ 1. serving while deploying
 

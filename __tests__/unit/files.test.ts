@@ -19,7 +19,8 @@ import { buildModel } from '../../src/model';
 
 /** The deploy's rendering of a stack, its model built with `env`. */
 const prepare = (s: LoadedStack, dir: string, env: Record<string, string>) => prepareStack(buildModel(s, env), dir);
-import { NodeFacts, bindMountFindings } from '../../src/placement';
+import { bindMountFindings } from '../../src/placement';
+import { node } from '../helpers/nodes';
 import { LocalShell } from '../helpers/host';
 
 function project(files: Record<string, string | Buffer>): string {
@@ -254,17 +255,11 @@ test('installFiles: byte for byte with their modes, under the content hash; an e
 });
 
 test('bindMountFindings: a warning on a multi-node swarm unless the service can only run on this manager', () => {
-  const node = (id: string, role: string, hostname: string): NodeFacts => ({
-    id,
-    hostname,
-    role,
-    labels: {},
-    engineLabels: {},
-    os: 'linux',
-    arch: 'x86_64',
-    schedulable: true,
-  });
-  const nodes = [node('m1', 'manager', 'manager1'), node('w1', 'worker', 'worker1'), node('w2', 'worker', 'worker2')];
+  const nodes = [
+    node({ id: 'm1', role: 'manager', hostname: 'manager1' }),
+    node({ id: 'w1', role: 'worker', hostname: 'worker1' }),
+    node({ id: 'w2', role: 'worker', hostname: 'worker2' }),
+  ];
   const svc = (name: string, constraints: string[]) =>
     ({ name, placement: { constraints, maxReplicasPerNode: 0 } }) as never;
   const stack = {

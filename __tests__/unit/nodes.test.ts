@@ -3,22 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeTask, nodesNotTakingTasks } from '../../src/pipeline';
-import { NodeFacts } from '../../src/placement';
+import { node } from '../helpers/nodes';
 import { TaskState, snapshotOf } from '../../src/swarm';
 
-const node = (p: Partial<NodeFacts>): NodeFacts => ({
-  id: 'n1',
-  hostname: 'vm1',
-  role: 'worker',
-  labels: {},
-  engineLabels: {},
-  os: 'linux',
-  arch: 'x86_64',
-  schedulable: true,
-  state: 'ready',
-  availability: 'active',
-  ...p,
-});
 const NODES = new Map(
   [node({ id: 'n1', hostname: 'lab-worker1' }), node({ id: 'n2', hostname: 'lab-worker2' })].map((n) => [n.id, n]),
 );

@@ -4,19 +4,9 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { loadComposeFile, resolveCompose, stackServices } from '../../src/compose';
-import { NodeFacts, meets, parseNodes, placementFindings } from '../../src/placement';
+import { meets, parseNodes, placementFindings } from '../../src/placement';
+import { node } from '../helpers/nodes';
 
-const node = (p: Partial<NodeFacts>): NodeFacts => ({
-  id: 'n1',
-  hostname: 'vm1',
-  role: 'worker',
-  labels: {},
-  engineLabels: {},
-  os: 'linux',
-  arch: 'x86_64',
-  schedulable: true,
-  ...p,
-});
 const MANAGER = node({ id: 'm1', hostname: 'mgr', role: 'manager' });
 const A = node({ id: 'w1', hostname: 'w1', labels: { zone: 'a' } });
 const B = node({ id: 'w2', hostname: 'w2', labels: { zone: 'b', ssd: 'true' } });

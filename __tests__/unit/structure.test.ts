@@ -16,8 +16,6 @@ const MAX_LINE = 120;
 const KNOWN: string[] = [
   'commands.ts',
   'commands.ts:connect',
-  'inputs.ts',
-  'inputs.ts:readInputs',
   'pipeline.ts',
   'pipeline.ts:deployLayer',
   'pipeline.ts:runLayer',
@@ -26,13 +24,7 @@ const KNOWN: string[] = [
 /** Lines over the limit today, per file. */
 const KNOWN_LONG: Record<string, number> = {
   'commands.ts': 9,
-  'comment.ts': 1,
-  'inputs.ts': 10,
   'pipeline.ts': 11,
-  'placement.ts': 7,
-  'preview.ts': 1,
-  'summary.ts': 1,
-  'versions.ts': 6,
 };
 
 function sources(dir: string): string[] {
