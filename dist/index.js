@@ -63586,27 +63586,37 @@ class EngineApi {
     get(path, timeoutMs) {
         this.requests++;
         return new Promise((resolve, reject) => {
+            let settled = false;
+            const settle = (f) => {
+                if (settled)
+                    return;
+                settled = true;
+                clearTimeout(timer);
+                f();
+            };
             const req = http.request({ agent: this.agent, host: 'docker', path, method: 'GET' }, (res) => {
                 let body = '';
                 res.setEncoding('utf8');
                 res.on('data', (d) => (body += d));
-                res.on('error', reject);
-                res.on('end', () => {
-                    clearTimeout(timer);
+                res.on('error', (e) => settle(() => reject(e)));
+                res.on('end', () => settle(() => {
                     try {
                         resolve(answer(res.statusCode ?? 0, body, path));
                     }
                     catch (e) {
                         reject(e);
                     }
-                });
+                }));
             });
-            // A wedged engine: drop this connection (the next request opens another), keep the deadline.
-            const timer = setTimeout(() => req.destroy(new Error(`the engine did not answer ${path} within ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
-            req.on('error', (e) => {
-                clearTimeout(timer);
-                reject(this.agent.explain(e));
-            });
+            // A wedged engine: fail now, and take the connection out of the pool. Its close can wait for
+            // ever (sshd confirms it once dial-stdio exits), so neither the answer nor the next request waits on it.
+            const timer = setTimeout(() => {
+                const err = new Error(`the engine did not answer within ${Math.round(timeoutMs / 1000)} s (GET ${path.split('?')[0]})`);
+                settle(() => reject(this.agent.explain(err)));
+                req.socket?.emit('agentRemove');
+                req.destroy(err);
+            }, timeoutMs);
+            req.on('error', (e) => settle(() => reject(this.agent.explain(e))));
             req.end();
         });
     }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import * as net from 'node:net';
+import { Duplex } from 'node:stream';
 import { after, test } from 'node:test';
 import { Dialed, EngineApi } from '../../src/host/engine-api';
 
@@ -64,7 +65,7 @@ test('EngineApi: an engine that does not answer fails within the bound, and the 
   const t0 = Date.now();
   await assert.rejects(
     api.get('/silent', 300),
-    /did not answer \/silent within 0 s \(dial-stdio: the engine is frozen\)/,
+    /did not answer within 0 s \(GET \/silent\) \(dial-stdio: the engine is frozen\)/,
   );
   assert.ok(Date.now() - t0 < 5000);
   assert.deepEqual(await api.get('/after', 5000), { path: '/after' });
@@ -78,3 +79,41 @@ test("EngineApi: the host's clock is the runner's plus the offset measured at th
   assert.ok(Math.abs(api.hostNow() - (Date.now() - 3_600_000)) < 1000);
   api.close();
 });
+
+test(
+  'EngineApi: a wedged connection whose far end never confirms the close still fails in time, and is not reused',
+  { timeout: 10_000 },
+  async () => {
+    // An SSH channel to a frozen engine: sshd confirms the close only once dial-stdio exits, which it does not.
+    const port = await listening;
+    let dials = 0;
+    const api = new EngineApi(
+      () =>
+        new Promise<Dialed>((resolve) => {
+          dials++;
+          const sock = net.connect(port, '127.0.0.1', () => {
+            const stream = new Duplex({
+              read() {},
+              write(chunk, _enc, cb) {
+                sock.write(chunk, cb);
+              },
+              destroy() {
+                // never calls back: no 'close'
+              },
+            });
+            sock.on('data', (d) => stream.push(d));
+            resolve({ stream, offsetMs: 0, stderr: () => '' });
+          });
+          after(() => sock.destroy());
+        }),
+    );
+    await assert.rejects(api.get('/silent', 300), /did not answer within 0 s \(GET \/silent\)/);
+    const next = await Promise.race([
+      api.get('/after', 5000),
+      new Promise((r) => setTimeout(() => r('the next request waited for the wedged connection'), 3000)),
+    ]);
+    assert.deepEqual(next, { path: '/after' });
+    assert.equal(dials, 2);
+    api.close();
+  },
+);
