@@ -63570,15 +63570,32 @@ exports.DIAL_COMMAND = 'date +%s%3N && exec docker system dial-stdio';
  * CPU each, four to eight times a second while the gate watched.
  */
 class EngineApi {
+    dial;
     requests = 0;
     offsetMs = 0;
     agent;
+    /** How to fail each request in flight, for `drop`. */
+    inFlight = new Set();
     constructor(dial) {
-        this.agent = new ChannelAgent(async () => {
-            const d = await dial();
+        this.dial = dial;
+        this.agent = this.newAgent();
+    }
+    newAgent() {
+        return new ChannelAgent(async () => {
+            const d = await this.dial();
             this.offsetMs = d.offsetMs;
             return d;
         });
+    }
+    /**
+     * The connection under the stream is gone (SSH closed): fail the requests in flight now, and start
+     * afresh. A channel of a dead SSH connection neither answers nor closes.
+     */
+    drop(why) {
+        for (const fail of [...this.inFlight])
+            fail(why);
+        this.agent.destroy();
+        this.agent = this.newAgent();
     }
     hostNow() {
         return Date.now() + this.offsetMs;
@@ -63592,7 +63609,13 @@ class EngineApi {
                     return;
                 settled = true;
                 clearTimeout(timer);
+                this.inFlight.delete(abort);
                 f();
+            };
+            const abort = (e) => {
+                settle(() => reject(e));
+                req.socket?.emit('agentRemove');
+                req.destroy(e);
             };
             const req = http.request({ agent: this.agent, host: 'docker', path, method: 'GET' }, (res) => {
                 let body = '';
@@ -63612,10 +63635,9 @@ class EngineApi {
             // ever (sshd confirms it once dial-stdio exits), so neither the answer nor the next request waits on it.
             const timer = setTimeout(() => {
                 const err = new Error(`the engine did not answer within ${Math.round(timeoutMs / 1000)} s (GET ${path.split('?')[0]})`);
-                settle(() => reject(this.agent.explain(err)));
-                req.socket?.emit('agentRemove');
-                req.destroy(err);
+                abort(this.agent.explain(err));
             }, timeoutMs);
+            this.inFlight.add(abort);
             req.on('error', (e) => settle(() => reject(this.agent.explain(e))));
             req.end();
         });
@@ -63801,13 +63823,48 @@ function shellJoin(argv) {
 
 /***/ }),
 
-/***/ 9222:
-/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+/***/ 2495:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
 
 "use strict";
 
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.explainSshError = explainSshError;
+exports.openSocket = openSocket;
+const net = __importStar(__nccwpck_require__(9278));
 const knownhosts_1 = __nccwpck_require__(4041);
 /** Turns ssh2's terse errors into one sentence that names host, port and user, never the key. */
 function explainSshError(e, presented, opts) {
@@ -63839,6 +63896,26 @@ function explainSshError(e, presented, opts) {
     if (/ENOTFOUND|EAI_AGAIN/.test(msg))
         return `Cannot resolve host "${opts.host}".`;
     return `SSH connection to ${who} failed: ${msg}`;
+}
+/** A TCP connection to sshd, bounded, with Nagle off. */
+function openSocket(host, port, timeoutMs) {
+    return new Promise((resolve, reject) => {
+        const sock = net.connect({ host, port });
+        // Small request/response exchanges: without this every command waits on delayed ACKs.
+        sock.setNoDelay(true);
+        const timer = setTimeout(() => {
+            sock.destroy();
+            reject(new Error('Timed out while connecting'));
+        }, timeoutMs);
+        sock.once('connect', () => {
+            clearTimeout(timer);
+            resolve(sock);
+        });
+        sock.once('error', (e) => {
+            clearTimeout(timer);
+            reject(e);
+        });
+    });
 }
 
 
@@ -66707,11 +66784,10 @@ Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.Remote = exports.CommandTimeout = exports.COMMAND_TIMEOUT_MS = exports.writeFileScript = exports.shellJoin = void 0;
 exports.sshOptions = sshOptions;
 const core = __importStar(__nccwpck_require__(7484));
-const net = __importStar(__nccwpck_require__(9278));
 const node_ssh_1 = __nccwpck_require__(1227);
 const errors_1 = __nccwpck_require__(3916);
 const engine_api_1 = __nccwpck_require__(6675);
-const ssh_errors_1 = __nccwpck_require__(9222);
+const ssh_connect_1 = __nccwpck_require__(2495);
 const persistent_shell_1 = __nccwpck_require__(7982);
 const shell_1 = __nccwpck_require__(6988);
 Object.defineProperty(exports, "shellJoin", ({ enumerable: true, get: function () { return shell_1.shellJoin; } }));
@@ -66751,6 +66827,8 @@ class Remote {
     where;
     ssh = new node_ssh_1.NodeSSH();
     shell;
+    /** The connection closed under us (sshd gone, network cut): node-ssh still reports it connected. */
+    lost = false;
     api;
     /** Remote commands run, for the benchmark and the "one command per poll" promise. */
     commands = 0;
@@ -66780,7 +66858,7 @@ class Remote {
         this.shell = undefined;
         let sock;
         try {
-            sock = await openSocket(host, port, this.opts.connectTimeout ?? 20000);
+            sock = await (0, ssh_connect_1.openSocket)(host, port, this.opts.connectTimeout ?? 20000);
             await this.ssh.connect({
                 sock,
                 username: user,
@@ -66798,13 +66876,21 @@ class Remote {
             // node-ssh listens for errors only while connecting: a reset later (sshd restarted, network
             // cut) would be an unhandled 'error' event and kill the step. The channels' close events tell
             // the commands in flight, and `sh` reconnects.
-            this.ssh.connection?.on('error', (err) => core.debug(`SSH connection to ${this.where}: ${err.message}`));
+            const conn = this.ssh.connection;
+            conn?.on('error', (err) => core.debug(`SSH connection to ${this.where}: ${err.message}`));
+            this.lost = false;
+            conn?.on('close', () => {
+                if (this.ssh.connection !== conn)
+                    return;
+                this.lost = true;
+                this.api?.drop(new Error(`Lost the SSH connection to ${this.where}: it closed`));
+            });
         }
         catch (e) {
             // A refused key or host leaves our socket open, and an open socket keeps node from exiting.
             sock?.destroy();
             this.ssh.dispose();
-            throw new Error((0, ssh_errors_1.explainSshError)(e, presented, this.opts));
+            throw new Error((0, ssh_connect_1.explainSshError)(e, presented, this.opts));
         }
     }
     async run(argv, opts = {}) {
@@ -66844,7 +66930,7 @@ class Remote {
     }
     /** One attempt: a new channel when there is standard input, else the persistent shell. */
     async once(script, opts) {
-        if (!this.ssh.isConnected())
+        if (this.lost || !this.ssh.isConnected())
             throw Object.assign(new Error('Not connected to server'), { dropped: true });
         this.commands++;
         const ms = opts.timeoutMs ?? exports.COMMAND_TIMEOUT_MS;
@@ -66900,25 +66986,37 @@ class Remote {
     }
     /** Opens the Engine API connection (reconnecting SSH once if it dropped) and reads the host's clock. */
     dial() {
-        return (0, retry_helper_1.retry)({ attempts: 2, delayMs: () => 500, retryable: isDropped, clock: this.clock }, async (n) => {
-            if (n > 1 || !this.ssh.isConnected())
+        const bound = 15_000;
+        const lostIfDropped = (e) => {
+            throw isDropped(e) ? new Error(`Lost the SSH connection to ${this.where}: ${e.message}`) : e;
+        };
+        return (0, retry_helper_1.retry)({
+            attempts: 2,
+            delayMs: () => 500,
+            retryable: isDropped,
+            clock: this.clock,
+            onRetry: (e) => core.warning(`SSH connection to ${this.where} dropped (${e.message}); reconnecting.`),
+        }, async (n) => {
+            if (n > 1)
                 await this.reconnect();
-            if (!this.ssh.connection)
+            const conn = this.ssh.connection;
+            if (this.lost || !conn)
                 throw Object.assign(new Error('Not connected to server'), { dropped: true });
             this.commands++;
-            const ch = await new Promise((resolve, reject) => this.ssh.connection.exec(this.prefix + engine_api_1.DIAL_COMMAND, (err, c) => err ? reject(Object.assign(err, { dropped: true })) : resolve(c)));
+            // A connection that died unnoticed never answers a channel request: bounded, and counted as dropped.
+            const ch = await (0, retry_helper_1.bounded)(new Promise((resolve, reject) => conn.exec(this.prefix + engine_api_1.DIAL_COMMAND, (err, c) => err ? reject(Object.assign(err, { dropped: true })) : resolve(c))), bound, () => Object.assign(new Error('no answer to a channel request'), { dropped: true }));
             let stderr = '';
             ch.stderr.on('data', (d) => (stderr = (stderr + d.toString('utf8')).slice(-2000)));
-            const hostMs = await (0, retry_helper_1.bounded)((0, engine_api_1.firstLine)(ch), 15_000, () => {
+            const hostMs = await (0, retry_helper_1.bounded)((0, engine_api_1.firstLine)(ch), bound, () => {
                 ch.close();
-                return new CommandTimeout(this.where, engine_api_1.DIAL_COMMAND, 15_000);
+                return new CommandTimeout(this.where, engine_api_1.DIAL_COMMAND, bound);
             }).catch((e) => {
                 throw new Error(`${this.where}: cannot reach the Docker Engine API: ${stderr.trim() || e.message}`);
             });
             // Opening a channel can take sshd most of a second: read the clock as it arrives, not halfway.
             const offsetMs = Number(hostMs) - Date.now();
             return { stream: ch, offsetMs: Number.isFinite(offsetMs) ? offsetMs : 0, stderr: () => stderr };
-        });
+        }).catch(lostIfDropped);
     }
     dispose() {
         this.api?.close();
@@ -66932,25 +67030,6 @@ function isDropped(e) {
     if (e instanceof CommandTimeout)
         return false;
     return !!e.dropped || /Not connected|No response|ECONNRESET|socket|closed|Channel open failure/i.test(e.message);
-}
-function openSocket(host, port, timeoutMs) {
-    return new Promise((resolve, reject) => {
-        const sock = net.connect({ host, port });
-        // Small request/response exchanges: without this every command waits on delayed ACKs.
-        sock.setNoDelay(true);
-        const timer = setTimeout(() => {
-            sock.destroy();
-            reject(new Error('Timed out while connecting'));
-        }, timeoutMs);
-        sock.once('connect', () => {
-            clearTimeout(timer);
-            resolve(sock);
-        });
-        sock.once('error', (e) => {
-            clearTimeout(timer);
-            reject(e);
-        });
-    });
 }
 
 

@@ -1,11 +1,11 @@
 import * as core from '@actions/core';
-import * as net from 'net';
+import type * as net from 'net';
 import { NodeSSH } from 'node-ssh';
 import type { ClientChannel } from 'ssh2';
 import { InputError } from './errors';
 import { RunResult, Runner } from './exec';
 import { DIAL_COMMAND, Dialed, Engine, EngineApi, firstLine } from './host/engine-api';
-import { explainSshError } from './host/ssh-errors';
+import { explainSshError, openSocket } from './host/ssh-connect';
 import { PersistentShell } from './host/persistent-shell';
 import { Shell, ShellOptions, shellJoin } from './host/shell';
 import { writeFileScript } from './host/write-file';
@@ -71,6 +71,8 @@ export class Remote implements Runner, Shell {
   readonly where: string;
   private ssh = new NodeSSH();
   private shell?: PersistentShell;
+  /** The connection closed under us (sshd gone, network cut): node-ssh still reports it connected. */
+  private lost = false;
   private api?: EngineApi;
   /** Remote commands run, for the benchmark and the "one command per poll" promise. */
   commands = 0;
@@ -123,7 +125,14 @@ export class Remote implements Runner, Shell {
       // node-ssh listens for errors only while connecting: a reset later (sshd restarted, network
       // cut) would be an unhandled 'error' event and kill the step. The channels' close events tell
       // the commands in flight, and `sh` reconnects.
-      this.ssh.connection?.on('error', (err) => core.debug(`SSH connection to ${this.where}: ${err.message}`));
+      const conn = this.ssh.connection;
+      conn?.on('error', (err) => core.debug(`SSH connection to ${this.where}: ${err.message}`));
+      this.lost = false;
+      conn?.on('close', () => {
+        if (this.ssh.connection !== conn) return;
+        this.lost = true;
+        this.api?.drop(new Error(`Lost the SSH connection to ${this.where}: it closed`));
+      });
     } catch (e) {
       // A refused key or host leaves our socket open, and an open socket keeps node from exiting.
       sock?.destroy();
@@ -172,7 +181,8 @@ export class Remote implements Runner, Shell {
 
   /** One attempt: a new channel when there is standard input, else the persistent shell. */
   private async once(script: string, opts: ShOptions): Promise<RunResult> {
-    if (!this.ssh.isConnected()) throw Object.assign(new Error('Not connected to server'), { dropped: true });
+    if (this.lost || !this.ssh.isConnected())
+      throw Object.assign(new Error('Not connected to server'), { dropped: true });
     this.commands++;
     const ms = opts.timeoutMs ?? COMMAND_TIMEOUT_MS;
     let res: RunResult;
@@ -232,27 +242,46 @@ export class Remote implements Runner, Shell {
 
   /** Opens the Engine API connection (reconnecting SSH once if it dropped) and reads the host's clock. */
   private dial(): Promise<Dialed> {
-    return retry({ attempts: 2, delayMs: () => 500, retryable: isDropped, clock: this.clock }, async (n) => {
-      if (n > 1 || !this.ssh.isConnected()) await this.reconnect();
-      if (!this.ssh.connection) throw Object.assign(new Error('Not connected to server'), { dropped: true });
-      this.commands++;
-      const ch = await new Promise<ClientChannel>((resolve, reject) =>
-        this.ssh.connection!.exec(this.prefix + DIAL_COMMAND, (err, c) =>
-          err ? reject(Object.assign(err, { dropped: true })) : resolve(c),
-        ),
-      );
-      let stderr = '';
-      ch.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString('utf8')).slice(-2000)));
-      const hostMs = await bounded(firstLine(ch), 15_000, () => {
-        ch.close();
-        return new CommandTimeout(this.where, DIAL_COMMAND, 15_000);
-      }).catch((e: Error) => {
-        throw new Error(`${this.where}: cannot reach the Docker Engine API: ${stderr.trim() || e.message}`);
-      });
-      // Opening a channel can take sshd most of a second: read the clock as it arrives, not halfway.
-      const offsetMs = Number(hostMs) - Date.now();
-      return { stream: ch, offsetMs: Number.isFinite(offsetMs) ? offsetMs : 0, stderr: () => stderr };
-    });
+    const bound = 15_000;
+    const lostIfDropped = (e: Error) => {
+      throw isDropped(e) ? new Error(`Lost the SSH connection to ${this.where}: ${e.message}`) : e;
+    };
+    return retry(
+      {
+        attempts: 2,
+        delayMs: () => 500,
+        retryable: isDropped,
+        clock: this.clock,
+        onRetry: (e) => core.warning(`SSH connection to ${this.where} dropped (${e.message}); reconnecting.`),
+      },
+      async (n) => {
+        if (n > 1) await this.reconnect();
+        const conn = this.ssh.connection;
+        if (this.lost || !conn) throw Object.assign(new Error('Not connected to server'), { dropped: true });
+        this.commands++;
+        // A connection that died unnoticed never answers a channel request: bounded, and counted as dropped.
+        const ch = await bounded(
+          new Promise<ClientChannel>((resolve, reject) =>
+            conn.exec(this.prefix + DIAL_COMMAND, (err, c) =>
+              err ? reject(Object.assign(err, { dropped: true })) : resolve(c),
+            ),
+          ),
+          bound,
+          () => Object.assign(new Error('no answer to a channel request'), { dropped: true }),
+        );
+        let stderr = '';
+        ch.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString('utf8')).slice(-2000)));
+        const hostMs = await bounded(firstLine(ch), bound, () => {
+          ch.close();
+          return new CommandTimeout(this.where, DIAL_COMMAND, bound);
+        }).catch((e: Error) => {
+          throw new Error(`${this.where}: cannot reach the Docker Engine API: ${stderr.trim() || e.message}`);
+        });
+        // Opening a channel can take sshd most of a second: read the clock as it arrives, not halfway.
+        const offsetMs = Number(hostMs) - Date.now();
+        return { stream: ch, offsetMs: Number.isFinite(offsetMs) ? offsetMs : 0, stderr: () => stderr };
+      },
+    ).catch(lostIfDropped);
   }
 
   dispose(): void {
@@ -266,24 +295,4 @@ export class Remote implements Runner, Shell {
 function isDropped(e: Error & { dropped?: boolean }): boolean {
   if (e instanceof CommandTimeout) return false;
   return !!e.dropped || /Not connected|No response|ECONNRESET|socket|closed|Channel open failure/i.test(e.message);
-}
-
-function openSocket(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect({ host, port });
-    // Small request/response exchanges: without this every command waits on delayed ACKs.
-    sock.setNoDelay(true);
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new Error('Timed out while connecting'));
-    }, timeoutMs);
-    sock.once('connect', () => {
-      clearTimeout(timer);
-      resolve(sock);
-    });
-    sock.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-  });
 }

@@ -117,3 +117,20 @@ test(
     api.close();
   },
 );
+
+test(
+  'EngineApi: drop() fails the requests in flight at once (their SSH connection closed) and the next one dials again',
+  { timeout: 10_000 },
+  async () => {
+    const { api, dials } = await engine();
+    const inFlight = api.get('/silent', 60_000);
+    await new Promise((r) => setTimeout(r, 100));
+    const t0 = Date.now();
+    api.drop(new Error('Lost the SSH connection to root@host: it closed'));
+    await assert.rejects(inFlight, /Lost the SSH connection to root@host: it closed/);
+    assert.ok(Date.now() - t0 < 1000);
+    assert.deepEqual(await api.get('/after', 5000), { path: '/after' });
+    assert.equal(dials.length, 2);
+    api.close();
+  },
+);

@@ -32,14 +32,30 @@ export const DIAL_COMMAND = 'date +%s%3N && exec docker system dial-stdio';
 export class EngineApi implements Engine {
   requests = 0;
   private offsetMs = 0;
-  private readonly agent: ChannelAgent;
+  private agent: ChannelAgent;
+  /** How to fail each request in flight, for `drop`. */
+  private readonly inFlight = new Set<(e: Error) => void>();
 
-  constructor(dial: () => Promise<Dialed>) {
-    this.agent = new ChannelAgent(async () => {
-      const d = await dial();
+  constructor(private readonly dial: () => Promise<Dialed>) {
+    this.agent = this.newAgent();
+  }
+
+  private newAgent(): ChannelAgent {
+    return new ChannelAgent(async () => {
+      const d = await this.dial();
       this.offsetMs = d.offsetMs;
       return d;
     });
+  }
+
+  /**
+   * The connection under the stream is gone (SSH closed): fail the requests in flight now, and start
+   * afresh. A channel of a dead SSH connection neither answers nor closes.
+   */
+  drop(why: Error): void {
+    for (const fail of [...this.inFlight]) fail(why);
+    this.agent.destroy();
+    this.agent = this.newAgent();
   }
 
   hostNow(): number {
@@ -54,7 +70,13 @@ export class EngineApi implements Engine {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
+        this.inFlight.delete(abort);
         f();
+      };
+      const abort = (e: Error) => {
+        settle(() => reject(e));
+        req.socket?.emit('agentRemove');
+        req.destroy(e);
       };
       const req = http.request({ agent: this.agent, host: 'docker', path, method: 'GET' }, (res) => {
         let body = '';
@@ -77,10 +99,9 @@ export class EngineApi implements Engine {
         const err = new Error(
           `the engine did not answer within ${Math.round(timeoutMs / 1000)} s (GET ${path.split('?')[0]})`,
         );
-        settle(() => reject(this.agent.explain(err)));
-        req.socket?.emit('agentRemove');
-        req.destroy(err);
+        abort(this.agent.explain(err));
       }, timeoutMs);
+      this.inFlight.add(abort);
       req.on('error', (e: Error) => settle(() => reject(this.agent.explain(e))));
       req.end();
     });

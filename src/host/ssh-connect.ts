@@ -1,3 +1,4 @@
+import * as net from 'net';
 import { hostToken } from '../knownhosts';
 import type { RemoteOptions } from '../remote';
 
@@ -36,4 +37,25 @@ export function explainSshError(e: Error, presented: string, opts: RemoteOptions
     return `Connection refused by ${hostToken(opts.host, opts.port)} (no SSH server on that port?).`;
   if (/ENOTFOUND|EAI_AGAIN/.test(msg)) return `Cannot resolve host "${opts.host}".`;
   return `SSH connection to ${who} failed: ${msg}`;
+}
+
+/** A TCP connection to sshd, bounded, with Nagle off. */
+export function openSocket(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host, port });
+    // Small request/response exchanges: without this every command waits on delayed ACKs.
+    sock.setNoDelay(true);
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error('Timed out while connecting'));
+    }, timeoutMs);
+    sock.once('connect', () => {
+      clearTimeout(timer);
+      resolve(sock);
+    });
+    sock.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
 }
