@@ -63864,6 +63864,7 @@ var __importStar = (this && this.__importStar) || (function () {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.explainSshError = explainSshError;
 exports.openSocket = openSocket;
+exports.sshOptions = sshOptions;
 const net = __importStar(__nccwpck_require__(9278));
 const knownhosts_1 = __nccwpck_require__(4041);
 /** Turns ssh2's terse errors into one sentence that names host, port and user, never the key. */
@@ -63916,6 +63917,18 @@ function openSocket(host, port, timeoutMs) {
             reject(e);
         });
     });
+}
+/** How the action reaches the host, from its inputs (the main step and the post step alike). */
+function sshOptions(inputs, connectTimeout) {
+    return {
+        host: inputs.host,
+        port: inputs.port,
+        user: inputs.user,
+        privateKey: inputs.sshKey,
+        passphrase: inputs.sshPassphrase,
+        knownHosts: inputs.knownHosts,
+        connectTimeout,
+    };
 }
 
 
@@ -66781,13 +66794,14 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.Remote = exports.CommandTimeout = exports.COMMAND_TIMEOUT_MS = exports.writeFileScript = exports.shellJoin = void 0;
-exports.sshOptions = sshOptions;
+exports.Remote = exports.CommandTimeout = exports.COMMAND_TIMEOUT_MS = exports.writeFileScript = exports.shellJoin = exports.sshOptions = void 0;
 const core = __importStar(__nccwpck_require__(7484));
 const node_ssh_1 = __nccwpck_require__(1227);
 const errors_1 = __nccwpck_require__(3916);
 const engine_api_1 = __nccwpck_require__(6675);
 const ssh_connect_1 = __nccwpck_require__(2495);
+var ssh_connect_2 = __nccwpck_require__(2495);
+Object.defineProperty(exports, "sshOptions", ({ enumerable: true, get: function () { return ssh_connect_2.sshOptions; } }));
 const persistent_shell_1 = __nccwpck_require__(7982);
 const shell_1 = __nccwpck_require__(6988);
 Object.defineProperty(exports, "shellJoin", ({ enumerable: true, get: function () { return shell_1.shellJoin; } }));
@@ -66795,18 +66809,6 @@ const write_file_1 = __nccwpck_require__(8704);
 Object.defineProperty(exports, "writeFileScript", ({ enumerable: true, get: function () { return write_file_1.writeFileScript; } }));
 const knownhosts_1 = __nccwpck_require__(4041);
 const retry_helper_1 = __nccwpck_require__(4522);
-/** How the action reaches the host, from its inputs (the main step and the post step alike). */
-function sshOptions(inputs, connectTimeout) {
-    return {
-        host: inputs.host,
-        port: inputs.port,
-        user: inputs.user,
-        privateKey: inputs.sshKey,
-        passphrase: inputs.sshPassphrase,
-        knownHosts: inputs.knownHosts,
-        connectTimeout,
-    };
-}
 /** Every remote command is bounded: a wedged engine or a stalled registry must not hang the job. */
 exports.COMMAND_TIMEOUT_MS = 120_000;
 /** A remote command that did not answer within its bound. */
@@ -66829,6 +66831,7 @@ class Remote {
     shell;
     /** The connection closed under us (sshd gone, network cut): node-ssh still reports it connected. */
     lost = false;
+    opened = {};
     api;
     /** Remote commands run, for the benchmark and the "one command per poll" promise. */
     commands = 0;
@@ -66879,12 +66882,15 @@ class Remote {
             const conn = this.ssh.connection;
             conn?.on('error', (err) => core.debug(`SSH connection to ${this.where}: ${err.message}`));
             this.lost = false;
-            conn?.on('close', () => {
-                if (this.ssh.connection !== conn)
+            // node-ssh forgets the connection at its 'end' already: compare with this open's own.
+            const opened = (this.opened = {});
+            const lost = () => {
+                if (this.opened !== opened || this.lost)
                     return;
                 this.lost = true;
                 this.api?.drop(new Error(`Lost the SSH connection to ${this.where}: it closed`));
-            });
+            };
+            conn?.on('end', lost).on('close', lost);
         }
         catch (e) {
             // A refused key or host leaves our socket open, and an open socket keeps node from exiting.

@@ -6,10 +6,10 @@ import { InputError } from './errors';
 import { RunResult, Runner } from './exec';
 import { DIAL_COMMAND, Dialed, Engine, EngineApi, firstLine } from './host/engine-api';
 import { explainSshError, openSocket } from './host/ssh-connect';
+export { sshOptions } from './host/ssh-connect';
 import { PersistentShell } from './host/persistent-shell';
 import { Shell, ShellOptions, shellJoin } from './host/shell';
 import { writeFileScript } from './host/write-file';
-import type { Inputs } from './inputs';
 import { fingerprint, hostKeyAlgorithms, hostToken, keysFor } from './knownhosts';
 import { Clock, bounded, retry, systemClock } from './retry-helper';
 
@@ -31,22 +31,6 @@ export interface RemoteOptions {
 export interface ShOptions extends ShellOptions {
   /** Base64 text given to the script's standard input through the persistent shell (no new channel). */
   heredoc?: string;
-}
-
-/** How the action reaches the host, from its inputs (the main step and the post step alike). */
-export function sshOptions(
-  inputs: Pick<Inputs, 'host' | 'port' | 'user' | 'sshKey' | 'sshPassphrase' | 'knownHosts'>,
-  connectTimeout?: number,
-): RemoteOptions {
-  return {
-    host: inputs.host,
-    port: inputs.port,
-    user: inputs.user,
-    privateKey: inputs.sshKey,
-    passphrase: inputs.sshPassphrase,
-    knownHosts: inputs.knownHosts,
-    connectTimeout,
-  };
 }
 
 /** Every remote command is bounded: a wedged engine or a stalled registry must not hang the job. */
@@ -73,6 +57,7 @@ export class Remote implements Runner, Shell {
   private shell?: PersistentShell;
   /** The connection closed under us (sshd gone, network cut): node-ssh still reports it connected. */
   private lost = false;
+  private opened = {};
   private api?: EngineApi;
   /** Remote commands run, for the benchmark and the "one command per poll" promise. */
   commands = 0;
@@ -128,11 +113,14 @@ export class Remote implements Runner, Shell {
       const conn = this.ssh.connection;
       conn?.on('error', (err) => core.debug(`SSH connection to ${this.where}: ${err.message}`));
       this.lost = false;
-      conn?.on('close', () => {
-        if (this.ssh.connection !== conn) return;
+      // node-ssh forgets the connection at its 'end' already: compare with this open's own.
+      const opened = (this.opened = {});
+      const lost = () => {
+        if (this.opened !== opened || this.lost) return;
         this.lost = true;
         this.api?.drop(new Error(`Lost the SSH connection to ${this.where}: it closed`));
-      });
+      };
+      conn?.on('end', lost).on('close', lost);
     } catch (e) {
       // A refused key or host leaves our socket open, and an open socket keeps node from exiting.
       sock?.destroy();

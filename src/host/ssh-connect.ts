@@ -1,5 +1,6 @@
 import * as net from 'net';
 import { hostToken } from '../knownhosts';
+import type { Inputs } from '../inputs';
 import type { RemoteOptions } from '../remote';
 
 /** Turns ssh2's terse errors into one sentence that names host, port and user, never the key. */
@@ -58,4 +59,20 @@ export function openSocket(host: string, port: number, timeoutMs: number): Promi
       reject(e);
     });
   });
+}
+
+/** How the action reaches the host, from its inputs (the main step and the post step alike). */
+export function sshOptions(
+  inputs: Pick<Inputs, 'host' | 'port' | 'user' | 'sshKey' | 'sshPassphrase' | 'knownHosts'>,
+  connectTimeout?: number,
+): RemoteOptions {
+  return {
+    host: inputs.host,
+    port: inputs.port,
+    user: inputs.user,
+    privateKey: inputs.sshKey,
+    passphrase: inputs.sshPassphrase,
+    knownHosts: inputs.knownHosts,
+    connectTimeout,
+  };
 }
