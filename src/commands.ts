@@ -8,7 +8,7 @@ import { LocalRunner } from './exec';
 import { Inputs } from './inputs';
 import { findTarget, readLedger } from './ledger';
 import { lockStacks, lockTracker } from './lock';
-import { LayerOutcome, LayerPlan, RunContext, lockDirFor, runLayer } from './pipeline';
+import { LayerOutcome, LayerPlan, RunContext, lockDirFor, runLayer } from './layer';
 import { Remote, shellJoin, sshOptions } from './remote';
 import { OVERRIDE_FILE, overrideFile } from './secrets';
 import { checkImages, layerTimeout, planDeploy, readVersions, variables } from './plan';

@@ -7,7 +7,7 @@ import { RunResult, Runner } from './exec';
 import { DIAL_COMMAND, Dialed, Engine, EngineApi, firstLine } from './host/engine-api';
 import { explainSshError } from './host/ssh-errors';
 import { PersistentShell } from './host/persistent-shell';
-import { Shell, ShellOptions, shellJoin } from './host/shell';
+import { Host, Shell, ShellOptions, shellJoin } from './host/shell';
 import { writeFileScript } from './host/write-file';
 import type { Inputs } from './inputs';
 import { fingerprint, hostKeyAlgorithms, hostToken, keysFor } from './knownhosts';
@@ -67,7 +67,7 @@ export class CommandTimeout extends Error {
  * One SSH connection for the whole job (node-ssh over ssh2), with the host key pinned.
  * Reconnects once when the connection dropped, for commands the caller marks as safe to repeat.
  */
-export class Remote implements Runner, Shell {
+export class Remote implements Runner, Host {
   readonly where: string;
   private ssh = new NodeSSH();
   private shell?: PersistentShell;

@@ -13,18 +13,10 @@ const MAX_MODULE = 300;
 const MAX_LINE = 120;
 
 /** Over a limit today, each to be split: `file` (module), `file:name` (function), `file:line` (line). */
-const KNOWN: string[] = [
-  'commands.ts',
-  'commands.ts:connect',
-  'pipeline.ts',
-  'pipeline.ts:deployLayer',
-  'pipeline.ts:runLayer',
-  'pipeline.ts:undoLayer',
-];
+const KNOWN: string[] = ['commands.ts', 'commands.ts:connect'];
 /** Lines over the limit today, per file. */
 const KNOWN_LONG: Record<string, number> = {
   'commands.ts': 9,
-  'pipeline.ts': 11,
 };
 
 function sources(dir: string): string[] {
