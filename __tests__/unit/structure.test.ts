@@ -13,11 +13,9 @@ const MAX_MODULE = 300;
 const MAX_LINE = 120;
 
 /** Over a limit today, each to be split: `file` (module), `file:name` (function), `file:line` (line). */
-const KNOWN: string[] = ['commands.ts', 'commands.ts:connect'];
+const KNOWN: string[] = [];
 /** Lines over the limit today, per file. */
-const KNOWN_LONG: Record<string, number> = {
-  'commands.ts': 9,
-};
+const KNOWN_LONG: Record<string, number> = {};
 
 function sources(dir: string): string[] {
   return fs
