@@ -61326,22 +61326,16 @@ var __importStar = (this && this.__importStar) || (function () {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.commandCheck = commandCheck;
 exports.commandBuild = commandBuild;
-exports.connect = connect;
-exports.removeHostConfig = removeHostConfig;
 exports.commandDeploy = commandDeploy;
 exports.commandRollback = commandRollback;
 const core = __importStar(__nccwpck_require__(7484));
-const github = __importStar(__nccwpck_require__(3228));
-const crypto = __importStar(__nccwpck_require__(6982));
-const semver = __importStar(__nccwpck_require__(2088));
 const build_1 = __nccwpck_require__(4323);
+const connect_1 = __nccwpck_require__(5633);
+const dry_run_1 = __nccwpck_require__(4394);
 const errors_1 = __nccwpck_require__(3916);
 const exec_1 = __nccwpck_require__(3190);
 const ledger_1 = __nccwpck_require__(8730);
-const lock_1 = __nccwpck_require__(9188);
 const layer_1 = __nccwpck_require__(8870);
-const remote_1 = __nccwpck_require__(6473);
-const secrets_1 = __nccwpck_require__(7194);
 const plan_1 = __nccwpck_require__(2464);
 const stack_1 = __nccwpck_require__(3419);
 const preflight_1 = __nccwpck_require__(4504);
@@ -61350,18 +61344,6 @@ const state_1 = __nccwpck_require__(2462);
 const timing_1 = __nccwpck_require__(8117);
 const hooks_1 = __nccwpck_require__(5987);
 const preview_1 = __nccwpck_require__(2743);
-function context() {
-    const c = github.context;
-    const server = process.env.GITHUB_SERVER_URL || 'https://github.com';
-    const repo = process.env.GITHUB_REPOSITORY || '';
-    const runUrl = repo && c.runId ? `${server}/${repo}/actions/runs/${c.runId}` : `local-${process.pid}-${Date.now()}`;
-    return {
-        sha: c.sha || process.env.GITHUB_SHA || '',
-        ref: c.ref || process.env.GITHUB_REF || '',
-        actor: c.actor || process.env.GITHUB_ACTOR || 'unknown',
-        runUrl,
-    };
-}
 async function commandCheck(inputs) {
     const notes = [];
     let versions = {};
@@ -61381,7 +61363,7 @@ async function commandCheck(inputs) {
     if (inputs.host) {
         // Read-only, as a dry run: no lock, no registry login.
         const prepared = models.map((m) => (0, stack_1.prepareStack)(m, inputs.workingDirectory));
-        const { remote, finish } = await connect(inputs, true);
+        const { remote, finish } = await (0, connect_1.connect)(inputs, true);
         try {
             await (0, preflight_1.connectedChecks)(remote, prepared, inputs);
         }
@@ -61409,7 +61391,7 @@ async function commandBuild(inputs) {
         imagePrefix: inputs.imagePrefix,
         buildArgs: inputs.buildArgs,
         target: inputs.target,
-        sha: context().sha || '0000000',
+        sha: (0, connect_1.jobContext)().sha || '0000000',
         push: !inputs.dryRun,
         rebuild: inputs.rebuild,
     });
@@ -61421,86 +61403,6 @@ async function commandBuild(inputs) {
         layers: [],
         notes,
     };
-}
-/**
- * Connects once, checks the host can deploy, takes the lock of every stack of the run, and logs the
- * host in to the registry if asked. `finish` logs out and releases the locks.
- */
-async function connect(inputs, readOnly = false, beforeLock) {
-    const remote = await core.group(`Connect to ${inputs.user}@${inputs.host}:${inputs.port}`, async () => {
-        const r = await remote_1.Remote.connect((0, remote_1.sshOptions)(inputs));
-        core.info(`Connected; host key matches the pinned known-hosts entry.`);
-        return r;
-    });
-    const info = await remote.sh(`docker version --format '{{.Client.Version}}' && docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.ServerVersion}}' && printf '%s\\n' "$HOME"`, { retry: true });
-    if (info.code !== 0) {
-        remote.dispose();
-        throw new Error(`Docker does not answer on ${remote.where}: ${(info.stderr || info.stdout).trim()} (is the user in the docker group?)`);
-    }
-    const [client, swarm, home] = info.stdout.trim().split('\n');
-    const [swarmState, manager, server] = (swarm ?? '').split(' ');
-    if (swarmState !== 'active' || manager !== 'true') {
-        remote.dispose();
-        throw new Error(`${remote.where} is not a Swarm manager (swarm state "${swarmState}", manager ${manager}). Run \`docker swarm init\` there first.`);
-    }
-    core.info(`Host Docker: client ${client}, engine ${server}, Swarm manager.`);
-    // A refusal found here leaves no trace on the host (taking a lock creates the stack's folder).
-    if (beforeLock)
-        await beforeLock(remote).catch((e) => (remote.dispose(), Promise.reject(e)));
-    const { runUrl, actor, sha, ref } = context();
-    let unlock = async () => { };
-    // A dry run only reads: it takes no lock and logs the host in nowhere.
-    if (!readOnly)
-        try {
-            unlock = await (0, lock_1.lockStacks)(remote, inputs.stacks.map((s) => (0, layer_1.lockDirFor)(inputs.remoteDir, s.name)), { run: runUrl, actor, release: inputs.release, since: new Date().toISOString() }, inputs.lockTimeout, (0, lock_1.lockTracker)(), inputs.lockStaleAfter);
-        }
-        catch (e) {
-            remote.dispose();
-            throw e;
-        }
-    const withRegistryAuth = !readOnly && !!(inputs.registryUsername && inputs.registryPassword);
-    let logout = async () => { };
-    if (withRegistryAuth) {
-        // The run's own Docker config folder: another run on this host logging out (or in as someone
-        // else) cannot touch this run's credentials, nor this run theirs. Saved first: if this step is
-        // cancelled, the post step removes it.
-        const config = `${inputs.remoteDir.startsWith('/') ? '' : `${home}/`}${inputs.remoteDir}/runs/${crypto.randomBytes(8).toString('hex')}`;
-        state_1.state.saveHostConfig(config);
-        remote.setEnv({ DOCKER_CONFIG: config });
-        const res = await remote.sh(`umask 077 && mkdir -p "$DOCKER_CONFIG" && ${(0, remote_1.shellJoin)(['docker', 'login', inputs.registry, '--username', inputs.registryUsername, '--password-stdin'].filter(Boolean))}`, { input: inputs.registryPassword });
-        if (res.code !== 0) {
-            await removeHostConfig(remote, config);
-            await unlock();
-            remote.dispose();
-            throw new Error(`The host could not log in to ${inputs.registry || 'Docker Hub'} as ${inputs.registryUsername}: ${res.stderr.trim()}`);
-        }
-        core.info(`Host logged in to ${inputs.registry || 'Docker Hub'} with its own Docker config folder (removed at the end).`);
-        // Swarm keeps the credentials it needs (--with-registry-auth); the host keeps none.
-        logout = () => removeHostConfig(remote, config);
-    }
-    const clientVersion = semver.coerce(client);
-    const ctx = {
-        inputs,
-        remote,
-        sha,
-        ref,
-        actor,
-        runUrl,
-        withRegistryAuth,
-        detachFlag: !!clientVersion && semver.gte(clientVersion, '26.0.0'),
-        pollMs: 250,
-    };
-    const finish = async () => {
-        await logout();
-        await unlock();
-    };
-    return { remote, ctx, finish };
-}
-/** Removes the run's Docker config folder on the host (its registry login with it). */
-async function removeHostConfig(remote, dir) {
-    const res = await remote.run(['rm', '-rf', dir], { retry: true }).catch(() => undefined);
-    if (res?.code === 0)
-        state_1.state.saveHostConfig('');
 }
 async function runLayers(ctx, plans) {
     const layers = [];
@@ -61525,23 +61427,13 @@ function overall(layers, error) {
 async function commandDeploy(inputs) {
     const { notes, versions, markdown, prepared, plans } = await (0, plan_1.planDeploy)(inputs);
     if (inputs.dryRun) {
-        // Only the stack files: referenced files (env_file, configs) may hold values that must not be logged.
-        for (const p of prepared)
-            for (const u of p.uploads)
-                if (p.composePaths.includes(u.rel))
-                    core.info(`--- ${p.name}: ${u.rel}\n${u.content}`);
-        // No connection, so no keyed hash: the host's part of each secret name shows as placeholder text.
-        prepared.forEach((p, i) => {
-            const { secrets = [], configs = [] } = plans[i];
-            if (secrets.length || configs.length)
-                core.info(`--- ${p.name}: ${secrets_1.OVERRIDE_FILE}\n${(0, secrets_1.overrideFile)(p, secrets, configs, { placeholders: true })}`);
-        });
+        (0, dry_run_1.printDeployFiles)(prepared, plans);
         // With a host: read-only (no lock, no login), what each service runs now and what it would run.
         if (inputs.host) {
-            const { remote, finish } = await connect(inputs, true);
+            const { remote, finish } = await (0, connect_1.connect)(inputs, true);
             try {
                 await (0, preflight_1.connectedChecks)(remote, prepared, inputs);
-                await printPlan(remote, plans, 'would deploy release');
+                await (0, dry_run_1.printPlan)(remote, plans, 'would deploy release');
                 await (0, plan_1.checkImages)(remote, prepared, inputs);
             }
             finally {
@@ -61561,7 +61453,7 @@ async function commandDeploy(inputs) {
             notes: [...notes, 'dry-run: nothing was deployed (no lock, no ledger record, no file on the host).'],
         };
     }
-    const { remote, ctx, finish } = await connect(inputs, false, (r) => (0, preview_1.checkPreviewCap)(r, plans.map((p) => p.stack), inputs.maxPreviews));
+    const { remote, ctx, finish } = await (0, connect_1.connect)(inputs, false, (r) => (0, preview_1.checkPreviewCap)(r, plans.map((p) => p.stack), inputs.maxPreviews));
     try {
         const nodes = await (0, preflight_1.connectedChecks)(remote, prepared, inputs);
         await (0, plan_1.checkImages)(remote, prepared, inputs);
@@ -61585,40 +61477,41 @@ async function commandDeploy(inputs) {
         remote.dispose();
     }
 }
+/** The layer plan that brings a stack back to the release `rollback-to` names, found in its ledger. */
+async function rollbackPlan(remote, inputs, stack) {
+    const ledger = await (0, ledger_1.readLedger)(remote, inputs.remoteDir, stack);
+    if (!ledger)
+        throw new errors_1.InputError(`No deploy history for stack "${stack}" on ${remote.where} (${inputs.remoteDir}/stacks/${stack}/ledger.json): ` +
+            'it was never deployed by this action, or remote-dir differs.');
+    const target = (0, ledger_1.findTarget)(ledger, inputs.rollbackTo);
+    const versions = Object.entries(target.versions).map(([k, v]) => `${k} ${v}`);
+    core.info(`${stack}: rolling back to release ${target.release} of ${target.time} (${versions.join(', ')}).`);
+    // The recorded release knows how long its gate may take; an older record does not.
+    const timeoutS = inputs.timeout ?? target.timeoutS ?? timing_1.FALLBACK_TIMEOUT_S;
+    const how = target.timeoutS ? 'auto, as recorded with the release' : 'no figure recorded with the release';
+    return {
+        stack,
+        release: target.release,
+        kind: 'rollback',
+        dir: target.dir,
+        composePaths: target.composePaths,
+        versions: target.versions,
+        watches: target.watch,
+        timeoutS,
+        timing: inputs.timeout !== undefined ? `timeout ${timeoutS} s (input)` : `timeout ${timeoutS} s (${how})`,
+        secretNames: target.secrets,
+        fileHashes: target.files,
+    };
+}
 async function commandRollback(inputs) {
-    const { remote, ctx, finish } = await connect(inputs, inputs.dryRun);
+    const { remote, ctx, finish } = await (0, connect_1.connect)(inputs, inputs.dryRun);
     try {
         const plans = [];
         // Every target is found before anything is touched: an unknown version changes nothing.
-        for (const s of inputs.stacks) {
-            const ledger = await (0, ledger_1.readLedger)(remote, inputs.remoteDir, s.name);
-            if (!ledger)
-                throw new errors_1.InputError(`No deploy history for stack "${s.name}" on ${remote.where} (${inputs.remoteDir}/stacks/${s.name}/ledger.json): it was never deployed by this action, or remote-dir differs.`);
-            const target = (0, ledger_1.findTarget)(ledger, inputs.rollbackTo);
-            core.info(`${s.name}: rolling back to release ${target.release} of ${target.time} (${Object.entries(target.versions)
-                .map(([k, v]) => `${k} ${v}`)
-                .join(', ')}).`);
-            // The recorded release knows how long its gate may take; an older record does not.
-            const timeoutS = inputs.timeout ?? target.timeoutS ?? timing_1.FALLBACK_TIMEOUT_S;
-            const timing = inputs.timeout !== undefined
-                ? `timeout ${timeoutS} s (input)`
-                : `timeout ${timeoutS} s (${target.timeoutS ? 'auto, as recorded with the release' : 'no figure recorded with the release'})`;
-            plans.push({
-                stack: s.name,
-                release: target.release,
-                kind: 'rollback',
-                dir: target.dir,
-                composePaths: target.composePaths,
-                versions: target.versions,
-                watches: target.watch,
-                timeoutS,
-                timing,
-                secretNames: target.secrets,
-                fileHashes: target.files,
-            });
-        }
+        for (const s of inputs.stacks)
+            plans.push(await rollbackPlan(remote, inputs, s.name));
         if (inputs.dryRun)
-            return await dryRunRollback(remote, plans);
+            return await (0, dry_run_1.dryRunRollback)(remote, plans);
         const { layers, error } = await runLayers(ctx, plans);
         const images = Object.assign({}, ...layers.map((l) => l.images));
         const versions = Object.assign({}, ...plans.map((p) => p.versions));
@@ -61628,46 +61521,6 @@ async function commandRollback(inputs) {
     finally {
         await finish();
         remote.dispose();
-    }
-}
-const shortImage = (image) => image.split('@')[0].split('/').pop() ?? image;
-/** What a rollback would change, per service (image now → image of the target release); changes nothing. */
-async function dryRunRollback(remote, plans) {
-    await printPlan(remote, plans, 'would roll back to release');
-    const note = 'dry-run: nothing was rolled back (no lock, no ledger record, no file on the host).';
-    core.info(note);
-    const versions = Object.assign({}, ...plans.map((p) => p.versions));
-    return {
-        result: 'checked',
-        release: plans[plans.length - 1]?.release ?? '',
-        versions,
-        images: {},
-        layers: [],
-        notes: [note],
-    };
-}
-/** Per layer and service: the image it runs now → the one the plan would give it. Reads only. */
-async function printPlan(remote, plans, verb) {
-    for (const p of plans) {
-        const res = await remote.run([
-            'docker',
-            'service',
-            'ls',
-            '--filter',
-            `label=com.docker.stack.namespace=${p.stack}`,
-            '--format',
-            '{{.Name}} {{.Image}}',
-        ], { retry: true, silent: true });
-        if (res.code !== 0)
-            throw new Error(`Cannot list the services of ${p.stack} on ${remote.where}: ${res.stderr.trim()}`);
-        const now = new Map(res.stdout
-            .trim()
-            .split('\n')
-            .filter(Boolean)
-            .map((l) => l.split(' ')));
-        core.info(`${p.stack}: ${verb} ${p.release}:`);
-        for (const w of p.watches)
-            core.info(`  ${w.name}: ${now.has(w.name) ? shortImage(now.get(w.name)) : '(not running)'} → ${shortImage(w.expectedImage)}`);
     }
 }
 
@@ -62893,6 +62746,270 @@ async function pruneConfigs(remote, stack, plans) {
     if (removed.length)
         core.info(`Removed configs of earlier releases: ${removed.join(', ')}`);
     return removed;
+}
+
+
+/***/ }),
+
+/***/ 5633:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.jobContext = jobContext;
+exports.connect = connect;
+exports.removeHostConfig = removeHostConfig;
+const core = __importStar(__nccwpck_require__(7484));
+const github = __importStar(__nccwpck_require__(3228));
+const crypto = __importStar(__nccwpck_require__(6982));
+const semver = __importStar(__nccwpck_require__(2088));
+const shell_1 = __nccwpck_require__(6988);
+const layer_1 = __nccwpck_require__(8870);
+const lock_1 = __nccwpck_require__(9188);
+const remote_1 = __nccwpck_require__(6473);
+const state_1 = __nccwpck_require__(2462);
+/** Who runs this job and where it is seen: recorded with the lock and the ledger. */
+function jobContext() {
+    const c = github.context;
+    const server = process.env.GITHUB_SERVER_URL || 'https://github.com';
+    const repo = process.env.GITHUB_REPOSITORY || '';
+    const runUrl = repo && c.runId ? `${server}/${repo}/actions/runs/${c.runId}` : `local-${process.pid}-${Date.now()}`;
+    return {
+        sha: c.sha || process.env.GITHUB_SHA || '',
+        ref: c.ref || process.env.GITHUB_REF || '',
+        actor: c.actor || process.env.GITHUB_ACTOR || 'unknown',
+        runUrl,
+    };
+}
+const DOCKER_FACTS = `docker version --format '{{.Client.Version}}' && ` +
+    `docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.ServerVersion}}' && ` +
+    `printf '%s\\n' "$HOME"`;
+/** Checks Docker answers and the host is a Swarm manager; returns the client's version and the user's home. */
+async function checkDocker(remote) {
+    const info = await remote.sh(DOCKER_FACTS, { retry: true });
+    if (info.code !== 0)
+        throw new Error(`Docker does not answer on ${remote.where}: ${(info.stderr || info.stdout).trim()} ` +
+            '(is the user in the docker group?)');
+    const [client, swarm, home] = info.stdout.trim().split('\n');
+    const [swarmState, manager, server] = (swarm ?? '').split(' ');
+    if (swarmState !== 'active' || manager !== 'true')
+        throw new Error(`${remote.where} is not a Swarm manager (swarm state "${swarmState}", manager ${manager}). ` +
+            'Run `docker swarm init` there first.');
+    core.info(`Host Docker: client ${client}, engine ${server}, Swarm manager.`);
+    return { client, home };
+}
+/** Takes the lock of every stack of the run; returns what releases them. */
+function lockRun(remote, inputs, who) {
+    return (0, lock_1.lockStacks)(remote, inputs.stacks.map((s) => (0, layer_1.lockDirFor)(inputs.remoteDir, s.name)), { run: who.runUrl, actor: who.actor, release: inputs.release, since: new Date().toISOString() }, inputs.lockTimeout, (0, lock_1.lockTracker)(), inputs.lockStaleAfter);
+}
+/**
+ * Logs the host in to the registry with the run's own Docker config folder: another run on this host
+ * logging out (or in as someone else) cannot touch this run's credentials, nor this run theirs. Saved
+ * first: if this step is cancelled, the post step removes it. Failing, it removes the folder and
+ * releases the locks. Returns what logs out.
+ */
+async function hostLogin(remote, inputs, home, unlock) {
+    const registry = inputs.registry || 'Docker Hub';
+    const base = inputs.remoteDir.startsWith('/') ? inputs.remoteDir : `${home}/${inputs.remoteDir}`;
+    const config = `${base}/runs/${crypto.randomBytes(8).toString('hex')}`;
+    state_1.state.saveHostConfig(config);
+    remote.setEnv({ DOCKER_CONFIG: config });
+    const argv = ['docker', 'login', inputs.registry, '--username', inputs.registryUsername, '--password-stdin'];
+    const res = await remote.sh(`umask 077 && mkdir -p "$DOCKER_CONFIG" && ${(0, shell_1.shellJoin)(argv.filter(Boolean))}`, {
+        input: inputs.registryPassword,
+    });
+    if (res.code !== 0) {
+        await removeHostConfig(remote, config);
+        await unlock();
+        throw new Error(`The host could not log in to ${registry} as ${inputs.registryUsername}: ${res.stderr.trim()}`);
+    }
+    core.info(`Host logged in to ${registry} with its own Docker config folder (removed at the end).`);
+    // Swarm keeps the credentials it needs (--with-registry-auth); the host keeps none.
+    return () => removeHostConfig(remote, config);
+}
+/**
+ * Connects once, checks the host can deploy, takes the lock of every stack of the run, and logs the
+ * host in to the registry if asked. `finish` logs out and releases the locks.
+ */
+async function connect(inputs, readOnly = false, beforeLock) {
+    const remote = await core.group(`Connect to ${inputs.user}@${inputs.host}:${inputs.port}`, async () => {
+        const r = await remote_1.Remote.connect((0, remote_1.sshOptions)(inputs));
+        core.info(`Connected; host key matches the pinned known-hosts entry.`);
+        return r;
+    });
+    const withRegistryAuth = !readOnly && !!(inputs.registryUsername && inputs.registryPassword);
+    try {
+        const { client, home } = await checkDocker(remote);
+        // A refusal found here leaves no trace on the host (taking a lock creates the stack's folder).
+        if (beforeLock)
+            await beforeLock(remote);
+        const who = jobContext();
+        // A dry run only reads: it takes no lock and logs the host in nowhere.
+        const unlock = readOnly ? async () => { } : await lockRun(remote, inputs, who);
+        const logout = withRegistryAuth ? await hostLogin(remote, inputs, home, unlock) : async () => { };
+        const clientVersion = semver.coerce(client);
+        const ctx = {
+            inputs,
+            remote,
+            ...who,
+            withRegistryAuth,
+            detachFlag: !!clientVersion && semver.gte(clientVersion, '26.0.0'),
+            pollMs: 250,
+        };
+        const finish = async () => {
+            await logout();
+            await unlock();
+        };
+        return { remote, ctx, finish };
+    }
+    catch (e) {
+        remote.dispose();
+        throw e;
+    }
+}
+/** Removes the run's Docker config folder on the host (its registry login with it). */
+async function removeHostConfig(remote, dir) {
+    const res = await remote.run(['rm', '-rf', dir], { retry: true }).catch(() => undefined);
+    if (res?.code === 0)
+        state_1.state.saveHostConfig('');
+}
+
+
+/***/ }),
+
+/***/ 4394:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.printDeployFiles = printDeployFiles;
+exports.dryRunRollback = dryRunRollback;
+exports.printPlan = printPlan;
+const core = __importStar(__nccwpck_require__(7484));
+const secrets_1 = __nccwpck_require__(7194);
+/** The files a dry run of a deploy would upload: the stack files, and the override naming secrets and configs. */
+function printDeployFiles(prepared, plans) {
+    // Only the stack files: referenced files (env_file, configs) may hold values that must not be logged.
+    for (const p of prepared)
+        for (const u of p.uploads)
+            if (p.composePaths.includes(u.rel))
+                core.info(`--- ${p.name}: ${u.rel}\n${u.content}`);
+    // No connection, so no keyed hash: the host's part of each secret name shows as placeholder text.
+    prepared.forEach((p, i) => {
+        const { secrets = [], configs = [] } = plans[i];
+        if (secrets.length || configs.length)
+            core.info(`--- ${p.name}: ${secrets_1.OVERRIDE_FILE}\n${(0, secrets_1.overrideFile)(p, secrets, configs, { placeholders: true })}`);
+    });
+}
+const shortImage = (image) => image.split('@')[0].split('/').pop() ?? image;
+/** What a rollback would change, per service (image now → image of the target release); changes nothing. */
+async function dryRunRollback(remote, plans) {
+    await printPlan(remote, plans, 'would roll back to release');
+    const note = 'dry-run: nothing was rolled back (no lock, no ledger record, no file on the host).';
+    core.info(note);
+    const versions = Object.assign({}, ...plans.map((p) => p.versions));
+    return {
+        result: 'checked',
+        release: plans[plans.length - 1]?.release ?? '',
+        versions,
+        images: {},
+        layers: [],
+        notes: [note],
+    };
+}
+/** Per layer and service: the image it runs now → the one the plan would give it. Reads only. */
+async function printPlan(remote, plans, verb) {
+    for (const p of plans) {
+        const res = await remote.run([
+            'docker',
+            'service',
+            'ls',
+            '--filter',
+            `label=com.docker.stack.namespace=${p.stack}`,
+            '--format',
+            '{{.Name}} {{.Image}}',
+        ], { retry: true, silent: true });
+        if (res.code !== 0)
+            throw new Error(`Cannot list the services of ${p.stack} on ${remote.where}: ${res.stderr.trim()}`);
+        const now = new Map(res.stdout
+            .trim()
+            .split('\n')
+            .filter(Boolean)
+            .map((l) => l.split(' ')));
+        core.info(`${p.stack}: ${verb} ${p.release}:`);
+        for (const w of p.watches) {
+            const running = now.has(w.name) ? shortImage(now.get(w.name)) : '(not running)';
+            core.info(`  ${w.name}: ${running} → ${shortImage(w.expectedImage)}`);
+        }
+    }
 }
 
 
@@ -67244,7 +67361,7 @@ exports.commandRemove = commandRemove;
  * stack's ledger still names, never a shared secret in use.
  */
 const core = __importStar(__nccwpck_require__(7484));
-const commands_1 = __nccwpck_require__(9153);
+const connect_1 = __nccwpck_require__(5633);
 const ledger_1 = __nccwpck_require__(8730);
 const shell_1 = __nccwpck_require__(6988);
 const retry_helper_1 = __nccwpck_require__(4522);
@@ -67384,7 +67501,7 @@ async function removeEmptyFolder(host, remoteDir, stack) {
  */
 async function commandRemove(inputs) {
     // Nothing is pulled: no registry login on the host.
-    const { remote, ctx, finish } = await (0, commands_1.connect)({ ...inputs, registryUsername: '', registryPassword: '' }, inputs.dryRun);
+    const { remote, ctx, finish } = await (0, connect_1.connect)({ ...inputs, registryUsername: '', registryPassword: '' }, inputs.dryRun);
     // The folders go once the locks are released, and only if no other run's lock came back into them.
     return (0, retry_helper_1.disposing)(remote, async () => {
         try {
