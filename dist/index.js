@@ -61326,22 +61326,16 @@ var __importStar = (this && this.__importStar) || (function () {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.commandCheck = commandCheck;
 exports.commandBuild = commandBuild;
-exports.connect = connect;
-exports.removeHostConfig = removeHostConfig;
 exports.commandDeploy = commandDeploy;
 exports.commandRollback = commandRollback;
 const core = __importStar(__nccwpck_require__(7484));
-const github = __importStar(__nccwpck_require__(3228));
-const crypto = __importStar(__nccwpck_require__(6982));
-const semver = __importStar(__nccwpck_require__(2088));
 const build_1 = __nccwpck_require__(4323);
+const connect_1 = __nccwpck_require__(5633);
+const dry_run_1 = __nccwpck_require__(4394);
 const errors_1 = __nccwpck_require__(3916);
 const exec_1 = __nccwpck_require__(3190);
 const ledger_1 = __nccwpck_require__(8730);
-const lock_1 = __nccwpck_require__(9188);
-const pipeline_1 = __nccwpck_require__(5165);
-const remote_1 = __nccwpck_require__(6473);
-const secrets_1 = __nccwpck_require__(7194);
+const layer_1 = __nccwpck_require__(8870);
 const plan_1 = __nccwpck_require__(2464);
 const stack_1 = __nccwpck_require__(3419);
 const preflight_1 = __nccwpck_require__(4504);
@@ -61350,18 +61344,6 @@ const state_1 = __nccwpck_require__(2462);
 const timing_1 = __nccwpck_require__(8117);
 const hooks_1 = __nccwpck_require__(5987);
 const preview_1 = __nccwpck_require__(2743);
-function context() {
-    const c = github.context;
-    const server = process.env.GITHUB_SERVER_URL || 'https://github.com';
-    const repo = process.env.GITHUB_REPOSITORY || '';
-    const runUrl = repo && c.runId ? `${server}/${repo}/actions/runs/${c.runId}` : `local-${process.pid}-${Date.now()}`;
-    return {
-        sha: c.sha || process.env.GITHUB_SHA || '',
-        ref: c.ref || process.env.GITHUB_REF || '',
-        actor: c.actor || process.env.GITHUB_ACTOR || 'unknown',
-        runUrl,
-    };
-}
 async function commandCheck(inputs) {
     const notes = [];
     let versions = {};
@@ -61381,7 +61363,7 @@ async function commandCheck(inputs) {
     if (inputs.host) {
         // Read-only, as a dry run: no lock, no registry login.
         const prepared = models.map((m) => (0, stack_1.prepareStack)(m, inputs.workingDirectory));
-        const { remote, finish } = await connect(inputs, true);
+        const { remote, finish } = await (0, connect_1.connect)(inputs, true);
         try {
             await (0, preflight_1.connectedChecks)(remote, prepared, inputs);
         }
@@ -61409,7 +61391,7 @@ async function commandBuild(inputs) {
         imagePrefix: inputs.imagePrefix,
         buildArgs: inputs.buildArgs,
         target: inputs.target,
-        sha: context().sha || '0000000',
+        sha: (0, connect_1.jobContext)().sha || '0000000',
         push: !inputs.dryRun,
         rebuild: inputs.rebuild,
     });
@@ -61422,90 +61404,10 @@ async function commandBuild(inputs) {
         notes,
     };
 }
-/**
- * Connects once, checks the host can deploy, takes the lock of every stack of the run, and logs the
- * host in to the registry if asked. `finish` logs out and releases the locks.
- */
-async function connect(inputs, readOnly = false, beforeLock) {
-    const remote = await core.group(`Connect to ${inputs.user}@${inputs.host}:${inputs.port}`, async () => {
-        const r = await remote_1.Remote.connect((0, remote_1.sshOptions)(inputs));
-        core.info(`Connected; host key matches the pinned known-hosts entry.`);
-        return r;
-    });
-    const info = await remote.sh(`docker version --format '{{.Client.Version}}' && docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.ServerVersion}}' && printf '%s\\n' "$HOME"`, { retry: true });
-    if (info.code !== 0) {
-        remote.dispose();
-        throw new Error(`Docker does not answer on ${remote.where}: ${(info.stderr || info.stdout).trim()} (is the user in the docker group?)`);
-    }
-    const [client, swarm, home] = info.stdout.trim().split('\n');
-    const [swarmState, manager, server] = (swarm ?? '').split(' ');
-    if (swarmState !== 'active' || manager !== 'true') {
-        remote.dispose();
-        throw new Error(`${remote.where} is not a Swarm manager (swarm state "${swarmState}", manager ${manager}). Run \`docker swarm init\` there first.`);
-    }
-    core.info(`Host Docker: client ${client}, engine ${server}, Swarm manager.`);
-    // A refusal found here leaves no trace on the host (taking a lock creates the stack's folder).
-    if (beforeLock)
-        await beforeLock(remote).catch((e) => (remote.dispose(), Promise.reject(e)));
-    const { runUrl, actor, sha, ref } = context();
-    let unlock = async () => { };
-    // A dry run only reads: it takes no lock and logs the host in nowhere.
-    if (!readOnly)
-        try {
-            unlock = await (0, lock_1.lockStacks)(remote, inputs.stacks.map((s) => (0, pipeline_1.lockDirFor)(inputs.remoteDir, s.name)), { run: runUrl, actor, release: inputs.release, since: new Date().toISOString() }, inputs.lockTimeout, (0, lock_1.lockTracker)(), inputs.lockStaleAfter);
-        }
-        catch (e) {
-            remote.dispose();
-            throw e;
-        }
-    const withRegistryAuth = !readOnly && !!(inputs.registryUsername && inputs.registryPassword);
-    let logout = async () => { };
-    if (withRegistryAuth) {
-        // The run's own Docker config folder: another run on this host logging out (or in as someone
-        // else) cannot touch this run's credentials, nor this run theirs. Saved first: if this step is
-        // cancelled, the post step removes it.
-        const config = `${inputs.remoteDir.startsWith('/') ? '' : `${home}/`}${inputs.remoteDir}/runs/${crypto.randomBytes(8).toString('hex')}`;
-        state_1.state.saveHostConfig(config);
-        remote.setEnv({ DOCKER_CONFIG: config });
-        const res = await remote.sh(`umask 077 && mkdir -p "$DOCKER_CONFIG" && ${(0, remote_1.shellJoin)(['docker', 'login', inputs.registry, '--username', inputs.registryUsername, '--password-stdin'].filter(Boolean))}`, { input: inputs.registryPassword });
-        if (res.code !== 0) {
-            await removeHostConfig(remote, config);
-            await unlock();
-            remote.dispose();
-            throw new Error(`The host could not log in to ${inputs.registry || 'Docker Hub'} as ${inputs.registryUsername}: ${res.stderr.trim()}`);
-        }
-        core.info(`Host logged in to ${inputs.registry || 'Docker Hub'} with its own Docker config folder (removed at the end).`);
-        // Swarm keeps the credentials it needs (--with-registry-auth); the host keeps none.
-        logout = () => removeHostConfig(remote, config);
-    }
-    const clientVersion = semver.coerce(client);
-    const ctx = {
-        inputs,
-        remote,
-        sha,
-        ref,
-        actor,
-        runUrl,
-        withRegistryAuth,
-        detachFlag: !!clientVersion && semver.gte(clientVersion, '26.0.0'),
-        pollMs: 250,
-    };
-    const finish = async () => {
-        await logout();
-        await unlock();
-    };
-    return { remote, ctx, finish };
-}
-/** Removes the run's Docker config folder on the host (its registry login with it). */
-async function removeHostConfig(remote, dir) {
-    const res = await remote.run(['rm', '-rf', dir], { retry: true }).catch(() => undefined);
-    if (res?.code === 0)
-        state_1.state.saveHostConfig('');
-}
 async function runLayers(ctx, plans) {
     const layers = [];
     for (const plan of plans) {
-        const outcome = await (0, hooks_1.layerWithHooks)(ctx, ctx.inputs.hooks, plan, plans.indexOf(plan), plans.length, () => core.group(`Layer ${plan.stack} (${plan.kind} ${plan.release})`, () => (0, pipeline_1.runLayer)(ctx, plan)));
+        const outcome = await (0, hooks_1.layerWithHooks)(ctx, ctx.inputs.hooks, plan, plans.indexOf(plan), plans.length, () => core.group(`Layer ${plan.stack} (${plan.kind} ${plan.release})`, () => (0, layer_1.runLayer)(ctx, plan)));
         layers.push(outcome);
         if (outcome.result !== 'deployed' || outcome.error) {
             const skipped = plans.slice(plans.indexOf(plan) + 1).map((p) => p.stack);
@@ -61525,23 +61427,13 @@ function overall(layers, error) {
 async function commandDeploy(inputs) {
     const { notes, versions, markdown, prepared, plans } = await (0, plan_1.planDeploy)(inputs);
     if (inputs.dryRun) {
-        // Only the stack files: referenced files (env_file, configs) may hold values that must not be logged.
-        for (const p of prepared)
-            for (const u of p.uploads)
-                if (p.composePaths.includes(u.rel))
-                    core.info(`--- ${p.name}: ${u.rel}\n${u.content}`);
-        // No connection, so no keyed hash: the host's part of each secret name shows as placeholder text.
-        prepared.forEach((p, i) => {
-            const { secrets = [], configs = [] } = plans[i];
-            if (secrets.length || configs.length)
-                core.info(`--- ${p.name}: ${secrets_1.OVERRIDE_FILE}\n${(0, secrets_1.overrideFile)(p, secrets, configs, { placeholders: true })}`);
-        });
+        (0, dry_run_1.printDeployFiles)(prepared, plans);
         // With a host: read-only (no lock, no login), what each service runs now and what it would run.
         if (inputs.host) {
-            const { remote, finish } = await connect(inputs, true);
+            const { remote, finish } = await (0, connect_1.connect)(inputs, true);
             try {
                 await (0, preflight_1.connectedChecks)(remote, prepared, inputs);
-                await printPlan(remote, plans, 'would deploy release');
+                await (0, dry_run_1.printPlan)(remote, plans, 'would deploy release');
                 await (0, plan_1.checkImages)(remote, prepared, inputs);
             }
             finally {
@@ -61561,7 +61453,7 @@ async function commandDeploy(inputs) {
             notes: [...notes, 'dry-run: nothing was deployed (no lock, no ledger record, no file on the host).'],
         };
     }
-    const { remote, ctx, finish } = await connect(inputs, false, (r) => (0, preview_1.checkPreviewCap)(r, plans.map((p) => p.stack), inputs.maxPreviews));
+    const { remote, ctx, finish } = await (0, connect_1.connect)(inputs, false, (r) => (0, preview_1.checkPreviewCap)(r, plans.map((p) => p.stack), inputs.maxPreviews));
     try {
         const nodes = await (0, preflight_1.connectedChecks)(remote, prepared, inputs);
         await (0, plan_1.checkImages)(remote, prepared, inputs);
@@ -61585,40 +61477,41 @@ async function commandDeploy(inputs) {
         remote.dispose();
     }
 }
+/** The layer plan that brings a stack back to the release `rollback-to` names, found in its ledger. */
+async function rollbackPlan(remote, inputs, stack) {
+    const ledger = await (0, ledger_1.readLedger)(remote, inputs.remoteDir, stack);
+    if (!ledger)
+        throw new errors_1.InputError(`No deploy history for stack "${stack}" on ${remote.where} (${inputs.remoteDir}/stacks/${stack}/ledger.json): ` +
+            'it was never deployed by this action, or remote-dir differs.');
+    const target = (0, ledger_1.findTarget)(ledger, inputs.rollbackTo);
+    const versions = Object.entries(target.versions).map(([k, v]) => `${k} ${v}`);
+    core.info(`${stack}: rolling back to release ${target.release} of ${target.time} (${versions.join(', ')}).`);
+    // The recorded release knows how long its gate may take; an older record does not.
+    const timeoutS = inputs.timeout ?? target.timeoutS ?? timing_1.FALLBACK_TIMEOUT_S;
+    const how = target.timeoutS ? 'auto, as recorded with the release' : 'no figure recorded with the release';
+    return {
+        stack,
+        release: target.release,
+        kind: 'rollback',
+        dir: target.dir,
+        composePaths: target.composePaths,
+        versions: target.versions,
+        watches: target.watch,
+        timeoutS,
+        timing: inputs.timeout !== undefined ? `timeout ${timeoutS} s (input)` : `timeout ${timeoutS} s (${how})`,
+        secretNames: target.secrets,
+        fileHashes: target.files,
+    };
+}
 async function commandRollback(inputs) {
-    const { remote, ctx, finish } = await connect(inputs, inputs.dryRun);
+    const { remote, ctx, finish } = await (0, connect_1.connect)(inputs, inputs.dryRun);
     try {
         const plans = [];
         // Every target is found before anything is touched: an unknown version changes nothing.
-        for (const s of inputs.stacks) {
-            const ledger = await (0, ledger_1.readLedger)(remote, inputs.remoteDir, s.name);
-            if (!ledger)
-                throw new errors_1.InputError(`No deploy history for stack "${s.name}" on ${remote.where} (${inputs.remoteDir}/stacks/${s.name}/ledger.json): it was never deployed by this action, or remote-dir differs.`);
-            const target = (0, ledger_1.findTarget)(ledger, inputs.rollbackTo);
-            core.info(`${s.name}: rolling back to release ${target.release} of ${target.time} (${Object.entries(target.versions)
-                .map(([k, v]) => `${k} ${v}`)
-                .join(', ')}).`);
-            // The recorded release knows how long its gate may take; an older record does not.
-            const timeoutS = inputs.timeout ?? target.timeoutS ?? timing_1.FALLBACK_TIMEOUT_S;
-            const timing = inputs.timeout !== undefined
-                ? `timeout ${timeoutS} s (input)`
-                : `timeout ${timeoutS} s (${target.timeoutS ? 'auto, as recorded with the release' : 'no figure recorded with the release'})`;
-            plans.push({
-                stack: s.name,
-                release: target.release,
-                kind: 'rollback',
-                dir: target.dir,
-                composePaths: target.composePaths,
-                versions: target.versions,
-                watches: target.watch,
-                timeoutS,
-                timing,
-                secretNames: target.secrets,
-                fileHashes: target.files,
-            });
-        }
+        for (const s of inputs.stacks)
+            plans.push(await rollbackPlan(remote, inputs, s.name));
         if (inputs.dryRun)
-            return await dryRunRollback(remote, plans);
+            return await (0, dry_run_1.dryRunRollback)(remote, plans);
         const { layers, error } = await runLayers(ctx, plans);
         const images = Object.assign({}, ...layers.map((l) => l.images));
         const versions = Object.assign({}, ...plans.map((p) => p.versions));
@@ -61628,46 +61521,6 @@ async function commandRollback(inputs) {
     finally {
         await finish();
         remote.dispose();
-    }
-}
-const shortImage = (image) => image.split('@')[0].split('/').pop() ?? image;
-/** What a rollback would change, per service (image now → image of the target release); changes nothing. */
-async function dryRunRollback(remote, plans) {
-    await printPlan(remote, plans, 'would roll back to release');
-    const note = 'dry-run: nothing was rolled back (no lock, no ledger record, no file on the host).';
-    core.info(note);
-    const versions = Object.assign({}, ...plans.map((p) => p.versions));
-    return {
-        result: 'checked',
-        release: plans[plans.length - 1]?.release ?? '',
-        versions,
-        images: {},
-        layers: [],
-        notes: [note],
-    };
-}
-/** Per layer and service: the image it runs now → the one the plan would give it. Reads only. */
-async function printPlan(remote, plans, verb) {
-    for (const p of plans) {
-        const res = await remote.run([
-            'docker',
-            'service',
-            'ls',
-            '--filter',
-            `label=com.docker.stack.namespace=${p.stack}`,
-            '--format',
-            '{{.Name}} {{.Image}}',
-        ], { retry: true, silent: true });
-        if (res.code !== 0)
-            throw new Error(`Cannot list the services of ${p.stack} on ${remote.where}: ${res.stderr.trim()}`);
-        const now = new Map(res.stdout
-            .trim()
-            .split('\n')
-            .filter(Boolean)
-            .map((l) => l.split(' ')));
-        core.info(`${p.stack}: ${verb} ${p.release}:`);
-        for (const w of p.watches)
-            core.info(`  ${w.name}: ${now.has(w.name) ? shortImage(now.get(w.name)) : '(not running)'} → ${shortImage(w.expectedImage)}`);
     }
 }
 
@@ -62893,6 +62746,270 @@ async function pruneConfigs(remote, stack, plans) {
     if (removed.length)
         core.info(`Removed configs of earlier releases: ${removed.join(', ')}`);
     return removed;
+}
+
+
+/***/ }),
+
+/***/ 5633:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.jobContext = jobContext;
+exports.connect = connect;
+exports.removeHostConfig = removeHostConfig;
+const core = __importStar(__nccwpck_require__(7484));
+const github = __importStar(__nccwpck_require__(3228));
+const crypto = __importStar(__nccwpck_require__(6982));
+const semver = __importStar(__nccwpck_require__(2088));
+const shell_1 = __nccwpck_require__(6988);
+const layer_1 = __nccwpck_require__(8870);
+const lock_1 = __nccwpck_require__(9188);
+const remote_1 = __nccwpck_require__(6473);
+const state_1 = __nccwpck_require__(2462);
+/** Who runs this job and where it is seen: recorded with the lock and the ledger. */
+function jobContext() {
+    const c = github.context;
+    const server = process.env.GITHUB_SERVER_URL || 'https://github.com';
+    const repo = process.env.GITHUB_REPOSITORY || '';
+    const runUrl = repo && c.runId ? `${server}/${repo}/actions/runs/${c.runId}` : `local-${process.pid}-${Date.now()}`;
+    return {
+        sha: c.sha || process.env.GITHUB_SHA || '',
+        ref: c.ref || process.env.GITHUB_REF || '',
+        actor: c.actor || process.env.GITHUB_ACTOR || 'unknown',
+        runUrl,
+    };
+}
+const DOCKER_FACTS = `docker version --format '{{.Client.Version}}' && ` +
+    `docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.ServerVersion}}' && ` +
+    `printf '%s\\n' "$HOME"`;
+/** Checks Docker answers and the host is a Swarm manager; returns the client's version and the user's home. */
+async function checkDocker(remote) {
+    const info = await remote.sh(DOCKER_FACTS, { retry: true });
+    if (info.code !== 0)
+        throw new Error(`Docker does not answer on ${remote.where}: ${(info.stderr || info.stdout).trim()} ` +
+            '(is the user in the docker group?)');
+    const [client, swarm, home] = info.stdout.trim().split('\n');
+    const [swarmState, manager, server] = (swarm ?? '').split(' ');
+    if (swarmState !== 'active' || manager !== 'true')
+        throw new Error(`${remote.where} is not a Swarm manager (swarm state "${swarmState}", manager ${manager}). ` +
+            'Run `docker swarm init` there first.');
+    core.info(`Host Docker: client ${client}, engine ${server}, Swarm manager.`);
+    return { client, home };
+}
+/** Takes the lock of every stack of the run; returns what releases them. */
+function lockRun(remote, inputs, who) {
+    return (0, lock_1.lockStacks)(remote, inputs.stacks.map((s) => (0, layer_1.lockDirFor)(inputs.remoteDir, s.name)), { run: who.runUrl, actor: who.actor, release: inputs.release, since: new Date().toISOString() }, inputs.lockTimeout, (0, lock_1.lockTracker)(), inputs.lockStaleAfter);
+}
+/**
+ * Logs the host in to the registry with the run's own Docker config folder: another run on this host
+ * logging out (or in as someone else) cannot touch this run's credentials, nor this run theirs. Saved
+ * first: if this step is cancelled, the post step removes it. Failing, it removes the folder and
+ * releases the locks. Returns what logs out.
+ */
+async function hostLogin(remote, inputs, home, unlock) {
+    const registry = inputs.registry || 'Docker Hub';
+    const base = inputs.remoteDir.startsWith('/') ? inputs.remoteDir : `${home}/${inputs.remoteDir}`;
+    const config = `${base}/runs/${crypto.randomBytes(8).toString('hex')}`;
+    state_1.state.saveHostConfig(config);
+    remote.setEnv({ DOCKER_CONFIG: config });
+    const argv = ['docker', 'login', inputs.registry, '--username', inputs.registryUsername, '--password-stdin'];
+    const res = await remote.sh(`umask 077 && mkdir -p "$DOCKER_CONFIG" && ${(0, shell_1.shellJoin)(argv.filter(Boolean))}`, {
+        input: inputs.registryPassword,
+    });
+    if (res.code !== 0) {
+        await removeHostConfig(remote, config);
+        await unlock();
+        throw new Error(`The host could not log in to ${registry} as ${inputs.registryUsername}: ${res.stderr.trim()}`);
+    }
+    core.info(`Host logged in to ${registry} with its own Docker config folder (removed at the end).`);
+    // Swarm keeps the credentials it needs (--with-registry-auth); the host keeps none.
+    return () => removeHostConfig(remote, config);
+}
+/**
+ * Connects once, checks the host can deploy, takes the lock of every stack of the run, and logs the
+ * host in to the registry if asked. `finish` logs out and releases the locks.
+ */
+async function connect(inputs, readOnly = false, beforeLock) {
+    const remote = await core.group(`Connect to ${inputs.user}@${inputs.host}:${inputs.port}`, async () => {
+        const r = await remote_1.Remote.connect((0, remote_1.sshOptions)(inputs));
+        core.info(`Connected; host key matches the pinned known-hosts entry.`);
+        return r;
+    });
+    const withRegistryAuth = !readOnly && !!(inputs.registryUsername && inputs.registryPassword);
+    try {
+        const { client, home } = await checkDocker(remote);
+        // A refusal found here leaves no trace on the host (taking a lock creates the stack's folder).
+        if (beforeLock)
+            await beforeLock(remote);
+        const who = jobContext();
+        // A dry run only reads: it takes no lock and logs the host in nowhere.
+        const unlock = readOnly ? async () => { } : await lockRun(remote, inputs, who);
+        const logout = withRegistryAuth ? await hostLogin(remote, inputs, home, unlock) : async () => { };
+        const clientVersion = semver.coerce(client);
+        const ctx = {
+            inputs,
+            remote,
+            ...who,
+            withRegistryAuth,
+            detachFlag: !!clientVersion && semver.gte(clientVersion, '26.0.0'),
+            pollMs: 250,
+        };
+        const finish = async () => {
+            await logout();
+            await unlock();
+        };
+        return { remote, ctx, finish };
+    }
+    catch (e) {
+        remote.dispose();
+        throw e;
+    }
+}
+/** Removes the run's Docker config folder on the host (its registry login with it). */
+async function removeHostConfig(remote, dir) {
+    const res = await remote.run(['rm', '-rf', dir], { retry: true }).catch(() => undefined);
+    if (res?.code === 0)
+        state_1.state.saveHostConfig('');
+}
+
+
+/***/ }),
+
+/***/ 4394:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.printDeployFiles = printDeployFiles;
+exports.dryRunRollback = dryRunRollback;
+exports.printPlan = printPlan;
+const core = __importStar(__nccwpck_require__(7484));
+const secrets_1 = __nccwpck_require__(7194);
+/** The files a dry run of a deploy would upload: the stack files, and the override naming secrets and configs. */
+function printDeployFiles(prepared, plans) {
+    // Only the stack files: referenced files (env_file, configs) may hold values that must not be logged.
+    for (const p of prepared)
+        for (const u of p.uploads)
+            if (p.composePaths.includes(u.rel))
+                core.info(`--- ${p.name}: ${u.rel}\n${u.content}`);
+    // No connection, so no keyed hash: the host's part of each secret name shows as placeholder text.
+    prepared.forEach((p, i) => {
+        const { secrets = [], configs = [] } = plans[i];
+        if (secrets.length || configs.length)
+            core.info(`--- ${p.name}: ${secrets_1.OVERRIDE_FILE}\n${(0, secrets_1.overrideFile)(p, secrets, configs, { placeholders: true })}`);
+    });
+}
+const shortImage = (image) => image.split('@')[0].split('/').pop() ?? image;
+/** What a rollback would change, per service (image now → image of the target release); changes nothing. */
+async function dryRunRollback(remote, plans) {
+    await printPlan(remote, plans, 'would roll back to release');
+    const note = 'dry-run: nothing was rolled back (no lock, no ledger record, no file on the host).';
+    core.info(note);
+    const versions = Object.assign({}, ...plans.map((p) => p.versions));
+    return {
+        result: 'checked',
+        release: plans[plans.length - 1]?.release ?? '',
+        versions,
+        images: {},
+        layers: [],
+        notes: [note],
+    };
+}
+/** Per layer and service: the image it runs now → the one the plan would give it. Reads only. */
+async function printPlan(remote, plans, verb) {
+    for (const p of plans) {
+        const res = await remote.run([
+            'docker',
+            'service',
+            'ls',
+            '--filter',
+            `label=com.docker.stack.namespace=${p.stack}`,
+            '--format',
+            '{{.Name}} {{.Image}}',
+        ], { retry: true, silent: true });
+        if (res.code !== 0)
+            throw new Error(`Cannot list the services of ${p.stack} on ${remote.where}: ${res.stderr.trim()}`);
+        const now = new Map(res.stdout
+            .trim()
+            .split('\n')
+            .filter(Boolean)
+            .map((l) => l.split(' ')));
+        core.info(`${p.stack}: ${verb} ${p.release}:`);
+        for (const w of p.watches) {
+            const running = now.has(w.name) ? shortImage(now.get(w.name)) : '(not running)';
+            core.info(`  ${w.name}: ${running} → ${shortImage(w.expectedImage)}`);
+        }
+    }
 }
 
 
@@ -64983,6 +65100,668 @@ function hostKeyAlgorithms(keys) {
 
 /***/ }),
 
+/***/ 7628:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.deployLayer = deployLayer;
+const core = __importStar(__nccwpck_require__(7484));
+const gate_1 = __nccwpck_require__(1956);
+const layer_failure_1 = __nccwpck_require__(6269);
+const layer_rows_1 = __nccwpck_require__(2482);
+const layer_undo_1 = __nccwpck_require__(3829);
+const mask_1 = __nccwpck_require__(5235);
+const remote_1 = __nccwpck_require__(6473);
+const stack_1 = __nccwpck_require__(3419);
+const swarm_1 = __nccwpck_require__(3695);
+const verify_1 = __nccwpck_require__(5538);
+// A poll is bounded: a wedged engine counts as a failed poll, and the gate's deadline holds.
+const POLL_BOUND_MS = 15_000;
+function readSnapshot(remote, stack, msLeft = POLL_BOUND_MS) {
+    return (0, swarm_1.readStack)(remote.engine(), stack, Math.max(1000, Math.min(POLL_BOUND_MS, msLeft))).catch((e) => {
+        throw new Error(`reading stack ${stack} failed: ${e.message}`);
+    });
+}
+/**
+ * `docker stack deploy` from the release folder. The CLI updates services one by one and stops at the
+ * first error: those before it run the new spec. Nothing changed: the error is the whole story (thrown).
+ * Something changed: the services it touched fail the gate, to be undone.
+ */
+async function deployStack(ctx, plan, gates, poll) {
+    const { stack } = plan;
+    try {
+        core.info(await (0, stack_1.stackDeploy)(ctx.remote, plan.dir, stack, plan.composePaths, {
+            withRegistryAuth: ctx.withRegistryAuth,
+            detachFlag: ctx.detachFlag,
+            timeoutMs: Math.max(remote_1.COMMAND_TIMEOUT_MS, plan.timeoutS * 1000),
+        }));
+        return undefined;
+    }
+    catch (e) {
+        const error = (0, mask_1.redact)(e.message);
+        const now = await poll()
+            .catch(() => poll())
+            .catch(() => undefined);
+        if (!now)
+            throw new Error(`${error}\nThe stack could not be read afterwards: check which services changed on the host.`);
+        const touched = (0, layer_undo_1.touchedServices)(gates, now);
+        if (!touched.changed.length && !touched.created.length)
+            throw e;
+        core.error(error, { title: `docker stack deploy ${stack} failed part-way` });
+        for (const g of gates)
+            if ([...touched.changed, ...touched.created].includes(g.watch.name))
+                g.verdict = { phase: 'failed', detail: 'changed by a `docker stack deploy` that then failed' };
+        const failed = { error, gate: { ok: false, timedOut: false, gates, last: now, polls: 1 } };
+        return failed;
+    }
+}
+/** The gate on Swarm's own state, noting when each service got its verdict. */
+function watchGate(ctx, plan, gates, poll, times) {
+    const timing = plan.timing ?? `timeout ${plan.timeoutS} s`;
+    core.info(`Gate: watching ${plan.watches.length} service(s) of ${plan.stack}; ${timing}; poll ${ctx.pollMs} ms.`);
+    const { finishedAt } = times;
+    return (0, gate_1.runGate)(gates, {
+        timeoutMs: plan.timeoutS * 1000,
+        pollMs: ctx.pollMs,
+        poll: async (msLeft) => {
+            const s = await poll(msLeft);
+            for (const g of gates)
+                if (g.done && !finishedAt.has(g.watch.name))
+                    finishedAt.set(g.watch.name, Date.now());
+            return s;
+        },
+    });
+}
+/** What failed, for the layer's error: the deploy itself, the requests of input `verify`, or the gate. */
+function whatFailed(deployError, verifyFailed, timedOut) {
+    if (deployError)
+        return 'to deploy';
+    if (verifyFailed)
+        return 'verification (healthy for Swarm, but a request did not answer as expected)';
+    return `its health gate${timedOut ? ' (timeout)' : ''}`;
+}
+/** A service's state in the summary after the undo. */
+function undoneState(g, removed, targets) {
+    const name = g.watch.name;
+    if (removed.includes(name))
+        return 'removed';
+    if (g.verdict.phase === 'failed' && !targets.has(name))
+        return 'failed';
+    return targets.has(name) ? 'rolled back' : g.verdict.phase;
+}
+/**
+ * One layer: `docker stack deploy` from the release folder, then the gate on Swarm's own state;
+ * on failure, the services this deploy changed go back to their previous spec, gated too, and the
+ * services it created are removed.
+ */
+async function deployLayer(ctx, plan) {
+    const { remote } = ctx;
+    const { stack, watches } = plan;
+    const before = await readSnapshot(remote, stack);
+    const poll = (msLeft) => readSnapshot(remote, stack, msLeft);
+    const times = { t0: Date.now(), reportedAt: 0, finishedAt: new Map() };
+    const gates = watches.map((w) => new gate_1.ServiceGate({ ...w, before: before.services.get(w.name) }, before.now));
+    const partFailed = await deployStack(ctx, plan, gates, poll);
+    const deployError = partFailed?.error;
+    const gate = partFailed?.gate ?? (await watchGate(ctx, plan, gates, poll, times));
+    times.reportedAt = Date.now();
+    const seconds = Math.round((times.reportedAt - times.t0) / 100) / 10;
+    core.info(`Gate: ${gate.polls} polls in ${seconds} s (${remote.commands} remote commands and ` +
+        `${remote.engine().requests} Engine API requests so far in this job).`);
+    const rows = (snap, state) => (0, layer_rows_1.serviceRows)(stack, gates, snap, times, state);
+    // Healthy for Swarm; the requests of input `verify` must answer too, or the layer fails like a gate.
+    const verifyFailures = gate.ok && plan.verify?.length ? await (0, verify_1.runVerify)(remote, stack, plan.verify) : [];
+    if (gate.ok && !verifyFailures.length) {
+        const images = {};
+        for (const w of watches)
+            images[w.name] = gate.last.services.get(w.name)?.image ?? w.expectedImage;
+        return {
+            outcome: { stack, result: 'deployed', rows: rows(gate.last, () => 'healthy'), images, polls: gate.polls },
+            gate,
+        };
+    }
+    const parts = [];
+    if (deployError)
+        parts.push(deployError);
+    else if (verifyFailures.length)
+        parts.push(...verifyFailures.map((f) => (0, mask_1.redact)((0, verify_1.describeFailure)(f))));
+    else
+        parts.push(...(await (0, layer_failure_1.explainGateFailure)(remote, gates)));
+    const { result, note, targets, removed } = await (0, layer_undo_1.undoLayer)(ctx, plan, gates, gate.last, poll);
+    const after = await poll().catch(() => gate.last);
+    const failed = whatFailed(deployError, verifyFailures.length > 0, gate.timedOut);
+    return {
+        outcome: {
+            stack,
+            result,
+            rows: rows(after, (g) => undoneState(g, removed, targets)),
+            images: {},
+            error: `Stack ${stack} failed ${failed}.\n  ${parts.join('\n  ')}\n${note}`,
+            polls: gate.polls,
+        },
+        gate,
+    };
+}
+
+
+/***/ }),
+
+/***/ 6269:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.describeTask = describeTask;
+exports.nodesNotTakingTasks = nodesNotTakingTasks;
+exports.explainGateFailure = explainGateFailure;
+const core = __importStar(__nccwpck_require__(7484));
+const shell_1 = __nccwpck_require__(6988);
+const mask_1 = __nccwpck_require__(5235);
+const placement_1 = __nccwpck_require__(252);
+/** One failed task and what Swarm said; given the swarm's nodes (more than one), where it ran. */
+function describeTask(t, nodes) {
+    const exit = t.exitCode !== null && t.exitCode !== undefined && t.exitCode !== 0 ? `, exit ${t.exitCode}` : '';
+    const name = t.node ? nodes?.get(t.node)?.hostname : undefined;
+    const on = t.node && nodes ? ` on ${name || `node ${t.node.slice(0, 12)}`}` : '';
+    // Swarm's agent falls back to a local image when the pull fails: "No such image" is a failed pull.
+    const pull = name && /^No such image/.test(t.err)
+        ? ` (${name} could not pull the image: can it reach the registry, with the credentials?)`
+        : '';
+    return `task ${t.id.slice(0, 12)} (slot ${t.slot})${on} ${t.state}${exit}: ${t.err || t.message}${pull}`;
+}
+/** The nodes the scheduler cannot use right now: the usual reason a task has nowhere to go. */
+function nodesNotTakingTasks(nodes) {
+    const off = nodes
+        .filter((n) => !n.schedulable)
+        .map((n) => `${n.hostname || n.id.slice(0, 12)} (${n.state && n.state !== 'ready' ? n.state : n.availability})`);
+    return off.length ? `Swarm nodes not taking new tasks: ${off.join(', ')}.` : '';
+}
+/** Every node of the swarm, for explaining a failure; none when they cannot be read (a worker, a lost connection). */
+async function readNodes(remote) {
+    const res = await remote.sh(placement_1.NODES_SCRIPT, { retry: true, silent: true, timeoutMs: 30_000 }).catch(() => undefined);
+    try {
+        return res?.code === 0 ? (0, placement_1.parseNodes)(res.stdout) : [];
+    }
+    catch {
+        return [];
+    }
+}
+// A task that never got a container has no logs to show.
+const NEVER_STARTED = new Set(['new', 'pending', 'assigned', 'accepted']);
+/** The last lines a failed task printed, bounded so a chatty crash cannot flood the log; known secrets masked. */
+async function logTail(remote, taskId, lines = 20, bytes = 4000) {
+    const logs = (0, shell_1.shellJoin)(['docker', 'service', 'logs', '--raw', '--no-trunc', '--tail', String(lines), taskId]);
+    const res = await remote.sh(`${logs} 2>&1 | tail -c ${bytes}`, { retry: true, silent: true, timeoutMs: 30_000 });
+    return (0, mask_1.redact)(res.stdout.trim());
+}
+/** One failed service: Swarm's words, its failing tasks, and what the first of them printed last. */
+async function explainService(remote, g, nodes) {
+    const tasks = (g.verdict.failedTasks ?? []).slice(0, 3);
+    let text = `${g.watch.name}: ${g.verdict.detail}`;
+    for (const t of tasks)
+        text += `\n    ${describeTask(t, nodes)}`;
+    if (tasks[0] && !NEVER_STARTED.has(tasks[0].state)) {
+        const tail = await logTail(remote, tasks[0].id).catch(() => '');
+        if (tail) {
+            const last = tail.split('\n').slice(-10).join('\n      ');
+            text += `\n    last log lines of task ${tasks[0].id.slice(0, 12)}:\n      ${last}`;
+        }
+    }
+    return (0, mask_1.redact)(text);
+}
+/**
+ * Explains every service the gate failed, each logged as an error. Services Swarm is still rolling
+ * back failed too: they are explained with the others.
+ */
+async function explainGateFailure(remote, gates) {
+    const parts = [];
+    const nodeList = await readNodes(remote);
+    // On one node, where a task ran says nothing.
+    const nodes = nodeList.length > 1 ? new Map(nodeList.map((n) => [n.id, n])) : undefined;
+    for (const g of gates.filter((x) => x.verdict.phase === 'failed' || x.verdict.phase === 'rolling-back'))
+        parts.push(await explainService(remote, g, nodes));
+    const off = nodesNotTakingTasks(nodeList);
+    if (off && parts.length)
+        parts[parts.length - 1] += `\n  ${off}`;
+    for (const p of parts)
+        core.error(p, { title: `Gate failed: ${p.split(':')[0]}` });
+    return parts;
+}
+
+
+/***/ }),
+
+/***/ 2482:
+/***/ ((__unused_webpack_module, exports) => {
+
+"use strict";
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.tag = void 0;
+exports.serviceRows = serviceRows;
+/** The tag of an image reference (the reference itself when it has none); `—` for no image. */
+const tag = (image) => image ? (image.split('@')[0].split('/').pop() ?? '').split(':').slice(1).join(':') || image : '—';
+exports.tag = tag;
+/** One row per watched service, read from a snapshot; `state` says what the row shows for each. */
+function serviceRows(stack, gates, snap, times, state) {
+    return gates.map((g) => {
+        const svc = snap.services.get(g.watch.name);
+        const running = svc
+            ? snap.tasks.filter((t) => t.serviceId === svc.id && t.desired === 'running' && t.state === 'running').length
+            : 0;
+        return {
+            stack,
+            service: g.watch.name,
+            before: (0, exports.tag)(g.watch.before?.image),
+            after: (0, exports.tag)(g.watch.expectedImage),
+            image: (svc?.image ?? g.watch.expectedImage).replace(/@sha256:([0-9a-f]{12})[0-9a-f]+$/, '@sha256:$1'),
+            replicas: svc ? `${running}/${svc.replicas ?? 'global'}` : '—',
+            state: state(g),
+            seconds: Math.round(((times.finishedAt.get(g.watch.name) ?? times.reportedAt) - times.t0) / 100) / 10,
+            detail: g.verdict.detail,
+        };
+    });
+}
+
+
+/***/ }),
+
+/***/ 3829:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.touchedServices = touchedServices;
+exports.undoLayer = undoLayer;
+const core = __importStar(__nccwpck_require__(7484));
+const shell_1 = __nccwpck_require__(6988);
+const layer_rows_1 = __nccwpck_require__(2482);
+const rollback_1 = __nccwpck_require__(3123);
+const swarm_1 = __nccwpck_require__(3695);
+/** Services whose spec this deploy changed (or created), judged against the snapshot taken before it. */
+function touchedServices(gates, now) {
+    const changed = [];
+    const created = [];
+    for (const g of gates) {
+        const svc = now.services.get(g.watch.name);
+        if (!svc)
+            continue;
+        const b = g.watch.before;
+        if (!b)
+            created.push(g.watch.name);
+        else if (b.taskSpec && svc.taskSpec ? b.taskSpec !== svc.taskSpec : (0, swarm_1.normalizeImage)(b.image) !== (0, swarm_1.normalizeImage)(svc.image))
+            changed.push(g.watch.name);
+    }
+    return { changed, created };
+}
+/**
+ * What goes back and to which image: every service this deploy changed, and those Swarm rolled back
+ * (or is rolling back) itself. `toRoll` are the ones this run must roll back; the others only need watching.
+ */
+function rollbackTargets(gates, last, changed) {
+    const toRoll = (0, rollback_1.servicesToRollBack)(gates, last).filter((n) => changed.includes(n));
+    const targets = new Map();
+    for (const g of gates) {
+        const { name, before } = g.watch;
+        const swarmRolling = (g.verdict.swarmRolledBack ?? false) || g.verdict.phase === 'rolling-back';
+        if (!before || !(changed.includes(name) || swarmRolling))
+            continue;
+        const ours = toRoll.includes(name);
+        targets.set(name, {
+            image: before.image,
+            staleStartedAt: ours ? (last.services.get(name)?.update?.startedAt ?? '') : undefined,
+            requestedAt: ours ? last.now : undefined,
+        });
+    }
+    return { toRoll, targets };
+}
+/** Rolls back `toRoll` and waits, gated, until every target runs its previous image again. */
+async function rollBack(ctx, plan, gates, rollback, poll) {
+    const { toRoll, targets } = rollback;
+    try {
+        const before = new Map(gates.map((g) => [g.watch.name, g.watch.before]));
+        await (0, rollback_1.rollbackServices)(ctx.remote, toRoll, {
+            poll,
+            before,
+            stale: new Map([...targets].map(([n, t]) => [n, t.staleStartedAt ?? ''])),
+        });
+        const { notBack, lastSeen } = await (0, rollback_1.waitRolledBack)({
+            targets,
+            timeoutMs: plan.timeoutS * 1000,
+            pollMs: ctx.pollMs,
+            poll,
+        });
+        if (notBack.length) {
+            const which = notBack.map((n) => `${n} (last seen: ${lastSeen.get(n)})`).join(', ');
+            return { ok: false, note: `Rollback did not converge within ${plan.timeoutS} s for ${which}: check the host.` };
+        }
+        const running = [...targets].map(([n, t]) => `${n} → ${(0, layer_rows_1.tag)(t.image)}`).join(', ');
+        return { ok: true, note: `The previous version is running again: ${running}.` };
+    }
+    catch (e) {
+        return { ok: false, note: `Rollback could not be confirmed: ${e.message}` };
+    }
+}
+/** Removes the services this release created: with nothing to go back to, they would crash-loop on. */
+async function removeCreated(remote, created) {
+    const rmOne = (n) => `${(0, shell_1.shellJoin)(['docker', 'service', 'rm', n])} >/dev/null 2>&1 || ` +
+        `! ${(0, shell_1.shellJoin)(['docker', 'service', 'inspect', n])} >/dev/null 2>&1`;
+    const rm = await remote
+        .sh(created.map(rmOne).join(' && '), { retry: true })
+        .catch((e) => ({ code: 1, stdout: '', stderr: e.message }));
+    if (rm.code === 0)
+        return { ok: true, note: `Removed the service(s) this release created: ${created.join(', ')}.` };
+    return {
+        ok: false,
+        note: `Could not remove the service(s) this release created (${created.join(', ')}): ${rm.stderr.trim()}`,
+    };
+}
+/**
+ * Brings back every service this deploy changed (those Swarm rolled back itself only need watching)
+ * and removes the services it created. Never throws: the gate's explanation stays the job's reason.
+ */
+async function undoLayer(ctx, plan, gates, gateLast, poll) {
+    // The gate's last snapshot may be old (its polls failed): decide from a fresh one when it can be read.
+    const last = await poll().catch(() => gateLast);
+    const touched = touchedServices(gates, last);
+    const rollback = rollbackTargets(gates, last, touched.changed);
+    const { targets } = rollback;
+    const notes = [];
+    let result = 'failed';
+    await core.group(`Rollback ${plan.stack}`, async () => {
+        const steps = [];
+        if (targets.size)
+            steps.push(await rollBack(ctx, plan, gates, rollback, poll));
+        if (touched.created.length)
+            steps.push(await removeCreated(ctx.remote, touched.created));
+        notes.push(...steps.map((s) => s.note));
+        if (!steps.length)
+            notes.push('Nothing to roll back: this deploy changed no running service.');
+        else if (steps.every((s) => s.ok))
+            result = 'rolled-back';
+        for (const n of notes)
+            core.info(n);
+    });
+    return { result, note: notes.join('\n'), targets, removed: touched.created };
+}
+
+
+/***/ }),
+
+/***/ 8870:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.watchesFor = watchesFor;
+exports.lockDirFor = lockDirFor;
+exports.releaseDirFor = releaseDirFor;
+exports.runLayer = runLayer;
+const core = __importStar(__nccwpck_require__(7484));
+const layer_deploy_1 = __nccwpck_require__(7628);
+const ledger_1 = __nccwpck_require__(8730);
+const files_1 = __nccwpck_require__(9148);
+const stack_1 = __nccwpck_require__(3419);
+const secrets_1 = __nccwpck_require__(7194);
+const timing_1 = __nccwpck_require__(8117);
+function watchesFor(stack, fixedStability) {
+    const images = (0, stack_1.expectedImages)(stack);
+    return Object.values(stack.services).map((s) => {
+        const name = (0, stack_1.fullName)(stack.name, s.name);
+        return { name, expectedImage: images[name], stabilityMs: (0, timing_1.stabilitySeconds)(s, fixedStability) * 1000 };
+    });
+}
+function lockDirFor(remoteDir, stack) {
+    return `${(0, ledger_1.stackDir)(remoteDir, stack)}/lock`;
+}
+function releaseDirFor(remoteDir, stack, release, now = new Date()) {
+    const stamp = now
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
+    return `${(0, ledger_1.stackDir)(remoteDir, stack)}/releases/${stamp}-${release}`;
+}
+/** Ships the bind-mounted files the host does not have yet; says which were shipped and which were there. */
+async function shipFiles(ctx, plan, shipped) {
+    const f = await (0, files_1.installFiles)(ctx.remote, (0, ledger_1.filesDir)(ctx.inputs.remoteDir, plan.stack), shipped);
+    const list = (xs) => xs.map((x) => `${x.rel}${x.kind === 'dir' ? '/' : ''} (${x.hash})`).join(', ');
+    const parts = [f.shipped.length && `shipped ${list(f.shipped)}`, f.present.length && `unchanged ${list(f.present)}`];
+    return `Bind-mounted files of ${plan.stack}: ${parts.filter(Boolean).join('; ')}.`;
+}
+/** Creates the layer's secrets the host does not have yet; says which were created, generated or kept. */
+async function shipSecrets(ctx, plan, secrets) {
+    const s = await (0, secrets_1.ensureSecrets)(ctx.remote, plan.stack, secrets);
+    const parts = [
+        s.created.length && `created ${s.created.join(', ')}`,
+        s.generated.length && `generated ${s.generated.join(', ')} (value never shown)`,
+        s.reused.length && `unchanged ${s.reused.join(', ')}`,
+    ].filter(Boolean);
+    return `Secrets of ${plan.stack}: ${parts.join('; ')}.`;
+}
+/** What the layer's deploy needs on the host: release files, bind-mounted files, secrets; notes for the summary. */
+async function shipLayer(ctx, plan) {
+    const { remote, inputs } = ctx;
+    // Named on the host (keyed hash) before the override file that carries the names is uploaded.
+    if (plan.secrets?.length)
+        await (0, secrets_1.nameSecrets)(remote, inputs.remoteDir, plan.secrets);
+    if (plan.uploads)
+        await (0, stack_1.uploadRelease)(remote, plan.dir, plan.uploads);
+    const notes = [];
+    const note = (text) => {
+        notes.push(text);
+        core.info(text);
+    };
+    if (plan.shipped?.length)
+        note(await shipFiles(ctx, plan, plan.shipped));
+    if (plan.secrets?.length)
+        note(await shipSecrets(ctx, plan, plan.secrets));
+    if (plan.configs?.length) {
+        const names = plan.configs.map((c) => `${c.key} → ${c.name}`).join(', ');
+        note(`Configs of ${plan.stack}, named by their content: ${names}.`);
+    }
+    return notes;
+}
+/** The ledger's record of this layer's deploy (or rollback), as it starts. */
+function releaseRecord(ctx, plan) {
+    return {
+        id: `${plan.dir.split('/').pop()}${plan.kind === 'rollback' ? `-rollback-${Date.now()}` : ''}`,
+        release: plan.release,
+        kind: plan.kind,
+        result: 'started',
+        time: new Date().toISOString(),
+        dir: plan.dir,
+        composePaths: plan.composePaths,
+        versions: plan.versions,
+        images: {},
+        watch: plan.watches.map((w) => ({ name: w.name, expectedImage: w.expectedImage, stabilityMs: w.stabilityMs })),
+        timeoutS: plan.timeoutS,
+        secrets: plan.secrets?.map((s) => s.name) ?? plan.secretNames ?? [],
+        ...(plan.shipped?.length || plan.fileHashes?.length
+            ? { files: plan.shipped?.map((f) => f.hash) ?? plan.fileHashes }
+            : {}),
+        sha: ctx.sha,
+        ref: ctx.ref,
+        actor: ctx.actor,
+        runUrl: ctx.runUrl,
+    };
+}
+/** Deploys and gates the layer between two ledger records: `started` before, the result after. */
+async function deployRecorded(ctx, plan, ledger, rec) {
+    const { remote, inputs } = ctx;
+    const save = (from, r, prune) => (0, ledger_1.saveRecord)(remote, inputs.remoteDir, plan.stack, from, r, inputs.keepReleases, prune);
+    // Recorded before the deploy: a run cancelled mid-gate still leaves a trace of what may be running.
+    // Nothing is pruned yet: until the gate passes, the older releases are what a rollback needs.
+    const started = await save(ledger, rec, false);
+    let outcome;
+    try {
+        ({ outcome } = await (0, layer_deploy_1.deployLayer)(ctx, plan));
+    }
+    catch (e) {
+        await save(started, { ...rec, result: 'failed', time: new Date().toISOString() }, false).catch(() => undefined);
+        throw e;
+    }
+    const done = { ...rec, result: outcome.result, images: outcome.images, time: new Date().toISOString() };
+    const kept = await save(started, done, outcome.result === 'deployed');
+    return { outcome, kept };
+}
+/** Upload (for a deploy), deploy and gate, record in the ledger — for one layer, under the run's locks. */
+async function runLayer(ctx, plan) {
+    const { remote, inputs } = ctx;
+    const ledger = await (0, ledger_1.readLedger)(remote, inputs.remoteDir, plan.stack);
+    const notes = await shipLayer(ctx, plan);
+    const { outcome, kept } = await deployRecorded(ctx, plan, ledger, releaseRecord(ctx, plan));
+    // Old secrets go once no kept release uses them: a rollback within the history still finds its own.
+    if (outcome.result === 'deployed') {
+        const shared = [...new Set((plan.secrets ?? []).filter((x) => x.shared).map((x) => x.key))];
+        await (0, secrets_1.pruneSecrets)(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])), {
+            remoteDir: inputs.remoteDir,
+            shared,
+        });
+        await (0, secrets_1.pruneConfigs)(remote, plan.stack, plan.configs ?? []);
+    }
+    return notes.length ? { ...outcome, notes } : outcome;
+}
+
+
+/***/ }),
+
 /***/ 8730:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -65698,433 +66477,6 @@ exports.StackLoader = StackLoader;
 
 /***/ }),
 
-/***/ 5165:
-/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
-
-"use strict";
-
-var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
-    if (k2 === undefined) k2 = k;
-    var desc = Object.getOwnPropertyDescriptor(m, k);
-    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
-      desc = { enumerable: true, get: function() { return m[k]; } };
-    }
-    Object.defineProperty(o, k2, desc);
-}) : (function(o, m, k, k2) {
-    if (k2 === undefined) k2 = k;
-    o[k2] = m[k];
-}));
-var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
-    Object.defineProperty(o, "default", { enumerable: true, value: v });
-}) : function(o, v) {
-    o["default"] = v;
-});
-var __importStar = (this && this.__importStar) || (function () {
-    var ownKeys = function(o) {
-        ownKeys = Object.getOwnPropertyNames || function (o) {
-            var ar = [];
-            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
-            return ar;
-        };
-        return ownKeys(o);
-    };
-    return function (mod) {
-        if (mod && mod.__esModule) return mod;
-        var result = {};
-        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
-        __setModuleDefault(result, mod);
-        return result;
-    };
-})();
-Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.watchesFor = watchesFor;
-exports.describeTask = describeTask;
-exports.nodesNotTakingTasks = nodesNotTakingTasks;
-exports.touchedServices = touchedServices;
-exports.deployLayer = deployLayer;
-exports.lockDirFor = lockDirFor;
-exports.releaseDirFor = releaseDirFor;
-exports.runLayer = runLayer;
-const core = __importStar(__nccwpck_require__(7484));
-const gate_1 = __nccwpck_require__(1956);
-const ledger_1 = __nccwpck_require__(8730);
-const files_1 = __nccwpck_require__(9148);
-const remote_1 = __nccwpck_require__(6473);
-const mask_1 = __nccwpck_require__(5235);
-const rollback_1 = __nccwpck_require__(3123);
-const stack_1 = __nccwpck_require__(3419);
-const secrets_1 = __nccwpck_require__(7194);
-const swarm_1 = __nccwpck_require__(3695);
-const timing_1 = __nccwpck_require__(8117);
-const placement_1 = __nccwpck_require__(252);
-const verify_1 = __nccwpck_require__(5538);
-function watchesFor(stack, fixedStability) {
-    const images = (0, stack_1.expectedImages)(stack);
-    return Object.values(stack.services).map((s) => {
-        const name = (0, stack_1.fullName)(stack.name, s.name);
-        return { name, expectedImage: images[name], stabilityMs: (0, timing_1.stabilitySeconds)(s, fixedStability) * 1000 };
-    });
-}
-// A poll is bounded: a wedged engine counts as a failed poll, and the gate's deadline holds.
-const POLL_BOUND_MS = 15_000;
-function readSnapshot(remote, stack, msLeft = POLL_BOUND_MS) {
-    return (0, swarm_1.readStack)(remote.engine(), stack, Math.max(1000, Math.min(POLL_BOUND_MS, msLeft))).catch((e) => {
-        throw new Error(`reading stack ${stack} failed: ${e.message}`);
-    });
-}
-const tag = (image) => image ? (image.split('@')[0].split('/').pop() ?? '').split(':').slice(1).join(':') || image : '—';
-/** One failed task and what Swarm said; given the swarm's nodes (more than one), where it ran. */
-function describeTask(t, nodes) {
-    const exit = t.exitCode !== null && t.exitCode !== undefined && t.exitCode !== 0 ? `, exit ${t.exitCode}` : '';
-    const name = t.node ? nodes?.get(t.node)?.hostname : undefined;
-    const on = t.node && nodes ? ` on ${name || `node ${t.node.slice(0, 12)}`}` : '';
-    // Swarm's agent falls back to a local image when the pull fails: "No such image" is a failed pull.
-    const pull = name && /^No such image/.test(t.err)
-        ? ` (${name} could not pull the image: can it reach the registry, with the credentials?)`
-        : '';
-    return `task ${t.id.slice(0, 12)} (slot ${t.slot})${on} ${t.state}${exit}: ${t.err || t.message}${pull}`;
-}
-/** The nodes the scheduler cannot use right now: the usual reason a task has nowhere to go. */
-function nodesNotTakingTasks(nodes) {
-    const off = nodes
-        .filter((n) => !n.schedulable)
-        .map((n) => `${n.hostname || n.id.slice(0, 12)} (${n.state && n.state !== 'ready' ? n.state : n.availability})`);
-    return off.length ? `Swarm nodes not taking new tasks: ${off.join(', ')}.` : '';
-}
-/** Every node of the swarm, for explaining a failure; none when they cannot be read (a worker's view, a lost connection). */
-async function readNodes(remote) {
-    const res = await remote.sh(placement_1.NODES_SCRIPT, { retry: true, silent: true, timeoutMs: 30_000 }).catch(() => undefined);
-    try {
-        return res?.code === 0 ? (0, placement_1.parseNodes)(res.stdout) : [];
-    }
-    catch {
-        return [];
-    }
-}
-// A task that never got a container has no logs to show.
-const NEVER_STARTED = new Set(['new', 'pending', 'assigned', 'accepted']);
-/** The last lines a failed task printed, bounded so a chatty crash cannot flood the log; known secrets masked. */
-async function logTail(remote, taskId, lines = 20, bytes = 4000) {
-    const res = await remote.sh(`${(0, remote_1.shellJoin)(['docker', 'service', 'logs', '--raw', '--no-trunc', '--tail', String(lines), taskId])} 2>&1 | tail -c ${bytes}`, { retry: true, silent: true, timeoutMs: 30_000 });
-    return (0, mask_1.redact)(res.stdout.trim());
-}
-/** Services whose spec this deploy changed (or created), judged against the snapshot taken before it. */
-function touchedServices(gates, now) {
-    const changed = [];
-    const created = [];
-    for (const g of gates) {
-        const svc = now.services.get(g.watch.name);
-        if (!svc)
-            continue;
-        const b = g.watch.before;
-        if (!b)
-            created.push(g.watch.name);
-        else if (b.taskSpec && svc.taskSpec ? b.taskSpec !== svc.taskSpec : (0, swarm_1.normalizeImage)(b.image) !== (0, swarm_1.normalizeImage)(svc.image))
-            changed.push(g.watch.name);
-    }
-    return { changed, created };
-}
-/**
- * One layer: `docker stack deploy` from the release folder, then the gate on Swarm's own state;
- * on failure, the services this deploy changed go back to their previous spec, gated too, and the
- * services it created are removed.
- */
-async function deployLayer(ctx, plan) {
-    const { remote } = ctx;
-    const { stack, dir: releaseDir, composePaths, watches, timeoutS } = plan;
-    const before = await readSnapshot(remote, stack);
-    const poll = (msLeft) => readSnapshot(remote, stack, msLeft);
-    const started = before.now;
-    const t0 = Date.now();
-    const gates = watches.map((w) => new gate_1.ServiceGate({ ...w, before: before.services.get(w.name) }, started));
-    const finishedAt = new Map();
-    let gate;
-    let deployError;
-    try {
-        core.info(await (0, stack_1.stackDeploy)(remote, releaseDir, stack, composePaths, {
-            withRegistryAuth: ctx.withRegistryAuth,
-            detachFlag: ctx.detachFlag,
-            timeoutMs: Math.max(remote_1.COMMAND_TIMEOUT_MS, timeoutS * 1000),
-        }));
-    }
-    catch (e) {
-        // The CLI updates services one by one and stops at the first error: those before it run the
-        // new spec. Nothing changed: the error is the whole story. Something changed: undo it, gated.
-        deployError = (0, mask_1.redact)(e.message);
-        const now = await poll()
-            .catch(() => poll())
-            .catch(() => undefined);
-        if (!now)
-            throw new Error(`${deployError}\nThe stack could not be read afterwards: check which services changed on the host.`);
-        const touched = touchedServices(gates, now);
-        if (!touched.changed.length && !touched.created.length)
-            throw e;
-        core.error(deployError, { title: `docker stack deploy ${stack} failed part-way` });
-        for (const g of gates)
-            if ([...touched.changed, ...touched.created].includes(g.watch.name))
-                g.verdict = { phase: 'failed', detail: 'changed by a `docker stack deploy` that then failed' };
-        gate = { ok: false, timedOut: false, gates, last: now, polls: 1 };
-    }
-    if (!deployError) {
-        core.info(`Gate: watching ${watches.length} service(s) of ${stack}; ${plan.timing ?? `timeout ${timeoutS} s`}; poll ${ctx.pollMs} ms.`);
-        gate = await (0, gate_1.runGate)(gates, {
-            timeoutMs: timeoutS * 1000,
-            pollMs: ctx.pollMs,
-            poll: async (msLeft) => {
-                const s = await poll(msLeft);
-                for (const g of gates)
-                    if (g.done && !finishedAt.has(g.watch.name))
-                        finishedAt.set(g.watch.name, Date.now());
-                return s;
-            },
-        });
-    }
-    gate = gate;
-    const reportedAt = Date.now();
-    core.info(`Gate: ${gate.polls} polls in ${Math.round((reportedAt - t0) / 100) / 10} s (${remote.commands} remote commands and ${remote.engine().requests} Engine API requests so far in this job).`);
-    const rows = (snap, state) => gates.map((g) => {
-        const svc = snap.services.get(g.watch.name);
-        const running = svc
-            ? snap.tasks.filter((t) => t.serviceId === svc.id && t.desired === 'running' && t.state === 'running').length
-            : 0;
-        return {
-            stack,
-            service: g.watch.name,
-            before: tag(g.watch.before?.image),
-            after: tag(g.watch.expectedImage),
-            image: (svc?.image ?? g.watch.expectedImage).replace(/@sha256:([0-9a-f]{12})[0-9a-f]+$/, '@sha256:$1'),
-            replicas: svc ? `${running}/${svc.replicas ?? 'global'}` : '—',
-            state: state(g),
-            seconds: Math.round(((finishedAt.get(g.watch.name) ?? reportedAt) - t0) / 100) / 10,
-            detail: g.verdict.detail,
-        };
-    });
-    // Healthy for Swarm; the requests of input `verify` must answer too, or the layer fails like a gate.
-    const verifyFailures = gate.ok && plan.verify?.length ? await (0, verify_1.runVerify)(remote, stack, plan.verify) : [];
-    if (gate.ok && !verifyFailures.length) {
-        const images = {};
-        for (const w of watches)
-            images[w.name] = gate.last.services.get(w.name)?.image ?? w.expectedImage;
-        return {
-            outcome: { stack, result: 'deployed', rows: rows(gate.last, () => 'healthy'), images, polls: gate.polls },
-            gate,
-        };
-    }
-    // Explain every failed service: Swarm's words, the failing tasks, and what they printed last.
-    // Services Swarm is still rolling back failed too: explain them with the others.
-    const parts = [];
-    if (deployError)
-        parts.push(deployError);
-    else if (verifyFailures.length)
-        parts.push(...verifyFailures.map((f) => (0, mask_1.redact)((0, verify_1.describeFailure)(f))));
-    else {
-        const nodeList = await readNodes(remote);
-        // On one node, where a task ran says nothing.
-        const nodes = nodeList.length > 1 ? new Map(nodeList.map((n) => [n.id, n])) : undefined;
-        for (const g of gates.filter((x) => x.verdict.phase === 'failed' || x.verdict.phase === 'rolling-back')) {
-            const tasks = (g.verdict.failedTasks ?? []).slice(0, 3);
-            let text = `${g.watch.name}: ${g.verdict.detail}`;
-            for (const t of tasks)
-                text += `\n    ${describeTask(t, nodes)}`;
-            if (tasks[0] && !NEVER_STARTED.has(tasks[0].state)) {
-                const tail = await logTail(remote, tasks[0].id).catch(() => '');
-                if (tail)
-                    text += `\n    last log lines of task ${tasks[0].id.slice(0, 12)}:\n      ${tail.split('\n').slice(-10).join('\n      ')}`;
-            }
-            parts.push((0, mask_1.redact)(text));
-        }
-        const off = nodesNotTakingTasks(nodeList);
-        if (off && parts.length)
-            parts[parts.length - 1] += `\n  ${off}`;
-        for (const p of parts)
-            core.error(p, { title: `Gate failed: ${p.split(':')[0]}` });
-    }
-    const { result, note, targets, removed } = await undoLayer(ctx, plan, gates, gate.last, poll);
-    const after = await poll().catch(() => gate.last);
-    return {
-        outcome: {
-            stack,
-            result,
-            rows: rows(after, (g) => removed.includes(g.watch.name)
-                ? 'removed'
-                : g.verdict.phase === 'failed' && !targets.has(g.watch.name)
-                    ? 'failed'
-                    : targets.has(g.watch.name)
-                        ? 'rolled back'
-                        : g.verdict.phase),
-            images: {},
-            error: `Stack ${stack} failed ${deployError ? 'to deploy' : verifyFailures.length ? 'verification (healthy for Swarm, but a request did not answer as expected)' : `its health gate${gate.timedOut ? ' (timeout)' : ''}`}.\n  ${parts.join('\n  ')}\n${note}`,
-            polls: gate.polls,
-        },
-        gate,
-    };
-}
-/**
- * Brings back every service this deploy changed (those Swarm rolled back itself only need watching)
- * and removes the services it created. Never throws: the gate's explanation stays the job's reason.
- */
-async function undoLayer(ctx, plan, gates, gateLast, poll) {
-    const { remote } = ctx;
-    const { stack } = plan;
-    // The gate's last snapshot may be old (its polls failed): decide from a fresh one when it can be read.
-    const last = await poll().catch(() => gateLast);
-    const touched = touchedServices(gates, last);
-    const toRoll = (0, rollback_1.servicesToRollBack)(gates, last).filter((n) => touched.changed.includes(n));
-    const targets = new Map();
-    for (const g of gates) {
-        if (!g.watch.before ||
-            !(touched.changed.includes(g.watch.name) ||
-                (g.verdict.swarmRolledBack ?? false) ||
-                g.verdict.phase === 'rolling-back'))
-            continue;
-        const ours = toRoll.includes(g.watch.name);
-        targets.set(g.watch.name, {
-            image: g.watch.before.image,
-            staleStartedAt: ours ? (last.services.get(g.watch.name)?.update?.startedAt ?? '') : undefined,
-            requestedAt: ours ? last.now : undefined,
-        });
-    }
-    const notes = [];
-    let result = 'failed';
-    let back = true;
-    await core.group(`Rollback ${stack}`, async () => {
-        if (targets.size) {
-            try {
-                const before = new Map(gates.map((g) => [g.watch.name, g.watch.before]));
-                await (0, rollback_1.rollbackServices)(remote, toRoll, {
-                    poll,
-                    before,
-                    stale: new Map([...targets].map(([n, t]) => [n, t.staleStartedAt ?? ''])),
-                });
-                const { notBack, lastSeen } = await (0, rollback_1.waitRolledBack)({
-                    targets,
-                    timeoutMs: plan.timeoutS * 1000,
-                    pollMs: ctx.pollMs,
-                    poll,
-                });
-                if (notBack.length) {
-                    back = false;
-                    notes.push(`Rollback did not converge within ${plan.timeoutS} s for ${notBack.map((n) => `${n} (last seen: ${lastSeen.get(n)})`).join(', ')}: check the host.`);
-                }
-                else
-                    notes.push(`The previous version is running again: ${[...targets].map(([n, t]) => `${n} → ${tag(t.image)}`).join(', ')}.`);
-            }
-            catch (e) {
-                back = false;
-                notes.push(`Rollback could not be confirmed: ${e.message}`);
-            }
-        }
-        if (touched.created.length) {
-            // A new service of a failed release has nothing to go back to: it would crash-loop on.
-            const rm = await remote
-                .sh(touched.created
-                .map((n) => `${(0, remote_1.shellJoin)(['docker', 'service', 'rm', n])} >/dev/null 2>&1 || ! ${(0, remote_1.shellJoin)(['docker', 'service', 'inspect', n])} >/dev/null 2>&1`)
-                .join(' && '), { retry: true })
-                .catch((e) => ({ code: 1, stdout: '', stderr: e.message }));
-            if (rm.code === 0)
-                notes.push(`Removed the service(s) this release created: ${touched.created.join(', ')}.`);
-            else {
-                back = false;
-                notes.push(`Could not remove the service(s) this release created (${touched.created.join(', ')}): ${rm.stderr.trim()}`);
-            }
-        }
-        if (!targets.size && !touched.created.length)
-            notes.push('Nothing to roll back: this deploy changed no running service.');
-        if (back && (targets.size || touched.created.length))
-            result = 'rolled-back';
-        for (const n of notes)
-            core.info(n);
-    });
-    return { result, note: notes.join('\n'), targets, removed: touched.created };
-}
-function lockDirFor(remoteDir, stack) {
-    return `${(0, ledger_1.stackDir)(remoteDir, stack)}/lock`;
-}
-function releaseDirFor(remoteDir, stack, release, now = new Date()) {
-    const stamp = now
-        .toISOString()
-        .replace(/[-:]/g, '')
-        .replace(/\.\d+Z$/, 'Z');
-    return `${(0, ledger_1.stackDir)(remoteDir, stack)}/releases/${stamp}-${release}`;
-}
-/** Upload (for a deploy), deploy and gate, record in the ledger — for one layer, under the run's locks. */
-async function runLayer(ctx, plan) {
-    const { remote, inputs } = ctx;
-    const ledger = await (0, ledger_1.readLedger)(remote, inputs.remoteDir, plan.stack);
-    // Named on the host (keyed hash) before the override file that carries the names is uploaded.
-    if (plan.secrets?.length)
-        await (0, secrets_1.nameSecrets)(remote, inputs.remoteDir, plan.secrets);
-    if (plan.uploads)
-        await (0, stack_1.uploadRelease)(remote, plan.dir, plan.uploads);
-    const notes = [];
-    if (plan.shipped?.length) {
-        const f = await (0, files_1.installFiles)(remote, (0, ledger_1.filesDir)(inputs.remoteDir, plan.stack), plan.shipped);
-        const list = (xs) => xs.map((x) => `${x.rel}${x.kind === 'dir' ? '/' : ''} (${x.hash})`).join(', ');
-        notes.push(`Bind-mounted files of ${plan.stack}: ${[f.shipped.length && `shipped ${list(f.shipped)}`, f.present.length && `unchanged ${list(f.present)}`].filter(Boolean).join('; ')}.`);
-        core.info(notes[notes.length - 1]);
-    }
-    if (plan.secrets?.length) {
-        const s = await (0, secrets_1.ensureSecrets)(remote, plan.stack, plan.secrets);
-        const parts = [
-            s.created.length && `created ${s.created.join(', ')}`,
-            s.generated.length && `generated ${s.generated.join(', ')} (value never shown)`,
-            s.reused.length && `unchanged ${s.reused.join(', ')}`,
-        ].filter(Boolean);
-        notes.push(`Secrets of ${plan.stack}: ${parts.join('; ')}.`);
-        core.info(notes[notes.length - 1]);
-    }
-    if (plan.configs?.length) {
-        notes.push(`Configs of ${plan.stack}, named by their content: ${plan.configs.map((c) => `${c.key} → ${c.name}`).join(', ')}.`);
-        core.info(notes[notes.length - 1]);
-    }
-    const rec = {
-        id: `${plan.dir.split('/').pop()}${plan.kind === 'rollback' ? `-rollback-${Date.now()}` : ''}`,
-        release: plan.release,
-        kind: plan.kind,
-        result: 'started',
-        time: new Date().toISOString(),
-        dir: plan.dir,
-        composePaths: plan.composePaths,
-        versions: plan.versions,
-        images: {},
-        watch: plan.watches.map((w) => ({ name: w.name, expectedImage: w.expectedImage, stabilityMs: w.stabilityMs })),
-        timeoutS: plan.timeoutS,
-        secrets: plan.secrets?.map((s) => s.name) ?? plan.secretNames ?? [],
-        ...(plan.shipped?.length || plan.fileHashes?.length
-            ? { files: plan.shipped?.map((f) => f.hash) ?? plan.fileHashes }
-            : {}),
-        sha: ctx.sha,
-        ref: ctx.ref,
-        actor: ctx.actor,
-        runUrl: ctx.runUrl,
-    };
-    // Recorded before the deploy: a run cancelled mid-gate still leaves a trace of what may be running.
-    // Nothing is pruned yet: until the gate passes, the older releases are what a rollback needs.
-    const started = await (0, ledger_1.saveRecord)(remote, inputs.remoteDir, plan.stack, ledger, rec, inputs.keepReleases, false);
-    let outcome;
-    try {
-        ({ outcome } = await deployLayer(ctx, plan));
-    }
-    catch (e) {
-        await (0, ledger_1.saveRecord)(remote, inputs.remoteDir, plan.stack, started, { ...rec, result: 'failed', time: new Date().toISOString() }, inputs.keepReleases, false).catch(() => undefined);
-        throw e;
-    }
-    const kept = await (0, ledger_1.saveRecord)(remote, inputs.remoteDir, plan.stack, started, { ...rec, result: outcome.result, images: outcome.images, time: new Date().toISOString() }, inputs.keepReleases, outcome.result === 'deployed');
-    // Old secrets go once no kept release uses them: a rollback within the history still finds its own.
-    if (outcome.result === 'deployed') {
-        const shared = [...new Set((plan.secrets ?? []).filter((x) => x.shared).map((x) => x.key))];
-        await (0, secrets_1.pruneSecrets)(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])), {
-            remoteDir: inputs.remoteDir,
-            shared,
-        });
-        await (0, secrets_1.pruneConfigs)(remote, plan.stack, plan.configs ?? []);
-    }
-    return notes.length ? { ...outcome, notes } : outcome;
-}
-
-
-/***/ }),
-
 /***/ 252:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -66329,7 +66681,7 @@ const core = __importStar(__nccwpck_require__(7484));
 const build_1 = __nccwpck_require__(4323);
 const errors_1 = __nccwpck_require__(3916);
 const model_1 = __nccwpck_require__(182);
-const pipeline_1 = __nccwpck_require__(5165);
+const layer_1 = __nccwpck_require__(8870);
 const preflight_1 = __nccwpck_require__(4504);
 const secrets_1 = __nccwpck_require__(7194);
 const stack_1 = __nccwpck_require__(3419);
@@ -66387,11 +66739,11 @@ async function planDeploy(inputs, loader = new model_1.StackLoader(inputs.workin
             stack: p.name,
             release: inputs.release,
             kind: 'deploy',
-            dir: (0, pipeline_1.releaseDirFor)(inputs.remoteDir, p.name, inputs.release),
+            dir: (0, layer_1.releaseDirFor)(inputs.remoteDir, p.name, inputs.release),
             composePaths: [...p.composePaths, ...extra.map((e) => e.rel)],
             uploads: [...p.uploads, ...extra],
             versions,
-            watches: (0, pipeline_1.watchesFor)(p, inputs.stability),
+            watches: (0, layer_1.watchesFor)(p, inputs.stability),
             ...layerTimeout(p.name, Object.values(p.services), inputs),
             secrets,
             configs,
@@ -67094,7 +67446,7 @@ exports.commandRemove = commandRemove;
  * stack's ledger still names, never a shared secret in use.
  */
 const core = __importStar(__nccwpck_require__(7484));
-const commands_1 = __nccwpck_require__(9153);
+const connect_1 = __nccwpck_require__(5633);
 const ledger_1 = __nccwpck_require__(8730);
 const shell_1 = __nccwpck_require__(6988);
 const retry_helper_1 = __nccwpck_require__(4522);
@@ -67234,7 +67586,7 @@ async function removeEmptyFolder(host, remoteDir, stack) {
  */
 async function commandRemove(inputs) {
     // Nothing is pulled: no registry login on the host.
-    const { remote, ctx, finish } = await (0, commands_1.connect)({ ...inputs, registryUsername: '', registryPassword: '' }, inputs.dryRun);
+    const { remote, ctx, finish } = await (0, connect_1.connect)({ ...inputs, registryUsername: '', registryPassword: '' }, inputs.dryRun);
     // The folders go once the locks are released, and only if no other run's lock came back into them.
     return (0, retry_helper_1.disposing)(remote, async () => {
         try {
@@ -68183,7 +68535,7 @@ const compose_1 = __nccwpck_require__(668);
 const files_1 = __nccwpck_require__(9148);
 const errors_1 = __nccwpck_require__(3916);
 const model_1 = __nccwpck_require__(182);
-const remote_1 = __nccwpck_require__(6473);
+const shell_1 = __nccwpck_require__(6988);
 const swarm_1 = __nccwpck_require__(3695);
 function loadStack(spec, workingDir) {
     return new model_1.StackLoader(workingDir).stack(spec);
@@ -68317,7 +68669,7 @@ async function stackDeploy(remote, releaseDir, stack, composePaths, flags) {
     if (flags.detachFlag)
         argv.push('--detach=true');
     argv.push(stack);
-    const res = await remote.sh(`cd ${(0, remote_1.shellJoin)([releaseDir])} && ${(0, remote_1.shellJoin)(argv)}`, { timeoutMs: flags.timeoutMs });
+    const res = await remote.sh(`cd ${(0, shell_1.shellJoin)([releaseDir])} && ${(0, shell_1.shellJoin)(argv)}`, { timeoutMs: flags.timeoutMs });
     const out = `${res.stdout}\n${res.stderr}`.trim();
     if (res.code !== 0)
         throw new Error(`docker stack deploy ${stack} failed on ${remote.where} (exit ` +

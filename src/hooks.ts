@@ -1,6 +1,6 @@
 import * as core from '@actions/core';
 import { redact } from './mask';
-import type { LayerOutcome, LayerPlan, RunContext } from './pipeline';
+import type { LayerOutcome, LayerPlan, RunContext } from './layer';
 import { Shell, shellJoin } from './host/shell';
 
 export type HookName = 'pre-deploy' | 'post-deploy' | 'on-failure';

@@ -6,7 +6,7 @@ import { InputError } from './errors';
 import { Runner } from './exec';
 import { Inputs } from './inputs';
 import { StackLoader } from './model';
-import { LayerPlan, releaseDirFor, watchesFor } from './pipeline';
+import { LayerPlan, releaseDirFor, watchesFor } from './layer';
 import { runChecks } from './preflight';
 import { SecretPlan, checkShared, overrideUpload, planConfigs, planSecrets } from './secrets';
 import { PreparedStack, prepareStack } from './stack';

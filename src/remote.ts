@@ -8,7 +8,7 @@ import { DIAL_COMMAND, Dialed, Engine, EngineApi, firstLine } from './host/engin
 import { explainSshError, openSocket } from './host/ssh-connect';
 export { sshOptions } from './host/ssh-connect';
 import { PersistentShell } from './host/persistent-shell';
-import { Shell, ShellOptions, shellJoin } from './host/shell';
+import { Host, Shell, ShellOptions, shellJoin } from './host/shell';
 import { writeFileScript } from './host/write-file';
 import { fingerprint, hostKeyAlgorithms, hostToken, keysFor } from './knownhosts';
 import { Clock, bounded, retry, systemClock } from './retry-helper';
@@ -51,7 +51,7 @@ export class CommandTimeout extends Error {
  * One SSH connection for the whole job (node-ssh over ssh2), with the host key pinned.
  * Reconnects once when the connection dropped, for commands the caller marks as safe to repeat.
  */
-export class Remote implements Runner, Shell {
+export class Remote implements Runner, Host {
   readonly where: string;
   private ssh = new NodeSSH();
   private shell?: PersistentShell;

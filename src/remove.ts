@@ -5,7 +5,8 @@
  * stack's ledger still names, never a shared secret in use.
  */
 import * as core from '@actions/core';
-import { Outcome, connect } from './commands';
+import type { Outcome } from './commands';
+import { connect } from './connect';
 import { Inputs } from './inputs';
 import { stackDir } from './ledger';
 import { Shell, shellJoin } from './host/shell';

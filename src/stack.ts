@@ -15,7 +15,7 @@ import { ShippedPath, mountSource, shipPath } from './files';
 import { InputError } from './errors';
 import { StackSpec } from './inputs';
 import { StackLoader, StackModel, StackSource, validServices } from './model';
-import { Remote, shellJoin } from './remote';
+import { Shell, shellJoin } from './host/shell';
 import { normalizeImage } from './swarm';
 
 /** A stack's files as loaded, and the rules the run switched off: the deploy honours them as the checks do. */
@@ -178,7 +178,7 @@ export function expectedImages(stack: PreparedStack): Record<string, string> {
 
 /** Copies the release files into their folder on the host; returns nothing, throws with the host's words. */
 export async function uploadRelease(
-  remote: Remote,
+  remote: Shell,
   releaseDir: string,
   uploads: { rel: string; content: string | Buffer }[],
 ): Promise<void> {
@@ -195,7 +195,7 @@ export interface DeployFlags {
 
 /** `docker stack deploy` from the release folder. The gate, not this command's exit code, says if it worked. */
 export async function stackDeploy(
-  remote: Remote,
+  remote: Shell,
   releaseDir: string,
   stack: string,
   composePaths: string[],

@@ -1,5 +1,5 @@
 import * as core from '@actions/core';
-import type { LayerOutcome } from './pipeline';
+import type { LayerOutcome } from './layer';
 
 export interface SummaryInput {
   title: string;

@@ -2,7 +2,7 @@
 // the job reads the nodes' hostnames once, at failure time), and nodes that take no new tasks are named.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { describeTask, nodesNotTakingTasks } from '../../src/pipeline';
+import { describeTask, nodesNotTakingTasks } from '../../src/layer-failure';
 import { node } from '../helpers/nodes';
 import { TaskState, snapshotOf } from '../../src/swarm';
 

@@ -13,19 +13,9 @@ const MAX_MODULE = 300;
 const MAX_LINE = 120;
 
 /** Over a limit today, each to be split: `file` (module), `file:name` (function), `file:line` (line). */
-const KNOWN: string[] = [
-  'commands.ts',
-  'commands.ts:connect',
-  'pipeline.ts',
-  'pipeline.ts:deployLayer',
-  'pipeline.ts:runLayer',
-  'pipeline.ts:undoLayer',
-];
+const KNOWN: string[] = [];
 /** Lines over the limit today, per file. */
-const KNOWN_LONG: Record<string, number> = {
-  'commands.ts': 9,
-  'pipeline.ts': 11,
-};
+const KNOWN_LONG: Record<string, number> = {};
 
 function sources(dir: string): string[] {
   return fs

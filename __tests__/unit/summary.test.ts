@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { LayerOutcome, ServiceRow } from '../../src/pipeline';
+import type { LayerOutcome, ServiceRow } from '../../src/layer';
 import { SummaryInput, renderSummary } from '../../src/summary';
 
 function row(p: Partial<ServiceRow> = {}): ServiceRow {

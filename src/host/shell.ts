@@ -1,5 +1,6 @@
 import { quote } from 'shell-quote';
 import { RunOptions, RunResult } from '../exec';
+import type { Engine } from './engine-api';
 
 export interface ShellOptions extends RunOptions {
   /** The command is safe to repeat: reconnect and retry when the connection dropped. */
@@ -21,6 +22,17 @@ export interface Shell {
   sh(script: string, opts?: ShellOptions): Promise<RunResult>;
   /** Installs a file whole or not at all (mode 600 unless given). */
   writeFile(remotePath: string, content: string | Buffer, mode?: number): Promise<void>;
+}
+
+/**
+ * The host a layer deploys to: the shell, plus the Engine API connection the gate polls over and the
+ * count of remote commands for the log. Implemented by src/remote.ts; a unit test can fake it.
+ */
+export interface Host extends Shell {
+  /** The host's Engine API, over one connection opened at the first request. */
+  engine(): Engine;
+  /** Remote commands run so far in this job. */
+  readonly commands: number;
 }
 
 /** Shell-quotes an argv for the remote shell: every word reaches the command as one literal argument. */

@@ -1,0 +1,140 @@
+import * as core from '@actions/core';
+import * as github from '@actions/github';
+import * as crypto from 'crypto';
+import * as semver from 'semver';
+import { Shell, shellJoin } from './host/shell';
+import { Inputs } from './inputs';
+import { RunContext, lockDirFor } from './layer';
+import { lockStacks, lockTracker } from './lock';
+import { Remote, sshOptions } from './remote';
+import { state } from './state';
+
+/** Who runs this job and where it is seen: recorded with the lock and the ledger. */
+export function jobContext() {
+  const c = github.context;
+  const server = process.env.GITHUB_SERVER_URL || 'https://github.com';
+  const repo = process.env.GITHUB_REPOSITORY || '';
+  const runUrl = repo && c.runId ? `${server}/${repo}/actions/runs/${c.runId}` : `local-${process.pid}-${Date.now()}`;
+  return {
+    sha: c.sha || process.env.GITHUB_SHA || '',
+    ref: c.ref || process.env.GITHUB_REF || '',
+    actor: c.actor || process.env.GITHUB_ACTOR || 'unknown',
+    runUrl,
+  };
+}
+
+const DOCKER_FACTS =
+  `docker version --format '{{.Client.Version}}' && ` +
+  `docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.ServerVersion}}' && ` +
+  `printf '%s\\n' "$HOME"`;
+
+/** Checks Docker answers and the host is a Swarm manager; returns the client's version and the user's home. */
+async function checkDocker(remote: Shell): Promise<{ client: string; home: string }> {
+  const info = await remote.sh(DOCKER_FACTS, { retry: true });
+  if (info.code !== 0)
+    throw new Error(
+      `Docker does not answer on ${remote.where}: ${(info.stderr || info.stdout).trim()} ` +
+        '(is the user in the docker group?)',
+    );
+  const [client, swarm, home] = info.stdout.trim().split('\n');
+  const [swarmState, manager, server] = (swarm ?? '').split(' ');
+  if (swarmState !== 'active' || manager !== 'true')
+    throw new Error(
+      `${remote.where} is not a Swarm manager (swarm state "${swarmState}", manager ${manager}). ` +
+        'Run `docker swarm init` there first.',
+    );
+  core.info(`Host Docker: client ${client}, engine ${server}, Swarm manager.`);
+  return { client, home };
+}
+
+/** Takes the lock of every stack of the run; returns what releases them. */
+function lockRun(remote: Shell, inputs: Inputs, who: ReturnType<typeof jobContext>): Promise<() => Promise<void>> {
+  return lockStacks(
+    remote,
+    inputs.stacks.map((s) => lockDirFor(inputs.remoteDir, s.name)),
+    { run: who.runUrl, actor: who.actor, release: inputs.release, since: new Date().toISOString() },
+    inputs.lockTimeout,
+    lockTracker(),
+    inputs.lockStaleAfter,
+  );
+}
+
+/**
+ * Logs the host in to the registry with the run's own Docker config folder: another run on this host
+ * logging out (or in as someone else) cannot touch this run's credentials, nor this run theirs. Saved
+ * first: if this step is cancelled, the post step removes it. Failing, it removes the folder and
+ * releases the locks. Returns what logs out.
+ */
+async function hostLogin(
+  remote: Remote,
+  inputs: Inputs,
+  home: string,
+  unlock: () => Promise<void>,
+): Promise<() => Promise<void>> {
+  const registry = inputs.registry || 'Docker Hub';
+  const base = inputs.remoteDir.startsWith('/') ? inputs.remoteDir : `${home}/${inputs.remoteDir}`;
+  const config = `${base}/runs/${crypto.randomBytes(8).toString('hex')}`;
+  state.saveHostConfig(config);
+  remote.setEnv({ DOCKER_CONFIG: config });
+  const argv = ['docker', 'login', inputs.registry, '--username', inputs.registryUsername, '--password-stdin'];
+  const res = await remote.sh(`umask 077 && mkdir -p "$DOCKER_CONFIG" && ${shellJoin(argv.filter(Boolean))}`, {
+    input: inputs.registryPassword,
+  });
+  if (res.code !== 0) {
+    await removeHostConfig(remote, config);
+    await unlock();
+    throw new Error(`The host could not log in to ${registry} as ${inputs.registryUsername}: ${res.stderr.trim()}`);
+  }
+  core.info(`Host logged in to ${registry} with its own Docker config folder (removed at the end).`);
+  // Swarm keeps the credentials it needs (--with-registry-auth); the host keeps none.
+  return () => removeHostConfig(remote, config);
+}
+
+/**
+ * Connects once, checks the host can deploy, takes the lock of every stack of the run, and logs the
+ * host in to the registry if asked. `finish` logs out and releases the locks.
+ */
+export async function connect(
+  inputs: Inputs,
+  readOnly = false,
+  beforeLock?: (remote: Remote) => Promise<void>,
+): Promise<{ remote: Remote; ctx: RunContext; finish: () => Promise<void> }> {
+  const remote = await core.group(`Connect to ${inputs.user}@${inputs.host}:${inputs.port}`, async () => {
+    const r = await Remote.connect(sshOptions(inputs));
+    core.info(`Connected; host key matches the pinned known-hosts entry.`);
+    return r;
+  });
+  const withRegistryAuth = !readOnly && !!(inputs.registryUsername && inputs.registryPassword);
+  try {
+    const { client, home } = await checkDocker(remote);
+    // A refusal found here leaves no trace on the host (taking a lock creates the stack's folder).
+    if (beforeLock) await beforeLock(remote);
+    const who = jobContext();
+    // A dry run only reads: it takes no lock and logs the host in nowhere.
+    const unlock = readOnly ? async () => {} : await lockRun(remote, inputs, who);
+    const logout = withRegistryAuth ? await hostLogin(remote, inputs, home, unlock) : async () => {};
+    const clientVersion = semver.coerce(client);
+    const ctx: RunContext = {
+      inputs,
+      remote,
+      ...who,
+      withRegistryAuth,
+      detachFlag: !!clientVersion && semver.gte(clientVersion, '26.0.0'),
+      pollMs: 250,
+    };
+    const finish = async () => {
+      await logout();
+      await unlock();
+    };
+    return { remote, ctx, finish };
+  } catch (e) {
+    remote.dispose();
+    throw e;
+  }
+}
+
+/** Removes the run's Docker config folder on the host (its registry login with it). */
+export async function removeHostConfig(remote: Shell, dir: string): Promise<void> {
+  const res = await remote.run(['rm', '-rf', dir], { retry: true }).catch(() => undefined);
+  if (res?.code === 0) state.saveHostConfig('');
+}
