@@ -66478,7 +66478,7 @@ class Remote {
     ssh = new node_ssh_1.NodeSSH();
     shell;
     api;
-    /** Remote commands run, for the benchmark and the "one command per poll" promise. */
+    /** Remote commands run (the Engine API connection counts as one), for the gate's log line. */
     commands = 0;
     /** Set before every script (`export K=V;`): the run's own Docker config folder on the host. */
     prefix = '';
@@ -66568,11 +66568,28 @@ class Remote {
             core.warning(`Reconnect failed: ${re.message}`);
         }
     }
-    /** One attempt: a new channel when there is standard input, else the persistent shell. */
+    /**
+     * One attempt. With debug logging on (RUNNER_DEBUG=1) every command is logged with its exit code and
+     * duration, silent ones too: scripts never carry secrets (those travel on standard input).
+     */
     async once(script, opts) {
         if (!this.ssh.isConnected())
             throw Object.assign(new Error('Not connected to server'), { dropped: true });
         this.commands++;
+        const t0 = Date.now();
+        let end = 'error';
+        try {
+            const res = await this.exec(script, opts);
+            end = String(res.code);
+            return res;
+        }
+        finally {
+            if (core.isDebug())
+                core.debug(`${this.where}$ ${script.slice(0, 300)} → ${end} (${Date.now() - t0} ms)`);
+        }
+    }
+    /** A new channel when there is standard input, else the persistent shell. */
+    async exec(script, opts) {
         const ms = opts.timeoutMs ?? exports.COMMAND_TIMEOUT_MS;
         let res;
         if (opts.input !== undefined) {
@@ -66597,8 +66614,6 @@ class Remote {
                 return new CommandTimeout(this.where, script, ms);
             });
         }
-        if (!opts.silent && core.isDebug())
-            core.debug(`${this.where}$ ${script.slice(0, 300)} → ${res.code}`);
         return res;
     }
     /**
@@ -66621,7 +66636,7 @@ class Remote {
     }
     /** The host's Engine API over one connection of its own, opened at the first request. */
     engine() {
-        this.api ??= new engine_api_1.EngineApi(() => this.dial());
+        this.api ??= new LoggedEngineApi(() => this.dial(), this.where);
         return this.api;
     }
     /** Opens the Engine API connection (reconnecting SSH once if it dropped) and reads the host's clock. */
@@ -66632,6 +66647,7 @@ class Remote {
             if (!this.ssh.connection)
                 throw Object.assign(new Error('Not connected to server'), { dropped: true });
             this.commands++;
+            const t0 = Date.now();
             const ch = await new Promise((resolve, reject) => this.ssh.connection.exec(this.prefix + engine_api_1.DIAL_COMMAND, (err, c) => err ? reject(Object.assign(err, { dropped: true })) : resolve(c)));
             let stderr = '';
             ch.stderr.on('data', (d) => (stderr = (stderr + d.toString('utf8')).slice(-2000)));
@@ -66643,6 +66659,8 @@ class Remote {
             });
             // Opening a channel can take sshd most of a second: read the clock as it arrives, not halfway.
             const offsetMs = Number(hostMs) - Date.now();
+            if (core.isDebug())
+                core.debug(`${this.where}$ ${engine_api_1.DIAL_COMMAND} → open (${Date.now() - t0} ms)`);
             return { stream: ch, offsetMs: Number.isFinite(offsetMs) ? offsetMs : 0, stderr: () => stderr };
         });
     }
@@ -66653,6 +66671,28 @@ class Remote {
     }
 }
 exports.Remote = Remote;
+/** The Engine API with every request's path and duration in the debug log (RUNNER_DEBUG=1). */
+class LoggedEngineApi extends engine_api_1.EngineApi {
+    where;
+    constructor(dial, where) {
+        super(dial);
+        this.where = where;
+    }
+    async get(path, timeoutMs) {
+        if (!core.isDebug())
+            return super.get(path, timeoutMs);
+        const t0 = Date.now();
+        let end = 'error';
+        try {
+            const body = await super.get(path, timeoutMs);
+            end = 'ok';
+            return body;
+        }
+        finally {
+            core.debug(`${this.where} Engine API GET ${path.split('?')[0]} → ${end} (${Date.now() - t0} ms)`);
+        }
+    }
+}
 /** A lost connection (worth a reconnect), not a command that failed or timed out. */
 function isDropped(e) {
     if (e instanceof CommandTimeout)

@@ -72,7 +72,7 @@ export class Remote implements Runner, Shell {
   private ssh = new NodeSSH();
   private shell?: PersistentShell;
   private api?: EngineApi;
-  /** Remote commands run, for the benchmark and the "one command per poll" promise. */
+  /** Remote commands run (the Engine API connection counts as one), for the gate's log line. */
   commands = 0;
   /** Set before every script (`export K=V;`): the run's own Docker config folder on the host. */
   private prefix = '';
@@ -170,10 +170,26 @@ export class Remote implements Runner, Shell {
     }
   }
 
-  /** One attempt: a new channel when there is standard input, else the persistent shell. */
+  /**
+   * One attempt. With debug logging on (RUNNER_DEBUG=1) every command is logged with its exit code and
+   * duration, silent ones too: scripts never carry secrets (those travel on standard input).
+   */
   private async once(script: string, opts: ShOptions): Promise<RunResult> {
     if (!this.ssh.isConnected()) throw Object.assign(new Error('Not connected to server'), { dropped: true });
     this.commands++;
+    const t0 = Date.now();
+    let end = 'error';
+    try {
+      const res = await this.exec(script, opts);
+      end = String(res.code);
+      return res;
+    } finally {
+      if (core.isDebug()) core.debug(`${this.where}$ ${script.slice(0, 300)} → ${end} (${Date.now() - t0} ms)`);
+    }
+  }
+
+  /** A new channel when there is standard input, else the persistent shell. */
+  private async exec(script: string, opts: ShOptions): Promise<RunResult> {
     const ms = opts.timeoutMs ?? COMMAND_TIMEOUT_MS;
     let res: RunResult;
     if (opts.input !== undefined) {
@@ -200,7 +216,6 @@ export class Remote implements Runner, Shell {
         return new CommandTimeout(this.where, script, ms);
       });
     }
-    if (!opts.silent && core.isDebug()) core.debug(`${this.where}$ ${script.slice(0, 300)} → ${res.code}`);
     return res;
   }
 
@@ -226,7 +241,7 @@ export class Remote implements Runner, Shell {
 
   /** The host's Engine API over one connection of its own, opened at the first request. */
   engine(): Engine {
-    this.api ??= new EngineApi(() => this.dial());
+    this.api ??= new LoggedEngineApi(() => this.dial(), this.where);
     return this.api;
   }
 
@@ -236,6 +251,7 @@ export class Remote implements Runner, Shell {
       if (n > 1 || !this.ssh.isConnected()) await this.reconnect();
       if (!this.ssh.connection) throw Object.assign(new Error('Not connected to server'), { dropped: true });
       this.commands++;
+      const t0 = Date.now();
       const ch = await new Promise<ClientChannel>((resolve, reject) =>
         this.ssh.connection!.exec(this.prefix + DIAL_COMMAND, (err, c) =>
           err ? reject(Object.assign(err, { dropped: true })) : resolve(c),
@@ -251,6 +267,7 @@ export class Remote implements Runner, Shell {
       });
       // Opening a channel can take sshd most of a second: read the clock as it arrives, not halfway.
       const offsetMs = Number(hostMs) - Date.now();
+      if (core.isDebug()) core.debug(`${this.where}$ ${DIAL_COMMAND} → open (${Date.now() - t0} ms)`);
       return { stream: ch, offsetMs: Number.isFinite(offsetMs) ? offsetMs : 0, stderr: () => stderr };
     });
   }
@@ -259,6 +276,29 @@ export class Remote implements Runner, Shell {
     this.api?.close();
     this.shell?.close();
     this.ssh.dispose();
+  }
+}
+
+/** The Engine API with every request's path and duration in the debug log (RUNNER_DEBUG=1). */
+class LoggedEngineApi extends EngineApi {
+  constructor(
+    dial: () => Promise<Dialed>,
+    private readonly where: string,
+  ) {
+    super(dial);
+  }
+
+  override async get(path: string, timeoutMs: number): Promise<unknown> {
+    if (!core.isDebug()) return super.get(path, timeoutMs);
+    const t0 = Date.now();
+    let end = 'error';
+    try {
+      const body = await super.get(path, timeoutMs);
+      end = 'ok';
+      return body;
+    } finally {
+      core.debug(`${this.where} Engine API GET ${path.split('?')[0]} → ${end} (${Date.now() - t0} ms)`);
+    }
   }
 }
 
