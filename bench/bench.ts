@@ -735,7 +735,7 @@ function report(
 
   out.push("### Where the action's time goes (`stability: 0`, median, s)", '');
   out.push(
-    'From the wall-clock time of each line the action printed (a thin entry in front of `dist/index.js` records it; stdout is unchanged).',
+    'From the wall-clock time of each line the action printed, as the runner emulation (`__tests__/helpers/action.ts`) received it.',
     '',
   );
   out.push(

@@ -264,6 +264,9 @@ export interface LayerSpan {
   requestsSoFar: number | null;
   /** The closing line itself. */
   gateLine: string | null;
+  /** Indexes in the stamps of `Gate: watching` and of the closing line (the log's order is the action's). */
+  gateFrom: number | null;
+  gateTo: number | null;
 }
 
 /** Where each layer of a multi-layer run starts and ends in its timed lines. */
@@ -282,15 +285,21 @@ export function layerSpans(stamps: Stamp[], stacks: string[]): LayerSpan[] {
       commandsSoFar: null,
       requestsSoFar: null,
       gateLine: null,
+      gateFrom: null,
+      gateTo: null,
     };
     if (i < 0) return span;
     span.start = stamps[i].t;
     const j = stamps.findIndex((s, k) => k > i && s.line === '::endgroup::');
     if (j >= 0) span.end = stamps[j].t;
-    const inLayer = stamps.slice(i, j < 0 ? undefined : j + 1);
-    span.gateStart = firstAt(inLayer, new RegExp(`^Gate: watching .* of ${escapeRe(stack)};`));
-    const close = inLayer.find((s) => s.line !== undefined && GATE_END.test(s.line));
+    const inLayer = (k: number) => k >= i && (j < 0 || k <= j);
+    const watching = new RegExp(`^Gate: watching .* of ${escapeRe(stack)};`);
+    const from = stamps.findIndex((s, k) => inLayer(k) && s.line !== undefined && watching.test(s.line));
+    if (from >= 0) [span.gateFrom, span.gateStart] = [from, stamps[from].t];
+    const to = stamps.findIndex((s, k) => inLayer(k) && s.line !== undefined && GATE_END.test(s.line));
+    const close = to >= 0 ? stamps[to] : undefined;
     if (close) {
+      span.gateTo = to;
       const m = GATE_END.exec(close.line as string) as RegExpExecArray;
       span.gateEnd = close.t;
       span.polls = Number(m[1]);
@@ -312,6 +321,8 @@ export interface Call {
   kind: string;
   /** Exit code, `open` (the Engine API connection), `ok`, or `error`. */
   end: string;
+  /** Index of its line in the stamps: lines come in the action's order, their times in batches. */
+  i: number;
 }
 
 export function kindOf(script: string): string {
@@ -323,7 +334,7 @@ export function kindOf(script: string): string {
   if (/docker node inspect/.test(script)) return 'Swarm nodes (placement)';
   if (/docker manifest inspect/.test(script)) return 'registry: image there? (docker manifest inspect)';
   if (/docker secret ls/.test(script)) return 'Docker secrets: list';
-  if (/holder\.json/.test(script) && /mkdir/.test(script)) return 'lock: take';
+  if (/^mkdir -p "\$\(dirname \S+\/lock\)"/.test(script)) return 'lock: take';
   if (/grep -qF/.test(script) && /holder\.json/.test(script)) return 'lock: release';
   if (/ledger\.json/.test(script) && /base64 -d/.test(script)) return 'ledger: write';
   if (/ledger\.json/.test(script)) return 'ledger: read';
@@ -344,19 +355,32 @@ const DEBUG_REQUEST = /^::debug::\S+@\S+ Engine API GET (\S+) → (\S+) \((\d+) 
 export function debugCalls(stamps: Stamp[]): { commands: Call[]; requests: Call[] } {
   const commands: Call[] = [];
   const requests: Call[] = [];
-  for (const s of stamps) {
-    if (s.line === undefined) continue;
+  stamps.forEach((s, i) => {
+    if (s.line === undefined) return;
     const c = DEBUG_COMMAND.exec(s.line);
     const r = c ? null : DEBUG_REQUEST.exec(s.line);
-    if (c) commands.push({ t: s.t - Number(c[3]), ms: Number(c[3]), kind: kindOf(unescapeCommand(c[1])), end: c[2] });
-    if (r) requests.push({ t: s.t - Number(r[3]), ms: Number(r[3]), kind: `GET ${r[1]}`, end: r[2] });
-  }
+    if (c)
+      commands.push({ t: s.t - Number(c[3]), ms: Number(c[3]), kind: kindOf(unescapeCommand(c[1])), end: c[2], i });
+    if (r) requests.push({ t: s.t - Number(r[3]), ms: Number(r[3]), kind: `GET ${r[1]}`, end: r[2], i });
+  });
   const byStart = (a: Call, b: Call) => a.t - b.t;
   return { commands: commands.sort(byStart), requests: requests.sort(byStart) };
 }
 
-/** Calls started in [from, to): the ledger write can start in the same ms as a closing line. */
-export const callsBetween = (calls: Call[], from: number, to: number) => calls.filter((c) => c.t >= from && c.t < to);
+/** Calls logged between two lines (indexes in the stamps): a command is logged as it ends, before the next starts. */
+export const callsBetween = (calls: Call[], from: number, to: number) => calls.filter((c) => c.i > from && c.i < to);
+
+/** How long at least one of the calls was running (the Engine API connection opens inside the first request). */
+export function unionMs(calls: Call[]): number {
+  let total = 0;
+  let until = -Infinity;
+  for (const c of [...calls].sort((a, b) => a.t - b.t)) {
+    const from = Math.max(c.t, until);
+    if (c.t + c.ms > from) total += c.t + c.ms - from;
+    until = Math.max(until, c.t + c.ms);
+  }
+  return total;
+}
 
 /** One poll is two requests back to back (services, then tasks): from the first's start to the second's end. */
 export function pollTimes(requests: Call[]): number[] {
@@ -384,7 +408,7 @@ export interface GateCount {
 
 export function gateCount(span: LayerSpan, calls: { commands: Call[]; requests: Call[] }): GateCount {
   const inGate = (xs: Call[]) =>
-    span.gateStart === null || span.gateEnd === null ? [] : callsBetween(xs, span.gateStart, span.gateEnd);
+    span.gateFrom === null || span.gateTo === null ? [] : callsBetween(xs, span.gateFrom, span.gateTo);
   const commands = inGate(calls.commands);
   const requests = inGate(calls.requests);
   return {
@@ -431,13 +455,16 @@ export const OWN_PARTS = [
 export function ownTime(t: Timed, stack: string): Record<string, number> | null {
   const connected = firstAt(t.main, /^Connected; host key matches/);
   const [span] = layerSpans(t.main, [stack]);
-  if (connected === null || span.gateStart === null || span.gateEnd === null) return null;
+  if (connected === null || span.gateStart === null || span.gateEnd === null || span.gateFrom === null) return null;
   const calls = debugCalls(t.main);
   const out: Record<string, number> = Object.fromEntries(OWN_PARTS.map((p) => [p, 0]));
   out[OWN_PARTS[0]] = connected - t.start;
   out[OWN_PARTS[7]] = span.gateEnd - span.gateStart;
-  const outside = (c: Call) => c.t >= connected && (c.t < span.gateStart! || c.t >= span.gateEnd!);
-  for (const c of [...calls.commands, ...calls.requests].filter(outside)) out[partOf(c.kind)] += c.ms;
+  const outside = [...calls.commands, ...calls.requests].filter(
+    (c) => c.t >= connected && (c.i < span.gateFrom! || c.i > span.gateTo!),
+  );
+  for (const part of new Set(outside.map((c) => partOf(c.kind))))
+    out[part] = unionMs(outside.filter((c) => partOf(c.kind) === part));
   const counted = OWN_PARTS.slice(0, -1).reduce((a, p) => a + out[p], 0);
   out[OWN_PARTS[OWN_PARTS.length - 1]] = t.ms - counted;
   return out;

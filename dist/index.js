@@ -63559,6 +63559,7 @@ var __importStar = (this && this.__importStar) || (function () {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.EngineApi = exports.DIAL_COMMAND = void 0;
 exports.firstLine = firstLine;
+const core = __importStar(__nccwpck_require__(7484));
 const http = __importStar(__nccwpck_require__(8611));
 /** The command that opens the connection: the host's clock, then the Engine API on stdin/stdout. */
 exports.DIAL_COMMAND = 'date +%s%3N && exec docker system dial-stdio';
@@ -63568,10 +63569,13 @@ exports.DIAL_COMMAND = 'date +%s%3N && exec docker system dial-stdio';
  * CPU each, four to eight times a second while the gate watched.
  */
 class EngineApi {
+    where;
     requests = 0;
     offsetMs = 0;
     agent;
-    constructor(dial) {
+    /** `where` names the host in the debug log, which lists every request with its duration. */
+    constructor(dial, where = 'host') {
+        this.where = where;
         this.agent = new ChannelAgent(async () => {
             const d = await dial();
             this.offsetMs = d.offsetMs;
@@ -63583,6 +63587,16 @@ class EngineApi {
     }
     get(path, timeoutMs) {
         this.requests++;
+        if (!core.isDebug())
+            return this.request(path, timeoutMs);
+        const t0 = Date.now();
+        const done = (end) => core.debug(`${this.where} Engine API GET ${path.split('?')[0]} → ${end} (${Date.now() - t0} ms)`);
+        return this.request(path, timeoutMs).then((body) => (done('ok'), body), (e) => {
+            done('error');
+            throw e;
+        });
+    }
+    request(path, timeoutMs) {
         return new Promise((resolve, reject) => {
             const req = http.request({ agent: this.agent, host: 'docker', path, method: 'GET' }, (res) => {
                 let body = '';
@@ -66568,28 +66582,12 @@ class Remote {
             core.warning(`Reconnect failed: ${re.message}`);
         }
     }
-    /**
-     * One attempt. With debug logging on (RUNNER_DEBUG=1) every command is logged with its exit code and
-     * duration, silent ones too: scripts never carry secrets (those travel on standard input).
-     */
+    /** One attempt: a new channel when there is standard input, else the persistent shell. */
     async once(script, opts) {
         if (!this.ssh.isConnected())
             throw Object.assign(new Error('Not connected to server'), { dropped: true });
         this.commands++;
         const t0 = Date.now();
-        let end = 'error';
-        try {
-            const res = await this.exec(script, opts);
-            end = String(res.code);
-            return res;
-        }
-        finally {
-            if (core.isDebug())
-                core.debug(`${this.where}$ ${script.slice(0, 300)} → ${end} (${Date.now() - t0} ms)`);
-        }
-    }
-    /** A new channel when there is standard input, else the persistent shell. */
-    async exec(script, opts) {
         const ms = opts.timeoutMs ?? exports.COMMAND_TIMEOUT_MS;
         let res;
         if (opts.input !== undefined) {
@@ -66614,6 +66612,9 @@ class Remote {
                 return new CommandTimeout(this.where, script, ms);
             });
         }
+        // Every command, silent ones too: scripts never carry secrets (those travel on standard input).
+        if (core.isDebug())
+            core.debug(`${this.where}$ ${script.slice(0, 300)} → ${res.code} (${Date.now() - t0} ms)`);
         return res;
     }
     /**
@@ -66636,7 +66637,7 @@ class Remote {
     }
     /** The host's Engine API over one connection of its own, opened at the first request. */
     engine() {
-        this.api ??= new LoggedEngineApi(() => this.dial(), this.where);
+        this.api ??= new engine_api_1.EngineApi(() => this.dial(), this.where);
         return this.api;
     }
     /** Opens the Engine API connection (reconnecting SSH once if it dropped) and reads the host's clock. */
@@ -66671,28 +66672,6 @@ class Remote {
     }
 }
 exports.Remote = Remote;
-/** The Engine API with every request's path and duration in the debug log (RUNNER_DEBUG=1). */
-class LoggedEngineApi extends engine_api_1.EngineApi {
-    where;
-    constructor(dial, where) {
-        super(dial);
-        this.where = where;
-    }
-    async get(path, timeoutMs) {
-        if (!core.isDebug())
-            return super.get(path, timeoutMs);
-        const t0 = Date.now();
-        let end = 'error';
-        try {
-            const body = await super.get(path, timeoutMs);
-            end = 'ok';
-            return body;
-        }
-        finally {
-            core.debug(`${this.where} Engine API GET ${path.split('?')[0]} → ${end} (${Date.now() - t0} ms)`);
-        }
-    }
-}
 /** A lost connection (worth a reconnect), not a command that failed or timed out. */
 function isDropped(e) {
     if (e instanceof CommandTimeout)

@@ -170,26 +170,11 @@ export class Remote implements Runner, Shell {
     }
   }
 
-  /**
-   * One attempt. With debug logging on (RUNNER_DEBUG=1) every command is logged with its exit code and
-   * duration, silent ones too: scripts never carry secrets (those travel on standard input).
-   */
+  /** One attempt: a new channel when there is standard input, else the persistent shell. */
   private async once(script: string, opts: ShOptions): Promise<RunResult> {
     if (!this.ssh.isConnected()) throw Object.assign(new Error('Not connected to server'), { dropped: true });
     this.commands++;
     const t0 = Date.now();
-    let end = 'error';
-    try {
-      const res = await this.exec(script, opts);
-      end = String(res.code);
-      return res;
-    } finally {
-      if (core.isDebug()) core.debug(`${this.where}$ ${script.slice(0, 300)} → ${end} (${Date.now() - t0} ms)`);
-    }
-  }
-
-  /** A new channel when there is standard input, else the persistent shell. */
-  private async exec(script: string, opts: ShOptions): Promise<RunResult> {
     const ms = opts.timeoutMs ?? COMMAND_TIMEOUT_MS;
     let res: RunResult;
     if (opts.input !== undefined) {
@@ -216,6 +201,8 @@ export class Remote implements Runner, Shell {
         return new CommandTimeout(this.where, script, ms);
       });
     }
+    // Every command, silent ones too: scripts never carry secrets (those travel on standard input).
+    if (core.isDebug()) core.debug(`${this.where}$ ${script.slice(0, 300)} → ${res.code} (${Date.now() - t0} ms)`);
     return res;
   }
 
@@ -241,7 +228,7 @@ export class Remote implements Runner, Shell {
 
   /** The host's Engine API over one connection of its own, opened at the first request. */
   engine(): Engine {
-    this.api ??= new LoggedEngineApi(() => this.dial(), this.where);
+    this.api ??= new EngineApi(() => this.dial(), this.where);
     return this.api;
   }
 
@@ -276,29 +263,6 @@ export class Remote implements Runner, Shell {
     this.api?.close();
     this.shell?.close();
     this.ssh.dispose();
-  }
-}
-
-/** The Engine API with every request's path and duration in the debug log (RUNNER_DEBUG=1). */
-class LoggedEngineApi extends EngineApi {
-  constructor(
-    dial: () => Promise<Dialed>,
-    private readonly where: string,
-  ) {
-    super(dial);
-  }
-
-  override async get(path: string, timeoutMs: number): Promise<unknown> {
-    if (!core.isDebug()) return super.get(path, timeoutMs);
-    const t0 = Date.now();
-    let end = 'error';
-    try {
-      const body = await super.get(path, timeoutMs);
-      end = 'ok';
-      return body;
-    } finally {
-      core.debug(`${this.where} Engine API GET ${path.split('?')[0]} → ${end} (${Date.now() - t0} ms)`);
-    }
   }
 }
 

@@ -1,3 +1,4 @@
+import * as core from '@actions/core';
 import * as http from 'http';
 import { Duplex } from 'stream';
 
@@ -34,7 +35,11 @@ export class EngineApi implements Engine {
   private offsetMs = 0;
   private readonly agent: ChannelAgent;
 
-  constructor(dial: () => Promise<Dialed>) {
+  /** `where` names the host in the debug log, which lists every request with its duration. */
+  constructor(
+    dial: () => Promise<Dialed>,
+    private readonly where = 'host',
+  ) {
     this.agent = new ChannelAgent(async () => {
       const d = await dial();
       this.offsetMs = d.offsetMs;
@@ -48,6 +53,20 @@ export class EngineApi implements Engine {
 
   get(path: string, timeoutMs: number): Promise<unknown> {
     this.requests++;
+    if (!core.isDebug()) return this.request(path, timeoutMs);
+    const t0 = Date.now();
+    const done = (end: string) =>
+      core.debug(`${this.where} Engine API GET ${path.split('?')[0]} → ${end} (${Date.now() - t0} ms)`);
+    return this.request(path, timeoutMs).then(
+      (body) => (done('ok'), body),
+      (e: Error) => {
+        done('error');
+        throw e;
+      },
+    );
+  }
+
+  private request(path: string, timeoutMs: number): Promise<unknown> {
     return new Promise((resolve, reject) => {
       const req = http.request({ agent: this.agent, host: 'docker', path, method: 'GET' }, (res) => {
         let body = '';
