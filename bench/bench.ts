@@ -661,6 +661,7 @@ function report(
     seconds: number;
     loads: number[];
     docker: string;
+    lab: LabEnv;
     errors: string[];
     code: string;
     scale?: ScaleResult;
@@ -683,7 +684,7 @@ function report(
   out.push(
     `- Date: ${meta.started.toISOString().replace(/\.\d+Z$/, 'Z')}; this run took ${Math.round(meta.seconds / 60)} min ${meta.seconds % 60} s (BENCH_RUNS=${RUNS}, sizes ${SIZES.join(', ')}).`,
     `- Machine: ${machineLine()}.`,
-    `- Docker: ${meta.docker}. Lab: engine, registry (127.0.0.1:5000) and sshd (127.0.0.1:2222) on this machine.`,
+    `- Docker: ${meta.docker}. Lab: engine, registry (${meta.lab.registry}) and sshd (${meta.lab.user}@${meta.lab.host}:${meta.lab.port}) on this machine.`,
     `- Code: ${meta.code}.`,
     `- Load average (1 min) before the measured runs: ${loadMin.toFixed(2)}–${loadMax.toFixed(2)}.`,
     `- Stacks: n services (\`s01\`…), ${REPLICAS} replica${REPLICAS > 1 ? 's' : ''} each, image \`FROM lab/base:1\` (busybox httpd serving /health), healthcheck every 1 s (timeout 2 s, retries 2), \`update_config: {parallelism: 1, order: start-first, failure_action: rollback, monitor: 2s}\`, \`rollback_config: {parallelism: 0, order: start-first}\`, \`endpoint_mode: dnsrr\`, own overlay network (MTU 1450). Every measured deploy changes the version of every service.`,
@@ -837,7 +838,7 @@ function report(
   if (sc) {
     out.push(`## Scale: ${sc.n} services × ${sc.replicas} replicas (issue 8)`, '');
     out.push(
-      `One stack of ${sc.n} services like the one above but with ${sc.replicas} replicas each and a healthcheck every 2 s: a first deploy (\`stability: 0\`) with \`RUNNER_DEBUG=1\`, counted as in "Engine API requests per poll". One run. (A version bump of all ${sc.n} × ${sc.replicas} at once, start-first, drove this 2-core lab's load average past 50: healthchecks timed out and Swarm rolled most services back, so it is not measured.)`,
+      `One stack of ${sc.n} services like the one above but with ${sc.replicas} replicas each and a healthcheck every 2 s: a first deploy (\`stability: 0\`) with \`RUNNER_DEBUG=1\`, counted as in "Engine API requests per poll". One run. Not a version bump of all ${sc.n} × ${sc.replicas} at once: on a 2-core machine that overloads the engine (the comment of \`benchScale\` in \`bench/bench.ts\`).`,
       '',
     );
     out.push(
@@ -979,6 +980,7 @@ async function main(): Promise<void> {
         seconds,
         loads: loads.length ? loads : [os.loadavg()[0]],
         docker,
+        lab,
         errors,
         code,
         scale,
