@@ -333,6 +333,7 @@ export function kindOf(script: string): string {
   if (/Swarm\.NodeAddr/.test(script)) return 'host MTU (pre-flight)';
   if (/docker node inspect/.test(script)) return 'Swarm nodes (placement)';
   if (/docker manifest inspect/.test(script)) return 'registry: image there? (docker manifest inspect)';
+  if (/RegistryConfig/.test(script)) return "registry: the engine's insecure registries (pre-flight)";
   if (/docker secret ls/.test(script)) return 'Docker secrets: list';
   if (/^mkdir -p "\$\(dirname \S+\/lock\)"/.test(script)) return 'lock: take';
   if (/grep -qF/.test(script) && /holder\.json/.test(script)) return 'lock: release';
