@@ -5,8 +5,10 @@
 //   npm run bench                      # BENCH_RUNS=3 (median of 3)
 //   BENCH_RUNS=1 npm run bench         # a quick validation run
 //
-// Environment: BENCH_RUNS (3), BENCH_SIZES ("1,5,10"), BENCH_REPLICAS (1), BENCH_SETTLE_MS (2000,
-// pause once a stack is quiet before the next measured run), BENCH_NOTE (a line for BENCHMARKS.md).
+// Environment: BENCH_RUNS (3), BENCH_SIZES ("1,5,10"), BENCH_REPLICAS (1), BENCH_SCALE (30 services
+// × 2 replicas, first deploy; 0 skips it), BENCH_TWO_REPLICAS (1: the 1 service × 2 replicas row; 0
+// skips it), BENCH_SETTLE_MS (2000, pause once a stack is quiet before the next measured run),
+// BENCH_NOTE (a line for BENCHMARKS.md).
 //
 // The lab is shared: everything here is named bench-* (stacks bench-<n>svc with their own overlay
 // network, images 127.0.0.1:5000/bench/sNN, remote-dir .deploy-action-bench, work files in .bench/),
@@ -14,7 +16,6 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { readInputDefaults } from '../__tests__/helpers/action';
 import {
   LabEnv,
   REPO_ROOT,
@@ -31,20 +32,21 @@ import {
   DOCKERFILE,
   GATE_LINE,
   GATE_START,
+  GateCount,
+  OWN_PARTS,
   SvcNow,
   Timed,
   buildImages,
-  callsBetween,
   codeState,
+  debugCalls,
   dockerVersions,
   envInt,
   exitAt,
   firstAt,
-  inProcessDeploy,
-  installWrapper,
+  gateCount,
   keepSections,
-  kindOf,
   lastAt,
+  layerSpans,
   list,
   log,
   machineLine,
@@ -53,6 +55,7 @@ import {
   nextSeq,
   ok,
   onHost,
+  ownTime,
   parseGoTime,
   readBenchmarks,
   s1,
@@ -77,6 +80,8 @@ const REPLICAS = envInt('BENCH_REPLICAS', 1, 1);
 // Issue 8: one stack of BENCH_SCALE services × 2 replicas, deployed and gated once (0: skip).
 const SCALE = envInt('BENCH_SCALE', 30, 0);
 const SCALE_REPLICAS = 2;
+// A version bump of 1 service × 2 replicas, raw and action side by side (0: skip).
+const TWO = envInt('BENCH_TWO_REPLICAS', 1, 0) > 0;
 const SETTLE_MS = envInt('BENCH_SETTLE_MS', 2000, 0);
 const NOTE = process.env.BENCH_NOTE ?? '';
 
@@ -164,12 +169,12 @@ function setVersions(ws: string, n: number, version: string, overrides: Record<s
 }
 
 /** The raw path deploys an already interpolated file that is on the host (the lab host is this machine). */
-function rawFile(lab: LabEnv, n: number, version: string): string {
-  const f = path.join(WORK, 'raw', `${stackName(n)}-${version}.yml`);
+function rawFile(lab: LabEnv, n: number, version: string, replicas = REPLICAS, stack = stackName(n)): string {
+  const f = path.join(WORK, 'raw', `${stack}-${version}.yml`);
   fs.mkdirSync(path.dirname(f), { recursive: true });
   fs.writeFileSync(
     f,
-    stackYaml(n, (s) => imageRef(lab, s, version)),
+    stackYaml(n, (s) => imageRef(lab, s, version), replicas),
   );
   return f;
 }
@@ -216,8 +221,6 @@ async function expectVersions(
 
 // ---------------------------------------------------------- the action path
 
-let WRAPPER = '';
-
 function baseInputs(lab: LabEnv, stack: string): Record<string, string> {
   return {
     ...labInputs(lab, PREFIX, REMOTE_DIR),
@@ -239,8 +242,6 @@ async function action(
     inputs: { ...baseInputs(lab, stack), ...inputs },
     cwd: ws,
     label,
-    entry: WRAPPER,
-    workDir: WORK,
     logsDir: LOGS,
     env,
   });
@@ -273,48 +274,40 @@ function phases(t: Timed): Phases {
 
 const mustSucceed = (t: Timed, result: string) => mustSucceedIn(t, result, LOGS);
 
-// ---------------------------------------------------- in-process instrumented
+// ------------------------------------------------------------ the debug log
 
-interface Instrumented {
-  calls: Call[];
-  /** Remote.commands of the connection (counted by the action itself). */
-  remoteCommands: number;
-  /** The gate's own poll count (LayerOutcome.polls). */
-  polls: number;
-  /** Remote commands started between "Gate: watching" and the last "stable" line. */
-  gateCommands: number;
-  gateMs: number;
-  pollMs: number[];
+/** What a run with RUNNER_DEBUG=1 lists: every remote command and Engine API request, with its duration. */
+interface Counted {
+  commands: Call[];
+  requests: Call[];
+  gate: GateCount;
+  /** From the gate's closing line: the job's remote commands so far; and the commands the debug log lists by then. */
+  commandsSoFar: number | null;
+  listedSoFar: number;
   totalMs: number;
 }
 
-/** The same deploy run in this process from src/, every remote command counted, classified and timed (lib.ts). */
-async function instrumentedDeploy(lab: LabEnv, ws: string, stack: string, release: string): Promise<Instrumented> {
-  const raw: Record<string, string> = {
-    ...readInputDefaults(),
-    ...baseInputs(lab, stack),
-    command: 'deploy',
-    release,
-    stability: '0',
-  };
-  const d = await inProcessDeploy(raw, ws, path.join(LOGS, `${nextSeq()}-instrumented-${stack}.log`));
-  const { calls, lines, outcome } = d;
-  if (outcome.result !== 'deployed')
-    throw new Error(`instrumented deploy of ${stack}: ${outcome.result}: ${outcome.error ?? ''}`);
-  const g0 = firstAt(lines, GATE_START);
-  const g1 = lastAt(lines, GATE_LINE('stable'));
-  if (g0 === null || g1 === null) throw new Error(`instrumented deploy of ${stack}: no gate lines in the log`);
-  // Started after the gate's first line and before its last one.
-  const inGate = callsBetween(calls, g0, g1);
+const DEBUG_ENV = { RUNNER_DEBUG: '1' };
+
+/** What a one-layer run with RUNNER_DEBUG=1 did, from its own lines. */
+function counted(t: Timed, stack: string): Counted {
+  const calls = debugCalls(t.main);
+  const [span] = layerSpans(t.main, [stack]);
+  if (span.gateStart === null || span.gateEnd === null) throw new Error(`${t.label}: no gate lines in the log`);
   return {
-    calls,
-    remoteCommands: d.remoteCommands,
-    polls: outcome.layers.reduce((a, l) => a + l.polls, 0),
-    gateCommands: inGate.length,
-    gateMs: g1 - g0,
-    pollMs: calls.filter((c) => c.kind.startsWith('poll')).map((c) => c.ms),
-    totalMs: d.totalMs,
+    ...calls,
+    gate: gateCount(span, calls),
+    commandsSoFar: span.commandsSoFar,
+    listedSoFar: calls.commands.filter((c) => c.t < (span.gateEnd as number)).length,
+    totalMs: t.ms,
   };
+}
+
+/** The action (`stability: 0`) with RUNNER_DEBUG=1, as a job with debug logging on runs it. */
+async function debugDeploy(lab: LabEnv, ws: string, stack: string, release: string, label: string): Promise<Counted> {
+  const t = await action(lab, ws, stack, label, { release, stability: '0' }, DEBUG_ENV);
+  mustSucceed(t, 'deployed');
+  return counted(t, stack);
 }
 
 // ------------------------------------------------------------------ results
@@ -336,19 +329,13 @@ interface FailRun {
   load: number;
 }
 
-interface DebugInfo {
-  listed: number;
-  listedInGate: number;
-  gateLine: string;
-}
-
 interface SizeResult {
   n: number;
   pairs: PairRun[];
   rollbacks: { ms: number; swarmDone: number | null; load: number; phases: Phases }[];
   auto?: { ms: number; swarmDone: number | null; phases: Phases; stability: string };
-  instrumented?: Instrumented;
-  debug?: DebugInfo;
+  /** One deploy with RUNNER_DEBUG=1: every remote command and Engine API request. */
+  counted?: Counted;
   fails: FailRun[];
   error?: string;
   seconds: number;
@@ -426,42 +413,14 @@ async function benchSize(lab: LabEnv, n: number, created: Set<string>): Promise<
       }
     }
 
-    // Commands per poll, counted two ways.
+    // Every remote command and Engine API request, from the action's own debug log.
     {
       const v = ver(k++);
       setVersions(ws, n, v);
       await settle(stack, n);
-      log(`${stack}: instrumented in-process deploy → ${v} (remote commands counted)`);
-      res.instrumented = await instrumentedDeploy(lab, ws, stack, v);
+      log(`${stack}: action deploy with RUNNER_DEBUG=1 (remote commands and Engine API requests listed) → ${v}`);
+      res.counted = await debugDeploy(lab, ws, stack, v, `${stack}-debug-${v}`);
       forward.push(Number(v.split('.')[2]));
-    }
-    {
-      const v = ver(k++);
-      setVersions(ws, n, v);
-      await settle(stack, n);
-      log(`${stack}: action deploy with RUNNER_DEBUG=1 (ACTIONS_STEP_DEBUG) → ${v}`);
-      const t = await action(
-        lab,
-        ws,
-        stack,
-        `${stack}-debug-${v}`,
-        { release: v, stability: '0' },
-        { RUNNER_DEBUG: '1', ACTIONS_STEP_DEBUG: 'true' },
-      );
-      mustSucceed(t, 'deployed');
-      forward.push(Number(v.split('.')[2]));
-      const lines = t.run.log.split('\n');
-      const g0 = lines.findIndex((l) => GATE_START.test(l));
-      let g1 = -1;
-      lines.forEach((l, i) => {
-        if (GATE_LINE('stable').test(l)) g1 = i;
-      });
-      const isCmd = (l: string) => /^::debug::\S+@\S+\$ /.test(l);
-      res.debug = {
-        listed: lines.filter(isCmd).length,
-        listedInGate: lines.slice(g0, g1 + 1).filter(isCmd).length,
-        gateLine: g0 >= 0 ? lines[g0].trim() : '(no "Gate: watching" line)',
-      };
     }
     // The default stability window, once.
     {
@@ -524,8 +483,8 @@ async function benchSize(lab: LabEnv, n: number, created: Set<string>): Promise<
 interface ScaleResult {
   n: number;
   replicas: number;
-  /** The first deploy, in process. */
-  bump?: Instrumented;
+  /** The first deploy, with RUNNER_DEBUG=1. */
+  bump?: Counted;
   error?: string;
   seconds: number;
 }
@@ -533,7 +492,8 @@ interface ScaleResult {
 const scaleStack = (n: number) => `bench-scale-${n}svc`;
 
 /**
- * A first deploy of n services × 2 replicas, run in process with its remote commands counted. Not a
+ * A first deploy of n services × 2 replicas, with RUNNER_DEBUG=1 (its remote commands and Engine API
+ * requests listed). Not a
  * version bump: 30 × 2 start-first updates with healthchecks on 2 cores drove the load average past 50
  * here, healthchecks timed out and Swarm rolled most services back; the healthcheck is every 2 s, as
  * in reliability scenario 11.
@@ -546,8 +506,8 @@ async function benchScale(lab: LabEnv, n: number, created: Set<string>): Promise
   try {
     created.add(stack);
     setVersions(ws, n, ver(0));
-    log(`${stack}: first deploy in process (remote commands counted), ${n} services × ${SCALE_REPLICAS} replicas`);
-    res.bump = await instrumentedDeploy(lab, ws, stack, ver(0));
+    log(`${stack}: first deploy with RUNNER_DEBUG=1, ${n} services × ${SCALE_REPLICAS} replicas`);
+    res.bump = await debugDeploy(lab, ws, stack, ver(0), `${stack}-first-${ver(0)}`);
     await settle(stack, n, SCALE_REPLICAS);
     await expectVersions(stack, n, () => ver(0), 'scale first deploy');
   } catch (e) {
@@ -563,6 +523,135 @@ async function benchScale(lab: LabEnv, n: number, created: Set<string>): Promise
   return res;
 }
 
+// ------------------------------------------------------------ 2 replicas
+
+interface TwoResult {
+  pairs: { raw: number; act: number; post: number; load: number }[];
+  /** The RUNNER_DEBUG=1 runs: the main step cut into parts (ownTime), and the post step. */
+  debug: { ms: number; post: number; own: Record<string, number> | null }[];
+  error?: string;
+  seconds: number;
+}
+
+const TWO_STACK = 'bench-1svc-2r';
+
+/**
+ * A version bump of 1 service × 2 replicas (start-first, parallelism 1, the same healthcheck): raw
+ * `docker stack deploy --detach=false` and the action (`stability: 0`) side by side, alternating; then
+ * the same bump with RUNNER_DEBUG=1, whose remote commands cut the action's own time into parts.
+ */
+async function benchTwo(lab: LabEnv, created: Set<string>, versions: string[]): Promise<TwoResult> {
+  const t0 = Date.now();
+  const res: TwoResult = { pairs: [], debug: [], seconds: 0 };
+  const stack = TWO_STACK;
+  const ws = makeWorkspace(1, 2);
+  const quiet = () => settle(stack, 1, 2);
+  let k = 0;
+  try {
+    log(`${stack}: first deploy (not measured)`);
+    created.add(stack);
+    setVersions(ws, 1, versions[k]);
+    mustSucceed(await action(lab, ws, stack, `${stack}-setup`, { release: versions[k++], stability: '0' }), 'deployed');
+    const raw = async () => {
+      const v = versions[k++];
+      const file = rawFile(lab, 1, v, 2, stack);
+      await quiet();
+      log(`${stack}: raw ssh docker stack deploy --detach=false → ${v}`);
+      const load = os.loadavg()[0];
+      const start = Date.now();
+      const r = await run('ssh', [...sshArgs(lab), 'docker', 'stack', 'deploy', '--detach=false', '-c', file, stack], {
+        timeoutMs: 600_000,
+      });
+      const ms = Date.now() - start;
+      fs.writeFileSync(path.join(LOGS, `${nextSeq()}-${stack}-raw-${v}.log`), `${r.stdout}\n--- stderr\n${r.stderr}`);
+      if (r.code !== 0) throw new Error(`raw deploy ${stack} ${v}: exit ${r.code}: ${r.stderr.trim().slice(-2000)}`);
+      await quiet();
+      await expectVersions(stack, 1, () => v, `raw deploy ${v}`);
+      return { ms, load };
+    };
+    const act = async (env: Record<string, string>, what: string) => {
+      const v = versions[k++];
+      setVersions(ws, 1, v);
+      await quiet();
+      log(`${stack}: action deploy (stability 0${what}) → ${v}`);
+      const t = await action(
+        lab,
+        ws,
+        stack,
+        `${stack}-deploy-${v}${what ? '-debug' : ''}`,
+        { release: v, stability: '0' },
+        env,
+      );
+      mustSucceed(t, 'deployed');
+      await quiet();
+      await expectVersions(stack, 1, () => v, `action deploy ${v}`);
+      return t;
+    };
+    for (let i = 1; i <= RUNS; i++) {
+      // Alternate which goes first, so that a drift in the machine's load does not favour one side.
+      const r = i % 2 === 1 ? await raw() : undefined;
+      const a = await act({}, '');
+      const r2 = r ?? (await raw());
+      res.pairs.push({ raw: r2.ms, act: a.ms, post: a.postMs, load: r2.load });
+      const d = await act(DEBUG_ENV, ', RUNNER_DEBUG=1');
+      res.debug.push({ ms: d.ms, post: d.postMs, own: ownTime(d, stack) });
+    }
+  } catch (e) {
+    res.error = (e as Error).message;
+    log(`${stack}: FAILED: ${res.error.split('\n')[0]}`);
+  } finally {
+    log(`${stack}: removing the stack`);
+    await removeStack(stack, { timeoutMs: 120_000 })
+      .then(() => created.delete(stack))
+      .catch((e: Error) => log(`could not remove ${stack}: ${e.message}`));
+    res.seconds = Math.round((Date.now() - t0) / 1000);
+  }
+  return res;
+}
+
+function twoReplicaSection(two: TwoResult): string[] {
+  const out: string[] = ['## A version bump of 1 service × 2 replicas', ''];
+  const raw = median(two.pairs.map((p) => p.raw));
+  const act = median(two.pairs.map((p) => p.act));
+  out.push(
+    `The stack above with 1 service and 2 replicas (\`parallelism: 1\`, \`order: start-first\`, the same healthcheck), every run a version bump. Raw and the action (\`stability: 0\`) side by side in this run, alternating, median of ${two.pairs.length}; then the same bump through the action with \`RUNNER_DEBUG=1\`, whose debug log times every remote command. Seconds.`,
+    '',
+    '| raw `ssh … docker stack deploy --detach=false` | action, `stability: 0` | ratio action/raw (median of the pairs) | every pair (raw / action) | action with `RUNNER_DEBUG=1` | post step (separate) |',
+    '| ---: | ---: | ---: | --- | ---: | ---: |',
+    `| ${s2(raw)} | ${s2(act)} | ${x2(median(two.pairs.map((p) => p.act / p.raw)))} | ${two.pairs.map((p) => `${s1(p.raw)} / ${s1(p.act)}`).join(', ') || '—'} | ${s2(median(two.debug.map((d) => d.ms)))} | ${s2(median(two.pairs.map((p) => p.post)))} |`,
+    '',
+  );
+  out.push(
+    "### The action's own time (the `RUNNER_DEBUG=1` runs, median, s)",
+    '',
+    'The main step cut into parts by its lines: start → the `Connected` line, then the remote commands outside the gate by what they do (their durations as the action logs them), the gate, and the rest (work in the node process between commands: reading the files, rendering, the summary; and exit). The parts add up to the main step.',
+    '',
+    '| part | s |',
+    '| --- | ---: |',
+  );
+  const owns = two.debug.map((d) => d.own).filter((o): o is Record<string, number> => o !== null);
+  for (const part of OWN_PARTS) out.push(`| ${part} | ${s2(median(owns.map((o) => o[part])))} |`);
+  const gatePart = OWN_PARTS[7];
+  out.push(
+    `| **main step** | ${s2(median(two.debug.map((d) => d.ms)))} |`,
+    `| **main step outside the gate** | ${s2(median(owns.map((o) => Object.values(o).reduce((a, x) => a + x, 0) - o[gatePart])))} |`,
+    `| post step (a separate process) | ${s2(median(two.debug.map((d) => d.post)))} |`,
+    `| raw, the whole \`ssh\` command (for scale) | ${s2(raw)} |`,
+    '',
+  );
+  if (two.error) out.push(`Failed: ${two.error.split('\n')[0]}`, '');
+  return out;
+}
+
+function gateCells(g: GateCount | undefined): string {
+  if (!g) return '— | — | — | — | — | —';
+  const pm = g.pollMs;
+  const poll = pm.length ? `${s2(median(pm))} (${s2(Math.min(...pm))}–${s2(Math.max(...pm))})` : '—';
+  const perPoll = g.polls ? (g.requests / g.polls).toFixed(2) : '—';
+  const cmds = g.commands ? `${g.commands} (${g.commandKinds.join(', ')})` : '0';
+  return `${g.polls ?? '—'} | ${g.requests} | ${perPoll} | ${cmds} | ${poll} | ${s2(g.gateMs)}`;
+}
+
 // ------------------------------------------------------------------- report
 
 function report(
@@ -572,9 +661,11 @@ function report(
     seconds: number;
     loads: number[];
     docker: string;
+    lab: LabEnv;
     errors: string[];
     code: string;
     scale?: ScaleResult;
+    two?: TwoResult;
   },
 ): string {
   const validation = RUNS < 3;
@@ -593,7 +684,7 @@ function report(
   out.push(
     `- Date: ${meta.started.toISOString().replace(/\.\d+Z$/, 'Z')}; this run took ${Math.round(meta.seconds / 60)} min ${meta.seconds % 60} s (BENCH_RUNS=${RUNS}, sizes ${SIZES.join(', ')}).`,
     `- Machine: ${machineLine()}.`,
-    `- Docker: ${meta.docker}. Lab: engine, registry (127.0.0.1:5000) and sshd (127.0.0.1:2222) on this machine.`,
+    `- Docker: ${meta.docker}. Lab: engine, registry (${meta.lab.registry}) and sshd (${meta.lab.user}@${meta.lab.host}:${meta.lab.port}) on this machine.`,
     `- Code: ${meta.code}.`,
     `- Load average (1 min) before the measured runs: ${loadMin.toFixed(2)}–${loadMax.toFixed(2)}.`,
     `- Stacks: n services (\`s01\`…), ${REPLICAS} replica${REPLICAS > 1 ? 's' : ''} each, image \`FROM lab/base:1\` (busybox httpd serving /health), healthcheck every 1 s (timeout 2 s, retries 2), \`update_config: {parallelism: 1, order: start-first, failure_action: rollback, monitor: 2s}\`, \`rollback_config: {parallelism: 0, order: start-first}\`, \`endpoint_mode: dnsrr\`, own overlay network (MTU 1450). Every measured deploy changes the version of every service.`,
@@ -645,7 +736,7 @@ function report(
 
   out.push("### Where the action's time goes (`stability: 0`, median, s)", '');
   out.push(
-    'From the wall-clock time of each line the action printed (a thin entry in front of `dist/index.js` records it; stdout is unchanged).',
+    'From the wall-clock time of each line the action printed, as the runner emulation (`__tests__/helpers/action.ts`) received it.',
     '',
   );
   out.push(
@@ -672,51 +763,41 @@ function report(
   }
   out.push('');
 
-  out.push('### Remote commands of one deploy (in-process count)', '');
+  out.push('### Remote commands of one deploy (from the debug log)', '');
   out.push(
-    "The same deploy (`stability: 0`) run in the benchmark's process from `src/` (of which `dist/index.js` is the ncc build), with `Remote.prototype.sh` wrapped to count, classify and time every remote command.",
+    'One more deploy (`stability: 0`) through the runner emulation with `RUNNER_DEBUG=1` (what `ACTIONS_STEP_DEBUG` turns on): the action logs every remote command with its exit code and duration, and every Engine API request; the benchmark classifies those lines.',
     '',
   );
-  const kinds = [...new Set(results.flatMap((r) => r.instrumented?.calls.map((c) => c.kind) ?? []))];
+  const kinds = [...new Set(results.flatMap((r) => r.counted?.commands.map((c) => c.kind) ?? []))];
   out.push(`| remote command | ${results.map((r) => `${r.n} svc: count, total s`).join(' | ')} |`);
   out.push(`| --- | ${results.map(() => '---:').join(' | ')} |`);
-  for (const kind of kinds) {
+  const countAndTime = (cs: Call[]) => (cs.length ? `${cs.length}, ${s2(cs.reduce((a, x) => a + x.ms, 0))}` : '—');
+  for (const kind of kinds)
     out.push(
-      `| ${kind} | ${results
-        .map((r) => {
-          const c = r.instrumented?.calls.filter((x) => x.kind === kind) ?? [];
-          return c.length ? `${c.length}, ${s2(c.reduce((a, x) => a + x.ms, 0))}` : '—';
-        })
-        .join(' | ')} |`,
+      `| ${kind} | ${results.map((r) => countAndTime(r.counted?.commands.filter((x) => x.kind === kind) ?? [])).join(' | ')} |`,
     );
-  }
+  out.push(`| **all remote commands** | ${results.map((r) => countAndTime(r.counted?.commands ?? [])).join(' | ')} |`);
   out.push(
-    `| **all** (\`Remote.commands\`) | ${results.map((r) => (r.instrumented ? `${r.instrumented.calls.length} (${r.instrumented.remoteCommands}), ${s2(r.instrumented.calls.reduce((a, x) => a + x.ms, 0))}` : '—')).join(' | ')} |`,
+    `| Engine API requests (over the one connection) | ${results.map((r) => countAndTime(r.counted?.requests ?? [])).join(' | ')} |`,
   );
-  out.push(`| wall clock of the deploy | ${results.map((r) => s2(r.instrumented?.totalMs)).join(' | ')} |`);
+  out.push(
+    `| remote commands by the gate's closing line: its count / the debug log's | ${results.map((r) => (r.counted ? `${r.counted.commandsSoFar ?? '—'} / ${r.counted.listedSoFar}` : '—')).join(' | ')} |`,
+  );
+  out.push(`| main step, wall clock | ${results.map((r) => s2(r.counted?.totalMs)).join(' | ')} |`);
   out.push('');
 
-  out.push('## Remote commands per poll', '');
+  out.push('## Engine API requests per poll', '');
   out.push(
-    "| services | the action's log says | polls (the gate's count) | remote commands during the gate | commands per poll | one poll, median (min–max) | commands the debug log lists: whole deploy / during the gate |",
+    "| services | polls (the gate's closing line) | Engine API requests during the gate | requests per poll | remote commands during the gate | one poll, median (min–max), s | gate, s |",
   );
-  out.push('| ---: | --- | ---: | ---: | ---: | ---: | ---: |');
-  for (const r of results) {
-    const i = r.instrumented;
-    const said = r.debug
-      ? (/poll \d+ ms, one remote command per poll/.exec(r.debug.gateLine)?.[0].replace(/^|$/g, '"') ??
-        r.debug.gateLine)
-      : '—';
-    const pm = i?.pollMs ?? [];
-    out.push(
-      `| ${r.n} | ${said} | ${i?.polls ?? '—'} | ${i?.gateCommands ?? '—'} | ${i && i.polls ? (i.gateCommands / i.polls).toFixed(2) : '—'} | ${pm.length ? `${s2(median(pm))} (${s2(Math.min(...pm))}–${s2(Math.max(...pm))})` : '—'} | ${r.debug ? `${r.debug.listed} / ${r.debug.listedInGate}` : '—'} |`,
-    );
-  }
+  out.push('| ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const r of results) out.push(`| ${r.n} | ${gateCells(r.counted?.gate)} |`);
   out.push('');
   out.push(
-    '"During the gate": commands started between the `Gate: watching` line and the last `stable` line. The debug log (`ACTIONS_STEP_DEBUG` → `RUNNER_DEBUG=1`, `core.isDebug()`) lists only the commands run without `silent`; the gate\'s polls (and the pre-deploy snapshot, the config read and a failed task\'s log tail) are silent, so the debug log cannot count polls: the in-process count above does.',
+    'From the same debug run. The gate keeps one HTTP/1.1 connection to the host\'s Docker Engine API (one `docker system dial-stdio` exec on the SSH connection, opened once per job) and reads the stack with two GET requests per poll (`/services`, `/tasks`); no process is started on the host per poll. "During the gate": started between the `Gate: watching` line and the gate\'s closing line (`Gate: <n> polls in <s> s (<c> remote commands and <r> Engine API requests so far in this job)`). One poll: from the start of its `/services` request to the end of its `/tasks` request, as the action logs them.',
     '',
   );
+  if (meta.two) out.push(...twoReplicaSection(meta.two));
 
   out.push('## Failure reporting latency', '');
   out.push(
@@ -757,26 +838,21 @@ function report(
   if (sc) {
     out.push(`## Scale: ${sc.n} services × ${sc.replicas} replicas (issue 8)`, '');
     out.push(
-      `One stack of ${sc.n} services like the one above but with ${sc.replicas} replicas each and a healthcheck every 2 s: a first deploy (\`stability: 0\`) run in the benchmark's process with its remote commands counted, as in "Remote commands of one deploy". One run. (A version bump of all ${sc.n} × ${sc.replicas} at once, start-first, drove this 2-core lab's load average past 50: healthchecks timed out and Swarm rolled most services back, so it is not measured.)`,
+      `One stack of ${sc.n} services like the one above but with ${sc.replicas} replicas each and a healthcheck every 2 s: a first deploy (\`stability: 0\`) with \`RUNNER_DEBUG=1\`, counted as in "Engine API requests per poll". One run. Not a version bump of all ${sc.n} × ${sc.replicas} at once: on a 2-core machine that overloads the engine (the comment of \`benchScale\` in \`bench/bench.ts\`).`,
       '',
     );
     out.push(
-      '| services × replicas | first deploy, s | gate, s | polls | remote commands during the gate | commands per poll | one poll, median (min–max), s |',
-      '| ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+      "| services × replicas | first deploy, s | polls (the gate's closing line) | Engine API requests during the gate | requests per poll | remote commands during the gate | one poll, median (min–max), s | gate, s |",
+      '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     );
-    const b = sc.bump;
-    const pm = b?.pollMs ?? [];
-    out.push(
-      `| ${sc.n} × ${sc.replicas} | ${s1(b?.totalMs)} | ${s1(b?.gateMs)} | ${b?.polls ?? '—'} | ${b?.gateCommands ?? '—'} | ${b && b.polls ? (b.gateCommands / b.polls).toFixed(2) : '—'} | ${pm.length ? `${s2(median(pm))} (${s2(Math.min(...pm))}–${s2(Math.max(...pm))})` : '—'} |`,
-      '',
-    );
+    out.push(`| ${sc.n} × ${sc.replicas} | ${s1(sc.bump?.totalMs)} | ${gateCells(sc.bump?.gate)} |`, '');
     if (sc.error) out.push(`Failed: ${sc.error.split('\n')[0]}`, '');
   }
 
   out.push('## What the ratio includes', '');
   out.push(
     '- **Raw** is one `ssh` process: connect (key auth, pinned host key), then `docker stack deploy --detach=false -c FILE STACK`, whose CLI returns once every service converged and its `monitor` passed. The stack file is already interpolated and already on the host (the lab host is this machine); a user gluing ssh-action to it would also upload the file first. Raw checks nothing: it exits 0 and prints "converged" even when Swarm rolled the release back (lab/README.md).',
-    "- **The action** is a whole `node dist/index.js` step: node start and bundle load, inputs, VERSION files, pre-flight checks and interpolation, SSH connect, `docker version`/`info` on the host, a read of the Swarm configs, the host lock (take and release), a read and an atomic write of the ledger, a listing of the stack's Docker secrets (pruning, since aa70b5e), the upload of the stack files into a release folder, a snapshot of the stack before deploying, `docker stack deploy --detach=true`, then the gate (one remote command per poll every 0.25 s: two Engine API requests through `docker system dial-stdio`) until Swarm reports every update `completed` and every task runs the new image, and the job summary. The post step (a separate process; here it has nothing to do) is not counted.",
+    "- **The action** is a whole `node dist/index.js` step: node start and bundle load, inputs, VERSION files, pre-flight checks and interpolation, SSH connect, `docker version`/`info` on the host, a read of the Swarm configs, the host lock (take and release), a read and an atomic write of the ledger, a listing of the stack's Docker secrets (to prune old ones), the upload of the stack files into a release folder, a snapshot of the stack before deploying, `docker stack deploy --detach=true`, then the gate (every 0.25 s a poll of two Engine API requests over one HTTP/1.1 connection kept open for the job: one `docker system dial-stdio` exec on the SSH connection) until Swarm reports every update `completed` and every task runs the new image, and the job summary. The post step (a separate process; here it has nothing to do) is not counted.",
     '- With `stability: auto` the gate also watches every service for its window after `completed` (here max(10 s, monitor 2 s + 1 s × 2 retries) = 10 s): that is time raw does not spend, because raw does not watch at all.',
     '- The images are on the registry on loopback and their layers already on the engine, so pulls are cheap for both sides.',
     '',
@@ -792,7 +868,7 @@ function report(
     '',
   );
   out.push(
-    'A run with `BENCH_RUNS=3` takes about 15 min on the 2-core lab (the validation run of 2026-11-23: 8 min for one run per figure; each further run adds about 4 min: raw, action and rollback for 1, 5 and 10 services, and a crashing release for each).',
+    `This run (BENCH_RUNS=${RUNS}, sizes ${SIZES.join(', ')}${SCALE ? `, scale ${SCALE}` : ''}${TWO ? ', the 2-replica row' : ''}) took ${Math.round(meta.seconds / 60)} min ${meta.seconds % 60} s; each further run adds raw, action and rollback runs for every size, a crashing release for each, and three runs of the 2-replica row.`,
     '',
   );
   out.push(
@@ -820,7 +896,13 @@ async function cleanup(lab: LabEnv | undefined, created: Set<string>, images: st
     );
   for (let i = 0; i < images.length; i += 50)
     await dockerOk(['rmi', ...images.slice(i, i + 50)]).catch(() => undefined);
-  for (const d of ['images', 'raw', 'stamps', ...SIZES.map((n) => wsName(n, REPLICAS)), wsName(SCALE, SCALE_REPLICAS)])
+  for (const d of [
+    'images',
+    'raw',
+    ...SIZES.map((n) => wsName(n, REPLICAS)),
+    wsName(SCALE, SCALE_REPLICAS),
+    wsName(1, 2),
+  ])
     fs.rmSync(path.join(WORK, d), { recursive: true, force: true });
 }
 
@@ -838,10 +920,9 @@ async function main(): Promise<void> {
 
   fs.mkdirSync(LOGS, { recursive: true });
   for (const f of fs.readdirSync(LOGS)) fs.rmSync(path.join(LOGS, f), { force: true });
-  WRAPPER = installWrapper(WORK);
 
   // Leftovers of an interrupted run are ours by name.
-  for (const stack of [...SIZES.map(stackName), ...(SCALE ? [scaleStack(SCALE)] : [])]) {
+  for (const stack of [...SIZES.map(stackName), ...(SCALE ? [scaleStack(SCALE)] : []), TWO_STACK]) {
     if ((await stackIds(stack)).length) {
       log(`removing a leftover ${stack}`);
       await removeStack(stack, { timeoutMs: 120_000 });
@@ -854,8 +935,9 @@ async function main(): Promise<void> {
   const results: SizeResult[] = [];
   const errors: string[] = [];
   let scale: ScaleResult | undefined;
+  let two: TwoResult | undefined;
   try {
-    const versions = Array.from({ length: 2 * RUNS + 4 }, (_, i) => ver(i));
+    const versions = Array.from({ length: 3 * RUNS + 4 }, (_, i) => ver(i));
     const most = Math.max(...SIZES, SCALE);
     log(`building and pushing ${versions.length + 1} versions × up to ${most} services`);
     const t = Date.now();
@@ -867,6 +949,11 @@ async function main(): Promise<void> {
       results.push(r);
       if (r.error) errors.push(`${stackName(n)}: ${r.error}`);
       log(`${stackName(n)} done in ${r.seconds} s`);
+    }
+    if (TWO && !interrupted) {
+      two = await benchTwo(lab, created, versions);
+      if (two.error) errors.push(`${TWO_STACK}: ${two.error}`);
+      log(`${TWO_STACK} done in ${two.seconds} s`);
     }
     if (SCALE && !interrupted) {
       scale = await benchScale(lab, SCALE, created);
@@ -882,6 +969,7 @@ async function main(): Promise<void> {
     ...r.pairs.flatMap((p) => [p.raw.load, p.act.load]),
     ...r.fails.map((f) => f.load),
   ]);
+  if (two) loads.push(...two.pairs.map((p) => p.load));
   // The sections other benchmarks own (bench/multinode.ts: <!-- bench:nodes -->) are kept.
   fs.writeFileSync(
     OUT,
@@ -892,9 +980,11 @@ async function main(): Promise<void> {
         seconds,
         loads: loads.length ? loads : [os.loadavg()[0]],
         docker,
+        lab,
         errors,
         code,
         scale,
+        two,
       }),
     ),
   );
@@ -904,9 +994,6 @@ async function main(): Promise<void> {
   );
   if (errors.length) process.exitCode = 1;
 }
-
-export { report, codeState, kindOf, median };
-export type { SizeResult };
 
 if (require.main === module) {
   main().catch((e: Error) => {

@@ -1,16 +1,14 @@
 // What the benchmarks share (bench/bench.ts on the 1-node lab, bench/multinode.ts on the 3-node lab):
-// settings from the environment, the tiny service image, the action run through a thin stamping entry
-// (the wall-clock time of every line it prints), the in-process deploy with every remote command
-// counted, the figures' formatting, and the sections of BENCHMARKS.md each script owns.
+// settings from the environment, the tiny service image, the action run through the project's runner
+// emulation (__tests__/helpers/action.ts: every line with the time it arrived), the remote commands and
+// Engine API requests read from the action's own debug log (RUNNER_DEBUG=1), the figures' formatting,
+// and the sections of BENCHMARKS.md each script owns.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ActionRun, DIST_ENTRY, runAction } from '../__tests__/helpers/action';
+import { ActionRun, runAction } from '../__tests__/helpers/action';
 import { LabEnv, REPO_ROOT, dockerOk, run } from '../__tests__/helpers/lab';
-import { commandDeploy } from '../src/commands';
-import { readInputs } from '../src/inputs';
-import { Remote } from '../src/remote';
 
 // ------------------------------------------------------------------ settings
 
@@ -175,43 +173,7 @@ export async function onHost(lab: LabEnv, script: string): Promise<string> {
 
 // ---------------------------------------------------------- the action path
 
-/**
- * runAction() with a thin entry in front of dist/index.js: it appends every stdout line with the
- * wall-clock time it was written, and the process start and exit, to BENCH_STAMP_FILE; stdout
- * itself is untouched, so runAction sees exactly what the runner would.
- */
-const WRAPPER_JS = `'use strict';
-const fs = require('fs');
-const file = process.env.BENCH_STAMP_FILE;
-if (file) {
-  const put = (o) => fs.appendFileSync(file, JSON.stringify(o) + '\\n');
-  put({ t: Date.now(), ev: 'start' });
-  const write = process.stdout.write.bind(process.stdout);
-  let buf = '';
-  process.stdout.write = function (chunk, ...rest) {
-    const t = Date.now();
-    buf += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
-    for (let i = buf.indexOf('\\n'); i >= 0; i = buf.indexOf('\\n')) {
-      const line = buf.slice(0, i).replace(/\\r$/, '');
-      // The masked values (the SSH key) are never written to disk.
-      put({ t, line: line.startsWith('::add-mask::') ? '::add-mask::***' : line });
-      buf = buf.slice(i + 1);
-    }
-    return write(chunk, ...rest);
-  };
-  process.on('exit', (code) => put({ t: Date.now(), ev: 'exit', code }));
-}
-require(process.env.BENCH_DIST_ENTRY);
-`;
-
-/** Writes the stamping entry into `workDir`; returns its path (for StampedRun.entry). */
-export function installWrapper(workDir: string): string {
-  const f = path.join(workDir, 'stamp-entry.cjs');
-  fs.mkdirSync(workDir, { recursive: true });
-  fs.writeFileSync(f, WRAPPER_JS);
-  return f;
-}
-
+/** A line of the main step with the time it arrived, or the step's start and exit. */
 export interface Stamp {
   t: number;
   line?: string;
@@ -225,7 +187,7 @@ export interface Timed {
   ms: number;
   postMs: number;
   run: ActionRun;
-  /** The main step's lines with their times (the post step's are left out). */
+  /** The main step's lines with the time each arrived, between its start and exit (the post step's are left out). */
   main: Stamp[];
   load: number;
 }
@@ -241,51 +203,31 @@ export interface StampedRun {
   inputs: Record<string, string>;
   cwd: string;
   label: string;
-  /** installWrapper()'s file. */
-  entry: string;
-  /** Where the stamps (workDir/stamps) and the timed log (logsDir) go. */
-  workDir: string;
+  /** Where the timed log goes. */
   logsDir: string;
   env?: Record<string, string>;
   timeoutMs?: number;
 }
 
-/** The action (dist/index.js, main and post step) run as the runner runs it, every line timed. */
+/** The action (dist/index.js, main and post step) run by the runner emulation, every line timed. */
 export async function stampedAction(o: StampedRun): Promise<Timed> {
   const n = nextSeq();
-  const file = path.join(o.workDir, 'stamps', `${n}-${o.label}.jsonl`);
-  fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.mkdirSync(o.logsDir, { recursive: true });
   const load = os.loadavg()[0];
   const start = Date.now();
-  const r = await runAction({
-    inputs: o.inputs,
-    cwd: o.cwd,
-    entry: o.entry,
-    timeoutMs: o.timeoutMs ?? 600_000,
-    env: { BENCH_STAMP_FILE: file, BENCH_DIST_ENTRY: DIST_ENTRY, ...(o.env ?? {}) },
-  });
-  const stamps = fs
-    .readFileSync(file, 'utf8')
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Stamp);
-  const postAt = stamps.findIndex((s, i) => i > 0 && s.ev === 'start');
-  // The log with each line's time since the command started (ms).
-  const timed = stamps.map(
+  const r = await runAction({ inputs: o.inputs, cwd: o.cwd, timeoutMs: o.timeoutMs ?? 600_000, env: o.env });
+  const main: Stamp[] = [
+    { t: start, ev: 'start' },
+    ...r.lines.map((l) => ({ t: l.t, line: l.text })),
+    { t: start + r.durationMs, ev: 'exit' },
+  ];
+  // The log with each line's time since the command started (ms), then the post step's.
+  const timed = main.map(
     (s) => `${String(s.t - start).padStart(6)}  ${s.ev ? `[${s.ev}${s.ev === 'exit' ? ` ${r.code}` : ''}]` : s.line}`,
   );
-  fs.writeFileSync(path.join(o.logsDir, `${n}-${o.label}.log`), scrub(timed.join('\n')) + '\n');
-  return {
-    label: o.label,
-    start,
-    ms: r.durationMs,
-    postMs: r.postDurationMs,
-    run: r,
-    main: postAt < 0 ? stamps : stamps.slice(0, postAt),
-    load,
-  };
+  const post = `--- post step (exit ${r.postCode}, ${r.postDurationMs} ms)\n${r.postLog}`;
+  fs.writeFileSync(path.join(o.logsDir, `${n}-${o.label}.log`), scrub(`${timed.join('\n')}\n${post}`) + '\n');
+  return { label: o.label, start, ms: r.durationMs, postMs: r.postDurationMs, run: r, main, load };
 }
 
 export function mustSucceed(t: Timed, result: string, logsDir: string): void {
@@ -304,8 +246,8 @@ export const exitAt = (stamps: Stamp[]) => stamps.find((s) => s.ev === 'exit')?.
 
 export const GATE_START = /^Gate: watching /;
 export const GATE_LINE = (verdict: string) => new RegExp(`^  \\S+: ${verdict}: `);
-/** The gate's closing line: `Gate: <n> polls in <s> s (<m> remote commands so far in this job).` */
-export const GATE_END = /^Gate: (\d+) polls in [\d.]+ s \((\d+) remote commands so far/;
+/** The gate's closing line: `Gate: <n> polls in <s> s (<c> remote commands and <r> Engine API requests so far in this job).` */
+export const GATE_END = /^Gate: (\d+) polls in [\d.]+ s \((\d+) remote commands and (\d+) Engine API requests so far/;
 const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 export interface LayerSpan {
@@ -316,9 +258,15 @@ export interface LayerSpan {
   /** `Gate: watching … of <stack>` → the gate's closing line. */
   gateStart: number | null;
   gateEnd: number | null;
-  /** From the closing line: the gate's poll count, and Remote.commands of the job so far. */
+  /** From the closing line: the gate's poll count, and the job's remote commands and Engine API requests so far. */
   polls: number | null;
   commandsSoFar: number | null;
+  requestsSoFar: number | null;
+  /** The closing line itself. */
+  gateLine: string | null;
+  /** Indexes in the stamps of `Gate: watching` and of the closing line (the log's order is the action's). */
+  gateFrom: number | null;
+  gateTo: number | null;
 }
 
 /** Where each layer of a multi-layer run starts and ends in its timed lines. */
@@ -335,44 +283,63 @@ export function layerSpans(stamps: Stamp[], stacks: string[]): LayerSpan[] {
       gateEnd: null,
       polls: null,
       commandsSoFar: null,
+      requestsSoFar: null,
+      gateLine: null,
+      gateFrom: null,
+      gateTo: null,
     };
     if (i < 0) return span;
     span.start = stamps[i].t;
     const j = stamps.findIndex((s, k) => k > i && s.line === '::endgroup::');
     if (j >= 0) span.end = stamps[j].t;
-    const inLayer = stamps.slice(i, j < 0 ? undefined : j + 1);
-    span.gateStart = firstAt(inLayer, new RegExp(`^Gate: watching .* of ${escapeRe(stack)};`));
-    const close = inLayer.find((s) => s.line !== undefined && GATE_END.test(s.line));
+    const inLayer = (k: number) => k >= i && (j < 0 || k <= j);
+    const watching = new RegExp(`^Gate: watching .* of ${escapeRe(stack)};`);
+    const from = stamps.findIndex((s, k) => inLayer(k) && s.line !== undefined && watching.test(s.line));
+    if (from >= 0) [span.gateFrom, span.gateStart] = [from, stamps[from].t];
+    const to = stamps.findIndex((s, k) => inLayer(k) && s.line !== undefined && GATE_END.test(s.line));
+    const close = to >= 0 ? stamps[to] : undefined;
     if (close) {
+      span.gateTo = to;
       const m = GATE_END.exec(close.line as string) as RegExpExecArray;
       span.gateEnd = close.t;
       span.polls = Number(m[1]);
       span.commandsSoFar = Number(m[2]);
+      span.requestsSoFar = Number(m[3]);
+      span.gateLine = close.line as string;
     }
     return span;
   });
 }
 
-// ---------------------------------------------------- in-process instrumented
+// ------------------------------------------------ the action's debug log
 
+/** A remote command or an Engine API request, from the action's debug log (RUNNER_DEBUG=1). */
 export interface Call {
+  /** When it started (the line's time minus its duration), host ms. */
   t: number;
   ms: number;
   kind: string;
+  /** Exit code, `open` (the Engine API connection), `ok`, or `error`. */
+  end: string;
+  /** Index of its line in the stamps: lines come in the action's order, their times in batches. */
+  i: number;
 }
 
 export function kindOf(script: string): string {
-  if (/dial-stdio/.test(script)) return 'Engine API connection (the polls use it)';
+  if (/dial-stdio/.test(script)) return 'Engine API connection (`docker system dial-stdio`, the polls use it)';
   if (/docker stack deploy/.test(script)) return 'docker stack deploy';
   if (/docker version --format/.test(script)) return 'docker version + info';
   if (/docker config ls/.test(script)) return 'Swarm configs (pre-flight)';
   if (/Swarm\.NodeAddr/.test(script)) return 'host MTU (pre-flight)';
+  if (/docker node inspect/.test(script)) return 'Swarm nodes (placement)';
   if (/docker manifest inspect/.test(script)) return 'registry: image there? (docker manifest inspect)';
-  if (/holder\.json/.test(script) && /mkdir/.test(script)) return 'lock: take';
+  if (/RegistryConfig/.test(script)) return "registry: the engine's insecure registries (pre-flight)";
+  if (/docker secret ls/.test(script)) return 'Docker secrets: list';
+  if (/^mkdir -p "\$\(dirname \S+\/lock\)"/.test(script)) return 'lock: take';
   if (/grep -qF/.test(script) && /holder\.json/.test(script)) return 'lock: release';
-  if (/ledger\.json/.test(script) && /cat > /.test(script)) return 'ledger: write (stdin, own channel)';
+  if (/ledger\.json/.test(script) && /base64 -d/.test(script)) return 'ledger: write';
   if (/ledger\.json/.test(script)) return 'ledger: read';
-  if (/cat > /.test(script)) return 'upload stack file (stdin, own channel)';
+  if (/base64 -d/.test(script)) return 'upload a file (here-document)';
   if (/docker service logs/.test(script)) return 'failed task log tail';
   if (/docker service rollback/.test(script)) return 'docker service rollback';
   if (/^rm /.test(script)) return 'prune old releases';
@@ -380,74 +347,129 @@ export function kindOf(script: string): string {
   return script.replace(/\s+/g, ' ').trim().split(' ').slice(0, 3).join(' ').replace(/[|`]/g, '');
 }
 
-export interface InProcess {
-  /** Every remote command, by start time. */
-  calls: Call[];
-  /** The lines the deploy printed, timed. */
-  lines: Stamp[];
-  /** Remote.commands of the connection (counted by the action itself). */
-  remoteCommands: number;
-  outcome: Awaited<ReturnType<typeof commandDeploy>>;
-  start: number;
-  totalMs: number;
+// core.debug escapes these in a workflow command's message.
+const unescapeCommand = (s: string) => s.replace(/%0D/g, '\r').replace(/%0A/g, '\n').replace(/%25/g, '%');
+const DEBUG_COMMAND = /^::debug::\S+@\S+\$ (.*) → (\S+) \((\d+) ms\)$/;
+const DEBUG_REQUEST = /^::debug::\S+@\S+ Engine API GET (\S+) → (\S+) \((\d+) ms\)$/;
+
+/** The remote commands and Engine API requests the debug log lists (the action logs each as it ends), by start. */
+export function debugCalls(stamps: Stamp[]): { commands: Call[]; requests: Call[] } {
+  const commands: Call[] = [];
+  const requests: Call[] = [];
+  stamps.forEach((s, i) => {
+    if (s.line === undefined) return;
+    const c = DEBUG_COMMAND.exec(s.line);
+    const r = c ? null : DEBUG_REQUEST.exec(s.line);
+    if (c)
+      commands.push({ t: s.t - Number(c[3]), ms: Number(c[3]), kind: kindOf(unescapeCommand(c[1])), end: c[2], i });
+    if (r) requests.push({ t: s.t - Number(r[3]), ms: Number(r[3]), kind: `GET ${r[1]}`, end: r[2], i });
+  });
+  const byStart = (a: Call, b: Call) => a.t - b.t;
+  return { commands: commands.sort(byStart), requests: requests.sort(byStart) };
 }
+
+/** Calls logged between two lines (indexes in the stamps): a command is logged as it ends, before the next starts. */
+export const callsBetween = (calls: Call[], from: number, to: number) => calls.filter((c) => c.i > from && c.i < to);
+
+/** How long at least one of the calls was running (the Engine API connection opens inside the first request). */
+export function unionMs(calls: Call[]): number {
+  let total = 0;
+  let until = -Infinity;
+  for (const c of [...calls].sort((a, b) => a.t - b.t)) {
+    const from = Math.max(c.t, until);
+    if (c.t + c.ms > from) total += c.t + c.ms - from;
+    until = Math.max(until, c.t + c.ms);
+  }
+  return total;
+}
+
+/** One poll is two requests back to back (services, then tasks): from the first's start to the second's end. */
+export function pollTimes(requests: Call[]): number[] {
+  const out: number[] = [];
+  requests.forEach((r, i) => {
+    const next = requests[i + 1];
+    if (r.kind === 'GET /services' && next?.kind === 'GET /tasks') out.push(next.t + next.ms - r.t);
+  });
+  return out;
+}
+
+/** What the gate did, from its own lines and the debug log. */
+export interface GateCount {
+  /** The gate's poll count and its closing line. */
+  polls: number | null;
+  gateLine: string | null;
+  /** `Gate: watching` → the closing line, ms. */
+  gateMs: number | null;
+  /** Engine API requests and remote commands started in that window. */
+  requests: number;
+  commands: number;
+  commandKinds: string[];
+  pollMs: number[];
+}
+
+export function gateCount(span: LayerSpan, calls: { commands: Call[]; requests: Call[] }): GateCount {
+  const inGate = (xs: Call[]) =>
+    span.gateFrom === null || span.gateTo === null ? [] : callsBetween(xs, span.gateFrom, span.gateTo);
+  const commands = inGate(calls.commands);
+  const requests = inGate(calls.requests);
+  return {
+    polls: span.polls,
+    gateLine: span.gateLine,
+    gateMs: span.gateStart !== null && span.gateEnd !== null ? span.gateEnd - span.gateStart : null,
+    requests: requests.length,
+    commands: commands.length,
+    commandKinds: [...new Set(commands.map((c) => c.kind))],
+    pollMs: pollTimes(requests),
+  };
+}
+
+/** The part of the main step a remote command belongs to, for "the action's own time". */
+export function partOf(kind: string): string {
+  if (/^lock/.test(kind)) return 'lock (take, release)';
+  if (/^ledger/.test(kind)) return 'ledger (read, write)';
+  if (/^upload/.test(kind)) return 'files (upload into the release folder)';
+  if (/^docker stack deploy/.test(kind)) return '`docker stack deploy --detach=true`';
+  if (/^Engine API|^GET /.test(kind)) return 'Engine API: connection and the snapshot before the deploy';
+  if (/pre-flight|placement|registry|docker version/.test(kind))
+    return 'host checks (docker version, configs, MTU, registry)';
+  return 'other remote commands';
+}
+
+export const OWN_PARTS = [
+  'start → SSH connected (node, bundle, inputs, VERSION files, pre-flight checks, connect)',
+  'host checks (docker version, configs, MTU, registry)',
+  'lock (take, release)',
+  'ledger (read, write)',
+  'files (upload into the release folder)',
+  'Engine API: connection and the snapshot before the deploy',
+  '`docker stack deploy --detach=true`',
+  'gate (`Gate: watching` → its closing line)',
+  'other remote commands',
+  'local work between the remote commands, and exit',
+] as const;
 
 /**
- * A deploy run in this process from src/ (the bundle is a build of it: __tests__/unit/dist.test.ts),
- * with Remote.prototype.sh wrapped: every remote command is counted, classified and timed. `inputs`
- * are complete (action.yml's defaults included). The log (without `::add-mask::` lines) and the
- * command list go to `logFile`.
+ * The main step of a one-layer run with RUNNER_DEBUG=1 cut into parts (ms, summing to the step's
+ * time): start → connected, then the remote commands outside the gate by part, the gate, and the rest
+ * (work in the node process between commands, the summary, exit).
  */
-export async function inProcessDeploy(inputs: Record<string, string>, ws: string, logFile: string): Promise<InProcess> {
-  const proto = Remote.prototype as { sh: Remote['sh'] };
-  const origSh = proto.sh;
-  const calls: Call[] = [];
-  let remote: Remote | undefined;
-  proto.sh = async function (this: Remote, script: string, opts?: Parameters<Remote['sh']>[1]) {
-    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the patched method sees the instance
-    remote = this;
-    const t = Date.now();
-    try {
-      return await origSh.call(this, script, opts);
-    } finally {
-      calls.push({ t, ms: Date.now() - t, kind: kindOf(script) });
-    }
-  };
-  const lines: Stamp[] = [];
-  let buf = '';
-  const origWrite = process.stdout.write;
-  process.stdout.write = ((chunk: string | Uint8Array) => {
-    const t = Date.now();
-    buf += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
-    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-      lines.push({ t, line: buf.slice(0, i) });
-      buf = buf.slice(i + 1);
-    }
-    return true;
-  }) as typeof process.stdout.write;
-  const start = Date.now();
-  let outcome: InProcess['outcome'];
-  try {
-    const parsed = readInputs((n) => inputs[n] ?? '', { GITHUB_WORKSPACE: ws, GITHUB_REF: 'refs/heads/main' });
-    outcome = await commandDeploy(parsed);
-  } finally {
-    process.stdout.write = origWrite;
-    proto.sh = origSh;
-    const cmds = [...calls]
-      .sort((a, b) => a.t - b.t)
-      .map((c) => `${String(c.t - start).padStart(6)}  ${String(c.ms).padStart(5)} ms  ${c.kind}`);
-    fs.mkdirSync(path.dirname(logFile), { recursive: true });
-    fs.writeFileSync(
-      logFile,
-      `${scrub(lines.map((l) => `${String(l.t - start).padStart(6)}  ${l.line}`).join('\n'))}\n--- remote commands (start, duration, kind)\n${cmds.join('\n')}\n`,
-    );
-  }
-  calls.sort((a, b) => a.t - b.t);
-  return { calls, lines, remoteCommands: remote?.commands ?? -1, outcome, start, totalMs: Date.now() - start };
+export function ownTime(t: Timed, stack: string): Record<string, number> | null {
+  const connected = firstAt(t.main, /^Connected; host key matches/);
+  const [span] = layerSpans(t.main, [stack]);
+  if (connected === null || span.gateStart === null || span.gateEnd === null || span.gateFrom === null) return null;
+  const calls = debugCalls(t.main);
+  const out: Record<string, number> = Object.fromEntries(OWN_PARTS.map((p) => [p, 0]));
+  out[OWN_PARTS[0]] = connected - t.start;
+  out[OWN_PARTS[7]] = span.gateEnd - span.gateStart;
+  const outside = [...calls.commands, ...calls.requests].filter(
+    (c) => c.t >= connected && (c.i < span.gateFrom! || c.i > span.gateTo!),
+  );
+  for (const part of new Set(outside.map((c) => partOf(c.kind))))
+    out[part] = unionMs(outside.filter((c) => partOf(c.kind) === part));
+  const counted = OWN_PARTS.slice(0, -1).reduce((a, p) => a + out[p], 0);
+  out[OWN_PARTS[OWN_PARTS.length - 1]] = t.ms - counted;
+  return out;
 }
-
-/** Commands started in [from, to): the ledger write can start in the same ms as a closing line. */
-export const callsBetween = (calls: Call[], from: number, to: number) => calls.filter((c) => c.t >= from && c.t < to);
 
 // ------------------------------------------------------------------ figures
 

@@ -3,8 +3,9 @@
 // dockerd in its own network namespace; the registry on the bridge; the sshd in the manager's
 // namespace), through plain `ssh … docker stack deploy --detach=false` one layer after the other
 // and through the action (dist/index.js run as the runner runs it) deploying the three layers in
-// one run, alternating, every service's version changed each time. The gate's remote commands are
-// counted per layer on the same deploy run in process from src/. The figures go into BENCHMARKS.md
+// one run, alternating, every service's version changed each time. The gate's Engine API requests and
+// remote commands are counted per layer on one more such deploy with RUNNER_DEBUG=1, from the
+// action's own debug log. The figures go into BENCHMARKS.md
 // between `<!-- bench:nodes -->` and `<!-- /bench:nodes -->` (bench/bench.ts keeps that section).
 //
 //   npm run bench:nodes                 # BENCH_RUNS=3 (median of 3)
@@ -21,7 +22,6 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { readInputDefaults } from '../__tests__/helpers/action';
 import {
   LAB_SCRIPT,
   LabEnv,
@@ -39,14 +39,14 @@ import {
   SvcNow,
   Timed,
   buildImages,
-  callsBetween,
   codeState,
+  debugCalls,
   dockerVersions,
   duration,
   envInt,
   exitAt,
-  inProcessDeploy,
-  installWrapper,
+  gateCount,
+  GateCount,
   layerSpans,
   list,
   log,
@@ -408,18 +408,13 @@ interface ActRun {
   postMs: number;
   load: number;
 }
-interface LayerCount {
+interface LayerCount extends GateCount {
   stack: string;
-  polls: number;
-  gateCommands: number;
-  gateKinds: string[];
-  gateMs: number | null;
-  pollMs: number[];
 }
 interface Counted {
   layers: LayerCount[];
   calls: Call[];
-  remoteCommands: number;
+  requests: Call[];
   totalMs: number;
 }
 
@@ -431,8 +426,6 @@ function baseInputs(): Record<string, string> {
     'lock-timeout': '120',
   };
 }
-
-let WRAPPER = '';
 
 async function rawRun(version: string): Promise<RawRun> {
   await settle();
@@ -474,8 +467,6 @@ async function actionRun(ws: string, version: string): Promise<ActRun> {
     inputs: { ...baseInputs(), release: version, stability: '0' },
     cwd: ws,
     label: `action-${version}`,
-    entry: WRAPPER,
-    workDir: WORK,
     logsDir: LOGS,
   });
   mustSucceed(t, 'deployed', LOGS);
@@ -506,36 +497,30 @@ async function actionRun(ws: string, version: string): Promise<ActRun> {
   };
 }
 
-/** The same three-layer deploy in this process from src/, every remote command counted; each layer's gate window from its own lines. */
+/** The same three-layer deploy with RUNNER_DEBUG=1: its remote commands and Engine API requests, each layer's gate from its own lines. */
 async function countedRun(ws: string, version: string): Promise<Counted> {
   setVersions(ws, version);
   await settle();
-  log(`in-process deploy (remote commands counted) → ${version}`);
-  const d = await inProcessDeploy(
-    { ...readInputDefaults(), ...baseInputs(), command: 'deploy', release: version, stability: '0' },
-    ws,
-    path.join(LOGS, `${nextSeq()}-counted-${version}.log`),
-  );
-  if (d.outcome.result !== 'deployed')
-    throw new Error(`in-process deploy ${version}: ${d.outcome.result}: ${d.outcome.error ?? ''}`);
-  const spans = layerSpans(d.lines, STACKS);
+  log(`action with RUNNER_DEBUG=1 (remote commands and Engine API requests listed) → ${version}`);
+  const t = await stampedAction({
+    inputs: { ...baseInputs(), release: version, stability: '0' },
+    cwd: ws,
+    label: `debug-${version}`,
+    logsDir: LOGS,
+    env: { RUNNER_DEBUG: '1' },
+  });
+  mustSucceed(t, 'deployed', LOGS);
+  const calls = debugCalls(t.main);
+  const spans = layerSpans(t.main, STACKS);
   const layers = LAYERS.map((l, i): LayerCount => {
     const s = spans[i];
     if (s.gateStart === null || s.gateEnd === null)
-      throw new Error(`in-process deploy ${version}: no gate lines for ${l.stack}`);
-    const inGate = callsBetween(d.calls, s.gateStart, s.gateEnd);
-    return {
-      stack: l.stack,
-      polls: d.outcome.layers.find((x) => x.stack === l.stack)?.polls ?? -1,
-      gateCommands: inGate.length,
-      gateKinds: [...new Set(inGate.map((c) => c.kind))],
-      gateMs: s.gateEnd - s.gateStart,
-      pollMs: inGate.filter((c) => c.kind.startsWith('poll')).map((c) => c.ms),
-    };
+      throw new Error(`debug deploy ${version}: no gate lines for ${l.stack}`);
+    return { stack: l.stack, ...gateCount(s, calls) };
   });
   await settle();
-  for (const l of LAYERS) await expectVersion(l, version, `in-process deploy ${version}`);
-  return { layers, calls: d.calls, remoteCommands: d.remoteCommands, totalMs: d.totalMs };
+  for (const l of LAYERS) await expectVersion(l, version, `debug deploy ${version}`);
+  return { layers, calls: calls.commands, requests: calls.requests, totalMs: t.ms };
 }
 
 // ------------------------------------------------------------------- report
@@ -665,28 +650,29 @@ function report(
     out.push('', '</details>', '');
   }
 
-  out.push('### The gate: one remote command per poll, per layer', '');
+  out.push('### The gate: Engine API requests per poll, per layer', '');
   const c = r.counted;
   if (!c) out.push('Not measured (the run failed before it).', '');
   else {
     out.push(
-      `The same three-layer deploy (\`stability: 0\`) run once in the benchmark's process from \`src/\` (of which \`dist/index.js\` is the ncc build), with \`Remote.prototype.sh\` wrapped to count, classify and time every remote command. "During the gate": commands started between the layer's \`Gate: watching\` line and its \`Gate: <n> polls in …\` line.`,
+      'The same three-layer deploy (`stability: 0`) once more through the runner emulation with `RUNNER_DEBUG=1`: the action logs every remote command with its exit code and duration, and every Engine API request (the gate keeps one HTTP/1.1 connection to the Engine API, one `docker system dial-stdio` exec on the SSH connection, and reads the stack with two GET requests per poll). "During the gate": started between the layer\'s `Gate: watching` line and its closing line `Gate: <n> polls in …`. One poll: from the start of its `/services` request to the end of its `/tasks` request.',
       '',
     );
     out.push(
-      "| layer | polls (the gate's count) | remote commands during the gate | commands per poll | what they were | gate, s | one poll, median (min–max), s |",
+      "| layer | polls (the gate's closing line) | Engine API requests during the gate | requests per poll | remote commands during the gate | one poll, median (min–max), s | gate, s |",
     );
-    out.push('| --- | ---: | ---: | ---: | --- | ---: | ---: |');
+    out.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
     for (const l of c.layers) {
       const pm = l.pollMs;
+      const cmds = l.commands ? `${l.commands} (${l.commandKinds.join(', ')})` : '0';
       out.push(
-        `| \`${l.stack}\` | ${l.polls} | ${l.gateCommands} | ${l.polls ? (l.gateCommands / l.polls).toFixed(2) : '—'} | ${l.gateKinds.join(', ') || '—'} | ${s2(l.gateMs)} | ${pm.length ? `${s2(median(pm))} (${s2(Math.min(...pm))}–${s2(Math.max(...pm))})` : '—'} |`,
+        `| \`${l.stack}\` | ${l.polls ?? '—'} | ${l.requests} | ${l.polls ? (l.requests / l.polls).toFixed(2) : '—'} | ${cmds} | ${pm.length ? `${s2(median(pm))} (${s2(Math.min(...pm))}–${s2(Math.max(...pm))})` : '—'} | ${s2(l.gateMs)} |`,
       );
     }
     out.push('');
     const kinds = [...new Set(c.calls.map((x) => x.kind))];
     out.push(
-      `Every remote command of that deploy (${c.calls.length} calls; the connection's own count, \`Remote.commands\`: ${c.remoteCommands}; wall clock ${s2(c.totalMs)} s):`,
+      `Every remote command of that deploy (${c.calls.length}; and ${c.requests.length} Engine API requests; main step ${s2(c.totalMs)} s):`,
       '',
     );
     out.push('| remote command | count | total s |', '| --- | ---: | ---: |');
@@ -700,7 +686,7 @@ function report(
   out.push('### What the comparison includes', '');
   out.push(
     '- **Raw** is what a workflow gluing `ssh` to the CLI does: per layer one `ssh` process (key auth, pinned host key) running `docker stack deploy --detach=false` with an already interpolated file already on the host, whose CLI returns once every service of the layer converged and passed its `monitor`. It checks nothing (it exits 0 when Swarm rolled an update back) and takes no lock.',
-    "- **The action** per layer also reads and writes the host's ledger, uploads the stack file into a release folder, snapshots the stack, runs `docker stack deploy --detach=true` and then the gate (one remote command per poll every 0.25 s until every service reports `completed` and runs the new image on all its tasks), and prunes old secrets; once per run it connects, checks, locks and looks the images up in the registry.",
+    "- **The action** per layer also reads and writes the host's ledger, uploads the stack file into a release folder, snapshots the stack, runs `docker stack deploy --detach=true` and then the gate (every 0.25 s a poll of two Engine API requests over one connection kept open for the job, until every service reports `completed` and runs the new image on all its tasks), and prunes old secrets; once per run it connects, checks, locks and looks the images up in the registry.",
     '- With `stability: auto` (the default) the gate also watches every service for a window after `completed`, time raw does not spend because raw does not watch.',
     '',
   );
@@ -792,7 +778,6 @@ async function main(): Promise<void> {
     N = await nodesEnv();
     fs.mkdirSync(LOGS, { recursive: true });
     for (const f of fs.readdirSync(LOGS)) fs.rmSync(path.join(LOGS, f), { force: true });
-    WRAPPER = installWrapper(WORK);
     process.once('SIGINT', () => {
       interrupted = true;
       log('interrupted: removing the bench stacks');
@@ -833,8 +818,6 @@ async function main(): Promise<void> {
           inputs: { ...baseInputs(), release: ver(k), stability: '0' },
           cwd: ws,
           label: `setup-${ver(k)}`,
-          entry: WRAPPER,
-          workDir: WORK,
           logsDir: LOGS,
         }),
         'deployed',
@@ -886,7 +869,7 @@ async function main(): Promise<void> {
           runs: RUNS,
           raw: res.raw,
           act: res.act,
-          counted: res.counted && { ...res.counted, calls: undefined },
+          counted: res.counted && { ...res.counted, calls: undefined, requests: undefined },
         },
         null,
         1,

@@ -63678,6 +63678,7 @@ var __importStar = (this && this.__importStar) || (function () {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.EngineApi = exports.DIAL_COMMAND = void 0;
 exports.firstLine = firstLine;
+const core = __importStar(__nccwpck_require__(7484));
 const http = __importStar(__nccwpck_require__(8611));
 /** The command that opens the connection: the host's clock, then the Engine API on stdin/stdout. */
 exports.DIAL_COMMAND = 'date +%s%3N && exec docker system dial-stdio';
@@ -63687,6 +63688,7 @@ exports.DIAL_COMMAND = 'date +%s%3N && exec docker system dial-stdio';
  * CPU each, four to eight times a second while the gate watched.
  */
 class EngineApi {
+<<<<<<< HEAD
     dial;
     requests = 0;
     offsetMs = 0;
@@ -63700,6 +63702,17 @@ class EngineApi {
     newAgent() {
         return new ChannelAgent(async () => {
             const d = await this.dial();
+=======
+    where;
+    requests = 0;
+    offsetMs = 0;
+    agent;
+    /** `where` names the host in the debug log, which lists every request with its duration. */
+    constructor(dial, where = 'host') {
+        this.where = where;
+        this.agent = new ChannelAgent(async () => {
+            const d = await dial();
+>>>>>>> bench
             this.offsetMs = d.offsetMs;
             return d;
         });
@@ -63719,6 +63732,16 @@ class EngineApi {
     }
     get(path, timeoutMs) {
         this.requests++;
+        if (!core.isDebug())
+            return this.request(path, timeoutMs);
+        const t0 = Date.now();
+        const done = (end) => core.debug(`${this.where} Engine API GET ${path.split('?')[0]} → ${end} (${Date.now() - t0} ms)`);
+        return this.request(path, timeoutMs).then((body) => (done('ok'), body), (e) => {
+            done('error');
+            throw e;
+        });
+    }
+    request(path, timeoutMs) {
         return new Promise((resolve, reject) => {
             let settled = false;
             const settle = (f) => {
@@ -67185,7 +67208,7 @@ class Remote {
     lost = false;
     opened = {};
     api;
-    /** Remote commands run, for the benchmark and the "one command per poll" promise. */
+    /** Remote commands run (the Engine API connection counts as one), for the gate's log line. */
     commands = 0;
     /** Set before every script (`export K=V;`): the run's own Docker config folder on the host. */
     prefix = '';
@@ -67291,6 +67314,7 @@ class Remote {
         if (this.lost || !this.ssh.isConnected())
             throw Object.assign(new Error('Not connected to server'), { dropped: true });
         this.commands++;
+        const t0 = Date.now();
         const ms = opts.timeoutMs ?? exports.COMMAND_TIMEOUT_MS;
         let res;
         if (opts.input !== undefined) {
@@ -67315,8 +67339,9 @@ class Remote {
                 return new CommandTimeout(this.where, script, ms);
             });
         }
-        if (!opts.silent && core.isDebug())
-            core.debug(`${this.where}$ ${script.slice(0, 300)} → ${res.code}`);
+        // Every command, silent ones too: scripts never carry secrets (those travel on standard input).
+        if (core.isDebug())
+            core.debug(`${this.where}$ ${script.slice(0, 300)} → ${res.code} (${Date.now() - t0} ms)`);
         return res;
     }
     /**
@@ -67339,7 +67364,7 @@ class Remote {
     }
     /** The host's Engine API over one connection of its own, opened at the first request. */
     engine() {
-        this.api ??= new engine_api_1.EngineApi(() => this.dial());
+        this.api ??= new engine_api_1.EngineApi(() => this.dial(), this.where);
         return this.api;
     }
     /** Opens the Engine API connection (reconnecting SSH once if it dropped) and reads the host's clock. */
@@ -67361,8 +67386,13 @@ class Remote {
             if (this.lost || !conn)
                 throw Object.assign(new Error('Not connected to server'), { dropped: true });
             this.commands++;
+<<<<<<< HEAD
             // A connection that died unnoticed never answers a channel request: bounded, and counted as dropped.
             const ch = await (0, retry_helper_1.bounded)(new Promise((resolve, reject) => conn.exec(this.prefix + engine_api_1.DIAL_COMMAND, (err, c) => err ? reject(Object.assign(err, { dropped: true })) : resolve(c))), bound, () => Object.assign(new Error('no answer to a channel request'), { dropped: true }));
+=======
+            const t0 = Date.now();
+            const ch = await new Promise((resolve, reject) => this.ssh.connection.exec(this.prefix + engine_api_1.DIAL_COMMAND, (err, c) => err ? reject(Object.assign(err, { dropped: true })) : resolve(c)));
+>>>>>>> bench
             let stderr = '';
             ch.stderr.on('data', (d) => (stderr = (stderr + d.toString('utf8')).slice(-2000)));
             const hostMs = await (0, retry_helper_1.bounded)((0, engine_api_1.firstLine)(ch), bound, () => {
@@ -67373,6 +67403,8 @@ class Remote {
             });
             // Opening a channel can take sshd most of a second: read the clock as it arrives, not halfway.
             const offsetMs = Number(hostMs) - Date.now();
+            if (core.isDebug())
+                core.debug(`${this.where}$ ${engine_api_1.DIAL_COMMAND} → open (${Date.now() - t0} ms)`);
             return { stream: ch, offsetMs: Number.isFinite(offsetMs) ? offsetMs : 0, stderr: () => stderr };
         }).catch(lostIfDropped);
     }

@@ -59,7 +59,7 @@ export class Remote implements Runner, Host {
   private lost = false;
   private opened = {};
   private api?: EngineApi;
-  /** Remote commands run, for the benchmark and the "one command per poll" promise. */
+  /** Remote commands run (the Engine API connection counts as one), for the gate's log line. */
   commands = 0;
   /** Set before every script (`export K=V;`): the run's own Docker config folder on the host. */
   private prefix = '';
@@ -172,6 +172,7 @@ export class Remote implements Runner, Host {
     if (this.lost || !this.ssh.isConnected())
       throw Object.assign(new Error('Not connected to server'), { dropped: true });
     this.commands++;
+    const t0 = Date.now();
     const ms = opts.timeoutMs ?? COMMAND_TIMEOUT_MS;
     let res: RunResult;
     if (opts.input !== undefined) {
@@ -198,7 +199,8 @@ export class Remote implements Runner, Host {
         return new CommandTimeout(this.where, script, ms);
       });
     }
-    if (!opts.silent && core.isDebug()) core.debug(`${this.where}$ ${script.slice(0, 300)} → ${res.code}`);
+    // Every command, silent ones too: scripts never carry secrets (those travel on standard input).
+    if (core.isDebug()) core.debug(`${this.where}$ ${script.slice(0, 300)} → ${res.code} (${Date.now() - t0} ms)`);
     return res;
   }
 
@@ -224,7 +226,7 @@ export class Remote implements Runner, Host {
 
   /** The host's Engine API over one connection of its own, opened at the first request. */
   engine(): Engine {
-    this.api ??= new EngineApi(() => this.dial());
+    this.api ??= new EngineApi(() => this.dial(), this.where);
     return this.api;
   }
 
@@ -247,6 +249,7 @@ export class Remote implements Runner, Host {
         const conn = this.ssh.connection;
         if (this.lost || !conn) throw Object.assign(new Error('Not connected to server'), { dropped: true });
         this.commands++;
+        const t0 = Date.now();
         // A connection that died unnoticed never answers a channel request: bounded, and counted as dropped.
         const ch = await bounded(
           new Promise<ClientChannel>((resolve, reject) =>
@@ -267,6 +270,7 @@ export class Remote implements Runner, Host {
         });
         // Opening a channel can take sshd most of a second: read the clock as it arrives, not halfway.
         const offsetMs = Number(hostMs) - Date.now();
+        if (core.isDebug()) core.debug(`${this.where}$ ${DIAL_COMMAND} → open (${Date.now() - t0} ms)`);
         return { stream: ch, offsetMs: Number.isFinite(offsetMs) ? offsetMs : 0, stderr: () => stderr };
       },
     ).catch(lostIfDropped);

@@ -119,8 +119,10 @@ test(
     process.kill(pid, 'SIGSTOP');
     let verdictAfter = 0;
     try {
-      // Without a bound on each remote command the poll waits for the engine forever and this never comes.
-      await live.waitLine(/could not read the Swarm state before the timeout|not healthy within the timeout/, 90_000);
+      // Without a bound on each read the poll waits for the engine forever and this never comes; the
+      // reads that only explain the failure (the nodes, a log tail) must not hold the verdict up either.
+      // The bound: the gate's 20 s, one poll's own bound (15 s), and a margin.
+      await live.waitLine(/could not read the Swarm state before the timeout|not healthy within the timeout/, 45_000);
       verdictAfter = Date.now() - frozen;
     } finally {
       process.kill(pid, 'SIGCONT');

@@ -4,6 +4,7 @@ import * as net from 'node:net';
 import { Duplex } from 'node:stream';
 import { after, test } from 'node:test';
 import { Dialed, EngineApi } from '../../src/host/engine-api';
+import { captureStdout } from '../helpers/stdout';
 
 // A local HTTP server stands in for the engine; each dial is a TCP connection to it.
 const server = http.createServer((req, res) => {
@@ -134,3 +135,25 @@ test(
     api.close();
   },
 );
+
+test('EngineApi: with debug logging on, every request is logged with its path (no query) and duration', async () => {
+  const { api } = await engine();
+  const before = process.env.RUNNER_DEBUG;
+  process.env.RUNNER_DEBUG = '1';
+  const stop = captureStdout();
+  let out = '';
+  try {
+    await api.get('/tasks?filters=x', 5000);
+    await assert.rejects(api.get('/refused', 5000));
+  } finally {
+    out = stop();
+    if (before === undefined) delete process.env.RUNNER_DEBUG;
+    else process.env.RUNNER_DEBUG = before;
+    api.close();
+  }
+  // The test runner's own messages share stdout: only the debug lines are read.
+  const lines = out.match(/::debug::.*/g) ?? [];
+  assert.equal(lines.length, 2, out);
+  assert.match(lines[0], /^::debug::host Engine API GET \/tasks → ok \(\d+ ms\)$/);
+  assert.match(lines[1], /^::debug::host Engine API GET \/refused → error \(\d+ ms\)$/);
+});

@@ -143,3 +143,26 @@ test('Remote.sh: a command that fails is its result, not an error; run() quotes 
   assert.equal(res.code, 1);
   assert.deepEqual(state.scripts, [`docker service ps "a b'c"`]);
 });
+
+test('Remote.sh: with debug logging on, every command (silent ones too) is logged with its exit code and duration', async () => {
+  const { r } = offline([
+    { code: 0, stdout: '', stderr: '' },
+    { code: 3, stdout: '', stderr: '' },
+  ]);
+  const before = process.env.RUNNER_DEBUG;
+  process.env.RUNNER_DEBUG = '1';
+  const stop = captureStdout();
+  let out = '';
+  try {
+    await r.sh('docker info', { silent: true });
+    await r.sh('false');
+  } finally {
+    out = stop();
+    if (before === undefined) delete process.env.RUNNER_DEBUG;
+    else process.env.RUNNER_DEBUG = before;
+  }
+  const lines = out.match(/::debug::.*/g) ?? [];
+  assert.equal(lines.length, 2, out);
+  assert.match(lines[0], /^::debug::me@vps\$ docker info → 0 \(\d+ ms\)$/);
+  assert.match(lines[1], /^::debug::me@vps\$ false → 3 \(\d+ ms\)$/);
+});

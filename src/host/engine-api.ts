@@ -1,3 +1,4 @@
+import * as core from '@actions/core';
 import * as http from 'http';
 import { Duplex } from 'stream';
 
@@ -36,7 +37,11 @@ export class EngineApi implements Engine {
   /** How to fail each request in flight, for `drop`. */
   private readonly inFlight = new Set<(e: Error) => void>();
 
-  constructor(private readonly dial: () => Promise<Dialed>) {
+  /** `where` names the host in the debug log, which lists every request with its duration. */
+  constructor(
+    private readonly dial: () => Promise<Dialed>,
+    private readonly where = 'host',
+  ) {
     this.agent = this.newAgent();
   }
 
@@ -64,6 +69,20 @@ export class EngineApi implements Engine {
 
   get(path: string, timeoutMs: number): Promise<unknown> {
     this.requests++;
+    if (!core.isDebug()) return this.request(path, timeoutMs);
+    const t0 = Date.now();
+    const done = (end: string) =>
+      core.debug(`${this.where} Engine API GET ${path.split('?')[0]} → ${end} (${Date.now() - t0} ms)`);
+    return this.request(path, timeoutMs).then(
+      (body) => (done('ok'), body),
+      (e: Error) => {
+        done('error');
+        throw e;
+      },
+    );
+  }
+
+  private request(path: string, timeoutMs: number): Promise<unknown> {
     return new Promise((resolve, reject) => {
       let settled = false;
       const settle = (f: () => void) => {
