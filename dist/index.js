@@ -63688,31 +63688,22 @@ exports.DIAL_COMMAND = 'date +%s%3N && exec docker system dial-stdio';
  * CPU each, four to eight times a second while the gate watched.
  */
 class EngineApi {
-<<<<<<< HEAD
     dial;
+    where;
     requests = 0;
     offsetMs = 0;
     agent;
     /** How to fail each request in flight, for `drop`. */
     inFlight = new Set();
-    constructor(dial) {
+    /** `where` names the host in the debug log, which lists every request with its duration. */
+    constructor(dial, where = 'host') {
         this.dial = dial;
+        this.where = where;
         this.agent = this.newAgent();
     }
     newAgent() {
         return new ChannelAgent(async () => {
             const d = await this.dial();
-=======
-    where;
-    requests = 0;
-    offsetMs = 0;
-    agent;
-    /** `where` names the host in the debug log, which lists every request with its duration. */
-    constructor(dial, where = 'host') {
-        this.where = where;
-        this.agent = new ChannelAgent(async () => {
-            const d = await dial();
->>>>>>> bench
             this.offsetMs = d.offsetMs;
             return d;
         });
@@ -65370,7 +65361,8 @@ function nodesNotTakingTasks(nodes) {
 }
 /** Every node of the swarm, for explaining a failure; none when they cannot be read (a worker, a lost connection). */
 async function readNodes(remote) {
-    const res = await remote.sh(placement_1.NODES_SCRIPT, { retry: true, silent: true, timeoutMs: 30_000 }).catch(() => undefined);
+    // Only to explain a failure: a wedged engine must not hold the verdict up for long.
+    const res = await remote.sh(placement_1.NODES_SCRIPT, { retry: true, silent: true, timeoutMs: 10_000 }).catch(() => undefined);
     try {
         return res?.code === 0 ? (0, placement_1.parseNodes)(res.stdout) : [];
     }
@@ -67386,13 +67378,9 @@ class Remote {
             if (this.lost || !conn)
                 throw Object.assign(new Error('Not connected to server'), { dropped: true });
             this.commands++;
-<<<<<<< HEAD
+            const t0 = Date.now();
             // A connection that died unnoticed never answers a channel request: bounded, and counted as dropped.
             const ch = await (0, retry_helper_1.bounded)(new Promise((resolve, reject) => conn.exec(this.prefix + engine_api_1.DIAL_COMMAND, (err, c) => err ? reject(Object.assign(err, { dropped: true })) : resolve(c))), bound, () => Object.assign(new Error('no answer to a channel request'), { dropped: true }));
-=======
-            const t0 = Date.now();
-            const ch = await new Promise((resolve, reject) => this.ssh.connection.exec(this.prefix + engine_api_1.DIAL_COMMAND, (err, c) => err ? reject(Object.assign(err, { dropped: true })) : resolve(c)));
->>>>>>> bench
             let stderr = '';
             ch.stderr.on('data', (d) => (stderr = (stderr + d.toString('utf8')).slice(-2000)));
             const hostMs = await (0, retry_helper_1.bounded)((0, engine_api_1.firstLine)(ch), bound, () => {

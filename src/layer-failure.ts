@@ -28,7 +28,8 @@ export function nodesNotTakingTasks(nodes: NodeFacts[]): string {
 
 /** Every node of the swarm, for explaining a failure; none when they cannot be read (a worker, a lost connection). */
 async function readNodes(remote: Shell): Promise<NodeFacts[]> {
-  const res = await remote.sh(NODES_SCRIPT, { retry: true, silent: true, timeoutMs: 30_000 }).catch(() => undefined);
+  // Only to explain a failure: a wedged engine must not hold the verdict up for long.
+  const res = await remote.sh(NODES_SCRIPT, { retry: true, silent: true, timeoutMs: 10_000 }).catch(() => undefined);
   try {
     return res?.code === 0 ? parseNodes(res.stdout) : [];
   } catch {
