@@ -272,6 +272,27 @@ function phases(t: Timed): Phases {
   };
 }
 
+/** A scenario that failed: its error is kept for the report. */
+function failed(stack: string, res: { error?: string }, e: Error): void {
+  res.error = e.message;
+  log(`${stack}: FAILED: ${res.error.split('\n')[0]}`);
+}
+
+/** Every scenario ends so: its stack removed, its time taken. */
+async function closeScenario(
+  stack: string,
+  res: { seconds: number },
+  t0: number,
+  created: Set<string>,
+  timeoutMs = 120_000,
+): Promise<void> {
+  log(`${stack}: removing the stack`);
+  await removeStack(stack, { timeoutMs })
+    .then(() => created.delete(stack))
+    .catch((e: Error) => log(`could not remove ${stack}: ${e.message}`));
+  res.seconds = Math.round((Date.now() - t0) / 1000);
+}
+
 const mustSucceed = (t: Timed, result: string) => mustSucceedIn(t, result, LOGS);
 
 // ------------------------------------------------------------ the debug log
@@ -466,14 +487,9 @@ async function benchSize(lab: LabEnv, n: number, created: Set<string>): Promise<
     }
     setVersions(ws, n, current);
   } catch (e) {
-    res.error = (e as Error).message;
-    log(`${stack}: FAILED: ${res.error.split('\n')[0]}`);
+    failed(stack, res, e as Error);
   } finally {
-    log(`${stack}: removing the stack`);
-    await removeStack(stack, { timeoutMs: 120_000 })
-      .then(() => created.delete(stack))
-      .catch((e: Error) => log(`could not remove ${stack}: ${e.message}`));
-    res.seconds = Math.round((Date.now() - t0) / 1000);
+    await closeScenario(stack, res, t0, created);
   }
   return res;
 }
@@ -511,14 +527,9 @@ async function benchScale(lab: LabEnv, n: number, created: Set<string>): Promise
     await settle(stack, n, SCALE_REPLICAS);
     await expectVersions(stack, n, () => ver(0), 'scale first deploy');
   } catch (e) {
-    res.error = (e as Error).message;
-    log(`${stack}: FAILED: ${res.error.split('\n')[0]}`);
+    failed(stack, res, e as Error);
   } finally {
-    log(`${stack}: removing the stack`);
-    await removeStack(stack, { timeoutMs: 180_000 })
-      .then(() => created.delete(stack))
-      .catch((e: Error) => log(`could not remove ${stack}: ${e.message}`));
-    res.seconds = Math.round((Date.now() - t0) / 1000);
+    await closeScenario(stack, res, t0, created, 180_000);
   }
   return res;
 }
@@ -597,14 +608,9 @@ async function benchTwo(lab: LabEnv, created: Set<string>, versions: string[]): 
       res.debug.push({ ms: d.ms, post: d.postMs, own: ownTime(d, stack) });
     }
   } catch (e) {
-    res.error = (e as Error).message;
-    log(`${stack}: FAILED: ${res.error.split('\n')[0]}`);
+    failed(stack, res, e as Error);
   } finally {
-    log(`${stack}: removing the stack`);
-    await removeStack(stack, { timeoutMs: 120_000 })
-      .then(() => created.delete(stack))
-      .catch((e: Error) => log(`could not remove ${stack}: ${e.message}`));
-    res.seconds = Math.round((Date.now() - t0) / 1000);
+    await closeScenario(stack, res, t0, created);
   }
   return res;
 }
