@@ -67269,6 +67269,7 @@ class Remote {
     async run(argv, opts = {}) {
         return this.sh((0, shell_1.shellJoin)(argv), opts);
     }
+    warnDropped = (e, failed) => core.warning(`SSH connection to ${this.where} dropped (${e.message}); reconnecting (attempt ${failed}).`);
     /** Runs a script in the remote shell. Callers build it from shellJoin()ed parts only. */
     async sh(script, opts = {}) {
         try {
@@ -67277,7 +67278,7 @@ class Remote {
                 delayMs: (failed) => 500 * failed,
                 retryable: isDropped,
                 clock: this.clock,
-                onRetry: (e, failed) => core.warning(`SSH connection to ${this.where} dropped (${e.message}); reconnecting (attempt ${failed}).`),
+                onRetry: this.warnDropped,
             }, async (n) => {
                 if (n > 1)
                     await this.reconnect();
@@ -67370,7 +67371,7 @@ class Remote {
             delayMs: () => 500,
             retryable: isDropped,
             clock: this.clock,
-            onRetry: (e) => core.warning(`SSH connection to ${this.where} dropped (${e.message}); reconnecting.`),
+            onRetry: this.warnDropped,
         }, async (n) => {
             if (n > 1)
                 await this.reconnect();

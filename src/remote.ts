@@ -133,6 +133,9 @@ export class Remote implements Runner, Host {
     return this.sh(shellJoin(argv), opts);
   }
 
+  private readonly warnDropped = (e: Error, failed: number) =>
+    core.warning(`SSH connection to ${this.where} dropped (${e.message}); reconnecting (attempt ${failed}).`);
+
   /** Runs a script in the remote shell. Callers build it from shellJoin()ed parts only. */
   async sh(script: string, opts: ShOptions = {}): Promise<RunResult> {
     try {
@@ -142,8 +145,7 @@ export class Remote implements Runner, Host {
           delayMs: (failed) => 500 * failed,
           retryable: isDropped,
           clock: this.clock,
-          onRetry: (e, failed) =>
-            core.warning(`SSH connection to ${this.where} dropped (${e.message}); reconnecting (attempt ${failed}).`),
+          onRetry: this.warnDropped,
         },
         async (n) => {
           if (n > 1) await this.reconnect();
@@ -242,7 +244,7 @@ export class Remote implements Runner, Host {
         delayMs: () => 500,
         retryable: isDropped,
         clock: this.clock,
-        onRetry: (e) => core.warning(`SSH connection to ${this.where} dropped (${e.message}); reconnecting.`),
+        onRetry: this.warnDropped,
       },
       async (n) => {
         if (n > 1) await this.reconnect();
