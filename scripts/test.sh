@@ -12,17 +12,19 @@ npm run --silent lint
 # whole when it ends. Two files always run alone, last: the load tests (60 tasks at once, rounds of
 # concurrent deploys) and the engine faults, which stop or freeze the shared dockerd.
 jobs=${TEST_JOBS:-2}
+# "unit" is every unit test file as one job (about 2 minutes, CPU-bound): placed by its length, so
+# that it overlaps the lab files' waits on Swarm instead of running alone at the end.
 longest_first=(multinode rollback deploy reliability reliability-input workflows-chain engine26
-  timing preview secrets trust files preflight layouts verify hooks lab-infra remote)
+  unit timing preview secrets trust files preflight layouts verify hooks lab-infra remote)
 exclusive=(reliability-load engine-faults)
 queue=()
-for f in "${longest_first[@]}"; do queue+=("__tests__/lab/$f.test.ts"); done
+for f in "${longest_first[@]}"; do
+  if [ "$f" = unit ]; then queue+=("__tests__/unit/*.test.ts"); else queue+=("__tests__/lab/$f.test.ts"); fi
+done
 for f in __tests__/lab/*.test.ts; do
   n=$(basename "$f" .test.ts)
   case " ${longest_first[*]} ${exclusive[*]} " in *" $n "*) ;; *) queue+=("$f") ;; esac
 done
-# The unit tests are one job: seconds each, CPU-bound, and they fill a lane while the lab waits on Swarm.
-queue+=("__tests__/unit/*.test.ts")
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
