@@ -67269,7 +67269,9 @@ class Remote {
     async run(argv, opts = {}) {
         return this.sh((0, shell_1.shellJoin)(argv), opts);
     }
-    warnDropped = (e, failed) => core.warning(`SSH connection to ${this.where} dropped (${e.message}); reconnecting (attempt ${failed}).`);
+    warnDropped(e, failed) {
+        core.warning(`SSH connection to ${this.where} dropped (${e.message}); reconnecting (attempt ${failed}).`);
+    }
     /** Runs a script in the remote shell. Callers build it from shellJoin()ed parts only. */
     async sh(script, opts = {}) {
         try {
@@ -67278,7 +67280,7 @@ class Remote {
                 delayMs: (failed) => 500 * failed,
                 retryable: isDropped,
                 clock: this.clock,
-                onRetry: this.warnDropped,
+                onRetry: (e, failed) => this.warnDropped(e, failed),
             }, async (n) => {
                 if (n > 1)
                     await this.reconnect();
@@ -67371,7 +67373,7 @@ class Remote {
             delayMs: () => 500,
             retryable: isDropped,
             clock: this.clock,
-            onRetry: this.warnDropped,
+            onRetry: (e, failed) => this.warnDropped(e, failed),
         }, async (n) => {
             if (n > 1)
                 await this.reconnect();

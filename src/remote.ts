@@ -133,8 +133,9 @@ export class Remote implements Runner, Host {
     return this.sh(shellJoin(argv), opts);
   }
 
-  private readonly warnDropped = (e: Error, failed: number) =>
+  private warnDropped(e: Error, failed: number): void {
     core.warning(`SSH connection to ${this.where} dropped (${e.message}); reconnecting (attempt ${failed}).`);
+  }
 
   /** Runs a script in the remote shell. Callers build it from shellJoin()ed parts only. */
   async sh(script: string, opts: ShOptions = {}): Promise<RunResult> {
@@ -145,7 +146,7 @@ export class Remote implements Runner, Host {
           delayMs: (failed) => 500 * failed,
           retryable: isDropped,
           clock: this.clock,
-          onRetry: this.warnDropped,
+          onRetry: (e, failed) => this.warnDropped(e, failed),
         },
         async (n) => {
           if (n > 1) await this.reconnect();
@@ -244,7 +245,7 @@ export class Remote implements Runner, Host {
         delayMs: () => 500,
         retryable: isDropped,
         clock: this.clock,
-        onRetry: this.warnDropped,
+        onRetry: (e, failed) => this.warnDropped(e, failed),
       },
       async (n) => {
         if (n > 1) await this.reconnect();
