@@ -293,6 +293,20 @@ async function closeScenario(
   res.seconds = Math.round((Date.now() - t0) / 1000);
 }
 
+/** The raw side: one `ssh … docker stack deploy --detach=false`, timed, its output kept in the logs. */
+async function rawDeploy(lab: LabEnv, stack: string, file: string, v: string) {
+  log(`${stack}: raw ssh docker stack deploy --detach=false → ${v}`);
+  const load = os.loadavg()[0];
+  const start = Date.now();
+  const r = await run('ssh', [...sshArgs(lab), 'docker', 'stack', 'deploy', '--detach=false', '-c', file, stack], {
+    timeoutMs: 600_000,
+  });
+  const ms = Date.now() - start;
+  fs.writeFileSync(path.join(LOGS, `${nextSeq()}-${stack}-raw-${v}.log`), `${r.stdout}\n--- stderr\n${r.stderr}`);
+  if (r.code !== 0) throw new Error(`raw deploy ${stack} ${v}: exit ${r.code}: ${r.stderr.trim().slice(-2000)}`);
+  return { ms, load, start };
+}
+
 const mustSucceed = (t: Timed, result: string) => mustSucceedIn(t, result, LOGS);
 
 // ------------------------------------------------------------ the debug log
@@ -380,15 +394,7 @@ async function benchSize(lab: LabEnv, n: number, created: Set<string>): Promise<
       const v = ver(k++);
       const file = rawFile(lab, n, v);
       await settle(stack, n);
-      log(`${stack}: raw ssh docker stack deploy --detach=false → ${v}`);
-      const load = os.loadavg()[0];
-      const start = Date.now();
-      const r = await run('ssh', [...sshArgs(lab), 'docker', 'stack', 'deploy', '--detach=false', '-c', file, stack], {
-        timeoutMs: 600_000,
-      });
-      const ms = Date.now() - start;
-      fs.writeFileSync(path.join(LOGS, `${nextSeq()}-${stack}-raw-${v}.log`), `${r.stdout}\n--- stderr\n${r.stderr}`);
-      if (r.code !== 0) throw new Error(`raw deploy ${stack} ${v}: exit ${r.code}: ${r.stderr.trim().slice(-2000)}`);
+      const { ms, load, start } = await rawDeploy(lab, stack, file, v);
       await settle(stack, n);
       const services = await expectVersions(stack, n, () => v, `raw deploy ${v}`);
       return { ms, swarmDone: swarmDone(services, start), load };
@@ -567,15 +573,7 @@ async function benchTwo(lab: LabEnv, created: Set<string>, versions: string[]): 
       const v = versions[k++];
       const file = rawFile(lab, 1, v, 2, stack);
       await quiet();
-      log(`${stack}: raw ssh docker stack deploy --detach=false → ${v}`);
-      const load = os.loadavg()[0];
-      const start = Date.now();
-      const r = await run('ssh', [...sshArgs(lab), 'docker', 'stack', 'deploy', '--detach=false', '-c', file, stack], {
-        timeoutMs: 600_000,
-      });
-      const ms = Date.now() - start;
-      fs.writeFileSync(path.join(LOGS, `${nextSeq()}-${stack}-raw-${v}.log`), `${r.stdout}\n--- stderr\n${r.stderr}`);
-      if (r.code !== 0) throw new Error(`raw deploy ${stack} ${v}: exit ${r.code}: ${r.stderr.trim().slice(-2000)}`);
+      const { ms, load } = await rawDeploy(lab, stack, file, v);
       await quiet();
       await expectVersions(stack, 1, () => v, `raw deploy ${v}`);
       return { ms, load };
