@@ -46,7 +46,7 @@ export async function removeLocalImages(prefix: string, services: string[], lab:
   const refs = (await dockerOk(['images', '--format', '{{.Repository}}:{{.Tag}}']))
     .split('\n')
     .filter((r) => !r.endsWith(':<none>') && services.some((s) => r.startsWith(`${lab.registry}/${prefix}/${s}:`)));
-  if (refs.length) await dockerOk(['rmi', '--force', ...refs]);
+  if (refs.length) await dockerOk(['rmi', '--no-prune', '--force', ...refs]);
 }
 
 export interface Release {

@@ -50,7 +50,7 @@ after(async () => {
   const local = (await dockerOk(['images', '--format', '{{.Repository}}:{{.Tag}}']))
     .split('\n')
     .filter((r) => r.includes(`/${PREFIX}/`) || r.includes(`/${ID}-vendor/`));
-  if (local.length) await docker(['rmi', '--force', ...local]);
+  if (local.length) await docker(['rmi', '--no-prune', '--force', ...local]);
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 

@@ -515,7 +515,7 @@ export function useSuite(versions: string[], ready?: () => Promise<void>, cleanu
     const imgs = (await docker(['images', '--format', '{{.Repository}}:{{.Tag}}'])).stdout
       .split('\n')
       .filter((r) => r.includes(`/${PREFIX}/`) && !r.endsWith(':<none>'));
-    if (imgs.length) await docker(['rmi', '--force', ...imgs]);
+    if (imgs.length) await docker(['rmi', '--no-prune', '--force', ...imgs]);
     for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
     // The figures of this run, for docs/reliability.md.
     const rows = figures.map(

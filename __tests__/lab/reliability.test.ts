@@ -309,7 +309,7 @@ test(
     const imgs = (await dockerOk(['images', '--format', '{{.Repository}}:{{.Tag}}']))
       .split('\n')
       .filter((x) => x.startsWith(`${registry!.address}/`));
-    if (imgs.length) await dockerOk(['rmi', '--force', ...imgs]);
+    if (imgs.length) await dockerOk(['rmi', '--no-prune', '--force', ...imgs]);
     const loginInputs = serve({ command: 'deploy', release: 'pull-down-login', registry: registry.address });
     const la = startAction({ inputs: loginInputs, cwd: dirs['1.3.0'] });
     const said = await la.waitLine(/::error::The host could not log in/, 60_000);

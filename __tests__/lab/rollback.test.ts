@@ -154,7 +154,7 @@ test(
     const local = (await dockerOk(['images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}}']))
       .split('\n')
       .filter((l) => l.startsWith(`${lab.registry}/${repo}:1.1.0`) || l.includes(digest.slice(7, 19)));
-    for (const l of local) await docker(['rmi', '--force', l.split(' ')[0]]);
+    for (const l of local) await docker(['rmi', '--no-prune', '--force', l.split(' ')[0]]);
     await docker(['rmi', '--force', `${lab.registry}/${repo}@${digest}`]);
 
     const r = await rollback('1.1.0');

@@ -62,7 +62,7 @@ after(async () => {
   const refs = (await dockerOk(['images', '--digests', '--format', '{{.Repository}}@{{.Digest}}']))
     .split('\n')
     .filter((r) => r.startsWith(`${lab.registry}/${prefix}/`) && !r.endsWith('@<none>'));
-  if (refs.length) await docker(['rmi', ...refs]);
+  if (refs.length) await docker(['rmi', '--no-prune', ...refs]);
 });
 
 // ------------------------------------------------------------ the callers
