@@ -329,6 +329,7 @@ export function kindOf(script: string): string {
   if (/dial-stdio/.test(script)) return 'Engine API connection (`docker system dial-stdio`, the polls use it)';
   if (/docker stack deploy/.test(script)) return 'docker stack deploy';
   if (/docker version --format/.test(script)) return 'docker version + info';
+  if (/docker --version/.test(script)) return 'docker --version (the CLI, for its flags)';
   if (/docker config ls/.test(script)) return 'Swarm configs (pre-flight)';
   if (/Swarm\.NodeAddr/.test(script)) return 'host MTU (pre-flight)';
   if (/docker node inspect/.test(script)) return 'Swarm nodes (placement)';
@@ -429,8 +430,9 @@ export function partOf(kind: string): string {
   if (/^ledger/.test(kind)) return 'ledger (read, write)';
   if (/^upload/.test(kind)) return 'files (upload into the release folder)';
   if (/^docker stack deploy/.test(kind)) return '`docker stack deploy --detach=true`';
-  if (/^Engine API|^GET /.test(kind)) return 'Engine API: connection and the snapshot before the deploy';
-  if (/pre-flight|placement|registry|docker version/.test(kind))
+  if (/^Engine API|^GET \/(services|tasks)/.test(kind))
+    return 'Engine API: connection and the snapshot before the deploy';
+  if (/pre-flight|placement|registry|docker (version|--version)|^GET /.test(kind))
     return 'host checks (docker version, configs, MTU, registry)';
   return 'other remote commands';
 }
@@ -445,6 +447,7 @@ export const OWN_PARTS = [
   '`docker stack deploy --detach=true`',
   'gate (`Gate: watching` → its closing line)',
   'other remote commands',
+  'parts that ran at the same time (counted once: minus their overlap)',
   'local work between the remote commands, and exit',
 ] as const;
 
@@ -466,6 +469,8 @@ export function ownTime(t: Timed, stack: string): Record<string, number> | null 
   );
   for (const part of new Set(outside.map((c) => partOf(c.kind))))
     out[part] = unionMs(outside.filter((c) => partOf(c.kind) === part));
+  const overlap = OWN_PARTS[OWN_PARTS.length - 2];
+  out[overlap] = unionMs(outside) - OWN_PARTS.slice(1, -2).reduce((a, p) => a + (p === OWN_PARTS[7] ? 0 : out[p]), 0);
   const counted = OWN_PARTS.slice(0, -1).reduce((a, p) => a + out[p], 0);
   out[OWN_PARTS[OWN_PARTS.length - 1]] = t.ms - counted;
   return out;

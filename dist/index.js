@@ -62797,6 +62797,7 @@ const core = __importStar(__nccwpck_require__(7484));
 const github = __importStar(__nccwpck_require__(3228));
 const crypto = __importStar(__nccwpck_require__(6982));
 const semver = __importStar(__nccwpck_require__(2088));
+const engine_facts_1 = __nccwpck_require__(1628);
 const shell_1 = __nccwpck_require__(6988);
 const layer_1 = __nccwpck_require__(8870);
 const lock_1 = __nccwpck_require__(9188);
@@ -62815,21 +62816,30 @@ function jobContext() {
         runUrl,
     };
 }
-const DOCKER_FACTS = `docker version --format '{{.Client.Version}}' && ` +
-    `docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.ServerVersion}}' && ` +
-    `printf '%s\\n' "$HOME"`;
-/** Checks Docker answers and the host is a Swarm manager; returns the client's version and the user's home. */
+/** The CLI's own version (no daemon asked) and the user's home. */
+const CLIENT_FACTS = `docker --version && printf '%s\\n' "$HOME"`;
+/**
+ * Checks Docker answers and the host is a Swarm manager; returns the client's version and the user's
+ * home. The engine is asked over the Engine API connection the gate polls over, which opens now, while
+ * the shell asks the CLI for its version.
+ */
 async function checkDocker(remote) {
-    const info = await remote.sh(DOCKER_FACTS, { retry: true });
-    if (info.code !== 0)
-        throw new Error(`Docker does not answer on ${remote.where}: ${(info.stderr || info.stdout).trim()} ` +
-            '(is the user in the docker group?)');
-    const [client, swarm, home] = info.stdout.trim().split('\n');
-    const [swarmState, manager, server] = (swarm ?? '').split(' ');
-    if (swarmState !== 'active' || manager !== 'true')
-        throw new Error(`${remote.where} is not a Swarm manager (swarm state "${swarmState}", manager ${manager}). ` +
+    const [cli, info] = await Promise.all([
+        remote.sh(CLIENT_FACTS, { retry: true }),
+        (0, engine_facts_1.readInfo)(remote.engine()).catch((e) => e),
+    ]);
+    const noAnswer = (why) => new Error(`Docker does not answer on ${remote.where}: ${why.trim()} (is the user in the docker group?)`);
+    if (cli.code !== 0)
+        throw noAnswer(cli.stderr || cli.stdout);
+    if (info instanceof Error)
+        throw noAnswer(info.message);
+    const [cliLine = '', home = ''] = cli.stdout.trim().split('\n');
+    // "Docker version 28.2.2, build e6534b4"
+    const client = /version\s+([^\s,]+)/i.exec(cliLine)?.[1] ?? cliLine.trim();
+    if (info.swarmState !== 'active' || !info.manager)
+        throw new Error(`${remote.where} is not a Swarm manager (swarm state "${info.swarmState}", manager ${info.manager}). ` +
             'Run `docker swarm init` there first.');
-    core.info(`Host Docker: client ${client}, engine ${server}, Swarm manager.`);
+    core.info(`Host Docker: client ${client}, engine ${info.version}, Swarm manager.`);
     return { client, home };
 }
 /** Takes the lock of every stack of the run; returns what releases them. */
@@ -63843,6 +63853,83 @@ function firstLine(stream) {
         stream.on('readable', onReadable);
         stream.on('close', onClose);
     });
+}
+
+
+/***/ }),
+
+/***/ 1628:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+"use strict";
+
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.readInfo = readInfo;
+exports.readApiNodes = readApiNodes;
+exports.readConfigHashes = readConfigHashes;
+const crypto = __importStar(__nccwpck_require__(6982));
+/**
+ * The swarm's facts the pre-flight reads once, over the Engine API connection the gate polls over: a
+ * docker CLI on the host costs a process and 0.1–0.5 s each (`docker info` the most), a request a few ms.
+ */
+const BOUND_MS = 15_000;
+async function readInfo(engine, timeoutMs = BOUND_MS) {
+    const i = (await engine.get('/info', timeoutMs));
+    return {
+        version: i.ServerVersion ?? '',
+        swarmState: i.Swarm?.LocalNodeState ?? '',
+        manager: i.Swarm?.ControlAvailable === true,
+        nodeId: i.Swarm?.NodeID ?? '',
+    };
+}
+/** Every node of the swarm as `docker node inspect` prints it (only a manager can answer). */
+async function readApiNodes(engine, timeoutMs = BOUND_MS) {
+    return (await engine.get('/nodes', timeoutMs));
+}
+/** Name → sha256 of the content of the Swarm configs on the host. */
+async function readConfigHashes(engine, timeoutMs = BOUND_MS) {
+    const configs = (await engine.get('/configs', timeoutMs));
+    const out = {};
+    for (const c of configs) {
+        if (!c.Spec?.Name)
+            continue;
+        const data = Buffer.from(c.Spec.Data ?? '', 'base64');
+        out[c.Spec.Name] = crypto.createHash('sha256').update(data).digest('hex');
+    }
+    return out;
 }
 
 
@@ -65341,6 +65428,7 @@ const core = __importStar(__nccwpck_require__(7484));
 const shell_1 = __nccwpck_require__(6988);
 const mask_1 = __nccwpck_require__(5235);
 const placement_1 = __nccwpck_require__(252);
+const engine_facts_1 = __nccwpck_require__(1628);
 /** One failed task and what Swarm said; given the swarm's nodes (more than one), where it ran. */
 function describeTask(t, nodes) {
     const exit = t.exitCode !== null && t.exitCode !== undefined && t.exitCode !== 0 ? `, exit ${t.exitCode}` : '';
@@ -65362,13 +65450,7 @@ function nodesNotTakingTasks(nodes) {
 /** Every node of the swarm, for explaining a failure; none when they cannot be read (a worker, a lost connection). */
 async function readNodes(remote) {
     // Only to explain a failure: a wedged engine must not hold the verdict up for long.
-    const res = await remote.sh(placement_1.NODES_SCRIPT, { retry: true, silent: true, timeoutMs: 10_000 }).catch(() => undefined);
-    try {
-        return res?.code === 0 ? (0, placement_1.parseNodes)(res.stdout) : [];
-    }
-    catch {
-        return [];
-    }
+    return (0, engine_facts_1.readApiNodes)(remote.engine(), 10_000).then(placement_1.parseNodes, () => []);
 }
 // A task that never got a container has no logs to show.
 const NEVER_STARTED = new Set(['new', 'pending', 'assigned', 'accepted']);
@@ -66498,38 +66580,26 @@ exports.StackLoader = StackLoader;
 "use strict";
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
-exports.NODES_SCRIPT = void 0;
-exports.selfNodeId = selfNodeId;
 exports.parseNodes = parseNodes;
 exports.meets = meets;
 exports.placementFindings = placementFindings;
 exports.bindMountFindings = bindMountFindings;
 const compose_1 = __nccwpck_require__(668);
-/** One remote command: every node of the swarm, one JSON object a line, then `self <id>` of the node answering. */
-exports.NODES_SCRIPT = "docker node inspect --format '{{json .}}' $(docker node ls -q) && docker info --format 'self {{.Swarm.NodeID}}'";
-/** The id of the manager the action talks to (the `self` line of NODES_SCRIPT). */
-function selfNodeId(stdout) {
-    return /^self (\S+)$/m.exec(stdout)?.[1] ?? '';
-}
-function parseNodes(stdout) {
-    return stdout
-        .split('\n')
-        .filter((l) => l.trim().startsWith('{'))
-        .map((l) => {
-        const n = JSON.parse(l);
-        return {
-            id: String(n.ID ?? ''),
-            hostname: String(n.Description?.Hostname ?? ''),
-            role: String(n.Spec?.Role ?? ''),
-            labels: n.Spec?.Labels ?? {},
-            engineLabels: n.Description?.Engine?.Labels ?? {},
-            os: String(n.Description?.Platform?.OS ?? ''),
-            arch: String(n.Description?.Platform?.Architecture ?? ''),
-            schedulable: n.Status?.State === 'ready' && (n.Spec?.Availability ?? 'active') === 'active',
-            state: String(n.Status?.State ?? ''),
-            availability: String(n.Spec?.Availability ?? 'active'),
-        };
-    });
+/** The nodes as the Engine API gives them (`GET /nodes`, what `docker node inspect` prints). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function parseNodes(apiNodes) {
+    return apiNodes.map((n) => ({
+        id: String(n.ID ?? ''),
+        hostname: String(n.Description?.Hostname ?? ''),
+        role: String(n.Spec?.Role ?? ''),
+        labels: n.Spec?.Labels ?? {},
+        engineLabels: n.Description?.Engine?.Labels ?? {},
+        os: String(n.Description?.Platform?.OS ?? ''),
+        arch: String(n.Description?.Platform?.Architecture ?? ''),
+        schedulable: n.Status?.State === 'ready' && (n.Spec?.Availability ?? 'active') === 'active',
+        state: String(n.Status?.State ?? ''),
+        availability: String(n.Spec?.Availability ?? 'active'),
+    }));
 }
 const CONSTRAINT = /^\s*([^=!\s]+)\s*(==|!=)\s*(.*?)\s*$/;
 /** The value a constraint key reads on a node (undefined: the node has no such attribute). */
@@ -66945,13 +67015,12 @@ exports.connectedChecks = connectedChecks;
  * those that need the swarm's facts (its configs, nodes and interface MTU) once connected.
  */
 const core = __importStar(__nccwpck_require__(7484));
-const crypto = __importStar(__nccwpck_require__(6982));
 const checks_1 = __nccwpck_require__(2369);
 const errors_1 = __nccwpck_require__(3916);
+const engine_facts_1 = __nccwpck_require__(1628);
 const hostmtu_1 = __nccwpck_require__(9841);
 const model_1 = __nccwpck_require__(182);
 const placement_1 = __nccwpck_require__(252);
-const remote_1 = __nccwpck_require__(6473);
 function runChecks(inputs, env, loader) {
     const stacks = [];
     const findings = [];
@@ -67001,19 +67070,25 @@ function runChecks(inputs, env, loader) {
  * host's interface. Returns the node count.
  */
 async function connectedChecks(remote, prepared, inputs) {
-    const existing = await existingConfigs(remote);
-    const res = await remote.sh(placement_1.NODES_SCRIPT, { retry: true, silent: true });
-    if (res.code !== 0)
-        throw new Error(`Cannot list the swarm's nodes on ${remote.where}: ${res.stderr.trim()}`);
-    const nodes = (0, placement_1.parseNodes)(res.stdout);
     const skipped = (rule) => inputs.skipChecks.some((r) => r === 'all' || r === rule);
+    const engine = remote.engine();
+    // Requests over the Engine API connection while the host's shell reads the interface MTU.
+    const [existing, apiNodes, info, mtu] = await Promise.all([
+        (0, engine_facts_1.readConfigHashes)(engine),
+        (0, engine_facts_1.readApiNodes)(engine),
+        (0, engine_facts_1.readInfo)(engine),
+        skipped('overlay-mtu') ? undefined : (0, hostmtu_1.readHostMtu)(remote),
+    ]).catch((e) => {
+        throw new Error(`Cannot read the swarm's configs and nodes on ${remote.where}: ${e.message}`);
+    });
+    const nodes = (0, placement_1.parseNodes)(apiNodes);
     const late = prepared.flatMap((p) => (0, checks_1.runRules)(p, { skip: inputs.skipChecks, existingObjects: existing }, ['immutable-object']));
     if (!skipped('placement'))
         late.push(...prepared.flatMap((p) => (0, placement_1.placementFindings)(p, Object.values(p.services), nodes)));
-    if (!skipped('overlay-mtu'))
-        late.push(...(await hostMtuCheck(remote, prepared, nodes.length)));
+    if (mtu)
+        late.push(...hostMtuCheck(mtu, prepared, nodes.length));
     if (!skipped('bind-mount-node')) {
-        const warnings = prepared.flatMap((p) => (0, placement_1.bindMountFindings)(p, Object.values(p.services), nodes, (0, placement_1.selfNodeId)(res.stdout)));
+        const warnings = prepared.flatMap((p) => (0, placement_1.bindMountFindings)(p, Object.values(p.services), nodes, info.nodeId));
         if (warnings.length)
             (0, checks_1.reportFindings)(warnings);
     }
@@ -67030,29 +67105,12 @@ async function connectedChecks(remote, prepared, inputs) {
  * overlay-mtu with the host's facts: the MTU of the interface carrying the manager's Swarm node
  * address. A loopback address (a one-machine swarm advertised on 127.0.0.1) decides nothing.
  */
-async function hostMtuCheck(remote, models, nodes) {
-    const h = await (0, hostmtu_1.readHostMtu)(remote);
+function hostMtuCheck(h, models, nodes) {
     core.info((0, hostmtu_1.describeHostMtu)(h, nodes));
     const { findings, notice } = (0, hostmtu_1.hostMtuVerdict)(h, models.flatMap((m) => (0, checks_1.overlayNetworks)(m)));
     if (notice)
         core.notice(notice, { title: 'overlay-mtu' });
     return findings;
-}
-/** Name → sha256 of the content of the Swarm configs on the host. */
-async function existingConfigs(remote) {
-    const res = await remote.sh(`ids=$(docker config ls -q) && [ -n "$ids" ] && ` +
-        `${(0, remote_1.shellJoin)(['docker', 'config', 'inspect', '--format', '{{json .Spec.Name}} {{json .Spec.Data}}'])} $ids; true`, { retry: true, silent: true });
-    const out = {};
-    for (const line of res.stdout.split('\n')) {
-        const m = /^(".*?") (".*")$/.exec(line.trim());
-        if (!m)
-            continue;
-        out[JSON.parse(m[1])] = crypto
-            .createHash('sha256')
-            .update(Buffer.from(JSON.parse(m[2]), 'base64'))
-            .digest('hex');
-    }
-    return out;
 }
 
 

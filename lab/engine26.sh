@@ -213,7 +213,7 @@ MaxStartups 100
 MaxSessions 100
 X11Forwarding no
 PrintMotd no
-SetEnv DOCKER_HOST=unix://$SOCK PATH=$RUN/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+SetEnv SHLVL=1 DOCKER_HOST=unix://$SOCK PATH=$RUN/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 Subsystem sftp internal-sftp
 EOF
   if sshd_ok && pid_alive "$RUN/sshd.pid" sshd; then return 0; fi

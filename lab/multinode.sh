@@ -209,8 +209,8 @@ MaxStartups 100
 MaxSessions 100
 X11Forwarding no
 PrintMotd no
-# The session's docker is the manager's engine.
-SetEnv DOCKER_HOST=unix://$(sock_of manager)
+# The session's docker is the manager's engine; SHLVL=1: bash skips ~/.bashrc (lab/lab.sh).
+SetEnv SHLVL=1 DOCKER_HOST=unix://$(sock_of manager)
 Subsystem sftp internal-sftp
 EOF
   nssh_ok && return 0

@@ -2,7 +2,8 @@ import * as core from '@actions/core';
 import * as github from '@actions/github';
 import * as crypto from 'crypto';
 import * as semver from 'semver';
-import { Shell, shellJoin } from './host/shell';
+import { readInfo } from './host/engine-facts';
+import { Host, Shell, shellJoin } from './host/shell';
 import { Inputs } from './inputs';
 import { RunContext, lockDirFor } from './layer';
 import { lockStacks, lockTracker } from './lock';
@@ -23,27 +24,32 @@ export function jobContext() {
   };
 }
 
-const DOCKER_FACTS =
-  `docker version --format '{{.Client.Version}}' && ` +
-  `docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.ServerVersion}}' && ` +
-  `printf '%s\\n' "$HOME"`;
+/** The CLI's own version (no daemon asked) and the user's home. */
+const CLIENT_FACTS = `docker --version && printf '%s\\n' "$HOME"`;
 
-/** Checks Docker answers and the host is a Swarm manager; returns the client's version and the user's home. */
-async function checkDocker(remote: Shell): Promise<{ client: string; home: string }> {
-  const info = await remote.sh(DOCKER_FACTS, { retry: true });
-  if (info.code !== 0)
+/**
+ * Checks Docker answers and the host is a Swarm manager; returns the client's version and the user's
+ * home. The engine is asked over the Engine API connection the gate polls over, which opens now, while
+ * the shell asks the CLI for its version.
+ */
+async function checkDocker(remote: Host): Promise<{ client: string; home: string }> {
+  const [cli, info] = await Promise.all([
+    remote.sh(CLIENT_FACTS, { retry: true }),
+    readInfo(remote.engine()).catch((e: Error) => e),
+  ]);
+  const noAnswer = (why: string) =>
+    new Error(`Docker does not answer on ${remote.where}: ${why.trim()} (is the user in the docker group?)`);
+  if (cli.code !== 0) throw noAnswer(cli.stderr || cli.stdout);
+  if (info instanceof Error) throw noAnswer(info.message);
+  const [cliLine = '', home = ''] = cli.stdout.trim().split('\n');
+  // "Docker version 28.2.2, build e6534b4"
+  const client = /version\s+([^\s,]+)/i.exec(cliLine)?.[1] ?? cliLine.trim();
+  if (info.swarmState !== 'active' || !info.manager)
     throw new Error(
-      `Docker does not answer on ${remote.where}: ${(info.stderr || info.stdout).trim()} ` +
-        '(is the user in the docker group?)',
-    );
-  const [client, swarm, home] = info.stdout.trim().split('\n');
-  const [swarmState, manager, server] = (swarm ?? '').split(' ');
-  if (swarmState !== 'active' || manager !== 'true')
-    throw new Error(
-      `${remote.where} is not a Swarm manager (swarm state "${swarmState}", manager ${manager}). ` +
+      `${remote.where} is not a Swarm manager (swarm state "${info.swarmState}", manager ${info.manager}). ` +
         'Run `docker swarm init` there first.',
     );
-  core.info(`Host Docker: client ${client}, engine ${server}, Swarm manager.`);
+  core.info(`Host Docker: client ${client}, engine ${info.version}, Swarm manager.`);
   return { client, home };
 }
 

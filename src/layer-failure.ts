@@ -1,8 +1,9 @@
 import * as core from '@actions/core';
 import type { ServiceGate } from './gate';
-import { Shell, shellJoin } from './host/shell';
+import { Host, Shell, shellJoin } from './host/shell';
 import { redact } from './mask';
-import { NODES_SCRIPT, NodeFacts, parseNodes } from './placement';
+import { NodeFacts, parseNodes } from './placement';
+import { readApiNodes } from './host/engine-facts';
 import type { TaskState } from './swarm';
 
 /** One failed task and what Swarm said; given the swarm's nodes (more than one), where it ran. */
@@ -27,14 +28,9 @@ export function nodesNotTakingTasks(nodes: NodeFacts[]): string {
 }
 
 /** Every node of the swarm, for explaining a failure; none when they cannot be read (a worker, a lost connection). */
-async function readNodes(remote: Shell): Promise<NodeFacts[]> {
+async function readNodes(remote: Host): Promise<NodeFacts[]> {
   // Only to explain a failure: a wedged engine must not hold the verdict up for long.
-  const res = await remote.sh(NODES_SCRIPT, { retry: true, silent: true, timeoutMs: 10_000 }).catch(() => undefined);
-  try {
-    return res?.code === 0 ? parseNodes(res.stdout) : [];
-  } catch {
-    return [];
-  }
+  return readApiNodes(remote.engine(), 10_000).then(parseNodes, () => []);
 }
 
 // A task that never got a container has no logs to show.
@@ -66,7 +62,7 @@ async function explainService(remote: Shell, g: ServiceGate, nodes?: Map<string,
  * Explains every service the gate failed, each logged as an error. Services Swarm is still rolling
  * back failed too: they are explained with the others.
  */
-export async function explainGateFailure(remote: Shell, gates: ServiceGate[]): Promise<string[]> {
+export async function explainGateFailure(remote: Host, gates: ServiceGate[]): Promise<string[]> {
   const parts: string[] = [];
   const nodeList = await readNodes(remote);
   // On one node, where a task ran says nothing.

@@ -17,34 +17,21 @@ export interface NodeFacts {
   availability?: string;
 }
 
-/** One remote command: every node of the swarm, one JSON object a line, then `self <id>` of the node answering. */
-export const NODES_SCRIPT =
-  "docker node inspect --format '{{json .}}' $(docker node ls -q) && docker info --format 'self {{.Swarm.NodeID}}'";
-
-/** The id of the manager the action talks to (the `self` line of NODES_SCRIPT). */
-export function selfNodeId(stdout: string): string {
-  return /^self (\S+)$/m.exec(stdout)?.[1] ?? '';
-}
-
-export function parseNodes(stdout: string): NodeFacts[] {
-  return stdout
-    .split('\n')
-    .filter((l) => l.trim().startsWith('{'))
-    .map((l) => {
-      const n = JSON.parse(l);
-      return {
-        id: String(n.ID ?? ''),
-        hostname: String(n.Description?.Hostname ?? ''),
-        role: String(n.Spec?.Role ?? ''),
-        labels: n.Spec?.Labels ?? {},
-        engineLabels: n.Description?.Engine?.Labels ?? {},
-        os: String(n.Description?.Platform?.OS ?? ''),
-        arch: String(n.Description?.Platform?.Architecture ?? ''),
-        schedulable: n.Status?.State === 'ready' && (n.Spec?.Availability ?? 'active') === 'active',
-        state: String(n.Status?.State ?? ''),
-        availability: String(n.Spec?.Availability ?? 'active'),
-      };
-    });
+/** The nodes as the Engine API gives them (`GET /nodes`, what `docker node inspect` prints). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function parseNodes(apiNodes: any[]): NodeFacts[] {
+  return apiNodes.map((n) => ({
+    id: String(n.ID ?? ''),
+    hostname: String(n.Description?.Hostname ?? ''),
+    role: String(n.Spec?.Role ?? ''),
+    labels: n.Spec?.Labels ?? {},
+    engineLabels: n.Description?.Engine?.Labels ?? {},
+    os: String(n.Description?.Platform?.OS ?? ''),
+    arch: String(n.Description?.Platform?.Architecture ?? ''),
+    schedulable: n.Status?.State === 'ready' && (n.Spec?.Availability ?? 'active') === 'active',
+    state: String(n.Status?.State ?? ''),
+    availability: String(n.Spec?.Availability ?? 'active'),
+  }));
 }
 
 const CONSTRAINT = /^\s*([^=!\s]+)\s*(==|!=)\s*(.*?)\s*$/;

@@ -3,14 +3,14 @@
  * those that need the swarm's facts (its configs, nodes and interface MTU) once connected.
  */
 import * as core from '@actions/core';
-import * as crypto from 'crypto';
 import { Finding, overlayNetworks, reportFindings, runRules, traefikProviderNetworks } from './checks';
 import { ComposeFileError, InputError } from './errors';
-import { describeHostMtu, hostMtuVerdict, readHostMtu } from './hostmtu';
+import { readApiNodes, readConfigHashes, readInfo } from './host/engine-facts';
+import type { Host } from './host/shell';
+import { HostMtu, describeHostMtu, hostMtuVerdict, readHostMtu } from './hostmtu';
 import { Inputs } from './inputs';
 import { StackLoader, StackModel, StackSource, buildModel } from './model';
-import { NODES_SCRIPT, bindMountFindings, parseNodes, placementFindings, selfNodeId } from './placement';
-import { Remote, shellJoin } from './remote';
+import { bindMountFindings, parseNodes, placementFindings } from './placement';
 import { PreparedStack } from './stack';
 
 export function runChecks(
@@ -67,22 +67,27 @@ export function runChecks(
  * unchanged name (Swarm configs are immutable), placement against the nodes, overlay MTU against the
  * host's interface. Returns the node count.
  */
-export async function connectedChecks(remote: Remote, prepared: PreparedStack[], inputs: Inputs): Promise<number> {
-  const existing = await existingConfigs(remote);
-  const res = await remote.sh(NODES_SCRIPT, { retry: true, silent: true });
-  if (res.code !== 0) throw new Error(`Cannot list the swarm's nodes on ${remote.where}: ${res.stderr.trim()}`);
-  const nodes = parseNodes(res.stdout);
+export async function connectedChecks(remote: Host, prepared: PreparedStack[], inputs: Inputs): Promise<number> {
   const skipped = (rule: string) => inputs.skipChecks.some((r) => r === 'all' || r === rule);
+  const engine = remote.engine();
+  // Requests over the Engine API connection while the host's shell reads the interface MTU.
+  const [existing, apiNodes, info, mtu] = await Promise.all([
+    readConfigHashes(engine),
+    readApiNodes(engine),
+    readInfo(engine),
+    skipped('overlay-mtu') ? undefined : readHostMtu(remote),
+  ]).catch((e: Error) => {
+    throw new Error(`Cannot read the swarm's configs and nodes on ${remote.where}: ${e.message}`);
+  });
+  const nodes = parseNodes(apiNodes);
   const late = prepared.flatMap((p) =>
     runRules(p, { skip: inputs.skipChecks, existingObjects: existing }, ['immutable-object']),
   );
   if (!skipped('placement'))
     late.push(...prepared.flatMap((p) => placementFindings(p, Object.values(p.services), nodes)));
-  if (!skipped('overlay-mtu')) late.push(...(await hostMtuCheck(remote, prepared, nodes.length)));
+  if (mtu) late.push(...hostMtuCheck(mtu, prepared, nodes.length));
   if (!skipped('bind-mount-node')) {
-    const warnings = prepared.flatMap((p) =>
-      bindMountFindings(p, Object.values(p.services), nodes, selfNodeId(res.stdout)),
-    );
+    const warnings = prepared.flatMap((p) => bindMountFindings(p, Object.values(p.services), nodes, info.nodeId));
     if (warnings.length) reportFindings(warnings);
   }
   if (late.length) {
@@ -101,8 +106,7 @@ export async function connectedChecks(remote: Remote, prepared: PreparedStack[],
  * overlay-mtu with the host's facts: the MTU of the interface carrying the manager's Swarm node
  * address. A loopback address (a one-machine swarm advertised on 127.0.0.1) decides nothing.
  */
-async function hostMtuCheck(remote: Remote, models: StackModel[], nodes: number): Promise<Finding[]> {
-  const h = await readHostMtu(remote);
+function hostMtuCheck(h: HostMtu, models: StackModel[], nodes: number): Finding[] {
   core.info(describeHostMtu(h, nodes));
   const { findings, notice } = hostMtuVerdict(
     h,
@@ -110,23 +114,4 @@ async function hostMtuCheck(remote: Remote, models: StackModel[], nodes: number)
   );
   if (notice) core.notice(notice, { title: 'overlay-mtu' });
   return findings;
-}
-
-/** Name → sha256 of the content of the Swarm configs on the host. */
-async function existingConfigs(remote: Remote): Promise<Record<string, string>> {
-  const res = await remote.sh(
-    `ids=$(docker config ls -q) && [ -n "$ids" ] && ` +
-      `${shellJoin(['docker', 'config', 'inspect', '--format', '{{json .Spec.Name}} {{json .Spec.Data}}'])} $ids; true`,
-    { retry: true, silent: true },
-  );
-  const out: Record<string, string> = {};
-  for (const line of res.stdout.split('\n')) {
-    const m = /^(".*?") (".*")$/.exec(line.trim());
-    if (!m) continue;
-    out[JSON.parse(m[1])] = crypto
-      .createHash('sha256')
-      .update(Buffer.from(JSON.parse(m[2]), 'base64'))
-      .digest('hex');
-  }
-  return out;
 }

@@ -300,9 +300,11 @@ async function withLowMtuHost(
       .readFileSync(path.join(path.dirname(lab.sshKeyFile), 'sshd_config'), 'utf8')
       .replace(/^Port .*$/m, `Port ${port}`)
       .replace(/^PidFile .*$/m, `PidFile ${pidFile}`);
+    // sshd takes the first SetEnv line only: the lab's variables and this PATH on one.
+    const labEnv = /^SetEnv (.*)$/m.exec(config)?.[1] ?? '';
     fs.writeFileSync(
       path.join(tmp, 'sshd_config'),
-      `${config}SetEnv PATH=${tmp}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n`,
+      `${config.replace(/^SetEnv .*\n/gm, '')}SetEnv ${labEnv} PATH=${tmp}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n`,
     );
     const started = await run('/usr/sbin/sshd', [
       '-f',

@@ -138,6 +138,8 @@ export class OwnSshd {
         'MaxSessions 100',
         'X11Forwarding no',
         'PrintMotd no',
+        // bash skips ~/.bashrc (lab/lab.sh says why).
+        'SetEnv SHLVL=1',
         `ForceCommand ${path.join(this.dir, 'wrap.sh')}`,
         '',
       ].join('\n'),

@@ -25,21 +25,18 @@ test("meets: Swarm's operators and attributes; values compare without case; a mi
   assert.equal(meets('node.id == w2', B), true);
 });
 
-test('parseNodes: one JSON object a line from docker node inspect; drained or down nodes are not schedulable', () => {
-  const line = (id: string, state: string, availability: string, labels: Record<string, string>) =>
-    JSON.stringify({
-      ID: id,
-      Spec: { Role: 'worker', Availability: availability, Labels: labels },
-      Description: { Hostname: id, Platform: { OS: 'linux', Architecture: 'x86_64' }, Engine: { Labels: {} } },
-      Status: { State: state },
-    });
-  const nodes = parseNodes(
-    [
-      line('a', 'ready', 'active', { zone: 'a' }),
-      line('b', 'ready', 'drain', {}),
-      line('c', 'down', 'active', {}),
-    ].join('\n'),
-  );
+test("parseNodes: the Engine API's nodes; drained or down nodes are not schedulable", () => {
+  const apiNode = (id: string, state: string, availability: string, labels: Record<string, string>) => ({
+    ID: id,
+    Spec: { Role: 'worker', Availability: availability, Labels: labels },
+    Description: { Hostname: id, Platform: { OS: 'linux', Architecture: 'x86_64' }, Engine: { Labels: {} } },
+    Status: { State: state },
+  });
+  const nodes = parseNodes([
+    apiNode('a', 'ready', 'active', { zone: 'a' }),
+    apiNode('b', 'ready', 'drain', {}),
+    apiNode('c', 'down', 'active', {}),
+  ]);
   assert.deepEqual(
     nodes.map((n) => [n.id, n.schedulable]),
     [
