@@ -70,11 +70,19 @@ phase() {
     unset "running[$done_pid]"
   done
 }
+stacks() { docker stack ls --format '{{.Name}}' 2>/dev/null | sort; }
+stacks_before=$(stacks)
 echo "== tests: unit and lab, $jobs files at a time (real dockerd, registry and sshd)"
 phase "$jobs" "${queue[@]}"
 echo "== load tests and engine faults, one file at a time"
 last=()
 for n in "${exclusive[@]}"; do last+=("__tests__/lab/$n.test.ts"); done
 phase 1 "${last[@]}"
+# A stack a file leaves running keeps its healthchecks busy for every file after it.
+left=$(comm -13 <(echo "$stacks_before") <(stacks) | tr '\n' ' ')
+if [ -n "$left" ]; then
+  echo "not ok - stacks left on the lab's swarm by a test file: $left"
+  fail=$((fail + 1)) status=1
+fi
 echo "tests: $pass passed, $fail failed"
 exit "$status"
