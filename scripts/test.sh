@@ -9,17 +9,18 @@ npm run --silent lint
 
 # Lab test files keep to their own stacks, image prefix, remote-dir, sshd and registry instances,
 # so several run at once (TEST_JOBS, default 2), the longest first; each file's output is printed
-# whole when it ends. Two files always run alone, last: the load tests (60 tasks at once, rounds of
-# concurrent deploys) and the engine faults, which stop or freeze the shared dockerd.
+# whole when it ends. Two files always run alone among the lab files, last: the load tests (60 tasks at
+# once, rounds of concurrent deploys) and the engine faults, which stop or freeze the shared dockerd.
 jobs=${TEST_JOBS:-2}
-# "unit" is every unit test file as one job (about 2 minutes, CPU-bound): placed by its length, so
-# that it overlaps the lab files' waits on Swarm instead of running alone at the end.
+# "unit" is every unit test file as one job (about 2 minutes, CPU-bound). None of them uses an engine:
+# with more than one lane it runs beside the files that run alone, else in its place by length.
 longest_first=(multinode rollback deploy reliability reliability-input workflows-chain engine26
   unit timing preview secrets trust files preflight layouts verify hooks lab-infra remote)
 exclusive=(reliability-load engine-faults)
+UNIT="__tests__/unit/*.test.ts"
 queue=()
 for f in "${longest_first[@]}"; do
-  if [ "$f" = unit ]; then queue+=("__tests__/unit/*.test.ts"); else queue+=("__tests__/lab/$f.test.ts"); fi
+  if [ "$f" != unit ]; then queue+=("__tests__/lab/$f.test.ts"); elif [ "$jobs" = 1 ]; then queue+=("$UNIT"); fi
 done
 for f in __tests__/lab/*.test.ts; do
   n=$(basename "$f" .test.ts)
@@ -41,6 +42,7 @@ start() {
       --test-reporter=tap --test-reporter-destination="$out/$id.tap" $1
     echo $? > "$out/$id.rc"
   ) &
+  last_pid=$!
   running[$!]="$id $1"
 }
 finish() {
@@ -74,10 +76,25 @@ stacks() { docker stack ls --format '{{.Name}}' 2>/dev/null | sort; }
 stacks_before=$(stacks)
 echo "== tests: unit and lab, $jobs files at a time (real dockerd, registry and sshd)"
 phase "$jobs" "${queue[@]}"
-echo "== load tests and engine faults, one file at a time"
-last=()
-for n in "${exclusive[@]}"; do last+=("__tests__/lab/$n.test.ts"); done
-phase 1 "${last[@]}"
+echo "== load tests and engine faults, one file at a time$([ "$jobs" = 1 ] || echo '; the unit tests beside them')"
+t0=$(date +%s)
+unit_pid=
+if [ "$jobs" != 1 ]; then
+  start "$UNIT"
+  unit_pid=$last_pid
+fi
+for n in "${exclusive[@]}"; do
+  start "__tests__/lab/$n.test.ts"
+  pid=$last_pid
+  wait "$pid" || true
+  finish "${running[$pid]}" "$t0"
+  unset "running[$pid]"
+done
+if [ -n "$unit_pid" ]; then
+  wait "$unit_pid" || true
+  finish "${running[$unit_pid]}" "$t0"
+  unset "running[$unit_pid]"
+fi
 # A stack a file leaves running keeps its healthchecks busy for every file after it.
 left=$(comm -13 <(echo "$stacks_before") <(stacks) | tr '\n' ' ')
 if [ -n "$left" ]; then
