@@ -55,21 +55,58 @@ export interface Release {
   deploy: ActionRun;
 }
 
-/** Copies the example with `changes`, builds and pushes it, drops the local images, and deploys it. */
+/** Copies the example with `changes`, builds and pushes it, and drops the local images. */
+async function build(
+  lab: LabEnv,
+  inputs: Record<string, string>,
+  version: string,
+  changes: Record<string, ServiceChange>,
+): Promise<ActionRun> {
+  const dir = copyExample(changes);
+  try {
+    const r = await runAction({ inputs: { ...inputs, command: 'build' }, cwd: dir });
+    if (r.code !== 0) throw new Error(`build ${version} failed:\n${r.maskedLog.slice(-3000)}`);
+    await removeLocalImages(inputs['image-prefix'], Object.keys(changes).concat(['web', 'api']), lab);
+    return r;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Builds releases one after another in the background, while the file deploys: `release` given the
+ * returned builds awaits its own instead of building.
+ */
+export function buildAhead(
+  lab: LabEnv,
+  inputs: Record<string, string>,
+  releases: [string, Record<string, ServiceChange>][],
+): Map<string, Promise<ActionRun>> {
+  const builds = new Map<string, Promise<ActionRun>>();
+  let chain: Promise<unknown> = Promise.resolve();
+  for (const [version, changes] of releases) {
+    const b = chain.then(() => build(lab, inputs, version, changes));
+    b.catch(() => {}); // awaited by the release that deploys it
+    builds.set(version, b);
+    chain = b.catch(() => {});
+  }
+  return builds;
+}
+
+/** Builds (or awaits the build ahead of) the example with `changes`, then deploys it. */
 export async function release(
   lab: LabEnv,
   inputs: Record<string, string>,
   version: string,
   changes: Record<string, ServiceChange>,
   extra: Record<string, string> = {},
+  builds?: Map<string, Promise<ActionRun>>,
 ): Promise<Release> {
+  const built = await (builds?.get(version) ?? build(lab, inputs, version, changes));
   const dir = copyExample(changes);
   try {
-    const build = await runAction({ inputs: { ...inputs, command: 'build' }, cwd: dir });
-    if (build.code !== 0) throw new Error(`build ${version} failed:\n${build.maskedLog.slice(-3000)}`);
-    await removeLocalImages(inputs['image-prefix'], Object.keys(changes).concat(['web', 'api']), lab);
     const deploy = await runAction({ inputs: { ...inputs, command: 'deploy', release: version, ...extra }, cwd: dir });
-    return { dir, build, deploy };
+    return { dir, build: built, deploy };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

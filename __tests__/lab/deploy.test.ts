@@ -2,14 +2,15 @@
 // driven through dist/index.js like the runner does, against the real lab.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { runAction } from '../helpers/action';
-import { LabEnv, copyExample, docker, dockerOk, requireLab, uniqueName, waitFor } from '../helpers/lab';
+import { ActionRun, runAction } from '../helpers/action';
+import { LabEnv, ServiceChange, copyExample, docker, dockerOk, requireLab, uniqueName, waitFor } from '../helpers/lab';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
   APP,
   INFRA,
   baseInputs,
+  buildAhead,
   onHost,
   release,
   resetExample,
@@ -22,6 +23,17 @@ let lab: LabEnv;
 let inputs: Record<string, string>;
 const remoteDir = `.deploy-action-test-${uniqueName('deploy')}`;
 const PASSWORD = `pw-${uniqueName('secret')}-never-printed`;
+// The releases of this file, built one after another in the background while the tests deploy.
+const RELEASES: [string, Record<string, ServiceChange>][] = [
+  ['1.0.0', {}],
+  ['1.1.0', { web: { version: '1.1.0' } }],
+  ['1.2.0', { web: { version: '1.2.0', mode: 'crash' } }],
+  ['1.2.1', { web: { version: '1.2.1', mode: 'unhealthy' } }],
+  ['1.3.0', { web: { version: '1.3.0', mode: 'crash-later 16' as never } }],
+];
+let builds = new Map<string, Promise<ActionRun>>();
+const deployRelease = (version: string, extra: Record<string, string> = {}) =>
+  release(lab, inputs, version, Object.fromEntries(RELEASES)[version], extra, builds);
 
 before(async () => {
   lab = await requireLab();
@@ -31,9 +43,11 @@ before(async () => {
     'registry-password': PASSWORD,
   };
   await resetExample();
+  builds = buildAhead(lab, inputs, RELEASES);
 });
 
 after(async () => {
+  await Promise.allSettled(builds.values());
   // Left running, the example's six healthchecked tasks cost the files after this one a third of a core.
   await resetExample();
   await onHost(lab, `rm -rf ${remoteDir}`);
@@ -53,7 +67,7 @@ function noSecrets(rawLog: string, summary: string, label: string) {
 }
 
 test('first deploy: both layers, images pulled from the registry, gated healthy', { timeout: 240_000 }, async () => {
-  const r = await release(lab, inputs, '1.0.0', {});
+  const r = await deployRelease('1.0.0');
   assert.equal(r.build.code, 0);
   const built = JSON.parse(r.build.outputs.images);
   assert.match(built.web, /^127\.0\.0\.1:5000\/e2e-deploy-[0-9a-f]{8}\/web:1\.0\.0@sha256:[0-9a-f]{64}$/);
@@ -82,7 +96,7 @@ test('first deploy: both layers, images pulled from the registry, gated healthy'
 });
 
 test('a version bump rolls over and is served', { timeout: 240_000 }, async () => {
-  const r = await release(lab, inputs, '1.1.0', { web: { version: '1.1.0' } });
+  const r = await deployRelease('1.1.0');
   assert.equal(r.deploy.code, 0, r.deploy.maskedLog.slice(-4000));
   assert.equal(r.deploy.outputs.result, 'deployed');
   assert.match((await serviceState(`${APP}_web`)).image, /web:1\.1\.0@sha256:/);
@@ -134,7 +148,7 @@ test(
   'a crashing release fails the job, names the task error, and 1.1.0 keeps running',
   { timeout: 240_000 },
   async () => {
-    const r = await release(lab, inputs, '1.2.0', { web: { version: '1.2.0', mode: 'crash' } });
+    const r = await deployRelease('1.2.0');
     assert.notEqual(r.deploy.code, 0);
     assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.maskedLog.slice(-5000));
     assert.match(r.deploy.log, /example-app_web: the update failed and Swarm rolled it back/);
@@ -149,7 +163,7 @@ test(
 );
 
 test('a release whose healthcheck fails is rolled back', { timeout: 240_000 }, async () => {
-  const r = await release(lab, inputs, '1.2.1', { web: { version: '1.2.1', mode: 'unhealthy' } });
+  const r = await deployRelease('1.2.1');
   assert.notEqual(r.deploy.code, 0);
   assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.maskedLog.slice(-5000));
   assert.match(r.deploy.log, /example-app_web: /);
@@ -165,13 +179,7 @@ test(
   async () => {
     // monitor is 5 s and Swarm calls the update completed about 10 s after it starts (measured);
     // the release crashes 16 s after its first task started, well after that.
-    const r = await release(
-      lab,
-      inputs,
-      '1.3.0',
-      { web: { version: '1.3.0', mode: 'crash-later 16' as never } },
-      { stability: '30' },
-    );
+    const r = await deployRelease('1.3.0', { stability: '30' });
     assert.notEqual(r.deploy.code, 0, r.deploy.maskedLog.slice(-3000));
     assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.maskedLog.slice(-5000));
     assert.match(r.deploy.log, /stability window/);

@@ -1,6 +1,6 @@
 // The shared part of the reliability suite (faults, attacks and bad input), on the real lab, through
 // dist/index.js as the runner runs it: stack files, inputs, runs, host and Swarm state, set-up and
-// clean-up. The scenarios live in the reliability*.test.ts files and engine-faults.test.ts; each file
+// clean-up. The scenarios live in the reliability*.test.ts files (2c and 4b in engine26.test.ts); each file
 // is its own suite: its own stacks (rel-*), networks (declared in its own stack files), image prefix,
 // remote-dir, sshd and registry instances on free ports, so files can run at the same time.
 // Figures of the last run: docs/reliability.md.

@@ -5,7 +5,16 @@ import assert from 'node:assert/strict';
 import { runAction } from '../helpers/action';
 import { LabEnv, copyExample, docker, dockerOk, removeStack, requireLab, uniqueName } from '../helpers/lab';
 import * as fs from 'node:fs';
-import { baseInputs, exampleStacks, onHost, release, servedVersion, serviceState, stackFingerprint } from './common';
+import {
+  baseInputs,
+  buildAhead,
+  exampleStacks,
+  onHost,
+  release,
+  servedVersion,
+  serviceState,
+  stackFingerprint,
+} from './common';
 
 const ex = exampleStacks('rb');
 const WEB = `${ex.app}_web`;
@@ -47,8 +56,14 @@ test(
   'deploy 1.0.0, 1.1.0, 1.2.0: each recorded in the ledger with its images and stack files',
   { timeout: 300_000 },
   async () => {
-    for (const v of ['1.0.0', '1.1.0', '1.2.0']) {
-      const r = await release(lab, inputs, v, { web: { version: v } });
+    const versions = ['1.0.0', '1.1.0', '1.2.0'];
+    const builds = buildAhead(
+      lab,
+      inputs,
+      versions.map((v) => [v, { web: { version: v } }]),
+    );
+    for (const v of versions) {
+      const r = await release(lab, inputs, v, { web: { version: v } }, {}, builds);
       assert.equal(r.deploy.code, 0, r.deploy.maskedLog.slice(-3000));
     }
     assert.equal(await servedVersion(WEB), '1.2.0');
