@@ -349,28 +349,33 @@ async function lockHeld(): Promise<boolean> {
   return (await onHost(lab, `test -e ${remoteDir}/stacks/${ex.app}/lock`)).code === 0;
 }
 
-/** Starts a deploy of web `to` (built above) and resolves once its gate watches. */
-async function deployUntilGate(label: string, to: string, extra: Record<string, string>) {
+/**
+ * With this checkout's engine 26.1 settled, starts a deploy of the other web version (built above) and
+ * resolves once its gate watches the app layer; undefined with the test skipped.
+ */
+async function deployUntilGate(t: { skip: (why: string) => void }, label: string, extra: Record<string, string>) {
+  const pid = ownEngine(t);
+  if (!pid) return undefined;
+  const from = versionOf(await settledWeb(120_000));
+  const to = other(from);
   const dir = copyExample(RELEASES[to]);
-  const live = startAction({ inputs: { ...inputs, command: 'deploy', release: label, ...extra }, cwd: dir });
+  const live = startAction({ inputs: { ...inputs, command: 'deploy', release: `${label}-${to}`, ...extra }, cwd: dir });
   try {
     await live.waitLine(new RegExp(`Gate: watching 2 service\\(s\\) of ${ex.app}`), 120_000);
   } catch (e) {
     const r = await live.finish(120_000);
     throw new Error(`${(e as Error).message}\n${r.maskedLog.slice(-3000)}`);
   }
-  return { live, done: () => fs.rmSync(dir, { recursive: true, force: true }) };
+  return { pid, from, to, live, done: () => fs.rmSync(dir, { recursive: true, force: true }) };
 }
 
 test(
   'engine 26.1 restarts during the gate: no success it did not see, lock released, the stack whole',
   { timeout: 400_000 },
   async (t) => {
-    const pid = ownEngine(t);
-    if (!pid) return;
-    const from = versionOf(await settledWeb(120_000));
-    const to = other(from);
-    const { live, done } = await deployUntilGate(`engine-restart-${to}`, to, { stability: '5', timeout: '75' });
+    const run = await deployUntilGate(t, 'engine-restart', { stability: '5', timeout: '75' });
+    if (!run) return;
+    const { pid, from, to, live, done } = run;
     const down = Date.now();
     process.kill(pid, 'SIGTERM');
     await waitFor(() => !alive(pid), { timeoutMs: 90_000, intervalMs: 200, what: 'dockerd 26.1 to exit' });
@@ -406,11 +411,9 @@ test(
   "engine 26.1 freezes (SIGSTOP) during the gate: the gate's timeout still fires, the lock is released, the stack whole",
   { timeout: 300_000 },
   async (t) => {
-    const pid = ownEngine(t);
-    if (!pid) return;
-    const from = versionOf(await settledWeb(120_000));
-    const to = other(from);
-    const { live, done } = await deployUntilGate(`engine-frozen-${to}`, to, { stability: '5', timeout: '20' });
+    const run = await deployUntilGate(t, 'engine-frozen', { stability: '5', timeout: '20' });
+    if (!run) return;
+    const { pid, from, live, done } = run;
     const frozen = Date.now();
     process.kill(pid, 'SIGSTOP');
     let verdictAfter = 0;
