@@ -1,5 +1,4 @@
 import * as core from '@actions/core';
-import * as github from '@actions/github';
 import * as crypto from 'crypto';
 import * as semver from 'semver';
 import { readInfo } from './host/engine-facts';
@@ -10,18 +9,18 @@ import { lockStacks, lockTracker } from './lock';
 import { Remote, sshOptions } from './remote';
 import { state } from './state';
 
-/** Who runs this job and where it is seen: recorded with the lock and the ledger. */
+/**
+ * Who runs this job and where it is seen: recorded with the lock and the ledger. Read from the
+ * runner's GITHUB_* variables, as @actions/github's context does (not loaded here: its client is
+ * a large part of the bundle's load time and only the comment command needs it).
+ */
 export function jobContext() {
-  const c = github.context;
-  const server = process.env.GITHUB_SERVER_URL || 'https://github.com';
-  const repo = process.env.GITHUB_REPOSITORY || '';
-  const runUrl = repo && c.runId ? `${server}/${repo}/actions/runs/${c.runId}` : `local-${process.pid}-${Date.now()}`;
-  return {
-    sha: c.sha || process.env.GITHUB_SHA || '',
-    ref: c.ref || process.env.GITHUB_REF || '',
-    actor: c.actor || process.env.GITHUB_ACTOR || 'unknown',
-    runUrl,
-  };
+  const env = process.env;
+  const server = env.GITHUB_SERVER_URL || 'https://github.com';
+  const repo = env.GITHUB_REPOSITORY || '';
+  const runId = Number.parseInt(env.GITHUB_RUN_ID ?? '', 10);
+  const runUrl = repo && runId ? `${server}/${repo}/actions/runs/${runId}` : `local-${process.pid}-${Date.now()}`;
+  return { sha: env.GITHUB_SHA || '', ref: env.GITHUB_REF || '', actor: env.GITHUB_ACTOR || 'unknown', runUrl };
 }
 
 /** The CLI's own version (no daemon asked) and the user's home. */
