@@ -1,7 +1,7 @@
 import * as core from '@actions/core';
 import * as crypto from 'crypto';
 import * as semver from 'semver';
-import { readInfo } from './host/engine-facts';
+import { EngineInfo, readInfo } from './host/engine-facts';
 import { Host, Shell, shellJoin } from './host/shell';
 import { Inputs } from './inputs';
 import { RunContext, lockDirFor } from './layer';
@@ -27,11 +27,11 @@ export function jobContext() {
 const CLIENT_FACTS = `docker --version && printf '%s\\n' "$HOME"`;
 
 /**
- * Checks Docker answers and the host is a Swarm manager; returns the client's version and the user's
- * home. The engine is asked over the Engine API connection the gate polls over, which opens now, while
+ * Checks Docker answers and the host is a Swarm manager; returns the client's version, the user's
+ * home and the engine's GET /info (the pre-flight reads the node's address from it). The engine is asked over the Engine API connection the gate polls over, which opens now, while
  * the shell asks the CLI for its version.
  */
-async function checkDocker(remote: Host): Promise<{ client: string; home: string }> {
+async function checkDocker(remote: Host): Promise<{ client: string; home: string; info: EngineInfo }> {
   const [cli, info] = await Promise.all([
     remote.sh(CLIENT_FACTS, { retry: true }),
     readInfo(remote.engine()).catch((e: Error) => e),
@@ -49,7 +49,7 @@ async function checkDocker(remote: Host): Promise<{ client: string; home: string
         'Run `docker swarm init` there first.',
     );
   core.info(`Host Docker: client ${client}, engine ${info.version}, Swarm manager.`);
-  return { client, home };
+  return { client, home, info };
 }
 
 /** Takes the lock of every stack of the run; returns what releases them. */
@@ -103,7 +103,7 @@ export async function connect(
   inputs: Inputs,
   readOnly = false,
   beforeLock?: (remote: Remote) => Promise<void>,
-): Promise<{ remote: Remote; ctx: RunContext; finish: () => Promise<void> }> {
+): Promise<{ remote: Remote; ctx: RunContext; finish: () => Promise<void>; info: EngineInfo }> {
   const remote = await core.group(`Connect to ${inputs.user}@${inputs.host}:${inputs.port}`, async () => {
     const r = await Remote.connect(sshOptions(inputs));
     core.info(`Connected; host key matches the pinned known-hosts entry.`);
@@ -111,7 +111,7 @@ export async function connect(
   });
   const withRegistryAuth = !readOnly && !!(inputs.registryUsername && inputs.registryPassword);
   try {
-    const { client, home } = await checkDocker(remote);
+    const { client, home, info } = await checkDocker(remote);
     // A refusal found here leaves no trace on the host (taking a lock creates the stack's folder).
     if (beforeLock) await beforeLock(remote);
     const who = jobContext();
@@ -131,7 +131,7 @@ export async function connect(
       await logout();
       await unlock();
     };
-    return { remote, ctx, finish };
+    return { remote, ctx, finish, info };
   } catch (e) {
     remote.dispose();
     throw e;
