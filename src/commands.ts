@@ -144,8 +144,14 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
     ),
   );
   try {
-    const nodes = await connectedChecks(remote, prepared, inputs, info);
-    await checkImages(remote, prepared, inputs);
+    // The swarm's checks and the registry look-ups only read: at the same time. A failing one deploys nothing.
+    const [checked, registry] = await Promise.allSettled([
+      connectedChecks(remote, prepared, inputs, info),
+      checkImages(remote, prepared, inputs),
+    ]);
+    if (checked.status === 'rejected') throw checked.reason;
+    if (registry.status === 'rejected') throw registry.reason;
+    const nodes = checked.value;
     // A global service runs a task on every node: its rollout has as many batches.
     prepared.forEach((p, i) => Object.assign(plans[i], layerTimeout(p.name, Object.values(p.services), inputs, nodes)));
     const { layers, error } = await runLayers(ctx, plans);

@@ -28,8 +28,9 @@ const CLIENT_FACTS = `docker --version && printf '%s\\n' "$HOME"`;
 
 /**
  * Checks Docker answers and the host is a Swarm manager; returns the client's version, the user's
- * home and the engine's GET /info (the pre-flight reads the node's address from it). The engine is asked over the Engine API connection the gate polls over, which opens now, while
- * the shell asks the CLI for its version.
+ * home and the engine's GET /info (the pre-flight reads the node's address from it). The engine is
+ * asked over the Engine API connection the gate polls over, which opens now, while the shell asks
+ * the CLI for its version.
  */
 async function checkDocker(remote: Host): Promise<{ client: string; home: string; info: EngineInfo }> {
   const [cli, info] = await Promise.all([
@@ -126,6 +127,8 @@ export async function connect(
       withRegistryAuth,
       detachFlag: !!clientVersion && semver.gte(clientVersion, '26.0.0'),
       pollMs: 250,
+      // While an update is under way: Swarm's `completed` is seen sooner (a poll is two requests).
+      minPollMs: 100,
     };
     const finish = async () => {
       await logout();

@@ -9,7 +9,9 @@ import { Shell } from './host/shell';
  * namespace the shell runs in, where /sys may be the host's). Other nodes' interfaces are not visible
  * from here.
  */
-export const HOST_MTU_SCRIPT = `echo '--- addr' && { ip -o addr show 2>&1 || true; } && echo '--- mtu' && { ip -o link show 2>/dev/null || true; }`;
+export const HOST_MTU_SCRIPT =
+  "echo '--- addr' && { ip -o addr show 2>&1 || true; } && " +
+  "echo '--- mtu' && { ip -o link show 2>/dev/null || true; }";
 
 export interface HostMtu {
   /** Swarm node address (the manager's advertise address). */

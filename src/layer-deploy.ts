@@ -66,11 +66,13 @@ async function deployStack(ctx: RunContext, plan: LayerPlan, gates: ServiceGate[
 /** The gate on Swarm's own state, noting when each service got its verdict. */
 function watchGate(ctx: RunContext, plan: LayerPlan, gates: ServiceGate[], poll: Poll, times: GateTimes) {
   const timing = plan.timing ?? `timeout ${plan.timeoutS} s`;
-  core.info(`Gate: watching ${plan.watches.length} service(s) of ${plan.stack}; ${timing}; poll ${ctx.pollMs} ms.`);
+  const every = ctx.minPollMs !== undefined ? `${ctx.minPollMs}–${ctx.pollMs}` : `${ctx.pollMs}`;
+  core.info(`Gate: watching ${plan.watches.length} service(s) of ${plan.stack}; ${timing}; poll ${every} ms.`);
   const { finishedAt } = times;
   return runGate(gates, {
     timeoutMs: plan.timeoutS * 1000,
     pollMs: ctx.pollMs,
+    minPollMs: ctx.minPollMs,
     poll: async (msLeft) => {
       const s = await poll(msLeft);
       for (const g of gates) if (g.done && !finishedAt.has(g.watch.name)) finishedAt.set(g.watch.name, Date.now());

@@ -7,7 +7,15 @@ import type { ServiceRow } from './layer-rows';
 import { Ledger, ReleaseRecord, filesDir, readLedger, saveRecord, stackDir } from './ledger';
 import { ShippedPath, installFiles } from './files';
 import { PreparedStack, expectedImages, fullName, uploadRelease } from './stack';
-import { ConfigPlan, SecretPlan, ensureSecrets, nameSecrets, pruneConfigs, pruneSecrets } from './secrets';
+import {
+  ConfigPlan,
+  SecretPlan,
+  ensureSecrets,
+  nameSecrets,
+  prunableSecrets,
+  pruneConfigs,
+  pruneSecrets,
+} from './secrets';
 import { stabilitySeconds } from './timing';
 import { VerifyCheck } from './verify';
 
@@ -22,7 +30,9 @@ export interface RunContext {
   runUrl: string;
   withRegistryAuth: boolean;
   detachFlag: boolean;
+  /** The gate's wait between polls, and its least while an update is under way (src/gate.ts). */
   pollMs: number;
+  minPollMs?: number;
 }
 
 export interface LayerOutcome {
@@ -173,13 +183,18 @@ export async function runLayer(ctx: RunContext, plan: LayerPlan): Promise<LayerO
   const { remote, inputs } = ctx;
   const ledger: Ledger | null = await readLedger(remote, inputs.remoteDir, plan.stack);
   const notes = await shipLayer(ctx, plan);
+  const shared = [...new Set((plan.secrets ?? []).filter((x) => x.shared).map((x) => x.key))];
+  // Listed while the deploy and the gate run, not after them.
+  const listed = prunableSecrets(remote, plan.stack, shared, true).catch((e: Error) => e);
   const { outcome, kept } = await deployRecorded(ctx, plan, ledger, releaseRecord(ctx, plan));
   // Old secrets go once no kept release uses them: a rollback within the history still finds its own.
   if (outcome.result === 'deployed') {
-    const shared = [...new Set((plan.secrets ?? []).filter((x) => x.shared).map((x) => x.key))];
+    const names = await listed;
+    if (names instanceof Error) throw names;
     await pruneSecrets(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])), {
       remoteDir: inputs.remoteDir,
       shared,
+      listed: names,
     });
     await pruneConfigs(remote, plan.stack, plan.configs ?? []);
   }
