@@ -104,6 +104,8 @@ function undoneState(g: ServiceGate, removed: string[], targets: Map<string, Rol
 export async function deployLayer(
   ctx: RunContext,
   plan: LayerPlan,
+  /** Called as the gate starts watching: work that may run beside its polls. */
+  onGate?: () => void,
 ): Promise<{ outcome: LayerOutcome; gate: GateResult }> {
   const { remote } = ctx;
   const { stack, watches } = plan;
@@ -113,6 +115,7 @@ export async function deployLayer(
   const gates = watches.map((w) => new ServiceGate({ ...w, before: before.services.get(w.name) }, before.now));
   const partFailed = await deployStack(ctx, plan, gates, poll);
   const deployError = partFailed?.error;
+  if (!partFailed) onGate?.();
   const gate = partFailed?.gate ?? (await watchGate(ctx, plan, gates, poll, times));
   times.reportedAt = Date.now();
   const seconds = Math.round((times.reportedAt - times.t0) / 100) / 10;

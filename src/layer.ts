@@ -159,7 +159,13 @@ function releaseRecord(ctx: RunContext, plan: LayerPlan): ReleaseRecord {
 }
 
 /** Deploys and gates the layer between two ledger records: `started` before, the result after. */
-async function deployRecorded(ctx: RunContext, plan: LayerPlan, ledger: Ledger | null, rec: ReleaseRecord) {
+async function deployRecorded(
+  ctx: RunContext,
+  plan: LayerPlan,
+  ledger: Ledger | null,
+  rec: ReleaseRecord,
+  onGate?: () => void,
+) {
   const { remote, inputs } = ctx;
   const save = (from: Ledger | null, r: ReleaseRecord, prune: boolean) =>
     saveRecord(remote, inputs.remoteDir, plan.stack, from, r, inputs.keepReleases, prune);
@@ -168,7 +174,7 @@ async function deployRecorded(ctx: RunContext, plan: LayerPlan, ledger: Ledger |
   const started = await save(ledger, rec, false);
   let outcome: LayerOutcome;
   try {
-    ({ outcome } = await deployLayer(ctx, plan));
+    ({ outcome } = await deployLayer(ctx, plan, onGate));
   } catch (e) {
     await save(started, { ...rec, result: 'failed', time: new Date().toISOString() }, false).catch(() => undefined);
     throw e;
@@ -184,12 +190,13 @@ export async function runLayer(ctx: RunContext, plan: LayerPlan): Promise<LayerO
   const ledger: Ledger | null = await readLedger(remote, inputs.remoteDir, plan.stack);
   const notes = await shipLayer(ctx, plan);
   const shared = [...new Set((plan.secrets ?? []).filter((x) => x.shared).map((x) => x.key))];
-  // Listed while the deploy and the gate run, not after them.
-  const listed = prunableSecrets(remote, plan.stack, shared, true).catch((e: Error) => e);
-  const { outcome, kept } = await deployRecorded(ctx, plan, ledger, releaseRecord(ctx, plan));
+  // Listed while the gate polls (a channel of its own), not after it.
+  let listed: Promise<Set<string> | Error> | undefined;
+  const list = () => (listed = prunableSecrets(remote, plan.stack, shared, true).catch((e: Error) => e));
+  const { outcome, kept } = await deployRecorded(ctx, plan, ledger, releaseRecord(ctx, plan), list);
   // Old secrets go once no kept release uses them: a rollback within the history still finds its own.
   if (outcome.result === 'deployed') {
-    const names = await listed;
+    const names = await (listed ?? list());
     if (names instanceof Error) throw names;
     await pruneSecrets(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])), {
       remoteDir: inputs.remoteDir,
