@@ -196,8 +196,9 @@ export async function runLayer(ctx: RunContext, plan: LayerPlan): Promise<LayerO
   const { outcome, kept } = await deployRecorded(ctx, plan, ledger, releaseRecord(ctx, plan), list);
   // Old secrets go once no kept release uses them: a rollback within the history still finds its own.
   if (outcome.result === 'deployed') {
-    const names = await (listed ?? list());
-    if (names instanceof Error) throw names;
+    let names = await (listed ?? list());
+    // A host that allows fewer SSH sessions refuses the extra channel: listed again the usual way.
+    if (names instanceof Error) names = await prunableSecrets(remote, plan.stack, shared);
     await pruneSecrets(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])), {
       remoteDir: inputs.remoteDir,
       shared,
