@@ -331,7 +331,7 @@ export function kindOf(script: string): string {
   if (/docker version --format/.test(script)) return 'docker version + info';
   if (/docker --version/.test(script)) return 'docker --version (the CLI, for its flags)';
   if (/docker config ls/.test(script)) return 'Swarm configs (pre-flight)';
-  if (/Swarm\.NodeAddr/.test(script)) return 'host MTU (pre-flight)';
+  if (/Swarm\.NodeAddr|--- addr/.test(script)) return 'host MTU (pre-flight)';
   if (/docker node inspect/.test(script)) return 'Swarm nodes (placement)';
   if (/docker manifest inspect/.test(script)) return 'registry: image there? (docker manifest inspect)';
   if (/RegistryConfig/.test(script)) return "registry: the engine's insecure registries (pre-flight)";

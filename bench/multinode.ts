@@ -686,7 +686,7 @@ function report(
   out.push('### What the comparison includes', '');
   out.push(
     '- **Raw** is what a workflow gluing `ssh` to the CLI does: per layer one `ssh` process (key auth, pinned host key) running `docker stack deploy --detach=false` with an already interpolated file already on the host, whose CLI returns once every service of the layer converged and passed its `monitor`. It checks nothing (it exits 0 when Swarm rolled an update back) and takes no lock.',
-    "- **The action** per layer also reads and writes the host's ledger, uploads the stack file into a release folder, snapshots the stack, runs `docker stack deploy --detach=true` and then the gate (every 0.25 s a poll of two Engine API requests over one connection kept open for the job, until every service reports `completed` and runs the new image on all its tasks), and prunes old secrets; once per run it connects, checks, locks and looks the images up in the registry.",
+    "- **The action** per layer also reads and writes the host's ledger, uploads the stack file into a release folder, snapshots the stack, runs `docker stack deploy --detach=true` and then the gate (every 0.1 s while the update is under way, 0.25 s in a stability window, a poll of two Engine API requests over one connection kept open for the job, until every service reports `completed` and runs the new image on all its tasks), and prunes old secrets; once per run it connects, checks, locks and looks the images up in the registry.",
     '- With `stability: auto` (the default) the gate also watches every service for a window after `completed`, time raw does not spend because raw does not watch.',
     '',
   );

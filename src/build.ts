@@ -148,6 +148,23 @@ export interface ImageCheck {
   unreadable: { image: string; why: string }[];
 }
 
+/** Registry look-ups at the same time: each is a docker CLI (~50 ms of the host's CPU) waiting on the registry. */
+const IMAGE_LOOKUPS = 4;
+
+/** `f` over every item, at most `limit` at a time; the results in the items' order. */
+async function mapLimit<T, R>(items: T[], limit: number, f: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await f(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
 /**
  * Asks the registry for each image (on the runner, or on the host with its login). Only an answer
  * that the tag is not there counts as missing: an unreachable registry or a refused login is left
@@ -157,17 +174,23 @@ export async function missingImages(runner: Runner, images: string[]): Promise<I
   const out: ImageCheck = { missing: [], unreadable: [] };
   const unique = [...new Set(images)];
   const insecure = await plainHttp(runner, unique);
-  for (const image of unique) {
+  // One CLI each, at most IMAGE_LOOKUPS at a time (each its own channel on a host): not one after another.
+  const results = await mapLimit(unique, IMAGE_LOOKUPS, (image) => {
     const argv = ['docker', 'manifest', 'inspect'];
     if (insecure(image)) argv.push('--insecure');
-    const res = await runner
-      .run([...argv, image], { silent: true })
+    // A host that allows fewer SSH sessions refuses the extra channel: asked again the usual way.
+    return runner
+      .run([...argv, image], { silent: true, concurrent: true })
+      .catch(() => runner.run([...argv, image], { silent: true }))
       .catch((e: Error) => ({ code: -1, stdout: '', stderr: e.message }));
-    if (res.code === 0) continue;
+  });
+  unique.forEach((image, i) => {
+    const res = results[i];
+    if (res.code === 0) return;
     const why = (res.stderr || res.stdout).trim().split('\n').slice(-1)[0] ?? '';
     if (/no such manifest|manifest unknown|not found/i.test(why)) out.missing.push(image);
     else out.unreadable.push({ image, why: why.slice(0, 200) });
-  }
+  });
   return out;
 }
 

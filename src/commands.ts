@@ -45,9 +45,9 @@ export async function commandCheck(inputs: Inputs): Promise<Outcome> {
   if (inputs.host) {
     // Read-only, as a dry run: no lock, no registry login.
     const prepared = models.map((m) => prepareStack(m, inputs.workingDirectory));
-    const { remote, finish } = await connect(inputs, true);
+    const { remote, finish, info } = await connect(inputs, true);
     try {
-      await connectedChecks(remote, prepared, inputs);
+      await connectedChecks(remote, prepared, inputs, info);
     } finally {
       await finish();
       remote.dispose();
@@ -116,9 +116,9 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
     printDeployFiles(prepared, plans);
     // With a host: read-only (no lock, no login), what each service runs now and what it would run.
     if (inputs.host) {
-      const { remote, finish } = await connect(inputs, true);
+      const { remote, finish, info } = await connect(inputs, true);
       try {
-        await connectedChecks(remote, prepared, inputs);
+        await connectedChecks(remote, prepared, inputs, info);
         await printPlan(remote, plans, 'would deploy release');
         await checkImages(remote, prepared, inputs);
       } finally {
@@ -136,7 +136,7 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
       notes: [...notes, 'dry-run: nothing was deployed (no lock, no ledger record, no file on the host).'],
     };
   }
-  const { remote, ctx, finish } = await connect(inputs, false, (r) =>
+  const { remote, ctx, finish, info } = await connect(inputs, false, (r) =>
     checkPreviewCap(
       r,
       plans.map((p) => p.stack),
@@ -144,8 +144,14 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
     ),
   );
   try {
-    const nodes = await connectedChecks(remote, prepared, inputs);
-    await checkImages(remote, prepared, inputs);
+    // The swarm's checks and the registry look-ups only read: at the same time. A failing one deploys nothing.
+    const [checked, registry] = await Promise.allSettled([
+      connectedChecks(remote, prepared, inputs, info),
+      checkImages(remote, prepared, inputs),
+    ]);
+    if (checked.status === 'rejected') throw checked.reason;
+    if (registry.status === 'rejected') throw registry.reason;
+    const nodes = checked.value;
     // A global service runs a task on every node: its rollout has as many batches.
     prepared.forEach((p, i) => Object.assign(plans[i], layerTimeout(p.name, Object.values(p.services), inputs, nodes)));
     const { layers, error } = await runLayers(ctx, plans);

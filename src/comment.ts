@@ -3,7 +3,7 @@
  * hidden marker and updated in place, so later pushes do not pile up comments.
  */
 import * as core from '@actions/core';
-import * as github from '@actions/github';
+import type * as GitHub from '@actions/github';
 import type { Outcome } from './commands';
 import type { Inputs } from './inputs';
 
@@ -29,6 +29,10 @@ export async function upsertComment(
 
 /** The REST client of @actions/github: GITHUB_API_URL and GITHUB_REPOSITORY as the runner sets them. */
 export function restApi(token: string, issue: number): CommentApi {
+  // Loaded here, not at the top: the client is a large part of the bundle's load time, and only this
+  // command needs it.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const github = require('@actions/github') as typeof GitHub;
   const octokit = github.getOctokit(token);
   const { owner, repo } = github.context.repo;
   return {

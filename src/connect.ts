@@ -1,8 +1,7 @@
 import * as core from '@actions/core';
-import * as github from '@actions/github';
 import * as crypto from 'crypto';
 import * as semver from 'semver';
-import { readInfo } from './host/engine-facts';
+import { EngineInfo, readInfo } from './host/engine-facts';
 import { Host, Shell, shellJoin } from './host/shell';
 import { Inputs } from './inputs';
 import { RunContext, lockDirFor } from './layer';
@@ -10,29 +9,30 @@ import { lockStacks, lockTracker } from './lock';
 import { Remote, sshOptions } from './remote';
 import { state } from './state';
 
-/** Who runs this job and where it is seen: recorded with the lock and the ledger. */
+/**
+ * Who runs this job and where it is seen: recorded with the lock and the ledger. Read from the
+ * runner's GITHUB_* variables, as @actions/github's context does (not loaded here: its client is
+ * a large part of the bundle's load time and only the comment command needs it).
+ */
 export function jobContext() {
-  const c = github.context;
-  const server = process.env.GITHUB_SERVER_URL || 'https://github.com';
-  const repo = process.env.GITHUB_REPOSITORY || '';
-  const runUrl = repo && c.runId ? `${server}/${repo}/actions/runs/${c.runId}` : `local-${process.pid}-${Date.now()}`;
-  return {
-    sha: c.sha || process.env.GITHUB_SHA || '',
-    ref: c.ref || process.env.GITHUB_REF || '',
-    actor: c.actor || process.env.GITHUB_ACTOR || 'unknown',
-    runUrl,
-  };
+  const env = process.env;
+  const server = env.GITHUB_SERVER_URL || 'https://github.com';
+  const repo = env.GITHUB_REPOSITORY || '';
+  const runId = Number.parseInt(env.GITHUB_RUN_ID ?? '', 10);
+  const runUrl = repo && runId ? `${server}/${repo}/actions/runs/${runId}` : `local-${process.pid}-${Date.now()}`;
+  return { sha: env.GITHUB_SHA || '', ref: env.GITHUB_REF || '', actor: env.GITHUB_ACTOR || 'unknown', runUrl };
 }
 
 /** The CLI's own version (no daemon asked) and the user's home. */
 const CLIENT_FACTS = `docker --version && printf '%s\\n' "$HOME"`;
 
 /**
- * Checks Docker answers and the host is a Swarm manager; returns the client's version and the user's
- * home. The engine is asked over the Engine API connection the gate polls over, which opens now, while
- * the shell asks the CLI for its version.
+ * Checks Docker answers and the host is a Swarm manager; returns the client's version, the user's
+ * home and the engine's GET /info (the pre-flight reads the node's address from it). The engine is
+ * asked over the Engine API connection the gate polls over, which opens now, while the shell asks
+ * the CLI for its version.
  */
-async function checkDocker(remote: Host): Promise<{ client: string; home: string }> {
+async function checkDocker(remote: Host): Promise<{ client: string; home: string; info: EngineInfo }> {
   const [cli, info] = await Promise.all([
     remote.sh(CLIENT_FACTS, { retry: true }),
     readInfo(remote.engine()).catch((e: Error) => e),
@@ -50,7 +50,7 @@ async function checkDocker(remote: Host): Promise<{ client: string; home: string
         'Run `docker swarm init` there first.',
     );
   core.info(`Host Docker: client ${client}, engine ${info.version}, Swarm manager.`);
-  return { client, home };
+  return { client, home, info };
 }
 
 /** Takes the lock of every stack of the run; returns what releases them. */
@@ -104,7 +104,7 @@ export async function connect(
   inputs: Inputs,
   readOnly = false,
   beforeLock?: (remote: Remote) => Promise<void>,
-): Promise<{ remote: Remote; ctx: RunContext; finish: () => Promise<void> }> {
+): Promise<{ remote: Remote; ctx: RunContext; finish: () => Promise<void>; info: EngineInfo }> {
   const remote = await core.group(`Connect to ${inputs.user}@${inputs.host}:${inputs.port}`, async () => {
     const r = await Remote.connect(sshOptions(inputs));
     core.info(`Connected; host key matches the pinned known-hosts entry.`);
@@ -112,7 +112,7 @@ export async function connect(
   });
   const withRegistryAuth = !readOnly && !!(inputs.registryUsername && inputs.registryPassword);
   try {
-    const { client, home } = await checkDocker(remote);
+    const { client, home, info } = await checkDocker(remote);
     // A refusal found here leaves no trace on the host (taking a lock creates the stack's folder).
     if (beforeLock) await beforeLock(remote);
     const who = jobContext();
@@ -127,12 +127,14 @@ export async function connect(
       withRegistryAuth,
       detachFlag: !!clientVersion && semver.gte(clientVersion, '26.0.0'),
       pollMs: 250,
+      // While an update is under way: Swarm's `completed` is seen sooner (a poll is two requests).
+      minPollMs: 100,
     };
     const finish = async () => {
       await logout();
       await unlock();
     };
-    return { remote, ctx, finish };
+    return { remote, ctx, finish, info };
   } catch (e) {
     remote.dispose();
     throw e;

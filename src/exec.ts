@@ -11,6 +11,11 @@ export interface RunOptions {
   input?: string;
   /** Do not echo the command's output into the job log. */
   silent?: boolean;
+  /**
+   * A read-only command that may run while others do: on the host, on an SSH channel of its own
+   * (a few tens of ms for sshd) rather than queued behind the persistent shell's one-at-a-time.
+   */
+  concurrent?: boolean;
 }
 
 /**

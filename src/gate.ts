@@ -8,7 +8,9 @@ export type { Phase, Verdict, Watch } from './service-gate';
 
 export interface GateOptions {
   timeoutMs: number;
+  /** The wait between polls; while an update is under way, down to `minPollMs` when polls are quick. */
   pollMs: number;
+  minPollMs?: number;
   /** Reads a snapshot from Swarm; given the ms left before the deadline, to bound itself. */
   poll: (msLeft: number) => Promise<Snapshot>;
   now?: () => number;
@@ -86,6 +88,7 @@ export async function runGate(gates: ServiceGate[], opts: GateOptions): Promise<
     return { ok, timedOut, gates, last, polls, failedAt };
   };
   return pollUntil<GateResult>({ timeoutMs: opts.timeoutMs, clock }, async (p) => {
+    const asked = p.now();
     try {
       last = await opts.poll(p.left());
       pollErrors = 0;
@@ -113,8 +116,19 @@ export async function runGate(gates: ServiceGate[], opts: GateOptions): Promise<
     const failed = gates.filter((g) => g.verdict.phase === 'failed');
     if (failed.length && (opts.stopOnFailure ?? true)) return { done: result(false, false, t) };
     if (gates.every((g) => g.done)) return { done: result(failed.length === 0, false, failed.length ? t : undefined) };
-    if (t < p.deadline) return { waitMs: Math.min(opts.pollMs, p.deadline - t) };
+    if (t < p.deadline) return { waitMs: Math.min(nextWaitMs(opts, gates, t - asked), p.deadline - t) };
     failOpen(gates, (v) => `not healthy within the timeout (${timeoutS} s); last seen: ${v.detail}`);
     return { done: result(false, true, t) };
   });
+}
+
+/**
+ * The wait before the next poll. While an update is under way (a service pending), down to
+ * `minPollMs`, and at least 4× what the last poll took: a slow engine or link is asked no more often
+ * than it answers with ease. Otherwise (stability windows, whose end is known), `pollMs`.
+ */
+function nextWaitMs(opts: GateOptions, gates: ServiceGate[], pollTookMs: number): number {
+  const updating = gates.some((g) => !g.done && g.verdict.phase === 'pending');
+  if (!updating || opts.minPollMs === undefined) return opts.pollMs;
+  return Math.min(opts.pollMs, Math.max(opts.minPollMs, 4 * pollTookMs));
 }

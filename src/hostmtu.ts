@@ -1,20 +1,22 @@
 import { Finding, OverlayNetwork, hostMtuFindings } from './checks';
-import { Shell, shellJoin } from './host/shell';
+import type { EngineInfo } from './host/engine-facts';
+import { Shell } from './host/shell';
 
 /**
  * The MTU of the interface Swarm traffic uses on the host we are connected to (a manager): its
- * Swarm node address (`docker info`), the interface that carries it (`ip -o addr`) and that
- * interface's MTU (`ip -o link`: netlink answers for the network namespace the shell runs in, where
- * /sys may be the host's). Other nodes' interfaces are not visible from here.
+ * Swarm node address (from the engine's GET /info, read once by the connection), the interface that
+ * carries it (`ip -o addr`) and that interface's MTU (`ip -o link`: netlink answers for the network
+ * namespace the shell runs in, where /sys may be the host's). Other nodes' interfaces are not visible
+ * from here.
  */
 export const HOST_MTU_SCRIPT =
-  `${shellJoin(['docker', 'info', '--format', '{{.Swarm.NodeAddr}} {{.Name}}'])} && echo '--- addr' && ` +
-  `{ ip -o addr show 2>&1 || true; } && echo '--- mtu' && { ip -o link show 2>/dev/null || true; }`;
+  "echo '--- addr' && { ip -o addr show 2>&1 || true; } && " +
+  "echo '--- mtu' && { ip -o link show 2>/dev/null || true; }";
 
 export interface HostMtu {
   /** Swarm node address (the manager's advertise address). */
   addr: string;
-  /** The node's name as `docker info` gives it. */
+  /** The node's name as the engine gives it. */
   node: string;
   /** Interface carrying `addr`, when found. */
   iface?: string;
@@ -25,10 +27,9 @@ export interface HostMtu {
   unknown?: string;
 }
 
-/** Reads the output of HOST_MTU_SCRIPT. */
-export function parseHostMtu(stdout: string): HostMtu {
-  const [head = '', addrPart = '', mtuPart = ''] = stdout.split(/^--- (?:addr|mtu)$/m);
-  const [addr = '', node = ''] = head.trim().split(/\s+/);
+/** Reads the output of HOST_MTU_SCRIPT, for the node address and name the engine gave. */
+export function parseHostMtu(stdout: string, addr: string, node: string): HostMtu {
+  const [, addrPart = '', mtuPart = ''] = stdout.split(/^--- (?:addr|mtu)$/m);
   const norm = (a: string) => a.toLowerCase().replace(/^\[|\]$/g, '');
   const want = norm(addr);
   let iface: string | undefined;
@@ -49,7 +50,7 @@ export function parseHostMtu(stdout: string): HostMtu {
   const mtu = iface !== undefined ? mtus.get(iface) : undefined;
   const loopback = iface === 'lo' || /^127\./.test(want) || want === '::1';
   let unknown: string | undefined;
-  if (!want) unknown = 'docker info gave no Swarm node address';
+  if (!want) unknown = 'the engine (GET /info) gave no Swarm node address';
   else if (!/\binet6?\b/.test(addrPart))
     unknown = `\`ip -o addr\` gave nothing (${addrPart.trim().split('\n')[0]?.slice(0, 80) || 'no output'})`;
   else if (iface === undefined)
@@ -69,17 +70,18 @@ export function describeHostMtu(h: HostMtu, nodes: number): string {
   );
 }
 
-/** Runs HOST_MTU_SCRIPT through any remote shell (one command). */
-export async function readHostMtu(remote: Pick<Shell, 'sh'>): Promise<HostMtu> {
+/** Runs HOST_MTU_SCRIPT through any remote shell (one command) for the node `info` describes. */
+export async function readHostMtu(
+  remote: Pick<Shell, 'sh'>,
+  info: Pick<EngineInfo, 'nodeAddr' | 'name'>,
+): Promise<HostMtu> {
   const res = await remote.sh(HOST_MTU_SCRIPT, { retry: true, silent: true });
   if (res.code !== 0)
     return {
-      addr: '',
-      node: '',
-      loopback: false,
-      unknown: `docker info failed: ${(res.stderr || res.stdout).trim().slice(0, 200)}`,
+      ...parseHostMtu('', info.nodeAddr, info.name),
+      unknown: `\`ip\` failed: ${(res.stderr || res.stdout).trim().slice(0, 200)}`,
     };
-  return parseHostMtu(res.stdout);
+  return parseHostMtu(res.stdout, info.nodeAddr, info.name);
 }
 
 /**

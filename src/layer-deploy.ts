@@ -66,11 +66,13 @@ async function deployStack(ctx: RunContext, plan: LayerPlan, gates: ServiceGate[
 /** The gate on Swarm's own state, noting when each service got its verdict. */
 function watchGate(ctx: RunContext, plan: LayerPlan, gates: ServiceGate[], poll: Poll, times: GateTimes) {
   const timing = plan.timing ?? `timeout ${plan.timeoutS} s`;
-  core.info(`Gate: watching ${plan.watches.length} service(s) of ${plan.stack}; ${timing}; poll ${ctx.pollMs} ms.`);
+  const every = ctx.minPollMs !== undefined ? `${ctx.minPollMs}–${ctx.pollMs}` : `${ctx.pollMs}`;
+  core.info(`Gate: watching ${plan.watches.length} service(s) of ${plan.stack}; ${timing}; poll ${every} ms.`);
   const { finishedAt } = times;
   return runGate(gates, {
     timeoutMs: plan.timeoutS * 1000,
     pollMs: ctx.pollMs,
+    minPollMs: ctx.minPollMs,
     poll: async (msLeft) => {
       const s = await poll(msLeft);
       for (const g of gates) if (g.done && !finishedAt.has(g.watch.name)) finishedAt.set(g.watch.name, Date.now());
@@ -102,6 +104,8 @@ function undoneState(g: ServiceGate, removed: string[], targets: Map<string, Rol
 export async function deployLayer(
   ctx: RunContext,
   plan: LayerPlan,
+  /** Called as the gate starts watching: work that may run beside its polls. */
+  onGate?: () => void,
 ): Promise<{ outcome: LayerOutcome; gate: GateResult }> {
   const { remote } = ctx;
   const { stack, watches } = plan;
@@ -111,6 +115,7 @@ export async function deployLayer(
   const gates = watches.map((w) => new ServiceGate({ ...w, before: before.services.get(w.name) }, before.now));
   const partFailed = await deployStack(ctx, plan, gates, poll);
   const deployError = partFailed?.error;
+  if (!partFailed) onGate?.();
   const gate = partFailed?.gate ?? (await watchGate(ctx, plan, gates, poll, times));
   times.reportedAt = Date.now();
   const seconds = Math.round((times.reportedAt - times.t0) / 100) / 10;

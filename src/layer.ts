@@ -7,7 +7,15 @@ import type { ServiceRow } from './layer-rows';
 import { Ledger, ReleaseRecord, filesDir, readLedger, saveRecord, stackDir } from './ledger';
 import { ShippedPath, installFiles } from './files';
 import { PreparedStack, expectedImages, fullName, uploadRelease } from './stack';
-import { ConfigPlan, SecretPlan, ensureSecrets, nameSecrets, pruneConfigs, pruneSecrets } from './secrets';
+import {
+  ConfigPlan,
+  SecretPlan,
+  ensureSecrets,
+  nameSecrets,
+  prunableSecrets,
+  pruneConfigs,
+  pruneSecrets,
+} from './secrets';
 import { stabilitySeconds } from './timing';
 import { VerifyCheck } from './verify';
 
@@ -22,7 +30,9 @@ export interface RunContext {
   runUrl: string;
   withRegistryAuth: boolean;
   detachFlag: boolean;
+  /** The gate's wait between polls, and its least while an update is under way (src/gate.ts). */
   pollMs: number;
+  minPollMs?: number;
 }
 
 export interface LayerOutcome {
@@ -149,7 +159,13 @@ function releaseRecord(ctx: RunContext, plan: LayerPlan): ReleaseRecord {
 }
 
 /** Deploys and gates the layer between two ledger records: `started` before, the result after. */
-async function deployRecorded(ctx: RunContext, plan: LayerPlan, ledger: Ledger | null, rec: ReleaseRecord) {
+async function deployRecorded(
+  ctx: RunContext,
+  plan: LayerPlan,
+  ledger: Ledger | null,
+  rec: ReleaseRecord,
+  onGate?: () => void,
+) {
   const { remote, inputs } = ctx;
   const save = (from: Ledger | null, r: ReleaseRecord, prune: boolean) =>
     saveRecord(remote, inputs.remoteDir, plan.stack, from, r, inputs.keepReleases, prune);
@@ -158,7 +174,7 @@ async function deployRecorded(ctx: RunContext, plan: LayerPlan, ledger: Ledger |
   const started = await save(ledger, rec, false);
   let outcome: LayerOutcome;
   try {
-    ({ outcome } = await deployLayer(ctx, plan));
+    ({ outcome } = await deployLayer(ctx, plan, onGate));
   } catch (e) {
     await save(started, { ...rec, result: 'failed', time: new Date().toISOString() }, false).catch(() => undefined);
     throw e;
@@ -173,13 +189,20 @@ export async function runLayer(ctx: RunContext, plan: LayerPlan): Promise<LayerO
   const { remote, inputs } = ctx;
   const ledger: Ledger | null = await readLedger(remote, inputs.remoteDir, plan.stack);
   const notes = await shipLayer(ctx, plan);
-  const { outcome, kept } = await deployRecorded(ctx, plan, ledger, releaseRecord(ctx, plan));
+  const shared = [...new Set((plan.secrets ?? []).filter((x) => x.shared).map((x) => x.key))];
+  // Listed while the gate polls (a channel of its own), not after it.
+  let listed: Promise<Set<string> | Error> | undefined;
+  const list = () => (listed = prunableSecrets(remote, plan.stack, shared, true).catch((e: Error) => e));
+  const { outcome, kept } = await deployRecorded(ctx, plan, ledger, releaseRecord(ctx, plan), list);
   // Old secrets go once no kept release uses them: a rollback within the history still finds its own.
   if (outcome.result === 'deployed') {
-    const shared = [...new Set((plan.secrets ?? []).filter((x) => x.shared).map((x) => x.key))];
+    let names = await (listed ?? list());
+    // A host that allows fewer SSH sessions refuses the extra channel: listed again the usual way.
+    if (names instanceof Error) names = await prunableSecrets(remote, plan.stack, shared);
     await pruneSecrets(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])), {
       remoteDir: inputs.remoteDir,
       shared,
+      listed: names,
     });
     await pruneConfigs(remote, plan.stack, plan.configs ?? []);
   }

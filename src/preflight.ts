@@ -5,7 +5,7 @@
 import * as core from '@actions/core';
 import { Finding, overlayNetworks, reportFindings, runRules, traefikProviderNetworks } from './checks';
 import { ComposeFileError, InputError } from './errors';
-import { readApiNodes, readConfigHashes, readInfo } from './host/engine-facts';
+import { EngineInfo, readApiNodes, readConfigHashes } from './host/engine-facts';
 import type { Host } from './host/shell';
 import { HostMtu, describeHostMtu, hostMtuVerdict, readHostMtu } from './hostmtu';
 import { Inputs } from './inputs';
@@ -65,17 +65,21 @@ export function runChecks(
 /**
  * The checks that need the swarm's own facts, before anything changes: configs changed under an
  * unchanged name (Swarm configs are immutable), placement against the nodes, overlay MTU against the
- * host's interface. Returns the node count.
+ * host's interface. `info` is the engine's GET /info the connection read. Returns the node count.
  */
-export async function connectedChecks(remote: Host, prepared: PreparedStack[], inputs: Inputs): Promise<number> {
+export async function connectedChecks(
+  remote: Host,
+  prepared: PreparedStack[],
+  inputs: Inputs,
+  info: EngineInfo,
+): Promise<number> {
   const skipped = (rule: string) => inputs.skipChecks.some((r) => r === 'all' || r === rule);
   const engine = remote.engine();
   // Requests over the Engine API connection while the host's shell reads the interface MTU.
-  const [existing, apiNodes, info, mtu] = await Promise.all([
+  const [existing, apiNodes, mtu] = await Promise.all([
     readConfigHashes(engine),
     readApiNodes(engine),
-    readInfo(engine),
-    skipped('overlay-mtu') ? undefined : readHostMtu(remote),
+    skipped('overlay-mtu') ? undefined : readHostMtu(remote, info),
   ]).catch((e: Error) => {
     throw new Error(`Cannot read the swarm's configs and nodes on ${remote.where}: ${e.message}`);
   });

@@ -170,7 +170,7 @@ export class Remote implements Runner, Host {
     }
   }
 
-  /** One attempt: a new channel when there is standard input, else the persistent shell. */
+  /** One attempt: a new channel when there is standard input or others may run, else the persistent shell. */
   private async once(script: string, opts: ShOptions): Promise<RunResult> {
     if (this.lost || !this.ssh.isConnected())
       throw Object.assign(new Error('Not connected to server'), { dropped: true });
@@ -178,7 +178,7 @@ export class Remote implements Runner, Host {
     const t0 = Date.now();
     const ms = opts.timeoutMs ?? COMMAND_TIMEOUT_MS;
     let res: RunResult;
-    if (opts.input !== undefined) {
+    if (opts.input !== undefined || opts.concurrent) {
       // Standard input needs a channel of its own; secrets travel this way, never on a command line.
       let channel: ClientChannel | undefined;
       const r = await bounded(

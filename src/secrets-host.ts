@@ -132,6 +132,33 @@ export async function ensureSecrets(remote: Shell, stack: string, plans: SecretP
 }
 
 /**
+ * The secrets pruneSecrets may remove: the stack's own, and the shared ones of the keys it uses.
+ * `concurrent`: listed on a channel of its own, while the deploy and the gate run (a secret created
+ * after the list is simply not pruned this time).
+ */
+export async function prunableSecrets(
+  remote: Shell,
+  stack: string,
+  shared: string[] = [],
+  concurrent = false,
+): Promise<Set<string>> {
+  const lists = [
+    ['--filter', `label=${LABEL_STACK}=${stack}`],
+    ...shared.map((k) => ['--filter', `label=${LABEL_SHARED}=true`, '--filter', `label=${LABEL_KEY}=${k}`]),
+  ];
+  const names = new Set<string>();
+  for (const filters of lists) {
+    const ls = await remote.run(['docker', 'secret', 'ls', ...filters, '--format', '{{.Name}}'], { concurrent });
+    ls.stdout
+      .split('\n')
+      .map((n) => n.trim())
+      .filter(Boolean)
+      .forEach((n) => names.add(n));
+  }
+  return names;
+}
+
+/**
  * Removes the action's secrets of a stack, and the shared ones of the keys it uses, that no kept
  * release uses, so a rollback still finds its secrets. A shared secret (or any other) that a ledger
  * on this host still names, another stack's kept releases included, stays; generated ones stay;
@@ -141,26 +168,9 @@ export async function pruneSecrets(
   remote: Shell,
   stack: string,
   keep: Set<string>,
-  opts: { remoteDir?: string; shared?: string[] } = {},
+  opts: { remoteDir?: string; shared?: string[]; listed?: Set<string> } = {},
 ): Promise<string[]> {
-  const lists = [
-    ['--filter', `label=${LABEL_STACK}=${stack}`],
-    ...(opts.shared ?? []).map((k) => [
-      '--filter',
-      `label=${LABEL_SHARED}=true`,
-      '--filter',
-      `label=${LABEL_KEY}=${k}`,
-    ]),
-  ];
-  const names = new Set<string>();
-  for (const filters of lists) {
-    const ls = await remote.run(['docker', 'secret', 'ls', ...filters, '--format', '{{.Name}}']);
-    ls.stdout
-      .split('\n')
-      .map((n) => n.trim())
-      .filter(Boolean)
-      .forEach((n) => names.add(n));
-  }
+  const names = opts.listed ?? (await prunableSecrets(remote, stack, opts.shared));
   const stale = [...names].filter((n) => !keep.has(n));
   if (!stale.length) return [];
   const ledgers = opts.remoteDir ? `${shellJoin([`${opts.remoteDir}/stacks`])}/*/ledger.json` : '';

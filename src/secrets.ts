@@ -7,7 +7,14 @@ import { PreparedStack } from './stack';
 
 export { planConfigs, pruneConfigs } from './configs';
 export type { ConfigPlan } from './configs';
-export { SHARED_PREFIX, ensureSecrets, nameSecrets, pruneSecrets, secretKeyFile } from './secrets-host';
+export {
+  SHARED_PREFIX,
+  ensureSecrets,
+  nameSecrets,
+  prunableSecrets,
+  pruneSecrets,
+  secretKeyFile,
+} from './secrets-host';
 export type { SecretsReport } from './secrets-host';
 
 /** The override file the action adds to a stack: it only names its secrets and configs. */

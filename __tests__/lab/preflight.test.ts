@@ -268,17 +268,19 @@ async function freePort(): Promise<number> {
 }
 
 /**
- * A host whose Swarm node address sits on an interface with MTU 1400: a veth end with a TEST-NET-2
- * address, and a second sshd (the lab's config, own port) whose PATH puts first a `docker` that
- * answers the node address with that one; every other docker command is the real one. The
- * interface, its address and MTU are real, read by the action's own remote command.
+ * A host whose Swarm node address sits on an interface with MTU 1400: a veth end with a TEST-NET-1
+ * address, and a second sshd (the lab's config, own port) whose PATH puts first a `docker` whose
+ * Engine API connection (`docker system dial-stdio`) answers GET /info with that node address in
+ * place of the lab's 127.0.0.1 (as long: the HTTP lengths stay right); every other docker command is
+ * the real one. The interface, its address and MTU are real, read by the action's own remote command.
  */
 async function withLowMtuHost(
   fn: (inputs: Record<string, string>, addr: string, iface: string) => Promise<void>,
 ): Promise<void> {
   const tag = randomBytes(3).toString('hex');
   const iface = `pfm${tag}a`;
-  const addr = `198.51.100.${2 + (parseInt(tag.slice(0, 2), 16) % 250)}`;
+  // As long as 127.0.0.1, which it replaces in the engine's answer.
+  const addr = `192.0.2.${1 + (parseInt(tag.slice(0, 2), 16) % 9)}`;
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-mtu-'));
   const pidFile = path.join(tmp, 'sshd.pid');
   try {
@@ -291,8 +293,9 @@ async function withLowMtuHost(
     fs.mkdirSync(path.join(tmp, 'bin'));
     fs.writeFileSync(
       path.join(tmp, 'bin', 'docker'),
-      `#!/bin/sh\nif [ "$1" = info ] && [ "$2" = --format ] && [ "$3" = '{{.Swarm.NodeAddr}} {{.Name}}' ]; then\n` +
-        `  printf '%s %s\\n' ${addr} "$(${realDocker} info --format '{{.Name}}')"; exit 0\nfi\nexec ${realDocker} "$@"\n`,
+      `#!/bin/sh\nif [ "$1" = system ] && [ "$2" = dial-stdio ]; then\n` +
+        `  ${realDocker} system dial-stdio | sed -u 's/"NodeAddr":"127\\.0\\.0\\.1"/"NodeAddr":"${addr}"/'; exit\n` +
+        `fi\nexec ${realDocker} "$@"\n`,
       { mode: 0o755 },
     );
     const port = await freePort();
@@ -330,9 +333,9 @@ async function withLowMtuHost(
           '-p',
           String(port),
           `${lab.user}@${lab.host}`,
-          'docker info --format "{{.Swarm.NodeAddr}} {{.Name}}"',
+          `printf 'GET /info HTTP/1.0\\r\\nHost: docker\\r\\n\\r\\n' | docker system dial-stdio`,
         ]);
-        return r.code === 0 && r.stdout.startsWith(`${addr} `) ? true : undefined;
+        return r.code === 0 && r.stdout.includes(`"NodeAddr":"${addr}"`) ? true : undefined;
       },
       { timeoutMs: 15_000, what: 'the second sshd with the faked node address' },
     );

@@ -260,6 +260,49 @@ test('missingImages: only "not there" counts as missing; an unreachable or refus
   assert.equal(asked.length, 4, 'each image asked once');
 });
 
+test('missingImages: the look-ups run at the same time, at most 4 at once, each marked concurrent (a channel of its own on a host)', async () => {
+  let running = 0;
+  let most = 0;
+  const opts: (RunOptions | undefined)[] = [];
+  const slow: Runner = {
+    where: 'me@vps',
+    async run(argv, o) {
+      opts.push(o);
+      running++;
+      most = Math.max(most, running);
+      await new Promise((r) => setTimeout(r, 20));
+      running--;
+      return argv.at(-1)!.endsWith(':3')
+        ? { code: 1, stdout: '', stderr: 'manifest unknown' }
+        : { code: 0, stdout: '', stderr: '' };
+    },
+  };
+  const images = Array.from({ length: 10 }, (_, i) => `127.0.0.1:5000/p/a:${i}`);
+  const t0 = Date.now();
+  const r = await missingImages(slow, images);
+  assert.deepEqual(r.missing, ['127.0.0.1:5000/p/a:3']);
+  assert.equal(most, 4);
+  assert.ok(Date.now() - t0 < 10 * 20, 'not one after another');
+  assert.ok(opts.every((o) => o?.concurrent === true && o.silent === true));
+});
+
+test('missingImages: a host that refuses the extra channel is asked again the usual way', async () => {
+  const asked: boolean[] = [];
+  const host: Runner = {
+    where: 'me@vps',
+    async run(argv, o) {
+      asked.push(!!o?.concurrent);
+      if (o?.concurrent) throw new Error('Lost the SSH connection to me@vps: (SSH) Channel open failure: open failed');
+      return argv.at(-1)!.endsWith(':gone')
+        ? { code: 1, stdout: '', stderr: 'manifest unknown' }
+        : { code: 0, stdout: '', stderr: '' };
+    },
+  };
+  const r = await missingImages(host, ['127.0.0.1:5000/p/a:1', '127.0.0.1:5000/p/a:gone']);
+  assert.deepEqual(r, { missing: ['127.0.0.1:5000/p/a:gone'], unreadable: [] });
+  assert.deepEqual(asked, [true, true, false, false]);
+});
+
 test('a registry the engine lists as insecure (plain HTTP, not loopback) is asked with --insecure, in the look-up and the check', async () => {
   const info = JSON.stringify({
     '10.213.1.1:5000': { Name: '10.213.1.1:5000', Secure: false },

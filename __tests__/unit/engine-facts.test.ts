@@ -20,14 +20,22 @@ function fakeEngine(answers: Record<string, unknown>): Engine & { asked: string[
   };
 }
 
-test('readInfo: the engine version, the swarm state and the node answering, from one GET /info', async () => {
+test('readInfo: the engine version, the swarm state, the node answering and its address and name, from one GET /info', async () => {
   const e = fakeEngine({
     '/info': {
       ServerVersion: '26.1.5+dfsg1',
-      Swarm: { LocalNodeState: 'active', ControlAvailable: true, NodeID: 'n1' },
+      Name: 'mgr-1',
+      Swarm: { LocalNodeState: 'active', ControlAvailable: true, NodeID: 'n1', NodeAddr: '192.0.2.2' },
     },
   });
-  assert.deepEqual(await readInfo(e), { version: '26.1.5+dfsg1', swarmState: 'active', manager: true, nodeId: 'n1' });
+  assert.deepEqual(await readInfo(e), {
+    version: '26.1.5+dfsg1',
+    swarmState: 'active',
+    manager: true,
+    nodeId: 'n1',
+    nodeAddr: '192.0.2.2',
+    name: 'mgr-1',
+  });
   const worker = fakeEngine({ '/info': { ServerVersion: '20.10.24', Swarm: { LocalNodeState: 'active' } } });
   assert.equal((await readInfo(worker)).manager, false);
   const none = fakeEngine({ '/info': { ServerVersion: '28.0.1', Swarm: { LocalNodeState: 'inactive' } } });

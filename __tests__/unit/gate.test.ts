@@ -596,6 +596,45 @@ test('runGate: polls until every service is stable; logs phase changes, not coun
   assert.equal(out.match(/app_web: stable/g)?.length, 1);
 });
 
+test('runGate: while an update is under way polls every minPollMs, or 4× what a poll took; in a stability window every pollMs', async () => {
+  const g = new ServiceGate(watch({ stabilityMs: 3000 }), T0);
+  const { o, sleeps } = fakeRun(
+    (i, now) =>
+      snap(
+        [service()],
+        [task({ id: 'a', slot: 1 }), task({ id: 'b', slot: 2, state: i < 2 ? 'starting' : 'running' })],
+        now,
+      ),
+    { minPollMs: 250 },
+  );
+  // The second poll takes 100 ms of the runner's clock.
+  let extra = 0;
+  const [now, poll] = [o.now!, o.poll];
+  o.now = () => now() + extra;
+  o.poll = async (ms) => {
+    const s = await poll(ms);
+    if (sleeps.length === 1) extra += 100;
+    return s;
+  };
+  const { value: r } = await captured(() => runGate([g], o));
+  assert.equal(r.ok, true);
+  // Pending: 250 ms, then 4 × 100 ms; converged (the window's countdown): 1000 ms.
+  assert.deepEqual(sleeps.slice(0, 3), [250, 400, 1000]);
+  assert.ok(
+    sleeps.slice(2).every((ms) => ms === 1000),
+    sleeps.join(','),
+  );
+  // Without minPollMs: every pollMs throughout.
+  const plain = fakeRun((i, t) =>
+    snap([service()], [task({ slot: 1 }), task({ slot: 2, state: i < 2 ? 'starting' : 'running' })], t),
+  );
+  await captured(() => runGate([new ServiceGate(watch({ stabilityMs: 3000 }), T0)], plain.o));
+  assert.ok(
+    plain.sleeps.every((ms) => ms === 1000),
+    plain.sleeps.join(','),
+  );
+});
+
 test("runGate: judges task times with the host clock of the snapshot, not the runner's", async () => {
   const g = new ServiceGate(watch({ stabilityMs: 5000 }), T0);
   // The runner's clock barely moves (0.1 s per poll); the host's moves 3 s per poll.

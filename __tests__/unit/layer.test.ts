@@ -75,7 +75,12 @@ test('a docker stack deploy refused before any change: its error is the layer’
     [service('s_web', 'reg/web:1.0.0')],
     [{ sh: 'docker stack deploy', reply: refused }],
   );
-  await assert.rejects(deployLayer(ctx(host), plan), /docker stack deploy s failed on me@vps \(exit 1\):\nport 8080/);
+  let gated = 0;
+  await assert.rejects(
+    deployLayer(ctx(host), plan, () => gated++),
+    /docker stack deploy s failed on me@vps \(exit 1\):\nport 8080/,
+  );
+  assert.equal(gated, 0, 'no gate, so nothing started beside it');
   assert.equal(shell.commands.length, 1);
   assert.match(shell.commands[0], /^cd \/srv\/s\/releases\/2\.0\.0 && docker stack deploy --compose-file s\.yml/);
 });

@@ -14,11 +14,15 @@ export interface EngineInfo {
   manager: boolean;
   /** The id of the node answering. */
   nodeId: string;
+  /** The node's Swarm address (what it advertises to the others) and its name, for the host MTU check. */
+  nodeAddr: string;
+  name: string;
 }
 
 interface ApiInfo {
   ServerVersion?: string;
-  Swarm?: { LocalNodeState?: string; ControlAvailable?: boolean; NodeID?: string };
+  Name?: string;
+  Swarm?: { LocalNodeState?: string; ControlAvailable?: boolean; NodeID?: string; NodeAddr?: string };
 }
 
 export async function readInfo(engine: Engine, timeoutMs = BOUND_MS): Promise<EngineInfo> {
@@ -28,6 +32,8 @@ export async function readInfo(engine: Engine, timeoutMs = BOUND_MS): Promise<En
     swarmState: i.Swarm?.LocalNodeState ?? '',
     manager: i.Swarm?.ControlAvailable === true,
     nodeId: i.Swarm?.NodeID ?? '',
+    nodeAddr: i.Swarm?.NodeAddr ?? '',
+    name: i.Name ?? '',
   };
 }
 
