@@ -1,5 +1,6 @@
 import { ServiceInfo, locateIn, ComposeFile } from './compose';
 import { Finding } from './checks';
+import type { ApiNode } from './host/engine-facts';
 
 /** What the scheduler reads of a node. */
 export interface NodeFacts {
@@ -18,8 +19,7 @@ export interface NodeFacts {
 }
 
 /** The nodes as the Engine API gives them (`GET /nodes`, what `docker node inspect` prints). */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export function parseNodes(apiNodes: any[]): NodeFacts[] {
+export function parseNodes(apiNodes: ApiNode[]): NodeFacts[] {
   return apiNodes.map((n) => ({
     id: String(n.ID ?? ''),
     hostname: String(n.Description?.Hostname ?? ''),

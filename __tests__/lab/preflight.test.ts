@@ -279,8 +279,12 @@ async function withLowMtuHost(
 ): Promise<void> {
   const tag = randomBytes(3).toString('hex');
   const iface = `pfm${tag}a`;
-  // As long as 127.0.0.1, which it replaces in the engine's answer.
-  const addr = `192.0.2.${1 + (parseInt(tag.slice(0, 2), 16) % 9)}`;
+  // As long as 127.0.0.1, which it replaces in the engine's answer, and on no interface yet: a machine
+  // may use TEST-NET-1 itself (this one's eth0 has 192.0.2.2/24, and the action then found eth0).
+  const held = (await run('ip', ['-o', 'addr', 'show'])).stdout;
+  const free = [1, 2, 3, 4, 5, 6, 7, 8, 9].map((n) => `192.0.2.${n}`).filter((a) => !held.includes(`inet ${a}/`));
+  assert.ok(free.length > 0, `every address 192.0.2.1-9 is on an interface already:\n${held}`);
+  const addr = free[parseInt(tag.slice(0, 2), 16) % free.length];
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-mtu-'));
   const pidFile = path.join(tmp, 'sshd.pid');
   try {

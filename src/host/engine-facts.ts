@@ -1,10 +1,9 @@
+// The swarm's facts the pre-flight reads once, over the Engine API connection the gate polls over: a
+// docker CLI on the host costs a process and 0.1–0.5 s each (`docker info` the most), a request a few ms.
 import * as crypto from 'crypto';
 import type { Engine } from './engine-api';
 
-/**
- * The swarm's facts the pre-flight reads once, over the Engine API connection the gate polls over: a
- * docker CLI on the host costs a process and 0.1–0.5 s each (`docker info` the most), a request a few ms.
- */
+/** The bound on each read (ms). */
 const BOUND_MS = 15_000;
 
 /** What `GET /info` says of the engine and its swarm. */
@@ -37,9 +36,21 @@ export async function readInfo(engine: Engine, timeoutMs = BOUND_MS): Promise<En
   };
 }
 
+/** What the pre-flight and the failure report read of a node in `GET /nodes`. */
+export interface ApiNode {
+  ID?: string;
+  Description?: {
+    Hostname?: string;
+    Platform?: { OS?: string; Architecture?: string };
+    Engine?: { Labels?: Record<string, string> };
+  };
+  Spec?: { Role?: string; Availability?: string; Labels?: Record<string, string> };
+  Status?: { State?: string };
+}
+
 /** Every node of the swarm as `docker node inspect` prints it (only a manager can answer). */
-export async function readApiNodes(engine: Engine, timeoutMs = BOUND_MS): Promise<unknown[]> {
-  return (await engine.get('/nodes', timeoutMs)) as unknown[];
+export async function readApiNodes(engine: Engine, timeoutMs = BOUND_MS): Promise<ApiNode[]> {
+  return (await engine.get('/nodes', timeoutMs)) as ApiNode[];
 }
 
 /** Name → sha256 of the content of the Swarm configs on the host. */
