@@ -154,7 +154,11 @@ export class Remote implements Runner, Host {
         },
       );
     } catch (e) {
-      if (isDropped(e as Error)) throw new Error(`Lost the SSH connection to ${this.where}: ${(e as Error).message}`);
+      const why = (e as Error).message;
+      // sshd's MaxSessions refuses a channel while the connection stays up.
+      if (/Channel open failure/i.test(why) && !this.lost && this.ssh.isConnected())
+        throw new Error(`${this.where} refused another SSH channel (sshd MaxSessions?): ${why}`);
+      if (isDropped(e as Error)) throw new Error(`Lost the SSH connection to ${this.where}: ${why}`);
       throw e;
     }
   }

@@ -268,11 +268,69 @@ async function freePort(): Promise<number> {
 }
 
 /**
+ * A second sshd with the lab's config on its own port, plus `extra` lines (the lab's variables and,
+ * with `binDir`, a PATH that puts it first, on one SetEnv line: sshd takes the first only). Resolves
+ * with the action's inputs for it once a session answers; `stop` ends it.
+ */
+async function secondSshd(
+  tmp: string,
+  opts: { extra?: string; binDir?: string },
+): Promise<{ inputs: Record<string, string>; known: string; port: number; stop: () => void }> {
+  const pidFile = path.join(tmp, 'sshd.pid');
+  const port = await freePort();
+  const config = fs
+    .readFileSync(path.join(path.dirname(lab.sshKeyFile), 'sshd_config'), 'utf8')
+    .replace(/^Port .*$/m, `Port ${port}`)
+    .replace(/^PidFile .*$/m, `PidFile ${pidFile}`);
+  const labEnv = /^SetEnv (.*)$/m.exec(config)?.[1] ?? '';
+  const pathVar = opts.binDir
+    ? ` PATH=${opts.binDir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`
+    : '';
+  fs.writeFileSync(
+    path.join(tmp, 'sshd_config'),
+    `${opts.extra ?? ''}${config.replace(/^SetEnv .*\n/gm, '')}SetEnv ${labEnv}${pathVar}\n`,
+  );
+  const started = await run('/usr/sbin/sshd', ['-f', path.join(tmp, 'sshd_config'), '-E', path.join(tmp, 'sshd.log')]);
+  assert.equal(started.code, 0, started.stderr);
+  const stop = () => {
+    if (fs.existsSync(pidFile)) process.kill(Number(fs.readFileSync(pidFile, 'utf8').trim()), 'SIGTERM');
+  };
+  const knownHosts = lab.knownHosts.replace(`[${lab.host}]:${lab.port}`, `[${lab.host}]:${port}`);
+  const known = path.join(tmp, 'known_hosts');
+  fs.writeFileSync(known, knownHosts);
+  await waitFor(async () => (await sshTo(port, known, 'true')).code === 0 || undefined, {
+    timeoutMs: 15_000,
+    what: `the second sshd on port ${port}`,
+  }).catch((e: Error) => {
+    stop();
+    throw e;
+  });
+  return { inputs: { ...inputs, port: String(port), 'known-hosts': knownHosts }, known, port, stop };
+}
+
+function sshTo(port: number, known: string, command: string) {
+  return run('ssh', [
+    '-i',
+    lab.sshKeyFile,
+    '-o',
+    `UserKnownHostsFile=${known}`,
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'BatchMode=yes',
+    '-p',
+    String(port),
+    `${lab.user}@${lab.host}`,
+    command,
+  ]);
+}
+
+/**
  * A host whose Swarm node address sits on an interface with MTU 1400: a veth end with a TEST-NET-1
- * address, and a second sshd (the lab's config, own port) whose PATH puts first a `docker` whose
- * Engine API connection (`docker system dial-stdio`) answers GET /info with that node address in
- * place of the lab's 127.0.0.1 (as long: the HTTP lengths stay right); every other docker command is
- * the real one. The interface, its address and MTU are real, read by the action's own remote command.
+ * address, and a second sshd whose PATH puts first a `docker` whose Engine API connection
+ * (`docker system dial-stdio`) answers GET /info with that node address in place of the lab's
+ * 127.0.0.1 (as long: the HTTP lengths stay right); every other docker command is the real one. The
+ * interface, its address and MTU are real, read by the action's own remote command.
  */
 async function withLowMtuHost(
   fn: (inputs: Record<string, string>, addr: string, iface: string) => Promise<void>,
@@ -286,7 +344,7 @@ async function withLowMtuHost(
   assert.ok(free.length > 0, `every address 192.0.2.1-9 is on an interface already:\n${held}`);
   const addr = free[parseInt(tag.slice(0, 2), 16) % free.length];
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-mtu-'));
-  const pidFile = path.join(tmp, 'sshd.pid');
+  let stop = () => {};
   try {
     const add = await run('sh', [
       '-c',
@@ -302,50 +360,17 @@ async function withLowMtuHost(
         `fi\nexec ${realDocker} "$@"\n`,
       { mode: 0o755 },
     );
-    const port = await freePort();
-    const config = fs
-      .readFileSync(path.join(path.dirname(lab.sshKeyFile), 'sshd_config'), 'utf8')
-      .replace(/^Port .*$/m, `Port ${port}`)
-      .replace(/^PidFile .*$/m, `PidFile ${pidFile}`);
-    // sshd takes the first SetEnv line only: the lab's variables and this PATH on one.
-    const labEnv = /^SetEnv (.*)$/m.exec(config)?.[1] ?? '';
-    fs.writeFileSync(
-      path.join(tmp, 'sshd_config'),
-      `${config.replace(/^SetEnv .*\n/gm, '')}SetEnv ${labEnv} PATH=${tmp}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n`,
+    const second = await secondSshd(tmp, { binDir: path.join(tmp, 'bin') });
+    stop = second.stop;
+    const info = await sshTo(
+      second.port,
+      second.known,
+      `printf 'GET /info HTTP/1.0\\r\\nHost: docker\\r\\n\\r\\n' | docker system dial-stdio`,
     );
-    const started = await run('/usr/sbin/sshd', [
-      '-f',
-      path.join(tmp, 'sshd_config'),
-      '-E',
-      path.join(tmp, 'sshd.log'),
-    ]);
-    assert.equal(started.code, 0, started.stderr);
-    const knownHosts = lab.knownHosts.replace(`[${lab.host}]:${lab.port}`, `[${lab.host}]:${port}`);
-    const known = path.join(tmp, 'known_hosts');
-    fs.writeFileSync(known, knownHosts);
-    await waitFor(
-      async () => {
-        const r = await run('ssh', [
-          '-i',
-          lab.sshKeyFile,
-          '-o',
-          `UserKnownHostsFile=${known}`,
-          '-o',
-          'StrictHostKeyChecking=yes',
-          '-o',
-          'BatchMode=yes',
-          '-p',
-          String(port),
-          `${lab.user}@${lab.host}`,
-          `printf 'GET /info HTTP/1.0\\r\\nHost: docker\\r\\n\\r\\n' | docker system dial-stdio`,
-        ]);
-        return r.code === 0 && r.stdout.includes(`"NodeAddr":"${addr}"`) ? true : undefined;
-      },
-      { timeoutMs: 15_000, what: 'the second sshd with the faked node address' },
-    );
-    await fn({ ...inputs, port: String(port), 'known-hosts': knownHosts }, addr, iface);
+    assert.ok(info.stdout.includes(`"NodeAddr":"${addr}"`), `the faked node address is not answered: ${info.stderr}`);
+    await fn(second.inputs, addr, iface);
   } finally {
-    if (fs.existsSync(pidFile)) process.kill(Number(fs.readFileSync(pidFile, 'utf8').trim()), 'SIGTERM');
+    stop();
     await run('ip', ['link', 'del', iface]);
     fs.rmSync(tmp, { recursive: true, force: true });
   }
@@ -408,6 +433,43 @@ test(
         assert.match(ok.log, /host MTU fine/);
       });
     } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
+
+test(
+  'a host that allows 2 SSH sessions (MaxSessions 2: the shell and the Engine API): the registry look-ups fall back to the shell',
+  { timeout: 120_000 },
+  async () => {
+    const dir = copyExample();
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-sessions-'));
+    let stop = () => {};
+    try {
+      const second = await secondSshd(tmp, { extra: 'MaxSessions 2\n' });
+      stop = second.stop;
+      const r = await runAction({
+        inputs: { ...second.inputs, command: 'deploy', release: 'pf-sessions', 'dry-run': 'true' },
+        cwd: dir,
+        env: { RUNNER_DEBUG: '1' },
+      });
+      assert.equal(r.code, 0, r.maskedLog.slice(-3000));
+      assert.equal(r.outputs.result, 'checked');
+      // Each look-up was refused its channel, then asked through the shell, with the usual verdict:
+      // the base image is there, this file's web and api were never built.
+      assert.match(
+        r.log,
+        /lab\/base:1: no SSH channel of its own \(.+ refused another SSH channel \(sshd MaxSessions\?\).+\); asked through the shell/,
+      );
+      const lookups = r.log.match(/docker manifest inspect .*→ \d/g) ?? [];
+      assert.equal(lookups.length, 3, lookups.join('\n'));
+      const missing = r.warnings.find((w) => /Not in the registry/.test(w)) ?? '';
+      assert.match(missing, /\/web:1\.0\.0 \(pf-app\/web\)/);
+      assert.match(missing, /\/api:1\.0\.0 \(pf-app\/api\)/);
+      assert.doesNotMatch(missing, /lab\/base/);
+    } finally {
+      stop();
+      fs.rmSync(tmp, { recursive: true, force: true });
       fs.rmSync(dir, { recursive: true, force: true });
     }
   },

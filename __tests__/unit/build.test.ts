@@ -292,7 +292,10 @@ test('missingImages: a host that refuses the extra channel is asked again the us
     where: 'me@vps',
     async run(argv, o) {
       asked.push(!!o?.concurrent);
-      if (o?.concurrent) throw new Error('Lost the SSH connection to me@vps: (SSH) Channel open failure: open failed');
+      if (o?.concurrent)
+        throw new Error(
+          'me@vps refused another SSH channel (sshd MaxSessions?): (SSH) Channel open failure: open failed',
+        );
       return argv.at(-1)!.endsWith(':gone')
         ? { code: 1, stdout: '', stderr: 'manifest unknown' }
         : { code: 0, stdout: '', stderr: '' };
