@@ -1,8 +1,19 @@
 // Shared set-up of the end-to-end tests: the example app, built and deployed through dist/index.js
 // against the lab (real dockerd in Swarm mode, registry, sshd).
+import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { ActionRun, runAction } from '../helpers/action';
-import { LabEnv, copyExample, labInputs, docker, dockerOk, removeStack, run, ServiceChange } from '../helpers/lab';
+import { ActionProcess, ActionRun, runAction, startAction } from '../helpers/action';
+import {
+  LabEnv,
+  RunResult,
+  copyExample,
+  labInputs,
+  docker,
+  dockerOk,
+  removeStack,
+  run,
+  ServiceChange,
+} from '../helpers/lab';
 
 export const INFRA = 'example-infra';
 export const APP = 'example-app';
@@ -93,54 +104,129 @@ export function buildAhead(
   return builds;
 }
 
+export interface ReleaseOptions {
+  /** More inputs of the deploy. */
+  extra?: Record<string, string>;
+  /** The builds started by `buildAhead`. */
+  builds?: Map<string, Promise<ActionRun>>;
+  /** Runs beside the deploy, given its live process; its error fails the release after the deploy ends. */
+  during?: (run: ActionProcess) => Promise<void>;
+}
+
 /** Builds (or awaits the build ahead of) the example with `changes`, then deploys it. */
 export async function release(
   lab: LabEnv,
   inputs: Record<string, string>,
   version: string,
   changes: Record<string, ServiceChange>,
-  extra: Record<string, string> = {},
-  builds?: Map<string, Promise<ActionRun>>,
+  { extra = {}, builds, during }: ReleaseOptions = {},
 ): Promise<Release> {
   const built = await (builds?.get(version) ?? build(lab, inputs, version, changes));
   const dir = copyExample(changes);
   try {
-    const deploy = await runAction({ inputs: { ...inputs, command: 'deploy', release: version, ...extra }, cwd: dir });
+    const run = startAction({ inputs: { ...inputs, command: 'deploy', release: version, ...extra }, cwd: dir });
+    // Caught now, thrown once the deploy (and its post step) ended: no rejection left unhandled meanwhile.
+    const beside = during?.(run).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    const deploy = await run.finish();
+    const err = await beside;
+    if (err) throw err;
     return { dir, build: built, deploy };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
+/**
+ * Once the deploy logs that `service` converged, crashes one of its tasks running `version`: the
+ * example's entry exits 4 on SIGUSR1. So the crash comes after Swarm called the update completed,
+ * however long the update took. `dockerCli` runs the docker CLI against the engine that runs it.
+ */
+export function crashOnceConverged(
+  service: string,
+  version: string,
+  dockerCli: (args: string[]) => Promise<string> = dockerOk,
+): (run: ActionProcess) => Promise<void> {
+  return async (run) => {
+    await run.waitLine(new RegExp(`${service}: converged: `), 180_000);
+    const ours = (
+      await dockerCli([
+        'ps',
+        '--filter',
+        `label=com.docker.swarm.service.name=${service}`,
+        '--format',
+        '{{.ID}} {{.Image}}',
+      ])
+    )
+      .trim()
+      .split('\n')
+      .filter((l) => l.split(' ')[1]?.includes(`:${version}`));
+    if (!ours.length) throw new Error(`no container of ${service} runs ${version} once it converged`);
+    await dockerCli(['kill', '--signal', 'USR1', ours[0].split(' ')[0]]);
+  };
+}
+
 /** The image (with digest) a service's spec runs, and how many of its tasks run. */
-export async function serviceState(name: string): Promise<{ image: string; running: number; update: string }> {
-  const image = (
-    await dockerOk(['service', 'inspect', name, '--format', '{{.Spec.TaskTemplate.ContainerSpec.Image}}'])
-  ).trim();
-  const update = (
-    await dockerOk(['service', 'inspect', name, '--format', '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}'])
-  ).trim();
-  const ps = await dockerOk([
+export async function serviceState(
+  name: string,
+  cli: (args: string[]) => Promise<string> = dockerOk,
+): Promise<{ image: string; running: number; runningImages: string[]; update: string }> {
+  const [image, update] = (
+    await cli([
+      'service',
+      'inspect',
+      name,
+      '--format',
+      '{{.Spec.TaskTemplate.ContainerSpec.Image}}|{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}',
+    ])
+  )
+    .trim()
+    .split('|');
+  const ps = await cli([
     'service',
     'ps',
     name,
     '--filter',
     'desired-state=running',
     '--format',
-    '{{.CurrentState}}',
+    '{{.CurrentState}}|{{.Image}}',
   ]);
-  return { image, update, running: ps.split('\n').filter((l) => l.startsWith('Running')).length };
+  const running = ps.split('\n').filter((l) => l.startsWith('Running'));
+  return { image, update, running: running.length, runningImages: running.map((l) => l.split('|')[1]) };
+}
+
+/**
+ * Back on `version` by the gate's rule: at least `replicas` tasks running, all of them on it. (Swarm
+ * may show one more for a while: a crashed task's restart can race the rollback.)
+ */
+export function assertBackOn(
+  state: { image: string; running: number; runningImages: string[] },
+  version: string,
+  replicas: number,
+): void {
+  const tag = new RegExp(`:${version.replace(/\./g, '\\.')}(@|$)`);
+  assert.match(state.image, tag);
+  assert.ok(state.running >= replicas, `${state.running} running, want ${replicas} or more`);
+  assert.ok(
+    state.runningImages.every((i) => tag.test(i)),
+    `running images: ${state.runningImages.join(', ')}`,
+  );
 }
 
 /** What a running task of the service answers on /version, asked inside its container. */
-export async function servedVersion(service: string): Promise<string> {
-  const ids = (await dockerOk(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${service}`]))
+export async function servedVersion(
+  service: string,
+  cli: (args: string[]) => Promise<RunResult> = docker,
+): Promise<string> {
+  const ids = (await cli(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${service}`])).stdout
     .trim()
     .split('\n')
     .filter(Boolean);
   const versions = new Set<string>();
   for (const id of ids) {
-    const r = await docker(['exec', id, 'wget', '-q', '-O', '-', 'http://127.0.0.1:8080/version']);
+    const r = await cli(['exec', id, 'wget', '-q', '-O', '-', 'http://127.0.0.1:8080/version']);
     if (r.code === 0) versions.add(r.stdout.trim());
   }
   return [...versions].sort().join(',');

@@ -19,7 +19,18 @@ import {
   uniqueName,
   waitFor,
 } from '../helpers/lab';
-import { baseInputs, exampleStacks, onHost } from './common';
+import {
+  ReleaseOptions,
+  assertBackOn,
+  baseInputs,
+  buildAhead,
+  crashOnceConverged,
+  exampleStacks,
+  onHost,
+  release as releaseExample,
+  servedVersion,
+  serviceState,
+} from './common';
 
 const SCRIPT = path.join(REPO_ROOT, 'lab', 'engine26.sh');
 const ex = exampleStacks('e26');
@@ -36,44 +47,11 @@ const RELEASES: Record<string, Record<string, ServiceChange>> = {
   '1.0.0': {},
   '1.1.0': { web: { version: '1.1.0' } },
   '1.2.0': { web: { version: '1.2.0', mode: 'unhealthy' } },
-  '1.3.0': { web: { version: '1.3.0', mode: 'crash-later', crashAfter: 16 } },
+  '1.3.0': { web: { version: '1.3.0' } },
 };
-const builds = new Map<string, Promise<ActionRun>>();
-
-function startBuilds(): void {
-  let chain: Promise<unknown> = Promise.resolve();
-  for (const [version, changes] of Object.entries(RELEASES)) {
-    const build = chain.then(async () => {
-      const dir = copyExample(changes);
-      try {
-        const r = await runAction({ inputs: { ...inputs, command: 'build' }, cwd: dir });
-        if (r.code !== 0) throw new Error(`build ${version} failed:\n${r.maskedLog.slice(-3000)}`);
-        return r;
-      } finally {
-        fs.rmSync(dir, { recursive: true, force: true });
-      }
-    });
-    build.catch(() => {}); // awaited by its test
-    builds.set(version, build);
-    chain = build.catch(() => {});
-  }
-}
-
-async function release(
-  version: string,
-  extra: Record<string, string> = {},
-): Promise<{ build: ActionRun; deploy: ActionRun }> {
-  const build = await builds.get(version)!;
-  const dir = copyExample(RELEASES[version]);
-  try {
-    return {
-      build,
-      deploy: await runAction({ inputs: { ...inputs, command: 'deploy', release: version, ...extra }, cwd: dir }),
-    };
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
+let builds = new Map<string, Promise<ActionRun>>();
+const release = (version: string, opts: ReleaseOptions = {}) =>
+  releaseExample(lab, inputs, version, RELEASES[version], { builds, ...opts });
 
 /** Durations of each step, printed as a diagnostic (the figures in lab/README.md). */
 function timing(
@@ -122,36 +100,9 @@ async function removeStack(name: string): Promise<void> {
   );
 }
 
-async function web(): Promise<{ image: string; running: number; runningImages: string[] }> {
-  const image = (
-    await e26Ok(['service', 'inspect', WEB, '--format', '{{.Spec.TaskTemplate.ContainerSpec.Image}}'])
-  ).trim();
-  const ps = await e26Ok([
-    'service',
-    'ps',
-    WEB,
-    '--filter',
-    'desired-state=running',
-    '--format',
-    '{{.CurrentState}}|{{.Image}}',
-  ]);
-  const running = ps.split('\n').filter((l) => l.startsWith('Running'));
-  return { image, running: running.length, runningImages: running.map((l) => l.split('|')[1]) };
-}
-
+const web = () => serviceState(WEB, e26Ok);
 /** What web's running tasks answer on /version, asked inside each container. */
-async function served(): Promise<string> {
-  const ids = (await e26Ok(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${WEB}`]))
-    .trim()
-    .split('\n')
-    .filter(Boolean);
-  const versions = new Set<string>();
-  for (const id of ids) {
-    const r = await e26(['exec', id, 'wget', '-q', '-O', '-', 'http://127.0.0.1:8080/version']);
-    if (r.code === 0) versions.add(r.stdout.trim());
-  }
-  return [...versions].sort().join(',');
-}
+const served = () => servedVersion(WEB, e26);
 
 before(async () => {
   await requireLab(); // builds and the registry are the lab's
@@ -173,7 +124,7 @@ before(async () => {
     baseImage: e.LAB_BASE_IMAGE,
   };
   inputs = baseInputs(lab, remoteDir, uniqueName('e2e-e26'), 'e26');
-  startBuilds();
+  builds = buildAhead(lab, inputs, Object.entries(RELEASES));
   await removeStack(ex.app);
   await removeStack(ex.infra);
 });
@@ -236,9 +187,7 @@ test(
     assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.maskedLog.slice(-5000));
     assert.match(r.deploy.log, /e26-app_web: the update failed and Swarm rolled it back/);
     assert.match(r.deploy.log, /unhealthy/i);
-    const w = await web();
-    assert.match(w.image, /web:1\.1\.0@sha256:/);
-    assert.equal(w.running, 2);
+    assertBackOn(await web(), '1.1.0', 2);
     assert.equal(await served(), '1.1.0');
   },
 );
@@ -247,23 +196,20 @@ test(
   'a release healthy past monitor that then crashes on engine 26.1: the gate rolls it back',
   { timeout: 240_000 },
   async (t) => {
-    // monitor is 5 s; the release crashes 16 s after its first task started, after Swarm called the update completed.
-    const r = await release('1.3.0', { stability: '30' });
+    // The crash comes once the gate logged "converged", so after Swarm called the update completed.
+    const r = await release('1.3.0', { extra: { stability: '30' }, during: crashOnceConverged(WEB, '1.3.0', e26Ok) });
     timing(t, '1.3.0-crash-later', r);
     assert.notEqual(r.deploy.code, 0, r.deploy.maskedLog.slice(-3000));
     assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.maskedLog.slice(-5000));
     assert.match(r.deploy.log, /e26-app_web: converged: 2\/2 running/);
-    assert.match(r.deploy.log, /stability window/);
-    assert.match(r.deploy.log, /fatal: crashed after 16 s/);
-    const w = await web();
-    assert.match(w.image, /web:1\.1\.0@sha256:/);
-    // Seen on 26.1: the crashed task's restart races the rollback and Swarm shows 3 running
-    // tasks of the old spec for 2 replicas. Back means the gate's rule: 2 or more, all on 1.1.0.
-    assert.ok(w.running >= 2, `${w.running} running`);
-    assert.ok(
-      w.runningImages.every((i) => /web:1\.1\.0/.test(i)),
-      w.runningImages.join(', '),
+    assert.match(
+      r.deploy.log,
+      /failed (\d+ s after the update converged \(inside the 30 s|inside the) stability window/,
     );
+    assert.match(r.deploy.log, /fatal: crashed on SIGUSR1/);
+    // Seen on 26.1: the crashed task's restart races the rollback, and Swarm shows 3 running tasks
+    // of the old spec for 2 replicas for a while.
+    assertBackOn(await web(), '1.1.0', 2);
     assert.equal(await served(), '1.1.0');
   },
 );
@@ -284,7 +230,7 @@ test('manual rollback to previous on engine 26.1: 1.0.0 runs again, gated', { ti
     fs.rmSync(dir, { recursive: true, force: true });
   }
   assert.equal(await served(), '1.0.0');
-  assert.equal((await web()).running, 2);
+  assertBackOn(await web(), '1.0.0', 2);
 });
 
 // ------------------------------------------------------------------ engine faults during the gate

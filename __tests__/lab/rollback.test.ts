@@ -11,6 +11,7 @@ import {
   exampleStacks,
   onHost,
   release,
+  assertBackOn,
   servedVersion,
   serviceState,
   stackFingerprint,
@@ -63,7 +64,7 @@ test(
       versions.map((v) => [v, { web: { version: v } }]),
     );
     for (const v of versions) {
-      const r = await release(lab, inputs, v, { web: { version: v } }, {}, builds);
+      const r = await release(lab, inputs, v, { web: { version: v } }, { builds });
       assert.equal(r.deploy.code, 0, r.deploy.maskedLog.slice(-3000));
     }
     assert.equal(await servedVersion(WEB), '1.2.0');
@@ -107,7 +108,7 @@ test('rollback to previous: 1.1.0 runs again, gated, recorded', { timeout: 240_0
     /rb-app_web \| `[^|`]+\/web:1\.1\.0@sha256:[0-9a-f]{12}` \| 1\.2\.0 → 1\.1\.0 \| 2\/2 \| healthy/,
   );
   assert.equal(await servedVersion(WEB), '1.1.0');
-  assert.equal((await serviceState(WEB)).running, 2);
+  assertBackOn(await serviceState(WEB), '1.1.0', 2);
   const l = await ledger(ex.app);
   assert.deepEqual(l.releases.at(-1), { ...l.releases.at(-1), release: '1.1.0', kind: 'rollback', result: 'deployed' });
 });
@@ -178,7 +179,7 @@ test(
     assert.match(r.log, new RegExp(`${WEB}: `));
     assert.match(r.log, /No such image|not found|manifest unknown|pull access denied/i);
     assert.equal(await servedVersion(WEB), '1.0.0');
-    assert.equal((await serviceState(WEB)).running, 2);
+    assertBackOn(await serviceState(WEB), '1.0.0', 2);
   },
 );
 

@@ -8,6 +8,8 @@
 #   crash-later  serve normally, then after $CRASH_AFTER s (default 12)
 #                print an error and exit 4
 # A second word in MODE sets the default of CRASH_AFTER: `crash-later 5`.
+# In every mode that serves, SIGUSR1 makes it crash at once (exit 4): a test
+# crashes a release at the moment it chooses, say once Swarm called it done.
 set -u
 SERVICE="${SERVICE:-app}"
 PORT="${PORT:-8080}"
@@ -42,6 +44,7 @@ httpd_pid=$!
 # when Swarm stops a container for failing its healthcheck, it reports the
 # task as failed ("unhealthy container") only if the exit code is not 0.
 trap 'kill "$httpd_pid" 2>/dev/null; exit 143' TERM INT
+trap 'echo "fatal: crashed on SIGUSR1" >&2; kill "$httpd_pid" 2>/dev/null; exit 4' USR1
 log "listening on :$PORT (MODE=$MODE)"
 
 if [ "$MODE" = crash-later ]; then
