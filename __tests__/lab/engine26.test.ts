@@ -198,7 +198,7 @@ test(
   async (t) => {
     // The crash comes once the gate logged "converged", so after Swarm called the update completed.
     const r = await release('1.3.0', { extra: { stability: '30' }, during: crashOnceConverged(WEB, '1.3.0', e26Ok) });
-    timing(t, '1.3.0-crash-later', r);
+    timing(t, '1.3.0-late-crash', r);
     assert.notEqual(r.deploy.code, 0, r.deploy.maskedLog.slice(-3000));
     assert.equal(r.deploy.outputs.result, 'rolled-back', r.deploy.maskedLog.slice(-5000));
     assert.match(r.deploy.log, /e26-app_web: converged: 2\/2 running/);
