@@ -178,13 +178,8 @@ export async function missingImages(runner: Runner, images: string[]): Promise<I
   const results = await mapLimit(unique, IMAGE_LOOKUPS, (image) => {
     const argv = ['docker', 'manifest', 'inspect'];
     if (insecure(image)) argv.push('--insecure');
-    // A host that allows fewer SSH sessions refuses the extra channel: asked again the usual way.
     return runner
       .run([...argv, image], { silent: true, concurrent: true })
-      .catch((e: Error) => {
-        core.debug(`${image}: no SSH channel of its own (${e.message}); asked through the shell`);
-        return runner.run([...argv, image], { silent: true });
-      })
       .catch((e: Error) => ({ code: -1, stdout: '', stderr: e.message }));
   });
   unique.forEach((image, i) => {

@@ -197,11 +197,8 @@ export async function runLayer(ctx: RunContext, plan: LayerPlan): Promise<LayerO
   // Old secrets go once no kept release uses them: a rollback within the history still finds its own.
   if (outcome.result === 'deployed') {
     let names = await (listed ?? list());
-    // A host that allows fewer SSH sessions refuses the extra channel: listed again the usual way.
-    if (names instanceof Error) {
-      core.debug(`Docker secrets: no SSH channel of their own (${names.message}); listed through the shell`);
-      names = await prunableSecrets(remote, plan.stack, shared);
-    }
+    // Its channel failed during the gate (a dropped connection, since reconnected): listed again now.
+    if (names instanceof Error) names = await prunableSecrets(remote, plan.stack, shared);
     await pruneSecrets(remote, plan.stack, new Set(kept.releases.flatMap((r) => r.secrets ?? [])), {
       remoteDir: inputs.remoteDir,
       shared,

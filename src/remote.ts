@@ -155,8 +155,7 @@ export class Remote implements Runner, Host {
       );
     } catch (e) {
       const why = (e as Error).message;
-      // sshd's MaxSessions refuses a channel while the connection stays up.
-      if (/Channel open failure/i.test(why) && !this.lost && this.ssh.isConnected())
+      if (this.refusedChannel(e as Error))
         throw new Error(`${this.where} refused another SSH channel (sshd MaxSessions?): ${why}`);
       if (isDropped(e as Error)) throw new Error(`Lost the SSH connection to ${this.where}: ${why}`);
       throw e;
@@ -183,32 +182,55 @@ export class Remote implements Runner, Host {
     const ms = opts.timeoutMs ?? COMMAND_TIMEOUT_MS;
     let res: RunResult;
     if (opts.input !== undefined || opts.concurrent) {
-      // Standard input needs a channel of its own; secrets travel this way, never on a command line.
-      let channel: ClientChannel | undefined;
-      const r = await bounded(
-        this.ssh.execCommand(this.prefix + script, { stdin: opts.input, onChannel: (c) => (channel = c) }),
-        ms,
-        () => {
-          channel?.close();
-          return new CommandTimeout(this.where, script, ms);
-        },
-      );
-      if (r.code === null && r.signal === null && !this.ssh.isConnected())
-        throw Object.assign(new Error('connection dropped'), { dropped: true });
-      res = { code: r.code ?? 255, stdout: r.stdout, stderr: r.stderr };
+      try {
+        res = await this.onChannel(script, opts.input, ms);
+      } catch (e) {
+        // Standard input needs its channel (secrets never go in a script); the rest can wait its turn in the shell.
+        if (opts.input !== undefined || !this.refusedChannel(e as Error)) throw e;
+        core.debug(
+          `${this.where} refused another SSH channel (sshd MaxSessions?): ${(e as Error).message}; ` +
+            `run in the shell instead: ${script.slice(0, 200)}`,
+        );
+        res = await this.inShell(script, opts.heredoc, ms);
+      }
     } else {
-      this.shell ??= await PersistentShell.open(this.ssh);
-      const shell = this.shell;
-      res = await bounded(shell.run(this.prefix + script, opts.heredoc), ms, () => {
-        // The shell is still busy with the stuck command: the next command gets a new one.
-        shell.close();
-        if (this.shell === shell) this.shell = undefined;
-        return new CommandTimeout(this.where, script, ms);
-      });
+      res = await this.inShell(script, opts.heredoc, ms);
     }
     // Every command, silent ones too: scripts never carry secrets (those travel on standard input).
     if (core.isDebug()) core.debug(`${this.where}$ ${script.slice(0, 300)} → ${res.code} (${Date.now() - t0} ms)`);
     return res;
+  }
+
+  /** sshd's MaxSessions refuses a channel while the connection stays up. */
+  private refusedChannel(e: Error): boolean {
+    return /Channel open failure/i.test(e.message) && !this.lost && this.ssh.isConnected();
+  }
+
+  /** A channel of its own: standard input, or beside the commands of the persistent shell. */
+  private async onChannel(script: string, input: string | undefined, ms: number): Promise<RunResult> {
+    let channel: ClientChannel | undefined;
+    const r = await bounded(
+      this.ssh.execCommand(this.prefix + script, { stdin: input, onChannel: (c) => (channel = c) }),
+      ms,
+      () => {
+        channel?.close();
+        return new CommandTimeout(this.where, script, ms);
+      },
+    );
+    if (r.code === null && r.signal === null && !this.ssh.isConnected())
+      throw Object.assign(new Error('connection dropped'), { dropped: true });
+    return { code: r.code ?? 255, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  private async inShell(script: string, heredoc: string | undefined, ms: number): Promise<RunResult> {
+    this.shell ??= await PersistentShell.open(this.ssh);
+    const shell = this.shell;
+    return bounded(shell.run(this.prefix + script, heredoc), ms, () => {
+      // The shell is still busy with the stuck command: the next command gets a new one.
+      shell.close();
+      if (this.shell === shell) this.shell = undefined;
+      return new CommandTimeout(this.where, script, ms);
+    });
   }
 
   /**

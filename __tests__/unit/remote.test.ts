@@ -126,6 +126,40 @@ test('Remote.sh: a drop of a command not safe to repeat, or of the last attempt,
   assert.deepEqual(always.state.clock.sleeps, [500, 1000, 1500]);
 });
 
+test('Remote.sh: a channel of its own refused while connected (MaxSessions): run in the shell, unless it has standard input', async () => {
+  const { r, state } = offline([{ code: 0, stdout: 'in the shell\n', stderr: '' }]);
+  const channels: string[] = [];
+  Object.assign((r as unknown as { ssh: object }).ssh, {
+    execCommand: async (script: string) => {
+      channels.push(script);
+      throw new Error('(SSH) Channel open failure: open failed');
+    },
+  });
+  const before = process.env.RUNNER_DEBUG;
+  process.env.RUNNER_DEBUG = '1';
+  const stop = captureStdout();
+  let out = '';
+  try {
+    const res = await r.run(['docker', 'manifest', 'inspect', 'reg/a'], { concurrent: true });
+    assert.equal(res.stdout, 'in the shell\n');
+    await assert.rejects(
+      r.sh('docker secret create x -', { input: 'the secret' }),
+      /^Error: me@vps refused another SSH channel \(sshd MaxSessions\?\): \(SSH\) Channel open failure/,
+    );
+  } finally {
+    out = stop();
+    if (before === undefined) delete process.env.RUNNER_DEBUG;
+    else process.env.RUNNER_DEBUG = before;
+  }
+  assert.deepEqual(channels, ['docker manifest inspect reg/a', 'docker secret create x -']);
+  assert.deepEqual(state.scripts, ['docker manifest inspect reg/a']);
+  assert.match(
+    out,
+    /::debug::me@vps refused another SSH channel .*; run in the shell instead: docker manifest inspect reg\/a$/m,
+  );
+  assert.equal(state.reconnects, 0);
+});
+
 test('Remote.sh: a command past its bound is a CommandTimeout, never repeated; its shell is replaced', async () => {
   const { r, state } = offline(['hang']);
   await assert.rejects(
