@@ -7,14 +7,14 @@ import { RunResult, Runner } from './exec';
 import { DIAL_COMMAND, Dialed, Engine, EngineApi, firstLine } from './host/engine-api';
 import { explainSshError, openSocket } from './host/ssh-connect';
 export { sshOptions } from './host/ssh-connect';
+import { COMMAND_TIMEOUT_MS, CommandTimeout, isDropped } from './host/failures';
 import { PersistentShell } from './host/persistent-shell';
-import { Host, Shell, ShellOptions, shellJoin } from './host/shell';
+import { Host, ShellOptions, shellJoin } from './host/shell';
 import { writeFileScript } from './host/write-file';
 import { fingerprint, hostKeyAlgorithms, hostToken, keysFor } from './knownhosts';
 import { Clock, bounded, retry, systemClock } from './retry-helper';
 
-export { shellJoin, writeFileScript };
-export type { Shell, ShellOptions };
+export { COMMAND_TIMEOUT_MS, CommandTimeout, shellJoin, writeFileScript };
 
 export interface RemoteOptions {
   host: string;
@@ -31,20 +31,6 @@ export interface RemoteOptions {
 export interface ShOptions extends ShellOptions {
   /** Base64 text given to the script's standard input through the persistent shell (no new channel). */
   heredoc?: string;
-}
-
-/** Every remote command is bounded: a wedged engine or a stalled registry must not hang the job. */
-export const COMMAND_TIMEOUT_MS = 120_000;
-
-/** A remote command that did not answer within its bound. */
-export class CommandTimeout extends Error {
-  constructor(where: string, script: string, ms: number) {
-    super(
-      `${where}: a remote command did not answer within ${Math.round(ms / 1000)} s ` +
-        `(${script.split('\n')[0].slice(0, 80)}…)`,
-    );
-    this.name = 'CommandTimeout';
-  }
 }
 
 /**
@@ -310,10 +296,4 @@ export class Remote implements Runner, Host {
     this.shell?.close();
     this.ssh.dispose();
   }
-}
-
-/** A lost connection (worth a reconnect), not a command that failed or timed out. */
-function isDropped(e: Error & { dropped?: boolean }): boolean {
-  if (e instanceof CommandTimeout) return false;
-  return !!e.dropped || /Not connected|No response|ECONNRESET|socket|closed|Channel open failure/i.test(e.message);
 }
