@@ -13,13 +13,24 @@ jobs=${TEST_JOBS:-2}
 # with more than one lane it runs beside the files that run alone, else in its place by length.
 # "lint" (typecheck, lint and format, about 30 s of CPU) comes last, in the time one lane waits for
 # the other's last file.
+# With more than one lane, "beside" files start at once outside the lanes: engine26.test waits on its
+# own engine most of its time (Debian 13's packages, an engine restart, a 30 s freeze), so it fills
+# the lanes' idle CPU instead of holding a lane.
+beside=(engine26)
 longest_first=(engine26 multinode rollback deploy reliability reliability-input workflows-chain
   unit timing preview secrets trust files preflight layouts verify hooks lab-infra remote)
 exclusive=(reliability-load)
 UNIT="__tests__/unit/*.test.ts"
 queue=()
+extra=()
 for f in "${longest_first[@]}"; do
-  if [ "$f" != unit ]; then queue+=("__tests__/lab/$f.test.ts"); elif [ "$jobs" = 1 ]; then queue+=("$UNIT"); fi
+  if [ "$f" = unit ]; then
+    [ "$jobs" != 1 ] || queue+=("$UNIT")
+  elif [ "$jobs" != 1 ] && [[ " ${beside[*]} " == *" $f "* ]]; then
+    extra+=("__tests__/lab/$f.test.ts")
+  else
+    queue+=("__tests__/lab/$f.test.ts")
+  fi
 done
 for f in __tests__/lab/*.test.ts; do
   n=$(basename "$f" .test.ts)
@@ -30,7 +41,7 @@ queue+=(lint)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 pass=0 fail=0 status=0 seq=0
-declare -A running=()
+declare -A running=() outside=()
 start() {
   seq=$((seq + 1))
   local id=$seq
@@ -63,25 +74,30 @@ finish() {
   fail=$((fail + ${f:-0}))
   [ "$(cat "$out/$id.rc")" = 0 ] || status=1
 }
+# phase N FILE... runs the files N at a time; the "beside" files of $extra start first, uncounted.
 phase() {
-  local n=$1 t0
+  local n=$1 t0 f
   t0=$(date +%s)
   shift
   local todo=("$@")
+  for f in "${extra[@]}"; do
+    start "$f"
+    outside[$last_pid]=1
+  done
   while [ ${#todo[@]} -gt 0 ] || [ ${#running[@]} -gt 0 ]; do
-    while [ ${#todo[@]} -gt 0 ] && [ ${#running[@]} -lt "$n" ]; do
+    while [ ${#todo[@]} -gt 0 ] && [ $((${#running[@]} - ${#outside[@]})) -lt "$n" ]; do
       start "${todo[0]}"
       todo=("${todo[@]:1}")
     done
     local done_pid
     wait -n -p done_pid || true
     finish "${running[$done_pid]}" "$t0"
-    unset "running[$done_pid]"
+    unset "running[$done_pid]" "outside[$done_pid]"
   done
 }
 stacks() { docker stack ls --format '{{.Name}}' 2>/dev/null | sort; }
 stacks_before=$(stacks)
-echo "== tests: unit and lab, $jobs files at a time (real dockerd, registry and sshd)"
+echo "== tests: unit and lab, $jobs files at a time$([ ${#extra[@]} = 0 ] || echo " and ${extra[*]##*/} beside them") (real dockerd, registry and sshd)"
 phase "$jobs" "${queue[@]}"
 echo "== load tests, alone among the lab files$([ "$jobs" = 1 ] || echo '; the unit tests beside them')"
 t0=$(date +%s)
