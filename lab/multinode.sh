@@ -106,12 +106,13 @@ start_node() {
   mkdir -p "$dir/data" "$RUN/$node"
   [[ -f "$NS/daemon.json" ]] || echo '{}' >"$NS/daemon.json"
   if ! pid_alive "$dir/dockerd.pid" dockerd; then
-    log "$node: starting dockerd in $(netns_of "$node") ($(addr_of "$node"))"
+    choose_runtime
+    log "$node: starting dockerd in $(netns_of "$node") ($(addr_of "$node"))${RUNTIME_FLAGS[*]:+, runtime crun}"
     # nsenter, not `ip netns exec` (it remounts /sys and dockerd then finds no devices cgroup);
     # a UTS namespace of its own so the node has its own hostname.
     setsid nsenter --net="/var/run/netns/$(netns_of "$node")" unshare --uts \
       sh -c 'hostname "$1" && shift && exec "$@"' sh "$(host_of "$node")" \
-      dockerd --config-file "$NS/daemon.json" --data-root "$dir/data" --exec-root "$RUN/$node" \
+      dockerd "${RUNTIME_FLAGS[@]}" --config-file "$NS/daemon.json" --data-root "$dir/data" --exec-root "$RUN/$node" \
       --pidfile "$dir/dockerd.pid" -H "unix://$(sock_of "$node")" --bridge=none \
       --insecure-registry "$NREGISTRY" --shutdown-timeout 3 --cgroup-parent "/$P-$node" \
       </dev/null >>"$dir/dockerd.log" 2>&1 9>&- &

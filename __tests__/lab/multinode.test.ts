@@ -394,13 +394,15 @@ describe('3-node swarm', { timeout: 420_000 }, () => {
   it("a worker's engine stopped mid-gate: web rescheduled → deployed; api pinned to it → failed with the reason, no hang", async () => {
     await derive('api', '1.2.0');
     await derive('web', '1.3.0');
-    // Two runs at once, one per stack, each watching a 30 s stability window when the engine stops.
-    const a = live({ release: 'web-1.3.0', stacks: `${WEB}=stacks/web.yml`, stability: '30' });
-    const b = live({ release: 'api-1.2.0', stacks: `${DATA}=stacks/data.yml`, stability: '30' });
+    // Two runs at once, one per stack, each inside its stability window when the engine stops, however
+    // long the rollouts took: the engine stops as web converges (45 s window), and api, which converges
+    // first, watches 120 s (it ends at its verdict anyway).
+    const a = live({ release: 'web-1.3.0', stacks: `${WEB}=stacks/web.yml`, stability: '45' });
+    const b = live({ release: 'api-1.2.0', stacks: `${DATA}=stacks/data.yml`, stability: '120' });
     let restarted = false;
     try {
-      await a.waitLine(new RegExp(`${WEB}_web: converged`), 120_000);
       await b.waitLine(new RegExp(`${DATA}_api: converged`), 120_000);
+      await a.waitLine(new RegExp(`${WEB}_web: converged`), 120_000);
       assert.deepEqual(
         (await placement(`${WEB}_web`)).map((t) => t.node),
         [host('worker1'), host('worker2')],
