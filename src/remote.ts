@@ -141,8 +141,7 @@ export class Remote implements Runner, Host {
       );
     } catch (e) {
       const why = (e as Error).message;
-      if (this.refusedChannel(e as Error))
-        throw new Error(`${this.where} refused another SSH channel (sshd MaxSessions?): ${why}`);
+      if (this.refusedChannel(e as Error)) throw new Error(this.refusal(why));
       if (isDropped(e as Error)) throw new Error(`Lost the SSH connection to ${this.where}: ${why}`);
       throw e;
     }
@@ -173,10 +172,7 @@ export class Remote implements Runner, Host {
       } catch (e) {
         // Standard input needs its channel (secrets never go in a script); the rest can wait its turn in the shell.
         if (opts.input !== undefined || !this.refusedChannel(e as Error)) throw e;
-        core.debug(
-          `${this.where} refused another SSH channel (sshd MaxSessions?): ${(e as Error).message}; ` +
-            `run in the shell instead: ${script.slice(0, 200)}`,
-        );
+        core.debug(`${this.refusal((e as Error).message)}; run in the shell instead: ${script.slice(0, 200)}`);
         res = await this.inShell(script, opts.heredoc, ms);
       }
     } else {
@@ -190,6 +186,10 @@ export class Remote implements Runner, Host {
   /** sshd's MaxSessions refuses a channel while the connection stays up. */
   private refusedChannel(e: Error): boolean {
     return /Channel open failure/i.test(e.message) && !this.lost && this.ssh.isConnected();
+  }
+
+  private refusal(why: string): string {
+    return `${this.where} refused another SSH channel (sshd MaxSessions?): ${why}`;
   }
 
   /** A channel of its own: standard input, or beside the commands of the persistent shell. */

@@ -206,8 +206,10 @@ export function assertBackOn(
   version: string,
   replicas: number,
 ): void {
-  const tag = new RegExp(`:${version.replace(/\./g, '\\.')}(@|$)`);
-  assert.match(state.image, tag);
+  const v = version.replace(/\./g, '\\.');
+  // The spec pins the digest the action deployed; `service ps` shows tasks' images without it.
+  assert.match(state.image, new RegExp(`:${v}@sha256:`));
+  const tag = new RegExp(`:${v}(@|$)`);
   assert.ok(state.running >= replicas, `${state.running} running, want ${replicas} or more`);
   assert.ok(
     state.runningImages.every((i) => tag.test(i)),
