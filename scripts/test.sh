@@ -72,7 +72,18 @@ finish() {
   f=$(sed -n 's/^# fail //p' "$out/$id.tap" | tail -1)
   pass=$((pass + ${p:-0}))
   fail=$((fail + ${f:-0}))
-  [ "$(cat "$out/$id.rc")" = 0 ] || status=1
+  [ "$(cat "$out/$id.rc")" = 0 ] && return
+  status=1
+  # Kept for the end: CI shows the tail of this output, where a failure's reason would be far above.
+  {
+    echo "---- $name"
+    if grep -q '^✖ failing tests:' "$out/$id.spec"; then
+      sed -n '/^✖ failing tests:/,$p' "$out/$id.spec" | head -c 6000
+    else
+      tail -c 3000 "$out/$id.spec"
+    fi
+    echo
+  } >> "$out/failures"
 }
 # phase N FILE... runs the files N at a time; the "beside" files of $extra start first, uncounted.
 phase() {
@@ -123,6 +134,10 @@ left=$(comm -13 <(echo "$stacks_before") <(stacks) | tr '\n' ' ')
 if [ -n "$left" ]; then
   echo "not ok - stacks left on the lab's swarm by a test file: $left"
   fail=$((fail + 1)) status=1
+fi
+if [ -s "$out/failures" ]; then
+  echo "== why they failed (each file's own report is above)"
+  cat "$out/failures"
 fi
 echo "tests: $pass passed, $fail failed"
 exit "$status"
