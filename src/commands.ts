@@ -136,18 +136,24 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
       notes: [...notes, 'dry-run: nothing was deployed (no lock, no ledger record, no file on the host).'],
     };
   }
-  const { remote, ctx, finish, info } = await connect(inputs, false, (r) =>
-    checkPreviewCap(
+  // The registry is asked at once, beside Docker's own checks, unless it needs the host's login (made
+  // under the lock). Its verdict is told after the swarm's checks, which read what the lock guards.
+  let registryCheck: Promise<void> | undefined;
+  const { remote, ctx, finish, info } = await connect(inputs, false, async (r) => {
+    if (!(inputs.registryUsername && inputs.registryPassword)) {
+      registryCheck = checkImages(r, prepared, inputs);
+      registryCheck.catch(() => undefined);
+    }
+    await checkPreviewCap(
       r,
       plans.map((p) => p.stack),
       inputs.maxPreviews,
-    ),
-  );
+    );
+  });
   try {
-    // The swarm's checks and the registry look-ups only read: at the same time. A failing one deploys nothing.
     const [checked, registry] = await Promise.allSettled([
       connectedChecks(remote, prepared, inputs, info),
-      checkImages(remote, prepared, inputs),
+      registryCheck ?? checkImages(remote, prepared, inputs),
     ]);
     if (checked.status === 'rejected') throw checked.reason;
     if (registry.status === 'rejected') throw registry.reason;

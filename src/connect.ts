@@ -27,30 +27,33 @@ export function jobContext() {
 const CLIENT_FACTS = `docker --version && printf '%s\\n' "$HOME"`;
 
 /**
- * Checks Docker answers and the host is a Swarm manager; returns the client's version, the user's
- * home and the engine's GET /info (the pre-flight reads the node's address from it). The engine is
- * asked over the Engine API connection the gate polls over, which opens now, while the shell asks
- * the CLI for its version.
+ * Checks Docker answers and the host is a Swarm manager: the engine's GET /info (the pre-flight
+ * reads the node's address from it), asked over the Engine API connection the gate polls over, which
+ * opens now; and, at the same time on the shell, the CLI's version and the user's home.
  */
-async function checkDocker(remote: Host): Promise<{ client: string; home: string; info: EngineInfo }> {
-  const [cli, info] = await Promise.all([
-    remote.sh(CLIENT_FACTS, { retry: true }),
-    readInfo(remote.engine()).catch((e: Error) => e),
-  ]);
+function checkDocker(remote: Host): { info: Promise<EngineInfo>; cli: Promise<{ client: string; home: string }> } {
   const noAnswer = (why: string) =>
     new Error(`Docker does not answer on ${remote.where}: ${why.trim()} (is the user in the docker group?)`);
-  if (cli.code !== 0) throw noAnswer(cli.stderr || cli.stdout);
-  if (info instanceof Error) throw noAnswer(info.message);
-  const [cliLine = '', home = ''] = cli.stdout.trim().split('\n');
-  // "Docker version 28.2.2, build e6534b4"
-  const client = /version\s+([^\s,]+)/i.exec(cliLine)?.[1] ?? cliLine.trim();
-  if (info.swarmState !== 'active' || !info.manager)
-    throw new Error(
-      `${remote.where} is not a Swarm manager (swarm state "${info.swarmState}", manager ${info.manager}). ` +
-        'Run `docker swarm init` there first.',
-    );
-  core.info(`Host Docker: client ${client}, engine ${info.version}, Swarm manager.`);
-  return { client, home, info };
+  const info = readInfo(remote.engine()).then(
+    (i) => {
+      if (i.swarmState !== 'active' || !i.manager)
+        throw new Error(
+          `${remote.where} is not a Swarm manager (swarm state "${i.swarmState}", manager ${i.manager}). ` +
+            'Run `docker swarm init` there first.',
+        );
+      return i;
+    },
+    (e: Error) => {
+      throw noAnswer(e.message);
+    },
+  );
+  const cli = remote.sh(CLIENT_FACTS, { retry: true }).then((r) => {
+    if (r.code !== 0) throw noAnswer(r.stderr || r.stdout);
+    const [cliLine = '', home = ''] = r.stdout.trim().split('\n');
+    // "Docker version 28.2.2, build e6534b4"
+    return { client: /version\s+([^\s,]+)/i.exec(cliLine)?.[1] ?? cliLine.trim(), home };
+  });
+  return { info, cli };
 }
 
 /** Takes the lock of every stack of the run; returns what releases them. */
@@ -103,7 +106,7 @@ async function hostLogin(
 export async function connect(
   inputs: Inputs,
   readOnly = false,
-  beforeLock?: (remote: Remote) => Promise<void>,
+  beforeLock?: (remote: Remote, info: Promise<EngineInfo>) => Promise<void>,
 ): Promise<{ remote: Remote; ctx: RunContext; finish: () => Promise<void>; info: EngineInfo }> {
   const remote = await core.group(`Connect to ${inputs.user}@${inputs.host}:${inputs.port}`, async () => {
     const r = await Remote.connect(sshOptions(inputs));
@@ -112,9 +115,13 @@ export async function connect(
   });
   const withRegistryAuth = !readOnly && !!(inputs.registryUsername && inputs.registryPassword);
   try {
-    const { client, home, info } = await checkDocker(remote);
-    // A refusal found here leaves no trace on the host (taking a lock creates the stack's folder).
-    if (beforeLock) await beforeLock(remote);
+    const docker = checkDocker(remote);
+    // Read-only checks run beside Docker's: a refusal found here leaves no trace on the host (taking
+    // a lock creates the stack's folder). Docker not answering is the error told first.
+    const settled = await Promise.allSettled([docker.info, docker.cli, beforeLock?.(remote, docker.info)]);
+    for (const r of settled) if (r.status === 'rejected') throw r.reason;
+    const [info, { client, home }] = [await docker.info, await docker.cli];
+    core.info(`Host Docker: client ${client}, engine ${info.version}, Swarm manager.`);
     const who = jobContext();
     // A dry run only reads: it takes no lock and logs the host in nowhere.
     const unlock = readOnly ? async () => {} : await lockRun(remote, inputs, who);
