@@ -336,7 +336,7 @@ export function kindOf(script: string): string {
   if (/docker manifest inspect/.test(script)) return 'registry: image there? (docker manifest inspect)';
   if (/RegistryConfig/.test(script)) return "registry: the engine's insecure registries (pre-flight)";
   if (/docker secret ls/.test(script)) return 'Docker secrets: list';
-  if (/^mkdir -p "\$\(dirname \S+\/lock\)"/.test(script)) return 'lock: take';
+  if (/LC_ALL=C mkdir \S+\/lock 2>&1/.test(script)) return 'lock: take';
   if (/grep -qF/.test(script) && /holder\.json/.test(script)) return 'lock: release';
   if (/ledger\.json/.test(script) && /base64 -d/.test(script)) return 'ledger: write';
   if (/ledger\.json/.test(script)) return 'ledger: read';

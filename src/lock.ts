@@ -1,5 +1,6 @@
 import * as core from '@actions/core';
 import * as crypto from 'crypto';
+import { posix } from 'path';
 import { Shell, shellJoin } from './host/shell';
 import { DEFAULTS } from './inputs';
 import { Clock, pollUntil, systemClock } from './retry-helper';
@@ -39,14 +40,14 @@ export class HostLock {
     sum?: string;
     ageSeconds?: number;
   }> {
-    const d = shellJoin([this.dir]);
+    const [d, parent] = [this.dir, posix.dirname(this.dir)].map((x) => shellJoin([x]));
     const script = [
-      `mkdir -p "$(dirname ${d})"`,
+      `[ -d ${parent} ] || mkdir -p ${parent}`,
       // A lock without its holder file (disk full) would look held by nobody for an hour: undo it.
       `if err=$(LC_ALL=C mkdir ${d} 2>&1); then`,
       `  if printf '%s' ${shellJoin([JSON.stringify(this.holder)])} > ${d}/holder.json; then echo TAKEN; exit 0; fi`,
       `  rm -rf ${d}; echo "cannot write its holder file: ` +
-        `$(df -Pk "$(dirname ${d})" | awk 'NR==2 {print $4 " kB free on " $6}')" >&2; exit 1`,
+        `$(df -Pk ${parent} | awk 'NR==2 {print $4 " kB free on " $6}')" >&2; exit 1`,
       `fi`,
       // The holder may release between our failed mkdir and the next look: that lock is free, try again.
       `if [ ! -d ${d} ]; then case "$err" in *'File exists'*) echo GONE; exit 0;; esac`,

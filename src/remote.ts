@@ -222,8 +222,8 @@ export class Remote implements Runner, Host {
   /**
    * Writes content to a remote file atomically, mode 600. The bytes travel base64-encoded in a
    * here-document of the persistent shell: no SFTP, no new channel (each costs sshd ~170 ms), and
-   * the content never appears on a command line. A cut channel leaves a short temp file: its length
-   * and hash are checked before the rename, and every write has its own temp name.
+   * the content never appears on a command line. A cut channel leaves a short temp file: its hash
+   * (which covers the length) is checked before the rename, and every write has its own temp name.
    */
   async writeFile(remotePath: string, content: string | Buffer, mode?: number): Promise<void> {
     const w = writeFileScript(remotePath, content, mode);

@@ -13,7 +13,7 @@ const STAMPS: Stamp[] = [
   at(450, '::debug::root@127.0.0.1:2222$ docker version --format x%0Adocker info → 0 (40 ms)'),
   at(
     520,
-    '::debug::root@127.0.0.1:2222$ mkdir -p "$(dirname d/lock)"%0Aif err=$(LC_ALL=C mkdir d/lock 2>&1); then → 0 (20 ms)',
+    '::debug::root@127.0.0.1:2222$ [ -d d ] || mkdir -p d%0Aif err=$(LC_ALL=C mkdir d/lock 2>&1); then → 0 (20 ms)',
   ),
   at(560, '::debug::root@127.0.0.1:2222$ cat d/ledger.json → 0 (10 ms)'),
   at(600, '::debug::root@127.0.0.1:2222$ umask 077 && mkdir -p r && base64 -d > r/a.yml.tmp → 0 (30 ms)'),
