@@ -106,7 +106,7 @@ async function hostLogin(
 export async function connect(
   inputs: Inputs,
   readOnly = false,
-  beforeLock?: (remote: Remote, info: Promise<EngineInfo>) => Promise<void>,
+  beforeLock?: (remote: Remote) => Promise<void>,
 ): Promise<{ remote: Remote; ctx: RunContext; finish: () => Promise<void>; info: EngineInfo }> {
   const remote = await core.group(`Connect to ${inputs.user}@${inputs.host}:${inputs.port}`, async () => {
     const r = await Remote.connect(sshOptions(inputs));
@@ -118,7 +118,7 @@ export async function connect(
     const docker = checkDocker(remote);
     // Read-only checks run beside Docker's: a refusal found here leaves no trace on the host (taking
     // a lock creates the stack's folder). Docker not answering is the error told first.
-    const settled = await Promise.allSettled([docker.info, docker.cli, beforeLock?.(remote, docker.info)]);
+    const settled = await Promise.allSettled([docker.info, docker.cli, beforeLock?.(remote)]);
     for (const r of settled) if (r.status === 'rejected') throw r.reason;
     const [info, { client, home }] = [await docker.info, await docker.cli];
     core.info(`Host Docker: client ${client}, engine ${info.version}, Swarm manager.`);
