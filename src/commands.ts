@@ -1,6 +1,6 @@
 import * as core from '@actions/core';
 import { buildImages, registryLogin } from './build';
-import { connect, jobContext } from './connect';
+import { connect, hostLogsIn, jobContext } from './connect';
 import { dryRunRollback, printDeployFiles, printPlan } from './dry-run';
 import { InputError } from './errors';
 import { LocalRunner } from './exec';
@@ -140,7 +140,7 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
   // under the lock). Its verdict is told after the swarm's checks, which read what the lock guards.
   let registryCheck: Promise<void> | undefined;
   const { remote, ctx, finish, info } = await connect(inputs, false, async (r) => {
-    if (!(inputs.registryUsername && inputs.registryPassword)) {
+    if (!hostLogsIn(inputs)) {
       registryCheck = checkImages(r, prepared, inputs);
       registryCheck.catch(() => undefined);
     }

@@ -56,6 +56,11 @@ function checkDocker(remote: Host): { info: Promise<EngineInfo>; cli: Promise<{ 
   return { info, cli };
 }
 
+/** Whether `connect` logs the host in to the registry (under the lock): a dry run never does. */
+export function hostLogsIn(inputs: Inputs, readOnly = false): boolean {
+  return !readOnly && !!(inputs.registryUsername && inputs.registryPassword);
+}
+
 /** Takes the lock of every stack of the run; returns what releases them. */
 function lockRun(remote: Shell, inputs: Inputs, who: ReturnType<typeof jobContext>): Promise<() => Promise<void>> {
   return lockStacks(
@@ -113,7 +118,7 @@ export async function connect(
     core.info(`Connected; host key matches the pinned known-hosts entry.`);
     return r;
   });
-  const withRegistryAuth = !readOnly && !!(inputs.registryUsername && inputs.registryPassword);
+  const withRegistryAuth = hostLogsIn(inputs, readOnly);
   try {
     const docker = checkDocker(remote);
     // Read-only checks run beside Docker's: a refusal found here leaves no trace on the host (taking
