@@ -5,7 +5,7 @@
 //   npm run bench                      # BENCH_RUNS=3 (median of 3)
 //   BENCH_RUNS=1 npm run bench         # a quick validation run
 //
-// Environment: BENCH_RUNS (3), BENCH_SIZES ("1,5,10"), BENCH_REPLICAS (1), BENCH_SCALE (30 services
+// Environment: BENCH_RUNS (3), BENCH_SIZES ("1,5,10"; "none" for only the rows below), BENCH_REPLICAS (1), BENCH_SCALE (30 services
 // × 2 replicas, first deploy; 0 skips it), BENCH_TWO_REPLICAS (1: the 1 service × 2 replicas row; 0
 // skips it), BENCH_SETTLE_MS (2000, pause once a stack is quiet before the next measured run),
 // BENCH_NOTE (a line for BENCHMARKS.md).
@@ -73,8 +73,12 @@ import {
 // ------------------------------------------------------------------ settings
 
 const RUNS = envInt('BENCH_RUNS', 3, 1);
-const SIZES = (process.env.BENCH_SIZES ?? '1,5,10').split(',').map((s) => Number(s.trim()));
-if (!SIZES.length || SIZES.some((n) => !Number.isInteger(n) || n < 1 || n > 99))
+// "none": only the other rows (the 2-replica row, the scale run).
+const SIZES =
+  process.env.BENCH_SIZES === 'none'
+    ? []
+    : (process.env.BENCH_SIZES ?? '1,5,10').split(',').map((s) => Number(s.trim()));
+if ((!SIZES.length && process.env.BENCH_SIZES !== 'none') || SIZES.some((n) => !Number.isInteger(n) || n < 1 || n > 99))
   throw new Error(`BENCH_SIZES must be a list of 1..99, got "${process.env.BENCH_SIZES}"`);
 const REPLICAS = envInt('BENCH_REPLICAS', 1, 1);
 // Issue 8: one stack of BENCH_SCALE services × 2 replicas, deployed and gated once (0: skip).
@@ -956,7 +960,7 @@ async function main(): Promise<void> {
   let two: TwoResult | undefined;
   try {
     const versions = Array.from({ length: 3 * RUNS + 4 }, (_, i) => ver(i));
-    const most = Math.max(...SIZES, SCALE);
+    const most = Math.max(...SIZES, SCALE, TWO ? 1 : 0);
     log(`building and pushing ${versions.length + 1} versions × up to ${most} services`);
     const t = Date.now();
     images = await buildAll(lab, versions, most);

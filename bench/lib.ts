@@ -327,6 +327,8 @@ export interface Call {
 
 export function kindOf(script: string): string {
   if (/dial-stdio/.test(script)) return 'Engine API connection (`docker system dial-stdio`, the polls use it)';
+  if (/^engine socket /.test(script)) return "Engine API connection (the engine's socket, forwarded by sshd)";
+  if (/currentContext/.test(script)) return 'host facts (clock, home, which engine the CLI uses)';
   if (/docker stack deploy/.test(script)) return 'docker stack deploy';
   if (/docker version --format/.test(script)) return 'docker version + info';
   if (/docker --version/.test(script)) return 'docker --version (the CLI, for its flags)';
@@ -352,6 +354,8 @@ export function kindOf(script: string): string {
 const unescapeCommand = (s: string) => s.replace(/%0D/g, '\r').replace(/%0A/g, '\n').replace(/%25/g, '%');
 const DEBUG_COMMAND = /^::debug::\S+@\S+\$ (.*) → (\S+) \((\d+) ms\)$/;
 const DEBUG_REQUEST = /^::debug::\S+@\S+ Engine API GET (\S+) → (\S+) \((\d+) ms\)$/;
+// The engine's socket forwarded by sshd: a channel, no command; counted with them as the dial is.
+const DEBUG_SOCKET = /^::debug::\S+@\S+ Engine API (socket \S+) → (open) \((\d+) ms\)$/;
 
 /** The remote commands and Engine API requests the debug log lists (the action logs each as it ends), by start. */
 export function debugCalls(stamps: Stamp[]): { commands: Call[]; requests: Call[] } {
@@ -359,7 +363,8 @@ export function debugCalls(stamps: Stamp[]): { commands: Call[]; requests: Call[
   const requests: Call[] = [];
   stamps.forEach((s, i) => {
     if (s.line === undefined) return;
-    const c = DEBUG_COMMAND.exec(s.line);
+    const o = DEBUG_SOCKET.exec(s.line);
+    const c = DEBUG_COMMAND.exec(s.line) ?? (o && [o[0], `engine ${o[1]}`, o[2], o[3]]);
     const r = c ? null : DEBUG_REQUEST.exec(s.line);
     if (c)
       commands.push({ t: s.t - Number(c[3]), ms: Number(c[3]), kind: kindOf(unescapeCommand(c[1])), end: c[2], i });
@@ -432,14 +437,14 @@ export function partOf(kind: string): string {
   if (/^docker stack deploy/.test(kind)) return '`docker stack deploy --detach=true`';
   if (/^Engine API|^GET \/(services|tasks)/.test(kind))
     return 'Engine API: connection and the snapshot before the deploy';
-  if (/pre-flight|placement|registry|docker (version|--version)|^GET /.test(kind))
-    return 'host checks (docker version, configs, MTU, registry)';
+  if (/pre-flight|placement|registry|host facts|docker (version|--version)|^GET /.test(kind))
+    return 'host checks (engine facts, configs, MTU, registry)';
   return 'other remote commands';
 }
 
 export const OWN_PARTS = [
   'start → SSH connected (node, bundle, inputs, VERSION files, pre-flight checks, connect)',
-  'host checks (docker version, configs, MTU, registry)',
+  'host checks (engine facts, configs, MTU, registry)',
   'lock (take, release)',
   'ledger (read, write)',
   'files (upload into the release folder)',

@@ -1,8 +1,7 @@
 import * as core from '@actions/core';
 import * as crypto from 'crypto';
-import * as semver from 'semver';
 import { EngineInfo, readInfo } from './host/engine-facts';
-import { Host, Shell, shellJoin } from './host/shell';
+import { Shell, shellJoin } from './host/shell';
 import { Inputs } from './inputs';
 import { RunContext, lockDirFor } from './layer';
 import { lockStacks, lockTracker } from './lock';
@@ -23,37 +22,28 @@ export function jobContext() {
   return { sha: env.GITHUB_SHA || '', ref: env.GITHUB_REF || '', actor: env.GITHUB_ACTOR || 'unknown', runUrl };
 }
 
-/** The CLI's own version (no daemon asked) and the user's home. */
-const CLIENT_FACTS = `docker --version && printf '%s\\n' "$HOME"`;
-
 /**
  * Checks Docker answers and the host is a Swarm manager: the engine's GET /info (the pre-flight
- * reads the node's address from it), asked over the Engine API connection the gate polls over, which
- * opens now; and, at the same time on the shell, the CLI's version and the user's home.
+ * reads the node's address from it), asked at once on the usual socket over the Engine API
+ * connection the gate polls over; beside it, the shell says which engine the host's CLI uses (asked
+ * again there if it is another one), the user's home and the host's clock.
  */
-function checkDocker(remote: Host): { info: Promise<EngineInfo>; cli: Promise<{ client: string; home: string }> } {
+async function checkDocker(remote: Remote): Promise<{ info: EngineInfo; home: string }> {
   const noAnswer = (why: string) =>
     new Error(`Docker does not answer on ${remote.where}: ${why.trim()} (is the user in the docker group?)`);
-  const info = readInfo(remote.engine()).then(
-    (i) => {
-      if (i.swarmState !== 'active' || !i.manager)
-        throw new Error(
-          `${remote.where} is not a Swarm manager (swarm state "${i.swarmState}", manager ${i.manager}). ` +
-            'Run `docker swarm init` there first.',
-        );
-      return i;
-    },
-    (e: Error) => {
-      throw noAnswer(e.message);
-    },
-  );
-  const cli = remote.sh(CLIENT_FACTS, { retry: true }).then((r) => {
-    if (r.code !== 0) throw noAnswer(r.stderr || r.stdout);
-    const [cliLine = '', home = ''] = r.stdout.trim().split('\n');
-    // "Docker version 28.2.2, build e6534b4"
-    return { client: /version\s+([^\s,]+)/i.exec(cliLine)?.[1] ?? cliLine.trim(), home };
+  const first = readInfo(remote.engine()).catch((e: Error) => e);
+  const facts = await remote.hostFacts().catch((e: Error) => {
+    throw noAnswer(e.message);
   });
-  return { info, cli };
+  let info = await first;
+  if (facts.moved) info = await readInfo(remote.engine()).catch((e: Error) => e);
+  if (info instanceof Error) throw noAnswer(info.message);
+  if (info.swarmState !== 'active' || !info.manager)
+    throw new Error(
+      `${remote.where} is not a Swarm manager (swarm state "${info.swarmState}", manager ${info.manager}). ` +
+        'Run `docker swarm init` there first.',
+    );
+  return { info, home: facts.home };
 }
 
 /** Whether `connect` logs the host in to the registry (under the lock): a dry run never does. */
@@ -123,21 +113,21 @@ export async function connect(
     const docker = checkDocker(remote);
     // Read-only checks run beside Docker's: a refusal found here leaves no trace on the host (taking
     // a lock creates the stack's folder). Docker not answering is the error told first.
-    const settled = await Promise.allSettled([docker.info, docker.cli, beforeLock?.(remote)]);
+    const settled = await Promise.allSettled([docker, beforeLock?.(remote)]);
     for (const r of settled) if (r.status === 'rejected') throw r.reason;
-    const [info, { client, home }] = [await docker.info, await docker.cli];
-    core.info(`Host Docker: client ${client}, engine ${info.version}, Swarm manager.`);
+    const { info, home } = await docker;
+    core.info(`Host Docker: engine ${info.version}, Swarm manager.`);
     const who = jobContext();
     // A dry run only reads: it takes no lock and logs the host in nowhere.
     const unlock = readOnly ? async () => {} : await lockRun(remote, inputs, who);
     const logout = withRegistryAuth ? await hostLogin(remote, inputs, home, unlock) : async () => {};
-    const clientVersion = semver.coerce(client);
     const ctx: RunContext = {
       inputs,
       remote,
       ...who,
       withRegistryAuth,
-      detachFlag: !!clientVersion && semver.gte(clientVersion, '26.0.0'),
+      // Until the host's CLI refuses it (older than Docker 26: src/stack.ts).
+      detachFlag: true,
       pollMs: 250,
       // While an update is under way: Swarm's `completed` is seen sooner (a poll is two requests).
       minPollMs: 100,

@@ -41,6 +41,12 @@ async function deployStack(ctx: RunContext, plan: LayerPlan, gates: ServiceGate[
       await stackDeploy(ctx.remote, plan.dir, stack, plan.composePaths, {
         withRegistryAuth: ctx.withRegistryAuth,
         detachFlag: ctx.detachFlag,
+        onNoDetach: () => {
+          ctx.detachFlag = false;
+          core.info(
+            "The host's docker CLI is older than Docker 26 (no --detach): `docker stack deploy` ran without it.",
+          );
+        },
         timeoutMs: Math.max(COMMAND_TIMEOUT_MS, plan.timeoutS * 1000),
       }),
     );

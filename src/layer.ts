@@ -29,6 +29,7 @@ export interface RunContext {
   actor: string;
   runUrl: string;
   withRegistryAuth: boolean;
+  /** `docker stack deploy --detach=true`, until the host's CLI (older than Docker 26) refuses it. */
   detachFlag: boolean;
   /** The gate's wait between polls, and its least while an update is under way (src/gate.ts). */
   pollMs: number;

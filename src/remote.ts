@@ -4,7 +4,8 @@ import { NodeSSH } from 'node-ssh';
 import type { ClientChannel } from 'ssh2';
 import { InputError } from './errors';
 import { RunResult, Runner } from './exec';
-import { DIAL_COMMAND, Dialed, Engine, EngineApi, firstLine } from './host/engine-api';
+import { Dialed, Engine, EngineApi } from './host/engine-api';
+import { EngineEndpoint, HostFacts, PROBE_SCRIPT, parseProbe } from './host/engine-endpoint';
 import { explainSshError, openSocket } from './host/ssh-connect';
 export { sshOptions } from './host/ssh-connect';
 import { COMMAND_TIMEOUT_MS, CommandTimeout, isDropped } from './host/failures';
@@ -45,6 +46,8 @@ export class Remote implements Runner, Host {
   private lost = false;
   private opened = {};
   private api?: EngineApi;
+  private readonly endpoint = new EngineEndpoint();
+  private facts?: Promise<HostFacts & { moved: boolean }>;
   /** Remote commands run (the Engine API connection counts as one), for the gate's log line. */
   commands = 0;
   /** Set before every script (`export K=V;`): the run's own Docker config folder on the host. */
@@ -245,7 +248,26 @@ export class Remote implements Runner, Host {
     return this.api;
   }
 
-  /** Opens the Engine API connection (reconnecting SSH once if it dropped) and reads the host's clock. */
+  /**
+   * The host's clock, home, and which engine its CLI uses, asked once; the Engine API is moved to that
+   * engine's socket when it was dialed elsewhere (`true`: asked on the wrong one, ask again).
+   */
+  hostFacts(): Promise<HostFacts & { moved: boolean }> {
+    this.facts ??= (async () => {
+      const sentAt = Date.now();
+      const res = await this.sh(PROBE_SCRIPT, { retry: true });
+      if (res.code !== 0) throw new Error(`${this.where}: ${(res.stderr || res.stdout).trim()}`);
+      const f = parseProbe(res.stdout, sentAt, Date.now());
+      this.api?.setOffset(f.offsetMs);
+      const moved = this.endpoint.learn(f);
+      if (moved) this.api?.close();
+      if (moved) this.api = undefined;
+      return { ...f, moved };
+    })();
+    return this.facts;
+  }
+
+  /** Opens the Engine API connection (reconnecting SSH once if it dropped). */
   private dial(): Promise<Dialed> {
     const bound = 15_000;
     const lostIfDropped = (e: Error) => {
@@ -264,29 +286,7 @@ export class Remote implements Runner, Host {
         const conn = this.ssh.connection;
         if (this.lost || !conn) throw Object.assign(new Error('Not connected to server'), { dropped: true });
         this.commands++;
-        const t0 = Date.now();
-        // A connection that died unnoticed never answers a channel request: bounded, and counted as dropped.
-        const ch = await bounded(
-          new Promise<ClientChannel>((resolve, reject) =>
-            conn.exec(this.prefix + DIAL_COMMAND, (err, c) =>
-              err ? reject(Object.assign(err, { dropped: true })) : resolve(c),
-            ),
-          ),
-          bound,
-          () => Object.assign(new Error('no answer to a channel request'), { dropped: true }),
-        );
-        let stderr = '';
-        ch.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString('utf8')).slice(-2000)));
-        const hostMs = await bounded(firstLine(ch), bound, () => {
-          ch.close();
-          return new CommandTimeout(this.where, DIAL_COMMAND, bound);
-        }).catch((e: Error) => {
-          throw new Error(`${this.where}: cannot reach the Docker Engine API: ${stderr.trim() || e.message}`);
-        });
-        // Opening a channel can take sshd most of a second: read the clock as it arrives, not halfway.
-        const offsetMs = Number(hostMs) - Date.now();
-        if (core.isDebug()) core.debug(`${this.where}$ ${DIAL_COMMAND} → open (${Date.now() - t0} ms)`);
-        return { stream: ch, offsetMs: Number.isFinite(offsetMs) ? offsetMs : 0, stderr: () => stderr };
+        return this.endpoint.open(conn, this.prefix, this.where, bound);
       },
     ).catch(lostIfDropped);
   }

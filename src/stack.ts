@@ -187,8 +187,10 @@ export async function uploadRelease(
 
 export interface DeployFlags {
   withRegistryAuth: boolean;
-  /** The host's client knows --detach (Docker ≥ 26); older clients always return at once. */
+  /** Pass --detach=true (a client that may one day wait by default); older clients always return at once. */
   detachFlag: boolean;
+  /** The client is older than Docker 26 and refused --detach: it was run again without. */
+  onNoDetach?: () => void;
   /** Bound on the command (a stalled registry can hold digest resolution). */
   timeoutMs?: number;
 }
@@ -204,9 +206,16 @@ export async function stackDeploy(
   const argv = ['docker', 'stack', 'deploy'];
   for (const c of composePaths) argv.push('--compose-file', c);
   if (flags.withRegistryAuth) argv.push('--with-registry-auth');
-  if (flags.detachFlag) argv.push('--detach=true');
-  argv.push(stack);
-  const res = await remote.sh(`cd ${shellJoin([releaseDir])} && ${shellJoin(argv)}`, { timeoutMs: flags.timeoutMs });
+  const run = (detach: boolean) =>
+    remote.sh(`cd ${shellJoin([releaseDir])} && ${shellJoin([...argv, ...(detach ? ['--detach=true'] : []), stack])}`, {
+      timeoutMs: flags.timeoutMs,
+    });
+  let res = await run(flags.detachFlag);
+  // Refused while parsing its flags, before it read a file or asked the engine.
+  if (flags.detachFlag && res.code !== 0 && /unknown flag: --detach/.test(res.stderr)) {
+    flags.onNoDetach?.();
+    res = await run(false);
+  }
   const out = `${res.stdout}\n${res.stderr}`.trim();
   if (res.code !== 0)
     throw new Error(

@@ -8,7 +8,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { runAction } from '../helpers/action';
-import { LabEnv, copyExample, docker, requireLab, run, uniqueName, waitFor } from '../helpers/lab';
+import { LabEnv, copyExample, docker, removeStack, requireLab, run, uniqueName, waitFor } from '../helpers/lab';
 import { baseInputs, exampleStacks, onHost } from './common';
 
 const ex = exampleStacks('pf');
@@ -327,8 +327,8 @@ function sshTo(port: number, known: string, command: string) {
 
 /**
  * A host whose Swarm node address sits on an interface with MTU 1400: a veth end with a TEST-NET-1
- * address, and a second sshd whose PATH puts first a `docker` whose Engine API connection
- * (`docker system dial-stdio`) answers GET /info with that node address in place of the lab's
+ * address, and a second sshd (forwarding no socket) whose PATH puts first a `docker` whose Engine API
+ * connection (`docker system dial-stdio`) answers GET /info with that node address in place of the lab's
  * 127.0.0.1 (as long: the HTTP lengths stay right); every other docker command is the real one. The
  * interface, its address and MTU are real, read by the action's own remote command.
  */
@@ -360,7 +360,8 @@ async function withLowMtuHost(
         `fi\nexec ${realDocker} "$@"\n`,
       { mode: 0o755 },
     );
-    const second = await secondSshd(tmp, { binDir: path.join(tmp, 'bin') });
+    // sshd forwards no socket here: the action's Engine API connection falls back to the CLI's dial-stdio.
+    const second = await secondSshd(tmp, { binDir: path.join(tmp, 'bin'), extra: 'AllowStreamLocalForwarding no\n' });
     stop = second.stop;
     const info = await sshTo(
       second.port,
@@ -446,7 +447,8 @@ test(
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-sessions-'));
     let stop = () => {};
     try {
-      const second = await secondSshd(tmp, { extra: 'MaxSessions 2\n' });
+      // The Engine API as a session too (dial-stdio): sshd forwards no socket.
+      const second = await secondSshd(tmp, { extra: 'MaxSessions 2\nAllowStreamLocalForwarding no\n' });
       stop = second.stop;
       const r = await runAction({
         inputs: { ...second.inputs, command: 'deploy', release: 'pf-sessions', 'dry-run': 'true' },
@@ -469,6 +471,56 @@ test(
       assert.doesNotMatch(missing, /lab\/base/);
     } finally {
       stop();
+      fs.rmSync(tmp, { recursive: true, force: true });
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
+
+test(
+  'a host whose docker CLI predates Docker 26 (no --detach): `docker stack deploy` runs again without it, and the gate decides',
+  { timeout: 120_000 },
+  async () => {
+    const old = (await run('/usr/bin/docker', ['--version'])).stdout;
+    const major = Number(/version (\d+)\./.exec(old)?.[1]);
+    assert.ok(major > 0 && major < 26, `the lab's docker.io CLI is not older than 26: ${old}`);
+    const dir = copyExample();
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-oldcli-'));
+    const stack = `${uniqueName('pf-old')}`;
+    let stop = () => {};
+    try {
+      fs.mkdirSync(path.join(tmp, 'bin'));
+      fs.symlinkSync('/usr/bin/docker', path.join(tmp, 'bin', 'docker'));
+      fs.writeFileSync(
+        path.join(dir, 'stacks', 'old.yml'),
+        `version: "3.8"
+services:
+  web:
+    image: \${REGISTRY}/lab/base:1
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+    healthcheck: { test: ["CMD", "true"], interval: 1s, timeout: 2s, retries: 2 }
+    stop_grace_period: 1s
+    deploy:
+      endpoint_mode: dnsrr
+      replicas: 1
+      update_config: { parallelism: 1, order: start-first, failure_action: rollback, monitor: 3s }
+`,
+      );
+      const second = await secondSshd(tmp, { binDir: path.join(tmp, 'bin') });
+      stop = second.stop;
+      const r = await runAction({
+        inputs: { ...second.inputs, command: 'deploy', stacks: `${stack}=stacks/old.yml`, env: '', stability: '0' },
+        cwd: dir,
+      });
+      assert.equal(r.code, 0, r.maskedLog.slice(-3000));
+      assert.equal(r.outputs.result, 'deployed');
+      assert.match(r.log, /docker CLI is older than Docker 26/);
+      assert.match(r.summary, new RegExp(`${stack}_web \\| .* \\| 1/1 \\| healthy`));
+      const running = await docker(['service', 'ls', '--filter', `name=${stack}_web`, '--format', '{{.Replicas}}']);
+      assert.equal(running.stdout.trim(), '1/1');
+    } finally {
+      stop();
+      await removeStack(stack);
       fs.rmSync(tmp, { recursive: true, force: true });
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -81,7 +81,7 @@ test("the action's own time: the parts add up to the main step", () => {
   const own = ownTime(t, 'app');
   assert.ok(own);
   assert.equal(own[OWN_PARTS[0]], 400);
-  assert.equal(own['host checks (docker version, configs, MTU, registry)'], 40);
+  assert.equal(own['host checks (engine facts, configs, MTU, registry)'], 40);
   assert.equal(own['lock (take, release)'], 35);
   assert.equal(own['ledger (read, write)'], 35);
   assert.equal(own['files (upload into the release folder)'], 30);
@@ -92,5 +92,23 @@ test("the action's own time: the parts add up to the main step", () => {
   assert.equal(
     Object.values(own).reduce((a, x) => a + x, 0),
     1500,
+  );
+});
+
+test("the Engine API on the engine's socket (forwarded by sshd) and the host probe are classified too", () => {
+  const { commands } = debugCalls([
+    { t: 0, ev: 'start' },
+    at(420, '::debug::root@[127.0.0.1]:2222 Engine API socket /var/run/docker.sock → open (9 ms)'),
+    at(
+      440,
+      '::debug::root@[127.0.0.1]:2222$ date +%25s%253N; printf \'%25s\\n\' "$HOME"; sed -n \'s/.*"currentContext".*/\\1/p\' x → 0 (12 ms)',
+    ),
+  ]);
+  assert.deepEqual(
+    commands.map((c) => [c.t, c.ms, c.kind, c.end]),
+    [
+      [411, 9, "Engine API connection (the engine's socket, forwarded by sshd)", 'open'],
+      [428, 12, 'host facts (clock, home, which engine the CLI uses)', '0'],
+    ],
   );
 });

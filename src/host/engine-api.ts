@@ -5,8 +5,8 @@ import { Duplex } from 'stream';
 /** A connection to the host's Docker Engine API and the host's clock read when it opened. */
 export interface Dialed {
   stream: Duplex;
-  /** Host clock minus runner clock (ms), measured as the connection opened. */
-  offsetMs: number;
+  /** Host clock minus runner clock (ms), measured as the connection opened (or before: unchanged). */
+  offsetMs?: number;
   /** What the far end said on its error stream, for the message when the connection breaks. */
   stderr: () => string;
 }
@@ -26,9 +26,9 @@ export interface Engine {
 export const DIAL_COMMAND = 'date +%s%3N && exec docker system dial-stdio';
 
 /**
- * HTTP/1.1 over one connection that stays open (`docker system dial-stdio` on the host): a poll costs
- * two requests and no process on the host. A docker CLI started per poll cost ~70 ms of the host's
- * CPU each, four to eight times a second while the gate watched.
+ * HTTP/1.1 over one connection that stays open (the engine's socket forwarded by sshd, or `docker
+ * system dial-stdio` on the host): a poll costs two requests and no process on the host. A docker
+ * CLI started per poll cost ~70 ms of the host's CPU each, four to eight times a second.
  */
 export class EngineApi implements Engine {
   requests = 0;
@@ -48,7 +48,7 @@ export class EngineApi implements Engine {
   private newAgent(): ChannelAgent {
     return new ChannelAgent(async () => {
       const d = await this.dial();
-      this.offsetMs = d.offsetMs;
+      if (d.offsetMs !== undefined) this.offsetMs = d.offsetMs;
       return d;
     });
   }
@@ -61,6 +61,11 @@ export class EngineApi implements Engine {
     for (const fail of [...this.inFlight]) fail(why);
     this.agent.destroy();
     this.agent = this.newAgent();
+  }
+
+  /** The host's clock as measured elsewhere (the host's shell). */
+  setOffset(ms: number): void {
+    this.offsetMs = ms;
   }
 
   hostNow(): number {
