@@ -3,6 +3,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { InputError } from './errors';
 import { Runner, mustRun } from './exec';
+import type { Engine } from './host/engine-api';
 import { Clock, retry } from './retry-helper';
 import { Service, imageRepository } from './versions';
 
@@ -190,6 +191,31 @@ export async function missingImages(runner: Runner, images: string[]): Promise<I
     else out.unreadable.push({ image, why: why.slice(0, 200) });
   });
   return out;
+}
+
+/** Bound on one look-up through the engine: past it the CLI asks (a stalled registry). */
+const ENGINE_LOOKUP_MS = 10_000;
+
+/**
+ * Asks the host's engine first (GET /distribution/…/json): the registry as the engine that pulls sees
+ * it, and no process on the host. Only its "there" is taken: it asks without the host's login, so any
+ * other answer (not found, refused, unreachable) is asked again with the CLI, which decides as before.
+ */
+export async function missingImagesOnHost(engine: Engine, runner: Runner, images: string[]): Promise<ImageCheck> {
+  const unique = [...new Set(images)];
+  // A reference goes into the request's path as it is: anything but its usual characters goes to the CLI.
+  const there = await mapLimit(
+    unique,
+    IMAGE_LOOKUPS,
+    async (image) =>
+      /^[\w./:@-]+$/.test(image) &&
+      engine.get(`/distribution/${image}/json`, ENGINE_LOOKUP_MS).then(
+        () => true,
+        () => false,
+      ),
+  );
+  const ask = unique.filter((_, i) => !there[i]);
+  return ask.length ? missingImages(runner, ask) : { missing: [], unreadable: [] };
 }
 
 /**

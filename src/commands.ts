@@ -120,7 +120,7 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
       try {
         await connectedChecks(remote, prepared, inputs, info);
         await printPlan(remote, plans, 'would deploy release');
-        await checkImages(remote, prepared, inputs);
+        await checkImages(remote, prepared, inputs, remote.engine());
       } finally {
         await finish();
         remote.dispose();
@@ -141,7 +141,7 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
   let registryCheck: Promise<void> | undefined;
   const { remote, ctx, finish, info } = await connect(inputs, false, async (r) => {
     if (!hostLogsIn(inputs)) {
-      registryCheck = checkImages(r, prepared, inputs);
+      registryCheck = checkImages(r, prepared, inputs, r.engine());
       registryCheck.catch(() => undefined);
     }
     await checkPreviewCap(
@@ -153,7 +153,7 @@ export async function commandDeploy(inputs: Inputs): Promise<Outcome> {
   try {
     const [checked, registry] = await Promise.allSettled([
       connectedChecks(remote, prepared, inputs, info),
-      registryCheck ?? checkImages(remote, prepared, inputs),
+      registryCheck ?? checkImages(remote, prepared, inputs, remote.engine()),
     ]);
     if (checked.status === 'rejected') throw checked.reason;
     if (registry.status === 'rejected') throw registry.reason;

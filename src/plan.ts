@@ -1,6 +1,7 @@
 /** What a deploy decides before it connects: versions, checks, each layer's release files and timing. */
 import * as core from '@actions/core';
-import { missingImages, stackBuilds } from './build';
+import { missingImages, missingImagesOnHost, stackBuilds } from './build';
+import type { Engine } from './host/engine-api';
 import { ServiceInfo } from './compose';
 import { InputError } from './errors';
 import { Runner } from './exec';
@@ -98,7 +99,13 @@ export async function planDeploy(
  * Every image the stacks name in our registry (or under image-prefix, without one) must be there
  * before anything is deployed; asked where the pulls happen, with the host's login. A dry run warns.
  */
-export async function checkImages(runner: Runner, prepared: PreparedStack[], inputs: Inputs): Promise<void> {
+export async function checkImages(
+  runner: Runner,
+  prepared: PreparedStack[],
+  inputs: Inputs,
+  /** The host's engine, asked first (src/build.ts). */
+  engine?: Engine,
+): Promise<void> {
   const ours = (image: string) =>
     inputs.registry
       ? image.startsWith(`${inputs.registry}/`)
@@ -112,7 +119,9 @@ export async function checkImages(runner: Runner, prepared: PreparedStack[], inp
   }
   if (!users.size) return;
   const t0 = Date.now();
-  const { missing, unreadable } = await missingImages(runner, [...users.keys()]);
+  const { missing, unreadable } = engine
+    ? await missingImagesOnHost(engine, runner, [...users.keys()])
+    : await missingImages(runner, [...users.keys()]);
   for (const u of unreadable)
     core.warning(`Could not check that ${u.image} is in the registry (${u.why}); the deploy will tell.`);
   const list = missing.map((m) => `  ${m} (${(users.get(m) ?? []).join(', ')})`).join('\n');

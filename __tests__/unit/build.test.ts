@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { buildImages, missingImages, repositoryOf, stackBuilds } from '../../src/build';
+import { buildImages, missingImages, missingImagesOnHost, repositoryOf, stackBuilds } from '../../src/build';
+import type { Engine } from '../../src/host/engine-api';
 import { InputError } from '../../src/errors';
 import { RunOptions, RunResult, Runner } from '../../src/exec';
 import { readServices } from '../../src/versions';
@@ -330,4 +331,50 @@ test('a registry the engine lists as insecure (plain HTTP, not loopback) is aske
     quiet.calls.filter((c) => c[1] === 'manifest'),
     [['docker', 'manifest', 'inspect', '10.213.1.1:5000/p/a:1']],
   );
+});
+
+test('missingImagesOnHost: the engine\'s "there" is taken; anything else is asked again with the CLI, which decides', async () => {
+  const requests: string[] = [];
+  const engine: Engine = {
+    requests: 0,
+    hostNow: () => Date.now(),
+    close() {},
+    async get(p) {
+      requests.push(p);
+      if (p.includes(':ok/')) return { Descriptor: { digest: 'sha256:1' } };
+      if (p.includes(':gone/')) throw Object.assign(new Error('the engine refused /distribution (HTTP 404)'), {});
+      throw new Error('the engine refused /distribution (HTTP 401): unauthorized');
+    },
+  };
+  const docker = new FakeDocker((argv) => {
+    const ref = argv[argv.length - 1];
+    if (ref.endsWith(':gone')) return { code: 1, stderr: `no such manifest: ${ref}` };
+    return {};
+  });
+  const r = await missingImagesOnHost(engine, docker, [
+    '127.0.0.1:5000/p/a:ok',
+    '127.0.0.1:5000/p/a:gone',
+    'ghcr.io/p/a:private',
+    '127.0.0.1:5000/p/a:ok',
+    'ghcr.io/p/a:x?y',
+  ]);
+  assert.deepEqual(r, { missing: ['127.0.0.1:5000/p/a:gone'], unreadable: [] });
+  assert.deepEqual(requests.sort(), [
+    '/distribution/127.0.0.1:5000/p/a:gone/json',
+    '/distribution/127.0.0.1:5000/p/a:ok/json',
+    '/distribution/ghcr.io/p/a:private/json',
+  ]);
+  // Asked with the CLI: the two the engine did not say were there, and the one not put in a path.
+  assert.deepEqual(
+    docker.calls.filter((c) => c[1] === 'manifest').map((c) => c.at(-1)),
+    ['127.0.0.1:5000/p/a:gone', 'ghcr.io/p/a:private', 'ghcr.io/p/a:x?y'],
+  );
+});
+
+test('missingImagesOnHost: every image there for the engine: no CLI at all', async () => {
+  const engine: Engine = { requests: 0, hostNow: () => Date.now(), close() {}, get: async () => ({}) };
+  const docker = new FakeDocker(() => ({ code: 1, stderr: 'should not run' }));
+  const r = await missingImagesOnHost(engine, docker, ['127.0.0.1:5000/p/a:1', '127.0.0.1:5000/p/b:1']);
+  assert.deepEqual(r, { missing: [], unreadable: [] });
+  assert.equal(docker.calls.length, 0);
 });
