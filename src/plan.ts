@@ -1,6 +1,7 @@
 /** What a deploy decides before it connects: versions, checks, each layer's release files and timing. */
 import * as core from '@actions/core';
-import { missingImages, missingImagesOnHost, stackBuilds } from './build';
+import { stackBuilds } from './build';
+import { missingImages, missingImagesOnHost } from './image-lookup';
 import type { Engine } from './host/engine-api';
 import { ServiceInfo } from './compose';
 import { InputError } from './errors';
