@@ -42,6 +42,20 @@ test('EngineApi: many requests over one connection, JSON answers', async () => {
   api.close();
 });
 
+test('EngineApi: requests sent at once, before the connection is open, still share one connection', async () => {
+  const { api, dials } = await engine();
+  const paths = ['/info', '/distribution/a', '/distribution/b', '/distribution/c', '/distribution/d'];
+  const answers = await Promise.all(paths.map((p) => api.get(p, 5000)));
+  assert.deepEqual(
+    answers,
+    paths.map((p) => ({ path: p })),
+  );
+  assert.equal(dials.length, 1, `${dials.length} connections for ${paths.length} requests sent at once`);
+  assert.deepEqual(await api.get('/services', 5000), { path: '/services' });
+  assert.equal(dials.length, 1);
+  api.close();
+});
+
 test('EngineApi: a connection that closed is opened again at the next request', async () => {
   const { api, dials } = await engine();
   await api.get('/a', 5000);

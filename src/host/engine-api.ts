@@ -34,6 +34,7 @@ export class EngineApi implements Engine {
   requests = 0;
   private offsetMs = 0;
   private agent: ChannelAgent;
+  private tail: Promise<unknown> = Promise.resolve();
   /** How to fail each request in flight, for `drop`. */
   private readonly inFlight = new Set<(e: Error) => void>();
 
@@ -74,11 +75,21 @@ export class EngineApi implements Engine {
 
   get(path: string, timeoutMs: number): Promise<unknown> {
     this.requests++;
-    if (!core.isDebug()) return this.request(path, timeoutMs);
+    // One request at a time. The agent counts a connection only once its dial answered: requests
+    // sent at once would each open their own, and one connection is what the gate keeps and drops.
+    // Its bound counts from now, waiting included, as the agent's own queue had it.
+    const until = Date.now() + timeoutMs;
+    const sent = this.tail.then(() => this.timed(path, Math.max(0, until - Date.now()), timeoutMs));
+    this.tail = sent.catch(() => undefined);
+    return sent;
+  }
+
+  private timed(path: string, timeoutMs: number, boundMs: number): Promise<unknown> {
+    if (!core.isDebug()) return this.request(path, timeoutMs, boundMs);
     const t0 = Date.now();
     const done = (end: string) =>
       core.debug(`${this.where} Engine API GET ${path.split('?')[0]} → ${end} (${Date.now() - t0} ms)`);
-    return this.request(path, timeoutMs).then(
+    return this.request(path, timeoutMs, boundMs).then(
       (body) => (done('ok'), body),
       (e: Error) => {
         done('error');
@@ -87,7 +98,7 @@ export class EngineApi implements Engine {
     );
   }
 
-  private request(path: string, timeoutMs: number): Promise<unknown> {
+  private request(path: string, timeoutMs: number, boundMs: number): Promise<unknown> {
     return new Promise((resolve, reject) => {
       let settled = false;
       const settle = (f: () => void) => {
@@ -121,7 +132,7 @@ export class EngineApi implements Engine {
       // ever (sshd confirms it once dial-stdio exits), so neither the answer nor the next request waits on it.
       const timer = setTimeout(() => {
         const err = new Error(
-          `the engine did not answer within ${Math.round(timeoutMs / 1000)} s (GET ${path.split('?')[0]})`,
+          `the engine did not answer within ${Math.round(boundMs / 1000)} s (GET ${path.split('?')[0]})`,
         );
         abort(this.agent.explain(err));
       }, timeoutMs);
