@@ -617,7 +617,7 @@ function report(
   );
   out.push('');
   out.push(
-    `"Before the first layer": node start and bundle load, inputs, pre-flight checks, SSH connect, \`docker version\`/\`info\`, the swarm's configs and nodes, the host MTU, the lock of the three stacks, and the registry look-up of the ${ALL.length} images on the host (\`docker manifest inspect\`, one per image). The post step (separate, ${s2(median(r.act.map((x) => x.postMs)))} s) is not counted.`,
+    `"Before the first layer": node start and bundle load, inputs, pre-flight checks, SSH connect, the engine's \`GET /info\` and one shell command (the host's clock, home and which engine its CLI uses), the swarm's configs and nodes, the host MTU, the lock of the three stacks, and the registry look-up of the ${ALL.length} images on the host (\`GET /distribution/…\` on the engine, one per image; \`docker manifest inspect\` for any answer but "there"). The post step (separate, ${s2(median(r.act.map((x) => x.postMs)))} s) is not counted.`,
     '',
   );
   if (RUNS > 1) {
@@ -655,7 +655,7 @@ function report(
   if (!c) out.push('Not measured (the run failed before it).', '');
   else {
     out.push(
-      'The same three-layer deploy (`stability: 0`) once more through the runner emulation with `RUNNER_DEBUG=1`: the action logs every remote command with its exit code and duration, and every Engine API request (the gate keeps one HTTP/1.1 connection to the Engine API, one `docker system dial-stdio` exec on the SSH connection, and reads the stack with two GET requests per poll). "During the gate": started between the layer\'s `Gate: watching` line and its closing line `Gate: <n> polls in …`. One poll: from the start of its `/services` request to the end of its `/tasks` request.',
+      'The same three-layer deploy (`stability: 0`) once more through the runner emulation with `RUNNER_DEBUG=1`: the action logs every remote command with its exit code and duration, and every Engine API request (the gate keeps one HTTP/1.1 connection to the Engine API, the engine\'s socket forwarded by sshd on the SSH connection, and reads the stack with two GET requests per poll). "During the gate": started between the layer\'s `Gate: watching` line and its closing line `Gate: <n> polls in …`. One poll: from the start of its `/services` request to the end of its `/tasks` request.',
       '',
     );
     out.push(
