@@ -8,7 +8,9 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DEFAULT_SOCKET, PROBE_SCRIPT, parseProbe } from '../../src/host/engine-endpoint';
+import { PassThrough } from 'node:stream';
+import type { Client } from 'ssh2';
+import { DEFAULT_SOCKET, EngineEndpoint, PROBE_SCRIPT, parseProbe } from '../../src/host/engine-endpoint';
 import { stackDeploy } from '../../src/stack';
 import { RecordingShell } from '../helpers/host';
 
@@ -103,4 +105,51 @@ test('stackDeploy: any other failure is not retried, whatever its flags', async 
   );
   assert.equal(host.calls.length, 1);
   assert.equal(told, 0);
+});
+
+/** An SSH connection whose sshd forwards no socket, and whose exec channels answer a clock line (dial-stdio). */
+function refusingConn() {
+  const calls: string[] = [];
+  const conn = {
+    openssh_forwardOutStreamLocal(socket: string, cb: (err?: Error) => void) {
+      calls.push(`forward ${socket}`);
+      cb(Object.assign(new Error('(SSH) Channel open failure: open failed'), { reason: 2 }));
+    },
+    exec(command: string, cb: (err: Error | undefined, ch: unknown) => void) {
+      calls.push(`exec ${command}`);
+      const ch = Object.assign(new PassThrough(), { stderr: new PassThrough(), close() {} });
+      ch.push('1700000000000\n');
+      cb(undefined, ch);
+    },
+  };
+  return { conn: conn as unknown as Client, calls };
+}
+
+const facts = (socket: string | null) => ({ home: '/root', offsetMs: 0, socket });
+
+test('EngineEndpoint: sshd forwards no socket, and the probe names the default after that dial failed: no move', async () => {
+  const { conn, calls } = refusingConn();
+  const ep = new EngineEndpoint();
+  await ep.open(conn, '', 'me@vps', 1000);
+  assert.deepEqual(calls, [`forward ${DEFAULT_SOCKET}`, 'exec date +%s%3N && exec docker system dial-stdio']);
+  assert.equal(ep.learn(facts(DEFAULT_SOCKET)), false, 'dialed again on a socket sshd just refused');
+  await ep.open(conn, '', 'me@vps', 1000);
+  assert.equal(calls.filter((c) => c.startsWith('forward')).length, 1, calls.join('\n'));
+});
+
+test('EngineEndpoint: the probe answers before the dial on the default socket fails: alike', async () => {
+  const { conn, calls } = refusingConn();
+  const ep = new EngineEndpoint();
+  assert.equal(ep.learn(facts(DEFAULT_SOCKET)), false);
+  await ep.open(conn, '', 'me@vps', 1000);
+  assert.deepEqual(calls, [`forward ${DEFAULT_SOCKET}`, 'exec date +%s%3N && exec docker system dial-stdio']);
+  assert.equal(ep.learn(facts(DEFAULT_SOCKET)), false);
+});
+
+test('EngineEndpoint: the CLI uses another socket or another engine: the connection moves, once', () => {
+  const ep = new EngineEndpoint();
+  assert.equal(ep.learn(facts('/run/user/1000/docker.sock')), true);
+  assert.equal(ep.learn(facts('/run/user/1000/docker.sock')), false);
+  assert.equal(ep.learn(facts(null)), true);
+  assert.equal(ep.learn(facts(null)), false);
 });

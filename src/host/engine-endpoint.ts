@@ -42,22 +42,29 @@ const dropped = (e: Error) => Object.assign(e, { dropped: true });
 
 /** Where the Engine API is dialed, kept across reconnects: the engine's socket, or the CLI's dial-stdio. */
 export class EngineEndpoint {
-  /** null: only the CLI reaches the engine (tcp, ssh, a context), or sshd has no such socket. */
+  /** The socket the CLI uses (the probe's answer; the default until then), or null for dial-stdio only. */
   private socket: string | null = DEFAULT_SOCKET;
-  /** sshd's policy forbids forwarding a socket: never asked again. */
-  private refused = false;
+  /** Sockets sshd would not forward (its policy, or no such socket): dial-stdio instead, for the job. */
+  private readonly failed = new Set<string>();
   private offsetMs?: number;
 
-  /** Takes the probe's answer; true when the connection (if open) goes to another engine than the CLI's. */
+  private target(): string | null {
+    return this.socket && !this.failed.has(this.socket) ? this.socket : null;
+  }
+
+  /**
+   * Takes the probe's answer; true when the connection goes elsewhere now (another socket, or the
+   * CLI's engine). The answer may come before or after a dial on the default socket failed: alike.
+   */
   learn(f: HostFacts): boolean {
     this.offsetMs = f.offsetMs;
-    const moved = this.socket !== f.socket && !(f.socket && this.refused);
-    if (moved) this.socket = f.socket;
-    return moved;
+    const before = this.target();
+    this.socket = f.socket;
+    return this.target() !== before;
   }
 
   async open(conn: Client, prefix: string, where: string, boundMs: number): Promise<Dialed> {
-    const socket = this.refused ? null : this.socket;
+    const socket = this.target();
     if (socket) {
       const t0 = Date.now();
       try {
@@ -67,9 +74,7 @@ export class EngineEndpoint {
       } catch (e) {
         // sshd answered, so the connection lives: a refusal, not a drop.
         if ((e as { dropped?: boolean }).dropped || !/Channel open failure/.test((e as Error).message)) throw e;
-        // Refused by sshd's policy (reason 1): never asked again. No such socket: the probe may name another.
-        if ((e as { reason?: number }).reason === 1) this.refused = true;
-        else this.socket = null;
+        this.failed.add(socket);
         core.debug(`${where}: no Engine API on ${socket} (${(e as Error).message}); the CLI's instead`);
       }
     }
